@@ -1,0 +1,155 @@
+"""RegionSet: the region tokens of one image.
+
+Masks are kept as COCO RLE (compact, and what the API sends); the dense masks are decoded
+on demand. Everything per region is an array of length N, so a RegionSet is plain data
+that saves to one `.npz` file (loaded with allow_pickle=False).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from . import rle
+
+SOURCE_SAM = 0
+SOURCE_SLIC = 1
+SOURCE_NAMES = {SOURCE_SAM: "sam", SOURCE_SLIC: "slic"}
+
+FORMAT = "regiond.regionset/1"
+
+
+@dataclass
+class RegionSet:
+    """Region tokens of one H×W image.
+
+    Per-region arrays (N = number of regions):
+      counts       list of uint32 RLE counts (column-major COCO form)
+      boxes        N×4 float32 [x0, y0, x1, y1], x1/y1 exclusive
+      areas        N int64 pixel counts
+      source       N uint8, SOURCE_SAM or SOURCE_SLIC
+      scores       N float32 SAM predicted IoU (NaN for SLIC pieces)
+      features     N×D float32 pooled backbone features, or None
+      centroids    N×3 float32 world-space centroid in metres (NaN when unknown)
+      extents      N×3 float32 robust extent (NaN when unknown)
+      valid_depth  N float32 fraction of the region's pixels with valid depth
+      point_count  N int64 number of back-projected points
+      labels       N int64 class per region (-1 unknown), or None
+    """
+
+    height: int
+    width: int
+    counts: list = field(default_factory=list)
+    boxes: np.ndarray = None
+    areas: np.ndarray = None
+    source: np.ndarray = None
+    scores: np.ndarray = None
+    features: np.ndarray | None = None
+    centroids: np.ndarray | None = None
+    extents: np.ndarray | None = None
+    valid_depth: np.ndarray | None = None
+    point_count: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    meta: dict = field(default_factory=dict)  # profile, backbone, frame index, timings, ...
+
+    def __post_init__(self):
+        n = len(self.counts)
+        if self.boxes is None:
+            self.boxes = np.stack([rle.bbox(c, self.height, self.width) for c in self.counts]) if n else np.zeros((0, 4), np.float32)
+        if self.areas is None:
+            self.areas = np.array([rle.area(c) for c in self.counts], dtype=np.int64)
+        if self.source is None:
+            self.source = np.zeros(n, np.uint8)
+        if self.scores is None:
+            self.scores = np.full(n, np.nan, np.float32)
+        for name in ("boxes", "areas", "source", "scores", "features", "centroids", "extents",
+                     "valid_depth", "point_count", "labels"):
+            v = getattr(self, name)
+            if v is not None and len(v) != n:
+                raise ValueError(f"RegionSet.{name} has {len(v)} rows for {n} regions")
+
+    @classmethod
+    def from_masks(cls, masks: np.ndarray, **kw) -> "RegionSet":
+        """From an N×H×W bool array; boxes and areas are computed here."""
+        masks = np.asarray(masks, dtype=bool)
+        n, h, w = masks.shape
+        counts = [rle.encode(m) for m in masks]
+        if n:
+            rows, cols = masks.any(axis=2), masks.any(axis=1)
+            boxes = np.zeros((n, 4), np.float32)
+            for i in range(n):
+                ys, xs = np.flatnonzero(rows[i]), np.flatnonzero(cols[i])
+                if ys.size:
+                    boxes[i] = (xs[0], ys[0], xs[-1] + 1, ys[-1] + 1)
+        else:
+            boxes = np.zeros((0, 4), np.float32)
+        kw.setdefault("boxes", boxes)
+        kw.setdefault("areas", masks.reshape(n, -1).sum(1).astype(np.int64))
+        return cls(height=h, width=w, counts=counts, **kw)
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    def mask(self, i: int) -> np.ndarray:
+        return rle.decode(self.counts[i], self.height, self.width)
+
+    def masks(self) -> np.ndarray:
+        """N×H×W bool."""
+        if not len(self):
+            return np.zeros((0, self.height, self.width), bool)
+        return np.stack([self.mask(i) for i in range(len(self))])
+
+    def coverage(self) -> float:
+        """Fraction of the image's pixels covered by at least one region."""
+        if not len(self):
+            return 0.0
+        return float(self.masks().any(axis=0).mean())
+
+    def subset(self, idx) -> "RegionSet":
+        idx = np.asarray(idx, dtype=np.int64)
+        kw = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name == "counts":
+                kw[f.name] = [v[i] for i in idx]
+            elif isinstance(v, np.ndarray):
+                kw[f.name] = v[idx]
+            else:
+                kw[f.name] = v
+        return RegionSet(**kw)
+
+    # --- persistence: one .npz, no pickle ---------------------------------------------
+
+    _ARRAYS = ("boxes", "areas", "source", "scores", "features", "centroids", "extents",
+               "valid_depth", "point_count", "labels")
+
+    def save(self, path) -> Path:
+        path = Path(path)
+        lengths = np.array([len(c) for c in self.counts], dtype=np.int64)
+        flat = np.concatenate(self.counts).astype(np.uint32) if self.counts else np.zeros(0, np.uint32)
+        header = {"format": FORMAT, "height": self.height, "width": self.width, "meta": self.meta}
+        arrays = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+                  "rle_lengths": lengths, "rle_counts": flat}
+        for name in self._ARRAYS:
+            v = getattr(self, name)
+            if v is not None:
+                arrays[name] = np.asarray(v)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path) -> "RegionSet":
+        with np.load(Path(path), allow_pickle=False) as z:
+            header = json.loads(bytes(z["header"]).decode())
+            if header.get("format") != FORMAT:
+                raise ValueError(f"{path}: not a regiond RegionSet file (format {header.get('format')!r})")
+            lengths = z["rle_lengths"]
+            counts = np.split(z["rle_counts"], np.cumsum(lengths)[:-1]) if lengths.size else []
+            kw = {name: z[name] for name in cls._ARRAYS if name in z.files}
+        return cls(height=header["height"], width=header["width"], counts=list(counts),
+                   meta=header.get("meta", {}), **kw)
