@@ -1,0 +1,81 @@
+"""Per-region 3D statistics from a depth image: centroid, robust extent, depth coverage."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+from ..frames import Camera, check_pose
+from .backproject import DEFAULT_MAX_DEPTH, backproject
+
+EXTENT_PERCENTILES = (10.0, 90.0)  # robust extent: the span between these percentiles, per axis
+
+
+@dataclass
+class RegionGeometry:
+    """3D statistics of N regions of one frame.
+
+    centroids       N×3 float32 world-space mean of the region's valid points, metres
+                    (NaN when the frame has no valid pose or the region no valid depth)
+    extents         N×3 float32 per-axis span between the 10th and 90th percentile of those
+                    points (NaN likewise)
+    valid_fraction  N float32 fraction of the region's pixels with valid depth (pose or not;
+                    0 for an empty mask)
+    point_count     N int64 number of valid depth pixels in the region
+    """
+
+    centroids: np.ndarray
+    extents: np.ndarray
+    valid_fraction: np.ndarray
+    point_count: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.point_count.shape[0])
+
+    @property
+    def has_position(self) -> np.ndarray:
+        """N bool: the region has a world-space centroid."""
+        return np.isfinite(self.centroids).all(axis=1)
+
+
+def region_geometry(masks: np.ndarray, depth: np.ndarray, camera: Camera, pose=None,
+                    max_depth: float = DEFAULT_MAX_DEPTH,
+                    percentiles: tuple[float, float] = EXTENT_PERCENTILES) -> RegionGeometry:
+    """3D statistics of each mask.
+
+    masks       N×H×W bool region masks
+    depth       H×W float32 depth in metres (0/NaN = none)
+    camera      intrinsics (rescaled to H×W when given for another size)
+    pose        4×4 camera-to-world, or None / a -inf pose when tracking was lost: the
+                regions keep valid_fraction and point_count, and their 3D fields are NaN
+    max_depth   readings beyond this many metres are invalid
+    percentiles the (low, high) percentiles whose span is the robust extent
+    """
+    masks = np.asarray(masks)
+    if masks.ndim != 3:
+        raise InputError("masks", f"expected N×H×W, got shape {masks.shape}")
+    masks = masks.astype(bool, copy=False)
+    depth = np.asarray(depth)
+    if depth.ndim != 2 or depth.shape != masks.shape[1:]:
+        raise InputError("depth", f"shape {depth.shape} does not match the masks {masks.shape[1:]}")
+    pose = check_pose(pose)
+    n = masks.shape[0]
+    points, valid = backproject(depth, camera, pose, max_depth=max_depth)
+    centroids = np.full((n, 3), np.nan, np.float32)
+    extents = np.full((n, 3), np.nan, np.float32)
+    flat = masks.reshape(n, -1)
+    areas = flat.sum(axis=1)
+    sel = flat & valid.reshape(1, -1)
+    counts = sel.sum(axis=1).astype(np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(areas > 0, counts / np.maximum(areas, 1), 0.0).astype(np.float32)
+    if pose is not None:
+        pts = points.reshape(-1, 3)
+        lo, hi = percentiles
+        for i in np.flatnonzero(counts):
+            p = pts[sel[i]].astype(np.float64)
+            centroids[i] = p.mean(axis=0)
+            q = np.percentile(p, [lo, hi], axis=0)
+            extents[i] = q[1] - q[0]
+    return RegionGeometry(centroids, extents, frac, counts)
