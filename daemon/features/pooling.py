@@ -11,12 +11,14 @@ mask M (H×W) the mean is therefore
     Σ_{y,x} M[y,x] U[:, y, x] / |M|  =  Σ_{i,j} (Ayᵀ M Ax)[i,j] F[:, i, j] / |M|,
 
 so each mask becomes an h×w weight matrix and the upsampled grid is never built. Each row of
-Ay/Ax has at most two non-zeros, so the products are computed as two-tap gathers rather
-than dense matmuls (see `_reduce_columns`).
+Ay/Ax has at most two non-zeros, so on CPU the products are taken on each mask's bounding
+box only, against the few grid rows/columns it touches; on GPU as two batched matmuls.
 
 Empty masks pool to zeros (mean and max): callers decide what an empty region means.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -59,15 +61,23 @@ def interpolation_matrix(n_in: int, n_out: int) -> np.ndarray:
     return a
 
 
-def _axis_taps(grid: FeatureGrid, axis: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Two-tap interpolation weights for the image rows (axis 0) or columns (axis 1), cropped."""
+@dataclass
+class _Axis:
+    """Cropped interpolation matrix of one axis plus, per image index, its first/last tap."""
+
+    matrix: torch.Tensor      # image size × grid size, float32
+    first: np.ndarray         # first grid index with a non-zero weight, per image index
+    last: np.ndarray          # last such index (inclusive)
+
+
+def _axis(grid: FeatureGrid, axis: int, device) -> _Axis:
+    """Rows (axis 0) or columns (axis 1) of the upsampling, cropped to the image."""
     n_cells = grid.features.shape[1 + axis]
     start = grid.pad[0] if axis == 0 else grid.pad[2]
-    size = grid.image_size[axis]
-    i0, i1, w0, w1 = bilinear_taps(n_cells, n_cells * grid.stride)
-    sl = slice(start, start + size)
-    as_t = lambda a, dt: torch.as_tensor(np.ascontiguousarray(a[sl]), dtype=dt, device=device)
-    return as_t(i0, torch.long), as_t(i1, torch.long), as_t(w0, torch.float32), as_t(w1, torch.float32)
+    sl = slice(start, start + grid.image_size[axis])
+    i0, i1, _, _ = bilinear_taps(n_cells, n_cells * grid.stride)
+    a = interpolation_matrix(n_cells, n_cells * grid.stride)[sl]
+    return _Axis(torch.as_tensor(a, dtype=torch.float32, device=device), i0[sl], i1[sl])
 
 
 def _as_masks(grid: FeatureGrid, masks) -> torch.Tensor:
@@ -95,89 +105,110 @@ def _check_grid(grid: FeatureGrid) -> None:
         raise InputError("grid", f"padded size {(top + h + bottom, left + w + right)} is not grid {tuple(f.shape[1:])} × stride {grid.stride}")
 
 
-def mask_weights(grid: FeatureGrid, masks) -> torch.Tensor:
-    """N×h×w weights Ayᵀ M Ax: pooled sum = weights · features (before dividing by area)."""
+def _boxes(m: torch.Tensor) -> np.ndarray:
+    """N×4 int [y0, y1, x0, x1) bounding boxes (all zeros for an empty mask)."""
+    mn = m.cpu().numpy()           # free on CPU; numpy's any() is far faster than torch's here
+    rows, cols = mn.any(2), mn.any(1)
+    boxes = np.zeros((m.shape[0], 4), np.int64)
+    has = rows.any(1)
+    boxes[has, 0] = rows[has].argmax(1)
+    boxes[has, 1] = m.shape[1] - rows[has, ::-1].argmax(1)
+    boxes[has, 2] = cols[has].argmax(1)
+    boxes[has, 3] = m.shape[2] - cols[has, ::-1].argmax(1)
+    return boxes
+
+
+def _weights_boxes(m: torch.Tensor, ay: _Axis, ax: _Axis, out: torch.Tensor) -> None:
+    """Per mask, on its bounding box only: Ayᵀ[box rows] · M[box] · Ax[box cols].
+
+    Only the grid rows/columns the box touches are involved, so the cost follows the mask
+    size, not the image size. The CPU strategy: few, small matmuls."""
+    for k, (y0, y1, x0, x1) in enumerate(_boxes(m)):
+        if y1 == 0:
+            continue
+        r0, r1 = int(ay.first[y0]), int(ay.last[y1 - 1]) + 1
+        c0, c1 = int(ax.first[x0]), int(ax.last[x1 - 1]) + 1
+        crop = m[k, y0:y1, x0:x1].to(torch.float32)
+        out[k, r0:r1, c0:c1] = ay.matrix[y0:y1, r0:r1].T @ (crop @ ax.matrix[x0:x1, c0:c1])
+
+
+def _weights_dense(m: torch.Tensor, ay: _Axis, ax: _Axis, out: torch.Tensor) -> None:
+    """Two batched matmuls over chunks of masks: Ayᵀ · (M · Ax). The GPU strategy: a few
+    large kernels beat many small ones there."""
+    n, H, W = m.shape
+    step = max(1, MEAN_POOL_CHUNK_ELEMENTS // (H * W))
+    for s in range(0, n, step):
+        mf = m[s:s + step].to(torch.float32)
+        out[s:s + step] = ay.matrix.T @ (mf @ ax.matrix)
+
+
+# How mask weights are computed, by strategy name; "auto" picks by device.
+WEIGHT_STRATEGIES = {"boxes": _weights_boxes, "dense": _weights_dense}
+
+
+def mask_weights(grid: FeatureGrid, masks, strategy: str = "auto") -> torch.Tensor:
+    """N×h×w weights Ayᵀ M Ax: a mask's pooled sum is Σ weights · features.
+
+    strategy: "boxes" (per-mask bounding boxes, default on CPU), "dense" (batched
+    matmuls over the whole image, default on GPU) or "auto".
+    """
     _check_grid(grid)
     m = _as_masks(grid, masks)
     dev = grid.features.device
-    n, H, W = m.shape
+    if strategy == "auto":
+        strategy = "boxes" if dev.type == "cpu" else "dense"
+    if strategy not in WEIGHT_STRATEGIES:
+        raise InputError("strategy", f"unknown strategy {strategy!r}; expected auto or one of {sorted(WEIGHT_STRATEGIES)}")
     h, w = grid.features.shape[1:]
-    if n == 0:
-        return torch.zeros((0, h, w), dtype=torch.float32, device=dev)
-    x0, x1, xw0, xw1 = _axis_taps(grid, 1, dev)
-    y0, y1, yw0, yw1 = _axis_taps(grid, 0, dev)
-    out = torch.empty((n, h, w), dtype=torch.float32, device=dev)
-    step = max(1, MEAN_POOL_CHUNK_ELEMENTS // (H * W))
-    for s in range(0, n, step):
-        mf = m[s:s + step].to(torch.float32)                     # c×H×W
-        # Columns: R = M · Ax  (c×H×w), two scatter-adds of weighted pixel columns.
-        r = torch.zeros((mf.shape[0], H, w), dtype=torch.float32, device=dev)
-        r.index_add_(2, x0, mf * xw0)
-        r.index_add_(2, x1, mf * xw1)
-        # Rows: Ayᵀ · R  (c×h×w).
-        o = torch.zeros((mf.shape[0], h, w), dtype=torch.float32, device=dev)
-        o.index_add_(1, y0, r * yw0[:, None])
-        o.index_add_(1, y1, r * yw1[:, None])
-        out[s:s + step] = o
+    out = torch.zeros((m.shape[0], h, w), dtype=torch.float32, device=dev)
+    if m.shape[0]:
+        WEIGHT_STRATEGIES[strategy](m, _axis(grid, 0, dev), _axis(grid, 1, dev), out)
     return out
 
 
-def _mean_pool(grid: FeatureGrid, masks: torch.Tensor) -> torch.Tensor:
-    wts = mask_weights(grid, masks)
+def _mean_pool(grid: FeatureGrid, m: torch.Tensor, strategy: str) -> torch.Tensor:
+    wts = mask_weights(grid, m, strategy)
     n = wts.shape[0]
     feats = grid.features.to(torch.float32)
-    area = masks.reshape(n, -1).sum(1).to(torch.float32)
+    area = torch.as_tensor(np.count_nonzero(m.cpu().numpy().reshape(n, -1), axis=1), dtype=torch.float32, device=wts.device) \
+        if m.device.type == "cpu" else m.reshape(n, -1).sum(1).to(torch.float32)
     pooled = wts.reshape(n, -1) @ feats.reshape(feats.shape[0], -1).T     # N×D
     return torch.where(area[:, None] > 0, pooled / area.clamp(min=1)[:, None], torch.zeros_like(pooled))
 
 
-def _max_pool(grid: FeatureGrid, masks: torch.Tensor) -> torch.Tensor:
+def _max_pool(grid: FeatureGrid, m: torch.Tensor) -> torch.Tensor:
     """Max of the upsampled features over each mask, one bounding-box slab at a time."""
     dev = grid.features.device
     feats = grid.features.to(torch.float32)
     d = feats.shape[0]
-    ay = torch.as_tensor(interpolation_matrix(feats.shape[1], feats.shape[1] * grid.stride), dtype=torch.float32, device=dev)
-    ax = torch.as_tensor(interpolation_matrix(feats.shape[2], feats.shape[2] * grid.stride), dtype=torch.float32, device=dev)
-    ay = ay[grid.pad[0]:grid.pad[0] + grid.image_size[0]]
-    ax = ax[grid.pad[2]:grid.pad[2] + grid.image_size[1]]
-    out = torch.zeros((masks.shape[0], d), dtype=torch.float32, device=dev)
-    rows_any, cols_any = masks.any(2), masks.any(1)
-    for k in range(masks.shape[0]):
-        ys = torch.nonzero(rows_any[k]).flatten()
-        if ys.numel() == 0:
+    ay, ax = _axis(grid, 0, dev), _axis(grid, 1, dev)
+    out = torch.zeros((m.shape[0], d), dtype=torch.float32, device=dev)
+    for k, (y0, y1, x0, x1) in enumerate(_boxes(m)):
+        if y1 == 0:
             continue
-        xs = torch.nonzero(cols_any[k]).flatten()
-        ya, yb, xa, xb = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
-        axk = ax[xa:xb]                                           # bw×w
-        # Only grid columns with a non-zero weight in the box matter.
-        ca, cb = _support(axk)
-        axk = axk[:, ca:cb]
+        c0, c1 = int(ax.first[x0]), int(ax.last[x1 - 1]) + 1
+        axk = ax.matrix[x0:x1, c0:c1]
         best = torch.full((d,), -torch.inf, device=dev)
-        rows = max(1, MAX_POOL_SLAB_ELEMENTS // (d * (xb - xa)))
-        for r0 in range(ya, yb, rows):
-            r1 = min(yb, r0 + rows)
-            ayk = ay[r0:r1]
-            ra, rb = _support(ayk)
-            slab = torch.einsum("ri,dij,cj->drc", ayk[:, ra:rb], feats[:, ra:rb, ca:cb], axk)
-            mk = masks[k, r0:r1, xa:xb]
-            if mk.any():
-                best = torch.maximum(best, slab[:, mk].amax(1))
+        rows = max(1, MAX_POOL_SLAB_ELEMENTS // (d * (x1 - x0)))
+        for s0 in range(y0, y1, rows):
+            s1 = min(y1, s0 + rows)
+            mk = m[k, s0:s1, x0:x1]
+            if not mk.any():
+                continue
+            r0, r1 = int(ay.first[s0]), int(ay.last[s1 - 1]) + 1
+            slab = torch.einsum("ri,dij,cj->drc", ay.matrix[s0:s1, r0:r1], feats[:, r0:r1, c0:c1], axk)
+            best = torch.maximum(best, slab[:, mk].amax(1))
         out[k] = best
     return out
 
 
-def _support(a: torch.Tensor) -> tuple[int, int]:
-    """Range of columns of `a` holding a non-zero."""
-    nz = torch.nonzero(a.abs().sum(0) > 0).flatten()
-    return int(nz[0]), int(nz[-1]) + 1
-
-
-def pool_masks(grid: FeatureGrid, masks, mode: str = "mean") -> torch.Tensor:
+def pool_masks(grid: FeatureGrid, masks, mode: str = "mean", strategy: str = "auto") -> torch.Tensor:
     """Pool grid features inside each mask: N×D float32 on the grid's device.
 
     grid:  the backbone's FeatureGrid (features D×h×w, stride, pad, image_size).
     masks: N×H×W bool (numpy or torch) at grid.image_size.
     mode:  "mean" (exact mean of the bilinearly upsampled features over the mask) or "max".
+    strategy: how mean weights are computed (see mask_weights); the result is the same.
     Empty masks give zero rows.
     """
     if mode not in POOL_MODES:
@@ -186,7 +217,7 @@ def pool_masks(grid: FeatureGrid, masks, mode: str = "mean") -> torch.Tensor:
     m = _as_masks(grid, masks)
     if m.shape[0] == 0:
         return torch.zeros((0, grid.dim), dtype=torch.float32, device=grid.features.device)
-    return _mean_pool(grid, m) if mode == "mean" else _max_pool(grid, m)
+    return _mean_pool(grid, m, strategy) if mode == "mean" else _max_pool(grid, m)
 
 
 def upsample_grid(grid: FeatureGrid) -> torch.Tensor:
