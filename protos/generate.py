@@ -1,0 +1,42 @@
+"""Regenerates the Python code for the regiond API from protos/regions/v1/regions.proto.
+
+Run after editing the .proto:  .venv/bin/python protos/generate.py
+The generated files are committed; tests/test_service_proto.py fails when they are stale.
+"""
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+PROTO = "regions/v1/regions.proto"
+GENERATED = ("regions/v1/regions_pb2.py", "regions/v1/regions_pb2.pyi", "regions/v1/regions_pb2_grpc.py")
+
+
+def generate(out_dir: Path) -> dict[str, bytes]:
+    """Runs protoc (from grpcio-tools) into out_dir; returns {relative path: contents}."""
+    from grpc_tools import protoc
+
+    import grpc_tools
+
+    include = Path(grpc_tools.__file__).parent / "_proto"
+    rc = protoc.main([
+        "grpc_tools.protoc", f"-I{ROOT}", f"-I{include}",
+        f"--python_out={out_dir}", f"--pyi_out={out_dir}", f"--grpc_python_out={out_dir}", PROTO,
+    ])
+    if rc != 0:
+        raise SystemExit(f"protoc failed with exit code {rc}")
+    return {name: (out_dir / name).read_bytes() for name in GENERATED}
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, data in generate(Path(tmp)).items():
+            (ROOT / name).write_bytes(data)
+            print(f"wrote protos/{name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""regiond API (protocol buffers); generated code lives in v1/."""

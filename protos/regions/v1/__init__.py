@@ -1,0 +1,1 @@
+"""regions.v1: generated from regions.proto by protos/generate.py (do not edit by hand)."""
