@@ -1,0 +1,134 @@
+"""`regiond regions IMAGE... --out DIR`: region tokens of image files.
+
+Per image it writes `<stem>.regions.npz` (RegionSet.save) and `<stem>.overlay.png`, and prints
+the region count, pixel coverage and per-stage time. An unreadable image is reported and
+skipped; the others carry on and the exit status is 1.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+PROFILE_CHOICES = ["auto", "paper", "balanced", "lite"]
+
+
+def add_model_options(p) -> None:
+    """--profile / --weights / --device, shared by the commands that build an Extractor."""
+    p.add_argument("--profile", default="auto", choices=PROFILE_CHOICES,
+                   help="paper: SAM ViT-H + SLIC, DINOv2 ViT-L/14; balanced: SAM ViT-B + SLIC, "
+                        "DINOv2 ViT-B/14; lite: SLIC + classic features, no weights; auto (default): "
+                        "the best profile whose weights are present, else lite (and it says so)")
+    p.add_argument("--weights", metavar="DIR", default=None,
+                   help="directory of model checkpoints under their official names "
+                        "(default: $REGIOND_WEIGHTS, else ~/.cache/regiond/weights); see `regiond models`")
+    p.add_argument("--device", default="cpu", help="torch device for SAM and the backbone (cpu, cuda, cuda:1)")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("regions", help="region masks and features of image files, with overlay pictures",
+                       description=__doc__)
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...; any bit depth)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output directory for <stem>.regions.npz and <stem>.overlay.png (created)")
+    add_model_options(p)
+    p.add_argument("--no-features", action="store_true",
+                   help="masks only: skip the backbone and pooling")
+    p.set_defaults(func=run)
+
+
+@dataclass
+class ImageResult:
+    """What `process_image` wrote and measured for one image."""
+
+    name: str
+    regions: int
+    sam: int
+    slic: int
+    coverage: float
+    seconds: dict = field(default_factory=dict)
+    files: dict = field(default_factory=dict)
+
+    def line(self) -> str:
+        stages = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in self.seconds.items())
+        return (f"{self.name}: {self.regions} regions ({self.sam} SAM, {self.slic} SLIC), "
+                f"coverage {self.coverage:.1%}; {stages}")
+
+    def as_dict(self) -> dict:
+        return {"image": self.name, "regions": self.regions, "sam": self.sam, "slic": self.slic,
+                "coverage": self.coverage, "seconds": self.seconds,
+                "files": {k: str(v) for k, v in self.files.items()}}
+
+
+def read_image(path) -> np.ndarray:
+    """An image file as an array (any mode PIL reads); InputError when it cannot be read."""
+    from PIL import Image, UnidentifiedImageError
+
+    from ..errors import InputError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
+                im = im.convert("RGBA" if "A" in im.mode or "transparency" in im.info else "RGB")
+            return np.asarray(im)
+    except (UnidentifiedImageError, OSError) as e:
+        raise InputError("image", f"{path}: cannot read as an image ({e.__class__.__name__}: {e})") from None
+
+
+def process_image(extractor, rgb, name: str, out_dir: Path, features: bool = True) -> ImageResult:
+    """Extract regions of one image, write its RegionSet and overlay, return the summary."""
+    from scenes.viz import overlay_regions, save_png
+
+    from ..frames import as_rgb8
+    from ..tokens import SOURCE_SAM, SOURCE_SLIC
+
+    rgb = as_rgb8(rgb, max_pixels=extractor.max_pixels)
+    regions = extractor.extract(rgb, features=features)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    npz = regions.save(out_dir / f"{name}.regions.npz")
+    masks = regions.masks()
+    png = save_png(out_dir / f"{name}.overlay.png", overlay_regions(rgb, masks, regions.source))
+    coverage = float(masks.any(axis=0).mean()) if len(regions) else 0.0
+    return ImageResult(name, len(regions), int((regions.source == SOURCE_SAM).sum()),
+                       int((regions.source == SOURCE_SLIC).sum()), coverage,
+                       dict(regions.meta.get("seconds", {})), {"regions": npz, "overlay": png})
+
+
+def _unique_names(paths: list[Path]) -> list[str]:
+    """Output stems: the file stem, with a counter where two inputs share one."""
+    seen: dict[str, int] = {}
+    names = []
+    for p in paths:
+        stem = p.stem
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+    return names
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    from ..config import build_extractor
+
+    extractor = build_extractor(args.profile, weights_dir=args.weights, device=args.device)
+    out_dir = Path(args.out)
+    paths = [Path(p) for p in args.images]
+    print(f"profile {extractor.profile}: masks {extractor.masker.name}, backbone {extractor.backbone.name}; "
+          f"writing to {out_dir}/")
+    failed = 0
+    bar = tqdm(list(zip(paths, _unique_names(paths))), desc="regions", unit="image",
+               disable=len(paths) < 2, file=sys.stderr)
+    for path, name in bar:
+        try:
+            result = process_image(extractor, read_image(path), name, out_dir, features=not args.no_features)
+        except ValueError as e:  # InputError and friends: report, keep going with the others
+            failed += 1
+            tqdm.write(f"regiond regions: error: {path}: {e}", file=sys.stderr)
+            continue
+        tqdm.write(result.line())
+    if failed:
+        tqdm.write(f"regiond regions: {failed} of {len(paths)} images failed", file=sys.stderr)
+    return 1 if failed else 0
