@@ -1,0 +1,277 @@
+"""The index's source of truth: one SQLite database (WAL, synchronous=FULL).
+
+Every image is added in one transaction holding its metadata, its regions' RLE masks and
+boxes, and its feature vectors; a commit is the acknowledgement, so an acknowledged image
+survives `kill -9` and a half-added one never appears. The FAISS index beside it is a cache
+rebuilt or replayed from here (see vectors.py / region_index.py): the `log` table lists
+adds and removes in commit order so a snapshot taken at `seq` S only needs the rows after S.
+
+Image keys are AUTOINCREMENT (never reused), so the FAISS id `key << REGION_BITS | region`
+names one region of one image for the life of the index.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "regiond.index/1"
+SQLITE_MAGIC = b"SQLite format 3\x00"
+REGION_BITS = 20  # up to 2^20 regions per image, 2^43 images
+MAX_REGIONS = 1 << REGION_BITS
+
+SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE images (
+    key       INTEGER PRIMARY KEY AUTOINCREMENT,
+    image_id  TEXT NOT NULL UNIQUE,
+    width     INTEGER NOT NULL,
+    height    INTEGER NOT NULL,
+    metadata  TEXT NOT NULL,           -- JSON object of string -> string
+    n_regions INTEGER NOT NULL,
+    features  BLOB NOT NULL            -- n_regions × dim, storage dtype, little-endian
+);
+CREATE TABLE regions (
+    image_key INTEGER NOT NULL,
+    region    INTEGER NOT NULL,
+    x0 REAL, y0 REAL, x1 REAL, y1 REAL,
+    area      INTEGER NOT NULL,
+    rle       BLOB NOT NULL,           -- uint32 COCO counts, column-major
+    PRIMARY KEY (image_key, region)
+) WITHOUT ROWID;
+CREATE TABLE log (seq INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT NOT NULL, image_key INTEGER NOT NULL);
+"""
+
+
+class IndexFileError(ValueError):
+    """An index file that is not ours, or is damaged. The file is left as it was."""
+
+
+def region_ids(image_key: int, n: int) -> np.ndarray:
+    return (np.int64(image_key) << REGION_BITS) | np.arange(n, dtype=np.int64)
+
+
+def split_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.asarray(ids, dtype=np.int64)
+    return ids >> REGION_BITS, ids & (MAX_REGIONS - 1)
+
+
+@dataclass
+class ImageRow:
+    key: int
+    image_id: str
+    width: int
+    height: int
+    metadata: dict = field(default_factory=dict)
+    n_regions: int = 0
+
+
+@dataclass
+class RegionRow:
+    image_key: int
+    region: int
+    box: np.ndarray     # [x0, y0, x1, y1], x1/y1 exclusive
+    area: int
+    counts: np.ndarray  # uint32 RLE counts
+
+
+class SQLiteStore:
+    """Thread-safe: one writer connection behind a mutex, one reader connection per thread."""
+
+    def __init__(self, path: Path, dim: int | None, storage_dtype: str = "float32"):
+        self.path = Path(path)
+        fresh = not self.path.exists() or self.path.stat().st_size == 0
+        if not fresh:
+            self._check_ours(dim)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self.write_lock = threading.Lock()
+        self._w = self._connect()
+        if fresh:
+            if dim is None:
+                raise ValueError("a new index needs the feature dimension")
+            with self._w:
+                self._w.executescript(SCHEMA)
+                self._w.executemany("INSERT INTO meta VALUES (?, ?)", [
+                    ("format", FORMAT), ("dim", str(int(dim))), ("storage_dtype", storage_dtype)])
+        meta = dict(self._w.execute("SELECT key, value FROM meta"))
+        self.dim = int(meta["dim"])
+        self.dtype = np.dtype(meta["storage_dtype"]).newbyteorder("<")
+
+    # --- opening ---------------------------------------------------------------------------
+
+    def _check_ours(self, dim: int | None):
+        """Read-only checks before anything can write to an existing file."""
+        with open(self.path, "rb") as fh:
+            head = fh.read(len(SQLITE_MAGIC))
+        if head != SQLITE_MAGIC:
+            raise IndexFileError(f"{self.path} is not a regiond index (not an SQLite database); left untouched")
+        try:
+            con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            try:
+                meta = dict(con.execute("SELECT key, value FROM meta"))
+                con.execute("SELECT key, image_id, n_regions, features FROM images LIMIT 1").fetchall()
+            finally:
+                con.close()
+        except sqlite3.DatabaseError as e:
+            raise IndexFileError(f"{self.path} is not a readable regiond index ({e}); left untouched") from None
+        if meta.get("format") != FORMAT:
+            raise IndexFileError(f"{self.path} is an SQLite database but not a regiond index "
+                                 f"(format {meta.get('format')!r}, expected {FORMAT!r}); left untouched")
+        if dim is not None and int(meta["dim"]) != int(dim):
+            raise IndexFileError(f"{self.path} holds {meta['dim']}-d features but the extractor gives {dim}-d; "
+                                 "use another data directory or the matching profile")
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=FULL")
+        with self._conns_lock:
+            self._all.append(con)
+        return con
+
+    @property
+    def _r(self) -> sqlite3.Connection:
+        con = getattr(self._local, "con", None)
+        if con is None:
+            con = self._local.con = self._connect()
+        return con
+
+    def close(self):
+        with self._conns_lock:
+            for con in self._all:
+                try:
+                    con.close()
+                except sqlite3.Error:
+                    pass
+            self._all.clear()
+
+    # --- writes (callers hold write_lock) ----------------------------------------------------
+
+    def add_image(self, image_id: str, width: int, height: int, metadata: dict,
+                  counts: list, boxes: np.ndarray, areas: np.ndarray, features: np.ndarray) -> tuple[int, int]:
+        """Insert one image atomically and durably. Returns (image key, log seq)."""
+        feats = np.ascontiguousarray(features, dtype=self.dtype)
+        w = self._w
+        w.execute("BEGIN IMMEDIATE")
+        try:
+            cur = w.execute(
+                "INSERT INTO images (image_id, width, height, metadata, n_regions, features) VALUES (?,?,?,?,?,?)",
+                (image_id, int(width), int(height), json.dumps(metadata, sort_keys=True), len(counts), feats.tobytes()))
+            key = int(cur.lastrowid)
+            w.executemany("INSERT INTO regions VALUES (?,?,?,?,?,?,?,?)", [
+                (key, i, *map(float, boxes[i]), int(areas[i]), np.asarray(c, dtype="<u4").tobytes())
+                for i, c in enumerate(counts)])
+            seq = int(w.execute("INSERT INTO log (op, image_key) VALUES ('add', ?)", (key,)).lastrowid)
+            w.execute("COMMIT")
+        except BaseException:
+            w.execute("ROLLBACK")
+            raise
+        return key, seq
+
+    def remove_image(self, key: int) -> int:
+        w = self._w
+        w.execute("BEGIN IMMEDIATE")
+        try:
+            w.execute("DELETE FROM regions WHERE image_key = ?", (key,))
+            w.execute("DELETE FROM images WHERE key = ?", (key,))
+            seq = int(w.execute("INSERT INTO log (op, image_key) VALUES ('remove', ?)", (key,)).lastrowid)
+            w.execute("COMMIT")
+        except BaseException:
+            w.execute("ROLLBACK")
+            raise
+        return seq
+
+    def prune_log(self, upto_seq: int):
+        with self._w:
+            self._w.execute("DELETE FROM log WHERE seq <= ?", (upto_seq,))
+
+    # --- reads -------------------------------------------------------------------------------
+
+    def last_seq(self) -> int:
+        row = self._r.execute("SELECT seq FROM sqlite_sequence WHERE name = 'log'").fetchone()
+        return int(row[0]) if row else 0
+
+    def log_after(self, seq: int) -> list[tuple[int, str, int]]:
+        return self._r.execute("SELECT seq, op, image_key FROM log WHERE seq > ? ORDER BY seq", (seq,)).fetchall()
+
+    def count_images(self) -> int:
+        return int(self._r.execute("SELECT COUNT(*) FROM images").fetchone()[0])
+
+    def count_regions(self) -> int:
+        return int(self._r.execute("SELECT COALESCE(SUM(n_regions), 0) FROM images").fetchone()[0])
+
+    def key_of(self, image_id: str) -> int | None:
+        row = self._r.execute("SELECT key FROM images WHERE image_id = ?", (image_id,)).fetchone()
+        return int(row[0]) if row else None
+
+    def has_images(self, image_ids: list[str]) -> list[bool]:
+        return [self.key_of(i) is not None for i in image_ids]
+
+    def images(self, keys) -> dict[int, ImageRow]:
+        keys = [int(k) for k in keys]
+        out = {}
+        for chunk in _chunks(keys, 500):
+            q = f"SELECT key, image_id, width, height, metadata, n_regions FROM images WHERE key IN ({','.join('?' * len(chunk))})"
+            for k, iid, w, h, meta, n in self._r.execute(q, chunk):
+                out[k] = ImageRow(k, iid, w, h, json.loads(meta), n)
+        return out
+
+    def image_by_id(self, image_id: str) -> ImageRow | None:
+        key = self.key_of(image_id)
+        return self.images([key]).get(key) if key is not None else None
+
+    def regions(self, pairs) -> dict[tuple[int, int], RegionRow]:
+        out = {}
+        for key, region in pairs:
+            row = self._r.execute("SELECT x0, y0, x1, y1, area, rle FROM regions WHERE image_key = ? AND region = ?",
+                                  (int(key), int(region))).fetchone()
+            if row:
+                out[(int(key), int(region))] = RegionRow(int(key), int(region), np.array(row[:4], np.float32),
+                                                         int(row[4]), np.frombuffer(row[5], dtype="<u4").copy())
+        return out
+
+    def features_of(self, key: int) -> np.ndarray:
+        row = self._r.execute("SELECT features, n_regions FROM images WHERE key = ?", (int(key),)).fetchone()
+        if row is None:
+            return np.zeros((0, self.dim), np.float32)
+        return np.frombuffer(row[0], dtype=self.dtype).reshape(row[1], self.dim).astype(np.float32)
+
+    def iter_features(self, keys=None, batch: int = 256):
+        """Yields (key, N×dim float32) for every image (or the given keys), in key order."""
+        if keys is None:
+            cur = self._r.execute("SELECT key, n_regions, features FROM images ORDER BY key")
+            while rows := cur.fetchmany(batch):
+                for k, n, blob in rows:
+                    yield int(k), np.frombuffer(blob, dtype=self.dtype).reshape(n, self.dim).astype(np.float32)
+        else:
+            for k in keys:
+                yield int(k), self.features_of(k)
+
+    def filter_keys(self, prefix: str = "", metadata: dict | None = None) -> np.ndarray:
+        """Keys of the images whose id starts with `prefix` and whose metadata has every key=value."""
+        where, args = [], []
+        if prefix:
+            where.append("substr(image_id, 1, ?) = ?")
+            args += [len(prefix), prefix]
+        for k, v in (metadata or {}).items():
+            where.append("json_extract(metadata, ?) = ?")
+            args += ['$."' + str(k).replace('"', '""') + '"', str(v)]
+        q = "SELECT key FROM images" + (" WHERE " + " AND ".join(where) if where else "")
+        return np.array([r[0] for r in self._r.execute(q, args)], dtype=np.int64)
+
+    def sample_keys(self, n: int, seed: int = 0) -> np.ndarray:
+        keys = np.array([r[0] for r in self._r.execute("SELECT key FROM images")], dtype=np.int64)
+        if keys.size <= n:
+            return keys
+        return np.sort(np.random.default_rng(seed).choice(keys, n, replace=False))
+
+
+def _chunks(seq, n):
+    for i in range(0, len(seq), n):
+        yield seq[i:i + n]

@@ -1,0 +1,177 @@
+"""The FAISS side of the index: region vectors under `(image key << 20) | region` ids.
+
+A cache of the SQLite store, never the only copy: it is rebuilt from the store, or loaded
+from a checkpoint snapshot and brought up to date by replaying the store's log. Snapshots
+are written to a temporary file, fsynced and renamed over the old one, so a crash leaves
+either the old snapshot or the new one; a header with a magic string, the configuration,
+the log position and a SHA-256 of the payload lets a foreign or damaged file be refused.
+
+Trained kinds (IVF-PQ) search exactly, in an interim flat index, until enough vectors exist
+to train on a sample; then the index is trained and rebuilt once.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from .config import IndexConfig
+from .store import REGION_BITS, IndexFileError
+
+SNAPSHOT_MAGIC = b"REGIOND-FAISS\x00v1"
+
+
+def prepare(vectors: np.ndarray, metric: str) -> np.ndarray:
+    """float32, C-contiguous, L2-normalised rows for the cosine metric (zero rows stay zero)."""
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    if metric == "cosine" and x.size:
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+class VectorIndex:
+    """FAISS index with image/region ids, tombstones for kinds that cannot remove."""
+
+    def __init__(self, config: IndexConfig, dim: int, index=None, trained: bool | None = None,
+                 tombstones=()):
+        self.config = config
+        self.dim = int(dim)
+        kind = config.spec
+        if index is None:
+            trained = not kind.trained
+            index = faiss.IndexIDMap2(self._base(trained))
+        self.index = index
+        self.trained = bool(trained)
+        self.tombstones: set[int] = set(int(t) for t in tombstones)  # image keys
+        self._tune()
+
+    def _base(self, final: bool):
+        if final:
+            return faiss.index_factory(self.dim, self.config.factory_string(), faiss.METRIC_INNER_PRODUCT)
+        return faiss.IndexFlatIP(self.dim)  # interim exact index until a trained kind is trained
+
+    def _tune(self):
+        """Search-time parameters live in the config, not the snapshot."""
+        if not self.trained:
+            return
+        c = self.config
+        base = faiss.downcast_index(self.index.index)
+        if c.kind == "ivfpq":
+            faiss.extract_index_ivf(base).nprobe = c.nprobe
+            if isinstance(base, faiss.IndexRefine):
+                base.k_factor = float(c.refine_factor)
+        elif c.kind == "hnsw":
+            base.hnsw.efSearch = c.ef_search
+            base.hnsw.efConstruction = c.ef_construction
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    @property
+    def removable(self) -> bool:
+        return not self.trained or self.config.spec.removable(self.config)
+
+    def needs_training(self, available: int) -> bool:
+        return not self.trained and available >= self.config.min_train()
+
+    def train(self, sample: np.ndarray):
+        """Train the final index on a sample; the caller re-adds every vector afterwards."""
+        base = self._base(True)
+        base.train(prepare(sample, self.config.metric))
+        self.index = faiss.IndexIDMap2(base)
+        self.trained = True
+        self.tombstones.clear()
+        self._tune()
+
+    def reset(self):
+        """Empty the index, keeping what training learnt (for compaction)."""
+        self.index.reset()
+        self.tombstones.clear()
+
+    def add(self, image_key: int, vectors: np.ndarray):
+        n = len(vectors)
+        if n:
+            ids = (np.int64(image_key) << REGION_BITS) | np.arange(n, dtype=np.int64)
+            self.index.add_with_ids(prepare(vectors, self.config.metric), ids)
+
+    def remove(self, image_key: int):
+        if self.removable:
+            lo = int(image_key) << REGION_BITS
+            self.index.remove_ids(faiss.IDSelectorRange(lo, lo + (1 << REGION_BITS)))
+        else:
+            self.tombstones.add(int(image_key))
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Raw region search: (scores, ids), ids -1 where fewer than k were found."""
+        k = max(1, min(int(k), self.ntotal))
+        if not self.ntotal:
+            n = len(queries)
+            return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
+        return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+
+    # --- snapshots -------------------------------------------------------------------------
+
+    def save(self, path: Path, seq: int):
+        """Atomically replace the snapshot at `path` with this index at log position `seq`."""
+        payload = faiss.serialize_index(self.index).tobytes()
+        header = json.dumps({
+            "config": self.config.to_dict(), "dim": self.dim, "seq": int(seq), "trained": self.trained,
+            "tombstones": sorted(self.tombstones), "ntotal": self.ntotal,
+            "sha256": hashlib.sha256(payload).hexdigest(),
+        }).encode()
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(SNAPSHOT_MAGIC + struct.pack("<Q", len(header)) + header)
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+
+    @classmethod
+    def load(cls, path: Path, config: IndexConfig, dim: int) -> tuple["VectorIndex | None", int]:
+        """(index, seq) from a snapshot; (None, 0) when it was made with another configuration
+        (the caller rebuilds). Raises IndexFileError, touching nothing, for a foreign or
+        damaged file."""
+        with open(path, "rb") as fh:
+            data = fh.read()
+        if not data.startswith(SNAPSHOT_MAGIC):
+            raise IndexFileError(f"{path} is not a regiond FAISS snapshot (bad magic); left untouched")
+        try:
+            off = len(SNAPSHOT_MAGIC)
+            (hlen,) = struct.unpack_from("<Q", data, off)
+            header = json.loads(data[off + 8: off + 8 + hlen])
+            payload = data[off + 8 + hlen:]
+        except (struct.error, ValueError) as e:
+            raise IndexFileError(f"{path}: damaged snapshot header ({e}); left untouched. "
+                                 "Delete it to rebuild the search index from the database.") from None
+        if hashlib.sha256(payload).hexdigest() != header.get("sha256"):
+            raise IndexFileError(f"{path}: snapshot checksum mismatch (damaged file); left untouched. "
+                                 "Delete it to rebuild the search index from the database.")
+        stored = IndexConfig.from_dict(header["config"])
+        if header["dim"] != dim or _build_fields(stored) != _build_fields(config):
+            return None, 0
+        index = faiss.deserialize_index(np.frombuffer(payload, dtype=np.uint8))
+        return cls(config, dim, index=index, trained=header["trained"], tombstones=header["tombstones"]), int(header["seq"])
+
+
+def _build_fields(c: IndexConfig) -> dict:
+    """The settings baked into a built index (search-time ones can change freely)."""
+    d = c.to_dict()
+    for k in ("nprobe", "ef_search", "refine_factor", "checkpoint_every", "storage_dtype"):
+        d.pop(k)
+    return d
+
+
+def _fsync_dir(path: Path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
