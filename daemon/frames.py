@@ -117,22 +117,22 @@ def check_pose(pose) -> np.ndarray | None:
 def as_rgb8(image, max_pixels: int = DEFAULT_MAX_PIXELS, field: str = "image") -> np.ndarray:
     """Any reasonable image as C-contiguous H×W×3 uint8.
 
-    Accepts grayscale (H×W or H×W×1), RGB, RGBA (alpha dropped), uint8, uint16/other
+    Accepts grayscale (H×W, H×W×1, or H×W×2 with alpha), RGB, RGBA (alpha dropped), uint8, uint16/other
     integers (scaled by their range), bool, and floats in [0, 1]; non-contiguous views
     are copied. Empty images and those above `max_pixels` raise InputError.
     """
     a = np.asarray(image)
-    if a.ndim == 3 and a.shape[2] == 1:
-        a = a[:, :, 0]
-    if a.ndim == 2:
-        a = np.stack([a, a, a], axis=-1)
-    if a.ndim != 3 or a.shape[2] not in (3, 4):
-        raise InputError(field, f"expected H×W, H×W×3 or H×W×4, got shape {a.shape}")
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 2, 3, 4)):
+        raise InputError(field, f"expected H×W, H×W×1/2/3/4, got shape {a.shape}")
     h, w = a.shape[:2]
     if h == 0 or w == 0:
         raise InputError(field, f"empty image ({h}×{w})")
-    if h * w > max_pixels:
+    if h * w > max_pixels:  # checked before any copy, so an oversized image costs nothing
         raise InputError(field, f"{w}×{h} = {h * w} pixels exceeds the limit of {max_pixels}")
+    if a.ndim == 3 and a.shape[2] in (1, 2):  # grayscale, or grayscale + alpha (PIL "LA")
+        a = a[:, :, 0]
+    if a.ndim == 2:
+        a = np.stack([a, a, a], axis=-1)
     a = a[:, :, :3]
     if a.dtype == np.uint8:
         pass
