@@ -457,6 +457,14 @@ class LinearQuery(_message.Message):
     bias: float
     def __init__(self, weights: _Optional[_Iterable[float]] = ..., bias: _Optional[float] = ...) -> None: ...
 
+class ExamplesQuery(_message.Message):
+    __slots__ = ("positives", "negatives")
+    POSITIVES_FIELD_NUMBER: _ClassVar[int]
+    NEGATIVES_FIELD_NUMBER: _ClassVar[int]
+    positives: _containers.RepeatedCompositeFieldContainer[RegionRef]
+    negatives: int
+    def __init__(self, positives: _Optional[_Iterable[_Union[RegionRef, _Mapping]]] = ..., negatives: _Optional[int] = ...) -> None: ...
+
 class SearchFilter(_message.Message):
     __slots__ = ("image_id_prefix", "metadata", "exclude_image_ids")
     class MetadataEntry(_message.Message):
@@ -475,12 +483,13 @@ class SearchFilter(_message.Message):
     def __init__(self, image_id_prefix: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., exclude_image_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("mask", "box", "region", "vector", "linear", "top_k", "regions_per_image", "filter", "include_masks")
+    __slots__ = ("mask", "box", "region", "vector", "linear", "examples", "top_k", "regions_per_image", "filter", "include_masks")
     MASK_FIELD_NUMBER: _ClassVar[int]
     BOX_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     LINEAR_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     REGIONS_PER_IMAGE_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
@@ -490,11 +499,12 @@ class SearchRequest(_message.Message):
     region: RegionRef
     vector: VectorQuery
     linear: LinearQuery
+    examples: ExamplesQuery
     top_k: int
     regions_per_image: int
     filter: SearchFilter
     include_masks: bool
-    def __init__(self, mask: _Optional[_Union[MaskQuery, _Mapping]] = ..., box: _Optional[_Union[BoxQuery, _Mapping]] = ..., region: _Optional[_Union[RegionRef, _Mapping]] = ..., vector: _Optional[_Union[VectorQuery, _Mapping]] = ..., linear: _Optional[_Union[LinearQuery, _Mapping]] = ..., top_k: _Optional[int] = ..., regions_per_image: _Optional[int] = ..., filter: _Optional[_Union[SearchFilter, _Mapping]] = ..., include_masks: _Optional[bool] = ...) -> None: ...
+    def __init__(self, mask: _Optional[_Union[MaskQuery, _Mapping]] = ..., box: _Optional[_Union[BoxQuery, _Mapping]] = ..., region: _Optional[_Union[RegionRef, _Mapping]] = ..., vector: _Optional[_Union[VectorQuery, _Mapping]] = ..., linear: _Optional[_Union[LinearQuery, _Mapping]] = ..., examples: _Optional[_Union[ExamplesQuery, _Mapping]] = ..., top_k: _Optional[int] = ..., regions_per_image: _Optional[int] = ..., filter: _Optional[_Union[SearchFilter, _Mapping]] = ..., include_masks: _Optional[bool] = ...) -> None: ...
 
 class RegionHit(_message.Message):
     __slots__ = ("region_id", "score", "mask", "box")
