@@ -99,6 +99,16 @@ def tokens_from_regions(frames: list[RegionSet], class_index: dict[int, int] | N
         weights=cat(7, np.zeros(0, np.float32)), target=target)
 
 
+def join_frames(parts: list[TokenSet]) -> TokenSet:
+    """Concatenate single-frame TokenSets; `frame` becomes the position in `parts`."""
+    cat = lambda a: np.concatenate([getattr(p, a) for p in parts])  # noqa: E731
+    frame = np.concatenate([np.full(len(p), i, np.int64) for i, p in enumerate(parts)])
+    labels = cat("labels") if all(p.labels is not None for p in parts) else None
+    weights = cat("weights") if all(p.weights is not None for p in parts) else None
+    return TokenSet(cat("features"), cat("pos2d"), cat("pos3d"), cat("time"), frame, cat("region"),
+                    labels, weights)
+
+
 def limit_tokens(ts: TokenSet, max_tokens: int, rng: np.random.Generator | None = None) -> TokenSet:
     """At most max_tokens tokens: a random sample when rng is given (training), else the
     largest regions (inference), kept in their original order."""
