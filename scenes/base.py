@@ -1,0 +1,164 @@
+"""What every frame source shares: sampling options, resampling, the Source interface.
+
+A Source yields `daemon.frames.Frame`s one at a time (reading each from disk, a decoder or a
+renderer when it is asked for), so a scene of any length streams in constant memory.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Iterator
+
+import numpy as np
+
+from daemon.errors import InputError
+from daemon.frames import Frame
+
+
+class SourceError(InputError):
+    """A source that cannot be read: a missing or malformed file, a corrupt frame.
+
+    `field` is "source"; the message names the file and, for a bad frame, the frame.
+    """
+
+    def __init__(self, message: str):
+        super().__init__("source", message)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Which frames of a source to yield, and at what size.
+
+    every       keep every k-th frame (1 = all)
+    count       then keep `count` frames evenly spaced over those (first and last included);
+                needs a source of known length
+    max_frames  then stop after this many frames
+    size        (width, height) to resample every frame to (colour: area/linear; depth and
+                labels: nearest, so no depth is invented across edges); intrinsics scaled
+                to match. None keeps the source's size.
+    """
+
+    every: int = 1
+    count: int | None = None
+    max_frames: int | None = None
+    size: tuple[int, int] | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.every, (int, np.integer)) or self.every < 1:
+            raise InputError("every", f"must be a positive integer, got {self.every!r}")
+        for name in ("count", "max_frames"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, (int, np.integer)) or v < 1):
+                raise InputError(name, f"must be a positive integer, got {v!r}")
+        if self.size is not None:
+            s = tuple(self.size)
+            if len(s) != 2 or not all(isinstance(x, (int, np.integer)) and x > 0 for x in s):
+                raise InputError("size", f"must be (width, height) positive integers, got {self.size!r}")
+            object.__setattr__(self, "size", (int(s[0]), int(s[1])))
+
+    def select(self, total: int) -> list[int]:
+        """Indices (into the source's frames) to yield, for a source of `total` frames."""
+        idx = list(range(0, total, self.every))
+        if self.count is not None and self.count < len(idx):
+            picks = np.linspace(0, len(idx) - 1, self.count).round().astype(int)
+            idx = [idx[i] for i in picks]
+        if self.max_frames is not None:
+            idx = idx[: self.max_frames]
+        return idx
+
+
+def resample(frame: Frame, width: int, height: int) -> Frame:
+    """The frame at width×height: colour area/linear, depth and labels nearest, camera scaled."""
+    import cv2
+
+    h, w = frame.rgb.shape[:2]
+    if (w, h) == (width, height):
+        out = frame
+    else:
+        interp = cv2.INTER_AREA if width < w and height < h else cv2.INTER_LINEAR
+        out = replace(frame, rgb=np.ascontiguousarray(cv2.resize(frame.rgb, (width, height), interpolation=interp)))
+    depth, labels, camera = frame.depth, frame.labels, frame.camera
+    if depth is not None and depth.shape != (height, width):
+        depth = cv2.resize(depth, (width, height), interpolation=cv2.INTER_NEAREST)
+    if labels is not None and labels.shape != (height, width):
+        labels = _resize_nearest(labels, width, height)
+    if camera is not None and (camera.width, camera.height) != (width, height):
+        camera = camera.scaled(width, height)
+    return replace(out, depth=depth, labels=labels, camera=camera)
+
+
+def _resize_nearest(a: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Nearest-neighbour resize for any integer dtype (cv2 lacks int64), pixel-centre aligned."""
+    h, w = a.shape[:2]
+    ys = np.minimum(((np.arange(height) + 0.5) * h / height).astype(np.int64), h - 1)
+    xs = np.minimum(((np.arange(width) + 0.5) * w / width).astype(np.int64), w - 1)
+    return a[ys[:, None], xs[None, :]]
+
+
+class Source:
+    """A sequence of Frames. Subclasses set `kind` and implement `total()` (frames before
+    sampling, None when unknown, e.g. a live camera), `_frames(indices)` (yield the frames at
+    those source indices, in order; indices is None for "all, until the source ends") and
+    `_describe()` (kind-specific facts)."""
+
+    kind = "source"
+
+    def __init__(self, spec: str, sampling: Sampling | None = None):
+        self.spec = str(spec)
+        self.sampling = sampling or Sampling()
+
+    # --- to implement ---------------------------------------------------------------------
+    def total(self) -> int | None:
+        raise NotImplementedError
+
+    def _frames(self, indices: list[int] | None) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def _describe(self) -> dict:
+        return {}
+
+    # --- shared ---------------------------------------------------------------------------
+    def indices(self) -> list[int] | None:
+        """Source indices this source will yield, or None when its length is unknown."""
+        total = self.total()
+        if total is None:
+            if self.sampling.count is not None:
+                raise InputError("count", f"{self.kind} source {self.spec!r} has no known length; use every/max_frames")
+            return None
+        return self.sampling.select(total)
+
+    def __len__(self) -> int:
+        idx = self.indices()
+        if idx is None:
+            raise TypeError(f"{self.kind} source {self.spec!r} has no known length")
+        return len(idx)
+
+    def __iter__(self) -> Iterator[Frame]:
+        idx = self.indices()
+        frames = self._frames(idx) if idx is not None else self._unbounded()
+        size = self.sampling.size
+        for f in frames:
+            yield resample(f, *size) if size is not None else f
+
+    def _unbounded(self) -> Iterator[Frame]:
+        s = self.sampling
+        kept = 0
+        for i, f in enumerate(self._frames(None)):
+            if i % s.every:
+                continue
+            yield f
+            kept += 1
+            if s.max_frames is not None and kept >= s.max_frames:
+                return
+
+    def describe(self) -> dict:
+        """Plain facts about the source (JSON-serialisable)."""
+        total = self.total()
+        d = {"kind": self.kind, "spec": self.spec, "frames_total": total,
+             "frames_selected": len(self) if total is not None else None}
+        d.update(self._describe())
+        if self.sampling.size is not None:
+            d["resampled_to"] = list(self.sampling.size)
+        return d
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.spec!r}>"

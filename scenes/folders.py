@@ -1,0 +1,252 @@
+"""Image-folder scenes: ScanNet exported folders and 7-Scenes/TUM-style folders."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from daemon.errors import InputError
+from daemon.frames import Camera, Frame, check_pose
+
+from .base import Sampling, Source, SourceError, resample
+from .labels import LabelTable, load_scannet_labels
+
+NOMINAL_FPS = 30.0           # ScanNet and 7-Scenes were both captured at 30 Hz
+SCENE_META = "regiond-scene.json"  # written by the synthetic generator: {"label_space": "nyu40", ...}
+
+
+# --- small readers shared by both layouts ---------------------------------------------------
+
+def read_matrix(path: Path, shapes=((4, 4),)) -> np.ndarray:
+    """A whitespace-separated text matrix (`-inf` allowed) of one of the given shapes."""
+    try:
+        m = np.loadtxt(path, dtype=np.float64, ndmin=2)
+    except (ValueError, OSError) as e:
+        raise SourceError(f"{path}: not a text matrix ({e})") from None
+    if m.shape not in shapes:
+        raise SourceError(f"{path}: expected a {' or '.join('×'.join(map(str, s)) for s in shapes)} matrix, got {m.shape}")
+    return m
+
+
+def read_pose(path: Path) -> np.ndarray | None:
+    """Camera-to-world pose from a text file; -inf (lost tracking) → None; NaN → error."""
+    m = read_matrix(path)
+    try:
+        return check_pose(m)
+    except InputError as e:
+        raise SourceError(f"{path}: {e.message}") from None
+
+
+def read_color(path: Path) -> np.ndarray:
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise SourceError(f"{path}: colour image does not decode")
+    return np.ascontiguousarray(img[:, :, ::-1])
+
+
+def read_depth(path: Path, depth_shift: float, invalid: tuple[int, ...] = ()) -> np.ndarray:
+    """16-bit depth PNG → float32 metres (value / depth_shift); 0 and `invalid` values → 0."""
+    import cv2
+
+    d = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if d is None:
+        raise SourceError(f"{path}: depth image does not decode")
+    if d.ndim != 2 or d.dtype != np.uint16:
+        raise SourceError(f"{path}: depth must be a single-channel 16-bit PNG, got {d.dtype} {d.shape}")
+    out = d.astype(np.float32) / np.float32(depth_shift)
+    for v in invalid:
+        out[d == v] = 0.0
+    return out
+
+
+def read_label(path: Path) -> np.ndarray:
+    import cv2
+
+    a = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if a is None or a.ndim != 2:
+        raise SourceError(f"{path}: label image must be a single-channel PNG")
+    return a
+
+
+def numbered(folder: Path, pattern: str) -> dict[int, Path]:
+    """{frame number: path} for the files in `folder` whose name matches `pattern` (one group: the number)."""
+    rx = re.compile(pattern)
+    out = {}
+    for p in folder.iterdir() if folder.is_dir() else ():
+        m = rx.fullmatch(p.name)
+        if m:
+            out[int(m.group(1))] = p
+    return out
+
+
+def _camera_dict(cam: Camera) -> dict:
+    return {"fx": cam.fx, "fy": cam.fy, "cx": cam.cx, "cy": cam.cy, "width": cam.width, "height": cam.height}
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.size
+
+
+# --- ScanNet exported folders ---------------------------------------------------------------
+
+class ScanNetFolderSource(Source):
+    """A ScanNet scene exported by SensReader: color/N.jpg, depth/N.png (uint16, value /
+    depth_shift = metres), pose/N.txt (4×4 camera-to-world; -inf = lost), intrinsic/
+    intrinsic_depth.txt (or intrinsic_color.txt, scaled), optional label-filt/N.png.
+
+    Frames come at the depth's resolution, colour resampled to it, in numeric frame order.
+    Labels: raw ScanNet ids mapped to NYU40 through `labels_tsv`
+    (scannetv2-labels.combined.tsv); a folder whose regiond-scene.json says
+    `"label_space": "nyu40"` (the synthetic generator's) stores NYU40 ids directly. Without
+    either, labels are left out and describe() says why.
+    """
+
+    kind = "scannet-folder"
+
+    def __init__(self, path, sampling: Sampling | None = None, labels_tsv=None, depth_shift: float = 1000.0):
+        super().__init__(str(path), sampling)
+        root = self.root = Path(path)
+        if not root.is_dir():
+            raise SourceError(f"{root}: no such folder")
+        self.depth_shift = float(depth_shift)
+        self.colors = numbered(root / "color", r"(\d+)\.(?:jpg|jpeg|png)")
+        self.depths = numbered(root / "depth", r"(\d+)\.png")
+        if not self.depths:
+            raise SourceError(f"{root}: no depth/N.png frames (not a ScanNet exported folder?)")
+        missing = sorted(set(self.depths) - set(self.colors))
+        if missing:
+            raise SourceError(f"{root}: frames {missing[:5]} have depth but no color/N.jpg")
+        self.numbers = sorted(self.depths)
+        meta_path = root / SCENE_META
+        self.meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        dw, dh = _image_size(self.depths[self.numbers[0]])
+        self.camera = self._camera(dw, dh)
+        self.labels = numbered(root / "label-filt", r"(\d+)\.png")
+        self.label_table: LabelTable | None = None
+        self.label_note = "no label-filt folder"
+        if self.labels:
+            if self.meta.get("label_space") == "nyu40":
+                self.label_note = "label-filt holds NYU40 ids (regiond-scene.json)"
+            elif labels_tsv is not None:
+                self.label_table = load_scannet_labels(labels_tsv)
+                self.label_note = f"raw ids mapped to NYU40 by {labels_tsv}"
+            else:
+                self.label_note = "label-filt present but not used: pass labels_tsv (scannetv2-labels.combined.tsv)"
+                self.labels = {}
+
+    def _camera(self, width: int, height: int) -> Camera:
+        intr = self.root / "intrinsic"
+        for name in ("intrinsic_depth.txt", "intrinsic_color.txt"):
+            p = intr / name
+            if p.is_file():
+                K = read_matrix(p, ((4, 4), (3, 3)))
+                if name == "intrinsic_depth.txt":
+                    size = (width, height)
+                else:  # the colour camera: scale from the colour image's size
+                    size = _image_size(self.colors[self.numbers[0]])
+                try:
+                    return Camera.from_matrix(K, *size).scaled(width, height)
+                except InputError as e:
+                    raise SourceError(f"{p}: {e.message}") from None
+        raise SourceError(f"{self.root}: no intrinsic/intrinsic_depth.txt or intrinsic_color.txt")
+
+    def total(self) -> int:
+        return len(self.numbers)
+
+    def _frames(self, indices) -> Iterator[Frame]:
+        cam = self.camera
+        for i in indices:
+            n = self.numbers[i]
+            depth = read_depth(self.depths[n], self.depth_shift)
+            if depth.shape != (cam.height, cam.width):
+                raise SourceError(f"{self.depths[n]}: depth is {depth.shape[1]}×{depth.shape[0]}, "
+                                  f"frame 0 was {cam.width}×{cam.height}")
+            pose_path = self.root / "pose" / f"{n}.txt"
+            pose = read_pose(pose_path) if pose_path.is_file() else None
+            labels = None
+            if n in self.labels:
+                raw = read_label(self.labels[n])
+                labels = self.label_table.to_nyu40(raw) if self.label_table else raw.astype(np.uint8)
+            f = Frame(rgb=read_color(self.colors[n]), pose=pose, index=n, time=n / NOMINAL_FPS, labels=labels,
+                      meta={"source": self.spec, "frame": n})
+            f = resample(f, cam.width, cam.height)  # colour and labels to the depth's size
+            f.depth, f.camera = depth, cam
+            yield f
+
+    def _describe(self) -> dict:
+        cam = self.camera
+        return {"size": [cam.width, cam.height], "camera": _camera_dict(cam), "depth_shift": self.depth_shift,
+                "has_depth": True, "has_pose": (self.root / "pose").is_dir(), "has_labels": bool(self.labels),
+                "labels": self.label_note, "scene_meta": self.meta or None}
+
+
+# --- 7-Scenes / TUM-style folders -----------------------------------------------------------
+
+SEVEN_SCENES_DEFAULT_K = ((585.0, 0.0, 320.0), (0.0, 585.0, 240.0), (0.0, 0.0, 1.0))  # Kinect, 640×480
+SEVEN_SCENES_INVALID = 65535  # 7-Scenes marks missing depth with 65535 as well as 0
+
+
+class SevenScenesSource(Source):
+    """A 7-Scenes-style folder: frame-NNNNNN.color.png, frame-NNNNNN.depth.png (uint16 mm;
+    0 and 65535 = none), frame-NNNNNN.pose.txt (4×4 camera-to-world), camera-intrinsics.txt
+    (3×3, for the depth image; 7-Scenes' published Kinect values when the file is absent).
+    Colour of another size is resampled to the depth's size."""
+
+    kind = "7scenes-folder"
+
+    def __init__(self, path, sampling: Sampling | None = None, depth_shift: float = 1000.0):
+        super().__init__(str(path), sampling)
+        root = self.root = Path(path)
+        if not root.is_dir():
+            raise SourceError(f"{root}: no such folder")
+        self.depth_shift = float(depth_shift)
+        self.depths = numbered(root, r"frame-(\d+)\.depth\.png")
+        self.colors = numbered(root, r"frame-(\d+)\.color\.(?:png|jpg)")
+        if not self.depths:
+            seqs = sorted(p.name for p in root.glob("seq-*") if p.is_dir())
+            hint = f"; it has sequences {seqs[:4]}: open one of them" if seqs else ""
+            raise SourceError(f"{root}: no frame-NNNNNN.depth.png files{hint}")
+        missing = sorted(set(self.depths) - set(self.colors))
+        if missing:
+            raise SourceError(f"{root}: frames {missing[:5]} have depth but no colour image")
+        self.poses = numbered(root, r"frame-(\d+)\.pose\.txt")
+        self.numbers = sorted(self.depths)
+        dw, dh = _image_size(self.depths[self.numbers[0]])
+        kfile = root / "camera-intrinsics.txt"
+        K = read_matrix(kfile, ((3, 3), (4, 4))) if kfile.is_file() else np.array(SEVEN_SCENES_DEFAULT_K)
+        self.intrinsics_from = str(kfile) if kfile.is_file() else "7-Scenes default (585, 585, 320, 240)"
+        try:
+            self.camera = Camera.from_matrix(K, dw, dh)
+        except InputError as e:
+            raise SourceError(f"{kfile}: {e.message}") from None
+
+    def total(self) -> int:
+        return len(self.numbers)
+
+    def _frames(self, indices) -> Iterator[Frame]:
+        cam = self.camera
+        for i in indices:
+            n = self.numbers[i]
+            depth = read_depth(self.depths[n], self.depth_shift, invalid=(SEVEN_SCENES_INVALID,))
+            if depth.shape != (cam.height, cam.width):
+                raise SourceError(f"{self.depths[n]}: depth is {depth.shape[1]}×{depth.shape[0]}, "
+                                  f"the first frame's was {cam.width}×{cam.height}")
+            pose = read_pose(self.poses[n]) if n in self.poses else None
+            f = Frame(rgb=read_color(self.colors[n]), pose=pose, index=n, time=n / NOMINAL_FPS,
+                      meta={"source": self.spec, "frame": n})
+            f = resample(f, cam.width, cam.height)
+            f.depth, f.camera = depth, cam
+            yield f
+
+    def _describe(self) -> dict:
+        cam = self.camera
+        return {"size": [cam.width, cam.height], "camera": _camera_dict(cam), "intrinsics_from": self.intrinsics_from,
+                "depth_shift": self.depth_shift, "has_depth": True, "has_pose": bool(self.poses), "has_labels": False}

@@ -1,0 +1,356 @@
+"""ScanNet `.sens` files (version 4): reader, writer, and the Source over them.
+
+Layout (little-endian, as ScanNet's SensorData.py/sensorData.h read and write it):
+  header: uint32 version (=4) · uint64 n · n bytes sensor name · float32[16] colour intrinsic ·
+          float32[16] colour extrinsic · float32[16] depth intrinsic · float32[16] depth extrinsic ·
+          int32 colour compression (0 raw, 1 png, 2 jpeg) · int32 depth compression (0 raw
+          ushort, 1 zlib ushort, 2 occi) · uint32 colour width, height · uint32 depth width,
+          height · float32 depth shift · uint64 frame count
+  frame:  float32[16] camera-to-world (all -inf: tracking lost) · uint64 colour timestamp ·
+          uint64 depth timestamp · uint64 colour bytes · uint64 depth bytes · colour data ·
+          depth data (uint16 row-major, depth in metres = value / depth shift, 0 = none)
+  then:   uint64 IMU frame count (the C++ writer; SensorData.py stops before it) and IMU data.
+Matrices are row-major.
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from daemon.errors import InputError
+from daemon.frames import Camera, Frame, as_rgb8, check_pose
+
+from .base import Sampling, Source, SourceError
+
+VERSION = 4
+COLOR_COMPRESSION = {0: "raw", 1: "png", 2: "jpeg"}
+DEPTH_COMPRESSION = {0: "raw_ushort", 1: "zlib_ushort", 2: "occi_ushort"}
+_MATS = struct.Struct("<64f")
+_TAIL = struct.Struct("<iiIIIIfQ")
+_FRAME = struct.Struct("<16fQQQQ")
+NOMINAL_FPS = 30.0  # ScanNet's capture rate; used for `time` when a frame has no timestamp
+
+
+@dataclass(frozen=True)
+class SensHeader:
+    sensor_name: str
+    intrinsic_color: np.ndarray   # 4×4 float32
+    extrinsic_color: np.ndarray
+    intrinsic_depth: np.ndarray
+    extrinsic_depth: np.ndarray
+    color_compression: str
+    depth_compression: str
+    color_width: int
+    color_height: int
+    depth_width: int
+    depth_height: int
+    depth_shift: float
+    num_frames: int
+    data_offset: int              # file offset of the first frame
+
+    @property
+    def depth_camera(self) -> Camera:
+        return Camera.from_matrix(self.intrinsic_depth[:3, :3], self.depth_width, self.depth_height)
+
+    @property
+    def color_camera(self) -> Camera:
+        return Camera.from_matrix(self.intrinsic_color[:3, :3], self.color_width, self.color_height)
+
+
+@dataclass
+class SensRecord:
+    """One frame as stored: encoded colour, raw uint16 depth, float32 pose, timestamps."""
+
+    index: int
+    camera_to_world: np.ndarray   # 4×4 float32 exactly as stored (may be -inf)
+    timestamp_color: int
+    timestamp_depth: int
+    color_data: bytes
+    depth: np.ndarray             # H×W uint16
+
+
+class SensFile:
+    """Streaming access to a .sens file: one frame in memory at a time."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise SourceError(f"{self.path}: no such .sens file")
+        self.size = self.path.stat().st_size
+        with open(self.path, "rb") as fh:
+            self.header = self._read_header(fh)
+
+    def _need(self, fh, n: int, what: str) -> bytes:
+        b = fh.read(n)
+        if len(b) != n:
+            raise SourceError(f"{self.path}: truncated header ({what}: needed {n} bytes, file has {len(b)})")
+        return b
+
+    def _read_header(self, fh) -> SensHeader:
+        (version,) = struct.unpack("<I", self._need(fh, 4, "version"))
+        if version != VERSION:
+            raise SourceError(f"{self.path}: not a version-4 .sens file (version field {version})")
+        (n,) = struct.unpack("<Q", self._need(fh, 8, "sensor name length"))
+        if n > 4096:
+            raise SourceError(f"{self.path}: implausible sensor name length {n} (corrupt header)")
+        name = self._need(fh, n, "sensor name").decode("utf-8", "replace")
+        mats = np.array(_MATS.unpack(self._need(fh, _MATS.size, "calibration")), np.float32).reshape(4, 4, 4)
+        cc, dc, cw, ch, dw, dh, shift, count = _TAIL.unpack(self._need(fh, _TAIL.size, "image formats"))
+        if cc not in COLOR_COMPRESSION:
+            raise SourceError(f"{self.path}: unknown colour compression type {cc}")
+        if dc not in (0, 1):
+            raise SourceError(f"{self.path}: depth compression {DEPTH_COMPRESSION.get(dc, dc)!r} is not supported "
+                              "(raw_ushort and zlib_ushort are)")
+        if min(cw, ch, dw, dh) == 0:
+            raise SourceError(f"{self.path}: zero image size in header (colour {cw}×{ch}, depth {dw}×{dh})")
+        if not (np.isfinite(shift) and shift > 0):
+            raise SourceError(f"{self.path}: invalid depth shift {shift}")
+        hdr = SensHeader(name, mats[0], mats[1], mats[2], mats[3], COLOR_COMPRESSION[cc], DEPTH_COMPRESSION[dc],
+                         cw, ch, dw, dh, float(shift), int(count), fh.tell())
+        try:
+            hdr.depth_camera
+        except InputError as e:
+            raise SourceError(f"{self.path}: bad depth intrinsics in header: {e.message}") from None
+        return hdr
+
+    def records(self, indices: list[int] | None = None) -> Iterator[SensRecord]:
+        """Yield the stored frames at `indices` (sorted; None = all), skipping the others.
+
+        A frame that is cut short or whose depth does not decompress raises SourceError
+        naming it, after every good frame before it was yielded.
+        """
+        h = self.header
+        wanted = None if indices is None else set(int(i) for i in indices)
+        last = h.num_frames - 1 if wanted is None else (max(wanted) if wanted else -1)
+        if last >= h.num_frames:
+            raise InputError("frames", f"frame {last} requested, {self.path} has {h.num_frames}")
+        with open(self.path, "rb") as fh:
+            fh.seek(h.data_offset)
+            for i in range(last + 1):
+                where = f"{self.path}: frame {i} of {h.num_frames}"
+                raw = fh.read(_FRAME.size)
+                if len(raw) != _FRAME.size:
+                    raise SourceError(f"{where}: file ends in the frame header (truncated at byte {fh.tell()})")
+                vals = _FRAME.unpack(raw)
+                csize, dsize = vals[18], vals[19]
+                remaining = self.size - fh.tell()
+                if csize + dsize > remaining:
+                    raise SourceError(f"{where}: needs {csize + dsize} bytes of image data, {remaining} left "
+                                      "(truncated or corrupt)")
+                if wanted is not None and i not in wanted:
+                    fh.seek(csize + dsize, 1)
+                    continue
+                color = fh.read(csize)
+                depth_bytes = fh.read(dsize)
+                yield SensRecord(i, np.array(vals[:16], np.float32).reshape(4, 4), vals[16], vals[17],
+                                 color, self._decode_depth(depth_bytes, where))
+
+    def _decode_depth(self, data: bytes, where: str) -> np.ndarray:
+        h = self.header
+        if h.depth_compression == "zlib_ushort":
+            try:
+                data = zlib.decompress(data)
+            except zlib.error as e:
+                raise SourceError(f"{where}: depth data does not decompress ({e})") from None
+        expect = h.depth_width * h.depth_height * 2
+        if len(data) != expect:
+            raise SourceError(f"{where}: depth is {len(data)} bytes, expected {expect} "
+                              f"({h.depth_width}×{h.depth_height} uint16)")
+        return np.frombuffer(data, "<u2").reshape(h.depth_height, h.depth_width)
+
+    def decode_color(self, record: SensRecord) -> np.ndarray:
+        """The record's colour as H×W×3 uint8 RGB at the colour resolution."""
+        import cv2
+
+        h = self.header
+        where = f"{self.path}: frame {record.index}"
+        if h.color_compression == "raw":
+            n = h.color_width * h.color_height * 3
+            if len(record.color_data) != n:
+                raise SourceError(f"{where}: raw colour is {len(record.color_data)} bytes, expected {n}")
+            return np.frombuffer(record.color_data, np.uint8).reshape(h.color_height, h.color_width, 3).copy()
+        img = cv2.imdecode(np.frombuffer(record.color_data, np.uint8), cv2.IMREAD_COLOR)
+        if img is None:
+            raise SourceError(f"{where}: colour ({h.color_compression}, {len(record.color_data)} bytes) does not decode")
+        if img.shape[:2] != (h.color_height, h.color_width):
+            raise SourceError(f"{where}: colour is {img.shape[1]}×{img.shape[0]}, header says "
+                              f"{h.color_width}×{h.color_height}")
+        return np.ascontiguousarray(img[:, :, ::-1])
+
+
+class SensSource(Source):
+    """Frames of a ScanNet .sens file at the depth's resolution: depth in metres
+    (value / depth shift), the depth camera's intrinsics, colour resampled to the depth's
+    size (as ScanNet's 2D benchmark does), poses with -inf reported as missing."""
+
+    kind = "sens"
+
+    def __init__(self, path, sampling: Sampling | None = None):
+        super().__init__(str(path), sampling)
+        self.file = SensFile(path)
+
+    def total(self) -> int:
+        return self.file.header.num_frames
+
+    def _frames(self, indices) -> Iterator[Frame]:
+        from .base import resample
+
+        h = self.file.header
+        cam = h.depth_camera
+        for rec in self.file.records(indices):
+            rgb = self.file.decode_color(rec)
+            depth = rec.depth.astype(np.float32) / np.float32(h.depth_shift)
+            pose = check_pose(rec.camera_to_world.astype(np.float64))
+            t = rec.timestamp_color / 1e6 if rec.timestamp_color else rec.index / NOMINAL_FPS
+            frame = Frame(rgb=rgb, depth=None, camera=None, pose=pose, index=rec.index, time=t,
+                          meta={"source": self.spec})
+            # Colour to the depth's size; the depth and its camera stay as stored.
+            frame = resample(frame, h.depth_width, h.depth_height)
+            frame.depth, frame.camera = depth, cam
+            yield frame
+
+    def _describe(self) -> dict:
+        h = self.file.header
+        return {"sensor": h.sensor_name, "color_size": [h.color_width, h.color_height],
+                "depth_size": [h.depth_width, h.depth_height], "depth_shift": h.depth_shift,
+                "color_compression": h.color_compression, "depth_compression": h.depth_compression,
+                "size": [h.depth_width, h.depth_height], "camera": _camera_dict(h.depth_camera),
+                "has_depth": True, "has_pose": True, "has_labels": False}
+
+
+def _camera_dict(cam: Camera) -> dict:
+    return {"fx": cam.fx, "fy": cam.fy, "cx": cam.cx, "cy": cam.cy, "width": cam.width, "height": cam.height}
+
+
+def _mat4(K) -> np.ndarray:
+    if isinstance(K, Camera):
+        K = K.K
+    K = np.asarray(K, np.float64)
+    if K.shape == (3, 3):
+        M = np.eye(4)
+        M[:3, :3] = K
+        K = M
+    if K.shape != (4, 4):
+        raise InputError("intrinsics", f"expected a Camera, 3×3 or 4×4 matrix, got shape {K.shape}")
+    return K.astype(np.float32)
+
+
+class SensWriter:
+    """Writes a version-4 .sens file frame by frame (JPEG or PNG colour, zlib depth).
+
+    color_size, depth_size  (width, height) of the colour and depth images
+    intrinsic_color, intrinsic_depth  Camera, 3×3 or 4×4 matrices
+    depth_shift   stored value = depth in metres × depth_shift (ScanNet: 1000)
+    color_format  "jpeg" (ScanNet's choice) or "png" (lossless)
+    The frame count is patched into the header on close; use as a context manager.
+    """
+
+    def __init__(self, path, color_size, depth_size, intrinsic_color, intrinsic_depth, depth_shift: float = 1000.0,
+                 sensor_name: str = "regiond", color_format: str = "jpeg", jpeg_quality: int = 95):
+        if color_format not in ("jpeg", "png"):
+            raise InputError("color_format", f"must be 'jpeg' or 'png', got {color_format!r}")
+        if not (np.isfinite(depth_shift) and depth_shift > 0):
+            raise InputError("depth_shift", f"must be positive, got {depth_shift}")
+        self.path = Path(path)
+        self.color_size = tuple(int(x) for x in color_size)
+        self.depth_size = tuple(int(x) for x in depth_size)
+        self.depth_shift = float(depth_shift)
+        self.color_format = color_format
+        self.jpeg_quality = int(jpeg_quality)
+        self.count = 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "wb")
+        name = sensor_name.encode()
+        eye = np.eye(4, dtype=np.float32)
+        mats = np.stack([_mat4(intrinsic_color), eye, _mat4(intrinsic_depth), eye]).astype("<f4")
+        self._fh.write(struct.pack("<IQ", VERSION, len(name)) + name + mats.tobytes())
+        cc = {"png": 1, "jpeg": 2}[color_format]
+        self._fh.write(struct.pack("<iiIIIIf", cc, 1, *self.color_size, *self.depth_size, self.depth_shift))
+        self._count_at = self._fh.tell()
+        self._fh.write(struct.pack("<Q", 0))
+
+    def add(self, rgb, depth, pose=None, timestamp_color: int = 0, timestamp_depth: int = 0) -> None:
+        """Append one frame.
+
+        rgb    colour image at color_size (anything frames.as_rgb8 accepts)
+        depth  H×W uint16 stored values, or float metres (× depth_shift, rounded; 0/NaN/out
+               of range → 0)
+        pose   4×4 camera-to-world, or None for lost tracking (stored as -inf, as ScanNet does)
+        """
+        import cv2
+
+        rgb = as_rgb8(rgb, field="color")
+        if (rgb.shape[1], rgb.shape[0]) != self.color_size:
+            raise InputError("color", f"{rgb.shape[1]}×{rgb.shape[0]}, writer expects {self.color_size[0]}×{self.color_size[1]}")
+        d = np.asarray(depth)
+        if d.shape != (self.depth_size[1], self.depth_size[0]):
+            raise InputError("depth", f"shape {d.shape}, writer expects {self.depth_size[1]}×{self.depth_size[0]}")
+        if d.dtype != np.uint16:
+            if not np.issubdtype(d.dtype, np.floating):
+                raise InputError("depth", f"expected uint16 or float metres, got {d.dtype}")
+            v = np.where(np.isfinite(d), d * self.depth_shift, 0.0)
+            d = np.where((v > 0) & (v < 65535.5), np.rint(v), 0).astype(np.uint16)
+        if pose is None:
+            m = np.full((4, 4), -np.inf, np.float32)
+        else:
+            m = np.asarray(pose, np.float64)
+            if m.shape != (4, 4):
+                raise InputError("pose", f"expected 4×4, got {m.shape}")
+            m = m.astype(np.float32)
+        bgr = rgb[:, :, ::-1]
+        ok, enc = (cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality]) if self.color_format == "jpeg"
+                   else cv2.imencode(".png", bgr))
+        if not ok:
+            raise OSError(f"could not encode frame {self.count} colour")
+        color = enc.tobytes()
+        dz = zlib.compress(np.ascontiguousarray(d, "<u2").tobytes())
+        self._fh.write(m.astype("<f4").tobytes())
+        self._fh.write(struct.pack("<QQQQ", int(timestamp_color), int(timestamp_depth), len(color), len(dz)))
+        self._fh.write(color)
+        self._fh.write(dz)
+        self.count += 1
+
+    def close(self) -> None:
+        if self._fh.closed:
+            return
+        self._fh.write(struct.pack("<Q", 0))  # no IMU frames
+        self._fh.seek(self._count_at)
+        self._fh.write(struct.pack("<Q", self.count))
+        self._fh.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def write_sens(path, frames, depth_shift: float = 1000.0, color_format: str = "jpeg", progress=None) -> Path:
+    """Write Frames (all the same size, each with depth and camera) as a .sens file.
+
+    The colour and depth sizes and intrinsics come from the first frame. Returns the path.
+    """
+    writer = None
+    try:
+        for f in frames:
+            if f.depth is None or f.camera is None:
+                raise InputError("frames", f"frame {f.index} has no depth or camera; .sens needs both")
+            if writer is None:
+                cam = f.camera if (f.camera.width, f.camera.height) == (f.width, f.height) else f.camera.scaled(f.width, f.height)
+                writer = SensWriter(path, (f.width, f.height), (f.width, f.height), cam, cam, depth_shift,
+                                    color_format=color_format)
+            ts = int(round((f.time if f.time is not None else f.index / NOMINAL_FPS) * 1e6))
+            writer.add(f.rgb, f.depth, f.pose, ts, ts)
+            if progress is not None:
+                progress.update(1)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        raise InputError("frames", "no frames to write")
+    return Path(path)
