@@ -271,7 +271,7 @@ def extract_to_cache(sources: list, out, extractor, kind: str = "auto", every: i
                      show_progress: bool = True) -> TokenCache:
     """Extract each source into the cache at `out` (created, or extended when compatible).
 
-    sources     scene folders / .sens files (scenes.open_source), clip folders with a
+    sources     scene folders / .sens files / synthetic:SEED (scenes.open_source), clip folders with a
                 labels.csv, or image folders with images/ and labels/
     kind        "auto" (detect_kind) or one of KINDS
     every, max_frames, size  scene sampling (scenes.Sampling); clips always take 8 frames
@@ -280,10 +280,8 @@ def extract_to_cache(sources: list, out, extractor, kind: str = "auto", every: i
     from tqdm import tqdm
 
     cache = TokenCache.create(out, extractor_versions(extractor))
-    for src in sources:
-        src = Path(src)
-        if not src.exists():
-            raise InputError("source", f"{src} does not exist")
+    for spec in sources:
+        src = Path(spec)
         k = detect_kind(src) if kind == "auto" else kind
         if k not in KINDS:
             raise InputError("kind", f"unknown kind {k!r}; one of auto, {', '.join(KINDS)}")
@@ -303,20 +301,20 @@ def extract_to_cache(sources: list, out, extractor, kind: str = "auto", every: i
         if k == "images":
             frames = image_folder_frames(src)
         else:
-            frames = open_frames(src, every=every, max_frames=max_frames, size=size)
-        name = cache.unique_name(src.stem if src.is_file() else src.name)
+            frames = open_frames(spec, every=every, max_frames=max_frames, size=size)
+        name = cache.unique_name((src.stem if src.is_file() else src.name).replace(":", "_"))
         with tqdm(desc=f"{k} {src.name}", unit="frame", disable=not show_progress) as bar:
             stems, meta = extract_frames(extractor, frames, cache.root / name, patches, bar)
         if not stems:
             raise InputError("source", f"{src} yielded no frames")
-        cache.add(CacheItem(name, k, stems, None, str(src), patches, meta))
+        cache.add(CacheItem(name, k, stems, None, str(spec), patches, meta))
     return cache
 
 
 def open_frames(spec, every: int = 1, count: int | None = None, max_frames: int | None = None,
                 size: tuple | None = None):
     """Frames of a scene or video through scenes.open_source with the given sampling."""
-    from scenes import Sampling, open_source
+    from scenes import open_source
 
-    return open_source(str(spec), sampling=Sampling(every=every, count=count, max_frames=max_frames,
-                                                    size=tuple(size) if size else None))
+    return open_source(str(spec), every=every, count=count, max_frames=max_frames,
+                       size=tuple(size) if size else None)
