@@ -114,6 +114,10 @@ class SQLiteStore:
         try:
             con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
             try:
+                tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                if not {"meta", "images", "regions", "log"} <= tables:
+                    raise IndexFileError(f"{self.path} is an SQLite database but not a regiond index "
+                                         f"(tables {sorted(tables)}); left untouched")
                 meta = dict(con.execute("SELECT key, value FROM meta"))
                 con.execute("SELECT key, image_id, n_regions, features FROM images LIMIT 1").fetchall()
             finally:

@@ -1,0 +1,149 @@
+"""Turning a query into a vector for RegionIndex.search.
+
+  mask        an image and a mask: the mask's pooled feature, with the extractor's own
+              backbone and pooling (so it compares with the indexed regions)
+  box         an image and a box: the feature pooled over the box
+  region      an indexed region (image id + region id): its stored feature
+  vector      a raw feature vector
+  classifier  a linear probe w·x + b, trained here from a few example regions (logistic
+              regression against random stored regions as negatives) or given as weights
+
+Every bad input raises InputError naming the field.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+from ..frames import as_rgb8
+from .region_index import RegionIndex, check_vector
+from .vectors import prepare
+
+
+def decode_image(data: bytes, field: str = "image") -> np.ndarray:
+    """PNG/JPEG bytes -> H×W×3 uint8 RGB."""
+    import cv2
+
+    if not data:
+        raise InputError(field, "no image bytes")
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise InputError(field, "could not decode the bytes as PNG or JPEG")
+    if arr.ndim == 3:
+        arr = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA if arr.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    return as_rgb8(arr, field=field)
+
+
+def decode_mask_png(data: bytes, shape: tuple[int, int], field: str = "mask_image") -> np.ndarray:
+    """A PNG whose non-zero pixels form the mask, checked against the image's H×W."""
+    import cv2
+
+    if not data:
+        raise InputError(field, "no mask bytes")
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise InputError(field, "could not decode the bytes as an image")
+    mask = (arr != 0) if arr.ndim == 2 else (arr[..., :3] != 0).any(axis=2)
+    return check_mask(mask, shape, field)
+
+
+def check_mask(mask, shape: tuple[int, int], field: str = "mask") -> np.ndarray:
+    m = np.asarray(mask)
+    if m.ndim != 2 or m.shape != tuple(shape):
+        raise InputError(field, f"mask is {m.shape[1] if m.ndim == 2 else '?'}×{m.shape[0] if m.ndim else '?'} "
+                                f"(shape {m.shape}) but the image is {shape[1]}×{shape[0]}")
+    m = m != 0
+    if not m.any():
+        raise InputError(field, "the mask is empty")
+    return m
+
+
+def box_mask(box, shape: tuple[int, int], field: str = "box") -> np.ndarray:
+    """[x0, y0, x1, y1] (x1/y1 exclusive, pixels) -> H×W bool, clipped to the image."""
+    b = np.asarray(box, dtype=np.float64).reshape(-1)
+    if b.size != 4 or not np.all(np.isfinite(b)):
+        raise InputError(field, f"expected 4 finite numbers x0,y0,x1,y1, got {b.tolist()}")
+    h, w = shape
+    x0, y0 = int(np.floor(max(b[0], 0))), int(np.floor(max(b[1], 0)))
+    x1, y1 = int(np.ceil(min(b[2], w))), int(np.ceil(min(b[3], h)))
+    if x1 <= x0 or y1 <= y0:
+        raise InputError(field, f"box {b.tolist()} covers no pixel of the {w}×{h} image")
+    m = np.zeros((h, w), bool)
+    m[y0:y1, x0:x1] = True
+    return m
+
+
+def pooled_feature(extractor, rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The extractor's pooled feature of one mask (the same path indexing takes)."""
+    import cv2
+    import torch
+
+    from ..features.pooling import pool_masks
+
+    grid = extractor.backbone(rgb)
+    if tuple(grid.image_size) != mask.shape:  # a backbone that capped the image size
+        h, w = grid.image_size
+        mask = cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) != 0
+        if not mask.any():
+            raise InputError("mask", "the mask vanishes at the backbone's resolution")
+    with torch.inference_mode():
+        f = pool_masks(grid, mask[None], mode=extractor.pooling)[0]
+    return f.float().cpu().numpy()
+
+
+@dataclass
+class LinearProbe:
+    """Scores a region by weights·x + bias (x prepared as the index stores it)."""
+
+    weights: np.ndarray
+    bias: float
+
+
+def train_probe(positives: np.ndarray, negatives: np.ndarray, metric: str = "cosine",
+                l2: float = 1e-2, steps: int = 200) -> LinearProbe:
+    """L2-regularised logistic regression (Newton steps; tiny problems) on positives vs negatives.
+
+    Features are prepared as the index prepares them (normalised under cosine), so the probe's
+    score w·x + b is what the index computes for every region.
+    """
+    if len(positives) == 0:
+        raise InputError("positives", "at least one positive example is needed")
+    if len(negatives) == 0:
+        raise InputError("negatives", "no negative examples (the index is empty?)")
+    x = np.concatenate([prepare(positives, metric), prepare(negatives, metric)]).astype(np.float64)
+    y = np.concatenate([np.ones(len(positives)), np.zeros(len(negatives))])
+    # class-balanced weights: a handful of positives against many negatives
+    sw = np.where(y == 1, 0.5 / len(positives), 0.5 / len(negatives))
+    xb = np.hstack([x, np.ones((len(x), 1))])
+    w = np.zeros(xb.shape[1])
+    reg = np.full(xb.shape[1], l2)
+    reg[-1] = 0.0  # the bias is not regularised
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-np.clip(xb @ w, -40, 40)))
+        grad = xb.T @ (sw * (p - y)) + reg * w
+        hess = (xb * (sw * p * (1 - p))[:, None]).T @ xb + np.diag(reg) + 1e-9 * np.eye(len(w))
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return LinearProbe(w[:-1].astype(np.float32), float(w[-1]))
+
+
+def probe_from_examples(index: RegionIndex, examples: list[tuple[str, int]], negatives: int = 512,
+                        seed: int = 0) -> LinearProbe:
+    """Train a probe from indexed example regions against random stored regions."""
+    if not examples:
+        raise InputError("positives", "at least one example region is needed")
+    pos = np.stack([index.region_vector(i, r) for i, r in examples])
+    exclude = {index.store.key_of(i) for i, _ in examples}
+    neg = index.random_vectors(negatives, seed=seed, exclude=exclude)
+    return train_probe(pos, neg, index.config.metric)
+
+
+def linear_query(weights, bias: float, dim: int) -> LinearProbe:
+    w = check_vector(weights, dim, "linear.weights")
+    if not np.isfinite(bias):
+        raise InputError("linear.bias", "non-finite")
+    return LinearProbe(w, float(bias))

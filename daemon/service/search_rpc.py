@@ -1,0 +1,182 @@
+"""IndexImages and Search: the region-search RPCs, called by the RegionService servicer.
+
+    search = SearchRPC(extractor, data_dir)          # opens <data_dir>/index
+    summary = search.index_images(request_iterator, context)
+    response = search.search(request, context)       # raises InputError -> INVALID_ARGUMENT
+    search.close()                                   # checkpoint on shutdown
+
+Only this module speaks protobuf; daemon.index knows nothing of the API.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..index import IndexConfig, RegionIndex, SearchFilter, open_index
+from ..index.queries import (box_mask, check_mask, decode_image, decode_mask_png, linear_query,
+                             pooled_feature, probe_from_examples)
+from ..rle import decode as rle_decode
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TOP_K = 10
+MAX_TOP_K = 1000
+DEFAULT_NEGATIVES = 512
+INVALID_ARGUMENT = 3  # grpc.StatusCode.INVALID_ARGUMENT.value[0]
+INTERNAL = 13
+
+
+def _pb():
+    from regions.v1 import regions_pb2
+
+    return regions_pb2
+
+
+def image_from_proto(msg, field: str = "image") -> np.ndarray:
+    """regions.v1.Image (PNG/JPEG or raw RGB8) -> H×W×3 uint8."""
+    pb = _pb()
+    if msg.encoding == pb.Image.RGB8:
+        h, w = int(msg.height), int(msg.width)
+        if h <= 0 or w <= 0:
+            raise InputError(field, "raw RGB8 images need width and height")
+        if len(msg.data) != h * w * 3:
+            raise InputError(field, f"{len(msg.data)} bytes for a {w}×{h} RGB8 image (expected {h * w * 3})")
+        return np.frombuffer(msg.data, np.uint8).reshape(h, w, 3).copy()
+    return decode_image(msg.data, field)
+
+
+def mask_to_proto(counts, height: int, width: int):
+    return _pb().Mask(height=height, width=width, counts=[int(c) for c in counts])
+
+
+class SearchRPC:
+    """The region index of one daemon, and the two RPCs over it.
+
+    extractor  the daemon's Extractor (its profile's masker, backbone and pooling index the
+               images and pool query masks, so queries and index agree)
+    data_dir   the daemon's data directory; the index lives in <data_dir>/index
+    config     index settings (exact search by default)
+    """
+
+    def __init__(self, extractor, data_dir, config: IndexConfig | None = None):
+        self.extractor = extractor
+        self.index: RegionIndex = open_index(Path(data_dir), dim=extractor.dim, config=config)
+
+    def close(self):
+        self.index.close()
+
+    # --- IndexImages ---------------------------------------------------------------------
+
+    def index_images(self, requests, context=None):
+        pb = _pb()
+        summary = pb.IndexSummary()
+        for req in requests:
+            if context is not None and not context.is_active():
+                break  # cancelled: what was acknowledged so far stays
+            summary.received += 1
+            try:
+                self._index_one(req, summary)
+            except InputError as e:
+                summary.errors.add(image_id=req.image_id, code=INVALID_ARGUMENT, field=e.field, message=str(e))
+            except Exception as e:  # one bad image must not abort the others
+                log.exception("indexing %r failed", req.image_id)
+                summary.errors.add(image_id=req.image_id, code=INTERNAL, field="", message=f"{type(e).__name__}: {e}")
+        summary.total_images = len(self.index)
+        summary.total_regions = self.index.num_regions
+        return summary
+
+    def _index_one(self, req, summary):
+        if req.remove:
+            if not req.image_id:
+                raise InputError("image_id", "must be a non-empty string")
+            summary.removed += int(self.index.remove(req.image_id))
+            return
+        if not req.image_id:
+            raise InputError("image_id", "must be a non-empty string")
+        if not req.replace and req.image_id in self.index:
+            summary.skipped += 1  # checked before extraction: re-sending a folder is cheap
+            return
+        rgb = image_from_proto(req.image, "image")
+        regions = self.extractor.extract(rgb)
+        res = self.index.add(req.image_id, regions, dict(req.metadata),
+                             on_exists="replace" if req.replace else "skip")
+        if res.added:
+            summary.indexed += 1
+            summary.regions += res.regions
+        else:
+            summary.skipped += 1
+
+    # --- Search ----------------------------------------------------------------------------
+
+    def search(self, request, context=None):
+        pb = _pb()
+        t0 = time.perf_counter()
+        vector, bias, normalize = self._query_vector(request)
+        k = request.top_k or DEFAULT_TOP_K
+        if k > MAX_TOP_K:
+            raise InputError("top_k", f"at most {MAX_TOP_K}, got {k}")
+        flt = request.filter
+        hits = self.index.search(
+            vector, k=k, regions_per_image=request.regions_per_image or 1, bias=bias, normalize=normalize,
+            filter=SearchFilter(flt.image_id_prefix, dict(flt.metadata)),
+            exclude_image_ids=list(flt.exclude_image_ids))
+        resp = pb.SearchResponse(searched_images=len(self.index), searched_regions=self.index.num_regions)
+        for h in hits:
+            hit = resp.hits.add(image_id=h.image_id, score=h.score, width=h.width, height=h.height)
+            hit.metadata.update(h.metadata)
+            for r in h.regions:
+                rh = hit.regions.add(region_id=r.region_id, score=r.score,
+                                     box=pb.Box(x0=r.box[0], y0=r.box[1], x1=r.box[2], y1=r.box[3]))
+                if request.include_masks:
+                    rh.mask.CopyFrom(mask_to_proto(r.counts, h.height, h.width))
+        resp.seconds = time.perf_counter() - t0
+        return resp
+
+    def _query_vector(self, request) -> tuple[np.ndarray, float, bool | None]:
+        """(vector, bias, normalize) for the request's query."""
+        which = request.WhichOneof("query")
+        if which is None:
+            raise InputError("query", "one of mask, box, region, vector, linear, examples is required")
+        if which == "mask":
+            q = request.mask
+            rgb = image_from_proto(q.image, "mask.image")
+            shape = rgb.shape[:2]
+            if q.HasField("mask") and q.HasField("mask_image"):
+                raise InputError("mask", "give mask or mask_image, not both")
+            if q.HasField("mask"):
+                m = q.mask
+                if (m.height, m.width) != shape:
+                    raise InputError("mask.mask", f"mask is {m.width}×{m.height} but the image is {shape[1]}×{shape[0]}")
+                try:
+                    dense = rle_decode(list(m.counts), m.height, m.width)
+                except ValueError as e:
+                    raise InputError("mask.mask", str(e)) from None
+                mask = check_mask(dense, shape, "mask.mask")
+            elif q.HasField("mask_image"):
+                mask = decode_mask_png(q.mask_image.data, shape, "mask.mask_image")
+            else:
+                raise InputError("mask", "needs mask (RLE) or mask_image (PNG)")
+            return pooled_feature(self.extractor, rgb, mask), 0.0, None
+        if which == "box":
+            rgb = image_from_proto(request.box.image, "box.image")
+            b = request.box.box
+            mask = box_mask([b.x0, b.y0, b.x1, b.y1], rgb.shape[:2], "box.box")
+            return pooled_feature(self.extractor, rgb, mask), 0.0, None
+        if which == "region":
+            r = request.region
+            return self.index.region_vector(r.image_id, r.region_id), 0.0, None
+        if which == "vector":
+            return np.asarray(request.vector.values, np.float32), 0.0, None
+        if which == "linear":
+            p = linear_query(request.linear.weights, request.linear.bias, self.index.dim)
+            return p.weights, p.bias, False
+        if which == "examples":
+            e = request.examples
+            probe = probe_from_examples(self.index, [(r.image_id, r.region_id) for r in e.positives],
+                                        negatives=e.negatives or DEFAULT_NEGATIVES)
+            return probe.weights, probe.bias, False
+        raise InputError("query", f"unsupported query {which!r}")  # pragma: no cover

@@ -1,0 +1,230 @@
+"""RegionIndex: add, search, filters, remove, reopen, index kinds, bad input, foreign files."""
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+import numpy as np
+import pytest
+
+from daemon.errors import InputError
+from daemon.index import IndexConfig, IndexFileError, RegionIndex, SearchFilter
+from daemon.index.queries import probe_from_examples, train_probe
+from support_index import DIM, image_id, region_set
+
+
+def fill(idx: RegionIndex, n: int, start: int = 0):
+    for i in range(start, start + n):
+        idx.add(image_id(i), region_set(i), {"parity": "odd" if i % 2 else "even"})
+
+
+def test_add_search_finds_each_region_with_its_mask(tmp_path):
+    with RegionIndex(tmp_path, dim=DIM) as idx:
+        fill(idx, 30)
+        assert len(idx) == 30 and idx.num_regions == sum(len(region_set(i)) for i in range(30))
+        rs = region_set(7)
+        hits = idx.search(rs.features[2], k=5, regions_per_image=2)
+        assert hits[0].image_id == image_id(7)
+        top = hits[0].regions[0]
+        assert top.region_id == 2 and top.score == pytest.approx(1.0, abs=1e-5)
+        np.testing.assert_array_equal(top.counts, rs.counts[2])
+        np.testing.assert_array_equal(top.box, rs.boxes[2])
+        assert hits[0].metadata == {"parity": "odd"}
+        assert [h.score for h in hits] == sorted([h.score for h in hits], reverse=True)
+        assert len({h.image_id for h in hits}) == 5
+
+
+def test_ranking_is_by_best_region_and_matches_brute_force(tmp_path):
+    with RegionIndex(tmp_path, dim=DIM) as idx:
+        fill(idx, 40)
+        q = np.random.default_rng(5).normal(size=DIM).astype(np.float32)
+        qn = q / np.linalg.norm(q)
+        expect = {}
+        for i in range(40):
+            f = region_set(i).features
+            expect[image_id(i)] = float((f / np.linalg.norm(f, axis=1, keepdims=True) @ qn).max())
+        want = sorted(expect, key=lambda k: -expect[k])[:10]
+        hits = idx.search(q, k=10)
+        assert [h.image_id for h in hits] == want
+        assert [h.score for h in hits] == pytest.approx([expect[k] for k in want], abs=1e-5)
+        scores = idx.score_images(q)
+        assert set(scores) == set(expect)
+
+
+def test_dot_metric_uses_raw_inner_product(tmp_path):
+    with RegionIndex(tmp_path, dim=DIM, config=IndexConfig(metric="dot")) as idx:
+        fill(idx, 5)
+        q = region_set(3).features[0]
+        best = max((float((region_set(i).features @ q).max()), image_id(i)) for i in range(5))
+        hit = idx.search(q, k=1)[0]
+        assert (hit.score, hit.image_id) == (pytest.approx(best[0], rel=1e-5), best[1])
+
+
+def test_filters_by_prefix_metadata_and_exclusion(tmp_path):
+    with RegionIndex(tmp_path, dim=DIM) as idx:
+        fill(idx, 30)
+        q = region_set(3).features[0]
+        hits = idx.search(q, k=30, filter=SearchFilter(metadata={"parity": "even"}))
+        assert hits and all(int(h.image_id[3:]) % 2 == 0 for h in hits) and len(hits) == 15
+        hits = idx.search(q, k=30, filter=SearchFilter(image_id_prefix="img0001"))
+        assert sorted(h.image_id for h in hits) == [image_id(i) for i in range(10, 20)]
+        hits = idx.search(q, k=3, exclude_image_ids=[image_id(3)])
+        assert image_id(3) not in [h.image_id for h in hits] and len(hits) == 3
+        assert idx.search(q, k=3, filter=SearchFilter(metadata={"parity": "none"})) == []
+
+
+def test_remove_and_reopen_keep_state(tmp_path):
+    with RegionIndex(tmp_path, dim=DIM) as idx:
+        fill(idx, 12)
+        assert idx.remove(image_id(4)) and not idx.remove("nope")
+        assert image_id(4) not in [h.image_id for h in idx.search(region_set(4).features[0], k=12)]
+    with RegionIndex(tmp_path, dim=DIM) as idx:  # from the snapshot written at close
+        assert len(idx) == 11 and idx.vectors.ntotal == idx.num_regions
+        assert idx.search(region_set(9).features[1], k=1)[0].image_id == image_id(9)
+        fill(idx, 3, start=12)
+    (tmp_path / "faiss.snapshot").unlink()  # the FAISS index is a cache: rebuilt from SQLite
+    with RegionIndex(tmp_path, dim=DIM) as idx:
+        assert len(idx) == 14 and idx.vectors.ntotal == idx.num_regions
+        assert idx.search(region_set(13).features[0], k=1)[0].image_id == image_id(13)
+
+
+def test_duplicate_ids_error_skip_or_replace(tmp_path):
+    with RegionIndex(tmp_path, dim=DIM) as idx:
+        fill(idx, 2)
+        with pytest.raises(InputError) as e:
+            idx.add(image_id(0), region_set(0))
+        assert e.value.field == "image_id"
+        assert not idx.add(image_id(0), region_set(0), on_exists="skip").added
+        idx.add(image_id(0), region_set(50), on_exists="replace")
+        assert len(idx) == 2 and idx.vectors.ntotal == idx.num_regions
+        assert idx.search(region_set(50).features[0], k=1)[0].image_id == image_id(0)
+
+
+@pytest.mark.parametrize("config", [
+    IndexConfig(kind="hnsw", hnsw_m=8),
+    IndexConfig(kind="ivfpq", nlist=4, pq_m=4, pq_nbits=4, train_size=200, nprobe=4),
+], ids=["hnsw", "ivfpq"])
+def test_approximate_kinds_train_remove_and_reopen(tmp_path, config):
+    with RegionIndex(tmp_path, dim=DIM, config=config) as idx:
+        fill(idx, 150)  # > 39·16 regions: IVF-PQ trains on a sample partway through
+        assert idx.vectors.trained
+        assert idx.search(region_set(21).features[1], k=1)[0].image_id == image_id(21)
+        idx.remove(image_id(21))
+        assert image_id(21) not in [h.image_id for h in idx.search(region_set(21).features[1], k=5)]
+    with RegionIndex(tmp_path, dim=DIM, config=config) as idx:
+        assert idx.vectors.trained and len(idx) == 149
+        assert image_id(21) not in [h.image_id for h in idx.search(region_set(21).features[1], k=5)]
+        assert idx.search(region_set(90).features[0], k=1)[0].image_id == image_id(90)
+    # another kind over the same data: the snapshot is not reused, FAISS is rebuilt
+    with RegionIndex(tmp_path, dim=DIM) as idx:
+        assert idx.config.kind == "flat" and idx.vectors.ntotal == idx.num_regions
+
+
+def test_probe_trained_from_examples_finds_the_class(tmp_path):
+    rng = np.random.default_rng(0)
+    centre = rng.normal(size=DIM).astype(np.float32) * 3
+    with RegionIndex(tmp_path, dim=DIM) as idx:
+        fill(idx, 40)
+        for i in range(40, 50):  # images holding one region near `centre`
+            rs = region_set(i)
+            rs.features[0] = centre + rng.normal(size=DIM).astype(np.float32) * 0.3
+            idx.add(image_id(i), rs)
+        probe = probe_from_examples(idx, [(image_id(40), 0), (image_id(41), 0), (image_id(42), 0)], negatives=100)
+        hits = idx.search(probe.weights, k=10, bias=probe.bias, normalize=False)
+        assert {h.image_id for h in hits} == {image_id(i) for i in range(40, 50)}
+        assert all(h.regions[0].region_id == 0 for h in hits)
+        with pytest.raises(InputError, match="positives"):
+            train_probe(np.zeros((0, DIM)), np.ones((3, DIM)))
+
+
+def test_search_while_adding_from_threads(tmp_path):
+    with RegionIndex(tmp_path, dim=DIM) as idx:
+        fill(idx, 20)
+        errors, done = [], threading.Event()
+
+        def searcher():
+            try:
+                while not done.is_set():
+                    hits = idx.search(region_set(5).features[0], k=3)
+                    assert hits[0].image_id == image_id(5)
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=searcher) for _ in range(3)]
+        for t in threads:
+            t.start()
+        fill(idx, 100, start=20)
+        done.set()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        assert len(idx) == 120 and idx.vectors.ntotal == idx.num_regions
+
+
+@pytest.mark.parametrize("call, field", [
+    (lambda idx: idx.search(np.ones(DIM + 1), k=1), "vector"),
+    (lambda idx: idx.search(np.full(DIM, np.nan), k=1), "vector"),
+    (lambda idx: idx.search(np.zeros(DIM), k=1), "vector"),
+    (lambda idx: idx.search(np.ones(DIM), k=0), "k"),
+    (lambda idx: idx.region_vector("missing", 0), "image_id"),
+    (lambda idx: idx.region_vector(image_id(0), 99), "region_id"),
+    (lambda idx: idx.add("", region_set(1)), "image_id"),
+    (lambda idx: idx.add("x", region_set(1, dim=DIM + 2)), "features"),
+    (lambda idx: idx.add("x", region_set(1), {"k": 3}), "metadata"),
+    (lambda idx: idx.search(np.ones(DIM), filter=SearchFilter(metadata={'a"b': "1"})), "filter.metadata"),
+])
+def test_bad_input_names_the_field(tmp_path, call, field):
+    with RegionIndex(tmp_path, dim=DIM) as idx:
+        fill(idx, 2)
+        with pytest.raises(InputError) as e:
+            call(idx)
+        assert e.value.field == field
+        assert len(idx) == 2  # nothing lost
+
+
+def test_foreign_and_damaged_files_are_refused_untouched(tmp_path):
+    d = tmp_path / "notours"
+    d.mkdir()
+    (d / "regions.sqlite").write_bytes(b"hello, I am a text file\n" * 10)
+    before = (d / "regions.sqlite").read_bytes()
+    with pytest.raises(IndexFileError, match="not a regiond index"):
+        RegionIndex(d, dim=DIM)
+    assert (d / "regions.sqlite").read_bytes() == before
+
+    d2 = tmp_path / "othersqlite"
+    d2.mkdir()
+    con = sqlite3.connect(d2 / "regions.sqlite")
+    con.execute("CREATE TABLE t (x)")
+    con.commit()
+    con.close()
+    before = (d2 / "regions.sqlite").read_bytes()
+    with pytest.raises(IndexFileError, match="not a regiond index"):
+        RegionIndex(d2, dim=DIM)
+    assert (d2 / "regions.sqlite").read_bytes() == before
+
+    d3 = tmp_path / "ok"
+    with RegionIndex(d3, dim=DIM) as idx:
+        fill(idx, 3)
+    with pytest.raises(IndexFileError, match="8-d"):
+        RegionIndex(d3, dim=8)
+    snap = d3 / "faiss.snapshot"
+    data = bytearray(snap.read_bytes())
+    data[-5] ^= 0xFF
+    snap.write_bytes(bytes(data))
+    with pytest.raises(IndexFileError, match="checksum"):
+        RegionIndex(d3, dim=DIM)
+    assert snap.read_bytes() == bytes(data)
+    snap.write_bytes(b"garbage")
+    with pytest.raises(IndexFileError, match="not a regiond FAISS snapshot"):
+        RegionIndex(d3, dim=DIM)
+
+
+def test_second_process_cannot_open_the_same_index(tmp_path):
+    import subprocess
+    import sys
+
+    with RegionIndex(tmp_path, dim=DIM):
+        code = ("import sys; sys.path.insert(0, 'tests'); from daemon.index import RegionIndex\n"
+                f"RegionIndex({str(tmp_path)!r}, dim={DIM})")
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert r.returncode != 0 and "LOCK held" in r.stderr
