@@ -86,7 +86,7 @@ class RegionSet:
         else:
             boxes = np.zeros((0, 4), np.float32)
         kw.setdefault("boxes", boxes)
-        kw.setdefault("areas", masks.reshape(n, -1).sum(1).astype(np.int64))
+        kw.setdefault("areas", masks.reshape(n, h * w).sum(1).astype(np.int64))
         return cls(height=h, width=w, counts=counts, **kw)
 
     def __len__(self) -> int:
