@@ -185,10 +185,6 @@ def build_extractor(profile: str | Profile = "auto", weights_dir: str | Path | N
     masker, MaskerSpec fields: preset="scene", sam_overrides={...}, slic=SlicConfig(...),
     min_piece=..., seed=...; max_pixels goes to the Extractor.
     """
-    from .features import build_backbone
-    from .pipeline import Extractor
-    from .regions import build_masker
-
     wd = weights_dir
     p = profile if isinstance(profile, Profile) else resolve_profile(profile, wd, announce)
     extractor_kw = {k: overrides.pop(k) for k in ("max_pixels", "max_depth") if k in overrides}
@@ -213,6 +209,10 @@ def build_extractor(profile: str | Profile = "auto", weights_dir: str | Path | N
                 f"backbone {p.backbone} checkpoint not found: "
                 f"{resolve_weights_dir(wd) / CHECKPOINTS[p.backbone].official}")
         ckpt = found[p.backbone]
+    from .features import build_backbone
+    from .pipeline import Extractor
+    from .regions import build_masker
+
     masker = build_masker(spec)
     backbone = build_backbone(p.backbone, checkpoint=ckpt, device=device, max_side=p.max_side)
     return Extractor(masker=masker, backbone=backbone, pooling=p.pooling, profile=p.name, **extractor_kw)
