@@ -251,7 +251,7 @@ def fit(model, task_train, task_val, cfg: TrainConfig, progress: bool = True, lo
             opt.step()
             sched.step()
             step += 1
-            run.append(float(loss))
+            run.append(float(loss.detach()))
         vloss, vmetric = evaluate_task(model, task_val, val, cfg.batch_size)
         history.append({"epoch": epoch, "train_loss": float(np.mean(run)), "val_loss": vloss,
                         "val_" + task_val.metric_name: vmetric})
