@@ -1,0 +1,102 @@
+"""`regiond serve`: run the gRPC daemon until SIGTERM/SIGINT, then stop gracefully."""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from ..service.server import DEFAULT_LISTEN
+
+TOKEN_ENV = "REGIOND_TOKEN"
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "serve", help="run the gRPC daemon",
+        description="Serve regions.v1.RegionService (plus grpc.health.v1.Health and server reflection). "
+                    "Stops gracefully on SIGTERM or Ctrl-C: health turns NOT_SERVING, calls in flight "
+                    "finish within --grace seconds, the region index is persisted.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
+                   help="address to listen on (port 0 = any free port); a non-loopback host needs a "
+                        "token or --insecure")
+    p.add_argument("--data-dir", type=Path, default=Path.home() / ".local" / "share" / "regiond",
+                   metavar="DIR", help="where the daemon keeps its region index")
+    p.add_argument("--profile", default="auto",
+                   help="extractor profile (paper, balanced, lite); auto = the best one whose weights "
+                        "are present, else lite")
+    p.add_argument("--weights", type=Path, metavar="DIR",
+                   help="weights directory (default: $REGIOND_WEIGHTS or ~/.cache/regiond/weights)")
+    p.add_argument("--token", default=None,
+                   help=f"bearer token every call must carry as 'authorization: Bearer T' metadata "
+                        f"(default: ${TOKEN_ENV}; none = no authentication)")
+    p.add_argument("--tls-cert", type=Path, metavar="FILE", help="PEM certificate chain (enables TLS)")
+    p.add_argument("--tls-key", type=Path, metavar="FILE", help="PEM private key for --tls-cert")
+    p.add_argument("--insecure", action="store_true",
+                   help="allow a non-loopback --listen address without a token")
+    p.add_argument("--metrics-port", type=int, default=None, metavar="P",
+                   help="serve Prometheus metrics on this port of the listen host (0 = any free port; "
+                        "default: off)")
+    p.add_argument("--max-message-mb", type=int, default=64, metavar="N",
+                   help="largest request or reply message, in MiB")
+    p.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                   help="largest image accepted, in pixels (default 4096×4096)")
+    p.add_argument("--queue", type=int, default=32, metavar="N",
+                   help="work-queue capacity: streams wait (backpressure) and unary calls get "
+                        "RESOURCE_EXHAUSTED when it stays full")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="threads running the models")
+    p.add_argument("--unary-wait", type=float, default=0.5, metavar="S",
+                   help="seconds a unary call waits for room in a full queue")
+    p.add_argument("--window-step", type=int, default=4, metavar="K",
+                   help="default frames between activity windows (clients may set their own)")
+    p.add_argument("--heads", type=Path, metavar="DIR",
+                   help="directory of trained heads (scene labeler, activity scorer) to serve")
+    p.add_argument("--grace", type=float, default=10.0, metavar="S",
+                   help="seconds in-flight calls get to finish on shutdown")
+    p.add_argument("--log-level", default="INFO", help="log level (access log: one JSON line per call)")
+    p.set_defaults(func=run)
+
+
+def config_from_args(args):
+    from ..service.server import ServeConfig
+
+    kw = {}
+    if args.max_pixels is not None:
+        kw["max_pixels"] = args.max_pixels
+    return ServeConfig(
+        listen=args.listen, data_dir=args.data_dir, profile=args.profile, weights=args.weights,
+        token=args.token if args.token is not None else (os.environ.get(TOKEN_ENV) or None),
+        tls_cert=args.tls_cert, tls_key=args.tls_key, insecure=args.insecure,
+        metrics_port=args.metrics_port, max_message_mb=args.max_message_mb, queue=args.queue,
+        workers=args.workers, unary_wait=args.unary_wait, window_step=args.window_step, heads=args.heads,
+        grace=args.grace, **kw)
+
+
+def run(args) -> int:
+    import logging
+    import signal
+    import sys
+    import threading
+
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+                        format="%(message)s", stream=sys.stderr)
+    from ..service.server import RegionServer
+
+    config = config_from_args(args)
+    config.check()  # refuse a bad configuration before loading models
+    server = RegionServer(config, announce=lambda m: print(m, file=sys.stderr)).start()
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        print(f"regiond: {signal.Signals(signum).name}, stopping (grace {config.grace:g} s)", file=sys.stderr)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    extra = f", metrics on :{server.metrics_port}/metrics" if server.metrics_port else ""
+    print(f"regiond: serving regions.v1.RegionService on {server.address} "
+          f"(profile {server.extractor.profile}{extra})", file=sys.stderr, flush=True)
+    while not stop.wait(0.5):
+        pass
+    server.stop()
+    return 0

@@ -1,0 +1,145 @@
+"""Server interceptor: bearer-token check, metrics and one JSON log line for every call.
+
+Every method goes through it, health and reflection included: with a token configured, a
+call without `authorization: Bearer <token>` metadata is refused with UNAUTHENTICATED before
+its handler runs (the convention of grpc's token-auth example, which guards every call).
+
+Handlers receive a proxy of their context with a `stats` dict; what they put there (frames,
+frame errors, session id, ...) goes into the call's log line.
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+
+import grpc
+
+log = logging.getLogger("regiond.access")
+
+
+class _ObservedContext:
+    """The handler's ServicerContext, plus `stats` for the log line."""
+
+    def __init__(self, context, stats: dict):
+        self._context = context
+        self.stats = stats
+
+    def __getattr__(self, name):
+        return getattr(self._context, name)
+
+
+def _final_code(context) -> grpc.StatusCode:
+    code = context.code()
+    if code is not None:
+        return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
+    if not context.is_active():
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            return grpc.StatusCode.DEADLINE_EXCEEDED
+        return grpc.StatusCode.CANCELLED
+    return grpc.StatusCode.OK
+
+
+class ServiceInterceptor(grpc.ServerInterceptor):
+    """token    required bearer token (None: no authentication)
+    metrics  daemon.service.metrics.Metrics"""
+
+    def __init__(self, token: str | None, metrics):
+        self._expected = f"Bearer {token}".encode() if token else None
+        self._metrics = metrics
+
+    # --- auth ---------------------------------------------------------------------------------
+
+    def _authorized(self, metadata) -> bool:
+        if self._expected is None:
+            return True
+        for key, value in metadata or ():
+            if key == "authorization":
+                got = value.encode() if isinstance(value, str) else value
+                return hmac.compare_digest(got, self._expected)
+        return False
+
+    def intercept_service(self, continuation, details):
+        handler = continuation(details)
+        if handler is None:
+            return None
+        method = details.method.rsplit("/", 1)[-1]
+        service = details.method.strip("/").split("/", 1)[0]
+        if not self._authorized(details.invocation_metadata):
+            return _wrap(handler, self._deny(method, service))
+        return _wrap(handler, self._observe(method, service))
+
+    def _deny(self, method, service):
+        metrics = self._metrics
+
+        def around(behavior, request, context, streaming_response):
+            metrics.calls.labels(method).inc()
+            metrics.errors.labels(method, "UNAUTHENTICATED").inc()
+            _log_line(service, method, context, grpc.StatusCode.UNAUTHENTICATED, 0.0, {})
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token "
+                                                           "(metadata 'authorization: Bearer <token>')")
+        return around
+
+    # --- observation --------------------------------------------------------------------------
+
+    def _observe(self, method, service):
+        metrics = self._metrics
+
+        def finish(context, t0, stats):
+            code = _final_code(context)
+            seconds = time.perf_counter() - t0
+            metrics.call_seconds.labels(method).observe(seconds)
+            if code != grpc.StatusCode.OK:
+                metrics.errors.labels(method, code.name).inc()
+            _log_line(service, method, context, code, seconds, stats)
+
+        def around(behavior, request, context, streaming_response):
+            metrics.calls.labels(method).inc()
+            stats: dict = {}
+            ctx = _ObservedContext(context, stats)
+            t0 = time.perf_counter()
+            if not streaming_response:
+                try:
+                    return behavior(request, ctx)
+                finally:
+                    finish(context, t0, stats)
+
+            def gen():
+                try:
+                    yield from behavior(request, ctx)
+                finally:
+                    finish(context, t0, stats)
+            return gen()
+        return around
+
+
+def _wrap(handler, around):
+    """A handler of the same kind as `handler` whose behaviour runs inside `around`."""
+    if handler.unary_unary:
+        fn, make, streaming = handler.unary_unary, grpc.unary_unary_rpc_method_handler, False
+    elif handler.unary_stream:
+        fn, make, streaming = handler.unary_stream, grpc.unary_stream_rpc_method_handler, True
+    elif handler.stream_unary:
+        fn, make, streaming = handler.stream_unary, grpc.stream_unary_rpc_method_handler, False
+    else:
+        fn, make, streaming = handler.stream_stream, grpc.stream_stream_rpc_method_handler, True
+
+    def behavior(request, context):
+        return around(fn, request, context, streaming)
+
+    return make(behavior, request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
+
+
+def _log_line(service, method, context, code, seconds, stats) -> None:
+    if not log.isEnabledFor(logging.INFO):
+        return
+    rec = {"ts": round(time.time(), 3), "service": service, "method": method, "peer": context.peer(),
+           "code": code.name, "seconds": round(seconds, 4)}
+    details = context.details() if code != grpc.StatusCode.OK else None
+    if details:
+        rec["details"] = details.decode() if isinstance(details, bytes) else str(details)
+    rec.update(stats)
+    log.info(json.dumps(rec, default=str))

@@ -1,0 +1,203 @@
+"""The bounded work queue between RPC handlers and the models.
+
+Every extraction (and every head call) goes through one queue of `capacity` jobs served by
+`workers` threads, so the models see a bounded amount of work whatever the number of
+clients:
+
+- streams submit with `wait=None`: they block while the queue is full, which stops them
+  reading their requests, which gRPC flow control turns into backpressure on the client;
+- unary calls submit with a short `wait` and get QueueFull (→ RESOURCE_EXHAUSTED) when the
+  queue stays full for that long;
+- a job whose call was cancelled or passed its deadline (its `alive()` turns false) is
+  dropped when a worker reaches it, so dead calls cost no model time.
+
+A worker takes up to `max_batch` queued extraction jobs at once and hands them to
+`extractor.extract_batch(frames)` when the extractor has one (models that batch across
+images: frames from concurrent streams share one forward pass); otherwise it runs them one
+by one, which is what the CPU `lite` profile wants.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+_local = threading.local()
+
+
+def on_worker_thread() -> bool:
+    """True inside a scheduler worker (work submitted from there would wait on itself)."""
+    return getattr(_local, "worker", False)
+
+
+class QueueFull(RuntimeError):
+    """The work queue stayed full for the caller's whole wait."""
+
+
+class Cancelled(RuntimeError):
+    """The job's call ended before a worker reached it."""
+
+
+class ShuttingDown(RuntimeError):
+    """The scheduler no longer accepts work."""
+
+
+@dataclass
+class Job:
+    """One unit of model work. Exactly one of `frame` (an extraction) or `fn` (a call)."""
+
+    future: Future
+    alive: Callable[[], bool]
+    frame: Any = None
+    fn: Callable[[], Any] | None = None
+    enqueued: float = field(default_factory=time.perf_counter)
+    started: float = 0.0
+
+
+class Scheduler:
+    """Bounded queue + worker threads in front of an Extractor.
+
+    extractor  anything with `extract(frame) -> RegionSet` (and optionally `extract_batch`)
+    capacity   jobs waiting at most (not counting the ones being run)
+    workers    threads running jobs; on a small CPU one worker (the models use all cores)
+    max_batch  extraction jobs taken together when the extractor batches
+    on_depth   called with the queue depth after every change (metrics)
+    """
+
+    def __init__(self, extractor, capacity: int = 32, workers: int = 1, max_batch: int = 8,
+                 on_depth: Callable[[int], None] | None = None):
+        if capacity < 1 or workers < 1 or max_batch < 1:
+            raise ValueError("capacity, workers and max_batch must be at least 1")
+        self.extractor = extractor
+        self.capacity = capacity
+        self.max_batch = max_batch if hasattr(extractor, "extract_batch") else 1
+        self._q: queue.Queue[Job | None] = queue.Queue(maxsize=capacity)
+        self._on_depth = on_depth or (lambda n: None)
+        self._closed = threading.Event()
+        self._running = 0
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._work, name=f"regiond-worker-{i}", daemon=True)
+                         for i in range(workers)]
+        for t in self._threads:
+            t.start()
+
+    # --- submitting ---------------------------------------------------------------------------
+
+    @property
+    def depth(self) -> int:
+        return self._q.qsize()
+
+    @property
+    def busy(self) -> int:
+        """Jobs queued or running."""
+        with self._lock:
+            return self._q.qsize() + self._running
+
+    def submit_extract(self, frame, alive: Callable[[], bool], wait: float | None = None) -> Future:
+        return self._submit(Job(Future(), alive, frame=frame), wait)
+
+    def submit_call(self, fn: Callable[[], Any], alive: Callable[[], bool], wait: float | None = None) -> Future:
+        return self._submit(Job(Future(), alive, fn=fn), wait)
+
+    def _submit(self, job: Job, wait: float | None) -> Future:
+        """wait=None blocks (polling `alive`) until there is room; a number waits that long."""
+        deadline = None if wait is None else time.monotonic() + wait
+        while True:
+            if self._closed.is_set():
+                raise ShuttingDown("the daemon is shutting down")
+            if not job.alive():
+                raise Cancelled("call ended while waiting for the queue")
+            step = 0.05 if deadline is None else max(0.0, min(0.05, deadline - time.monotonic()))
+            try:
+                self._q.put(job, timeout=step) if step > 0 else self._q.put_nowait(job)
+                self._on_depth(self._q.qsize())
+                return job.future
+            except queue.Full:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise QueueFull(f"work queue full ({self.capacity} jobs) for {wait:.2f} s") from None
+
+    # --- working ------------------------------------------------------------------------------
+
+    def _take(self) -> list[Job]:
+        job = self._q.get()
+        if job is None:
+            return []
+        jobs = [job]
+        while job.frame is not None and len(jobs) < self.max_batch:
+            try:
+                nxt = self._q.get_nowait()
+            except queue.Empty:
+                break
+            if nxt is None:  # keep the stop marker for the other workers
+                self._q.put(None)
+                break
+            jobs.append(nxt)
+            if nxt.frame is None:
+                break
+        return jobs
+
+    def _work(self) -> None:
+        _local.worker = True
+        while True:
+            jobs = self._take()
+            self._on_depth(self._q.qsize())
+            if not jobs:
+                return
+            live = []
+            for j in jobs:
+                if j.alive() and j.future.set_running_or_notify_cancel():
+                    live.append(j)
+                elif not j.future.done():
+                    j.future.set_exception(Cancelled("call ended before its job ran"))
+            with self._lock:
+                self._running += len(live)
+            try:
+                self._run(live)
+            finally:
+                with self._lock:
+                    self._running -= len(live)
+
+    def _run(self, jobs: list[Job]) -> None:
+        now = time.perf_counter()
+        for j in jobs:
+            j.started = now
+            j.future.queue_seconds = now - j.enqueued  # read by the handlers for stage timings
+        frames = [j for j in jobs if j.frame is not None]
+        calls = [j for j in jobs if j.frame is None]
+        if len(frames) > 1:
+            try:
+                results = self.extractor.extract_batch([j.frame for j in frames])
+            except BaseException:  # one bad frame must not fail the others: retry one by one
+                results = None
+            if results is not None:
+                for j, r in zip(frames, results):
+                    j.future.set_result(r)
+                frames = []
+        for j in frames:
+            self._settle(j, lambda f=j.frame: self.extractor.extract(f))
+        for j in calls:
+            self._settle(j, j.fn)
+
+    @staticmethod
+    def _settle(job: Job, fn) -> None:
+        try:
+            job.future.set_result(fn())
+        except BaseException as e:  # delivered to the waiting handler
+            job.future.set_exception(e)
+
+    # --- stopping -----------------------------------------------------------------------------
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop accepting work, let the workers finish what is queued, join them."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        for _ in self._threads:
+            self._q.put(None)
+        end = None if timeout is None else time.monotonic() + timeout
+        for t in self._threads:
+            t.join(None if end is None else max(0.0, end - time.monotonic()))
