@@ -70,14 +70,23 @@ class _Axis:
     last: np.ndarray          # last such index (inclusive)
 
 
-def _axis(grid: FeatureGrid, axis: int, device) -> _Axis:
-    """Rows (axis 0) or columns (axis 1) of the upsampling, cropped to the image."""
+def _axis(grid: FeatureGrid, axis: int, size: int, device) -> _Axis:
+    """Rows (axis 0) or columns (axis 1) of the upsampling, cropped to the image.
+
+    size is the masks' extent on this axis: the image's, or, when the backbone capped the
+    image, the original image's; then the cropped upsampling is followed by a bilinear
+    resize to the original size (still separable, so still a matrix).
+    """
     n_cells = grid.features.shape[1 + axis]
     start = grid.pad[0] if axis == 0 else grid.pad[2]
-    sl = slice(start, start + grid.image_size[axis])
-    i0, i1, _, _ = bilinear_taps(n_cells, n_cells * grid.stride)
-    a = interpolation_matrix(n_cells, n_cells * grid.stride)[sl]
-    return _Axis(torch.as_tensor(a, dtype=torch.float32, device=device), i0[sl], i1[sl])
+    n_img = grid.image_size[axis]
+    a = interpolation_matrix(n_cells, n_cells * grid.stride)[start:start + n_img]
+    if size != n_img:
+        a = interpolation_matrix(n_img, size) @ a
+    nz = a != 0
+    first = nz.argmax(1)
+    last = a.shape[1] - 1 - nz[:, ::-1].argmax(1)
+    return _Axis(torch.as_tensor(a, dtype=torch.float32, device=device), first, last)
 
 
 def _as_masks(grid: FeatureGrid, masks) -> torch.Tensor:
@@ -88,8 +97,8 @@ def _as_masks(grid: FeatureGrid, masks) -> torch.Tensor:
         raise InputError("masks", f"expected a numpy array or torch tensor, got {type(masks).__name__}")
     if masks.ndim != 3:
         raise InputError("masks", f"expected N×H×W, got shape {tuple(masks.shape)}")
-    if tuple(masks.shape[1:]) != tuple(grid.image_size):
-        raise InputError("masks", f"mask size {tuple(masks.shape[1:])} differs from the image size {tuple(grid.image_size)}")
+    if tuple(masks.shape[1:]) not in (tuple(grid.image_size), grid.source_size):
+        raise InputError("masks", f"mask size {tuple(masks.shape[1:])} differs from the image size {grid.source_size}")
     if masks.dtype != torch.bool:
         masks = masks != 0
     return masks.to(grid.features.device)
@@ -162,7 +171,7 @@ def mask_weights(grid: FeatureGrid, masks, strategy: str = "auto") -> torch.Tens
     h, w = grid.features.shape[1:]
     out = torch.zeros((m.shape[0], h, w), dtype=torch.float32, device=dev)
     if m.shape[0]:
-        WEIGHT_STRATEGIES[strategy](m, _axis(grid, 0, dev), _axis(grid, 1, dev), out)
+        WEIGHT_STRATEGIES[strategy](m, _axis(grid, 0, m.shape[1], dev), _axis(grid, 1, m.shape[2], dev), out)
     return out
 
 
@@ -181,7 +190,7 @@ def _max_pool(grid: FeatureGrid, m: torch.Tensor) -> torch.Tensor:
     dev = grid.features.device
     feats = grid.features.to(torch.float32)
     d = feats.shape[0]
-    ay, ax = _axis(grid, 0, dev), _axis(grid, 1, dev)
+    ay, ax = _axis(grid, 0, m.shape[1], dev), _axis(grid, 1, m.shape[2], dev)
     out = torch.zeros((m.shape[0], d), dtype=torch.float32, device=dev)
     for k, (y0, y1, x0, x1) in enumerate(_boxes(m)):
         if y1 == 0:
@@ -206,7 +215,9 @@ def pool_masks(grid: FeatureGrid, masks, mode: str = "mean", strategy: str = "au
     """Pool grid features inside each mask: N×D float32 on the grid's device.
 
     grid:  the backbone's FeatureGrid (features D×h×w, stride, pad, image_size).
-    masks: N×H×W bool (numpy or torch) at grid.image_size.
+    masks: N×H×W bool (numpy or torch) at grid.image_size or, when the backbone capped
+           the image, at the original size (grid.source_size): the upsampled features are
+           then bilinearly resized to it.
     mode:  "mean" (exact mean of the bilinearly upsampled features over the mask) or "max".
     strategy: how mean weights are computed (see mask_weights); the result is the same.
     Empty masks give zero rows.
@@ -220,12 +231,16 @@ def pool_masks(grid: FeatureGrid, masks, mode: str = "mean", strategy: str = "au
     return _mean_pool(grid, m, strategy) if mode == "mean" else _max_pool(grid, m)
 
 
-def upsample_grid(grid: FeatureGrid) -> torch.Tensor:
-    """The materialised D×H×W upsampled, cropped grid (the reference; memory-hungry)."""
+def upsample_grid(grid: FeatureGrid, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """The materialised D×H×W upsampled, cropped grid (the reference; memory-hungry),
+    bilinearly resized on to `size` (the original image's size) when given and different."""
     f = grid.features.to(torch.float32)
-    up = F.interpolate(f[None], size=(f.shape[1] * grid.stride, f.shape[2] * grid.stride), mode="bilinear", align_corners=False)[0]
+    up = F.interpolate(f[None], size=(f.shape[1] * grid.stride, f.shape[2] * grid.stride), mode="bilinear", align_corners=False)
     top, left = grid.pad[0], grid.pad[2]
-    return up[:, top:top + grid.image_size[0], left:left + grid.image_size[1]]
+    up = up[:, :, top:top + grid.image_size[0], left:left + grid.image_size[1]]
+    if size is not None and tuple(size) != tuple(grid.image_size):
+        up = F.interpolate(up, size=tuple(size), mode="bilinear", align_corners=False)
+    return up[0]
 
 
 def naive_pool(grid: FeatureGrid, masks, mode: str = "mean") -> torch.Tensor:
@@ -234,7 +249,7 @@ def naive_pool(grid: FeatureGrid, masks, mode: str = "mean") -> torch.Tensor:
     if mode not in POOL_MODES:
         raise InputError("mode", f"unknown pooling mode {mode!r}; expected one of {POOL_MODES}")
     m = _as_masks(grid, masks)
-    up = upsample_grid(grid)
+    up = upsample_grid(grid, tuple(m.shape[1:]))
     d = up.shape[0]
     flat = up.reshape(d, -1)
     mf = m.reshape(m.shape[0], -1)

@@ -1,0 +1,136 @@
+"""The `classic` backbone: colour and gradient descriptors per 14-pixel cell, no weights.
+
+Same grid convention as DINOv2 (zero padding to a multiple of 14, floor of the padding on
+top/left), so masks, pooling and the patch-token baseline treat both backbones alike.
+Per cell, over the cell's image pixels only (padding never counts):
+
+  3  CIELAB mean (L/100, a/128, b/128)
+  3  CIELAB standard deviation (same scaling)
+  9  gradient-orientation histogram: unsigned orientation, 9 bins of 20°, each pixel's
+     gradient magnitude split linearly between its two nearest bins, L2-normalised with a
+     floor so flat cells stay near zero instead of amplifying noise
+  1  gradient energy: log(1 + mean magnitude), the texture strength the histogram lost
+  16 colour histogram: fraction of the cell's pixels in each cell of a 4×4 grid over (a, b)
+
+Every statistic is one np.bincount over per-pixel values keyed by cell (and bin): vectorised
+numpy/cv2, no loops over cells.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from ..frames import as_rgb8
+from .base import FeatureGrid, cap_long_side, padding
+
+ORIENTATION_BINS = 9
+AB_BINS = 4                 # per axis of the (a, b) colour histogram
+AB_RANGE = 80.0             # |a|, |b| beyond this land in the outer histogram bins
+HOG_FLOOR = 1.0             # L2 floor for the orientation histogram (sum of Sobel magnitudes)
+
+CLASSIC_DIM = 3 + 3 + ORIENTATION_BINS + 1 + AB_BINS * AB_BINS
+
+
+def block_sum(planes: np.ndarray, stride: int) -> np.ndarray:
+    """Sum an Hp×Wp×C array over stride×stride blocks: (Hp/stride)×(Wp/stride)×C."""
+    hp, wp, c = planes.shape
+    rows = planes.reshape(hp // stride, stride, wp * c).sum(1)           # contiguous row sums
+    return rows.reshape(hp // stride, wp // stride, stride, c).sum(2)
+
+
+_LAB_SCALE = np.array([1 / 255, 1 / 128, 1 / 128], np.float32)    # 8-bit Lab → L/100, a/128, b/128
+_LAB_SHIFT = np.array([0, 1, 1], np.float32)
+_MOD_BINS = np.arange(-1, 2 * ORIENTATION_BINS + 2) % ORIENTATION_BINS     # bin of floor(t) - 1 for t in [0.5, 18.5]
+_AB_BIN = np.clip(((np.arange(256) - 128 + AB_RANGE) * (AB_BINS / (2 * AB_RANGE))).astype(np.intp), 0, AB_BINS - 1)
+
+
+def _cell_counts(h: int, w: int, pad: tuple[int, int, int, int], stride: int) -> np.ndarray:
+    """gh×gw number of image (non-padding) pixels per cell."""
+    top, bottom, left, right = pad
+
+    def per_axis(n, before, after):
+        inside = np.ones(n + before + after, np.float32)
+        inside[:before], inside[before + n:] = 0, 0
+        return inside.reshape(-1, stride).sum(1)
+
+    return np.outer(per_axis(h, top, bottom), per_axis(w, left, right))
+
+
+@lru_cache(maxsize=8)
+def _cell_index(h: int, w: int, pad: tuple[int, int, int, int], stride: int) -> np.ndarray:
+    """Per image pixel (flattened), the index of its grid cell (row-major over the grid).
+    Cached per image geometry (video frames share it); read-only."""
+    top, _, left, right = pad
+    gw = (w + left + right) // stride
+    rows = (np.arange(h, dtype=np.intp) + top) // stride
+    cols = (np.arange(w, dtype=np.intp) + left) // stride
+    idx = (rows[:, None] * gw + cols[None, :]).ravel()
+    idx.flags.writeable = False
+    return idx
+
+
+@dataclass
+class ClassicBackbone:
+    """Colour + gradient descriptors on the 14-pixel grid (see the module docstring).
+
+    max_side: cap on the image's long side (area resize first); None keeps native size.
+    device:   where the returned feature tensor lives (computation is numpy on the CPU).
+    """
+
+    max_side: int | None = None
+    device: str = "cpu"
+    name: str = "classic"
+    dim: int = CLASSIC_DIM
+    stride: int = 14
+
+    def __call__(self, rgb: np.ndarray) -> FeatureGrid:
+        import cv2
+
+        rgb = as_rgb8(rgb)
+        original = rgb.shape[:2]
+        rgb, scale = cap_long_side(rgb, self.max_side)
+        h, w = rgb.shape[:2]
+        pad = top, bottom, left, right = padding(h, w, self.stride)
+        gh, gw = (h + top + bottom) // self.stride, (w + left + right) // self.stride
+        # 8-bit CIELAB (L·255/100, a+128, b+128): a third of the float conversion's cost, and
+        # its quantisation is far below what the descriptor resolves.
+        lab8 = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) * (1.0 / 255.0)
+        gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)      # reflected border: no fake edges at the image edge
+        gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
+        mag, ang = cv2.cartToPolar(gx, gy, angleInDegrees=True)            # ang in [0, 360)
+
+        # Dense per-pixel statistics (Lab, Lab², magnitude), zero-padded, summed per cell.
+        stats = np.empty((h, w, 7), np.float32)
+        lab = stats[:, :, :3]
+        np.multiply(lab8, _LAB_SCALE, out=lab)
+        lab -= _LAB_SHIFT
+        np.multiply(lab, lab, out=stats[:, :, 3:6])
+        stats[:, :, 6] = mag
+        sums = block_sum(cv2.copyMakeBorder(stats, top, bottom, left, right, cv2.BORDER_CONSTANT, value=0), self.stride)
+        n = _cell_counts(h, w, pad, self.stride)[:, :, None]               # ≥ 1: padding < one cell per side
+        mean = sums[:, :, :3] / n
+        std = np.sqrt(np.maximum(sums[:, :, 3:6] / n - mean * mean, 0.0))
+        energy = np.log1p(sums[:, :, 6:7] / n)
+
+        # Histograms: one bincount each over (cell, bin) keys.
+        cell = _cell_index(h, w, pad, self.stride)
+        t = ang.ravel() * (ORIENTATION_BINS / 180.0) + 0.5                  # bin centres at 10°, 30°, ...; +1 keeps t > 0
+        lo = t.astype(np.intp)                                              # floor(t)
+        w_hi = (t - lo) * mag.ravel()
+        w_lo = mag.ravel() - w_hi
+        c9 = cell * ORIENTATION_BINS
+        size = gh * gw * ORIENTATION_BINS
+        hist_o = np.bincount(c9 + _MOD_BINS[lo], w_lo, size) + np.bincount(c9 + _MOD_BINS[lo + 1], w_hi, size)
+        hist_o = hist_o.reshape(gh, gw, ORIENTATION_BINS)
+        hist_o /= np.sqrt((hist_o * hist_o).sum(-1, keepdims=True) + HOG_FLOOR ** 2)
+
+        keys = cell * AB_BINS ** 2 + _AB_BIN[lab8[:, :, 1]].ravel() * AB_BINS + _AB_BIN[lab8[:, :, 2]].ravel()
+        ab_frac = np.bincount(keys, minlength=gh * gw * AB_BINS ** 2).reshape(gh, gw, -1) / n
+        feats = np.concatenate([mean, std, hist_o, energy, ab_frac], axis=-1).astype(np.float32)   # gh×gw×D
+        tensor = torch.from_numpy(np.ascontiguousarray(feats.transpose(2, 0, 1))).to(self.device)
+        return FeatureGrid(tensor, self.stride, pad, (h, w), scale,
+                           original_size=tuple(original) if scale != 1.0 else None)
