@@ -74,7 +74,7 @@ def _open_camera(spec, sampling, **opts):
 
 
 def _open_synthetic(spec, sampling, **opts):
-    from .synthetic.source import SyntheticSource
+    from .synthetic.scene import SyntheticSource
     return SyntheticSource(_int_after(spec, "synthetic:", "SEED"), sampling, **opts)
 
 
