@@ -1,0 +1,155 @@
+"""Heads as the daemon serves them (the interfaces are daemon/service/heads.py).
+
+A heads directory holds up to three head directories written by `regiond train`:
+
+    HEADS/segment/   per-frame region labels as frames arrive (region-mlp, region-linear, ...)
+    HEADS/scene/     the scene transformer: refined labels for every frame at the end of a scene
+    HEADS/activity/  the activity transformer: class scores for each window of 8 frames
+
+`load_serving_heads(HEADS, extractor)` returns the daemon's ServingHeads: a SceneLabeler when
+segment/ or scene/ is there, an ActivityScorer when activity/ is. Heads trained on tokens of
+another backbone or feature width than the daemon's extractor are refused.
+
+Plain-data use without the daemon:
+
+    labeler = SceneLabeler.from_dir("heads")
+    state = labeler.new_scene()
+    for frame, regions in ...:
+        labeler.label_frame(state, frame, regions).label_map     # H×W uint8 NYU40 ids
+    refined = labeler.refine(state)                              # one FrameLabels per frame
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..service.heads import FrameLabels, HeadMeta, ServingHeads
+from ..tokens import RegionSet
+from .labels import UNLABELLED, pixel_labels
+from .predict import clip_scores, frame_probs
+from .registry import LoadedHead, load_head
+
+SUBDIRS = ("segment", "scene", "activity")
+
+
+def check_head_matches(head: LoadedHead, extractor, where) -> None:
+    """Refuse a head whose training tokens came from another backbone / feature width."""
+    if extractor is None:
+        return
+    versions = head.meta.get("versions") or {}
+    want = {"backbone": extractor.backbone.name, "dim": int(extractor.dim)}
+    diff = [f"{k} {versions.get(k)!r} (daemon: {v!r})" for k, v in want.items()
+            if versions.get(k) is not None and versions.get(k) != v]
+    if int(getattr(head.model.config, "in_dim", want["dim"])) != want["dim"]:
+        diff.append(f"input width {head.model.config.in_dim} (daemon: {want['dim']})")
+    if diff:
+        raise ValueError(f"head {where} was trained on other tokens: {', '.join(diff)}; "
+                         f"train it on a cache extracted with the daemon's profile")
+
+
+@dataclass
+class SceneState:
+    """What a scene's labeler remembers between frames: each frame's index and regions."""
+
+    frames: list = field(default_factory=list)   # (frame_index, RegionSet)
+
+
+class SceneLabeler:
+    """Per-frame NYU40 label maps from a segment head (or, without one, the scene head on the
+    frame alone), and the scene transformer's refinement over all frames at the end."""
+
+    def __init__(self, segment: LoadedHead | None = None, scene: LoadedHead | None = None):
+        if segment is None and scene is None:
+            raise ValueError("a SceneLabeler needs a segment or a scene head")
+        self.segment, self.scene = segment, scene
+        ids = sorted(set(segment.class_ids if segment else []) | set(scene.class_ids if scene else []))
+        names = {}
+        for h in (segment, scene):
+            if h is not None:
+                names.update(zip(h.class_ids, h.class_names))
+        main = scene or segment
+        self.meta = HeadMeta(kind="scene", name=main.name, class_ids=ids, class_names=[names[i] for i in ids])
+        self._col = {c: k for k, c in enumerate(ids)}
+
+    @classmethod
+    def from_dir(cls, directory, extractor=None) -> "SceneLabeler | None":
+        d = Path(directory)
+        heads = {}
+        for kind in ("segment", "scene"):
+            if (d / kind / "config.json").is_file():
+                heads[kind] = load_head(d / kind)
+                check_head_matches(heads[kind], extractor, d / kind)
+        return cls(**heads) if heads else None
+
+    def _scores(self, head: LoadedHead, probs: np.ndarray) -> np.ndarray:
+        """Probabilities in the labeler's class order (classes the head lacks get 0)."""
+        out = np.zeros((len(probs), len(self.meta.class_ids)), np.float32)
+        out[:, [self._col[c] for c in head.class_ids]] = probs
+        return out
+
+    def _labels(self, frame_index: int, regions: RegionSet, scores: np.ndarray) -> FrameLabels:
+        ids = np.asarray(self.meta.class_ids, np.int64)
+        region_labels = ids[scores.argmax(1)] if len(regions) else np.zeros(0, np.int64)
+        label_map = pixel_labels(regions, scores, ids, UNLABELLED).astype(np.uint8)
+        return FrameLabels(frame_index, region_labels, scores, label_map)
+
+    def new_scene(self) -> SceneState:
+        return SceneState()
+
+    def label_frame(self, state: SceneState, frame, regions: RegionSet) -> FrameLabels:
+        index = int(getattr(frame, "index", len(state.frames)))
+        state.frames.append((index, regions))
+        head = self.segment or self.scene
+        probs = frame_probs(head.model, [regions], joint=False)[0]
+        return self._labels(index, regions, self._scores(head, probs))
+
+    def refine(self, state: SceneState) -> list[FrameLabels]:
+        """Labels of every frame seen, with the scene transformer looking at all of them."""
+        if not state.frames:
+            return []
+        frames = [r for _, r in state.frames]
+        if self.scene is not None:
+            probs = frame_probs(self.scene.model, frames, joint=True)
+            head = self.scene
+        else:
+            probs = frame_probs(self.segment.model, frames, joint=False)
+            head = self.segment
+        return [self._labels(i, r, self._scores(head, p)) for (i, r), p in zip(state.frames, probs)]
+
+
+class ActivityScorer:
+    """Class probabilities for a window of 8 frames' RegionSets."""
+
+    def __init__(self, head: LoadedHead, window: int = 8):
+        self.head = head
+        self.meta = HeadMeta(kind="activity", name=head.name, class_ids=head.class_ids,
+                             class_names=head.class_names, window=window)
+
+    @classmethod
+    def from_dir(cls, directory, extractor=None) -> "ActivityScorer | None":
+        d = Path(directory) / "activity"
+        if not (d / "config.json").is_file():
+            return None
+        head = load_head(d)
+        check_head_matches(head, extractor, d)
+        return cls(head)
+
+    def score(self, frames: list[RegionSet]) -> np.ndarray:
+        if len(frames) != self.meta.window:
+            raise ValueError(f"an activity window has {self.meta.window} frames, got {len(frames)}")
+        return clip_scores(self.head.model, frames)
+
+    def top(self, frames: list[RegionSet], k: int = 3) -> list[tuple[str, float]]:
+        """The k most likely classes with their probabilities."""
+        p = self.score(frames)
+        return [(self.meta.class_names[i], float(p[i])) for i in np.argsort(-p)[:k]]
+
+
+def load_serving_heads(directory, extractor=None) -> ServingHeads:
+    """The daemon's entry point: the heads found in `directory` (see the module docstring)."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise FileNotFoundError(f"{d}: no such heads directory")
+    return ServingHeads(scene=SceneLabeler.from_dir(d, extractor), activity=ActivityScorer.from_dir(d, extractor))

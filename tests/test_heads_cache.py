@@ -1,0 +1,158 @@
+"""Token caches from real files (images + label maps, videos + labels.csv) through the lite
+extractor, the refusal to mix extractors, and the train/eval CLI on a tiny cache."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from daemon.cache import TokenCache, extract_to_cache, read_clip_labels, read_label_png
+from daemon.cli import main
+from daemon.errors import InputError
+from daemon.heads.toydata import write_toy_cache
+
+
+def _image_folder(root, n=2):
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(n):
+        rgb = np.empty((48, 64, 3), np.uint8)
+        lab = np.empty((48, 64), np.uint8)
+        rgb[:], lab[:] = (200, 200, 210), 1
+        rgb[24:], lab[24:] = (90, 60, 30), 2
+        rgb[8:32, 16 + 8 * k:40 + 8 * k], lab[8:32, 16 + 8 * k:40 + 8 * k] = (20, 150, 40), 5
+        rgb = np.clip(rgb + rng.normal(0, 4, rgb.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(rgb).save(root / "images" / f"im{k}.png")
+        Image.fromarray(lab).save(root / "labels" / f"im{k}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def lite():
+    from daemon.config import build_extractor
+
+    return build_extractor("lite")
+
+
+def test_extract_image_folder_cli(tmp_path):
+    src = _image_folder(tmp_path / "imgs")
+    assert main(["extract", str(src), "--out", str(tmp_path / "cache"), "--profile", "lite", "--patches"]) == 0
+    cache = TokenCache.open(tmp_path / "cache")
+    assert cache.versions["profile"] == "lite" and cache.versions["dim"] > 0
+    (item,) = cache.items
+    assert item.kind == "images" and len(item.frames) == 2 and item.patches
+    gt = cache.label_map(item, 0)
+    assert gt.shape == (48, 64) and set(np.unique(gt)) == {1, 2, 5}
+    r = cache.regions(item, 0)
+    assert r.features.shape == (len(r), cache.versions["dim"])
+    # every region's label follows the >50% rule on the stored label map
+    for i in range(len(r)):
+        vals, counts = np.unique(gt[r.mask(i)], return_counts=True)
+        want = vals[counts.argmax()] if counts.max() > r.areas[i] / 2 else -1
+        assert r.labels[i] == want
+    p = cache.regions(item, 0, patches=True)
+    assert p.coverage() == 1.0 and p.masks().sum(0).max() == 1  # cells tile the image once
+    assert p.features.shape[1] == cache.versions["dim"]
+
+
+def test_cache_refuses_to_mix_extractors(tmp_path, lite):
+    from daemon.config import build_extractor
+
+    src = _image_folder(tmp_path / "imgs", n=1)
+    extract_to_cache([src], tmp_path / "cache", lite, show_progress=False)
+    other = build_extractor("lite", pooling="max")
+    with pytest.raises(InputError, match="another extractor.*pooling"):
+        extract_to_cache([src], tmp_path / "cache", other, show_progress=False)
+    # the refused call lost nothing
+    assert len(TokenCache.open(tmp_path / "cache").items) == 1
+    # the same extractor may extend it
+    extract_to_cache([src], tmp_path / "cache", lite, show_progress=False)
+    assert len(TokenCache.open(tmp_path / "cache").items) == 2
+    with pytest.raises(InputError, match="another extractor"):
+        TokenCache.create(tmp_path / "cache", {**lite_versions(lite), "backbone": "dinov2_vitb14", "dim": 768})
+
+
+def lite_versions(extractor):
+    from daemon.cache import extractor_versions
+
+    return extractor_versions(extractor)
+
+
+def test_extract_clip_folder(tmp_path, lite):
+    import cv2
+
+    d = tmp_path / "clips"
+    d.mkdir()
+    for name, direction in (("a.avi", 1), ("b.avi", -1)):
+        w = cv2.VideoWriter(str(d / name), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+        for f in range(12):
+            img = np.full((48, 64, 3), 180, np.uint8)
+            x = 26 + direction * 2 * (f - 6)
+            img[18:30, x:x + 12] = (0, 0, 255)
+            w.write(img)
+        w.release()
+    (d / "labels.csv").write_text("file,label\na.avi,right\nb.avi,left\n")
+    assert [p.name for p, _ in read_clip_labels(d)] == ["a.avi", "b.avi"]
+    cache = extract_to_cache([d], tmp_path / "cache", lite, show_progress=False)
+    clips = cache.of_kind("clip")
+    assert [c.label for c in clips] == ["right", "left"] and all(len(c.frames) == 8 for c in clips)
+    assert cache.clip_classes() == ["left", "right"]
+    (d / "labels.csv").write_text("file,label\nmissing.avi,left\n")
+    with pytest.raises(InputError, match="missing.avi"):
+        read_clip_labels(d)
+
+
+def test_label_png_round_trip(tmp_path):
+    from daemon.cache import write_label_png
+
+    a = np.array([[0, 1], [40, 255]])
+    assert (read_label_png(write_label_png(tmp_path / "a.png", a)) == a).all()
+    b = np.array([[0, 1000]])
+    assert (read_label_png(write_label_png(tmp_path / "b.png", b)) == b).all()
+
+
+def test_train_and_eval_cli_smoke(tmp_path, capsys):
+    write_toy_cache(tmp_path / "train", scenes=3, frames=3, clips_per_class=2, seed=0)
+    write_toy_cache(tmp_path / "test", scenes=1, frames=3, clips_per_class=1, seed=1, uncovered=True)
+    small = ["--dim", "32", "--heads", "4", "--epochs", "2", "--warmup", "2"]
+    for task in ("segment", "scene", "activity"):
+        out = tmp_path / "heads" / task
+        assert main(["train", task, "--cache", str(tmp_path / "train"), "--out", str(out),
+                     "--val-cache", str(tmp_path / "test")] + (small if task != "segment" else ["--epochs", "2"])) == 0
+        line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert line["epochs_run"] == 2 and (out / "model.safetensors").is_file()
+        png = tmp_path / f"{task}.png"
+        args = ["eval", task, "--head", str(out), "--cache", str(tmp_path / "test"), "--confusion", str(png), "--json"]
+        assert main(args) == 0
+        text = capsys.readouterr().out
+        assert png.is_file()
+        metrics = json.loads(text.strip().splitlines()[-1])
+        if task == "activity":
+            assert 0 <= metrics["top1"] <= metrics["top5"] <= 1
+        else:
+            assert "mIoU" in text and 0 <= metrics["miou"] <= 1
+    # a head cannot be evaluated on tokens of another extractor
+    other = tmp_path / "other"
+    TokenCache.create(other, {"profile": "lite", "masker": "slic", "backbone": "classic", "dim": 32, "pooling": "mean"})
+    assert main(["eval", "scene", "--head", str(tmp_path / "heads" / "scene"), "--cache", str(other)]) == 1
+    assert "another extractor" in capsys.readouterr().err
+
+
+def test_train_is_deterministic_by_seed(tmp_path):
+    from daemon.heads.jobs import train_on_cache
+    from daemon.heads.train import TrainConfig
+
+    write_toy_cache(tmp_path / "c", scenes=3, frames=2, clips_per_class=0)
+    cfg = TrainConfig(epochs=2, warmup=2, seed=3)
+    kw = dict(head="scene-transformer", cfg=cfg, head_overrides={"dim": 32, "heads": 4}, progress=False)
+    a = train_on_cache("scene", tmp_path / "c", tmp_path / "a", **kw)
+    b = train_on_cache("scene", tmp_path / "c", tmp_path / "b", **kw)
+    assert a.result.history == b.result.history
+    from safetensors.torch import load_file
+
+    wa, wb = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
+    assert wa.keys() == wb.keys() and all((wa[k] == wb[k]).all() for k in wa)
