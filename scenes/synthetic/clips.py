@@ -209,7 +209,7 @@ def write_clips(out, per_class: int, seed: int = 0, frames: int = 32, width: int
                 fps: float = 15.0, video_format: str = "mp4", classes=None, progress=None) -> Path:
     """Write `per_class` clips of every class as videos plus labels.csv; returns the CSV path.
 
-    labels.csv columns: file (relative to out), label (index), class, seed, frames, fps,
+    labels.csv columns: file (relative to out), class (name), label (index), seed, frames, fps,
     width, height. Clip seeds are seed·1000 + k, so sets with different seeds do not overlap.
     """
     if video_format not in VIDEO_FORMATS:
@@ -227,7 +227,7 @@ def write_clips(out, per_class: int, seed: int = 0, frames: int = 32, width: int
             clip = render_clip(label, clip_seed, frames, width, height)
             rel = f"{clip.name}/{clip.name}_{clip_seed:06d}{ext}"
             write_video(out / rel, clip.frames, fps, fourcc)
-            rows.append({"file": rel, "label": label, "class": clip.name, "seed": clip_seed, "frames": frames,
+            rows.append({"file": rel, "class": clip.name, "label": label, "seed": clip_seed, "frames": frames,
                          "fps": fps, "width": width, "height": height})
             if progress is not None:
                 progress.update(1)
