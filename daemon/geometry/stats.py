@@ -64,7 +64,7 @@ def region_geometry(masks: np.ndarray, depth: np.ndarray, camera: Camera, pose=N
     points, valid = backproject(depth, camera, pose, max_depth=max_depth)
     centroids = np.full((n, 3), np.nan, np.float32)
     extents = np.full((n, 3), np.nan, np.float32)
-    flat = masks.reshape(n, -1)
+    flat = masks.reshape(n, masks.shape[1] * masks.shape[2])
     areas = flat.sum(axis=1)
     sel = flat & valid.reshape(1, -1)
     counts = sel.sum(axis=1).astype(np.int64)

@@ -1,0 +1,104 @@
+"""Per-region 3D statistics."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from daemon.errors import InputError
+from daemon.frames import Camera
+from daemon.geometry import backproject, region_geometry
+
+CAM = Camera(100.0, 100.0, 9.5, 7.5, 20, 16)
+
+
+def _plane(z=2.0):
+    return np.full((16, 20), z, np.float32)
+
+
+def test_centroid_extent_fraction_and_count():
+    depth = _plane()
+    depth[0:4, 0:10] = 0  # no depth in part of region 0
+    masks = np.zeros((3, 16, 20), bool)
+    masks[0, 0:8, 0:10] = True      # 80 px, 40 valid
+    masks[1, 8:16, 10:20] = True    # 80 px, all valid
+    # region 2 empty
+    pose = np.eye(4)
+    pose[:3, 3] = [1.0, -2.0, 0.5]
+    g = region_geometry(masks, depth, CAM, pose)
+    pts, valid = backproject(depth, CAM, pose)
+    sel = masks[1] & valid
+    np.testing.assert_allclose(g.centroids[1], pts[sel].mean(axis=0), atol=1e-5)
+    np.testing.assert_allclose(g.extents[1], np.percentile(pts[sel], 90, axis=0) - np.percentile(pts[sel], 10, axis=0),
+                               atol=1e-5)
+    assert g.extents[1][2] == pytest.approx(0.0, abs=1e-6)   # a fronto-parallel plane has no depth extent
+    assert g.centroids[1][2] == pytest.approx(2.5)
+    np.testing.assert_allclose(g.valid_fraction, [0.5, 1.0, 0.0])
+    np.testing.assert_array_equal(g.point_count, [40, 80, 0])
+    assert g.point_count.dtype == np.int64 and g.centroids.dtype == np.float32 and g.valid_fraction.dtype == np.float32
+    assert np.isnan(g.centroids[2]).all() and np.isnan(g.extents[2]).all()
+    np.testing.assert_array_equal(g.has_position, [True, True, False])
+
+
+def test_extent_is_robust_to_outliers():
+    depth = _plane()
+    depth[0, 0] = 9.0  # one flying pixel
+    masks = np.ones((1, 16, 20), bool)
+    g = region_geometry(masks, depth, CAM, np.eye(4))
+    assert g.extents[0][2] < 1e-5  # 10-90 percentile ignores it
+    assert g.centroids[0][2] > 2.0   # the mean does not
+
+
+@pytest.mark.parametrize("pose", [None, np.full((4, 4), -np.inf)])
+def test_missing_pose_keeps_counts_and_marks_3d_missing(pose):
+    masks = np.ones((2, 16, 20), bool)
+    g = region_geometry(masks, _plane(), CAM, pose)
+    assert np.isnan(g.centroids).all() and np.isnan(g.extents).all()
+    np.testing.assert_array_equal(g.point_count, [320, 320])
+    np.testing.assert_allclose(g.valid_fraction, 1.0)
+
+
+def test_max_depth_excludes_far_points():
+    depth = _plane(12.0)
+    g = region_geometry(np.ones((1, 16, 20), bool), depth, CAM, np.eye(4), max_depth=10.0)
+    assert g.point_count[0] == 0 and np.isnan(g.centroids[0]).all()
+    g = region_geometry(np.ones((1, 16, 20), bool), depth, CAM, np.eye(4), max_depth=20.0)
+    assert g.point_count[0] == 320
+
+
+def test_no_regions():
+    g = region_geometry(np.zeros((0, 16, 20), bool), _plane(), CAM, np.eye(4))
+    assert len(g) == 0 and g.centroids.shape == (0, 3)
+
+
+def test_real_frame_regions_agree_across_views(sevenscenes_dir):
+    """The same world box seen from two frames: its pixels' centroids nearly coincide."""
+    import scenes
+    from daemon.geometry import project
+
+    a, b = list(scenes.open_source(sevenscenes_dir, max_frames=2))
+    pts, valid = backproject(a.depth, a.camera, a.pose)
+    mask_a = np.zeros(valid.shape, bool)
+    mask_a[200:280, 280:360] = True
+    mask_a &= valid
+    ga = region_geometry(mask_a[None], a.depth, a.camera, a.pose)
+    uv, _ = project(pts[mask_a], b.camera, b.pose)
+    u, v = np.rint(uv[:, 0]).astype(int), np.rint(uv[:, 1]).astype(int)
+    mask_b = np.zeros(valid.shape, bool)
+    mask_b[v, u] = True
+    gb = region_geometry(mask_b[None], b.depth, b.camera, b.pose)
+    assert np.linalg.norm(ga.centroids[0] - gb.centroids[0]) < 0.03
+
+
+@pytest.mark.parametrize("masks, depth, field", [
+    (np.ones((16, 20), bool), _plane(), "masks"),
+    (np.ones((1, 8, 20), bool), _plane(), "depth"),
+])
+def test_bad_shapes(masks, depth, field):
+    with pytest.raises(InputError) as e:
+        region_geometry(masks, depth, CAM, np.eye(4))
+    assert e.value.field == field
+
+
+def test_bad_pose():
+    with pytest.raises(InputError, match="pose"):
+        region_geometry(np.ones((1, 16, 20), bool), _plane(), CAM, np.full((4, 4), np.nan))
