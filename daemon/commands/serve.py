@@ -51,6 +51,8 @@ def register(sub) -> None:
                    help="default frames between activity windows (clients may set their own)")
     p.add_argument("--heads", type=Path, metavar="DIR",
                    help="directory of trained heads (scene labeler, activity scorer) to serve")
+    p.add_argument("--no-index", action="store_true",
+                   help="keep no region index (IndexImages and Search answer UNIMPLEMENTED)")
     p.add_argument("--grace", type=float, default=10.0, metavar="S",
                    help="seconds in-flight calls get to finish on shutdown")
     p.add_argument("--log-level", default="INFO", help="log level (access log: one JSON line per call)")
@@ -68,7 +70,7 @@ def config_from_args(args):
         token=args.token if args.token is not None else (os.environ.get(TOKEN_ENV) or None),
         tls_cert=args.tls_cert, tls_key=args.tls_key, insecure=args.insecure,
         metrics_port=args.metrics_port, max_message_mb=args.max_message_mb, queue=args.queue,
-        workers=args.workers, unary_wait=args.unary_wait, window_step=args.window_step, heads=args.heads,
+        workers=args.workers, unary_wait=args.unary_wait, window_step=args.window_step, heads=args.heads, index=not args.no_index,
         grace=args.grace, **kw)
 
 

@@ -59,6 +59,7 @@ class ServeConfig:
     max_pixels      largest image accepted (pixels)
     window_step     default frames between activity windows
     heads           directory of trained heads to serve (None: regions only)
+    index           keep a region index in data_dir (IndexImages/Search); False: UNIMPLEMENTED
     grace           seconds in-flight calls get to finish on shutdown
     rpc_threads     gRPC handler threads (each open stream holds one)
     """
@@ -81,6 +82,7 @@ class ServeConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS
     window_step: int = 4
     heads: Path | None = None
+    index: bool = True
     grace: float = 10.0
     rpc_threads: int = 64
 
@@ -135,8 +137,9 @@ class RegionServer:
         self.metrics = Metrics.create()
         self.scheduler = Scheduler(extractor, capacity=config.queue, workers=config.workers,
                                    max_batch=config.max_batch, on_depth=self.metrics.queue_depth.set)
-        self.search = search if search is not None else _open_search(
-            QueuedExtractor(extractor, self.scheduler, on_worker_thread), config.data_dir)
+        if search is None and config.index:
+            search = _open_search(QueuedExtractor(extractor, self.scheduler, on_worker_thread), config.data_dir)
+        self.search = search
         self.servicer = RegionServicer(config, extractor, self.heads, self.metrics, self.scheduler,
                                        search=self.search, profile_note=" ".join(notes))
         self.health = health.HealthServicer()

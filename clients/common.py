@@ -1,0 +1,218 @@
+"""What the regiond clients share: connecting (token, TLS, clear errors when the daemon is not
+there), turning Frames into API messages, reading RegionSets back, and re-running a stream
+after the daemon restarts.
+
+Clients use only the generated API code (regions.v1) and `scenes`; nothing here imports the
+daemon's internals.
+"""
+from __future__ import annotations
+
+import io
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+
+from regions.v1 import regions_pb2 as pb
+from regions.v1 import regions_pb2_grpc as pb_grpc
+
+DEFAULT_SERVER = "127.0.0.1:50051"
+TOKEN_ENV = "REGIOND_TOKEN"
+MAX_MESSAGE = 64 * 1024 * 1024
+#: status codes after which a stream is worth re-opening (the daemon restarted or is restarting)
+RETRYABLE = (grpc.StatusCode.UNAVAILABLE,)
+
+
+class Unreachable(RuntimeError):
+    """The daemon could not be reached (in time)."""
+
+
+def add_connection_args(p, default_server: str = DEFAULT_SERVER) -> None:
+    """--server, --token, --tls-ca, --connect-timeout, --retry-for: the same in every client."""
+    p.add_argument("--server", default=default_server, metavar="HOST:PORT", help="the regiond daemon")
+    p.add_argument("--token", default=None,
+                   help=f"bearer token (default: ${TOKEN_ENV}; none when the daemon has no token)")
+    p.add_argument("--tls-ca", default=None, metavar="PEM",
+                   help="connect with TLS, trusting this CA or self-signed certificate")
+    p.add_argument("--tls-name", default=None, metavar="NAME",
+                   help="expected server name in its certificate (default: the --server host)")
+    p.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
+                   help="give up when the daemon does not answer within this many seconds")
+    p.add_argument("--retry-for", type=float, default=60.0, metavar="S",
+                   help="after the daemon goes away mid-run, keep reconnecting (with backoff) this long")
+
+
+@dataclass
+class Connection:
+    """A channel to the daemon with its stub and the call metadata (token)."""
+
+    server: str
+    channel: grpc.Channel
+    stub: pb_grpc.RegionServiceStub
+    metadata: tuple
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+def connect(server: str, token: str | None = None, tls_ca: str | None = None, tls_name: str | None = None,
+            timeout: float = 10.0) -> Connection:
+    """Open a channel and wait until it is ready. Raises Unreachable with a clear message."""
+    token = token if token is not None else (os.environ.get(TOKEN_ENV) or None)
+    options = [("grpc.max_send_message_length", MAX_MESSAGE), ("grpc.max_receive_message_length", MAX_MESSAGE)]
+    if tls_ca:
+        with open(tls_ca, "rb") as fh:
+            creds = grpc.ssl_channel_credentials(root_certificates=fh.read())
+        if tls_name:
+            options.append(("grpc.ssl_target_name_override", tls_name))
+        channel = grpc.secure_channel(server, creds, options=options)
+    else:
+        channel = grpc.insecure_channel(server, options=options)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=timeout)
+    except grpc.FutureTimeoutError:
+        channel.close()
+        raise Unreachable(f"cannot reach regiond at {server} within {timeout:g} s "
+                          f"(is `regiond serve` running there{', with TLS' if tls_ca else ''}?)") from None
+    metadata = (("authorization", f"Bearer {token}"),) if token else ()
+    return Connection(server, channel, pb_grpc.RegionServiceStub(channel), metadata)
+
+
+def connect_from_args(args) -> Connection:
+    return connect(args.server, args.token, args.tls_ca, args.tls_name, args.connect_timeout)
+
+
+def describe_rpc_error(e: grpc.RpcError) -> str:
+    code = e.code() if hasattr(e, "code") else None
+    details = e.details() if hasattr(e, "details") else str(e)
+    hint = {grpc.StatusCode.UNAUTHENTICATED: " (give --token or set $REGIOND_TOKEN)",
+            grpc.StatusCode.UNAVAILABLE: " (is the daemon running?)"}.get(code, "")
+    return f"{code.name if code else 'error'}: {details}{hint}"
+
+
+def fail(prog: str, message: str, code: int = 2) -> int:
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return code
+
+
+class Backoff:
+    """Exponential backoff with jitter, for at most `total` seconds overall."""
+
+    def __init__(self, total: float, first: float = 0.5, cap: float = 8.0):
+        self.deadline = time.monotonic() + total
+        self.delay = first
+        self.cap = cap
+
+    def wait(self) -> bool:
+        """Sleep before the next try; False when the time is up."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(left, self.delay * (0.75 + 0.5 * random.random())))
+        self.delay = min(self.cap, self.delay * 2)
+        return True
+
+
+def reconnect(args, prog: str, err: grpc.RpcError) -> Connection:
+    """After the daemon went away: reconnect with backoff for --retry-for seconds, or raise."""
+    print(f"{prog}: lost the daemon ({describe_rpc_error(err)}); reconnecting", file=sys.stderr)
+    backoff = Backoff(args.retry_for)
+    while backoff.wait():
+        try:
+            conn = connect(args.server, args.token, args.tls_ca, args.tls_name, timeout=2.0)
+        except Unreachable:
+            continue
+        print(f"{prog}: reconnected to {args.server}", file=sys.stderr)
+        return conn
+    raise Unreachable(f"regiond at {args.server} did not come back within {args.retry_for:g} s")
+
+
+# --- frames → messages ----------------------------------------------------------------------
+
+def image_pb(rgb: np.ndarray, encoding: str = "jpeg", quality: int = 95) -> pb.Image:
+    """H×W×3 uint8 → Image: "raw" (RGB8, no coding cost, for loopback), "jpeg" or "png"."""
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    if encoding == "raw":
+        h, w = rgb.shape[:2]
+        return pb.Image(data=rgb.tobytes(), encoding=pb.Image.RGB8, width=w, height=h)
+    import cv2
+
+    ext, params = {"jpeg": (".jpg", [cv2.IMWRITE_JPEG_QUALITY, quality]), "png": (".png", [cv2.IMWRITE_PNG_COMPRESSION, 1])}[encoding]
+    ok, buf = cv2.imencode(ext, rgb[:, :, ::-1], params)
+    if not ok:
+        raise ValueError(f"could not encode the image as {encoding}")
+    return pb.Image(data=buf.tobytes())
+
+
+def depth_pb(depth: np.ndarray) -> pb.Depth:
+    """Metres (float, NaN/0 = none) → millimetre UINT16 depth (half the bytes of float32)."""
+    d = np.nan_to_num(np.asarray(depth, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    mm = np.clip(np.rint(d * 1000.0), 0, 65535).astype("<u2")
+    h, w = mm.shape
+    return pb.Depth(data=mm.tobytes(), dtype=pb.Depth.UINT16, width=w, height=h, scale=0.001)
+
+
+def intrinsics_pb(camera) -> pb.Intrinsics:
+    return pb.Intrinsics(fx=camera.fx, fy=camera.fy, cx=camera.cx, cy=camera.cy,
+                         width=camera.width, height=camera.height)
+
+
+def pose_pb(pose: np.ndarray) -> pb.Pose:
+    return pb.Pose(matrix=np.asarray(pose, dtype=np.float64).reshape(16).tolist())
+
+
+def scene_frame_pb(frame, encoding: str = "jpeg", **fields) -> pb.SceneFrame:
+    """A scenes Frame → SceneFrame (depth, intrinsics and pose when the frame has them)."""
+    msg = pb.SceneFrame(color=image_pb(frame.rgb, encoding), index=int(frame.index), **fields)
+    if frame.time is not None:
+        msg.time = float(frame.time)
+    if frame.depth is not None:
+        msg.depth.CopyFrom(depth_pb(frame.depth))
+    if frame.camera is not None:
+        msg.intrinsics.CopyFrom(intrinsics_pb(frame.camera))
+    if frame.pose is not None:
+        msg.pose.CopyFrom(pose_pb(frame.pose))
+    return msg
+
+
+def video_frame_pb(frame, encoding: str = "jpeg", **fields) -> pb.VideoFrame:
+    msg = pb.VideoFrame(image=image_pb(frame.rgb, encoding), index=int(frame.index), **fields)
+    if frame.time is not None:
+        msg.time = float(frame.time)
+    return msg
+
+
+# --- messages → arrays ----------------------------------------------------------------------
+
+_SOURCE_CODE = {pb.SOURCE_SAM: 0, pb.SOURCE_SLIC: 1}  # scenes.viz source codes
+
+
+def region_masks(rs: pb.RegionSet) -> np.ndarray:
+    """N×H×W bool masks of a RegionSet message (regions without masks are empty)."""
+    from scenes.viz import masks_from_rle
+
+    counts = [list(r.mask.counts) if r.mask.counts else [rs.height * rs.width] for r in rs.regions]
+    return masks_from_rle(counts, rs.height, rs.width)
+
+
+def region_sources(rs: pb.RegionSet) -> np.ndarray:
+    return np.array([_SOURCE_CODE.get(r.source, 0) for r in rs.regions], dtype=np.uint8)
+
+
+def region_features(rs: pb.RegionSet) -> np.ndarray | None:
+    """N×D float32 features, or None when the reply has none."""
+    dtype = {pb.FEATURES_FLOAT16: "<f2", pb.FEATURES_FLOAT32: "<f4"}.get(rs.feature_encoding)
+    if dtype is None or not rs.regions:
+        return None
+    return np.stack([np.frombuffer(r.features, dtype=dtype) for r in rs.regions]).astype(np.float32)
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im)

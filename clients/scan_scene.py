@@ -1,0 +1,232 @@
+"""Scan an RGB-D scene through regiond: per-frame region overlays (and label maps when the
+daemon serves a scene head), the fused point cloud and a summary.
+
+    python clients/scan_scene.py synthetic:3 --server 127.0.0.1:50051 --out out/scan
+    python clients/scan_scene.py scene0000_00.sens --every 10 --out out/scene0000_00
+
+SCENE is a ScanNet .sens file, a ScanNet exported folder, a 7-Scenes-style folder or
+synthetic:SEED. Writes into --out:
+    overlays/NNNNNN.png         regions drawn over each frame
+    labels/<scene>_NNNNNN.png   8-bit NYU40 label maps (ScanNet benchmark layout; scene head)
+    scene.ply                   the fused (labelled) point cloud, binary PLY
+    summary.json                what the daemon reported, plus timings
+If the daemon restarts mid-scan, the client reconnects (with backoff) and scans the scene again
+from its first frame, since the fused cloud needs every frame; frames already drawn are kept.
+Exit status: 0 done, 1 bad input, 2 daemon unreachable or failed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import threading
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: python clients/scan_scene.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import grpc
+
+from clients import common
+
+PROG = "scan_scene"
+MAX_AHEAD = 16  # frames sent but not yet answered
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import scenes
+
+    p = argparse.ArgumentParser(
+        prog=PROG, description=__doc__.split("\n\n")[0],
+        epilog="scene kinds:\n" + scenes.kinds_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("scene", metavar="SCENE", help=".sens file, ScanNet folder, 7-Scenes folder or synthetic:SEED")
+    common.add_connection_args(p)
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="output folder (default: out/scan/<scene name>)")
+    p.add_argument("--every", type=int, default=1, metavar="K", help="use every K-th frame")
+    p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
+    p.add_argument("--size", default=None, metavar="WxH", help="resample frames to this size before sending")
+    p.add_argument("--encoding", choices=("jpeg", "png", "raw"), default="jpeg",
+                   help="how colour travels (raw: no coding cost, for a daemon on this machine)")
+    p.add_argument("--voxel", type=float, default=0.02, metavar="M", help="voxel edge of the fused cloud, metres")
+    p.add_argument("--no-overlays", action="store_true", help="do not draw region overlays")
+    p.add_argument("--no-ply", action="store_true", help="do not ask for the fused point cloud")
+    p.add_argument("--scene-id", default=None, help="name of the scene in outputs (default: from SCENE)")
+    return p
+
+
+def scene_name(spec: str) -> str:
+    name = spec.replace("synthetic:", "synthetic-") if spec.startswith("synthetic:") else Path(spec.rstrip("/")).stem
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "scene"
+
+
+class Scan:
+    """One scan's outputs, kept across reconnects."""
+
+    def __init__(self, args, source, scene_id: str):
+        self.args = args
+        self.source = source
+        self.scene_id = scene_id
+        self.out: Path = args.out
+        self.rgb: dict[int, object] = {}      # frames sent, not answered yet (for overlays)
+        self.ahead = threading.Semaphore(MAX_AHEAD)
+        self.drawn: set[int] = set()
+        self.errors: list[dict] = []
+        self.summary = None
+        self.frames_answered = 0
+        self.regions = 0
+
+    def requests(self, stop: threading.Event):
+        from regions.v1 import regions_pb2 as pb
+
+        opts = pb.SceneOptions(scene_id=self.scene_id, voxel_size=self.args.voxel, return_ply=not self.args.no_ply,
+                               return_label_maps=True)
+        first = True
+        for frame in self.source:
+            while not self.ahead.acquire(timeout=0.1):
+                if stop.is_set():
+                    return
+            if stop.is_set():
+                return
+            self.rgb[int(frame.index)] = frame.rgb
+            msg = common.scene_frame_pb(frame, self.args.encoding)
+            if first:
+                msg.options.CopyFrom(opts)
+                first = False
+            yield msg
+
+    def handle(self, u, bar) -> None:
+        from regions.v1 import regions_pb2 as pb  # noqa: F401
+
+        if u.HasField("summary"):
+            self.summary = u.summary
+            return
+        if u.HasField("refined"):
+            if u.refined.label_map_png:
+                self._write_labels(u.refined.frame_index, u.refined.label_map_png)
+            return
+        idx = int(u.frame_index)
+        rgb = self.rgb.pop(idx, None)
+        self.ahead.release()
+        bar.update(1)
+        self.frames_answered += 1
+        if u.HasField("error"):
+            self.errors.append({"frame": idx, "field": u.error.field, "message": u.error.message})
+            bar.write(f"{PROG}: frame {idx}: {u.error.message}", file=sys.stderr)
+            return
+        self.regions += len(u.regions.regions)
+        bar.set_postfix(regions=len(u.regions.regions), refresh=False)
+        if u.label_map_png:
+            self._write_labels(idx, u.label_map_png)
+        if not self.args.no_overlays and rgb is not None and idx not in self.drawn:
+            from scenes.viz import overlay_regions, save_png
+
+            save_png(self.out / "overlays" / f"{idx:06d}.png",
+                     overlay_regions(rgb, common.region_masks(u.regions), common.region_sources(u.regions)))
+            self.drawn.add(idx)
+
+    def _write_labels(self, idx: int, png: bytes) -> None:
+        d = self.out / "labels"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"{self.scene_id}_{idx:06d}.png").write_bytes(png)
+
+
+def run(args) -> int:
+    import scenes
+    from tqdm import tqdm
+
+    size = None
+    if args.size:
+        try:
+            w, h = (int(v) for v in args.size.lower().split("x"))
+            size = (w, h)
+        except ValueError:
+            return common.fail(PROG, f"--size {args.size!r}: expected WxH, e.g. 640x480", 1)
+    try:
+        source = scenes.open_source(args.scene, every=args.every, max_frames=args.max_frames, size=size)
+    except ValueError as e:  # InputError / SourceError
+        return common.fail(PROG, str(e), 1)
+    scene_id = args.scene_id or scene_name(args.scene)
+    args.out = args.out or Path("out") / "scan" / scene_id
+    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        conn = common.connect_from_args(args)
+    except common.Unreachable as e:
+        return common.fail(PROG, str(e))
+    try:
+        total = len(source)
+    except TypeError:
+        total = None
+    scan = Scan(args, source, scene_id)
+    t0 = time.perf_counter()
+    attempts = 0
+    while True:
+        attempts += 1
+        stop = threading.Event()
+        scan.rgb.clear()
+        scan.ahead = threading.Semaphore(MAX_AHEAD)
+        bar = tqdm(total=total, desc=f"scan {scene_id}", unit="frame", file=sys.stderr, dynamic_ncols=True)
+        call = conn.stub.StreamScene(scan.requests(stop), metadata=conn.metadata)
+        try:
+            for update in call:
+                scan.handle(update, bar)
+            break
+        except grpc.RpcError as e:
+            stop.set()
+            bar.close()
+            if e.code() not in common.RETRYABLE:
+                return common.fail(PROG, common.describe_rpc_error(e))
+            conn.close()
+            try:
+                conn = common.reconnect(args, PROG, e)
+            except common.Unreachable as u:
+                return common.fail(PROG, str(u))
+            scan.errors.clear()
+            scan.frames_answered = scan.regions = 0
+        finally:
+            stop.set()
+            bar.close()
+    conn.close()
+    seconds = time.perf_counter() - t0
+    return write_outputs(scan, source, seconds, attempts)
+
+
+def write_outputs(scan: Scan, source, seconds: float, attempts: int) -> int:
+    from google.protobuf.json_format import MessageToDict
+
+    s = scan.summary
+    out = scan.out
+    if s is None:
+        return common.fail(PROG, "the daemon ended the scan without a summary")
+    ply = None
+    if s.ply:
+        ply = out / "scene.ply"
+        ply.write_bytes(s.ply)
+    summary = MessageToDict(s, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    summary.pop("ply", None)
+    summary.update({
+        "source": source.describe(), "client_seconds": round(seconds, 3),
+        "frames_per_second": round(scan.frames_answered / seconds, 2) if seconds > 0 else None,
+        "attempts": attempts, "frame_errors": scan.errors,
+        "outputs": {"overlays": str(out / "overlays") if scan.drawn else None,
+                    "labels": str(out / "labels") if (out / "labels").is_dir() else None,
+                    "ply": str(ply) if ply else None},
+    })
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    print(f"{PROG}: {s.frames} frames ({s.frames_failed} rejected, {s.frames_without_pose} without pose), "
+          f"{s.regions} regions, {s.fused_points} fused points in {seconds:.1f} s; outputs in {out}")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        return common.fail(PROG, "interrupted", 130)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""Stream a video file or a camera through regiond and print results as they come.
+
+    python clients/stream_video.py clip.mp4 --server 127.0.0.1:50051
+    python clients/stream_video.py --camera 0 --window-step 4
+
+Frames are sent at the source's own rate (a file's fps; a camera's pace), or as fast as the
+daemon takes them with --fast. With an activity head on the daemon, every window of frames
+prints its best classes; otherwise a line per second says how the regions are flowing.
+If the daemon restarts mid-stream, the client reconnects (with backoff) and goes on from the
+first frame that had no answer. Exit status: 0 done, 1 bad input, 2 daemon unreachable or failed.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: python clients/stream_video.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import grpc
+
+from clients import common
+
+PROG = "stream_video"
+MAX_AHEAD = 8
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("video", nargs="?", metavar="VIDEO", help="a video file (or any source scenes.open_source takes)")
+    p.add_argument("--camera", type=int, default=None, metavar="N", help="stream OpenCV camera N instead")
+    common.add_connection_args(p)
+    p.add_argument("--fast", action="store_true", help="do not pace frames at the source's rate")
+    p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
+    p.add_argument("--every", type=int, default=1, metavar="K", help="send every K-th frame")
+    p.add_argument("--size", default=None, metavar="WxH", help="resample frames to this size before sending")
+    p.add_argument("--encoding", choices=("jpeg", "png", "raw"), default="jpeg",
+                   help="how frames travel (raw: no coding cost, for a daemon on this machine)")
+    p.add_argument("--window-step", type=int, default=0, metavar="K",
+                   help="frames between activity windows (0: the daemon's default)")
+    p.add_argument("--top", type=int, default=3, metavar="K", help="classes printed per window")
+    p.add_argument("--jsonl", type=Path, default=None, metavar="FILE",
+                   help="also write one JSON line per frame and per window here")
+    return p
+
+
+class Stream:
+    """Frames from the source, re-sendable after a reconnect, and what came back."""
+
+    def __init__(self, args, source):
+        self.args = args
+        self.frames = iter(source)
+        self.unanswered: collections.OrderedDict = collections.OrderedDict()  # index → frame
+        self.ahead = threading.Semaphore(MAX_AHEAD)
+        self.lock = threading.Lock()
+        self.answered = 0
+        self.errors = 0
+        self.windows = 0
+        self.latencies: list[float] = []
+        self.t_start = None
+        self.src_t0 = None
+        self.last_print = 0.0
+        self.jsonl = open(args.jsonl, "w") if args.jsonl else None
+
+    def _pace(self, frame) -> None:
+        if self.args.fast or frame.time is None:
+            return
+        if self.src_t0 is None:
+            self.src_t0, self.t_start = frame.time, time.monotonic()
+            return
+        delay = (frame.time - self.src_t0) - (time.monotonic() - self.t_start)
+        if delay > 0:
+            time.sleep(delay)
+
+    def requests(self, stop: threading.Event):
+        from regions.v1 import regions_pb2 as pb
+
+        with self.lock:
+            resend = list(self.unanswered.values())
+        self.ahead = threading.Semaphore(MAX_AHEAD)
+        opts = pb.VideoOptions(window_step=self.args.window_step)
+        first = True
+
+        def frames():
+            yield from resend
+            for f in self.frames:
+                with self.lock:
+                    self.unanswered[int(f.index)] = f
+                yield f
+
+        for f in frames():
+            while not self.ahead.acquire(timeout=0.1):
+                if stop.is_set():
+                    return
+            if stop.is_set():
+                return
+            self._pace(f)
+            msg = common.video_frame_pb(f, self.args.encoding)
+            if first:
+                msg.options.CopyFrom(opts)
+                first = False
+            f.meta["sent"] = time.perf_counter()
+            yield msg
+
+    def handle(self, u) -> None:
+        idx = int(u.frame_index)
+        with self.lock:
+            f = self.unanswered.pop(idx, None)
+        self.ahead.release()
+        self.answered += 1
+        if f is not None and "sent" in f.meta:
+            self.latencies.append(time.perf_counter() - f.meta["sent"])
+        rec = {"frame": idx}
+        if u.HasField("error"):
+            self.errors += 1
+            rec["error"] = {"field": u.error.field, "message": u.error.message}
+            print(f"frame {idx}: rejected: {u.error.message}", flush=True)
+        else:
+            rec["regions"] = len(u.regions.regions)
+        for w in u.windows:
+            self.windows += 1
+            top = ", ".join(f"{s.name or s.id} {s.score:.2f}" for s in list(w.scores)[: self.args.top])
+            print(f"frames {w.start_frame}-{w.end_frame}: {top}", flush=True)
+            if self.jsonl:
+                self.jsonl.write(json.dumps({"window": [w.start_frame, w.end_frame],
+                                             "scores": {s.name or str(s.id): round(s.score, 4) for s in w.scores}}) + "\n")
+        now = time.monotonic()
+        if not u.windows and now - self.last_print >= 1.0 and "regions" in rec:
+            self.last_print = now
+            lat = self.latencies[-1] * 1000 if self.latencies else float("nan")
+            print(f"frame {idx}: {rec['regions']} regions, {lat:.0f} ms round trip", flush=True)
+        if self.jsonl:
+            self.jsonl.write(json.dumps(rec) + "\n")
+
+
+def run(args) -> int:
+    import numpy as np
+
+    import scenes
+
+    if (args.video is None) == (args.camera is None):
+        return common.fail(PROG, "give a VIDEO or --camera N (one of them)", 1)
+    spec = f"camera:{args.camera}" if args.camera is not None else args.video
+    size = None
+    if args.size:
+        try:
+            size = tuple(int(v) for v in args.size.lower().split("x"))
+        except ValueError:
+            return common.fail(PROG, f"--size {args.size!r}: expected WxH", 1)
+    try:
+        source = scenes.open_source(spec, every=args.every, max_frames=args.max_frames, size=size)
+    except ValueError as e:
+        return common.fail(PROG, str(e), 1)
+    try:
+        conn = common.connect_from_args(args)
+    except common.Unreachable as e:
+        return common.fail(PROG, str(e))
+    stream = Stream(args, source)
+    t0 = time.perf_counter()
+    while True:
+        stop = threading.Event()
+        call = conn.stub.StreamVideo(stream.requests(stop), metadata=conn.metadata)
+        try:
+            for update in call:
+                stream.handle(update)
+            break
+        except grpc.RpcError as e:
+            stop.set()
+            if e.code() not in common.RETRYABLE:
+                return common.fail(PROG, common.describe_rpc_error(e))
+            conn.close()
+            try:
+                conn = common.reconnect(args, PROG, e)
+            except common.Unreachable as u:
+                return common.fail(PROG, str(u))
+        finally:
+            stop.set()
+    conn.close()
+    seconds = time.perf_counter() - t0
+    lat = np.array(stream.latencies) * 1000 if stream.latencies else np.array([np.nan])
+    print(f"{PROG}: {stream.answered} frames ({stream.errors} rejected), {stream.windows} windows in {seconds:.1f} s "
+          f"= {stream.answered / seconds:.1f} frames/s; round trip p50 {np.percentile(lat, 50):.0f} ms, "
+          f"p99 {np.percentile(lat, 99):.0f} ms")
+    if stream.jsonl:
+        stream.jsonl.close()
+    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        return common.fail(PROG, "interrupted", 130)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
