@@ -1,0 +1,97 @@
+"""Voxel fusion and PLY output."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from daemon.errors import InputError
+from daemon.frames import Camera, Frame
+from daemon.geometry import VoxelFusion, backproject, fuse_frames, read_ply, write_ply
+from daemon.geometry.fusion import PointCloud
+
+
+def test_voxel_means_colours_and_majority_labels():
+    f = VoxelFusion(voxel=1.0)
+    pts = np.array([[0.1, 0.1, 0.1], [0.3, 0.3, 0.3], [0.5, 0.5, 0.5], [1.5, 0.5, 0.5], [-0.5, 0.5, 0.5]])
+    cols = np.array([[0, 0, 0], [100, 100, 100], [200, 200, 200], [10, 20, 30], [1, 2, 3]], np.uint8)
+    f.add_points(pts, cols, labels=[5, 5, 7, 0, 3])
+    f.add_points([[0.9, 0.9, 0.9]], [[40, 40, 40]], labels=[7])  # a later frame: 5 and 7 tie → smaller id
+    c = f.cloud()
+    order = np.argsort(c.points[:, 0])
+    p, col, lab = c.points[order], c.colors[order], c.labels[order]
+    assert len(c) == 3
+    np.testing.assert_allclose(p[1], [0.45, 0.45, 0.45], atol=1e-6)
+    np.testing.assert_array_equal(col[1], [85, 85, 85])
+    np.testing.assert_array_equal(lab, [3, 5, 0])
+
+
+def test_fusing_7scenes_is_consistent_and_bounded(sevenscenes_dir):
+    import scenes
+
+    frames = list(scenes.open_source(sevenscenes_dir, every=4))
+    cloud, fusion = fuse_frames(frames, voxel=0.05)
+    assert fusion.frames_used == len(frames) and cloud.labels is None
+    raw = sum(int(backproject(f.depth, f.camera, f.pose)[1].sum()) for f in frames)
+    assert 1000 < len(cloud) < raw / 20
+    keys = np.floor(cloud.points / 0.05).astype(np.int64)
+    assert len(np.unique(keys, axis=0)) == len(cloud)  # one point per voxel (a voxel's mean stays inside it)
+    # merging frame by frame in small batches gives the same cloud as one pass
+    f2 = VoxelFusion(0.05)
+    for f in frames:
+        f2.add_frame(f)
+        f2._merge()
+    c2 = f2.cloud()
+    o1, o2 = np.lexsort(cloud.points.T), np.lexsort(c2.points.T)
+    np.testing.assert_allclose(cloud.points[o1], c2.points[o2], atol=1e-5)
+    np.testing.assert_array_equal(cloud.colors[o1], c2.colors[o2])
+
+
+def test_frames_without_pose_or_depth_are_skipped():
+    cam = Camera(10, 10, 1.5, 1.5, 4, 4)
+    rgb = np.zeros((4, 4, 3), np.uint8)
+    f = VoxelFusion(0.1)
+    assert not f.add_frame(Frame(rgb=rgb, depth=np.ones((4, 4), np.float32), camera=cam, pose=None))
+    assert not f.add_frame(Frame(rgb=rgb, camera=cam, pose=np.eye(4)))
+    assert f.add_frame(Frame(rgb=rgb, depth=np.ones((4, 4), np.float32), camera=cam, pose=np.eye(4)))
+    assert (f.frames_used, f.frames_skipped) == (1, 2)
+
+
+def test_ply_round_trip_through_open3d(tmp_path):
+    import open3d as o3d
+
+    rng = np.random.default_rng(0)
+    cloud = PointCloud(rng.normal(size=(50, 3)).astype(np.float32), rng.integers(0, 256, (50, 3)).astype(np.uint8),
+                       rng.integers(0, 41, 50).astype(np.int32))
+    path = write_ply(tmp_path / "c.ply", cloud)
+    back = read_ply(path)
+    np.testing.assert_array_equal(back.points, cloud.points)
+    np.testing.assert_array_equal(back.colors, cloud.colors)
+    np.testing.assert_array_equal(back.labels, cloud.labels)
+    legacy = o3d.io.read_point_cloud(str(path))  # any PLY reader sees points and colours
+    np.testing.assert_allclose(np.asarray(legacy.colors) * 255, cloud.colors, atol=0.5)
+    header = path.read_bytes()[:300]
+    assert b"property uchar red" in header and b"property int label" in header
+
+
+def test_bad_inputs(tmp_path):
+    with pytest.raises(InputError, match="voxel"):
+        VoxelFusion(0)
+    with pytest.raises(InputError, match="voxel"):
+        VoxelFusion(float("nan"))
+    f = VoxelFusion(0.1)
+    with pytest.raises(InputError, match="colors"):
+        f.add_points(np.zeros((3, 3)), np.zeros((2, 3), np.uint8))
+    with pytest.raises(InputError, match="labels"):
+        f.add_points(np.zeros((3, 3)), np.zeros((3, 3), np.uint8), labels=[1])
+    with pytest.raises(InputError, match="points"):
+        f.add_points([[1e9, 0, 0]], [[0, 0, 0]])
+    cam = Camera(10, 10, 1.5, 1.5, 4, 4)
+    frame = Frame(rgb=np.zeros((4, 4, 3), np.uint8), depth=np.ones((4, 4), np.float32), camera=cam, pose=np.eye(4))
+    with pytest.raises(InputError, match="labels"):
+        f.add_frame(frame, labels=np.zeros((2, 2), np.uint8))
+    with pytest.raises(InputError, match="stride"):
+        f.add_frame(frame, stride=0)
+    with pytest.raises(InputError, match="out"):
+        write_ply(tmp_path / "c.txt", PointCloud(np.zeros((1, 3), np.float32), np.zeros((1, 3), np.uint8)))
+    with pytest.raises(FileNotFoundError):
+        read_ply(tmp_path / "missing.ply")
