@@ -1,0 +1,209 @@
+"""ScanNet .sens: writer/reader round trip, an independently packed file, and bad files."""
+from __future__ import annotations
+
+import struct
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+
+import scenes
+from daemon.errors import InputError
+from daemon.frames import Camera
+from scenes.sens import SensFile, SensWriter, write_sens
+
+W, H = 32, 24
+CAM = Camera(30.0, 31.0, 15.5, 11.5, W, H)
+
+
+def _data(n=4, seed=0):
+    rng = np.random.default_rng(seed)
+    rgbs = [rng.integers(0, 256, (H, W, 3), dtype=np.uint8) for _ in range(n)]
+    depths = [rng.integers(0, 5000, (H, W), dtype=np.uint16) for _ in range(n)]
+    poses = []
+    for k in range(n):
+        p = np.eye(4, dtype=np.float32)
+        p[:3, :3] = cv2.Rodrigues(rng.normal(size=3))[0]
+        p[:3, 3] = rng.normal(size=3)
+        poses.append(p)
+    return rgbs, depths, poses
+
+
+def _write(path, rgbs, depths, poses, color_format="png"):
+    with SensWriter(path, (W, H), (W, H), CAM, CAM, depth_shift=1000.0, color_format=color_format) as w:
+        for k, (c, d, p) in enumerate(zip(rgbs, depths, poses)):
+            w.add(c, d, p, timestamp_color=1000 * k, timestamp_depth=1000 * k + 1)
+    return path
+
+
+def test_round_trip_bit_exact(tmp_path):
+    rgbs, depths, poses = _data()
+    poses[2] = None  # lost tracking
+    path = _write(tmp_path / "a.sens", rgbs, depths, poses)
+    sf = SensFile(path)
+    assert sf.header.num_frames == 4 and sf.header.depth_shift == 1000.0
+    recs = list(sf.records())
+    for k, r in enumerate(recs):
+        np.testing.assert_array_equal(r.depth, depths[k])
+        if poses[k] is None:
+            assert np.isneginf(r.camera_to_world).all()
+        else:
+            np.testing.assert_array_equal(r.camera_to_world, poses[k])
+        np.testing.assert_array_equal(sf.decode_color(r), rgbs[k])  # PNG colour is lossless
+        assert (r.timestamp_color, r.timestamp_depth) == (1000 * k, 1000 * k + 1)
+    frames = list(scenes.open_source(path))
+    assert [f.index for f in frames] == [0, 1, 2, 3]
+    assert frames[2].pose is None and frames[1].pose is not None
+    np.testing.assert_array_equal(frames[1].pose, poses[1].astype(np.float64))
+    np.testing.assert_array_equal(frames[0].depth, depths[0].astype(np.float32) / np.float32(1000))
+    assert frames[0].camera == Camera.from_matrix(CAM.K.astype(np.float32), W, H)
+    assert frames[1].time == pytest.approx(0.001)
+
+
+def _pack_independently(path, rgbs, depths, poses, sensor=b"StructureSensor", shift=1000.0, imu=True):
+    """A .sens file packed by hand, field by field as ScanNet's SensorData.py reads it.
+    Returns the path and the colour images as a JPEG decoder sees them."""
+    K = np.eye(4, dtype=np.float32)
+    K[:3, :3] = CAM.K
+    out = [struct.pack("I", 4), struct.pack("Q", len(sensor)), sensor]
+    for m in (K, np.eye(4), K, np.eye(4)):
+        out.append(struct.pack("f" * 16, *np.asarray(m, np.float32).ravel()))
+    out += [struct.pack("i", 2), struct.pack("i", 1), struct.pack("I", W), struct.pack("I", H),
+            struct.pack("I", W), struct.pack("I", H), struct.pack("f", shift), struct.pack("Q", len(rgbs))]
+    decoded = []
+    for k, (c, d, p) in enumerate(zip(rgbs, depths, poses)):
+        ok, jpg = cv2.imencode(".jpg", c[:, :, ::-1])
+        decoded.append(cv2.imdecode(jpg, cv2.IMREAD_COLOR)[:, :, ::-1])
+        dz = zlib.compress(d.astype("<u2").tobytes(), 9)
+        out += [struct.pack("f" * 16, *np.asarray(p, np.float32).ravel()), struct.pack("Q", 77 + k),
+                struct.pack("Q", 88 + k), struct.pack("Q", len(jpg)), struct.pack("Q", len(dz)), jpg.tobytes(), dz]
+    if imu:
+        out.append(struct.pack("Q", 0))
+    path.write_bytes(b"".join(out))
+    return path, decoded
+
+
+def test_independently_packed_file_reads_the_same(tmp_path):
+    rgbs, depths, poses = _data(3, seed=1)
+    poses[0] = np.full((4, 4), -np.inf, np.float32)
+    path, decoded = _pack_independently(tmp_path / "hand.sens", rgbs, depths, poses, imu=False)
+    src = scenes.open_source(path)
+    assert src.describe()["sensor"] == "StructureSensor" and len(src) == 3
+    frames = list(src)
+    assert frames[0].pose is None
+    for k in (1, 2):
+        np.testing.assert_array_equal(frames[k].pose, poses[k].astype(np.float64))
+    for k in range(3):
+        np.testing.assert_array_equal(frames[k].depth, depths[k].astype(np.float32) / np.float32(1000))
+        np.testing.assert_array_equal(frames[k].rgb, decoded[k])
+        assert frames[k].time == pytest.approx((77 + k) / 1e6)
+    # and our writer's JPEG file reads identically frame for frame
+    mine = _write(tmp_path / "mine.sens", rgbs, depths, [None] + poses[1:], color_format="jpeg")
+    for a, b in zip(scenes.open_source(mine), frames):
+        np.testing.assert_array_equal(a.depth, b.depth)
+        assert (a.pose is None) == (b.pose is None)
+        if a.pose is not None:
+            np.testing.assert_array_equal(a.pose, b.pose)
+
+
+def test_sampling_skips_without_decoding(tmp_path):
+    rgbs, depths, poses = _data(6, seed=2)
+    path = _write(tmp_path / "s.sens", rgbs, depths, poses)
+    assert [f.index for f in scenes.open_source(path, every=2)] == [0, 2, 4]
+    assert [f.index for f in scenes.open_source(path, count=3)] == [0, 2, 5]
+    f = next(iter(scenes.open_source(path, max_frames=1, size=(16, 12))))
+    assert f.rgb.shape == (12, 16, 3) and f.depth.shape == (12, 16)
+    assert f.camera == CAM.scaled(16, 12) or abs(f.camera.fx - CAM.fx / 2) < 1e-4
+
+
+def test_colour_and_depth_of_different_sizes(tmp_path):
+    rng = np.random.default_rng(3)
+    Kc = Camera(60.0, 60.0, 31.5, 23.5, 64, 48)
+    with SensWriter(tmp_path / "m.sens", (64, 48), (W, H), Kc, CAM, color_format="png") as w:
+        w.add(np.full((48, 64, 3), 200, np.uint8), rng.integers(1, 3000, (H, W)).astype(np.uint16), np.eye(4))
+    f = next(iter(scenes.open_source(tmp_path / "m.sens")))
+    assert f.rgb.shape == (H, W, 3) and f.depth.shape == (H, W)
+    assert (f.rgb == 200).all()
+    assert f.camera.fx == pytest.approx(CAM.fx)
+
+
+def test_truncated_file_yields_good_frames_then_names_the_bad_one(tmp_path):
+    rgbs, depths, poses = _data(4, seed=4)
+    path = _write(tmp_path / "t.sens", rgbs, depths, poses)
+    data = path.read_bytes()
+    cut = tmp_path / "cut.sens"
+    cut.write_bytes(data[: len(data) - 8 - 200])  # into the last frame's data
+    got = []
+    with pytest.raises(scenes.SourceError, match="frame 3 of 4") as e:
+        for f in scenes.open_source(cut):
+            got.append(f.index)
+    assert got == [0, 1, 2] and e.value.field == "source"
+    cut.write_bytes(data[: len(data) // 2])  # ends in an earlier frame
+    with pytest.raises(scenes.SourceError, match=r"frame \d of 4"):
+        list(scenes.open_source(cut))
+
+
+def test_corrupt_depth_names_the_frame(tmp_path):
+    rgbs, depths, poses = _data(2, seed=5)
+    path = _write(tmp_path / "c.sens", rgbs, depths, poses)
+    sf = SensFile(path)
+    data = bytearray(path.read_bytes())
+    # the second frame's depth starts after its header and colour
+    recs = list(sf.records())
+    tail = zlib.compress(depths[1].astype("<u2").tobytes())
+    pos = bytes(data).rfind(tail)
+    assert pos > 0 and len(recs) == 2
+    data[pos + 2: pos + 12] = b"\x00" * 10
+    path.write_bytes(bytes(data))
+    got = []
+    with pytest.raises(scenes.SourceError, match="frame 1 of 2.*depth"):
+        for f in scenes.open_source(path):
+            got.append(f.index)
+    assert got == [0]
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda b: struct.pack("<I", 3) + b[4:], "version"),
+    (lambda b: b[:20], "truncated header"),
+    (lambda b: b[:4] + struct.pack("<Q", 10**9) + b[12:], "sensor name length"),
+    (lambda b: b"", "truncated header"),
+])
+def test_bad_headers(tmp_path, mutate, message):
+    rgbs, depths, poses = _data(1)
+    path = _write(tmp_path / "h.sens", rgbs, depths, poses)
+    path.write_bytes(mutate(path.read_bytes()))
+    with pytest.raises(scenes.SourceError, match=message):
+        scenes.open_source(path)
+
+
+def test_unsupported_depth_compression(tmp_path):
+    rgbs, depths, poses = _data(1)
+    path = _write(tmp_path / "o.sens", rgbs, depths, poses)
+    b = bytearray(path.read_bytes())
+    off = 4 + 8 + len(b"regiond") + 256 + 4
+    b[off: off + 4] = struct.pack("<i", 2)  # occi_ushort
+    path.write_bytes(bytes(b))
+    with pytest.raises(scenes.SourceError, match="occi"):
+        scenes.open_source(path)
+
+
+def test_writer_rejects_bad_input(tmp_path):
+    with pytest.raises(InputError, match="color_format"):
+        SensWriter(tmp_path / "x.sens", (W, H), (W, H), CAM, CAM, color_format="gif")
+    with SensWriter(tmp_path / "y.sens", (W, H), (W, H), CAM, CAM) as w:
+        with pytest.raises(InputError, match="color"):
+            w.add(np.zeros((H + 1, W, 3), np.uint8), np.zeros((H, W), np.uint16))
+        with pytest.raises(InputError, match="depth"):
+            w.add(np.zeros((H, W, 3), np.uint8), np.zeros((H, W + 1), np.uint16))
+        with pytest.raises(InputError, match="depth"):
+            w.add(np.zeros((H, W, 3), np.uint8), np.zeros((H, W), np.int32))
+        with pytest.raises(InputError, match="pose"):
+            w.add(np.zeros((H, W, 3), np.uint8), np.zeros((H, W), np.uint16), np.eye(3))
+        w.add(np.zeros((H, W, 3), np.uint8), np.full((H, W), 1.2346, np.float32))
+    f = next(iter(scenes.open_source(tmp_path / "y.sens")))
+    assert f.depth[0, 0] == pytest.approx(1.235, abs=1e-6) and f.pose is None
+    with pytest.raises(InputError, match="frames"):
+        write_sens(tmp_path / "z.sens", [])
+    with pytest.raises(scenes.SourceError, match="no such"):
+        scenes.open_source(tmp_path / "missing.sens")
