@@ -3,6 +3,7 @@ optional heads and region index."""
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import TimeoutError as FutureTimeout
 
 import grpc
@@ -88,7 +89,15 @@ class RegionServicer(pb_grpc.RegionServiceServicer):
             frame = extract_request_frame(request, self.limits)
         except InputError as e:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-        regions = self._run_unary(lambda: self.extractor.extract(frame), context, "ExtractRegions")
+        t_enqueued = time.perf_counter()
+
+        def job():
+            queued = time.perf_counter() - t_enqueued
+            rs = self.extractor.extract(frame)
+            rs.meta.setdefault("seconds", {})["queue"] = queued
+            return rs
+
+        regions = self._run_unary(job, context, "ExtractRegions")
         self.metrics.observe_stages(regions.meta.get("seconds", {}))
         self.metrics.frames.labels("ExtractRegions").inc()
         context.stats.update(frame_size=f"{frame.width}x{frame.height}", regions=len(regions))

@@ -1,0 +1,84 @@
+"""Helpers for the service and client tests: a real daemon on a free loopback port (lite
+profile), small encoded images, and polling."""
+from __future__ import annotations
+
+import contextlib
+import io
+import socket
+import time
+
+import grpc
+import numpy as np
+
+from regions.v1 import regions_pb2 as pb
+from regions.v1 import regions_pb2_grpc as pb_grpc
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sample_image(w: int = 96, h: int = 72, seed: int = 0) -> np.ndarray:
+    """A few flat colour blocks plus mild noise: SLIC finds regions, PNG stays small."""
+    rng = np.random.default_rng(seed)
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:, : w // 2] = (200, 40, 40)
+    img[:, w // 2:] = (40, 60, 200)
+    img[h // 2:, w // 4: 3 * w // 4] = (30, 180, 60)
+    return np.clip(img.astype(np.int16) + rng.integers(-6, 7, img.shape), 0, 255).astype(np.uint8)
+
+
+def png_bytes(a: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(a)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def image_pb(a: np.ndarray) -> pb.Image:
+    return pb.Image(data=png_bytes(a))
+
+
+def wait_until(pred, timeout: float = 10.0, step: float = 0.05) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(step)
+    return bool(pred())
+
+
+@contextlib.contextmanager
+def running_server(extractor, tmp_path, **config):
+    """A started RegionServer (real gRPC on 127.0.0.1:<free port>) and its stub."""
+    from daemon.service.server import RegionServer, ServeConfig
+
+    config.setdefault("data_dir", tmp_path / "data")
+    config.setdefault("listen", "127.0.0.1:0")
+    config.setdefault("index", False)
+    server = RegionServer(ServeConfig(**config), extractor=extractor).start()
+    try:
+        yield server
+    finally:
+        server.stop(grace=1.0)
+
+
+def stub_for(server, **channel_kw) -> tuple[grpc.Channel, pb_grpc.RegionServiceStub]:
+    ch = grpc.insecure_channel(server.address, **channel_kw)
+    return ch, pb_grpc.RegionServiceStub(ch)
+
+
+_LITE = None
+
+
+def lite_extractor():
+    """The lite profile's Extractor (SLIC + classic features), built once per test process."""
+    global _LITE
+    if _LITE is None:
+        from daemon.config import build_extractor
+
+        _LITE = build_extractor("lite")
+    return _LITE
