@@ -1,0 +1,45 @@
+"""ScanNet label table → NYU40 → the 20 benchmark classes."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import scenes
+from daemon.errors import InputError
+from scenes.labels import BENCHMARK_NYU40, IGNORE, NYU40_NAMES, load_scannet_labels, nyu40_to_benchmark
+
+
+def test_real_table_last_row_wins(scannet_labels_tsv):
+    t = load_scannet_labels(scannet_labels_tsv)
+    assert len(t.raw_to_nyu40) == 549
+    assert t.raw_to_nyu40[107] == 38 and t.raw_to_nyu40[188] == 38 and t.raw_to_nyu40[385] == 3
+    assert t.raw_to_nyu40[1] == 1 and t.raw_to_nyu40[2] == 5
+    raw = np.array([[1, 2, 107], [0, 65000, 385]], np.uint16)
+    np.testing.assert_array_equal(t.to_nyu40(raw), [[1, 5, 38], [0, 0, 3]])
+
+
+def test_benchmark_mapping():
+    assert len(BENCHMARK_NYU40) == 20 and NYU40_NAMES[22] == "ceiling"
+    nyu = np.array([1, 2, 39, 22, 0, 40, 14, 300])
+    np.testing.assert_array_equal(nyu40_to_benchmark(nyu), [0, 1, 19, IGNORE, IGNORE, IGNORE, 12, IGNORE])
+    assert scenes.BENCHMARK_NAMES[12] == "desk"
+
+
+def test_bad_tables(tmp_path):
+    p = tmp_path / "t.tsv"
+    p.write_text("id\tname\n1\twall\n")
+    with pytest.raises(scenes.SourceError, match="nyu40id"):
+        load_scannet_labels(p)
+    p.write_text("id\tnyu40id\nx\t1\n")
+    with pytest.raises(scenes.SourceError, match=":2"):
+        load_scannet_labels(p)
+    p.write_text("id\tnyu40id\n3\t41\n")
+    with pytest.raises(scenes.SourceError, match="outside"):
+        load_scannet_labels(p)
+    p.write_text("id\tnyu40id\n")
+    with pytest.raises(scenes.SourceError, match="no rows"):
+        load_scannet_labels(p)
+    with pytest.raises(scenes.SourceError, match="not found"):
+        load_scannet_labels(tmp_path / "missing.tsv")
+    with pytest.raises(InputError, match="labels"):
+        nyu40_to_benchmark(np.zeros(3, np.float32))
