@@ -29,8 +29,8 @@ from .base import FeatureGrid
 
 POOL_MODES = ("mean", "max")
 
-# Max pooling materialises upsampled features one bounding-box slab at a time; this bounds
-# a slab to about 64 MB of float32.
+# Max pooling evaluates upsampled features at candidate pixels in chunks of about this many
+# float32 values (64 MB).
 MAX_POOL_SLAB_ELEMENTS = 16 * 1024 * 1024
 # Mean pooling converts masks to float in chunks of this many pixels (≈ 64 MB of float32).
 MEAN_POOL_CHUNK_ELEMENTS = 16 * 1024 * 1024
@@ -68,6 +68,9 @@ class _Axis:
     matrix: torch.Tensor      # image size × grid size, float32
     first: np.ndarray         # first grid index with a non-zero weight, per image index
     last: np.ndarray          # last such index (inclusive)
+    tap_index: torch.Tensor   # image size × K grid indices of the non-zero weights (K ≤ 4)
+    tap_weight: torch.Tensor  # image size × K weights (0 where a row has fewer than K)
+    linear: torch.Tensor      # bool per image index: its row is the mean of its neighbours'
 
 
 def _axis(grid: FeatureGrid, axis: int, size: int, device) -> _Axis:
@@ -86,7 +89,14 @@ def _axis(grid: FeatureGrid, axis: int, size: int, device) -> _Axis:
     nz = a != 0
     first = nz.argmax(1)
     last = a.shape[1] - 1 - nz[:, ::-1].argmax(1)
-    return _Axis(torch.as_tensor(a, dtype=torch.float32, device=device), first, last)
+    k = int(nz.sum(1).max())
+    taps = np.argsort(~nz, axis=1, kind="stable")[:, :k]      # non-zeros first
+    linear = np.zeros(a.shape[0], bool)
+    if a.shape[0] >= 3:   # inside one linear piece of the interpolation (exact up to rounding)
+        linear[1:-1] = np.abs(a[:-2] - 2 * a[1:-1] + a[2:]).max(1) < 1e-9
+    t = lambda x, dt: torch.as_tensor(x, dtype=dt, device=device)  # noqa: E731
+    return _Axis(t(a, torch.float32), first, last, t(taps, torch.long),
+                 t(np.take_along_axis(a, taps, 1), torch.float32), t(linear, torch.bool))
 
 
 def _as_masks(grid: FeatureGrid, masks) -> torch.Tensor:
@@ -185,28 +195,44 @@ def _mean_pool(grid: FeatureGrid, m: torch.Tensor, strategy: str) -> torch.Tenso
     return torch.where(area[:, None] > 0, pooled / area.clamp(min=1)[:, None], torch.zeros_like(pooled))
 
 
+def _max_candidates(mk: torch.Tensor, lin_y: torch.Tensor, lin_x: torch.Tensor) -> torch.Tensor:
+    """The pixels of a (cropped) mask that can hold its maximum.
+
+    Along a row, inside one linear piece of the interpolation, a pixel's value is the mean
+    of its two neighbours', so if both are in the mask it cannot exceed them; the same holds
+    along a column. Dropping every such pixel keeps the maximum (the lexicographically first
+    pixel attaining it is never dropped): what remains is the mask's outline and the pixels
+    where pieces of the interpolation meet, a few percent of a large mask.
+    """
+    left, right, up, down = (torch.zeros_like(mk) for _ in range(4))
+    left[:, 1:], right[:, :-1] = mk[:, :-1], mk[:, 1:]
+    up[1:], down[:-1] = mk[:-1], mk[1:]
+    interior = (left & right & lin_x[None, :]) | (up & down & lin_y[:, None])
+    return mk & ~interior
+
+
 def _max_pool(grid: FeatureGrid, m: torch.Tensor) -> torch.Tensor:
-    """Max of the upsampled features over each mask, one bounding-box slab at a time."""
+    """Max of the upsampled features over each mask, evaluated at the candidate pixels only
+    (see _max_candidates), each as a sum of K×K weighted grid vectors."""
     dev = grid.features.device
-    feats = grid.features.to(torch.float32)
-    d = feats.shape[0]
+    cells = grid.features.to(torch.float32).permute(1, 2, 0)             # h×w×D
+    d = cells.shape[2]
     ay, ax = _axis(grid, 0, m.shape[1], dev), _axis(grid, 1, m.shape[2], dev)
     out = torch.zeros((m.shape[0], d), dtype=torch.float32, device=dev)
+    chunk = max(1, MAX_POOL_SLAB_ELEMENTS // d)
     for k, (y0, y1, x0, x1) in enumerate(_boxes(m)):
         if y1 == 0:
             continue
-        c0, c1 = int(ax.first[x0]), int(ax.last[x1 - 1]) + 1
-        axk = ax.matrix[x0:x1, c0:c1]
+        ys, xs = torch.nonzero(_max_candidates(m[k, y0:y1, x0:x1], ay.linear[y0:y1], ax.linear[x0:x1]), as_tuple=True)
         best = torch.full((d,), -torch.inf, device=dev)
-        rows = max(1, MAX_POOL_SLAB_ELEMENTS // (d * (x1 - x0)))
-        for s0 in range(y0, y1, rows):
-            s1 = min(y1, s0 + rows)
-            mk = m[k, s0:s1, x0:x1]
-            if not mk.any():
-                continue
-            r0, r1 = int(ay.first[s0]), int(ay.last[s1 - 1]) + 1
-            slab = torch.einsum("ri,dij,cj->drc", ay.matrix[s0:s1, r0:r1], feats[:, r0:r1, c0:c1], axk)
-            best = torch.maximum(best, slab[:, mk].amax(1))
+        for s in range(0, ys.numel(), chunk):
+            iy, wy = ay.tap_index[ys[s:s + chunk] + y0], ay.tap_weight[ys[s:s + chunk] + y0]    # P×K
+            ix, wx = ax.tap_index[xs[s:s + chunk] + x0], ax.tap_weight[xs[s:s + chunk] + x0]
+            vals = 0
+            for a in range(iy.shape[1]):
+                for b in range(ix.shape[1]):
+                    vals = vals + (wy[:, a] * wx[:, b])[:, None] * cells[iy[:, a], ix[:, b]]
+            best = torch.maximum(best, vals.amax(0))
         out[k] = best
     return out
 
