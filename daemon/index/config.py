@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import Callable
 
 METRICS = ("cosine", "dot")
+REFINE_KINDS = ("Flat", "SQfp16", "SQ8", "")
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,8 @@ INDEX_KINDS: dict[str, IndexKind] = {
     # Inverted lists over k-means cells, product-quantised residuals, exact re-ranking of the
     # short list from the stored float vectors (refine) so recall stays high at small nprobe.
     "ivfpq": IndexKind(
-        lambda c: f"IVF{c.nlist},PQ{c.pq_m}x{c.pq_nbits}" + (",RFlat" if c.refine else ""),
+        # "np": no polysemous training (slow, and only useful for Hamming filtering we don't use)
+        lambda c: f"IVF{c.nlist},PQ{c.pq_m}x{c.pq_nbits}np" + (f",Refine({c.refine})" if c.refine else ""),
         trained=True, removable=lambda c: not c.refine),  # IndexRefine has no remove_ids
     # Graph search; needs no training, cannot remove (tombstones until compaction).
     "hnsw": IndexKind(lambda c: f"HNSW{c.hnsw_m},Flat", trained=False, removable=lambda c: False),
@@ -49,7 +51,8 @@ class IndexConfig:
     nlist            IVF cells (ivfpq)
     nprobe           IVF cells visited per query (ivfpq)
     pq_m, pq_nbits   PQ sub-quantisers and bits per code (ivfpq); dim must divide by pq_m
-    refine           re-rank the IVF-PQ short list exactly (ivfpq)
+    refine           re-rank the IVF-PQ short list with vectors stored as "Flat" (exact),
+                     "SQfp16" or "SQ8" (half / quarter the memory); "" = no re-ranking (ivfpq)
     refine_factor    short-list size = refine_factor × k (ivfpq with refine)
     hnsw_m           graph degree (hnsw)
     ef_search        search beam (hnsw)
@@ -66,7 +69,7 @@ class IndexConfig:
     nprobe: int = 16
     pq_m: int = 48
     pq_nbits: int = 8
-    refine: bool = True
+    refine: str = "SQfp16"
     refine_factor: int = 8
     hnsw_m: int = 32
     ef_search: int = 64
@@ -80,6 +83,8 @@ class IndexConfig:
             raise ValueError(f"index kind {self.kind!r} unknown; choose from {sorted(INDEX_KINDS)}")
         if self.metric not in METRICS:
             raise ValueError(f"index metric {self.metric!r} unknown; choose from {list(METRICS)}")
+        if self.refine not in REFINE_KINDS:
+            raise ValueError(f"refine {self.refine!r} unknown; choose from {list(REFINE_KINDS)}")
         if self.storage_dtype not in ("float32", "float16"):
             raise ValueError(f"storage_dtype must be float32 or float16, got {self.storage_dtype!r}")
 
@@ -89,6 +94,11 @@ class IndexConfig:
 
     def factory_string(self) -> str:
         return self.spec.factory(self)
+
+    def search_params(self) -> str:
+        """The search-time settings of this kind, for reports."""
+        return {"ivfpq": f"nprobe {self.nprobe}, refine ×{self.refine_factor}" if self.refine else f"nprobe {self.nprobe}",
+                "hnsw": f"efSearch {self.ef_search}"}.get(self.kind, "exact")
 
     def min_train(self) -> int:
         """Vectors needed before a trained kind is trained (FAISS wants ≥ 39 per centroid)."""

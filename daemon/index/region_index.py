@@ -23,7 +23,7 @@ from ..tokens import RegionSet
 from .config import IndexConfig
 from .rwlock import RWLock
 from .store import MAX_REGIONS, IndexFileError, SQLiteStore, region_ids, split_ids
-from .vectors import VectorIndex, prepare
+from .vectors import VectorIndex, prepare, rank_images
 
 log = logging.getLogger(__name__)
 
@@ -305,26 +305,8 @@ class RegionIndex:
         return self._hits(scores + np.float32(bias), ids, k, per, allowed, excluded)
 
     def _search_faiss(self, q, k, per, allowed, excluded):
-        """Region search, widening until it has k distinct admissible images or runs dry."""
-        kr = max(64, 8 * k * per)
-        while True:
-            with self.rw.read():
-                vi = self.vectors
-                total = vi.ntotal
-                scores, ids = vi.search(q[None], kr)
-                dead = vi.tombstones | excluded
-            scores, ids = scores[0], ids[0]
-            ok = ids >= 0
-            exhausted = not ok.all() or kr >= total
-            keys = split_ids(ids)[0]
-            if dead:
-                ok &= ~np.isin(keys, list(dead))
-            if allowed is not None:
-                ok &= np.isin(keys, list(allowed))
-            scores, ids = scores[ok], ids[ok]
-            if exhausted or len(np.unique(split_ids(ids)[0])) >= k:
-                return scores, ids
-            kr = min(total, kr * 4)
+        with self.rw.read():
+            return self.vectors.search_images(q, k, per, allowed, excluded)
 
     def _search_subset(self, q, keys):
         """Exact scores over the regions of a few images (filters that select little)."""
@@ -339,17 +321,11 @@ class RegionIndex:
         return np.concatenate(scores).astype(np.float32), np.concatenate(ids)
 
     def _hits(self, scores, ids, k, per, allowed, excluded) -> list[ImageHit]:
-        keys, regs = split_ids(ids)
-        order = np.argsort(-scores, kind="stable")
-        best: dict[int, list[tuple[int, float]]] = {}
-        for i in order:  # highest first, so each image's first entry is its best region
-            key = int(keys[i])
-            if key in excluded or (allowed is not None and key not in allowed):
-                continue
-            lst = best.setdefault(key, [])
-            if len(lst) < per:
-                lst.append((int(regs[i]), float(scores[i])))
-        ranked = sorted(best.items(), key=lambda kv: -kv[1][0][1])[:k]
+        keys = split_ids(ids)[0]
+        ok = ~np.isin(keys, list(excluded)) if excluded else np.ones(len(ids), bool)
+        if allowed is not None:
+            ok &= np.isin(keys, list(allowed))
+        ranked = rank_images(scores[ok], ids[ok], k, per)
         images = self.store.images([key for key, _ in ranked])
         rrows = self.store.regions([(key, r) for key, lst in ranked for r, _ in lst])
         hits = []

@@ -95,10 +95,12 @@ class VectorIndex:
         self.tombstones.clear()
 
     def add(self, image_key: int, vectors: np.ndarray):
-        n = len(vectors)
-        if n:
-            ids = (np.int64(image_key) << REGION_BITS) | np.arange(n, dtype=np.int64)
-            self.index.add_with_ids(prepare(vectors, self.config.metric), ids)
+        self.add_ids((np.int64(image_key) << REGION_BITS) | np.arange(len(vectors), dtype=np.int64), vectors)
+
+    def add_ids(self, ids: np.ndarray, vectors: np.ndarray):
+        """Add vectors under explicit `(image key << REGION_BITS) | region` ids (bulk loads)."""
+        if len(vectors):
+            self.index.add_with_ids(prepare(vectors, self.config.metric), np.asarray(ids, np.int64))
 
     def remove(self, image_key: int):
         if self.removable:
@@ -114,6 +116,34 @@ class VectorIndex:
             n = len(queries)
             return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
         return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+
+    def search_images(self, query: np.ndarray, k: int, per: int = 1, allowed=None,
+                      excluded=frozenset()) -> tuple[np.ndarray, np.ndarray]:
+        """Region hits (scores, ids) that cover the best regions of the top-k images.
+
+        Searches k·per·8 regions (at least 64) and widens 4× at a time until k distinct
+        admissible images are among them or the index runs dry. `allowed` (image keys or
+        None for all) and `excluded` filter images; tombstoned images never come back.
+        """
+        kr = max(64, 8 * k * per)
+        total = self.ntotal
+        dead = self.tombstones | set(excluded)
+        allowed_arr = None if allowed is None else np.fromiter(allowed, np.int64)
+        dead_arr = np.fromiter(dead, np.int64) if dead else None
+        while True:
+            scores, ids = self.search(query[None], kr)
+            scores, ids = scores[0], ids[0]
+            ok = ids >= 0
+            exhausted = not ok.all() or kr >= total
+            keys = ids >> REGION_BITS
+            if dead_arr is not None:
+                ok &= ~np.isin(keys, dead_arr)
+            if allowed_arr is not None:
+                ok &= np.isin(keys, allowed_arr)
+            scores, ids = scores[ok], ids[ok]
+            if exhausted or len(np.unique(ids >> REGION_BITS)) >= k:
+                return scores, ids
+            kr = min(total, kr * 4)
 
     # --- snapshots -------------------------------------------------------------------------
 
@@ -159,6 +189,22 @@ class VectorIndex:
             return None, 0
         index = faiss.deserialize_index(np.frombuffer(payload, dtype=np.uint8))
         return cls(config, dim, index=index, trained=header["trained"], tombstones=header["tombstones"]), int(header["seq"])
+
+
+def rank_images(scores: np.ndarray, ids: np.ndarray, k: int, per: int = 1) -> list[tuple[int, list[tuple[int, float]]]]:
+    """Group region hits by image: the top-k (image key, [(region, score), ...best `per`]),
+    images ordered by their best region's score."""
+    order = np.argsort(-scores, kind="stable")
+    keys = ids >> REGION_BITS
+    regs = ids & ((1 << REGION_BITS) - 1)
+    best: dict[int, list[tuple[int, float]]] = {}
+    for i in order:  # highest first, so each image's first entry is its best region
+        lst = best.setdefault(int(keys[i]), [])
+        if len(lst) < per:
+            lst.append((int(regs[i]), float(scores[i])))
+        elif len(best) >= k and all(len(v) >= per for v in best.values()):
+            break
+    return sorted(best.items(), key=lambda kv: -kv[1][0][1])[:k]
 
 
 def _build_fields(c: IndexConfig) -> dict:

@@ -1,0 +1,132 @@
+"""Region search at scale: exact vs approximate top-10 image search over 1M regions.
+
+1,000,000 384-d regions in 50,000 images (20 per image), drawn from a Gaussian mixture with
+4,000 centres (real region features cluster by object kind; uniform random vectors have no
+neighbours worth finding). Queries are fresh draws from the mixture. For each index kind the
+same image search the daemon runs (daemon.index.vectors: region search, widened until k
+distinct images, grouped by best region) is timed one query at a time.
+
+Prints build time, bytes per region (the serialised FAISS index), p50/p99 latency for the
+top-10 images, recall@10 of each approximate kind against exact search (the baseline, run in
+the same process), and the speed-up ratio. FAISS uses 2 threads (the target machine's cores).
+
+  .venv/bin/python bench/search.py                 # the full run (~1.5 GB per index in RAM)
+  .venv/bin/python bench/search.py --regions 100000 --images 5000 --centres 500   # quick
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import faiss  # noqa: E402
+
+from daemon.index.config import IndexConfig  # noqa: E402
+from daemon.index.store import REGION_BITS  # noqa: E402
+from daemon.index.vectors import VectorIndex, rank_images  # noqa: E402
+
+
+def mixture(n: int, centres: np.ndarray, sigma: float, rng, chunk: int = 100_000):
+    """Yields chunks of n points: a random centre plus isotropic noise each."""
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        c = rng.integers(0, len(centres), m)
+        yield centres[c] + sigma * rng.standard_normal((m, centres.shape[1]), dtype=np.float32)
+
+
+def build(kind_cfg: IndexConfig, dim, n, per_image, centres, sigma, seed, train_n):
+    """Build one index from the deterministic stream (the same vectors for every kind)."""
+    vi = VectorIndex(kind_cfg, dim)
+    t0 = time.perf_counter()
+    if kind_cfg.spec.trained:
+        sample = np.concatenate(list(mixture(train_n, centres, sigma, np.random.default_rng(seed + 1))))
+        vi.train(sample)
+        del sample
+    rng = np.random.default_rng(seed)
+    row = 0
+    for chunk in mixture(n, centres, sigma, rng):
+        rows = np.arange(row, row + len(chunk), dtype=np.int64)
+        vi.add_ids(((rows // per_image) << REGION_BITS) | (rows % per_image), chunk)
+        row += len(chunk)
+    seconds = time.perf_counter() - t0
+    size = faiss.serialize_index(vi.index).nbytes
+    return vi, seconds, size / vi.ntotal
+
+
+def time_queries(vi: VectorIndex, queries: np.ndarray, k: int):
+    lat, results = [], []
+    for q in queries:
+        t0 = time.perf_counter()
+        scores, ids = vi.search_images(q, k)
+        ranked = rank_images(scores, ids, k)
+        lat.append(time.perf_counter() - t0)
+        results.append([key for key, _ in ranked])
+    lat = np.array(lat) * 1000
+    return results, float(np.percentile(lat, 50)), float(np.percentile(lat, 99))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--regions", type=int, default=1_000_000, help="regions in the index (default 1M)")
+    ap.add_argument("--images", type=int, default=50_000, help="images they belong to (default 50k)")
+    ap.add_argument("--dim", type=int, default=384, help="feature dimension (default 384, DINOv2 ViT-S)")
+    ap.add_argument("--centres", type=int, default=4000, help="Gaussian mixture centres (default 4000)")
+    ap.add_argument("--sigma", type=float, default=0.35,
+                    help="noise per coordinate around a centre (centres are N(0, 1)); default 0.35")
+    ap.add_argument("--queries", type=int, default=300, help="queries timed per approximate kind (default 300)")
+    ap.add_argument("--exact-queries", type=int, default=60, help="queries timed on exact search (default 60; "
+                    "the rest of the ground truth is computed in batch)")
+    ap.add_argument("--k", type=int, default=10, help="images per query (default 10)")
+    ap.add_argument("--kinds", default="ivfpq", help="approximate kinds, comma-separated: ivfpq, hnsw (default ivfpq)")
+    ap.add_argument("--nlist", type=int, default=1024, help="IVF cells (default 1024)")
+    ap.add_argument("--nprobe", type=int, default=16, help="IVF cells probed (default 16)")
+    ap.add_argument("--pq-m", type=int, default=48, help="PQ sub-quantisers (default 48)")
+    ap.add_argument("--refine", default="SQfp16", help="re-ranking storage: Flat, SQfp16, SQ8 or '' (default SQfp16)")
+    ap.add_argument("--refine-factor", type=int, default=8, help="short list = factor × k regions (default 8)")
+    ap.add_argument("--train", type=int, default=100_000, help="training sample size (default 100k)")
+    ap.add_argument("--threads", type=int, default=2, help="FAISS threads (default 2)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    faiss.omp_set_num_threads(args.threads)
+    per_image = args.regions // args.images
+    n = per_image * args.images
+    rng = np.random.default_rng(args.seed + 7)
+    centres = rng.standard_normal((args.centres, args.dim), dtype=np.float32)
+    queries = np.concatenate(list(mixture(args.queries, centres, args.sigma, np.random.default_rng(args.seed + 2))))
+    base = IndexConfig(metric="cosine", nlist=args.nlist, nprobe=args.nprobe, pq_m=args.pq_m, refine=args.refine,
+                       refine_factor=args.refine_factor, train_size=args.train)
+    print(f"{n:,} regions × {args.dim}-d in {args.images:,} images ({args.centres} centres, sigma {args.sigma}); "
+          f"{args.threads} FAISS threads; top-{args.k} images per query", flush=True)
+
+    exact, secs, bpr = build(replace(base, kind="flat"), args.dim, n, per_image, centres, args.sigma, args.seed, args.train)
+    truth, p50, p99 = time_queries(exact, queries[:args.exact_queries], args.k)
+    for q in queries[args.exact_queries:]:  # ground truth for the rest, untimed
+        truth.append([key for key, _ in rank_images(*exact.search_images(q, args.k), args.k)])
+    print(f"{'kind':<8}{'build s':>9}{'bytes/region':>14}{'p50 ms':>9}{'p99 ms':>9}{'recall@10':>11}{'p99 speed-up':>14}")
+    print(f"{'exact':<8}{secs:>9.1f}{bpr:>14.0f}{p50:>9.2f}{p99:>9.2f}{1.0:>11.3f}{1.0:>14.1f}", flush=True)
+    exact_p99 = p99
+    del exact
+    gc.collect()
+
+    for kind in [k for k in args.kinds.split(",") if k]:
+        cfg = replace(base, kind=kind)
+        vi, secs, bpr = build(cfg, args.dim, n, per_image, centres, args.sigma, args.seed, args.train)
+        res, p50, p99 = time_queries(vi, queries, args.k)
+        recall = float(np.mean([len(set(a) & set(b)) / args.k for a, b in zip(res, truth)]))
+        print(f"{kind:<8}{secs:>9.1f}{bpr:>14.0f}{p50:>9.2f}{p99:>9.2f}{recall:>11.3f}{exact_p99 / p99:>14.1f}"
+              f"   ({cfg.factory_string()}, {cfg.search_params()})", flush=True)
+        del vi
+        gc.collect()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
