@@ -115,17 +115,17 @@ class Renderer:
         labels = np.where(hit, self.obj_class[obj], 0).astype(np.uint8)
         instances = np.where(hit, obj + 1, 0).astype(np.uint16)
 
-        pts = t + dirs * np.where(hit, t_hit, 0)[:, None]
+        th = np.where(hit, t_hit, 0).astype(np.float32)
+        pts = t.astype(np.float32) + dirs * th[:, None]
         base = self.tri_color_all[np.where(hit, self.tri_offset[obj] + prim, 0)]
         tex = self._texture(pts, obj)
-        tolight = self.light - pts
-        tolight /= np.linalg.norm(tolight, axis=1, keepdims=True) + 1e-9
-        diffuse = np.abs((normals * tolight).sum(axis=1))
-        shade = self.ambient + (1 - self.ambient) * diffuse
-        rgb = base * (tex * shade)[:, None]
+        tolight = self.light.astype(np.float32) - pts
+        dist = np.sqrt(np.einsum("ij,ij->i", tolight, tolight)) + 1e-9
+        diffuse = np.abs(np.einsum("ij,ij->i", normals, tolight)) / dist
+        shade = (self.ambient + (1 - self.ambient) * diffuse) * tex * hit
+        rgb = base * shade[:, None]
         if noise_seed is not None:
-            rgb += np.random.default_rng(noise_seed).normal(0, 0.01, rgb.shape).astype(np.float32)
-        rgb = np.where(hit[:, None], rgb, 0)
+            rgb += np.random.default_rng(noise_seed).standard_normal(rgb.shape, dtype=np.float32) * np.float32(0.01)
         rgb8 = np.clip(rgb * 255 + 0.5, 0, 255).astype(np.uint8).reshape(h, w, 3)
         return Render(rgb8, depth.reshape(h, w), labels.reshape(h, w), instances.reshape(h, w))
 
