@@ -174,7 +174,13 @@ class ScanNetFolderSource(Source):
             labels = None
             if n in self.labels:
                 raw = read_label(self.labels[n])
-                labels = self.label_table.to_nyu40(raw) if self.label_table else raw.astype(np.uint8)
+                if self.label_table is not None:
+                    labels = self.label_table.to_nyu40(raw)
+                elif raw.max(initial=0) > 40:
+                    raise SourceError(f"{self.labels[n]}: label {int(raw.max())} is not an NYU40 id, "
+                                      f"though {SCENE_META} says label_space nyu40")
+                else:
+                    labels = raw.astype(np.uint8)
             f = Frame(rgb=read_color(self.colors[n]), pose=pose, index=n, time=n / NOMINAL_FPS, labels=labels,
                       meta={"source": self.spec, "frame": n})
             f = resample(f, cam.width, cam.height)  # colour and labels to the depth's size

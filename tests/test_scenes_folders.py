@@ -176,3 +176,16 @@ def test_unknown_specs(tmp_path):
         scenes.open_source("synthetic:abc")
     with pytest.raises(InputError, match="integer"):
         scenes.open_source("camera:front")
+
+
+def test_nyu40_label_folder_rejects_other_ids(sevenscenes_dir, tmp_path):
+    import json
+
+    root = _scannet_folder(sevenscenes_dir, tmp_path / "s", numbers=[150], raw_labels=True)  # ids 107 and 2
+    (root / "regiond-scene.json").write_text(json.dumps({"label_space": "nyu40"}))
+    with pytest.raises(scenes.SourceError, match="not an NYU40 id"):
+        list(scenes.open_source(root))
+    root = _scannet_folder(sevenscenes_dir, tmp_path / "t", numbers=[150], raw_labels=False)
+    (root / "regiond-scene.json").write_text(json.dumps({"label_space": "nyu40"}))
+    f = next(iter(scenes.open_source(root)))
+    assert set(np.unique(f.labels)) == {38, 5}
