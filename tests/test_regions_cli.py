@@ -78,12 +78,12 @@ def test_regions_auto_falls_back_to_lite_and_says_so(tmp_path, images, capsys, m
 @pytest.fixture(scope="module")
 def fake_weights(tmp_path_factory) -> Path:
     """Tiny random checkpoints saved under official names, in the official layouts."""
-    from daemon.features import build_backbone
+    from daemon.features.dinov2 import create_vit, save_official_checkpoint
     from daemon.regions.sam import build_sam_model, save_sam_checkpoint
 
     d = tmp_path_factory.mktemp("weights")
     save_sam_checkpoint(build_sam_model("tiny"), d / "sam_vit_b_01ec64.pth")
-    build_backbone("dinov2_tiny").save_checkpoint(d / "dinov2_vitb14_pretrain.pth")
+    save_official_checkpoint(create_vit("dinov2_tiny"), d / "dinov2_vitb14_pretrain.pth")
     return d
 
 

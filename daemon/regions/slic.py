@@ -68,8 +68,11 @@ class SlicMasker:
         slic = self.slic_class(num_components=c.num_components, compactness=c.compactness,
                                min_size_factor=c.min_size_factor, num_threads=c.num_threads)
         assignment = slic.iterate(rgb, max_iter=c.max_iter)
-        _, labels = np.unique(assignment, return_inverse=True)
-        return labels.reshape(rgb.shape[:2]).astype(np.int32)
+        # Renumber to 0..K-1 (connectivity enforcement can leave gaps): a lookup table,
+        # linear time, where np.unique would sort every pixel.
+        present = np.bincount(assignment.ravel()) > 0
+        lut = (np.cumsum(present) - 1).astype(np.int32)
+        return lut[assignment]
 
     def __call__(self, rgb) -> MaskProposals:
         labels = self.labels(rgb)
