@@ -189,3 +189,13 @@ def test_nyu40_label_folder_rejects_other_ids(sevenscenes_dir, tmp_path):
     (root / "regiond-scene.json").write_text(json.dumps({"label_space": "nyu40"}))
     f = next(iter(scenes.open_source(root)))
     assert set(np.unique(f.labels)) == {38, 5}
+
+
+def test_scannet_colour_intrinsics_are_scaled_to_the_depth(sevenscenes_dir, tmp_path):
+    root = _scannet_folder(sevenscenes_dir, tmp_path / "s", numbers=[150])
+    (root / "intrinsic" / "intrinsic_depth.txt").unlink()
+    cam = scenes.open_source(root).describe()["camera"]
+    ref = Camera(585, 585, 320, 240, 640, 480)
+    assert cam["width"] == 640 and cam["height"] == 480
+    for k in ("fx", "fy", "cx", "cy"):
+        assert cam[k] == pytest.approx(getattr(ref, k), abs=1e-3)

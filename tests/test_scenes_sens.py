@@ -207,3 +207,27 @@ def test_writer_rejects_bad_input(tmp_path):
         write_sens(tmp_path / "z.sens", [])
     with pytest.raises(scenes.SourceError, match="no such"):
         scenes.open_source(tmp_path / "missing.sens")
+
+
+def test_reading_is_constant_in_memory(tmp_path):
+    """Peak Python memory while streaming does not grow with the number of frames."""
+    import tracemalloc
+
+    rng = np.random.default_rng(9)
+    big_w, big_h = 128, 96
+    cam = Camera(100.0, 100.0, 63.5, 47.5, big_w, big_h)
+    with SensWriter(tmp_path / "long.sens", (big_w, big_h), (big_w, big_h), cam, cam) as w:
+        for k in range(40):
+            w.add(rng.integers(0, 256, (big_h, big_w, 3), dtype=np.uint8),
+                  rng.integers(0, 4000, (big_h, big_w), dtype=np.uint16), np.eye(4))
+
+    def peak(n):
+        tracemalloc.start()
+        for f in scenes.open_source(tmp_path / "long.sens", max_frames=n):
+            pass
+        p = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return p
+
+    peak(2)
+    assert peak(40) < 1.5 * peak(4)
