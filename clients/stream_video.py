@@ -113,6 +113,8 @@ class Stream:
         with self.lock:
             f = self.unanswered.pop(idx, None)
         self.ahead.release()
+        if f is None:  # answered before a reconnect already
+            return
         self.answered += 1
         if f is not None and "sent" in f.meta:
             self.latencies.append(time.perf_counter() - f.meta["sent"])

@@ -1,0 +1,112 @@
+"""The clients end to end against a real lite daemon: a synthetic scene scan, a video stream,
+an unreachable daemon, and a daemon restarting mid-stream."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from support_service import free_port, lite_extractor, running_server, wait_until
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _client(name: str, *args, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "clients" / f"{name}.py"), *map(str, args)],
+                          capture_output=True, text=True, timeout=kw.pop("timeout", 300), **kw)
+
+
+def _write_video(path: Path, frames: int = 12, fps: float = 20.0, size=(96, 72)) -> Path:
+    import cv2
+
+    w, h = size
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    assert vw.isOpened()
+    for i in range(frames):
+        img = np.zeros((h, w, 3), np.uint8)
+        img[:, :] = (40, 40, 160)
+        x = 5 + 4 * i
+        img[20:50, x:x + 20] = (30, 200, 60)  # a block moving right
+        vw.write(img)
+    vw.release()
+    return path
+
+
+def test_scan_scene_synthetic(tmp_path):
+    from clients import scan_scene
+    from daemon.geometry import read_ply
+
+    with running_server(lite_extractor(), tmp_path) as srv:
+        out = tmp_path / "scan"
+        rc = scan_scene.main(["synthetic:2", "--server", srv.address, "--out", str(out), "--max-frames", "3",
+                              "--size", "160x120", "--every", "2"])
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames"] == 3 and summary["frames_failed"] == 0
+    assert int(summary["fused_points"]) > 0 and summary["source"]["kind"] == "synthetic"
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == ["000000.png", "000002.png", "000004.png"]
+    cloud = read_ply(out / "scene.ply")
+    assert len(cloud) == int(summary["fused_points"])
+    from PIL import Image
+
+    assert Image.open(out / "overlays" / "000002.png").size == (160, 120)
+
+
+def test_stream_video_file(tmp_path):
+    video = _write_video(tmp_path / "clip.avi")
+    with running_server(lite_extractor(), tmp_path) as srv:
+        p = _client("stream_video", video, "--server", srv.address, "--fast", "--jsonl", tmp_path / "out.jsonl")
+    assert p.returncode == 0, p.stderr
+    assert "12 frames (0 rejected)" in p.stdout
+    recs = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["frame"] for r in recs] == list(range(12)) and all(r["regions"] > 0 for r in recs)
+
+
+@pytest.mark.parametrize("client", ["scan_scene", "stream_video"])
+def test_unreachable_daemon_exits_nonzero(client, tmp_path):
+    args = ["synthetic:1"] if client == "scan_scene" else [_write_video(tmp_path / "v.avi")]
+    port = free_port()
+    t0 = time.monotonic()
+    p = _client(client, *args, "--server", f"127.0.0.1:{port}", "--connect-timeout", "1")
+    assert p.returncode == 2
+    assert f"cannot reach regiond at 127.0.0.1:{port}" in p.stderr
+    assert time.monotonic() - t0 < 60
+
+
+def test_bad_scene_argument_exits_1(tmp_path):
+    p = _client("scan_scene", tmp_path / "no-such.sens", "--server", "127.0.0.1:1")
+    assert p.returncode == 1 and "no-such.sens" in p.stderr and "cannot reach" not in p.stderr
+
+
+def test_stream_video_survives_daemon_restart(tmp_path):
+    from daemon.service.server import RegionServer, ServeConfig
+
+    video = _write_video(tmp_path / "clip.avi", frames=40, fps=10.0)  # paced: 4 s of video
+    port = free_port()
+    cfg = dict(listen=f"127.0.0.1:{port}", data_dir=tmp_path / "d", index=False)
+    first = RegionServer(ServeConfig(**cfg), extractor=lite_extractor()).start()
+    proc = subprocess.Popen([sys.executable, str(REPO / "clients" / "stream_video.py"), str(video),
+                             "--server", f"127.0.0.1:{port}", "--jsonl", str(tmp_path / "o.jsonl")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    second = None
+    try:
+        frames = first.metrics.frames.labels("StreamVideo")
+        assert wait_until(lambda: frames._value.get() >= 5, 120), "the client never streamed"
+        first.stop(grace=0)  # the daemon goes away mid-stream ...
+        time.sleep(1.0)
+        second = RegionServer(ServeConfig(**cfg), extractor=lite_extractor()).start()  # ... and comes back
+        out, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if second is not None:
+            second.stop(grace=0)
+    assert proc.returncode == 0, err
+    assert "reconnected" in err
+    answered = {json.loads(line)["frame"] for line in (tmp_path / "o.jsonl").read_text().splitlines()}
+    assert answered == set(range(40))  # every frame answered exactly once overall
+    assert "40 frames" in out
