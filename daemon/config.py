@@ -50,14 +50,23 @@ class Checkpoint:
         return None
 
 
-def _dinov2(size: str, timm_name: str, desc: str) -> Checkpoint:
-    model = f"dinov2_vit{size}14"
-    return Checkpoint(model, "backbone", (
-        f"{model}_pretrain.pth",                    # facebookresearch/dinov2 release
-        f"{timm_name}.safetensors",                 # timm weights saved flat
-        f"{timm_name}/model.safetensors",           # a Hugging Face hub snapshot of timm's repo
-        f"{timm_name}.pth",
-    ), desc)
+def _backbone_checkpoints() -> list[Checkpoint]:
+    """DINOv2 checkpoints from the features registry: the official release name first, then
+    timm's layouts of the same weights (`<timm_name>.lvd142m`, timm's hub tag for DINOv2)."""
+    from .features import BACKBONES
+
+    out = []
+    for b in BACKBONES.values():
+        if not b.needs_weights:
+            continue
+        timm = f"{b.timm_name}.lvd142m"
+        out.append(Checkpoint(b.name, "backbone", (
+            b.checkpoint,                      # facebookresearch/dinov2 release
+            f"{timm}.safetensors",             # timm weights saved flat
+            f"{timm}/model.safetensors",       # a Hugging Face hub snapshot of timm's repo
+            f"{timm}.pth",
+        ), b.description))
+    return out
 
 
 #: model name → checkpoint. SAM names follow segment_anything's sam_model_registry.
@@ -65,10 +74,7 @@ CHECKPOINTS: dict[str, Checkpoint] = {c.model: c for c in (
     Checkpoint("vit_h", "sam", ("sam_vit_h_4b8939.pth",), "SAM ViT-H (2.4 GB)"),
     Checkpoint("vit_l", "sam", ("sam_vit_l_0b3195.pth",), "SAM ViT-L (1.2 GB)"),
     Checkpoint("vit_b", "sam", ("sam_vit_b_01ec64.pth",), "SAM ViT-B (375 MB)"),
-    _dinov2("s", "vit_small_patch14_dinov2.lvd142m", "DINOv2 ViT-S/14"),
-    _dinov2("b", "vit_base_patch14_dinov2.lvd142m", "DINOv2 ViT-B/14"),
-    _dinov2("l", "vit_large_patch14_dinov2.lvd142m", "DINOv2 ViT-L/14"),
-    _dinov2("g", "vit_giant_patch14_dinov2.lvd142m", "DINOv2 ViT-g/14"),
+    *_backbone_checkpoints(),
 )}
 
 

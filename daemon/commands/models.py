@@ -48,7 +48,7 @@ def run(args) -> int:
     found = find_weights(args.weights)
     print(f"weights directory: {wd}" + ("" if wd.is_dir() else "  (does not exist)"))
     print()
-    rows = [("model", "file", "status")]
+    rows = [("model", "what", "file", "status")]
     for name, ckpt in CHECKPOINTS.items():
         if name in found:
             p = found[name]
@@ -58,10 +58,10 @@ def run(args) -> int:
                     status += f", {inspect_checkpoint(p)}"
                 except Exception as e:  # a damaged file is worth reporting, not a crash
                     status += f", unreadable: {e.__class__.__name__}: {e}"
-            rows.append((f"{name} ({ckpt.description})", str(p.relative_to(wd)), status))
+            rows.append((name, ckpt.description, str(p.relative_to(wd)), status))
         else:
-            rows.append((f"{name} ({ckpt.description})", ckpt.official, "missing"))
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+            rows.append((name, ckpt.description, ckpt.official, "missing"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
     print()
