@@ -2,6 +2,9 @@
 scikit-image (no sample data or weights needed).
 
 Each step is its own function so that later parts (streaming) can reuse and extend them.
+After the photo, the demo starts the daemon (`regiond serve` on a free loopback port), scans a
+generated RGB-D room through it with clients/scan_scene.py, streams a generated activity clip
+with clients/stream_video.py, and stops it.
 """
 from __future__ import annotations
 
@@ -22,6 +25,12 @@ def register(sub) -> None:
     p.add_argument("--out", default="out/demo", metavar="DIR", help="output directory (default: out/demo)")
     p.add_argument("--photo", default="astronaut", choices=PHOTOS, help="which bundled photo (default: astronaut)")
     add_model_options(p)
+    p.add_argument("--no-daemon", action="store_true",
+                   help="only the photo: skip starting the daemon, the scene scan and the video stream")
+    p.add_argument("--scene-frames", type=int, default=8, metavar="N",
+                   help="frames of the generated RGB-D room streamed through the daemon (default: 8)")
+    p.add_argument("--heads", default=None, metavar="DIR",
+                   help="trained heads for the daemon to serve (labels and activities)")
     p.set_defaults(func=run)
 
 
@@ -60,4 +69,78 @@ def run(args) -> int:
     print(f"overlay: {result.files['overlay']}")
     print(f"regions: {result.files['regions']}")
     print(f"summary: {summary}")
+    if args.no_daemon:
+        return 0
+    return daemon_steps(out_dir, extractor.profile, args.weights, args.scene_frames, args.heads)
+
+
+# --- the daemon part: serve, scan a generated scene, stream a generated clip ------------------
+
+def start_daemon(out_dir: Path, profile: str, weights=None, heads=None, timeout: float = 180.0):
+    """`regiond serve` on a free loopback port; returns (process, address). Its log goes to
+    out_dir/daemon.log."""
+    import re
+    import subprocess
+    import sys
+    import time
+
+    log_path = out_dir / "daemon.log"
+    cmd = [sys.executable, "-m", "daemon", "serve", "--listen", "127.0.0.1:0", "--profile", profile,
+           "--data-dir", str(out_dir / "daemon-data"), "--grace", "5"]
+    cmd += ["--weights", str(weights)] if weights else []
+    cmd += ["--heads", str(heads)] if heads else []
+    log = open(log_path, "w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        m = re.search(r"serving regions\.v1\.RegionService on (\S+)", log_path.read_text())
+        if m:
+            return proc, m.group(1)
+        if proc.poll() is not None:
+            raise RuntimeError(f"the daemon exited with status {proc.returncode}; see {log_path}")
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"the daemon did not start within {timeout:g} s; see {log_path}")
+
+
+def stop_daemon(proc) -> int:
+    import signal
+    import subprocess
+
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
+def run_client(module: str, *args) -> None:
+    """A client as its own process (as a user runs it); raises when it fails."""
+    import subprocess
+    import sys
+
+    rc = subprocess.call([sys.executable, "-m", module, *map(str, args)])
+    if rc != 0:
+        raise RuntimeError(f"{module} exited with status {rc}")
+
+
+def daemon_steps(out_dir: Path, profile: str, weights, scene_frames: int, heads=None) -> int:
+    from scenes.synthetic import ACTIVITY_CLASSES, render_clip, write_video
+
+    proc, address = start_daemon(out_dir, profile, weights, heads)
+    print(f"daemon: {address} (log {out_dir / 'daemon.log'})")
+    try:
+        scan_dir = out_dir / "scan"
+        run_client("clients.scan_scene", "synthetic:7", "--server", address, "--out", scan_dir,
+                   "--max-frames", scene_frames, "--size", "320x240")
+        clip = render_clip(label=0, seed=1, frames=32)
+        video = write_video(out_dir / "clip.mp4", clip.frames, fps=15.0)
+        print(f"clip: {video} ({ACTIVITY_CLASSES[clip.label]}, {len(clip.frames)} frames)")
+        run_client("clients.stream_video", video, "--server", address, "--jsonl", out_dir / "clip.jsonl")
+    finally:
+        rc = stop_daemon(proc)
+    print(f"daemon stopped (status {rc})")
+    print(f"scene scan: {scan_dir} (overlays/, scene.ply, summary.json)")
+    print(f"video results: {out_dir / 'clip.jsonl'}")
     return 0
