@@ -75,18 +75,9 @@ class RegionSet:
         """From an N×H×W bool array; boxes and areas are computed here."""
         masks = np.asarray(masks, dtype=bool)
         n, h, w = masks.shape
-        counts = [rle.encode(m) for m in masks]
-        if n:
-            rows, cols = masks.any(axis=2), masks.any(axis=1)
-            boxes = np.zeros((n, 4), np.float32)
-            for i in range(n):
-                ys, xs = np.flatnonzero(rows[i]), np.flatnonzero(cols[i])
-                if ys.size:
-                    boxes[i] = (xs[0], ys[0], xs[-1] + 1, ys[-1] + 1)
-        else:
-            boxes = np.zeros((0, 4), np.float32)
+        counts, boxes, areas = rle.encode_batch(masks)
         kw.setdefault("boxes", boxes)
-        kw.setdefault("areas", masks.reshape(n, h * w).sum(1).astype(np.int64))
+        kw.setdefault("areas", areas)
         return cls(height=h, width=w, counts=counts, **kw)
 
     def __len__(self) -> int:

@@ -96,3 +96,28 @@ def test_loading_a_foreign_npz_is_a_clear_error(tmp_path):
     np.savez(path, header=np.frombuffer(b'{"format": "something/else"}', np.uint8))
     with pytest.raises(ValueError, match="not a regiond RegionSet"):
         RegionSet.load(path)
+
+
+def test_encode_batch_equals_encode_per_mask():
+    rng = np.random.default_rng(4)
+    h, w = 29, 41
+    masks = []
+    for _ in range(60):
+        m = np.zeros((h, w), bool)
+        y0, x0 = rng.integers(0, h), rng.integers(0, w)
+        m[y0:y0 + rng.integers(1, h), x0:x0 + rng.integers(1, w)] = rng.random() < 0.9
+        m &= rng.random((h, w)) < rng.choice([0.3, 1.0])
+        masks.append(m)
+    edge = np.zeros((6, h, w), bool)
+    edge[0, :, 0] = True          # first column only
+    edge[1, :, -1] = True         # last column only
+    edge[2, -1, -1] = True        # last pixel
+    edge[3, 0, 0] = True          # first pixel
+    edge[4] = True                # everything
+    stack = np.concatenate([np.stack(masks), edge])   # edge[5] stays empty
+    counts, boxes, areas = rle.encode_batch(stack)
+    for i, m in enumerate(stack):
+        assert np.array_equal(counts[i], rle.encode(m)), i
+        assert counts[i].dtype == np.uint32
+        assert np.array_equal(boxes[i], rle.bbox(rle.encode(m), h, w)), i
+        assert areas[i] == m.sum()
