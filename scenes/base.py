@@ -162,3 +162,39 @@ class Source:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.spec!r}>"
+
+
+def align_to_depth(image: np.ndarray, color_camera, depth_camera, nearest: bool = False) -> np.ndarray:
+    """An image of the colour camera (colour, or labels with nearest=True) resampled onto the
+    depth camera's pixel grid.
+
+    Both cameras are pinholes at the same place (ScanNet's colour-to-depth extrinsic is the
+    identity), so depth pixel (u, v) sees what colour pixel (fxc·(u − cxd)/fxd + cxc, ...) sees:
+    an axis-aligned affine map. The image is first resampled to the depth's size (area for
+    colour, nearest for labels; its intrinsics scaled to match), then the small remaining
+    affine is applied, so differing focal lengths and principal points are honoured, not
+    just the size.
+    """
+    import cv2
+
+    w, h = depth_camera.width, depth_camera.height
+    if image.shape[:2] != (color_camera.height, color_camera.width):
+        raise InputError("color", f"{image.shape[1]}×{image.shape[0]}, its intrinsics are for "
+                                  f"{color_camera.width}×{color_camera.height}")
+    if nearest:
+        small = _resize_nearest(image, w, h)
+    elif image.shape[:2] != (h, w):
+        interp = cv2.INTER_AREA if w < image.shape[1] and h < image.shape[0] else cv2.INTER_LINEAR
+        small = cv2.resize(image, (w, h), interpolation=interp)
+    else:
+        small = image
+    c = color_camera.scaled(w, h)
+    d = depth_camera
+    sx, sy = c.fx / d.fx, c.fy / d.fy
+    tx, ty = c.cx - sx * d.cx, c.cy - sy * d.cy
+    if abs(sx - 1) * w < 0.05 and abs(sy - 1) * h < 0.05 and abs(tx) < 0.05 and abs(ty) < 0.05:
+        return np.ascontiguousarray(small)
+    M = np.array([[sx, 0, tx], [0, sy, ty]], np.float64)  # depth pixel → colour pixel
+    flags = (cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR) | cv2.WARP_INVERSE_MAP
+    out = cv2.warpAffine(small, M, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    return np.ascontiguousarray(out)

@@ -11,7 +11,7 @@ import numpy as np
 from daemon.errors import InputError
 from daemon.frames import Camera, Frame, check_pose
 
-from .base import Sampling, Source, SourceError, resample
+from .base import Sampling, Source, SourceError, align_to_depth, resample
 from .labels import LabelTable, load_scannet_labels
 
 NOMINAL_FPS = 30.0           # ScanNet and 7-Scenes were both captured at 30 Hz
@@ -102,7 +102,8 @@ class ScanNetFolderSource(Source):
     depth_shift = metres), pose/N.txt (4×4 camera-to-world; -inf = lost), intrinsic/
     intrinsic_depth.txt (or intrinsic_color.txt, scaled), optional label-filt/N.png.
 
-    Frames come at the depth's resolution, colour resampled to it, in numeric frame order.
+    Frames come at the depth's resolution, in numeric frame order; colour and labels are
+    resampled onto the depth camera's pixel grid through both intrinsics (align_to_depth).
     Labels: raw ScanNet ids mapped to NYU40 through `labels_tsv`
     (scannetv2-labels.combined.tsv); a folder whose regiond-scene.json says
     `"label_space": "nyu40"` (the synthetic generator's) stores NYU40 ids directly. Without
@@ -128,7 +129,7 @@ class ScanNetFolderSource(Source):
         meta_path = root / SCENE_META
         self.meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
         dw, dh = _image_size(self.depths[self.numbers[0]])
-        self.camera = self._camera(dw, dh)
+        self.camera, self.color_camera = self._cameras(dw, dh)
         self.labels = numbered(root / "label-filt", r"(\d+)\.png")
         self.label_table: LabelTable | None = None
         self.label_note = "no label-filt folder"
@@ -142,21 +143,27 @@ class ScanNetFolderSource(Source):
                 self.label_note = "label-filt present but not used: pass labels_tsv (scannetv2-labels.combined.tsv)"
                 self.labels = {}
 
-    def _camera(self, width: int, height: int) -> Camera:
-        intr = self.root / "intrinsic"
-        for name in ("intrinsic_depth.txt", "intrinsic_color.txt"):
-            p = intr / name
-            if p.is_file():
-                K = read_matrix(p, ((4, 4), (3, 3)))
-                if name == "intrinsic_depth.txt":
-                    size = (width, height)
-                else:  # the colour camera: scale from the colour image's size
-                    size = _image_size(self.colors[self.numbers[0]])
-                try:
-                    return Camera.from_matrix(K, *size).scaled(width, height)
-                except InputError as e:
-                    raise SourceError(f"{p}: {e.message}") from None
-        raise SourceError(f"{self.root}: no intrinsic/intrinsic_depth.txt or intrinsic_color.txt")
+    def _read_K(self, name: str, size: tuple[int, int]) -> Camera | None:
+        p = self.root / "intrinsic" / name
+        if not p.is_file():
+            return None
+        try:
+            return Camera.from_matrix(read_matrix(p, ((4, 4), (3, 3))), *size)
+        except InputError as e:
+            raise SourceError(f"{p}: {e.message}") from None
+
+    def _cameras(self, width: int, height: int) -> tuple[Camera, Camera]:
+        """(depth camera at width×height, colour camera at the colour images' size)."""
+        csize = _image_size(self.colors[self.numbers[0]])
+        depth = self._read_K("intrinsic_depth.txt", (width, height))
+        color = self._read_K("intrinsic_color.txt", csize)
+        if depth is None and color is None:
+            raise SourceError(f"{self.root}: no intrinsic/intrinsic_depth.txt or intrinsic_color.txt")
+        if depth is None:  # the colour camera, scaled to the depth's size
+            depth = color.scaled(width, height)
+        if color is None:
+            color = depth.scaled(*csize)
+        return depth, color
 
     def total(self) -> int:
         return len(self.numbers)
@@ -174,6 +181,7 @@ class ScanNetFolderSource(Source):
             labels = None
             if n in self.labels:
                 raw = read_label(self.labels[n])
+                raw = align_to_depth(raw, self._color_camera_for(raw.shape), cam, nearest=True)
                 if self.label_table is not None:
                     labels = self.label_table.to_nyu40(raw)
                 elif raw.max(initial=0) > 40:
@@ -181,11 +189,16 @@ class ScanNetFolderSource(Source):
                                       f"though {SCENE_META} says label_space nyu40")
                 else:
                     labels = raw.astype(np.uint8)
-            f = Frame(rgb=read_color(self.colors[n]), pose=pose, index=n, time=n / NOMINAL_FPS, labels=labels,
-                      meta={"source": self.spec, "frame": n})
-            f = resample(f, cam.width, cam.height)  # colour and labels to the depth's size
-            f.depth, f.camera = depth, cam
-            yield f
+            rgb = read_color(self.colors[n])
+            rgb = align_to_depth(rgb, self._color_camera_for(rgb.shape), cam)
+            yield Frame(rgb=rgb, depth=depth, camera=cam, pose=pose, index=n, time=n / NOMINAL_FPS, labels=labels,
+                        meta={"source": self.spec, "frame": n})
+
+    def _color_camera_for(self, shape) -> Camera:
+        """The colour camera for an image of this shape (label images may be smaller)."""
+        h, w = shape[:2]
+        c = self.color_camera
+        return c if (c.width, c.height) == (w, h) else c.scaled(w, h)
 
     def _describe(self) -> dict:
         cam = self.camera

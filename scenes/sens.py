@@ -185,8 +185,9 @@ class SensFile:
 
 class SensSource(Source):
     """Frames of a ScanNet .sens file at the depth's resolution: depth in metres
-    (value / depth shift), the depth camera's intrinsics, colour resampled to the depth's
-    size (as ScanNet's 2D benchmark does), poses with -inf reported as missing."""
+    (value / depth shift), the depth camera's intrinsics, colour resampled onto the depth
+    camera's pixel grid through both intrinsics (base.align_to_depth), poses with -inf reported
+    as missing."""
 
     kind = "sens"
 
@@ -198,21 +199,21 @@ class SensSource(Source):
         return self.file.header.num_frames
 
     def _frames(self, indices) -> Iterator[Frame]:
-        from .base import resample
+        from .base import align_to_depth
 
         h = self.file.header
         cam = h.depth_camera
+        try:
+            ccam = h.color_camera
+        except InputError:  # no usable colour intrinsics: assume the depth camera's field of view
+            ccam = cam.scaled(h.color_width, h.color_height)
         for rec in self.file.records(indices):
-            rgb = self.file.decode_color(rec)
+            rgb = align_to_depth(self.file.decode_color(rec), ccam, cam)
             depth = rec.depth.astype(np.float32) / np.float32(h.depth_shift)
             pose = check_pose(rec.camera_to_world.astype(np.float64))
             t = rec.timestamp_color / 1e6 if rec.timestamp_color else rec.index / NOMINAL_FPS
-            frame = Frame(rgb=rgb, depth=None, camera=None, pose=pose, index=rec.index, time=t,
-                          meta={"source": self.spec})
-            # Colour to the depth's size; the depth and its camera stay as stored.
-            frame = resample(frame, h.depth_width, h.depth_height)
-            frame.depth, frame.camera = depth, cam
-            yield frame
+            yield Frame(rgb=rgb, depth=depth, camera=cam, pose=pose, index=rec.index, time=t,
+                        meta={"source": self.spec})
 
     def _describe(self) -> dict:
         h = self.file.header

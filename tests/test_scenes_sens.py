@@ -231,3 +231,29 @@ def test_reading_is_constant_in_memory(tmp_path):
 
     peak(2)
     assert peak(40) < 1.5 * peak(4)
+
+
+def test_colour_with_other_intrinsics_is_registered_to_the_depth(tmp_path):
+    """Colour camera with its own focal length and principal point (as ScanNet's): each depth
+    pixel gets the colour its own ray sees."""
+    dcam = Camera(40.0, 40.0, 31.5, 23.5, 64, 48)
+    ccam = Camera(95.0, 96.0, 70.0, 45.0, 128, 96)  # not just dcam scaled ×2
+
+    def pattern(cam):  # colour as a smooth function of the ray direction
+        xs = (np.arange(cam.width) - cam.cx) / cam.fx
+        ys = (np.arange(cam.height) - cam.cy) / cam.fy
+        X, Y = np.meshgrid(xs, ys)
+        return np.stack([128 + 150 * X, 128 + 150 * Y, np.full_like(X, 90)], -1).clip(0, 255).astype(np.uint8)
+
+    with SensWriter(tmp_path / "r.sens", (128, 96), (64, 48), ccam, dcam, color_format="png") as w:
+        w.add(pattern(ccam), np.full((48, 64), 1000, np.uint16), np.eye(4))
+    f = next(iter(scenes.open_source(tmp_path / "r.sens")))
+    # depth pixels whose rays fall inside the colour image (away from its border)
+    uc = ccam.fx * (np.arange(64) - dcam.cx) / dcam.fx + ccam.cx
+    vc = ccam.fy * (np.arange(48) - dcam.cy) / dcam.fy + ccam.cy
+    seen = ((vc > 2) & (vc < 93))[:, None] & ((uc > 2) & (uc < 125))[None, :]
+    assert seen.mean() > 0.6
+    err = np.abs(f.rgb.astype(int) - pattern(dcam))[seen]
+    assert err.mean() < 1.5 and err.max() <= 4
+    naive = cv2.resize(pattern(ccam), (64, 48), interpolation=cv2.INTER_AREA)
+    assert np.abs(naive.astype(int) - pattern(dcam))[seen].mean() > 5  # a plain resize would be off
