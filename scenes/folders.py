@@ -202,7 +202,8 @@ class ScanNetFolderSource(Source):
 
     def _describe(self) -> dict:
         cam = self.camera
-        return {"size": [cam.width, cam.height], "camera": _camera_dict(cam), "depth_shift": self.depth_shift,
+        return {"size": [cam.width, cam.height], "camera": _camera_dict(cam),
+                "color_camera": _camera_dict(self.color_camera), "depth_shift": self.depth_shift,
                 "has_depth": True, "has_pose": (self.root / "pose").is_dir(), "has_labels": bool(self.labels),
                 "labels": self.label_note, "scene_meta": self.meta or None}
 

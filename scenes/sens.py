@@ -221,6 +221,8 @@ class SensSource(Source):
                 "depth_size": [h.depth_width, h.depth_height], "depth_shift": h.depth_shift,
                 "color_compression": h.color_compression, "depth_compression": h.depth_compression,
                 "size": [h.depth_width, h.depth_height], "camera": _camera_dict(h.depth_camera),
+                "color_camera": _camera_dict(h.color_camera) if np.isfinite(h.intrinsic_color).all()
+                and h.intrinsic_color[0, 0] > 0 else None,
                 "has_depth": True, "has_pose": True, "has_labels": False}
 
 
