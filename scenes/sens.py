@@ -202,11 +202,7 @@ class SensSource(Source):
         from .base import align_to_depth
 
         h = self.file.header
-        cam = h.depth_camera
-        try:
-            ccam = h.color_camera
-        except InputError:  # no usable colour intrinsics: assume the depth camera's field of view
-            ccam = cam.scaled(h.color_width, h.color_height)
+        cam, ccam = h.depth_camera, self._color_camera()
         for rec in self.file.records(indices):
             rgb = align_to_depth(self.file.decode_color(rec), ccam, cam)
             depth = rec.depth.astype(np.float32) / np.float32(h.depth_shift)
@@ -215,14 +211,20 @@ class SensSource(Source):
             yield Frame(rgb=rgb, depth=depth, camera=cam, pose=pose, index=rec.index, time=t,
                         meta={"source": self.spec})
 
+    def _color_camera(self) -> Camera:
+        h = self.file.header
+        try:
+            return h.color_camera
+        except InputError:  # no usable colour intrinsics: assume the depth camera's field of view
+            return h.depth_camera.scaled(h.color_width, h.color_height)
+
     def _describe(self) -> dict:
         h = self.file.header
         return {"sensor": h.sensor_name, "color_size": [h.color_width, h.color_height],
                 "depth_size": [h.depth_width, h.depth_height], "depth_shift": h.depth_shift,
                 "color_compression": h.color_compression, "depth_compression": h.depth_compression,
                 "size": [h.depth_width, h.depth_height], "camera": _camera_dict(h.depth_camera),
-                "color_camera": _camera_dict(h.color_camera) if np.isfinite(h.intrinsic_color).all()
-                and h.intrinsic_color[0, 0] > 0 else None,
+                "color_camera": _camera_dict(self._color_camera()),
                 "has_depth": True, "has_pose": True, "has_labels": False}
 
 
