@@ -61,13 +61,13 @@ def test_round_trip_bit_exact(tmp_path):
     assert frames[1].time == pytest.approx(0.001)
 
 
-def _pack_independently(path, rgbs, depths, poses, sensor=b"StructureSensor", shift=1000.0, imu=True):
+def _pack_independently(path, rgbs, depths, poses, sensor=b"StructureSensor", shift=1000.0, imu=True, color_K=None):
     """A .sens file packed by hand, field by field as ScanNet's SensorData.py reads it.
     Returns the path and the colour images as a JPEG decoder sees them."""
     K = np.eye(4, dtype=np.float32)
     K[:3, :3] = CAM.K
     out = [struct.pack("I", 4), struct.pack("Q", len(sensor)), sensor]
-    for m in (K, np.eye(4), K, np.eye(4)):
+    for m in (K if color_K is None else color_K, np.eye(4), K, np.eye(4)):
         out.append(struct.pack("f" * 16, *np.asarray(m, np.float32).ravel()))
     out += [struct.pack("i", 2), struct.pack("i", 1), struct.pack("I", W), struct.pack("I", H),
             struct.pack("I", W), struct.pack("I", H), struct.pack("f", shift), struct.pack("Q", len(rgbs))]
@@ -257,3 +257,11 @@ def test_colour_with_other_intrinsics_is_registered_to_the_depth(tmp_path):
     assert err.mean() < 1.5 and err.max() <= 4
     naive = cv2.resize(pattern(ccam), (64, 48), interpolation=cv2.INTER_AREA)
     assert np.abs(naive.astype(int) - pattern(dcam))[seen].mean() > 5  # a plain resize would be off
+
+
+def test_unusable_colour_intrinsics_fall_back_to_the_depth_view(tmp_path):
+    rgbs, depths, poses = _data(1, seed=6)
+    path, decoded = _pack_independently(tmp_path / "k.sens", rgbs, depths, poses, color_K=np.zeros((4, 4)))
+    src = scenes.open_source(path)
+    assert src.describe()["color_camera"]["fx"] == CAM.fx
+    np.testing.assert_array_equal(next(iter(src)).rgb, decoded[0])
