@@ -45,6 +45,8 @@ def register(sub) -> None:
                    help="work-queue capacity: streams wait (backpressure) and unary calls get "
                         "RESOURCE_EXHAUSTED when it stays full")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="threads running the models")
+    p.add_argument("--torch-threads", type=int, default=None, metavar="N",
+                   help="torch intra-op threads (default: torch's, all cores); 1 suits --workers > 1 on a small CPU")
     p.add_argument("--unary-wait", type=float, default=0.5, metavar="S",
                    help="seconds a unary call waits for room in a full queue")
     p.add_argument("--window-step", type=int, default=4, metavar="K",
@@ -70,7 +72,7 @@ def config_from_args(args):
         token=args.token if args.token is not None else (os.environ.get(TOKEN_ENV) or None),
         tls_cert=args.tls_cert, tls_key=args.tls_key, insecure=args.insecure,
         metrics_port=args.metrics_port, max_message_mb=args.max_message_mb, queue=args.queue,
-        workers=args.workers, unary_wait=args.unary_wait, window_step=args.window_step, heads=args.heads, index=not args.no_index,
+        workers=args.workers, torch_threads=args.torch_threads, unary_wait=args.unary_wait, window_step=args.window_step, heads=args.heads, index=not args.no_index,
         grace=args.grace, **kw)
 
 

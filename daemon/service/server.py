@@ -53,6 +53,8 @@ class ServeConfig:
     max_message_mb  largest request or reply message
     queue           work-queue capacity (jobs waiting)
     workers         threads running the models
+    torch_threads   torch intra-op threads (None: torch's default, all cores); with several
+                    workers on a small CPU, 1 avoids threads spinning against each other
     max_batch       extraction jobs batched together (extractors with extract_batch)
     unary_wait      seconds a unary call waits for room in a full queue before RESOURCE_EXHAUSTED
     inflight        frames of one stream between decoding and the reply
@@ -76,6 +78,7 @@ class ServeConfig:
     max_message_mb: int = 64
     queue: int = 32
     workers: int = 1
+    torch_threads: int | None = None
     max_batch: int = 8
     unary_wait: float = 0.5
     inflight: int = 4
@@ -125,6 +128,10 @@ class RegionServer:
                  search=None, announce=None):
         config.check()
         self.config = config
+        if config.torch_threads:
+            import torch
+
+            torch.set_num_threads(config.torch_threads)
         notes = []
         if extractor is None:
             from ..config import build_extractor
