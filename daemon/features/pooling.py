@@ -12,7 +12,8 @@ mask M (H×W) the mean is therefore
 
 so each mask becomes an h×w weight matrix and the upsampled grid is never built. Each row of
 Ay/Ax has at most two non-zeros, so on CPU the products are taken on each mask's bounding
-box only, against the few grid rows/columns it touches; on GPU as two batched matmuls.
+box only, as segment sums against the few grid rows/columns it touches; on GPU as two
+batched matmuls.
 
 Empty masks pool to zeros (mean and max): callers decide what an empty region means.
 """
@@ -63,14 +64,17 @@ def interpolation_matrix(n_in: int, n_out: int) -> np.ndarray:
 
 @dataclass
 class _Axis:
-    """Cropped interpolation matrix of one axis plus, per image index, its first/last tap."""
+    """The upsampling along one axis, cropped to the image: as a dense matrix and as K
+    (index, weight) tap slots per image index, each slot's indices non-decreasing."""
 
-    matrix: torch.Tensor      # image size × grid size, float32
-    first: np.ndarray         # first grid index with a non-zero weight, per image index
-    last: np.ndarray          # last such index (inclusive)
-    tap_index: torch.Tensor   # image size × K grid indices of the non-zero weights (K ≤ 4)
-    tap_weight: torch.Tensor  # image size × K weights (0 where a row has fewer than K)
-    linear: torch.Tensor      # bool per image index: its row is the mean of its neighbours'
+    matrix: torch.Tensor      # image size × grid size, float32, on the grid's device
+    taps: np.ndarray          # image size × K grid indices (K = 2, or 4 after a resize)
+    weights: np.ndarray       # image size × K weights (float32; some may be 0)
+    linear: np.ndarray        # bool per image index: its row is the mean of its neighbours'
+
+    def span(self, i0: int, i1: int) -> tuple[int, int]:
+        """Grid index range [lo, hi) the image indices [i0, i1) reach."""
+        return int(self.taps[i0].min()), int(self.taps[i1 - 1].max()) + 1
 
 
 def _axis(grid: FeatureGrid, axis: int, size: int, device) -> _Axis:
@@ -78,25 +82,25 @@ def _axis(grid: FeatureGrid, axis: int, size: int, device) -> _Axis:
 
     size is the masks' extent on this axis: the image's, or, when the backbone capped the
     image, the original image's; then the cropped upsampling is followed by a bilinear
-    resize to the original size (still separable, so still a matrix).
+    resize to the original size (still separable: the taps compose).
     """
     n_cells = grid.features.shape[1 + axis]
     start = grid.pad[0] if axis == 0 else grid.pad[2]
     n_img = grid.image_size[axis]
-    a = interpolation_matrix(n_cells, n_cells * grid.stride)[start:start + n_img]
+    crop = slice(start, start + n_img)
+    i0, i1, w0, w1 = (t[crop] for t in bilinear_taps(n_cells, n_cells * grid.stride))
+    taps, weights = np.stack([i0, i1], 1), np.stack([w0, w1], 1)
     if size != n_img:
-        a = interpolation_matrix(n_img, size) @ a
-    nz = a != 0
-    first = nz.argmax(1)
-    last = a.shape[1] - 1 - nz[:, ::-1].argmax(1)
-    k = int(nz.sum(1).max())
-    taps = np.argsort(~nz, axis=1, kind="stable")[:, :k]      # non-zeros first
-    linear = np.zeros(a.shape[0], bool)
-    if a.shape[0] >= 3:   # inside one linear piece of the interpolation (exact up to rounding)
+        j0, j1, v0, v1 = bilinear_taps(n_img, size)
+        taps = np.concatenate([taps[j0], taps[j1]], 1)
+        weights = np.concatenate([weights[j0] * v0[:, None], weights[j1] * v1[:, None]], 1)
+    a = np.zeros((size, n_cells))
+    for k in range(taps.shape[1]):
+        np.add.at(a, (np.arange(size), taps[:, k]), weights[:, k])
+    linear = np.zeros(size, bool)
+    if size >= 3:   # inside one linear piece of the interpolation (exact up to rounding)
         linear[1:-1] = np.abs(a[:-2] - 2 * a[1:-1] + a[2:]).max(1) < 1e-9
-    t = lambda x, dt: torch.as_tensor(x, dtype=dt, device=device)  # noqa: E731
-    return _Axis(t(a, torch.float32), first, last, t(taps, torch.long),
-                 t(np.take_along_axis(a, taps, 1), torch.float32), t(linear, torch.bool))
+    return _Axis(torch.as_tensor(a, dtype=torch.float32, device=device), taps, weights.astype(np.float32), linear)
 
 
 def _as_masks(grid: FeatureGrid, masks) -> torch.Tensor:
@@ -137,21 +141,29 @@ def _boxes(m: torch.Tensor) -> np.ndarray:
     return boxes
 
 
-def _weights_boxes(m: torch.Tensor, ay: _Axis, ax: _Axis, out: torch.Tensor) -> None:
+def _weights_boxes(m: torch.Tensor, ay: _Axis, ax: _Axis, out: torch.Tensor, area: torch.Tensor) -> None:
     """Per mask, on its bounding box only: Ayᵀ[box rows] · M[box] · Ax[box cols].
 
     Only the grid rows/columns the box touches are involved, so the cost follows the mask
-    size, not the image size. The CPU strategy: few, small matmuls."""
+    size, not the image size. The CPU strategy: small matmuls; the bool→float conversion
+    is done by numpy because torch parallelises it, and a parallel region per mask stalls
+    badly when the cores are busy with other work."""
+    mn = m.cpu().numpy()
+    a_y, a_x = ay.matrix.cpu(), ax.matrix.cpu()
+    res = torch.zeros(tuple(out.shape), dtype=torch.float32)
+    counts = np.zeros(m.shape[0], np.int64)
     for k, (y0, y1, x0, x1) in enumerate(_boxes(m)):
         if y1 == 0:
             continue
-        r0, r1 = int(ay.first[y0]), int(ay.last[y1 - 1]) + 1
-        c0, c1 = int(ax.first[x0]), int(ax.last[x1 - 1]) + 1
-        crop = m[k, y0:y1, x0:x1].to(torch.float32)
-        out[k, r0:r1, c0:c1] = ay.matrix[y0:y1, r0:r1].T @ (crop @ ax.matrix[x0:x1, c0:c1])
+        (r0, r1), (c0, c1) = ay.span(y0, y1), ax.span(x0, x1)
+        crop = mn[k, y0:y1, x0:x1]
+        counts[k] = np.count_nonzero(crop)
+        res[k, r0:r1, c0:c1] = a_y[y0:y1, r0:r1].T @ (torch.from_numpy(crop.astype(np.float32)) @ a_x[x0:x1, c0:c1])
+    out.copy_(res)
+    area.copy_(torch.from_numpy(counts))
 
 
-def _weights_dense(m: torch.Tensor, ay: _Axis, ax: _Axis, out: torch.Tensor) -> None:
+def _weights_dense(m: torch.Tensor, ay: _Axis, ax: _Axis, out: torch.Tensor, area: torch.Tensor) -> None:
     """Two batched matmuls over chunks of masks: Ayᵀ · (M · Ax). The GPU strategy: a few
     large kernels beat many small ones there."""
     n, H, W = m.shape
@@ -159,14 +171,16 @@ def _weights_dense(m: torch.Tensor, ay: _Axis, ax: _Axis, out: torch.Tensor) -> 
     for s in range(0, n, step):
         mf = m[s:s + step].to(torch.float32)
         out[s:s + step] = ay.matrix.T @ (mf @ ax.matrix)
+        area[s:s + step] = mf.sum((1, 2))
 
 
 # How mask weights are computed, by strategy name; "auto" picks by device.
 WEIGHT_STRATEGIES = {"boxes": _weights_boxes, "dense": _weights_dense}
 
 
-def mask_weights(grid: FeatureGrid, masks, strategy: str = "auto") -> torch.Tensor:
-    """N×h×w weights Ayᵀ M Ax: a mask's pooled sum is Σ weights · features.
+def mask_weights(grid: FeatureGrid, masks, strategy: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+    """N×h×w weights Ayᵀ M Ax (a mask's pooled sum is Σ weights · features) and the N
+    mask areas in pixels (float32), both on the grid's device.
 
     strategy: "boxes" (per-mask bounding boxes, default on CPU), "dense" (batched
     matmuls over the whole image, default on GPU) or "auto".
@@ -180,17 +194,16 @@ def mask_weights(grid: FeatureGrid, masks, strategy: str = "auto") -> torch.Tens
         raise InputError("strategy", f"unknown strategy {strategy!r}; expected auto or one of {sorted(WEIGHT_STRATEGIES)}")
     h, w = grid.features.shape[1:]
     out = torch.zeros((m.shape[0], h, w), dtype=torch.float32, device=dev)
+    area = torch.zeros(m.shape[0], dtype=torch.float32, device=dev)
     if m.shape[0]:
-        WEIGHT_STRATEGIES[strategy](m, _axis(grid, 0, m.shape[1], dev), _axis(grid, 1, m.shape[2], dev), out)
-    return out
+        WEIGHT_STRATEGIES[strategy](m, _axis(grid, 0, m.shape[1], dev), _axis(grid, 1, m.shape[2], dev), out, area)
+    return out, area
 
 
 def _mean_pool(grid: FeatureGrid, m: torch.Tensor, strategy: str) -> torch.Tensor:
-    wts = mask_weights(grid, m, strategy)
+    wts, area = mask_weights(grid, m, strategy)
     n = wts.shape[0]
     feats = grid.features.to(torch.float32)
-    area = torch.as_tensor(np.count_nonzero(m.cpu().numpy().reshape(n, -1), axis=1), dtype=torch.float32, device=wts.device) \
-        if m.device.type == "cpu" else m.reshape(n, -1).sum(1).to(torch.float32)
     pooled = wts.reshape(n, -1) @ feats.reshape(feats.shape[0], -1).T     # N×D
     return torch.where(area[:, None] > 0, pooled / area.clamp(min=1)[:, None], torch.zeros_like(pooled))
 
@@ -218,16 +231,18 @@ def _max_pool(grid: FeatureGrid, m: torch.Tensor) -> torch.Tensor:
     cells = grid.features.to(torch.float32).permute(1, 2, 0)             # h×w×D
     d = cells.shape[2]
     ay, ax = _axis(grid, 0, m.shape[1], dev), _axis(grid, 1, m.shape[2], dev)
+    t = lambda a: torch.as_tensor(a, device=dev)  # noqa: E731
+    ay_i, ay_w, ay_lin, ax_i, ax_w, ax_lin = (t(a) for a in (ay.taps, ay.weights, ay.linear, ax.taps, ax.weights, ax.linear))
     out = torch.zeros((m.shape[0], d), dtype=torch.float32, device=dev)
     chunk = max(1, MAX_POOL_SLAB_ELEMENTS // d)
     for k, (y0, y1, x0, x1) in enumerate(_boxes(m)):
         if y1 == 0:
             continue
-        ys, xs = torch.nonzero(_max_candidates(m[k, y0:y1, x0:x1], ay.linear[y0:y1], ax.linear[x0:x1]), as_tuple=True)
+        ys, xs = torch.nonzero(_max_candidates(m[k, y0:y1, x0:x1], ay_lin[y0:y1], ax_lin[x0:x1]), as_tuple=True)
         best = torch.full((d,), -torch.inf, device=dev)
         for s in range(0, ys.numel(), chunk):
-            iy, wy = ay.tap_index[ys[s:s + chunk] + y0], ay.tap_weight[ys[s:s + chunk] + y0]    # P×K
-            ix, wx = ax.tap_index[xs[s:s + chunk] + x0], ax.tap_weight[xs[s:s + chunk] + x0]
+            iy, wy = ay_i[ys[s:s + chunk] + y0], ay_w[ys[s:s + chunk] + y0]    # P×K
+            ix, wx = ax_i[xs[s:s + chunk] + x0], ax_w[xs[s:s + chunk] + x0]
             vals = 0
             for a in range(iy.shape[1]):
                 for b in range(ix.shape[1]):

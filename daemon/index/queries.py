@@ -17,23 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from ..frames import as_rgb8
 from .region_index import RegionIndex, check_vector
 from .vectors import prepare
-
-
-def decode_image(data: bytes, field: str = "image") -> np.ndarray:
-    """PNG/JPEG bytes -> H×W×3 uint8 RGB."""
-    import cv2
-
-    if not data:
-        raise InputError(field, "no image bytes")
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if arr is None:
-        raise InputError(field, "could not decode the bytes as PNG or JPEG")
-    if arr.ndim == 3:
-        arr = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA if arr.shape[2] == 4 else cv2.COLOR_BGR2RGB)
-    return as_rgb8(arr, field=field)
 
 
 def decode_mask_png(data: bytes, shape: tuple[int, int], field: str = "mask_image") -> np.ndarray:

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..frames import DEFAULT_MAX_PIXELS
 from ..index import IndexConfig, RegionIndex, SearchFilter, open_index
-from ..index.queries import (box_mask, check_mask, decode_image, decode_mask_png, linear_query,
-                             pooled_feature, probe_from_examples)
+from ..index.queries import (box_mask, check_mask, decode_mask_png, linear_query, pooled_feature,
+                             probe_from_examples)
 from ..rle import decode as rle_decode
 
 log = logging.getLogger(__name__)
@@ -36,19 +37,6 @@ def _pb():
     return regions_pb2
 
 
-def image_from_proto(msg, field: str = "image") -> np.ndarray:
-    """regions.v1.Image (PNG/JPEG or raw RGB8) -> H×W×3 uint8."""
-    pb = _pb()
-    if msg.encoding == pb.Image.RGB8:
-        h, w = int(msg.height), int(msg.width)
-        if h <= 0 or w <= 0:
-            raise InputError(field, "raw RGB8 images need width and height")
-        if len(msg.data) != h * w * 3:
-            raise InputError(field, f"{len(msg.data)} bytes for a {w}×{h} RGB8 image (expected {h * w * 3})")
-        return np.frombuffer(msg.data, np.uint8).reshape(h, w, 3).copy()
-    return decode_image(msg.data, field)
-
-
 def mask_to_proto(counts, height: int, width: int):
     return _pb().Mask(height=height, width=width, counts=[int(c) for c in counts])
 
@@ -63,11 +51,19 @@ class SearchRPC:
     """
 
     def __init__(self, extractor, data_dir, config: IndexConfig | None = None):
+        from .convert import Limits
+
         self.extractor = extractor
+        self.limits = Limits(max_pixels=getattr(extractor, "max_pixels", DEFAULT_MAX_PIXELS))
         self.index: RegionIndex = open_index(Path(data_dir), dim=extractor.dim, config=config)
 
     def close(self):
         self.index.close()
+
+    def _image(self, msg, field: str) -> np.ndarray:
+        from .convert import decode_image
+
+        return decode_image(msg, field, self.limits)
 
     # --- IndexImages ---------------------------------------------------------------------
 
@@ -100,7 +96,7 @@ class SearchRPC:
         if not req.replace and req.image_id in self.index:
             summary.skipped += 1  # checked before extraction: re-sending a folder is cheap
             return
-        rgb = image_from_proto(req.image, "image")
+        rgb = self._image(req.image, "image")
         regions = self.extractor.extract(rgb)
         res = self.index.add(req.image_id, regions, dict(req.metadata),
                              on_exists="replace" if req.replace else "skip")
@@ -143,7 +139,7 @@ class SearchRPC:
             raise InputError("query", "one of mask, box, region, vector, linear, examples is required")
         if which == "mask":
             q = request.mask
-            rgb = image_from_proto(q.image, "mask.image")
+            rgb = self._image(q.image, "mask.image")
             shape = rgb.shape[:2]
             if q.HasField("mask") and q.HasField("mask_image"):
                 raise InputError("mask", "give mask or mask_image, not both")
@@ -162,7 +158,7 @@ class SearchRPC:
                 raise InputError("mask", "needs mask (RLE) or mask_image (PNG)")
             return pooled_feature(self.extractor, rgb, mask), 0.0, None
         if which == "box":
-            rgb = image_from_proto(request.box.image, "box.image")
+            rgb = self._image(request.box.image, "box.image")
             b = request.box.box
             mask = box_mask([b.x0, b.y0, b.x1, b.y1], rgb.shape[:2], "box.box")
             return pooled_feature(self.extractor, rgb, mask), 0.0, None

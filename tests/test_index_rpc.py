@@ -1,0 +1,181 @@
+"""IndexImages and Search through a real daemon (gRPC on a loopback port, lite profile), and
+clients/search.py against it."""
+from __future__ import annotations
+
+import grpc
+import numpy as np
+import pytest
+
+from daemon import rle
+from daemon.index.collection import load_coco, make_synthetic_collection
+from regions.v1 import regions_pb2 as pb
+from support_service import lite_extractor, png_bytes, running_server, stub_for
+
+N_IMAGES = 14
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory):
+    root = make_synthetic_collection(tmp_path_factory.mktemp("coll"), N_IMAGES, seed=5, size=(96, 96))
+    return load_coco(root)
+
+
+def index_requests(collection, **kw):
+    for ci in collection.images:
+        req = pb.IndexRequest(image_id=ci.image_id, image=pb.Image(data=ci.path.read_bytes()), **kw)
+        req.metadata["split"] = "a" if int(ci.image_id[6:11]) % 2 else "b"
+        yield req
+
+
+def mask_query(ci, inst, **kw) -> pb.SearchRequest:
+    req = pb.SearchRequest(top_k=5, regions_per_image=2, include_masks=True, **kw)
+    req.mask.image.data = ci.path.read_bytes()
+    req.mask.mask.CopyFrom(pb.Mask(height=ci.height, width=ci.width, counts=rle.encode(inst.mask).tolist()))
+    return req
+
+
+def call_error(fn, req) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as e:
+        fn(req)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    return e.value
+
+
+def test_index_and_search_over_grpc(tmp_path, collection):
+    ex = lite_extractor()
+    with running_server(ex, tmp_path, index=True) as server:
+        ch, stub = stub_for(server)
+        bad = [pb.IndexRequest(image_id="broken.png", image=pb.Image(data=b"not an image")),
+               pb.IndexRequest(image_id="", image=pb.Image(data=collection.images[0].path.read_bytes()))]
+        reqs = list(index_requests(collection))
+        summary = stub.IndexImages(iter(reqs[:3] + bad + reqs[3:]))
+        assert (summary.received, summary.indexed, summary.skipped) == (N_IMAGES + 2, N_IMAGES, 0)
+        assert sorted(e.field for e in summary.errors) == ["image", "image_id"]
+        assert all(e.code == grpc.StatusCode.INVALID_ARGUMENT.value[0] for e in summary.errors)
+        assert summary.total_images == N_IMAGES and summary.regions == summary.total_regions > N_IMAGES * 10
+
+        again = stub.IndexImages(index_requests(collection))  # already there: skipped, nothing re-extracted
+        assert (again.indexed, again.skipped, again.total_images) == (0, N_IMAGES, N_IMAGES)
+
+        # mask query (RLE) with an instance of image 0: image 0 itself comes first, through that region
+        ci = collection.images[0]
+        inst = ci.instances[0]
+        resp = stub.Search(mask_query(ci, inst))
+        assert resp.hits[0].image_id == ci.image_id and resp.searched_images == N_IMAGES
+        top = resp.hits[0].regions[0]
+        m = rle.decode(top.mask.counts, top.mask.height, top.mask.width)
+        assert (m & inst.mask).sum() / m.sum() > 0.5  # the matched region lies on the object
+        assert [h.score for h in resp.hits] == sorted([h.score for h in resp.hits], reverse=True)
+        assert resp.hits[0].metadata["split"] in ("a", "b")
+
+        # the same object as a PNG mask, and as a box; filters and exclusion
+        req = pb.SearchRequest(top_k=3)
+        req.mask.image.data = ci.path.read_bytes()
+        req.mask.mask_image.data = png_bytes(inst.mask.astype(np.uint8) * 255)
+        assert stub.Search(req).hits[0].image_id == ci.image_id
+        ys, xs = np.nonzero(inst.mask)
+        req = pb.SearchRequest(top_k=3)
+        req.box.image.data = ci.path.read_bytes()
+        req.box.box.CopyFrom(pb.Box(x0=xs.min(), y0=ys.min(), x1=xs.max() + 1, y1=ys.max() + 1))
+        assert len(stub.Search(req).hits) == 3
+        req = mask_query(ci, inst)
+        req.filter.exclude_image_ids.append(ci.image_id)
+        req.filter.metadata["split"] = "a"
+        hits = stub.Search(req).hits
+        assert hits and all(h.image_id != ci.image_id and h.metadata["split"] == "a" for h in hits)
+
+        # an indexed region, its raw vector, and a probe trained from examples
+        r = stub.Search(pb.SearchRequest(top_k=1, region=pb.RegionRef(image_id=ci.image_id, region_id=top.region_id)))
+        assert r.hits[0].image_id == ci.image_id and r.hits[0].score == pytest.approx(1.0, abs=1e-4)
+        cls = inst.category
+        same = [(c.image_id, c) for c in collection.images if any(i.category == cls for i in c.instances)]
+        positives = []
+        for image_id, c in same[:3]:
+            q = stub.Search(mask_query(c, next(i for i in c.instances if i.category == cls),
+                                       filter=pb.SearchFilter(image_id_prefix=image_id)))
+            positives.append(pb.RegionRef(image_id=image_id, region_id=q.hits[0].regions[0].region_id))
+        resp = stub.Search(pb.SearchRequest(top_k=len(same), examples=pb.ExamplesQuery(positives=positives, negatives=200)))
+        found = {h.image_id for h in resp.hits}
+        assert len(found & {i for i, _ in same}) >= len(same) - 1
+
+        dim = ex.dim
+        v = stub.Search(pb.SearchRequest(top_k=2, vector=pb.VectorQuery(values=[1.0] * dim)))
+        assert len(v.hits) == 2
+        lin = stub.Search(pb.SearchRequest(top_k=2, linear=pb.LinearQuery(weights=[0.5] * dim, bias=3.0)))
+        assert lin.hits[0].score == pytest.approx(v.hits[0].score * 0.5 * np.sqrt(dim) + 3.0, rel=1e-3)
+
+        # every bad input: INVALID_ARGUMENT naming the field, and the index is unharmed
+        cases = []
+        req = mask_query(ci, inst)
+        req.mask.image.data = b"garbage"
+        cases.append((req, "mask.image"))
+        req = mask_query(ci, inst)
+        req.mask.mask.CopyFrom(pb.Mask(height=10, width=10, counts=[100]))
+        cases.append((req, "mask.mask"))
+        req = mask_query(ci, inst)
+        req.mask.mask.CopyFrom(pb.Mask(height=ci.height, width=ci.width, counts=[ci.height * ci.width]))
+        cases.append((req, "mask.mask"))  # empty
+        req = pb.SearchRequest()
+        req.mask.image.data = ci.path.read_bytes()
+        req.mask.mask_image.data = png_bytes(np.zeros((7, 7), np.uint8))
+        cases.append((req, "mask.mask_image"))
+        cases.append((pb.SearchRequest(vector=pb.VectorQuery(values=[1.0] * (dim + 1))), "vector"))
+        cases.append((pb.SearchRequest(region=pb.RegionRef(image_id="nope.png", region_id=0)), "image_id"))
+        cases.append((pb.SearchRequest(region=pb.RegionRef(image_id=ci.image_id, region_id=100000)), "region_id"))
+        cases.append((pb.SearchRequest(linear=pb.LinearQuery(weights=[1.0] * 3)), "linear.weights"))
+        req = pb.SearchRequest()
+        req.box.image.data = ci.path.read_bytes()
+        req.box.box.CopyFrom(pb.Box(x0=500, y0=500, x1=600, y1=600))
+        cases.append((req, "box.box"))
+        cases.append((pb.SearchRequest(), "query"))
+        for req, field in cases:
+            err = call_error(stub.Search, req)
+            assert err.details().startswith(field + ":"), (field, err.details())
+
+        # remove through the stream
+        rm = stub.IndexImages(iter([pb.IndexRequest(image_id=ci.image_id, remove=True)]))
+        assert rm.removed == 1 and rm.total_images == N_IMAGES - 1
+        ch.close()
+
+    # a restarted daemon has everything it acknowledged (and not the removed image)
+    with running_server(ex, tmp_path, index=True) as server:
+        ch, stub = stub_for(server)
+        other = collection.images[1]
+        resp = stub.Search(mask_query(other, other.instances[0]))
+        assert resp.searched_images == N_IMAGES - 1 and resp.hits[0].image_id == other.image_id
+        ch.close()
+
+
+def test_search_client_index_and_query(tmp_path, collection, capsys):
+    from clients import search as client
+
+    ex = lite_extractor()
+    with running_server(ex, tmp_path, index=True) as server:
+        base = ["--server", server.address, "--connect-timeout", "20"]
+        folder = tmp_path / "photos"
+        folder.mkdir()
+        for ci in collection.images[:6]:
+            (folder / ci.image_id).write_bytes(ci.path.read_bytes())
+        (folder / "bad.png").write_bytes(b"nope")
+        assert client.main(base + ["index", str(folder), "--no-progress", "--meta", "set=one"]) == 1  # bad.png
+        out = capsys.readouterr()
+        assert "6 indexed" in out.out and "bad.png" in out.err
+        (folder / "bad.png").unlink()
+        assert client.main(base + ["index", str(folder), "--no-progress"]) == 0
+        assert "0 indexed" in capsys.readouterr().out  # everything skipped
+
+        ci = collection.images[2]
+        mask_png = tmp_path / "mask.png"
+        mask_png.write_bytes(png_bytes(ci.instances[0].mask.astype(np.uint8) * 255))
+        html = tmp_path / "hits.html"
+        assert client.main(base + ["query", str(ci.path), "--mask", str(mask_png), "-k", "3", "--out", str(html),
+                                   "--where", "set=one"]) == 0
+        out = capsys.readouterr().out
+        assert f"1. {ci.image_id}" in out and html.read_text().count("<figure>") == 4
+        ys, xs = np.nonzero(ci.instances[0].mask)
+        assert client.main(base + ["query", str(ci.path), "--box", f"{xs.min()},{ys.min()},{xs.max() + 1},{ys.max() + 1}",
+                                   "--out", str(html)]) == 0
+        wrong = tmp_path / "wrong.png"
+        wrong.write_bytes(png_bytes(np.ones((5, 5), np.uint8)))
+        assert client.main(base + ["query", str(ci.path), "--mask", str(wrong), "--out", str(html)]) == 1
+        assert "mask.mask_image" in capsys.readouterr().err
