@@ -112,7 +112,8 @@ def train_on_cache(task: str, cache_dir, out_dir, head: str | None = None, val_c
     else:
         vcache = cache
         train_items, val_items = split_items(items, val_fraction, cfg.seed)
-    classes = class_list(task, cache, train_items)
+    # clip classes are names: take them from both splits so a class held out by chance is known
+    classes = class_list(task, cache, train_items + (val_items if task == "activity" else []))
     name = head or DEFAULT_HEAD[task]
     torch.manual_seed(cfg.seed)
     model = create_head(name, in_dim=int(cache.versions["dim"]), num_classes=len(classes),

@@ -36,7 +36,13 @@ class Standardize(nn.Module):
     @torch.no_grad()
     def set_stats(self, features: torch.Tensor) -> None:
         self.mean.copy_(features.mean(0))
-        self.std.copy_(features.std(0).clamp_min(1e-6) if len(features) > 1 else torch.ones_like(self.std))
+        if len(features) < 2:
+            self.std.fill_(1.0)
+            return
+        std = features.std(0)
+        # A feature (nearly) constant in training would be blown up wherever it varies on new
+        # data: floor every std at a tenth of the mean std.
+        self.std.copy_(std.clamp_min(max(1e-6, 0.1 * float(std.mean()))))
 
     def forward(self, x):
         return (x - self.mean) / self.std

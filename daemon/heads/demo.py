@@ -1,0 +1,106 @@
+"""Small heads for the synthetic classes, trained in a minute or two for `make demo`.
+
+    heads_dir = demo_heads("out/demo/heads", extractor)     # then: regiond serve --heads heads_dir
+
+Renders a few synthetic rooms and activity clips in memory (scenes.synthetic), extracts them
+with the daemon's own extractor into a token cache, and trains `segment/`, `scene/` and
+`activity/` heads there. A second call finds them (same extractor, same settings) and
+returns at once. The rooms and clips use seeds the demo's own scan does not.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..cache import CacheItem, TokenCache, extract_frames, extractor_versions
+
+
+@dataclass(frozen=True)
+class DemoHeadsConfig:
+    """Sizes of the demo's training data and heads (small: it must take a minute or two).
+
+    rooms          synthetic room seeds (frames each, at width×height)
+    clips_per_class  synthetic clips per activity class (8 frames each)
+    epochs         training epochs per head (early stopping on the held-out room/clips)
+    dim            transformer width
+    """
+
+    rooms: tuple = (900, 901, 902)
+    room_frames: int = 12
+    width: int = 160
+    height: int = 120
+    clips_per_class: int = 5
+    epochs: int = 25
+    dim: int = 64
+    seed: int = 0
+
+
+STAMP = "demo-heads.json"
+
+
+def _room_frames(seed: int, cfg: DemoHeadsConfig):
+    from scenes import open_source
+
+    return open_source(f"synthetic:{seed}", frames=cfg.room_frames, width=cfg.width, height=cfg.height)
+
+
+def _clip_frames(label: int, seed: int, cfg: DemoHeadsConfig):
+    from scenes.synthetic.clips import render_clip
+
+    from ..frames import Frame
+
+    clip = render_clip(label, seed, frames=16, width=cfg.width, height=cfg.height)
+    picks = np.round(np.linspace(0, len(clip.frames) - 1, 8)).astype(int)
+    return [Frame(rgb=np.ascontiguousarray(clip.frames[i]), index=int(i)) for i in picks]
+
+
+def demo_heads(out_dir, extractor, cfg: DemoHeadsConfig = DemoHeadsConfig(), progress: bool = True,
+               log=print) -> Path:
+    """Train (or find already trained) demo heads in out_dir; returns out_dir for `--heads`."""
+    from tqdm import tqdm
+
+    from scenes.synthetic.clips import ACTIVITY_CLASSES
+
+    from .jobs import train_on_cache
+    from .train import TrainConfig
+
+    out = Path(out_dir)
+    want = {"versions": extractor_versions(extractor), "config": asdict(cfg)}
+    stamp = out / STAMP
+    if stamp.is_file() and json.loads(stamp.read_text()) == json.loads(json.dumps(want)):
+        log(f"demo heads: using {out}")
+        return out
+    t0 = time.perf_counter()
+    cache_dir = out / "cache"
+    if cache_dir.exists():
+        import shutil
+
+        shutil.rmtree(cache_dir)
+    cache = TokenCache.create(cache_dir, extractor_versions(extractor))
+    n_frames = len(cfg.rooms) * cfg.room_frames + len(ACTIVITY_CLASSES) * cfg.clips_per_class * 8
+    with tqdm(total=n_frames, desc="demo heads: extracting", unit="frame", disable=not progress) as bar:
+        for seed in cfg.rooms:
+            name = f"room{seed}"
+            stems, meta = extract_frames(extractor, _room_frames(seed, cfg), cache.root / name, False, bar)
+            cache.add(CacheItem(name, "scene", stems, source=f"synthetic:{seed}", meta=meta))
+        for label, cls in enumerate(ACTIVITY_CLASSES):
+            for k in range(cfg.clips_per_class):
+                name = f"clips/{cls}_{k}"
+                stems, meta = extract_frames(extractor, _clip_frames(label, 700 + k, cfg), cache.root / name, False, bar)
+                cache.add(CacheItem(name, "clip", stems, label=cls, source="scenes.synthetic.clips", meta=meta))
+    tcfg = TrainConfig(epochs=cfg.epochs, warmup=10, patience=8, seed=cfg.seed, lr=2e-3)
+    small = {"dim": cfg.dim, "heads": 8}
+    jobs = [("segment", "region-mlp", {"hidden": 256}), ("scene", "scene-transformer", small),
+            ("activity", "activity-transformer", small)]
+    for task, head, over in jobs:
+        job = train_on_cache(task, cache_dir, out / task, head=head, val_fraction=0.25, cfg=tcfg,
+                             head_overrides=over, progress=progress)
+        log(f"demo heads: {task} ({head}) trained in {job.result.seconds:.0f} s, "
+            f"validation {'top-1' if task == 'activity' else 'region accuracy'} {100 * job.result.val_metric:.0f}%")
+    stamp.write_text(json.dumps(want))
+    log(f"demo heads: ready in {out} ({time.perf_counter() - t0:.0f} s)")
+    return out
