@@ -116,7 +116,7 @@ def test_approximate_kinds_train_remove_and_reopen(tmp_path, config):
         assert image_id(21) not in [h.image_id for h in idx.search(region_set(21).features[1], k=5)]
         assert idx.search(region_set(90).features[0], k=1)[0].image_id == image_id(90)
     # another kind over the same data: the snapshot is not reused, FAISS is rebuilt
-    with RegionIndex(tmp_path, dim=DIM) as idx:
+    with RegionIndex(tmp_path, dim=DIM, config=IndexConfig()) as idx:
         assert idx.config.kind == "flat" and idx.vectors.ntotal == idx.num_regions
 
 
@@ -228,3 +228,16 @@ def test_second_process_cannot_open_the_same_index(tmp_path):
                 f"RegionIndex({str(tmp_path)!r}, dim={DIM})")
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         assert r.returncode != 0 and "LOCK held" in r.stderr
+
+
+def test_settings_persist_in_index_json(tmp_path):
+    import json
+
+    with RegionIndex(tmp_path, dim=DIM, config=IndexConfig(kind="hnsw", hnsw_m=8)) as idx:
+        fill(idx, 5)
+    assert json.loads((tmp_path / "index.json").read_text())["kind"] == "hnsw"
+    with RegionIndex(tmp_path, dim=DIM) as idx:  # no config given: the stored one
+        assert idx.config.kind == "hnsw" and idx.config.hnsw_m == 8
+    (tmp_path / "index.json").write_text('{"kind": "annoy"}')
+    with pytest.raises(IndexFileError, match="bad index configuration"):
+        RegionIndex(tmp_path, dim=DIM)

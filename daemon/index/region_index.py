@@ -3,6 +3,7 @@
 Layout under the data directory (`<data_dir>/index/`):
   regions.sqlite   the source of truth (store.py): metadata, RLE masks, boxes, vectors
   faiss.snapshot   a checkpoint of the FAISS index (vectors.py), replayed forward on open
+  index.json       the index settings (IndexConfig): kind, metric, IVF/HNSW parameters
   LOCK             flock held while open, so two processes cannot write one index
 
 Concurrency: adds and removes are serialised by the store's write lock; each commits to
@@ -12,7 +13,9 @@ readers-writer lock, while searches hold the read side and may run in parallel.
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +31,7 @@ from .vectors import VectorIndex, prepare, rank_images
 log = logging.getLogger(__name__)
 
 DB_NAME = "regions.sqlite"
+CONFIG_NAME = "index.json"
 SNAPSHOT_NAME = "faiss.snapshot"
 MAX_IMAGE_ID = 512
 
@@ -77,7 +81,6 @@ class RegionIndex:
     def __init__(self, directory, dim: int | None = None, config: IndexConfig | None = None):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.config = config or IndexConfig()
         self._lock_fh = open(self.dir / "LOCK", "a+")
         try:
             fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -85,6 +88,7 @@ class RegionIndex:
             self._lock_fh.close()
             raise IndexFileError(f"{self.dir} is open in another process (LOCK held)") from None
         try:
+            self.config = self._settings(config)
             self.store = SQLiteStore(self.dir / DB_NAME, dim, self.config.storage_dtype)
             self.dim = self.store.dim
             self.rw = RWLock()
@@ -95,6 +99,23 @@ class RegionIndex:
             raise
 
     # --- opening and checkpoints -----------------------------------------------------------
+
+    def _settings(self, config: IndexConfig | None) -> IndexConfig:
+        """The given config (remembered in index.json), else index.json, else the defaults.
+
+        index.json is how a daemon's index is configured: edit its "kind" (flat, ivfpq,
+        hnsw) and parameters and restart; the FAISS index is rebuilt from the database."""
+        path = self.dir / CONFIG_NAME
+        if config is None and path.exists():
+            try:
+                return IndexConfig.from_dict(json.loads(path.read_text()))
+            except (ValueError, TypeError) as e:
+                raise IndexFileError(f"{path}: bad index configuration ({e})") from None
+        config = config or IndexConfig()
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        os.replace(tmp, path)
+        return config
 
     def _open_vectors(self) -> VectorIndex:
         snap = self.dir / SNAPSHOT_NAME
