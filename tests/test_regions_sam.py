@@ -128,3 +128,17 @@ def test_real_generator_with_no_masks_gives_whole_superpixels(photo):
     props = gen(photo)
     assert len(props) > 10 and (props.source == SOURCE_SLIC).all()
     assert (props.masks.sum(0) == 1).all()
+
+
+def test_one_masker_shared_by_threads(tiny_sam, photo):
+    """The service shares one Extractor across streams: concurrent calls must not mix images."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    masker = SamMasker(tiny_sam, generator_config("image", **dict(OPEN, points_per_side=2)))
+    images = [photo, np.ascontiguousarray(photo[::-1, :, ::-1][:96])]
+    expected = [masker(im) for im in images]
+    with ThreadPoolExecutor(2) as pool:
+        got = list(pool.map(masker, images))
+    for i, props in enumerate(got):
+        want = expected[i % 2]
+        assert np.array_equal(props.masks, want.masks) and np.allclose(props.scores, want.scores)

@@ -7,6 +7,7 @@ goes through exactly the same code with a small random encoder, for tests.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -142,11 +143,15 @@ class SamMasker:
         self.model_name = model_name
         self.max_pixels = max_pixels
         self.generator = SamAutomaticMaskGenerator(sam, output_mode="binary_mask", **asdict(self.config))
+        # The generator's SamPredictor keeps the current image's embedding between its steps,
+        # so one image at a time per masker (the service shares an Extractor across streams).
+        self._lock = threading.Lock()
 
     def __call__(self, rgb) -> MaskProposals:
         rgb = as_rgb8(rgb, max_pixels=self.max_pixels)
         h, w = rgb.shape[:2]
-        records = self.generator.generate(rgb)
+        with self._lock:
+            records = self.generator.generate(rgb)
         if not records:
             return MaskProposals.empty(h, w)
         masks = np.stack([np.asarray(r["segmentation"], dtype=bool) for r in records])
