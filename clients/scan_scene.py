@@ -9,7 +9,10 @@ synthetic:SEED. Writes into --out:
     overlays/NNNNNN.png         regions drawn over each frame
     labels/<scene>_NNNNNN.png   8-bit NYU40 label maps (ScanNet benchmark layout; scene head)
     scene.ply                   the fused (labelled) point cloud, binary PLY
-    summary.json                what the daemon reported, plus timings
+    summary.json                what the daemon reported, plus timings (and mIoU)
+When the daemon labels the frames and the scene has ground truth (ScanNet label-filt/,
+synthetic rooms), the labels (the scene head's refined ones where given) are scored with
+ScanNet's 20-class protocol at 640×480 and the mIoU is printed.
 If the daemon restarts mid-scan, the client reconnects (with backoff) and scans the scene again
 from its first frame, since the fused cloud needs every frame; frames already drawn are kept.
 Exit status: 0 done, 1 bad input, 2 daemon unreachable or failed.
@@ -77,6 +80,8 @@ class Scan:
         self.summary = None
         self.frames_answered = 0
         self.regions = 0
+        self.truth: dict[int, object] = {}   # frame → benchmark class map (uint8, 255 ignored)
+        self.pred: dict[int, object] = {}    # frame → latest predicted NYU40 map
 
     def requests(self, stop: threading.Event):
         from regions.v1 import regions_pb2 as pb
@@ -91,6 +96,8 @@ class Scan:
             if stop.is_set():
                 return
             self.rgb[int(frame.index)] = frame.rgb
+            if frame.labels is not None:
+                self.truth[int(frame.index)] = _benchmark_640(frame.labels)
             msg = common.scene_frame_pb(frame, self.args.encoding)
             if first:
                 msg.options.CopyFrom(opts)
@@ -131,6 +138,50 @@ class Scan:
         d = self.out / "labels"
         d.mkdir(parents=True, exist_ok=True)
         (d / f"{self.scene_id}_{idx:06d}.png").write_bytes(png)
+        if idx in self.truth:
+            self.pred[idx] = _benchmark_640(common.decode_png(png))
+
+    def miou(self) -> dict | None:
+        """ScanNet 20-class scores over the frames with both truth and a prediction."""
+        both = [i for i in self.pred if i in self.truth]
+        return miou_scores([self.truth[i] for i in both], [self.pred[i] for i in both]) if both else None
+
+
+def miou_scores(truths, preds) -> dict:
+    """Per-class IoU and their mean from benchmark class maps (0..19; anything else in the truth
+    is ignored, anything else in a prediction counts as wrong). Classes absent from both the
+    truth and the predictions have no IoU and are left out of the mean."""
+    import numpy as np
+
+    from scenes import BENCHMARK_NAMES
+
+    n = len(BENCHMARK_NAMES)
+    conf = np.zeros((n, n + 1), np.int64)  # truth × prediction (last column: not a class)
+    for t, p in zip(truths, preds):
+        t, p = np.asarray(t).ravel(), np.asarray(p).ravel()
+        keep = t < n
+        p = np.where(p[keep] < n, p[keep], n).astype(np.int64)
+        conf += np.bincount(t[keep].astype(np.int64) * (n + 1) + p, minlength=n * (n + 1)).reshape(n, n + 1)
+    tp = np.diag(conf[:, :n]).astype(np.float64)
+    denom = conf.sum(1) + conf[:, :n].sum(0) - tp
+    iou = np.where(denom > 0, tp / np.maximum(denom, 1), np.nan)
+    present = np.isfinite(iou)
+    return {"frames": len(truths), "miou": float(np.nanmean(iou)) if present.any() else None,
+            "classes_present": int(present.sum()),
+            "iou": {name: (None if np.isnan(v) else round(float(v), 4)) for name, v in zip(BENCHMARK_NAMES, iou)}}
+
+
+def _benchmark_640(labels):
+    """NYU40 ids → benchmark classes (255 elsewhere) at 640×480, nearest, as the benchmark compares."""
+    import cv2
+    import numpy as np
+
+    from scenes import nyu40_to_benchmark
+
+    a = np.asarray(labels)
+    if a.shape != (480, 640):
+        a = cv2.resize(a.astype(np.uint16), (640, 480), interpolation=cv2.INTER_NEAREST)
+    return nyu40_to_benchmark(a)
 
 
 def run(args) -> int:
@@ -206,7 +257,9 @@ def write_outputs(scan: Scan, source, seconds: float, attempts: int) -> int:
         ply.write_bytes(s.ply)
     summary = MessageToDict(s, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
     summary.pop("ply", None)
+    scores = scan.miou()
     summary.update({
+        "miou": scores,
         "source": source.describe(), "client_seconds": round(seconds, 3),
         "frames_per_second": round(scan.frames_answered / seconds, 2) if seconds > 0 else None,
         "attempts": attempts, "frame_errors": scan.errors,
@@ -217,6 +270,9 @@ def write_outputs(scan: Scan, source, seconds: float, attempts: int) -> int:
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     print(f"{PROG}: {s.frames} frames ({s.frames_failed} rejected, {s.frames_without_pose} without pose), "
           f"{s.regions} regions, {s.fused_points} fused points in {seconds:.1f} s; outputs in {out}")
+    if scores is not None and scores["miou"] is not None:
+        print(f"{PROG}: mIoU {100 * scores['miou']:.1f} over {scores['classes_present']} classes present "
+              f"in {scores['frames']} frames (ScanNet 20-class protocol, 640×480)")
     return 0
 
 

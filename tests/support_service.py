@@ -82,3 +82,19 @@ def lite_extractor():
 
         _LITE = build_extractor("lite")
     return _LITE
+
+
+def tiny_heads(directory, extractor):
+    """Untrained small scene (NYU40 3/5/7) and activity (3 motions) heads saved as the daemon loads them."""
+    import torch
+
+    from daemon.heads.registry import create_head, save_head
+
+    torch.manual_seed(0)
+    meta = {"versions": {"backbone": extractor.backbone.name, "dim": int(extractor.dim)}}
+    scene_classes = [{"id": 3, "name": "cabinet"}, {"id": 5, "name": "chair"}, {"id": 7, "name": "table"}]
+    save_head(create_head("scene-transformer", in_dim=extractor.dim, num_classes=3, dim=16, heads=2, layers=1),
+              directory / "scene", scene_classes, meta)
+    motions = [{"id": k, "name": n} for k, n in enumerate(["left", "right", "still"])]
+    save_head(create_head("activity-transformer", in_dim=extractor.dim, num_classes=3, dim=16, heads=2, layers=1),
+              directory / "activity", motions, meta)

@@ -110,3 +110,43 @@ def test_stream_video_survives_daemon_restart(tmp_path):
     answered = {json.loads(line)["frame"] for line in (tmp_path / "o.jsonl").read_text().splitlines()}
     assert answered == set(range(40))  # every frame answered exactly once overall
     assert "40 frames" in out
+
+
+def test_miou_scores_hand_computed():
+    from clients.scan_scene import miou_scores
+
+    truth = np.array([[0, 0, 1, 1], [2, 2, 255, 255]], np.uint8)   # wall, floor, cabinet, ignored
+    pred = np.array([[0, 1, 1, 1], [255, 2, 0, 2]], np.uint8)      # 255 = unlabelled prediction
+    s = miou_scores([truth], [pred])
+    # wall: tp 1, fn 1 (→floor), fp 0 (ignored pixels don't count) → 1/2
+    # floor: tp 2, fp 1 → 2/3; cabinet: tp 1, fn 1 (unlabelled) → 1/2
+    assert s["iou"]["wall"] == pytest.approx(0.5) and s["iou"]["floor"] == pytest.approx(0.6667, abs=1e-4)
+    assert s["iou"]["cabinet"] == pytest.approx(0.5) and s["iou"]["bed"] is None
+    assert s["classes_present"] == 3 and s["miou"] == pytest.approx((0.5 + 2 / 3 + 0.5) / 3)
+
+
+def test_scan_scene_with_heads_writes_labels_and_miou(tmp_path, capsys):
+    from support_service import tiny_heads
+
+    from clients import scan_scene
+    from daemon.service.heads import load_heads
+    from daemon.service.server import RegionServer, ServeConfig
+
+    ex = lite_extractor()
+    tiny_heads(tmp_path / "heads", ex)
+    srv = RegionServer(ServeConfig(listen="127.0.0.1:0", data_dir=tmp_path / "d", index=False), extractor=ex,
+                       heads=load_heads(tmp_path / "heads", ex)).start()
+    try:
+        out = tmp_path / "scan"
+        rc = scan_scene.main(["synthetic:4", "--server", srv.address, "--out", str(out), "--max-frames", "2",
+                              "--size", "160x120", "--no-overlays"])
+    finally:
+        srv.stop(1.0)
+    assert rc == 0
+    labels = sorted(p.name for p in (out / "labels").iterdir())
+    assert labels == ["synthetic-4_000000.png", "synthetic-4_000001.png"]  # ScanNet benchmark naming
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["miou"]["frames"] == 2 and summary["miou"]["classes_present"] > 0
+    assert 0.0 <= summary["miou"]["miou"] <= 1.0
+    assert summary["label_names"][5] == "chair"
+    assert "mIoU" in capsys.readouterr().out

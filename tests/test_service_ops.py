@@ -17,7 +17,8 @@ import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from support_service import free_port, image_pb, lite_extractor, running_server, sample_image, stub_for, wait_until
+from support_service import (free_port, image_pb, lite_extractor, running_server, sample_image, stub_for, tiny_heads,
+                             wait_until)
 
 from regions.v1 import regions_pb2 as pb
 from regions.v1 import regions_pb2_grpc as pb_grpc
@@ -87,28 +88,13 @@ def test_graceful_shutdown_finishes_in_flight(tmp_path):
     ch.close()
 
 
-def _tiny_heads(directory, extractor):
-    import torch
-
-    from daemon.heads.registry import create_head, save_head
-
-    torch.manual_seed(0)
-    meta = {"versions": {"backbone": extractor.backbone.name, "dim": int(extractor.dim)}}
-    scene_classes = [{"id": 3, "name": "cabinet"}, {"id": 5, "name": "chair"}, {"id": 7, "name": "table"}]
-    save_head(create_head("scene-transformer", in_dim=extractor.dim, num_classes=3, dim=16, heads=2, layers=1),
-              directory / "scene", scene_classes, meta)
-    motions = [{"id": k, "name": n} for k, n in enumerate(["left", "right", "still"])]
-    save_head(create_head("activity-transformer", in_dim=extractor.dim, num_classes=3, dim=16, heads=2, layers=1),
-              directory / "activity", motions, meta)
-
-
 def test_heads_results_through_the_api(tmp_path):
     from PIL import Image
 
     from daemon.service.heads import load_heads
 
     ex = lite_extractor()
-    _tiny_heads(tmp_path / "heads", ex)
+    tiny_heads(tmp_path / "heads", ex)
     heads = load_heads(tmp_path / "heads", ex)
     from daemon.service.server import RegionServer, ServeConfig
 
