@@ -163,3 +163,28 @@ def test_serve_process_stops_on_sigterm(tmp_path):
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+def test_index_persisted_across_restart(tmp_path):
+    from daemon.service.server import RegionServer, ServeConfig
+
+    cfg = dict(listen="127.0.0.1:0", data_dir=tmp_path / "data")
+    srv = RegionServer(ServeConfig(**cfg), extractor=lite_extractor()).start()
+    if srv.search is None:
+        srv.stop(0)
+        pytest.skip("this build has no region index")
+    ch, stub = stub_for(srv)
+    s = stub.IndexImages(iter([pb.IndexRequest(image_id=f"p{i}", image=image_pb(sample_image(64, 48, seed=i)))
+                               for i in range(2)]))
+    assert s.indexed == 2
+    ch.close()
+    srv.stop(grace=1.0)
+    again = RegionServer(ServeConfig(**cfg), extractor=lite_extractor()).start()
+    try:
+        ch, stub = stub_for(again)
+        assert stub.GetInfo(pb.InfoRequest()).index_images == 2
+        hits = stub.Search(pb.SearchRequest(region=pb.RegionRef(image_id="p0", region_id=0), top_k=1)).hits
+        assert hits[0].image_id == "p0"
+        ch.close()
+    finally:
+        again.stop(grace=1.0)
