@@ -1,0 +1,105 @@
+"""The work queue: batching of queued frames, dropping work of ended calls, bounded waits."""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+from support_service import lite_extractor, sample_image, wait_until
+
+from daemon.errors import InputError
+from daemon.pipeline import Extractor
+from daemon.service.scheduler import Cancelled, QueueFull, Scheduler, ShuttingDown
+
+
+@dataclass
+class BatchingExtractor(Extractor):
+    """The lite extractor with a batch entry point, recording the batch sizes it was given."""
+
+    batches: list = field(default_factory=list)
+
+    def extract_batch(self, frames):
+        self.batches.append(len(frames))
+        return [self.extract(f) for f in frames]
+
+
+def _batching():
+    ex = lite_extractor()
+    return BatchingExtractor(masker=ex.masker, backbone=ex.backbone, profile=ex.profile)
+
+
+def test_queued_frames_are_batched():
+    ex = _batching()
+    sched = Scheduler(ex, capacity=16, workers=1, max_batch=4)
+    gate = threading.Event()
+    try:
+        sched.submit_call(lambda: gate.wait(30), lambda: True)   # keeps the worker busy
+        futs = [sched.submit_extract(sample_image(32, 24, seed=i), lambda: True) for i in range(6)]
+        gate.set()
+        results = [f.result(60) for f in futs]
+    finally:
+        sched.close(10)
+    assert all(len(r) > 0 for r in results)
+    assert ex.batches == [4, 2]  # the queued frames went through together, max_batch at a time
+
+
+def test_bad_frame_in_a_batch_fails_alone():
+    ex = _batching()
+    sched = Scheduler(ex, capacity=16, workers=1, max_batch=8)
+    try:
+        block = sched.submit_call(lambda: time.sleep(0.5), lambda: True)
+        good = sched.submit_extract(sample_image(32, 24), lambda: True)
+        bad = sched.submit_extract(np.zeros((24, 32, 5), np.uint8), lambda: True)  # five channels
+        good2 = sched.submit_extract(sample_image(32, 24, seed=3), lambda: True)
+        block.result(30)
+        assert len(good.result(30)) > 0 and len(good2.result(30)) > 0
+        with pytest.raises(InputError) as e:
+            bad.result(30)
+        assert e.value.field == "image"
+    finally:
+        sched.close(10)
+
+
+def test_jobs_of_ended_calls_are_dropped():
+    ran = []
+    sched = Scheduler(lite_extractor(), capacity=8, workers=1)
+    try:
+        block = sched.submit_call(lambda: time.sleep(0.3), lambda: True)
+        alive = threading.Event()
+        alive.set()
+        dead = sched.submit_call(lambda: ran.append("dead"), alive.is_set)
+        live = sched.submit_call(lambda: ran.append("live"), lambda: True)
+        alive.clear()  # the call ends while its job waits in the queue
+        block.result(10)
+        assert live.result(10) is None
+        with pytest.raises(Cancelled):
+            dead.result(10)
+        assert ran == ["live"]
+    finally:
+        sched.close(10)
+
+
+def test_full_queue_waits_then_gives_up_and_closed_queue_refuses():
+    sched = Scheduler(lite_extractor(), capacity=1, workers=1)
+    release = threading.Event()
+    try:
+        sched.submit_call(lambda: release.wait(10), lambda: True)            # running
+        assert wait_until(lambda: sched.busy == 1 and sched.depth == 0)
+        sched.submit_call(lambda: None, lambda: True)                        # queued: now full
+        t0 = time.monotonic()
+        with pytest.raises(QueueFull):
+            sched.submit_call(lambda: None, lambda: True, wait=0.2)
+        assert 0.15 <= time.monotonic() - t0 < 5
+        # a blocking submit gives up as soon as its call ends
+        alive = threading.Event()
+        alive.set()
+        threading.Timer(0.2, alive.clear).start()
+        with pytest.raises(Cancelled):
+            sched.submit_call(lambda: None, alive.is_set)
+    finally:
+        release.set()
+        sched.close(10)
+    with pytest.raises(ShuttingDown):
+        sched.submit_call(lambda: None, lambda: True)
