@@ -77,6 +77,8 @@ def test_remove_and_reopen_keep_state(tmp_path):
     with RegionIndex(tmp_path, dim=DIM) as idx:
         fill(idx, 12)
         assert idx.remove(image_id(4)) and not idx.remove("nope")
+        assert (len(idx), idx.num_regions) == (idx.store.count_images(), idx.store.count_regions()) == (
+            11, sum(len(region_set(i)) for i in range(12) if i != 4))
         assert image_id(4) not in [h.image_id for h in idx.search(region_set(4).features[0], k=12)]
     with RegionIndex(tmp_path, dim=DIM) as idx:  # from the snapshot written at close
         assert len(idx) == 11 and idx.vectors.ntotal == idx.num_regions

@@ -91,6 +91,7 @@ class RegionIndex:
             self.config = self._settings(config)
             self.store = SQLiteStore(self.dir / DB_NAME, dim, self.config.storage_dtype)
             self.dim = self.store.dim
+            self._n_images, self._n_regions = self.store.count_images(), self.store.count_regions()
             self.rw = RWLock()
             self._since_checkpoint = 0
             self.vectors = self._open_vectors()
@@ -137,7 +138,7 @@ class RegionIndex:
 
     def _rebuild(self, vi: VectorIndex) -> VectorIndex:
         """Fill `vi` from the store, training it first when it is due."""
-        if vi.needs_training(self.store.count_regions()):
+        if vi.needs_training(self._n_regions):
             vi.train(self._training_sample())
         else:
             vi.reset()
@@ -149,7 +150,7 @@ class RegionIndex:
     def _training_sample(self) -> np.ndarray:
         n = max(self.config.min_train(), self.config.train_size)
         rows, have = [], 0
-        per_image = max(1, self.store.count_regions() // max(1, self.store.count_images()))
+        per_image = max(1, self._n_regions // max(1, self._n_images))
         for _key, f in self.store.iter_features(self.store.sample_keys(n // per_image + 1)):
             rows.append(f)
             have += len(f)
@@ -170,12 +171,12 @@ class RegionIndex:
     def _after_write_locked(self):
         self._since_checkpoint += 1
         vi = self.vectors
-        if vi.needs_training(self.store.count_regions()):
+        if vi.needs_training(self._n_regions):
             fresh = VectorIndex(self.config, self.dim)
             fresh = self._rebuild(fresh)  # searches keep using the old one meanwhile
             with self.rw.write():
                 self.vectors = fresh
-        elif vi.tombstones and len(vi.tombstones) * 10 > max(1, self.store.count_images()):
+        elif vi.tombstones and len(vi.tombstones) * 10 > max(1, self._n_images):
             with self.rw.write():  # compaction: drop tombstoned vectors
                 self._rebuild(vi)
         if self._since_checkpoint >= self.config.checkpoint_every:
@@ -238,6 +239,8 @@ class RegionIndex:
                                              regions.counts, regions.boxes, regions.areas, feats)
             with self.rw.write():
                 self.vectors.add(key, feats)
+            self._n_images += 1
+            self._n_regions += len(feats)
             self._after_write_locked()
         return AddResult(image_id, True, len(regions))
 
@@ -252,21 +255,24 @@ class RegionIndex:
         return True
 
     def _remove_locked(self, key: int):
+        n = self.store.images([key])[key].n_regions
         self.store.remove_image(key)
         with self.rw.write():
             self.vectors.remove(key)
+        self._n_images -= 1
+        self._n_regions -= n
 
     # --- reads -----------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return self.store.count_images()
+        return self._n_images
 
     def __contains__(self, image_id: str) -> bool:
         return self.store.key_of(image_id) is not None
 
     @property
     def num_regions(self) -> int:
-        return self.store.count_regions()
+        return self._n_regions
 
     def region_vector(self, image_id: str, region_id: int) -> np.ndarray:
         """The stored feature of one region. InputError for an unknown image or region."""
