@@ -59,7 +59,8 @@ class IndexConfig:
     ef_construction  build beam (hnsw)
     train_size       vectors sampled to train a trained kind; training waits until this many
                      (at least 39 × nlist) exist, and search is exact until then
-    checkpoint_every image adds/removes after which the FAISS snapshot is rewritten
+    checkpoint_every image adds/removes after which the FAISS snapshot is rewritten (or a
+                     quarter of the image count, when that is more)
     storage_dtype    "float32" or "float16": how vectors are kept in the SQLite source of truth
     """
 

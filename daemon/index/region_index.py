@@ -90,6 +90,7 @@ class RegionIndex:
         try:
             self.config = self._settings(config)
             self.store = SQLiteStore(self.dir / DB_NAME, dim, self.config.storage_dtype)
+            self._remember_settings()
             self.dim = self.store.dim
             self._n_images, self._n_regions = self.store.count_images(), self.store.count_regions()
             self.rw = RWLock()
@@ -112,11 +113,16 @@ class RegionIndex:
                 return IndexConfig.from_dict(json.loads(path.read_text()))
             except (ValueError, TypeError) as e:
                 raise IndexFileError(f"{path}: bad index configuration ({e})") from None
-        config = config or IndexConfig()
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-        os.replace(tmp, path)
-        return config
+        return config or IndexConfig()
+
+    def _remember_settings(self):
+        """Write index.json (after the database proved to be ours), when it changed."""
+        path = self.dir / CONFIG_NAME
+        text = json.dumps(self.config.to_dict(), indent=2) + "\n"
+        if not path.exists() or path.read_text() != text:
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(text)
+            os.replace(tmp, path)
 
     def _open_vectors(self) -> VectorIndex:
         snap = self.dir / SNAPSHOT_NAME
@@ -149,11 +155,8 @@ class RegionIndex:
 
     def _training_sample(self) -> np.ndarray:
         n = max(self.config.min_train(), self.config.train_size)
-        rows, have = [], 0
         per_image = max(1, self._n_regions // max(1, self._n_images))
-        for _key, f in self.store.iter_features(self.store.sample_keys(n // per_image + 1)):
-            rows.append(f)
-            have += len(f)
+        rows = [f for _key, f in self.store.iter_features(self.store.sample_keys(n // per_image + 1))]
         return np.concatenate(rows)[:n]
 
     def checkpoint(self):
@@ -179,7 +182,10 @@ class RegionIndex:
         elif vi.tombstones and len(vi.tombstones) * 10 > max(1, self._n_images):
             with self.rw.write():  # compaction: drop tombstoned vectors
                 self._rebuild(vi)
-        if self._since_checkpoint >= self.config.checkpoint_every:
+        # a snapshot costs the whole index: write one when the log to replay has grown by a
+        # quarter of the index (or checkpoint_every changes, whichever is more), so the
+        # snapshot cost per add stays constant as the index grows
+        if self._since_checkpoint >= max(self.config.checkpoint_every, self._n_images // 4):
             self._checkpoint_locked()
 
     def close(self):
