@@ -57,19 +57,20 @@ def prepare(exp: Path, regiond: str) -> None:
             run(regiond, "extract", str(d), "--out", str(exp / f"cache_clips_{split}"), "--profile", "lite", "--patches")
 
 
-def scenes(exp: Path, out: Path, seed: int) -> list[dict]:
+def scenes(exp: Path, out: Path, seed: int, dim: int) -> list[dict]:
     from daemon.heads.jobs import evaluate_on_cache, train_on_cache
     from daemon.heads.train import TrainConfig
 
     runs = [
         ("linear probe (per region)", "segment", "region-linear", {}, {}),
-        ("scene transformer, 2D only", "scene", "scene-transformer", {"pos3d": False}, {}),
-        ("scene transformer, 2D + 3D", "scene", "scene-transformer", {"pos3d": True}, {}),
+        ("scene transformer, 2D only", "scene", "scene-transformer", {"pos3d": False, "dim": dim}, {}),
+        ("scene transformer, 2D + 3D", "scene", "scene-transformer", {"pos3d": True, "dim": dim}, {}),
     ]
     rows = []
     for label, task, head, over, tover in runs:
-        cfg = TrainConfig(epochs=60, lr=1e-3 if task == "scene" else 3e-3, warmup=20, batch_size=8,
-                          patience=10, seed=seed)
+        # the probe is cheap: give it a higher rate and more patience so it is not under-trained
+        cfg = (TrainConfig(epochs=60, lr=1e-3, warmup=20, batch_size=8, patience=10, seed=seed) if task == "scene"
+               else TrainConfig(epochs=100, lr=1e-2, warmup=20, batch_size=8, patience=15, seed=seed))
         d = out / f"scene_{head}_{'3d' if over.get('pos3d') else 'no3d'}"
         job = train_on_cache(task, exp / "cache_rooms_train", d, head=head, val_cache=exp / "cache_rooms_val",
                              cfg=cfg, head_overrides=over, task_overrides=tover, progress=True)
@@ -137,6 +138,7 @@ def main(argv=None) -> int:
     ap.add_argument("--only", choices=["scenes", "activity"], default=None, help="run one experiment only")
     ap.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     ap.add_argument("--activity-dim", type=int, default=128, help="activity transformer width (default 128)")
+    ap.add_argument("--scene-dim", type=int, default=128, help="scene transformer width (default 128)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = ap.parse_args(argv)
     import torch
@@ -147,7 +149,7 @@ def main(argv=None) -> int:
     out = args.exp / "results"
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    s_rows = scenes(args.exp, out, args.seed) if args.only in (None, "scenes") else []
+    s_rows = scenes(args.exp, out, args.seed, args.scene_dim) if args.only in (None, "scenes") else []
     a_rows = activity(args.exp, out, args.seed, args.activity_dim) if args.only in (None, "activity") else []
     text = tables(s_rows, a_rows)
     (out / f"tables_{args.only or 'all'}.md").write_text(text + "\n")

@@ -105,3 +105,22 @@ def test_confusion_png(tmp_path):
     with Image.open(path) as img:
         assert img.format == "PNG" and img.size[0] > 100
     assert "mIoU" in conf.table()
+
+
+def test_evaluate_label_folder_against_a_synthetic_room(tmp_path):
+    from daemon.cache import write_label_png
+    from daemon.heads.jobs import evaluate_label_folder
+    from scenes import open_source
+
+    opts = dict(frames=3, width=64, height=48)
+    frames = list(open_source("synthetic:5", **opts))
+    # frame 0 predicted perfectly, frame 1 predicted as all wall, frame 2 not predicted
+    write_label_png(tmp_path / f"room_{frames[0].index:06d}.png", frames[0].labels)
+    write_label_png(tmp_path / f"room_{frames[1].index:06d}.png", np.ones_like(frames[1].labels))
+    rep = evaluate_label_folder(tmp_path, "synthetic:5", **opts)
+    assert rep.metrics["frames"] == 2 and rep.metrics["frames_without_prediction"] == 1
+    conf = Confusion(SCANNET20)
+    evaluate_label_map(conf, frames[0].labels, frames[0].labels, (640, 480))
+    evaluate_label_map(conf, frames[1].labels, np.ones_like(frames[1].labels), (640, 480))
+    assert rep.metrics["miou"] == pytest.approx(conf.miou())
+    assert 0 < rep.metrics["miou"] < 1

@@ -1,10 +1,11 @@
-"""`regiond eval segment|scene|activity|retrieval ...`: score a trained head on a token cache.
+"""`regiond eval segment|scene|activity|labels|retrieval ...`: score a trained head on a token cache.
 
 segment/scene  per-pixel labels (mean of the softmax of every region covering a pixel,
                uncovered pixels unlabelled) against the cache's label maps: IoU per class and
                mIoU under ScanNet's 20-class protocol (640×480 nearest, ground truth outside
                the 20 ignored), or `--protocol head` for the head's own classes
 activity       top-1 / top-5 accuracy over the cache's clips
+labels         label PNGs in ScanNet's benchmark layout (clients/scan_scene.py) vs a scene's ground truth
 retrieval      region search evaluation (daemon/commands/eval_retrieval.py)
 """
 from __future__ import annotations
@@ -30,6 +31,16 @@ def register(sub) -> None:
         t.add_argument("--confusion", metavar="PNG", default=None, help="write the confusion matrix picture here")
         t.add_argument("--json", action="store_true", help="print the metrics as JSON after the table")
         t.set_defaults(func=run, task=task)
+    t = tasks.add_parser("labels", help="score label PNGs in ScanNet's benchmark layout against a scene's ground truth",
+                         description="Label maps named <scene>_<frame:06d>.png (as clients/scan_scene.py writes "
+                                     "them) against the ground truth of SCENE (any scenes.open_source spec with "
+                                     "labels), under ScanNet's 20-class protocol.")
+    t.add_argument("pred", metavar="DIR", help="folder of predicted label PNGs (8-bit NYU40 ids)")
+    t.add_argument("--scene", required=True, help="the scene with ground truth (ScanNet folder, .sens, synthetic room)")
+    t.add_argument("--labels-tsv", default=None, help="scannetv2-labels.combined.tsv for ScanNet's raw label ids")
+    t.add_argument("--confusion", metavar="PNG", default=None, help="write the confusion matrix picture here")
+    t.add_argument("--json", action="store_true", help="print the metrics as JSON after the table")
+    t.set_defaults(func=run_labels)
     try:  # written by the index engineer; absent until it lands
         retrieval = importlib.import_module("daemon.commands.eval_retrieval")
     except ModuleNotFoundError as e:
@@ -48,6 +59,16 @@ def run(args) -> int:
     torch.set_num_threads(1)
     rep = evaluate_on_cache(args.task, args.head, args.cache, protocol=getattr(args, "protocol", "scannet20"),
                             confusion_png=args.confusion)
+    print(rep.text)
+    if args.json:
+        print(json.dumps(rep.metrics))
+    return 0
+
+
+def run_labels(args) -> int:
+    from ..heads.jobs import evaluate_label_folder
+
+    rep = evaluate_label_folder(args.pred, args.scene, labels_tsv=args.labels_tsv, confusion_png=args.confusion)
     print(rep.text)
     if args.json:
         print(json.dumps(rep.metrics))

@@ -227,3 +227,47 @@ def evaluate_on_cache(task: str, head_dir, cache_dir, protocol: str = "scannet20
         conf.save_png(confusion_png, title=f"{task}: {Path(head_dir).name} on {Path(cache_dir).name}")
         rep.text += f"\nconfusion matrix: {confusion_png}"
     return rep
+
+
+def evaluate_label_folder(pred_dir, scene, protocol: str = "scannet20", labels_tsv=None,
+                          confusion_png: str | Path | None = None, **source_opts) -> EvalReport:
+    """Score label PNGs written in ScanNet's benchmark layout (`<scene>_<frame:06d>.png`, e.g.
+    by clients/scan_scene.py) against a scene's ground truth (scenes.open_source(scene)).
+    Frames of the scene without a prediction file are skipped and counted."""
+    from scenes import open_source
+
+    from ..cache import read_label_png
+    from .metrics import Protocol
+
+    preds = {}
+    for p in Path(pred_dir).glob("*.png"):
+        stem = p.stem.rsplit("_", 1)[-1]
+        if stem.isdigit():
+            preds[int(stem)] = p
+    if not preds:
+        raise InputError("pred", f"{pred_dir} has no <scene>_<frame>.png label maps")
+    if protocol != "scannet20":
+        raise InputError("protocol", "label folders are evaluated with the scannet20 protocol")
+    proto = Protocol.scannet20(nyu40_names())
+    conf = Confusion(proto.class_ids, proto.names)
+    opts = dict(source_opts, **({"labels_tsv": str(labels_tsv)} if labels_tsv else {}))
+    used = missing = 0
+    for frame in open_source(str(scene), **opts):
+        if frame.labels is None:
+            continue
+        p = preds.get(int(frame.index))
+        if p is None:
+            missing += 1
+            continue
+        evaluate_label_map(conf, frame.labels, read_label_png(p), proto.size)
+        used += 1
+    if not used:
+        raise InputError("scene", f"{scene}: no frame with ground truth matches a prediction in {pred_dir}")
+    rep = EvalReport("labels", {"miou": conf.miou(), "pixel_acc": conf.accuracy(), "frames": used,
+                                "frames_without_prediction": missing}, confusion=conf)
+    rep.text = (f"labels ({protocol}, {used} frames, {missing} ground-truth frames without a prediction)\n"
+                + conf.table() + f"\npixel accuracy {100 * conf.accuracy():.2f}%")
+    if confusion_png:
+        conf.save_png(confusion_png, title=f"labels in {Path(pred_dir).name} vs {scene}")
+        rep.text += f"\nconfusion matrix: {confusion_png}"
+    return rep
