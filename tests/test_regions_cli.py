@@ -113,7 +113,7 @@ def test_models_with_no_weights_dir(tmp_path, capsys):
 def test_demo_writes_overlay_and_summary(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("REGIOND_WEIGHTS", str(tmp_path / "none"))
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--profile", "lite", "--photo", "coffee"]) == 0
+    assert main(["demo", "--out", str(out), "--profile", "lite", "--photo", "coffee", "--no-daemon"]) == 0
     printed = capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
     assert summary["profile"] == "lite" and summary["regions"] > 20 and summary["coverage"] == 1.0
