@@ -61,26 +61,31 @@ class Job:
 class Scheduler:
     """Bounded queue + worker threads in front of an Extractor.
 
-    extractor  anything with `extract(frame) -> RegionSet` (and optionally `extract_batch`)
+    extractor  anything with `extract(frame) -> RegionSet` (and optionally `extract_batch`),
+               or a list of them, one per worker: models with per-call state (SAM's
+               predictor keeps the current image) must not be shared between workers
     capacity   jobs waiting at most (not counting the ones being run)
-    workers    threads running jobs; on a small CPU one worker (the models use all cores)
+    workers    threads running jobs (default: one per extractor given)
     max_batch  extraction jobs taken together when the extractor batches
     on_depth   called with the queue depth after every change (metrics)
     """
 
-    def __init__(self, extractor, capacity: int = 32, workers: int = 1, max_batch: int = 8,
+    def __init__(self, extractor, capacity: int = 32, workers: int | None = None, max_batch: int = 8,
                  on_depth: Callable[[int], None] | None = None):
-        if capacity < 1 or workers < 1 or max_batch < 1:
-            raise ValueError("capacity, workers and max_batch must be at least 1")
-        self.extractor = extractor
+        extractors = list(extractor) if isinstance(extractor, (list, tuple)) else [extractor]
+        workers = workers or len(extractors)
+        if capacity < 1 or workers < 1 or max_batch < 1 or not extractors:
+            raise ValueError("capacity, workers, max_batch and extractors must be at least 1")
+        self.extractor = extractors[0]
         self.capacity = capacity
-        self.max_batch = max_batch if hasattr(extractor, "extract_batch") else 1
+        self.max_batch = max_batch if hasattr(self.extractor, "extract_batch") else 1
         self._q: queue.Queue[Job | None] = queue.Queue(maxsize=capacity)
         self._on_depth = on_depth or (lambda n: None)
         self._closed = threading.Event()
         self._running = 0
         self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._work, name=f"regiond-worker-{i}", daemon=True)
+        self._threads = [threading.Thread(target=self._work, args=(extractors[i % len(extractors)],),
+                                          name=f"regiond-worker-{i}", daemon=True)
                          for i in range(workers)]
         for t in self._threads:
             t.start()
@@ -140,7 +145,7 @@ class Scheduler:
                 break
         return jobs
 
-    def _work(self) -> None:
+    def _work(self, extractor) -> None:
         _local.worker = True
         while True:
             jobs = self._take()
@@ -156,12 +161,12 @@ class Scheduler:
             with self._lock:
                 self._running += len(live)
             try:
-                self._run(live)
+                self._run(live, extractor)
             finally:
                 with self._lock:
                     self._running -= len(live)
 
-    def _run(self, jobs: list[Job]) -> None:
+    def _run(self, jobs: list[Job], extractor) -> None:
         now = time.perf_counter()
         for j in jobs:
             j.started = now
@@ -170,7 +175,7 @@ class Scheduler:
         calls = [j for j in jobs if j.frame is None]
         if len(frames) > 1:
             try:
-                results = self.extractor.extract_batch([j.frame for j in frames])
+                results = extractor.extract_batch([j.frame for j in frames])
             except BaseException:  # one bad frame must not fail the others: retry one by one
                 results = None
             if results is not None:
@@ -178,7 +183,7 @@ class Scheduler:
                     j.future.set_result(r)
                 frames = []
         for j in frames:
-            self._settle(j, lambda f=j.frame: self.extractor.extract(f))
+            self._settle(j, lambda f=j.frame: extractor.extract(f))
         for j in calls:
             self._settle(j, j.fn)
 

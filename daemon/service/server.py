@@ -52,7 +52,7 @@ class ServeConfig:
     metrics_port    Prometheus exporter port on the listen host (None: off; 0: any free port)
     max_message_mb  largest request or reply message
     queue           work-queue capacity (jobs waiting)
-    workers         threads running the models
+    workers         threads running the models, each with its own extractor
     torch_threads   torch intra-op threads (None: torch's default, all cores); with several
                     workers on a small CPU, 1 avoids threads spinning against each other
     max_batch       extraction jobs batched together (extractors with extract_batch)
@@ -133,16 +133,20 @@ class RegionServer:
 
             torch.set_num_threads(config.torch_threads)
         notes = []
+        extractors = [extractor] * config.workers  # given (tests): shared by the workers
         if extractor is None:
             from ..config import build_extractor
 
             extractor = build_extractor(config.profile, config.weights, announce=notes.append)
             for n in notes:
                 (announce or log.warning)(n)
+            # One extractor per worker: SAM's predictor holds the current image between calls.
+            extractors = [extractor] + [build_extractor(extractor.profile, config.weights, announce=lambda m: None)
+                                        for _ in range(config.workers - 1)]
         self.extractor = extractor
         self.heads = heads if heads is not None else load_heads(config.heads, extractor)
         self.metrics = Metrics.create()
-        self.scheduler = Scheduler(extractor, capacity=config.queue, workers=config.workers,
+        self.scheduler = Scheduler(extractors, capacity=config.queue,
                                    max_batch=config.max_batch, on_depth=self.metrics.queue_depth.set)
         if search is None and config.index:
             search = _open_search(QueuedExtractor(extractor, self.scheduler, on_worker_thread), config.data_dir)
