@@ -150,3 +150,35 @@ def test_scan_scene_with_heads_writes_labels_and_miou(tmp_path, capsys):
     assert 0.0 <= summary["miou"]["miou"] <= 1.0
     assert summary["label_names"][5] == "chair"
     assert "mIoU" in capsys.readouterr().out
+
+
+def test_scan_scene_rescans_after_daemon_restart(tmp_path):
+    import threading
+
+    from clients import scan_scene
+    from daemon.service.server import RegionServer, ServeConfig
+
+    port = free_port()
+    cfg = dict(listen=f"127.0.0.1:{port}", data_dir=tmp_path / "d", index=False)
+    first = RegionServer(ServeConfig(**cfg), extractor=lite_extractor()).start()
+    out = tmp_path / "scan"
+    result = {}
+    t = threading.Thread(target=lambda: result.setdefault("rc", scan_scene.main(
+        ["synthetic:5", "--server", f"127.0.0.1:{port}", "--out", str(out), "--max-frames", "10",
+         "--size", "160x120", "--no-overlays"])))
+    t.start()
+    second = None
+    try:
+        frames = first.metrics.frames.labels("StreamScene")
+        assert wait_until(lambda: frames._value.get() >= 2, 120)
+        first.stop(grace=0)
+        second = RegionServer(ServeConfig(**cfg), extractor=lite_extractor()).start()
+        t.join(300)
+    finally:
+        first.stop(grace=0)
+        if second is not None:
+            second.stop(grace=0)
+    assert result.get("rc") == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["attempts"] == 2
+    assert summary["frames"] == 10 and int(summary["fused_points"]) > 0  # the whole scene, rescanned
