@@ -140,12 +140,14 @@ class SceneTask:
 @dataclass
 class ActivityTask:
     """Clip classes: 8 frames, at most max_tokens tokens (random when training, the largest
-    regions otherwise), padded to max_tokens with a padding mask."""
+    regions otherwise), padded to max_tokens with a padding mask. Training drops a random
+    share (up to token_dropout) of each clip's tokens, so that a few clips go further."""
 
     cache: object
     items: list
     class_index: dict
     max_tokens: int = 400
+    token_dropout: float = 0.25
     patches: bool = False
     name: str = "activity"
     metric_name: str = "top1"
@@ -156,7 +158,11 @@ class ActivityTask:
                        for it in self.items]
 
     def train_samples(self, rng) -> list[TokenSet]:
-        return [limit_tokens(c, self.max_tokens, rng) for c in self._clips]
+        out = []
+        for c in self._clips:
+            keep = int(round(len(c) * (1 - rng.uniform(0, self.token_dropout))))
+            out.append(limit_tokens(c, max(1, min(keep, self.max_tokens)), rng))
+        return out
 
     def val_samples(self) -> list[TokenSet]:
         return [limit_tokens(c, self.max_tokens) for c in self._clips]
