@@ -11,7 +11,7 @@ from daemon.config import (CHECKPOINTS, DEFAULT_WEIGHTS_DIR, PROFILES, WEIGHTS_E
 from daemon.errors import MissingWeightsError
 from daemon.tokens import SOURCE_SAM, SOURCE_SLIC
 
-OPEN_SAM = dict(points_per_side=4, points_per_batch=16, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+OPEN_SAM = dict(points_per_side=2, points_per_batch=16, pred_iou_thresh=0.0, stability_score_thresh=0.0)
 
 
 def _touch(d, *names):
