@@ -39,11 +39,12 @@ def images(tmp_path_factory) -> dict[str, Path]:
 
 def test_regions_lite_on_real_photos_with_one_bad_file(tmp_path, images):
     out = tmp_path / "out"
-    r = regiond("regions", images["coffee"], images["broken"], images["coffee16"], images["astronaut"],
-                "--profile", "lite", "--out", out, env_weights=tmp_path / "no-weights")
-    assert r.returncode == 1, r.stderr  # one image failed ...
-    assert "broken.png" in r.stderr and "cannot read as an image" in r.stderr
-    assert "1 of 4 images failed" in r.stderr
+    r = regiond("regions", images["coffee"], images["broken"], images["coffee16"], tmp_path / "absent.png",
+                images["astronaut"], "--profile", "lite", "--out", out, env_weights=tmp_path / "no-weights")
+    assert r.returncode == 1, r.stderr  # two images failed ...
+    assert "broken.png: image:" in r.stderr and "cannot read as an image" in r.stderr
+    assert "absent.png: image:" in r.stderr
+    assert "2 of 5 images failed" in r.stderr
     assert "regions:" in r.stderr and "image" in r.stderr  # the tqdm bar (several images)
     for stem, (h, w) in {"coffee": (200, 300), "coffee16": (200, 300), "astronaut": (128, 128)}.items():
         rs = RegionSet.load(out / f"{stem}.regions.npz")  # ... the others were all written

@@ -59,6 +59,8 @@ def _input_kinds(rgb: np.ndarray) -> dict:
         "non_contiguous": (np.ascontiguousarray(rgb[:, ::-1])[:, ::-1], rgb),
         "fortran": (np.asfortranarray(rgb), rgb),
         "bgr_view": (np.ascontiguousarray(rgb[:, :, ::-1])[:, :, ::-1], rgb),
+        "bool": (rgb > 127, (rgb > 127).astype(np.uint8) * 255),
+        "big_endian_uint16": ((rgb.astype(np.uint16) * 257).astype(">u2"), rgb),
     }
 
 

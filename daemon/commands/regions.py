@@ -64,17 +64,18 @@ class ImageResult:
 
 def read_image(path) -> np.ndarray:
     """An image file as an array (any mode PIL reads); InputError when it cannot be read."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     from ..errors import InputError
 
     try:
         with Image.open(path) as im:
             im.load()
+            im = ImageOps.exif_transpose(im)  # camera photos: apply the stored orientation
             if im.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
                 im = im.convert("RGBA" if "A" in im.mode or "transparency" in im.info else "RGB")
             return np.asarray(im)
-    except (UnidentifiedImageError, OSError) as e:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
         raise InputError("image", f"{path}: cannot read as an image ({e.__class__.__name__}: {e})") from None
 
 
