@@ -65,9 +65,9 @@ def overlay_regions(rgb: np.ndarray, masks: np.ndarray, source=None, alpha: floa
     colors = palette(n) if colors is None else np.asarray(colors, dtype=np.uint8)
     out = rgb.astype(np.float32).copy()
     out *= 0.8  # dim the photo slightly so colours read
-    yy, xx = np.mgrid[0:h, 0:w]
-    stripes = ((xx + yy) // 3) % 3 == 0
-    dashes = ((xx + yy) // 4) % 2 == 0
+    diag = np.add.outer(np.arange(h, dtype=np.int32), np.arange(w, dtype=np.int32))  # x + y
+    stripes = (diag // 3) % 3 == 0
+    dashes = (diag // 4) % 2 == 0
     line = max(1, round(min(h, w) / 400))
     order = np.argsort(-masks.reshape(n, -1).sum(1), kind="stable")
     for i in order:
