@@ -189,11 +189,14 @@ def build_extractor(profile: str | Profile = "auto", weights_dir: str | Path | N
 
     overrides replace Profile fields (masker, backbone, max_side, pooling) or, for the
     masker, MaskerSpec fields: preset="scene", sam_overrides={...}, slic=SlicConfig(...),
-    min_piece=..., seed=...; max_pixels goes to the Extractor.
+    min_piece=..., seed=...; max_pixels (the largest image accepted) goes to the Extractor
+    and its masker, max_depth to the Extractor.
     """
     wd = weights_dir
     p = profile if isinstance(profile, Profile) else resolve_profile(profile, wd, announce)
     extractor_kw = {k: overrides.pop(k) for k in ("max_pixels", "max_depth") if k in overrides}
+    if "max_pixels" in extractor_kw:  # the maskers check the same limit
+        overrides["max_pixels"] = extractor_kw["max_pixels"]
     masker_fields = set(MaskerSpec.__dataclass_fields__) - {"device"}
     masker_kw = {k: overrides.pop(k) for k in list(overrides) if k in masker_fields}
     unknown = set(overrides) - set(Profile.__dataclass_fields__)

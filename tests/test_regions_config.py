@@ -122,3 +122,14 @@ def test_extractor_from_a_saved_tiny_sam_checkpoint(tmp_path, photo):
     assert all(torch.equal(sa[k], sb[k]) for k in sb)  # the file's weights, not the seed-0 init
     c = build_extractor("tiny", seed=0).masker.sam.generator.predictor.model.state_dict()
     assert not all(torch.equal(sa[k], c[k]) for k in c)
+
+
+def test_max_pixels_reaches_extractor_and_masker(photo):
+    from daemon.errors import InputError
+
+    ex = build_extractor("lite", max_pixels=100 * 100)
+    assert ex.max_pixels == 100 * 100 and ex.masker.max_pixels == 100 * 100
+    with pytest.raises(InputError, match="exceeds the limit"):
+        ex.extract(photo)  # 128×128
+    big = build_extractor("lite", max_pixels=5000 * 5000)
+    assert big.masker.max_pixels == 5000 * 5000

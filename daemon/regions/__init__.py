@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..frames import DEFAULT_MAX_PIXELS
 from .base import MaskGenerator, MaskProposals  # noqa: F401
 from .slic import SlicConfig
 
@@ -31,6 +32,7 @@ class MaskerSpec:
     min_piece       pixels a SLIC piece needs to be kept (paper: 300)
     device          torch device SAM runs on
     seed            initialisation seed of the random "tiny" SAM
+    max_pixels      larger images are refused with an InputError
     """
 
     kind: str = "slic"
@@ -42,6 +44,7 @@ class MaskerSpec:
     min_piece: int = MIN_PIECE_PIXELS
     device: str = "cpu"
     seed: int = 0
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     @property
     def uses_sam(self) -> bool:
@@ -51,21 +54,23 @@ class MaskerSpec:
 def _build_slic(spec: MaskerSpec) -> MaskGenerator:
     from .slic import SlicMasker
 
-    return SlicMasker(spec.slic)
+    return SlicMasker(spec.slic, max_pixels=spec.max_pixels)
 
 
 def _build_sam(spec: MaskerSpec) -> MaskGenerator:
     from .sam import build_sam_masker
 
     return build_sam_masker(spec.sam_model, spec.sam_checkpoint, preset=spec.preset,
-                            overrides=spec.sam_overrides, device=spec.device, seed=spec.seed)
+                            overrides=spec.sam_overrides, device=spec.device, seed=spec.seed,
+                            max_pixels=spec.max_pixels)
 
 
 def _build_cover(spec: MaskerSpec) -> MaskGenerator:
     from .cover import SamSlicCover
     from .slic import SlicMasker
 
-    return SamSlicCover(_build_sam(spec), SlicMasker(spec.slic), min_piece=spec.min_piece)
+    return SamSlicCover(_build_sam(spec), SlicMasker(spec.slic, max_pixels=spec.max_pixels),
+                        min_piece=spec.min_piece, max_pixels=spec.max_pixels)
 
 
 #: kind → builder. New generators register here.

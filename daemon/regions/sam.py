@@ -160,6 +160,8 @@ class SamMasker:
 
 
 def build_sam_masker(model: str, checkpoint: str | Path | None = None, preset: str = "image",
-                     overrides: dict | None = None, device: str = "cpu", seed: int = 0) -> SamMasker:
+                     overrides: dict | None = None, device: str = "cpu", seed: int = 0,
+                     max_pixels: int = DEFAULT_MAX_PIXELS) -> SamMasker:
     config = generator_config(preset, **(overrides or {}))
-    return SamMasker(build_sam_model(model, checkpoint, device=device, seed=seed), config, model_name=model)
+    return SamMasker(build_sam_model(model, checkpoint, device=device, seed=seed), config,
+                     model_name=model, max_pixels=max_pixels)
