@@ -6,9 +6,10 @@ neighbours worth finding). Queries are fresh draws from the mixture. For each in
 same image search the daemon runs (daemon.index.vectors: region search, widened until k
 distinct images, grouped by best region) is timed one query at a time.
 
-Prints build time, bytes per region (the serialised FAISS index), p50/p99 latency for the
-top-10 images, recall@10 of each approximate kind against exact search (the baseline, run in
-the same process), and the speed-up ratio. FAISS uses 2 threads (the target machine's cores).
+Prints build time, bytes per region (the serialised FAISS index), p50/p99 wall latency for
+the top-10 images, process CPU time per query (what the search costs, whatever else the
+machine is doing), recall@10 of each approximate kind against exact search (the baseline, run in
+the same process), and the speed-up ratios (exact / approximate) at p50 and p99. FAISS uses 2 threads (the target machine's cores).
 
   .venv/bin/python bench/search.py                 # the full run (~1.5 GB per index in RAM)
   .venv/bin/python bench/search.py --regions 100000 --images 5000 --centres 500   # quick
@@ -61,15 +62,18 @@ def build(kind_cfg: IndexConfig, dim, n, per_image, centres, sigma, seed, train_
 
 
 def time_queries(vi: VectorIndex, queries: np.ndarray, k: int):
+    """Per-query wall latency (p50, p99 in ms), mean process CPU ms per query, and the results."""
     lat, results = [], []
+    cpu0 = time.process_time()
     for q in queries:
         t0 = time.perf_counter()
         scores, ids = vi.search_images(q, k)
         ranked = rank_images(scores, ids, k)
         lat.append(time.perf_counter() - t0)
         results.append([key for key, _ in ranked])
+    cpu = (time.process_time() - cpu0) * 1000 / max(1, len(queries))
     lat = np.array(lat) * 1000
-    return results, float(np.percentile(lat, 50)), float(np.percentile(lat, 99))
+    return results, float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), cpu
 
 
 def main(argv=None) -> int:
@@ -86,12 +90,15 @@ def main(argv=None) -> int:
     ap.add_argument("--k", type=int, default=10, help="images per query (default 10)")
     ap.add_argument("--kinds", default="ivfpq", help="approximate kinds, comma-separated: ivfpq, hnsw (default ivfpq)")
     ap.add_argument("--nlist", type=int, default=1024, help="IVF cells (default 1024)")
-    ap.add_argument("--nprobe", type=int, default=16, help="IVF cells probed (default 16)")
+    ap.add_argument("--nprobe", default="8,16", help="IVF cells probed; a comma list times each (default 8,16)")
+    ap.add_argument("--ef-search", default="64", help="HNSW search beam; a comma list times each (default 64)")
     ap.add_argument("--pq-m", type=int, default=48, help="PQ sub-quantisers (default 48)")
     ap.add_argument("--refine", default="SQfp16", help="re-ranking storage: Flat, SQfp16, SQ8 or '' (default SQfp16)")
     ap.add_argument("--refine-factor", type=int, default=8, help="short list = factor × k regions (default 8)")
     ap.add_argument("--train", type=int, default=100_000, help="training sample size (default 100k)")
-    ap.add_argument("--threads", type=int, default=2, help="FAISS threads (default 2)")
+    ap.add_argument("--threads", type=int, default=2, help="FAISS threads for building (default 2)")
+    ap.add_argument("--search-threads", type=int, default=1,
+                    help="FAISS threads per query (default 1, the daemon's default; see IndexConfig)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
@@ -101,28 +108,36 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(args.seed + 7)
     centres = rng.standard_normal((args.centres, args.dim), dtype=np.float32)
     queries = np.concatenate(list(mixture(args.queries, centres, args.sigma, np.random.default_rng(args.seed + 2))))
-    base = IndexConfig(metric="cosine", nlist=args.nlist, nprobe=args.nprobe, pq_m=args.pq_m, refine=args.refine,
+    base = IndexConfig(metric="cosine", nlist=args.nlist, pq_m=args.pq_m, refine=args.refine,
+                       search_threads=args.search_threads,
                        refine_factor=args.refine_factor, train_size=args.train)
     print(f"{n:,} regions × {args.dim}-d in {args.images:,} images ({args.centres} centres, sigma {args.sigma}); "
-          f"{args.threads} FAISS threads; top-{args.k} images per query", flush=True)
+          f"{args.threads} FAISS threads (build), {args.search_threads} per query; top-{args.k} images per query", flush=True)
 
     exact, secs, bpr = build(replace(base, kind="flat"), args.dim, n, per_image, centres, args.sigma, args.seed, args.train)
-    truth, p50, p99 = time_queries(exact, queries[:args.exact_queries], args.k)
+    truth, p50, p99, cpu = time_queries(exact, queries[:args.exact_queries], args.k)
     for q in queries[args.exact_queries:]:  # ground truth for the rest, untimed
         truth.append([key for key, _ in rank_images(*exact.search_images(q, args.k), args.k)])
-    print(f"{'kind':<8}{'build s':>9}{'bytes/region':>14}{'p50 ms':>9}{'p99 ms':>9}{'recall@10':>11}{'p99 speed-up':>14}")
-    print(f"{'exact':<8}{secs:>9.1f}{bpr:>14.0f}{p50:>9.2f}{p99:>9.2f}{1.0:>11.3f}{1.0:>14.1f}", flush=True)
-    exact_p99 = p99
+    print(f"{'kind':<8}{'build s':>9}{'bytes/region':>14}{'p50 ms':>9}{'p99 ms':>9}{'cpu ms/q':>10}"
+          f"{'recall@10':>11}{'p50 ×':>8}{'p99 ×':>8}")
+    print(f"{'exact':<8}{secs:>9.1f}{bpr:>14.0f}{p50:>9.2f}{p99:>9.2f}{cpu:>10.2f}{1.0:>11.3f}{1.0:>8.1f}{1.0:>8.1f}", flush=True)
+    exact_p50, exact_p99 = p50, p99
     del exact
     gc.collect()
 
+    sweeps = {"ivfpq": ("nprobe", args.nprobe), "hnsw": ("ef_search", args.ef_search)}
     for kind in [k for k in args.kinds.split(",") if k]:
         cfg = replace(base, kind=kind)
         vi, secs, bpr = build(cfg, args.dim, n, per_image, centres, args.sigma, args.seed, args.train)
-        res, p50, p99 = time_queries(vi, queries, args.k)
-        recall = float(np.mean([len(set(a) & set(b)) / args.k for a, b in zip(res, truth)]))
-        print(f"{kind:<8}{secs:>9.1f}{bpr:>14.0f}{p50:>9.2f}{p99:>9.2f}{recall:>11.3f}{exact_p99 / p99:>14.1f}"
-              f"   ({cfg.factory_string()}, {cfg.search_params()})", flush=True)
+        name, values = sweeps[kind]
+        for value in [int(v) for v in values.split(",")]:
+            vi.config = cfg = replace(cfg, **{name: value})
+            vi._tune()  # search-time settings only: the same built index
+            res, p50, p99, cpu = time_queries(vi, queries, args.k)
+            recall = float(np.mean([len(set(a) & set(b)) / args.k for a, b in zip(res, truth)]))
+            print(f"{kind:<8}{secs:>9.1f}{bpr:>14.0f}{p50:>9.2f}{p99:>9.2f}{cpu:>10.2f}{recall:>11.3f}"
+                  f"{exact_p50 / p50:>8.1f}{exact_p99 / p99:>8.1f}   ({cfg.factory_string()}, {cfg.search_params()})",
+                  flush=True)
         del vi
         gc.collect()
     return 0

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import struct
+from contextlib import contextmanager
 from pathlib import Path
 
 import faiss
@@ -115,7 +116,8 @@ class VectorIndex:
         if not self.ntotal:
             n = len(queries)
             return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
-        return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        with omp_threads(self.config.search_threads):
+            return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
 
     def search_images(self, query: np.ndarray, k: int, per: int = 1, allowed=None,
                       excluded=frozenset()) -> tuple[np.ndarray, np.ndarray]:
@@ -210,9 +212,23 @@ def rank_images(scores: np.ndarray, ids: np.ndarray, k: int, per: int = 1) -> li
 def _build_fields(c: IndexConfig) -> dict:
     """The settings baked into a built index (search-time ones can change freely)."""
     d = c.to_dict()
-    for k in ("nprobe", "ef_search", "refine_factor", "checkpoint_every", "storage_dtype"):
+    for k in ("nprobe", "ef_search", "refine_factor", "checkpoint_every", "storage_dtype", "search_threads"):
         d.pop(k)
     return d
+
+
+@contextmanager
+def omp_threads(n: int):
+    """FAISS's OpenMP thread count for this thread's calls inside the block (libgomp keeps
+    the setting per calling thread, so concurrent searches do not disturb each other)."""
+    prev = faiss.omp_get_max_threads()
+    if n and n != prev:
+        faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n and n != prev:
+            faiss.omp_set_num_threads(prev)
 
 
 def _fsync_dir(path: Path):
