@@ -9,7 +9,9 @@ distinct images, grouped by best region) is timed one query at a time.
 Prints build time, bytes per region (the serialised FAISS index), p50/p99 wall latency for
 the top-10 images, process CPU time per query (what the search costs, whatever else the
 machine is doing), recall@10 of each approximate kind against exact search (the baseline, run in
-the same process), and the speed-up ratios (exact / approximate) at p50 and p99. FAISS uses 2 threads (the target machine's cores).
+the same process), and the speed-up ratios (exact / approximate) at p50 and p99. Building
+uses 2 FAISS threads (the target machine's cores); each query uses one (the daemon's default,
+IndexConfig.search_threads).
 
   .venv/bin/python bench/search.py                 # the full run (~1.5 GB per index in RAM)
   .venv/bin/python bench/search.py --regions 100000 --images 5000 --centres 500   # quick
