@@ -23,7 +23,7 @@ _SOURCE_TO_PB = {SOURCE_SAM: pb.SOURCE_SAM, SOURCE_SLIC: pb.SOURCE_SLIC}
 _FEATURE_DTYPES = {pb.FEATURES_FLOAT16: "<f2", pb.FEATURES_FLOAT32: "<f4"}
 _DEPTH_DTYPES = {pb.Depth.UINT16: ("<u2", 0.001), pb.Depth.FLOAT32: ("<f4", 1.0)}
 # PIL modes as_rgb8 takes directly; anything else (palette, CMYK, ...) is converted to RGB.
-_DIRECT_MODES = {"L", "RGB", "RGBA", "I;16", "I;16B", "I;16L"}
+_DIRECT_MODES = {"L", "LA", "RGB", "RGBA", "I", "I;16", "I;16B", "I;16L"}  # 16-bit stays 16-bit
 
 
 @dataclass(frozen=True)
