@@ -33,7 +33,10 @@ def inspect_checkpoint(path: Path) -> str:
     else:
         import torch
 
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        try:  # memory-mapped: a 2.4 GB checkpoint is not read into memory just to list it
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # legacy (non-zip) files cannot be mapped
+            state = torch.load(path, map_location="cpu", weights_only=True)
         state = state.get("model", state) if isinstance(state, dict) else state
         shapes = {k: tuple(v.shape) for k, v in state.items() if hasattr(v, "shape")}
     params = sum(math.prod(s) for s in shapes.values())
