@@ -34,21 +34,29 @@ HOG_FLOOR = 1.0             # L2 floor for the orientation histogram (sum of Sob
 CLASSIC_DIM = 3 + 3 + ORIENTATION_BINS + 1 + AB_BINS * AB_BINS
 
 
-def block_sum(planes: np.ndarray, stride: int) -> np.ndarray:
-    """Sum an Hp×Wp×C array over stride×stride blocks: (Hp/stride)×(Wp/stride)×C."""
-    hp, wp, c = planes.shape
-    rows = planes.reshape(hp // stride, stride, wp * c).sum(1)           # contiguous row sums
-    return rows.reshape(hp // stride, wp // stride, stride, c).sum(2)
-
-
 _LAB_SCALE = np.array([1 / 255, 1 / 128, 1 / 128], np.float32)    # 8-bit Lab → L/100, a/128, b/128
 _LAB_SHIFT = np.array([0, 1, 1], np.float32)
 _MOD_BINS = np.arange(-1, 2 * ORIENTATION_BINS + 2) % ORIENTATION_BINS     # bin of floor(t) - 1 for t in [0.5, 18.5]
-_AB_BIN = np.clip(((np.arange(256) - 128 + AB_RANGE) * (AB_BINS / (2 * AB_RANGE))).astype(np.intp), 0, AB_BINS - 1)
+_AB_BIN = np.clip(((np.arange(256) - 128 + AB_RANGE) * (AB_BINS / (2 * AB_RANGE))).astype(np.int64), 0, AB_BINS - 1)
+# cv2.LUT table: channel a → its bin · AB_BINS, channel b → its bin (L unused), so a + b is the 2D bin.
+_AB_LUT = np.stack([np.zeros(256), _AB_BIN * AB_BINS, _AB_BIN], -1).astype(np.uint8).reshape(1, 256, 3)
 
 
+def cell_sums(image: np.ndarray, pad: tuple[int, int, int, int], stride: int) -> np.ndarray:
+    """Per-cell sums of an H×W(×C) float32 image zero-padded by `pad`: gh×gw(×C).
+
+    cv2's area resize by an integer factor is the exact block mean, and fast."""
+    import cv2
+
+    top, bottom, left, right = pad
+    padded = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=0)
+    size = (padded.shape[1] // stride, padded.shape[0] // stride)
+    return cv2.resize(padded, size, interpolation=cv2.INTER_AREA) * float(stride * stride)
+
+
+@lru_cache(maxsize=8)
 def _cell_counts(h: int, w: int, pad: tuple[int, int, int, int], stride: int) -> np.ndarray:
-    """gh×gw number of image (non-padding) pixels per cell."""
+    """gh×gw×1 number of image (non-padding) pixels per cell; cached, read-only."""
     top, bottom, left, right = pad
 
     def per_axis(n, before, after):
@@ -56,20 +64,22 @@ def _cell_counts(h: int, w: int, pad: tuple[int, int, int, int], stride: int) ->
         inside[:before], inside[before + n:] = 0, 0
         return inside.reshape(-1, stride).sum(1)
 
-    return np.outer(per_axis(h, top, bottom), per_axis(w, left, right))
+    n = np.outer(per_axis(h, top, bottom), per_axis(w, left, right))[:, :, None]
+    n.flags.writeable = False
+    return n
 
 
 @lru_cache(maxsize=8)
-def _cell_index(h: int, w: int, pad: tuple[int, int, int, int], stride: int) -> np.ndarray:
-    """Per image pixel (flattened), the index of its grid cell (row-major over the grid).
-    Cached per image geometry (video frames share it); read-only."""
+def _cell_keys(h: int, w: int, pad: tuple[int, int, int, int], stride: int, bins: int) -> np.ndarray:
+    """Per image pixel (flattened): its grid cell's index (row-major) times `bins`, the base
+    of its (cell, bin) histogram key. Cached per image geometry (video frames share it)."""
     top, _, left, right = pad
     gw = (w + left + right) // stride
-    rows = (np.arange(h, dtype=np.intp) + top) // stride
-    cols = (np.arange(w, dtype=np.intp) + left) // stride
-    idx = (rows[:, None] * gw + cols[None, :]).ravel()
-    idx.flags.writeable = False
-    return idx
+    rows = (np.arange(h, dtype=np.int64) + top) // stride
+    cols = (np.arange(w, dtype=np.int64) + left) // stride
+    keys = ((rows[:, None] * gw + cols[None, :]) * bins).ravel()
+    keys.flags.writeable = False
+    return keys
 
 
 @dataclass
@@ -103,32 +113,29 @@ class ClassicBackbone:
         gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
         mag, ang = cv2.cartToPolar(gx, gy, angleInDegrees=True)            # ang in [0, 360)
 
-        # Dense per-pixel statistics (Lab, Lab², magnitude), zero-padded, summed per cell.
-        stats = np.empty((h, w, 7), np.float32)
-        lab = stats[:, :, :3]
-        np.multiply(lab8, _LAB_SCALE, out=lab)
-        lab -= _LAB_SHIFT
-        np.multiply(lab, lab, out=stats[:, :, 3:6])
-        stats[:, :, 6] = mag
-        sums = block_sum(cv2.copyMakeBorder(stats, top, bottom, left, right, cv2.BORDER_CONSTANT, value=0), self.stride)
-        n = _cell_counts(h, w, pad, self.stride)[:, :, None]               # ≥ 1: padding < one cell per side
-        mean = sums[:, :, :3] / n
-        std = np.sqrt(np.maximum(sums[:, :, 3:6] / n - mean * mean, 0.0))
-        energy = np.log1p(sums[:, :, 6:7] / n)
+        # Cell sums over image pixels only (padding is zero and not counted).
+        n = _cell_counts(h, w, pad, self.stride)                          # ≥ 1: padding < one cell per side
+        lab = lab8.astype(np.float32)
+        mean8 = cell_sums(lab, pad, self.stride) / n
+        var8 = np.maximum(cell_sums(lab * lab, pad, self.stride) / n - mean8 * mean8, 0.0)
+        mean = mean8 * _LAB_SCALE - _LAB_SHIFT
+        std = np.sqrt(var8) * _LAB_SCALE
+        energy = np.log1p(cell_sums(mag, pad, self.stride)[:, :, None] / n)
 
         # Histograms: one bincount each over (cell, bin) keys.
-        cell = _cell_index(h, w, pad, self.stride)
         t = ang.ravel() * (ORIENTATION_BINS / 180.0) + 0.5                  # bin centres at 10°, 30°, ...; +1 keeps t > 0
-        lo = t.astype(np.intp)                                              # floor(t)
+        lo = t.astype(np.int64)                                             # floor(t)
         w_hi = (t - lo) * mag.ravel()
         w_lo = mag.ravel() - w_hi
-        c9 = cell * ORIENTATION_BINS
+        c9 = _cell_keys(h, w, pad, self.stride, ORIENTATION_BINS)
         size = gh * gw * ORIENTATION_BINS
         hist_o = np.bincount(c9 + _MOD_BINS[lo], w_lo, size) + np.bincount(c9 + _MOD_BINS[lo + 1], w_hi, size)
         hist_o = hist_o.reshape(gh, gw, ORIENTATION_BINS)
         hist_o /= np.sqrt((hist_o * hist_o).sum(-1, keepdims=True) + HOG_FLOOR ** 2)
 
-        keys = cell * AB_BINS ** 2 + _AB_BIN[lab8[:, :, 1]].ravel() * AB_BINS + _AB_BIN[lab8[:, :, 2]].ravel()
+        ab_lut = cv2.LUT(lab8, _AB_LUT)
+        ab_bin = cv2.add(ab_lut[:, :, 1], ab_lut[:, :, 2]).ravel()
+        keys = _cell_keys(h, w, pad, self.stride, AB_BINS ** 2) + ab_bin
         ab_frac = np.bincount(keys, minlength=gh * gw * AB_BINS ** 2).reshape(gh, gw, -1) / n
         feats = np.concatenate([mean, std, hist_o, energy, ab_frac], axis=-1).astype(np.float32)   # gh×gw×D
         tensor = torch.from_numpy(np.ascontiguousarray(feats.transpose(2, 0, 1))).to(self.device)
