@@ -61,15 +61,16 @@ def scenes(exp: Path, out: Path, seed: int, dim: int) -> list[dict]:
     from daemon.heads.jobs import evaluate_on_cache, train_on_cache
     from daemon.heads.train import TrainConfig
 
+    views = {"frames_per_view": 4, "views": 6}   # training views: 4 random frames of a room
     runs = [
         ("linear probe (per region)", "segment", "region-linear", {}, {}),
-        ("scene transformer, 2D only", "scene", "scene-transformer", {"pos3d": False, "dim": dim}, {}),
-        ("scene transformer, 2D + 3D", "scene", "scene-transformer", {"pos3d": True, "dim": dim}, {}),
+        ("scene transformer, 2D only", "scene", "scene-transformer", {"pos3d": False, "dim": dim}, views),
+        ("scene transformer, 2D + 3D", "scene", "scene-transformer", {"pos3d": True, "dim": dim}, views),
     ]
     rows = []
     for label, task, head, over, tover in runs:
         # the probe is cheap: give it a higher rate and more patience so it is not under-trained
-        cfg = (TrainConfig(epochs=60, lr=1e-3, warmup=20, batch_size=8, patience=10, seed=seed) if task == "scene"
+        cfg = (TrainConfig(epochs=40, lr=1e-3, warmup=20, batch_size=8, patience=8, seed=seed) if task == "scene"
                else TrainConfig(epochs=100, lr=1e-2, warmup=20, batch_size=8, patience=15, seed=seed))
         d = out / f"scene_{head}_{'3d' if over.get('pos3d') else 'no3d'}"
         job = train_on_cache(task, exp / "cache_rooms_train", d, head=head, val_cache=exp / "cache_rooms_val",
@@ -137,8 +138,8 @@ def main(argv=None) -> int:
     ap.add_argument("--prepare", action="store_true", help="generate the data and extract the caches first")
     ap.add_argument("--only", choices=["scenes", "activity"], default=None, help="run one experiment only")
     ap.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    ap.add_argument("--activity-dim", type=int, default=128, help="activity transformer width (default 128)")
-    ap.add_argument("--scene-dim", type=int, default=128, help="scene transformer width (default 128)")
+    ap.add_argument("--activity-dim", type=int, default=64, help="activity transformer width (default 64)")
+    ap.add_argument("--scene-dim", type=int, default=64, help="scene transformer width (default 64)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = ap.parse_args(argv)
     import torch

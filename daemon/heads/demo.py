@@ -30,11 +30,11 @@ class DemoHeadsConfig:
     """
 
     rooms: tuple = (900, 901, 902)
-    room_frames: int = 12
+    room_frames: int = 10
     width: int = 160
     height: int = 120
-    clips_per_class: int = 5
-    epochs: int = 25
+    clips_per_class: int = 4
+    epochs: int = 20
     dim: int = 64
     seed: int = 0
 
@@ -94,11 +94,12 @@ def demo_heads(out_dir, extractor, cfg: DemoHeadsConfig = DemoHeadsConfig(), pro
                 cache.add(CacheItem(name, "clip", stems, label=cls, source="scenes.synthetic.clips", meta=meta))
     tcfg = TrainConfig(epochs=cfg.epochs, warmup=10, patience=8, seed=cfg.seed, lr=2e-3)
     small = {"dim": cfg.dim, "heads": 8}
-    jobs = [("segment", "region-mlp", {"hidden": 256}), ("scene", "scene-transformer", small),
-            ("activity", "activity-transformer", small)]
-    for task, head, over in jobs:
+    jobs = [("segment", "region-mlp", {"hidden": 256}, {}),
+            ("scene", "scene-transformer", small, {"frames_per_view": 4, "views": 4}),
+            ("activity", "activity-transformer", small, {})]
+    for task, head, over, task_over in jobs:
         job = train_on_cache(task, cache_dir, out / task, head=head, val_fraction=0.25, cfg=tcfg,
-                             head_overrides=over, progress=progress)
+                             head_overrides=over, task_overrides=task_over, progress=progress)
         log(f"demo heads: {task} ({head}) trained in {job.result.seconds:.0f} s, "
             f"validation {'top-1' if task == 'activity' else 'region accuracy'} {100 * job.result.val_metric:.0f}%")
     stamp.write_text(json.dumps(want))
