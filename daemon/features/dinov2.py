@@ -254,7 +254,7 @@ class Dinov2Backbone:
         x = F.pad(x, (pad[2], pad[3], pad[0], pad[1]))      # zeros in normalised space
         return x[None], pad, (h, w), scale, original
 
-    @torch.inference_mode()
+    @torch.no_grad()    # not inference_mode: callers may use the features in autograd code
     def __call__(self, rgb: np.ndarray) -> FeatureGrid:
         x, pad, size, scale, original = self.prepare(rgb)
         gh, gw = x.shape[2] // PATCH, x.shape[3] // PATCH
