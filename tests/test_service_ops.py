@@ -188,3 +188,30 @@ def test_index_persisted_across_restart(tmp_path):
         ch.close()
     finally:
         again.stop(grace=1.0)
+
+
+def test_message_size_limits(tmp_path):
+    """A request over --max-message-mb is refused by gRPC itself; a fused cloud too large for one
+    reply comes back thinned to a coarser voxel instead of failing the scene."""
+    rng = np.random.default_rng(0)
+    with running_server(lite_extractor(), tmp_path, max_message_mb=1) as srv:
+        ch, stub = stub_for(srv, options=[("grpc.max_send_message_length", 8 << 20)])
+        big = pb.Image(data=rng.integers(0, 255, 1_500_000, dtype=np.uint8).tobytes(), encoding=pb.Image.RGB8,
+                       width=1000, height=500)
+        with pytest.raises(grpc.RpcError) as e:
+            stub.ExtractRegions(pb.ExtractRequest(image=big))
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        depth = rng.integers(800, 6000, (480, 640)).astype("<u2")  # scattered: ~one point per voxel
+        flat = np.zeros((480, 640, 3), np.uint8)
+        flat[:, 320:] = (200, 30, 30)  # compresses to almost nothing: the depth is what's big
+        frame = pb.SceneFrame(color=image_pb(flat),
+                              depth=pb.Depth(data=depth.tobytes(), width=640, height=480),
+                              intrinsics=pb.Intrinsics(fx=500, fy=500, cx=319.5, cy=239.5),
+                              pose=pb.Pose(matrix=np.eye(4).ravel().tolist()),
+                              options=pb.SceneOptions(return_ply=True, voxel_size=0.02))
+        ups = list(stub.StreamScene(iter([frame])))
+        s = ups[-1].summary
+        ch.close()
+    assert s.fused_points > 60_000  # the cloud at the requested voxel
+    assert 0 < len(s.ply) <= (1 << 20) * 3 // 4
+    assert s.ply_voxel_size >= 0.04  # thinned to fit

@@ -406,7 +406,9 @@ class SceneSession(StreamSession):
             cloud = self.fusion.cloud()
             summary.fused_points = len(cloud)
             if self.options.return_ply:
-                summary.ply = _ply_bytes(cloud)
+                # Leave room for the rest of the message; thin the cloud until it fits.
+                summary.ply, summary.ply_voxel_size = _ply_within(
+                    cloud, self.fusion.voxel, self.servicer.config.max_message_bytes * 3 // 4)
             if cloud.labels is not None and self.labeler is not None:
                 summary.label_names.extend(_label_names(self.labeler.meta))
         summary.seconds = time.perf_counter() - self.t_start
@@ -427,6 +429,20 @@ def _label_names(meta) -> list[str]:
         if i >= 0:
             names[i] = n
     return names
+
+
+def _ply_within(cloud, voxel: float, limit: int) -> tuple[bytes, float]:
+    """PLY bytes of the cloud, re-voxelised at doubling voxel sizes until under `limit` bytes."""
+    from ..geometry import VoxelFusion
+
+    data = _ply_bytes(cloud)
+    while len(data) > limit and len(cloud) > 1:
+        voxel *= 2
+        coarser = VoxelFusion(voxel)
+        coarser.add_points(cloud.points, cloud.colors, cloud.labels)
+        cloud = coarser.cloud()
+        data = _ply_bytes(cloud)
+    return data, voxel
 
 
 def _ply_bytes(cloud) -> bytes:

@@ -323,7 +323,7 @@ class RefinedFrame(_message.Message):
     def __init__(self, frame_index: _Optional[int] = ..., region_labels: _Optional[_Iterable[int]] = ..., label_map_png: _Optional[bytes] = ...) -> None: ...
 
 class SceneSummary(_message.Message):
-    __slots__ = ("scene_id", "frames", "frames_failed", "regions", "frames_without_pose", "frames_without_depth", "fused_points", "ply", "label_names", "seconds")
+    __slots__ = ("scene_id", "frames", "frames_failed", "regions", "frames_without_pose", "frames_without_depth", "fused_points", "ply", "label_names", "seconds", "ply_voxel_size")
     SCENE_ID_FIELD_NUMBER: _ClassVar[int]
     FRAMES_FIELD_NUMBER: _ClassVar[int]
     FRAMES_FAILED_FIELD_NUMBER: _ClassVar[int]
@@ -334,6 +334,7 @@ class SceneSummary(_message.Message):
     PLY_FIELD_NUMBER: _ClassVar[int]
     LABEL_NAMES_FIELD_NUMBER: _ClassVar[int]
     SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PLY_VOXEL_SIZE_FIELD_NUMBER: _ClassVar[int]
     scene_id: str
     frames: int
     frames_failed: int
@@ -344,7 +345,8 @@ class SceneSummary(_message.Message):
     ply: bytes
     label_names: _containers.RepeatedScalarFieldContainer[str]
     seconds: float
-    def __init__(self, scene_id: _Optional[str] = ..., frames: _Optional[int] = ..., frames_failed: _Optional[int] = ..., regions: _Optional[int] = ..., frames_without_pose: _Optional[int] = ..., frames_without_depth: _Optional[int] = ..., fused_points: _Optional[int] = ..., ply: _Optional[bytes] = ..., label_names: _Optional[_Iterable[str]] = ..., seconds: _Optional[float] = ...) -> None: ...
+    ply_voxel_size: float
+    def __init__(self, scene_id: _Optional[str] = ..., frames: _Optional[int] = ..., frames_failed: _Optional[int] = ..., regions: _Optional[int] = ..., frames_without_pose: _Optional[int] = ..., frames_without_depth: _Optional[int] = ..., fused_points: _Optional[int] = ..., ply: _Optional[bytes] = ..., label_names: _Optional[_Iterable[str]] = ..., seconds: _Optional[float] = ..., ply_voxel_size: _Optional[float] = ...) -> None: ...
 
 class SceneUpdate(_message.Message):
     __slots__ = ("frame_index", "regions", "error", "label_map_png", "refined", "summary", "server_seconds")
