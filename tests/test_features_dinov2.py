@@ -70,6 +70,10 @@ def official_forward(vit, x: torch.Tensor) -> torch.Tensor:
     return t[:, 1:].reshape(B, gh, gw, -1).permute(0, 3, 1, 2)
 
 
+class _Pickled:
+    """Not a tensor: a weights-only load must refuse it."""
+
+
 @pytest.fixture(scope="module")
 def tiny():
     return build_backbone("dinov2_tiny", seed=3)
@@ -161,8 +165,11 @@ def test_wrong_checkpoints_are_refused(tmp_path, tiny):
     with pytest.raises(ValueError, match="registers"):
         build_backbone("dinov2_tiny", checkpoint=tmp_path / "reg.pth")
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="junk.pth: cannot read"):
         build_backbone("dinov2_tiny", checkpoint=tmp_path / "junk.pth")
+    torch.save({"model": _Pickled()}, tmp_path / "pickle.pth")          # arbitrary objects: refused
+    with pytest.raises(ValueError, match="weights-only"):
+        build_backbone("dinov2_tiny", checkpoint=tmp_path / "pickle.pth")
 
 
 # --- position embeddings ------------------------------------------------------------------

@@ -151,11 +151,14 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise MissingWeightsError(f"checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        return load_file(str(path), device="cpu")
-    sd = torch.load(path, map_location="cpu", weights_only=True)
+            return load_file(str(path), device="cpu")
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:       # corrupt file, or a pickle that needs arbitrary code
+        raise ValueError(f"{path}: cannot read as a weights-only checkpoint ({type(e).__name__}: {str(e)[:200]})") from e
     if not isinstance(sd, dict):
         raise ValueError(f"{path}: not a state dict")
     for wrapper in ("model", "state_dict", "teacher"):
