@@ -12,8 +12,11 @@ mask M (H×W) the mean is therefore
 
 so each mask becomes an h×w weight matrix and the upsampled grid is never built. Each row of
 Ay/Ax has at most two non-zeros, so on CPU the products are taken on each mask's bounding
-box only, as segment sums against the few grid rows/columns it touches; on GPU as two
-batched matmuls.
+box only, against the few grid rows/columns it touches (cost follows the mask's size, not
+the image's); on GPU as two batched matmuls over all masks.
+
+Max pooling evaluates the upsampled features only where a mask's maximum can be (its
+outline and the joints of the interpolation's linear pieces), never the whole grid.
 
 Empty masks pool to zeros (mean and max): callers decide what an empty region means.
 """
