@@ -88,7 +88,7 @@ def scenes(exp: Path, out: Path, seed: int, dim: int) -> list[dict]:
     return rows
 
 
-def activity(exp: Path, out: Path, seed: int, dim: int) -> list[dict]:
+def activity(exp: Path, out: Path, seed: int, dim: int, heads: int = 4, budget: float = 0.0) -> list[dict]:
     from daemon.cache import TokenCache
     from daemon.heads.jobs import evaluate_on_cache, train_on_cache
     from daemon.heads.train import TrainConfig
@@ -99,15 +99,16 @@ def activity(exp: Path, out: Path, seed: int, dim: int) -> list[dict]:
     rows = []
     for label, tokens, max_tokens in (("region tokens", "regions", 400), ("patch tokens (baseline)", "patches",
                                                                            patches_per_clip)):
-        cfg = TrainConfig(epochs=40, lr=5e-4, warmup=30, batch_size=8, patience=8, seed=seed)
+        cfg = TrainConfig(epochs=30, lr=1e-3, warmup=30, batch_size=8, patience=6, seed=seed, max_seconds=budget)
         d = out / f"activity_{tokens}"
         job = train_on_cache("activity", exp / "cache_clips_train", d, val_cache=exp / "cache_clips_val",
-                             tokens=tokens, cfg=cfg, head_overrides={"dim": dim, "max_tokens": max_tokens},
+                             tokens=tokens, cfg=cfg, head_overrides={"dim": dim, "heads": heads, "max_tokens": max_tokens},
                              progress=True)
         rep = evaluate_on_cache("activity", d, exp / "cache_clips_test", confusion_png=out / f"{d.name}.png")
         rows.append({"model": label, "top1": rep.metrics["top1"], "top5": rep.metrics["top5"],
                      "tokens_per_clip": rep.tokens, "padded_to": max_tokens, "epochs": job.result.epochs_run,
-                     "train_s": job.result.seconds, "infer_ms_per_clip": 1000 * rep.seconds / rep.metrics["clips"],
+                     "train_s": job.result.seconds, "budget_hit": bool(budget and job.result.seconds > budget),
+                     "infer_ms_per_clip": 1000 * rep.seconds / rep.metrics["clips"],
                      "clips": rep.metrics["clips"]})
         print(json.dumps(rows[-1]), flush=True)
     return rows
@@ -139,6 +140,9 @@ def main(argv=None) -> int:
     ap.add_argument("--only", choices=["scenes", "activity"], default=None, help="run one experiment only")
     ap.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     ap.add_argument("--activity-dim", type=int, default=64, help="activity transformer width (default 64)")
+    ap.add_argument("--activity-heads", type=int, default=4, help="activity transformer attention heads (default 4)")
+    ap.add_argument("--budget", type=float, default=0.0,
+                    help="activity: stop each model's training after the epoch that passes this many seconds (0 = none)")
     ap.add_argument("--scene-dim", type=int, default=64, help="scene transformer width (default 64)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = ap.parse_args(argv)
@@ -151,7 +155,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     s_rows = scenes(args.exp, out, args.seed, args.scene_dim) if args.only in (None, "scenes") else []
-    a_rows = activity(args.exp, out, args.seed, args.activity_dim) if args.only in (None, "activity") else []
+    a_rows = activity(args.exp, out, args.seed, args.activity_dim, args.activity_heads, args.budget) if args.only in (None, "activity") else []
     text = tables(s_rows, a_rows)
     (out / f"tables_{args.only or 'all'}.md").write_text(text + "\n")
     (out / f"results_{args.only or 'all'}.json").write_text(json.dumps({"scenes": s_rows, "activity": a_rows}, indent=1))

@@ -29,6 +29,7 @@ class TrainConfig:
     batch_size    samples per step
     patience      stop after this many epochs without a lower validation loss
     seed          seeds data order, views and initialisation
+    max_seconds   stop after the epoch that passes this much training time (0 = no limit)
     """
 
     epochs: int = 60
@@ -38,6 +39,7 @@ class TrainConfig:
     batch_size: int = 8
     patience: int = 10
     seed: int = 0
+    max_seconds: float = 0.0
 
 
 def area_weighted_ce(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -271,6 +273,8 @@ def fit(model, task_train, task_val, cfg: TrainConfig, progress: bool = True, lo
             stale += 1
             if stale >= cfg.patience:
                 break
+        if cfg.max_seconds and time.perf_counter() - t0 > cfg.max_seconds:
+            break
     bar.close()
     model.load_state_dict(best_state)
     model.eval()
