@@ -145,3 +145,16 @@ def test_health_and_reflection(daemon):
         file_containing_symbol="regions.v1.RegionService")])))
     assert resp.file_descriptor_response.file_descriptor_proto
     ch.close()
+
+
+def test_stream_output_options_first_frame_then_override(daemon):
+    _, stub = daemon
+    img = image_pb(sample_image(64, 48))
+    frames = [pb.VideoFrame(image=img, output=pb.OutputOptions(features=pb.FEATURES_FLOAT32)),
+              pb.VideoFrame(image=img),  # inherits the stream's options
+              pb.VideoFrame(image=img, output=pb.OutputOptions(omit_masks=True))]
+    a, b, c = list(stub.StreamVideo(iter(frames)))
+    assert a.regions.feature_encoding == b.regions.feature_encoding == pb.FEATURES_FLOAT32
+    assert len(b.regions.regions[0].features) == 4 * b.regions.feature_dim
+    assert b.regions.regions[0].HasField("mask")
+    assert not c.regions.regions[0].HasField("mask") and not c.regions.regions[0].features

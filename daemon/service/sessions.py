@@ -240,6 +240,11 @@ class StreamSession:
         raise NotImplementedError
 
 
+def _output(req, default):
+    """A frame's own OutputOptions when it sets them, else the stream's (from its first frame)."""
+    return req.output if req.HasField("output") else default
+
+
 def _frame_index(req, index: int) -> int:
     """The client's frame number when it set one, else the position in the stream."""
     return int(req.index) if req.index else index
@@ -279,7 +284,7 @@ class VideoSession(StreamSession):
 
     def respond(self, p: Pending, regions) -> pb.VideoUpdate:
         idx = p.frame.index
-        up = pb.VideoUpdate(frame_index=idx, regions=region_set_pb(regions, self.output, idx))
+        up = pb.VideoUpdate(frame_index=idx, regions=region_set_pb(regions, _output(p.request, self.output), idx))
         if self.scorer is not None:
             self._window.append((idx, regions))
             self._since += 1
@@ -372,7 +377,8 @@ class SceneSession(StreamSession):
             labels = RegionLabels(fl.region_labels, fl.region_scores, self.labeler.meta.names())
             label_map = fl.label_map
         up = pb.SceneUpdate(frame_index=idx,
-                            regions=region_set_pb(regions, self.output, idx, world=f.pose is not None, labels=labels))
+                            regions=region_set_pb(regions, _output(p.request, self.output), idx,
+                                                 world=f.pose is not None, labels=labels))
         if label_map is not None and self.options.return_label_maps:
             from .convert import encode_png
 
