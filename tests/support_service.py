@@ -98,3 +98,20 @@ def tiny_heads(directory, extractor):
     motions = [{"id": k, "name": n} for k, n in enumerate(["left", "right", "still"])]
     save_head(create_head("activity-transformer", in_dim=extractor.dim, num_classes=3, dim=16, heads=2, layers=1),
               directory / "activity", motions, meta)
+
+
+def self_signed_cert(tmp_path):
+    """(key.pem, cert.pem) for CN=localhost / IP 127.0.0.1, made with the openssl command."""
+    import shutil
+    import subprocess
+
+    import pytest
+
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl is needed to make a test certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    return key, cert

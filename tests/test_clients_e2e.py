@@ -3,6 +3,7 @@ an unreachable daemon, and a daemon restarting mid-stream."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -182,3 +183,18 @@ def test_scan_scene_rescans_after_daemon_restart(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["attempts"] == 2
     assert summary["frames"] == 10 and int(summary["fused_points"]) > 0  # the whole scene, rescanned
+
+
+def test_client_over_tls_with_token(tmp_path):
+    from support_service import self_signed_cert
+
+    key, cert = self_signed_cert(tmp_path)
+    video = _write_video(tmp_path / "clip.avi", frames=4)
+    with running_server(lite_extractor(), tmp_path, tls_cert=cert, tls_key=key, token="tok") as srv:
+        base = [video, "--server", srv.address, "--fast", "--connect-timeout", "20"]
+        no_token = _client("stream_video", *base, "--tls-ca", cert, env={k: v for k, v in os.environ.items()
+                                                                          if k != "REGIOND_TOKEN"})
+        ok = _client("stream_video", *base, "--tls-ca", cert, env={**os.environ, "REGIOND_TOKEN": "tok"})
+    assert no_token.returncode == 2 and "UNAUTHENTICATED" in no_token.stderr and "--token" in no_token.stderr
+    assert ok.returncode == 0, ok.stderr
+    assert "4 frames (0 rejected)" in ok.stdout

@@ -2,14 +2,13 @@
 refusal to listen on an open address without a token."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from support_service import lite_extractor, running_server, stub_for
+from support_service import lite_extractor, running_server, self_signed_cert, stub_for
 
 from regions.v1 import regions_pb2 as pb
 from regions.v1 import regions_pb2_grpc as pb_grpc
@@ -60,19 +59,8 @@ def test_serve_cli_refuses_open_address_without_token(tmp_path):
     assert "non-loopback" in p.stderr and "--insecure" in p.stderr
 
 
-def _self_signed(tmp_path):
-    if shutil.which("openssl") is None:
-        pytest.fail("openssl is needed to make a test certificate")
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-                   check=True, capture_output=True, timeout=60)
-    return key, cert
-
-
 def test_tls(tmp_path):
-    key, cert = _self_signed(tmp_path)
+    key, cert = self_signed_cert(tmp_path)
     with running_server(lite_extractor(), tmp_path, tls_cert=cert, tls_key=key, token=TOKEN) as srv:
         creds = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
         with grpc.secure_channel(srv.address, creds) as ch:
