@@ -158,3 +158,14 @@ def test_stream_output_options_first_frame_then_override(daemon):
     assert len(b.regions.regions[0].features) == 4 * b.regions.feature_dim
     assert b.regions.regions[0].HasField("mask")
     assert not c.regions.regions[0].HasField("mask") and not c.regions.regions[0].features
+
+
+def test_unknown_output_option_is_a_frame_error(daemon):
+    _, stub = daemon
+    img = image_pb(sample_image(64, 48))
+    bad = pb.VideoFrame(image=img)
+    bad.output.features = 7  # not a FeatureEncoding value (open enums accept it on the wire)
+    good = pb.VideoFrame(image=img, output=pb.OutputOptions(features=pb.FEATURES_FLOAT16))
+    a, b = list(stub.StreamVideo(iter([bad, good])))
+    assert a.error.field == "output.features" and a.error.code == 3
+    assert b.regions.regions and b.regions.feature_encoding == pb.FEATURES_FLOAT16

@@ -198,15 +198,21 @@ class StreamSession:
                         p.error = e
                     except Cancelled:
                         return
+                    except Exception as e:  # a fault of ours, not the client's: end the call
+                        log.exception("extraction failed in %s session %d", self.kind, self.id)
+                        self.context.abort(grpc.StatusCode.INTERNAL, f"extraction failed: {type(e).__name__}: {e}")
+                if p.error is None:
+                    seconds = regions.meta.setdefault("seconds", {})
+                    seconds["queue"] = getattr(p.future, "queue_seconds", 0.0)
+                    self.metrics.observe_stages(seconds)
+                    try:
+                        update = self.respond(p, regions)
+                    except InputError as e:  # e.g. an unknown output option on this frame
+                        p.error = e
                 if p.error is not None:
                     self.frame_errors += 1
                     self.metrics.frame_errors.labels(self.method, p.error.field).inc()
                     update = self.respond_error(p)
-                else:
-                    seconds = regions.meta.setdefault("seconds", {})
-                    seconds["queue"] = getattr(p.future, "queue_seconds", 0.0)
-                    self.metrics.observe_stages(seconds)
-                    update = self.respond(p, regions)
                 self.metrics.frames.labels(self.method).inc()
                 self.metrics.frame_seconds.labels(self.method).observe(time.perf_counter() - p.t0)
                 p.frame = None
