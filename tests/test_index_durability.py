@@ -77,3 +77,74 @@ def test_sigkill_during_indexing_loses_no_acknowledged_image(tmp_path):
         n = check_consistent(tmp_path, acked_all, kills=round_ + 1)
         start = n  # the writer skips ids already there and continues after them
     assert len(set(acked_all)) >= 45
+
+
+def _start_daemon(data_dir: Path, port: int) -> subprocess.Popen:
+    import grpc
+
+    p = subprocess.Popen([sys.executable, "-m", "daemon", "serve", "--listen", f"127.0.0.1:{port}",
+                          "--data-dir", str(data_dir), "--profile", "lite", "--torch-threads", "1"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    ch = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        grpc.channel_ready_future(ch).result(timeout=120)
+    except grpc.FutureTimeoutError:
+        p.kill()
+        raise AssertionError(f"daemon did not start: {p.stderr.read()[-2000:]}")
+    finally:
+        ch.close()
+    return p
+
+
+@pytest.mark.timeout(400)
+def test_daemon_killed_mid_stream_keeps_what_it_acknowledged(tmp_path):
+    """`regiond serve` SIGKILLed while an IndexImages stream is running: the images of an
+    earlier, acknowledged stream are all there after a restart, and nothing is doubled."""
+    import threading
+
+    import grpc
+
+    from daemon.index.collection import make_synthetic_collection
+    from regions.v1 import regions_pb2 as pb
+    from regions.v1 import regions_pb2_grpc as pb_grpc
+    from support_service import free_port
+
+    root = make_synthetic_collection(tmp_path / "coll", 24, seed=2, size=(96, 96))
+    files = sorted(root.glob("*.png"))
+    reqs = lambda fs: (pb.IndexRequest(image_id=f.name, image=pb.Image(data=f.read_bytes())) for f in fs)  # noqa: E731
+    port = free_port()
+    daemon = _start_daemon(tmp_path / "data", port)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub = pb_grpc.RegionServiceStub(ch)
+            first = stub.IndexImages(reqs(files[:8]))
+            assert first.indexed == 8  # acknowledged
+
+            def slow():  # a second stream, cut by the kill
+                for r in reqs(files[8:]):
+                    time.sleep(0.05)
+                    yield r
+
+            t = threading.Thread(target=lambda: pytest.raises(grpc.RpcError, stub.IndexImages, slow()), daemon=True)
+            t.start()
+            time.sleep(0.4)
+            daemon.send_signal(signal.SIGKILL)
+            daemon.wait(timeout=30)
+            t.join(timeout=30)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+    daemon = _start_daemon(tmp_path / "data", port)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub = pb_grpc.RegionServiceStub(ch)
+            again = stub.IndexImages(reqs(files))
+            assert again.skipped >= 8 and again.indexed + again.skipped == len(files) and not again.errors
+            assert again.indexed > 0  # the kill did cut the second stream short
+            assert again.total_images == len(files)  # nothing doubled, nothing half there
+            hit = stub.Search(pb.SearchRequest(top_k=1, region=pb.RegionRef(image_id=files[3].name, region_id=0)))
+            assert hit.hits[0].image_id == files[3].name
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=60)
