@@ -179,3 +179,26 @@ def test_search_client_index_and_query(tmp_path, collection, capsys):
         wrong.write_bytes(png_bytes(np.ones((5, 5), np.uint8)))
         assert client.main(base + ["query", str(ci.path), "--mask", str(wrong), "--out", str(html)]) == 1
         assert "mask.mask_image" in capsys.readouterr().err
+
+
+def test_searches_run_while_a_stream_indexes(tmp_path, collection):
+    import threading
+
+    ex = lite_extractor()
+    with running_server(ex, tmp_path, index=True, workers=2) as server:
+        ch, stub = stub_for(server)
+        first = collection.images[0]
+        stub.IndexImages(iter([next(index_requests(collection))]))
+        summary = {}
+        t = threading.Thread(target=lambda: summary.update(s=stub.IndexImages(index_requests(collection))))
+        t.start()
+        seen = []
+        query = pb.SearchRequest(top_k=3, region=pb.RegionRef(image_id=first.image_id, region_id=0))
+        while t.is_alive() or len(seen) < 3:
+            resp = stub.Search(query)
+            assert resp.hits[0].image_id == first.image_id
+            seen.append(resp.searched_images)
+        t.join()
+        assert seen == sorted(seen) and seen[-1] == N_IMAGES and len(set(seen)) > 1
+        assert summary["s"].indexed == N_IMAGES - 1 and summary["s"].skipped == 1
+        ch.close()
