@@ -214,8 +214,9 @@ class SQLiteStore:
         row = self._r.execute("SELECT key FROM images WHERE image_id = ?", (image_id,)).fetchone()
         return int(row[0]) if row else None
 
-    def has_images(self, image_ids: list[str]) -> list[bool]:
-        return [self.key_of(i) is not None for i in image_ids]
+    def image_ids(self) -> dict[int, str]:
+        """key -> image id of every image."""
+        return dict(self._r.execute("SELECT key, image_id FROM images"))
 
     def images(self, keys) -> dict[int, ImageRow]:
         keys = [int(k) for k in keys]
@@ -225,10 +226,6 @@ class SQLiteStore:
             for k, iid, w, h, meta, n in self._r.execute(q, chunk):
                 out[k] = ImageRow(k, iid, w, h, json.loads(meta), n)
         return out
-
-    def image_by_id(self, image_id: str) -> ImageRow | None:
-        key = self.key_of(image_id)
-        return self.images([key]).get(key) if key is not None else None
 
     def regions(self, pairs) -> dict[tuple[int, int], RegionRow]:
         out = {}
