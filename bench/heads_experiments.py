@@ -129,7 +129,8 @@ def tables(scene_rows, act_rows) -> str:
                 "padded to | epochs | train s | inference ms/clip |", "|---|---|---|---|---|---|---|---|"]
         for r in act_rows:
             out.append(f"| {r['model']} | {100 * r['top1']:.1f} | {100 * r['top5']:.1f} | {r['tokens_per_clip']:.0f} | "
-                       f"{r['padded_to']} | {r['epochs']} | {r['train_s']:.0f} | {r['infer_ms_per_clip']:.1f} |")
+                       f"{r['padded_to']} | {r['epochs']}{' (time budget)' if r.get('budget_hit') else ''} | "
+                       f"{r['train_s']:.0f} | {r['infer_ms_per_clip']:.1f} |")
     return "\n".join(out)
 
 

@@ -123,3 +123,46 @@ def test_activity_task_pads_to_400(tmp_path):
     task = ActivityTask(cache, cache.of_kind("clip"), {m: k for k, m in enumerate(TOY_MOTIONS)})
     batch = collate(task.val_samples(), task.pad_to)
     assert batch.features.shape[1] == 400 and batch.pad[:, 8 * 7:].all()
+
+
+def test_rotate_scene_keeps_heights_and_reembeds():
+    from daemon.heads.batch import join_frames, rotate_scene
+
+    rng = np.random.default_rng(0)
+    ts = join_frames([tokens_from_regions([toy_frame(rng)[0]]) for _ in range(2)])
+    turned = rotate_scene(ts, 1.0, (0.5, 0.0, 0.0))
+    np.testing.assert_allclose(turned.xyz[:, 2], ts.xyz[:, 2])
+    assert not np.allclose(turned.pos3d, ts.pos3d)
+    full = rotate_scene(ts, 2 * np.pi)
+    np.testing.assert_allclose(full.pos3d, ts.pos3d, atol=1e-4)
+
+
+def test_mirrored_clips_swap_their_classes():
+    from daemon.heads.batch import mirror_clip
+
+    rng = np.random.default_rng(0)
+    clip = tokens_from_regions(toy_clip(rng, "left"), target=0)
+    back = mirror_clip(mirror_clip(clip, horizontal=True, reverse=True), horizontal=True, reverse=True)
+    np.testing.assert_allclose(back.boxes, clip.boxes)
+    np.testing.assert_allclose(back.pos2d, clip.pos2d, atol=1e-4)
+    rev = mirror_clip(clip, reverse=True)
+    assert (rev.frame == 7 - clip.frame).all()
+
+    class Cache:
+        def frames(self, item, patches=False):
+            return toy_clip(np.random.default_rng(1), item.label)
+
+    class Item:
+        label = "left"
+
+    index = {m: k for k, m in enumerate(TOY_MOTIONS)}
+    task = ActivityTask(Cache(), [Item()], index, token_dropout=0.0,
+                        symmetries={"hflip": {"left": "right", "right": "left"}})
+    original = task._clips[0]
+    seen = set()
+    for _ in range(20):
+        (s,) = task.train_samples(rng)
+        seen.add(TOY_MOTIONS[s.target])
+        flipped = not np.allclose(s.boxes, original.boxes)
+        assert flipped == (TOY_MOTIONS[s.target] == "right")
+    assert seen == {"left", "right"}

@@ -7,7 +7,7 @@ fed either and the comparison between them is like for like.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -36,6 +36,10 @@ class TokenSet:
     labels    T int64 per-token class index (-1 = ignore), or None
     weights   T float32 loss weight per token (region area / image area), or None
     target    clip class index (activity), or None
+    xyz       T×3 centroid relative to the scene origin, metres (NaN = unknown), kept so that
+              training can rotate a scene and re-embed it (rotate_scene)
+    boxes     T×4 box [x0, y0, x1, y1] as fractions of the image, kept so that training can
+              mirror a clip and re-embed it (mirror_clip)
     """
 
     features: np.ndarray
@@ -47,6 +51,8 @@ class TokenSet:
     labels: np.ndarray | None = None
     weights: np.ndarray | None = None
     target: int | None = None
+    xyz: np.ndarray | None = None
+    boxes: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.features.shape[0])
@@ -56,7 +62,7 @@ class TokenSet:
         pick = lambda a: None if a is None else a[idx]  # noqa: E731
         return TokenSet(self.features[idx], self.pos2d[idx], self.pos3d[idx], self.time[idx],
                         self.frame[idx], self.region[idx], pick(self.labels), pick(self.weights),
-                        self.target)
+                        self.target, pick(self.xyz), pick(self.boxes))
 
 
 def frames_origin(frames: list[RegionSet]) -> np.ndarray:
@@ -88,7 +94,9 @@ def tokens_from_regions(frames: list[RegionSet], class_index: dict[int, int] | N
         weights = r.areas.astype(np.float32) / float(r.height * r.width)
         parts.append((r.features.astype(np.float32), embed_2d(r.boxes, r.width, r.height, BANDS_2D),
                       embed_3d(cent, origin, BANDS_3D), embed_time(np.full(n, fi), BANDS_TIME),
-                      np.full(n, fi, np.int64), np.arange(n, dtype=np.int64), labels, weights))
+                      np.full(n, fi, np.int64), np.arange(n, dtype=np.int64), labels, weights,
+                      (np.asarray(cent, np.float32) - origin).astype(np.float32),
+                      (r.boxes / np.array([r.width, r.height, r.width, r.height], np.float32)).astype(np.float32)))
     dim = frames[0].features.shape[1] if frames and frames[0].features is not None else 0
     cat = lambda i, empty: np.concatenate([p[i] for p in parts]) if parts else empty  # noqa: E731
     return TokenSet(
@@ -96,7 +104,8 @@ def tokens_from_regions(frames: list[RegionSet], class_index: dict[int, int] | N
         pos3d=cat(2, np.zeros((0, POS3D_DIM), np.float32)), time=cat(3, np.zeros((0, TIME_DIM), np.float32)),
         frame=cat(4, np.zeros(0, np.int64)), region=cat(5, np.zeros(0, np.int64)),
         labels=cat(6, np.zeros(0, np.int64)) if class_index is not None else None,
-        weights=cat(7, np.zeros(0, np.float32)), target=target)
+        weights=cat(7, np.zeros(0, np.float32)), target=target, xyz=cat(8, np.zeros((0, 3), np.float32)),
+        boxes=cat(9, np.zeros((0, 4), np.float32)))
 
 
 def join_frames(parts: list[TokenSet]) -> TokenSet:
@@ -105,8 +114,39 @@ def join_frames(parts: list[TokenSet]) -> TokenSet:
     frame = np.concatenate([np.full(len(p), i, np.int64) for i, p in enumerate(parts)])
     labels = cat("labels") if all(p.labels is not None for p in parts) else None
     weights = cat("weights") if all(p.weights is not None for p in parts) else None
+    xyz = cat("xyz") if all(p.xyz is not None for p in parts) else None
+    boxes = cat("boxes") if all(p.boxes is not None for p in parts) else None
     return TokenSet(cat("features"), cat("pos2d"), cat("pos3d"), cat("time"), frame, cat("region"),
-                    labels, weights)
+                    labels, weights, None, xyz, boxes)
+
+
+def mirror_clip(ts: TokenSet, horizontal: bool = False, vertical: bool = False, reverse: bool = False,
+                frames: int = 8) -> TokenSet:
+    """The clip mirrored left-right and/or top-bottom and/or played backwards, with its 2D
+    and time embeddings recomputed (features are kept: they describe appearance, which a
+    mirror barely changes). Training uses it with the matching class swaps (left ↔ right ...)."""
+    if ts.boxes is None:
+        raise ValueError("TokenSet has no boxes to mirror")
+    b = ts.boxes.copy()
+    if horizontal:
+        b[:, [0, 2]] = 1.0 - ts.boxes[:, [2, 0]]
+    if vertical:
+        b[:, [1, 3]] = 1.0 - ts.boxes[:, [3, 1]]
+    frame = (frames - 1 - ts.frame) if reverse else ts.frame
+    return replace(ts, boxes=b, pos2d=embed_2d(b, 1, 1, BANDS_2D), frame=frame,
+                   time=embed_time(frame, BANDS_TIME))
+
+
+def rotate_scene(ts: TokenSet, angle: float, shift=(0.0, 0.0, 0.0)) -> TokenSet:
+    """The sample turned by `angle` radians about the vertical (z) axis and shifted (metres),
+    with its 3D embedding recomputed: scenes have no preferred heading, so training on turned
+    copies teaches the scene head to use heights and relative positions, not room axes."""
+    if ts.xyz is None:
+        return ts
+    c, s_ = np.cos(angle), np.sin(angle)
+    rot = np.array([[c, -s_, 0], [s_, c, 0], [0, 0, 1]], np.float32)
+    xyz = ts.xyz @ rot.T + np.asarray(shift, np.float32)
+    return replace(ts, xyz=xyz, pos3d=embed_3d(xyz, None, BANDS_3D))
 
 
 def limit_tokens(ts: TokenSet, max_tokens: int, rng: np.random.Generator | None = None) -> TokenSet:

@@ -41,6 +41,16 @@ class DemoHeadsConfig:
 
 STAMP = "demo-heads.json"
 
+#: How the synthetic activity classes (scenes.synthetic.clips) map under a left-right mirror, a
+#: top-bottom mirror and time reversal; classes not listed stay what they are.
+SYNTHETIC_CLIP_SYMMETRIES = {
+    "hflip": {"moving_left": "moving_right", "moving_right": "moving_left"},
+    "vflip": {"rising": "falling", "falling": "rising"},
+    "reverse": {"moving_left": "moving_right", "moving_right": "moving_left", "rising": "falling",
+                "falling": "rising", "approaching": "receding", "receding": "approaching",
+                "meeting": "parting", "parting": "meeting"},
+}
+
 
 def _room_frames(seed: int, cfg: DemoHeadsConfig):
     from scenes import open_source
@@ -96,7 +106,7 @@ def demo_heads(out_dir, extractor, cfg: DemoHeadsConfig = DemoHeadsConfig(), pro
     small = {"dim": cfg.dim, "heads": 8}
     jobs = [("segment", "region-mlp", {"hidden": 256}, {}),
             ("scene", "scene-transformer", small, {"frames_per_view": 4, "views": 4}),
-            ("activity", "activity-transformer", small, {})]
+            ("activity", "activity-transformer", small, {"symmetries": SYNTHETIC_CLIP_SYMMETRIES})]
     for task, head, over, task_over in jobs:
         job = train_on_cache(task, cache_dir, out / task, head=head, val_fraction=0.25, cfg=tcfg,
                              head_overrides=over, task_overrides=task_over, progress=progress)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .batch import TokenSet, collate, frames_origin, join_frames, limit_tokens, tokens_from_regions
+from .batch import (TokenSet, collate, frames_origin, join_frames, limit_tokens, mirror_clip, rotate_scene,
+                    tokens_from_regions)
 
 
 @dataclass
@@ -96,8 +97,9 @@ class SegmentTask:
 @dataclass
 class SceneTask:
     """Scene-level region labels: training samples are random subsets of a scene's frames
-    (`frames_per_view` frames, `views` per scene per epoch); validation sees every frame,
-    up to max_tokens (the largest regions)."""
+    (`frames_per_view` frames, `views` per scene per epoch), each turned by a random angle about
+    the vertical axis when `rotate` (batch.rotate_scene); validation sees every frame, up to
+    max_tokens (the largest regions)."""
 
     cache: object
     items: list
@@ -105,6 +107,7 @@ class SceneTask:
     max_tokens: int = 2048
     frames_per_view: int = 8
     views: int = 8
+    rotate: bool = True
     patches: bool = False
     name: str = "scene"
     metric_name: str = "acc"
@@ -126,7 +129,10 @@ class SceneTask:
             k = min(self.frames_per_view, len(per_frame))
             for _ in range(self.views):
                 picks = np.sort(rng.choice(len(per_frame), size=k, replace=False))
-                out.append(limit_tokens(self._join(per_frame, picks), self.max_tokens, rng))
+                view = limit_tokens(self._join(per_frame, picks), self.max_tokens, rng)
+                if self.rotate:
+                    view = rotate_scene(view, rng.uniform(0, 2 * np.pi), (*rng.normal(0, 0.3, 2), 0.0))
+                out.append(view)
         return out
 
     def val_samples(self) -> list[TokenSet]:
@@ -143,13 +149,16 @@ class SceneTask:
 class ActivityTask:
     """Clip classes: 8 frames, at most max_tokens tokens (random when training, the largest
     regions otherwise), padded to max_tokens with a padding mask. Training drops a random
-    share (up to token_dropout) of each clip's tokens, so that a few clips go further."""
+    share (up to token_dropout) of each clip's tokens and, given `symmetries` ({"hflip" |
+    "vflip" | "reverse": {class: class it becomes}}, unlisted classes unchanged), mirrors and
+    reverses clips with the matching class swaps, so that a few clips go further."""
 
     cache: object
     items: list
     class_index: dict
     max_tokens: int = 400
     token_dropout: float = 0.25
+    symmetries: dict | None = None
     patches: bool = False
     name: str = "activity"
     metric_name: str = "top1"
@@ -158,10 +167,31 @@ class ActivityTask:
         self.pad_to = self.max_tokens
         self._clips = [tokens_from_regions(self.cache.frames(it, self.patches), target=self.class_index[it.label])
                        for it in self.items]
+        self._names = {k: n for n, k in self.class_index.items()}
+
+    def _mirrored(self, c: TokenSet, rng) -> TokenSet:
+        """Each symmetry (hflip, vflip, reverse) with probability 1/2, when every class it
+        maps to is one of the head's classes."""
+        name = self._names[c.target]
+        kw = {}
+        for key, arg in (("hflip", "horizontal"), ("vflip", "vertical"), ("reverse", "reverse")):
+            swap = (self.symmetries or {}).get(key)
+            if swap is None or rng.random() < 0.5:
+                continue
+            new = swap.get(name, name)
+            if new not in self.class_index:
+                continue
+            kw[arg], name = True, new
+        if not kw:
+            return c
+        frames = int(c.frame.max()) + 1 if len(c) else 8
+        return replace(mirror_clip(c, frames=frames, **kw), target=self.class_index[name])
 
     def train_samples(self, rng) -> list[TokenSet]:
         out = []
         for c in self._clips:
+            if self.symmetries:
+                c = self._mirrored(c, rng)
             keep = int(round(len(c) * (1 - rng.uniform(0, self.token_dropout))))
             out.append(limit_tokens(c, max(1, min(keep, self.max_tokens)), rng))
         return out
