@@ -243,3 +243,19 @@ def test_settings_persist_in_index_json(tmp_path):
     (tmp_path / "index.json").write_text('{"kind": "annoy"}')
     with pytest.raises(IndexFileError, match="bad index configuration"):
         RegionIndex(tmp_path, dim=DIM)
+
+
+def test_damaged_database_is_refused_untouched(tmp_path):
+    with RegionIndex(tmp_path, dim=DIM) as idx:
+        fill(idx, 60)
+    db = tmp_path / "regions.sqlite"
+    data = bytearray(db.read_bytes())
+    blob = region_set(30).features.astype("<f4").tobytes()
+    at = bytes(data).find(blob)
+    assert at > 0
+    data[at + 20:at + 24] = b"\xa5" * 4  # bit rot inside one image's vectors: SQLite cannot tell
+    db.write_bytes(bytes(data))
+    (tmp_path / "faiss.snapshot").unlink()  # the rebuild has to read every page
+    with pytest.raises(IndexFileError, match="damaged .*checksum"):
+        RegionIndex(tmp_path, dim=DIM)
+    assert db.read_bytes() == bytes(data)

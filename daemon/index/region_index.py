@@ -16,6 +16,7 @@ import fcntl
 import json
 import logging
 import os
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,6 +97,10 @@ class RegionIndex:
             self.rw = RWLock()
             self._since_checkpoint = 0
             self.vectors = self._open_vectors()
+        except sqlite3.DatabaseError as e:
+            self._release()
+            raise IndexFileError(f"{self.dir / DB_NAME} is damaged ({e}); left untouched. Restore it from a "
+                                 "backup, or move it away to start an empty index") from None
         except BaseException:
             self._release()
             raise

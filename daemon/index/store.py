@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +34,8 @@ CREATE TABLE images (
     height    INTEGER NOT NULL,
     metadata  TEXT NOT NULL,           -- JSON object of string -> string
     n_regions INTEGER NOT NULL,
-    features  BLOB NOT NULL            -- n_regions × dim, storage dtype, little-endian
+    features  BLOB NOT NULL,           -- n_regions × dim, storage dtype, little-endian
+    crc       INTEGER NOT NULL         -- CRC-32 of features: SQLite does not check blob contents
 );
 CREATE TABLE regions (
     image_key INTEGER NOT NULL,
@@ -165,8 +167,9 @@ class SQLiteStore:
         w.execute("BEGIN IMMEDIATE")
         try:
             cur = w.execute(
-                "INSERT INTO images (image_id, width, height, metadata, n_regions, features) VALUES (?,?,?,?,?,?)",
-                (image_id, int(width), int(height), json.dumps(metadata, sort_keys=True), len(counts), feats.tobytes()))
+                "INSERT INTO images (image_id, width, height, metadata, n_regions, features, crc) VALUES (?,?,?,?,?,?,?)",
+                (image_id, int(width), int(height), json.dumps(metadata, sort_keys=True), len(counts), feats.tobytes(),
+                 zlib.crc32(feats.tobytes())))
             key = int(cur.lastrowid)
             w.executemany("INSERT INTO regions VALUES (?,?,?,?,?,?,?,?)", [
                 (key, i, *map(float, boxes[i]), int(areas[i]), np.asarray(c, dtype="<u4").tobytes())
@@ -238,18 +241,23 @@ class SQLiteStore:
         return out
 
     def features_of(self, key: int) -> np.ndarray:
-        row = self._r.execute("SELECT features, n_regions FROM images WHERE key = ?", (int(key),)).fetchone()
+        row = self._r.execute("SELECT n_regions, features, crc FROM images WHERE key = ?", (int(key),)).fetchone()
         if row is None:
             return np.zeros((0, self.dim), np.float32)
-        return np.frombuffer(row[0], dtype=self.dtype).reshape(row[1], self.dim).astype(np.float32)
+        return self._vectors(int(key), *row)
+
+    def _vectors(self, key: int, n: int, blob: bytes, crc: int) -> np.ndarray:
+        if zlib.crc32(blob) != crc or len(blob) != n * self.dim * self.dtype.itemsize:
+            raise sqlite3.DatabaseError(f"the features of image key {key} fail their checksum")
+        return np.frombuffer(blob, dtype=self.dtype).reshape(n, self.dim).astype(np.float32)
 
     def iter_features(self, keys=None, batch: int = 256):
         """Yields (key, N×dim float32) for every image (or the given keys), in key order."""
         if keys is None:
-            cur = self._r.execute("SELECT key, n_regions, features FROM images ORDER BY key")
+            cur = self._r.execute("SELECT key, n_regions, features, crc FROM images ORDER BY key")
             while rows := cur.fetchmany(batch):
-                for k, n, blob in rows:
-                    yield int(k), np.frombuffer(blob, dtype=self.dtype).reshape(n, self.dim).astype(np.float32)
+                for k, n, blob, crc in rows:
+                    yield int(k), self._vectors(int(k), n, blob, crc)
         else:
             for k in keys:
                 yield int(k), self.features_of(k)
