@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from daemon.index import RegionIndex
-from support_index import DIM, image_id, region_set
+from support_index import DIM, region_set
 
 SUPPORT = Path(__file__).with_name("support_index.py")
 
