@@ -63,6 +63,8 @@ class ServeConfig:
     heads           directory of trained heads to serve (None: regions only)
     index           keep a region index in data_dir (IndexImages/Search); False: UNIMPLEMENTED
     grace           seconds in-flight calls get to finish on shutdown
+    warmup          run each extractor once before reporting SERVING (first calls pay no
+                    lazy initialisation)
     rpc_threads     gRPC handler threads (each open stream holds one)
     """
 
@@ -87,6 +89,7 @@ class ServeConfig:
     heads: Path | None = None
     index: bool = True
     grace: float = 10.0
+    warmup: bool = True
     rpc_threads: int = 64
 
     @property
@@ -144,6 +147,7 @@ class RegionServer:
             extractors = [extractor] + [build_extractor(extractor.profile, config.weights, announce=lambda m: None)
                                         for _ in range(config.workers - 1)]
         self.extractor = extractor
+        self._extractors = list({id(e): e for e in extractors}.values())
         self.heads = heads if heads is not None else load_heads(config.heads, extractor)
         self.metrics = Metrics.create()
         self.scheduler = Scheduler(extractors, capacity=config.queue,
@@ -186,6 +190,8 @@ class RegionServer:
         return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
 
     def start(self) -> "RegionServer":
+        if self.config.warmup:
+            self._warm_up()
         self.server.start()
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -196,6 +202,18 @@ class RegionServer:
                  getattr(self.extractor, "profile", "?"), "on" if self.config.tls_cert else "off",
                  "required" if self.config.token else "off")
         return self
+
+    def _warm_up(self) -> None:
+        import time
+
+        import numpy as np
+
+        t0 = time.perf_counter()
+        rgb = np.zeros((112, 112, 3), np.uint8)
+        rgb[:, 56:] = 200  # two flat halves: every stage has something to do
+        for ex in self._extractors:
+            ex.extract(rgb)
+        log.info("warmed up %d extractor(s) in %.1f s", len(self._extractors), time.perf_counter() - t0)
 
     def stop(self, grace: float | None = None) -> None:
         """Graceful: health NOT_SERVING, no new calls, in-flight calls get `grace` seconds,
