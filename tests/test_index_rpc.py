@@ -128,6 +128,9 @@ def test_index_and_search_over_grpc(tmp_path, collection):
         req.box.box.CopyFrom(pb.Box(x0=500, y0=500, x1=600, y1=600))
         cases.append((req, "box.box"))
         cases.append((pb.SearchRequest(), "query"))
+        cases.append((pb.SearchRequest(top_k=5000, vector=pb.VectorQuery(values=[1.0] * dim)), "top_k"))
+        cases.append((pb.SearchRequest(regions_per_image=500, vector=pb.VectorQuery(values=[1.0] * dim)),
+                      "regions_per_image"))
         for req, field in cases:
             err = call_error(stub.Search, req)
             assert err.details().startswith(field + ":"), (field, err.details())

@@ -38,6 +38,16 @@ class CollectionImage:
     instances: list[Instance]
 
 
+    def load(self) -> np.ndarray:
+        """The image as H×W×3 uint8 RGB."""
+        from PIL import Image
+
+        from ..frames import as_rgb8
+
+        with Image.open(self.path) as im:
+            return as_rgb8(np.asarray(im.convert("RGB")), field=str(self.path))
+
+
 @dataclass
 class Collection:
     root: Path

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..frames import as_rgb8
 from .collection import Collection
 from .config import IndexConfig
 from .region_index import RegionIndex
@@ -83,7 +82,6 @@ def evaluate_retrieval(collection: Collection, extractor, index_dir=None, querie
     import torch
     from tqdm import tqdm
 
-    from ..commands.regions import read_image
     from ..features.pooling import pool_masks
 
     tmp = None
@@ -95,7 +93,7 @@ def evaluate_retrieval(collection: Collection, extractor, index_dir=None, querie
             whole = np.zeros((len(collection.images), extractor.dim), np.float32)
             queries = []  # (image position, category, feature)
             for pos, ci in enumerate(tqdm(collection.images, desc="indexing", unit="image", disable=not progress)):
-                rgb = as_rgb8(read_image(ci.path))
+                rgb = ci.load()
                 if ci.image_id not in index:
                     index.add(ci.image_id, extractor.extract(rgb))
                 grid = extractor.backbone(rgb)

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TOP_K = 10
 MAX_TOP_K = 1000
+MAX_REGIONS_PER_IMAGE = 100
 DEFAULT_NEGATIVES = 512
 INVALID_ARGUMENT = 3  # grpc.StatusCode.INVALID_ARGUMENT.value[0]
 INTERNAL = 13
@@ -115,6 +116,8 @@ class SearchRPC:
         k = request.top_k or DEFAULT_TOP_K
         if k > MAX_TOP_K:
             raise InputError("top_k", f"at most {MAX_TOP_K}, got {k}")
+        if request.regions_per_image > MAX_REGIONS_PER_IMAGE:
+            raise InputError("regions_per_image", f"at most {MAX_REGIONS_PER_IMAGE}, got {request.regions_per_image}")
         flt = request.filter
         hits = self.index.search(
             vector, k=k, regions_per_image=request.regions_per_image or 1, bias=bias, normalize=normalize,
