@@ -128,6 +128,8 @@ def test_index_and_search_over_grpc(tmp_path, collection):
         req.box.box.CopyFrom(pb.Box(x0=500, y0=500, x1=600, y1=600))
         cases.append((req, "box.box"))
         cases.append((pb.SearchRequest(), "query"))
+        cases.append((pb.SearchRequest(examples=pb.ExamplesQuery(positives=positives, negatives=10**6)), "examples.negatives"))
+        cases.append((pb.SearchRequest(examples=pb.ExamplesQuery()), "positives"))
         cases.append((pb.SearchRequest(top_k=5000, vector=pb.VectorQuery(values=[1.0] * dim)), "top_k"))
         cases.append((pb.SearchRequest(regions_per_image=500, vector=pb.VectorQuery(values=[1.0] * dim)),
                       "regions_per_image"))

@@ -28,6 +28,7 @@ DEFAULT_TOP_K = 10
 MAX_TOP_K = 1000
 MAX_REGIONS_PER_IMAGE = 100
 DEFAULT_NEGATIVES = 512
+MAX_NEGATIVES = 20_000
 INVALID_ARGUMENT = 3  # grpc.StatusCode.INVALID_ARGUMENT.value[0]
 INTERNAL = 13
 
@@ -112,12 +113,12 @@ class SearchRPC:
     def search(self, request, context=None):
         pb = _pb()
         t0 = time.perf_counter()
-        vector, bias, normalize = self._query_vector(request)
         k = request.top_k or DEFAULT_TOP_K
         if k > MAX_TOP_K:
             raise InputError("top_k", f"at most {MAX_TOP_K}, got {k}")
         if request.regions_per_image > MAX_REGIONS_PER_IMAGE:
             raise InputError("regions_per_image", f"at most {MAX_REGIONS_PER_IMAGE}, got {request.regions_per_image}")
+        vector, bias, normalize = self._query_vector(request)  # after the cheap checks: may run the backbone
         flt = request.filter
         hits = self.index.search(
             vector, k=k, regions_per_image=request.regions_per_image or 1, bias=bias, normalize=normalize,
@@ -175,6 +176,8 @@ class SearchRPC:
             return p.weights, p.bias, False
         if which == "examples":
             e = request.examples
+            if e.negatives > MAX_NEGATIVES:
+                raise InputError("examples.negatives", f"at most {MAX_NEGATIVES}, got {e.negatives}")
             probe = probe_from_examples(self.index, [(r.image_id, r.region_id) for r in e.positives],
                                         negatives=e.negatives or DEFAULT_NEGATIVES)
             return probe.weights, probe.bias, False
