@@ -19,6 +19,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -40,10 +41,20 @@ def make_frames(n: int, width: int, height: int):
 
 
 def in_process(ex, frames) -> float:
-    t0 = time.perf_counter()
-    for f in frames:
-        ex.extract(f)
-    return len(frames) / (time.perf_counter() - t0)
+    """frames/s of the extractor called frame after frame, in a worker thread as the daemon
+    calls it (on this machine the main thread runs the same code measurably slower)."""
+    out = []
+
+    def work():
+        t0 = time.perf_counter()
+        for f in frames:
+            ex.extract(f)
+        out.append(len(frames) / (time.perf_counter() - t0))
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    return out[0]
 
 
 def path_costs(ex, frames, encoding: str) -> tuple[float, float]:
