@@ -13,8 +13,10 @@ Prepare the token caches once (`--prepare` runs exactly these), then run the exp
         ... val (S = 20, 21), test (S = 30, 31, 32)
     regiond extract EXP/rooms/train* --out EXP/cache_rooms_train --profile lite      (val, test alike)
     regiond synth clips --per-class 12 --seed 1 --frames 16 --out EXP/clips_train
+    regiond synth clips --per-class 28 --seed 4 --frames 16 --out EXP/clips_train2
         ... val: --per-class 4 --seed 3; test: --per-class 10 --seed 2
-    regiond extract EXP/clips_train --out EXP/cache_clips_train --profile lite --patches   (val, test alike)
+    regiond extract EXP/clips_train --out EXP/cache_clips_train --profile lite --patches   (then clips_train2
+        into the same cache; val, test alike)
 
     .venv/bin/python bench/heads_experiments.py --exp EXP [--prepare] [--only scenes|activity]
 """
@@ -30,7 +32,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 ROOM_SEEDS = {"train": range(10, 16), "val": (20, 21), "test": (30, 31, 32)}
-CLIP_SETS = {"train": (12, 1), "val": (4, 3), "test": (10, 2)}   # per class, seed
+#: clip sets: split -> [(clips per class, seed)]; train is two sets in one cache (40 per class)
+CLIP_SETS = {"train": [(12, 1), (28, 4)], "val": [(4, 3)], "test": [(10, 2)]}
 
 
 def prepare(exp: Path, regiond: str) -> None:
@@ -48,12 +51,14 @@ def prepare(exp: Path, regiond: str) -> None:
             dirs.append(str(d))
         if not (exp / f"cache_rooms_{split}" / "manifest.json").exists():
             run(regiond, "extract", *dirs, "--out", str(exp / f"cache_rooms_{split}"), "--profile", "lite")
-    for split, (per_class, seed) in CLIP_SETS.items():
-        d = exp / f"clips_{split}"
-        if not (d / "labels.csv").exists():
-            run(regiond, "synth", "clips", "--per-class", str(per_class), "--seed", str(seed), "--frames", "16",
-                "--out", str(d))
-        if not (exp / f"cache_clips_{split}" / "manifest.json").exists():
+    for split, sets in CLIP_SETS.items():
+        if (exp / f"cache_clips_{split}" / "manifest.json").exists():
+            continue
+        for k, (per_class, seed) in enumerate(sets):
+            d = exp / (f"clips_{split}" + (str(k + 1) if k else ""))
+            if not (d / "labels.csv").exists():
+                run(regiond, "synth", "clips", "--per-class", str(per_class), "--seed", str(seed), "--frames", "16",
+                    "--out", str(d))
             run(regiond, "extract", str(d), "--out", str(exp / f"cache_clips_{split}"), "--profile", "lite", "--patches")
 
 
@@ -90,6 +95,7 @@ def scenes(exp: Path, out: Path, seed: int, dim: int) -> list[dict]:
 
 def activity(exp: Path, out: Path, seed: int, dim: int, heads: int = 4, budget: float = 0.0) -> list[dict]:
     from daemon.cache import TokenCache
+    from daemon.heads.demo import SYNTHETIC_CLIP_SYMMETRIES
     from daemon.heads.jobs import evaluate_on_cache, train_on_cache
     from daemon.heads.train import TrainConfig
 
@@ -102,7 +108,8 @@ def activity(exp: Path, out: Path, seed: int, dim: int, heads: int = 4, budget: 
         cfg = TrainConfig(epochs=30, lr=1e-3, warmup=30, batch_size=8, patience=6, seed=seed, max_seconds=budget)
         d = out / f"activity_{tokens}"
         job = train_on_cache("activity", exp / "cache_clips_train", d, val_cache=exp / "cache_clips_val",
-                             tokens=tokens, cfg=cfg, head_overrides={"dim": dim, "heads": heads, "max_tokens": max_tokens},
+                             tokens=tokens, cfg=cfg, task_overrides={"symmetries": SYNTHETIC_CLIP_SYMMETRIES},
+                             head_overrides={"dim": dim, "heads": heads, "max_tokens": max_tokens},
                              progress=True)
         rep = evaluate_on_cache("activity", d, exp / "cache_clips_test", confusion_png=out / f"{d.name}.png")
         rows.append({"model": label, "top1": rep.metrics["top1"], "top5": rep.metrics["top5"],
