@@ -209,6 +209,11 @@ def test_foreign_and_damaged_files_are_refused_untouched(tmp_path):
         fill(idx, 3)
     with pytest.raises(IndexFileError, match="8-d"):
         RegionIndex(d3, dim=8)
+    d4 = tmp_path / "features"
+    RegionIndex(d4, dim=DIM, features="lite/classic/mean").close()
+    with pytest.raises(IndexFileError, match="holds lite/classic/mean features"):
+        RegionIndex(d4, dim=DIM, features="balanced/dinov2_vitb14/mean")
+    RegionIndex(d4, dim=DIM, features="lite/classic/mean").close()
     snap = d3 / "faiss.snapshot"
     data = bytearray(snap.read_bytes())
     data[-5] ^= 0xFF

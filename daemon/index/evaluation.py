@@ -20,6 +20,7 @@ import numpy as np
 
 from .collection import Collection
 from .config import IndexConfig
+from .queries import features_name
 from .region_index import RegionIndex
 from .vectors import prepare
 
@@ -89,7 +90,8 @@ def evaluate_retrieval(collection: Collection, extractor, index_dir=None, querie
         tmp = tempfile.TemporaryDirectory(prefix="regiond-eval-")
         index_dir = tmp.name
     try:
-        with RegionIndex(Path(index_dir), dim=extractor.dim, config=IndexConfig(checkpoint_every=10**9)) as index:
+        with RegionIndex(Path(index_dir), dim=extractor.dim, config=IndexConfig(checkpoint_every=10**9),
+                         features=features_name(extractor)) as index:
             whole = np.zeros((len(collection.images), extractor.dim), np.float32)
             queries = []  # (image position, category, feature)
             for pos, ci in enumerate(tqdm(collection.images, desc="indexing", unit="image", disable=not progress)):

@@ -60,6 +60,13 @@ def box_mask(box, shape: tuple[int, int], field: str = "box") -> np.ndarray:
     return m
 
 
+def features_name(extractor) -> str:
+    """What produces an extractor's region features, e.g. "lite/classic/mean": an index keeps
+    it and refuses another extractor's features (their scores would not compare)."""
+    backbone = getattr(extractor.backbone, "name", type(extractor.backbone).__name__)
+    return f"{extractor.profile}/{backbone}/{extractor.pooling}"
+
+
 def pooled_feature(extractor, rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The extractor's pooled feature of one mask (the same path indexing takes)."""
     import cv2

@@ -77,9 +77,11 @@ class AddResult:
 
 class RegionIndex:
     """Open (or create) the index in `directory`. `dim` is the feature dimension the caller's
-    extractor produces; an existing index with another dimension is refused."""
+    extractor produces and `features` names it (profile/backbone/pooling); an existing index
+    with another dimension or other features is refused."""
 
-    def __init__(self, directory, dim: int | None = None, config: IndexConfig | None = None):
+    def __init__(self, directory, dim: int | None = None, config: IndexConfig | None = None,
+                 features: str | None = None):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._lock_fh = open(self.dir / "LOCK", "a+")
@@ -90,7 +92,7 @@ class RegionIndex:
             raise IndexFileError(f"{self.dir} is open in another process (LOCK held)") from None
         try:
             self.config = self._settings(config)
-            self.store = SQLiteStore(self.dir / DB_NAME, dim, self.config.storage_dtype)
+            self.store = SQLiteStore(self.dir / DB_NAME, dim, self.config.storage_dtype, features)
             self._remember_settings()
             self.dim = self.store.dim
             self._n_images, self._n_regions = self.store.count_images(), self.store.count_regions()
@@ -425,9 +427,10 @@ def check_vector(v, dim: int, field: str) -> np.ndarray:
     return a
 
 
-def open_index(data_dir, dim: int | None = None, config: IndexConfig | None = None) -> RegionIndex:
+def open_index(data_dir, dim: int | None = None, config: IndexConfig | None = None,
+               features: str | None = None) -> RegionIndex:
     """The index of a daemon data directory (`<data_dir>/index`)."""
-    return RegionIndex(Path(data_dir) / "index", dim=dim, config=config)
+    return RegionIndex(Path(data_dir) / "index", dim=dim, config=config, features=features)
 
 
 __all__ = ["RegionIndex", "SearchFilter", "ImageHit", "RegionHit", "AddResult", "IndexConfig",

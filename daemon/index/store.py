@@ -84,11 +84,13 @@ class RegionRow:
 class SQLiteStore:
     """Thread-safe: one writer connection behind a mutex, one reader connection per thread."""
 
-    def __init__(self, path: Path, dim: int | None, storage_dtype: str = "float32"):
+    def __init__(self, path: Path, dim: int | None, storage_dtype: str = "float32", features: str | None = None):
+        """features: what produced the vectors (e.g. "lite/classic"); an index built from other
+        features is refused, since their scores would not compare."""
         self.path = Path(path)
         fresh = not self.path.exists() or self.path.stat().st_size == 0
         if not fresh:
-            self._check_ours(dim)
+            self._check_ours(dim, features)
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
@@ -100,14 +102,15 @@ class SQLiteStore:
             with self._w:
                 self._w.executescript(SCHEMA)
                 self._w.executemany("INSERT INTO meta VALUES (?, ?)", [
-                    ("format", FORMAT), ("dim", str(int(dim))), ("storage_dtype", storage_dtype)])
+                    ("format", FORMAT), ("dim", str(int(dim))), ("storage_dtype", storage_dtype),
+                    ("features", features or "")])
         meta = dict(self._w.execute("SELECT key, value FROM meta"))
         self.dim = int(meta["dim"])
         self.dtype = np.dtype(meta["storage_dtype"]).newbyteorder("<")
 
     # --- opening ---------------------------------------------------------------------------
 
-    def _check_ours(self, dim: int | None):
+    def _check_ours(self, dim: int | None, features: str | None):
         """Read-only checks before anything can write to an existing file."""
         with open(self.path, "rb") as fh:
             head = fh.read(len(SQLITE_MAGIC))
@@ -129,6 +132,9 @@ class SQLiteStore:
         if meta.get("format") != FORMAT:
             raise IndexFileError(f"{self.path} is an SQLite database but not a regiond index "
                                  f"(format {meta.get('format')!r}, expected {FORMAT!r}); left untouched")
+        if features and meta.get("features") and meta["features"] != features:
+            raise IndexFileError(f"{self.path} holds {meta['features']} features but this extractor gives {features}; "
+                                 "their scores do not compare: use another data directory or the matching profile")
         if dim is not None and int(meta["dim"]) != int(dim):
             raise IndexFileError(f"{self.path} holds {meta['dim']}-d features but the extractor gives {dim}-d; "
                                  "use another data directory or the matching profile")

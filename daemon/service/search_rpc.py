@@ -18,8 +18,8 @@ import numpy as np
 from ..errors import InputError
 from ..frames import DEFAULT_MAX_PIXELS
 from ..index import IndexConfig, RegionIndex, SearchFilter, open_index
-from ..index.queries import (box_mask, check_mask, decode_mask_png, linear_query, pooled_feature,
-                             probe_from_examples)
+from ..index.queries import (box_mask, check_mask, decode_mask_png, features_name, linear_query,
+                             pooled_feature, probe_from_examples)
 from ..rle import decode as rle_decode
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,8 @@ class SearchRPC:
 
         self.extractor = extractor
         self.limits = Limits(max_pixels=getattr(extractor, "max_pixels", DEFAULT_MAX_PIXELS))
-        self.index: RegionIndex = open_index(Path(data_dir), dim=extractor.dim, config=config)
+        self.index: RegionIndex = open_index(Path(data_dir), dim=extractor.dim, config=config,
+                                             features=features_name(extractor))
 
     def close(self):
         self.index.close()
