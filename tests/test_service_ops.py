@@ -137,6 +137,11 @@ def test_heads_results_through_the_api(tmp_path):
             assert len(u.regions.regions[0].label_scores) == 3
             assert len(r.region_labels) == len(u.regions.regions) and r.label_map_png
         assert summary.fused_points > 0 and summary.label_names[5] == "chair"
+        from daemon.geometry import read_ply
+
+        (tmp_path / "h.ply").write_bytes(summary.ply)
+        cloud = read_ply(tmp_path / "h.ply")
+        assert len(cloud) == summary.fused_points and set(np.unique(cloud.labels)) <= {0, 3, 5, 7}
         ch.close()
     finally:
         srv.stop(1.0)
