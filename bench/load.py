@@ -3,7 +3,8 @@
     .venv/bin/python bench/load.py [--streams 8] [--seconds 30] [--size 320x240]
 
 Each stream sends frames as fast as the daemon takes them (the daemon's bounded queue and each
-stream's in-flight window are the only brakes), so this measures the daemon saturated.
+stream's in-flight window are the only brakes), so this measures the daemon saturated; with
+--fps each stream keeps a camera's pace instead, and the latency is the service time.
 Prints total throughput, per-frame latency (client send → reply) p50/p99, and the daemon's
 resident memory sampled through the run: peak, and the peak of the first vs the second half
 (bounded memory means the second half does not keep growing). The baseline, measured in the
@@ -34,7 +35,7 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def run_streams(address: str, images, streams: int, seconds: float) -> tuple[list[float], float]:
+def run_streams(address: str, images, streams: int, seconds: float, fps: float = 0.0) -> tuple[list[float], float]:
     """Latencies (s) of every frame answered within `seconds`, and the wall time used."""
     import grpc
 
@@ -54,7 +55,10 @@ def run_streams(address: str, images, streams: int, seconds: float) -> tuple[lis
 
         def frames():
             i = 0
+            t_start = time.monotonic()
             while time.monotonic() < end:
+                if fps > 0:  # a camera's pace rather than as fast as the daemon takes them
+                    time.sleep(max(0.0, t_start + i / fps - time.monotonic()))
                 ahead.acquire()
                 m = pb.VideoFrame(image=images[(i + 7 * k) % len(images)], index=i)
                 sent[i] = time.perf_counter()
@@ -87,8 +91,10 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--size", default="320x240")
     ap.add_argument("--encoding", choices=("raw", "jpeg"), default="jpeg")
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=1, help="daemon workers (serve's default is 1)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--fps", type=float, default=0.0,
+                    help="pace each of the N streams at this rate (0: as fast as the daemon takes them)")
     args = ap.parse_args()
     w, h = (int(v) for v in args.size.split("x"))
     images = [image_pb(f, args.encoding) for f in make_frames(32, w, h)]
@@ -108,7 +114,7 @@ def main() -> int:
 
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
-            lat, dt = run_streams(address, images, args.streams, args.seconds)
+            lat, dt = run_streams(address, images, args.streams, args.seconds, args.fps)
             stop.set()
             sampler.join()
         finally:
@@ -118,13 +124,17 @@ def main() -> int:
     base_ms = np.array(base_lat) * 1000
     mem = np.array([m for _, m in samples])
     half = len(mem) // 2
-    print(f"bench/load: {args.streams} streams × {args.seconds:g} s, {w}x{h} {args.encoding} frames, lite profile, "
+    pace = f"{args.fps:g} fps each" if args.fps else "unpaced"
+    print(f"bench/load: {args.streams} streams × {args.seconds:g} s ({pace}), {w}x{h} {args.encoding} frames, lite profile, "
           f"{args.workers} workers, {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f}")
     print(f"  1 stream alone:  {len(base_lat) / base_dt:6.1f} frames/s, latency p50 {np.percentile(base_ms, 50):6.0f} ms, "
           f"p99 {np.percentile(base_ms, 99):6.0f} ms")
     print(f"  {args.streams} streams:      {len(lat) / dt:6.1f} frames/s total, latency p50 {np.percentile(lat_ms, 50):6.0f} ms, "
           f"p99 {np.percentile(lat_ms, 99):6.0f} ms")
-    print(f"  throughput ratio {args.streams} streams / 1 stream: {(len(lat) / dt) / (len(base_lat) / base_dt):.2f}")
+    if args.fps:
+        print(f"  offered {args.streams * args.fps:g} frames/s, served {len(lat) / dt:.1f}")
+    else:
+        print(f"  throughput ratio {args.streams} streams / 1 stream: {(len(lat) / dt) / (len(base_lat) / base_dt):.2f}")
     print(f"  daemon RSS: idle {rss0:.0f} MB, peak {mem.max():.0f} MB; peak first half {mem[:half].max():.0f} MB, "
           f"second half {mem[half:].max():.0f} MB")
     return 0
