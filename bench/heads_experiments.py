@@ -93,7 +93,8 @@ def scenes(exp: Path, out: Path, seed: int, dim: int) -> list[dict]:
     return rows
 
 
-def activity(exp: Path, out: Path, seed: int, dim: int, heads: int = 4, budget: float = 0.0) -> list[dict]:
+def activity(exp: Path, out: Path, seed: int, dim: int, heads: int = 4, budget: float = 0.0, epochs: int = 80,
+             which: tuple = ("regions", "patches")) -> list[dict]:
     from daemon.cache import TokenCache
     from daemon.heads.demo import SYNTHETIC_CLIP_SYMMETRIES
     from daemon.heads.jobs import evaluate_on_cache, train_on_cache
@@ -103,9 +104,9 @@ def activity(exp: Path, out: Path, seed: int, dim: int, heads: int = 4, budget: 
     first = cache.of_kind("clip")[0]
     patches_per_clip = sum(len(r) for r in cache.frames(first, patches=True))
     rows = []
-    for label, tokens, max_tokens in (("region tokens", "regions", 400), ("patch tokens (baseline)", "patches",
-                                                                           patches_per_clip)):
-        cfg = TrainConfig(epochs=30, lr=1e-3, warmup=30, batch_size=8, patience=6, seed=seed, max_seconds=budget)
+    runs = (("region tokens", "regions", 400), ("patch tokens (baseline)", "patches", patches_per_clip))
+    for label, tokens, max_tokens in (r for r in runs if r[1] in which):
+        cfg = TrainConfig(epochs=epochs, lr=1e-3, warmup=30, batch_size=8, patience=12, seed=seed, max_seconds=budget)
         d = out / f"activity_{tokens}"
         job = train_on_cache("activity", exp / "cache_clips_train", d, val_cache=exp / "cache_clips_val",
                              tokens=tokens, cfg=cfg, task_overrides={"symmetries": SYNTHETIC_CLIP_SYMMETRIES},
@@ -151,6 +152,9 @@ def main(argv=None) -> int:
     ap.add_argument("--activity-heads", type=int, default=4, help="activity transformer attention heads (default 4)")
     ap.add_argument("--budget", type=float, default=0.0,
                     help="activity: stop each model's training after the epoch that passes this many seconds (0 = none)")
+    ap.add_argument("--activity-epochs", type=int, default=80, help="activity: maximum epochs (default 80)")
+    ap.add_argument("--tokens", nargs="+", default=["regions", "patches"], choices=["regions", "patches"],
+                    help="activity: which models to train (default both)")
     ap.add_argument("--scene-dim", type=int, default=64, help="scene transformer width (default 64)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = ap.parse_args(argv)
@@ -163,10 +167,11 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     s_rows = scenes(args.exp, out, args.seed, args.scene_dim) if args.only in (None, "scenes") else []
-    a_rows = activity(args.exp, out, args.seed, args.activity_dim, args.activity_heads, args.budget) if args.only in (None, "activity") else []
+    a_rows = activity(args.exp, out, args.seed, args.activity_dim, args.activity_heads, args.budget,
+                      args.activity_epochs, tuple(args.tokens)) if args.only in (None, "activity") else []
     text = tables(s_rows, a_rows)
-    (out / f"tables_{args.only or 'all'}.md").write_text(text + "\n")
-    (out / f"results_{args.only or 'all'}.json").write_text(json.dumps({"scenes": s_rows, "activity": a_rows}, indent=1))
+    (out / f"tables_{args.only or 'all'}{'' if len(args.tokens) == 2 else '_' + args.tokens[0]}.md").write_text(text + "\n")
+    (out / f"results_{args.only or 'all'}{'' if len(args.tokens) == 2 else '_' + args.tokens[0]}.json").write_text(json.dumps({"scenes": s_rows, "activity": a_rows}, indent=1))
     print(text)
     print(f"({time.perf_counter() - t0:.0f} s; pictures and heads in {out})")
     return 0
