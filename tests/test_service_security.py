@@ -73,3 +73,17 @@ def test_tls(tmp_path):
             stub.GetInfo(pb.InfoRequest(), timeout=5)
         assert e.value.code() == grpc.StatusCode.UNAVAILABLE
         ch.close()
+
+
+def test_port_in_use_is_a_clear_error(tmp_path):
+    import socket
+
+    from daemon.service.server import ConfigError, RegionServer, ServeConfig
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}"):
+            RegionServer(ServeConfig(listen=f"127.0.0.1:{port}", data_dir=tmp_path, index=False),
+                         extractor=lite_extractor())

@@ -172,13 +172,20 @@ class RegionServer:
             self.server)
         host, port = config.host_port()
         addr = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        if config.tls_cert:
-            creds = grpc.ssl_server_credentials([(Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes())])
-            self.port = self.server.add_secure_port(addr, creds)
-        else:
-            self.port = self.server.add_insecure_port(addr)
+        try:
+            if config.tls_cert:
+                creds = grpc.ssl_server_credentials([(Path(config.tls_key).read_bytes(),
+                                                      Path(config.tls_cert).read_bytes())])
+                self.port = self.server.add_secure_port(addr, creds)
+            else:
+                self.port = self.server.add_insecure_port(addr)
+        except RuntimeError:
+            self.port = 0
         if self.port == 0:
-            raise ConfigError(f"cannot listen on {config.listen}")
+            self.scheduler.close(timeout=1.0)
+            if self.search is not None:
+                self.search.close()
+            raise ConfigError(f"cannot listen on {config.listen} (address in use, or not this machine's?)")
         self.host = host
         self.metrics_http = None
         self.metrics_port = None
