@@ -228,6 +228,8 @@ def run(args) -> int:
             stop.set()
             bar.close()
             if e.code() not in common.RETRYABLE:
+                call.cancel()
+                conn.close()  # before exiting: gRPC's threads must not outlive their channel
                 return common.fail(PROG, common.describe_rpc_error(e))
             conn.close()
             try:

@@ -175,6 +175,8 @@ def run(args) -> int:
         except grpc.RpcError as e:
             stop.set()
             if e.code() not in common.RETRYABLE:
+                call.cancel()
+                conn.close()  # before exiting: gRPC's threads must not outlive their channel
                 return common.fail(PROG, common.describe_rpc_error(e))
             conn.close()
             try:
