@@ -11,6 +11,7 @@ import io
 import os
 import random
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -25,6 +26,41 @@ TOKEN_ENV = "REGIOND_TOKEN"
 MAX_MESSAGE = 64 * 1024 * 1024
 #: status codes after which a stream is worth re-opening (the daemon restarted or is restarting)
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE,)
+
+
+class RequestFeed:
+    """A request iterator for a streaming call that can be stopped and waited out.
+
+    gRPC pulls requests on its own thread, and pulling a frame decodes video or images in
+    OpenCV with the GIL released. A thread still inside such C++ code when the interpreter
+    exits aborts the whole process ("FATAL: exception not rethrown"), so before a client
+    returns it calls `close()`: no new pull starts, and the one in progress is waited for.
+    """
+
+    def __init__(self, requests, stop: threading.Event):
+        self._it = iter(requests)
+        self._stop = stop  # also seen by the request generator, so a pull blocked in it returns
+        self._idle = threading.Event()
+        self._idle.set()
+        self._lock = threading.Lock()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        with self._lock:
+            if self._stop.is_set():
+                raise StopIteration
+            self._idle.clear()
+        try:
+            return next(self._it)
+        finally:
+            self._idle.set()
+
+    def close(self, timeout: float = 10.0) -> None:
+        with self._lock:
+            self._stop.set()
+        self._idle.wait(timeout)
 
 
 class Unreachable(RuntimeError):

@@ -219,13 +219,14 @@ def run(args) -> int:
         scan.rgb.clear()
         scan.ahead = threading.Semaphore(MAX_AHEAD)
         bar = tqdm(total=total, desc=f"scan {scene_id}", unit="frame", file=sys.stderr, dynamic_ncols=True)
-        call = conn.stub.StreamScene(scan.requests(stop), metadata=conn.metadata)
+        feed = common.RequestFeed(scan.requests(stop), stop)
+        call = conn.stub.StreamScene(feed, metadata=conn.metadata)
         try:
             for update in call:
                 scan.handle(update, bar)
             break
         except grpc.RpcError as e:
-            stop.set()
+            feed.close()
             bar.close()
             if e.code() not in common.RETRYABLE:
                 call.cancel()
@@ -239,7 +240,7 @@ def run(args) -> int:
             scan.errors.clear()
             scan.frames_answered = scan.regions = 0
         finally:
-            stop.set()
+            feed.close()
             bar.close()
     conn.close()
     seconds = time.perf_counter() - t0

@@ -167,13 +167,14 @@ def run(args) -> int:
     t0 = time.perf_counter()
     while True:
         stop = threading.Event()
-        call = conn.stub.StreamVideo(stream.requests(stop), metadata=conn.metadata)
+        feed = common.RequestFeed(stream.requests(stop), stop)
+        call = conn.stub.StreamVideo(feed, metadata=conn.metadata)
         try:
             for update in call:
                 stream.handle(update)
             break
         except grpc.RpcError as e:
-            stop.set()
+            feed.close()
             if e.code() not in common.RETRYABLE:
                 call.cancel()
                 conn.close()  # before exiting: gRPC's threads must not outlive their channel
@@ -184,7 +185,7 @@ def run(args) -> int:
             except common.Unreachable as u:
                 return common.fail(PROG, str(u))
         finally:
-            stop.set()
+            feed.close()
     conn.close()
     seconds = time.perf_counter() - t0
     lat = np.array(stream.latencies) * 1000 if stream.latencies else np.array([np.nan])
