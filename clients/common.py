@@ -130,6 +130,15 @@ def describe_rpc_error(e: grpc.RpcError) -> str:
     return f"{code.name if code else 'error'}: {details}{hint}"
 
 
+def run_main(prog: str, build_parser, run, argv=None) -> int:
+    """A client's entry point: parse, run, and turn Ctrl-C into a message and exit 130."""
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        return fail(prog, "interrupted", 130)
+
+
 def fail(prog: str, message: str, code: int = 2) -> int:
     print(f"{prog}: error: {message}", file=sys.stderr)
     return code

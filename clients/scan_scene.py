@@ -280,11 +280,7 @@ def write_outputs(scan: Scan, source, seconds: float, attempts: int) -> int:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        return common.fail(PROG, "interrupted", 130)
+    return common.run_main(PROG, build_parser, run, argv)
 
 
 if __name__ == "__main__":

@@ -248,11 +248,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        return common.fail(PROG, "interrupted", 130)
+    return common.run_main(PROG, build_parser, run, argv)
 
 
 if __name__ == "__main__":
