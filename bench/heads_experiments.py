@@ -14,9 +14,10 @@ Prepare the token caches once (`--prepare` runs exactly these), then run the exp
     regiond extract EXP/rooms/train* --out EXP/cache_rooms_train --profile lite      (val, test alike)
     regiond synth clips --per-class 12 --seed 1 --frames 16 --out EXP/clips_train
     regiond synth clips --per-class 28 --seed 4 --frames 16 --out EXP/clips_train2
+    regiond synth clips --per-class 40 --seed 5 --frames 16 --out EXP/clips_train3
         ... val: --per-class 4 --seed 3; test: --per-class 10 --seed 2
     regiond extract EXP/clips_train --out EXP/cache_clips_train --profile lite --patches   (then clips_train2
-        into the same cache; val, test alike)
+        and clips_train3 into the same cache; val, test alike)
 
     .venv/bin/python bench/heads_experiments.py --exp EXP [--prepare] [--only scenes|activity]
 """
@@ -32,8 +33,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 ROOM_SEEDS = {"train": range(10, 16), "val": (20, 21), "test": (30, 31, 32)}
-#: clip sets: split -> [(clips per class, seed)]; train is two sets in one cache (40 per class)
-CLIP_SETS = {"train": [(12, 1), (28, 4)], "val": [(4, 3)], "test": [(10, 2)]}
+#: clip sets: split -> [(clips per class, seed)]; train is three sets in one cache (80 per class)
+CLIP_SETS = {"train": [(12, 1), (28, 4), (40, 5)], "val": [(4, 3)], "test": [(10, 2)]}
 
 
 def prepare(exp: Path, regiond: str) -> None:

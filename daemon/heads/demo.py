@@ -2,9 +2,10 @@
 
     heads_dir = demo_heads("out/demo/heads", extractor)     # then: regiond serve --heads heads_dir
 
-Renders a few synthetic rooms and activity clips in memory (scenes.synthetic), extracts them
-with the daemon's own extractor into a token cache, and trains `segment/`, `scene/` and
-`activity/` heads there. A second call finds them (same extractor, same settings) and
+For the lite profile the package ships heads trained by bench/heads_experiments.py
+(daemon/heads/pretrained/classic-32). For any other extractor it renders a few synthetic rooms
+and activity clips in memory (scenes.synthetic), extracts them with the daemon's own
+extractor into a token cache, and trains `segment/`, `scene/` and `activity/` heads there. A second call finds them (same extractor, same settings) and
 returns at once. The rooms and clips use seeds the demo's own scan does not.
 """
 from __future__ import annotations
@@ -68,10 +69,26 @@ def _clip_frames(label: int, seed: int, cfg: DemoHeadsConfig):
     return [Frame(rgb=np.ascontiguousarray(clip.frames[i]), index=int(i)) for i in picks]
 
 
+#: Heads shipped with the package, per extractor: pretrained/<backbone>-<dim>/{segment,scene,activity},
+#: written by bench/heads_experiments.py on synthetic rooms and clips (see README).
+BUNDLED_DIR = Path(__file__).with_name("pretrained")
+
+
+def bundled_heads(extractor) -> Path | None:
+    """The shipped heads trained on this extractor's tokens, if there are any."""
+    d = BUNDLED_DIR / f"{extractor.backbone.name}-{int(extractor.dim)}"
+    return d if (d / "scene" / "config.json").is_file() else None
+
+
 def demo_heads(out_dir, extractor, cfg: DemoHeadsConfig = DemoHeadsConfig(), progress: bool = True,
-               log=print) -> Path:
-    """Train (or find already trained) demo heads in out_dir; returns out_dir for `--heads`."""
+               log=print, use_bundled: bool = True) -> Path:
+    """Heads for the demo: the bundled ones for this extractor when there are (use_bundled),
+    else trained (or found already trained) in out_dir. Returns the directory for `--heads`."""
     from tqdm import tqdm
+
+    if use_bundled and (found := bundled_heads(extractor)) is not None:
+        log(f"demo heads: using the bundled heads in {found}")
+        return found
 
     from scenes.synthetic.clips import ACTIVITY_CLASSES
 
