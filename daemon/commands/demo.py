@@ -30,7 +30,9 @@ def register(sub) -> None:
     p.add_argument("--scene-frames", type=int, default=8, metavar="N",
                    help="frames of the generated RGB-D room streamed through the daemon (default: 8)")
     p.add_argument("--heads", default=None, metavar="DIR",
-                   help="trained heads for the daemon to serve (labels and activities)")
+                   help="trained heads for the daemon to serve (labels and activities); default: the "
+                        "bundled heads for the profile, else small ones trained here (daemon.heads.demo)")
+    p.add_argument("--no-heads", action="store_true", help="serve regions only: no labels or activities")
     p.set_defaults(func=run)
 
 
@@ -71,7 +73,12 @@ def run(args) -> int:
     print(f"summary: {summary}")
     if args.no_daemon:
         return 0
-    return daemon_steps(out_dir, extractor.profile, args.weights, args.scene_frames, args.heads)
+    heads = args.heads
+    if heads is None and not args.no_heads:
+        from ..heads.demo import demo_heads
+
+        heads = demo_heads(out_dir / "heads", extractor)
+    return daemon_steps(out_dir, extractor.profile, args.weights, args.scene_frames, heads)
 
 
 # --- the daemon part: serve, scan a generated scene, stream a generated clip ------------------
