@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from bench.stream import make_frames, start_daemon  # noqa: E402
+import daemon  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
 
 
 def rss_mb(pid: int) -> float:

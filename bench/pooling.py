@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import daemon  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
 import numpy as np
 import torch
 

@@ -25,6 +25,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import daemon  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+import daemon  # noqa: F401  (sets the OpenMP wait policy before torch loads)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("REGIOND_SHARED_DATA", REPO.parent / "shared" / "data"))
 
