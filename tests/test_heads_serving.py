@@ -155,3 +155,19 @@ def test_daemon_streams_labels_and_activities(heads_dir, lite, tmp_path):
         assert windows and len(windows[0].scores) == 3
         assert abs(sum(s.score for s in windows[0].scores) - 1) < 1e-4
         ch.close()
+
+
+def test_bundled_demo_heads_serve_the_lite_profile(lite, tmp_path):
+    from daemon.heads.demo import bundled_heads, demo_heads
+
+    found = bundled_heads(lite)
+    assert found is not None
+    assert demo_heads(tmp_path / "h", lite, log=lambda m: None) == found
+    heads = load_serving_heads(found, lite)
+    assert heads.scene is not None and heads.activity is not None
+    assert {1, 2, 22} <= set(heads.scene.meta.class_ids)  # wall, floor, ceiling
+    state = heads.scene.new_scene()
+    f = _frames(1)[0]
+    fl = heads.scene.label_frame(state, f, lite.extract(f))
+    assert fl.label_map.shape == (48, 64)
+    assert len(heads.activity.meta.class_names) == 9
