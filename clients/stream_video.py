@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how frames travel (raw: no coding cost, for a daemon on this machine)")
     p.add_argument("--window-step", type=int, default=0, metavar="K",
                    help="frames between activity windows (0: the daemon's default)")
+    p.add_argument("--window-span", type=int, default=0, metavar="N",
+                   help="frames one activity window spans; the head samples its 8 evenly from them "
+                        "(0: 8 consecutive frames)")
     p.add_argument("--top", type=int, default=3, metavar="K", help="classes printed per window")
     p.add_argument("--jsonl", type=Path, default=None, metavar="FILE",
                    help="also write one JSON line per frame and per window here")
@@ -84,7 +87,7 @@ class Stream:
         with self.lock:
             resend = list(self.unanswered.values())
         self.ahead = threading.Semaphore(MAX_AHEAD)
-        opts = pb.VideoOptions(window_step=self.args.window_step)
+        opts = pb.VideoOptions(window_step=self.args.window_step, window_span=self.args.window_span)
         first = True
 
         def frames():

@@ -144,7 +144,9 @@ def daemon_steps(out_dir: Path, profile: str, weights, scene_frames: int, heads=
         clip = render_clip(label=0, seed=1, frames=32)
         video = write_video(out_dir / "clip.mp4", clip.frames, fps=15.0)
         print(f"clip: {video} ({ACTIVITY_CLASSES[clip.label]}, {len(clip.frames)} frames)")
-        run_client("clients.stream_video", video, "--server", address, "--jsonl", out_dir / "clip.jsonl")
+        # the bundled activity head was trained on 8 frames spread over 16-frame clips
+        run_client("clients.stream_video", video, "--server", address, "--jsonl", out_dir / "clip.jsonl",
+                   "--window-span", 16)
     finally:
         rc = stop_daemon(proc)
     print(f"daemon stopped (status {rc})")
