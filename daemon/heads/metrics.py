@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-SCANNET20 = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 16, 24, 28, 33, 34, 36, 39)
+from scenes.labels import BENCHMARK_NYU40 as SCANNET20  # the 20 NYU40 ids of ScanNet's benchmark
+
 SCANNET_EVAL_SIZE = (640, 480)  # width, height
 
 

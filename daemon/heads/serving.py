@@ -1,4 +1,4 @@
-"""Heads as the daemon serves them (the interfaces are daemon/service/heads.py).
+"""Heads as the daemon serves them (the interfaces are daemon/heads/interface.py).
 
 A heads directory holds up to three head directories written by `regiond train`:
 
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..service.heads import FrameLabels, HeadMeta, ServingHeads
+from .interface import FrameLabels, HeadMeta, ServingHeads
 from ..tokens import RegionSet
 from .labels import UNLABELLED, pixel_labels
 from .predict import clip_scores, frame_probs

@@ -1,85 +1,14 @@
-"""What the daemon needs from trained heads, and how it loads them from `--heads DIR`.
+"""How the daemon loads trained heads from `--heads DIR`.
 
-The service only knows these two interfaces; daemon/heads implements them. A heads
-directory is read by `daemon.heads.serving.load_serving_heads(directory, extractor)`, which
-returns a `ServingHeads` (either part may be None). Without `--heads` the daemon serves
-regions only.
-
-SceneLabeler: per-frame labels while a scene streams, then the scene transformer's refined
-labels for every frame once the scene is complete.
-ActivityScorer: class scores for a window of `window` (8) frames' RegionSets.
+A heads directory is read by `daemon.heads.serving.load_serving_heads(directory, extractor)`,
+which returns a `ServingHeads` (either part may be None); the interfaces are in
+daemon/heads/interface.py. Without `--heads` the daemon serves regions only.
 """
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
 
-import numpy as np
-
-from ..frames import Frame
-from ..tokens import RegionSet
-
-SERVING_MODULE = "daemon.heads.serving"
-
-
-@dataclass(frozen=True)
-class HeadMeta:
-    """What GetInfo reports about a head. class_ids are NYU40 ids for scene heads."""
-
-    kind: str                 # "scene" | "activity" | "segment"
-    name: str
-    class_ids: list[int] = field(default_factory=list)
-    class_names: list[str] = field(default_factory=list)
-    window: int = 0           # activity: frames per window
-
-    def names(self) -> dict[int, str]:
-        return dict(zip(self.class_ids, self.class_names))
-
-
-@dataclass
-class FrameLabels:
-    """Labels of one frame.
-
-    region_labels  N class ids (-1 unknown), in the frame's region order
-    region_scores  N×C probabilities in HeadMeta.class_ids order, or None
-    label_map      H×W uint8 NYU40 ids, 0 = unlabelled (no region covers the pixel)
-    """
-
-    frame_index: int
-    region_labels: np.ndarray
-    region_scores: np.ndarray | None
-    label_map: np.ndarray
-
-
-class SceneLabeler(Protocol):
-    meta: HeadMeta
-
-    def new_scene(self) -> Any:
-        """Fresh per-scene state (kept by the stream's session, freed with it)."""
-
-    def label_frame(self, state: Any, frame: Frame, regions: RegionSet) -> FrameLabels:
-        """Labels for one frame as it arrives; may also remember the frame's tokens in state."""
-
-    def refine(self, state: Any) -> list[FrameLabels]:
-        """After the last frame: labels for every frame with all frames' tokens in view."""
-
-
-class ActivityScorer(Protocol):
-    meta: HeadMeta   # window = frames per window (8)
-
-    def score(self, frames: list[RegionSet]) -> np.ndarray:
-        """C class probabilities (HeadMeta.class_ids order) for `meta.window` frames in order."""
-
-
-@dataclass
-class ServingHeads:
-    scene: SceneLabeler | None = None
-    activity: ActivityScorer | None = None
-
-    def metas(self) -> list[HeadMeta]:
-        return [h.meta for h in (self.scene, self.activity) if h is not None]
+from ..heads.interface import ActivityScorer, FrameLabels, HeadMeta, SceneLabeler, ServingHeads  # noqa: F401
 
 
 def load_heads(directory: str | Path | None, extractor) -> ServingHeads:
@@ -89,13 +18,9 @@ def load_heads(directory: str | Path | None, extractor) -> ServingHeads:
     d = Path(directory)
     if not d.is_dir():
         raise FileNotFoundError(f"--heads {d}: no such directory")
-    try:
-        serving = importlib.import_module(SERVING_MODULE)
-    except ModuleNotFoundError as e:
-        if e.name != SERVING_MODULE:
-            raise
-        raise ValueError(f"--heads {d}: this build has no {SERVING_MODULE} to load heads with") from None
-    heads = serving.load_serving_heads(d, extractor)
+    from ..heads.serving import load_serving_heads  # torch-heavy: only when heads are asked for
+
+    heads = load_serving_heads(d, extractor)
     if heads.scene is None and heads.activity is None:
         raise ValueError(f"--heads {d}: no scene or activity head found there")
     return heads
