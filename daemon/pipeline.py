@@ -45,20 +45,48 @@ class Extractor:
     def dim(self) -> int:
         return self.backbone.dim
 
+    @property
+    def can_batch(self) -> bool:
+        """Whether extract_batch does better than one extract per frame."""
+        return hasattr(self.backbone, "batch")
+
     def extract(self, frame: Frame | np.ndarray, features: bool = True) -> RegionSet:
         """Region tokens of one frame (or a bare image). Raises InputError on bad input."""
+        return self._extract([frame], features)[0]
+
+    def extract_batch(self, frames: list, features: bool = True) -> list[RegionSet]:
+        """Region tokens of several frames. Every frame is checked before any model runs, so
+        one bad frame raises InputError without wasted work; backbones with a `batch` method
+        (DINOv2) run frames of one size through the network together."""
+        return self._extract(frames, features)
+
+    def _extract(self, frames: list, features: bool) -> list[RegionSet]:
+        frames = [(f if isinstance(f, Frame) else Frame(rgb=f)).validated(self.max_pixels) for f in frames]
+        timers = [StageTimer() for _ in frames]
+        props = []
+        for frame, timer in zip(frames, timers):
+            with timer.stage("masks"):
+                props.append(self.masker(frame.rgb))
+        grids = [None] * len(frames)
+        if features:
+            batch = getattr(self.backbone, "batch", None)
+            if batch is not None and len(frames) > 1:
+                t0 = time.perf_counter()
+                grids = batch([f.rgb for f in frames])
+                share = (time.perf_counter() - t0) / len(frames)
+                for timer in timers:
+                    timer.seconds["features"] = share
+            else:
+                for i, (frame, timer) in enumerate(zip(frames, timers)):
+                    with timer.stage("features"):
+                        grids[i] = self.backbone(frame.rgb)
+        return [self._regions(f, p, g, t) for f, p, g, t in zip(frames, props, grids, timers)]
+
+    def _regions(self, frame: Frame, props, grid, timer: StageTimer) -> RegionSet:
         from .features.pooling import pool_masks
 
-        if not isinstance(frame, Frame):
-            frame = Frame(rgb=frame)
-        frame = frame.validated(self.max_pixels)
-        timer = StageTimer()
-        with timer.stage("masks"):
-            props = self.masker(frame.rgb)
         feats = None
-        if features:
-            with timer.stage("features"):
-                grid = self.backbone(frame.rgb)
+        if grid is not None:
             with timer.stage("pooling"):
                 feats = pool_masks(grid, props.masks, mode=self.pooling).cpu().numpy()
         regions = RegionSet.from_masks(

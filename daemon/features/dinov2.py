@@ -257,14 +257,28 @@ class Dinov2Backbone:
         x = F.pad(x, (pad[2], pad[3], pad[0], pad[1]))      # zeros in normalised space
         return x[None], pad, (h, w), scale, original
 
-    @torch.no_grad()    # not inference_mode: callers may use the features in autograd code
     def __call__(self, rgb: np.ndarray) -> FeatureGrid:
-        x, pad, size, scale, original = self.prepare(rgb)
-        gh, gw = x.shape[2] // PATCH, x.shape[3] // PATCH
-        tokens = self.vit.forward_features(x)                # after the final norm
-        patches = tokens[0, self.vit.num_prefix_tokens:]     # drop the class token
-        feats = patches.reshape(gh, gw, -1).permute(2, 0, 1).float().contiguous()
-        return FeatureGrid(feats, PATCH, pad, size, scale, original_size=tuple(original) if scale != 1.0 else None)
+        return self.batch([rgb])[0]
+
+    @torch.no_grad()    # not inference_mode: callers may use the features in autograd code
+    def batch(self, rgbs: list[np.ndarray]) -> list[FeatureGrid]:
+        """Feature grids of several images; images whose padded sizes agree share one forward
+        pass (frames of one video, or of concurrent streams of one camera model)."""
+        prepared = [self.prepare(rgb) for rgb in rgbs]
+        grids: list[FeatureGrid | None] = [None] * len(rgbs)
+        by_shape: dict[tuple, list[int]] = {}
+        for i, (x, *_rest) in enumerate(prepared):
+            by_shape.setdefault(tuple(x.shape), []).append(i)
+        for shape, idx in by_shape.items():
+            gh, gw = shape[2] // PATCH, shape[3] // PATCH
+            tokens = self.vit.forward_features(torch.cat([prepared[i][0] for i in idx]))  # after the final norm
+            for row, i in enumerate(idx):
+                _, pad, size, scale, original = prepared[i]
+                patches = tokens[row, self.vit.num_prefix_tokens:]  # drop the class token
+                feats = patches.reshape(gh, gw, -1).permute(2, 0, 1).float().contiguous()
+                grids[i] = FeatureGrid(feats, PATCH, pad, size, scale,
+                                       original_size=tuple(original) if scale != 1.0 else None)
+        return grids
 
 
 def build_dinov2(name: str, checkpoint: str | Path | None = None, device: str = "cpu",

@@ -78,7 +78,10 @@ class Scheduler:
             raise ValueError("capacity, workers, max_batch and extractors must be at least 1")
         self.extractor = extractors[0]
         self.capacity = capacity
-        self.max_batch = max_batch if hasattr(self.extractor, "extract_batch") else 1
+        # batch only where it pays: an Extractor says so (`can_batch`: its backbone runs several
+        # frames in one pass); batching a per-frame backbone would only delay the first frame
+        batches = getattr(self.extractor, "can_batch", hasattr(self.extractor, "extract_batch"))
+        self.max_batch = max_batch if batches else 1
         self._q: queue.Queue[Job | None] = queue.Queue(maxsize=capacity)
         self._on_depth = on_depth or (lambda n: None)
         self._closed = threading.Event()

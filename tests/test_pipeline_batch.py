@@ -1,0 +1,58 @@
+"""Extractor.extract_batch: the same tokens as one frame at a time, one forward pass per size."""
+import numpy as np
+import pytest
+
+from daemon.config import build_extractor
+from daemon.errors import InputError
+from daemon.features import build_backbone
+from daemon.frames import Frame
+from daemon.pipeline import Extractor
+from daemon.regions import build_masker
+
+
+def _photo(h, w, seed):
+    rng = np.random.default_rng(seed)
+    img = np.zeros((h, w, 3), np.uint8)
+    img[: h // 2] = rng.integers(0, 255, 3)
+    img[h // 2:, : w // 3] = rng.integers(0, 255, 3)
+    return np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def tiny_dino_extractor():
+    return Extractor(build_masker("slic"), build_backbone("dinov2_tiny"), profile="test")
+
+
+def test_batch_equals_one_by_one_across_sizes(tiny_dino_extractor):
+    ex = tiny_dino_extractor
+    frames = [Frame(rgb=_photo(70, 98, 0), index=0), Frame(rgb=_photo(70, 98, 1), index=1),
+              Frame(rgb=_photo(57, 83, 2), index=2)]
+    assert ex.can_batch
+    batched = ex.extract_batch(frames)
+    for f, b in zip(frames, batched):
+        single = ex.extract(f)
+        assert len(single) == len(b) and b.meta["frame_index"] == f.index
+        assert all(np.array_equal(x, y) for x, y in zip(single.counts, b.counts))
+        np.testing.assert_allclose(b.features, single.features, atol=1e-4)
+
+
+def test_forward_passes_grouped_by_size(tiny_dino_extractor):
+    bb = tiny_dino_extractor.backbone
+    calls = []
+    original = bb.vit.forward_features
+    bb.vit.forward_features = lambda x: calls.append(tuple(x.shape)) or original(x)
+    try:
+        bb.batch([_photo(70, 98, 0), _photo(70, 98, 1), _photo(57, 83, 2)])
+    finally:
+        bb.vit.forward_features = original
+    assert sorted(calls) == sorted([(2, 3, 70, 98), (1, 3, 70, 84)])
+
+
+def test_a_bad_frame_fails_the_batch_before_any_model_runs(tiny_dino_extractor):
+    with pytest.raises(InputError) as e:
+        tiny_dino_extractor.extract_batch([Frame(rgb=_photo(40, 40, 0)), Frame(rgb=np.zeros((0, 5, 3), np.uint8))])
+    assert e.value.field == "image"
+
+
+def test_lite_does_not_claim_to_batch():
+    assert not build_extractor("lite").can_batch
