@@ -135,6 +135,8 @@ def run_main(prog: str, build_parser, run, argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return run(args)
+    except ClientExit as e:
+        return e.code
     except KeyboardInterrupt:
         return fail(prog, "interrupted", 130)
 
@@ -160,6 +162,29 @@ class Backoff:
         time.sleep(min(left, self.delay * (0.75 + 0.5 * random.random())))
         self.delay = min(self.cap, self.delay * 2)
         return True
+
+
+class ClientExit(Exception):
+    """Ends a client with `code`; its message was already printed."""
+
+    def __init__(self, code: int):
+        super().__init__(code)
+        self.code = code
+
+
+def reopen_after(err: grpc.RpcError, call, conn: Connection, args, prog: str) -> Connection:
+    """After a streaming call failed: a fresh connection when the daemon went away and came
+    back, else ClientExit (message printed). The old channel is closed either way, before
+    exiting too: gRPC's threads must not outlive their channel."""
+    if err.code() not in RETRYABLE:
+        call.cancel()
+        conn.close()
+        raise ClientExit(fail(prog, describe_rpc_error(err)))
+    conn.close()
+    try:
+        return reconnect(args, prog, err)
+    except Unreachable as u:
+        raise ClientExit(fail(prog, str(u))) from None
 
 
 def reconnect(args, prog: str, err: grpc.RpcError) -> Connection:

@@ -228,15 +228,7 @@ def run(args) -> int:
         except grpc.RpcError as e:
             feed.close()
             bar.close()
-            if e.code() not in common.RETRYABLE:
-                call.cancel()
-                conn.close()  # before exiting: gRPC's threads must not outlive their channel
-                return common.fail(PROG, common.describe_rpc_error(e))
-            conn.close()
-            try:
-                conn = common.reconnect(args, PROG, e)
-            except common.Unreachable as u:
-                return common.fail(PROG, str(u))
+            conn = common.reopen_after(e, call, conn, args, PROG)
             scan.errors.clear()
             scan.frames_answered = scan.regions = 0
         finally:

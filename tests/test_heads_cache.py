@@ -11,24 +11,7 @@ from daemon.cache import TokenCache, extract_to_cache, read_clip_labels, read_la
 from daemon.cli import main
 from daemon.errors import InputError
 from daemon.heads.toydata import write_toy_cache
-
-
-def _image_folder(root, n=2):
-    from PIL import Image
-
-    (root / "images").mkdir(parents=True)
-    (root / "labels").mkdir()
-    rng = np.random.default_rng(0)
-    for k in range(n):
-        rgb = np.empty((48, 64, 3), np.uint8)
-        lab = np.empty((48, 64), np.uint8)
-        rgb[:], lab[:] = (200, 200, 210), 1
-        rgb[24:], lab[24:] = (90, 60, 30), 2
-        rgb[8:32, 16 + 8 * k:40 + 8 * k], lab[8:32, 16 + 8 * k:40 + 8 * k] = (20, 150, 40), 5
-        rgb = np.clip(rgb + rng.normal(0, 4, rgb.shape), 0, 255).astype(np.uint8)
-        Image.fromarray(rgb).save(root / "images" / f"im{k}.png")
-        Image.fromarray(lab).save(root / "labels" / f"im{k}.png")
-    return root
+from support_heads import image_folder
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +22,7 @@ def lite():
 
 
 def test_extract_image_folder_cli(tmp_path):
-    src = _image_folder(tmp_path / "imgs")
+    src = image_folder(tmp_path / "imgs")
     assert main(["extract", str(src), "--out", str(tmp_path / "cache"), "--profile", "lite", "--patches"]) == 0
     cache = TokenCache.open(tmp_path / "cache")
     assert cache.versions["profile"] == "lite" and cache.versions["dim"] > 0
@@ -62,7 +45,7 @@ def test_extract_image_folder_cli(tmp_path):
 def test_cache_refuses_to_mix_extractors(tmp_path, lite):
     from daemon.config import build_extractor
 
-    src = _image_folder(tmp_path / "imgs", n=1)
+    src = image_folder(tmp_path / "imgs", n=1)
     extract_to_cache([src], tmp_path / "cache", lite, show_progress=False)
     other = build_extractor("lite", pooling="max")
     with pytest.raises(InputError, match="another extractor.*pooling"):

@@ -9,24 +9,7 @@ import pytest
 
 from daemon.heads.registry import create_head, save_head
 from daemon.heads.serving import ActivityScorer, SceneLabeler, load_serving_heads
-
-
-def _image_folder(root, n=3):
-    from PIL import Image
-
-    (root / "images").mkdir(parents=True)
-    (root / "labels").mkdir()
-    rng = np.random.default_rng(0)
-    for k in range(n):
-        rgb = np.empty((48, 64, 3), np.uint8)
-        lab = np.empty((48, 64), np.uint8)
-        rgb[:], lab[:] = (200, 200, 210), 1
-        rgb[24:], lab[24:] = (90, 60, 30), 2
-        rgb[8:32, 16 + 8 * k:40 + 8 * k], lab[8:32, 16 + 8 * k:40 + 8 * k] = (20, 150, 40), 5
-        rgb = np.clip(rgb + rng.normal(0, 4, rgb.shape), 0, 255).astype(np.uint8)
-        Image.fromarray(rgb).save(root / "images" / f"im{k}.png")
-        Image.fromarray(lab).save(root / "labels" / f"im{k}.png")
-    return root
+from support_heads import image_folder
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +27,7 @@ def heads_dir(tmp_path_factory, lite):
     from daemon.heads.train import TrainConfig
 
     root = tmp_path_factory.mktemp("serving")
-    src = _image_folder(root / "imgs")
+    src = image_folder(root / "imgs", n=3)
     extract_to_cache([src], root / "cache", lite, show_progress=False)
     cfg = TrainConfig(epochs=3, warmup=2)
     train_on_cache("segment", root / "cache", root / "heads" / "segment", head="region-linear",
