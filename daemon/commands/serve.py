@@ -46,7 +46,7 @@ def register(sub) -> None:
                         "RESOURCE_EXHAUSTED when it stays full")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="threads running the models")
     p.add_argument("--torch-threads", type=int, default=None, metavar="N",
-                   help="torch intra-op threads (default: torch's, all cores); 1 suits --workers > 1 on a small CPU")
+                   help="torch intra-op threads (default: 1 for lite, whose ops are too small to split; all cores for network backbones); 1 suits --workers > 1 on a small CPU")
     p.add_argument("--unary-wait", type=float, default=0.5, metavar="S",
                    help="seconds a unary call waits for room in a full queue")
     p.add_argument("--window-step", type=int, default=4, metavar="K",

@@ -53,7 +53,7 @@ class ServeConfig:
     max_message_mb  largest request or reply message
     queue           work-queue capacity (jobs waiting)
     workers         threads running the models, each with its own extractor
-    torch_threads   torch intra-op threads (None: torch's default, all cores); with several
+    torch_threads   torch intra-op threads (None: 1 for lite, all cores for network backbones); with several
                     workers on a small CPU, 1 avoids threads spinning against each other
     max_batch       extraction jobs batched together (extractors with extract_batch)
     unary_wait      seconds a unary call waits for room in a full queue before RESOURCE_EXHAUSTED
@@ -131,10 +131,6 @@ class RegionServer:
                  search=None, announce=None):
         config.check()
         self.config = config
-        if config.torch_threads:
-            import torch
-
-            torch.set_num_threads(config.torch_threads)
         notes = []
         extractors = [extractor] * config.workers  # given (tests): shared by the workers
         if extractor is None:
@@ -147,6 +143,15 @@ class RegionServer:
             extractors = [extractor] + [build_extractor(extractor.profile, config.weights, announce=lambda m: None)
                                         for _ in range(config.workers - 1)]
         self.extractor = extractor
+        threads = config.torch_threads
+        if threads is None and not getattr(extractor, "can_batch", True):
+            # lite's tensor ops are too small to split: pooling takes 4 ms on one thread and
+            # 12 ms on two (bench/regions.py); a network backbone keeps all cores
+            threads = 1
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
         self._extractors = list({id(e): e for e in extractors}.values())
         self.heads = heads if heads is not None else load_heads(config.heads, extractor)
         self.metrics = Metrics.create()
