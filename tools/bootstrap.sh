@@ -20,7 +20,11 @@ if [ ${#apt_pkgs[@]} -gt 0 ]; then
 fi
 
 [ -x "$PY" ] || python3 -m venv "$VENV"
-pip() { "$PY" -m pip --disable-pip-version-check -q "$@"; }
+# This machine's pip config lists local indexes that may be absent; drop its noise, keep errors.
+pip() {
+  "$PY" -m pip --disable-pip-version-check -q "$@" 2>&1 | { grep -v '^WARNING: Location' || true; }
+  return "${PIPESTATUS[0]}"
+}
 
 # torch first, pinned: segment-anything imports torchvision, and an unpinned
 # resolve would pull a different build.
