@@ -8,6 +8,7 @@ SCENE is a ScanNet .sens file, a ScanNet exported folder, a 7-Scenes-style folde
 synthetic:SEED. Writes into --out:
     overlays/NNNNNN.png         regions drawn over each frame
     labels/<scene>_NNNNNN.png   8-bit NYU40 label maps (ScanNet benchmark layout; scene head)
+    labels_color/NNNNNN.png     the same labels as a colour picture (one colour per NYU40 class)
     scene.ply                   the fused (labelled) point cloud, binary PLY
     summary.json                what the daemon reported, plus timings (and mIoU)
 When the daemon labels the frames and the scene has ground truth (ScanNet label-filt/,
@@ -135,9 +136,18 @@ class Scan:
             self.drawn.add(idx)
 
     def _write_labels(self, idx: int, png: bytes) -> None:
+        import cv2
+        import numpy as np
+
+        from scenes.viz import colorize_labels, save_png
+
         d = self.out / "labels"
         d.mkdir(parents=True, exist_ok=True)
         (d / f"{self.scene_id}_{idx:06d}.png").write_bytes(png)
+        # the benchmark PNG holds raw ids (near black to the eye): a picture to look at beside it
+        labels = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+        if labels is not None:
+            save_png(self.out / "labels_color" / f"{idx:06d}.png", colorize_labels(labels))
         if idx in self.truth:
             self.pred[idx] = _benchmark_640(common.decode_png(png))
 
