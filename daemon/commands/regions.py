@@ -76,7 +76,7 @@ def read_image(path) -> np.ndarray:
                 im = im.convert("RGBA" if "A" in im.mode or "transparency" in im.info else "RGB")
             return np.asarray(im)
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
-        raise InputError("image", f"{path}: cannot read as an image ({e.__class__.__name__}: {e})") from None
+        raise InputError("image", f"cannot read as an image ({e.__class__.__name__}: {e})") from None
 
 
 def process_image(extractor, rgb, name: str, out_dir: Path, features: bool = True) -> ImageResult:
