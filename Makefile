@@ -18,8 +18,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# The quick benchmarks (a few minutes); each prints its ratio against a baseline run alongside.
+# Longer ones: bench/search.py (1M regions, ~7 min) and bench/heads_experiments.py (see its --help).
 bench: $(STAMP)
-	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	for b in bench/regions.py bench/pooling.py bench/stream.py bench/tokens.py; do \
+	  echo "== $$b"; $(PY) $$b || exit 1; done
+	echo "== bench/load.py"; $(PY) bench/load.py --seconds 20
 
 clean:
 	rm -rf out .pytest_cache
