@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import subprocess
 import sys
 import tempfile
 import threading
@@ -83,19 +81,14 @@ def path_costs(ex, frames, encoding: str) -> tuple[float, float]:
 
 
 def start_daemon(tmp: Path, threads: int, workers: int):
-    log = tmp / f"daemon-{workers}.log"
-    proc = subprocess.Popen([sys.executable, "-m", "daemon", "serve", "--listen", "127.0.0.1:0", "--profile", "lite",
-                             "--data-dir", str(tmp / "data"), "--no-index", "--log-level", "WARNING",
-                             "--workers", str(workers), "--torch-threads", str(threads)],
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=REPO)
-    for _ in range(1200):
-        m = re.search(r"on (\S+) \(profile", log.read_text())
-        if m:
-            return proc, m.group(1)
-        if proc.poll() is not None:
-            raise SystemExit(f"daemon failed to start:\n{log.read_text()}")
-        time.sleep(0.1)
-    raise SystemExit("daemon did not start")
+    from daemon.commands.serve import spawn_daemon
+
+    try:
+        return spawn_daemon(["--listen", "127.0.0.1:0", "--profile", "lite", "--data-dir", tmp / "data", "--no-index",
+                             "--log-level", "WARNING", "--workers", workers, "--torch-threads", threads],
+                            tmp / f"daemon-{workers}.log", timeout=120)
+    except RuntimeError as e:
+        raise SystemExit(f"bench/stream: {e}") from None
 
 
 class DaemonClient:

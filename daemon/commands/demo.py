@@ -86,28 +86,12 @@ def run(args) -> int:
 def start_daemon(out_dir: Path, profile: str, weights=None, heads=None, timeout: float = 180.0):
     """`regiond serve` on a free loopback port; returns (process, address). Its log goes to
     out_dir/daemon.log."""
-    import re
-    import subprocess
-    import sys
-    import time
+    from .serve import spawn_daemon
 
-    log_path = out_dir / "daemon.log"
-    cmd = [sys.executable, "-m", "daemon", "serve", "--listen", "127.0.0.1:0", "--profile", profile,
-           "--data-dir", str(out_dir / "daemon-data"), "--grace", "5"]
-    cmd += ["--weights", str(weights)] if weights else []
-    cmd += ["--heads", str(heads)] if heads else []
-    log = open(log_path, "w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        m = re.search(r"serving regions\.v1\.RegionService on (\S+)", log_path.read_text())
-        if m:
-            return proc, m.group(1)
-        if proc.poll() is not None:
-            raise RuntimeError(f"the daemon exited with status {proc.returncode}; see {log_path}")
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"the daemon did not start within {timeout:g} s; see {log_path}")
+    args = ["--listen", "127.0.0.1:0", "--profile", profile, "--data-dir", out_dir / "daemon-data", "--grace", "5"]
+    args += ["--weights", weights] if weights else []
+    args += ["--heads", heads] if heads else []
+    return spawn_daemon(args, out_dir / "daemon.log", timeout)
 
 
 def stop_daemon(proc) -> int:

@@ -8,6 +8,8 @@ from pathlib import Path
 from ..service.server import DEFAULT_LISTEN
 
 TOKEN_ENV = "REGIOND_TOKEN"
+# The line `regiond serve` prints once it accepts calls; spawn_daemon waits for it.
+READY_PREFIX = "regiond: serving regions.v1.RegionService on "
 
 
 def register(sub) -> None:
@@ -98,9 +100,34 @@ def run(args) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     extra = f", metrics on :{server.metrics_port}/metrics" if server.metrics_port else ""
-    print(f"regiond: serving regions.v1.RegionService on {server.address} "
+    print(f"{READY_PREFIX}{server.address} "
           f"(profile {server.extractor.profile}{extra})", file=sys.stderr, flush=True)
     while not stop.wait(0.5):
         pass
     server.stop()
     return 0
+
+
+def spawn_daemon(serve_args: list[str], log_path: Path, timeout: float = 180.0):
+    """`regiond serve SERVE_ARGS` in a child process, its output in log_path; returns
+    (process, address) once it serves. Pass `--listen 127.0.0.1:0` for a free port: the
+    address comes from the ready line. RuntimeError when it exits or times out first."""
+    import re
+    import subprocess
+    import sys
+    import time
+
+    log = open(log_path, "w")
+    proc = subprocess.Popen([sys.executable, "-m", "daemon", "serve", *map(str, serve_args)],
+                            stdout=log, stderr=subprocess.STDOUT, text=True)
+    ready = re.compile(re.escape(READY_PREFIX) + r"(\S+)")
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        m = ready.search(log_path.read_text())
+        if m:
+            return proc, m.group(1)
+        if proc.poll() is not None:
+            raise RuntimeError(f"the daemon exited with status {proc.returncode}; see {log_path}")
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"the daemon did not start within {timeout:g} s; see {log_path}")
