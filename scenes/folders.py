@@ -49,8 +49,9 @@ def read_color(path: Path) -> np.ndarray:
     return np.ascontiguousarray(img[:, :, ::-1])
 
 
-def read_depth(path: Path, depth_shift: float, invalid: tuple[int, ...] = ()) -> np.ndarray:
-    """16-bit depth PNG → float32 metres (value / depth_shift); 0 and `invalid` values → 0."""
+def read_depth(path: Path, depth_shift: float, invalid: tuple[int, ...] = (), camera: Camera | None = None) -> np.ndarray:
+    """16-bit depth PNG → float32 metres (value / depth_shift); 0 and `invalid` values → 0.
+    With `camera` (the sequence's, set by its first frame) a depth of another size is an error."""
     import cv2
 
     d = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
@@ -58,6 +59,9 @@ def read_depth(path: Path, depth_shift: float, invalid: tuple[int, ...] = ()) ->
         raise SourceError(f"{path}: depth image does not decode")
     if d.ndim != 2 or d.dtype != np.uint16:
         raise SourceError(f"{path}: depth must be a single-channel 16-bit PNG, got {d.dtype} {d.shape}")
+    if camera is not None and d.shape != (camera.height, camera.width):
+        raise SourceError(f"{path}: depth is {d.shape[1]}×{d.shape[0]}, "
+                          f"the first frame's was {camera.width}×{camera.height}")
     out = d.astype(np.float32) / np.float32(depth_shift)
     for v in invalid:
         out[d == v] = 0.0
@@ -172,10 +176,7 @@ class ScanNetFolderSource(Source):
         cam = self.camera
         for i in indices:
             n = self.numbers[i]
-            depth = read_depth(self.depths[n], self.depth_shift)
-            if depth.shape != (cam.height, cam.width):
-                raise SourceError(f"{self.depths[n]}: depth is {depth.shape[1]}×{depth.shape[0]}, "
-                                  f"frame 0 was {cam.width}×{cam.height}")
+            depth = read_depth(self.depths[n], self.depth_shift, camera=cam)
             pose_path = self.root / "pose" / f"{n}.txt"
             pose = read_pose(pose_path) if pose_path.is_file() else None
             labels = None
@@ -255,10 +256,7 @@ class SevenScenesSource(Source):
         cam = self.camera
         for i in indices:
             n = self.numbers[i]
-            depth = read_depth(self.depths[n], self.depth_shift, invalid=(SEVEN_SCENES_INVALID,))
-            if depth.shape != (cam.height, cam.width):
-                raise SourceError(f"{self.depths[n]}: depth is {depth.shape[1]}×{depth.shape[0]}, "
-                                  f"the first frame's was {cam.width}×{cam.height}")
+            depth = read_depth(self.depths[n], self.depth_shift, invalid=(SEVEN_SCENES_INVALID,), camera=cam)
             pose = read_pose(self.poses[n]) if n in self.poses else None
             f = Frame(rgb=read_color(self.colors[n]), pose=pose, index=n, time=n / NOMINAL_FPS,
                       meta={"source": self.spec, "frame": n})
