@@ -97,7 +97,7 @@ def scenes(exp: Path, out: Path, seed: int, dim: int) -> list[dict]:
 
 def activity(exp: Path, out: Path, seed: int, dim: int, heads: int = 4, budget: float = 0.0, epochs: int = 80,
              which: tuple = ("regions", "patches")) -> list[dict]:
-    from daemon.cache import TokenCache
+    from daemon.extraction.cache import TokenCache
     from daemon.heads.demo import SYNTHETIC_CLIP_SYMMETRIES
     from daemon.heads.jobs import evaluate_on_cache, train_on_cache
     from daemon.heads.train import TrainConfig

@@ -58,7 +58,7 @@ def time_extractor(extractor, rgb: np.ndarray, repeats: int, warmup: int = 1) ->
 def time_slic(rgb: np.ndarray, repeats: int) -> dict[str, float]:
     import fast_slic
 
-    from daemon.regions.slic import SlicConfig
+    from daemon.masks.slic import SlicConfig
 
     c = SlicConfig()
     out = {}
@@ -98,7 +98,7 @@ def main() -> None:
 
     import torch
 
-    from daemon.config import build_extractor
+    from daemon.extraction.profiles import build_extractor
 
     torch.set_num_threads(args.threads)
     rgb = photo_640x480(args.photo)

@@ -132,7 +132,7 @@ def main() -> int:
     frames = make_frames(args.frames, w, h)
     import torch
 
-    from daemon.config import build_extractor
+    from daemon.extraction.profiles import build_extractor
 
     torch.set_num_threads(args.threads)
     ex = build_extractor("lite", announce=lambda m: None)

@@ -46,9 +46,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
 
-    from daemon.config import build_extractor
+    from daemon.extraction.profiles import build_extractor
     from daemon.heads.batch import collate, limit_tokens, tokens_from_regions
-    from daemon.heads.patches import patch_regions
+    from daemon.features.patches import patch_regions
     from daemon.heads.registry import create_head
     from scenes.synthetic.clips import ACTIVITY_CLASSES, render_clip
 

@@ -258,12 +258,12 @@ def video_frame_pb(frame, encoding: str = "jpeg", **fields) -> pb.VideoFrame:
 
 # --- messages → arrays ----------------------------------------------------------------------
 
-_SOURCE_CODE = {pb.SOURCE_SAM: 0, pb.SOURCE_SLIC: 1}  # scenes.viz source codes
+_SOURCE_CODE = {pb.SOURCE_SAM: 0, pb.SOURCE_SLIC: 1}  # core.regionset source codes
 
 
 def region_masks(rs: pb.RegionSet) -> np.ndarray:
     """N×H×W bool masks of a RegionSet message (regions without masks are empty)."""
-    from scenes.viz import masks_from_rle
+    from core.viz import masks_from_rle
 
     counts = [list(r.mask.counts) if r.mask.counts else [rs.height * rs.width] for r in rs.regions]
     return masks_from_rle(counts, rs.height, rs.width)

@@ -129,7 +129,7 @@ class Scan:
         if u.label_map_png:
             self._write_labels(idx, u.label_map_png)
         if not self.args.no_overlays and rgb is not None and idx not in self.drawn:
-            from scenes.viz import overlay_regions, save_png
+            from core.viz import overlay_regions, save_png
 
             save_png(self.out / "overlays" / f"{idx:06d}.png",
                      overlay_regions(rgb, common.region_masks(u.regions), common.region_sources(u.regions)))
@@ -139,7 +139,7 @@ class Scan:
         import cv2
         import numpy as np
 
-        from scenes.viz import colorize_labels, save_png
+        from core.viz import colorize_labels, save_png
 
         d = self.out / "labels"
         d.mkdir(parents=True, exist_ok=True)
@@ -163,7 +163,7 @@ def miou_scores(truths, preds) -> dict:
     truth and the predictions have no IoU and are left out of the mean."""
     import numpy as np
 
-    from scenes import BENCHMARK_NAMES
+    from core.labels import BENCHMARK_NAMES
 
     n = len(BENCHMARK_NAMES)
     conf = np.zeros((n, n + 1), np.int64)  # truth × prediction (last column: not a class)
@@ -186,7 +186,7 @@ def _benchmark_640(labels):
     import cv2
     import numpy as np
 
-    from scenes import nyu40_to_benchmark
+    from core.labels import nyu40_to_benchmark
 
     a = np.asarray(labels)
     if a.shape != (480, 640):

@@ -168,7 +168,7 @@ def run_query(args, conn) -> int:
 
 
 def draw_outlines(rgb: np.ndarray, masks: list[np.ndarray], width: int = 2) -> np.ndarray:
-    from scenes.viz import outline
+    from core.viz import outline
 
     out = rgb.copy()
     for i, m in enumerate(masks):
@@ -186,7 +186,7 @@ def png_data_uri(rgb: np.ndarray) -> str:
 
 def hit_picture(h) -> np.ndarray:
     """The hit's image (from its metadata path, when readable here) with its regions outlined."""
-    from scenes.viz import masks_from_rle
+    from core.viz import masks_from_rle
 
     path = Path(h.metadata.get("path", ""))
     rgb = None
@@ -202,7 +202,7 @@ def hit_picture(h) -> np.ndarray:
 
 
 def write_html(path: Path, args, resp) -> None:
-    from scenes.viz import outline
+    from core.viz import outline
 
     query = read_rgb(args.image)
     if args.mask is not None:

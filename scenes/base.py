@@ -1,6 +1,6 @@
 """What every frame source shares: sampling options, resampling, the Source interface.
 
-A Source yields `daemon.frames.Frame`s one at a time (reading each from disk, a decoder or a
+A Source yields `core.frames.Frame`s one at a time (reading each from disk, a decoder or a
 renderer when it is asked for), so a scene of any length streams in constant memory.
 """
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Iterator
 
 import numpy as np
 
-from daemon.errors import InputError
-from daemon.frames import Frame
+from core.errors import InputError
+from core.frames import Frame
 
 
 class SourceError(InputError):

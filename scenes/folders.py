@@ -8,8 +8,8 @@ from typing import Iterator
 
 import numpy as np
 
-from daemon.errors import InputError
-from daemon.frames import Camera, Frame, check_pose
+from core.errors import InputError
+from core.frames import Camera, Frame, check_pose
 
 from .base import Sampling, Source, SourceError, align_to_depth, resample
 from .labels import LabelTable, load_scannet_labels

@@ -1,4 +1,4 @@
-"""Label spaces: ScanNet raw label ids → NYU40 → the 20 ScanNet benchmark classes.
+"""ScanNet's label table: raw label ids → NYU40 (the tables themselves are core.labels).
 
 ScanNet's `scannetv2-labels.combined.tsv` maps raw ids (column `id`) to NYU40 (column
 `nyu40id`). A few ids appear on several rows with different NYU40 ids; ScanNet's own tools
@@ -12,23 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.errors import InputError
+from core.errors import InputError
+from core.labels import NUM_NYU40
 
 from .base import SourceError
-
-NYU40_NAMES = (
-    "unlabelled", "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window",
-    "bookshelf", "picture", "counter", "blinds", "desk", "shelves", "curtain", "dresser", "pillow",
-    "mirror", "floor mat", "clothes", "ceiling", "books", "refrigerator", "television", "paper",
-    "towel", "shower curtain", "box", "whiteboard", "person", "night stand", "toilet", "sink",
-    "lamp", "bathtub", "bag", "otherstructure", "otherfurniture", "otherprop",
-)
-NUM_NYU40 = 40  # ids 1..40; 0 = unlabelled
-
-# ScanNet's 20-class benchmark, as NYU40 ids, in benchmark order.
-BENCHMARK_NYU40 = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 16, 24, 28, 33, 34, 36, 39)
-BENCHMARK_NAMES = tuple(NYU40_NAMES[i] for i in BENCHMARK_NYU40)
-IGNORE = 255  # benchmark label of pixels outside the 20 classes
 
 
 @dataclass(frozen=True)
@@ -81,19 +68,3 @@ def load_scannet_labels(path) -> LabelTable:
     if not mapping:
         raise SourceError(f"{path}: no rows")
     return LabelTable(mapping, str(path))
-
-
-def nyu40_to_benchmark(nyu40, ignore: int = IGNORE) -> np.ndarray:
-    """NYU40 id image → benchmark class index 0..19 (uint8); every other id → `ignore`."""
-    lut = np.full(256, ignore, np.uint8)
-    for k, nyu in enumerate(BENCHMARK_NYU40):
-        lut[nyu] = k
-    a = np.asarray(nyu40)
-    if not np.issubdtype(a.dtype, np.integer):
-        raise InputError("labels", f"expected an integer label image, got {a.dtype}")
-    a = a.astype(np.int64)
-    out = np.full(a.shape, ignore, np.uint8)
-    ok = (a >= 0) & (a < 256)
-    out[ok] = lut[a[ok]]
-    return out
-

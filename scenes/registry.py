@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from daemon.errors import InputError
+from core.errors import InputError
 
 from .base import Sampling, Source, SourceError
 

@@ -22,8 +22,8 @@ from typing import Iterator
 
 import numpy as np
 
-from daemon.errors import InputError
-from daemon.frames import Camera, Frame, as_rgb8, check_pose
+from core.errors import InputError
+from core.frames import Camera, Frame, as_rgb8, check_pose
 
 from .base import Sampling, Source, SourceError
 

@@ -6,7 +6,7 @@ from typing import Iterator
 
 import numpy as np
 
-from daemon.frames import Frame
+from core.frames import Frame
 
 from .base import Sampling, Source, SourceError
 

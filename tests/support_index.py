@@ -12,7 +12,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from daemon.tokens import RegionSet  # noqa: E402
+from core.regionset import RegionSet  # noqa: E402
 
 DIM = 16
 H, W = 24, 32

@@ -78,7 +78,7 @@ def lite_extractor():
     """The lite profile's Extractor (SLIC + classic features), built once per test process."""
     global _LITE
     if _LITE is None:
-        from daemon.config import build_extractor
+        from daemon.extraction.profiles import build_extractor
 
         _LITE = build_extractor("lite")
     return _LITE

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from daemon.errors import InputError
+from core.errors import InputError
 from daemon.features import BACKBONES, build_backbone
 from daemon.features.classic import AB_BINS, CLASSIC_DIM, ORIENTATION_BINS
 from daemon.features.pooling import pool_masks

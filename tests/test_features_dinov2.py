@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from daemon.errors import InputError, MissingWeightsError
+from core.errors import InputError, MissingWeightsError
 from daemon.features import BACKBONES, CHECKPOINT_FILES, build_backbone
 from daemon.features.dinov2 import (
     IMAGENET_MEAN, IMAGENET_STD, create_vit, interpolate_patch_pos_embed, read_state_dict,

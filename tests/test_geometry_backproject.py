@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from daemon.errors import InputError
-from daemon.frames import Camera
+from core.errors import InputError
+from core.frames import Camera
 from daemon.geometry import backproject, project, valid_depth
 
 import scenes

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from daemon.errors import InputError
+from core.errors import InputError
 from daemon.geometry import (box_positions, embed_2d, embed_3d, embed_time, fourier_features, fourier_periods,
                              scene_origin)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from daemon.errors import InputError
-from daemon.frames import Camera, Frame
+from core.errors import InputError
+from core.frames import Camera, Frame
 from daemon.geometry import VoxelFusion, backproject, fuse_frames, read_ply, write_ply
 from daemon.geometry.fusion import PointCloud
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from daemon.errors import InputError
-from daemon.frames import Camera
+from core.errors import InputError
+from core.frames import Camera
 from daemon.geometry import backproject, region_geometry
 
 CAM = Camera(100.0, 100.0, 9.5, 7.5, 20, 16)

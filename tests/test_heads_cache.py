@@ -7,16 +7,19 @@ import json
 import numpy as np
 import pytest
 
-from daemon.cache import TokenCache, extract_to_cache, read_clip_labels, read_label_png
+from daemon.extraction.cache import TokenCache
+from daemon.extraction.jobs import extract_to_cache
+from scenes.collections import read_clip_labels
+from core.labels import read_label_png
 from daemon.cli import main
-from daemon.errors import InputError
-from daemon.heads.toydata import write_toy_cache
+from core.errors import InputError
+from support_toydata import write_toy_cache
 from support_heads import image_folder
 
 
 @pytest.fixture(scope="module")
 def lite():
-    from daemon.config import build_extractor
+    from daemon.extraction.profiles import build_extractor
 
     return build_extractor("lite")
 
@@ -43,7 +46,7 @@ def test_extract_image_folder_cli(tmp_path):
 
 
 def test_cache_refuses_to_mix_extractors(tmp_path, lite):
-    from daemon.config import build_extractor
+    from daemon.extraction.profiles import build_extractor
 
     src = image_folder(tmp_path / "imgs", n=1)
     extract_to_cache([src], tmp_path / "cache", lite, show_progress=False)
@@ -60,7 +63,7 @@ def test_cache_refuses_to_mix_extractors(tmp_path, lite):
 
 
 def lite_versions(extractor):
-    from daemon.cache import extractor_versions
+    from daemon.extraction.cache import extractor_versions
 
     return extractor_versions(extractor)
 
@@ -90,7 +93,7 @@ def test_extract_clip_folder(tmp_path, lite):
 
 
 def test_label_png_round_trip(tmp_path):
-    from daemon.cache import write_label_png
+    from core.labels import write_label_png
 
     a = np.array([[0, 1], [40, 255]])
     assert (read_label_png(write_label_png(tmp_path / "a.png", a)) == a).all()

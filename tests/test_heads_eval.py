@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from daemon.heads.labels import UNLABELLED, pixel_labels, pixel_probabilities, region_labels
+from core.labels import UNLABELLED
+from daemon.heads.labels import pixel_labels, pixel_probabilities
+from core.regionset import region_labels
 from daemon.heads.metrics import SCANNET20, Confusion, Protocol, evaluate_label_map, resize_nearest, topk_accuracy
-from daemon.tokens import RegionSet
+from core.regionset import RegionSet
 
 
 def _regions(*masks):
@@ -108,7 +110,7 @@ def test_confusion_png(tmp_path):
 
 
 def test_evaluate_label_folder_against_a_synthetic_room(tmp_path):
-    from daemon.cache import write_label_png
+    from core.labels import write_label_png
     from daemon.heads.jobs import evaluate_label_folder
     from scenes import open_source
 

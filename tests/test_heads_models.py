@@ -9,7 +9,7 @@ import torch
 
 from daemon.heads.batch import collate, limit_tokens, tokens_from_regions
 from daemon.heads.registry import create_head, list_heads, load_head, save_head
-from daemon.heads.toydata import TOY_CLASSES, TOY_DIM, TOY_MOTIONS, toy_clip, toy_frame
+from support_toydata import TOY_CLASSES, TOY_DIM, TOY_MOTIONS, toy_clip, toy_frame
 from daemon.heads.train import ActivityTask, area_weighted_ce
 
 SMALL = {"dim": 32, "heads": 4}
@@ -117,7 +117,7 @@ def test_loss_weights_regions_by_area():
 
 
 def test_activity_task_pads_to_400(tmp_path):
-    from daemon.heads.toydata import write_toy_cache
+    from support_toydata import write_toy_cache
 
     cache = write_toy_cache(tmp_path / "c", scenes=0, clips_per_class=1)
     task = ActivityTask(cache, cache.of_kind("clip"), {m: k for k, m in enumerate(TOY_MOTIONS)})

@@ -14,7 +14,7 @@ from support_heads import image_folder
 
 @pytest.fixture(scope="module")
 def lite():
-    from daemon.config import build_extractor
+    from daemon.extraction.profiles import build_extractor
 
     return build_extractor("lite")
 
@@ -22,7 +22,8 @@ def lite():
 @pytest.fixture(scope="module")
 def heads_dir(tmp_path_factory, lite):
     """segment/ and scene/ trained briefly on lite tokens; activity/ initialised for lite tokens."""
-    from daemon.cache import extract_to_cache, extractor_versions
+    from daemon.extraction.jobs import extract_to_cache
+    from daemon.extraction.cache import extractor_versions
     from daemon.heads.jobs import train_on_cache
     from daemon.heads.train import TrainConfig
 
@@ -49,7 +50,7 @@ def heads_dir(tmp_path_factory, lite):
 def _frames(n=3):
     from PIL import Image
 
-    from daemon.frames import Frame
+    from core.frames import Frame
 
     rng = np.random.default_rng(1)
     out = []

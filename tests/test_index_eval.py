@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from daemon import rle
+from core import rle
 from daemon.index.collection import load_coco, make_synthetic_collection
 from daemon.index.evaluation import average_precision, evaluate_retrieval, precision_at
 
@@ -42,7 +42,7 @@ def test_coco_reader_takes_polygons_and_both_rle_forms(tmp_path):
 
 
 def test_region_ranking_beats_whole_image_on_synthetic_collection(tmp_path):
-    from daemon.config import build_extractor
+    from daemon.extraction.profiles import build_extractor
 
     make_synthetic_collection(tmp_path / "coll", 30, seed=11, size=(120, 120))
     collection = load_coco(tmp_path / "coll")

@@ -2,12 +2,12 @@
 import numpy as np
 import pytest
 
-from daemon.config import build_extractor
-from daemon.errors import InputError
+from daemon.extraction.profiles import build_extractor
+from core.errors import InputError
 from daemon.features import build_backbone
-from daemon.frames import Frame
-from daemon.pipeline import Extractor
-from daemon.regions import build_masker
+from core.frames import Frame
+from daemon.extraction.extractor import Extractor
+from daemon.masks import build_masker
 
 
 def _photo(h, w, seed):

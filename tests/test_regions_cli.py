@@ -13,8 +13,8 @@ from PIL import Image
 from skimage import data
 
 from daemon.cli import main
-from daemon.tokens import SOURCE_SAM, SOURCE_SLIC, RegionSet
-from scenes.viz import overlay_regions
+from core.regionset import RegionSet, SOURCE_SAM, SOURCE_SLIC
+from core.viz import overlay_regions
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -80,7 +80,7 @@ def test_regions_auto_falls_back_to_lite_and_says_so(tmp_path, images, capsys, m
 def fake_weights(tmp_path_factory) -> Path:
     """Tiny random checkpoints saved under official names, in the official layouts."""
     from daemon.features.dinov2 import create_vit, save_official_checkpoint
-    from daemon.regions.sam import build_sam_model, save_sam_checkpoint
+    from daemon.masks.sam import build_sam_model, save_sam_checkpoint
 
     d = tmp_path_factory.mktemp("weights")
     save_sam_checkpoint(build_sam_model("tiny"), d / "sam_vit_b_01ec64.pth")

@@ -6,10 +6,9 @@ import pytest
 import torch
 from skimage import data
 
-from daemon.config import (CHECKPOINTS, DEFAULT_WEIGHTS_DIR, PROFILES, WEIGHTS_ENV, build_extractor,
-                           find_weights, resolve_profile, resolve_weights_dir)
-from daemon.errors import MissingWeightsError
-from daemon.tokens import SOURCE_SAM, SOURCE_SLIC
+from daemon.extraction.profiles import CHECKPOINTS, DEFAULT_WEIGHTS_DIR, PROFILES, WEIGHTS_ENV, build_extractor, find_weights, resolve_profile, resolve_weights_dir
+from core.errors import MissingWeightsError
+from core.regionset import SOURCE_SAM, SOURCE_SLIC
 
 OPEN_SAM = dict(points_per_side=2, points_per_batch=16, pred_iou_thresh=0.0, stability_score_thresh=0.0)
 
@@ -112,7 +111,7 @@ def test_tiny_extractor_runs_the_balanced_code_path(tmp_path, photo):
 
 
 def test_extractor_from_a_saved_tiny_sam_checkpoint(tmp_path, photo):
-    from daemon.regions.sam import build_sam_model, save_sam_checkpoint
+    from daemon.masks.sam import build_sam_model, save_sam_checkpoint
 
     path = save_sam_checkpoint(build_sam_model("tiny", seed=7), tmp_path / "tiny_sam.pth")
     a = build_extractor("tiny", sam_checkpoint=path, seed=0)
@@ -125,7 +124,7 @@ def test_extractor_from_a_saved_tiny_sam_checkpoint(tmp_path, photo):
 
 
 def test_max_pixels_reaches_extractor_and_masker(photo):
-    from daemon.errors import InputError
+    from core.errors import InputError
 
     ex = build_extractor("lite", max_pixels=100 * 100)
     assert ex.max_pixels == 100 * 100 and ex.masker.max_pixels == 100 * 100

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from skimage import data
 
-from daemon.errors import InputError
-from daemon.regions import MIN_PIECE_PIXELS, MaskerSpec, build_masker
-from daemon.regions.base import SOURCE_SAM, SOURCE_SLIC, MaskProposals
-from daemon.regions.cover import SamSlicCover, cover
-from daemon.regions.slic import SlicConfig, SlicMasker
+from core.errors import InputError
+from daemon.masks import MIN_PIECE_PIXELS, MaskerSpec, build_masker
+from daemon.masks.base import MaskProposals, SOURCE_SAM, SOURCE_SLIC
+from daemon.masks.cover import SamSlicCover, cover
+from daemon.masks.slic import SlicConfig, SlicMasker
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from daemon import rle
-from daemon.tokens import SOURCE_SAM, SOURCE_SLIC, RegionSet
-from scenes.viz import masks_from_rle
+from core import rle
+from core.regionset import RegionSet, SOURCE_SAM, SOURCE_SLIC
+from core.viz import masks_from_rle
 
 
 def _masks(rng) -> list[np.ndarray]:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import scenes
-from daemon.errors import InputError
-from daemon.frames import Camera
+from core.errors import InputError
+from core.frames import Camera
 
 
 def test_sevenscenes_frames(sevenscenes_dir):

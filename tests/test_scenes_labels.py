@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 import scenes
-from daemon.errors import InputError
-from scenes.labels import BENCHMARK_NYU40, IGNORE, NYU40_NAMES, load_scannet_labels, nyu40_to_benchmark
+from core.errors import InputError
+from core.labels import BENCHMARK_NAMES, BENCHMARK_NYU40, IGNORE, NYU40_NAMES, nyu40_to_benchmark
+from scenes.labels import load_scannet_labels
 
 
 def test_real_table_last_row_wins(scannet_labels_tsv):
@@ -22,7 +23,7 @@ def test_benchmark_mapping():
     assert len(BENCHMARK_NYU40) == 20 and NYU40_NAMES[22] == "ceiling"
     nyu = np.array([1, 2, 39, 22, 0, 40, 14, 300])
     np.testing.assert_array_equal(nyu40_to_benchmark(nyu), [0, 1, 19, IGNORE, IGNORE, IGNORE, 12, IGNORE])
-    assert scenes.BENCHMARK_NAMES[12] == "desk"
+    assert BENCHMARK_NAMES[12] == "desk"
 
 
 def test_bad_tables(tmp_path):

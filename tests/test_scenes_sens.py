@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import scenes
-from daemon.errors import InputError
-from daemon.frames import Camera
+from core.errors import InputError
+from core.frames import Camera
 from scenes.sens import SensFile, SensWriter, write_sens
 
 W, H = 32, 24

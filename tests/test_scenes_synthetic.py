@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import scenes
-from daemon.errors import InputError
+from core.errors import InputError
 from daemon.geometry import backproject, project
 from scenes.synthetic import (ACTIVITY_CLASSES, SyntheticScene, make_room, read_labels_csv, render_clip, write_clips,
                               write_scene_folder, write_scene_sens)

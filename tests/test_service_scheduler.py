@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from support_service import lite_extractor, sample_image, wait_until
 
-from daemon.errors import InputError
-from daemon.pipeline import Extractor
+from core.errors import InputError
+from daemon.extraction.extractor import Extractor
 from daemon.service.scheduler import Cancelled, QueueFull, Scheduler, ShuttingDown
 
 

@@ -60,7 +60,7 @@ def write_summary(result, profile: str, out_dir: Path) -> Path:
 
 
 def run(args) -> int:
-    from ..config import build_extractor
+    from daemon.extraction.profiles import build_extractor
 
     out_dir = Path(args.out)
     extractor = build_extractor(args.profile, weights_dir=args.weights, device=args.device)

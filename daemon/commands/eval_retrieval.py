@@ -45,7 +45,7 @@ def run(args) -> int:
 
     import torch
 
-    from ..config import build_extractor
+    from daemon.extraction.profiles import build_extractor
     from ..index.collection import load_coco, make_synthetic_collection
     from ..index.evaluation import evaluate_retrieval
 

@@ -42,9 +42,10 @@ def register(sub) -> None:
 def run(args) -> int:
     import torch
 
-    from ..cache import detect_kind, extract_to_cache
-    from ..config import build_extractor
-    from ..errors import InputError
+    from scenes.collections import detect_kind
+    from daemon.extraction.jobs import extract_to_cache
+    from daemon.extraction.profiles import build_extractor
+    from core.errors import InputError
 
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
     kinds = {args.kind} if args.kind != "auto" else {detect_kind(Path(s)) for s in args.sources}

@@ -45,7 +45,7 @@ def inspect_checkpoint(path: Path) -> str:
 
 
 def run(args) -> int:
-    from ..config import CHECKPOINTS, PROFILES, find_weights, resolve_weights_dir
+    from daemon.extraction.profiles import CHECKPOINTS, PROFILES, find_weights, resolve_weights_dir
 
     wd = resolve_weights_dir(args.weights)
     found = find_weights(args.weights)

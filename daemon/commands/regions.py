@@ -66,7 +66,7 @@ def read_image(path) -> np.ndarray:
     """An image file as an array (any mode PIL reads); InputError when it cannot be read."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    from ..errors import InputError
+    from core.errors import InputError
 
     try:
         with Image.open(path) as im:
@@ -81,10 +81,10 @@ def read_image(path) -> np.ndarray:
 
 def process_image(extractor, rgb, name: str, out_dir: Path, features: bool = True) -> ImageResult:
     """Extract regions of one image, write its RegionSet and overlay, return the summary."""
-    from scenes.viz import overlay_regions, save_png
+    from core.viz import overlay_regions, save_png
 
-    from ..frames import as_rgb8
-    from ..tokens import SOURCE_SAM, SOURCE_SLIC
+    from core.frames import as_rgb8
+    from core.regionset import SOURCE_SAM, SOURCE_SLIC
 
     rgb = as_rgb8(rgb, max_pixels=extractor.max_pixels)
     regions = extractor.extract(rgb, features=features)
@@ -112,7 +112,7 @@ def _unique_names(paths: list[Path]) -> list[str]:
 def run(args) -> int:
     from tqdm import tqdm
 
-    from ..config import build_extractor
+    from daemon.extraction.profiles import build_extractor
 
     extractor = build_extractor(args.profile, weights_dir=args.weights, device=args.device)
     out_dir = Path(args.out)

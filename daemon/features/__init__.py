@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InputError
+from core.errors import InputError
 from .base import Backbone, FeatureGrid  # noqa: F401
 
 

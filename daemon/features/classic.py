@@ -23,7 +23,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from ..frames import as_rgb8
+from core.frames import as_rgb8
 from .base import FeatureGrid, cap_long_side, padding
 
 ORIENTATION_BINS = 9

@@ -33,8 +33,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import InputError, MissingWeightsError
-from ..frames import as_rgb8
+from core.errors import InputError, MissingWeightsError
+from core.frames import as_rgb8
 from .base import FeatureGrid, cap_long_side, padding
 
 PATCH = 14

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import InputError
+from core.errors import InputError
 from .base import FeatureGrid
 
 POOL_MODES = ("mean", "max")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InputError
-from ..frames import Camera, check_pose
+from core.errors import InputError
+from core.frames import Camera, camera_rays, check_pose
 
 DEFAULT_MAX_DEPTH = 10.0  # metres; farther readings are treated as invalid
 
@@ -34,15 +34,6 @@ def _checked(depth, camera: Camera) -> tuple[np.ndarray, Camera]:
         # The intrinsics describe another resolution of the same image: rescale them.
         camera = camera.scaled(w, h)
     return d.astype(np.float32, copy=False), camera
-
-
-def camera_rays(camera: Camera) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pixel (x/z, y/z) of the camera's image: two H×W float32 arrays."""
-    u = (np.arange(camera.width, dtype=np.float64) - camera.cx) / camera.fx
-    v = (np.arange(camera.height, dtype=np.float64) - camera.cy) / camera.fy
-    xs = np.broadcast_to(u[None, :], (camera.height, camera.width)).astype(np.float32)
-    ys = np.broadcast_to(v[:, None], (camera.height, camera.width)).astype(np.float32)
-    return xs, ys
 
 
 def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:

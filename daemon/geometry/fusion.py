@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from ..frames import Frame, check_pose
+from core.errors import InputError
+from core.frames import Frame, check_pose
 from .backproject import DEFAULT_MAX_DEPTH, backproject
 
 _BITS = 20                      # bits per axis in a voxel key: ±2^19 voxels around the origin

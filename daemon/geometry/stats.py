@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InputError
-from ..frames import Camera, check_pose
+from core.errors import InputError
+from core.frames import Camera, check_pose
 from .backproject import DEFAULT_MAX_DEPTH, backproject
 
 EXTENT_PERCENTILES = (10.0, 90.0)  # robust extent: the span between these percentiles, per axis

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..geometry.embeddings import embed_2d, embed_3d, embed_time, scene_origin
-from ..tokens import RegionSet
+from core.regionset import RegionSet
 
 # Fourier bands of the positional embeddings (daemon.geometry.embeddings); the widths below
 # are what the heads' input layers expect.

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cache import CacheItem, TokenCache, extract_frames, extractor_versions
+from daemon.extraction.cache import CacheItem, TokenCache, extractor_versions
+from daemon.extraction.jobs import extract_frames
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ def _room_frames(seed: int, cfg: DemoHeadsConfig):
 def _clip_frames(label: int, seed: int, cfg: DemoHeadsConfig):
     from scenes.synthetic.clips import render_clip
 
-    from ..frames import Frame
+    from core.frames import Frame
 
     clip = render_clip(label, seed, frames=16, width=cfg.width, height=cfg.height)
     picks = np.round(np.linspace(0, len(clip.frames) - 1, 8)).astype(int)

@@ -12,8 +12,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..frames import Frame
-from ..tokens import RegionSet
+from core.frames import Frame
+from core.regionset import RegionSet
 
 
 @dataclass(frozen=True)

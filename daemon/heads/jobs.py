@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cache import TokenCache
-from ..errors import InputError
+from daemon.extraction.cache import TokenCache
+from core.errors import InputError
 from .metrics import Confusion, Protocol, evaluate_label_map, topk_accuracy
 from .registry import LoadedHead, create_head, load_head, save_head
 from .train import ActivityTask, SceneTask, SegmentTask, TrainConfig, TrainResult, fit
@@ -26,7 +26,7 @@ TASK_KINDS = {"segment": ("scene", "images"), "scene": ("scene",), "activity": (
 
 
 def nyu40_names() -> dict[int, str]:
-    from scenes.labels import NYU40_NAMES
+    from core.labels import NYU40_NAMES
 
     return dict(enumerate(NYU40_NAMES))
 
@@ -105,7 +105,7 @@ def train_on_cache(task: str, cache_dir, out_dir, head: str | None = None, val_c
     items = task_items(task, cache)
     if val_cache is not None:
         vcache = TokenCache.open(val_cache)
-        from ..cache import check_compatible
+        from daemon.extraction.cache import check_compatible
 
         check_compatible(cache.versions, vcache.versions, str(val_cache))
         train_items, val_items = items, task_items(task, vcache)
@@ -165,7 +165,7 @@ def evaluate_on_cache(task: str, head_dir, cache_dir, protocol: str = "scannet20
                       confusion_png: str | Path | None = None) -> EvalReport:
     """Score a saved head on a cache: per-class IoU and mIoU for segment/scene (per-pixel
     labels by the averaging rule), top-1/top-5 for activity; optionally a confusion PNG."""
-    from ..cache import check_compatible
+    from daemon.extraction.cache import check_compatible
     from .labels import pixel_labels
     from .predict import clip_scores, frame_probs
 
@@ -236,7 +236,7 @@ def evaluate_label_folder(pred_dir, scene, protocol: str = "scannet20", labels_t
     Frames of the scene without a prediction file are skipped and counted."""
     from scenes import open_source
 
-    from ..cache import read_label_png
+    from core.labels import read_label_png
     from .metrics import Protocol
 
     preds = {}

@@ -1,7 +1,6 @@
-"""Between pixels and regions: training labels for regions, label maps from region scores.
+"""From region scores to label maps (the training labels of regions are
+core.regionset.region_labels).
 
-- region_labels: a region's label is the class holding more than half of its pixels (the
-  paper's rule); otherwise, or when that class is 0 (unannotated), it has none (-1).
 - pixel_labels: a pixel's prediction is the mean of the softmax probabilities of all regions
   covering it; pixels no region covers are `unlabelled` (0), never silently a class.
 """
@@ -10,31 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..tokens import RegionSet
-
-UNLABELLED = 0  # NYU40 id 0: no class
-
-
-def region_labels(regions: RegionSet, label_map: np.ndarray, min_fraction: float = 0.5) -> np.ndarray:
-    """Per-region class id by the >50% rule (strictly more than min_fraction of its pixels).
-
-    label_map  H×W integer class ids (0 = unannotated) of the same size as the regions
-    Returns N int64: the class id, or -1 where no class holds the majority (or it is 0).
-    """
-    label_map = np.asarray(label_map)
-    if label_map.shape != (regions.height, regions.width):
-        raise ValueError(f"label map {label_map.shape} does not match the regions' image "
-                         f"{regions.height}×{regions.width}")
-    out = np.full(len(regions), -1, np.int64)
-    for i in range(len(regions)):
-        vals = label_map[regions.mask(i)]
-        if not vals.size:
-            continue
-        ids, counts = np.unique(vals, return_counts=True)
-        k = int(np.argmax(counts))
-        if counts[k] > min_fraction * vals.size and ids[k] != UNLABELLED:
-            out[i] = int(ids[k])
-    return out
+from core.labels import UNLABELLED
+from core.regionset import RegionSet
 
 
 def pixel_probabilities(regions: RegionSet, probs) -> tuple[np.ndarray, np.ndarray]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scenes.labels import BENCHMARK_NYU40 as SCANNET20  # the 20 NYU40 ids of ScanNet's benchmark
+from core.labels import BENCHMARK_NYU40 as SCANNET20  # the 20 NYU40 ids of ScanNet's benchmark
 
 SCANNET_EVAL_SIZE = (640, 480)  # width, height
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..tokens import RegionSet
+from core.regionset import RegionSet
 from .batch import TokenSet, collate, frames_origin, join_frames, limit_tokens, tokens_from_regions
 
 

@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from .interface import FrameLabels, HeadMeta, ServingHeads
-from ..tokens import RegionSet
-from .labels import UNLABELLED, pixel_labels
+from core.regionset import RegionSet
+from core.labels import UNLABELLED
+from .labels import pixel_labels
 from .predict import clip_scores, frame_probs
 from .registry import LoadedHead, load_head
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import rle
+from core import rle
 
 COCO_FILE = "annotations.json"
 
@@ -42,7 +42,7 @@ class CollectionImage:
         """The image as H×W×3 uint8 RGB."""
         from PIL import Image
 
-        from ..frames import as_rgb8
+        from core.frames import as_rgb8
 
         with Image.open(self.path) as im:
             return as_rgb8(np.asarray(im.convert("RGB")), field=str(self.path))

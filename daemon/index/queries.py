@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InputError
+from core.errors import InputError
 from .region_index import RegionIndex, check_vector
 from .vectors import prepare
 

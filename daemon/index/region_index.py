@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from ..tokens import RegionSet
+from core.errors import InputError
+from core.regionset import RegionSet
 from .config import IndexConfig
 from .rwlock import RWLock
 from .store import MAX_REGIONS, IndexFileError, SQLiteStore, region_ids, split_ids

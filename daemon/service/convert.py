@@ -14,9 +14,9 @@ import numpy as np
 
 from regions.v1 import regions_pb2 as pb
 
-from ..errors import InputError
-from ..frames import DEFAULT_MAX_PIXELS, Camera, Frame, as_rgb8, check_pose
-from ..tokens import SOURCE_SAM, SOURCE_SLIC, RegionSet
+from core.errors import InputError
+from core.frames import Camera, DEFAULT_MAX_PIXELS, Frame, as_rgb8, check_pose
+from core.regionset import RegionSet, SOURCE_SAM, SOURCE_SLIC
 
 #: RegionSet source codes → API enum
 _SOURCE_TO_PB = {SOURCE_SAM: pb.SOURCE_SAM, SOURCE_SLIC: pb.SOURCE_SLIC}

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from ..frames import DEFAULT_MAX_PIXELS
+from core.errors import InputError
+from core.frames import DEFAULT_MAX_PIXELS
 from ..index import IndexConfig, RegionIndex, SearchFilter, open_index
 from ..index.queries import (box_mask, check_mask, decode_mask_png, features_name, linear_query,
                              pooled_feature, probe_from_examples)
-from ..rle import decode as rle_decode
+from core.rle import decode as rle_decode
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from grpc_reflection.v1alpha import reflection
 from regions.v1 import regions_pb2 as pb
 from regions.v1 import regions_pb2_grpc as pb_grpc
 
-from ..frames import DEFAULT_MAX_PIXELS
+from core.frames import DEFAULT_MAX_PIXELS
 from .heads import ServingHeads, load_heads
 from .interceptors import ServiceInterceptor
 from .metrics import Metrics
@@ -134,7 +134,7 @@ class RegionServer:
         notes = []
         extractors = [extractor] * config.workers  # given (tests): shared by the workers
         if extractor is None:
-            from ..config import build_extractor
+            from daemon.extraction.profiles import build_extractor
 
             extractor = build_extractor(config.profile, config.weights, announce=notes.append)
             for n in notes:

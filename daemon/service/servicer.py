@@ -12,7 +12,7 @@ from regions.v1 import regions_pb2 as pb
 from regions.v1 import regions_pb2_grpc as pb_grpc
 
 from .. import __version__
-from ..errors import InputError
+from core.errors import InputError
 from .convert import Limits, extract_request_frame, region_set_pb
 from .heads import ServingHeads
 from .scheduler import Cancelled, QueueFull, Scheduler, ShuttingDown
@@ -42,7 +42,7 @@ class QueuedExtractor:
 
 class RegionServicer(pb_grpc.RegionServiceServicer):
     """config     daemon.service.server.ServeConfig
-    extractor  daemon.pipeline.Extractor
+    extractor  daemon.extraction.Extractor
     heads      ServingHeads (scene labeler, activity scorer; either may be None)
     metrics    daemon.service.metrics.Metrics
     search     the index's RPCs (daemon.service.search_rpc.SearchRPC) or None"""

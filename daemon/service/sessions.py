@@ -24,7 +24,7 @@ import numpy as np
 
 from regions.v1 import regions_pb2 as pb
 
-from ..errors import InputError
+from core.errors import InputError
 from .convert import Limits, RegionLabels, frame_error_pb, region_set_pb
 from .scheduler import Cancelled, ShuttingDown
 

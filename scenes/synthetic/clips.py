@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.errors import InputError
+from core.errors import InputError
 
 ACTIVITY_CLASSES = ("moving_left", "moving_right", "rising", "falling", "approaching", "receding",
                     "rotating", "meeting", "parting")

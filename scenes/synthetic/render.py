@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from daemon.frames import Camera
-from daemon.geometry import camera_rays
+from core.frames import Camera
+from core.frames import camera_rays
 
 from .room import TEXTURE_ID, Room
 

@@ -14,8 +14,8 @@ from typing import Iterator
 
 import numpy as np
 
-from daemon.errors import InputError
-from daemon.frames import Camera, Frame
+from core.errors import InputError
+from core.frames import Camera, Frame
 
 from ..base import Sampling, Source
 from ..folders import NOMINAL_FPS, SCENE_META

@@ -55,6 +55,15 @@ class Camera:
         )
 
 
+def camera_rays(camera: Camera) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel (x/z, y/z) of the camera's image: two H×W float32 arrays."""
+    u = (np.arange(camera.width, dtype=np.float64) - camera.cx) / camera.fx
+    v = (np.arange(camera.height, dtype=np.float64) - camera.cy) / camera.fy
+    xs = np.broadcast_to(u[None, :], (camera.height, camera.width)).astype(np.float32)
+    ys = np.broadcast_to(v[:, None], (camera.height, camera.width)).astype(np.float32)
+    return xs, ys
+
+
 @dataclass
 class Frame:
     """One image of a stream or scene, with whatever geometry came with it."""

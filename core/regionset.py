@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from . import rle
+from .labels import UNLABELLED
 
 SOURCE_SAM = 0
 SOURCE_SLIC = 1
-SOURCE_NAMES = {SOURCE_SAM: "sam", SOURCE_SLIC: "slic"}
+SOURCE_PATCH = 2  # a backbone grid cell standing in for a region (the patch-token baselines)
+SOURCE_NAMES = {SOURCE_SAM: "sam", SOURCE_SLIC: "slic", SOURCE_PATCH: "patch"}
 
 FORMAT = "regiond.regionset/1"
 
@@ -144,3 +146,25 @@ class RegionSet:
             kw = {name: z[name] for name in cls._ARRAYS if name in z.files}
         return cls(height=header["height"], width=header["width"], counts=list(counts),
                    meta=header.get("meta", {}), **kw)
+
+
+def region_labels(regions: RegionSet, label_map: np.ndarray, min_fraction: float = 0.5) -> np.ndarray:
+    """Per-region class id by the >50% rule (strictly more than min_fraction of its pixels).
+
+    label_map  H×W integer class ids (0 = unannotated) of the same size as the regions
+    Returns N int64: the class id, or -1 where no class holds the majority (or it is 0).
+    """
+    label_map = np.asarray(label_map)
+    if label_map.shape != (regions.height, regions.width):
+        raise ValueError(f"label map {label_map.shape} does not match the regions' image "
+                         f"{regions.height}×{regions.width}")
+    out = np.full(len(regions), -1, np.int64)
+    for i in range(len(regions)):
+        vals = label_map[regions.mask(i)]
+        if not vals.size:
+            continue
+        ids, counts = np.unique(vals, return_counts=True)
+        k = int(np.argmax(counts))
+        if counts[k] > min_fraction * vals.size and ids[k] != UNLABELLED:
+            out[i] = int(ids[k])
+    return out

@@ -6,7 +6,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..tokens import SOURCE_SAM, SOURCE_SLIC  # noqa: F401  (re-exported for generators)
+from core.regionset import SOURCE_SAM, SOURCE_SLIC  # noqa: F401  (re-exported for generators)
 
 
 @dataclass

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .features.base import Backbone
-from .frames import DEFAULT_MAX_PIXELS, Frame
-from .regions.base import MaskGenerator
-from .tokens import RegionSet
+from core.frames import DEFAULT_MAX_PIXELS, Frame
+from core.regionset import RegionSet
+
+from ..features.base import Backbone
+from ..masks.base import MaskGenerator
 
 
 @dataclass
@@ -83,7 +84,7 @@ class Extractor:
         return [self._regions(f, p, g, t) for f, p, g, t in zip(frames, props, grids, timers)]
 
     def _regions(self, frame: Frame, props, grid, timer: StageTimer) -> RegionSet:
-        from .features.pooling import pool_masks
+        from ..features.pooling import pool_masks
 
         feats = None
         if grid is not None:
@@ -95,7 +96,7 @@ class Extractor:
                   "frame_index": frame.index, "time": frame.time},
         )
         if frame.depth is not None and frame.camera is not None:
-            from .geometry import region_geometry
+            from ..geometry import region_geometry
 
             with timer.stage("geometry"):
                 geo = region_geometry(props.masks, frame.depth, frame.camera, frame.pose, max_depth=self.max_depth)

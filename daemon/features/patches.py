@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..features.base import FeatureGrid
-from ..tokens import RegionSet
+from core.regionset import SOURCE_PATCH, RegionSet
 
-SOURCE_PATCH = 2  # RegionSet.source value for patch cells
+from .base import FeatureGrid
 
 
 def cell_edges(n_cells: int, stride: int, pad_before: int, scale: float, size: int) -> np.ndarray:

@@ -12,8 +12,9 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .errors import MissingWeightsError
-from .regions import MaskerSpec
+from core.errors import MissingWeightsError
+
+from ..masks import MaskerSpec
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class Checkpoint:
 def _backbone_checkpoints() -> list[Checkpoint]:
     """DINOv2 checkpoints from the features registry: the official release name first, then
     timm's layouts of the same weights (`<timm_name>.lvd142m`, timm's hub tag for DINOv2)."""
-    from .features import BACKBONES
+    from ..features import BACKBONES
 
     out = []
     for b in BACKBONES.values():
@@ -218,9 +219,9 @@ def build_extractor(profile: str | Profile = "auto", weights_dir: str | Path | N
                 f"backbone {p.backbone} checkpoint not found: "
                 f"{resolve_weights_dir(wd) / CHECKPOINTS[p.backbone].official}")
         ckpt = found[p.backbone]
-    from .features import build_backbone
-    from .pipeline import Extractor
-    from .regions import build_masker
+    from ..features import build_backbone
+    from ..masks import build_masker
+    from .extractor import Extractor
 
     masker = build_masker(spec)
     backbone = build_backbone(p.backbone, checkpoint=ckpt, device=device, max_side=p.max_side)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..frames import DEFAULT_MAX_PIXELS, as_rgb8
+from core.frames import DEFAULT_MAX_PIXELS, as_rgb8
 from .base import SOURCE_SLIC, MaskGenerator, MaskProposals
 
 

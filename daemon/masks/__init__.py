@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..frames import DEFAULT_MAX_PIXELS
+from core.frames import DEFAULT_MAX_PIXELS
 from .base import MaskGenerator, MaskProposals  # noqa: F401
 from .slic import SlicConfig
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..frames import DEFAULT_MAX_PIXELS, as_rgb8
+from core.frames import DEFAULT_MAX_PIXELS, as_rgb8
 from .base import SOURCE_SLIC, MaskProposals
 
 

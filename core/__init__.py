@@ -1,0 +1,7 @@
+"""The shared vocabulary of regiond, at the bottom of every import chain.
+
+Frame and Camera (frames.py), RegionSet and the region-label rule (regionset.py), COCO RLE
+(rle.py), the NYU40 / ScanNet label tables and label PNGs (labels.py), region and label pictures
+(viz.py), and the errors callers act on (errors.py). Plain data and numpy; nothing here
+imports the daemon, the sources or the clients, so all of them can import it.
+"""

@@ -1,0 +1,73 @@
+"""Label spaces and label maps: NYU40 ids, the 20 ScanNet benchmark classes, label PNGs.
+
+Label maps are H×W integer arrays of NYU40 ids (0 = unlabelled). ScanNet's benchmark keeps
+20 of the 40 classes; every other id is ignored (IGNORE) when scoring.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+NYU40_NAMES = (
+    "unlabelled", "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window",
+    "bookshelf", "picture", "counter", "blinds", "desk", "shelves", "curtain", "dresser", "pillow",
+    "mirror", "floor mat", "clothes", "ceiling", "books", "refrigerator", "television", "paper",
+    "towel", "shower curtain", "box", "whiteboard", "person", "night stand", "toilet", "sink",
+    "lamp", "bathtub", "bag", "otherstructure", "otherfurniture", "otherprop",
+)
+NUM_NYU40 = 40  # ids 1..40; 0 = unlabelled
+UNLABELLED = 0  # NYU40 id 0: no class
+
+# ScanNet's 20-class benchmark, as NYU40 ids, in benchmark order.
+BENCHMARK_NYU40 = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 16, 24, 28, 33, 34, 36, 39)
+BENCHMARK_NAMES = tuple(NYU40_NAMES[i] for i in BENCHMARK_NYU40)
+IGNORE = 255  # benchmark label of pixels outside the 20 classes
+
+
+def nyu40_to_benchmark(nyu40, ignore: int = IGNORE) -> np.ndarray:
+    """NYU40 id image → benchmark class index 0..19 (uint8); every other id → `ignore`."""
+    lut = np.full(256, ignore, np.uint8)
+    for k, nyu in enumerate(BENCHMARK_NYU40):
+        lut[nyu] = k
+    a = np.asarray(nyu40)
+    if not np.issubdtype(a.dtype, np.integer):
+        raise InputError("labels", f"expected an integer label image, got {a.dtype}")
+    a = a.astype(np.int64)
+    out = np.full(a.shape, ignore, np.uint8)
+    ok = (a >= 0) & (a < 256)
+    out[ok] = lut[a[ok]]
+    return out
+
+
+def names_by_id(class_ids, class_names) -> list[str]:
+    """Names indexed by class id (ids are small, e.g. NYU40), "" where an id is unused."""
+    names = [""] * (max(class_ids, default=-1) + 1)
+    for i, n in zip(class_ids, class_names):
+        if i >= 0:
+            names[i] = n
+    return names
+
+
+# --- label maps as PNG --------------------------------------------------------------------
+
+def write_label_png(path, labels: np.ndarray) -> Path:
+    """Integer label map → PNG: 8-bit when every id fits (ScanNet's benchmark form), else 16-bit."""
+    from PIL import Image
+
+    a = np.asarray(labels)
+    if a.min(initial=0) < 0 or a.max(initial=0) > 65535:
+        raise ValueError(f"label ids must lie in 0..65535, got [{a.min()}, {a.max()}]")
+    img = Image.fromarray(a.astype(np.uint8)) if a.max(initial=0) < 256 else Image.fromarray(a.astype(np.uint16))
+    path = Path(path)
+    img.save(path)
+    return path
+
+
+def read_label_png(path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return np.asarray(img).astype(np.int32)
