@@ -61,7 +61,7 @@ def path_costs(ex, frames, encoding: str) -> tuple[float, float]:
     this process: client encoding, daemon decoding, RegionSet → message, serialising, client
     parsing. Independent of how busy the machine is, unlike the wall-clock rates."""
     from clients.common import image_pb
-    from daemon.service.convert import Limits, decode_image, region_set_pb
+    from daemon.service.convert import Limits, image_frame, region_set_pb
     from regions.v1 import regions_pb2 as pb
 
     t_ex = t_path = 0.0
@@ -69,9 +69,9 @@ def path_costs(ex, frames, encoding: str) -> tuple[float, float]:
         t0 = time.perf_counter()
         img = image_pb(f, encoding)
         data = pb.VideoFrame(image=img).SerializeToString()
-        rgb = decode_image(pb.VideoFrame.FromString(data).image, "image", Limits())
+        frame = image_frame(pb.VideoFrame.FromString(data).image, "image", Limits())
         t1 = time.perf_counter()
-        rs = ex.extract(rgb)
+        rs = ex.extract(frame)
         t2 = time.perf_counter()
         pb.RegionSet.FromString(region_set_pb(rs).SerializeToString())
         t3 = time.perf_counter()

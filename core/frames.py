@@ -64,6 +64,14 @@ def camera_rays(camera: Camera) -> tuple[np.ndarray, np.ndarray]:
     return xs, ys
 
 
+def evenly_spaced(n: int, k: int) -> np.ndarray:
+    """Indices of k evenly spaced items among n, first and last included (all n when k >= n):
+    how a clip's frames and a source's `count` frames are picked."""
+    if k >= n:
+        return np.arange(n)
+    return np.round(np.linspace(0, n - 1, k)).astype(np.int64)
+
+
 @dataclass
 class Frame:
     """One image of a stream or scene, with whatever geometry came with it."""
@@ -76,6 +84,9 @@ class Frame:
     time: float | None = None
     labels: np.ndarray | None = None  # optional ground truth, H×W NYU40 ids (0 = unlabelled)
     meta: dict = field(default_factory=dict)
+    # Set by validated(): the frame was checked and normalised once, at the boundary it came
+    # in through, so the extractor does not check it again.
+    checked: bool = field(default=False, repr=False, compare=False)
 
     @property
     def height(self) -> int:
@@ -89,9 +100,13 @@ class Frame:
     def has_pose(self) -> bool:
         return self.pose is not None
 
-    def validated(self, max_pixels: int = DEFAULT_MAX_PIXELS) -> "Frame":
-        """Normalised copy: RGB as uint8, depth float32, pose checked. Raises InputError."""
-        rgb = as_rgb8(self.rgb, max_pixels=max_pixels, field="image")
+    def validated(self, max_pixels: int = DEFAULT_MAX_PIXELS, field: str = "image") -> "Frame":
+        """Normalised copy: RGB as uint8, depth float32, camera at the image's size, pose
+        checked; the frame itself when it was validated before (within max_pixels).
+        Raises InputError naming `field` (the image's field) or depth / intrinsics / pose."""
+        if self.checked and self.height * self.width <= max_pixels:
+            return self
+        rgb = as_rgb8(self.rgb, max_pixels=max_pixels, field=field)
         depth = None
         if self.depth is not None:
             depth = np.asarray(self.depth)
@@ -101,7 +116,7 @@ class Frame:
         camera = self.camera
         if camera is not None and (camera.width, camera.height) != (rgb.shape[1], rgb.shape[0]):
             camera = camera.scaled(rgb.shape[1], rgb.shape[0])
-        return replace(self, rgb=rgb, depth=depth, camera=camera, pose=check_pose(self.pose))
+        return replace(self, rgb=rgb, depth=depth, camera=camera, pose=check_pose(self.pose), checked=True)
 
 
 def check_pose(pose) -> np.ndarray | None:

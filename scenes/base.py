@@ -11,7 +11,7 @@ from typing import Iterator
 import numpy as np
 
 from core.errors import InputError
-from core.frames import Frame
+from core.frames import Frame, evenly_spaced
 
 
 class SourceError(InputError):
@@ -59,8 +59,7 @@ class Sampling:
         """Indices (into the source's frames) to yield, for a source of `total` frames."""
         idx = list(range(0, total, self.every))
         if self.count is not None and self.count < len(idx):
-            picks = np.linspace(0, len(idx) - 1, self.count).round().astype(int)
-            idx = [idx[i] for i in picks]
+            idx = [idx[i] for i in evenly_spaced(len(idx), self.count)]
         if self.max_frames is not None:
             idx = idx[: self.max_frames]
         return idx

@@ -130,13 +130,13 @@ def test_scan_scene_with_heads_writes_labels_and_miou(tmp_path, capsys):
     from support_service import tiny_heads
 
     from clients import scan_scene
-    from daemon.service.heads import load_heads
+    from daemon.heads.serving import load_serving_heads
     from daemon.service.server import RegionServer, ServeConfig
 
     ex = lite_extractor()
     tiny_heads(tmp_path / "heads", ex)
     srv = RegionServer(ServeConfig(listen="127.0.0.1:0", data_dir=tmp_path / "d", index=False), extractor=ex,
-                       heads=load_heads(tmp_path / "heads", ex)).start()
+                       heads=load_serving_heads(tmp_path / "heads", ex)).start()
     try:
         out = tmp_path / "scan"
         rc = scan_scene.main(["synthetic:4", "--server", srv.address, "--out", str(out), "--max-frames", "2",

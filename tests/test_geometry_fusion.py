@@ -7,7 +7,7 @@ import pytest
 from core.errors import InputError
 from core.frames import Camera, Frame
 from daemon.geometry import VoxelFusion, backproject, fuse_frames, read_ply, write_ply
-from daemon.geometry.fusion import PointCloud
+from daemon.geometry import PointCloud
 
 
 def test_voxel_means_colours_and_majority_labels():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from daemon.heads.registry import create_head, save_head
-from daemon.heads.serving import ActivityScorer, SceneLabeler, load_serving_heads
+from daemon.heads.serving import TrainedActivityScorer, TrainedSceneLabeler, load_serving_heads
 from support_heads import image_folder
 
 
@@ -66,7 +66,7 @@ def _frames(n=3):
 def test_scene_labeler_plain_api(heads_dir, lite):
     heads = load_serving_heads(heads_dir, lite)
     labeler = heads.scene
-    assert isinstance(labeler, SceneLabeler) and isinstance(heads.activity, ActivityScorer)
+    assert isinstance(labeler, TrainedSceneLabeler) and isinstance(heads.activity, TrainedActivityScorer)
     assert set(labeler.meta.class_ids) == {1, 2, 5} and labeler.meta.class_names[0] == "wall"
     state = labeler.new_scene()
     per_frame = []
@@ -87,7 +87,7 @@ def test_scene_labeler_plain_api(heads_dir, lite):
 
 
 def test_activity_scorer_window(heads_dir, lite):
-    scorer = ActivityScorer.from_dir(heads_dir, lite)
+    scorer = TrainedActivityScorer.from_dir(heads_dir, lite)
     regions = [lite.extract(f) for f in _frames(2)]
     p = scorer.score([regions[k % 2] for k in range(8)])
     assert p.shape == (3,) and abs(p.sum() - 1) < 1e-5

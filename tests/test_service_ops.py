@@ -91,11 +91,11 @@ def test_graceful_shutdown_finishes_in_flight(tmp_path):
 def test_heads_results_through_the_api(tmp_path):
     from PIL import Image
 
-    from daemon.service.heads import load_heads
+    from daemon.heads.serving import load_serving_heads
 
     ex = lite_extractor()
     tiny_heads(tmp_path / "heads", ex)
-    heads = load_heads(tmp_path / "heads", ex)
+    heads = load_serving_heads(tmp_path / "heads", ex)
     from daemon.service.server import RegionServer, ServeConfig
 
     srv = RegionServer(ServeConfig(listen="127.0.0.1:0", data_dir=tmp_path / "d", index=False, window_step=2),

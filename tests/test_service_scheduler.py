@@ -42,7 +42,7 @@ def test_queued_frames_are_batched():
         sched.submit_call(lambda: gate.wait(30), lambda: True)   # keeps the worker busy
         futs = [sched.submit_extract(sample_image(32, 24, seed=i), lambda: True) for i in range(6)]
         gate.set()
-        results = [f.result(60) for f in futs]
+        results = [f.result(60).value for f in futs]
     finally:
         sched.close(10)
     assert all(len(r) > 0 for r in results)
@@ -58,7 +58,7 @@ def test_bad_frame_in_a_batch_fails_alone():
         bad = sched.submit_extract(np.zeros((24, 32, 5), np.uint8), lambda: True)  # five channels
         good2 = sched.submit_extract(sample_image(32, 24, seed=3), lambda: True)
         block.result(30)
-        assert len(good.result(30)) > 0 and len(good2.result(30)) > 0
+        assert len(good.result(30).value) > 0 and len(good2.result(30).value) > 0
         with pytest.raises(InputError) as e:
             bad.result(30)
         assert e.value.field == "image"
@@ -77,7 +77,7 @@ def test_jobs_of_ended_calls_are_dropped():
         live = sched.submit_call(lambda: ran.append("live"), lambda: True)
         alive.clear()  # the call ends while its job waits in the queue
         block.result(10)
-        assert live.result(10) is None
+        assert live.result(10).value is None
         with pytest.raises(Cancelled):
             dead.result(10)
         assert ran == ["live"]

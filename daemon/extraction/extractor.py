@@ -10,11 +10,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from core.frames import DEFAULT_MAX_PIXELS, Frame
 from core.regionset import RegionSet
 
 from ..features.base import Backbone
+from ..features.pooling import pool_masks
+from ..geometry import region_geometry
 from ..masks.base import MaskGenerator
 
 
@@ -35,16 +38,31 @@ class StageTimer:
 
 @dataclass
 class Extractor:
+    """masker      mask generator (daemon.masks)
+    backbone    feature grid of an image (daemon.features)
+    pooling     "mean" (the paper) or "max"
+    profile     the profile it was built from (recorded in every RegionSet)
+    max_pixels  larger images are refused with an InputError
+    max_depth   metres; farther depth counts as invalid
+    weights     checkpoint file per model role ("masker", "backbone"); absent: no weights"""
+
     masker: MaskGenerator
     backbone: Backbone
-    pooling: str = "mean"          # "mean" (the paper) or "max"
+    pooling: str = "mean"
     profile: str = "custom"
     max_pixels: int = DEFAULT_MAX_PIXELS
-    max_depth: float = 10.0        # metres; farther depth counts as invalid
+    max_depth: float = 10.0
+    weights: dict[str, str] = field(default_factory=dict)
 
     @property
     def dim(self) -> int:
         return self.backbone.dim
+
+    @property
+    def features_name(self) -> str:
+        """What produces the region features, e.g. "lite/classic/mean": features of another
+        name do not compare (a token cache or an index refuses to mix them)."""
+        return f"{self.profile}/{self.backbone.name}/{self.pooling}"
 
     @property
     def can_batch(self) -> bool:
@@ -61,8 +79,20 @@ class Extractor:
         (DINOv2) run frames of one size through the network together."""
         return self._extract(frames, features)
 
+    def pool(self, frame: Frame | np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """N×D float32 features of the given N×H×W masks of the image, by the same backbone,
+        size cap and pooling as extract(): how a query mask compares with indexed regions."""
+        frame = self._validated(frame)
+        with torch.inference_mode():
+            return pool_masks(self.backbone(frame.rgb), masks, mode=self.pooling).float().cpu().numpy()
+
+    def _validated(self, frame: Frame | np.ndarray) -> Frame:
+        """The frame checked once: a Frame validated at its boundary (e.g. the service's request
+        conversion) passes as it is."""
+        return (frame if isinstance(frame, Frame) else Frame(rgb=frame)).validated(self.max_pixels)
+
     def _extract(self, frames: list, features: bool) -> list[RegionSet]:
-        frames = [(f if isinstance(f, Frame) else Frame(rgb=f)).validated(self.max_pixels) for f in frames]
+        frames = [self._validated(f) for f in frames]
         timers = [StageTimer() for _ in frames]
         props = []
         for frame, timer in zip(frames, timers):
@@ -84,8 +114,6 @@ class Extractor:
         return [self._regions(f, p, g, t) for f, p, g, t in zip(frames, props, grids, timers)]
 
     def _regions(self, frame: Frame, props, grid, timer: StageTimer) -> RegionSet:
-        from ..features.pooling import pool_masks
-
         feats = None
         if grid is not None:
             with timer.stage("pooling"):
@@ -96,8 +124,6 @@ class Extractor:
                   "frame_index": frame.index, "time": frame.time},
         )
         if frame.depth is not None and frame.camera is not None:
-            from ..geometry import region_geometry
-
             with timer.stage("geometry"):
                 geo = region_geometry(props.masks, frame.depth, frame.camera, frame.pose, max_depth=self.max_depth)
             regions.centroids, regions.extents = geo.centroids, geo.extents

@@ -225,4 +225,6 @@ def build_extractor(profile: str | Profile = "auto", weights_dir: str | Path | N
 
     masker = build_masker(spec)
     backbone = build_backbone(p.backbone, checkpoint=ckpt, device=device, max_side=p.max_side)
-    return Extractor(masker=masker, backbone=backbone, pooling=p.pooling, profile=p.name, **extractor_kw)
+    weights = {role: str(path) for role, path in (("masker", spec.sam_checkpoint), ("backbone", ckpt)) if path}
+    return Extractor(masker=masker, backbone=backbone, pooling=p.pooling, profile=p.name, weights=weights,
+                     **extractor_kw)

@@ -5,12 +5,13 @@ from .backproject import DEFAULT_MAX_DEPTH, backproject, project, transform_poin
 from core.frames import camera_rays
 from .embeddings import (box_positions, embed_2d, embed_3d, embed_time, fourier_features,
                          fourier_periods, scene_origin)
-from .fusion import PointCloud, VoxelFusion, fuse_frames, read_ply, write_ply
+from .cloud import PointCloud, ply_bytes, read_ply, write_ply
+from .fusion import VoxelFusion, fit_to_size, fuse_frames
 from .stats import EXTENT_PERCENTILES, RegionGeometry, region_geometry
 
 __all__ = [
     "DEFAULT_MAX_DEPTH", "backproject", "camera_rays", "project", "transform_points", "valid_depth",
     "box_positions", "embed_2d", "embed_3d", "embed_time", "fourier_features", "fourier_periods",
-    "scene_origin", "PointCloud", "VoxelFusion", "fuse_frames", "read_ply", "write_ply",
+    "scene_origin", "PointCloud", "ply_bytes", "read_ply", "write_ply", "VoxelFusion", "fit_to_size", "fuse_frames",
     "EXTENT_PERCENTILES", "RegionGeometry", "region_geometry",
 ]

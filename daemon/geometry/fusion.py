@@ -6,30 +6,16 @@ exceed the size of the merged cloud.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
 
 from core.errors import InputError
 from core.frames import Frame, check_pose
 from .backproject import DEFAULT_MAX_DEPTH, backproject
+from .cloud import PointCloud, ply_bytes
 
 _BITS = 20                      # bits per axis in a voxel key: ±2^19 voxels around the origin
 _OFFSET = 1 << (_BITS - 1)
 _MASK = (1 << _BITS) - 1
-
-
-@dataclass
-class PointCloud:
-    """points N×3 float32 metres, colors N×3 uint8 RGB, labels N int32 (0 = none) or None."""
-
-    points: np.ndarray
-    colors: np.ndarray
-    labels: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return int(self.points.shape[0])
 
 
 def _voxel_keys(points: np.ndarray, voxel: float) -> np.ndarray:
@@ -179,39 +165,14 @@ def fuse_frames(frames, voxel: float = 0.02, max_depth: float = DEFAULT_MAX_DEPT
     return fusion.cloud(), fusion
 
 
-def write_ply(path, cloud: PointCloud) -> Path:
-    """Write a binary PLY through Open3D: float x y z, uchar red green blue, int label."""
-    import open3d as o3d
-
-    path = Path(path)
-    if path.suffix.lower() != ".ply":
-        raise InputError("out", f"expected a .ply path, got {path}")
-    pc = o3d.t.geometry.PointCloud()
-    pc.point.positions = o3d.core.Tensor(np.ascontiguousarray(cloud.points, dtype=np.float32))
-    pc.point.colors = o3d.core.Tensor(np.ascontiguousarray(cloud.colors, dtype=np.uint8))
-    if cloud.labels is not None:
-        pc.point.label = o3d.core.Tensor(np.ascontiguousarray(cloud.labels, dtype=np.int32).reshape(-1, 1))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.ply")
-    if not o3d.t.io.write_point_cloud(str(tmp), pc, write_ascii=False):
-        raise OSError(f"Open3D could not write {path}")
-    tmp.replace(path)
-    return path
-
-
-def read_ply(path) -> PointCloud:
-    """Read a PLY written by write_ply (or any PLY with positions and colours)."""
-    import open3d as o3d
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    pc = o3d.t.io.read_point_cloud(str(path))
-    if "positions" not in pc.point:
-        raise InputError("ply", f"{path}: no points")
-    pts = pc.point.positions.numpy().astype(np.float32)
-    cols = pc.point.colors.numpy() if "colors" in pc.point else np.zeros((len(pts), 3), np.uint8)
-    if cols.dtype != np.uint8:
-        cols = np.clip(np.rint(cols * 255), 0, 255).astype(np.uint8)
-    labels = pc.point.label.numpy().reshape(-1).astype(np.int32) if "label" in pc.point else None
-    return PointCloud(pts, cols, labels)
+def fit_to_size(cloud: PointCloud, voxel: float, limit: int) -> tuple[bytes, float]:
+    """PLY bytes of the cloud, re-voxelised at doubling voxel sizes until under `limit` bytes,
+    and the voxel size that took (a reply message has a size limit; a coarser cloud fits)."""
+    data = ply_bytes(cloud)
+    while len(data) > limit and len(cloud) > 1:
+        voxel *= 2
+        coarser = VoxelFusion(voxel)
+        coarser.add_points(cloud.points, cloud.colors, cloud.labels)
+        cloud = coarser.cloud()
+        data = ply_bytes(cloud)
+    return data, voxel

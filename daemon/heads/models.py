@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from daemon.extraction.cache import CLIP_FRAMES
+
 from .batch import POS2D_DIM, POS3D_DIM, TIME_DIM, TokenBatch
 from .registry import register_head
 
@@ -101,6 +103,8 @@ class TokenTransformerConfig:
     max_tokens   tokens per sample: activity pads to this (400 in the paper); scenes sample
                  this many at most (0 = no limit)
     tokens       what it reads: "regions" or "patches"
+    window       frames per clip (activity): the clip length of the cache it was trained on,
+                 what serving feeds it; heads saved before it was recorded read as 8
     """
 
     in_dim: int
@@ -116,6 +120,7 @@ class TokenTransformerConfig:
     cls_token: bool = False
     max_tokens: int = 0
     tokens: str = "regions"
+    window: int = CLIP_FRAMES
 
 
 class TokenTransformer(nn.Module):

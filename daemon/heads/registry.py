@@ -46,14 +46,12 @@ def register_head(name: str, config_cls: type, model_cls, doc: str = "", **defau
 
 
 def list_heads() -> list[str]:
-    _ensure_models()
     return sorted(HEADS)
 
 
 def create_head(name: str, **overrides) -> nn.Module:
     """Build the head registered as `name`; keyword arguments override its config fields.
     The model gets `.head_name` and `.config` attributes (used by save_head)."""
-    _ensure_models()
     if name not in HEADS:
         raise ValueError(f"unknown head {name!r}; known: {', '.join(sorted(HEADS))}")
     spec = HEADS[name]
@@ -113,7 +111,6 @@ def load_head(path, device: str | torch.device = "cpu") -> LoadedHead:
     doc = json.loads(cfg_file.read_text())
     if doc.get("format") != FORMAT:
         raise ValueError(f"{cfg_file}: format {doc.get('format')!r}, expected {FORMAT!r}")
-    _ensure_models()
     spec = HEADS.get(doc["name"])
     if spec is None:
         raise ValueError(f"{cfg_file}: unknown head {doc['name']!r}")
@@ -122,6 +119,3 @@ def load_head(path, device: str | torch.device = "cpu") -> LoadedHead:
     model.to(device).eval()
     return LoadedHead(doc["name"], model, doc["classes"], doc.get("meta", {}))
 
-
-def _ensure_models() -> None:
-    from . import models  # noqa: F401  (registers the built-in heads)

@@ -12,7 +12,7 @@ another backbone or feature width than the daemon's extractor are refused.
 
 Plain-data use without the daemon:
 
-    labeler = SceneLabeler.from_dir("heads")
+    labeler = TrainedSceneLabeler.from_dir("heads")
     state = labeler.new_scene()
     for frame, regions in ...:
         labeler.label_frame(state, frame, regions).label_map     # H×W uint8 NYU40 ids
@@ -25,9 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .interface import FrameLabels, HeadMeta, ServingHeads
-from core.regionset import RegionSet
 from core.labels import UNLABELLED
+from core.regionset import RegionSet
+from daemon.extraction import Extractor
+
+from .interface import FrameLabels, HeadMeta, ServingHeads
 from .labels import pixel_labels
 from .predict import clip_scores, frame_probs
 from .registry import LoadedHead, load_head
@@ -35,7 +37,7 @@ from .registry import LoadedHead, load_head
 SUBDIRS = ("segment", "scene", "activity")
 
 
-def check_head_matches(head: LoadedHead, extractor, where) -> None:
+def check_head_matches(head: LoadedHead, extractor: Extractor | None, where: Path) -> None:
     """Refuse a head whose training tokens came from another backbone / feature width."""
     if extractor is None:
         return
@@ -57,7 +59,7 @@ class SceneState:
     frames: list = field(default_factory=list)   # (frame_index, RegionSet)
 
 
-class SceneLabeler:
+class TrainedSceneLabeler:
     """Per-frame NYU40 label maps from a segment head (or, without one, the scene head on the
     frame alone), and the scene transformer's refinement over all frames at the end."""
 
@@ -75,7 +77,7 @@ class SceneLabeler:
         self._col = {c: k for k, c in enumerate(ids)}
 
     @classmethod
-    def from_dir(cls, directory, extractor=None) -> "SceneLabeler | None":
+    def from_dir(cls, directory: str | Path, extractor: Extractor | None = None) -> TrainedSceneLabeler | None:
         d = Path(directory)
         heads = {}
         for kind in ("segment", "scene"):
@@ -120,16 +122,17 @@ class SceneLabeler:
         return [self._labels(i, r, self._scores(head, p)) for (i, r), p in zip(state.frames, probs)]
 
 
-class ActivityScorer:
-    """Class probabilities for a window of 8 frames' RegionSets."""
+class TrainedActivityScorer:
+    """Class probabilities for a window of `window` frames' RegionSets (the clip length the head
+    was trained on, from its config)."""
 
-    def __init__(self, head: LoadedHead, window: int = 8):
+    def __init__(self, head: LoadedHead):
         self.head = head
         self.meta = HeadMeta(kind="activity", name=head.name, class_ids=head.class_ids,
-                             class_names=head.class_names, window=window)
+                             class_names=head.class_names, window=int(head.model.config.window))
 
     @classmethod
-    def from_dir(cls, directory, extractor=None) -> "ActivityScorer | None":
+    def from_dir(cls, directory: str | Path, extractor: Extractor | None = None) -> TrainedActivityScorer | None:
         d = Path(directory) / "activity"
         if not (d / "config.json").is_file():
             return None
@@ -148,9 +151,16 @@ class ActivityScorer:
         return [(self.meta.class_names[i], float(p[i])) for i in np.argsort(-p)[:k]]
 
 
-def load_serving_heads(directory, extractor=None) -> ServingHeads:
-    """The daemon's entry point: the heads found in `directory` (see the module docstring)."""
+def load_serving_heads(directory: str | Path | None, extractor: Extractor | None = None) -> ServingHeads:
+    """The daemon's entry point (`--heads DIR`): the heads found in `directory` (see the module
+    docstring); None serves regions only. Raises FileNotFoundError / ValueError."""
+    if directory is None:
+        return ServingHeads()
     d = Path(directory)
     if not d.is_dir():
-        raise FileNotFoundError(f"{d}: no such heads directory")
-    return ServingHeads(scene=SceneLabeler.from_dir(d, extractor), activity=ActivityScorer.from_dir(d, extractor))
+        raise FileNotFoundError(f"--heads {d}: no such directory")
+    heads = ServingHeads(scene=TrainedSceneLabeler.from_dir(d, extractor),
+                         activity=TrainedActivityScorer.from_dir(d, extractor))
+    if heads.scene is None and heads.activity is None:
+        raise ValueError(f"--heads {d}: no scene or activity head found there")
+    return heads

@@ -20,7 +20,7 @@ import numpy as np
 
 from .collection import Collection
 from .config import IndexConfig
-from .queries import features_name
+from .extractor import RegionExtractor
 from .region_index import RegionIndex
 from .vectors import prepare
 
@@ -76,14 +76,11 @@ class RetrievalReport:
                             for n, m in self.methods.items()}}
 
 
-def evaluate_retrieval(collection: Collection, extractor, index_dir=None, queries_per_class: int | None = None,
+def evaluate_retrieval(collection: Collection, extractor: RegionExtractor, index_dir=None, queries_per_class: int | None = None,
                        precision_k: int = 50, seed: int = 0, progress: bool = False) -> RetrievalReport:
     """Index the collection's images with `extractor` (into index_dir, or a temporary one;
     images already there are reused) and evaluate region and whole-image retrieval."""
-    import torch
     from tqdm import tqdm
-
-    from ..features.pooling import pool_masks
 
     tmp = None
     if index_dir is None:
@@ -91,17 +88,15 @@ def evaluate_retrieval(collection: Collection, extractor, index_dir=None, querie
         index_dir = tmp.name
     try:
         with RegionIndex(Path(index_dir), dim=extractor.dim, config=IndexConfig(checkpoint_every=10**9),
-                         features=features_name(extractor)) as index:
+                         features=extractor.features_name) as index:
             whole = np.zeros((len(collection.images), extractor.dim), np.float32)
             queries = []  # (image position, category, feature)
             for pos, ci in enumerate(tqdm(collection.images, desc="indexing", unit="image", disable=not progress)):
                 rgb = ci.load()
                 if ci.image_id not in index:
                     index.add(ci.image_id, extractor.extract(rgb))
-                grid = extractor.backbone(rgb)
                 masks = np.stack([np.ones(rgb.shape[:2], bool)] + [i.mask for i in ci.instances])
-                with torch.inference_mode():
-                    feats = pool_masks(grid, masks, mode=extractor.pooling).float().cpu().numpy()
+                feats = extractor.pool(rgb, masks)
                 whole[pos] = feats[0]
                 queries += [(pos, inst.category, feats[j + 1]) for j, inst in enumerate(ci.instances)]
             return _score(collection, index, whole, queries, queries_per_class, precision_k, seed, progress)

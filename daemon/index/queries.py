@@ -1,7 +1,7 @@
 """Turning a query into a vector for RegionIndex.search.
 
-  mask        an image and a mask: the mask's pooled feature, with the extractor's own
-              backbone and pooling (so it compares with the indexed regions)
+  mask        an image and a mask: the mask's pooled feature, by the extractor's own
+              backbone and pooling (RegionExtractor.pool, so it compares with the indexed regions)
   box         an image and a box: the feature pooled over the box
   region      an indexed region (image id + region id): its stored feature
   vector      a raw feature vector
@@ -58,31 +58,6 @@ def box_mask(box, shape: tuple[int, int], field: str = "box") -> np.ndarray:
     m = np.zeros((h, w), bool)
     m[y0:y1, x0:x1] = True
     return m
-
-
-def features_name(extractor) -> str:
-    """What produces an extractor's region features, e.g. "lite/classic/mean": an index keeps
-    it and refuses another extractor's features (their scores would not compare)."""
-    backbone = getattr(extractor.backbone, "name", type(extractor.backbone).__name__)
-    return f"{extractor.profile}/{backbone}/{extractor.pooling}"
-
-
-def pooled_feature(extractor, rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The extractor's pooled feature of one mask (the same path indexing takes)."""
-    import cv2
-    import torch
-
-    from ..features.pooling import pool_masks
-
-    grid = extractor.backbone(rgb)
-    if tuple(grid.image_size) != mask.shape:  # a backbone that capped the image size
-        h, w = grid.image_size
-        mask = cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) != 0
-        if not mask.any():
-            raise InputError("mask", "the mask vanishes at the backbone's resolution")
-    with torch.inference_mode():
-        f = pool_masks(grid, mask[None], mode=extractor.pooling)[0]
-    return f.float().cpu().numpy()
 
 
 @dataclass

@@ -3,7 +3,8 @@
 Every check on client input happens here and raises InputError naming the proto field
 ("image", "color", "depth", "intrinsics", "pose"), so the servicers can answer
 INVALID_ARGUMENT for that frame alone. Images are size-checked from their header before they
-are decoded, so a small PNG that inflates to gigapixels never reaches memory.
+are decoded, so a small PNG that inflates to gigapixels never reaches memory. The Frames made
+here are validated once (Frame.validated); the extractor takes them as they are.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 from regions.v1 import regions_pb2 as pb
 
 from core.errors import InputError
-from core.frames import Camera, DEFAULT_MAX_PIXELS, Frame, as_rgb8, check_pose
+from core.frames import DEFAULT_MAX_PIXELS, Camera, Frame, check_pose
 from core.regionset import RegionSet, SOURCE_SAM, SOURCE_SLIC
 
 #: RegionSet source codes → API enum
@@ -34,7 +35,8 @@ class Limits:
 
 
 def decode_image(img: pb.Image, field: str, limits: Limits) -> np.ndarray:
-    """An Image message → H×W×3 uint8 RGB (C-contiguous). Raises InputError(field, ...)."""
+    """An Image message → its pixels as decoded (H×W×3 uint8 RGB, or 8/16-bit gray, RGBA, ...;
+    Frame.validated normalises them). Raises InputError(field, ...)."""
     if not img.data:
         raise InputError(field, "no image data")
     if img.encoding == pb.Image.RGB8:
@@ -64,7 +66,12 @@ def decode_image(img: pb.Image, field: str, limits: Limits) -> np.ndarray:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise InputError(field, f"cannot decode image ({len(img.data)} bytes): {e}") from None
-    return as_rgb8(arr, max_pixels=limits.max_pixels, field=field)
+    return arr
+
+
+def image_frame(img: pb.Image, field: str, limits: Limits) -> Frame:
+    """An Image message alone → a validated Frame."""
+    return Frame(rgb=decode_image(img, field, limits)).validated(limits.max_pixels, field)
 
 
 def decode_depth(d: pb.Depth, height: int, width: int) -> np.ndarray:
@@ -108,7 +115,8 @@ def to_frame(*, image: pb.Image, field: str, limits: Limits, depth: pb.Depth | N
     if dmap is not None and camera is None:
         raise InputError("intrinsics", "depth was given without intrinsics; both are needed for 3D positions")
     p = decode_pose(pose) if pose is not None else None
-    return Frame(rgb=rgb, depth=dmap, camera=camera, pose=p, index=int(index), time=time).validated(limits.max_pixels)
+    frame = Frame(rgb=rgb, depth=dmap, camera=camera, pose=p, index=int(index), time=time)
+    return frame.validated(limits.max_pixels, field)
 
 
 def _opt(msg, name: str):

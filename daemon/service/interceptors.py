@@ -4,8 +4,8 @@ Every method goes through it, health and reflection included: with a token confi
 call without `authorization: Bearer <token>` metadata is refused with UNAUTHENTICATED before
 its handler runs (the convention of grpc's token-auth example, which guards every call).
 
-Handlers receive a proxy of their context with a `stats` dict; what they put there (frames,
-frame errors, session id, ...) goes into the call's log line.
+What handlers add to the call's record in the CallLog (frames, frame errors, session id, ...)
+goes into the call's log line.
 """
 from __future__ import annotations
 
@@ -13,24 +13,19 @@ import hmac
 import json
 import logging
 import time
+from typing import Any, Callable, Sequence
 
 import grpc
 
+from .calls import CallLog, CallStats
+from .metrics import Metrics
+
 log = logging.getLogger("regiond.access")
+#: (handler behaviour, request, context, streaming_response) → the behaviour's result
+Around = Callable[[Callable, Any, grpc.ServicerContext, bool], Any]
 
 
-class _ObservedContext:
-    """The handler's ServicerContext, plus `stats` for the log line."""
-
-    def __init__(self, context, stats: dict):
-        self._context = context
-        self.stats = stats
-
-    def __getattr__(self, name):
-        return getattr(self._context, name)
-
-
-def _final_code(context) -> grpc.StatusCode:
+def _final_code(context: grpc.ServicerContext) -> grpc.StatusCode:
     code = context.code()
     if code is not None:
         return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
@@ -44,15 +39,17 @@ def _final_code(context) -> grpc.StatusCode:
 
 class ServiceInterceptor(grpc.ServerInterceptor):
     """token    required bearer token (None: no authentication)
-    metrics  daemon.service.metrics.Metrics"""
+    metrics  the daemon's metrics
+    calls    where handlers add to their call's log line"""
 
-    def __init__(self, token: str | None, metrics):
+    def __init__(self, token: str | None, metrics: Metrics, calls: CallLog):
         self._expected = f"Bearer {token}".encode() if token else None
         self._metrics = metrics
+        self._calls = calls
 
     # --- auth ---------------------------------------------------------------------------------
 
-    def _authorized(self, metadata) -> bool:
+    def _authorized(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> bool:
         if self._expected is None:
             return True
         for key, value in metadata or ():
@@ -61,7 +58,8 @@ class ServiceInterceptor(grpc.ServerInterceptor):
                 return hmac.compare_digest(got, self._expected)
         return False
 
-    def intercept_service(self, continuation, details):
+    def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+                          details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         handler = continuation(details)
         if handler is None:
             return None
@@ -71,10 +69,10 @@ class ServiceInterceptor(grpc.ServerInterceptor):
             return _wrap(handler, self._deny(method, service))
         return _wrap(handler, self._observe(method, service))
 
-    def _deny(self, method, service):
+    def _deny(self, method: str, service: str) -> Around:
         metrics = self._metrics
 
-        def around(behavior, request, context, streaming_response):
+        def around(behavior: Callable, request: Any, context: grpc.ServicerContext, streaming_response: bool) -> Any:
             metrics.calls.labels(method).inc()
             metrics.errors.labels(method, "UNAUTHENTICATED").inc()
             _log_line(service, method, context, grpc.StatusCode.UNAUTHENTICATED, 0.0, {})
@@ -84,10 +82,11 @@ class ServiceInterceptor(grpc.ServerInterceptor):
 
     # --- observation --------------------------------------------------------------------------
 
-    def _observe(self, method, service):
-        metrics = self._metrics
+    def _observe(self, method: str, service: str) -> Around:
+        metrics, calls = self._metrics, self._calls
 
-        def finish(context, t0, stats):
+        def finish(context: grpc.ServicerContext, t0: float) -> None:
+            stats = calls.close(context)
             code = _final_code(context)
             seconds = time.perf_counter() - t0
             metrics.call_seconds.labels(method).observe(seconds)
@@ -95,27 +94,26 @@ class ServiceInterceptor(grpc.ServerInterceptor):
                 metrics.errors.labels(method, code.name).inc()
             _log_line(service, method, context, code, seconds, stats)
 
-        def around(behavior, request, context, streaming_response):
+        def around(behavior: Callable, request: Any, context: grpc.ServicerContext, streaming_response: bool) -> Any:
             metrics.calls.labels(method).inc()
-            stats: dict = {}
-            ctx = _ObservedContext(context, stats)
+            calls.open(context)
             t0 = time.perf_counter()
             if not streaming_response:
                 try:
-                    return behavior(request, ctx)
+                    return behavior(request, context)
                 finally:
-                    finish(context, t0, stats)
+                    finish(context, t0)
 
             def gen():
                 try:
-                    yield from behavior(request, ctx)
+                    yield from behavior(request, context)
                 finally:
-                    finish(context, t0, stats)
+                    finish(context, t0)
             return gen()
         return around
 
 
-def _wrap(handler, around):
+def _wrap(handler: grpc.RpcMethodHandler, around: Around) -> grpc.RpcMethodHandler:
     """A handler of the same kind as `handler` whose behaviour runs inside `around`."""
     if handler.unary_unary:
         fn, make, streaming = handler.unary_unary, grpc.unary_unary_rpc_method_handler, False
@@ -126,14 +124,15 @@ def _wrap(handler, around):
     else:
         fn, make, streaming = handler.stream_stream, grpc.stream_stream_rpc_method_handler, True
 
-    def behavior(request, context):
+    def behavior(request: Any, context: grpc.ServicerContext) -> Any:
         return around(fn, request, context, streaming)
 
     return make(behavior, request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer)
 
 
-def _log_line(service, method, context, code, seconds, stats) -> None:
+def _log_line(service: str, method: str, context: grpc.ServicerContext, code: grpc.StatusCode,
+              seconds: float, stats: CallStats) -> None:
     if not log.isEnabledFor(logging.INFO):
         return
     rec = {"ts": round(time.time(), 3), "service": service, "method": method, "peer": context.peer(),

@@ -11,6 +11,8 @@ clients:
 - a job whose call was cancelled or passed its deadline (its `alive()` turns false) is
   dropped when a worker reaches it, so dead calls cost no model time.
 
+A job's future resolves to a JobResult: the value and how long the job waited in the queue.
+
 A worker takes up to `max_batch` queued extraction jobs at once and hands them to
 `extractor.extract_batch(frames)` when the extractor has one (models that batch across
 images: frames from concurrent streams share one forward pass); otherwise it runs them one
@@ -23,10 +25,32 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Generic, Protocol, TypeVar
+
+from core.frames import Frame
+from core.regionset import RegionSet
 
 
 _local = threading.local()
+T = TypeVar("T")
+
+
+class FrameExtractor(Protocol):
+    """What the scheduler runs: an Extractor, or anything with the same two methods."""
+
+    can_batch: bool
+
+    def extract(self, frame: Frame) -> RegionSet: ...
+
+    def extract_batch(self, frames: list[Frame]) -> list[RegionSet]: ...
+
+
+@dataclass(frozen=True)
+class JobResult(Generic[T]):
+    """What a job's future resolves to: its value and the seconds it waited for a worker."""
+
+    value: T
+    queue_seconds: float
 
 
 def on_worker_thread() -> bool:
@@ -61,16 +85,16 @@ class Job:
 class Scheduler:
     """Bounded queue + worker threads in front of an Extractor.
 
-    extractor  anything with `extract(frame) -> RegionSet` (and optionally `extract_batch`),
-               or a list of them, one per worker: models with per-call state (SAM's
-               predictor keeps the current image) must not be shared between workers
+    extractor  a FrameExtractor, or a list of them, one per worker: models with per-call
+               state (SAM's predictor keeps the current image) must not be shared between workers
     capacity   jobs waiting at most (not counting the ones being run)
     workers    threads running jobs (default: one per extractor given)
     max_batch  extraction jobs taken together when the extractor batches
     on_depth   called with the queue depth after every change (metrics)
     """
 
-    def __init__(self, extractor, capacity: int = 32, workers: int | None = None, max_batch: int = 8,
+    def __init__(self, extractor: FrameExtractor | list[FrameExtractor], capacity: int = 32,
+                 workers: int | None = None, max_batch: int = 8,
                  on_depth: Callable[[int], None] | None = None):
         extractors = list(extractor) if isinstance(extractor, (list, tuple)) else [extractor]
         workers = workers or len(extractors)
@@ -80,8 +104,7 @@ class Scheduler:
         self.capacity = capacity
         # batch only where it pays: an Extractor says so (`can_batch`: its backbone runs several
         # frames in one pass); batching a per-frame backbone would only delay the first frame
-        batches = getattr(self.extractor, "can_batch", hasattr(self.extractor, "extract_batch"))
-        self.max_batch = max_batch if batches else 1
+        self.max_batch = max_batch if self.extractor.can_batch else 1
         self._q: queue.Queue[Job | None] = queue.Queue(maxsize=capacity)
         self._on_depth = on_depth or (lambda n: None)
         self._closed = threading.Event()
@@ -105,10 +128,12 @@ class Scheduler:
         with self._lock:
             return self._q.qsize() + self._running
 
-    def submit_extract(self, frame, alive: Callable[[], bool], wait: float | None = None) -> Future:
+    def submit_extract(self, frame: Frame, alive: Callable[[], bool], wait: float | None = None) -> Future:
+        """Queue an extraction; the future resolves to JobResult[RegionSet]."""
         return self._submit(Job(Future(), alive, frame=frame), wait)
 
-    def submit_call(self, fn: Callable[[], Any], alive: Callable[[], bool], wait: float | None = None) -> Future:
+    def submit_call(self, fn: Callable[[], T], alive: Callable[[], bool], wait: float | None = None) -> Future:
+        """Queue a call; the future resolves to JobResult[T]."""
         return self._submit(Job(Future(), alive, fn=fn), wait)
 
     def _submit(self, job: Job, wait: float | None) -> Future:
@@ -148,7 +173,7 @@ class Scheduler:
                 break
         return jobs
 
-    def _work(self, extractor) -> None:
+    def _work(self, extractor: FrameExtractor) -> None:
         _local.worker = True
         while True:
             jobs = self._take()
@@ -169,11 +194,10 @@ class Scheduler:
                 with self._lock:
                     self._running -= len(live)
 
-    def _run(self, jobs: list[Job], extractor) -> None:
+    def _run(self, jobs: list[Job], extractor: FrameExtractor) -> None:
         now = time.perf_counter()
         for j in jobs:
             j.started = now
-            j.future.queue_seconds = now - j.enqueued  # read by the handlers for stage timings
         frames = [j for j in jobs if j.frame is not None]
         calls = [j for j in jobs if j.frame is None]
         if len(frames) > 1:
@@ -183,7 +207,7 @@ class Scheduler:
                 results = None
             if results is not None:
                 for j, r in zip(frames, results):
-                    j.future.set_result(r)
+                    j.future.set_result(JobResult(r, j.started - j.enqueued))
                 frames = []
         for j in frames:
             self._settle(j, lambda f=j.frame: extractor.extract(f))
@@ -191,9 +215,9 @@ class Scheduler:
             self._settle(j, j.fn)
 
     @staticmethod
-    def _settle(job: Job, fn) -> None:
+    def _settle(job: Job, fn: Callable[[], Any]) -> None:
         try:
-            job.future.set_result(fn())
+            job.future.set_result(JobResult(fn(), job.started - job.enqueued))
         except BaseException as e:  # delivered to the waiting handler
             job.future.set_exception(e)
 

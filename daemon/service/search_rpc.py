@@ -12,15 +12,19 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Iterator
 
+import grpc
 import numpy as np
 
 from core.errors import InputError
-from core.frames import DEFAULT_MAX_PIXELS
-from ..index import IndexConfig, RegionIndex, SearchFilter, open_index
-from ..index.queries import (box_mask, check_mask, decode_mask_png, features_name, linear_query,
-                             pooled_feature, probe_from_examples)
+from core.frames import Frame
 from core.rle import decode as rle_decode
+from regions.v1 import regions_pb2 as pb
+
+from ..index import IndexConfig, RegionExtractor, RegionIndex, SearchFilter, open_index
+from ..index.queries import box_mask, check_mask, decode_mask_png, linear_query, probe_from_examples
+from .convert import Limits, image_frame
 
 log = logging.getLogger(__name__)
 
@@ -29,49 +33,39 @@ MAX_TOP_K = 1000
 MAX_REGIONS_PER_IMAGE = 100
 DEFAULT_NEGATIVES = 512
 MAX_NEGATIVES = 20_000
-INVALID_ARGUMENT = 3  # grpc.StatusCode.INVALID_ARGUMENT.value[0]
-INTERNAL = 13
+INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+INTERNAL = grpc.StatusCode.INTERNAL.value[0]
 
 
-def _pb():
-    from regions.v1 import regions_pb2
-
-    return regions_pb2
-
-
-def mask_to_proto(counts, height: int, width: int):
-    return _pb().Mask(height=height, width=width, counts=[int(c) for c in counts])
+def mask_to_proto(counts: np.ndarray, height: int, width: int) -> pb.Mask:
+    return pb.Mask(height=height, width=width, counts=[int(c) for c in counts])
 
 
 class SearchRPC:
     """The region index of one daemon, and the two RPCs over it.
 
-    extractor  the daemon's Extractor (its profile's masker, backbone and pooling index the
+    extractor  the daemon's extractor (its profile's masker, backbone and pooling index the
                images and pool query masks, so queries and index agree)
     data_dir   the daemon's data directory; the index lives in <data_dir>/index
     config     index settings (exact search by default)
     """
 
-    def __init__(self, extractor, data_dir, config: IndexConfig | None = None):
-        from .convert import Limits
-
+    def __init__(self, extractor: RegionExtractor, data_dir: str | Path, config: IndexConfig | None = None):
         self.extractor = extractor
-        self.limits = Limits(max_pixels=getattr(extractor, "max_pixels", DEFAULT_MAX_PIXELS))
+        self.limits = Limits(max_pixels=extractor.max_pixels)
         self.index: RegionIndex = open_index(Path(data_dir), dim=extractor.dim, config=config,
-                                             features=features_name(extractor))
+                                             features=extractor.features_name)
 
-    def close(self):
+    def close(self) -> None:
         self.index.close()
 
-    def _image(self, msg, field: str) -> np.ndarray:
-        from .convert import decode_image
-
-        return decode_image(msg, field, self.limits)
+    def _image(self, msg: pb.Image, field: str) -> Frame:
+        return image_frame(msg, field, self.limits)
 
     # --- IndexImages ---------------------------------------------------------------------
 
-    def index_images(self, requests, context=None):
-        pb = _pb()
+    def index_images(self, requests: Iterator[pb.IndexRequest],
+                     context: grpc.ServicerContext | None = None) -> pb.IndexSummary:
         summary = pb.IndexSummary()
         for req in requests:
             if context is not None and not context.is_active():
@@ -88,7 +82,7 @@ class SearchRPC:
         summary.total_regions = self.index.num_regions
         return summary
 
-    def _index_one(self, req, summary):
+    def _index_one(self, req: pb.IndexRequest, summary: pb.IndexSummary) -> None:
         if req.remove:
             if not req.image_id:
                 raise InputError("image_id", "must be a non-empty string")
@@ -99,8 +93,7 @@ class SearchRPC:
         if not req.replace and req.image_id in self.index:
             summary.skipped += 1  # checked before extraction: re-sending a folder is cheap
             return
-        rgb = self._image(req.image, "image")
-        regions = self.extractor.extract(rgb)
+        regions = self.extractor.extract(self._image(req.image, "image"))
         res = self.index.add(req.image_id, regions, dict(req.metadata),
                              on_exists="replace" if req.replace else "skip")
         if res.added:
@@ -111,8 +104,7 @@ class SearchRPC:
 
     # --- Search ----------------------------------------------------------------------------
 
-    def search(self, request, context=None):
-        pb = _pb()
+    def search(self, request: pb.SearchRequest, context: grpc.ServicerContext | None = None) -> pb.SearchResponse:
         t0 = time.perf_counter()
         k = request.top_k or DEFAULT_TOP_K
         if k > MAX_TOP_K:
@@ -137,15 +129,15 @@ class SearchRPC:
         resp.seconds = time.perf_counter() - t0
         return resp
 
-    def _query_vector(self, request) -> tuple[np.ndarray, float, bool | None]:
+    def _query_vector(self, request: pb.SearchRequest) -> tuple[np.ndarray, float, bool | None]:
         """(vector, bias, normalize) for the request's query."""
         which = request.WhichOneof("query")
         if which is None:
             raise InputError("query", "one of mask, box, region, vector, linear, examples is required")
         if which == "mask":
             q = request.mask
-            rgb = self._image(q.image, "mask.image")
-            shape = rgb.shape[:2]
+            frame = self._image(q.image, "mask.image")
+            shape = (frame.height, frame.width)
             if q.HasField("mask") and q.HasField("mask_image"):
                 raise InputError("mask", "give mask or mask_image, not both")
             if q.HasField("mask"):
@@ -161,12 +153,12 @@ class SearchRPC:
                 mask = decode_mask_png(q.mask_image.data, shape, "mask.mask_image")
             else:
                 raise InputError("mask", "needs mask (RLE) or mask_image (PNG)")
-            return pooled_feature(self.extractor, rgb, mask), 0.0, None
+            return self.extractor.pool(frame, mask[None])[0], 0.0, None
         if which == "box":
-            rgb = self._image(request.box.image, "box.image")
+            frame = self._image(request.box.image, "box.image")
             b = request.box.box
-            mask = box_mask([b.x0, b.y0, b.x1, b.y1], rgb.shape[:2], "box.box")
-            return pooled_feature(self.extractor, rgb, mask), 0.0, None
+            mask = box_mask([b.x0, b.y0, b.x1, b.y1], (frame.height, frame.width), "box.box")
+            return self.extractor.pool(frame, mask[None])[0], 0.0, None
         if which == "region":
             r = request.region
             return self.index.region_vector(r.image_id, r.region_id), 0.0, None

@@ -10,22 +10,30 @@ from __future__ import annotations
 import ipaddress
 import logging
 import threading
+import time
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import grpc
+import numpy as np
+import torch
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from core.frames import DEFAULT_MAX_PIXELS
+from daemon.extraction import Extractor, build_extractor
+from daemon.heads.interface import ServingHeads
+from daemon.heads.serving import load_serving_heads
 from regions.v1 import regions_pb2 as pb
 from regions.v1 import regions_pb2_grpc as pb_grpc
 
-from core.frames import DEFAULT_MAX_PIXELS
-from .heads import ServingHeads, load_heads
+from .calls import CallLog
 from .interceptors import ServiceInterceptor
 from .metrics import Metrics
-from .scheduler import Scheduler, on_worker_thread
+from .scheduler import Scheduler
+from .search_rpc import SearchRPC
 from .servicer import QueuedExtractor, RegionServicer
 
 log = logging.getLogger(__name__)
@@ -127,15 +135,13 @@ class RegionServer:
     """One running daemon. `extractor` and `heads` may be given (tests build them once);
     otherwise they come from the config's profile and heads directory."""
 
-    def __init__(self, config: ServeConfig, extractor=None, heads: ServingHeads | None = None,
-                 search=None, announce=None):
+    def __init__(self, config: ServeConfig, extractor: Extractor | None = None, heads: ServingHeads | None = None,
+                 announce: Callable[[str], None] | None = None):
         config.check()
         self.config = config
-        notes = []
+        notes: list[str] = []
         extractors = [extractor] * config.workers  # given (tests): shared by the workers
         if extractor is None:
-            from daemon.extraction.profiles import build_extractor
-
             extractor = build_extractor(config.profile, config.weights, announce=notes.append)
             for n in notes:
                 (announce or log.warning)(n)
@@ -144,23 +150,23 @@ class RegionServer:
                                         for _ in range(config.workers - 1)]
         self.extractor = extractor
         threads = config.torch_threads
-        if threads is None and not getattr(extractor, "can_batch", True):
+        if threads is None and not extractor.can_batch:
             # lite's tensor ops are too small to split: pooling takes 4 ms on one thread and
             # 12 ms on two (bench/regions.py); a network backbone keeps all cores
             threads = 1
         if threads:
-            import torch
-
             torch.set_num_threads(threads)
         self._extractors = list({id(e): e for e in extractors}.values())
-        self.heads = heads if heads is not None else load_heads(config.heads, extractor)
+        self.heads = heads if heads is not None else load_serving_heads(config.heads, extractor)
         self.metrics = Metrics.create()
+        self.calls = CallLog()
         self.scheduler = Scheduler(extractors, capacity=config.queue,
                                    max_batch=config.max_batch, on_depth=self.metrics.queue_depth.set)
-        if search is None and config.index:
-            search = _open_search(QueuedExtractor(extractor, self.scheduler, on_worker_thread), config.data_dir)
-        self.search = search
-        self.servicer = RegionServicer(config, extractor, self.heads, self.metrics, self.scheduler,
+        self.search: SearchRPC | None = None
+        if config.index:
+            Path(config.data_dir).mkdir(parents=True, exist_ok=True)
+            self.search = SearchRPC(QueuedExtractor(extractor, self.scheduler), config.data_dir)
+        self.servicer = RegionServicer(config, extractor, self.heads, self.scheduler, self.metrics, self.calls,
                                        search=self.search, profile_note=" ".join(notes))
         self.health = health.HealthServicer()
         opts = [("grpc.max_send_message_length", config.max_message_bytes),
@@ -168,7 +174,7 @@ class RegionServer:
                 ("grpc.so_reuseport", 0)]
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.rpc_threads,
                                                              thread_name_prefix="regiond-rpc"),
-                                  interceptors=[ServiceInterceptor(config.token, self.metrics)],
+                                  interceptors=[ServiceInterceptor(config.token, self.metrics, self.calls)],
                                   options=opts, maximum_concurrent_rpcs=config.rpc_threads - 4)
         pb_grpc.add_RegionServiceServicer_to_server(self.servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -216,10 +222,6 @@ class RegionServer:
         return self
 
     def _warm_up(self) -> None:
-        import time
-
-        import numpy as np
-
         t0 = time.perf_counter()
         rgb = np.zeros((112, 112, 3), np.uint8)
         rgb[:, 56:] = 200  # two flat halves: every stage has something to do
@@ -254,16 +256,3 @@ class RegionServer:
 
     def __exit__(self, *exc):
         self.stop(grace=1.0)
-
-
-def _open_search(extractor, data_dir: Path):
-    """The region index RPCs (daemon/service/search_rpc.py), or None when not available."""
-    try:
-        from .search_rpc import SearchRPC
-    except ModuleNotFoundError as e:
-        if e.name not in (f"{__package__}.search_rpc", "daemon.index"):
-            raise
-        log.warning("no region index in this build: IndexImages/Search answer UNIMPLEMENTED")
-        return None
-    Path(data_dir).mkdir(parents=True, exist_ok=True)
-    return SearchRPC(extractor, data_dir)

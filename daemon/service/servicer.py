@@ -5,64 +5,88 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, Callable, Iterator
 
 import grpc
+import numpy as np
 
+from core.errors import InputError
+from core.frames import Frame
+from core.regionset import RegionSet
+from daemon import __version__
+from daemon.extraction import Extractor
+from daemon.heads.interface import ServingHeads
 from regions.v1 import regions_pb2 as pb
 from regions.v1 import regions_pb2_grpc as pb_grpc
 
-from .. import __version__
-from core.errors import InputError
+from .calls import CallLog
 from .convert import Limits, extract_request_frame, region_set_pb
-from .heads import ServingHeads
-from .scheduler import Cancelled, QueueFull, Scheduler, ShuttingDown
-from .sessions import SceneSession, SessionRegistry, VideoSession
+from .metrics import Metrics
+from .scene import SceneSession
+from .scheduler import Cancelled, QueueFull, Scheduler, ShuttingDown, on_worker_thread
+from .search_rpc import SearchRPC
+from .streams import SessionRegistry, StreamDeps
+from .video import VideoSession
 
 log = logging.getLogger(__name__)
 
 
 class QueuedExtractor:
-    """The extractor as other parts see it (the search RPCs): `extract` goes through the work
-    queue (blocking while it is full), everything else is the real extractor's. Called from a
-    worker thread (a job that extracts), it runs directly instead of queueing behind itself."""
+    """The extractor as the search RPCs see it (an index.RegionExtractor): `extract` and `pool`
+    go through the work queue (blocking while it is full), so indexing and queries share the
+    models' bounded capacity with the streams. Called from a worker thread (a Search job pools
+    its query there), they run directly instead of queueing behind themselves."""
 
-    def __init__(self, extractor, scheduler: Scheduler, on_worker):
+    def __init__(self, extractor: Extractor, scheduler: Scheduler):
         self._extractor = extractor
         self._scheduler = scheduler
-        self._on_worker = on_worker
+        self.dim = extractor.dim
+        self.features_name = extractor.features_name
+        self.max_pixels = extractor.max_pixels
 
-    def extract(self, frame, **kw):
-        if self._on_worker() or kw:
-            return self._extractor.extract(frame, **kw)
-        return self._scheduler.submit_extract(frame, lambda: True).result()
+    def _queued(self, fn: Callable[[], Any]) -> Any:
+        if on_worker_thread():
+            return fn()
+        return self._scheduler.submit_call(fn, lambda: True).result().value
 
-    def __getattr__(self, name):
-        return getattr(self._extractor, name)
+    def extract(self, frame: Frame | np.ndarray) -> RegionSet:
+        if on_worker_thread():
+            return self._extractor.extract(frame)
+        return self._scheduler.submit_extract(frame, lambda: True).result().value
+
+    def pool(self, frame: Frame | np.ndarray, masks: np.ndarray) -> np.ndarray:
+        return self._queued(lambda: self._extractor.pool(frame, masks))
 
 
 class RegionServicer(pb_grpc.RegionServiceServicer):
-    """config     daemon.service.server.ServeConfig
-    extractor  daemon.extraction.Extractor
-    heads      ServingHeads (scene labeler, activity scorer; either may be None)
-    metrics    daemon.service.metrics.Metrics
-    search     the index's RPCs (daemon.service.search_rpc.SearchRPC) or None"""
+    """config        the daemon's ServeConfig (daemon.service.server)
+    extractor     the profile's Extractor (GetInfo describes it; the scheduler runs it)
+    heads         the served heads (scene labeler, activity scorer; either may be None)
+    scheduler     the bounded work queue every model call goes through
+    metrics       Prometheus metrics
+    calls         the per-call log records the interceptor writes out
+    search        the index's RPCs, or None (IndexImages/Search answer UNIMPLEMENTED)
+    profile_note  why this profile was chosen (e.g. the fallback to lite), for GetInfo"""
 
-    def __init__(self, config, extractor, heads: ServingHeads, metrics, scheduler: Scheduler,
-                 search=None, profile_note: str = ""):
+    def __init__(self, config: Any, extractor: Extractor, heads: ServingHeads, scheduler: Scheduler,
+                 metrics: Metrics, calls: CallLog, search: SearchRPC | None = None, profile_note: str = ""):
         self.config = config
         self.extractor = extractor
         self.heads = heads
         self.metrics = metrics
         self.scheduler = scheduler
+        self.calls = calls
         self.search = search
         self.profile_note = profile_note
         self.limits = Limits(max_pixels=config.max_pixels)
         self.sessions = SessionRegistry(metrics)
+        self.streams = StreamDeps(scheduler, metrics, self.limits, self.sessions, calls, config.inflight)
 
     # --- helpers ------------------------------------------------------------------------------
 
-    def _run_unary(self, fn, context, what: str):
-        """Run fn on a worker: RESOURCE_EXHAUSTED when the queue stays full for unary_wait."""
+    def _run_unary(self, fn: Callable[[], Any], context: grpc.ServicerContext, what: str) -> Any:
+        """Run fn on a worker: RESOURCE_EXHAUSTED when the queue stays full for unary_wait.
+        Returns the JobResult."""
         try:
             fut = self.scheduler.submit_call(fn, context.is_active, wait=self.config.unary_wait)
         except QueueFull as e:
@@ -84,58 +108,56 @@ class RegionServicer(pb_grpc.RegionServiceServicer):
 
     # --- RPCs ---------------------------------------------------------------------------------
 
-    def ExtractRegions(self, request: pb.ExtractRequest, context):
+    def ExtractRegions(self, request: pb.ExtractRequest, context: grpc.ServicerContext) -> pb.RegionSet:
         try:
             frame = extract_request_frame(request, self.limits)
         except InputError as e:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-        t_enqueued = time.perf_counter()
-
-        def job():
-            queued = time.perf_counter() - t_enqueued
-            rs = self.extractor.extract(frame)
-            rs.meta.setdefault("seconds", {})["queue"] = queued
-            return rs
-
-        regions = self._run_unary(job, context, "ExtractRegions")
-        self.metrics.observe_stages(regions.meta.get("seconds", {}))
+        done = self._run_unary(lambda: self.extractor.extract(frame), context, "ExtractRegions")
+        regions = done.value
+        regions.meta.setdefault("seconds", {})["queue"] = done.queue_seconds
+        self.metrics.observe_stages(regions.meta["seconds"])
         self.metrics.frames.labels("ExtractRegions").inc()
-        context.stats.update(frame_size=f"{frame.width}x{frame.height}", regions=len(regions))
+        self.calls.stats(context).update(frame_size=f"{frame.width}x{frame.height}", regions=len(regions))
         try:
             return region_set_pb(regions, request.output, world=frame.pose is not None)
         except InputError as e:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
 
-    def StreamVideo(self, request_iterator, context):
-        return VideoSession(self, request_iterator, context, self.config.inflight).run()
+    def StreamVideo(self, request_iterator: Iterator[pb.VideoFrame],
+                    context: grpc.ServicerContext) -> Iterator[pb.VideoUpdate]:
+        return VideoSession(self.streams, self.heads.activity, self.config.window_step,
+                            request_iterator, context).run()
 
-    def StreamScene(self, request_iterator, context):
-        return SceneSession(self, request_iterator, context, self.config.inflight).run()
+    def StreamScene(self, request_iterator: Iterator[pb.SceneFrame],
+                    context: grpc.ServicerContext) -> Iterator[pb.SceneUpdate]:
+        return SceneSession(self.streams, self.heads.scene, self.config.max_message_bytes,
+                            request_iterator, context).run()
 
-    def IndexImages(self, request_iterator, context):
+    def IndexImages(self, request_iterator: Iterator[pb.IndexRequest],
+                    context: grpc.ServicerContext) -> pb.IndexSummary:
         if self.search is None:
             context.abort(grpc.StatusCode.UNIMPLEMENTED, "this daemon has no region index")
         summary = self.search.index_images(request_iterator, context)
-        context.stats.update(received=summary.received, indexed=summary.indexed, errors=len(summary.errors))
+        self.calls.stats(context).update(received=summary.received, indexed=summary.indexed,
+                                         errors=len(summary.errors))
         return summary
 
-    def Search(self, request, context):
+    def Search(self, request: pb.SearchRequest, context: grpc.ServicerContext) -> pb.SearchResponse:
         if self.search is None:
             context.abort(grpc.StatusCode.UNIMPLEMENTED, "this daemon has no region index")
-        resp = self._run_unary(lambda: self.search.search(request, context), context, "Search")
-        context.stats.update(hits=len(resp.hits))
+        resp = self._run_unary(lambda: self.search.search(request, context), context, "Search").value
+        self.calls.stats(context).update(hits=len(resp.hits))
         return resp
 
-    def GetInfo(self, request, context):
+    def GetInfo(self, request: pb.InfoRequest, context: grpc.ServicerContext) -> pb.ServerInfo:
         ex = self.extractor
-        info = pb.ServerInfo(version=__version__, profile=str(getattr(ex, "profile", "")),
-                             profile_note=self.profile_note, feature_dim=int(ex.dim),
-                             max_message_bytes=self.config.max_message_bytes,
+        info = pb.ServerInfo(version=__version__, profile=ex.profile, profile_note=self.profile_note,
+                             feature_dim=int(ex.dim), max_message_bytes=self.config.max_message_bytes,
                              max_pixels=self.config.max_pixels, queue_size=self.config.queue)
-        info.models.add(role="masker", name=str(getattr(ex.masker, "name", type(ex.masker).__name__)),
-                        weights=str(getattr(ex.masker, "weights", "") or "none"))
-        info.models.add(role="backbone", name=str(getattr(ex.backbone, "name", type(ex.backbone).__name__)),
-                        feature_dim=int(ex.dim), weights=str(getattr(ex.backbone, "weights", "") or "none"))
+        info.models.add(role="masker", name=ex.masker.name, weights=ex.weights.get("masker", "none"))
+        info.models.add(role="backbone", name=ex.backbone.name, feature_dim=int(ex.dim),
+                        weights=ex.weights.get("backbone", "none"))
         for m in self.heads.metas():
             info.heads.add(kind=m.kind, name=m.name, class_ids=list(m.class_ids),
                            class_names=list(m.class_names), window=int(m.window))
@@ -143,4 +165,3 @@ class RegionServicer(pb_grpc.RegionServiceServicer):
             idx = self.search.index
             info.index_images, info.index_regions = len(idx), int(idx.num_regions)
         return info
-

@@ -1,0 +1,281 @@
+"""Stream plumbing shared by StreamVideo and StreamScene: one session per call.
+
+A session owns a reader thread that decodes the client's frames and submits them to the
+scheduler (blocking when it is full: backpressure), and an ordered pipe of at most
+`inflight` frames between that thread and the response generator, so decoding, the models
+and sending overlap while replies keep the frames' order. Whatever way the call ends (the
+client half-closes, it cancels, its deadline passes, the handler fails) `close()` runs once,
+from the generator's `finally` or the RPC's termination callback: the reader stops, queued
+jobs of the call are dropped by the workers, and the session's frames and tokens are freed.
+
+What a stream kind adds (video.py, scene.py): decoding its request message, the reply for a
+frame's regions or for its input error, and what comes after the last frame.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import grpc
+
+from core.errors import InputError
+from core.frames import Frame
+from core.regionset import RegionSet
+
+from .calls import CallLog
+from .convert import Limits
+from .metrics import Metrics
+from .scheduler import Cancelled, JobResult, Scheduler, ShuttingDown
+
+log = logging.getLogger(__name__)
+
+_END = object()
+_POLL = 0.05
+_ids = itertools.count(1)
+
+
+@dataclass
+class Pending:
+    """One frame between reader and responder: its job's future, or the input error."""
+
+    index: int
+    t0: float
+    request: Any
+    frame: Frame | None = None
+    future: Future | None = None
+    error: InputError | None = None
+
+
+class SessionRegistry:
+    """Open sessions by id (for metrics, shutdown and tests)."""
+
+    def __init__(self, metrics: Metrics | None = None):
+        self._lock = threading.Lock()
+        self._open: dict[int, StreamSession] = {}
+        self._metrics = metrics
+
+    def add(self, s: StreamSession) -> None:
+        with self._lock:
+            self._open[s.id] = s
+        if self._metrics:
+            self._metrics.sessions.labels(s.kind).inc()
+
+    def remove(self, s: StreamSession) -> None:
+        with self._lock:
+            gone = self._open.pop(s.id, None)
+        if gone is not None and self._metrics:
+            self._metrics.sessions.labels(s.kind).dec()
+
+    def count(self, kind: str | None = None) -> int:
+        with self._lock:
+            return sum(1 for s in self._open.values() if kind is None or s.kind == kind)
+
+    def all(self) -> list[StreamSession]:
+        with self._lock:
+            return list(self._open.values())
+
+
+@dataclass(frozen=True)
+class StreamDeps:
+    """What every stream session uses of its daemon."""
+
+    scheduler: Scheduler
+    metrics: Metrics
+    limits: Limits
+    sessions: SessionRegistry
+    calls: CallLog
+    inflight: int = 4
+
+
+class StreamSession:
+    """Base of the stream kinds. Subclasses implement `decode(request, index)`,
+    `respond(pending, regions)` and `respond_error(pending)`, and may add `finish()`."""
+
+    kind = "stream"
+    method = "Stream"
+
+    def __init__(self, deps: StreamDeps, request_iterator: Iterator[Any], context: grpc.ServicerContext):
+        self.id = next(_ids)
+        self.deps = deps
+        self.scheduler = deps.scheduler
+        self.metrics = deps.metrics
+        self.limits = deps.limits
+        self.context = context
+        self.requests = request_iterator
+        self._pipe: queue.Queue = queue.Queue(maxsize=max(1, deps.inflight))
+        self._done = threading.Event()      # the call is over (any reason)
+        self._closed = False
+        self._lock = threading.Lock()
+        self.frames = 0
+        self.frame_errors = 0
+        self.reader_error: BaseException | None = None
+        deps.sessions.add(self)
+        context.add_callback(self.close)     # cancel / deadline / normal end
+        self._reader = threading.Thread(target=self._read, name=f"regiond-{self.kind}-{self.id}", daemon=True)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def alive(self) -> bool:
+        return not self._done.is_set() and self.context.is_active()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._done.set()
+        # Drop queued frames now: their futures are cancelled by the workers (alive() is false).
+        while True:
+            try:
+                self._pipe.get_nowait()
+            except queue.Empty:
+                break
+        self.release()
+        self.deps.sessions.remove(self)
+
+    def release(self) -> None:
+        """Free per-session state (subclasses drop their buffers)."""
+
+    # --- reader thread ------------------------------------------------------------------------
+
+    def _put(self, item: Any) -> bool:
+        while not self._done.is_set():
+            try:
+                self._pipe.put(item, timeout=_POLL)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _read(self) -> None:
+        try:
+            for index, req in enumerate(self.requests):
+                if self._done.is_set():
+                    return
+                p = Pending(index=index, t0=time.perf_counter(), request=req)
+                try:
+                    p.frame = self.decode(req, index)
+                except InputError as e:
+                    p.error = e
+                if p.error is None:
+                    try:
+                        p.future = self.scheduler.submit_extract(p.frame, self.alive)
+                    except (Cancelled, ShuttingDown) as e:
+                        self.reader_error = e
+                        return
+                if not self._put(p):
+                    return
+        except grpc.RpcError:  # the client went away while we read
+            return
+        except BaseException as e:  # surfaced to the client by the responder
+            self.reader_error = e
+            log.exception("stream reader failed")
+        finally:
+            self._put(_END)
+
+    # --- response generator -------------------------------------------------------------------
+
+    def _next(self) -> Any:
+        while not self._done.is_set():
+            try:
+                return self._pipe.get(timeout=_POLL)
+            except queue.Empty:
+                if not self.context.is_active():
+                    return _END
+        return _END
+
+    def wait(self, fut: Future) -> JobResult:
+        """A job's result, polling so that a call that ends stops the wait (Cancelled)."""
+        while True:
+            try:
+                return fut.result(timeout=_POLL)
+            except TimeoutError:
+                if not self.alive():
+                    raise Cancelled("call ended") from None
+
+    def call(self, fn: Callable[[], Any], stage: str) -> Any:
+        """Run fn (a head) on a worker, wait for it, and time it as `stage`."""
+        t0 = time.perf_counter()
+        value = self.wait(self.scheduler.submit_call(fn, self.alive)).value
+        self.metrics.stage_seconds.labels(stage).observe(time.perf_counter() - t0)
+        return value
+
+    def run(self) -> Iterator[Any]:
+        """The response stream. Runs in the gRPC handler thread."""
+        self._reader.start()
+        try:
+            while True:
+                p = self._next()
+                if p is _END:
+                    break
+                self.frames += 1
+                if p.error is None:
+                    try:
+                        done = self.wait(p.future)
+                    except InputError as e:  # checks the extractor makes itself
+                        p.error = e
+                    except Cancelled:
+                        return
+                    except Exception as e:  # a fault of ours, not the client's: end the call
+                        log.exception("extraction failed in %s session %d", self.kind, self.id)
+                        self.context.abort(grpc.StatusCode.INTERNAL, f"extraction failed: {type(e).__name__}: {e}")
+                if p.error is None:
+                    regions: RegionSet = done.value
+                    seconds = regions.meta.setdefault("seconds", {})
+                    seconds["queue"] = done.queue_seconds
+                    self.metrics.observe_stages(seconds)
+                    try:
+                        update = self.respond(p, regions)
+                    except InputError as e:  # e.g. an unknown output option on this frame
+                        p.error = e
+                if p.error is not None:
+                    self.frame_errors += 1
+                    self.metrics.frame_errors.labels(self.method, p.error.field).inc()
+                    update = self.respond_error(p)
+                self.metrics.frames.labels(self.method).inc()
+                self.metrics.frame_seconds.labels(self.method).observe(time.perf_counter() - p.t0)
+                p.frame = None
+                yield update
+            if isinstance(self.reader_error, ShuttingDown):
+                self.context.abort(grpc.StatusCode.UNAVAILABLE, "the daemon is shutting down")
+            if self.reader_error is not None and not isinstance(self.reader_error, Cancelled):
+                self.context.abort(grpc.StatusCode.INTERNAL, f"reading the stream failed: {self.reader_error}")
+            if self.alive():
+                yield from self.finish()
+        finally:
+            self.deps.calls.stats(self.context).update(self.stats())
+            self.close()
+
+    def stats(self) -> dict:
+        return {"session": self.id, "frames": self.frames, "frame_errors": self.frame_errors}
+
+    def finish(self) -> Iterator[Any]:
+        """Updates after the client half-closed (scene summary)."""
+        return iter(())
+
+    # --- to implement -------------------------------------------------------------------------
+
+    def decode(self, request: Any, index: int) -> Frame:
+        raise NotImplementedError
+
+    def respond(self, p: Pending, regions: RegionSet) -> Any:
+        raise NotImplementedError
+
+    def respond_error(self, p: Pending) -> Any:
+        raise NotImplementedError
+
+
+def frame_index(req: Any, index: int) -> int:
+    """The client's frame number when it set one, else the position in the stream."""
+    return int(req.index) if req.index else index
+
+
+def output_of(req: Any, default: Any) -> Any:
+    """A frame's own OutputOptions when it sets them, else the stream's (from its first frame)."""
+    return req.output if req.HasField("output") else default
