@@ -46,10 +46,12 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
 
-    from daemon.extraction.profiles import build_extractor
-    from daemon.heads.batch import collate, limit_tokens, tokens_from_regions
+    from core.frames import evenly_spaced
+    from daemon.extraction import build_extractor
+    from daemon.extraction.cache import CLIP_FRAMES
     from daemon.features.patches import patch_regions
-    from daemon.heads.registry import create_head
+    from daemon.heads import create_head
+    from daemon.heads.batch import collate, limit_tokens, tokens_from_regions
     from scenes.synthetic.clips import ACTIVITY_CLASSES, render_clip
 
     extractor = build_extractor("lite", preset="activity")
@@ -64,7 +66,7 @@ def main(argv=None) -> int:
         region_counts, patch_counts, clips_r, clips_p = [], [], [], []
         for k in range(args.clips):
             clip = render_clip(k % len(ACTIVITY_CLASSES), 900 + k, frames=16, width=w, height=h)
-            picks = np.round(np.linspace(0, len(clip.frames) - 1, 8)).astype(int)
+            picks = evenly_spaced(len(clip.frames), CLIP_FRAMES)
             regs, pats = [], []
             for i in picks:
                 rgb = np.ascontiguousarray(clip.frames[i])

@@ -9,6 +9,7 @@ from typing import Iterator
 import numpy as np
 
 from core.errors import InputError
+from core.labels import NUM_NYU40
 from core.frames import Camera, Frame, check_pose
 
 from .base import Sampling, Source, SourceError, align_to_depth, resample
@@ -99,9 +100,27 @@ def _image_size(path: Path) -> tuple[int, int]:
         return im.size
 
 
+class FolderSource(Source):
+    """A folder of numbered frames (`numbers`, in order) seen by one depth camera (`camera`)."""
+
+    numbers: list[int]
+    camera: Camera
+
+    def total(self) -> int:
+        return len(self.numbers)
+
+    def _frames(self, indices) -> Iterator[Frame]:
+        for i in indices:
+            yield self.read_frame(self.numbers[i])
+
+    def read_frame(self, n: int) -> Frame:
+        """Frame number n, at the depth camera's resolution."""
+        raise NotImplementedError
+
+
 # --- ScanNet exported folders ---------------------------------------------------------------
 
-class ScanNetFolderSource(Source):
+class ScanNetFolderSource(FolderSource):
     """A ScanNet scene exported by SensReader: color/N.jpg, depth/N.png (uint16, value /
     depth_shift = metres), pose/N.txt (4×4 camera-to-world; -inf = lost), intrinsic/
     intrinsic_depth.txt (or intrinsic_color.txt, scaled), optional label-filt/N.png.
@@ -169,31 +188,26 @@ class ScanNetFolderSource(Source):
             color = depth.scaled(*csize)
         return depth, color
 
-    def total(self) -> int:
-        return len(self.numbers)
-
-    def _frames(self, indices) -> Iterator[Frame]:
+    def read_frame(self, n: int) -> Frame:
         cam = self.camera
-        for i in indices:
-            n = self.numbers[i]
-            depth = read_depth(self.depths[n], self.depth_shift, camera=cam)
-            pose_path = self.root / "pose" / f"{n}.txt"
-            pose = read_pose(pose_path) if pose_path.is_file() else None
-            labels = None
-            if n in self.labels:
-                raw = read_label(self.labels[n])
-                raw = align_to_depth(raw, self._color_camera_for(raw.shape), cam, nearest=True)
-                if self.label_table is not None:
-                    labels = self.label_table.to_nyu40(raw)
-                elif raw.max(initial=0) > 40:
-                    raise SourceError(f"{self.labels[n]}: label {int(raw.max())} is not an NYU40 id, "
-                                      f"though {SCENE_META} says label_space nyu40")
-                else:
-                    labels = raw.astype(np.uint8)
-            rgb = read_color(self.colors[n])
-            rgb = align_to_depth(rgb, self._color_camera_for(rgb.shape), cam)
-            yield Frame(rgb=rgb, depth=depth, camera=cam, pose=pose, index=n, time=n / NOMINAL_FPS, labels=labels,
-                        meta={"source": self.spec, "frame": n})
+        depth = read_depth(self.depths[n], self.depth_shift, camera=cam)
+        pose_path = self.root / "pose" / f"{n}.txt"
+        pose = read_pose(pose_path) if pose_path.is_file() else None
+        labels = None
+        if n in self.labels:
+            raw = read_label(self.labels[n])
+            raw = align_to_depth(raw, self._color_camera_for(raw.shape), cam, nearest=True)
+            if self.label_table is not None:
+                labels = self.label_table.to_nyu40(raw)
+            elif raw.max(initial=0) > NUM_NYU40:
+                raise SourceError(f"{self.labels[n]}: label {int(raw.max())} is not an NYU40 id, "
+                                  f"though {SCENE_META} says label_space nyu40")
+            else:
+                labels = raw.astype(np.uint8)
+        rgb = read_color(self.colors[n])
+        rgb = align_to_depth(rgb, self._color_camera_for(rgb.shape), cam)
+        return Frame(rgb=rgb, depth=depth, camera=cam, pose=pose, index=n, time=n / NOMINAL_FPS, labels=labels,
+                     meta={"source": self.spec, "frame": n})
 
     def _color_camera_for(self, shape) -> Camera:
         """The colour camera for an image of this shape (label images may be smaller)."""
@@ -215,7 +229,7 @@ SEVEN_SCENES_DEFAULT_K = ((585.0, 0.0, 320.0), (0.0, 585.0, 240.0), (0.0, 0.0, 1
 SEVEN_SCENES_INVALID = 65535  # 7-Scenes marks missing depth with 65535 as well as 0
 
 
-class SevenScenesSource(Source):
+class SevenScenesSource(FolderSource):
     """A 7-Scenes-style folder: frame-NNNNNN.color.png, frame-NNNNNN.depth.png (uint16 mm;
     0 and 65535 = none), frame-NNNNNN.pose.txt (4×4 camera-to-world), camera-intrinsics.txt
     (3×3, for the depth image; 7-Scenes' published Kinect values when the file is absent).
@@ -249,20 +263,15 @@ class SevenScenesSource(Source):
         except InputError as e:
             raise SourceError(f"{kfile}: {e.message}") from None
 
-    def total(self) -> int:
-        return len(self.numbers)
-
-    def _frames(self, indices) -> Iterator[Frame]:
+    def read_frame(self, n: int) -> Frame:
         cam = self.camera
-        for i in indices:
-            n = self.numbers[i]
-            depth = read_depth(self.depths[n], self.depth_shift, invalid=(SEVEN_SCENES_INVALID,), camera=cam)
-            pose = read_pose(self.poses[n]) if n in self.poses else None
-            f = Frame(rgb=read_color(self.colors[n]), pose=pose, index=n, time=n / NOMINAL_FPS,
-                      meta={"source": self.spec, "frame": n})
-            f = resample(f, cam.width, cam.height)
-            f.depth, f.camera = depth, cam
-            yield f
+        depth = read_depth(self.depths[n], self.depth_shift, invalid=(SEVEN_SCENES_INVALID,), camera=cam)
+        pose = read_pose(self.poses[n]) if n in self.poses else None
+        f = Frame(rgb=read_color(self.colors[n]), pose=pose, index=n, time=n / NOMINAL_FPS,
+                  meta={"source": self.spec, "frame": n})
+        f = resample(f, cam.width, cam.height)
+        f.depth, f.camera = depth, cam
+        return f
 
     def _describe(self) -> dict:
         cam = self.camera

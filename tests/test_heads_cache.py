@@ -104,7 +104,7 @@ def test_label_png_round_trip(tmp_path):
 def test_train_and_eval_cli_smoke(tmp_path, capsys):
     write_toy_cache(tmp_path / "train", scenes=3, frames=3, clips_per_class=2, seed=0)
     write_toy_cache(tmp_path / "test", scenes=1, frames=3, clips_per_class=1, seed=1, uncovered=True)
-    small = ["--dim", "32", "--heads", "4", "--epochs", "2", "--warmup", "2"]
+    small = ["--dim", "32", "--attention-heads", "4", "--epochs", "2", "--warmup", "2"]
     for task in ("segment", "scene", "activity"):
         out = tmp_path / "heads" / task
         assert main(["train", task, "--cache", str(tmp_path / "train"), "--out", str(out),

@@ -142,10 +142,10 @@ def test_mirrored_clips_swap_their_classes():
 
     rng = np.random.default_rng(0)
     clip = tokens_from_regions(toy_clip(rng, "left"), target=0)
-    back = mirror_clip(mirror_clip(clip, horizontal=True, reverse=True), horizontal=True, reverse=True)
+    back = mirror_clip(mirror_clip(clip, 8, horizontal=True, reverse=True), 8, horizontal=True, reverse=True)
     np.testing.assert_allclose(back.boxes, clip.boxes)
     np.testing.assert_allclose(back.pos2d, clip.pos2d, atol=1e-4)
-    rev = mirror_clip(clip, reverse=True)
+    rev = mirror_clip(clip, 8, reverse=True)
     assert (rev.frame == 7 - clip.frame).all()
 
     class Cache:
@@ -154,6 +154,7 @@ def test_mirrored_clips_swap_their_classes():
 
     class Item:
         label = "left"
+        frames = [f"{i:06d}" for i in range(8)]
 
     index = {m: k for k, m in enumerate(TOY_MOTIONS)}
     task = ActivityTask(Cache(), [Item()], index, token_dropout=0.0,

@@ -40,7 +40,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--dim", type=int, default=None, help="transformer width (default 256)")
     p.add_argument("--layers", type=int, default=None, help="transformer layers (default: the head's)")
-    p.add_argument("--heads", type=int, default=None, help="attention heads (default 8)")
+    p.add_argument("--attention-heads", type=int, default=None, metavar="N", help="attention heads of a transformer head (default 8)")
     p.add_argument("--hidden", type=int, default=None, help="MLP hidden width (region-mlp, default 1000)")
     p.add_argument("--max-tokens", type=int, default=None,
                    help="tokens per sample (scene: sample at most this many, default 2048; activity: pad to, default 400)")
@@ -59,7 +59,7 @@ def run(args) -> int:
     from ..heads.train import TrainConfig
 
     torch.set_num_threads(args.threads)
-    over = {k: v for k, v in (("dim", args.dim), ("layers", args.layers), ("heads", args.heads),
+    over = {k: v for k, v in (("dim", args.dim), ("layers", args.layers), ("heads", args.attention_heads),
                               ("hidden", args.hidden), ("max_tokens", args.max_tokens)) if v is not None}
     if args.no_2d:
         over["pos2d"] = False

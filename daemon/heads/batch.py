@@ -120,11 +120,11 @@ def join_frames(parts: list[TokenSet]) -> TokenSet:
                     labels, weights, None, xyz, boxes)
 
 
-def mirror_clip(ts: TokenSet, horizontal: bool = False, vertical: bool = False, reverse: bool = False,
-                frames: int = 8) -> TokenSet:
+def mirror_clip(ts: TokenSet, frames: int, horizontal: bool = False, vertical: bool = False,
+                reverse: bool = False) -> TokenSet:
     """The clip mirrored left-right and/or top-bottom and/or played backwards, with its 2D
     and time embeddings recomputed (features are kept: they describe appearance, which a
-    mirror barely changes). Training uses it with the matching class swaps (left ↔ right ...)."""
+    mirror barely changes). `frames` is the clip's length. Training uses it with the matching class swaps (left ↔ right ...)."""
     if ts.boxes is None:
         raise ValueError("TokenSet has no boxes to mirror")
     b = ts.boxes.copy()

@@ -11,14 +11,24 @@ returns at once. The rooms and clips use seeds the demo's own scan does not.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
+from tqdm import tqdm
 
-from daemon.extraction.cache import CacheItem, TokenCache, extractor_versions
-from daemon.extraction.jobs import extract_frames
+from core.frames import Frame, evenly_spaced
+from daemon.extraction import Extractor
+from daemon.extraction.cache import CLIP_FRAMES, TokenCache, extractor_versions
+from daemon.extraction.jobs import extract_item
+from scenes import open_source
+from scenes.synthetic.clips import ACTIVITY_CLASSES, render_clip
+
+from .jobs import train_on_cache
+from .train import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -54,19 +64,13 @@ SYNTHETIC_CLIP_SYMMETRIES = {
 }
 
 
-def _room_frames(seed: int, cfg: DemoHeadsConfig):
-    from scenes import open_source
-
+def _room_frames(seed: int, cfg: DemoHeadsConfig) -> Iterable[Frame]:
     return open_source(f"synthetic:{seed}", frames=cfg.room_frames, width=cfg.width, height=cfg.height)
 
 
-def _clip_frames(label: int, seed: int, cfg: DemoHeadsConfig):
-    from scenes.synthetic.clips import render_clip
-
-    from core.frames import Frame
-
+def _clip_frames(label: int, seed: int, cfg: DemoHeadsConfig) -> list[Frame]:
     clip = render_clip(label, seed, frames=16, width=cfg.width, height=cfg.height)
-    picks = np.round(np.linspace(0, len(clip.frames) - 1, 8)).astype(int)
+    picks = evenly_spaced(len(clip.frames), CLIP_FRAMES)
     return [Frame(rgb=np.ascontiguousarray(clip.frames[i]), index=int(i)) for i in picks]
 
 
@@ -75,27 +79,19 @@ def _clip_frames(label: int, seed: int, cfg: DemoHeadsConfig):
 BUNDLED_DIR = Path(__file__).with_name("pretrained")
 
 
-def bundled_heads(extractor) -> Path | None:
+def bundled_heads(extractor: Extractor) -> Path | None:
     """The shipped heads trained on this extractor's tokens, if there are any."""
     d = BUNDLED_DIR / f"{extractor.backbone.name}-{int(extractor.dim)}"
     return d if (d / "scene" / "config.json").is_file() else None
 
 
-def demo_heads(out_dir, extractor, cfg: DemoHeadsConfig = DemoHeadsConfig(), progress: bool = True,
-               log=print, use_bundled: bool = True) -> Path:
+def demo_heads(out_dir: str | Path, extractor: Extractor, cfg: DemoHeadsConfig = DemoHeadsConfig(),
+               progress: bool = True, log: Callable[[str], None] = print, use_bundled: bool = True) -> Path:
     """Heads for the demo: the bundled ones for this extractor when there are (use_bundled),
     else trained (or found already trained) in out_dir. Returns the directory for `--heads`."""
-    from tqdm import tqdm
-
     if use_bundled and (found := bundled_heads(extractor)) is not None:
         log(f"demo heads: using the bundled heads in {found}")
         return found
-
-    from scenes.synthetic.clips import ACTIVITY_CLASSES
-
-    from .jobs import train_on_cache
-    from .train import TrainConfig
-
     out = Path(out_dir)
     want = {"versions": extractor_versions(extractor), "config": asdict(cfg)}
     stamp = out / STAMP
@@ -105,21 +101,17 @@ def demo_heads(out_dir, extractor, cfg: DemoHeadsConfig = DemoHeadsConfig(), pro
     t0 = time.perf_counter()
     cache_dir = out / "cache"
     if cache_dir.exists():
-        import shutil
-
         shutil.rmtree(cache_dir)
     cache = TokenCache.create(cache_dir, extractor_versions(extractor))
-    n_frames = len(cfg.rooms) * cfg.room_frames + len(ACTIVITY_CLASSES) * cfg.clips_per_class * 8
+    n_frames = len(cfg.rooms) * cfg.room_frames + len(ACTIVITY_CLASSES) * cfg.clips_per_class * CLIP_FRAMES
     with tqdm(total=n_frames, desc="demo heads: extracting", unit="frame", disable=not progress) as bar:
         for seed in cfg.rooms:
-            name = f"room{seed}"
-            stems, meta = extract_frames(extractor, _room_frames(seed, cfg), cache.root / name, False, bar)
-            cache.add(CacheItem(name, "scene", stems, source=f"synthetic:{seed}", meta=meta))
+            extract_item(cache, extractor, f"room{seed}", "scene", _room_frames(seed, cfg),
+                         source=f"synthetic:{seed}", progress=bar)
         for label, cls in enumerate(ACTIVITY_CLASSES):
             for k in range(cfg.clips_per_class):
-                name = f"clips/{cls}_{k}"
-                stems, meta = extract_frames(extractor, _clip_frames(label, 700 + k, cfg), cache.root / name, False, bar)
-                cache.add(CacheItem(name, "clip", stems, label=cls, source="scenes.synthetic.clips", meta=meta))
+                extract_item(cache, extractor, f"clips/{cls}_{k}", "clip", _clip_frames(label, 700 + k, cfg),
+                             label=cls, source="scenes.synthetic.clips", progress=bar)
     tcfg = TrainConfig(epochs=cfg.epochs, warmup=10, patience=8, seed=cfg.seed, lr=2e-3)
     small = {"dim": cfg.dim, "heads": 8}
     jobs = [("segment", "region-mlp", {"hidden": 256}, {}),

@@ -17,7 +17,7 @@ from daemon.extraction.cache import TokenCache
 from core.errors import InputError
 from .metrics import Confusion, Protocol, evaluate_label_map, topk_accuracy
 from .registry import LoadedHead, create_head, load_head, save_head
-from .train import ActivityTask, SceneTask, SegmentTask, TrainConfig, TrainResult, fit
+from .train import ActivityTask, SceneTask, SegmentTask, TrainConfig, TrainResult, clip_length, fit
 
 TASKS = {"segment": SegmentTask, "scene": SceneTask, "activity": ActivityTask}
 DEFAULT_HEAD = {"segment": "region-mlp", "scene": "scene-transformer", "activity": "activity-transformer"}
@@ -115,6 +115,8 @@ def train_on_cache(task: str, cache_dir, out_dir, head: str | None = None, val_c
     # clip classes are names: take them from both splits so a class held out by chance is known
     classes = class_list(task, cache, train_items + (val_items if task == "activity" else []))
     name = head or DEFAULT_HEAD[task]
+    if task == "activity":  # the head records the clip length it reads (serving feeds it that)
+        head_overrides = {"window": clip_length(train_items + val_items), **(head_overrides or {})}
     torch.manual_seed(cfg.seed)
     model = create_head(name, in_dim=int(cache.versions["dim"]), num_classes=len(classes),
                         **{"tokens": tokens, **(head_overrides or {})})

@@ -15,6 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.errors import InputError
+from daemon.extraction.cache import CacheItem, TokenCache
+
 from .batch import (TokenSet, collate, frames_origin, join_frames, limit_tokens, mirror_clip, rotate_scene,
                     tokens_from_regions)
 
@@ -64,16 +67,29 @@ def weighted_token_accuracy(logits, labels, weights) -> float:
 
 # --- tasks ---------------------------------------------------------------------------------
 
+class RegionLabelTask:
+    """A task whose targets are region labels: area-weighted cross-entropy, and the
+    area-weighted share of correctly labelled regions as its metric."""
+
+    metric_name = "acc"
+    pad_to = None
+
+    def loss(self, logits, batch):
+        return area_weighted_ce(logits, batch.labels, batch.weights)
+
+    def metric(self, logits, batch):
+        return weighted_token_accuracy(logits, batch.labels, batch.weights)
+
+
 @dataclass
-class SegmentTask:
+class SegmentTask(RegionLabelTask):
     """Per-image region labels: one sample per frame (all scene and image items)."""
 
-    cache: object
-    items: list
+    cache: TokenCache
+    items: list[CacheItem]
     class_index: dict
     patches: bool = False
     name: str = "segment"
-    metric_name: str = "acc"
 
     def __post_init__(self):
         self._samples = [tokens_from_regions([r], self.class_index)
@@ -85,24 +101,16 @@ class SegmentTask:
     def val_samples(self) -> list[TokenSet]:
         return self._samples
 
-    pad_to = None
-
-    def loss(self, logits, batch):
-        return area_weighted_ce(logits, batch.labels, batch.weights)
-
-    def metric(self, logits, batch):
-        return weighted_token_accuracy(logits, batch.labels, batch.weights)
-
 
 @dataclass
-class SceneTask:
+class SceneTask(RegionLabelTask):
     """Scene-level region labels: training samples are random subsets of a scene's frames
     (`frames_per_view` frames, `views` per scene per epoch), each turned by a random angle about
     the vertical axis when `rotate` (batch.rotate_scene); validation sees every frame, up to
     max_tokens (the largest regions)."""
 
-    cache: object
-    items: list
+    cache: TokenCache
+    items: list[CacheItem]
     class_index: dict
     max_tokens: int = 2048
     frames_per_view: int = 8
@@ -110,8 +118,6 @@ class SceneTask:
     rotate: bool = True
     patches: bool = False
     name: str = "scene"
-    metric_name: str = "acc"
-    pad_to = None
 
     def __post_init__(self):
         self._scenes = []
@@ -138,23 +144,17 @@ class SceneTask:
     def val_samples(self) -> list[TokenSet]:
         return [limit_tokens(self._join(s, range(len(s))), self.max_tokens) for s in self._scenes]
 
-    def loss(self, logits, batch):
-        return area_weighted_ce(logits, batch.labels, batch.weights)
-
-    def metric(self, logits, batch):
-        return weighted_token_accuracy(logits, batch.labels, batch.weights)
-
 
 @dataclass
 class ActivityTask:
-    """Clip classes: 8 frames, at most max_tokens tokens (random when training, the largest
+    """Clip classes: each clip's frames (all clips one length), at most max_tokens tokens (random when training, the largest
     regions otherwise), padded to max_tokens with a padding mask. Training drops a random
     share (up to token_dropout) of each clip's tokens and, given `symmetries` ({"hflip" |
     "vflip" | "reverse": {class: class it becomes}}, unlisted classes unchanged), mirrors and
     reverses clips with the matching class swaps, so that a few clips go further."""
 
-    cache: object
-    items: list
+    cache: TokenCache
+    items: list[CacheItem]
     class_index: dict
     max_tokens: int = 400
     token_dropout: float = 0.25
@@ -167,6 +167,7 @@ class ActivityTask:
         self.pad_to = self.max_tokens
         self._clips = [tokens_from_regions(self.cache.frames(it, self.patches), target=self.class_index[it.label])
                        for it in self.items]
+        self.window = clip_length(self.items)
         self._names = {k: n for n, k in self.class_index.items()}
 
     def _mirrored(self, c: TokenSet, rng) -> TokenSet:
@@ -184,8 +185,7 @@ class ActivityTask:
             kw[arg], name = True, new
         if not kw:
             return c
-        frames = int(c.frame.max()) + 1 if len(c) else 8
-        return replace(mirror_clip(c, frames=frames, **kw), target=self.class_index[name])
+        return replace(mirror_clip(c, frames=self.window, **kw), target=self.class_index[name])
 
     def train_samples(self, rng) -> list[TokenSet]:
         out = []
@@ -204,6 +204,15 @@ class ActivityTask:
 
     def metric(self, logits, batch):
         return float((logits.argmax(-1) == batch.targets).float().mean())
+
+
+def clip_length(items: list[CacheItem]) -> int:
+    """The frames per clip of clip items (an activity head reads clips of one length)."""
+    lengths = sorted({len(it.frames) for it in items})
+    if len(lengths) != 1:
+        raise InputError("cache", f"clips of different lengths {lengths}: an activity head reads clips of one "
+                                  f"length; extract them with the same --clip-frames")
+    return lengths[0]
 
 
 # --- the loop --------------------------------------------------------------------------------
