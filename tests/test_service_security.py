@@ -40,7 +40,7 @@ def test_token_required_on_every_call(tmp_path):
 
 
 def test_non_loopback_needs_token_or_insecure():
-    from daemon.service.server import ConfigError, ServeConfig
+    from daemon.service.config import ConfigError, ServeConfig
 
     with pytest.raises(ConfigError, match="non-loopback"):
         ServeConfig(listen="0.0.0.0:0").check()

@@ -5,7 +5,7 @@ import argparse
 import os
 from pathlib import Path
 
-from ..service.server import DEFAULT_LISTEN
+from ..service.config import DEFAULT_LISTEN
 
 TOKEN_ENV = "REGIOND_TOKEN"
 # The line `regiond serve` prints once it accepts calls; spawn_daemon waits for it.
@@ -64,7 +64,7 @@ def register(sub) -> None:
 
 
 def config_from_args(args):
-    from ..service.server import ServeConfig
+    from ..service.config import ServeConfig
 
     kw = {}
     if args.max_pixels is not None:

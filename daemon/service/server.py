@@ -7,12 +7,10 @@ queue, optional heads and the region index, and a graceful stop.
 """
 from __future__ import annotations
 
-import ipaddress
 import logging
 import threading
 import time
 from concurrent import futures
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +20,6 @@ import torch
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from core.frames import DEFAULT_MAX_PIXELS
 from daemon.extraction import Extractor, build_extractor
 from daemon.heads.interface import ServingHeads
 from daemon.heads.serving import load_serving_heads
@@ -30,6 +27,7 @@ from regions.v1 import regions_pb2 as pb
 from regions.v1 import regions_pb2_grpc as pb_grpc
 
 from .calls import CallLog
+from .config import ConfigError, ServeConfig
 from .interceptors import ServiceInterceptor
 from .metrics import Metrics
 from .scheduler import Scheduler
@@ -39,98 +37,6 @@ from .servicer import QueuedExtractor, RegionServicer
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RegionService"].full_name  # "regions.v1.RegionService"
-DEFAULT_LISTEN = "127.0.0.1:50051"
-
-
-class ConfigError(ValueError):
-    """A serve configuration the daemon refuses (e.g. an open address without a token)."""
-
-
-@dataclass
-class ServeConfig:
-    """How the daemon runs. Every field is a `regiond serve` option.
-
-    listen          HOST:PORT to serve on (port 0 = any free port)
-    data_dir        where the daemon keeps what it must keep (the region index)
-    profile         extractor profile, "auto" = best one whose weights are present
-    weights         weights directory (None: $REGIOND_WEIGHTS or the default)
-    token           bearer token every call must carry (None: no authentication)
-    tls_cert/key    PEM files; both or neither
-    insecure        allow a non-loopback address without a token
-    metrics_port    Prometheus exporter port on the listen host (None: off; 0: any free port)
-    max_message_mb  largest request or reply message
-    queue           work-queue capacity (jobs waiting)
-    workers         threads running the models, each with its own extractor
-    torch_threads   torch intra-op threads (None: 1 for lite, all cores for network backbones); with several
-                    workers on a small CPU, 1 avoids threads spinning against each other
-    max_batch       extraction jobs batched together (extractors with extract_batch)
-    unary_wait      seconds a unary call waits for room in a full queue before RESOURCE_EXHAUSTED
-    inflight        frames of one stream between decoding and the reply
-    max_pixels      largest image accepted (pixels)
-    window_step     default frames between activity windows
-    heads           directory of trained heads to serve (None: regions only)
-    index           keep a region index in data_dir (IndexImages/Search); False: UNIMPLEMENTED
-    grace           seconds in-flight calls get to finish on shutdown
-    warmup          run each extractor once before reporting SERVING (first calls pay no
-                    lazy initialisation)
-    rpc_threads     gRPC handler threads (each open stream holds one)
-    """
-
-    listen: str = DEFAULT_LISTEN
-    data_dir: Path = field(default_factory=lambda: Path.home() / ".local" / "share" / "regiond")
-    profile: str = "auto"
-    weights: Path | None = None
-    token: str | None = None
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    insecure: bool = False
-    metrics_port: int | None = None
-    max_message_mb: int = 64
-    queue: int = 32
-    workers: int = 1
-    torch_threads: int | None = None
-    max_batch: int = 8
-    unary_wait: float = 0.5
-    inflight: int = 4
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    window_step: int = 4
-    heads: Path | None = None
-    index: bool = True
-    grace: float = 10.0
-    warmup: bool = True
-    rpc_threads: int = 64
-
-    @property
-    def max_message_bytes(self) -> int:
-        return int(self.max_message_mb) * 1024 * 1024
-
-    def host_port(self) -> tuple[str, int]:
-        host, sep, port = self.listen.rpartition(":")
-        if not sep or not port.isdigit():
-            raise ConfigError(f"--listen {self.listen!r}: expected HOST:PORT")
-        return host.strip("[]") or "0.0.0.0", int(port)
-
-    def check(self) -> None:
-        host, _ = self.host_port()
-        if not self.token and not self.insecure and not is_loopback(host):
-            raise ConfigError(f"refusing to listen on non-loopback address {host!r} without a token: "
-                              f"set --token (or REGIOND_TOKEN), or pass --insecure")
-        if bool(self.tls_cert) != bool(self.tls_key):
-            raise ConfigError("--tls-cert and --tls-key go together")
-        for name in ("queue", "workers", "max_batch", "inflight", "max_message_mb", "max_pixels", "window_step"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class RegionServer:
     """One running daemon. `extractor` and `heads` may be given (tests build them once);
     otherwise they come from the config's profile and heads directory."""

@@ -59,7 +59,7 @@ class QueuedExtractor:
 
 
 class RegionServicer(pb_grpc.RegionServiceServicer):
-    """config        the daemon's ServeConfig (daemon.service.server)
+    """config        the daemon's ServeConfig (daemon.service.config)
     extractor     the profile's Extractor (GetInfo describes it; the scheduler runs it)
     heads         the served heads (scene labeler, activity scorer; either may be None)
     scheduler     the bounded work queue every model call goes through
