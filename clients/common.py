@@ -17,7 +17,9 @@ from dataclasses import dataclass
 
 import grpc
 import numpy as np
+from PIL import Image
 
+from core.viz import masks_from_rle
 from regions.v1 import regions_pb2 as pb
 from regions.v1 import regions_pb2_grpc as pb_grpc
 
@@ -209,7 +211,7 @@ def image_pb(rgb: np.ndarray, encoding: str = "jpeg", quality: int = 95) -> pb.I
     if encoding == "raw":
         h, w = rgb.shape[:2]
         return pb.Image(data=rgb.tobytes(), encoding=pb.Image.RGB8, width=w, height=h)
-    import cv2
+    import cv2  # heavy: only when frames are sent as JPEG or PNG
 
     ext, params = {"jpeg": (".jpg", [cv2.IMWRITE_JPEG_QUALITY, quality]), "png": (".png", [cv2.IMWRITE_PNG_COMPRESSION, 1])}[encoding]
     ok, buf = cv2.imencode(ext, rgb[:, :, ::-1], params)
@@ -263,8 +265,6 @@ _SOURCE_CODE = {pb.SOURCE_SAM: 0, pb.SOURCE_SLIC: 1}  # core.regionset source co
 
 def region_masks(rs: pb.RegionSet) -> np.ndarray:
     """N×H×W bool masks of a RegionSet message (regions without masks are empty)."""
-    from core.viz import masks_from_rle
-
     counts = [list(r.mask.counts) if r.mask.counts else [rs.height * rs.width] for r in rs.regions]
     return masks_from_rle(counts, rs.height, rs.width)
 
@@ -282,7 +282,5 @@ def region_features(rs: pb.RegionSet) -> np.ndarray | None:
 
 
 def decode_png(data: bytes) -> np.ndarray:
-    from PIL import Image
-
     with Image.open(io.BytesIO(data)) as im:
         return np.asarray(im)

@@ -32,16 +32,21 @@ if __package__ in (None, ""):  # run as a script: python clients/scan_scene.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import grpc
+import numpy as np
+from google.protobuf.json_format import MessageToDict
+from tqdm import tqdm
 
+import scenes
 from clients import common
+from core.labels import BENCHMARK_NAMES, nyu40_to_benchmark
+from core.viz import colorize_labels, overlay_regions, save_png
+from regions.v1 import regions_pb2 as pb
 
 PROG = "scan_scene"
 MAX_AHEAD = 16  # frames sent but not yet answered
 
 
 def build_parser() -> argparse.ArgumentParser:
-    import scenes
-
     p = argparse.ArgumentParser(
         prog=PROG, description=__doc__.split("\n\n")[0],
         epilog="scene kinds:\n" + scenes.kinds_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -85,8 +90,6 @@ class Scan:
         self.pred: dict[int, object] = {}    # frame → latest predicted NYU40 map
 
     def requests(self, stop: threading.Event):
-        from regions.v1 import regions_pb2 as pb
-
         opts = pb.SceneOptions(scene_id=self.scene_id, voxel_size=self.args.voxel, return_ply=not self.args.no_ply,
                                return_label_maps=True)
         first = True
@@ -106,8 +109,6 @@ class Scan:
             yield msg
 
     def handle(self, u, bar) -> None:
-        from regions.v1 import regions_pb2 as pb  # noqa: F401
-
         if u.HasField("summary"):
             self.summary = u.summary
             return
@@ -129,17 +130,12 @@ class Scan:
         if u.label_map_png:
             self._write_labels(idx, u.label_map_png)
         if not self.args.no_overlays and rgb is not None and idx not in self.drawn:
-            from core.viz import overlay_regions, save_png
-
             save_png(self.out / "overlays" / f"{idx:06d}.png",
                      overlay_regions(rgb, common.region_masks(u.regions), common.region_sources(u.regions)))
             self.drawn.add(idx)
 
     def _write_labels(self, idx: int, png: bytes) -> None:
-        import cv2
-        import numpy as np
-
-        from core.viz import colorize_labels, save_png
+        import cv2  # heavy: only when the daemon returns label maps
 
         d = self.out / "labels"
         d.mkdir(parents=True, exist_ok=True)
@@ -161,10 +157,6 @@ def miou_scores(truths, preds) -> dict:
     """Per-class IoU and their mean from benchmark class maps (0..19; anything else in the truth
     is ignored, anything else in a prediction counts as wrong). Classes absent from both the
     truth and the predictions have no IoU and are left out of the mean."""
-    import numpy as np
-
-    from core.labels import BENCHMARK_NAMES
-
     n = len(BENCHMARK_NAMES)
     conf = np.zeros((n, n + 1), np.int64)  # truth × prediction (last column: not a class)
     for t, p in zip(truths, preds):
@@ -183,10 +175,7 @@ def miou_scores(truths, preds) -> dict:
 
 def _benchmark_640(labels):
     """NYU40 ids → benchmark classes (255 elsewhere) at 640×480, nearest, as the benchmark compares."""
-    import cv2
-    import numpy as np
-
-    from core.labels import nyu40_to_benchmark
+    import cv2  # heavy: only when label maps are scored
 
     a = np.asarray(labels)
     if a.shape != (480, 640):
@@ -195,9 +184,6 @@ def _benchmark_640(labels):
 
 
 def run(args) -> int:
-    import scenes
-    from tqdm import tqdm
-
     size = None
     if args.size:
         try:
@@ -250,8 +236,6 @@ def run(args) -> int:
 
 
 def write_outputs(scan: Scan, source, seconds: float, attempts: int) -> int:
-    from google.protobuf.json_format import MessageToDict
-
     s = scan.summary
     out = scan.out
     if s is None:

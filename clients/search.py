@@ -29,8 +29,11 @@ if __package__ in (None, ""):  # run as a script: python clients/search.py
 
 import grpc
 import numpy as np
+from PIL import Image
+from tqdm import tqdm
 
 from clients import common
+from core.viz import masks_from_rle, outline
 from regions.v1 import regions_pb2 as pb
 
 PROG = "search"
@@ -94,8 +97,6 @@ def file_image_pb(path: Path) -> pb.Image:
 # --- index -------------------------------------------------------------------------------------
 
 def run_index(args, conn) -> int:
-    from tqdm import tqdm
-
     meta = pairs(args.meta, "--meta")
     files = list_images(args.folder)
     if not files:
@@ -136,8 +137,6 @@ def parse_box(s: str) -> list[float]:
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    from PIL import Image
-
     with Image.open(path) as im:
         return np.asarray(im.convert("RGB"))
 
@@ -168,8 +167,6 @@ def run_query(args, conn) -> int:
 
 
 def draw_outlines(rgb: np.ndarray, masks: list[np.ndarray], width: int = 2) -> np.ndarray:
-    from core.viz import outline
-
     out = rgb.copy()
     for i, m in enumerate(masks):
         out[outline(m, width)] = HIT_COLOURS[i % len(HIT_COLOURS)]
@@ -177,8 +174,6 @@ def draw_outlines(rgb: np.ndarray, masks: list[np.ndarray], width: int = 2) -> n
 
 
 def png_data_uri(rgb: np.ndarray) -> str:
-    from PIL import Image
-
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
@@ -186,8 +181,6 @@ def png_data_uri(rgb: np.ndarray) -> str:
 
 def hit_picture(h) -> np.ndarray:
     """The hit's image (from its metadata path, when readable here) with its regions outlined."""
-    from core.viz import masks_from_rle
-
     path = Path(h.metadata.get("path", ""))
     rgb = None
     if path.is_file():
@@ -202,8 +195,6 @@ def hit_picture(h) -> np.ndarray:
 
 
 def write_html(path: Path, args, resp) -> None:
-    from core.viz import outline
-
     query = read_rgb(args.image)
     if args.mask is not None:
         m = read_rgb(args.mask).any(axis=2) if args.mask.is_file() else np.zeros(query.shape[:2], bool)

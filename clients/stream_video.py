@@ -23,8 +23,11 @@ if __package__ in (None, ""):  # run as a script: python clients/stream_video.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import grpc
+import numpy as np
 
+import scenes
 from clients import common
+from regions.v1 import regions_pb2 as pb
 
 PROG = "stream_video"
 MAX_AHEAD = 8
@@ -82,8 +85,6 @@ class Stream:
             time.sleep(delay)
 
     def requests(self, stop: threading.Event):
-        from regions.v1 import regions_pb2 as pb
-
         with self.lock:
             resend = list(self.unanswered.values())
         self.ahead = threading.Semaphore(MAX_AHEAD)
@@ -145,10 +146,6 @@ class Stream:
 
 
 def run(args) -> int:
-    import numpy as np
-
-    import scenes
-
     if (args.video is None) == (args.camera is None):
         return common.fail(PROG, "give a VIDEO or --camera N (one of them)", 1)
     spec = f"camera:{args.camera}" if args.camera is not None else args.video

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from .errors import InputError
 
@@ -55,8 +56,6 @@ def names_by_id(class_ids, class_names) -> list[str]:
 
 def write_label_png(path, labels: np.ndarray) -> Path:
     """Integer label map → PNG: 8-bit when every id fits (ScanNet's benchmark form), else 16-bit."""
-    from PIL import Image
-
     a = np.asarray(labels)
     if a.min(initial=0) < 0 or a.max(initial=0) > 65535:
         raise ValueError(f"label ids must lie in 0..65535, got [{a.min()}, {a.max()}]")
@@ -67,7 +66,5 @@ def write_label_png(path, labels: np.ndarray) -> Path:
 
 
 def read_label_png(path) -> np.ndarray:
-    from PIL import Image
-
     with Image.open(path) as img:
         return np.asarray(img).astype(np.int32)

@@ -11,6 +11,7 @@ import colorsys
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 SOURCE_SAM = 0   # the API's / RegionSet's source codes
 SOURCE_SLIC = 1
@@ -27,7 +28,7 @@ def palette(n: int, seed: int = 0) -> np.ndarray:
 
 def masks_from_rle(counts_list, height: int, width: int) -> np.ndarray:
     """N×H×W bool from uncompressed COCO RLE counts (column-major), via pycocotools."""
-    from pycocotools import mask as mask_utils
+    from pycocotools import mask as mask_utils  # heavy: only when masks are decoded
 
     if not len(counts_list):
         return np.zeros((0, height, width), bool)
@@ -94,8 +95,6 @@ def colorize_labels(labels: np.ndarray, ignore: int | None = 0, seed: int = 0) -
 
 def save_png(path, image: np.ndarray) -> Path:
     """Write an H×W×3 (or H×W) uint8 array as PNG, creating the parent directory."""
-    from PIL import Image
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.ascontiguousarray(image)).save(path)

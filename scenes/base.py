@@ -67,7 +67,7 @@ class Sampling:
 
 def resample(frame: Frame, width: int, height: int) -> Frame:
     """The frame at width×height: colour area/linear, depth and labels nearest, camera scaled."""
-    import cv2
+    import cv2  # heavy: only when a frame is resampled
 
     h, w = frame.rgb.shape[:2]
     if (w, h) == (width, height):
@@ -174,7 +174,7 @@ def align_to_depth(image: np.ndarray, color_camera, depth_camera, nearest: bool 
     affine is applied, so differing focal lengths and principal points are honoured, not
     just the size.
     """
-    import cv2
+    import cv2  # heavy: only when colour is aligned to depth
 
     w, h = depth_camera.width, depth_camera.height
     if image.shape[:2] != (color_camera.height, color_camera.width):

@@ -11,6 +11,7 @@ import csv
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from core.errors import InputError
 from core.frames import Frame
@@ -56,8 +57,6 @@ def read_clip_labels(folder: Path) -> list[tuple[Path, str]]:
 
 def image_folder_frames(folder: Path) -> list[Frame]:
     """folder/images/*.{png,jpg} with folder/labels/<same stem>.png label maps (optional)."""
-    from PIL import Image
-
     files = sorted(p for p in (folder / "images").iterdir() if p.suffix.lower() in IMAGE_EXTS)
     if not files:
         raise InputError("source", f"{folder / 'images'} has no images")

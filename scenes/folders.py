@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+from PIL import Image
 
 from core.errors import InputError
-from core.labels import NUM_NYU40
 from core.frames import Camera, Frame, check_pose
+from core.labels import NUM_NYU40
 
 from .base import Sampling, Source, SourceError, align_to_depth, resample
 from .labels import LabelTable, load_scannet_labels
@@ -42,7 +43,7 @@ def read_pose(path: Path) -> np.ndarray | None:
 
 
 def read_color(path: Path) -> np.ndarray:
-    import cv2
+    import cv2  # heavy: only when a frame is read
 
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
@@ -53,7 +54,7 @@ def read_color(path: Path) -> np.ndarray:
 def read_depth(path: Path, depth_shift: float, invalid: tuple[int, ...] = (), camera: Camera | None = None) -> np.ndarray:
     """16-bit depth PNG → float32 metres (value / depth_shift); 0 and `invalid` values → 0.
     With `camera` (the sequence's, set by its first frame) a depth of another size is an error."""
-    import cv2
+    import cv2  # heavy: only when a frame is read
 
     d = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if d is None:
@@ -70,7 +71,7 @@ def read_depth(path: Path, depth_shift: float, invalid: tuple[int, ...] = (), ca
 
 
 def read_label(path: Path) -> np.ndarray:
-    import cv2
+    import cv2  # heavy: only when a frame is read
 
     a = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if a is None or a.ndim != 2:
@@ -94,8 +95,6 @@ def _camera_dict(cam: Camera) -> dict:
 
 
 def _image_size(path: Path) -> tuple[int, int]:
-    from PIL import Image
-
     with Image.open(path) as im:
         return im.size
 

@@ -49,37 +49,37 @@ def _int_after(spec: str, prefix: str, what: str) -> int:
 
 
 def _open_sens(spec, sampling, **opts):
-    from .sens import SensSource
+    from .sens import SensSource  # lazy: only when this kind of source is opened
     return SensSource(spec, sampling, **opts)
 
 
 def _open_scannet(spec, sampling, **opts):
-    from .folders import ScanNetFolderSource
+    from .folders import ScanNetFolderSource  # lazy: only when this kind of source is opened
     return ScanNetFolderSource(spec, sampling, **opts)
 
 
 def _open_7scenes(spec, sampling, **opts):
-    from .folders import SevenScenesSource
+    from .folders import SevenScenesSource  # lazy: only when this kind of source is opened
     return SevenScenesSource(spec, sampling, **opts)
 
 
 def _open_video(spec, sampling, **opts):
-    from .video import VideoSource
+    from .video import VideoSource  # lazy: only when this kind of source is opened
     return VideoSource(spec, sampling, **opts)
 
 
 def _open_camera(spec, sampling, **opts):
-    from .video import CameraSource
+    from .video import CameraSource  # lazy: only when this kind of source is opened
     return CameraSource(_int_after(spec, "camera:", "N"), sampling, **opts)
 
 
 def _open_synthetic(spec, sampling, **opts):
-    from .synthetic.scene import SyntheticSource
+    from .synthetic.scene import SyntheticSource  # lazy: only when this kind of source is opened
     return SyntheticSource(_int_after(spec, "synthetic:", "SEED"), sampling, **opts)
 
 
 def _video_suffixes():
-    from .video import VIDEO_SUFFIXES
+    from .video import VIDEO_SUFFIXES  # lazy: only when a spec is matched against the video kind
     return VIDEO_SUFFIXES
 
 

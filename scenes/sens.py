@@ -25,7 +25,7 @@ import numpy as np
 from core.errors import InputError
 from core.frames import Camera, Frame, as_rgb8, check_pose
 
-from .base import Sampling, Source, SourceError
+from .base import Sampling, Source, SourceError, align_to_depth
 
 VERSION = 4
 COLOR_COMPRESSION = {0: "raw", 1: "png", 2: "jpeg"}
@@ -165,7 +165,7 @@ class SensFile:
 
     def decode_color(self, record: SensRecord) -> np.ndarray:
         """The record's colour as H×W×3 uint8 RGB at the colour resolution."""
-        import cv2
+        import cv2  # heavy: only when a frame is decoded
 
         h = self.header
         where = f"{self.path}: frame {record.index}"
@@ -199,8 +199,6 @@ class SensSource(Source):
         return self.file.header.num_frames
 
     def _frames(self, indices) -> Iterator[Frame]:
-        from .base import align_to_depth
-
         h = self.file.header
         cam, ccam = h.depth_camera, self._color_camera()
         for rec in self.file.records(indices):
@@ -287,7 +285,7 @@ class SensWriter:
                of range → 0)
         pose   4×4 camera-to-world, or None for lost tracking (stored as -inf, as ScanNet does)
         """
-        import cv2
+        import cv2  # heavy: only when a frame is written
 
         rgb = as_rgb8(rgb, field="color")
         if (rgb.shape[1], rgb.shape[0]) != self.color_size:

@@ -1,6 +1,7 @@
 """Video files and cameras through OpenCV: RGB frames with a time stamp, no depth."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -14,7 +15,7 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpe
 
 
 def _open_capture(target, what: str):
-    import cv2
+    import cv2  # heavy: only when a video or camera is opened
 
     cap = cv2.VideoCapture(target)
     if not cap.isOpened():
@@ -30,7 +31,7 @@ class VideoSource(Source):
     kind = "video"
 
     def __init__(self, path, sampling: Sampling | None = None):
-        import cv2
+        import cv2  # heavy: only when a video is opened
 
         super().__init__(str(path), sampling)
         self.path = Path(path)
@@ -94,8 +95,6 @@ class CameraSource(Source):
         return None
 
     def _frames(self, indices) -> Iterator[Frame]:
-        import time
-
         cap = _open_capture(self.device, self.spec)
         t0 = time.monotonic()
         try:

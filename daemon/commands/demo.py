@@ -9,17 +9,23 @@ with clients/stream_video.py, and stops it.
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+
+from scenes.synthetic import ACTIVITY_CLASSES, SyntheticScene, render_clip, write_video
+
+from .regions import add_model_options, process_image
+from .serve import spawn_daemon
 
 #: Photos bundled with scikit-image (skimage.data), all real RGB pictures.
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 
 
 def register(sub) -> None:
-    from .regions import add_model_options
-
     p = sub.add_parser("demo", help="regions of a bundled real photo: overlay picture and summary",
                        description=__doc__)
     p.add_argument("--out", default="out/demo", metavar="DIR", help="output directory (default: out/demo)")
@@ -38,7 +44,7 @@ def register(sub) -> None:
 
 def load_photo(name: str = "astronaut") -> np.ndarray:
     """A real photo from scikit-image's bundled data, H×W×3 uint8."""
-    from skimage import data
+    from skimage import data  # heavy: only when the command runs (--help stays light)
 
     if name not in PHOTOS:
         raise ValueError(f"unknown photo {name!r}; choose from {PHOTOS}")
@@ -47,8 +53,6 @@ def load_photo(name: str = "astronaut") -> np.ndarray:
 
 def regions_step(extractor, rgb: np.ndarray, name: str, out_dir: Path):
     """Extract regions, write `<name>.regions.npz` and `<name>.overlay.png`; return the ImageResult."""
-    from .regions import process_image
-
     return process_image(extractor, rgb, name, out_dir)
 
 
@@ -60,7 +64,7 @@ def write_summary(result, profile: str, out_dir: Path) -> Path:
 
 
 def run(args) -> int:
-    from daemon.extraction.profiles import build_extractor
+    from daemon.extraction.profiles import build_extractor  # torch: only when the command runs (--help stays light)
 
     out_dir = Path(args.out)
     extractor = build_extractor(args.profile, weights_dir=args.weights, device=args.device)
@@ -75,7 +79,7 @@ def run(args) -> int:
         return 0
     heads = args.heads
     if heads is None and not args.no_heads:
-        from ..heads.demo import demo_heads
+        from ..heads.demo import demo_heads  # torch: only when the command runs (--help stays light)
 
         heads = demo_heads(out_dir / "heads", extractor)
     return daemon_steps(out_dir, extractor.profile, args.weights, args.scene_frames, heads)
@@ -86,8 +90,6 @@ def run(args) -> int:
 def start_daemon(out_dir: Path, profile: str, weights=None, heads=None, timeout: float = 180.0):
     """`regiond serve` on a free loopback port; returns (process, address). Its log goes to
     out_dir/daemon.log."""
-    from .serve import spawn_daemon
-
     args = ["--listen", "127.0.0.1:0", "--profile", profile, "--data-dir", out_dir / "daemon-data", "--grace", "5"]
     args += ["--weights", weights] if weights else []
     args += ["--heads", heads] if heads else []
@@ -95,9 +97,6 @@ def start_daemon(out_dir: Path, profile: str, weights=None, heads=None, timeout:
 
 
 def stop_daemon(proc) -> int:
-    import signal
-    import subprocess
-
     proc.send_signal(signal.SIGTERM)
     try:
         return proc.wait(timeout=30)
@@ -108,17 +107,12 @@ def stop_daemon(proc) -> int:
 
 def run_client(module: str, *args) -> None:
     """A client as its own process (as a user runs it); raises when it fails."""
-    import subprocess
-    import sys
-
     rc = subprocess.call([sys.executable, "-m", module, *map(str, args)])
     if rc != 0:
         raise RuntimeError(f"{module} exited with status {rc}")
 
 
 def daemon_steps(out_dir: Path, profile: str, weights, scene_frames: int, heads=None) -> int:
-    from scenes.synthetic import ACTIVITY_CLASSES, SyntheticScene, render_clip, write_video
-
     proc, address = start_daemon(out_dir, profile, weights, heads)
     print(f"daemon: {address} (log {out_dir / 'daemon.log'})")
     try:

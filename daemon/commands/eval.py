@@ -52,9 +52,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    import torch
+    import torch  # heavy: only when the command runs (--help stays light)
 
-    from ..heads.jobs import evaluate_on_cache
+    from ..heads.jobs import evaluate_on_cache  # torch: only when the command runs (--help stays light)
 
     torch.set_num_threads(1)
     rep = evaluate_on_cache(args.task, args.head, args.cache, protocol=getattr(args, "protocol", "scannet20"),
@@ -66,7 +66,7 @@ def run(args) -> int:
 
 
 def run_labels(args) -> int:
-    from ..heads.jobs import evaluate_label_folder
+    from ..heads.jobs import evaluate_label_folder  # torch: only when the command runs (--help stays light)
 
     rep = evaluate_label_folder(args.pred, args.scene, labels_tsv=args.labels_tsv, confusion_png=args.confusion)
     print(rep.text)

@@ -13,11 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
+
+from .regions import add_model_options
 
 
 def register(tasks) -> None:
-    from .regions import add_model_options
-
     p = tasks.add_parser("retrieval", help="region search mAP / P@50 against a whole-image baseline",
                          description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("collection", nargs="?", metavar="COLLECTION",
@@ -41,13 +42,12 @@ def register(tasks) -> None:
 
 
 def run(args) -> int:
-    import tempfile
+    import torch  # heavy: only when the command runs (--help stays light)
 
-    import torch
+    from daemon.extraction.profiles import build_extractor  # torch: only when the command runs (--help stays light)
 
-    from daemon.extraction.profiles import build_extractor
-    from ..index.collection import load_coco, make_synthetic_collection
-    from ..index.evaluation import evaluate_retrieval
+    from ..index.collection import load_coco, make_synthetic_collection  # faiss: only when the command runs (--help stays light)
+    from ..index.evaluation import evaluate_retrieval  # faiss: only when the command runs (--help stays light)
 
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     if bool(args.collection) == bool(args.synthetic):

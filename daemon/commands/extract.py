@@ -10,8 +10,10 @@ other models is refused.
 from __future__ import annotations
 
 import argparse
-
 from pathlib import Path
+
+from core.errors import InputError
+from scenes.collections import detect_kind
 
 from .regions import add_model_options
 
@@ -40,12 +42,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    import torch
+    import torch  # heavy: only when the command runs (--help stays light)
 
-    from scenes.collections import detect_kind
-    from daemon.extraction.jobs import extract_to_cache
-    from daemon.extraction.profiles import build_extractor
-    from core.errors import InputError
+    from daemon.extraction.jobs import extract_to_cache  # torch: only when the command runs (--help stays light)
+    from daemon.extraction.profiles import build_extractor  # torch: only when the command runs (--help stays light)
 
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
     kinds = {args.kind} if args.kind != "auto" else {detect_kind(Path(s)) for s in args.sources}

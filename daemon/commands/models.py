@@ -26,12 +26,12 @@ def _human(n: int) -> str:
 def inspect_checkpoint(path: Path) -> str:
     """'N tensors, P params, width W' from the state dict's tensors (weights_only / safetensors)."""
     if path.suffix == ".safetensors":
-        from safetensors import safe_open
+        from safetensors import safe_open  # heavy: only when the command runs (--help stays light)
 
         with safe_open(str(path), "pt") as f:
             shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     else:
-        import torch
+        import torch  # heavy: only when the command runs (--help stays light)
 
         try:  # memory-mapped: a 2.4 GB checkpoint is not read into memory just to list it
             state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -45,7 +45,7 @@ def inspect_checkpoint(path: Path) -> str:
 
 
 def run(args) -> int:
-    from daemon.extraction.profiles import CHECKPOINTS, PROFILES, find_weights, resolve_weights_dir
+    from daemon.extraction.profiles import CHECKPOINTS, PROFILES, find_weights, resolve_weights_dir  # torch: only when the command runs (--help stays light)
 
     wd = resolve_weights_dir(args.weights)
     found = find_weights(args.weights)

@@ -11,6 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from tqdm import tqdm
+
+from core.errors import InputError
+from core.frames import as_rgb8
+from core.regionset import SOURCE_SAM, SOURCE_SLIC
+from core.viz import overlay_regions, save_png
 
 PROFILE_CHOICES = ["auto", "paper", "balanced", "lite"]
 
@@ -64,10 +71,6 @@ class ImageResult:
 
 def read_image(path) -> np.ndarray:
     """An image file as an array (any mode PIL reads); InputError when it cannot be read."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    from core.errors import InputError
-
     try:
         with Image.open(path) as im:
             im.load()
@@ -81,11 +84,6 @@ def read_image(path) -> np.ndarray:
 
 def process_image(extractor, rgb, name: str, out_dir: Path, features: bool = True) -> ImageResult:
     """Extract regions of one image, write its RegionSet and overlay, return the summary."""
-    from core.viz import overlay_regions, save_png
-
-    from core.frames import as_rgb8
-    from core.regionset import SOURCE_SAM, SOURCE_SLIC
-
     rgb = as_rgb8(rgb, max_pixels=extractor.max_pixels)
     regions = extractor.extract(rgb, features=features)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -110,9 +108,7 @@ def _unique_names(paths: list[Path]) -> list[str]:
 
 
 def run(args) -> int:
-    from tqdm import tqdm
-
-    from daemon.extraction.profiles import build_extractor
+    from daemon.extraction.profiles import build_extractor  # torch: only when the command runs (--help stays light)
 
     extractor = build_extractor(args.profile, weights_dir=args.weights, device=args.device)
     out_dir = Path(args.out)

@@ -9,6 +9,10 @@ import json
 import sys
 
 import numpy as np
+from tqdm import tqdm
+
+import scenes
+from daemon.geometry import VoxelFusion, valid_depth, write_ply
 
 
 def _size(text: str):
@@ -48,8 +52,6 @@ def add_source_options(p) -> None:
 
 
 def open_from_args(args):
-    import scenes
-
     opts = dict(args.source_opt)
     if args.labels_tsv:
         opts["labels_tsv"] = args.labels_tsv
@@ -84,15 +86,11 @@ def register(sub) -> None:
 
 
 def _bar(source, desc):
-    from tqdm import tqdm
-
     total = source.total() and len(source)
     return tqdm(desc=desc, total=total, unit="frame", file=sys.stderr)
 
 
 def run_info(args) -> int:
-    from daemon.geometry import valid_depth
-
     source = open_from_args(args)
     info = source.describe()
     if not args.no_scan:
@@ -128,8 +126,6 @@ def run_info(args) -> int:
 
 
 def run_fuse(args) -> int:
-    from daemon.geometry import VoxelFusion, write_ply
-
     if not args.out.lower().endswith(".ply"):
         raise ValueError(f"--out: expected a .ply file, got {args.out}")
     source = open_from_args(args)

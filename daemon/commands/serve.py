@@ -2,10 +2,17 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
-from ..service.config import DEFAULT_LISTEN
+from ..service.config import DEFAULT_LISTEN, ServeConfig
 
 TOKEN_ENV = "REGIOND_TOKEN"
 # The line `regiond serve` prints once it accepts calls; spawn_daemon waits for it.
@@ -64,8 +71,6 @@ def register(sub) -> None:
 
 
 def config_from_args(args):
-    from ..service.config import ServeConfig
-
     kw = {}
     if args.max_pixels is not None:
         kw["max_pixels"] = args.max_pixels
@@ -79,14 +84,9 @@ def config_from_args(args):
 
 
 def run(args) -> int:
-    import logging
-    import signal
-    import sys
-    import threading
-
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
                         format="%(message)s", stream=sys.stderr)
-    from ..service.server import RegionServer
+    from ..service.server import RegionServer  # torch: only when the command runs (--help stays light)
 
     config = config_from_args(args)
     config.check()  # refuse a bad configuration before loading models
@@ -112,11 +112,6 @@ def spawn_daemon(serve_args: list[str], log_path: Path, timeout: float = 180.0):
     """`regiond serve SERVE_ARGS` in a child process, its output in log_path; returns
     (process, address) once it serves. Pass `--listen 127.0.0.1:0` for a free port: the
     address comes from the ready line. RuntimeError when it exits or times out first."""
-    import re
-    import subprocess
-    import sys
-    import time
-
     log = open(log_path, "w")
     proc = subprocess.Popen([sys.executable, "-m", "daemon", "serve", *map(str, serve_args)],
                             stdout=log, stderr=subprocess.STDOUT, text=True)

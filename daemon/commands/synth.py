@@ -11,6 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+from tqdm import tqdm
+
+from scenes.synthetic import ACTIVITY_CLASSES, SyntheticScene, write_clips, write_scene_folder, write_scene_sens
+
 
 def register(sub) -> None:
     p = sub.add_parser("synth", help="generate synthetic RGB-D scenes and activity clips with ground truth",
@@ -41,10 +45,6 @@ def register(sub) -> None:
 
 
 def run_scene(args) -> int:
-    from tqdm import tqdm
-
-    from scenes.synthetic import SyntheticScene, write_scene_folder, write_scene_sens
-
     scene = SyntheticScene(args.seed, args.frames, args.width, args.height)
     t0 = time.perf_counter()
     with tqdm(total=args.frames, desc=f"synthetic scene {args.seed}", unit="frame", file=sys.stderr) as bar:
@@ -64,10 +64,6 @@ def run_scene(args) -> int:
 
 
 def run_clips(args) -> int:
-    from tqdm import tqdm
-
-    from scenes.synthetic import ACTIVITY_CLASSES, write_clips
-
     n = args.per_class * len(ACTIVITY_CLASSES)
     t0 = time.perf_counter()
     with tqdm(total=n, desc="clips", unit="clip", file=sys.stderr) as bar:

@@ -53,10 +53,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    import torch
+    import torch  # heavy: only when the command runs (--help stays light)
 
-    from ..heads.jobs import train_on_cache
-    from ..heads.train import TrainConfig
+    from ..heads.jobs import train_on_cache  # torch: only when the command runs (--help stays light)
+    from ..heads.train import TrainConfig  # torch: only when the command runs (--help stays light)
 
     torch.set_num_threads(args.threads)
     over = {k: v for k, v in (("dim", args.dim), ("layers", args.layers), ("heads", args.attention_heads),

@@ -23,6 +23,7 @@ import numpy as np
 from core.errors import InputError
 from core.labels import read_label_png
 from core.regionset import RegionSet
+from daemon import __version__
 
 FORMAT = "regiond.tokencache/1"
 MANIFEST = "manifest.json"
@@ -56,8 +57,6 @@ class CacheItem:
 
 def extractor_versions(extractor) -> dict:
     """What makes tokens comparable: the profile, models, feature width and pooling."""
-    from daemon import __version__
-
     return {"profile": extractor.profile, "masker": extractor.masker.name,
             "backbone": extractor.backbone.name, "dim": int(extractor.dim),
             "pooling": extractor.pooling, "regiond": __version__}

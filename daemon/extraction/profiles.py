@@ -14,7 +14,9 @@ from pathlib import Path
 
 from core.errors import MissingWeightsError
 
-from ..masks import MaskerSpec
+from ..features import BACKBONES, build_backbone
+from ..masks import MaskerSpec, build_masker
+from .extractor import Extractor
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +56,6 @@ class Checkpoint:
 def _backbone_checkpoints() -> list[Checkpoint]:
     """DINOv2 checkpoints from the features registry: the official release name first, then
     timm's layouts of the same weights (`<timm_name>.lvd142m`, timm's hub tag for DINOv2)."""
-    from ..features import BACKBONES
-
     out = []
     for b in BACKBONES.values():
         if not b.needs_weights:
@@ -219,10 +219,6 @@ def build_extractor(profile: str | Profile = "auto", weights_dir: str | Path | N
                 f"backbone {p.backbone} checkpoint not found: "
                 f"{resolve_weights_dir(wd) / CHECKPOINTS[p.backbone].official}")
         ckpt = found[p.backbone]
-    from ..features import build_backbone
-    from ..masks import build_masker
-    from .extractor import Extractor
-
     masker = build_masker(spec)
     backbone = build_backbone(p.backbone, checkpoint=ckpt, device=device, max_side=p.max_side)
     weights = {role: str(path) for role, path in (("masker", spec.sam_checkpoint), ("backbone", ckpt)) if path}

@@ -11,7 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import InputError
+
 from .base import Backbone, FeatureGrid  # noqa: F401
+from .classic import CLASSIC_DIM, ClassicBackbone
+from .dinov2 import ARCHS, PATCH, build_dinov2
 
 
 @dataclass(frozen=True)
@@ -37,9 +40,6 @@ class BackboneSpec:
 
 
 def _registry() -> dict[str, BackboneSpec]:
-    from .classic import CLASSIC_DIM
-    from .dinov2 import ARCHS, PATCH
-
     specs = [BackboneSpec("classic", CLASSIC_DIM, 14, description="CIELAB statistics, orientation and colour histograms per 14-px cell; no weights")]
     specs += [BackboneSpec(a.name, a.dim, PATCH, a.checkpoint, a.timm_name, a.description) for a in ARCHS.values()]
     return {s.name: s for s in specs}
@@ -65,11 +65,7 @@ def build_backbone(name: str, checkpoint: str | Path | None = None, device: str 
     if max_side is not None and max_side < BACKBONES[name].stride:
         raise InputError("max_side", f"must be at least {BACKBONES[name].stride} pixels, got {max_side}")
     if name == "classic":
-        from .classic import ClassicBackbone
-
         if checkpoint is not None:
             raise InputError("checkpoint", "the classic backbone has no weights")
         return ClassicBackbone(max_side=max_side, device=device)
-    from .dinov2 import build_dinov2
-
     return build_dinov2(name, checkpoint=checkpoint, device=device, max_side=max_side, seed=seed)

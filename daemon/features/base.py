@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+import cv2
 import numpy as np
 import torch
 
@@ -47,8 +48,6 @@ def cap_long_side(rgb: np.ndarray, max_side: int | None) -> tuple[np.ndarray, fl
     h, w = rgb.shape[:2]
     if max_side is None or max(h, w) <= max_side:
         return rgb, 1.0
-    import cv2
-
     s = max_side / max(h, w)
     size = (max(1, round(w * s)), max(1, round(h * s)))
     return np.ascontiguousarray(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)), s

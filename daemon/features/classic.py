@@ -20,10 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+import cv2
 import numpy as np
 import torch
 
 from core.frames import as_rgb8
+
 from .base import FeatureGrid, cap_long_side, padding
 
 ORIENTATION_BINS = 9
@@ -46,8 +48,6 @@ def cell_sums(image: np.ndarray, pad: tuple[int, int, int, int], stride: int) ->
     """Per-cell sums of an H×W(×C) float32 image zero-padded by `pad`: gh×gw(×C).
 
     cv2's area resize by an integer factor is the exact block mean, and fast."""
-    import cv2
-
     top, bottom, left, right = pad
     padded = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=0)
     size = (padded.shape[1] // stride, padded.shape[0] // stride)
@@ -97,8 +97,6 @@ class ClassicBackbone:
     stride: int = 14
 
     def __call__(self, rgb: np.ndarray) -> FeatureGrid:
-        import cv2
-
         rgb = as_rgb8(rgb)
         original = rgb.shape[:2]
         rgb, scale = cap_long_side(rgb, self.max_side)

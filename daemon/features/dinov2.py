@@ -32,9 +32,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 
 from core.errors import InputError, MissingWeightsError
 from core.frames import as_rgb8
+
 from .base import FeatureGrid, cap_long_side, padding
 
 PATCH = 14
@@ -86,9 +88,9 @@ def create_vit(arch: Dinov2Arch | str, seed: int = 0, device: str | torch.device
     `seed`), at the 518 pre-training size so the position grid is 37×37, with the official
     position-embedding interpolation installed. device="meta" skips the initialisation
     (for loading a checkpoint with assign=True)."""
-    import timm
-    from timm.layers import SwiGLUPacked
-    from timm.models.vision_transformer import VisionTransformer
+    import timm  # heavy: only when a DINOv2 model is built
+    from timm.layers import SwiGLUPacked  # heavy: only when a DINOv2 model is built
+    from timm.models.vision_transformer import VisionTransformer  # heavy: only when a DINOv2 model is built
 
     arch = ARCHS[arch] if isinstance(arch, str) else arch
     common = dict(img_size=PRETRAIN_IMG_SIZE, num_classes=0, dynamic_img_size=True)
@@ -153,8 +155,6 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise MissingWeightsError(f"checkpoint not found: {path}")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             return load_file(str(path), device="cpu")
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:       # corrupt file, or a pickle that needs arbitrary code
@@ -169,7 +169,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 def to_timm_state_dict(sd: dict[str, torch.Tensor], vit) -> dict[str, torch.Tensor]:
     """Official facebookresearch keys (or timm keys) → this timm model's keys."""
-    from timm.models.vision_transformer import checkpoint_filter_fn
+    from timm.models.vision_transformer import checkpoint_filter_fn  # heavy: only when a DINOv2 checkpoint is loaded
 
     if "register_tokens" in sd:
         raise ValueError("DINOv2 checkpoints with registers are not supported (register-free models only)")
@@ -199,7 +199,7 @@ def load_checkpoint(vit, path: str | Path) -> None:
 def to_official_state_dict(vit) -> dict[str, torch.Tensor]:
     """The facebookresearch layout of a timm DINOv2 model's weights (adds a zero
     `mask_token`; SwiGLU fc1/fc2 become w12/w3). Used to write test checkpoints."""
-    from timm.layers import GluMlp
+    from timm.layers import GluMlp  # heavy: only when a DINOv2 checkpoint is written
 
     out = {}
     swiglu = {f"blocks.{i}.mlp." for i, b in enumerate(vit.blocks) if isinstance(b.mlp, GluMlp)}

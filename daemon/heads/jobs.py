@@ -12,10 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from daemon.extraction.cache import TokenCache
 from core.errors import InputError
+from core.labels import NYU40_NAMES, read_label_png
+from daemon.extraction.cache import TokenCache, check_compatible
+from scenes import open_source
+
+from .labels import pixel_labels
 from .metrics import Confusion, Protocol, evaluate_label_map, topk_accuracy
+from .predict import clip_scores, frame_probs
 from .registry import LoadedHead, create_head, load_head, save_head
 from .train import ActivityTask, SceneTask, SegmentTask, TrainConfig, TrainResult, clip_length, fit
 
@@ -26,8 +32,6 @@ TASK_KINDS = {"segment": ("scene", "images"), "scene": ("scene",), "activity": (
 
 
 def nyu40_names() -> dict[int, str]:
-    from core.labels import NYU40_NAMES
-
     return dict(enumerate(NYU40_NAMES))
 
 
@@ -94,8 +98,6 @@ def train_on_cache(task: str, cache_dir, out_dir, head: str | None = None, val_c
     head_overrides  config fields of the head (dim, layers, pos3d, ...)
     task_overrides  task fields (max_tokens, frames_per_view, views)
     """
-    import torch
-
     if task not in TASKS:
         raise InputError("task", f"unknown task {task!r}; one of {', '.join(TASKS)}")
     if tokens not in ("regions", "patches"):
@@ -105,8 +107,6 @@ def train_on_cache(task: str, cache_dir, out_dir, head: str | None = None, val_c
     items = task_items(task, cache)
     if val_cache is not None:
         vcache = TokenCache.open(val_cache)
-        from daemon.extraction.cache import check_compatible
-
         check_compatible(cache.versions, vcache.versions, str(val_cache))
         train_items, val_items = items, task_items(task, vcache)
     else:
@@ -167,10 +167,6 @@ def evaluate_on_cache(task: str, head_dir, cache_dir, protocol: str = "scannet20
                       confusion_png: str | Path | None = None) -> EvalReport:
     """Score a saved head on a cache: per-class IoU and mIoU for segment/scene (per-pixel
     labels by the averaging rule), top-1/top-5 for activity; optionally a confusion PNG."""
-    from daemon.extraction.cache import check_compatible
-    from .labels import pixel_labels
-    from .predict import clip_scores, frame_probs
-
     head = load_head(head_dir)
     cache = TokenCache.open(cache_dir)
     trained = head.meta.get("versions")
@@ -236,11 +232,6 @@ def evaluate_label_folder(pred_dir, scene, protocol: str = "scannet20", labels_t
     """Score label PNGs written in ScanNet's benchmark layout (`<scene>_<frame:06d>.png`, e.g.
     by clients/scan_scene.py) against a scene's ground truth (scenes.open_source(scene)).
     Frames of the scene without a prediction file are skipped and counted."""
-    from scenes import open_source
-
-    from core.labels import read_label_png
-    from .metrics import Protocol
-
     preds = {}
     for p in Path(pred_dir).glob("*.png"):
         stem = p.stem.rsplit("_", 1)[-1]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 from core.labels import BENCHMARK_NYU40 as SCANNET20  # the 20 NYU40 ids of ScanNet's benchmark
 
@@ -140,8 +141,6 @@ def topk_accuracy(scores: np.ndarray, targets: np.ndarray, k: int) -> float:
 def confusion_png(counts: np.ndarray, col_names: list, path, title: str = "",
                   rows: list | None = None) -> Path:
     """A row-normalised confusion matrix picture (rows: truth, columns: prediction)."""
-    from PIL import Image, ImageDraw
-
     counts = np.asarray(counts, np.float64)
     rows = rows or col_names
     r, c = counts.shape

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 FORMAT = "regiond.head/1"
@@ -82,8 +83,6 @@ class LoadedHead:
 
 def save_head(model: nn.Module, out_dir, classes: list[dict], meta: dict | None = None) -> Path:
     """Write `model` (built by create_head) to out_dir as safetensors + JSON."""
-    from safetensors.torch import save_file
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     n_out = getattr(model.config, "num_classes", None)
@@ -102,8 +101,6 @@ def save_head(model: nn.Module, out_dir, classes: list[dict], meta: dict | None 
 
 def load_head(path, device: str | torch.device = "cpu") -> LoadedHead:
     """Read a head directory written by save_head; the model is in eval mode."""
-    from safetensors.torch import load_file
-
     path = Path(path)
     cfg_file = path / CONFIG_FILE
     if not cfg_file.is_file():

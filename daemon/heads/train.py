@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from core.errors import InputError
 from daemon.extraction.cache import CacheItem, TokenCache
@@ -259,8 +260,6 @@ def evaluate_task(model, task, samples: list[TokenSet], batch_size: int) -> tupl
 def fit(model, task_train, task_val, cfg: TrainConfig, progress: bool = True, log=None) -> TrainResult:
     """Train `model` on task_train, early-stopping on task_val's loss; the model ends with
     the weights of its best validation epoch."""
-    from tqdm import tqdm
-
     set_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     first = task_train.train_samples(rng)

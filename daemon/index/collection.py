@@ -16,9 +16,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
+from PIL import Image
+from pycocotools import mask as cmask
 
 from core import rle
+from core.frames import as_rgb8
 
 COCO_FILE = "annotations.json"
 
@@ -40,10 +44,6 @@ class CollectionImage:
 
     def load(self) -> np.ndarray:
         """The image as H×W×3 uint8 RGB."""
-        from PIL import Image
-
-        from core.frames import as_rgb8
-
         with Image.open(self.path) as im:
             return as_rgb8(np.asarray(im.convert("RGB")), field=str(self.path))
 
@@ -57,8 +57,6 @@ class Collection:
 
 def load_coco(images_dir, annotations=None) -> Collection:
     """Read a COCO-format collection. `annotations` defaults to images_dir/annotations.json."""
-    from pycocotools import mask as cmask
-
     root = Path(images_dir)
     ann_path = Path(annotations) if annotations else root / COCO_FILE
     if not ann_path.is_file():
@@ -150,7 +148,6 @@ def _background(h: int, w: int, rng) -> np.ndarray:
     base = rng.uniform(0, 255, 3)
     if kind == 0:  # smooth noise
         small = rng.uniform(0, 255, (4, 4, 3))
-        import cv2
         img = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
     elif kind == 1:  # gradient
         t = np.linspace(0, 1, w)[None, :, None]
@@ -197,8 +194,6 @@ def render_image(rng, classes: list[int], size: tuple[int, int] = (160, 160)):
 def make_synthetic_collection(out_dir, n_images: int = 60, seed: int = 0, size: tuple[int, int] = (160, 160),
                               max_objects: int = 3) -> Path:
     """Write a COCO-format synthetic collection (PNG images + annotations.json) to out_dir."""
-    import cv2
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

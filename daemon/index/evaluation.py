@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from .collection import Collection
 from .config import IndexConfig
@@ -80,8 +81,6 @@ def evaluate_retrieval(collection: Collection, extractor: RegionExtractor, index
                        precision_k: int = 50, seed: int = 0, progress: bool = False) -> RetrievalReport:
     """Index the collection's images with `extractor` (into index_dir, or a temporary one;
     images already there are reused) and evaluate region and whole-image retrieval."""
-    from tqdm import tqdm
-
     tmp = None
     if index_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="regiond-eval-")
@@ -106,8 +105,6 @@ def evaluate_retrieval(collection: Collection, extractor: RegionExtractor, index
 
 
 def _score(collection, index, whole, queries, queries_per_class, precision_k, seed, progress) -> RetrievalReport:
-    from tqdm import tqdm
-
     ids = [ci.image_id for ci in collection.images]
     has = np.zeros((len(ids), max(collection.categories) + 1), bool)
     for pos, ci in enumerate(collection.images):

@@ -14,17 +14,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from core.errors import InputError
+
 from .region_index import RegionIndex, check_vector
 from .vectors import prepare
 
 
 def decode_mask_png(data: bytes, shape: tuple[int, int], field: str = "mask_image") -> np.ndarray:
     """A PNG whose non-zero pixels form the mask, checked against the image's H×W."""
-    import cv2
-
     if not data:
         raise InputError(field, "no mask bytes")
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)

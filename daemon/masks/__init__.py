@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import Callable
 
 from core.frames import DEFAULT_MAX_PIXELS
+
 from .base import MaskGenerator, MaskProposals  # noqa: F401
-from .slic import SlicConfig
+from .cover import SamSlicCover
+from .sam import build_sam_masker
+from .slic import SlicConfig, SlicMasker
 
 #: Pixels a SLIC piece (superpixel ∩ uncovered) needs to become a region (the paper's 300).
 MIN_PIECE_PIXELS = 300
@@ -52,23 +55,16 @@ class MaskerSpec:
 
 
 def _build_slic(spec: MaskerSpec) -> MaskGenerator:
-    from .slic import SlicMasker
-
     return SlicMasker(spec.slic, max_pixels=spec.max_pixels)
 
 
 def _build_sam(spec: MaskerSpec) -> MaskGenerator:
-    from .sam import build_sam_masker
-
     return build_sam_masker(spec.sam_model, spec.sam_checkpoint, preset=spec.preset,
                             overrides=spec.sam_overrides, device=spec.device, seed=spec.seed,
                             max_pixels=spec.max_pixels)
 
 
 def _build_cover(spec: MaskerSpec) -> MaskGenerator:
-    from .cover import SamSlicCover
-    from .slic import SlicMasker
-
     return SamSlicCover(_build_sam(spec), SlicMasker(spec.slic, max_pixels=spec.max_pixels),
                         min_piece=spec.min_piece, max_pixels=spec.max_pixels)
 

@@ -97,8 +97,8 @@ def build_sam_model(model: str, checkpoint: str | Path | None = None, device: st
     checkpoint  official checkpoint file (a state dict); None = random initialisation
                 (seeded), allowed only for "tiny"
     """
-    import torch
-    from segment_anything.build_sam import _build_sam
+    import torch  # heavy: only when a SAM model is built
+    from segment_anything.build_sam import _build_sam  # heavy: only when a SAM model is built
 
     try:
         arch = SAM_ARCHS[model]
@@ -123,7 +123,7 @@ def build_sam_model(model: str, checkpoint: str | Path | None = None, device: st
 
 def save_sam_checkpoint(sam, path: str | Path) -> Path:
     """Save in the official layout: the bare state dict, as segment-anything's releases are."""
-    import torch
+    import torch  # heavy: only when a SAM checkpoint is written
 
     path = Path(path)
     torch.save(sam.state_dict(), path)
@@ -137,7 +137,7 @@ class SamMasker:
 
     def __init__(self, sam, config: SamGeneratorConfig | None = None, model_name: str = "",
                  max_pixels: int = DEFAULT_MAX_PIXELS):
-        from segment_anything import SamAutomaticMaskGenerator
+        from segment_anything import SamAutomaticMaskGenerator  # heavy: only when a SAM masker is built
 
         self.config = config or PRESETS["image"]
         self.model_name = model_name

@@ -15,11 +15,11 @@ from .base import SOURCE_SLIC, MaskProposals
 
 def _slic_class():
     """The AVX2 build where the CPU and the compiled module support it, else the portable one."""
-    import fast_slic
+    import fast_slic  # heavy: only when a SLIC masker is built
 
     if "x64/avx2" in fast_slic.supported_archs:
         try:
-            from fast_slic.avx2 import SlicAvx2
+            from fast_slic.avx2 import SlicAvx2  # optional: not every fast-slic build has AVX2
 
             return SlicAvx2
         except ImportError:  # compiled without AVX2

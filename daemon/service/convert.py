@@ -12,12 +12,12 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
-
-from regions.v1 import regions_pb2 as pb
+from PIL import Image, UnidentifiedImageError
 
 from core.errors import InputError
 from core.frames import DEFAULT_MAX_PIXELS, Camera, Frame, check_pose
-from core.regionset import RegionSet, SOURCE_SAM, SOURCE_SLIC
+from core.regionset import SOURCE_SAM, SOURCE_SLIC, RegionSet
+from regions.v1 import regions_pb2 as pb
 
 #: RegionSet source codes → API enum
 _SOURCE_TO_PB = {SOURCE_SAM: pb.SOURCE_SAM, SOURCE_SLIC: pb.SOURCE_SLIC}
@@ -50,8 +50,6 @@ def decode_image(img: pb.Image, field: str, limits: Limits) -> np.ndarray:
         return np.frombuffer(img.data, dtype=np.uint8).reshape(h, w, 3)
     if img.encoding != pb.Image.ENCODED:
         raise InputError(field, f"unknown encoding {img.encoding}")
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(io.BytesIO(img.data)) as im:
             w, h = im.size  # from the header; nothing decoded yet
@@ -208,8 +206,6 @@ def frame_error_pb(err: InputError, code: int) -> pb.FrameError:
 
 def encode_png(label_map: np.ndarray) -> bytes:
     """H×W label ids (0..255) → 8-bit grayscale PNG bytes (ScanNet's benchmark format)."""
-    from PIL import Image
-
     a = np.asarray(label_map)
     if a.size and (a.min() < 0 or a.max() > 255):
         raise ValueError(f"label ids must fit 8 bits, got [{a.min()}, {a.max()}]")

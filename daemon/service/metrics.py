@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
@@ -48,7 +48,5 @@ class Metrics:
 
     def serve(self, port: int, host: str = "127.0.0.1"):
         """Start the HTTP exporter; returns the http server (call .shutdown() to stop)."""
-        from prometheus_client import start_http_server
-
         server, _thread = start_http_server(port, addr=host, registry=self.registry)
         return server

@@ -8,6 +8,7 @@ no distractor moves more than about 8 % of the frame.
 """
 from __future__ import annotations
 
+import colorsys
 import csv
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import InputError
+
+from ..base import SourceError
 
 ACTIVITY_CLASSES = ("moving_left", "moving_right", "rising", "falling", "approaching", "receding",
                     "rotating", "meeting", "parting")
@@ -38,8 +41,6 @@ class Clip:
 
 def _background(rng, h, w) -> np.ndarray:
     """A static background: gradient, stripes, checker or blobs, in muted colours."""
-    import colorsys
-
     def muted():
         return np.array(colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.05, 0.35), rng.uniform(0.35, 0.85)))
 
@@ -68,8 +69,6 @@ def _background(rng, h, w) -> np.ndarray:
 
 
 def _vivid(rng) -> tuple[int, int, int]:
-    import colorsys
-
     r, g, b = colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.7, 1.0), rng.uniform(0.75, 1.0))
     return int(r * 255), int(g * 255), int(b * 255)
 
@@ -91,7 +90,7 @@ def _polygon(shape: str, cx, cy, size, angle, aspect=1.0) -> np.ndarray:
 
 def _draw(img, shape, color, cx, cy, size, angle=0.0, aspect=1.0, stripe=None):
     """Draw a filled shape (optionally with a contrasting stripe across it); returns its box."""
-    import cv2
+    import cv2  # heavy: only when a clip is rendered
 
     pts = _polygon(shape, cx, cy, size, angle, aspect)
     cv2.fillPoly(img, [np.rint(pts * 16).astype(np.int32)], color, lineType=cv2.LINE_AA, shift=4)
@@ -189,7 +188,7 @@ def render_clip(label: int, seed: int, frames: int = 32, width: int = 160, heigh
 
 def write_video(path, frames: np.ndarray, fps: float = 15.0, fourcc: str = "mp4v") -> Path:
     """Write T×H×W×3 RGB frames with cv2.VideoWriter."""
-    import cv2
+    import cv2  # heavy: only when a video is written
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -241,8 +240,6 @@ def write_clips(out, per_class: int, seed: int = 0, frames: int = 32, width: int
 
 def read_labels_csv(path) -> list[dict]:
     """Rows of a labels.csv written by write_clips (label, seed, frames ... as ints)."""
-    from ..base import SourceError
-
     path = Path(path)
     if not path.is_file():
         raise SourceError(f"{path}: no labels.csv")

@@ -59,7 +59,7 @@ class Renderer:
     """Ray-casts one room. Build once per room; render() any number of views."""
 
     def __init__(self, room: Room, ambient: float = 0.55):
-        import open3d as o3d
+        import open3d as o3d  # heavy: only when a room is rendered
 
         self.room = room
         self.ambient = float(ambient)
@@ -92,7 +92,7 @@ class Renderer:
         self._rays_cache: dict = {}
 
     def render(self, camera: Camera, pose: np.ndarray, noise_seed: int | None = None) -> Render:
-        import open3d as o3d
+        import open3d as o3d  # heavy: only when a room is rendered
 
         h, w = camera.height, camera.width
         key = (camera.fx, camera.fy, camera.cx, camera.cy, w, h)

@@ -19,6 +19,7 @@ from core.frames import Camera, Frame
 
 from ..base import Sampling, Source
 from ..folders import NOMINAL_FPS, SCENE_META
+from ..sens import write_sens
 from .render import Renderer, default_camera, trajectory
 from .room import Room, make_room
 
@@ -117,7 +118,7 @@ def _save_matrix(path: Path, m: np.ndarray) -> None:
 
 def write_scene_folder(scene: SyntheticScene, out, progress=None, jpeg_quality: int = 95) -> Path:
     """Write `scene` as a ScanNet exported folder (see the module docstring). Returns out."""
-    import cv2
+    import cv2  # heavy: only when a scene is written
 
     out = Path(out)
     for sub in ("color", "depth", "pose", "intrinsic", "label-filt", "instance-filt"):
@@ -144,8 +145,6 @@ def write_scene_folder(scene: SyntheticScene, out, progress=None, jpeg_quality: 
 def write_scene_sens(scene: SyntheticScene, path, progress=None) -> Path:
     """Write `scene` as a .sens file (JPEG colour, zlib depth in mm), with the scene's
     metadata (room, objects) beside it as <path>.json."""
-    from ..sens import write_sens
-
     path = Path(path)
     if path.suffix != ".sens":
         raise InputError("out", f"a .sens path is needed, got {path}")
@@ -155,7 +154,7 @@ def write_scene_sens(scene: SyntheticScene, path, progress=None) -> Path:
 
 
 def _imwrite(path: Path, img, params=()) -> None:
-    import cv2
+    import cv2  # heavy: only when a scene is written
 
     if not cv2.imwrite(str(path), img, list(params)):
         raise OSError(f"could not write {path}")
