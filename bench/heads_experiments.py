@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
 import daemon  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

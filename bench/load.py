@@ -24,8 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 # bench/regions.py would shadow the API package `regions`: drop this folder from the path.
 sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from bench.stream import make_frames, start_daemon  # noqa: E402
 import daemon  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
+from bench.stream import make_frames, start_daemon  # noqa: E402
 
 
 def rss_mb(pid: int) -> float:

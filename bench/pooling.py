@@ -16,9 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-import daemon  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
 import numpy as np
 import torch
+
+import daemon  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from daemon.features.base import FeatureGrid  # noqa: E402

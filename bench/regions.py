@@ -16,8 +16,9 @@ import os
 import statistics
 import time
 
-import daemon  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
 import numpy as np
+
+import daemon  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
 
 TARGET_LITE_S = 0.040
 STAGES = ("masks", "features", "pooling")

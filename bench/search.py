@@ -25,8 +25,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import daemon  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
 import numpy as np
+
+import daemon  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 

@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
 import daemon  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
 
 REPO = Path(__file__).resolve().parents[1]

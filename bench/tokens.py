@@ -19,9 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import daemon  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+import daemon  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
 
 
 def _time(fn, repeats: int) -> float:

@@ -12,8 +12,13 @@ import torch.nn as nn
 from core.errors import InputError, MissingWeightsError
 from daemon.features import BACKBONES, CHECKPOINT_FILES, build_backbone
 from daemon.features.dinov2 import (
-    IMAGENET_MEAN, IMAGENET_STD, create_vit, interpolate_patch_pos_embed, read_state_dict,
-    save_official_checkpoint, to_official_state_dict,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    create_vit,
+    interpolate_patch_pos_embed,
+    read_state_dict,
+    save_official_checkpoint,
+    to_official_state_dict,
 )
 
 

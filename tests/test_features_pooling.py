@@ -9,7 +9,12 @@ import torch.nn.functional as F
 from core.errors import InputError
 from daemon.features.base import FeatureGrid, padding
 from daemon.features.pooling import (
-    bilinear_taps, interpolation_matrix, mask_weights, naive_pool, pool_masks, upsample_grid,
+    bilinear_taps,
+    interpolation_matrix,
+    mask_weights,
+    naive_pool,
+    pool_masks,
+    upsample_grid,
 )
 
 

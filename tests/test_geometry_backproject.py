@@ -4,11 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import scenes
 from core.errors import InputError
 from core.frames import Camera
 from daemon.geometry import backproject, project, valid_depth
-
-import scenes
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,15 @@ import numpy as np
 import pytest
 
 from core.errors import InputError
-from daemon.geometry import (box_positions, embed_2d, embed_3d, embed_time, fourier_features, fourier_periods,
-                             scene_origin)
+from daemon.geometry import (
+    box_positions,
+    embed_2d,
+    embed_3d,
+    embed_time,
+    fourier_features,
+    fourier_periods,
+    scene_origin,
+)
 
 
 def test_fourier_values_and_layout():

@@ -6,8 +6,7 @@ import pytest
 
 from core.errors import InputError
 from core.frames import Camera, Frame
-from daemon.geometry import VoxelFusion, backproject, fuse_frames, read_ply, write_ply
-from daemon.geometry import PointCloud
+from daemon.geometry import PointCloud, VoxelFusion, backproject, fuse_frames, read_ply, write_ply
 
 
 def test_voxel_means_colours_and_majority_labels():

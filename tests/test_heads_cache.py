@@ -6,15 +6,15 @@ import json
 
 import numpy as np
 import pytest
+from support_heads import image_folder
+from support_toydata import write_toy_cache
 
+from core.errors import InputError
+from core.labels import read_label_png
+from daemon.cli import main
 from daemon.extraction.cache import TokenCache
 from daemon.extraction.jobs import extract_to_cache
 from scenes.collections import read_clip_labels
-from core.labels import read_label_png
-from daemon.cli import main
-from core.errors import InputError
-from support_toydata import write_toy_cache
-from support_heads import image_folder
 
 
 @pytest.fixture(scope="module")

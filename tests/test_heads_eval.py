@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 
 from core.labels import UNLABELLED
+from core.regionset import RegionSet, region_labels
 from daemon.heads.labels import pixel_labels, pixel_probabilities
-from core.regionset import region_labels
 from daemon.heads.metrics import SCANNET20, Confusion, Protocol, evaluate_label_map, resize_nearest, topk_accuracy
-from core.regionset import RegionSet
 
 
 def _regions(*masks):

@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from support_toydata import TOY_CLASSES, TOY_DIM, TOY_MOTIONS, toy_clip, toy_frame
 
 from daemon.heads.batch import collate, limit_tokens, tokens_from_regions
 from daemon.heads.registry import create_head, list_heads, load_head, save_head
-from support_toydata import TOY_CLASSES, TOY_DIM, TOY_MOTIONS, toy_clip, toy_frame
 from daemon.heads.train import ActivityTask, area_weighted_ce
 
 SMALL = {"dim": 32, "heads": 4}

@@ -6,10 +6,10 @@ import io
 
 import numpy as np
 import pytest
+from support_heads import image_folder
 
 from daemon.heads.registry import create_head, save_head
 from daemon.heads.serving import TrainedActivityScorer, TrainedSceneLabeler, load_serving_heads
-from support_heads import image_folder
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +22,8 @@ def lite():
 @pytest.fixture(scope="module")
 def heads_dir(tmp_path_factory, lite):
     """segment/ and scene/ trained briefly on lite tokens; activity/ initialised for lite tokens."""
-    from daemon.extraction.jobs import extract_to_cache
     from daemon.extraction.cache import extractor_versions
+    from daemon.extraction.jobs import extract_to_cache
     from daemon.heads.jobs import train_on_cache
     from daemon.heads.train import TrainConfig
 
@@ -48,8 +48,6 @@ def heads_dir(tmp_path_factory, lite):
 
 
 def _frames(n=3):
-    from PIL import Image
-
     from core.frames import Frame
 
     rng = np.random.default_rng(1)

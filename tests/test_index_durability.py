@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support_index import DIM, region_set
 
 from daemon.index import RegionIndex
-from support_index import DIM, region_set
 
 SUPPORT = Path(__file__).with_name("support_index.py")
 
@@ -104,11 +104,11 @@ def test_daemon_killed_mid_stream_keeps_what_it_acknowledged(tmp_path):
     import threading
 
     import grpc
+    from support_service import free_port
 
     from daemon.index.collection import make_synthetic_collection
     from regions.v1 import regions_pb2 as pb
     from regions.v1 import regions_pb2_grpc as pb_grpc
-    from support_service import free_port
 
     root = make_synthetic_collection(tmp_path / "coll", 24, seed=2, size=(96, 96))
     files = sorted(root.glob("*.png"))

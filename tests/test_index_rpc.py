@@ -5,11 +5,11 @@ from __future__ import annotations
 import grpc
 import numpy as np
 import pytest
+from support_service import lite_extractor, png_bytes, running_server, stub_for
 
 from core import rle
 from daemon.index.collection import load_coco, make_synthetic_collection
 from regions.v1 import regions_pb2 as pb
-from support_service import lite_extractor, png_bytes, running_server, stub_for
 
 N_IMAGES = 14
 

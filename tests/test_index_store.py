@@ -6,11 +6,11 @@ import threading
 
 import numpy as np
 import pytest
+from support_index import DIM, image_id, region_set
 
 from core.errors import InputError
 from daemon.index import IndexConfig, IndexFileError, RegionIndex, SearchFilter
 from daemon.index.queries import probe_from_examples, train_probe
-from support_index import DIM, image_id, region_set
 
 
 def fill(idx: RegionIndex, n: int, start: int = 0):

@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from daemon.extraction.profiles import build_extractor
 from core.errors import InputError
-from daemon.features import build_backbone
 from core.frames import Frame
 from daemon.extraction.extractor import Extractor
+from daemon.extraction.profiles import build_extractor
+from daemon.features import build_backbone
 from daemon.masks import build_masker
 
 

@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from daemon.cli import main
-from core.regionset import RegionSet, SOURCE_SAM, SOURCE_SLIC
+from core.regionset import SOURCE_SAM, SOURCE_SLIC, RegionSet
 from core.viz import overlay_regions
+from daemon.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -6,9 +6,18 @@ import pytest
 import torch
 from skimage import data
 
-from daemon.extraction.profiles import CHECKPOINTS, DEFAULT_WEIGHTS_DIR, PROFILES, WEIGHTS_ENV, build_extractor, find_weights, resolve_profile, resolve_weights_dir
 from core.errors import MissingWeightsError
 from core.regionset import SOURCE_SAM, SOURCE_SLIC
+from daemon.extraction.profiles import (
+    CHECKPOINTS,
+    DEFAULT_WEIGHTS_DIR,
+    PROFILES,
+    WEIGHTS_ENV,
+    build_extractor,
+    find_weights,
+    resolve_profile,
+    resolve_weights_dir,
+)
 
 OPEN_SAM = dict(points_per_side=2, points_per_batch=16, pred_iou_thresh=0.0, stability_score_thresh=0.0)
 

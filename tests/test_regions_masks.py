@@ -7,7 +7,7 @@ from skimage import data
 
 from core.errors import InputError
 from daemon.masks import MIN_PIECE_PIXELS, MaskerSpec, build_masker
-from daemon.masks.base import MaskProposals, SOURCE_SAM, SOURCE_SLIC
+from daemon.masks.base import SOURCE_SAM, SOURCE_SLIC, MaskProposals
 from daemon.masks.cover import SamSlicCover, cover
 from daemon.masks.slic import SlicConfig, SlicMasker
 

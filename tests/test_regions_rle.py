@@ -6,7 +6,7 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from core import rle
-from core.regionset import RegionSet, SOURCE_SAM, SOURCE_SLIC
+from core.regionset import SOURCE_SAM, SOURCE_SLIC, RegionSet
 from core.viz import masks_from_rle
 
 

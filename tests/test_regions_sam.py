@@ -13,7 +13,15 @@ from skimage import data
 
 from daemon.masks import MaskerSpec, build_masker
 from daemon.masks.base import SOURCE_SAM, SOURCE_SLIC
-from daemon.masks.sam import PRESETS, SAM_ARCHS, SamGeneratorConfig, SamMasker, build_sam_model, generator_config, save_sam_checkpoint
+from daemon.masks.sam import (
+    PRESETS,
+    SAM_ARCHS,
+    SamGeneratorConfig,
+    SamMasker,
+    build_sam_model,
+    generator_config,
+    save_sam_checkpoint,
+)
 
 #: Thresholds off so a random model still yields masks; few prompts keep it quick.
 OPEN = dict(points_per_side=4, points_per_batch=16, pred_iou_thresh=0.0, stability_score_thresh=0.0)

@@ -21,8 +21,8 @@ def test_scene_info_json(sevenscenes_dir, capsys):
 
 
 def test_scene_info_reports_frames_without_pose(tmp_path, capsys):
-    from scenes.sens import SensWriter
     from core.frames import Camera
+    from scenes.sens import SensWriter
 
     cam = Camera(20, 20, 7.5, 5.5, 16, 12)
     with SensWriter(tmp_path / "p.sens", (16, 12), (16, 12), cam, cam) as w:

@@ -8,8 +8,16 @@ import pytest
 import scenes
 from core.errors import InputError
 from daemon.geometry import backproject, project
-from scenes.synthetic import (ACTIVITY_CLASSES, SyntheticScene, make_room, read_labels_csv, render_clip, write_clips,
-                              write_scene_folder, write_scene_sens)
+from scenes.synthetic import (
+    ACTIVITY_CLASSES,
+    SyntheticScene,
+    make_room,
+    read_labels_csv,
+    render_clip,
+    write_clips,
+    write_scene_folder,
+    write_scene_sens,
+)
 from scenes.synthetic.room import CEILING, FLOOR, PICTURE, WINDOW
 
 

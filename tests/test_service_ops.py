@@ -10,15 +10,21 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 
 import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from support_service import (free_port, image_pb, lite_extractor, running_server, sample_image, stub_for, tiny_heads,
-                             wait_until)
+from support_service import (
+    free_port,
+    image_pb,
+    lite_extractor,
+    running_server,
+    sample_image,
+    stub_for,
+    tiny_heads,
+)
 
 from regions.v1 import regions_pb2 as pb
 from regions.v1 import regions_pb2_grpc as pb_grpc

@@ -11,7 +11,6 @@ retrieval      region search evaluation (daemon/commands/eval_retrieval.py)
 from __future__ import annotations
 
 import argparse
-
 import importlib
 import json
 

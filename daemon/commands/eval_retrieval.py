@@ -46,7 +46,10 @@ def run(args) -> int:
 
     from daemon.extraction.profiles import build_extractor  # torch: only when the command runs (--help stays light)
 
-    from ..index.collection import load_coco, make_synthetic_collection  # faiss: only when the command runs (--help stays light)
+    from ..index.collection import (  # faiss: only when the command runs (--help stays light)
+        load_coco,
+        make_synthetic_collection,
+    )
     from ..index.evaluation import evaluate_retrieval  # faiss: only when the command runs (--help stays light)
 
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))

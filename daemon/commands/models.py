@@ -45,7 +45,12 @@ def inspect_checkpoint(path: Path) -> str:
 
 
 def run(args) -> int:
-    from daemon.extraction.profiles import CHECKPOINTS, PROFILES, find_weights, resolve_weights_dir  # torch: only when the command runs (--help stays light)
+    from daemon.extraction.profiles import (  # torch: only when the command runs (--help stays light)
+        CHECKPOINTS,
+        PROFILES,
+        find_weights,
+        resolve_weights_dir,
+    )
 
     wd = resolve_weights_dir(args.weights)
     found = find_weights(args.weights)

@@ -13,7 +13,6 @@ head is written as OUT/config.json + OUT/model.safetensors.
 from __future__ import annotations
 
 import argparse
-
 import json
 
 

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from core.errors import InputError
+
 from .base import FeatureGrid
 
 POOL_MODES = ("mean", "max")

@@ -1,11 +1,11 @@
 """Geometry of region tokens: depth back-projection, per-region 3D statistics, positional
 embeddings and fused point clouds. Conventions: OpenCV camera axes, metres, 4×4
 camera-to-world poses (see backproject.py)."""
-from .backproject import DEFAULT_MAX_DEPTH, backproject, project, transform_points, valid_depth
 from core.frames import camera_rays
-from .embeddings import (box_positions, embed_2d, embed_3d, embed_time, fourier_features,
-                         fourier_periods, scene_origin)
+
+from .backproject import DEFAULT_MAX_DEPTH, backproject, project, transform_points, valid_depth
 from .cloud import PointCloud, ply_bytes, read_ply, write_ply
+from .embeddings import box_positions, embed_2d, embed_3d, embed_time, fourier_features, fourier_periods, scene_origin
 from .fusion import VoxelFusion, fit_to_size, fuse_frames
 from .stats import EXTENT_PERCENTILES, RegionGeometry, region_geometry
 

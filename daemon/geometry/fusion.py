@@ -10,6 +10,7 @@ import numpy as np
 
 from core.errors import InputError
 from core.frames import Frame, check_pose
+
 from .backproject import DEFAULT_MAX_DEPTH, backproject
 from .cloud import PointCloud, ply_bytes
 

@@ -7,6 +7,7 @@ import numpy as np
 
 from core.errors import InputError
 from core.frames import Camera, check_pose
+
 from .backproject import DEFAULT_MAX_DEPTH, backproject
 
 EXTENT_PERCENTILES = (10.0, 90.0)  # robust extent: the span between these percentiles, per axis

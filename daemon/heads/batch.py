@@ -12,8 +12,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from ..geometry.embeddings import embed_2d, embed_3d, embed_time, scene_origin
 from core.regionset import RegionSet
+
+from ..geometry.embeddings import embed_2d, embed_3d, embed_time, scene_origin
 
 # Fourier bands of the positional embeddings (daemon.geometry.embeddings); the widths below
 # are what the heads' input layers expect.

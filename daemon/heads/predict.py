@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from core.regionset import RegionSet
+
 from .batch import TokenSet, collate, frames_origin, join_frames, limit_tokens, tokens_from_regions
 
 

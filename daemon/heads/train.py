@@ -19,8 +19,16 @@ from tqdm import tqdm
 from core.errors import InputError
 from daemon.extraction.cache import CacheItem, TokenCache
 
-from .batch import (TokenSet, collate, frames_origin, join_frames, limit_tokens, mirror_clip, rotate_scene,
-                    tokens_from_regions)
+from .batch import (
+    TokenSet,
+    collate,
+    frames_origin,
+    join_frames,
+    limit_tokens,
+    mirror_clip,
+    rotate_scene,
+    tokens_from_regions,
+)
 
 
 @dataclass

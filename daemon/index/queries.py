@@ -19,7 +19,8 @@ import numpy as np
 
 from core.errors import InputError
 
-from .region_index import RegionIndex, check_vector
+from .hits import check_vector
+from .region_index import RegionIndex
 from .vectors import prepare
 
 

@@ -17,14 +17,15 @@ import json
 import logging
 import os
 import sqlite3
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from core.errors import InputError
 from core.regionset import RegionSet
+
 from .config import IndexConfig
+from .hits import AddResult, ImageHit, RegionHit, SearchFilter, check_image_id, check_metadata, check_vector
 from .rwlock import RWLock
 from .store import MAX_REGIONS, IndexFileError, SQLiteStore, region_ids, split_ids
 from .vectors import VectorIndex, prepare, rank_images
@@ -34,45 +35,6 @@ log = logging.getLogger(__name__)
 DB_NAME = "regions.sqlite"
 CONFIG_NAME = "index.json"
 SNAPSHOT_NAME = "faiss.snapshot"
-MAX_IMAGE_ID = 512
-
-
-@dataclass
-class SearchFilter:
-    """Restrict a search to images whose id starts with `image_id_prefix` and whose metadata
-    holds every key = value of `metadata`."""
-
-    image_id_prefix: str = ""
-    metadata: dict = field(default_factory=dict)
-
-    def __bool__(self) -> bool:
-        return bool(self.image_id_prefix or self.metadata)
-
-
-@dataclass
-class RegionHit:
-    region_id: int
-    score: float
-    box: np.ndarray       # [x0, y0, x1, y1], x1/y1 exclusive
-    area: int
-    counts: np.ndarray    # uint32 COCO RLE counts (column-major) for height × width
-
-
-@dataclass
-class ImageHit:
-    image_id: str
-    score: float          # the best region's score
-    width: int
-    height: int
-    metadata: dict
-    regions: list[RegionHit]
-
-
-@dataclass
-class AddResult:
-    image_id: str
-    added: bool           # False: it was already indexed (and on_exists="skip")
-    regions: int
 
 
 class RegionIndex:
@@ -395,43 +357,10 @@ class RegionIndex:
         return {names[int(k)]: float(s) for k, s in zip(keys, best) if int(k) in names}
 
 
-# --- validation shared by the service and the queries -------------------------------------
-
-def check_image_id(image_id) -> str:
-    if not isinstance(image_id, str) or not image_id:
-        raise InputError("image_id", "must be a non-empty string")
-    if len(image_id) > MAX_IMAGE_ID:
-        raise InputError("image_id", f"longer than {MAX_IMAGE_ID} characters")
-    return image_id
-
-
-def check_metadata(metadata, field: str = "metadata") -> dict:
-    metadata = dict(metadata or {})
-    for k, v in metadata.items():
-        if not isinstance(k, str) or not k or '"' in k:
-            raise InputError(field, f"keys must be non-empty strings without '\"', got {k!r}")
-        if not isinstance(v, str):
-            raise InputError(field, f"value of {k!r} must be a string, got {type(v).__name__}")
-    return metadata
-
-
-def check_vector(v, dim: int, field: str) -> np.ndarray:
-    try:
-        a = np.asarray(v, dtype=np.float32).reshape(-1)
-    except (TypeError, ValueError):
-        raise InputError(field, "not a numeric vector") from None
-    if a.size != dim:
-        raise InputError(field, f"expected {dim} numbers, got {a.size}")
-    if not np.all(np.isfinite(a)):
-        raise InputError(field, "non-finite values")
-    return a
-
-
 def open_index(data_dir, dim: int | None = None, config: IndexConfig | None = None,
                features: str | None = None) -> RegionIndex:
     """The index of a daemon data directory (`<data_dir>/index`)."""
     return RegionIndex(Path(data_dir) / "index", dim=dim, config=config, features=features)
 
 
-__all__ = ["RegionIndex", "SearchFilter", "ImageHit", "RegionHit", "AddResult", "IndexConfig",
-           "IndexFileError", "open_index", "check_vector", "check_image_id", "check_metadata"]
+__all__ = ["RegionIndex", "IndexConfig", "IndexFileError", "open_index"]

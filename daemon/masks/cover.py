@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.frames import DEFAULT_MAX_PIXELS, as_rgb8
+
 from .base import SOURCE_SLIC, MaskGenerator, MaskProposals
 
 

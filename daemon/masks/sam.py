@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from core.frames import DEFAULT_MAX_PIXELS, as_rgb8
+
 from .base import SOURCE_SAM, MaskProposals
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.frames import DEFAULT_MAX_PIXELS, as_rgb8
+
 from .base import SOURCE_SLIC, MaskProposals
 
 

@@ -12,6 +12,7 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
+from google.protobuf.message import Message
 from PIL import Image, UnidentifiedImageError
 
 from core.errors import InputError
@@ -117,7 +118,7 @@ def to_frame(*, image: pb.Image, field: str, limits: Limits, depth: pb.Depth | N
     return frame.validated(limits.max_pixels, field)
 
 
-def _opt(msg, name: str):
+def _opt(msg: Message, name: str) -> Message | None:
     return getattr(msg, name) if msg.HasField(name) else None
 
 

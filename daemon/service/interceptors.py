@@ -13,7 +13,7 @@ import hmac
 import json
 import logging
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import grpc
 
@@ -104,7 +104,7 @@ class ServiceInterceptor(grpc.ServerInterceptor):
                 finally:
                     finish(context, t0)
 
-            def gen():
+            def gen() -> Iterator[Any]:
                 try:
                     yield from behavior(request, context)
                 finally:

@@ -3,6 +3,7 @@ process, as they do in the tests), served over HTTP on a separate port."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from http.server import ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -46,7 +47,7 @@ class Metrics:
         for stage, s in seconds.items():
             self.stage_seconds.labels(stage).observe(float(s))
 
-    def serve(self, port: int, host: str = "127.0.0.1"):
+    def serve(self, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
         """Start the HTTP exporter; returns the http server (call .shutdown() to stop)."""
         server, _thread = start_http_server(port, addr=host, registry=self.registry)
         return server

@@ -30,7 +30,6 @@ from typing import Any, Callable, Generic, Protocol, TypeVar
 from core.frames import Frame
 from core.regionset import RegionSet
 
-
 _local = threading.local()
 T = TypeVar("T")
 

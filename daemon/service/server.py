@@ -157,8 +157,8 @@ class RegionServer:
     def wait(self) -> None:
         self.server.wait_for_termination()
 
-    def __enter__(self):
+    def __enter__(self) -> RegionServer:
         return self.start()
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.stop(grace=1.0)

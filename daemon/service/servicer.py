@@ -3,7 +3,6 @@ optional heads and region index."""
 from __future__ import annotations
 
 import logging
-import time
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable, Iterator
 

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.frames import Camera
-from core.frames import camera_rays
+from core.frames import Camera, camera_rays
 
 from .room import TEXTURE_ID, Room
 
