@@ -85,13 +85,22 @@ def test_scene_labeler_plain_api(heads_dir, lite):
 
 
 def test_activity_scorer_window(heads_dir, lite):
+    import torch
+
     scorer = TrainedActivityScorer.from_dir(heads_dir, lite)
     regions = [lite.extract(f) for f in _frames(2)]
     p = scorer.score([regions[k % 2] for k in range(8)])
     assert p.shape == (3,) and abs(p.sum() - 1) < 1e-5
-    assert [n for n, _ in scorer.top([regions[0]] * 8, k=2)][0] in ("a", "b", "c")
     with pytest.raises(ValueError, match="8 frames"):
         scorer.score(regions)
+    # a known answer: an output layer that ignores its input and gives the logits log(1, 2, 5)
+    # scores every window (1, 2, 5)/8, so the top two are "c" (0.625), then "b" (0.25)
+    with torch.no_grad():
+        scorer.head.model.out.weight.zero_()
+        scorer.head.model.out.bias.copy_(torch.log(torch.tensor([1.0, 2.0, 5.0])))
+    np.testing.assert_allclose(scorer.score([regions[0]] * 8), [0.125, 0.25, 0.625], atol=1e-6)
+    top = scorer.top([regions[k % 2] for k in range(8)], k=2)
+    assert [n for n, _ in top] == ["c", "b"] and [s for _, s in top] == pytest.approx([0.625, 0.25], abs=1e-6)
 
 
 def test_heads_of_other_tokens_are_refused(tmp_path, lite):
