@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from support_heads import image_folder
 
+from core.frames import evenly_spaced
 from daemon.heads.registry import create_head, save_head
 from daemon.heads.serving import TrainedActivityScorer, TrainedSceneLabeler, load_serving_heads
+from scenes.synthetic.clips import ACTIVITY_CLASSES, render_clip
 
 
 @pytest.fixture(scope="module")
@@ -159,6 +161,21 @@ def test_bundled_demo_heads_serve_the_lite_profile(lite, tmp_path):
     assert {1, 2, 22} <= set(heads.scene.meta.class_ids)  # wall, floor, ceiling
     state = heads.scene.new_scene()
     f = _frames(1)[0]
-    fl = heads.scene.label_frame(state, f, lite.extract(f))
+    regions = lite.extract(f)
+    fl = heads.scene.label_frame(state, f, regions)
     assert fl.label_map.shape == (48, 64)
+    # by hand: lite's SLIC pieces tile the image, so a pixel's mean probability is its one
+    # region's, and the label map paints each region with the id of its most likely class
+    masks = regions.masks()
+    assert (masks.sum(0) == 1).all()
+    np.testing.assert_allclose(fl.region_scores.sum(1), 1, atol=1e-5)
+    ids = np.asarray(heads.scene.meta.class_ids)
+    assert (fl.region_labels == ids[fl.region_scores.argmax(1)]).all()
+    for m, label in zip(masks, fl.region_labels):
+        assert (fl.label_map[m] == label).all()
+    # the activity head is the trained one: a generated clip of a known motion is recognised
     assert len(heads.activity.meta.class_names) == 9
+    clip = render_clip(ACTIVITY_CLASSES.index("moving_left"), seed=1000, frames=16, width=160, height=120)
+    window = [lite.extract(clip.frames[i]) for i in evenly_spaced(16, heads.activity.meta.window)]
+    ((name, p),) = heads.activity.top(window, k=1)
+    assert name == "moving_left" and p > 0.9, (name, p)
