@@ -95,9 +95,7 @@ class RegionSet:
 
     def masks(self) -> np.ndarray:
         """N×H×W bool."""
-        if not len(self):
-            return np.zeros((0, self.height, self.width), bool)
-        return np.stack([self.mask(i) for i in range(len(self))])
+        return rle.decode_many(self.counts, self.height, self.width)
 
     def coverage(self) -> float:
         """Fraction of the image's pixels covered by at least one region."""
