@@ -19,7 +19,7 @@ import grpc
 import numpy as np
 from PIL import Image
 
-from core.viz import masks_from_rle
+from core.rle import MaskPixels
 from regions.v1 import regions_pb2 as pb
 from regions.v1 import regions_pb2_grpc as pb_grpc
 
@@ -263,10 +263,10 @@ def video_frame_pb(frame, encoding: str = "jpeg", **fields) -> pb.VideoFrame:
 _SOURCE_CODE = {pb.SOURCE_SAM: 0, pb.SOURCE_SLIC: 1}  # core.regionset source codes
 
 
-def region_masks(rs: pb.RegionSet) -> np.ndarray:
-    """N×H×W bool masks of a RegionSet message (regions without masks are empty)."""
-    counts = [list(r.mask.counts) if r.mask.counts else [rs.height * rs.width] for r in rs.regions]
-    return masks_from_rle(counts, rs.height, rs.width)
+def region_pixels(rs: pb.RegionSet) -> MaskPixels:
+    """The masks of a RegionSet message, decoded all at once (regions without masks are empty)."""
+    counts = [r.mask.counts if r.mask.counts else (rs.height * rs.width,) for r in rs.regions]
+    return MaskPixels.from_counts(counts, rs.height, rs.width)
 
 
 def region_sources(rs: pb.RegionSet) -> np.ndarray:

@@ -33,7 +33,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from clients import common
-from core.viz import masks_from_rle, outline
+from core.rle import decode_many
+from core.viz import outline
 from regions.v1 import regions_pb2 as pb
 
 PROG = "search"
@@ -190,8 +191,8 @@ def hit_picture(h) -> np.ndarray:
             rgb = None
     if rgb is None or rgb.shape[:2] != (h.height, h.width):
         rgb = np.full((h.height, h.width, 3), 235, np.uint8)  # not readable here: outlines only
-    masks = [masks_from_rle([list(r.mask.counts)], h.height, h.width)[0] for r in h.regions if r.mask.counts]
-    return draw_outlines(rgb, masks)
+    masks = decode_many([r.mask.counts for r in h.regions if r.mask.counts], h.height, h.width)
+    return draw_outlines(rgb, list(masks))
 
 
 def write_html(path: Path, args, resp) -> None:

@@ -114,7 +114,7 @@ def test_stream_video_survives_daemon_restart(tmp_path):
 
 
 def test_miou_scores_hand_computed():
-    from clients.scan_scene import miou_scores
+    from clients.scan_outputs import miou_scores
 
     truth = np.array([[0, 0, 1, 1], [2, 2, 255, 255]], np.uint8)   # wall, floor, cabinet, ignored
     pred = np.array([[0, 1, 1, 1], [255, 2, 0, 2]], np.uint8)      # 255 = unlabelled prediction
@@ -132,7 +132,7 @@ def test_scan_scene_with_heads_writes_labels_and_miou(tmp_path, capsys):
     import scenes
     from clients import scan_scene
     from clients.common import scene_frame_pb
-    from clients.scan_scene import miou_scores
+    from clients.scan_outputs import miou_scores
     from core.labels import nyu40_to_benchmark, read_label_png
     from daemon.heads.serving import load_serving_heads
     from daemon.service.convert import Limits, scene_frame
@@ -145,7 +145,7 @@ def test_scan_scene_with_heads_writes_labels_and_miou(tmp_path, capsys):
     try:
         out = tmp_path / "scan"
         rc = scan_scene.main(["synthetic:4", "--server", srv.address, "--out", str(out), "--max-frames", "2",
-                              "--size", "160x120", "--no-overlays", "--encoding", "png"])
+                              "--size", "160x120", "--overlays", "none", "--encoding", "png"])
     finally:
         srv.stop(1.0)
     assert rc == 0
@@ -194,7 +194,7 @@ def test_scan_scene_rescans_after_daemon_restart(tmp_path):
     result = {}
     t = threading.Thread(target=lambda: result.setdefault("rc", scan_scene.main(
         ["synthetic:5", "--server", f"127.0.0.1:{port}", "--out", str(out), "--max-frames", "10",
-         "--size", "160x120", "--no-overlays"])))
+         "--size", "160x120", "--overlays", "none"])))
     t.start()
     second = None
     try:
