@@ -171,8 +171,10 @@ def test_bundled_demo_heads_serve_the_lite_profile(lite, tmp_path):
     np.testing.assert_allclose(fl.region_scores.sum(1), 1, atol=1e-5)
     ids = np.asarray(heads.scene.meta.class_ids)
     assert (fl.region_labels == ids[fl.region_scores.argmax(1)]).all()
+    painted = np.zeros_like(fl.label_map)
     for m, label in zip(masks, fl.region_labels):
-        assert (fl.label_map[m] == label).all()
+        painted[m] = label
+    np.testing.assert_array_equal(fl.label_map, painted)
     # the activity head is the trained one: a generated clip of a known motion is recognised
     assert len(heads.activity.meta.class_names) == 9
     clip = render_clip(ACTIVITY_CLASSES.index("moving_left"), seed=1000, frames=16, width=160, height=120)

@@ -84,9 +84,10 @@ def test_index_and_search_over_grpc(tmp_path, collection):
         req.box.box.CopyFrom(pb.Box(x0=xs.min(), y0=ys.min(), x1=xs.max() + 1, y1=ys.max() + 1))
         box_hits = stub.Search(req).hits
         assert len(box_hits) == 3 and box_hits[0].image_id == ci.image_id
-        top = box_hits[0].regions[0]
-        m = rle.decode(top.mask.counts, top.mask.height, top.mask.width)
-        assert (m & inst.mask).sum() / m.sum() > 0.5  # through a region on the object in the box
+        r = box_hits[0].regions[0]
+        m = rle.decode(r.mask.counts, r.mask.height, r.mask.width)
+        on_object = (m & inst.mask).sum() / m.sum()
+        assert on_object > 0.5, f"the box query's best region lies {on_object:.0%} on the object"
         req = mask_query(ci, inst)
         req.filter.exclude_image_ids.append(ci.image_id)
         req.filter.metadata["split"] = "a"

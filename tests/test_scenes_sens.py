@@ -118,7 +118,7 @@ def test_sampling_skips_without_decoding(tmp_path, monkeypatch):
                         lambda self, data, where: decoded.append(("depth", where)) or decode_depth(self, data, where))
     assert [f.index for f in scenes.open_source(path, every=2)] == [0, 2, 4]
     assert [i for what, i in decoded if what == "colour"] == [0, 2, 4]
-    assert sum(what == "depth" for what, _ in decoded) == 3
+    assert sum(what == "depth" for what, _ in decoded) == 3, decoded
     decoded.clear()
     assert [f.index for f in scenes.open_source(path, count=3)] == [0, 2, 5]
     assert len(decoded) == 6
