@@ -15,7 +15,13 @@ from segment_anything.utils.amg import batched_mask_to_box
 
 from daemon.masks import MaskerSpec, build_masker
 from daemon.masks.compare import match_masks
-from daemon.masks.sam import SamMasker, build_sam_model, generator_config, spread_random_decoder
+from daemon.masks.sam import (
+    SamMasker,
+    build_sam_model,
+    generator_config,
+    lowered_thresholds,
+    spread_random_decoder,
+)
 from daemon.masks.sam_decoder import PromptDecoder
 from daemon.masks.sam_fast import FastMaskGenerator, FastOptions
 from daemon.masks.sam_steps import cells_needed, mask_boxes, upsample
@@ -23,13 +29,8 @@ from scenes.synthetic import render_clip
 
 
 def lowered(preset: str, crops: bool) -> dict:
-    """The preset with thresholds lowered for a random model: at least 30 masks survive. A
-    random decoder's masks all span the frame, so box NMS (within and across crops) is off."""
-    few = dict(points_per_side=6, pred_iou_thresh=0.02, stability_score_thresh=0.15, box_nms_thresh=1.0,
-               crop_nms_thresh=1.0)
-    if crops:
-        few.update(crop_n_layers=1, crop_n_points_downscale_factor=2)
-    return few
+    """The preset with thresholds lowered for a random model: at least 30 masks survive."""
+    return lowered_thresholds(crops)
 
 
 @pytest.fixture(scope="module")

@@ -67,7 +67,7 @@ def run(args) -> int:
         make_synthetic_collection(root, args.synthetic, seed=args.seed)
     try:
         collection = load_coco(root, args.annotations)
-        extractor = build_extractor(args.profile, args.weights, device=args.device)
+        extractor = build_extractor(args.profile, args.weights, device=args.device, sam_generator=args.sam_generator)
         report = evaluate_retrieval(collection, extractor, index_dir=args.index_dir,
                                     queries_per_class=args.queries_per_class or None,
                                     precision_k=args.precision_at, seed=args.seed, progress=True)

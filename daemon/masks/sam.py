@@ -152,6 +152,18 @@ def spread_random_decoder(sam, logit_scale: float = 30.0, iou_shift: float = 0.0
     return sam
 
 
+def lowered_thresholds(crops: bool = False) -> dict:
+    """Generator parameters for a random model (with spread_random_decoder) under which at
+    least 30 masks survive on a real photo: thresholds lowered, box NMS within and across
+    crops off (a random decoder's masks all span the frame), 6×6 prompts; with `crops`, one
+    crop layer with half the prompts per side (tests and bench/amg.py --check)."""
+    few = dict(points_per_side=6, pred_iou_thresh=0.02, stability_score_thresh=0.15, box_nms_thresh=1.0,
+               crop_nms_thresh=1.0)
+    if crops:
+        few.update(crop_n_layers=1, crop_n_points_downscale_factor=2)
+    return few
+
+
 def save_sam_checkpoint(sam, path: str | Path) -> Path:
     """Save in the official layout: the bare state dict, as segment-anything's releases are."""
     import torch  # heavy: only when a SAM checkpoint is written
