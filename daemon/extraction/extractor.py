@@ -117,15 +117,15 @@ class Extractor:
         feats = None
         if grid is not None:
             with timer.stage("pooling"):
-                feats = pool_masks(grid, props.masks, mode=self.pooling).cpu().numpy()
+                feats = pool_masks(grid, props.regions, mode=self.pooling).cpu().numpy()
         regions = RegionSet.from_masks(
-            props.masks, source=props.source, scores=props.scores, features=feats,
+            props.regions, source=props.source, scores=props.scores, features=feats,
             meta={"profile": self.profile, "masker": self.masker.name, "backbone": self.backbone.name,
                   "frame_index": frame.index, "time": frame.time},
         )
         if frame.depth is not None and frame.camera is not None:
             with timer.stage("geometry"):
-                geo = region_geometry(props.masks, frame.depth, frame.camera, frame.pose, max_depth=self.max_depth)
+                geo = region_geometry(props.regions, frame.depth, frame.camera, frame.pose, max_depth=self.max_depth)
             regions.centroids, regions.extents = geo.centroids, geo.extents
             regions.valid_depth, regions.point_count = geo.valid_fraction, geo.point_count
         regions.meta["seconds"] = timer.seconds
