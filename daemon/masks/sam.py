@@ -185,6 +185,7 @@ class SamMasker:
     def __init__(self, sam, config: SamGeneratorConfig | None = None, model_name: str = "",
                  max_pixels: int = DEFAULT_MAX_PIXELS, generator: str = "fast", fast: FastOptions | None = None):
         self.config = config or PRESETS["image"]
+        self.model = sam
         self.model_name = model_name
         self.max_pixels = max_pixels
         self.kind = generator

@@ -73,30 +73,36 @@ class PromptDecoder:
         return a.out_proj(out)
 
     @staticmethod
-    def _t2i(a, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    def _fold(x: torch.Tensor, proj) -> torch.Tensor:
+        """Prompt-side heads x (B×T×h×dh) through the image side's projection, scaled by
+        1/√dh: B×hT×C, so that scores = fold · image tokens."""
+        b, t, h, dh = x.shape
+        w = proj.weight.view(h, dh, -1) / math.sqrt(dh)
+        return torch.einsum("bthd,hdc->bhtc", x, w).reshape(b, h * t, -1)
+
+    @classmethod
+    def _t2i(cls, a, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Tokens (B×T×C) attending to per-prompt image tokens k, v (B×N×C)."""
         b, t, c = q.shape
         h = a.num_heads
         qp = _heads(a.q_proj(q), h)                                  # B×T×h×dh
         dh = qp.shape[-1]
-        wk = a.k_proj.weight.view(h, dh, c) / math.sqrt(dh)
-        fold = torch.einsum("bthd,hdc->bhtc", qp, wk).reshape(b, h * t, c)
+        fold = cls._fold(qp, a.k_proj)
         attn = torch.softmax(torch.bmm(fold, k.transpose(1, 2)), dim=-1)  # B×hT×N
         pv = torch.bmm(attn, v).view(b, h, t, c)
         wv = a.v_proj.weight.view(h, dh, c)
         out = torch.einsum("bhtc,hdc->bthd", pv, wv) + a.v_proj.bias.view(h, dh)
         return a.out_proj(out.reshape(b, t, h * dh))
 
-    @staticmethod
-    def _i2t(a, kpe: torch.Tensor, keys: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    @classmethod
+    def _i2t(cls, a, kpe: torch.Tensor, keys: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Image tokens attending to their prompt's T tokens k, v (B×T×C): keys + attention
         output (B×N×C). kpe/keys are N×C when every prompt shares them, else B×N×C."""
         b, t, c = k.shape
         h = a.num_heads
         kt = _heads(a.k_proj(k), h)                                  # B×T×h×dh
         dh = kt.shape[-1]
-        wq = a.q_proj.weight.view(h, dh, c) / math.sqrt(dh)
-        fold = torch.einsum("bthd,hdc->bhtc", kt, wq).reshape(b, h * t, c)
+        fold = cls._fold(kt, a.q_proj)
         bias = torch.einsum("bthd,hd->bht", kt, a.q_proj.bias.view(h, dh) / math.sqrt(dh))
         scores = torch.matmul(fold, kpe.transpose(-1, -2)).view(b, h, t, -1) + bias.unsqueeze(-1)
         # softmax over the T tokens of each head: dim 2, so the kernel runs along N

@@ -20,13 +20,12 @@ small-region clean-up. What changes is the order of the work:
 """
 from __future__ import annotations
 
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
 from core import rle
+from core.timing import StageTimer
 
 #: FastOptions.stability values: where stability, boxes and box NMS are computed.
 STABILITY_MODES = ("full", "lowres")
@@ -61,21 +60,6 @@ class FastOptions:
             raise ValueError(f"encoder must be one of {ENCODER_MODES}, got {self.encoder!r}")
         if self.batch < 1 or self.upsample_chunk < 1:
             raise ValueError("batch and upsample_chunk must be at least 1")
-
-
-class StageTimes:
-    """Seconds per stage of the last call (benchmarks read them)."""
-
-    def __init__(self):
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def __call__(self, stage: str):
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
 
 
 @dataclass
@@ -135,7 +119,7 @@ class FastMaskGenerator:
                                                        config.crop_n_points_downscale_factor)
         self.transform = ResizeLongestSide(sam.image_encoder.img_size)
         self.encode = build_encoder(sam, self.options.encoder)
-        self.times = StageTimes()
+        self.times = StageTimer()
 
     def generate(self, image: np.ndarray) -> list[dict]:
         """The records `SamAutomaticMaskGenerator.generate` returns, for an H×W×3 uint8 image."""
@@ -146,13 +130,13 @@ class FastMaskGenerator:
         from segment_anything.utils.amg import generate_crop_boxes  # heavy: with the model
         from torchvision.ops.boxes import batched_nms  # heavy: with the model
 
-        self.times = StageTimes()
+        self.times = StageTimer()
         c = self.config
         h, w = image.shape[:2]
         crop_boxes, layers = generate_crop_boxes((h, w), c.crop_n_layers, c.crop_overlap_ratio)
         with torch.inference_mode():
             crops = [self._crop(image, box, layer) for box, layer in zip(crop_boxes, layers)]
-        with self.times("output"):
+        with self.times.stage("output"):
             n = sum(len(m) for m, *_ in crops)
             out = Generated(np.zeros((n, h, w), bool), *(np.concatenate([part[i] for part in crops])
                                                        for i in range(1, 6)))
@@ -161,14 +145,14 @@ class FastMaskGenerator:
                 out.masks[i:i + len(masks), y0:y1, x0:x1] = masks
                 i += len(masks)
         if len(crop_boxes) > 1 and n:
-            with self.times("nms"):  # duplicates across crops: prefer smaller crops
+            with self.times.stage("nms"):  # duplicates across crops: prefer smaller crops
                 cb = torch.as_tensor(out.crop_boxes)
                 area = (cb[:, 2] - cb[:, 0]) * (cb[:, 3] - cb[:, 1])
                 keep = batched_nms(torch.as_tensor(out.boxes).float(), 1 / area, torch.zeros(n),
                                    iou_threshold=c.crop_nms_thresh)
                 out = out.take(keep.numpy())
         if c.min_mask_region_area > 0 and len(out.masks):
-            with self.times("small regions"):
+            with self.times.stage("small regions"):
                 out = self._small_regions(out, c.min_mask_region_area, max(c.box_nms_thresh, c.crop_nms_thresh))
         return out
 
@@ -187,12 +171,12 @@ class FastMaskGenerator:
         crop = image[y0:y1, x0:x1, :]
         size = crop.shape[:2]
         orig_box = [0, 0, image.shape[1], image.shape[0]]
-        with self.times("embedding"):
+        with self.times.stage("embedding"):
             x = torch.as_tensor(self.transform.apply_image(crop), device=sam.device)
             x = x.permute(2, 0, 1).contiguous()[None]
             input_size = tuple(x.shape[-2:])
             embedding = self.encode(sam.preprocess(x))
-        with self.times("decoder"):
+        with self.times.stage("decoder"):
             dec = PromptDecoder(sam, embedding)
             points = self.point_grids[layer] * np.array(size)[None, ::-1]
             coords = torch.as_tensor(self.transform.apply_coords(points, size), device=sam.device)
@@ -203,7 +187,7 @@ class FastMaskGenerator:
         thr, offset = sam.mask_threshold, c.stability_score_offset
         kept: dict[str, list] = {k: [] for k in ("mask", "iou", "stability", "box", "prompt")}
         for b0 in range(0, len(points), o.batch):
-            with self.times("decoder"):
+            with self.times.stage("decoder"):
                 hs, keys = dec.transformer(sparse[b0:b0 + o.batch])
                 iou = dec.iou(hs)
                 passed = iou > c.pred_iou_thresh if c.pred_iou_thresh > 0.0 else torch.ones_like(iou, dtype=torch.bool)
@@ -217,19 +201,19 @@ class FastMaskGenerator:
             for a in range(0, len(low), o.upsample_chunk):
                 part = low[a:a + o.upsample_chunk]
                 if lowres:
-                    with self.times("filters"):
+                    with self.times.stage("filters"):
                         cells = part[:, : -(-input_size[0] // 4), : -(-input_size[1] // 4)]
                         stab = steps.stability(cells, thr, offset)
                         boxes = steps.lowres_boxes(cells, thr, input_size, size)
                         masks = part
                 else:
-                    with self.times("upsampling"):
+                    with self.times.stage("upsampling"):
                         logits = steps.upsample(part, input_size, size)
-                    with self.times("filters"):
+                    with self.times.stage("filters"):
                         stab = steps.stability(logits, thr, offset)
                         masks = logits > thr
                         boxes = steps.mask_boxes(masks)
-                with self.times("filters"):
+                with self.times.stage("filters"):
                     ok = stab >= c.stability_score_thresh if c.stability_score_thresh > 0.0 else torch.ones_like(stab, dtype=torch.bool)
                     ok &= ~is_box_near_crop_edge(boxes, crop_box, orig_box)
                     ok = ok.nonzero()[:, 0]
@@ -237,14 +221,14 @@ class FastMaskGenerator:
                     for key, v in (("iou", iou[a:a + o.upsample_chunk]), ("stability", stab), ("box", boxes),
                                    ("prompt", prompt[a:a + o.upsample_chunk])):
                         kept[key].append(v[ok])
-        with self.times("nms"):
+        with self.times.stage("nms"):
             if not kept["mask"]:
                 return (np.zeros((0, *size), bool), np.zeros(0, np.float32), np.zeros(0, np.float32),
                         np.zeros((0, 4), np.int64), np.zeros((0, 2)), np.zeros((0, 4), np.int64))
             iou, stab, boxes = (torch.cat(kept[k]) for k in ("iou", "stability", "box"))
             prompt = torch.cat(kept["prompt"])
             keep = batched_nms(boxes.float(), iou, torch.zeros(len(iou)), iou_threshold=c.box_nms_thresh)
-        with self.times("output"):
+        with self.times.stage("output"):
             if lowres:  # survivors only: exact masks, their stability and boxes
                 logits = steps.upsample(torch.stack([kept["mask"][i] for i in keep.tolist()]), input_size, size)
                 stab, masks = steps.stability(logits, thr, offset), logits > thr
