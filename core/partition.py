@@ -79,6 +79,17 @@ class Partition:
         keep = (run_label >= 0) & (run_label < self.n)
         return ColumnRuns(starts[keep], ends[keep], run_label[keep], h)
 
+    def without_empty(self) -> "Partition":
+        """The same regions renumbered 0..K-1 in order, dropping those without pixels (itself
+        when none is empty): one pass over the map, and none when nothing is dropped."""
+        present = self.areas() > 0
+        if present.all():
+            return self
+        lut = np.full(self.n + 1, -1, np.int32)          # the extra entry: outside any region
+        lut[:-1][present] = np.arange(int(present.sum()), dtype=np.int32)
+        inside = (self.labels >= 0) & (self.labels < self.n)
+        return Partition(lut[np.where(inside, self.labels, self.n)], int(present.sum()))
+
     def areas(self) -> np.ndarray:
         """N int64 pixel counts."""
         r = self.runs
