@@ -59,7 +59,8 @@ def slic_partition(photo) -> Partition:
 
 
 def test_rle_boxes_and_areas_equal_the_mask_stacks():
-    for p in partitions():
+    empty_images = [Partition(np.zeros(shape, np.int32), 2) for shape in ((0, 5), (4, 0))]
+    for p in partitions() + empty_images:
         counts, boxes, areas = rle.encode_partition(p)
         want_counts, want_boxes, want_areas = rle.encode_batch(p.masks())
         assert len(counts) == p.n
