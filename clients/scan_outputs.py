@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from core.labels import BENCHMARK_NAMES, nyu40_to_benchmark
-from core.rle import MaskPixels
 from core.viz import colour_label_png, encode_png, overlay_regions
 from regions.v1 import regions_pb2 as pb
 

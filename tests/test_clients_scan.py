@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support_service import lite_extractor, running_server, tiny_heads, wait_until
+from support_service import lite_extractor, run_client, running_server, tiny_heads, wait_until
 
 from clients.scan_outputs import AUTO_OVERLAYS, confusion, overlay_step, parse_overlays
 
@@ -61,8 +61,7 @@ def test_overlay_choices():
     assert overlay_step(None, 300) == 1 and overlay_step(None, AUTO_OVERLAYS) == 1
     assert overlay_step(None, AUTO_OVERLAYS + 1) == 2 and overlay_step(None, 5000) == 10
     assert overlay_step(None, None) == 10 and overlay_step(0, 5000) == 0 and overlay_step(4, 10) == 4
-    p = subprocess.run([sys.executable, str(REPO / "clients" / "scan_scene.py"), "synthetic:1", "--overlays", "0"],
-                       capture_output=True, text=True, timeout=60)
+    p = run_client("scan_scene", "synthetic:1", "--overlays", "0", timeout=60)
     assert p.returncode == 2 and "--overlays '0'" in p.stderr
 
 
