@@ -98,11 +98,15 @@ def test_index_and_search_over_grpc(tmp_path, collection):
         found = {h.image_id for h in resp.hits}
         assert len(found & {i for i, _ in same}) >= len(same) - 1
 
+        # a vector is a raw feature, mapped as the indexed ones; linear weights act on the
+        # index's vectors z (normalised), so weights 2·z(v) score twice the vector query's
         dim = ex.dim
         v = stub.Search(pb.SearchRequest(top_k=2, vector=pb.VectorQuery(values=[1.0] * dim)))
         assert len(v.hits) == 2
-        lin = stub.Search(pb.SearchRequest(top_k=2, linear=pb.LinearQuery(weights=[0.5] * dim, bias=3.0)))
-        assert lin.hits[0].score == pytest.approx(v.hits[0].score * 0.5 * np.sqrt(dim) + 3.0, rel=1e-3)
+        z = server.search.index.prepare(np.ones((1, dim), np.float32))[0]
+        lin = stub.Search(pb.SearchRequest(top_k=2, linear=pb.LinearQuery(weights=(2 * z).tolist(), bias=3.0)))
+        assert [h.image_id for h in lin.hits] == [h.image_id for h in v.hits]
+        assert lin.hits[0].score == pytest.approx(v.hits[0].score * 2 + 3.0, rel=1e-4)
 
         # every bad input: INVALID_ARGUMENT naming the field, and the index is unharmed
         cases = []
