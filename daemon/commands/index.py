@@ -5,7 +5,7 @@ whitening by default) before the cosine metric; the index records which one. Ind
 before normalisation existed keep their raw-feature scores until renormalised.
 
   regiond index info DIR                          # format, features, normaliser, counts
-  regiond index renormalise DIR [--profile P]     # adopt the profile's normaliser in place
+  regiond index renormalise DIR                   # adopt the normaliser of the index's profile
   regiond index fit-normaliser --profile lite     # rebuild the statistics the package ships
 
 DIR is an index directory or a daemon's data directory (its index/ is used). Renormalising
@@ -93,7 +93,11 @@ def run_renormalise(args) -> int:
     from ..index import RegionIndex
 
     d = index_dir(args.dir)
-    extractor = build_extractor(args.profile, args.weights, device=args.device)
+    profile = args.profile
+    if profile == "auto":  # the profile whose features the index holds ("lite/classic/mean")
+        with RegionIndex(d) as idx:
+            profile = idx.store.features.split("/")[0] or "auto"
+    extractor = build_extractor(profile, args.weights, device=args.device)
     with RegionIndex(d, dim=extractor.dim, features=extractor.features_name) as idx:
         before = idx.normaliser_note()
         normaliser = normaliser_from_args(args, extractor)

@@ -41,9 +41,10 @@ def shipped_path(features_name: str) -> Path:
     return SHIPPED_DIR / (features_name.replace("/", ".") + ".npz")
 
 
-def corpus_features(extractor: RegionExtractor, images: int = CORPUS_IMAGES, seed: int = CORPUS_SEED,
+def corpus_features(extractor: RegionExtractor, images: int | None = None, seed: int = CORPUS_SEED,
                     progress: bool = False) -> np.ndarray:
-    """N×D pooled features of the corpus's superpixels."""
+    """N×D pooled features of the corpus's superpixels (its first `images`, default all)."""
+    images = images or CORPUS_IMAGES
     slic = build_masker("slic")
     rows = []
     for rgb, _ in tqdm(synthetic_images(images, seed, CORPUS_SIZE), total=images, desc="normaliser corpus",
@@ -53,10 +54,11 @@ def corpus_features(extractor: RegionExtractor, images: int = CORPUS_IMAGES, see
 
 
 def fit_for(extractor: RegionExtractor, kind: str = DEFAULT_KIND, shrinkage: float = DEFAULT_SHRINKAGE,
-            images: int = CORPUS_IMAGES, progress: bool = False) -> Normaliser:
+            images: int | None = None, progress: bool = False) -> Normaliser:
     """A normaliser for the extractor's features, fitted on the generated corpus."""
     if kind == "none":
         return IDENTITY
+    images = images or CORPUS_IMAGES
     feats = corpus_features(extractor, images, progress=progress)
     return fit_normaliser(feats, kind, shrinkage, fitted_on=(
         f"{extractor.features_name} superpixels of {images} generated images ({CORPUS}, seed {CORPUS_SEED}; "

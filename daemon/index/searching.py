@@ -67,6 +67,8 @@ class Searching:
         regions_per_image   best regions returned per image (at least 1)
         """
         q = self._query(query, normalize)
+        if bias and len(q) > 1:
+            raise InputError("bias", "a bias goes with one query vector (a linear probe), not a set of regions")
         k = int(k)
         if k < 1:
             raise InputError("k", f"must be at least 1, got {k}")

@@ -51,7 +51,7 @@ class TemporalReport:
     precision: dict = field(default_factory=dict)  # match -> temporal P@k
 
     def text(self, headline: str = "regions") -> str:
-        lines = [f"{self.source}: {self.frames} frames, {self.indexed} indexed (every {self.every}), "
+        lines = [f"{self.source or 'frames'}: {self.frames} frames, {self.indexed} indexed (every {self.every}), "
                  f"{self.regions} regions; {self.queries} queries: a central box ({self.box:g} of each side) of "
                  f"every {self.query_every}th frame; correct: within ±{self.window} frames",
                  f"feature normaliser: {self.normaliser}",
