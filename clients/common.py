@@ -7,6 +7,7 @@ daemon's internals.
 """
 from __future__ import annotations
 
+import argparse
 import io
 import os
 import random
@@ -19,7 +20,7 @@ import grpc
 import numpy as np
 from PIL import Image
 
-from core.viz import masks_from_rle
+from core.rle import MaskPixels
 from regions.v1 import regions_pb2 as pb
 from regions.v1 import regions_pb2_grpc as pb_grpc
 
@@ -69,19 +70,38 @@ class Unreachable(RuntimeError):
     """The daemon could not be reached (in time)."""
 
 
-def add_connection_args(p, default_server: str = DEFAULT_SERVER) -> None:
-    """--server, --token, --tls-ca, --connect-timeout, --retry-for: the same in every client."""
-    p.add_argument("--server", default=default_server, metavar="HOST:PORT", help="the regiond daemon")
-    p.add_argument("--token", default=None,
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none (None, an off switch) or its help says it."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or "(default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def add_connection_args(p, default_server: str = DEFAULT_SERVER, subcommand: bool = False) -> None:
+    """--server, --token, --tls-ca, --tls-name, --connect-timeout, --retry-for: the same in every
+    client. A client with subcommands adds them to its main parser and again to every
+    subcommand (subcommand=True: no defaults there, so a value given before the subcommand
+    stands unless repeated after it): `search.py --server H index DIR` and
+    `search.py index DIR --server H` both work."""
+    def default(value):
+        return argparse.SUPPRESS if subcommand else value
+
+    p.add_argument("--server", default=default(default_server), metavar="HOST:PORT",
+                   help=f"the regiond daemon (default: {default_server})")
+    p.add_argument("--token", default=default(None),
                    help=f"bearer token (default: ${TOKEN_ENV}; none when the daemon has no token)")
-    p.add_argument("--tls-ca", default=None, metavar="PEM",
+    p.add_argument("--tls-ca", default=default(None), metavar="PEM",
                    help="connect with TLS, trusting this CA or self-signed certificate")
-    p.add_argument("--tls-name", default=None, metavar="NAME",
+    p.add_argument("--tls-name", default=default(None), metavar="NAME",
                    help="expected server name in its certificate (default: the --server host)")
-    p.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
-                   help="give up when the daemon does not answer within this many seconds")
-    p.add_argument("--retry-for", type=float, default=60.0, metavar="S",
-                   help="after the daemon goes away mid-run, keep reconnecting (with backoff) this long")
+    p.add_argument("--connect-timeout", type=float, default=default(10.0), metavar="S",
+                   help="give up when the daemon does not answer within this many seconds "
+                        "(default: 10)")
+    p.add_argument("--retry-for", type=float, default=default(60.0), metavar="S",
+                   help="after the daemon goes away mid-run, keep reconnecting (with backoff) this long "
+                        "(default: 60)")
 
 
 @dataclass
@@ -263,10 +283,10 @@ def video_frame_pb(frame, encoding: str = "jpeg", **fields) -> pb.VideoFrame:
 _SOURCE_CODE = {pb.SOURCE_SAM: 0, pb.SOURCE_SLIC: 1}  # core.regionset source codes
 
 
-def region_masks(rs: pb.RegionSet) -> np.ndarray:
-    """N×H×W bool masks of a RegionSet message (regions without masks are empty)."""
-    counts = [list(r.mask.counts) if r.mask.counts else [rs.height * rs.width] for r in rs.regions]
-    return masks_from_rle(counts, rs.height, rs.width)
+def region_pixels(rs: pb.RegionSet) -> MaskPixels:
+    """The masks of a RegionSet message, decoded all at once (regions without masks are empty)."""
+    counts = [r.mask.counts if r.mask.counts else (rs.height * rs.width,) for r in rs.regions]
+    return MaskPixels.from_counts(counts, rs.height, rs.width)
 
 
 def region_sources(rs: pb.RegionSet) -> np.ndarray:

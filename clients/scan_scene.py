@@ -3,20 +3,26 @@ daemon serves a scene head), the fused point cloud and a summary.
 
     python clients/scan_scene.py synthetic:3 --server 127.0.0.1:50051 --out out/scan
     python clients/scan_scene.py scene0000_00.sens --every 10 --out out/scene0000_00
+    python clients/scan_scene.py scene0000_00.sens --overlays 20    # an overlay every 20th frame
 
 SCENE is a ScanNet .sens file, a ScanNet exported folder, a 7-Scenes-style folder or
 synthetic:SEED. Writes into --out:
-    overlays/NNNNNN.png         regions drawn over each frame
-    labels/<scene>_NNNNNN.png   8-bit NYU40 label maps (ScanNet benchmark layout; scene head)
-    labels_color/NNNNNN.png     the same labels as a colour picture (one colour per NYU40 class)
+    overlays/NNNNNN.png         regions drawn over the frames --overlays picks
+    labels/<scene>_NNNNNN.png   8-bit NYU40 label maps of every frame (ScanNet benchmark layout;
+                                scene head)
+    labels_color/NNNNNN.png     the same labels in colour (one colour per NYU40 class), for the
+                                frames with overlays
     scene.ply                   the fused (labelled) point cloud, binary PLY
     summary.json                what the daemon reported, plus timings (and mIoU)
 When the daemon labels the frames and the scene has ground truth (ScanNet label-filt/,
 synthetic rooms), the labels (the scene head's refined ones where given) are scored with
 ScanNet's 20-class protocol at 640×480 and the mIoU is printed.
+Drawing and writing run on a background thread beside the stream, so the client keeps up
+with the daemon; memory stays flat however long the scene.
 If the daemon restarts mid-scan, the client reconnects (with backoff) and scans the scene again
 from its first frame, since the fused cloud needs every frame; frames already drawn are kept.
-Exit status: 0 done, 1 bad input, 2 daemon unreachable or failed.
+Exit status: 0 done, 1 bad input or outputs that cannot be written, 2 daemon unreachable or
+failed, 130 interrupted.
 """
 from __future__ import annotations
 
@@ -32,18 +38,18 @@ if __package__ in (None, ""):  # run as a script: python clients/scan_scene.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import grpc
-import numpy as np
 from google.protobuf.json_format import MessageToDict
 from tqdm import tqdm
 
 import scenes
 from clients import common
-from core.labels import BENCHMARK_NAMES, nyu40_to_benchmark
-from core.viz import colorize_labels, overlay_regions, save_png
+from clients.scan_outputs import AUTO_OVERLAYS, UNKNOWN_LENGTH_STEP, ScanOutputs, overlay_step, parse_overlays
+from clients.writer import BackgroundWriter, WriterError
 from regions.v1 import regions_pb2 as pb
 
 PROG = "scan_scene"
-MAX_AHEAD = 16  # frames sent but not yet answered
+MAX_AHEAD = 16   # frames sent but not yet answered
+WRITE_AHEAD = 8  # frames answered whose outputs are not written yet
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,10 +66,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoding", choices=("jpeg", "png", "raw"), default="jpeg",
                    help="how colour travels (raw: no coding cost, for a daemon on this machine)")
     p.add_argument("--voxel", type=float, default=0.02, metavar="M", help="voxel edge of the fused cloud, metres")
-    p.add_argument("--no-overlays", action="store_true", help="do not draw region overlays")
+    p.add_argument("--overlays", type=_overlays_arg, default=None, metavar="K|all|none|auto",
+                   help=f"which frames get an overlay (and a colour label picture): every K-th frame "
+                        f"scanned, all, none, or auto (default): all when the scene has up to "
+                        f"{AUTO_OVERLAYS} frames, else every K-th with K = ceil(frames / {AUTO_OVERLAYS}) "
+                        f"(about {AUTO_OVERLAYS} overlays, ~0.5 MB each at 640×480); every "
+                        f"{UNKNOWN_LENGTH_STEP}th when the length is unknown")
     p.add_argument("--no-ply", action="store_true", help="do not ask for the fused point cloud")
     p.add_argument("--scene-id", default=None, help="name of the scene in outputs (default: from SCENE)")
     return p
+
+
+def _overlays_arg(text: str) -> int | None:
+    try:
+        return parse_overlays(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def scene_name(spec: str) -> str:
@@ -72,40 +90,41 @@ def scene_name(spec: str) -> str:
 
 
 class Scan:
-    """One scan's outputs, kept across reconnects."""
+    """One scan's stream state; its outputs (ScanOutputs) are kept across reconnects."""
 
-    def __init__(self, args, source, scene_id: str):
+    def __init__(self, args, source, scene_id: str, outputs: ScanOutputs):
         self.args = args
         self.source = source
         self.scene_id = scene_id
-        self.out: Path = args.out
-        self.rgb: dict[int, object] = {}      # frames sent, not answered yet (for overlays)
+        self.outputs = outputs
+        self.pending: dict[int, tuple] = {}   # frame sent, not answered: (rgb if pictured, truth labels)
         self.ahead = threading.Semaphore(MAX_AHEAD)
-        self.drawn: set[int] = set()
         self.errors: list[dict] = []
         self.summary = None
         self.frames_answered = 0
         self.regions = 0
-        self.truth: dict[int, object] = {}   # frame → benchmark class map (uint8, 255 ignored)
-        self.pred: dict[int, object] = {}    # frame → latest predicted NYU40 map
+
+    def restart(self) -> None:
+        """Before (re)opening the stream: nothing is in flight."""
+        self.pending.clear()
+        self.ahead = threading.Semaphore(MAX_AHEAD)
+        self.errors.clear()
+        self.frames_answered = self.regions = 0
 
     def requests(self, stop: threading.Event):
         opts = pb.SceneOptions(scene_id=self.scene_id, voxel_size=self.args.voxel, return_ply=not self.args.no_ply,
                                return_label_maps=True)
-        first = True
-        for frame in self.source:
+        for position, frame in enumerate(self.source):
             while not self.ahead.acquire(timeout=0.1):
                 if stop.is_set():
                     return
             if stop.is_set():
                 return
-            self.rgb[int(frame.index)] = frame.rgb
-            if frame.labels is not None:
-                self.truth[int(frame.index)] = _benchmark_640(frame.labels)
+            picture = self.outputs.wants_picture(position)
+            self.pending[int(frame.index)] = (frame.rgb if picture else None, frame.labels)
             msg = common.scene_frame_pb(frame, self.args.encoding)
-            if first:
+            if position == 0:
                 msg.options.CopyFrom(opts)
-                first = False
             yield msg
 
     def handle(self, u, bar) -> None:
@@ -114,10 +133,10 @@ class Scan:
             return
         if u.HasField("refined"):
             if u.refined.label_map_png:
-                self._write_labels(u.refined.frame_index, u.refined.label_map_png)
+                self.outputs.labels(int(u.refined.frame_index), u.refined.label_map_png)
             return
         idx = int(u.frame_index)
-        rgb = self.rgb.pop(idx, None)
+        rgb, truth = self.pending.pop(idx, (None, None))
         self.ahead.release()
         bar.update(1)
         self.frames_answered += 1
@@ -127,60 +146,36 @@ class Scan:
             return
         self.regions += len(u.regions.regions)
         bar.set_postfix(regions=len(u.regions.regions), refresh=False)
-        if u.label_map_png:
-            self._write_labels(idx, u.label_map_png)
-        if not self.args.no_overlays and rgb is not None and idx not in self.drawn:
-            save_png(self.out / "overlays" / f"{idx:06d}.png",
-                     overlay_regions(rgb, common.region_masks(u.regions), common.region_sources(u.regions)))
-            self.drawn.add(idx)
-
-    def _write_labels(self, idx: int, png: bytes) -> None:
-        import cv2  # heavy: only when the daemon returns label maps
-
-        d = self.out / "labels"
-        d.mkdir(parents=True, exist_ok=True)
-        (d / f"{self.scene_id}_{idx:06d}.png").write_bytes(png)
-        # the benchmark PNG holds raw ids (near black to the eye): a picture to look at beside it
-        labels = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
-        if labels is not None:
-            save_png(self.out / "labels_color" / f"{idx:06d}.png", colorize_labels(labels))
-        if idx in self.truth:
-            self.pred[idx] = _benchmark_640(common.decode_png(png))
-
-    def miou(self) -> dict | None:
-        """ScanNet 20-class scores over the frames with both truth and a prediction."""
-        both = [i for i in self.pred if i in self.truth]
-        return miou_scores([self.truth[i] for i in both], [self.pred[i] for i in both]) if both else None
+        self.outputs.frame(idx, rgb, u.regions, u.label_map_png, truth)
 
 
-def miou_scores(truths, preds) -> dict:
-    """Per-class IoU and their mean from benchmark class maps (0..19; anything else in the truth
-    is ignored, anything else in a prediction counts as wrong). Classes absent from both the
-    truth and the predictions have no IoU and are left out of the mean."""
-    n = len(BENCHMARK_NAMES)
-    conf = np.zeros((n, n + 1), np.int64)  # truth × prediction (last column: not a class)
-    for t, p in zip(truths, preds):
-        t, p = np.asarray(t).ravel(), np.asarray(p).ravel()
-        keep = t < n
-        p = np.where(p[keep] < n, p[keep], n).astype(np.int64)
-        conf += np.bincount(t[keep].astype(np.int64) * (n + 1) + p, minlength=n * (n + 1)).reshape(n, n + 1)
-    tp = np.diag(conf[:, :n]).astype(np.float64)
-    denom = conf.sum(1) + conf[:, :n].sum(0) - tp
-    iou = np.where(denom > 0, tp / np.maximum(denom, 1), np.nan)
-    present = np.isfinite(iou)
-    return {"frames": len(truths), "miou": float(np.nanmean(iou)) if present.any() else None,
-            "classes_present": int(present.sum()),
-            "iou": {name: (None if np.isnan(v) else round(float(v), 4)) for name, v in zip(BENCHMARK_NAMES, iou)}}
-
-
-def _benchmark_640(labels):
-    """NYU40 ids → benchmark classes (255 elsewhere) at 640×480, nearest, as the benchmark compares."""
-    import cv2  # heavy: only when label maps are scored
-
-    a = np.asarray(labels)
-    if a.shape != (480, 640):
-        a = cv2.resize(a.astype(np.uint16), (640, 480), interpolation=cv2.INTER_NEAREST)
-    return nyu40_to_benchmark(a)
+def stream(scan: Scan, conn: common.Connection, args, total: int | None) -> int:
+    """Stream the scene until the daemon sends its summary (re-scanning after a daemon
+    restart); returns the number of attempts. Closes the connection."""
+    attempts = 0
+    try:
+        while True:
+            attempts += 1
+            stop = threading.Event()
+            scan.restart()
+            bar = tqdm(total=total, desc=f"scan {scan.scene_id}", unit="frame", file=sys.stderr, dynamic_ncols=True)
+            feed = common.RequestFeed(scan.requests(stop), stop)
+            call = conn.stub.StreamScene(feed, metadata=conn.metadata)
+            try:
+                for update in call:
+                    scan.handle(update, bar)
+                return attempts
+            except grpc.RpcError as e:
+                feed.close()
+                conn = common.reopen_after(e, call, conn, args, PROG)
+            except BaseException:  # Ctrl-C, an output that cannot be written: stop the stream
+                call.cancel()
+                raise
+            finally:
+                feed.close()
+                bar.close()
+    finally:
+        conn.close()
 
 
 def run(args) -> int:
@@ -206,38 +201,21 @@ def run(args) -> int:
         total = len(source)
     except TypeError:
         total = None
-    scan = Scan(args, source, scene_id)
     t0 = time.perf_counter()
-    attempts = 0
-    while True:
-        attempts += 1
-        stop = threading.Event()
-        scan.rgb.clear()
-        scan.ahead = threading.Semaphore(MAX_AHEAD)
-        bar = tqdm(total=total, desc=f"scan {scene_id}", unit="frame", file=sys.stderr, dynamic_ncols=True)
-        feed = common.RequestFeed(scan.requests(stop), stop)
-        call = conn.stub.StreamScene(feed, metadata=conn.metadata)
-        try:
-            for update in call:
-                scan.handle(update, bar)
-            break
-        except grpc.RpcError as e:
-            feed.close()
-            bar.close()
-            conn = common.reopen_after(e, call, conn, args, PROG)
-            scan.errors.clear()
-            scan.frames_answered = scan.regions = 0
-        finally:
-            feed.close()
-            bar.close()
-    conn.close()
+    try:
+        with BackgroundWriter(WRITE_AHEAD) as writer:
+            outputs = ScanOutputs(args.out, scene_id, overlay_step(args.overlays, total), writer)
+            scan = Scan(args, source, scene_id, outputs)
+            attempts = stream(scan, conn, args, total)
+    except WriterError as e:
+        return common.fail(PROG, f"cannot write the outputs in {args.out}: {e}", 1)
     seconds = time.perf_counter() - t0
     return write_outputs(scan, source, seconds, attempts)
 
 
 def write_outputs(scan: Scan, source, seconds: float, attempts: int) -> int:
     s = scan.summary
-    out = scan.out
+    out = scan.outputs.out
     if s is None:
         return common.fail(PROG, "the daemon ended the scan without a summary")
     ply = None
@@ -246,13 +224,15 @@ def write_outputs(scan: Scan, source, seconds: float, attempts: int) -> int:
         ply.write_bytes(s.ply)
     summary = MessageToDict(s, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
     summary.pop("ply", None)
-    scores = scan.miou()
+    scores = scan.outputs.scores.result()
+    drawn = scan.outputs.drawn
     summary.update({
         "miou": scores,
         "source": source.describe(), "client_seconds": round(seconds, 3),
         "frames_per_second": round(scan.frames_answered / seconds, 2) if seconds > 0 else None,
         "attempts": attempts, "frame_errors": scan.errors,
-        "outputs": {"overlays": str(out / "overlays") if scan.drawn else None,
+        "outputs": {"overlays": str(out / "overlays") if drawn else None, "overlay_frames": len(drawn),
+                    "overlay_step": scan.outputs.step,
                     "labels": str(out / "labels") if (out / "labels").is_dir() else None,
                     "ply": str(ply) if ply else None},
     })

@@ -33,7 +33,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from clients import common
-from core.viz import masks_from_rle, outline
+from core.rle import decode_many
+from core.viz import outline
 from regions.v1 import regions_pb2 as pb
 
 PROG = "search"
@@ -43,7 +44,7 @@ HIT_COLOURS = np.array([(255, 40, 40), (40, 220, 40), (60, 120, 255), (255, 200,
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=common.DefaultsHelpFormatter)
     common.add_connection_args(p)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="metadata stored with every image (repeatable); searchable with query --where")
     ix.add_argument("--replace", action="store_true", help="re-index images already in the index")
     ix.add_argument("--no-progress", action="store_true", help="no progress bar")
+    common.add_connection_args(ix, subcommand=True)
 
     q = sub.add_parser("query", help="find images holding the object under a mask or in a box",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -70,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--exclude", action="append", default=[], metavar="IMAGE_ID", help="leave this image out")
     q.add_argument("--out", type=Path, default=Path("search_results.html"),
                    help="HTML page with the query and the hits, matched regions outlined")
+    common.add_connection_args(q, subcommand=True)
     return p
 
 
@@ -190,8 +193,8 @@ def hit_picture(h) -> np.ndarray:
             rgb = None
     if rgb is None or rgb.shape[:2] != (h.height, h.width):
         rgb = np.full((h.height, h.width, 3), 235, np.uint8)  # not readable here: outlines only
-    masks = [masks_from_rle([list(r.mask.counts)], h.height, h.width)[0] for r in h.regions if r.mask.counts]
-    return draw_outlines(rgb, masks)
+    masks = decode_many([r.mask.counts for r in h.regions if r.mask.counts], h.height, h.width)
+    return draw_outlines(rgb, list(masks))
 
 
 def write_html(path: Path, args, resp) -> None:

@@ -5,7 +5,8 @@
 
 Frames are sent at the source's own rate (a file's fps; a camera's pace), or as fast as the
 daemon takes them with --fast. With an activity head on the daemon, every window of frames
-prints its best classes; otherwise a line per second says how the regions are flowing.
+prints its best classes; otherwise the client says so at the start (and how to serve one)
+and a line per second says how the regions are flowing.
 If the daemon restarts mid-stream, the client reconnects (with backoff) and goes on from the
 first frame that had no answer. Exit status: 0 done, 1 bad input, 2 daemon unreachable or failed.
 """
@@ -31,11 +32,17 @@ from regions.v1 import regions_pb2 as pb
 
 PROG = "stream_video"
 MAX_AHEAD = 8
+LATENCIES_KEPT = 100_000  # round trips the p50/p99 are taken over (the latest; memory stays flat)
+NO_ACTIVITY_HEAD = (
+    "{prog}: the daemon at {server} serves no activity head, so no activity windows will come back "
+    "(regions only). To score activities, start it with one: `regiond serve --heads DIR` (DIR/activity/ "
+    "as `regiond train activity --cache CACHE --out DIR/activity` writes it), or `regiond serve --heads bundled` for "
+    "the heads that ship with the lite profile.")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=common.DefaultsHelpFormatter)
     p.add_argument("video", nargs="?", metavar="VIDEO", help="a video file (or any source scenes.open_source takes)")
     p.add_argument("--camera", type=int, default=None, metavar="N", help="stream OpenCV camera N instead")
     common.add_connection_args(p)
@@ -68,7 +75,7 @@ class Stream:
         self.answered = 0
         self.errors = 0
         self.windows = 0
-        self.latencies: list[float] = []
+        self.latencies: collections.deque = collections.deque(maxlen=LATENCIES_KEPT)
         self.t_start = None
         self.src_t0 = None
         self.last_print = 0.0
@@ -161,8 +168,15 @@ def run(args) -> int:
         return common.fail(PROG, str(e), 1)
     try:
         conn = common.connect_from_args(args)
+        info = conn.stub.GetInfo(pb.InfoRequest(), metadata=conn.metadata, timeout=args.connect_timeout)
     except common.Unreachable as e:
         return common.fail(PROG, str(e))
+    except grpc.RpcError as e:
+        conn.close()
+        return common.fail(PROG, common.describe_rpc_error(e))
+    scorer = any(h.kind == "activity" for h in info.heads)
+    if not scorer:
+        print(NO_ACTIVITY_HEAD.format(prog=PROG, server=args.server), file=sys.stderr, flush=True)
     stream = Stream(args, source)
     t0 = time.perf_counter()
     while True:
@@ -181,7 +195,8 @@ def run(args) -> int:
     conn.close()
     seconds = time.perf_counter() - t0
     lat = np.array(stream.latencies) * 1000 if stream.latencies else np.array([np.nan])
-    print(f"{PROG}: {stream.answered} frames ({stream.errors} rejected), {stream.windows} windows in {seconds:.1f} s "
+    windows = f"{stream.windows} windows" if scorer else "no activity windows (the daemon serves no activity head)"
+    print(f"{PROG}: {stream.answered} frames ({stream.errors} rejected), {windows} in {seconds:.1f} s "
           f"= {stream.answered / seconds:.1f} frames/s; round trip p50 {np.percentile(lat, 50):.0f} ms, "
           f"p99 {np.percentile(lat, 99):.0f} ms")
     if stream.jsonl:

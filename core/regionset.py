@@ -14,6 +14,7 @@ import numpy as np
 
 from . import rle
 from .labels import UNLABELLED
+from .partition import Partition
 
 SOURCE_SAM = 0
 SOURCE_SLIC = 1
@@ -73,11 +74,15 @@ class RegionSet:
                 raise ValueError(f"RegionSet.{name} has {len(v)} rows for {n} regions")
 
     @classmethod
-    def from_masks(cls, masks: np.ndarray, **kw) -> "RegionSet":
-        """From an N×H×W bool array; boxes and areas are computed here."""
-        masks = np.asarray(masks, dtype=bool)
-        n, h, w = masks.shape
-        counts, boxes, areas = rle.encode_batch(masks)
+    def from_masks(cls, masks: np.ndarray | Partition, **kw) -> "RegionSet":
+        """From an N×H×W bool array or a Partition (a label map of regions that never
+        overlap); boxes and areas are computed here."""
+        if isinstance(masks, Partition):
+            (h, w), (counts, boxes, areas) = masks.shape, rle.encode_partition(masks)
+        else:
+            masks = np.asarray(masks, dtype=bool)
+            h, w = masks.shape[1:]
+            counts, boxes, areas = rle.encode_batch(masks)
         kw.setdefault("boxes", boxes)
         kw.setdefault("areas", areas)
         return cls(height=h, width=w, counts=counts, **kw)
@@ -90,9 +95,7 @@ class RegionSet:
 
     def masks(self) -> np.ndarray:
         """N×H×W bool."""
-        if not len(self):
-            return np.zeros((0, self.height, self.width), bool)
-        return np.stack([self.mask(i) for i in range(len(self))])
+        return rle.decode_many(self.counts, self.height, self.width)
 
     def coverage(self) -> float:
         """Fraction of the image's pixels covered by at least one region."""

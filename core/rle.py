@@ -5,7 +5,11 @@ background, so they always sum to height × width.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+from .partition import Partition
 
 
 def encode(mask: np.ndarray) -> np.ndarray:
@@ -53,14 +57,124 @@ def encode_batch(masks: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.nd
     return counts, boxes, areas
 
 
+def encode_partition(partition: Partition) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """The same (counts, boxes, areas) as `encode_batch(partition.masks())`, from the label
+    map's column runs (about one pass over the image instead of one per region)."""
+    n, (h, w) = partition.n, partition.shape
+    size = h * w
+    runs = partition.runs
+    x, (y0, y1) = runs.columns, runs.rows
+    # By region, each region's runs in image order (a radix sort when labels fit 16 bits).
+    order = np.argsort(runs.labels.astype(np.int16) if n <= 2 ** 15 else runs.labels, kind="stable")
+    label, starts, ends, x, y0, y1 = (a[order] for a in (runs.labels, runs.starts, runs.ends, x, y0, y1))
+    per_region = np.bincount(label, minlength=n)
+    first = np.concatenate(([0], np.cumsum(per_region)[:-1]))
+    present = np.flatnonzero(per_region)
+    boxes = np.zeros((n, 4), np.float32)
+    if present.size:
+        at = first[present]
+        boxes[present] = np.stack([np.minimum.reduceat(x, at), np.minimum.reduceat(y0, at),
+                                   np.maximum.reduceat(x, at) + 1, np.maximum.reduceat(y1, at)], 1)
+    areas = np.bincount(label, weights=ends - starts, minlength=n).astype(np.int64)
+    # COCO runs continue from one column into the next: merge a region's runs that touch.
+    joined = np.zeros(label.size, bool)
+    joined[1:] = (starts[1:] == ends[:-1]) & (label[1:] == label[:-1])
+    continued = np.zeros(label.size, bool)
+    continued[:-1] = joined[1:]
+    starts, ends, label = starts[~joined], ends[~continued], label[~joined]
+    per_region = np.bincount(label, minlength=n)
+    first = np.concatenate(([0], np.cumsum(per_region)[:-1]))
+    return _counts_from_runs(starts, ends, per_region, first, size), boxes, areas
+
+
+def _counts_from_runs(starts, ends, per_region, first, size: int) -> list[np.ndarray]:
+    """Per region: (background before, run) for each of its runs (sorted by region, then
+    position), then the background after its last run when there is some; a region without
+    pixels is one background run. Built as one flat array, split per region."""
+    n = per_region.size
+    present = np.flatnonzero(per_region)
+    tails = np.full(n, size, np.int64)
+    tails[present] = size - ends[first[present] + per_region[present] - 1]
+    has_tail = (tails > 0) | (per_region == 0)
+    prev_end = np.concatenate(([0], ends[:-1]))
+    prev_end[first[present]] = 0
+    region_end = 2 * (first + per_region) + np.cumsum(has_tail)     # where each region's counts end
+    flat = np.empty(int(region_end[-1]) if n else 0, np.uint32)
+    tail_at = region_end[has_tail] - 1
+    is_run = np.ones(flat.size, bool)
+    is_run[tail_at] = False
+    flat[tail_at] = tails[has_tail]
+    runs = np.empty(2 * starts.size, np.int64)
+    runs[0::2], runs[1::2] = starts - prev_end, ends - starts
+    flat[is_run] = runs
+    bounds = [0, *region_end.tolist()]
+    return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
 def decode(counts, height: int, width: int) -> np.ndarray:
     """uint32 counts → H×W bool mask. Raises ValueError when counts do not cover the image."""
-    counts = np.asarray(counts, dtype=np.int64)
-    if counts.sum() != height * width or (counts < 0).any():
-        raise ValueError(f"RLE counts sum to {int(counts.sum())}, expected {height}×{width} = {height * width}")
-    values = (np.arange(counts.size) % 2).astype(bool)
-    flat = np.repeat(values, counts)
-    return flat.reshape((width, height)).T
+    return decode_many([counts], height, width)[0]
+
+
+@dataclass(frozen=True)
+class MaskPixels:
+    """N masks over one H×W image as (mask, pixel) pairs, one per foreground pixel of each
+    mask (masks may overlap), grouped by mask. `pixel` is the column-major flat index x·H + y,
+    COCO RLE's order; `.dense()` gives the N×H×W masks."""
+
+    count: int
+    height: int
+    width: int
+    mask: np.ndarray   # int32, non-decreasing
+    pixel: np.ndarray  # intp
+
+    @classmethod
+    def from_counts(cls, counts_list, height: int, width: int) -> "MaskPixels":
+        """Decode every mask at once: one np.repeat over all runs, no loop per mask. Raises
+        ValueError when a mask's counts are negative or do not sum to height × width."""
+        arrays = [np.asarray(c, dtype=np.int64).ravel() for c in counts_list]
+        n = len(arrays)
+        lengths = np.fromiter((a.size for a in arrays), np.int64, n)
+        flat = np.concatenate(arrays) if n else np.zeros(0, np.int64)
+        ends = np.concatenate(([0], np.cumsum(flat)))      # ends[k]: where run k starts, all masks end to end
+        first = np.cumsum(lengths) - lengths               # each mask's first run
+        owner = np.repeat(np.arange(n, dtype=np.int32), lengths)
+        negative = np.bincount(owner[flat < 0], minlength=n) > 0
+        bad = np.flatnonzero((ends[first + lengths] - ends[first] != height * width) | negative)
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(f"RLE counts of mask {i} sum to {int(arrays[i].sum())}"
+                             f"{' with a negative run' if negative[i] else ''}, "
+                             f"expected {height}×{width} = {height * width}")
+        run = np.arange(flat.size) - first[owner]            # run number within its mask
+        fg = (run % 2) == 1                                  # odd runs are foreground
+        starts = ends[:-1][fg] - ends[first[owner[fg]]]      # run start within its mask
+        sizes = flat[fg]
+        before = np.cumsum(sizes) - sizes                    # pixels of earlier runs, all masks
+        pixel = np.arange(int(sizes.sum()), dtype=np.intp) + np.repeat(starts - before, sizes)
+        return cls(n, int(height), int(width), np.repeat(owner[fg], sizes), pixel)
+
+    @classmethod
+    def from_masks(cls, masks: np.ndarray) -> "MaskPixels":
+        """From N×H×W bool masks."""
+        masks = np.asarray(masks, dtype=bool)
+        n, h, w = masks.shape
+        owner, pixel = np.nonzero(masks.transpose(0, 2, 1).reshape(n, w * h))
+        return cls(n, h, w, owner.astype(np.int32), pixel.astype(np.intp))
+
+    def areas(self) -> np.ndarray:
+        return np.bincount(self.mask, minlength=self.count).astype(np.int64)
+
+    def dense(self) -> np.ndarray:
+        """N×H×W bool."""
+        out = np.zeros((self.count, self.width * self.height), bool)
+        out[self.mask, self.pixel] = True
+        return np.ascontiguousarray(out.reshape(self.count, self.width, self.height).transpose(0, 2, 1))
+
+
+def decode_many(counts_list, height: int, width: int) -> np.ndarray:
+    """N×H×W bool masks from N RLE counts arrays, all at once (see MaskPixels)."""
+    return MaskPixels.from_counts(counts_list, height, width).dense()
 
 
 def area(counts) -> int:

@@ -1,11 +1,14 @@
 """Helpers for the service and client tests: a real daemon on a free loopback port (lite
-profile), small encoded images, and polling."""
+profile), small encoded images and videos, running a client script, and polling."""
 from __future__ import annotations
 
 import contextlib
 import io
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -40,6 +43,30 @@ def png_bytes(a: np.ndarray) -> bytes:
 
 def image_pb(a: np.ndarray) -> pb.Image:
     return pb.Image(data=png_bytes(a))
+
+
+def run_client(name: str, *args, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+    """clients/<name>.py ARGS as a user runs it, output captured."""
+    script = Path(__file__).resolve().parents[1] / "clients" / f"{name}.py"
+    return subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, **kw)
+
+
+def write_video(path: Path, frames: int = 12, fps: float = 20.0, size=(96, 72)) -> Path:
+    """An MJPG clip of a green block moving right over a blue background."""
+    import cv2
+
+    w, h = size
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    assert vw.isOpened()
+    for i in range(frames):
+        img = np.zeros((h, w, 3), np.uint8)
+        img[:, :] = (40, 40, 160)
+        x = 5 + 4 * i
+        img[20:50, x:x + 20] = (30, 200, 60)  # a block moving right
+        vw.write(img)
+    vw.release()
+    return path
 
 
 def wait_until(pred, timeout: float = 10.0, step: float = 0.05) -> bool:

@@ -11,30 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support_service import free_port, lite_extractor, running_server, wait_until
+from support_service import free_port, lite_extractor, run_client, running_server, wait_until, write_video
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _client(name: str, *args, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "clients" / f"{name}.py"), *map(str, args)],
-                          capture_output=True, text=True, timeout=kw.pop("timeout", 300), **kw)
-
-
-def _write_video(path: Path, frames: int = 12, fps: float = 20.0, size=(96, 72)) -> Path:
-    import cv2
-
-    w, h = size
-    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
-    assert vw.isOpened()
-    for i in range(frames):
-        img = np.zeros((h, w, 3), np.uint8)
-        img[:, :] = (40, 40, 160)
-        x = 5 + 4 * i
-        img[20:50, x:x + 20] = (30, 200, 60)  # a block moving right
-        vw.write(img)
-    vw.release()
-    return path
 
 
 def test_scan_scene_synthetic(tmp_path):
@@ -58,9 +37,9 @@ def test_scan_scene_synthetic(tmp_path):
 
 
 def test_stream_video_file(tmp_path):
-    video = _write_video(tmp_path / "clip.avi")
+    video = write_video(tmp_path / "clip.avi")
     with running_server(lite_extractor(), tmp_path) as srv:
-        p = _client("stream_video", video, "--server", srv.address, "--fast", "--jsonl", tmp_path / "out.jsonl")
+        p = run_client("stream_video", video, "--server", srv.address, "--fast", "--jsonl", tmp_path / "out.jsonl")
     assert p.returncode == 0, p.stderr
     assert "12 frames (0 rejected)" in p.stdout
     recs = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
@@ -69,24 +48,24 @@ def test_stream_video_file(tmp_path):
 
 @pytest.mark.parametrize("client", ["scan_scene", "stream_video"])
 def test_unreachable_daemon_exits_nonzero(client, tmp_path):
-    args = ["synthetic:1"] if client == "scan_scene" else [_write_video(tmp_path / "v.avi")]
+    args = ["synthetic:1"] if client == "scan_scene" else [write_video(tmp_path / "v.avi")]
     port = free_port()
     t0 = time.monotonic()
-    p = _client(client, *args, "--server", f"127.0.0.1:{port}", "--connect-timeout", "1")
+    p = run_client(client, *args, "--server", f"127.0.0.1:{port}", "--connect-timeout", "1")
     assert p.returncode == 2
     assert f"cannot reach regiond at 127.0.0.1:{port}" in p.stderr
     assert time.monotonic() - t0 < 60
 
 
 def test_bad_scene_argument_exits_1(tmp_path):
-    p = _client("scan_scene", tmp_path / "no-such.sens", "--server", "127.0.0.1:1")
+    p = run_client("scan_scene", tmp_path / "no-such.sens", "--server", "127.0.0.1:1")
     assert p.returncode == 1 and "no-such.sens" in p.stderr and "cannot reach" not in p.stderr
 
 
 def test_stream_video_survives_daemon_restart(tmp_path):
     from daemon.service.server import RegionServer, ServeConfig
 
-    video = _write_video(tmp_path / "clip.avi", frames=40, fps=10.0)  # paced: 4 s of video
+    video = write_video(tmp_path / "clip.avi", frames=40, fps=10.0)  # paced: 4 s of video
     port = free_port()
     cfg = dict(listen=f"127.0.0.1:{port}", data_dir=tmp_path / "d", index=False)
     first = RegionServer(ServeConfig(**cfg), extractor=lite_extractor()).start()
@@ -114,7 +93,7 @@ def test_stream_video_survives_daemon_restart(tmp_path):
 
 
 def test_miou_scores_hand_computed():
-    from clients.scan_scene import miou_scores
+    from clients.scan_outputs import miou_scores
 
     truth = np.array([[0, 0, 1, 1], [2, 2, 255, 255]], np.uint8)   # wall, floor, cabinet, ignored
     pred = np.array([[0, 1, 1, 1], [255, 2, 0, 2]], np.uint8)      # 255 = unlabelled prediction
@@ -140,7 +119,7 @@ def test_scan_scene_with_heads_writes_labels_and_miou(tmp_path, capsys):
     try:
         out = tmp_path / "scan"
         rc = scan_scene.main(["synthetic:4", "--server", srv.address, "--out", str(out), "--max-frames", "2",
-                              "--size", "160x120", "--no-overlays"])
+                              "--size", "160x120", "--overlays", "none"])
     finally:
         srv.stop(1.0)
     assert rc == 0
@@ -166,7 +145,7 @@ def test_scan_scene_rescans_after_daemon_restart(tmp_path):
     result = {}
     t = threading.Thread(target=lambda: result.setdefault("rc", scan_scene.main(
         ["synthetic:5", "--server", f"127.0.0.1:{port}", "--out", str(out), "--max-frames", "10",
-         "--size", "160x120", "--no-overlays"])))
+         "--size", "160x120", "--overlays", "none"])))
     t.start()
     second = None
     try:
@@ -189,12 +168,12 @@ def test_client_over_tls_with_token(tmp_path):
     from support_service import self_signed_cert
 
     key, cert = self_signed_cert(tmp_path)
-    video = _write_video(tmp_path / "clip.avi", frames=4)
+    video = write_video(tmp_path / "clip.avi", frames=4)
     with running_server(lite_extractor(), tmp_path, tls_cert=cert, tls_key=key, token="tok") as srv:
         base = [video, "--server", srv.address, "--fast", "--connect-timeout", "20"]
-        no_token = _client("stream_video", *base, "--tls-ca", cert, env={k: v for k, v in os.environ.items()
+        no_token = run_client("stream_video", *base, "--tls-ca", cert, env={k: v for k, v in os.environ.items()
                                                                           if k != "REGIOND_TOKEN"})
-        ok = _client("stream_video", *base, "--tls-ca", cert, env={**os.environ, "REGIOND_TOKEN": "tok"})
+        ok = run_client("stream_video", *base, "--tls-ca", cert, env={**os.environ, "REGIOND_TOKEN": "tok"})
     assert no_token.returncode == 2 and "UNAUTHENTICATED" in no_token.stderr and "--token" in no_token.stderr
     assert ok.returncode == 0, ok.stderr
     assert "4 frames (0 rejected)" in ok.stdout

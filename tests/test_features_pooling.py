@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from core.errors import InputError
+from core.partition import Partition
 from daemon.features.base import FeatureGrid, padding
 from daemon.features.pooling import (
     bilinear_taps,
@@ -154,3 +155,9 @@ def test_gpu_matches_cpu():
         assert out.device.type == "cuda"
         torch.testing.assert_close(out.cpu(), cpu, rtol=0, atol=1e-5)
     torch.testing.assert_close(pool_masks(g, masks, "max").cpu(), pool_masks(grid, masks, "max"), rtol=0, atol=1e-5)
+    # A partition (first mask wins; pixels in none are -1) pools on the GPU too.
+    labels = np.argmax(np.concatenate([np.zeros((1, 61, 77)), masks[:6]]), axis=0).astype(np.int32) - 1
+    part = Partition(labels, 6)
+    out = pool_masks(g, part)
+    assert out.device.type == "cuda"
+    torch.testing.assert_close(out.cpu(), pool_masks(grid, part.masks()), rtol=0, atol=1e-5)

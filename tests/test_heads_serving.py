@@ -140,12 +140,16 @@ def test_daemon_streams_labels_and_activities(heads_dir, lite, tmp_path):
 
 
 def test_bundled_demo_heads_serve_the_lite_profile(lite, tmp_path):
-    from daemon.heads.demo import bundled_heads, demo_heads
+    from daemon.heads.demo import demo_heads
+    from daemon.heads.serving import bundled_heads
 
     found = bundled_heads(lite)
     assert found is not None
     assert demo_heads(tmp_path / "h", lite, log=lambda m: None) == found
-    heads = load_serving_heads(found, lite)
+    heads = load_serving_heads("bundled", lite)  # regiond serve --heads bundled
+    assert heads.scene.meta == load_serving_heads(found, lite).scene.meta
+    with pytest.raises(FileNotFoundError, match="no heads ship for this profile's features.*classic-32"):
+        load_serving_heads("bundled", None)
     assert heads.scene is not None and heads.activity is not None
     assert {1, 2, 22} <= set(heads.scene.meta.class_ids)  # wall, floor, ceiling
     state = heads.scene.new_scene()

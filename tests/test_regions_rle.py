@@ -7,7 +7,6 @@ from pycocotools import mask as mask_utils
 
 from core import rle
 from core.regionset import SOURCE_SAM, SOURCE_SLIC, RegionSet
-from core.viz import masks_from_rle
 
 
 def _masks(rng) -> list[np.ndarray]:
@@ -44,13 +43,6 @@ def test_rle_matches_pycocotools():
 def test_rle_decode_rejects_counts_of_the_wrong_total():
     with pytest.raises(ValueError, match="sum to"):
         rle.decode(np.array([3, 4], np.uint32), 3, 3)
-
-
-def test_viz_decodes_rle_through_pycocotools():
-    rng = np.random.default_rng(1)
-    ms = [m for m in _masks(rng) if m.shape == (37, 23)]
-    got = masks_from_rle([rle.encode(m) for m in ms], 37, 23)
-    assert np.array_equal(got, np.stack(ms))
 
 
 def _regionset(rng, with_features=True) -> RegionSet:

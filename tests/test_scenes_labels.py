@@ -26,6 +26,15 @@ def test_benchmark_mapping():
     assert BENCHMARK_NAMES[12] == "desk"
 
 
+def test_benchmark_mapping_is_the_same_for_every_integer_type():
+    ids = np.array([[0, 1, 2, 39, 40], [41, 255, 256, 300, 65535]])
+    want = nyu40_to_benchmark(ids.astype(np.int64))
+    assert want[0].tolist() == [IGNORE, 0, 1, 19, IGNORE] and (want[1] == IGNORE).all()
+    for dtype in (np.uint16, np.int32, np.uint32):
+        np.testing.assert_array_equal(nyu40_to_benchmark(ids.astype(dtype)), want)
+    np.testing.assert_array_equal(nyu40_to_benchmark(ids[0].astype(np.uint8)), want[0])
+
+
 def test_bad_tables(tmp_path):
     p = tmp_path / "t.tsv"
     p.write_text("id\tname\n1\twall\n")

@@ -60,8 +60,11 @@ def register(sub) -> None:
                    help="seconds a unary call waits for room in a full queue")
     p.add_argument("--window-step", type=int, default=4, metavar="K",
                    help="default frames between activity windows (clients may set their own)")
-    p.add_argument("--heads", type=Path, metavar="DIR",
-                   help="directory of trained heads (scene labeler, activity scorer) to serve")
+    p.add_argument("--heads", type=Path, metavar="DIR|bundled",
+                   help="directory of trained heads (scene labeler, activity scorer) to serve: "
+                        "segment/, scene/, activity/ as `regiond train` writes them; 'bundled': the "
+                        "heads that ship with the package for the profile (lite: classic-32, trained "
+                        "on synthetic rooms and clips)")
     p.add_argument("--no-index", action="store_true",
                    help="keep no region index (IndexImages and Search answer UNIMPLEMENTED)")
     p.add_argument("--grace", type=float, default=10.0, metavar="S",

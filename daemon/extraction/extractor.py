@@ -6,6 +6,7 @@ across streams.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -44,7 +45,11 @@ class Extractor:
     profile     the profile it was built from (recorded in every RegionSet)
     max_pixels  larger images are refused with an InputError
     max_depth   metres; farther depth counts as invalid
-    weights     checkpoint file per model role ("masker", "backbone"); absent: no weights"""
+    weights     checkpoint file per model role ("masker", "backbone"); absent: no weights
+    overlap     run the backbone on a helper thread while the masker runs (they are
+                independent): for a masker and a backbone that are single-threaded CPU code
+                releasing the GIL (lite's SLIC and classic), the features then cost no time
+                beside the masks when a second core is free"""
 
     masker: MaskGenerator
     backbone: Backbone
@@ -53,6 +58,8 @@ class Extractor:
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_depth: float = 10.0
     weights: dict[str, str] = field(default_factory=dict)
+    overlap: bool = False
+    _helper: ThreadPoolExecutor | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def dim(self) -> int:
@@ -94,6 +101,8 @@ class Extractor:
     def _extract(self, frames: list, features: bool) -> list[RegionSet]:
         frames = [self._validated(f) for f in frames]
         timers = [StageTimer() for _ in frames]
+        if features and self.overlap:
+            return [self._overlapped(f, t) for f, t in zip(frames, timers)]
         props = []
         for frame, timer in zip(frames, timers):
             with timer.stage("masks"):
@@ -113,19 +122,38 @@ class Extractor:
                         grids[i] = self.backbone(frame.rgb)
         return [self._regions(f, p, g, t) for f, p, g, t in zip(frames, props, grids, timers)]
 
+    def _overlapped(self, frame: Frame, timer: StageTimer) -> RegionSet:
+        """Masks here and features on the helper thread at the same time; each stage's time
+        is its own (they overlap)."""
+        if self._helper is None:
+            self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="regiond-features")
+
+        def grid():
+            with timer.stage("features"):
+                return self.backbone(frame.rgb)
+
+        pending = self._helper.submit(grid)
+        try:
+            with timer.stage("masks"):
+                props = self.masker(frame.rgb)
+        except BaseException:
+            wait([pending])             # no work left behind; the masker's error is the one raised
+            raise
+        return self._regions(frame, props, pending.result(), timer)
+
     def _regions(self, frame: Frame, props, grid, timer: StageTimer) -> RegionSet:
         feats = None
         if grid is not None:
             with timer.stage("pooling"):
-                feats = pool_masks(grid, props.masks, mode=self.pooling).cpu().numpy()
+                feats = pool_masks(grid, props.regions, mode=self.pooling).cpu().numpy()
         regions = RegionSet.from_masks(
-            props.masks, source=props.source, scores=props.scores, features=feats,
+            props.regions, source=props.source, scores=props.scores, features=feats,
             meta={"profile": self.profile, "masker": self.masker.name, "backbone": self.backbone.name,
                   "frame_index": frame.index, "time": frame.time},
         )
         if frame.depth is not None and frame.camera is not None:
             with timer.stage("geometry"):
-                geo = region_geometry(props.masks, frame.depth, frame.camera, frame.pose, max_depth=self.max_depth)
+                geo = region_geometry(props.regions, frame.depth, frame.camera, frame.pose, max_depth=self.max_depth)
             regions.centroids, regions.extents = geo.centroids, geo.extents
             regions.valid_depth, regions.point_count = geo.valid_fraction, geo.point_count
         regions.meta["seconds"] = timer.seconds

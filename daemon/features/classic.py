@@ -12,8 +12,9 @@ Per cell, over the cell's image pixels only (padding never counts):
   1  gradient energy: log(1 + mean magnitude), the texture strength the histogram lost
   16 colour histogram: fraction of the cell's pixels in each cell of a 4×4 grid over (a, b)
 
-Every statistic is one np.bincount over per-pixel values keyed by cell (and bin): vectorised
-numpy/cv2, no loops over cells.
+Cell sums are cv2 area resizes of the zero-padded image, histograms np.bincounts over per-pixel
+(cell, bin) keys: vectorised numpy/cv2, no loops over cells. tests/test_partition.py holds the
+features of fixed photos that the bundled heads were trained on.
 """
 from __future__ import annotations
 
@@ -38,20 +39,25 @@ CLASSIC_DIM = 3 + 3 + ORIENTATION_BINS + 1 + AB_BINS * AB_BINS
 
 _LAB_SCALE = np.array([1 / 255, 1 / 128, 1 / 128], np.float32)    # 8-bit Lab → L/100, a/128, b/128
 _LAB_SHIFT = np.array([0, 1, 1], np.float32)
-_MOD_BINS = np.arange(-1, 2 * ORIENTATION_BINS + 2) % ORIENTATION_BINS     # bin of floor(t) - 1 for t in [0.5, 18.5]
+# Raw orientation bins ⌊t⌋ for t = angle/20° + 1/2 in [0.5, 18.5]: 0..18, and 19 for the
+# upper neighbour of 18.
+_RAW_BINS = 2 * ORIENTATION_BINS + 2
 _AB_BIN = np.clip(((np.arange(256) - 128 + AB_RANGE) * (AB_BINS / (2 * AB_RANGE))).astype(np.int64), 0, AB_BINS - 1)
 # cv2.LUT table: channel a → its bin · AB_BINS, channel b → its bin (L unused), so a + b is the 2D bin.
 _AB_LUT = np.stack([np.zeros(256), _AB_BIN * AB_BINS, _AB_BIN], -1).astype(np.uint8).reshape(1, 256, 3)
 
 
-def cell_sums(image: np.ndarray, pad: tuple[int, int, int, int], stride: int) -> np.ndarray:
-    """Per-cell sums of an H×W(×C) float32 image zero-padded by `pad`: gh×gw(×C).
+def cell_sums(padded: np.ndarray, stride: int) -> np.ndarray:
+    """Per-cell sums of a zero-padded H×W(×C) float32 image (sides multiples of stride): gh×gw(×C).
 
     cv2's area resize by an integer factor is the exact block mean, and fast."""
-    top, bottom, left, right = pad
-    padded = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=0)
     size = (padded.shape[1] // stride, padded.shape[0] // stride)
     return cv2.resize(padded, size, interpolation=cv2.INTER_AREA) * float(stride * stride)
+
+
+def _padded(image: np.ndarray, pad: tuple[int, int, int, int]) -> np.ndarray:
+    top, bottom, left, right = pad
+    return cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=0)
 
 
 @lru_cache(maxsize=8)
@@ -82,6 +88,31 @@ def _cell_keys(h: int, w: int, pad: tuple[int, int, int, int], stride: int, bins
     return keys
 
 
+def _orientation_histogram(ang: np.ndarray, mag: np.ndarray, cell_keys: np.ndarray, cells: int) -> np.ndarray:
+    """cells×9 magnitude-weighted orientation histograms, each pixel's magnitude split
+    linearly between the two bins nearest its angle (degrees in [0, 360), unsigned).
+
+    With t = angle/20° + 1/2, a pixel puts mag·(1 − frac t) in raw bin ⌊t⌋ and mag·frac t
+    in the next. Per (cell, ⌊t⌋) key, Σ mag·frac t = Σ mag·t − ⌊t⌋·Σ mag (⌊t⌋ is the key's),
+    so two bincounts over one key (of mag and of mag·t, exact in float64) give both halves;
+    raw bins then fold onto the 9."""
+    t = ang * np.float32(ORIENTATION_BINS / 180.0)
+    t += np.float32(0.5)                                                 # bin centres at 10°, 30°, ...
+    keys = t.astype(np.int64)                                            # ⌊t⌋ (t > 0) ...
+    keys += cell_keys                                                    # ... as a (cell, raw bin) key
+    total = np.bincount(keys, mag, cells * _RAW_BINS).reshape(cells, _RAW_BINS)
+    moment = np.bincount(keys, np.multiply(mag, t, dtype=np.float64), cells * _RAW_BINS).reshape(cells, _RAW_BINS)
+    upper = moment - np.arange(_RAW_BINS) * total                         # Σ mag·frac t, into the next raw bin
+    raw = total - upper
+    raw[:, 1:] += upper[:, :-1]
+    # Raw bin r is orientation bin (r − 1) mod 9: r = 1..9 and 10..18 are bins 0..8, r = 0 is
+    # bin 8 and r = 19 bin 0.
+    hist = raw[:, 1:10] + raw[:, 10:19]
+    hist[:, -1] += raw[:, 0]
+    hist[:, 0] += raw[:, 19]
+    return hist
+
+
 @dataclass
 class ClassicBackbone:
     """Colour + gradient descriptors on the 14-pixel grid (see the module docstring).
@@ -106,28 +137,23 @@ class ClassicBackbone:
         # 8-bit CIELAB (L·255/100, a+128, b+128): a third of the float conversion's cost, and
         # its quantisation is far below what the descriptor resolves.
         lab8 = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)
-        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) * (1.0 / 255.0)
+        gray = np.multiply(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), np.float32(1 / 255), dtype=np.float32)
         gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)      # reflected border: no fake edges at the image edge
         gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
         mag, ang = cv2.cartToPolar(gx, gy, angleInDegrees=True)            # ang in [0, 360)
 
-        # Cell sums over image pixels only (padding is zero and not counted).
+        # Cell sums over image pixels only (padding is zero and not counted). Lab is padded
+        # as bytes, then made float once: Lab² of the padded image is padded already.
         n = _cell_counts(h, w, pad, self.stride)                          # ≥ 1: padding < one cell per side
-        lab = lab8.astype(np.float32)
-        mean8 = cell_sums(lab, pad, self.stride) / n
-        var8 = np.maximum(cell_sums(lab * lab, pad, self.stride) / n - mean8 * mean8, 0.0)
+        lab = _padded(lab8, pad).astype(np.float32)
+        mean8 = cell_sums(lab, self.stride) / n
+        var8 = np.maximum(cell_sums(lab * lab, self.stride) / n - mean8 * mean8, 0.0)
         mean = mean8 * _LAB_SCALE - _LAB_SHIFT
         std = np.sqrt(var8) * _LAB_SCALE
-        energy = np.log1p(cell_sums(mag, pad, self.stride)[:, :, None] / n)
+        energy = np.log1p(cell_sums(_padded(mag, pad), self.stride)[:, :, None] / n)
 
-        # Histograms: one bincount each over (cell, bin) keys.
-        t = ang.ravel() * (ORIENTATION_BINS / 180.0) + 0.5                  # bin centres at 10°, 30°, ...; +1 keeps t > 0
-        lo = t.astype(np.int64)                                             # floor(t)
-        w_hi = (t - lo) * mag.ravel()
-        w_lo = mag.ravel() - w_hi
-        c9 = _cell_keys(h, w, pad, self.stride, ORIENTATION_BINS)
-        size = gh * gw * ORIENTATION_BINS
-        hist_o = np.bincount(c9 + _MOD_BINS[lo], w_lo, size) + np.bincount(c9 + _MOD_BINS[lo + 1], w_hi, size)
+        # Histograms: bincounts over (cell, bin) keys.
+        hist_o = _orientation_histogram(ang.ravel(), mag.ravel(), _cell_keys(h, w, pad, self.stride, _RAW_BINS), gh * gw)
         hist_o = hist_o.reshape(gh, gw, ORIENTATION_BINS)
         hist_o /= np.sqrt((hist_o * hist_o).sum(-1, keepdims=True) + HOG_FLOOR ** 2)
 

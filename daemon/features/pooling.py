@@ -23,12 +23,14 @@ Empty masks pool to zeros (mean and max): callers decide what an empty region me
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from core.errors import InputError
+from core.partition import Partition
 
 from .base import FeatureGrid
 
@@ -66,19 +68,23 @@ def interpolation_matrix(n_in: int, n_out: int) -> np.ndarray:
     return a
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Axis:
     """The upsampling along one axis, cropped to the image: as a dense matrix and as K
-    (index, weight) tap slots per image index, each slot's indices non-decreasing."""
+    (index, weight) tap slots per image index, each slot's indices non-decreasing. Shared
+    between calls (cached): read-only."""
 
     matrix: torch.Tensor      # image size × grid size, float32, on the grid's device
+    prefix: np.ndarray        # (image size + 1) × grid size float64: prefix sums of the matrix's rows
     taps: np.ndarray          # image size × K grid indices (K = 2, or 4 after a resize)
     weights: np.ndarray       # image size × K weights (float32; some may be 0)
+    first: np.ndarray         # per image index: its smallest grid index ...
+    last: np.ndarray          # ... and its largest
     linear: np.ndarray        # bool per image index: its row is the mean of its neighbours'
 
     def span(self, i0: int, i1: int) -> tuple[int, int]:
         """Grid index range [lo, hi) the image indices [i0, i1) reach."""
-        return int(self.taps[i0].min()), int(self.taps[i1 - 1].max()) + 1
+        return int(self.first[i0]), int(self.last[i1 - 1]) + 1
 
 
 def _axis(grid: FeatureGrid, axis: int, size: int, device) -> _Axis:
@@ -88,11 +94,15 @@ def _axis(grid: FeatureGrid, axis: int, size: int, device) -> _Axis:
     image, the original image's; then the cropped upsampling is followed by a bilinear
     resize to the original size (still separable: the taps compose).
     """
-    n_cells = grid.features.shape[1 + axis]
     start = grid.pad[0] if axis == 0 else grid.pad[2]
-    n_img = grid.image_size[axis]
+    return _axis_of(grid.features.shape[1 + axis], grid.stride, start, grid.image_size[axis], size, torch.device(device))
+
+
+@lru_cache(maxsize=32)
+def _axis_of(n_cells: int, stride: int, start: int, n_img: int, size: int, device: torch.device) -> _Axis:
+    """_axis by the numbers it depends on (video frames share them)."""
     crop = slice(start, start + n_img)
-    i0, i1, w0, w1 = (t[crop] for t in bilinear_taps(n_cells, n_cells * grid.stride))
+    i0, i1, w0, w1 = (t[crop] for t in bilinear_taps(n_cells, n_cells * stride))
     taps, weights = np.stack([i0, i1], 1), np.stack([w0, w1], 1)
     if size != n_img:
         j0, j1, v0, v1 = bilinear_taps(n_img, size)
@@ -104,19 +114,29 @@ def _axis(grid: FeatureGrid, axis: int, size: int, device) -> _Axis:
     linear = np.zeros(size, bool)
     if size >= 3:   # inside one linear piece of the interpolation (exact up to rounding)
         linear[1:-1] = np.abs(a[:-2] - 2 * a[1:-1] + a[2:]).max(1) < 1e-9
-    return _Axis(torch.as_tensor(a, dtype=torch.float32, device=device), taps, weights.astype(np.float32), linear)
+    prefix = np.concatenate([np.zeros((1, n_cells)), np.cumsum(a, 0)])
+    arrays = (prefix, taps, weights.astype(np.float32), taps.min(1), taps.max(1), linear)
+    for arr in arrays:
+        arr.flags.writeable = False
+    return _Axis(torch.as_tensor(a, dtype=torch.float32, device=device), *arrays)
+
+
+def _check_size(grid: FeatureGrid, size: tuple[int, int]) -> None:
+    if tuple(size) not in (tuple(grid.image_size), grid.source_size):
+        raise InputError("masks", f"mask size {tuple(size)} differs from the image size {grid.source_size}")
 
 
 def _as_masks(grid: FeatureGrid, masks) -> torch.Tensor:
     """Masks as an N×H×W bool tensor on the grid's device; InputError on a wrong shape."""
+    if isinstance(masks, Partition):
+        masks = masks.masks()
     if isinstance(masks, np.ndarray):
         masks = torch.from_numpy(np.ascontiguousarray(masks))
     elif not isinstance(masks, torch.Tensor):
         raise InputError("masks", f"expected a numpy array or torch tensor, got {type(masks).__name__}")
     if masks.ndim != 3:
         raise InputError("masks", f"expected N×H×W, got shape {tuple(masks.shape)}")
-    if tuple(masks.shape[1:]) not in (tuple(grid.image_size), grid.source_size):
-        raise InputError("masks", f"mask size {tuple(masks.shape[1:])} differs from the image size {grid.source_size}")
+    _check_size(grid, masks.shape[1:])
     if masks.dtype != torch.bool:
         masks = masks != 0
     return masks.to(grid.features.device)
@@ -178,6 +198,52 @@ def _weights_dense(m: torch.Tensor, ay: _Axis, ax: _Axis, out: torch.Tensor, are
         area[s:s + step] = mf.sum((1, 2))
 
 
+def _partition_weights(grid: FeatureGrid, partition: Partition) -> np.ndarray:
+    """N×(h·w) float64 mask_weights of a partition's regions, from its column runs instead of
+    one pass per mask: a run in column x over rows [y0, y1) adds (Cy[y1] − Cy[y0]) ⊗ Ax[x]
+    to its region's weights, Cy holding the prefix sums of Ay's rows (float64, so the
+    differences stay exact). Only the grid rows a run reaches are non-zero, so every
+    (run, grid row, tap of Ax[x]) becomes one weighted count of one bincount."""
+    (h, w), (H, W), n = grid.features.shape[1:], partition.shape, partition.n
+    dev = grid.features.device
+    ay, ax = _axis(grid, 0, H, dev), _axis(grid, 1, W, dev)
+    runs = partition.runs
+    x, (y0, y1) = runs.columns, runs.rows
+    lo = ay.first[y0]                                   # the grid rows each run reaches: lo ...
+    span = ay.last[y1 - 1] + 1 - lo                     # ... to lo + span
+    run = np.repeat(np.arange(span.size), span)         # per (run, grid row): the run ...
+    row = np.arange(run.size) + np.repeat(lo - (np.cumsum(span) - span), span)     # ... and the row
+    prefix = ay.prefix.ravel()
+    along_y = prefix[y1[run] * h + row] - prefix[y0[run] * h + row]
+    cell = (runs.labels * h)[run] + row
+    cell *= w
+    xr = x[run]
+    out = np.zeros(n * h * w)
+    for k in range(ax.taps.shape[1]):    # Ax[x] has K taps: (grid column, weight)
+        out += np.bincount(cell + ax.taps[xr, k], along_y * ax.weights[xr, k], n * h * w)
+    return out.reshape(n, h * w)
+
+
+def _partition_mean(grid: FeatureGrid, partition: Partition) -> torch.Tensor:
+    """Mean pooling of a partition's regions. On the CPU in numpy over each region's non-zero
+    weights only (a few grid cells per region): a dense product would be a BLAS call that
+    splits across threads, and stalls for milliseconds when the cores are busy."""
+    _check_size(grid, partition.shape)
+    weights = _partition_weights(grid, partition)
+    area = partition.areas()
+    dev = grid.features.device
+    if dev.type != "cpu":
+        return _pooled_mean(grid, torch.from_numpy(weights.astype(np.float32)).to(dev), torch.from_numpy(area).to(dev))
+    cells = grid.features.detach().to(torch.float32).reshape(grid.dim, -1).numpy().T      # h·w×D
+    nonzero = np.flatnonzero(weights)
+    region, cell = np.divmod(nonzero, weights.shape[1])
+    sums = np.zeros((partition.n, grid.dim))
+    if region.size:
+        at = np.flatnonzero(np.r_[True, region[1:] != region[:-1]])                   # each region's first
+        sums[region[at]] = np.add.reduceat(weights.ravel()[nonzero][:, None] * cells[cell], at, axis=0)
+    return torch.from_numpy((sums / np.maximum(area, 1)[:, None]).astype(np.float32))
+
+
 # How mask weights are computed, by strategy name; "auto" picks by device.
 WEIGHT_STRATEGIES = {"boxes": _weights_boxes, "dense": _weights_dense}
 
@@ -204,11 +270,12 @@ def mask_weights(grid: FeatureGrid, masks, strategy: str = "auto") -> tuple[torc
     return out, area
 
 
-def _mean_pool(grid: FeatureGrid, m: torch.Tensor, strategy: str) -> torch.Tensor:
-    wts, area = mask_weights(grid, m, strategy)
+def _pooled_mean(grid: FeatureGrid, wts: torch.Tensor, area: torch.Tensor) -> torch.Tensor:
+    """N×D means from N×h×w weights and N areas."""
     n = wts.shape[0]
     feats = grid.features.to(torch.float32)
-    pooled = wts.reshape(n, -1) @ feats.reshape(feats.shape[0], -1).T     # N×D
+    cells = feats.reshape(feats.shape[0], -1)
+    pooled = wts.reshape(n, cells.shape[1]) @ cells.T     # N×D
     return torch.where(area[:, None] > 0, pooled / area.clamp(min=1)[:, None], torch.zeros_like(pooled))
 
 
@@ -235,7 +302,7 @@ def _max_pool(grid: FeatureGrid, m: torch.Tensor) -> torch.Tensor:
     cells = grid.features.to(torch.float32).permute(1, 2, 0)             # h×w×D
     d = cells.shape[2]
     ay, ax = _axis(grid, 0, m.shape[1], dev), _axis(grid, 1, m.shape[2], dev)
-    t = lambda a: torch.as_tensor(a, device=dev)  # noqa: E731
+    t = lambda a: torch.tensor(a, device=dev)  # noqa: E731  (a copy: the cached axes are read-only)
     ay_i, ay_w, ay_lin, ax_i, ax_w, ax_lin = (t(a) for a in (ay.taps, ay.weights, ay.linear, ax.taps, ax.weights, ax.linear))
     out = torch.zeros((m.shape[0], d), dtype=torch.float32, device=dev)
     chunk = max(1, MAX_POOL_SLAB_ELEMENTS // d)
@@ -260,9 +327,11 @@ def pool_masks(grid: FeatureGrid, masks, mode: str = "mean", strategy: str = "au
     """Pool grid features inside each mask: N×D float32 on the grid's device.
 
     grid:  the backbone's FeatureGrid (features D×h×w, stride, pad, image_size).
-    masks: N×H×W bool (numpy or torch) at grid.image_size or, when the backbone capped
-           the image, at the original size (grid.source_size): the upsampled features are
-           then bilinearly resized to it.
+    masks: N×H×W bool (numpy or torch), or a core.partition.Partition (regions that never
+           overlap, as a label map: mean pooling then takes one pass over its runs, whatever
+           the strategy), at grid.image_size or, when the backbone capped the image, at the
+           original size (grid.source_size): the upsampled features are then bilinearly
+           resized to it.
     mode:  "mean" (exact mean of the bilinearly upsampled features over the mask) or "max".
     strategy: how mean weights are computed (see mask_weights); the result is the same.
     Empty masks give zero rows.
@@ -270,10 +339,12 @@ def pool_masks(grid: FeatureGrid, masks, mode: str = "mean", strategy: str = "au
     if mode not in POOL_MODES:
         raise InputError("mode", f"unknown pooling mode {mode!r}; expected one of {POOL_MODES}")
     _check_grid(grid)
+    if isinstance(masks, Partition) and mode == "mean":
+        return _partition_mean(grid, masks)
     m = _as_masks(grid, masks)
     if m.shape[0] == 0:
         return torch.zeros((0, grid.dim), dtype=torch.float32, device=grid.features.device)
-    return _mean_pool(grid, m, strategy) if mode == "mean" else _max_pool(grid, m)
+    return _pooled_mean(grid, *mask_weights(grid, m, strategy)) if mode == "mean" else _max_pool(grid, m)
 
 
 def upsample_grid(grid: FeatureGrid, size: tuple[int, int] | None = None) -> torch.Tensor:

@@ -7,6 +7,7 @@ import numpy as np
 
 from core.errors import InputError
 from core.frames import Camera, check_pose
+from core.partition import Partition
 
 from .backproject import DEFAULT_MAX_DEPTH, backproject
 
@@ -40,12 +41,13 @@ class RegionGeometry:
         return np.isfinite(self.centroids).all(axis=1)
 
 
-def region_geometry(masks: np.ndarray, depth: np.ndarray, camera: Camera, pose=None,
+def region_geometry(masks: np.ndarray | Partition, depth: np.ndarray, camera: Camera, pose=None,
                     max_depth: float = DEFAULT_MAX_DEPTH,
                     percentiles: tuple[float, float] = EXTENT_PERCENTILES) -> RegionGeometry:
     """3D statistics of each mask.
 
-    masks       N×H×W bool region masks
+    masks       N×H×W bool region masks, or a Partition (regions that never overlap, as a
+                label map: one pass over it instead of one per region)
     depth       H×W float32 depth in metres (0/NaN = none)
     camera      intrinsics (rescaled to H×W when given for another size)
     pose        4×4 camera-to-world, or None / a -inf pose when tracking was lost: the
@@ -53,30 +55,47 @@ def region_geometry(masks: np.ndarray, depth: np.ndarray, camera: Camera, pose=N
     max_depth   readings beyond this many metres are invalid
     percentiles the (low, high) percentiles whose span is the robust extent
     """
-    masks = np.asarray(masks)
-    if masks.ndim != 3:
-        raise InputError("masks", f"expected N×H×W, got shape {masks.shape}")
-    masks = masks.astype(bool, copy=False)
+    if not isinstance(masks, Partition):
+        masks = np.asarray(masks)
+        if masks.ndim != 3:
+            raise InputError("masks", f"expected N×H×W, got shape {masks.shape}")
+        masks = masks.astype(bool, copy=False)
+    shape = masks.shape if isinstance(masks, Partition) else masks.shape[1:]
     depth = np.asarray(depth)
-    if depth.ndim != 2 or depth.shape != masks.shape[1:]:
-        raise InputError("depth", f"shape {depth.shape} does not match the masks {masks.shape[1:]}")
+    if depth.ndim != 2 or depth.shape != shape:
+        raise InputError("depth", f"shape {depth.shape} does not match the masks {shape}")
     pose = check_pose(pose)
-    n = masks.shape[0]
     points, valid = backproject(depth, camera, pose, max_depth=max_depth)
+    areas, pixels = (_partition_pixels if isinstance(masks, Partition) else _mask_pixels)(masks, valid.ravel())
+    counts = np.array([p.size for p in pixels], np.int64)
+    n = counts.size
     centroids = np.full((n, 3), np.nan, np.float32)
     extents = np.full((n, 3), np.nan, np.float32)
-    flat = masks.reshape(n, masks.shape[1] * masks.shape[2])
-    areas = flat.sum(axis=1)
-    sel = flat & valid.reshape(1, -1)
-    counts = sel.sum(axis=1).astype(np.int64)
     with np.errstate(invalid="ignore", divide="ignore"):
         frac = np.where(areas > 0, counts / np.maximum(areas, 1), 0.0).astype(np.float32)
     if pose is not None:
         pts = points.reshape(-1, 3)
         lo, hi = percentiles
         for i in np.flatnonzero(counts):
-            p = pts[sel[i]].astype(np.float64)
+            p = pts[pixels[i]].astype(np.float64)
             centroids[i] = p.mean(axis=0)
             q = np.percentile(p, [lo, hi], axis=0)
             extents[i] = q[1] - q[0]
     return RegionGeometry(centroids, extents, frac, counts)
+
+
+def _mask_pixels(masks: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Per mask: its area, and its valid pixels' flat indices in image order."""
+    flat = masks.reshape(masks.shape[0], valid.size)
+    return flat.sum(axis=1), [np.flatnonzero(m & valid) for m in flat]
+
+
+def _partition_pixels(partition: Partition, valid: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """_mask_pixels of a partition: its valid pixels sorted by region (a stable radix sort, so
+    each region's stay in image order), split per region."""
+    labels = partition.labels.ravel()
+    pix = np.flatnonzero(valid & (labels >= 0) & (labels < partition.n))
+    lab = labels[pix]
+    pix = pix[np.argsort(lab.astype(np.int16) if partition.n <= 2 ** 15 else lab, kind="stable")]
+    counts = np.bincount(lab, minlength=partition.n)
+    return partition.areas(), np.split(pix, np.cumsum(counts)[:-1]) if partition.n else []

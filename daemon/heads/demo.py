@@ -28,6 +28,7 @@ from scenes import open_source
 from scenes.synthetic.clips import ACTIVITY_CLASSES, render_clip
 
 from .jobs import train_on_cache
+from .serving import bundled_heads
 from .train import TrainConfig
 
 
@@ -72,17 +73,6 @@ def _clip_frames(label: int, seed: int, cfg: DemoHeadsConfig) -> list[Frame]:
     clip = render_clip(label, seed, frames=16, width=cfg.width, height=cfg.height)
     picks = evenly_spaced(len(clip.frames), CLIP_FRAMES)
     return [Frame(rgb=np.ascontiguousarray(clip.frames[i]), index=int(i)) for i in picks]
-
-
-#: Heads shipped with the package, per extractor: pretrained/<backbone>-<dim>/{segment,scene,activity},
-#: written by bench/heads_experiments.py on synthetic rooms and clips (see README).
-BUNDLED_DIR = Path(__file__).with_name("pretrained")
-
-
-def bundled_heads(extractor: Extractor) -> Path | None:
-    """The shipped heads trained on this extractor's tokens, if there are any."""
-    d = BUNDLED_DIR / f"{extractor.backbone.name}-{int(extractor.dim)}"
-    return d if (d / "scene" / "config.json").is_file() else None
 
 
 def demo_heads(out_dir: str | Path, extractor: Extractor, cfg: DemoHeadsConfig = DemoHeadsConfig(),

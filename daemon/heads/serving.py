@@ -151,11 +151,32 @@ class TrainedActivityScorer:
         return [(self.meta.class_names[i], float(p[i])) for i in np.argsort(-p)[:k]]
 
 
+#: Heads shipped with the package, per extractor: pretrained/<backbone>-<dim>/{segment,scene,activity},
+#: written by bench/heads_experiments.py on synthetic rooms and clips (see README).
+BUNDLED_DIR = Path(__file__).with_name("pretrained")
+BUNDLED = "bundled"  # `--heads bundled`: the shipped heads for the daemon's extractor
+
+
+def bundled_heads(extractor: Extractor) -> Path | None:
+    """The shipped heads trained on this extractor's tokens, if there are any."""
+    d = BUNDLED_DIR / f"{extractor.backbone.name}-{int(extractor.dim)}"
+    return d if (d / "scene" / "config.json").is_file() else None
+
+
 def load_serving_heads(directory: str | Path | None, extractor: Extractor | None = None) -> ServingHeads:
     """The daemon's entry point (`--heads DIR`): the heads found in `directory` (see the module
-    docstring); None serves regions only. Raises FileNotFoundError / ValueError."""
+    docstring), or with "bundled" the ones shipped for the extractor; None serves regions
+    only. Raises FileNotFoundError / ValueError."""
     if directory is None:
         return ServingHeads()
+    if str(directory) == BUNDLED and not Path(directory).is_dir():
+        found = bundled_heads(extractor) if extractor is not None else None
+        if found is None:
+            shipped = ", ".join(sorted(p.name for p in BUNDLED_DIR.iterdir() if p.is_dir())) or "none"
+            name = f"{extractor.backbone.name}-{int(extractor.dim)}" if extractor is not None else "?"
+            raise FileNotFoundError(f"--heads {BUNDLED}: no heads ship for this profile's features ({name}; "
+                                    f"shipped: {shipped}); train some (regiond train) and pass --heads DIR")
+        directory = found
     d = Path(directory)
     if not d.is_dir():
         raise FileNotFoundError(f"--heads {d}: no such directory")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.frames import DEFAULT_MAX_PIXELS, as_rgb8
+from core.partition import Partition
 
 from .base import SOURCE_SLIC, MaskGenerator, MaskProposals
 
@@ -28,9 +29,8 @@ def slic_pieces(labels: np.ndarray, covered: np.ndarray, min_piece: int) -> np.n
 def cover(sam: MaskProposals, labels: np.ndarray, min_piece: int = 300) -> MaskProposals:
     """Combine SAM proposals with a SLIC label map (H×W, labels 0..K-1) by the paper's rule."""
     if len(sam) == 0:
-        pieces = labels[None, :, :] == np.arange(int(labels.max()) + 1, dtype=labels.dtype)[:, None, None]
-    else:
-        pieces = slic_pieces(labels, sam.masks.any(axis=0), min_piece)
+        return MaskProposals.from_partition(Partition.from_labels(labels), SOURCE_SLIC)
+    pieces = slic_pieces(labels, sam.masks.any(axis=0), min_piece)
     n = pieces.shape[0]
     return MaskProposals(
         masks=np.concatenate([sam.masks.astype(bool, copy=False), pieces]),

@@ -37,7 +37,8 @@ class ServeConfig:
     inflight        frames of one stream between decoding and the reply
     max_pixels      largest image accepted (pixels)
     window_step     default frames between activity windows
-    heads           directory of trained heads to serve (None: regions only)
+    heads           directory of trained heads to serve, or "bundled": the ones shipped for the
+                    profile (None: regions only)
     index           keep a region index in data_dir (IndexImages/Search); False: UNIMPLEMENTED
     grace           seconds in-flight calls get to finish on shutdown
     warmup          run each extractor once before reporting SERVING (first calls pay no

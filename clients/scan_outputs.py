@@ -1,0 +1,167 @@
+"""What scan_scene writes per frame, and its mIoU, done on a BackgroundWriter so that reading
+the daemon's replies never waits on drawing, PNG encoding or the disk.
+
+Memory stays bounded on long scenes: frames are not kept once their outputs are written;
+for scoring, each frame keeps only its ground truth (zlib-compressed) and the confusion
+counts of its latest prediction (the scene head's refined labels replace the per-frame ones
+at the end of the scan).
+"""
+from __future__ import annotations
+
+import math
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from core.labels import BENCHMARK_NAMES, nyu40_to_benchmark
+from core.viz import colour_label_png, encode_png, overlay_regions
+from regions.v1 import regions_pb2 as pb
+
+from . import common
+from .writer import BackgroundWriter
+
+#: default --overlays: every frame of scenes up to this many frames; longer ones are
+#: subsampled to about this many overlays (each 640×480 overlay is about 0.5 MB)
+AUTO_OVERLAYS = 500
+UNKNOWN_LENGTH_STEP = 10  # default step when the scene's length is not known up front
+PNG_LEVEL = 1             # zlib level of overlays: fast; they are pictures, not data
+_N = len(BENCHMARK_NAMES)
+
+
+def parse_overlays(text: str) -> int | None:
+    """--overlays: "none" → 0, "all" → 1, K → every K-th frame, "auto" → None (decided by
+    the scene's length). Raises ValueError."""
+    t = text.strip().lower()
+    if t in ("auto", "none", "all"):
+        return {"auto": None, "none": 0, "all": 1}[t]
+    try:
+        k = int(t.removeprefix("every").strip())
+    except ValueError:
+        k = 0
+    if k < 1:
+        raise ValueError(f"--overlays {text!r}: expected auto, none, all or a frame step K ≥ 1")
+    return k
+
+
+def overlay_step(choice: int | None, frames: int | None) -> int:
+    """Draw every step-th frame scanned (0: none), from --overlays and the scene's length."""
+    if choice is not None:
+        return choice
+    if frames is None:
+        return UNKNOWN_LENGTH_STEP
+    return max(1, math.ceil(frames / AUTO_OVERLAYS))
+
+
+def confusion(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """ScanNet-20 confusion counts (20 × 21, int64: truth class × predicted class, the last
+    column "not a class") of two benchmark class maps (0..19; anything else in the truth is
+    ignored, anything else in a prediction counts as wrong)."""
+    t = np.asarray(truth, np.uint8).ravel().astype(np.intp)
+    p = np.minimum(np.asarray(pred, np.uint8).ravel(), _N).astype(np.intp)
+    counts = np.bincount(t * (_N + 1) + p, minlength=256 * (_N + 1))
+    return counts[: _N * (_N + 1)].reshape(_N, _N + 1)  # rows of ignored truth fall away
+
+
+def scores(conf: np.ndarray, frames: int) -> dict:
+    """Per-class IoU and their mean from confusion counts. Classes absent from both the truth
+    and the predictions have no IoU and are left out of the mean."""
+    tp = np.diag(conf[:, :_N]).astype(np.float64)
+    denom = conf.sum(1) + conf[:, :_N].sum(0) - tp
+    iou = np.where(denom > 0, tp / np.maximum(denom, 1), np.nan)
+    present = np.isfinite(iou)
+    return {"frames": frames, "miou": float(np.nanmean(iou)) if present.any() else None,
+            "classes_present": int(present.sum()),
+            "iou": {name: (None if np.isnan(v) else round(float(v), 4)) for name, v in zip(BENCHMARK_NAMES, iou)}}
+
+
+def miou_scores(truths, preds) -> dict:
+    """scores() over pairs of benchmark class maps."""
+    conf = sum((confusion(t, p) for t, p in zip(truths, preds)), np.zeros((_N, _N + 1), np.int64))
+    return scores(conf, len(truths))
+
+
+def benchmark_640(labels: np.ndarray) -> np.ndarray:
+    """NYU40 ids → benchmark classes (255 elsewhere) at 640×480, nearest, as the benchmark compares."""
+    a = np.asarray(labels)
+    if a.shape != (480, 640):
+        import cv2  # heavy: only for frames of another size
+
+        a = cv2.resize(a.astype(np.uint16), (640, 480), interpolation=cv2.INTER_NEAREST)
+    return nyu40_to_benchmark(a)
+
+
+class LabelScores:
+    """ScanNet-20 scores of the latest prediction of every frame that has ground truth."""
+
+    def __init__(self):
+        self._truth: dict[int, bytes] = {}        # frame → compressed 640×480 benchmark map
+        self._conf: dict[int, np.ndarray] = {}    # frame → confusion of its latest prediction
+
+    def truth(self, idx: int, labels: np.ndarray) -> None:
+        self._truth[idx] = zlib.compress(benchmark_640(labels).tobytes(), 1)
+
+    def predict(self, idx: int, label_png: bytes) -> None:
+        if idx not in self._truth:
+            return
+        truth = np.frombuffer(zlib.decompress(self._truth[idx]), np.uint8)
+        self._conf[idx] = confusion(truth, benchmark_640(common.decode_png(label_png))).astype(np.int32)
+
+    def result(self) -> dict | None:
+        if not self._conf:
+            return None
+        return scores(sum(c.astype(np.int64) for c in self._conf.values()), len(self._conf))
+
+
+class ScanOutputs:
+    """The per-frame files of one scan under `out`, written by `writer`, kept across reconnects:
+        overlays/NNNNNN.png          every `step`-th frame scanned (0: none)
+        labels/<scene>_NNNNNN.png    every frame the daemon labels (benchmark layout)
+        labels_color/NNNNNN.png      the same labels in colour, for the frames with overlays
+    """
+
+    def __init__(self, out: Path, scene_id: str, step: int, writer: BackgroundWriter):
+        self.out, self.scene_id, self.step, self.writer = out, scene_id, step, writer
+        self.scores = LabelScores()
+        self.drawn: set[int] = set()       # frames whose overlay is written (or queued)
+        self.pictured: set[int] = set()    # frames that get pictures (overlay, colour labels)
+        self._dirs: set[str] = set()
+
+    def wants_picture(self, position: int) -> bool:
+        """Whether the position-th frame scanned (0-based) gets an overlay."""
+        return self.step > 0 and position % self.step == 0
+
+    def frame(self, idx: int, rgb: np.ndarray | None, regions: pb.RegionSet, label_png: bytes,
+              truth: np.ndarray | None) -> None:
+        """Queue a frame's outputs; rgb only for frames that get pictures."""
+        if rgb is not None:
+            self.pictured.add(idx)
+            if idx not in self.drawn:
+                self.drawn.add(idx)
+                self.writer.submit(self._overlay, idx, rgb, regions)
+        if label_png:
+            if truth is not None:
+                self.writer.submit(self.scores.truth, idx, truth)
+            self.labels(idx, label_png)
+
+    def labels(self, idx: int, png: bytes) -> None:
+        """Queue a label map (per-frame or refined; the latest wins)."""
+        self.writer.submit(self._labels, idx, png, idx in self.pictured)
+
+    def _dir(self, name: str) -> Path:
+        d = self.out / name
+        if name not in self._dirs:
+            d.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(name)
+        return d
+
+    def _overlay(self, idx: int, rgb: np.ndarray, regions: pb.RegionSet) -> None:
+        picture = overlay_regions(rgb, common.region_pixels(regions), common.region_sources(regions))
+        (self._dir("overlays") / f"{idx:06d}.png").write_bytes(encode_png(picture, PNG_LEVEL))
+
+    def _labels(self, idx: int, png: bytes, picture: bool) -> None:
+        (self._dir("labels") / f"{self.scene_id}_{idx:06d}.png").write_bytes(png)
+        # the benchmark PNG holds raw ids (near black to the eye): a picture to look at beside it
+        if picture:
+            (self._dir("labels_color") / f"{idx:06d}.png").write_bytes(colour_label_png(png))
+        self.scores.predict(idx, png)
