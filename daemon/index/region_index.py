@@ -1,7 +1,8 @@
 """RegionIndex: add and remove images' region tokens, search images by their best region.
 
 Layout under the data directory (`<data_dir>/index/`):
-  regions.sqlite   the source of truth (store.py): metadata, RLE masks, boxes, vectors
+  regions.sqlite   the source of truth (store.py): metadata, RLE masks, boxes, raw feature
+                   vectors, and the feature normaliser (normaliser.py) the index maps them with
   faiss.snapshot   a checkpoint of the FAISS index (vectors.py), replayed forward on open
   index.json       the index settings (IndexConfig): kind, metric, IVF/HNSW parameters
   LOCK             flock held while open, so two processes cannot write one index
