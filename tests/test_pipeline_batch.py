@@ -61,9 +61,10 @@ class _CountingMasker:
         return self.masker(rgb)
 
 
-def test_a_bad_frame_fails_the_batch_before_any_model_runs(tiny_dino_extractor):
+@pytest.mark.parametrize("overlap", [False, True])
+def test_a_bad_frame_fails_the_batch_before_any_model_runs(tiny_dino_extractor, overlap):
     masker = _CountingMasker(tiny_dino_extractor.masker)
-    ex = replace(tiny_dino_extractor, masker=masker)
+    ex = replace(tiny_dino_extractor, masker=masker, overlap=overlap)
     vit = ex.backbone.vit
     forwards = []
     original = vit.forward_features
@@ -74,9 +75,13 @@ def test_a_bad_frame_fails_the_batch_before_any_model_runs(tiny_dino_extractor):
         assert e.value.field == "image"
         assert masker.calls == [] and forwards == []     # the good first frame was not worked on
         ex.extract_batch([Frame(rgb=_photo(40, 40, 0)), Frame(rgb=_photo(40, 40, 1))])
-        assert len(masker.calls) == 2 and forwards == [(2, 3, 42, 42)]  # the counters do count
+        # the counters do count: two masks, and one batched forward pass (two when overlapped)
+        batched = [(1, 3, 42, 42)] * 2 if overlap else [(2, 3, 42, 42)]
+        assert len(masker.calls) == 2 and forwards == batched
     finally:
         vit.forward_features = original
+        if ex._helper is not None:
+            ex._helper.shutdown()
 
 
 def test_lite_does_not_claim_to_batch():
