@@ -133,7 +133,7 @@ class Scan:
             return
         if u.HasField("refined"):
             if u.refined.label_map_png:
-                self.outputs.labels(int(u.refined.frame_index), u.refined.label_map_png)
+                self.outputs.refined(int(u.refined.frame_index), u.refined.label_map_png)
             return
         idx = int(u.frame_index)
         rgb, truth = self.pending.pop(idx, (None, None))
@@ -207,6 +207,7 @@ def run(args) -> int:
             outputs = ScanOutputs(args.out, scene_id, overlay_step(args.overlays, total), writer)
             scan = Scan(args, source, scene_id, outputs)
             attempts = stream(scan, conn, args, total)
+            outputs.finish()
     except WriterError as e:
         return common.fail(PROG, f"cannot write the outputs in {args.out}: {e}", 1)
     seconds = time.perf_counter() - t0
