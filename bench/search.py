@@ -34,8 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import faiss  # noqa: E402
 
 from daemon.index.config import IndexConfig  # noqa: E402
+from daemon.index.ranking import rank_images  # noqa: E402
 from daemon.index.store import REGION_BITS  # noqa: E402
-from daemon.index.vectors import VectorIndex, rank_images  # noqa: E402
+from daemon.index.vectors import VectorIndex  # noqa: E402
 
 
 def mixture(n: int, centres: np.ndarray, sigma: float, rng, chunk: int = 100_000):

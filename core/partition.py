@@ -22,17 +22,8 @@ class ColumnRuns:
     starts: np.ndarray   # int64
     ends: np.ndarray     # int64, exclusive
     labels: np.ndarray   # int64 region of each run
-    height: int
-
-    @property
-    def columns(self) -> np.ndarray:
-        return self.starts // self.height
-
-    @property
-    def rows(self) -> tuple[np.ndarray, np.ndarray]:
-        """First row and the row after the last, per run."""
-        y0 = self.starts % self.height
-        return y0, y0 + (self.ends - self.starts)
+    columns: np.ndarray  # int64 x of each run
+    rows: tuple[np.ndarray, np.ndarray]     # int64 first row and the row after the last
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,9 +66,22 @@ class Partition:
         starts = np.flatnonzero(start)
         ends = np.empty_like(starts)
         ends[:-1], ends[-1:] = starts[1:], h * w
-        run_label = labels[starts % h, starts // h].astype(np.int64) if h else np.zeros(0, np.int64)
+        x, y0 = np.divmod(starts, max(h, 1))
+        run_label = labels[y0, x].astype(np.int64)
         keep = (run_label >= 0) & (run_label < self.n)
-        return ColumnRuns(starts[keep], ends[keep], run_label[keep], h)
+        starts, ends, x, y0 = starts[keep], ends[keep], x[keep], y0[keep]
+        return ColumnRuns(starts, ends, run_label[keep], x, (y0, y0 + (ends - starts)))
+
+    def without_empty(self) -> "Partition":
+        """The same regions renumbered 0..K-1 in order, dropping those without pixels (itself
+        when none is empty): one pass over the map, and none when nothing is dropped."""
+        present = self.areas() > 0
+        if present.all():
+            return self
+        lut = np.full(self.n + 1, -1, np.int32)          # the extra entry: outside any region
+        lut[:-1][present] = np.arange(int(present.sum()), dtype=np.int32)
+        inside = (self.labels >= 0) & (self.labels < self.n)
+        return Partition(lut[np.where(inside, self.labels, self.n)], int(present.sum()))
 
     def areas(self) -> np.ndarray:
         """N int64 pixel counts."""

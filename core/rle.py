@@ -107,7 +107,8 @@ def _counts_from_runs(starts, ends, per_region, first, size: int) -> list[np.nda
     runs = np.empty(2 * starts.size, np.int64)
     runs[0::2], runs[1::2] = starts - prev_end, ends - starts
     flat[is_run] = runs
-    return np.split(flat, region_end[:-1]) if n else []
+    bounds = [0, *region_end.tolist()]
+    return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def decode(counts, height: int, width: int) -> np.ndarray:

@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "daemon.commands.extract",
     "daemon.commands.train",
     "daemon.commands.eval",
+    "daemon.commands.index",
 ]
 
 

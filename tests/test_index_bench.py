@@ -21,3 +21,26 @@ def test_search_bench_small(capsys):
     assert set(rows) == {"exact", "ivfpq", "hnsw"}
     for kind in ("ivfpq", "hnsw"):
         assert float(rows[kind][6]) >= 0.9, out  # recall@10 column
+
+
+def test_retrieval_bench_small(capsys, monkeypatch, tmp_path):
+    """bench/retrieval.py: one index renormalised in place gives each normaliser's figures; they
+    equal a fresh evaluation with that normaliser (nothing of the previous one lingers)."""
+    from daemon.extraction.profiles import build_extractor
+    from daemon.index import corpus
+    from daemon.index.collection import load_coco, make_synthetic_collection
+    from daemon.index.evaluation import evaluate_retrieval
+
+    monkeypatch.setattr(corpus, "CORPUS_IMAGES", 20)
+    spec = importlib.util.spec_from_file_location("bench_retrieval", BENCH.with_name("retrieval.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--images", "16", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: [float(v) for v in line.split()[1:]] for line in out.splitlines()
+            if line.split() and line.split()[0] in ("none", "standardise", "whiten")}
+    assert set(rows) == {"none", "standardise", "whiten"}
+    coll = load_coco(make_synthetic_collection(tmp_path, 16, seed=3))
+    lite = build_extractor("lite")
+    fresh = evaluate_retrieval(coll, lite, seed=3, normaliser=corpus.fit_for(lite, "standardise"))
+    assert rows["standardise"] == [round(fresh.methods["regions"].mean_ap, 3), round(fresh.methods["whole-image"].mean_ap, 3)]

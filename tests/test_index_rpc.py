@@ -98,11 +98,15 @@ def test_index_and_search_over_grpc(tmp_path, collection):
         found = {h.image_id for h in resp.hits}
         assert len(found & {i for i, _ in same}) >= len(same) - 1
 
+        # a vector is a raw feature, mapped as the indexed ones; linear weights act on the
+        # index's vectors z (normalised), so weights 2·z(v) score twice the vector query's
         dim = ex.dim
         v = stub.Search(pb.SearchRequest(top_k=2, vector=pb.VectorQuery(values=[1.0] * dim)))
         assert len(v.hits) == 2
-        lin = stub.Search(pb.SearchRequest(top_k=2, linear=pb.LinearQuery(weights=[0.5] * dim, bias=3.0)))
-        assert lin.hits[0].score == pytest.approx(v.hits[0].score * 0.5 * np.sqrt(dim) + 3.0, rel=1e-3)
+        z = server.search.index.prepare(np.ones((1, dim), np.float32))[0]
+        lin = stub.Search(pb.SearchRequest(top_k=2, linear=pb.LinearQuery(weights=(2 * z).tolist(), bias=3.0)))
+        assert [h.image_id for h in lin.hits] == [h.image_id for h in v.hits]
+        assert lin.hits[0].score == pytest.approx(v.hits[0].score * 2 + 3.0, rel=1e-4)
 
         # every bad input: INVALID_ARGUMENT naming the field, and the index is unharmed
         cases = []
@@ -208,3 +212,55 @@ def test_searches_run_while_a_stream_indexes(tmp_path, collection):
         assert seen == sorted(seen) and seen[-1] == N_IMAGES and len(set(seen)) > 1
         assert summary["s"].indexed == N_IMAGES - 1 and summary["s"].skipped == 1
         ch.close()
+
+
+def test_normalised_search_is_the_same_through_the_daemon_and_in_process(tmp_path, collection):
+    """Every query kind, through a real daemon and against an index built in this process with
+    the same extractor and normaliser: the same hits, the same scores."""
+    from daemon.index import RegionIndex
+    from daemon.index.corpus import normaliser_for
+    from daemon.index.queries import box_mask, probe_from_examples, region_set_query
+
+    ex = lite_extractor()
+    norm = normaliser_for(ex)
+    assert norm.kind == "whiten"
+    local = RegionIndex(tmp_path / "local", dim=ex.dim, features=ex.features_name, normaliser=norm)
+    for ci in collection.images:
+        local.add(ci.image_id, ex.extract(ci.load()))
+    ci = collection.images[3]
+    rgb, inst = ci.load(), ci.instances[0]
+    ys, xs = np.nonzero(inst.mask)
+    box = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
+    raw = ex.extract(rgb).features[0]
+    with running_server(ex, tmp_path, index=True) as server:
+        ch, stub = stub_for(server)
+        stub.IndexImages(index_requests(collection))
+        assert stub.GetInfo(pb.InfoRequest()).index_normaliser == norm.describe()
+        positives = [pb.RegionRef(image_id=c.image_id, region_id=1) for c in collection.images[:2]]
+        probe = probe_from_examples(local, [(p.image_id, 1) for p in positives], negatives=200)
+        set_q, set_w = region_set_query(ex, rgb, box_mask(box, rgb.shape[:2]))
+        assert len(set_q) > 1
+        cases = {
+            "mask": (mask_query(ci, inst), dict(query=ex.pool(rgb, inst.mask[None])[0])),
+            "box": (pb.SearchRequest(box=pb.BoxQuery(image=pb.Image(data=ci.path.read_bytes()), box=pb.Box(
+                x0=box[0], y0=box[1], x1=box[2], y1=box[3]))), dict(query=ex.pool(rgb, box_mask(box, rgb.shape[:2])[None])[0])),
+            "box by regions": (pb.SearchRequest(box=pb.BoxQuery(image=pb.Image(data=ci.path.read_bytes()), box=pb.Box(
+                x0=box[0], y0=box[1], x1=box[2], y1=box[3]), match=pb.QUERY_MATCH_REGIONS)), dict(query=set_q, weights=set_w)),
+            "vector": (pb.SearchRequest(vector=pb.VectorQuery(values=raw.tolist())), dict(query=raw)),
+            "region": (pb.SearchRequest(region=pb.RegionRef(image_id=ci.image_id, region_id=2)),
+                       dict(query=local.region_vector(ci.image_id, 2))),
+            "examples": (pb.SearchRequest(examples=pb.ExamplesQuery(positives=positives, negatives=200)),
+                         dict(query=probe.weights, bias=probe.bias, normalize=False)),
+        }
+        for name, (req, kw) in cases.items():
+            req.top_k, req.regions_per_image = 6, 2
+            got = stub.Search(req).hits
+            want = local.search(k=6, regions_per_image=2, **kw)
+            assert [h.image_id for h in got] == [h.image_id for h in want], name
+            assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-4), name
+            assert [[r.region_id for r in h.regions] for h in got] == [[r.region_id for r in h.regions] for h in want], name
+        bad = pb.SearchRequest(box=pb.BoxQuery(image=pb.Image(data=ci.path.read_bytes()), box=pb.Box(x0=0, y0=0, x1=9, y1=9),
+                                               match=7))
+        assert call_error(stub.Search, bad).details().startswith("box.match:")
+        ch.close()
+    local.close()

@@ -136,7 +136,7 @@ def test_probe_trained_from_examples_finds_the_class(tmp_path):
         assert {h.image_id for h in hits} == {image_id(i) for i in range(40, 50)}
         assert all(h.regions[0].region_id == 0 for h in hits)
         with pytest.raises(InputError, match="positives"):
-            train_probe(np.zeros((0, DIM)), np.ones((3, DIM)))
+            train_probe(np.zeros((0, DIM)), np.ones((3, DIM)), idx.prepare)
 
 
 def test_search_while_adding_from_threads(tmp_path):

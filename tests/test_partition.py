@@ -3,25 +3,27 @@ RLE counts, boxes and areas, pooled features (to 1e-5), 3D statistics, whole Reg
 lite pipeline's features are the ones the bundled heads were trained on."""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from skimage import data
+from test_features_pooling import SIZES, make_grid
 
 from core import rle
+from core.errors import InputError
 from core.frames import Camera, Frame
 from core.partition import Partition
 from core.regionset import RegionSet
+from daemon.extraction.extractor import Extractor
 from daemon.extraction.profiles import build_extractor
 from daemon.features import build_backbone
 from daemon.features.pooling import naive_pool, pool_masks
 from daemon.geometry import region_geometry
 from daemon.masks.base import MaskProposals
 from daemon.masks.slic import SlicConfig, SlicMasker
-
-from test_features_pooling import SIZES, make_grid
 
 
 def random_partition(h: int, w: int, n: int, seed: int, block: int = 1) -> Partition:
@@ -57,7 +59,8 @@ def slic_partition(photo) -> Partition:
 
 
 def test_rle_boxes_and_areas_equal_the_mask_stacks():
-    for p in partitions():
+    empty_images = [Partition(np.zeros(shape, np.int32), 2) for shape in ((0, 5), (4, 0))]
+    for p in partitions() + empty_images:
         counts, boxes, areas = rle.encode_partition(p)
         want_counts, want_boxes, want_areas = rle.encode_batch(p.masks())
         assert len(counts) == p.n
@@ -65,6 +68,14 @@ def test_rle_boxes_and_areas_equal_the_mask_stacks():
             assert got.dtype == np.uint32 and np.array_equal(got, want)
         assert boxes.dtype == np.float32 and np.array_equal(boxes, want_boxes)
         assert np.array_equal(areas, want_areas) and np.array_equal(p.areas(), want_areas)
+
+
+def test_without_empty_closes_gaps_in_the_numbering():
+    labels = np.array([[4, 4, -1, 1], [1, 7, 9, 4]], np.int16)       # 0, 2, 3, 5, 6 empty; 9 outside (n = 8)
+    p = Partition(labels, 8).without_empty()
+    assert p.n == 3 and p.labels.tolist() == [[1, 1, -1, 0], [0, 2, -1, 1]]     # 1, 4, 7 → 0, 1, 2
+    full = Partition.from_labels(np.array([[0, 1], [2, 1]]))
+    assert full.without_empty() is full
 
 
 def test_regionset_from_a_partition(slic_partition):
@@ -105,8 +116,6 @@ def test_pooling_a_capped_grid_at_the_original_size(photo, slic_partition):
 
 
 def test_pooling_refuses_a_partition_of_another_size(photo, slic_partition):
-    from core.errors import InputError
-
     grid = build_backbone("classic")(photo[:100])
     with pytest.raises(InputError, match="mask size"):
         pool_masks(grid, slic_partition)
@@ -178,3 +187,33 @@ def test_classic_features_are_the_ones_the_bundled_heads_learned():
             backbone = build_backbone("classic", max_side=200 if name == "chelsea_capped" else None)
             got = backbone(np.ascontiguousarray(image)).features.numpy()
             np.testing.assert_allclose(got, ref[name], rtol=1e-6, atol=1e-6, err_msg=name)
+
+
+class _Failing:
+    """A masker or backbone that raises."""
+
+    name, dim, stride = "failing", 32, 14
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+    def __call__(self, rgb):
+        raise self.error
+
+
+def test_overlapped_masks_and_features_give_the_same_regions(photo):
+    """lite computes masks and features at the same time (Extractor.overlap): the same
+    regions as one after the other, and either stage's error comes through."""
+    lite = build_extractor("lite", announce=lambda m: None)
+    assert lite.overlap
+    serial = Extractor(lite.masker, lite.backbone, profile="lite", overlap=False)
+    got, want = lite.extract(photo), serial.extract(photo)
+    assert np.array_equal(got.features, want.features) and np.array_equal(got.boxes, want.boxes)
+    assert set(got.meta["seconds"]) == {"masks", "features", "pooling"}
+    assert any(t.name.startswith("regiond-features") for t in threading.enumerate())
+    broken = Extractor(lite.masker, _Failing(RuntimeError("backbone broke")), overlap=True)
+    with pytest.raises(RuntimeError, match="backbone broke"):
+        broken.extract(photo)
+    both = Extractor(_Failing(ValueError("masker broke")), _Failing(RuntimeError("backbone broke")), overlap=True)
+    with pytest.raises(ValueError, match="masker broke"):
+        both.extract(photo)

@@ -53,7 +53,8 @@ def run(args) -> int:
         raise InputError("sources", f"mixed kinds {sorted(kinds)}: extract each kind in its own call "
                                     f"(they use different SAM presets)")
     kind = kinds.pop()
-    extractor = build_extractor(args.profile, args.weights, device=args.device, preset=KIND_PRESET[kind])
+    extractor = build_extractor(args.profile, args.weights, device=args.device, preset=KIND_PRESET[kind],
+                                sam_generator=args.sam_generator)
     cache = extract_to_cache(args.sources, args.out, extractor, kind=kind, every=args.every,
                              max_frames=args.max_frames, size=args.size, patches=args.patches)
     n_frames = sum(len(i.frames) for i in cache.items)

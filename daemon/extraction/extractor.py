@@ -6,7 +6,7 @@ across streams.
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,26 +14,12 @@ import torch
 
 from core.frames import DEFAULT_MAX_PIXELS, Frame
 from core.regionset import RegionSet
+from core.timing import StageTimer
 
 from ..features.base import Backbone
 from ..features.pooling import pool_masks
 from ..geometry import region_geometry
 from ..masks.base import MaskGenerator
-
-
-@dataclass
-class StageTimer:
-    """Wall-clock seconds per named stage of one extraction."""
-
-    seconds: dict = field(default_factory=dict)
-
-    @contextmanager
-    def stage(self, name: str):
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
 
 
 @dataclass
@@ -44,7 +30,11 @@ class Extractor:
     profile     the profile it was built from (recorded in every RegionSet)
     max_pixels  larger images are refused with an InputError
     max_depth   metres; farther depth counts as invalid
-    weights     checkpoint file per model role ("masker", "backbone"); absent: no weights"""
+    weights     checkpoint file per model role ("masker", "backbone"); absent: no weights
+    overlap     run the backbone on a helper thread while the masker runs (they are
+                independent): for a masker and a backbone that are single-threaded CPU code
+                releasing the GIL (lite's SLIC and classic), the features then cost no time
+                beside the masks when a second core is free"""
 
     masker: MaskGenerator
     backbone: Backbone
@@ -53,6 +43,8 @@ class Extractor:
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_depth: float = 10.0
     weights: dict[str, str] = field(default_factory=dict)
+    overlap: bool = False
+    _helper: ThreadPoolExecutor | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def dim(self) -> int:
@@ -94,6 +86,8 @@ class Extractor:
     def _extract(self, frames: list, features: bool) -> list[RegionSet]:
         frames = [self._validated(f) for f in frames]
         timers = [StageTimer() for _ in frames]
+        if features and self.overlap:
+            return [self._overlapped(f, t) for f, t in zip(frames, timers)]
         props = []
         for frame, timer in zip(frames, timers):
             with timer.stage("masks"):
@@ -112,6 +106,25 @@ class Extractor:
                     with timer.stage("features"):
                         grids[i] = self.backbone(frame.rgb)
         return [self._regions(f, p, g, t) for f, p, g, t in zip(frames, props, grids, timers)]
+
+    def _overlapped(self, frame: Frame, timer: StageTimer) -> RegionSet:
+        """Masks here and features on the helper thread at the same time; each stage's time
+        is its own (they overlap)."""
+        if self._helper is None:
+            self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="regiond-features")
+
+        def grid():
+            with timer.stage("features"):
+                return self.backbone(frame.rgb)
+
+        pending = self._helper.submit(grid)
+        try:
+            with timer.stage("masks"):
+                props = self.masker(frame.rgb)
+        except BaseException:
+            wait([pending])             # no work left behind; the masker's error is the one raised
+            raise
+        return self._regions(frame, props, pending.result(), timer)
 
     def _regions(self, frame: Frame, props, grid, timer: StageTimer) -> RegionSet:
         feats = None

@@ -108,6 +108,7 @@ class Profile:
     backbone  a name daemon.features.build_backbone knows
     max_side  cap on the image's long side for the backbone (None = native resolution)
     pooling   "mean" (the paper) or "max"
+    overlap   masks and features computed at the same time (see Extractor.overlap)
     listed    shown to users (False for test profiles)
     """
 
@@ -116,6 +117,7 @@ class Profile:
     backbone: str
     max_side: int | None = None
     pooling: str = "mean"
+    overlap: bool = False
     description: str = ""
     listed: bool = True
 
@@ -140,7 +142,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             description="the paper: SAM ViT-H + SLIC, DINOv2 ViT-L/14 at native resolution"),
     Profile("balanced", MaskerSpec("sam+slic", "vit_b"), "dinov2_vitb14", max_side=896,
             description="SAM ViT-B + SLIC, DINOv2 ViT-B/14, long side capped at 896"),
-    Profile("lite", MaskerSpec("slic"), "classic",
+    Profile("lite", MaskerSpec("slic"), "classic", overlap=True,
             description="SLIC + classic colour/gradient features: no weights, real time on a CPU"),
     # Tests: the balanced code path (SAM+SLIC cover, DINOv2) with tiny random models.
     Profile("tiny", MaskerSpec("sam+slic", "tiny"), "dinov2_tiny",
@@ -188,7 +190,7 @@ def build_extractor(profile: str | Profile = "auto", weights_dir: str | Path | N
                     device: str = "cpu", announce=None, **overrides):
     """An Extractor for a profile, with its weights from the weights dir.
 
-    overrides replace Profile fields (masker, backbone, max_side, pooling) or, for the
+    overrides replace Profile fields (masker, backbone, max_side, pooling, overlap) or, for the
     masker, MaskerSpec fields: preset="scene", sam_overrides={...}, slic=SlicConfig(...),
     min_piece=..., seed=...; max_pixels (the largest image accepted) goes to the Extractor
     and its masker, max_depth to the Extractor.
@@ -223,4 +225,4 @@ def build_extractor(profile: str | Profile = "auto", weights_dir: str | Path | N
     backbone = build_backbone(p.backbone, checkpoint=ckpt, device=device, max_side=p.max_side)
     weights = {role: str(path) for role, path in (("masker", spec.sam_checkpoint), ("backbone", ckpt)) if path}
     return Extractor(masker=masker, backbone=backbone, pooling=p.pooling, profile=p.name, weights=weights,
-                     **extractor_kw)
+                     overlap=p.overlap, **extractor_kw)

@@ -137,7 +137,7 @@ class ClassicBackbone:
         # 8-bit CIELAB (L·255/100, a+128, b+128): a third of the float conversion's cost, and
         # its quantisation is far below what the descriptor resolves.
         lab8 = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)
-        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) * (1.0 / 255.0)
+        gray = np.multiply(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), np.float32(1 / 255), dtype=np.float32)
         gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)      # reflected border: no fake edges at the image edge
         gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
         mag, ang = cv2.cartToPolar(gx, gy, angleInDegrees=True)            # ang in [0, 360)

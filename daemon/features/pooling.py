@@ -211,10 +211,12 @@ def _partition_weights(grid: FeatureGrid, partition: Partition) -> np.ndarray:
     x, (y0, y1) = runs.columns, runs.rows
     lo = ay.first[y0]                                   # the grid rows each run reaches: lo ...
     span = ay.last[y1 - 1] + 1 - lo                     # ... to lo + span
-    run = np.repeat(np.arange(span.size), span)
-    row = lo[run] + np.arange(run.size) - np.repeat(np.cumsum(span) - span, span)
-    along_y = ay.prefix[y1[run], row] - ay.prefix[y0[run], row]
-    cell = (runs.labels[run] * h + row) * w
+    run = np.repeat(np.arange(span.size), span)         # per (run, grid row): the run ...
+    row = np.arange(run.size) + np.repeat(lo - (np.cumsum(span) - span), span)     # ... and the row
+    prefix = ay.prefix.ravel()
+    along_y = prefix[y1[run] * h + row] - prefix[y0[run] * h + row]
+    cell = (runs.labels * h)[run] + row
+    cell *= w
     xr = x[run]
     out = np.zeros(n * h * w)
     for k in range(ax.taps.shape[1]):    # Ax[x] has K taps: (grid column, weight)
@@ -233,11 +235,12 @@ def _partition_mean(grid: FeatureGrid, partition: Partition) -> torch.Tensor:
     if dev.type != "cpu":
         return _pooled_mean(grid, torch.from_numpy(weights.astype(np.float32)).to(dev), torch.from_numpy(area).to(dev))
     cells = grid.features.detach().to(torch.float32).reshape(grid.dim, -1).numpy().T      # h·w×D
-    region, cell = np.nonzero(weights)
+    nonzero = np.flatnonzero(weights)
+    region, cell = np.divmod(nonzero, weights.shape[1])
     sums = np.zeros((partition.n, grid.dim))
     if region.size:
         at = np.flatnonzero(np.r_[True, region[1:] != region[:-1]])                   # each region's first
-        sums[region[at]] = np.add.reduceat(weights[region, cell][:, None] * cells[cell], at, axis=0)
+        sums[region[at]] = np.add.reduceat(weights.ravel()[nonzero][:, None] * cells[cell], at, axis=0)
     return torch.from_numpy((sums / np.maximum(area, 1)[:, None]).astype(np.float32))
 
 

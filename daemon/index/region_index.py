@@ -1,7 +1,8 @@
 """RegionIndex: add and remove images' region tokens, search images by their best region.
 
 Layout under the data directory (`<data_dir>/index/`):
-  regions.sqlite   the source of truth (store.py): metadata, RLE masks, boxes, vectors
+  regions.sqlite   the source of truth (store.py): metadata, RLE masks, boxes, raw feature
+                   vectors, and the feature normaliser (normaliser.py) the index maps them with
   faiss.snapshot   a checkpoint of the FAISS index (vectors.py), replayed forward on open
   index.json       the index settings (IndexConfig): kind, metric, IVF/HNSW parameters
   LOCK             flock held while open, so two processes cannot write one index
@@ -18,6 +19,7 @@ import logging
 import os
 import sqlite3
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -25,25 +27,35 @@ from core.errors import InputError
 from core.regionset import RegionSet
 
 from .config import IndexConfig
-from .hits import AddResult, ImageHit, RegionHit, SearchFilter, check_image_id, check_metadata, check_vector
+from .hits import AddResult, check_image_id, check_metadata
+from .normaliser import Normaliser
 from .rwlock import RWLock
-from .store import MAX_REGIONS, IndexFileError, SQLiteStore, region_ids, split_ids
-from .vectors import VectorIndex, prepare, rank_images
+from .searching import Searching
+from .store import MAX_REGIONS, IndexFileError, SQLiteStore
+from .vectors import VectorIndex
 
 log = logging.getLogger(__name__)
 
 DB_NAME = "regions.sqlite"
 CONFIG_NAME = "index.json"
 SNAPSHOT_NAME = "faiss.snapshot"
+LEGACY_NOTE = ("built before feature normalisation, so searched with its original raw-feature scores; "
+               "`regiond index renormalise {dir}` adopts the normaliser in place, without re-extracting")
 
 
-class RegionIndex:
+class RegionIndex(Searching):
     """Open (or create) the index in `directory`. `dim` is the feature dimension the caller's
     extractor produces and `features` names it (profile/backbone/pooling); an existing index
-    with another dimension or other features is refused."""
+    with another dimension or other features is refused.
+
+    normaliser  what a new index maps region features with before comparing them (or a
+                function giving it, called only for a new index; corpus.normaliser_for(extractor)
+                is the one for an extractor); None: the identity. An existing index keeps the
+                one it recorded; one built before normalisation keeps its raw scores.
+    """
 
     def __init__(self, directory, dim: int | None = None, config: IndexConfig | None = None,
-                 features: str | None = None):
+                 features: str | None = None, normaliser: Normaliser | Callable[[], Normaliser] | None = None):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._lock_fh = open(self.dir / "LOCK", "a+")
@@ -54,9 +66,12 @@ class RegionIndex:
             raise IndexFileError(f"{self.dir} is open in another process (LOCK held)") from None
         try:
             self.config = self._settings(config)
-            self.store = SQLiteStore(self.dir / DB_NAME, dim, self.config.storage_dtype, features)
+            self.store = SQLiteStore(self.dir / DB_NAME, dim, self.config.storage_dtype, features, normaliser)
             self._remember_settings()
             self.dim = self.store.dim
+            self.normaliser = self.store.normaliser
+            if self.store.legacy:
+                log.warning("%s: %s", self.dir, LEGACY_NOTE.format(dir=self.dir))
             self._n_images, self._n_regions = self.store.count_images(), self.store.count_regions()
             self.rw = RWLock()
             self._since_checkpoint = 0
@@ -97,12 +112,11 @@ class RegionIndex:
         snap = self.dir / SNAPSHOT_NAME
         vi, seq = (None, 0)
         if snap.exists():
-            vi, seq = VectorIndex.load(snap, self.config, self.dim)
+            vi, seq = VectorIndex.load(snap, self.config, self.dim, self.normaliser)
             if vi is None:
                 log.info("%s was built with other settings; rebuilding from the database", snap)
         if vi is None:
-            vi = self._rebuild(VectorIndex(self.config, self.dim))
-            return vi
+            return self._rebuild(self._empty_vectors())
         for _seq, op, key in self.store.log_after(seq):  # replay what the snapshot lacks
             if op == "add":
                 vi.add(key, self.store.features_of(key))  # empty when removed later: nothing added
@@ -110,6 +124,9 @@ class RegionIndex:
                 vi.remove(key)
             self._since_checkpoint += 1
         return vi
+
+    def _empty_vectors(self) -> VectorIndex:
+        return VectorIndex(self.config, self.dim, self.normaliser)
 
     def _rebuild(self, vi: VectorIndex) -> VectorIndex:
         """Fill `vi` from the store, training it first when it is due."""
@@ -144,8 +161,7 @@ class RegionIndex:
         self._since_checkpoint += 1
         vi = self.vectors
         if vi.needs_training(self._n_regions):
-            fresh = VectorIndex(self.config, self.dim)
-            fresh = self._rebuild(fresh)  # searches keep using the old one meanwhile
+            fresh = self._rebuild(self._empty_vectors())  # searches keep using the old one meanwhile
             with self.rw.write():
                 self.vectors = fresh
         elif vi.tombstones and len(vi.tombstones) * 10 > max(1, self._n_images):
@@ -155,6 +171,22 @@ class RegionIndex:
         # quarter of the index (or checkpoint_every changes, whichever is more), so the
         # snapshot cost per add stays constant as the index grows
         if self._since_checkpoint >= max(self.config.checkpoint_every, self._n_images // 4):
+            self._checkpoint_locked()
+
+    def normaliser_note(self) -> str:
+        """How this index maps features, in a line (GetInfo, `regiond index info`)."""
+        if self.store.legacy:
+            return "none (" + LEGACY_NOTE.format(dir=self.dir) + ")"
+        return self.normaliser.describe()
+
+    def renormalise(self, normaliser: Normaliser):
+        """Record another normaliser and rebuild the FAISS side from the stored raw features
+        (how an index built before normalisation adopts one). Durable when it returns."""
+        with self.store.write_lock:
+            self.store.set_normaliser(normaliser)
+            fresh = self._rebuild(VectorIndex(self.config, self.dim, normaliser))
+            with self.rw.write():  # queries prepared meanwhile may still use the old one: run it offline
+                self.normaliser, self.vectors = normaliser, fresh
             self._checkpoint_locked()
 
     def close(self):
@@ -237,130 +269,11 @@ class RegionIndex:
         self._n_images -= 1
         self._n_regions -= n
 
-    # --- reads -----------------------------------------------------------------------------
 
-    def __len__(self) -> int:
-        return self._n_images
-
-    def __contains__(self, image_id: str) -> bool:
-        return self.store.key_of(image_id) is not None
-
-    @property
-    def num_regions(self) -> int:
-        return self._n_regions
-
-    def region_vector(self, image_id: str, region_id: int) -> np.ndarray:
-        """The stored feature of one region. InputError for an unknown image or region."""
-        key = self.store.key_of(image_id)
-        if key is None:
-            raise InputError("image_id", f"{image_id!r} is not indexed")
-        feats = self.store.features_of(key)
-        if not 0 <= int(region_id) < len(feats):
-            raise InputError("region_id", f"image {image_id!r} has regions 0..{len(feats) - 1}, not {region_id}")
-        return feats[int(region_id)]
-
-    def random_vectors(self, n: int, seed: int = 0, exclude: set | None = None) -> np.ndarray:
-        """About `n` stored region vectors from random images (e.g. negatives for a classifier)."""
-        rng = np.random.default_rng(seed)
-        rows = []
-        for key, f in self.store.iter_features(self.store.sample_keys(max(1, n), seed)):
-            if exclude and key in exclude:
-                continue
-            rows.append(f)
-        if not rows:
-            return np.zeros((0, self.dim), np.float32)
-        allv = np.concatenate(rows)
-        return allv[rng.permutation(len(allv))[:n]]
-
-    def search(self, query: np.ndarray, k: int = 10, regions_per_image: int = 3,
-               filter: SearchFilter | None = None, bias: float = 0.0, normalize: bool | None = None,
-               exclude_image_ids=()) -> list[ImageHit]:
-        """Top-k images ranked by their best region's score against `query`.
-
-        query       a dim-vector: a region feature (normalised under the cosine metric unless
-                    normalize=False) or a linear classifier's weights (normalize=False, `bias`
-                    added to every score)
-        regions_per_image   best regions returned per image (at least 1)
-        """
-        q = self._query(query, normalize)
-        k = int(k)
-        if k < 1:
-            raise InputError("k", f"must be at least 1, got {k}")
-        per = max(1, int(regions_per_image))
-        excluded = {self.store.key_of(i) for i in exclude_image_ids} - {None}
-        allowed = None
-        if filter:
-            check_metadata(filter.metadata, field="filter.metadata")
-            allowed = set(self.store.filter_keys(filter.image_id_prefix, filter.metadata).tolist()) - excluded
-            if not allowed:
-                return []
-        if allowed is not None and len(allowed) <= 2048:
-            scores, ids = self._search_subset(q, sorted(allowed))
-        else:
-            scores, ids = self._search_faiss(q, k + len(excluded), per, allowed, excluded)
-        return self._hits(scores + np.float32(bias), ids, k, per, allowed, excluded)
-
-    def _search_faiss(self, q, k, per, allowed, excluded):
-        with self.rw.read():
-            return self.vectors.search_images(q, k, per, allowed, excluded)
-
-    def _search_subset(self, q, keys):
-        """Exact scores over the regions of a few images (filters that select little)."""
-        scores, ids = [], []
-        for key, feats in self.store.iter_features(keys):
-            if len(feats):
-                x = prepare(feats, self.config.metric)
-                scores.append(x @ q)
-                ids.append(region_ids(key, len(feats)))
-        if not scores:
-            return np.zeros(0, np.float32), np.zeros(0, np.int64)
-        return np.concatenate(scores).astype(np.float32), np.concatenate(ids)
-
-    def _hits(self, scores, ids, k, per, allowed, excluded) -> list[ImageHit]:
-        keys = split_ids(ids)[0]
-        ok = ~np.isin(keys, list(excluded)) if excluded else np.ones(len(ids), bool)
-        if allowed is not None:
-            ok &= np.isin(keys, list(allowed))
-        ranked = rank_images(scores[ok], ids[ok], k, per)
-        images = self.store.images([key for key, _ in ranked])
-        rrows = self.store.regions([(key, r) for key, lst in ranked for r, _ in lst])
-        hits = []
-        for key, lst in ranked:
-            img = images.get(key)
-            if img is None:  # removed between the vector search and now
-                continue
-            regions = [RegionHit(r, s, rrows[(key, r)].box, rrows[(key, r)].area, rrows[(key, r)].counts)
-                       for r, s in lst if (key, r) in rrows]
-            hits.append(ImageHit(img.image_id, lst[0][1], img.width, img.height, img.metadata, regions))
-        return hits
-
-    def _query(self, query, normalize: bool | None) -> np.ndarray:
-        q = check_vector(query, self.dim, "vector")
-        if normalize is None:
-            normalize = self.config.metric == "cosine"
-        if normalize:
-            if not np.linalg.norm(q) > 0:
-                raise InputError("vector", "the zero vector has no direction")
-            q = prepare(q[None], "cosine")[0]
-        return q
-
-    def score_images(self, query: np.ndarray, normalize: bool | None = None) -> dict[str, float]:
-        """Every indexed image's best-region score (the evaluation protocol ranks all of them);
-        straight from FAISS, without fetching masks and metadata."""
-        q = self._query(query, normalize)
-        with self.rw.read():
-            scores, ids = self.vectors.search_images(q, max(1, self._n_images))
-        order = np.argsort(-scores, kind="stable")
-        keys, first = np.unique(split_ids(ids[order])[0], return_index=True)  # first = best region
-        names = self.store.image_ids()
-        best = scores[order][first]
-        return {names[int(k)]: float(s) for k, s in zip(keys, best) if int(k) in names}
-
-
-def open_index(data_dir, dim: int | None = None, config: IndexConfig | None = None,
-               features: str | None = None) -> RegionIndex:
+def open_index(data_dir, dim: int | None = None, config: IndexConfig | None = None, features: str | None = None,
+               normaliser: Normaliser | Callable[[], Normaliser] | None = None) -> RegionIndex:
     """The index of a daemon data directory (`<data_dir>/index`)."""
-    return RegionIndex(Path(data_dir) / "index", dim=dim, config=config, features=features)
+    return RegionIndex(Path(data_dir) / "index", dim=dim, config=config, features=features, normaliser=normaliser)
 
 
 __all__ = ["RegionIndex", "IndexConfig", "IndexFileError", "open_index"]

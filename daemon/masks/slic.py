@@ -65,22 +65,20 @@ class SlicMasker:
     def arch(self) -> str:
         return self.slic_class.arch_name
 
-    def labels(self, rgb) -> np.ndarray:
-        """H×W int32 superpixel labels 0..K-1 (consecutive)."""
+    def partition(self, rgb) -> Partition:
+        """The superpixels, numbered 0..K-1 (consecutive)."""
         rgb = as_rgb8(rgb, max_pixels=self.max_pixels)
         c = self.config
         # A fresh model per image: fast-slic keeps its cluster centres between calls.
         slic = self.slic_class(num_components=c.num_components, compactness=c.compactness,
                                min_size_factor=c.min_size_factor, num_threads=c.num_threads)
-        assignment = slic.iterate(rgb, max_iter=c.max_iter)
-        # Renumber to 0..K-1 (connectivity enforcement can leave gaps): a lookup table,
-        # linear time, where np.unique would sort every pixel; none needed without gaps.
-        present = np.bincount(assignment.ravel()) > 0
-        if present.all():
-            return assignment.astype(np.int32)
-        lut = (np.cumsum(present) - 1).astype(np.int32)
-        return lut[assignment]
+        # Connectivity enforcement can leave gaps in the numbering: close them (rare).
+        return Partition.from_labels(slic.iterate(rgb, max_iter=c.max_iter)).without_empty()
+
+    def labels(self, rgb) -> np.ndarray:
+        """H×W int32 superpixel labels 0..K-1 (consecutive)."""
+        return self.partition(rgb).labels.astype(np.int32, copy=False)
 
     def __call__(self, rgb) -> MaskProposals:
         """One region per superpixel, as a partition (the mask stack is built only on demand)."""
-        return MaskProposals.from_partition(Partition.from_labels(self.labels(rgb)), SOURCE_SLIC)
+        return MaskProposals.from_partition(self.partition(rgb), SOURCE_SLIC)
