@@ -79,7 +79,7 @@ def run(args) -> int:
     if sum(map(bool, (args.collection, args.synthetic, args.video))) != 1:
         print("regiond eval retrieval: give COLLECTION, --synthetic N or --video SOURCE (one of them)", file=sys.stderr)
         return 2
-    extractor = build_extractor(args.profile, args.weights, device=args.device)
+    extractor = build_extractor(args.profile, args.weights, device=args.device, sam_generator=args.sam_generator)
     normaliser = normaliser_from_args(args, extractor)
     print(f"profile {extractor.profile}, backbone {extractor.backbone.name}")
     if args.video:

@@ -103,11 +103,12 @@ def run(args) -> int:
     job = dict(kind=kind, every=args.every, max_frames=args.max_frames, size=args.size, patches=args.patches)
     ray = ray_options(args)
     if ray is None:
-        extractor = build_extractor(args.profile, args.weights, device=args.device, preset=KIND_PRESET[kind])
+        extractor = build_extractor(args.profile, args.weights, device=args.device, preset=KIND_PRESET[kind],
+                                    sam_generator=args.sam_generator)
         report = extract_to_cache(args.sources, args.out, extractor, **job)
     else:
         with ray_cluster(ray):
-            report = extract_on_ray(args.sources, args.out, actor_build(args, preset=KIND_PRESET[kind]), ray, **job)
+            report = extract_on_ray(args.sources, args.out, actor_build(args, preset=KIND_PRESET[kind], sam_generator=args.sam_generator), ray, **job)
     for source, error in report.failures:
         print(f"regiond extract: {source}: {error}", file=sys.stderr)
     v = report.cache.versions

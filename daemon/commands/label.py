@@ -54,11 +54,12 @@ def run(args) -> int:
     job = dict(every=args.every, max_frames=args.max_frames, size=args.size)
     ray = ray_options(args)
     if ray is None:
-        extractor = build_extractor(args.profile, args.weights, device=args.device, preset="scene")
+        extractor = build_extractor(args.profile, args.weights, device=args.device, preset="scene",
+                                    sam_generator=args.sam_generator)
         report = label_scenes(args.scenes, args.out, extractor, args.heads, **job)
     else:
         with ray_cluster(ray):
-            report = label_scenes(args.scenes, args.out, actor_build(args, preset="scene"), args.heads, ray=ray, **job)
+            report = label_scenes(args.scenes, args.out, actor_build(args, preset="scene", sam_generator=args.sam_generator), args.heads, ray=ray, **job)
     for source, error in report.failures:
         print(f"regiond label: {source}: {error}", file=sys.stderr)
     for s in report.labelled:

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from ..service.config import DEFAULT_LISTEN, ServeConfig
+from .regions import add_sam_generator_option
 
 TOKEN_ENV = "REGIOND_TOKEN"
 # The line `regiond serve` prints once it accepts calls; spawn_daemon waits for it.
@@ -36,6 +37,7 @@ def register(sub) -> None:
                         "are present, else lite")
     p.add_argument("--weights", type=Path, metavar="DIR",
                    help="weights directory (default: $REGIOND_WEIGHTS or ~/.cache/regiond/weights)")
+    add_sam_generator_option(p)
     p.add_argument("--token", default=None,
                    help=f"bearer token every call must carry as 'authorization: Bearer T' metadata "
                         f"(default: ${TOKEN_ENV}; none = no authentication)")
@@ -79,6 +81,7 @@ def config_from_args(args):
         kw["max_pixels"] = args.max_pixels
     return ServeConfig(
         listen=args.listen, data_dir=args.data_dir, profile=args.profile, weights=args.weights,
+        sam_generator=args.sam_generator,
         token=args.token if args.token is not None else (os.environ.get(TOKEN_ENV) or None),
         tls_cert=args.tls_cert, tls_key=args.tls_key, insecure=args.insecure,
         metrics_port=args.metrics_port, max_message_mb=args.max_message_mb, queue=args.queue,

@@ -23,6 +23,8 @@ class ServeConfig:
     data_dir        where the daemon keeps what it must keep (the region index)
     profile         extractor profile, "auto" = best one whose weights are present
     weights         weights directory (None: $REGIOND_WEIGHTS or the default)
+    sam_generator   SAM profiles' mask generator: "fast" (default) or "reference"
+                    (segment-anything's own SamAutomaticMaskGenerator)
     token           bearer token every call must carry (None: no authentication)
     tls_cert/key    PEM files; both or neither
     insecure        allow a non-loopback address without a token
@@ -50,6 +52,7 @@ class ServeConfig:
     data_dir: Path = field(default_factory=lambda: Path.home() / ".local" / "share" / "regiond")
     profile: str = "auto"
     weights: Path | None = None
+    sam_generator: str = "fast"
     token: str | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
