@@ -55,8 +55,10 @@ def test_cache_refuses_to_mix_extractors(tmp_path, lite):
         extract_to_cache([src], tmp_path / "cache", other, show_progress=False)
     # the refused call lost nothing
     assert len(TokenCache.open(tmp_path / "cache").items) == 1
-    # the same extractor may extend it
-    extract_to_cache([src], tmp_path / "cache", lite, show_progress=False)
+    # the same extractor may extend it (a re-run skips what is there)
+    assert extract_to_cache([src], tmp_path / "cache", lite, show_progress=False).skipped == ["imgs"]
+    more = image_folder(tmp_path / "more", n=1)
+    extract_to_cache([more], tmp_path / "cache", lite, show_progress=False)
     assert len(TokenCache.open(tmp_path / "cache").items) == 2
     with pytest.raises(InputError, match="another extractor"):
         TokenCache.create(tmp_path / "cache", {**lite_versions(lite), "backbone": "dinov2_vitb14", "dim": 768})
@@ -83,7 +85,7 @@ def test_extract_clip_folder(tmp_path, lite):
         w.release()
     (d / "labels.csv").write_text("file,label\na.avi,right\nb.avi,left\n")
     assert [p.name for p, _ in read_clip_labels(d)] == ["a.avi", "b.avi"]
-    cache = extract_to_cache([d], tmp_path / "cache", lite, show_progress=False)
+    cache = extract_to_cache([d], tmp_path / "cache", lite, show_progress=False).cache
     clips = cache.of_kind("clip")
     assert [c.label for c in clips] == ["right", "left"] and all(len(c.frames) == 8 for c in clips)
     assert cache.clip_classes() == ["left", "right"]
