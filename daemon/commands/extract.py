@@ -48,6 +48,10 @@ def register(sub) -> None:
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="scenes: at most N frames per scene")
     p.add_argument("--size", type=int, nargs=2, default=None, metavar=("W", "H"),
                    help="resample frames to W×H before extraction (labels nearest); default: as recorded")
+    p.add_argument("--keyframe-every", type=int, default=0, metavar="K",
+                   help="scenes and clips: generate masks on every K-th frame only and carry them to the frames "
+                        "between (scenes: reprojected with depth and poses; clips: optical flow; SLIC fills the "
+                        "gaps); a frame whose carried masks cover too little becomes a keyframe (default: off)")
     p.add_argument("--patches", action="store_true",
                    help="also store patch tokens (backbone grid cells) for the patch-token baselines")
     add_model_options(p)
@@ -100,7 +104,10 @@ def run(args) -> int:
         raise InputError("sources", f"mixed kinds {sorted(kinds)}: extract each kind in its own call "
                                     f"(they use different SAM presets)")
     kind = kinds.pop()
-    job = dict(kind=kind, every=args.every, max_frames=args.max_frames, size=args.size, patches=args.patches)
+    if args.keyframe_every < 0:
+        raise InputError("keyframe_every", f"must be 0 (off) or a positive number of frames, got {args.keyframe_every}")
+    job = dict(kind=kind, every=args.every, max_frames=args.max_frames, size=args.size, patches=args.patches,
+               keyframe_every=args.keyframe_every)
     ray = ray_options(args)
     if ray is None:
         extractor = build_extractor(args.profile, args.weights, device=args.device, preset=KIND_PRESET[kind],
