@@ -121,6 +121,8 @@ class ItemSpec:
     size        resample frames to W×H (None: as recorded)
     keyframe_every  scenes and clips: masks generated every K-th frame only and carried between
                     (daemon.masks.carry; scenes by depth and poses, clips by optical flow); 0: off
+    min_coverage    with keyframe_every: the carried share of coverage below which a frame
+                    becomes a keyframe (0: the tracker's default)
     """
 
     name: str
@@ -133,15 +135,17 @@ class ItemSpec:
     size: tuple[int, int] | None = None
     patches: bool = False
     keyframe_every: int = 0
+    min_coverage: float = 0.0
 
     @classmethod
     def scene(cls, source: str | Path, every: int = 1, max_frames: int | None = None,
-              size: tuple[int, int] | None = None, patches: bool = False, keyframe_every: int = 0) -> "ItemSpec":
+              size: tuple[int, int] | None = None, patches: bool = False,
+              keyframes: tuple[int, float] = (0, 0.0)) -> "ItemSpec":
         """A scene (anything scenes.open_source opens), named after its file or folder."""
         src = Path(source)
         return cls((src.stem if src.is_file() else src.name).replace(":", "_"), "scene", str(source), every=every,
                    max_frames=max_frames, size=tuple(size) if size else None, patches=patches,
-                   keyframe_every=keyframe_every)
+                   keyframe_every=keyframes[0], min_coverage=keyframes[1])
 
     def sampling(self) -> dict:
         """How the frames were sampled, as the manifest records it (meta["sampling"]); carried
@@ -149,14 +153,15 @@ class ItemSpec:
         out = {"every": self.every, "count": self.count, "max_frames": self.max_frames,
                "size": list(self.size) if self.size else None}
         if self.carry() is not None:
-            out["keyframe_every"] = self.keyframe_every
+            out["keyframe_every"], out["min_coverage"] = self.keyframe_every, self.min_coverage
         return out
 
     def carry(self) -> CarryConfig | None:
         """How masks are carried between keyframes in this item (None: generated on every frame)."""
         if self.keyframe_every <= 1 or self.kind == "images":
             return None
-        return CarryConfig(every=self.keyframe_every, method="depth" if self.kind == "scene" else "flow")
+        cover = {"min_coverage": self.min_coverage} if self.min_coverage else {}
+        return CarryConfig(every=self.keyframe_every, method="depth" if self.kind == "scene" else "flow", **cover)
 
     def matches(self, item: CacheItem) -> bool:
         """`item` holds what this spec extracts (a re-run skips it)."""
@@ -211,7 +216,7 @@ class JobReport:
 
 def plan_job(cache: TokenCache, sources: list[str | Path], kind: str = "auto", every: int = 1,
              max_frames: int | None = None, size: tuple[int, int] | None = None, patches: bool = False,
-             clip_frames: int = CLIP_FRAMES, keyframe_every: int = 0) -> tuple[list[ItemSpec], JobReport]:
+             clip_frames: int = CLIP_FRAMES, keyframes: tuple[int, float] = (0, 0.0)) -> tuple[list[ItemSpec], JobReport]:
     """The items still to extract, and a report holding what is already in the cache (items
     with the same source and sampling: a re-run skips them) and the sources that could not
     be planned (a clip folder whose labels.csv is bad)."""
@@ -233,11 +238,12 @@ def plan_job(cache: TokenCache, sources: list[str | Path], kind: str = "auto", e
                 report.failures.append((str(spec), str(e)))
                 continue
             specs = [ItemSpec(f"{src.name}/{video.stem}", "clip", str(video), label, count=clip_frames, size=size,
-                              patches=patches, keyframe_every=keyframe_every) for video, label in rows]
+                              patches=patches, keyframe_every=keyframes[0], min_coverage=keyframes[1])
+                     for video, label in rows]
         elif k == "images":
             specs = [ItemSpec(src.name, "images", str(spec), patches=patches)]
         else:
-            specs = [ItemSpec.scene(spec, every, max_frames, size, patches, keyframe_every)]
+            specs = [ItemSpec.scene(spec, every, max_frames, size, patches, keyframes)]
         for s in specs:
             done = next((i for i in by_source.get(s.source, []) if s.matches(i)), None) or _adopt(cache, s, taken)
             if done is not None:
@@ -308,14 +314,14 @@ MANIFEST_EVERY = 5.0
 def run_job(sources: list[str | Path], out: str | Path, versions: dict, make_worker: Callable[[Path], MakeWorker],
             ray: RayOptions | None = None, kind: str = "auto", every: int = 1, max_frames: int | None = None,
             size: tuple[int, int] | None = None, patches: bool = False, clip_frames: int = CLIP_FRAMES,
-            keyframe_every: int = 0) -> JobReport:
+            keyframes: tuple[int, float] = (0, 0.0)) -> JobReport:
     """Plan the job against the cache at `out` (created, or extended when `versions` match),
     extract the items it lacks with the workers make_worker(cache root) makes, here or on Ray
     (pool.run_items), record them in the manifest as they come, in plan order at the end."""
     t0 = time.perf_counter()
     cache = TokenCache.create(out, versions)
     with cache.writing():
-        todo, report = plan_job(cache, sources, kind, every, max_frames, size, patches, clip_frames, keyframe_every)
+        todo, report = plan_job(cache, sources, kind, every, max_frames, size, patches, clip_frames, keyframes)
         by_name = {s.name: s for s in todo}
         saved = time.monotonic()
 
@@ -340,7 +346,7 @@ def run_job(sources: list[str | Path], out: str | Path, versions: dict, make_wor
 def extract_to_cache(sources: list[str | Path], out: str | Path, extractor: Extractor, kind: str = "auto",
                      every: int = 1, max_frames: int | None = None, size: tuple[int, int] | None = None,
                      patches: bool = False, clip_frames: int = CLIP_FRAMES, show_progress: bool = True,
-                     keyframe_every: int = 0) -> JobReport:
+                     keyframes: tuple[int, float] = (0, 0.0)) -> JobReport:
     """Extract each source into the cache at `out` in this process, with `extractor` (see
     run_job): items already in the cache are skipped, a source that fails is reported.
 
@@ -350,12 +356,13 @@ def extract_to_cache(sources: list[str | Path], out: str | Path, extractor: Extr
     every, max_frames, size  scene sampling (scenes.Sampling)
     patches      also store patch tokens for the patch-token baselines
     clip_frames  frames taken evenly from each clip (the activity head's window)
-    keyframe_every  masks generated on every K-th frame of a scene or clip only, carried between
+    keyframes    (K, min coverage): masks generated on every K-th frame of a scene or clip only and
+                 carried between (K 0: off; min coverage 0: the default)
     """
     with tqdm(desc="extract", unit="frame", disable=not show_progress) as bar:
         return run_job(sources, out, extractor_versions(extractor), lambda root: lambda: ExtractWorker(
             root, extractor, progress=bar), None, kind, every, max_frames, size, patches, clip_frames,
-            keyframe_every)
+            keyframes)
 
 
 def extract_on_ray(sources: list[str | Path], out: str | Path, build: dict, ray: RayOptions, kind: str = "auto",
