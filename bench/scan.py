@@ -1,6 +1,7 @@
 """scan_scene end to end against the daemon alone, on the same frames, in one run.
 
     python bench/scan.py [--frames 300] [--rounds 2] [--scene DIR] [--distinct N] [--stages]
+                         [--overlays K|all|none]
 
 Scene: a synthetic room (scenes' synthetic:SEED) rendered once at 640×480 into a
 ScanNet-style folder before anything is timed (rendering takes about 0.5 s a frame; --scene
@@ -10,11 +11,11 @@ Daemon: `regiond serve --heads bundled` (lite and the heads that ship for it, cl
 per-frame label maps, the scene transformer's refined labels, the fused cloud) in its own
 process, shared by both measurements, which alternate for --rounds rounds (best of each).
   daemon alone   the frames read and encoded as scan_scene sends them (raw colour to a local
-                 daemon, mm depth) before timing, streamed through StreamScene with scan_scene's options, the
-                 replies dropped: the daemon's throughput with no client work.
-  scan_scene     `python clients/scan_scene.py DIR` as a user runs it, default options (an
-                 overlay of every frame up to 500 frames, label PNGs and their colour pictures,
-                 the PLY, the mIoU), from process start to exit; with its peak RSS.
+                 daemon, mm depth) before timing, streamed through StreamScene with scan_scene's
+                 options, the replies dropped: the daemon's throughput with no client work.
+  scan_scene     `python clients/scan_scene.py DIR [--overlays ...]` as a user runs it, default
+                 options (overlays of every frame up to 100 frames, else about 100; label PNGs,
+                 colour pictures, the PLY, the mIoU), from process start to exit; peak RSS.
 Prints `scan_scene end to end X frames/s, daemon alone Y frames/s, ratio X/Y` and the load.
 Targets: ratio >= 0.8 and X >= 12.5 frames/s on the team's 2-core machine.
 --stages also prints the client's CPU time per frame for each of its stages, on replies
@@ -82,12 +83,12 @@ def daemon_alone(stub, msgs) -> tuple[float, list]:
     return frames / seconds, replies
 
 
-def scan_scene(address: str, folder: Path, out: Path, frames: int) -> tuple[float, float]:
+def scan_scene(address: str, folder: Path, out: Path, frames: int, options: list[str]) -> tuple[float, float]:
     """(frames/s from process start to exit, peak RSS in MiB) of clients/scan_scene.py."""
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, str(REPO / "clients" / "scan_scene.py"), str(folder),
-                             "--server", address, "--out", str(out)],
+                             "--server", address, "--out", str(out), *options],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     peak = 0.0
     while proc.poll() is None:  # the kernel's high-water mark of the client's own memory
@@ -169,6 +170,8 @@ def main() -> int:
     ap.add_argument("--scene", type=Path, default=None, metavar="DIR",
                     help="keep the rendered folder here and reuse it (default: a temporary folder)")
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of both measurements (best is reported)")
+    ap.add_argument("--overlays", default=None, metavar="K|all|none",
+                    help="pass --overlays to scan_scene (default: its own default)")
     ap.add_argument("--stages", action="store_true", help="also print the client's CPU ms per frame per stage")
     args = ap.parse_args()
     distinct = min(args.distinct or args.frames, args.frames)
@@ -190,7 +193,8 @@ def main() -> int:
             for _ in range(args.rounds):
                 fps, replies = daemon_alone(conn.stub, msgs)
                 alone.append(fps)
-                scans.append(scan_scene(address, folder, tmp / "scan", args.frames))
+                scans.append(scan_scene(address, folder, tmp / "scan", args.frames,
+                                        ["--overlays", args.overlays] if args.overlays else []))
             conn.close()
         finally:
             proc.terminate()
@@ -199,7 +203,8 @@ def main() -> int:
         y = max(alone)
         load_end = os.getloadavg()
         print(f"bench/scan: {args.frames} frames 640x480 ({distinct} distinct) of synthetic:{args.seed}, lite + "
-              f"bundled heads, best of {args.rounds} alternating rounds; load average {load_start[0]:.1f} at the "
+              f"bundled heads, scan_scene --overlays {args.overlays or 'auto'}, best of {args.rounds} alternating "
+              f"rounds; load average {load_start[0]:.1f} at the "
               f"start, {load_end[0]:.1f} at the end, {os.cpu_count()} cpus")
         print(f"  daemon alone (rounds): {', '.join(f'{v:.1f}' for v in alone)} frames/s")
         print(f"  scan_scene (rounds):   {', '.join(f'{v:.1f}' for v, _ in scans)} frames/s; "
