@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import threading
 import time
@@ -42,6 +41,7 @@ from google.protobuf.json_format import MessageToDict
 from tqdm import tqdm
 
 import scenes
+from core.labels import benchmark_scene_id
 from clients import common
 from clients.scan_outputs import AUTO_OVERLAYS, UNKNOWN_LENGTH_STEP, ScanOutputs, overlay_step, parse_overlays
 from clients.writer import BackgroundWriter, WriterError
@@ -81,11 +81,6 @@ def _overlays_arg(text: str) -> int | None:
         return parse_overlays(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def scene_name(spec: str) -> str:
-    name = spec.replace("synthetic:", "synthetic-") if spec.startswith("synthetic:") else Path(spec.rstrip("/")).stem
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "scene"
 
 
 class Scan:
@@ -189,7 +184,7 @@ def run(args) -> int:
         source = scenes.open_source(args.scene, every=args.every, max_frames=args.max_frames, size=size)
     except ValueError as e:  # InputError / SourceError
         return common.fail(PROG, str(e), 1)
-    scene_id = args.scene_id or scene_name(args.scene)
+    scene_id = args.scene_id or benchmark_scene_id(args.scene)
     args.out = args.out or Path("out") / "scan" / scene_id
     args.out.mkdir(parents=True, exist_ok=True)
     args.encoding = common.frame_encoding(args.encoding, args.server)

@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "daemon.commands.scene",
     "daemon.commands.synth",
     "daemon.commands.extract",
+    "daemon.commands.label",
     "daemon.commands.train",
     "daemon.commands.eval",
     "daemon.commands.index",

@@ -126,12 +126,23 @@ def test_daemon_killed_mid_stream_keeps_what_it_acknowledged(tmp_path):
                     time.sleep(0.05)
                     yield r
 
-            t = threading.Thread(target=lambda: pytest.raises(grpc.RpcError, stub.IndexImages, slow()), daemon=True)
+            outcome = {}
+
+            def cut():  # the outcome is asserted here, in the test's thread, not inside this one
+                try:
+                    outcome["reply"] = stub.IndexImages(slow())
+                except grpc.RpcError as e:
+                    outcome["error"] = e
+
+            t = threading.Thread(target=cut, daemon=True)
             t.start()
             time.sleep(0.4)
             daemon.send_signal(signal.SIGKILL)
             daemon.wait(timeout=30)
             t.join(timeout=30)
+            assert not t.is_alive(), "the cut stream's call never returned"
+            assert "reply" not in outcome, f"the cut stream was answered: {outcome.get('reply')}"
+            assert outcome["error"].code() == grpc.StatusCode.UNAVAILABLE, outcome["error"]
     finally:
         if daemon.poll() is None:
             daemon.kill()

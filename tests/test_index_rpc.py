@@ -20,10 +20,14 @@ def collection(tmp_path_factory):
     return load_coco(root)
 
 
+def split_of(image_id: str) -> str:
+    return "a" if int(image_id[6:11]) % 2 else "b"
+
+
 def index_requests(collection, **kw):
     for ci in collection.images:
         req = pb.IndexRequest(image_id=ci.image_id, image=pb.Image(data=ci.path.read_bytes()), **kw)
-        req.metadata["split"] = "a" if int(ci.image_id[6:11]) % 2 else "b"
+        req.metadata["split"] = split_of(ci.image_id)
         yield req
 
 
@@ -66,7 +70,8 @@ def test_index_and_search_over_grpc(tmp_path, collection):
         m = rle.decode(top.mask.counts, top.mask.height, top.mask.width)
         assert (m & inst.mask).sum() / m.sum() > 0.5  # the matched region lies on the object
         assert [h.score for h in resp.hits] == sorted([h.score for h in resp.hits], reverse=True)
-        assert resp.hits[0].metadata["split"] in ("a", "b")
+        assert [h.metadata["split"] for h in resp.hits] == [split_of(h.image_id) for h in resp.hits]
+        assert {split_of(h.image_id) for h in resp.hits} == {"a", "b"}   # both kinds came back
 
         # the same object as a PNG mask, and as a box; filters and exclusion
         req = pb.SearchRequest(top_k=3)
@@ -74,10 +79,15 @@ def test_index_and_search_over_grpc(tmp_path, collection):
         req.mask.mask_image.data = png_bytes(inst.mask.astype(np.uint8) * 255)
         assert stub.Search(req).hits[0].image_id == ci.image_id
         ys, xs = np.nonzero(inst.mask)
-        req = pb.SearchRequest(top_k=3)
+        req = pb.SearchRequest(top_k=3, include_masks=True)
         req.box.image.data = ci.path.read_bytes()
         req.box.box.CopyFrom(pb.Box(x0=xs.min(), y0=ys.min(), x1=xs.max() + 1, y1=ys.max() + 1))
-        assert len(stub.Search(req).hits) == 3
+        box_hits = stub.Search(req).hits
+        assert len(box_hits) == 3 and box_hits[0].image_id == ci.image_id
+        r = box_hits[0].regions[0]
+        m = rle.decode(r.mask.counts, r.mask.height, r.mask.width)
+        inside = m[ys.min():ys.max() + 1, xs.min():xs.max() + 1].sum() / m.sum()
+        assert inside > 0.5, f"the box query's best region lies {inside:.0%} in the box"
         req = mask_query(ci, inst)
         req.filter.exclude_image_ids.append(ci.image_id)
         req.filter.metadata["split"] = "a"
