@@ -19,11 +19,13 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 # The quick benchmarks (a few minutes); each prints its ratio against a baseline run alongside.
-# Longer ones: bench/search.py (1M regions, ~7 min) and bench/heads_experiments.py (see its --help).
+# Longer ones: bench/search.py (1M regions, ~7 min), bench/scan.py at its default 300 frames
+# (~3 min of rendering first) and bench/heads_experiments.py (see its --help).
 bench: $(STAMP)
 	for b in bench/regions.py bench/pooling.py bench/stream.py bench/tokens.py; do \
 	  echo "== $$b"; $(PY) $$b || exit 1; done
 	echo "== bench/load.py"; $(PY) bench/load.py --seconds 20
+	echo "== bench/scan.py"; $(PY) bench/scan.py --frames 100
 
 clean:
 	rm -rf out .pytest_cache

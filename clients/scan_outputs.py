@@ -22,8 +22,9 @@ from . import common
 from .writer import BackgroundWriter
 
 #: default --overlays: every frame of scenes up to this many frames; longer ones are
-#: subsampled to about this many overlays (each 640×480 overlay is about 0.5 MB)
-AUTO_OVERLAYS = 500
+#: subsampled to about this many overlays: pictures to look at (a 640×480 one is about 0.5 MB
+#: and takes about 25 ms of the client's CPU to draw and encode), where labels/ has every frame
+AUTO_OVERLAYS = 100
 UNKNOWN_LENGTH_STEP = 10  # default step when the scene's length is not known up front
 PNG_LEVEL = 1             # zlib level of overlays: fast; they are pictures, not data
 _N = len(BENCHMARK_NAMES)
@@ -118,6 +119,9 @@ class ScanOutputs:
         overlays/NNNNNN.png          every `step`-th frame scanned (0: none)
         labels/<scene>_NNNNNN.png    every frame the daemon labels (benchmark layout)
         labels_color/NNNNNN.png      the same labels in colour, for the frames with overlays
+    A frame's label map is written as it comes; the scene head's refined one replaces it at
+    the end of the scan, and only the final one is coloured and scored (frames that never get
+    a refined one: their own, at finish()).
     """
 
     def __init__(self, out: Path, scene_id: str, step: int, writer: BackgroundWriter):
@@ -125,6 +129,7 @@ class ScanOutputs:
         self.scores = LabelScores()
         self.drawn: set[int] = set()       # frames whose overlay is written (or queued)
         self.pictured: set[int] = set()    # frames that get pictures (overlay, colour labels)
+        self._unrefined: set[int] = set()  # frames with a per-frame label map only (writer thread)
         self._dirs: set[str] = set()
 
     def wants_picture(self, position: int) -> bool:
@@ -142,11 +147,16 @@ class ScanOutputs:
         if label_png:
             if truth is not None:
                 self.writer.submit(self.scores.truth, idx, truth)
-            self.labels(idx, label_png)
+            self.writer.submit(self._provisional_labels, idx, label_png)
 
-    def labels(self, idx: int, png: bytes) -> None:
-        """Queue a label map (per-frame or refined; the latest wins)."""
-        self.writer.submit(self._labels, idx, png, idx in self.pictured)
+    def refined(self, idx: int, png: bytes) -> None:
+        """Queue a frame's final label map (the scene head's, after the last frame)."""
+        self.writer.submit(self._final_labels, idx, png)
+
+    def finish(self) -> None:
+        """Queue the end of the scan: frames whose label map was never refined are coloured
+        and scored from their per-frame one."""
+        self.writer.submit(self._finish)
 
     def _dir(self, name: str) -> Path:
         d = self.out / name
@@ -155,13 +165,25 @@ class ScanOutputs:
             self._dirs.add(name)
         return d
 
+    def _label_file(self, idx: int) -> Path:
+        return self._dir("labels") / f"{self.scene_id}_{idx:06d}.png"
+
     def _overlay(self, idx: int, rgb: np.ndarray, regions: pb.RegionSet) -> None:
         picture = overlay_regions(rgb, common.region_pixels(regions), common.region_sources(regions))
         (self._dir("overlays") / f"{idx:06d}.png").write_bytes(encode_png(picture, PNG_LEVEL))
 
-    def _labels(self, idx: int, png: bytes, picture: bool) -> None:
-        (self._dir("labels") / f"{self.scene_id}_{idx:06d}.png").write_bytes(png)
+    def _provisional_labels(self, idx: int, png: bytes) -> None:
+        self._label_file(idx).write_bytes(png)
+        self._unrefined.add(idx)
+
+    def _final_labels(self, idx: int, png: bytes) -> None:
+        self._label_file(idx).write_bytes(png)
+        self._unrefined.discard(idx)
         # the benchmark PNG holds raw ids (near black to the eye): a picture to look at beside it
-        if picture:
+        if idx in self.pictured:
             (self._dir("labels_color") / f"{idx:06d}.png").write_bytes(colour_label_png(png))
         self.scores.predict(idx, png)
+
+    def _finish(self) -> None:
+        for idx in sorted(self._unrefined):
+            self._final_labels(idx, self._label_file(idx).read_bytes())

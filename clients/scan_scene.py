@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import threading
 import time
@@ -42,6 +41,7 @@ from google.protobuf.json_format import MessageToDict
 from tqdm import tqdm
 
 import scenes
+from core.labels import benchmark_scene_id
 from clients import common
 from clients.scan_outputs import AUTO_OVERLAYS, UNKNOWN_LENGTH_STEP, ScanOutputs, overlay_step, parse_overlays
 from clients.writer import BackgroundWriter, WriterError
@@ -63,8 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--every", type=int, default=1, metavar="K", help="use every K-th frame")
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
     p.add_argument("--size", default=None, metavar="WxH", help="resample frames to this size before sending")
-    p.add_argument("--encoding", choices=("jpeg", "png", "raw"), default="jpeg",
-                   help="how colour travels (raw: no coding cost, for a daemon on this machine)")
+    common.add_encoding_arg(p, "colour")
     p.add_argument("--voxel", type=float, default=0.02, metavar="M", help="voxel edge of the fused cloud, metres")
     p.add_argument("--overlays", type=_overlays_arg, default=None, metavar="K|all|none|auto",
                    help=f"which frames get an overlay (and a colour label picture): every K-th frame "
@@ -82,11 +81,6 @@ def _overlays_arg(text: str) -> int | None:
         return parse_overlays(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def scene_name(spec: str) -> str:
-    name = spec.replace("synthetic:", "synthetic-") if spec.startswith("synthetic:") else Path(spec.rstrip("/")).stem
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "scene"
 
 
 class Scan:
@@ -133,7 +127,7 @@ class Scan:
             return
         if u.HasField("refined"):
             if u.refined.label_map_png:
-                self.outputs.labels(int(u.refined.frame_index), u.refined.label_map_png)
+                self.outputs.refined(int(u.refined.frame_index), u.refined.label_map_png)
             return
         idx = int(u.frame_index)
         rgb, truth = self.pending.pop(idx, (None, None))
@@ -190,9 +184,10 @@ def run(args) -> int:
         source = scenes.open_source(args.scene, every=args.every, max_frames=args.max_frames, size=size)
     except ValueError as e:  # InputError / SourceError
         return common.fail(PROG, str(e), 1)
-    scene_id = args.scene_id or scene_name(args.scene)
+    scene_id = args.scene_id or benchmark_scene_id(args.scene)
     args.out = args.out or Path("out") / "scan" / scene_id
     args.out.mkdir(parents=True, exist_ok=True)
+    args.encoding = common.frame_encoding(args.encoding, args.server)
     try:
         conn = common.connect_from_args(args)
     except common.Unreachable as e:
@@ -207,6 +202,7 @@ def run(args) -> int:
             outputs = ScanOutputs(args.out, scene_id, overlay_step(args.overlays, total), writer)
             scan = Scan(args, source, scene_id, outputs)
             attempts = stream(scan, conn, args, total)
+            outputs.finish()
     except WriterError as e:
         return common.fail(PROG, f"cannot write the outputs in {args.out}: {e}", 1)
     seconds = time.perf_counter() - t0

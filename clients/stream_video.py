@@ -50,8 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
     p.add_argument("--every", type=int, default=1, metavar="K", help="send every K-th frame")
     p.add_argument("--size", default=None, metavar="WxH", help="resample frames to this size before sending")
-    p.add_argument("--encoding", choices=("jpeg", "png", "raw"), default="jpeg",
-                   help="how frames travel (raw: no coding cost, for a daemon on this machine)")
+    common.add_encoding_arg(p, "frames")
     p.add_argument("--window-step", type=int, default=0, metavar="K",
                    help="frames between activity windows (0: the daemon's default)")
     p.add_argument("--window-span", type=int, default=0, metavar="N",
@@ -166,6 +165,7 @@ def run(args) -> int:
         source = scenes.open_source(spec, every=args.every, max_frames=args.max_frames, size=size)
     except ValueError as e:
         return common.fail(PROG, str(e), 1)
+    args.encoding = common.frame_encoding(args.encoding, args.server)
     try:
         conn = common.connect_from_args(args)
         info = conn.stub.GetInfo(pb.InfoRequest(), metadata=conn.metadata, timeout=args.connect_timeout)

@@ -5,6 +5,7 @@ Label maps are H×W integer arrays of NYU40 ids (0 = unlabelled). ScanNet's benc
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,13 @@ def names_by_id(class_ids, class_names) -> list[str]:
 
 
 # --- label maps as PNG --------------------------------------------------------------------
+
+def benchmark_scene_id(spec: str) -> str:
+    """The scene name label PNGs of ScanNet's benchmark layout (`<scene>_<frame:06d>.png`) carry
+    for a scene source: a file's or folder's stem, synthetic:SEED → synthetic-SEED."""
+    name = spec.replace("synthetic:", "synthetic-") if spec.startswith("synthetic:") else Path(spec.rstrip("/")).stem
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "scene"
+
 
 def write_label_png(path, labels: np.ndarray) -> Path:
     """Integer label map → PNG: 8-bit when every id fits (ScanNet's benchmark form), else 16-bit."""

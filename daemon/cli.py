@@ -18,8 +18,10 @@ COMMAND_MODULES = [
     "daemon.commands.scene",
     "daemon.commands.synth",
     "daemon.commands.extract",
+    "daemon.commands.label",
     "daemon.commands.train",
     "daemon.commands.eval",
+    "daemon.commands.index",
 ]
 
 

@@ -181,7 +181,7 @@ def align_to_depth(image: np.ndarray, color_camera, depth_camera, nearest: bool 
         raise InputError("color", f"{image.shape[1]}×{image.shape[0]}, its intrinsics are for "
                                   f"{color_camera.width}×{color_camera.height}")
     if nearest:
-        small = _resize_nearest(image, w, h)
+        small = image if image.shape[:2] == (h, w) else _resize_nearest(image, w, h)
     elif image.shape[:2] != (h, w):
         interp = cv2.INTER_AREA if w < image.shape[1] and h < image.shape[0] else cv2.INTER_LINEAR
         small = cv2.resize(image, (w, h), interpolation=interp)

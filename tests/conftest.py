@@ -42,3 +42,15 @@ def video_path(shared_data) -> Path:
 @pytest.fixture(scope="session")
 def scannet_labels_tsv(shared_data) -> Path:
     return shared_data / "scannet" / "scannetv2-labels.combined.tsv"
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray instance for every Ray test of the session (starting one takes seconds):
+    2 CPUs, a small object store, no dashboard, no usage statistics. Stopped at the end, and
+    checked to leave no process of its session behind."""
+    from support_ray import start_ray, stop_ray
+
+    started = start_ray()
+    yield started
+    stop_ray(started)

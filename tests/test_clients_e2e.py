@@ -108,8 +108,13 @@ def test_miou_scores_hand_computed():
 def test_scan_scene_with_heads_writes_labels_and_miou(tmp_path, capsys):
     from support_service import tiny_heads
 
+    import scenes
     from clients import scan_scene
+    from clients.common import scene_frame_pb
+    from clients.scan_outputs import miou_scores
+    from core.labels import nyu40_to_benchmark, read_label_png
     from daemon.heads.serving import load_serving_heads
+    from daemon.service.convert import Limits, scene_frame
     from daemon.service.server import RegionServer, ServeConfig
 
     ex = lite_extractor()
@@ -119,17 +124,40 @@ def test_scan_scene_with_heads_writes_labels_and_miou(tmp_path, capsys):
     try:
         out = tmp_path / "scan"
         rc = scan_scene.main(["synthetic:4", "--server", srv.address, "--out", str(out), "--max-frames", "2",
-                              "--size", "160x120", "--overlays", "none"])
+                              "--size", "160x120", "--overlays", "none", "--encoding", "png"])
     finally:
         srv.stop(1.0)
     assert rc == 0
     labels = sorted(p.name for p in (out / "labels").iterdir())
     assert labels == ["synthetic-4_000000.png", "synthetic-4_000001.png"]  # ScanNet benchmark naming
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["miou"]["frames"] == 2 and summary["miou"]["classes_present"] > 0
-    assert 0.0 <= summary["miou"]["miou"] <= 1.0
     assert summary["label_names"][5] == "chair"
     assert "mIoU" in capsys.readouterr().out
+
+    # The files hold the scene head's refined labels of those frames: the same heads run here,
+    # in-process, on the frames as they travelled (PNG colour, millimetre depth).
+    frames = list(scenes.open_source("synthetic:4", max_frames=2, size=(160, 120)))
+    labeler = load_serving_heads(tmp_path / "heads", ex).scene
+    state = labeler.new_scene()
+    for f in frames:
+        sent = scene_frame(scene_frame_pb(f, "png"), Limits(), f.index)
+        labeler.label_frame(state, sent, ex.extract(sent))
+    written = {}
+    for fl in labeler.refine(state):
+        written[fl.frame_index] = read_label_png(out / "labels" / f"synthetic-4_{fl.frame_index:06d}.png")
+        np.testing.assert_array_equal(written[fl.frame_index], fl.label_map)
+    assert set(np.unique(list(written.values()))) <= {0, 3, 5, 7}  # unlabelled and the head's NYU40 ids
+    # ... and the mIoU is theirs against the room's ground truth (ScanNet-20 at 640×480, here a
+    # 4× pixel repeat of 160×120), scored here from the files
+    def at_640(a):
+        return np.repeat(np.repeat(a, 4, axis=0), 4, axis=1)
+
+    want = miou_scores([nyu40_to_benchmark(at_640(f.labels)) for f in frames],
+                       [nyu40_to_benchmark(at_640(written[f.index])) for f in frames])
+    assert want["classes_present"] > 0
+    assert summary["miou"]["frames"] == 2 and summary["miou"]["classes_present"] == want["classes_present"]
+    assert summary["miou"]["miou"] == pytest.approx(want["miou"], abs=1e-9)
+    assert summary["miou"]["iou"] == want["iou"]
 
 
 def test_scan_scene_rescans_after_daemon_restart(tmp_path):

@@ -81,3 +81,13 @@ def test_stream_video_with_the_bundled_heads_prints_windows(tmp_path):
     assert "no activity head" not in p.stderr + p.stdout
     windows = [line for line in p.stdout.splitlines() if line.startswith("frames ")]
     assert windows and "12 frames (0 rejected), " in p.stdout and f"{len(windows)} windows" in p.stdout
+
+
+def test_frames_travel_raw_to_a_daemon_on_this_machine():
+    from clients.common import frame_encoding
+
+    for server in ("127.0.0.1:50051", "localhost:7", "[::1]:50051", "127.0.0.2:1"):
+        assert frame_encoding("auto", server) == "raw", server
+    for server in ("10.0.0.2:50051", "gpu-box:50051", "[2001:db8::1]:1"):
+        assert frame_encoding("auto", server) == "jpeg", server
+    assert frame_encoding("jpeg", "127.0.0.1:1") == "jpeg" and frame_encoding("png", "h:1") == "png"

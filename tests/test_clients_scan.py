@@ -58,8 +58,9 @@ def test_overlay_choices():
     for bad in ("0", "-2", "some"):
         with pytest.raises(ValueError, match="--overlays"):
             parse_overlays(bad)
-    assert overlay_step(None, 300) == 1 and overlay_step(None, AUTO_OVERLAYS) == 1
-    assert overlay_step(None, AUTO_OVERLAYS + 1) == 2 and overlay_step(None, 5000) == 10
+    assert AUTO_OVERLAYS == 100 and overlay_step(None, 8) == 1 and overlay_step(None, AUTO_OVERLAYS) == 1
+    assert overlay_step(None, AUTO_OVERLAYS + 1) == 2 and overlay_step(None, 300) == 3
+    assert overlay_step(None, 1500) == 15 and overlay_step(None, 5000) == 50
     assert overlay_step(None, None) == 10 and overlay_step(0, 5000) == 0 and overlay_step(4, 10) == 4
     p = run_client("scan_scene", "synthetic:1", "--overlays", "0", timeout=60)
     assert p.returncode == 2 and "--overlays '0'" in p.stderr
@@ -71,6 +72,41 @@ def test_confusion_is_the_hand_computed_one():
     c = confusion(truth, pred)
     assert c.shape == (20, 21) and c.sum() == 6  # ignored truth pixels are not counted
     assert c[0, 0] == 1 and c[0, 1] == 1 and c[1, 1] == 2 and c[2, 20] == 1 and c[2, 2] == 1
+
+
+def test_refined_labels_replace_per_frame_ones_and_unrefined_ones_count_at_the_end(tmp_path):
+    """Without the daemon: per-frame label maps are written at once, coloured and scored when
+    refined ones replace them, or at finish() for frames that never get refined ones."""
+    import io
+
+    from PIL import Image
+
+    from clients.scan_outputs import ScanOutputs
+    from clients.writer import BackgroundWriter
+    from core.viz import colorize_labels
+
+    def png(a):
+        buf = io.BytesIO()
+        Image.fromarray(a.astype(np.uint8), mode="L").save(buf, format="PNG")
+        return buf.getvalue()
+
+    truth = np.zeros((480, 640), np.uint8)
+    truth[:, 320:] = 2                                 # wall | floor (NYU40 1 | 2)
+    truth[:, :320] = 1
+    wrong, right = np.full_like(truth, 2), truth.copy()
+    with BackgroundWriter(2) as writer:
+        out = ScanOutputs(tmp_path, "s", 1, writer)
+        for idx in (0, 1):
+            out.pictured.add(idx)
+            out.frame(idx, None, None, png(wrong), truth)
+        out.refined(0, png(right))                     # frame 1 is never refined
+        out.finish()
+    assert (tmp_path / "labels" / "s_000000.png").read_bytes() == png(right)
+    assert (tmp_path / "labels" / "s_000001.png").read_bytes() == png(wrong)
+    with Image.open(tmp_path / "labels_color" / "000001.png") as im:
+        assert np.array_equal(np.asarray(im.convert("RGB")), colorize_labels(wrong))
+    r = out.scores.result()
+    assert r["frames"] == 2 and r["iou"]["wall"] == pytest.approx(0.5) and r["iou"]["floor"] == pytest.approx(2 / 3, abs=1e-4)
 
 
 def test_outputs_that_cannot_be_written_stop_the_scan(tmp_path, capsys):

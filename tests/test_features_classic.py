@@ -47,7 +47,16 @@ def test_deterministic_and_input_forms(classic):
     rgba = np.dstack([img, np.full(img.shape[:2], 7, np.uint8)])
     assert torch.equal(a, classic(rgba).features)                            # alpha dropped
     gray = classic(img[:, :, 0]).features                                     # grayscale accepted
-    assert gray.shape == a.shape
+    assert torch.equal(gray, classic(np.dstack([img[:, :, 0]] * 3)).features)  # ... as grey RGB
+    # by hand: a grey image, black on the left cell column, white on the right; grey has
+    # a = b = 0, so each cell's Lab mean is (L/100, 0, 0) and all its pixels fall in the
+    # (a, b) histogram's bin (2, 2), number 2·4 + 2 = 10
+    two = np.zeros((28, 28), np.uint8)
+    two[:, 14:] = 255
+    f = classic(two).features
+    torch.testing.assert_close(f[LAB_MEAN], torch.tensor([[[0.0, 1.0]] * 2, [[0.0, 0.0]] * 2, [[0.0, 0.0]] * 2]),
+                               rtol=0, atol=1e-6)
+    assert torch.all(f[AB][10] == 1) and torch.all(f[AB].sum(0) == 1)
 
 
 def test_constant_colour(classic):

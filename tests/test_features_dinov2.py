@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from core.errors import InputError, MissingWeightsError
 from daemon.features import BACKBONES, CHECKPOINT_FILES, build_backbone
@@ -19,6 +20,7 @@ from daemon.features.dinov2 import (
     read_state_dict,
     save_official_checkpoint,
     to_official_state_dict,
+    to_timm_state_dict,
 )
 
 
@@ -60,19 +62,84 @@ class _OfficialInterpolation(nn.Module):
         return torch.cat((class_pos_embed.unsqueeze(0), patch_pos_embed), dim=1)
 
 
-def official_forward(vit, x: torch.Tensor) -> torch.Tensor:
-    """DINOv2's prepare_tokens → blocks → norm with the official interpolation, patch tokens
-    as B×C×h×w (x: normalised, padded B×3×H×W)."""
+def official_forward(sd: dict, x: torch.Tensor, heads: int) -> torch.Tensor:
+    """DinoVisionTransformer.forward_features (eval, no masks) written out over a state dict in
+    the official layout: prepare_tokens_with_masks → Block × depth (attention, LayerScale,
+    Mlp or SwiGLUFFN) → norm; patch tokens as B×C×h×w (x: normalised, padded B×3×H×W)."""
     B, nc, w, h = x.shape
-    t = vit.patch_embed(x)                                    # B×h×w×C (dynamic size: NHWC)
-    gh, gw = t.shape[1], t.shape[2]
-    t = t.reshape(B, gh * gw, -1)
-    t = torch.cat((vit.cls_token.expand(B, -1, -1), t), dim=1)
-    t = t + _OfficialInterpolation(vit.pos_embed)(t, w, h)
-    for blk in vit.blocks:
-        t = blk(t)
-    t = vit.norm(t)
+    t = F.conv2d(x, sd["patch_embed.proj.weight"], sd["patch_embed.proj.bias"], stride=14)
+    gh, gw = t.shape[-2:]
+    t = torch.cat((sd["cls_token"].expand(B, -1, -1), t.flatten(2).transpose(1, 2)), dim=1)
+    t = t + _OfficialInterpolation(sd["pos_embed"])(t, w, h)
+    N, C = t.shape[1:]
+
+    def norm(v, name):   # partial(nn.LayerNorm, eps=1e-6)
+        return F.layer_norm(v, (C,), sd[f"{name}.weight"], sd[f"{name}.bias"], eps=1e-6)
+
+    def linear(v, name):
+        return F.linear(v, sd[f"{name}.weight"], sd[f"{name}.bias"])
+
+    depth = len({k.split(".")[1] for k in sd if k.startswith("blocks.")})
+    for i in range(depth):
+        b = f"blocks.{i}"
+        qkv = linear(norm(t, f"{b}.norm1"), f"{b}.attn.qkv").reshape(B, N, 3, heads, C // heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0] * (C // heads) ** -0.5, qkv[1], qkv[2]
+        attn = (q @ k.transpose(-2, -1)).softmax(dim=-1)
+        t = t + sd[f"{b}.ls1.gamma"] * linear((attn @ v).transpose(1, 2).reshape(B, N, C), f"{b}.attn.proj")
+        y = norm(t, f"{b}.norm2")
+        if f"{b}.mlp.w12.weight" in sd:       # SwiGLUFFN: silu(x1) · x2, x1 the first half of w12
+            x1, x2 = linear(y, f"{b}.mlp.w12").chunk(2, dim=-1)
+            y = linear(F.silu(x1) * x2, f"{b}.mlp.w3")
+        else:                                 # Mlp: fc1 → GELU → fc2
+            y = linear(F.gelu(linear(y, f"{b}.mlp.fc1")), f"{b}.mlp.fc2")
+        t = t + sd[f"{b}.ls2.gamma"] * y
+    t = norm(t, "norm")
     return t[:, 1:].reshape(B, gh, gw, -1).permute(0, 3, 1, 2)
+
+
+# --- the official checkpoint layout, written out from facebookresearch/dinov2 ---------------
+# models/vision_transformer.py (DinoVisionTransformer: cls_token, pos_embed, mask_token,
+# patch_embed.proj, blocks, norm), layers/block.py (norm1, attn.qkv, attn.proj, ls1.gamma, norm2,
+# mlp, ls2.gamma), layers/mlp.py (fc1, fc2), layers/swiglu_ffn.py (SwiGLUFFNFused: w12 =
+# Linear(D, 2·hidden), w3 = Linear(hidden, D), hidden = (int(4·D·2/3) + 7) // 8 · 8), and
+# hub/backbones.py (img_size 518 → 37×37 positions; block_chunks=0 → keys blocks.N.…).
+
+ARCHITECTURES = {   # name: (embed dim, depth, heads, FFN), as hub/backbones.py builds them
+    "dinov2_vits14": (384, 12, 6, "mlp"), "dinov2_vitb14": (768, 12, 12, "mlp"),
+    "dinov2_vitl14": (1024, 24, 16, "mlp"), "dinov2_vitg14": (1536, 40, 24, "swiglufused"),
+    "dinov2_tiny": (32, 2, 2, "mlp"), "dinov2_tiny_swiglu": (32, 2, 2, "swiglufused"),
+}
+
+
+def official_shapes(name: str) -> dict[str, tuple]:
+    """Every tensor of the official `<name>_pretrain.pth` and its shape."""
+    dim, depth, _, ffn = ARCHITECTURES[name]
+    shapes = {"cls_token": (1, 1, dim), "pos_embed": (1, 1 + 37 * 37, dim), "mask_token": (1, dim),
+              "patch_embed.proj.weight": (dim, 3, 14, 14), "patch_embed.proj.bias": (dim,),
+              "norm.weight": (dim,), "norm.bias": (dim,)}
+    if ffn == "swiglufused":
+        hidden = (int(4 * dim * 2 / 3) + 7) // 8 * 8
+        mlp = {"mlp.w12.weight": (2 * hidden, dim), "mlp.w12.bias": (2 * hidden,),
+               "mlp.w3.weight": (dim, hidden), "mlp.w3.bias": (dim,)}
+    else:
+        mlp = {"mlp.fc1.weight": (4 * dim, dim), "mlp.fc1.bias": (4 * dim,),
+               "mlp.fc2.weight": (dim, 4 * dim), "mlp.fc2.bias": (dim,)}
+    block = {"norm1.weight": (dim,), "norm1.bias": (dim,), "attn.qkv.weight": (3 * dim, dim),
+             "attn.qkv.bias": (3 * dim,), "attn.proj.weight": (dim, dim), "attn.proj.bias": (dim,),
+             "ls1.gamma": (dim,), "norm2.weight": (dim,), "norm2.bias": (dim,), **mlp, "ls2.gamma": (dim,)}
+    for i in range(depth):
+        shapes.update({f"blocks.{i}.{k}": shape for k, shape in block.items()})
+    return shapes
+
+
+def official_checkpoint(name: str, seed: int) -> dict[str, torch.Tensor]:
+    """Random weights in the official layout (scales, gains and LayerScales near 1)."""
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    for key, shape in official_shapes(name).items():
+        t = 0.1 * torch.randn(shape, generator=g)
+        sd[key] = t + 1 if key.endswith(("norm1.weight", "norm2.weight", "norm.weight", ".gamma")) else t
+    return sd
 
 
 class _Pickled:
@@ -97,15 +164,17 @@ def test_registry_and_checkpoint_names():
 
 @pytest.mark.parametrize("name", sorted(CHECKPOINT_FILES))
 def test_released_architectures_match_their_checkpoint_layout(name):
-    """timm's architecture (built on the meta device: no memory) has exactly the official
-    checkpoint's parameters once mapped, with a 37×37 position grid."""
+    """timm's architecture (built on the meta device: no memory) takes exactly the official
+    checkpoint's tensors once mapped, and writes exactly them (37×37 position grid; ViT-g's
+    SwiGLU w12 is 2·4096 wide, w3 4096 → 1536)."""
     vit = create_vit(name, device="meta")
-    assert vit.embed_dim == BACKBONES[name].dim and vit.pos_embed.shape == (1, 1 + 37 * 37, vit.embed_dim)
-    official = to_official_state_dict(vit)
-    assert "mask_token" in official and "blocks.0.ls1.gamma" in official
-    if name == "dinov2_vitg14":       # SwiGLU: official w12 is 2·4096 wide, w3 4096 → 1536
-        assert official["blocks.0.mlp.w12.weight"].shape == (8192, 1536)
-        assert official["blocks.0.mlp.w3.weight"].shape == (1536, 4096)
+    assert vit.embed_dim == BACKBONES[name].dim == ARCHITECTURES[name][0]
+    official = official_shapes(name)
+    if name == "dinov2_vitg14":
+        assert official["blocks.0.mlp.w12.weight"] == (8192, 1536) and official["blocks.0.mlp.w3.weight"] == (1536, 4096)
+    mapped = to_timm_state_dict({k: torch.empty(shape, device="meta") for k, shape in official.items()}, vit)
+    assert {k: tuple(v.shape) for k, v in mapped.items()} == {k: tuple(v.shape) for k, v in vit.state_dict().items()}
+    assert {k: tuple(v.shape) for k, v in to_official_state_dict(vit).items()} == official
 
 
 def test_released_models_need_their_checkpoint(tmp_path):
@@ -123,25 +192,31 @@ def test_released_models_need_their_checkpoint(tmp_path):
 
 @pytest.mark.parametrize("name", ["dinov2_tiny", "dinov2_tiny_swiglu"])
 def test_official_layout_checkpoint_loads_offline(tmp_path, name):
-    source = build_backbone(name, seed=1)
-    path = save_official_checkpoint(source.vit, tmp_path / "official.pth")
-    sd = torch.load(path, weights_only=True)
-    assert "mask_token" in sd and sd["pos_embed"].shape == (1, 1 + 37 * 37, 32) and "blocks.1.ls2.gamma" in sd
-    if name.endswith("swiglu"):
-        assert "blocks.0.mlp.w12.weight" in sd and "blocks.0.mlp.fc1.weight" not in sd
-    loaded = build_backbone(name, checkpoint=path, seed=2)          # a different random start
+    """A checkpoint built from the official key table loads, and the model computes what the
+    official forward computes over that checkpoint; the checkpoints this code writes hold
+    what the official forward reads the same way."""
+    heads = ARCHITECTURES[name][2]
+    sd = official_checkpoint(name, seed=1)
+    torch.save(sd, tmp_path / "official.pth")
+    loaded = build_backbone(name, checkpoint=tmp_path / "official.pth", seed=2)
     img = image(45, 71)
-    assert torch.equal(loaded(img).features, source(img).features)
-    assert not torch.equal(build_backbone(name, seed=2)(img).features, source(img).features)
+    x = loaded.prepare(img)[0]
+    torch.testing.assert_close(loaded(img).features, official_forward(sd, x, heads)[0], rtol=0, atol=1e-5)
+    assert not torch.allclose(build_backbone(name, seed=2)(img).features, loaded(img).features, atol=1e-3)
+
+    source = build_backbone(name, seed=3)
+    written = torch.load(save_official_checkpoint(source.vit, tmp_path / "written.pth"), weights_only=True)
+    assert {k: tuple(v.shape) for k, v in written.items()} == official_shapes(name)
+    torch.testing.assert_close(source(img).features, official_forward(written, x, heads)[0], rtol=0, atol=1e-5)
 
 
 def test_released_architecture_loads_official_layout(tmp_path):
     """The real ViT-S/14 layout through the official key names (random weights)."""
-    source = create_vit("dinov2_vits14", seed=5)
-    path = save_official_checkpoint(source, tmp_path / "dinov2_vits14_pretrain.pth")
-    bb = build_backbone("dinov2_vits14", checkpoint=path)
+    sd = official_checkpoint("dinov2_vits14", seed=5)
+    torch.save(sd, tmp_path / "dinov2_vits14_pretrain.pth")
+    bb = build_backbone("dinov2_vits14", checkpoint=tmp_path / "dinov2_vits14_pretrain.pth")
     img = image(28, 42)
-    want = official_forward(source, bb.prepare(img)[0])
+    want = official_forward(sd, bb.prepare(img)[0], heads=ARCHITECTURES["dinov2_vits14"][2])
     torch.testing.assert_close(bb(img).features, want[0], rtol=0, atol=1e-5)
 
 
@@ -191,7 +266,8 @@ def test_interpolation_is_the_official_formula(tiny, hp, wp):
 @pytest.mark.parametrize("h,w", [(448, 448), (61, 97), (518, 518)])
 def test_backbone_equals_official_forward(tiny, h, w):
     x, pad, size, scale, _ = tiny.prepare(image(h, w))
-    torch.testing.assert_close(tiny(image(h, w)).features, official_forward(tiny.vit, x)[0], rtol=0, atol=1e-5)
+    sd = tiny.vit.state_dict()    # timm's names for the plain-MLP layout are the official ones
+    torch.testing.assert_close(tiny(image(h, w)).features, official_forward(sd, x, heads=2)[0], rtol=0, atol=1e-5)
 
 
 def test_timm_default_resampling_differs_from_official():

@@ -52,6 +52,13 @@ def test_box_positions_and_embed_2d():
     np.testing.assert_allclose(pos, [[0.5, 0.5, 1, 1], [0.75, 0.75, 0.5, 0.5]])
     e = embed_2d([[0, 0, 64, 48]], 64, 48, num_bands=4)
     assert e.shape == (1, 4 * 2 * 4)
+    # two bands: periods 2 and 1; per value x: sin(πx), sin(2πx), cos(πx), cos(2πx)
+    e = embed_2d([[0, 0, 64, 48], [32, 24, 64, 48]], 64, 48, num_bands=2)
+    r = np.sqrt(0.5)
+    half = [1, 0, 0, -1]            # x = 0.5
+    whole = [0, 0, -1, 1]           # x = 1
+    three_q = [r, -1, -r, 0]        # x = 0.75
+    np.testing.assert_allclose(e, [half + half + whole + whole, three_q + three_q + half + half], atol=1e-6)
 
 
 def test_embed_3d_relative_to_origin_with_missing_column():
@@ -72,6 +79,15 @@ def test_embed_time():
     e = embed_time([0, 1, 2, 3], num_bands=3)
     assert e.shape == (4, 6)
     assert not np.allclose(e[0], e[1])
+    # eight bands over the default periods 64 … 0.5 halve each time: 64, 32, 16, 8, 4, 2, 1, 0.5
+    e = embed_time([0, 2, 16], num_bands=8)
+    c16, c8 = np.cos(np.pi / 16), np.cos(np.pi / 8)
+    s16, s8, r = np.sin(np.pi / 16), np.sin(np.pi / 8), np.sqrt(0.5)
+    np.testing.assert_allclose(e, [
+        [0] * 8 + [1] * 8,                                                   # t = 0
+        [s16, s8, r, 1, 0, 0, 0, 0] + [c16, c8, r, 0, -1, 1, 1, 1],           # t = 2: angles π/16 … 8π
+        [1, 0, 0, 0, 0, 0, 0, 0] + [0, -1, 1, 1, 1, 1, 1, 1],                # t = 16: π/2, π, 2π, …
+    ], atol=1e-6)
 
 
 @pytest.mark.parametrize("kw", [dict(num_bands=0), dict(min_period=0.0), dict(min_period=2.0, max_period=1.0),

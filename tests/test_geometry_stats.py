@@ -102,3 +102,37 @@ def test_bad_shapes(masks, depth, field):
 def test_bad_pose():
     with pytest.raises(InputError, match="pose"):
         region_geometry(np.ones((1, 16, 20), bool), _plane(), CAM, np.full((4, 4), np.nan))
+
+
+def test_segment_percentiles_are_numpys_bit_for_bit():
+    from daemon.geometry.stats import _linear_percentiles
+
+    rng = np.random.default_rng(7)
+    counts = np.array([1, 2, 3, 10, 11, 997, 5000])
+    starts = np.cumsum(counts) - counts
+    values = rng.standard_normal((3, counts.sum())) * 3
+    values[:, starts[4]:starts[4] + 11] = 1.5          # ties
+    for pct in [(10, 90), (0, 100), (50,), (12.5, 37.5, 99.9)]:
+        got = _linear_percentiles(values, starts, counts, pct)
+        want = np.stack([np.percentile(values[:, a:a + n].T, pct, axis=0) for a, n in zip(starts, counts)])
+        assert np.array_equal(got, want), pct
+
+
+def test_partition_and_masks_give_the_same_statistics():
+    from core.partition import Partition
+
+    rng = np.random.default_rng(8)
+    h, w = 30, 40
+    labels = rng.integers(0, 6, (h, w))
+    labels[:5] = 3
+    depth = rng.uniform(0.5, 4.0, (h, w)).astype(np.float32)
+    depth[0, :10] = 0                                  # no reading
+    cam = Camera(fx=40.0, fy=40.0, cx=20.0, cy=15.0, width=w, height=h)
+    pose = np.eye(4)
+    pose[:3, 3] = (1.0, -2.0, 0.5)
+    part = Partition(labels, 7)                        # region 6 is empty
+    a = region_geometry(part, depth, cam, pose)
+    b = region_geometry(part.masks(), depth, cam, pose)
+    for f in ("centroids", "extents", "valid_fraction", "point_count"):
+        assert np.array_equal(getattr(a, f), getattr(b, f), equal_nan=True), f
+    assert np.isnan(a.centroids[6]).all() and a.point_count[6] == 0

@@ -10,7 +10,7 @@ from support_heads import image_folder
 from support_toydata import write_toy_cache
 
 from core.errors import InputError
-from core.labels import read_label_png
+from core.labels import BENCHMARK_NYU40, read_label_png
 from daemon.cli import main
 from daemon.extraction.cache import TokenCache
 from daemon.extraction.jobs import extract_to_cache
@@ -55,8 +55,10 @@ def test_cache_refuses_to_mix_extractors(tmp_path, lite):
         extract_to_cache([src], tmp_path / "cache", other, show_progress=False)
     # the refused call lost nothing
     assert len(TokenCache.open(tmp_path / "cache").items) == 1
-    # the same extractor may extend it
-    extract_to_cache([src], tmp_path / "cache", lite, show_progress=False)
+    # the same extractor may extend it (a re-run skips what is there)
+    assert extract_to_cache([src], tmp_path / "cache", lite, show_progress=False).skipped == ["imgs"]
+    more = image_folder(tmp_path / "more", n=1)
+    extract_to_cache([more], tmp_path / "cache", lite, show_progress=False)
     assert len(TokenCache.open(tmp_path / "cache").items) == 2
     with pytest.raises(InputError, match="another extractor"):
         TokenCache.create(tmp_path / "cache", {**lite_versions(lite), "backbone": "dinov2_vitb14", "dim": 768})
@@ -83,7 +85,7 @@ def test_extract_clip_folder(tmp_path, lite):
         w.release()
     (d / "labels.csv").write_text("file,label\na.avi,right\nb.avi,left\n")
     assert [p.name for p, _ in read_clip_labels(d)] == ["a.avi", "b.avi"]
-    cache = extract_to_cache([d], tmp_path / "cache", lite, show_progress=False)
+    cache = extract_to_cache([d], tmp_path / "cache", lite, show_progress=False).cache
     clips = cache.of_kind("clip")
     assert [c.label for c in clips] == ["right", "left"] and all(len(c.frames) == 8 for c in clips)
     assert cache.clip_classes() == ["left", "right"]
@@ -99,6 +101,49 @@ def test_label_png_round_trip(tmp_path):
     assert (read_label_png(write_label_png(tmp_path / "a.png", a)) == a).all()
     b = np.array([[0, 1000]])
     assert (read_label_png(write_label_png(tmp_path / "b.png", b)) == b).all()
+
+
+def _label_maps_here(task: str, head_dir, cache_dir) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(ground truth, prediction) NYU40 maps of every scene frame, predicted in-process by the
+    saved head (the scene head sees a scene's frames together)."""
+    from daemon.heads.labels import pixel_labels
+    from daemon.heads.predict import frame_probs
+    from daemon.heads.registry import load_head
+
+    head, cache = load_head(head_dir), TokenCache.open(cache_dir)
+    pairs = []
+    for item in cache.of_kind("scene"):
+        frames = cache.frames(item)
+        for i, (r, p) in enumerate(zip(frames, frame_probs(head.model, frames, joint=task == "scene"))):
+            pairs.append((cache.label_map(item, i), pixel_labels(r, p, head.class_ids)))
+    return pairs
+
+
+def _scannet20_miou_by_hand(pairs) -> float:
+    """ScanNet-20 mIoU: pixels whose truth is not one of the 20 classes do not count; a counted
+    pixel predicted as anything else (unlabelled, ceiling) is a miss; a class scores when it
+    occurs in the counted truth or predictions. (The protocol's 640×480 nearest resampling of
+    these 64×48 maps repeats each pixel 10×10: it changes no ratio.)"""
+    ious = []
+    for c in BENCHMARK_NYU40:
+        inter = union = 0
+        for gt, pred in pairs:
+            counted = np.isin(gt, BENCHMARK_NYU40)
+            inter += np.sum((gt == c) & (pred == c))
+            union += np.sum((gt == c) | ((pred == c) & counted))
+        if union:
+            ious.append(inter / union)
+    return float(np.mean(ious))
+
+
+def _top1_here(head_dir, cache_dir) -> tuple[float, int]:
+    from daemon.heads.predict import clip_scores
+    from daemon.heads.registry import load_head
+
+    head, cache = load_head(head_dir), TokenCache.open(cache_dir)
+    hits = [head.class_names[int(np.argmax(clip_scores(head.model, cache.frames(it))))] == it.label
+            for it in cache.of_kind("clip")]
+    return float(np.mean(hits)), len(hits)
 
 
 def test_train_and_eval_cli_smoke(tmp_path, capsys):
@@ -118,9 +163,13 @@ def test_train_and_eval_cli_smoke(tmp_path, capsys):
         assert png.is_file()
         metrics = json.loads(text.strip().splitlines()[-1])
         if task == "activity":
-            assert 0 <= metrics["top1"] <= metrics["top5"] <= 1
+            top1, clips = _top1_here(out, tmp_path / "test")
+            assert metrics["clips"] == clips == 4 and metrics["top1"] == pytest.approx(top1)
+            assert metrics["top5"] == 1.0       # 4 classes: every target is among the top 5
         else:
-            assert "mIoU" in text and 0 <= metrics["miou"] <= 1
+            pairs = _label_maps_here(task, out, tmp_path / "test")
+            assert "mIoU" in text and metrics["frames"] == len(pairs) == 3
+            assert metrics["miou"] == pytest.approx(_scannet20_miou_by_hand(pairs), abs=1e-9)
     # a head cannot be evaluated on tokens of another extractor
     other = tmp_path / "other"
     TokenCache.create(other, {"profile": "lite", "masker": "slic", "backbone": "classic", "dim": 32, "pooling": "mean"})

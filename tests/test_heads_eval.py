@@ -7,7 +7,7 @@ import pytest
 
 from core.labels import UNLABELLED
 from core.regionset import RegionSet, region_labels
-from daemon.heads.labels import pixel_labels, pixel_probabilities
+from daemon.heads.labels import pixel_labels
 from daemon.heads.metrics import SCANNET20, Confusion, Protocol, evaluate_label_map, resize_nearest, topk_accuracy
 
 
@@ -15,17 +15,50 @@ def _regions(*masks):
     return RegionSet.from_masks(np.stack([np.asarray(m, bool) for m in masks]))
 
 
+def reference_pixel_labels(regions, probs, class_ids, unlabelled=UNLABELLED):
+    """The dense rule pixel_labels replaced (kept as the reference): N×HW masks times the
+    probabilities, divided by the coverage, argmax."""
+    import torch
+
+    p = torch.as_tensor(np.asarray(probs, np.float32))
+    n, c = p.shape
+    h, w = regions.height, regions.width
+    masks = torch.from_numpy(regions.masks().reshape(n, h * w)).float()
+    total = p.T @ masks
+    count = masks.sum(0)
+    covered = count > 0
+    mean = torch.where(covered, total / count.clamp_min(1), torch.zeros_like(total)).reshape(c, h, w).numpy()
+    out = np.asarray(class_ids, np.int32)[mean.argmax(0)]
+    return np.where(covered.reshape(h, w).numpy(), out, unlabelled).astype(np.int32)
+
+
 def test_pixel_rule_averages_covering_regions_and_leaves_uncovered_unlabelled():
     a = [[1, 1, 0], [1, 1, 0]]
     b = [[0, 1, 1], [0, 0, 0]]
     regions = _regions(a, b)  # pixel (1, 2) is in no region
     probs = np.array([[0.8, 0.2], [0.3, 0.7]])
-    mean, covered = pixel_probabilities(regions, probs)
-    assert mean[:, 0, 1] == pytest.approx([0.55, 0.45])      # overlap: mean of both
-    assert mean[:, 0, 2] == pytest.approx([0.3, 0.7])        # only b
-    assert not covered[1, 2] and mean[:, 1, 2].tolist() == [0, 0]
     labels = pixel_labels(regions, probs, class_ids=[5, 7])
-    assert labels.tolist() == [[5, 5, 7], [5, 5, UNLABELLED]]
+    assert labels.tolist() == [[5, 5, 7], [5, 5, UNLABELLED]]  # (0, 1): mean 0.55 / 0.45 → 5
+    assert labels.dtype == np.int32
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_pixel_rule_equals_the_dense_computation(overlap):
+    rng = np.random.default_rng(int(overlap))
+    h, w, n, c = 37, 53, 12, 6
+    seeds = rng.random((n, 2)) * (h, w)
+    yy, xx = np.mgrid[:h, :w]
+    owner = np.argmin((yy[None] - seeds[:, :1, None]) ** 2 + (xx[None] - seeds[:, 1:, None]) ** 2, axis=0)
+    masks = owner[None] == np.arange(n)[:, None, None]          # a tiling (SLIC)
+    masks[:, :3] = False                                         # some pixels uncovered
+    if overlap:                                                  # plus SAM-like masks across it
+        masks = np.concatenate([masks, rng.random((5, h, w)) < 0.3, np.ones((1, h, w), bool)])
+    regions = _regions(*masks)
+    probs = rng.dirichlet(np.ones(c), len(masks))
+    ids = [3, 1, 22, 7, 9, 4]
+    got = pixel_labels(regions, probs, ids)
+    assert np.array_equal(got, reference_pixel_labels(regions, probs, ids))
+    assert (got[:3] == UNLABELLED).all() != overlap
 
 
 def test_pixel_rule_overlap_can_flip_to_the_other_class():

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from support_heads import image_folder
 
+from core.frames import evenly_spaced
 from daemon.heads.registry import create_head, save_head
 from daemon.heads.serving import TrainedActivityScorer, TrainedSceneLabeler, load_serving_heads
+from scenes.synthetic.clips import ACTIVITY_CLASSES, render_clip
 
 
 @pytest.fixture(scope="module")
@@ -85,13 +87,22 @@ def test_scene_labeler_plain_api(heads_dir, lite):
 
 
 def test_activity_scorer_window(heads_dir, lite):
+    import torch
+
     scorer = TrainedActivityScorer.from_dir(heads_dir, lite)
     regions = [lite.extract(f) for f in _frames(2)]
     p = scorer.score([regions[k % 2] for k in range(8)])
     assert p.shape == (3,) and abs(p.sum() - 1) < 1e-5
-    assert [n for n, _ in scorer.top([regions[0]] * 8, k=2)][0] in ("a", "b", "c")
     with pytest.raises(ValueError, match="8 frames"):
         scorer.score(regions)
+    # a known answer: an output layer that ignores its input and gives the logits log(1, 2, 5)
+    # scores every window (1, 2, 5)/8, so the top two are "c" (0.625), then "b" (0.25)
+    with torch.no_grad():
+        scorer.head.model.out.weight.zero_()
+        scorer.head.model.out.bias.copy_(torch.log(torch.tensor([1.0, 2.0, 5.0])))
+    np.testing.assert_allclose(scorer.score([regions[0]] * 8), [0.125, 0.25, 0.625], atol=1e-6)
+    top = scorer.top([regions[k % 2] for k in range(8)], k=2)
+    assert [n for n, _ in top] == ["c", "b"] and [s for _, s in top] == pytest.approx([0.625, 0.25], abs=1e-6)
 
 
 def test_heads_of_other_tokens_are_refused(tmp_path, lite):
@@ -154,6 +165,23 @@ def test_bundled_demo_heads_serve_the_lite_profile(lite, tmp_path):
     assert {1, 2, 22} <= set(heads.scene.meta.class_ids)  # wall, floor, ceiling
     state = heads.scene.new_scene()
     f = _frames(1)[0]
-    fl = heads.scene.label_frame(state, f, lite.extract(f))
+    regions = lite.extract(f)
+    fl = heads.scene.label_frame(state, f, regions)
     assert fl.label_map.shape == (48, 64)
+    # by hand: lite's SLIC pieces tile the image, so a pixel's mean probability is its one
+    # region's, and the label map paints each region with the id of its most likely class
+    masks = regions.masks()
+    assert (masks.sum(0) == 1).all()
+    np.testing.assert_allclose(fl.region_scores.sum(1), 1, atol=1e-5)
+    ids = np.asarray(heads.scene.meta.class_ids)
+    assert (fl.region_labels == ids[fl.region_scores.argmax(1)]).all()
+    painted = np.zeros_like(fl.label_map)
+    for m, label in zip(masks, fl.region_labels):
+        painted[m] = label
+    np.testing.assert_array_equal(fl.label_map, painted)
+    # the activity head is the trained one: a generated clip of a known motion is recognised
     assert len(heads.activity.meta.class_names) == 9
+    clip = render_clip(ACTIVITY_CLASSES.index("moving_left"), seed=1000, frames=16, width=160, height=120)
+    window = [lite.extract(clip.frames[i]) for i in evenly_spaced(16, heads.activity.meta.window)]
+    ((name, p),) = heads.activity.top(window, k=1)
+    assert name == "moving_left" and p > 0.9, (name, p)

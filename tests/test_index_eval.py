@@ -56,3 +56,30 @@ def test_region_ranking_beats_whole_image_on_synthetic_collection(tmp_path):
     # the index built for the evaluation is reused, not duplicated
     again = evaluate_retrieval(collection, extractor, index_dir=tmp_path / "index", queries_per_class=6)
     assert again.regions == report.regions and again.methods["regions"].mean_ap == pytest.approx(regions.mean_ap)
+
+
+def test_temporal_retrieval_on_a_real_video(shared_data):
+    """Nearby frames of a real video show the same things: the region-matched box finds them."""
+    from daemon.extraction.profiles import build_extractor
+    from daemon.index.temporal import evaluate_temporal
+    from scenes import open_source
+
+    rep = evaluate_temporal(open_source(shared_data / "video" / "test.avi"), build_extractor("lite"), every=4)
+    assert (rep.frames, rep.indexed, rep.queries) == (164, 41, 17)
+    indexed = np.arange(0, 164, 4)
+    ceiling = np.mean([min(5, np.sum((np.abs(indexed - q) <= 10) & (indexed != q))) / 5 for q in range(0, 164, 10)])
+    assert rep.ceiling == pytest.approx(ceiling) and rep.ceiling < 1  # every 4th frame: 4 neighbours in ±10
+    print(rep.text())
+    assert rep.precision["regions"] > rep.precision["pooled"] and rep.precision["regions"] > 0.5
+    assert f"temporal P@5 = {rep.precision['regions']:.3f}" in rep.text()
+
+
+def test_eval_retrieval_video_command_on_a_folder_of_frames(sevenscenes_dir, capsys):
+    from daemon.cli import main
+
+    assert main(["eval", "retrieval", "--video", str(sevenscenes_dir), "--profile", "lite", "--match", "pooled"]) == 0
+    out = capsys.readouterr().out
+    assert "20 frames, 20 indexed" in out and "feature normaliser: whiten" in out
+    pooled = [line for line in out.splitlines() if line.startswith("pooled")][0].split()[-1]
+    assert f"temporal P@5 = {pooled}   (--match pooled" in out
+    assert main(["eval", "retrieval", "--video", str(sevenscenes_dir), "--synthetic", "3"]) == 2

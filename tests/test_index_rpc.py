@@ -1,10 +1,11 @@
 """IndexImages and Search through a real daemon (gRPC on a loopback port, lite profile), and
-clients/search.py against it."""
+clients/search.py against it, on both index backends (FAISS over SQLite; Milvus Lite)."""
 from __future__ import annotations
 
 import grpc
 import numpy as np
 import pytest
+from support_index import BACKENDS, location
 from support_service import lite_extractor, png_bytes, running_server, stub_for
 
 from core import rle
@@ -12,6 +13,12 @@ from daemon.index.collection import load_coco, make_synthetic_collection
 from regions.v1 import regions_pb2 as pb
 
 N_IMAGES = 14
+backends = pytest.mark.parametrize("backend", BACKENDS)
+
+
+def serving(ex, tmp_path, backend: str, **kw):
+    """A daemon whose index is of `backend` (in tmp_path/index either way)."""
+    return running_server(ex, tmp_path, index=True, index_location=location(tmp_path, backend), **kw)
 
 
 @pytest.fixture(scope="module")
@@ -20,10 +27,14 @@ def collection(tmp_path_factory):
     return load_coco(root)
 
 
+def split_of(image_id: str) -> str:
+    return "a" if int(image_id[6:11]) % 2 else "b"
+
+
 def index_requests(collection, **kw):
     for ci in collection.images:
         req = pb.IndexRequest(image_id=ci.image_id, image=pb.Image(data=ci.path.read_bytes()), **kw)
-        req.metadata["split"] = "a" if int(ci.image_id[6:11]) % 2 else "b"
+        req.metadata["split"] = split_of(ci.image_id)
         yield req
 
 
@@ -41,9 +52,10 @@ def call_error(fn, req) -> grpc.RpcError:
     return e.value
 
 
-def test_index_and_search_over_grpc(tmp_path, collection):
+@backends
+def test_index_and_search_over_grpc(tmp_path, collection, backend):
     ex = lite_extractor()
-    with running_server(ex, tmp_path, index=True) as server:
+    with serving(ex, tmp_path, backend) as server:
         ch, stub = stub_for(server)
         bad = [pb.IndexRequest(image_id="broken.png", image=pb.Image(data=b"not an image")),
                pb.IndexRequest(image_id="", image=pb.Image(data=collection.images[0].path.read_bytes()))]
@@ -66,7 +78,8 @@ def test_index_and_search_over_grpc(tmp_path, collection):
         m = rle.decode(top.mask.counts, top.mask.height, top.mask.width)
         assert (m & inst.mask).sum() / m.sum() > 0.5  # the matched region lies on the object
         assert [h.score for h in resp.hits] == sorted([h.score for h in resp.hits], reverse=True)
-        assert resp.hits[0].metadata["split"] in ("a", "b")
+        assert [h.metadata["split"] for h in resp.hits] == [split_of(h.image_id) for h in resp.hits]
+        assert {split_of(h.image_id) for h in resp.hits} == {"a", "b"}   # both kinds came back
 
         # the same object as a PNG mask, and as a box; filters and exclusion
         req = pb.SearchRequest(top_k=3)
@@ -74,10 +87,15 @@ def test_index_and_search_over_grpc(tmp_path, collection):
         req.mask.mask_image.data = png_bytes(inst.mask.astype(np.uint8) * 255)
         assert stub.Search(req).hits[0].image_id == ci.image_id
         ys, xs = np.nonzero(inst.mask)
-        req = pb.SearchRequest(top_k=3)
+        req = pb.SearchRequest(top_k=3, include_masks=True)
         req.box.image.data = ci.path.read_bytes()
         req.box.box.CopyFrom(pb.Box(x0=xs.min(), y0=ys.min(), x1=xs.max() + 1, y1=ys.max() + 1))
-        assert len(stub.Search(req).hits) == 3
+        box_hits = stub.Search(req).hits
+        assert len(box_hits) == 3 and box_hits[0].image_id == ci.image_id
+        r = box_hits[0].regions[0]
+        m = rle.decode(r.mask.counts, r.mask.height, r.mask.width)
+        inside = m[ys.min():ys.max() + 1, xs.min():xs.max() + 1].sum() / m.sum()
+        assert inside > 0.5, f"the box query's best region lies {inside:.0%} in the box"
         req = mask_query(ci, inst)
         req.filter.exclude_image_ids.append(ci.image_id)
         req.filter.metadata["split"] = "a"
@@ -98,11 +116,15 @@ def test_index_and_search_over_grpc(tmp_path, collection):
         found = {h.image_id for h in resp.hits}
         assert len(found & {i for i, _ in same}) >= len(same) - 1
 
+        # a vector is a raw feature, mapped as the indexed ones; linear weights act on the
+        # index's vectors z (normalised), so weights 2·z(v) score twice the vector query's
         dim = ex.dim
         v = stub.Search(pb.SearchRequest(top_k=2, vector=pb.VectorQuery(values=[1.0] * dim)))
         assert len(v.hits) == 2
-        lin = stub.Search(pb.SearchRequest(top_k=2, linear=pb.LinearQuery(weights=[0.5] * dim, bias=3.0)))
-        assert lin.hits[0].score == pytest.approx(v.hits[0].score * 0.5 * np.sqrt(dim) + 3.0, rel=1e-3)
+        z = server.search.index.prepare(np.ones((1, dim), np.float32))[0]
+        lin = stub.Search(pb.SearchRequest(top_k=2, linear=pb.LinearQuery(weights=(2 * z).tolist(), bias=3.0)))
+        assert [h.image_id for h in lin.hits] == [h.image_id for h in v.hits]
+        assert lin.hits[0].score == pytest.approx(v.hits[0].score * 2 + 3.0, rel=1e-4)
 
         # every bad input: INVALID_ARGUMENT naming the field, and the index is unharmed
         cases = []
@@ -143,7 +165,7 @@ def test_index_and_search_over_grpc(tmp_path, collection):
         ch.close()
 
     # a restarted daemon has everything it acknowledged (and not the removed image)
-    with running_server(ex, tmp_path, index=True) as server:
+    with serving(ex, tmp_path, backend) as server:
         ch, stub = stub_for(server)
         other = collection.images[1]
         resp = stub.Search(mask_query(other, other.instances[0]))
@@ -151,11 +173,12 @@ def test_index_and_search_over_grpc(tmp_path, collection):
         ch.close()
 
 
-def test_search_client_index_and_query(tmp_path, collection, capsys):
+@backends
+def test_search_client_index_and_query(tmp_path, collection, capsys, backend):
     from clients import search as client
 
     ex = lite_extractor()
-    with running_server(ex, tmp_path, index=True) as server:
+    with serving(ex, tmp_path, backend) as server:
         base = ["--server", server.address, "--connect-timeout", "20"]
         folder = tmp_path / "photos"
         folder.mkdir()
@@ -186,11 +209,12 @@ def test_search_client_index_and_query(tmp_path, collection, capsys):
         assert "mask.mask_image" in capsys.readouterr().err
 
 
-def test_searches_run_while_a_stream_indexes(tmp_path, collection):
+@backends
+def test_searches_run_while_a_stream_indexes(tmp_path, collection, backend):
     import threading
 
     ex = lite_extractor()
-    with running_server(ex, tmp_path, index=True, workers=2) as server:
+    with serving(ex, tmp_path, backend, workers=2) as server:
         ch, stub = stub_for(server)
         first = collection.images[0]
         stub.IndexImages(iter([next(index_requests(collection))]))
@@ -208,3 +232,58 @@ def test_searches_run_while_a_stream_indexes(tmp_path, collection):
         assert seen == sorted(seen) and seen[-1] == N_IMAGES and len(set(seen)) > 1
         assert summary["s"].indexed == N_IMAGES - 1 and summary["s"].skipped == 1
         ch.close()
+
+
+@backends
+def test_normalised_search_is_the_same_through_the_daemon_and_in_process(tmp_path, collection, backend):
+    """Every query kind, through a real daemon (its index of `backend`) and against a FAISS
+    index built in this process with the same extractor and normaliser: the same hits, the
+    same scores."""
+    from daemon.index import RegionIndex
+    from daemon.index.corpus import normaliser_for
+    from daemon.index.queries import box_mask, probe_from_examples, region_set_query
+
+    ex = lite_extractor()
+    norm = normaliser_for(ex)
+    assert norm.kind == "whiten"
+    local = RegionIndex(tmp_path / "local", dim=ex.dim, features=ex.features_name, normaliser=norm)
+    for ci in collection.images:
+        local.add(ci.image_id, ex.extract(ci.load()))
+    ci = collection.images[3]
+    rgb, inst = ci.load(), ci.instances[0]
+    ys, xs = np.nonzero(inst.mask)
+    box = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
+    raw = ex.extract(rgb).features[0]
+    with serving(ex, tmp_path, backend) as server:
+        ch, stub = stub_for(server)
+        stub.IndexImages(index_requests(collection))
+        assert stub.GetInfo(pb.InfoRequest()).index_normaliser == norm.describe()
+        positives = [pb.RegionRef(image_id=c.image_id, region_id=1) for c in collection.images[:2]]
+        # the daemon's own index draws the random negatives (each backend samples its own way)
+        probe = probe_from_examples(server.search.index, [(p.image_id, 1) for p in positives], negatives=200)
+        set_q, set_w = region_set_query(ex, rgb, box_mask(box, rgb.shape[:2]))
+        assert len(set_q) > 1
+        cases = {
+            "mask": (mask_query(ci, inst), dict(query=ex.pool(rgb, inst.mask[None])[0])),
+            "box": (pb.SearchRequest(box=pb.BoxQuery(image=pb.Image(data=ci.path.read_bytes()), box=pb.Box(
+                x0=box[0], y0=box[1], x1=box[2], y1=box[3]))), dict(query=ex.pool(rgb, box_mask(box, rgb.shape[:2])[None])[0])),
+            "box by regions": (pb.SearchRequest(box=pb.BoxQuery(image=pb.Image(data=ci.path.read_bytes()), box=pb.Box(
+                x0=box[0], y0=box[1], x1=box[2], y1=box[3]), match=pb.QUERY_MATCH_REGIONS)), dict(query=set_q, weights=set_w)),
+            "vector": (pb.SearchRequest(vector=pb.VectorQuery(values=raw.tolist())), dict(query=raw)),
+            "region": (pb.SearchRequest(region=pb.RegionRef(image_id=ci.image_id, region_id=2)),
+                       dict(query=local.region_vector(ci.image_id, 2))),
+            "examples": (pb.SearchRequest(examples=pb.ExamplesQuery(positives=positives, negatives=200)),
+                         dict(query=probe.weights, bias=probe.bias, normalize=False)),
+        }
+        for name, (req, kw) in cases.items():
+            req.top_k, req.regions_per_image = 6, 2
+            got = stub.Search(req).hits
+            want = local.search(k=6, regions_per_image=2, **kw)
+            assert [h.image_id for h in got] == [h.image_id for h in want], name
+            assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-4), name
+            assert [[r.region_id for r in h.regions] for h in got] == [[r.region_id for r in h.regions] for h in want], name
+        bad = pb.SearchRequest(box=pb.BoxQuery(image=pb.Image(data=ci.path.read_bytes()), box=pb.Box(x0=0, y0=0, x1=9, y1=9),
+                                               match=7))
+        assert call_error(stub.Search, bad).details().startswith("box.match:")
+        ch.close()
+    local.close()

@@ -1,4 +1,6 @@
 """Extractor.extract_batch: the same tokens as one frame at a time, one forward pass per size."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -48,10 +50,38 @@ def test_forward_passes_grouped_by_size(tiny_dino_extractor):
     assert sorted(calls) == sorted([(2, 3, 70, 98), (1, 3, 70, 84)])
 
 
-def test_a_bad_frame_fails_the_batch_before_any_model_runs(tiny_dino_extractor):
-    with pytest.raises(InputError) as e:
-        tiny_dino_extractor.extract_batch([Frame(rgb=_photo(40, 40, 0)), Frame(rgb=np.zeros((0, 5, 3), np.uint8))])
-    assert e.value.field == "image"
+class _CountingMasker:
+    """The extractor's masker, recording every image it is called on."""
+
+    def __init__(self, masker):
+        self.masker, self.name, self.calls = masker, masker.name, []
+
+    def __call__(self, rgb):
+        self.calls.append(rgb.shape)
+        return self.masker(rgb)
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_a_bad_frame_fails_the_batch_before_any_model_runs(tiny_dino_extractor, overlap):
+    masker = _CountingMasker(tiny_dino_extractor.masker)
+    ex = replace(tiny_dino_extractor, masker=masker, overlap=overlap)
+    vit = ex.backbone.vit
+    forwards = []
+    original = vit.forward_features
+    vit.forward_features = lambda x: forwards.append(tuple(x.shape)) or original(x)
+    try:
+        with pytest.raises(InputError) as e:
+            ex.extract_batch([Frame(rgb=_photo(40, 40, 0)), Frame(rgb=np.zeros((0, 5, 3), np.uint8))])
+        assert e.value.field == "image"
+        assert masker.calls == [] and forwards == []     # the good first frame was not worked on
+        ex.extract_batch([Frame(rgb=_photo(40, 40, 0)), Frame(rgb=_photo(40, 40, 1))])
+        # the counters do count: two masks, and one batched forward pass (two when overlapped)
+        batched = [(1, 3, 42, 42)] * 2 if overlap else [(2, 3, 42, 42)]
+        assert len(masker.calls) == 2 and forwards == batched
+    finally:
+        vit.forward_features = original
+        if ex._helper is not None:
+            ex._helper.shutdown()
 
 
 def test_lite_does_not_claim_to_batch():

@@ -125,10 +125,10 @@ def test_extractor_from_a_saved_tiny_sam_checkpoint(tmp_path, photo):
     path = save_sam_checkpoint(build_sam_model("tiny", seed=7), tmp_path / "tiny_sam.pth")
     a = build_extractor("tiny", sam_checkpoint=path, seed=0)
     b = build_extractor("tiny", seed=7)
-    sa = a.masker.sam.generator.predictor.model.state_dict()
-    sb = b.masker.sam.generator.predictor.model.state_dict()
+    sa = a.masker.sam.model.state_dict()
+    sb = b.masker.sam.model.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sb)  # the file's weights, not the seed-0 init
-    c = build_extractor("tiny", seed=0).masker.sam.generator.predictor.model.state_dict()
+    c = build_extractor("tiny", seed=0).masker.sam.model.state_dict()
     assert not all(torch.equal(sa[k], c[k]) for k in c)
 
 

@@ -80,7 +80,7 @@ def test_official_archs_match_segment_anything(name, monkeypatch):
 
 
 def test_tiny_sam_through_the_real_generator(tiny_sam, photo):
-    masker = SamMasker(tiny_sam, generator_config("image", **OPEN), model_name="tiny")
+    masker = SamMasker(tiny_sam, generator_config("image", **OPEN), model_name="tiny", generator="reference")
     assert isinstance(masker.generator, SamAutomaticMaskGenerator)
     assert masker.generator.pred_iou_thresh == 0.0 and masker.generator.box_nms_thresh == 0.7
     props = masker(photo)

@@ -33,7 +33,8 @@ def test_sampling_options(sevenscenes_dir):
     f = next(iter(src))
     assert f.rgb.shape == (240, 320, 3) and f.depth.shape == (240, 320)
     assert f.camera == Camera(585, 585, 320, 240, 640, 480).scaled(320, 240)
-    assert f.camera.fx == pytest.approx(292.5) and f.camera.cx == pytest.approx(159.75)
+    assert f.camera.fx == pytest.approx(292.5) and f.camera.cx == pytest.approx(159.75)  # (320 + 0.5)/2 − 0.5
+    assert f.camera.fy == pytest.approx(292.5) and f.camera.cy == pytest.approx(119.75)  # (240 + 0.5)/2 − 0.5
     assert src.describe()["resampled_to"] == [320, 240]
 
 
@@ -103,7 +104,10 @@ def _scannet_folder(sevenscenes_dir, root, numbers=(150, 151, 152), raw_labels=T
     Kd = np.eye(4)
     Kd[:3, :3] = Camera(585, 585, 320, 240, 640, 480).K
     Kc = np.eye(4)
-    Kc[:3, :3] = Camera(585, 585, 320, 240, 640, 480).scaled(1296, 968).K
+    # the same camera at 1296×968, by hand (pixel-centre convention, c' = (c + 0.5)·s − 0.5):
+    # sx = 1296/640 = 2.025, sy = 968/480; fx = 585·2.025 = 1184.625, fy = 585·968/480 = 1179.75,
+    # cx = 320.5·2.025 − 0.5 = 648.5125, cy = 240.5·968/480 − 0.5 = 484.508333
+    Kc[:3, :3] = [[1184.625, 0, 648.5125], [0, 1179.75, 484.508333], [0, 0, 1]]
     np.savetxt(root / "intrinsic" / "intrinsic_depth.txt", Kd, fmt="%f")
     np.savetxt(root / "intrinsic" / "intrinsic_color.txt", Kc, fmt="%f")
     for k, n in enumerate(numbers):

@@ -107,14 +107,26 @@ def test_independently_packed_file_reads_the_same(tmp_path):
             np.testing.assert_array_equal(a.pose, b.pose)
 
 
-def test_sampling_skips_without_decoding(tmp_path):
+def test_sampling_skips_without_decoding(tmp_path, monkeypatch):
     rgbs, depths, poses = _data(6, seed=2)
     path = _write(tmp_path / "s.sens", rgbs, depths, poses)
+    decoded = []   # (what, frame) for every colour image and depth map decoded
+    decode_color, decode_depth = SensFile.decode_color, SensFile._decode_depth
+    monkeypatch.setattr(SensFile, "decode_color",
+                        lambda self, rec: decoded.append(("colour", rec.index)) or decode_color(self, rec))
+    monkeypatch.setattr(SensFile, "_decode_depth",
+                        lambda self, data, where: decoded.append(("depth", where)) or decode_depth(self, data, where))
     assert [f.index for f in scenes.open_source(path, every=2)] == [0, 2, 4]
+    assert [i for what, i in decoded if what == "colour"] == [0, 2, 4]
+    assert sum(what == "depth" for what, _ in decoded) == 3, decoded
+    decoded.clear()
     assert [f.index for f in scenes.open_source(path, count=3)] == [0, 2, 5]
+    assert len(decoded) == 6
     f = next(iter(scenes.open_source(path, max_frames=1, size=(16, 12))))
     assert f.rgb.shape == (12, 16, 3) and f.depth.shape == (12, 16)
-    assert f.camera == CAM.scaled(16, 12) or abs(f.camera.fx - CAM.fx / 2) < 1e-4
+    # CAM (30, 31, 15.5, 11.5) at half size, by hand: f/2, c' = (c + 0.5)/2 − 0.5
+    assert (f.camera.fx, f.camera.fy, f.camera.cx, f.camera.cy) == pytest.approx((15.0, 15.5, 7.5, 5.5), abs=1e-5)
+    assert (f.camera.width, f.camera.height) == (16, 12)
 
 
 def test_colour_and_depth_of_different_sizes(tmp_path):

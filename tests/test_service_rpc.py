@@ -115,8 +115,7 @@ def test_stream_scene_summary_and_ply(daemon, tmp_path):
 
 def test_index_and_search(daemon):
     srv, stub = daemon
-    if srv.search is None:
-        pytest.skip("this build has no region index")
+    assert srv.search is not None, "the daemon started with index=True serves no region index"
     reqs = [pb.IndexRequest(image_id=f"img{i}", image=image_pb(sample_image(64, 48, seed=i)),
                             metadata={"set": "a"}) for i in range(3)]
     reqs.append(pb.IndexRequest(image_id="bad", image=pb.Image(data=b"not an image")))

@@ -67,7 +67,8 @@ def run(args) -> int:
     from daemon.extraction.profiles import build_extractor  # torch: only when the command runs (--help stays light)
 
     out_dir = Path(args.out)
-    extractor = build_extractor(args.profile, weights_dir=args.weights, device=args.device)
+    extractor = build_extractor(args.profile, weights_dir=args.weights, device=args.device,
+                                sam_generator=args.sam_generator)
     rgb = load_photo(args.photo)
     result = regions_step(extractor, rgb, args.photo, out_dir)
     summary = write_summary(result, extractor.profile, out_dir)
@@ -82,15 +83,17 @@ def run(args) -> int:
         from ..heads.demo import demo_heads  # torch: only when the command runs (--help stays light)
 
         heads = demo_heads(out_dir / "heads", extractor)
-    return daemon_steps(out_dir, extractor.profile, args.weights, args.scene_frames, heads)
+    return daemon_steps(out_dir, extractor.profile, args.weights, args.scene_frames, heads, args.sam_generator)
 
 
 # --- the daemon part: serve, scan a generated scene, stream a generated clip ------------------
 
-def start_daemon(out_dir: Path, profile: str, weights=None, heads=None, timeout: float = 180.0):
+def start_daemon(out_dir: Path, profile: str, weights=None, heads=None, timeout: float = 180.0,
+                 sam_generator: str = "fast"):
     """`regiond serve` on a free loopback port; returns (process, address). Its log goes to
     out_dir/daemon.log."""
-    args = ["--listen", "127.0.0.1:0", "--profile", profile, "--data-dir", out_dir / "daemon-data", "--grace", "5"]
+    args = ["--listen", "127.0.0.1:0", "--profile", profile, "--data-dir", out_dir / "daemon-data", "--grace", "5",
+            "--sam-generator", sam_generator]
     args += ["--weights", weights] if weights else []
     args += ["--heads", heads] if heads else []
     return spawn_daemon(args, out_dir / "daemon.log", timeout)
@@ -112,8 +115,9 @@ def run_client(module: str, *args) -> None:
         raise RuntimeError(f"{module} exited with status {rc}")
 
 
-def daemon_steps(out_dir: Path, profile: str, weights, scene_frames: int, heads=None) -> int:
-    proc, address = start_daemon(out_dir, profile, weights, heads)
+def daemon_steps(out_dir: Path, profile: str, weights, scene_frames: int, heads=None,
+                 sam_generator: str = "fast") -> int:
+    proc, address = start_daemon(out_dir, profile, weights, heads, sam_generator=sam_generator)
     print(f"daemon: {address} (log {out_dir / 'daemon.log'})")
     try:
         scan_dir = out_dir / "scan"

@@ -7,6 +7,18 @@ their means over classes (mAP, mP@50) for both.
 
   regiond eval retrieval COLLECTION [--annotations FILE]
   regiond eval retrieval --synthetic 120 [--keep DIR]     # a generated collection
+
+On footage without annotations (--video): every K-th frame is indexed, a central box of
+every 10th frame is the query, and the top 5 other frames are correct when within ±10
+frames of it (nearby frames show the same objects). Prints `temporal P@5 = x` for both ways
+of matching a box (its regions one by one, or one pooled feature).
+
+  regiond eval retrieval --video clip.mp4 [--every K]
+  regiond eval retrieval --video path/to/7scenes-seq      # a folder of frames: any source
+                                                          # `regiond scene` reads
+
+The index maps every feature with the extractor's normaliser (--normaliser none: raw
+features, the scores of indexes built before normalisation), the whole-image baseline too.
 """
 from __future__ import annotations
 
@@ -15,6 +27,7 @@ import json
 import sys
 import tempfile
 
+from .index import add_normaliser_option, normaliser_from_args
 from .regions import add_model_options
 
 
@@ -28,6 +41,15 @@ def register(tasks) -> None:
     p.add_argument("--synthetic", type=int, metavar="N", default=0,
                    help="instead of COLLECTION: generate N synthetic images (objects of 6 classes pasted "
                         "on varied backgrounds) and evaluate on them")
+    p.add_argument("--video", metavar="SOURCE", default=None,
+                   help="instead of COLLECTION: temporal retrieval on a video file or a folder of frames "
+                        "(7-Scenes, ScanNet export, .sens, synthetic:SEED)")
+    p.add_argument("--every", type=int, default=1, metavar="K", help="with --video: index every K-th frame (default 1)")
+    p.add_argument("--window", type=int, default=10, metavar="W",
+                   help="with --video: hits within ±W frames of the query are correct (default 10)")
+    p.add_argument("--match", default="regions", choices=["regions", "pooled"],
+                   help="with --video: the way of matching the box that the `temporal P@5 =` line reports "
+                        "(both are printed): regions (default) or pooled")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic collection and query sampling")
     p.add_argument("--keep", metavar="DIR", default=None,
                    help="with --synthetic: write the collection here (default: a temporary folder)")
@@ -37,6 +59,7 @@ def register(tasks) -> None:
                    help="sample at most N queries per class (default 0: every instance is a query)")
     p.add_argument("--precision-at", type=int, default=50, metavar="K", help="precision@K (default 50)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON after the table")
+    add_normaliser_option(p)
     add_model_options(p)
     p.set_defaults(func=run)
 
@@ -53,9 +76,14 @@ def run(args) -> int:
     from ..index.evaluation import evaluate_retrieval  # faiss: only when the command runs (--help stays light)
 
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-    if bool(args.collection) == bool(args.synthetic):
-        print("regiond eval retrieval: give COLLECTION or --synthetic N (one of them)", file=sys.stderr)
+    if sum(map(bool, (args.collection, args.synthetic, args.video))) != 1:
+        print("regiond eval retrieval: give COLLECTION, --synthetic N or --video SOURCE (one of them)", file=sys.stderr)
         return 2
+    extractor = build_extractor(args.profile, args.weights, device=args.device, sam_generator=args.sam_generator)
+    normaliser = normaliser_from_args(args, extractor)
+    print(f"profile {extractor.profile}, backbone {extractor.backbone.name}")
+    if args.video:
+        return run_video(args, extractor, normaliser)
     tmp = None
     root = args.collection
     if args.synthetic:
@@ -67,15 +95,27 @@ def run(args) -> int:
         make_synthetic_collection(root, args.synthetic, seed=args.seed)
     try:
         collection = load_coco(root, args.annotations)
-        extractor = build_extractor(args.profile, args.weights, device=args.device)
         report = evaluate_retrieval(collection, extractor, index_dir=args.index_dir,
                                     queries_per_class=args.queries_per_class or None,
-                                    precision_k=args.precision_at, seed=args.seed, progress=True)
+                                    precision_k=args.precision_at, seed=args.seed, progress=True,
+                                    normaliser=normaliser)
     finally:
         if tmp is not None:
             tmp.cleanup()
-    print(f"profile {extractor.profile}, backbone {extractor.backbone.name}")
     print(report.text())
+    if args.json:
+        print(json.dumps(report.as_dict()))
+    return 0
+
+
+def run_video(args, extractor, normaliser) -> int:
+    from scenes import open_source
+
+    from ..index.temporal import evaluate_temporal  # faiss: only when the command runs
+
+    report = evaluate_temporal(open_source(args.video), extractor, source=args.video, every=args.every,
+                               window=args.window, normaliser=normaliser, progress=True)
+    print(report.text(args.match))
     if args.json:
         print(json.dumps(report.as_dict()))
     return 0

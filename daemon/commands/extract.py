@@ -6,10 +6,23 @@ labels.csv of `file,label` rows: 8 evenly spaced frames per video), or an image 
 (images/ and labels/ with label maps of the same stem). Per-region labels come from the
 ground truth by the >50% rule. Extending an existing cache with tokens of another profile or
 other models is refused.
+
+Items (a scene, a clip, an image folder) are written atomically; re-running a job skips the
+items already in the cache, and a source that fails is reported and skipped (exit status 1).
+
+On Ray (--ray): a Ray Data pipeline whose actors each load the models once and extract whole
+items, reading the frames where they are and writing into CACHE, which (like the sources and
+the weights) must be on a path every node reaches:
+
+  regiond extract scenes/* --out /shared/cache --ray                  # a local Ray instance for the job
+  ray start --head                                                    # on one machine, then on the others:
+  ray start --address=HEAD:6379                                       # (same regiond and paths everywhere)
+  regiond extract scenes/* --out /shared/cache --ray HEAD:6379 --device cuda   # one GPU per actor
 """
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from core.errors import InputError
@@ -38,13 +51,47 @@ def register(sub) -> None:
     p.add_argument("--patches", action="store_true",
                    help="also store patch tokens (backbone grid cells) for the patch-token baselines")
     add_model_options(p)
+    add_ray_options(p)
     p.set_defaults(func=run)
+
+
+def add_ray_options(p) -> None:
+    """--ray [ADDRESS], --actors, --cpus-per-actor, --gpus-per-actor (extract, label)."""
+    r = p.add_argument_group("Ray")
+    r.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run on Ray: no ADDRESS (or 'local') starts a Ray instance on this machine for the job; "
+                        "an ADDRESS (HOST:6379, or 'auto') joins that cluster")
+    r.add_argument("--actors", type=int, default=None, metavar="N",
+                   help="actors, each loading the models once (default: as many as the cluster's CPUs, or GPUs, allow)")
+    r.add_argument("--cpus-per-actor", type=float, default=1.0, metavar="C",
+                   help="CPUs each actor reserves (fractions share a small machine; default 1)")
+    r.add_argument("--gpus-per-actor", type=float, default=None, metavar="G",
+                   help="GPUs each actor reserves (default: 1 with --device cuda, else 0)")
+
+
+def ray_options(args):
+    """The RayOptions of --ray and its companions (None without --ray)."""
+    if args.ray is None:
+        return None
+    from daemon.extraction.pool import RayOptions
+
+    gpus = args.gpus_per_actor if args.gpus_per_actor is not None else (1.0 if args.device.startswith("cuda") else 0.0)
+    return RayOptions(address=args.ray, actors=args.actors, cpus_per_actor=args.cpus_per_actor, gpus_per_actor=gpus)
+
+
+def actor_build(args, **kw) -> dict:
+    """build_extractor's arguments for the actors: the profile resolved here (auto → a name)."""
+    from daemon.extraction.profiles import resolve_profile  # torch: only when the command runs
+
+    return dict(profile=resolve_profile(args.profile, args.weights).name, weights_dir=args.weights,
+                device=args.device, **kw)
 
 
 def run(args) -> int:
     import torch  # heavy: only when the command runs (--help stays light)
 
-    from daemon.extraction.jobs import extract_to_cache  # torch: only when the command runs (--help stays light)
+    from daemon.extraction.jobs import extract_on_ray, extract_to_cache  # torch: only when the command runs
+    from daemon.extraction.pool import ray_cluster
     from daemon.extraction.profiles import build_extractor  # torch: only when the command runs (--help stays light)
 
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
@@ -53,10 +100,20 @@ def run(args) -> int:
         raise InputError("sources", f"mixed kinds {sorted(kinds)}: extract each kind in its own call "
                                     f"(they use different SAM presets)")
     kind = kinds.pop()
-    extractor = build_extractor(args.profile, args.weights, device=args.device, preset=KIND_PRESET[kind])
-    cache = extract_to_cache(args.sources, args.out, extractor, kind=kind, every=args.every,
-                             max_frames=args.max_frames, size=args.size, patches=args.patches)
-    n_frames = sum(len(i.frames) for i in cache.items)
-    print(f"{cache.root}: {len(cache.items)} items, {n_frames} frames, profile {cache.versions['profile']} "
-          f"({cache.versions['masker']}, {cache.versions['backbone']}, dim {cache.versions['dim']})")
-    return 0
+    job = dict(kind=kind, every=args.every, max_frames=args.max_frames, size=args.size, patches=args.patches)
+    ray = ray_options(args)
+    if ray is None:
+        extractor = build_extractor(args.profile, args.weights, device=args.device, preset=KIND_PRESET[kind],
+                                    sam_generator=args.sam_generator)
+        report = extract_to_cache(args.sources, args.out, extractor, **job)
+    else:
+        with ray_cluster(ray):
+            report = extract_on_ray(args.sources, args.out, actor_build(args, preset=KIND_PRESET[kind], sam_generator=args.sam_generator), ray, **job)
+    for source, error in report.failures:
+        print(f"regiond extract: {source}: {error}", file=sys.stderr)
+    v = report.cache.versions
+    n_frames = sum(len(i.frames) for i in report.cache.items)
+    print(f"{report.cache.root}: {len(report.cache.items)} items, {n_frames} frames, profile {v['profile']} "
+          f"({v['masker']}, {v['backbone']}, dim {v['dim']})")
+    print(report.summary())
+    return 1 if report.failures else 0

@@ -32,6 +32,15 @@ def add_model_options(p) -> None:
                    help="directory of model checkpoints under their official names "
                         "(default: $REGIOND_WEIGHTS, else ~/.cache/regiond/weights); see `regiond models`")
     p.add_argument("--device", default="cpu", help="torch device for SAM and the backbone (cpu, cuda, cuda:1)")
+    add_sam_generator_option(p)
+
+
+def add_sam_generator_option(p) -> None:
+    """--sam-generator, shared with `regiond serve`."""
+    p.add_argument("--sam-generator", default="fast", choices=["fast", "reference"],
+                   help="SAM profiles' mask generator: fast (default; segment-anything's masks several "
+                        "times faster, bench/amg.py) or reference (segment-anything's own "
+                        "SamAutomaticMaskGenerator)")
 
 
 def register(sub) -> None:
@@ -110,7 +119,8 @@ def _unique_names(paths: list[Path]) -> list[str]:
 def run(args) -> int:
     from daemon.extraction.profiles import build_extractor  # torch: only when the command runs (--help stays light)
 
-    extractor = build_extractor(args.profile, weights_dir=args.weights, device=args.device)
+    extractor = build_extractor(args.profile, weights_dir=args.weights, device=args.device,
+                                sam_generator=args.sam_generator)
     out_dir = Path(args.out)
     paths = [Path(p) for p in args.images]
     print(f"profile {extractor.profile}: masks {extractor.masker.name}, backbone {extractor.backbone.name}; "

@@ -6,6 +6,15 @@ Layout of a cache directory:
     <item>/000000.npz        RegionSet of frame 0 (with per-region labels by the >50% rule)
     <item>/000000.labels.png ground-truth label map (NYU40 ids; 8-bit, 16-bit if needed)
     <item>/000000.patches.npz  the same frame's patch tokens (optional, for the baselines)
+    <item>/item.json         the item's CacheItem, written before the item moves into place
+    .partial/                items being written (by this process or by Ray actors), each
+                             moved to <item> in one rename once complete
+    .lock                    held (flock) by the one job writing the manifest
+
+Items are atomic: a frame of an item never appears without the others. A writer fills a
+directory under .partial/ and renames it to <item> when every frame is there, then the job
+records it in the manifest; a directory whose item.json is in place but which the manifest
+lacks (a job killed between the two) is adopted by the next job that plans the same item.
 
 An item is one scene (all sampled frames), one clip (8 evenly spaced frames, a class), or
 one image folder. A cache holds tokens of one extractor only: adding a source extracted with
@@ -13,10 +22,15 @@ another profile or other models is refused, since their features are not compara
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import shutil
+import uuid
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -27,6 +41,9 @@ from daemon import __version__
 
 FORMAT = "regiond.tokencache/1"
 MANIFEST = "manifest.json"
+ITEM_FILE = "item.json"
+PARTIAL = ".partial"
+LOCK = ".lock"
 KINDS = ("scene", "clip", "images")
 #: Frames a clip item holds by default: the paper's 8 evenly spaced frames. An activity head
 #: records the clip length it was trained on (its config's `window`), which serving then uses.
@@ -57,9 +74,14 @@ class CacheItem:
 
 def extractor_versions(extractor) -> dict:
     """What makes tokens comparable: the profile, models, feature width and pooling."""
-    return {"profile": extractor.profile, "masker": extractor.masker.name,
-            "backbone": extractor.backbone.name, "dim": int(extractor.dim),
-            "pooling": extractor.pooling, "regiond": __version__}
+    return versions(extractor.profile, extractor.masker.name, extractor.backbone.name, extractor.dim,
+                    extractor.pooling)
+
+
+def versions(profile: str, masker: str, backbone: str, dim: int, pooling: str) -> dict:
+    """A cache's `versions` (also known before any model loads: profiles.profile_versions)."""
+    return {"profile": profile, "masker": masker, "backbone": backbone, "dim": int(dim),
+            "pooling": pooling, "regiond": __version__}
 
 
 class TokenCache:
@@ -69,6 +91,7 @@ class TokenCache:
         self.root = Path(root)
         self.versions = versions
         self.items = items
+        self._names = {i.name for i in items}
 
     # --- opening -----------------------------------------------------------------------
 
@@ -104,17 +127,29 @@ class TokenCache:
 
     # --- items -------------------------------------------------------------------------
 
-    def add(self, item: CacheItem) -> None:
-        """Record a finished item (replacing one of the same name)."""
-        self.items = [i for i in self.items if i.name != item.name] + [item]
+    def add(self, item: CacheItem, save: bool = True) -> None:
+        """Record a finished item (replacing one of the same name); save=False leaves writing
+        the manifest to a later add or save() (jobs of many items: the manifest is rewritten
+        whole, and an item committed but not yet recorded is adopted by the next job)."""
+        if item.name in self._names:  # rare: a replaced item
+            self.items = [i for i in self.items if i.name != item.name]
+        self.items.append(item)
+        self._names.add(item.name)
+        if save:
+            self.save()
+
+    def save(self) -> None:
         self._write_manifest()
 
-    def unique_name(self, base: str) -> str:
-        taken = {i.name for i in self.items}
-        name, k = base, 1
-        while name in taken or (self.root / name).exists():
-            name, k = f"{base}_{k}", k + 1
-        return name
+    def order(self, names: list[str]) -> None:
+        """Put the items in this order (a job's plan), the others first as they were."""
+        rank = {n: k for k, n in enumerate(names)}
+        self.items.sort(key=lambda i: rank.get(i.name, -1))  # stable: unplanned items keep theirs
+        self._write_manifest()
+
+    def writing(self):
+        """job_lock on the cache."""
+        return job_lock(self.root)
 
     def of_kind(self, kind: str) -> list[CacheItem]:
         return [i for i in self.items if i.kind == kind]
@@ -146,6 +181,59 @@ class TokenCache:
                 if r.labels is not None:
                     ids.update(int(v) for v in np.unique(r.labels) if v >= 0)
         return sorted(ids)
+
+
+# --- writing one item atomically ------------------------------------------------------------
+
+@contextmanager
+def job_lock(root: str | Path) -> Iterator[None]:
+    """Held by the one job writing a directory of items (a cache, a labelling job's output):
+    a second job is refused; what killed writers left in .partial/ is cleared on both sides."""
+    root = Path(root)
+    with open(root / LOCK, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError("out", f"{root} is being written by another job (its {LOCK} is held)") from None
+        try:
+            shutil.rmtree(root / PARTIAL, ignore_errors=True)
+            yield
+        finally:
+            shutil.rmtree(root / PARTIAL, ignore_errors=True)
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def partial_dir(root: str | Path, name: str) -> Path:
+    """A fresh directory under root/.partial/ for item `name`, named after the writing
+    process (so a writer killed mid-item is easy to tell from a live one)."""
+    d = Path(root) / PARTIAL / f"{name.replace('/', '__')}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    d.mkdir(parents=True)
+    return d
+
+
+def dead_attempts(root: str | Path, name: str) -> int:
+    """Writers of item `name` that died under it in this job: the partial directories they
+    left (a writer that fails cleanly removes its own; the job clears them at its end)."""
+    d = Path(root) / PARTIAL
+    return len(list(d.glob(f"{name.replace('/', '__')}.*.*"))) if d.is_dir() else 0
+
+
+def commit_item(root: str | Path, tmp: Path, item: CacheItem) -> None:
+    """Move a complete item from `tmp` (partial_dir) to root/<item.name>, replacing one there."""
+    (tmp / ITEM_FILE).write_text(json.dumps(asdict(item), indent=1))
+    final = Path(root) / item.name
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+
+
+def read_item(directory: Path) -> CacheItem | None:
+    """The CacheItem a committed item directory records, None when there is none."""
+    try:
+        return CacheItem(**json.loads((directory / ITEM_FILE).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 def check_compatible(have: dict, new: dict, where: str) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,26 +14,12 @@ import torch
 
 from core.frames import DEFAULT_MAX_PIXELS, Frame
 from core.regionset import RegionSet
+from core.timing import StageTimer
 
 from ..features.base import Backbone
 from ..features.pooling import pool_masks
 from ..geometry import region_geometry
 from ..masks.base import MaskGenerator
-
-
-@dataclass
-class StageTimer:
-    """Wall-clock seconds per named stage of one extraction."""
-
-    seconds: dict = field(default_factory=dict)
-
-    @contextmanager
-    def stage(self, name: str):
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
 
 
 @dataclass

@@ -16,6 +16,7 @@ from core.errors import MissingWeightsError
 
 from ..features import BACKBONES, build_backbone
 from ..masks import MaskerSpec, build_masker
+from .cache import versions
 from .extractor import Extractor
 
 log = logging.getLogger(__name__)
@@ -226,3 +227,12 @@ def build_extractor(profile: str | Profile = "auto", weights_dir: str | Path | N
     weights = {role: str(path) for role, path in (("masker", spec.sam_checkpoint), ("backbone", ckpt)) if path}
     return Extractor(masker=masker, backbone=backbone, pooling=p.pooling, profile=p.name, weights=weights,
                      overlap=p.overlap, **extractor_kw)
+
+
+def profile_versions(profile: str | Profile = "auto", weights_dir: str | Path | None = None, announce=None,
+                     pooling: str | None = None) -> dict:
+    """The token-cache versions (cache.extractor_versions) of what build_extractor(profile,
+    weights_dir, pooling=...) builds, known without loading a model: a Ray job's driver
+    checks its cache with them while the actors load the models."""
+    p = profile if isinstance(profile, Profile) else resolve_profile(profile, weights_dir, announce)
+    return versions(p.name, p.masker.kind, p.backbone, BACKBONES[p.backbone].dim, pooling or p.pooling)

@@ -44,7 +44,7 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 
 
 def backproject(depth: np.ndarray, camera: Camera, pose=None, max_depth: float = DEFAULT_MAX_DEPTH,
-                min_depth: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                min_depth: float = 0.0, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Depth image → 3D points.
 
     depth      H×W float depth in metres along the optical axis (0 or NaN = no reading)
@@ -52,12 +52,17 @@ def backproject(depth: np.ndarray, camera: Camera, pose=None, max_depth: float =
     pose       4×4 camera-to-world; None gives camera-space points. A pose ScanNet marks
                lost (-inf) raises InputError here: callers decide what a missing pose means.
     max_depth  readings beyond this (metres) are invalid; min_depth likewise below
+    stride     only every stride-th pixel each way: the same points as slicing the full result
+               [::stride, ::stride], for a quarter (stride 2) of the work
 
     Returns (points H×W×3 float32, valid H×W bool); invalid pixels hold NaN.
     """
     d, camera = _checked(depth, camera)
+    if stride < 1:
+        raise InputError("stride", f"must be at least 1, got {stride}")
+    d = d[::stride, ::stride]
     valid = valid_depth(d, max_depth, min_depth)
-    xs, ys = camera_rays(camera)
+    xs, ys = (r[::stride, ::stride] for r in camera_rays(camera))
     z = np.where(valid, d, np.float32(np.nan))
     pts = np.stack([xs * z, ys * z, z], axis=-1)
     if pose is not None:

@@ -77,7 +77,7 @@ class VoxelFusion:
         if lab is not None:
             keep = lab > 0
             if keep.any():
-                self._label_parts.append(self._count_labels(keys[keep], lab[keep], np.ones(int(keep.sum()), np.int64)))
+                self._label_parts.append(self._frame_labels(uniq, inv[keep], lab[keep]))
         self._buffered += len(uniq)
         if self._buffered > max(self._merged_size, 1 << 18):
             self._merge()
@@ -93,22 +93,31 @@ class VoxelFusion:
         if frame.depth is None or frame.camera is None or pose is None:
             self.frames_skipped += 1
             return False
-        if stride < 1:
-            raise InputError("stride", f"must be at least 1, got {stride}")
-        pts, valid = backproject(frame.depth, frame.camera, pose, max_depth=self.max_depth)
+        pts, v = backproject(frame.depth, frame.camera, pose, max_depth=self.max_depth, stride=stride)
         rgb = np.asarray(frame.rgb)
-        if rgb.shape[:2] != valid.shape:
-            raise InputError("depth", f"shape {valid.shape} does not match the image {rgb.shape[:2]}")
+        shape = np.shape(frame.depth)
+        if rgb.shape[:2] != shape:
+            raise InputError("depth", f"shape {shape} does not match the image {rgb.shape[:2]}")
         lab = frame.labels if labels is None else labels
-        if lab is not None and np.asarray(lab).shape != valid.shape:
-            raise InputError("labels", f"shape {np.asarray(lab).shape} does not match the depth {valid.shape}")
+        if lab is not None and np.asarray(lab).shape != shape:
+            raise InputError("labels", f"shape {np.asarray(lab).shape} does not match the depth {shape}")
         s = (slice(None, None, stride), slice(None, None, stride))
-        v = valid[s]
-        self.add_points(pts[s][v], rgb[s][v][:, :3], None if lab is None else np.asarray(lab)[s][v])
+        self.add_points(pts[v], rgb[s][v][:, :3], None if lab is None else np.asarray(lab)[s][v])
         self.frames_used += 1
         return True
 
     # --- reducing -------------------------------------------------------------------------
+
+    @staticmethod
+    def _frame_labels(uniq, inv, labels):
+        """_count_labels of one frame's labelled points (their voxels as indices into uniq):
+        one bincount over (voxel, label) pairs instead of a sort, when the pairs are few."""
+        top = int(labels.max()) + 1
+        if len(uniq) * top > 1 << 24:
+            return VoxelFusion._count_labels(uniq[inv], labels, np.ones(len(labels), np.int64))
+        counts = np.bincount(inv * top + labels, minlength=len(uniq) * top)
+        pair = np.flatnonzero(counts)  # sorted by voxel key (uniq is sorted), then label
+        return uniq[pair // top], pair % top, counts[pair]
 
     @staticmethod
     def _count_labels(keys, labels, counts):

@@ -73,15 +73,43 @@ def region_geometry(masks: np.ndarray | Partition, depth: np.ndarray, camera: Ca
     extents = np.full((n, 3), np.nan, np.float32)
     with np.errstate(invalid="ignore", divide="ignore"):
         frac = np.where(areas > 0, counts / np.maximum(areas, 1), 0.0).astype(np.float32)
-    if pose is not None:
-        pts = points.reshape(-1, 3)
-        lo, hi = percentiles
-        for i in np.flatnonzero(counts):
-            p = pts[pixels[i]].astype(np.float64)
-            centroids[i] = p.mean(axis=0)
-            q = np.percentile(p, [lo, hi], axis=0)
-            extents[i] = q[1] - q[0]
+    live = np.flatnonzero(counts)
+    if pose is not None and live.size:
+        # every region's valid points one after another, coordinate-major (3×P): each region's
+        # x, y and z lie contiguous, for the sums and the partitions
+        n_live = counts[live]
+        starts = np.cumsum(n_live) - n_live
+        coords = points.reshape(-1, 3)[np.concatenate([pixels[i] for i in live])].T.astype(np.float64)
+        centroids[live] = (np.add.reduceat(coords, starts, axis=1) / n_live).T
+        q = _linear_percentiles(coords, starts, n_live, percentiles)
+        extents[live] = q[:, 1] - q[:, 0]
     return RegionGeometry(centroids, extents, frac, counts)
+
+
+def _linear_percentiles(values: np.ndarray, starts: np.ndarray, counts: np.ndarray,
+                        percentiles: tuple[float, ...]) -> np.ndarray:
+    """np.percentile(values[:, a:a+n], percentiles, axis=1) (method "linear") of each segment
+    of finite values, as segments × percentiles × rows, bit for bit: numpy's own index, weight
+    and interpolation arithmetic, with one np.partition per segment instead of np.percentile's
+    set-up for each (which took most of the time of the 3D statistics). The value just above
+    each selected rank is the smallest one right of it, not a second selection."""
+    q = np.true_divide(np.asarray(percentiles, np.float64), 100)
+    lower = np.empty((len(starts), q.size, values.shape[0]))
+    upper = np.empty_like(lower)
+    gamma = np.empty((len(starts), q.size, 1))
+    for k, (a, n) in enumerate(zip(starts.tolist(), counts.tolist())):
+        virtual = (n - 1) * q
+        below = np.floor(virtual)
+        gamma[k, :, 0] = virtual - below
+        ranks = below.astype(np.intp)
+        part = np.partition(values[:, a:a + n], np.unique(ranks), axis=1)
+        for j, r in enumerate(ranks.tolist()):
+            lower[k, j] = part[:, r]
+            upper[k, j] = part[:, r + 1:].min(axis=1) if r + 1 < n else part[:, r]  # the largest
+    diff = upper - lower
+    out = lower + diff * gamma
+    np.subtract(upper, diff * (1 - gamma), out=out, where=gamma >= 0.5)
+    return out
 
 
 def _mask_pixels(masks: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:

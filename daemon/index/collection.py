@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -191,18 +192,23 @@ def render_image(rng, classes: list[int], size: tuple[int, int] = (160, 160)):
     return rgb, [i for i in instances if i.mask.sum() >= 50]
 
 
+def synthetic_images(n_images: int, seed: int = 0, size: tuple[int, int] = (160, 160),
+                     max_objects: int = 3) -> Iterator[tuple[np.ndarray, list[Instance]]]:
+    """The synthetic collection's images, in order: (H×W×3 uint8, [Instance]) each."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n_images):
+        k = int(rng.integers(1, max_objects + 1))
+        classes = [int(c) for c in rng.choice(len(SYNTH_CLASSES), size=k, replace=False)]
+        yield render_image(rng, classes, size)
+
+
 def make_synthetic_collection(out_dir, n_images: int = 60, seed: int = 0, size: tuple[int, int] = (160, 160),
                               max_objects: int = 3) -> Path:
     """Write a COCO-format synthetic collection (PNG images + annotations.json) to out_dir."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    names = list(SYNTH_CLASSES)
     images, anns = [], []
-    for i in range(n_images):
-        k = int(rng.integers(1, max_objects + 1))
-        classes = [int(c) for c in rng.choice(len(names), size=k, replace=False)]
-        rgb, inst = render_image(rng, classes, size)
+    for i, (rgb, inst) in enumerate(synthetic_images(n_images, seed, size, max_objects)):
         name = f"synth_{i:05d}.png"
         cv2.imwrite(str(out / name), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
         images.append({"id": i + 1, "file_name": name, "height": size[0], "width": size[1]})
@@ -213,6 +219,6 @@ def make_synthetic_collection(out_dir, n_images: int = 60, seed: int = 0, size: 
                          "area": int(ins.mask.sum()),
                          "bbox": [float(box[0]), float(box[1]), float(box[2] - box[0]), float(box[3] - box[1])],
                          "segmentation": {"size": list(size), "counts": [int(c) for c in counts]}})
-    cats = [{"id": j + 1, "name": n} for j, n in enumerate(names)]
+    cats = [{"id": j + 1, "name": n} for j, n in enumerate(SYNTH_CLASSES)]
     (out / COCO_FILE).write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
     return out

@@ -5,7 +5,8 @@ is the instance's ground-truth mask pooled with the extractor (as a Search mask 
 Every other database image is scored, and the images that contain the class are relevant.
 
   regions      an image's score is its best region's cosine similarity (the region index)
-  whole-image  baseline: the image's mean-pooled feature grid (the same backbone), cosine
+  whole-image  baseline: the image's mean-pooled feature grid (the same backbone), cosine,
+               after the same feature normaliser as the index's (a fair comparison)
 
 AP is computed per query, averaged per class, then over classes (mAP); precision@50 the same
 way (the top 50 of the ranking, or the whole database when it is smaller).
@@ -21,9 +22,10 @@ from tqdm import tqdm
 
 from .collection import Collection
 from .config import IndexConfig
+from .corpus import normaliser_for
 from .extractor import RegionExtractor
+from .normaliser import Normaliser
 from .region_index import RegionIndex
-from .vectors import prepare
 
 
 def average_precision(scores: np.ndarray, relevant: np.ndarray) -> float:
@@ -56,12 +58,14 @@ class RetrievalReport:
     queries: int
     precision_k: int
     methods: dict  # name -> MethodResult
+    normaliser: str = ""  # the index's (RegionIndex.normaliser_note)
 
     def text(self) -> str:
         names = list(self.methods)
         classes = list(next(iter(self.methods.values())).per_class)
         head = f"{'class':<20}{'queries':>8}" + "".join(f"{n + ' AP':>18}{n + f' P@{self.precision_k}':>20}" for n in names)
-        lines = [f"{self.images} images, {self.regions} regions, {self.queries} queries", head]
+        lines = [f"{self.images} images, {self.regions} regions, {self.queries} queries",
+                 f"feature normaliser: {self.normaliser}", head]
         for c in classes:
             q = self.methods[names[0]].per_class[c]["queries"]
             lines.append(f"{c:<20}{q:>8}" + "".join(
@@ -72,22 +76,25 @@ class RetrievalReport:
 
     def as_dict(self) -> dict:
         return {"images": self.images, "regions": self.regions, "queries": self.queries,
-                "precision_k": self.precision_k,
+                "precision_k": self.precision_k, "normaliser": self.normaliser,
                 "methods": {n: {"mAP": m.mean_ap, f"P@{self.precision_k}": m.mean_precision, "per_class": m.per_class}
                             for n, m in self.methods.items()}}
 
 
 def evaluate_retrieval(collection: Collection, extractor: RegionExtractor, index_dir=None, queries_per_class: int | None = None,
-                       precision_k: int = 50, seed: int = 0, progress: bool = False) -> RetrievalReport:
+                       precision_k: int = 50, seed: int = 0, progress: bool = False,
+                       normaliser: Normaliser | None = None) -> RetrievalReport:
     """Index the collection's images with `extractor` (into index_dir, or a temporary one;
-    images already there are reused) and evaluate region and whole-image retrieval."""
+    images already there are reused) and evaluate region and whole-image retrieval.
+    normaliser: a new index's (default: the extractor's, corpus.normaliser_for)."""
     tmp = None
     if index_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="regiond-eval-")
         index_dir = tmp.name
     try:
         with RegionIndex(Path(index_dir), dim=extractor.dim, config=IndexConfig(checkpoint_every=10**9),
-                         features=extractor.features_name) as index:
+                         features=extractor.features_name,
+                         normaliser=normaliser or (lambda: normaliser_for(extractor))) as index:
             whole = np.zeros((len(collection.images), extractor.dim), np.float32)
             queries = []  # (image position, category, feature)
             for pos, ci in enumerate(tqdm(collection.images, desc="indexing", unit="image", disable=not progress)):
@@ -120,14 +127,14 @@ def _score(collection, index, whole, queries, queries_per_class, precision_k, se
         if queries_per_class and len(qs) > queries_per_class:
             qs = [qs[i] for i in sorted(rng.choice(len(qs), queries_per_class, replace=False))]
         chosen += qs
-    whole_n = prepare(whole, "cosine")
+    whole_n = index.prepare(whole)
     results = {"regions": {}, "whole-image": {}}
     for pos, c, f in tqdm(chosen, desc="querying", unit="query", disable=not progress):
         keep = np.arange(len(ids)) != pos
         rel = has[keep, c]
         best = index.score_images(f)
         region_scores = np.array([best.get(ids[j], -np.inf) for j in np.flatnonzero(keep)], np.float32)
-        whole_scores = whole_n[keep] @ prepare(f[None], "cosine")[0]
+        whole_scores = whole_n[keep] @ index.prepare(f[None])[0]
         for name, s in (("regions", region_scores), ("whole-image", whole_scores)):
             results[name].setdefault(c, []).append((average_precision(s, rel), precision_at(s, rel, precision_k)))
     methods = {}
@@ -138,4 +145,4 @@ def _score(collection, index, whole, queries, queries_per_class, precision_k, se
         methods[name] = MethodResult(float(np.mean([v["AP"] for v in per_class.values()])) if per_class else float("nan"),
                                      float(np.mean([v["P"] for v in per_class.values()])) if per_class else float("nan"),
                                      per_class)
-    return RetrievalReport(len(ids), index.num_regions, len(chosen), precision_k, methods)
+    return RetrievalReport(len(ids), index.num_regions, len(chosen), precision_k, methods, index.normaliser_note())

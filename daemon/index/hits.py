@@ -80,3 +80,25 @@ def check_vector(v, dim: int, field: str) -> np.ndarray:
     if not np.all(np.isfinite(a)):
         raise InputError(field, "non-finite values")
     return a
+
+
+def check_vectors(v, dim: int, field: str) -> np.ndarray:
+    """A dim-vector or M×dim rows (a set of region features) → M×dim float32, M ≥ 1."""
+    a = np.asarray(v, dtype=np.float32) if isinstance(v, np.ndarray) and v.ndim == 2 else None
+    if a is None:
+        return check_vector(v, dim, field)[None]
+    if a.shape[1] != dim or len(a) == 0:
+        raise InputError(field, f"expected M×{dim} region features, got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise InputError(field, "non-finite values")
+    return a
+
+
+def check_weights(weights, n: int, field: str = "weights") -> np.ndarray:
+    """Weights of n query regions, normalised to sum to 1 (None: equal)."""
+    if weights is None:
+        return np.full(n, 1.0 / n, np.float32)
+    w = np.asarray(weights, dtype=np.float32).reshape(-1)
+    if w.size != n or not np.all(np.isfinite(w)) or np.any(w < 0) or not w.sum() > 0:
+        raise InputError(field, f"expected {n} non-negative weights with a positive sum, got {w.tolist()}")
+    return w / w.sum()

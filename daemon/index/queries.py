@@ -1,27 +1,39 @@
 """Turning a query into a vector for RegionIndex.search.
 
   mask        an image and a mask: the mask's pooled feature, by the extractor's own
-              backbone and pooling (RegionExtractor.pool, so it compares with the indexed regions)
-  box         an image and a box: the feature pooled over the box
+              backbone and pooling (RegionExtractor.pool, so it compares with the indexed
+              regions); or, matched by regions, the image's own regions inside the mask
+              (region_set_query), each looked for on its own
+  box         an image and a box: the same over the box
   region      an indexed region (image id + region id): its stored feature
-  vector      a raw feature vector
-  classifier  a linear probe w·x + b, trained here from a few example regions (logistic
+  vector      a raw feature vector, as the extractor gives them
+  classifier  a linear probe w·z + b on the index's vectors z (RegionIndex.prepare: the
+              normaliser, then L2), trained here from a few example regions (logistic
               regression against random stored regions as negatives) or given as weights
+
+Every feature (query or indexed) goes through the index's normaliser, so all kinds compare
+in one space; only a probe's weights are already in it.
 
 Every bad input raises InputError naming the field.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import cv2
 import numpy as np
 
 from core.errors import InputError
+from core.regionset import RegionSet
 
+from .extractor import RegionExtractor
 from .hits import check_vector
-from .region_index import RegionIndex
-from .vectors import prepare
+from .searching import Searching
+
+#: A region of the query image belongs to a region-matched query when at least this share of
+#: its pixels lies inside the mask or box.
+INSIDE_FRACTION = 0.5
 
 
 def decode_mask_png(data: bytes, shape: tuple[int, int], field: str = "mask_image") -> np.ndarray:
@@ -61,26 +73,45 @@ def box_mask(box, shape: tuple[int, int], field: str = "box") -> np.ndarray:
     return m
 
 
+def region_set_query(extractor: RegionExtractor, frame, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(M×D features, M weights) of the image's own regions inside `mask` (regions_inside);
+    a mask that holds no region (smaller than any) is its own single pooled region."""
+    inside = regions_inside(extractor.extract(frame), mask)
+    return inside if inside is not None else (extractor.pool(frame, mask[None]), np.ones(1, np.float32))
+
+
+def regions_inside(regions: RegionSet, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(features, weights) of the regions with at least INSIDE_FRACTION of their pixels in
+    `mask`, weighted by those pixels; None when there is none."""
+    if not len(regions) or regions.features is None:
+        return None
+    inside = np.array([np.count_nonzero(regions.mask(i) & mask) for i in range(len(regions))])
+    keep = inside >= INSIDE_FRACTION * np.maximum(regions.areas, 1)
+    if not keep.any():
+        return None
+    return np.asarray(regions.features[keep], np.float32), inside[keep].astype(np.float32)
+
+
 @dataclass
 class LinearProbe:
-    """Scores a region by weights·x + bias (x prepared as the index stores it)."""
+    """Scores a region by weights·z + bias, z its vector in the index (RegionIndex.prepare)."""
 
     weights: np.ndarray
     bias: float
 
 
-def train_probe(positives: np.ndarray, negatives: np.ndarray, metric: str = "cosine",
+def train_probe(positives: np.ndarray, negatives: np.ndarray, prepare: Callable[[np.ndarray], np.ndarray],
                 l2: float = 1e-2, steps: int = 200) -> LinearProbe:
     """L2-regularised logistic regression (Newton steps; tiny problems) on positives vs negatives.
 
-    Features are prepared as the index prepares them (normalised under cosine), so the probe's
-    score w·x + b is what the index computes for every region.
+    prepare  raw features → the index's vectors (RegionIndex.prepare), so the probe's score
+             w·z + b is what the index computes for every region
     """
     if len(positives) == 0:
         raise InputError("positives", "at least one positive example is needed")
     if len(negatives) == 0:
         raise InputError("negatives", "no negative examples (the index is empty?)")
-    x = np.concatenate([prepare(positives, metric), prepare(negatives, metric)]).astype(np.float64)
+    x = np.concatenate([prepare(positives), prepare(negatives)]).astype(np.float64)
     y = np.concatenate([np.ones(len(positives)), np.zeros(len(negatives))])
     # class-balanced weights: a handful of positives against many negatives
     sw = np.where(y == 1, 0.5 / len(positives), 0.5 / len(negatives))
@@ -99,15 +130,14 @@ def train_probe(positives: np.ndarray, negatives: np.ndarray, metric: str = "cos
     return LinearProbe(w[:-1].astype(np.float32), float(w[-1]))
 
 
-def probe_from_examples(index: RegionIndex, examples: list[tuple[str, int]], negatives: int = 512,
+def probe_from_examples(index: Searching, examples: list[tuple[str, int]], negatives: int = 512,
                         seed: int = 0) -> LinearProbe:
     """Train a probe from indexed example regions against random stored regions."""
     if not examples:
         raise InputError("positives", "at least one example region is needed")
     pos = np.stack([index.region_vector(i, r) for i, r in examples])
-    exclude = {index.store.key_of(i) for i, _ in examples}
-    neg = index.random_vectors(negatives, seed=seed, exclude=exclude)
-    return train_probe(pos, neg, index.config.metric)
+    neg = index.random_vectors(negatives, seed=seed, exclude={i for i, _ in examples})
+    return train_probe(pos, neg, index.prepare)
 
 
 def linear_query(weights, bias: float, dim: int) -> LinearProbe:

@@ -1,7 +1,10 @@
-"""RegionIndex: add and remove images' region tokens, search images by their best region.
+"""RegionIndex, the embedded backend of the region index (searching.Searching): FAISS over
+SQLite in a directory; and open_index, which opens an index by location (this, or
+milvus.MilvusIndex).
 
 Layout under the data directory (`<data_dir>/index/`):
-  regions.sqlite   the source of truth (store.py): metadata, RLE masks, boxes, vectors
+  regions.sqlite   the source of truth (store.py): metadata, RLE masks, boxes, raw feature
+                   vectors, and the feature normaliser (normaliser.py) the index maps them with
   faiss.snapshot   a checkpoint of the FAISS index (vectors.py), replayed forward on open
   index.json       the index settings (IndexConfig): kind, metric, IVF/HNSW parameters
   LOCK             flock held while open, so two processes cannot write one index
@@ -18,6 +21,7 @@ import logging
 import os
 import sqlite3
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -25,25 +29,42 @@ from core.errors import InputError
 from core.regionset import RegionSet
 
 from .config import IndexConfig
-from .hits import AddResult, ImageHit, RegionHit, SearchFilter, check_image_id, check_metadata, check_vector
+from .hits import ImageHit, RegionHit, SearchFilter
+from .milvus_schema import is_milvus
+from .normaliser import Normaliser
+from .ranking import rank_images
 from .rwlock import RWLock
+from .searching import Ranked, Searching
 from .store import MAX_REGIONS, IndexFileError, SQLiteStore, region_ids, split_ids
-from .vectors import VectorIndex, prepare, rank_images
+from .vectors import VectorIndex
 
 log = logging.getLogger(__name__)
 
 DB_NAME = "regions.sqlite"
 CONFIG_NAME = "index.json"
 SNAPSHOT_NAME = "faiss.snapshot"
+LEGACY_NOTE = ("built before feature normalisation, so searched with its original raw-feature scores; "
+               "`regiond index renormalise {dir}` adopts the normaliser in place, without re-extracting")
 
 
-class RegionIndex:
-    """Open (or create) the index in `directory`. `dim` is the feature dimension the caller's
-    extractor produces and `features` names it (profile/backbone/pooling); an existing index
-    with another dimension or other features is refused."""
+#: A filter leaving at most this many images is searched exactly over their regions.
+SMALL_SUBSET = 2048
+
+
+class RegionIndex(Searching):
+    """The embedded backend: FAISS over SQLite. Open (or create) the index in `directory`.
+    `dim` is the feature dimension the caller's extractor produces and `features` names it
+    (profile/backbone/pooling); an existing index with another dimension or other features
+    is refused.
+
+    normaliser  what a new index maps region features with before comparing them (or a
+                function giving it, called only for a new index; corpus.normaliser_for(extractor)
+                is the one for an extractor); None: the identity. An existing index keeps the
+                one it recorded; one built before normalisation keeps its raw scores.
+    """
 
     def __init__(self, directory, dim: int | None = None, config: IndexConfig | None = None,
-                 features: str | None = None):
+                 features: str | None = None, normaliser: Normaliser | Callable[[], Normaliser] | None = None):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._lock_fh = open(self.dir / "LOCK", "a+")
@@ -54,9 +75,12 @@ class RegionIndex:
             raise IndexFileError(f"{self.dir} is open in another process (LOCK held)") from None
         try:
             self.config = self._settings(config)
-            self.store = SQLiteStore(self.dir / DB_NAME, dim, self.config.storage_dtype, features)
+            self.store = SQLiteStore(self.dir / DB_NAME, dim, self.config.storage_dtype, features, normaliser)
             self._remember_settings()
             self.dim = self.store.dim
+            self.normaliser = self.store.normaliser
+            if self.store.legacy:
+                log.warning("%s: %s", self.dir, LEGACY_NOTE.format(dir=self.dir))
             self._n_images, self._n_regions = self.store.count_images(), self.store.count_regions()
             self.rw = RWLock()
             self._since_checkpoint = 0
@@ -97,12 +121,11 @@ class RegionIndex:
         snap = self.dir / SNAPSHOT_NAME
         vi, seq = (None, 0)
         if snap.exists():
-            vi, seq = VectorIndex.load(snap, self.config, self.dim)
+            vi, seq = VectorIndex.load(snap, self.config, self.dim, self.normaliser)
             if vi is None:
                 log.info("%s was built with other settings; rebuilding from the database", snap)
         if vi is None:
-            vi = self._rebuild(VectorIndex(self.config, self.dim))
-            return vi
+            return self._rebuild(self._empty_vectors())
         for _seq, op, key in self.store.log_after(seq):  # replay what the snapshot lacks
             if op == "add":
                 vi.add(key, self.store.features_of(key))  # empty when removed later: nothing added
@@ -110,6 +133,9 @@ class RegionIndex:
                 vi.remove(key)
             self._since_checkpoint += 1
         return vi
+
+    def _empty_vectors(self) -> VectorIndex:
+        return VectorIndex(self.config, self.dim, self.normaliser)
 
     def _rebuild(self, vi: VectorIndex) -> VectorIndex:
         """Fill `vi` from the store, training it first when it is due."""
@@ -144,8 +170,7 @@ class RegionIndex:
         self._since_checkpoint += 1
         vi = self.vectors
         if vi.needs_training(self._n_regions):
-            fresh = VectorIndex(self.config, self.dim)
-            fresh = self._rebuild(fresh)  # searches keep using the old one meanwhile
+            fresh = self._rebuild(self._empty_vectors())  # searches keep using the old one meanwhile
             with self.rw.write():
                 self.vectors = fresh
         elif vi.tombstones and len(vi.tombstones) * 10 > max(1, self._n_images):
@@ -155,6 +180,22 @@ class RegionIndex:
         # quarter of the index (or checkpoint_every changes, whichever is more), so the
         # snapshot cost per add stays constant as the index grows
         if self._since_checkpoint >= max(self.config.checkpoint_every, self._n_images // 4):
+            self._checkpoint_locked()
+
+    def normaliser_note(self) -> str:
+        """How this index maps features, in a line (GetInfo, `regiond index info`)."""
+        if self.store.legacy:
+            return "none (" + LEGACY_NOTE.format(dir=self.dir) + ")"
+        return self.normaliser.describe()
+
+    def renormalise(self, normaliser: Normaliser):
+        """Record another normaliser and rebuild the FAISS side from the stored raw features
+        (how an index built before normalisation adopts one). Durable when it returns."""
+        with self.store.write_lock:
+            self.store.set_normaliser(normaliser)
+            fresh = self._rebuild(VectorIndex(self.config, self.dim, normaliser))
+            with self.rw.write():  # queries prepared meanwhile may still use the old one: run it offline
+                self.normaliser, self.vectors = normaliser, fresh
             self._checkpoint_locked()
 
     def close(self):
@@ -176,37 +217,16 @@ class RegionIndex:
         finally:
             self._lock_fh.close()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
     # --- writes ----------------------------------------------------------------------------
 
-    def add(self, image_id: str, regions: RegionSet, metadata: dict | None = None,
-            on_exists: str = "error") -> AddResult:
-        """Index one image's regions. Returns once the image is durable (the acknowledgement).
+    max_regions = MAX_REGIONS
 
-        on_exists: "error" (InputError), "skip" (returns added=False) or "replace".
-        """
-        image_id = check_image_id(image_id)
-        metadata = check_metadata(metadata)
-        feats = regions.features
-        if feats is None:
-            raise InputError("regions", "the region set has no features")
-        feats = np.asarray(feats, dtype=np.float32)
-        if feats.ndim != 2 or feats.shape[1] != self.dim:
-            raise InputError("features", f"expected N×{self.dim}, got shape {feats.shape}")
-        if not np.all(np.isfinite(feats)):
-            raise InputError("features", "non-finite values")
-        if len(regions) >= MAX_REGIONS:
-            raise InputError("regions", f"{len(regions)} regions exceed the limit of {MAX_REGIONS - 1}")
+    def _write(self, image_id: str, regions: RegionSet, feats: np.ndarray, metadata: dict, on_exists: str) -> bool:
         with self.store.write_lock:
             old = self.store.key_of(image_id)
             if old is not None:
                 if on_exists == "skip":
-                    return AddResult(image_id, False, 0)
+                    return False
                 if on_exists != "replace":
                     raise InputError("image_id", f"{image_id!r} is already indexed")
                 self._remove_locked(old)
@@ -217,7 +237,7 @@ class RegionIndex:
             self._n_images += 1
             self._n_regions += len(feats)
             self._after_write_locked()
-        return AddResult(image_id, True, len(regions))
+        return True
 
     def remove(self, image_id: str) -> bool:
         """Remove an image; False when it was not indexed."""
@@ -237,7 +257,7 @@ class RegionIndex:
         self._n_images -= 1
         self._n_regions -= n
 
-    # --- reads -----------------------------------------------------------------------------
+    # --- reads -------------------------------------------------------------------------------
 
     def __len__(self) -> int:
         return self._n_images
@@ -249,118 +269,107 @@ class RegionIndex:
     def num_regions(self) -> int:
         return self._n_regions
 
-    def region_vector(self, image_id: str, region_id: int) -> np.ndarray:
-        """The stored feature of one region. InputError for an unknown image or region."""
+    def _raw_features(self, image_id: str) -> np.ndarray | None:
         key = self.store.key_of(image_id)
-        if key is None:
-            raise InputError("image_id", f"{image_id!r} is not indexed")
-        feats = self.store.features_of(key)
-        if not 0 <= int(region_id) < len(feats):
-            raise InputError("region_id", f"image {image_id!r} has regions 0..{len(feats) - 1}, not {region_id}")
-        return feats[int(region_id)]
+        return None if key is None else self.store.features_of(key)
 
-    def random_vectors(self, n: int, seed: int = 0, exclude: set | None = None) -> np.ndarray:
-        """About `n` stored region vectors from random images (e.g. negatives for a classifier)."""
+    def random_vectors(self, n: int, seed: int = 0, exclude: set[str] | None = None) -> np.ndarray:
         rng = np.random.default_rng(seed)
-        rows = []
-        for key, f in self.store.iter_features(self.store.sample_keys(max(1, n), seed)):
-            if exclude and key in exclude:
-                continue
-            rows.append(f)
+        skip = {self.store.key_of(i) for i in exclude or ()}
+        rows = [f for key, f in self.store.iter_features(self.store.sample_keys(max(1, n), seed)) if key not in skip]
         if not rows:
             return np.zeros((0, self.dim), np.float32)
         allv = np.concatenate(rows)
         return allv[rng.permutation(len(allv))[:n]]
 
-    def search(self, query: np.ndarray, k: int = 10, regions_per_image: int = 3,
-               filter: SearchFilter | None = None, bias: float = 0.0, normalize: bool | None = None,
-               exclude_image_ids=()) -> list[ImageHit]:
-        """Top-k images ranked by their best region's score against `query`.
+    def _admissible(self, flt: SearchFilter, exclude: set[str]) -> tuple[set[int] | None, set[int]]:
+        """(keys the filter allows, None for all; keys excluded)."""
+        excluded = {self.store.key_of(i) for i in exclude} - {None}
+        if not flt:
+            return None, excluded
+        return set(self.store.filter_keys(flt.image_id_prefix, flt.metadata).tolist()) - excluded, excluded
 
-        query       a dim-vector: a region feature (normalised under the cosine metric unless
-                    normalize=False) or a linear classifier's weights (normalize=False, `bias`
-                    added to every score)
-        regions_per_image   best regions returned per image (at least 1)
-        """
-        q = self._query(query, normalize)
-        k = int(k)
-        if k < 1:
-            raise InputError("k", f"must be at least 1, got {k}")
-        per = max(1, int(regions_per_image))
-        excluded = {self.store.key_of(i) for i in exclude_image_ids} - {None}
-        allowed = None
-        if filter:
-            check_metadata(filter.metadata, field="filter.metadata")
-            allowed = set(self.store.filter_keys(filter.image_id_prefix, filter.metadata).tolist()) - excluded
-            if not allowed:
-                return []
-        if allowed is not None and len(allowed) <= 2048:
+    def _nearest(self, q, k, per, flt, exclude) -> list[ImageHit]:
+        allowed, excluded = self._admissible(flt, exclude)
+        if allowed is not None and len(allowed) <= SMALL_SUBSET:
             scores, ids = self._search_subset(q, sorted(allowed))
         else:
-            scores, ids = self._search_faiss(q, k + len(excluded), per, allowed, excluded)
-        return self._hits(scores + np.float32(bias), ids, k, per, allowed, excluded)
-
-    def _search_faiss(self, q, k, per, allowed, excluded):
-        with self.rw.read():
-            return self.vectors.search_images(q, k, per, allowed, excluded)
-
-    def _search_subset(self, q, keys):
-        """Exact scores over the regions of a few images (filters that select little)."""
-        scores, ids = [], []
-        for key, feats in self.store.iter_features(keys):
-            if len(feats):
-                x = prepare(feats, self.config.metric)
-                scores.append(x @ q)
-                ids.append(region_ids(key, len(feats)))
-        if not scores:
-            return np.zeros(0, np.float32), np.zeros(0, np.int64)
-        return np.concatenate(scores).astype(np.float32), np.concatenate(ids)
-
-    def _hits(self, scores, ids, k, per, allowed, excluded) -> list[ImageHit]:
+            with self.rw.read():
+                scores, ids = self.vectors.search_images(q, k + len(excluded), per, allowed, excluded)
         keys = split_ids(ids)[0]
         ok = ~np.isin(keys, list(excluded)) if excluded else np.ones(len(ids), bool)
         if allowed is not None:
             ok &= np.isin(keys, list(allowed))
-        ranked = rank_images(scores[ok], ids[ok], k, per)
-        images = self.store.images([key for key, _ in ranked])
-        rrows = self.store.regions([(key, r) for key, lst in ranked for r, _ in lst])
+        ranked = [(key, lst[0][1], lst) for key, lst in rank_images(scores[ok], ids[ok], k, per)]
+        if per > 1:  # the short list may hold only some of an image's best regions
+            ranked = self._best_regions(q, [(key, score) for key, score, _ in ranked], per)
+        return self._hits(ranked)
+
+    def _prepared(self, keys):
+        """(key, prepared N×dim) of the given images, in key order."""
+        for key, feats in self.store.iter_features(sorted(keys)):
+            if len(feats):
+                yield key, self.prepare(feats)
+
+    def _search_subset(self, q, keys):
+        """Exact scores over the regions of a few images (filters that select little)."""
+        scores, ids = [], []
+        for key, x in self._prepared(keys):
+            scores.append(x @ q)
+            ids.append(region_ids(key, len(x)))
+        if not scores:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        return np.concatenate(scores).astype(np.float32), np.concatenate(ids)
+
+    def _candidates(self, q, n, flt, exclude):
+        allowed, excluded = self._admissible(flt, exclude)
+        if allowed is not None and len(allowed) <= SMALL_SUBSET:
+            return self._prepared(allowed)
+        with self.rw.read():
+            _, ids = self.vectors.search(q, max(64, 8 * n))
+            dead = self.vectors.tombstones | excluded
+        keys = set(split_ids(ids[ids >= 0])[0].tolist()) - dead
+        return self._prepared(keys if allowed is None else keys & allowed)
+
+    def _everything(self):
+        names = self.store.image_ids()
+        for key, feats in self.store.iter_features():
+            if len(feats):
+                yield names[key], self.prepare(feats)
+
+    def _best_scores(self, q) -> dict[str, float]:
+        names = self.store.image_ids()
+        with self.rw.read():
+            scores, ids = self.vectors.search_images(q, max(1, self._n_images))
+        order = np.argsort(-scores, kind="stable")
+        keys, first = np.unique(split_ids(ids[order])[0], return_index=True)  # first = best region
+        best = scores[order][first]
+        return {names[int(k)]: float(s) for k, s in zip(keys, best) if int(k) in names}
+
+    def _hits(self, ranked: Ranked) -> list[ImageHit]:
+        images = self.store.images([key for key, _, _ in ranked])
+        rrows = self.store.regions([(key, r) for key, _, lst in ranked for r, _ in lst])
         hits = []
-        for key, lst in ranked:
+        for key, score, lst in ranked:
             img = images.get(key)
             if img is None:  # removed between the vector search and now
                 continue
             regions = [RegionHit(r, s, rrows[(key, r)].box, rrows[(key, r)].area, rrows[(key, r)].counts)
                        for r, s in lst if (key, r) in rrows]
-            hits.append(ImageHit(img.image_id, lst[0][1], img.width, img.height, img.metadata, regions))
+            hits.append(ImageHit(img.image_id, score, img.width, img.height, img.metadata, regions))
         return hits
 
-    def _query(self, query, normalize: bool | None) -> np.ndarray:
-        q = check_vector(query, self.dim, "vector")
-        if normalize is None:
-            normalize = self.config.metric == "cosine"
-        if normalize:
-            if not np.linalg.norm(q) > 0:
-                raise InputError("vector", "the zero vector has no direction")
-            q = prepare(q[None], "cosine")[0]
-        return q
 
-    def score_images(self, query: np.ndarray, normalize: bool | None = None) -> dict[str, float]:
-        """Every indexed image's best-region score (the evaluation protocol ranks all of them);
-        straight from FAISS, without fetching masks and metadata."""
-        q = self._query(query, normalize)
-        with self.rw.read():
-            scores, ids = self.vectors.search_images(q, max(1, self._n_images))
-        order = np.argsort(-scores, kind="stable")
-        keys, first = np.unique(split_ids(ids[order])[0], return_index=True)  # first = best region
-        names = self.store.image_ids()
-        best = scores[order][first]
-        return {names[int(k)]: float(s) for k, s in zip(keys, best) if int(k) in names}
+def open_index(location: str | Path, dim: int | None = None, config: IndexConfig | None = None,
+               features: str | None = None, normaliser: Normaliser | Callable[[], Normaliser] | None = None) -> Searching:
+    """The region index at `location`: milvus://HOST:PORT[/COLLECTION][?...] or
+    milvus-lite:PATH (milvus.MilvusIndex, see milvus_schema.py), else a directory (RegionIndex:
+    FAISS over SQLite). The arguments are RegionIndex's."""
+    if is_milvus(location):
+        from .milvus import MilvusIndex  # pymilvus: only with a Milvus index
 
-
-def open_index(data_dir, dim: int | None = None, config: IndexConfig | None = None,
-               features: str | None = None) -> RegionIndex:
-    """The index of a daemon data directory (`<data_dir>/index`)."""
-    return RegionIndex(Path(data_dir) / "index", dim=dim, config=config, features=features)
+        return MilvusIndex(str(location), dim=dim, config=config, features=features, normaliser=normaliser)
+    return RegionIndex(Path(location), dim=dim, config=config, features=features, normaliser=normaliser)
 
 
 __all__ = ["RegionIndex", "IndexConfig", "IndexFileError", "open_index"]

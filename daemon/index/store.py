@@ -8,6 +8,13 @@ adds and removes in commit order so a snapshot taken at `seq` S only needs the r
 
 Image keys are AUTOINCREMENT (never reused), so the FAISS id `key << REGION_BITS | region`
 names one region of one image for the life of the index.
+
+Vectors are stored as the extractor gave them; the feature normaliser the index maps them
+with (normaliser.py) is kept in the `normaliser` table (format 2). Format 1 indexes, built
+before normalisation existed, have none: they are opened with their original raw-feature
+scores (the identity normaliser), and `regiond index renormalise` adopts one in place,
+since the raw features are all a normaliser needs. Code that predates format 2 refuses a
+format 2 file (it would compare raw queries with normalised vectors) instead of mis-scoring it.
 """
 from __future__ import annotations
 
@@ -17,10 +24,15 @@ import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-FORMAT = "regiond.index/1"
+from .normaliser import IDENTITY, Normaliser
+
+FORMAT = "regiond.index/2"
+LEGACY_FORMAT = "regiond.index/1"  # no normaliser: raw features, scored as they were
+FORMATS = (FORMAT, LEGACY_FORMAT)
 SQLITE_MAGIC = b"SQLite format 3\x00"
 REGION_BITS = 20  # up to 2^20 regions per image, 2^43 images
 MAX_REGIONS = 1 << REGION_BITS
@@ -46,6 +58,13 @@ CREATE TABLE regions (
     PRIMARY KEY (image_key, region)
 ) WITHOUT ROWID;
 CREATE TABLE log (seq INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT NOT NULL, image_key INTEGER NOT NULL);
+"""
+NORMALISER_SCHEMA = """
+CREATE TABLE IF NOT EXISTS normaliser (
+    id   INTEGER PRIMARY KEY CHECK (id = 1),
+    data BLOB NOT NULL,                -- Normaliser.to_bytes(): parameters + digest
+    crc  INTEGER NOT NULL
+);
 """
 
 
@@ -84,13 +103,21 @@ class RegionRow:
 class SQLiteStore:
     """Thread-safe: one writer connection behind a mutex, one reader connection per thread."""
 
-    def __init__(self, path: Path, dim: int | None, storage_dtype: str = "float32", features: str | None = None):
+    def __init__(self, path: Path, dim: int | None, storage_dtype: str = "float32", features: str | None = None,
+                 normaliser: Normaliser | Callable[[], Normaliser] | None = None):
         """features: what produced the vectors (e.g. "lite/classic"); an index built from other
-        features is refused, since their scores would not compare."""
+        features is refused, since their scores would not compare.
+        normaliser: what a new index maps its features with (or a function giving it, called
+        only when the index is new); an existing index keeps the one it recorded."""
         self.path = Path(path)
         fresh = not self.path.exists() or self.path.stat().st_size == 0
         if not fresh:
             self._check_ours(dim, features)
+        elif callable(normaliser):
+            normaliser = normaliser()  # before the file exists: a failed fit leaves nothing behind
+        normaliser = normaliser or IDENTITY
+        if fresh and dim is not None and normaliser.dim not in (None, int(dim)):
+            raise ValueError(f"the normaliser is {normaliser.dim}-d but the index is {dim}-d")
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
@@ -99,14 +126,22 @@ class SQLiteStore:
         if fresh:
             if dim is None:
                 raise ValueError("a new index needs the feature dimension")
-            with self._w:
-                self._w.executescript(SCHEMA)
+            self._w.executescript("BEGIN IMMEDIATE;" + SCHEMA + NORMALISER_SCHEMA)
+            try:
                 self._w.executemany("INSERT INTO meta VALUES (?, ?)", [
                     ("format", FORMAT), ("dim", str(int(dim))), ("storage_dtype", storage_dtype),
                     ("features", features or "")])
+                self._put_normaliser(normaliser)
+                self._w.execute("COMMIT")
+            except BaseException:
+                self._w.execute("ROLLBACK")
+                raise
         meta = dict(self._w.execute("SELECT key, value FROM meta"))
         self.dim = int(meta["dim"])
         self.dtype = np.dtype(meta["storage_dtype"]).newbyteorder("<")
+        self.format = meta["format"]
+        self.features = meta.get("features", "")
+        self.normaliser = self._read_normaliser()
 
     # --- opening ---------------------------------------------------------------------------
 
@@ -129,9 +164,9 @@ class SQLiteStore:
                 con.close()
         except sqlite3.DatabaseError as e:
             raise IndexFileError(f"{self.path} is not a readable regiond index ({e}); left untouched") from None
-        if meta.get("format") != FORMAT:
-            raise IndexFileError(f"{self.path} is an SQLite database but not a regiond index "
-                                 f"(format {meta.get('format')!r}, expected {FORMAT!r}); left untouched")
+        if meta.get("format") not in FORMATS:
+            raise IndexFileError(f"{self.path} is an SQLite database but not a regiond index this version reads "
+                                 f"(format {meta.get('format')!r}, expected one of {list(FORMATS)}); left untouched")
         if features and meta.get("features") and meta["features"] != features:
             raise IndexFileError(f"{self.path} holds {meta['features']} features but this extractor gives {features}; "
                                  "their scores do not compare: use another data directory or the matching profile")
@@ -162,6 +197,48 @@ class SQLiteStore:
                 except sqlite3.Error:
                     pass
             self._all.clear()
+
+    # --- the normaliser ---------------------------------------------------------------------
+
+    @property
+    def legacy(self) -> bool:
+        """Built before normalisation (format 1): raw features, scored as they always were."""
+        return self.format == LEGACY_FORMAT
+
+    def _read_normaliser(self) -> Normaliser:
+        if self.legacy:
+            return IDENTITY
+        row = self._w.execute("SELECT data, crc FROM normaliser WHERE id = 1").fetchone()
+        if row is None or zlib.crc32(row[0]) != row[1]:
+            raise IndexFileError(f"{self.path}: the feature normaliser is missing or damaged; left untouched. "
+                                 "Run `regiond index renormalise` to record one again (the features are intact)")
+        try:
+            n = Normaliser.from_bytes(row[0], where=f"{self.path} normaliser")
+        except ValueError as e:
+            raise IndexFileError(f"{e}; left untouched. Run `regiond index renormalise` to record one again") from None
+        if n.dim not in (None, self.dim):
+            raise IndexFileError(f"{self.path}: its normaliser is {n.dim}-d but its features are {self.dim}-d")
+        return n
+
+    def _put_normaliser(self, normaliser: Normaliser):
+        data = normaliser.to_bytes()
+        self._w.execute("INSERT OR REPLACE INTO normaliser VALUES (1, ?, ?)", (data, zlib.crc32(data)))
+
+    def set_normaliser(self, normaliser: Normaliser):
+        """Record another normaliser (a format 1 index becomes format 2). The caller holds
+        write_lock and rebuilds the FAISS side: its vectors were mapped with the old one."""
+        if normaliser.dim not in (None, self.dim):
+            raise ValueError(f"the normaliser is {normaliser.dim}-d but the index is {self.dim}-d")
+        w = self._w
+        w.executescript("BEGIN IMMEDIATE;" + NORMALISER_SCHEMA)
+        try:
+            self._put_normaliser(normaliser)
+            w.execute("UPDATE meta SET value = ? WHERE key = 'format'", (FORMAT,))
+            w.execute("COMMIT")
+        except BaseException:
+            w.execute("ROLLBACK")
+            raise
+        self.format, self.normaliser = FORMAT, normaliser
 
     # --- writes (callers hold write_lock) ----------------------------------------------------
 
@@ -276,7 +353,7 @@ class SQLiteStore:
             args += [len(prefix), prefix]
         for k, v in (metadata or {}).items():
             where.append("json_extract(metadata, ?) = ?")
-            args += ['$."' + str(k).replace('"', '""') + '"', str(v)]
+            args += ["$." + json.dumps(str(k)), str(v)]  # a JSON-quoted label: backslashes escaped
         q = "SELECT key FROM images" + (" WHERE " + " AND ".join(where) if where else "")
         return np.array([r[0] for r in self._r.execute(q, args)], dtype=np.int64)
 

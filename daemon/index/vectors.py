@@ -22,14 +22,16 @@ import faiss
 import numpy as np
 
 from .config import IndexConfig
+from .normaliser import IDENTITY, Normaliser
 from .store import REGION_BITS, IndexFileError
 
 SNAPSHOT_MAGIC = b"REGIOND-FAISS\x00v1"
 
 
-def prepare(vectors: np.ndarray, metric: str) -> np.ndarray:
-    """float32, C-contiguous, L2-normalised rows for the cosine metric (zero rows stay zero)."""
-    x = np.ascontiguousarray(vectors, dtype=np.float32)
+def prepare(vectors: np.ndarray, metric: str, normaliser: Normaliser = IDENTITY) -> np.ndarray:
+    """Region features as the index compares them: mapped by the normaliser, then L2-normalised
+    rows for the cosine metric (zero rows stay zero); float32, C-contiguous."""
+    x = normaliser.apply(np.asarray(vectors, dtype=np.float32))
     if metric == "cosine" and x.size:
         x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     return np.ascontiguousarray(x, dtype=np.float32)
@@ -38,10 +40,11 @@ def prepare(vectors: np.ndarray, metric: str) -> np.ndarray:
 class VectorIndex:
     """FAISS index with image/region ids, tombstones for kinds that cannot remove."""
 
-    def __init__(self, config: IndexConfig, dim: int, index=None, trained: bool | None = None,
-                 tombstones=()):
+    def __init__(self, config: IndexConfig, dim: int, normaliser: Normaliser = IDENTITY, index=None,
+                 trained: bool | None = None, tombstones=()):
         self.config = config
         self.dim = int(dim)
+        self.normaliser = normaliser
         kind = config.spec
         if index is None:
             trained = not kind.trained
@@ -84,11 +87,15 @@ class VectorIndex:
     def train(self, sample: np.ndarray):
         """Train the final index on a sample; the caller re-adds every vector afterwards."""
         base = self._base(True)
-        base.train(prepare(sample, self.config.metric))
+        base.train(self.prepare(sample))
         self.index = faiss.IndexIDMap2(base)
         self.trained = True
         self.tombstones.clear()
         self._tune()
+
+    def prepare(self, features: np.ndarray) -> np.ndarray:
+        """Raw region features → the vectors this index holds."""
+        return prepare(features, self.config.metric, self.normaliser)
 
     def reset(self):
         """Empty the index, keeping what training learnt (for compaction)."""
@@ -101,7 +108,7 @@ class VectorIndex:
     def add_ids(self, ids: np.ndarray, vectors: np.ndarray):
         """Add vectors under explicit `(image key << REGION_BITS) | region` ids (bulk loads)."""
         if len(vectors):
-            self.index.add_with_ids(prepare(vectors, self.config.metric), np.asarray(ids, np.int64))
+            self.index.add_with_ids(self.prepare(vectors), np.asarray(ids, np.int64))
 
     def remove(self, image_key: int):
         if self.removable:
@@ -153,7 +160,8 @@ class VectorIndex:
         """Atomically replace the snapshot at `path` with this index at log position `seq`."""
         payload = faiss.serialize_index(self.index).tobytes()
         header = json.dumps({
-            "config": self.config.to_dict(), "dim": self.dim, "seq": int(seq), "trained": self.trained,
+            "config": self.config.to_dict(), "dim": self.dim, "normaliser": self.normaliser.digest,
+            "seq": int(seq), "trained": self.trained,
             "tombstones": sorted(self.tombstones), "ntotal": self.ntotal,
             "sha256": hashlib.sha256(payload).hexdigest(),
         }).encode()
@@ -167,10 +175,12 @@ class VectorIndex:
         _fsync_dir(path.parent)
 
     @classmethod
-    def load(cls, path: Path, config: IndexConfig, dim: int) -> tuple["VectorIndex | None", int]:
+    def load(cls, path: Path, config: IndexConfig, dim: int,
+             normaliser: Normaliser = IDENTITY) -> tuple["VectorIndex | None", int]:
         """(index, seq) from a snapshot; (None, 0) when it was made with another configuration
-        (the caller rebuilds). Raises IndexFileError, touching nothing, for a foreign or
-        damaged file."""
+        or normaliser (the caller rebuilds; snapshots from before normalisation hold raw
+        vectors, "none"). Raises IndexFileError, touching nothing, for a foreign or damaged
+        file."""
         with open(path, "rb") as fh:
             data = fh.read()
         if not data.startswith(SNAPSHOT_MAGIC):
@@ -187,26 +197,12 @@ class VectorIndex:
             raise IndexFileError(f"{path}: snapshot checksum mismatch (damaged file); left untouched. "
                                  "Delete it to rebuild the search index from the database.")
         stored = IndexConfig.from_dict(header["config"])
-        if header["dim"] != dim or _build_fields(stored) != _build_fields(config):
+        if (header["dim"] != dim or _build_fields(stored) != _build_fields(config)
+                or header.get("normaliser", IDENTITY.digest) != normaliser.digest):
             return None, 0
         index = faiss.deserialize_index(np.frombuffer(payload, dtype=np.uint8))
-        return cls(config, dim, index=index, trained=header["trained"], tombstones=header["tombstones"]), int(header["seq"])
-
-
-def rank_images(scores: np.ndarray, ids: np.ndarray, k: int, per: int = 1) -> list[tuple[int, list[tuple[int, float]]]]:
-    """Group region hits by image: the top-k (image key, [(region, score), ...best `per`]),
-    images ordered by their best region's score."""
-    order = np.argsort(-scores, kind="stable")
-    keys = ids >> REGION_BITS
-    regs = ids & ((1 << REGION_BITS) - 1)
-    best: dict[int, list[tuple[int, float]]] = {}
-    for i in order:  # highest first, so each image's first entry is its best region
-        lst = best.setdefault(int(keys[i]), [])
-        if len(lst) < per:
-            lst.append((int(regs[i]), float(scores[i])))
-        elif len(best) >= k and all(len(v) >= per for v in best.values()):
-            break
-    return sorted(best.items(), key=lambda kv: -kv[1][0][1])[:k]
+        return cls(config, dim, normaliser, index=index, trained=header["trained"],
+                   tombstones=header["tombstones"]), int(header["seq"])
 
 
 def _build_fields(c: IndexConfig) -> dict:

@@ -14,7 +14,8 @@ from core.frames import DEFAULT_MAX_PIXELS
 
 from .base import MaskGenerator, MaskProposals  # noqa: F401
 from .cover import SamSlicCover
-from .sam import build_sam_masker
+from .sam import SAM_GENERATORS, build_sam_masker
+from .sam_fast import FastOptions
 from .slic import SlicConfig, SlicMasker
 
 #: Pixels a SLIC piece (superpixel ∩ uncovered) needs to become a region (the paper's 300).
@@ -31,6 +32,9 @@ class MaskerSpec:
     sam_checkpoint  official checkpoint file; None only for "tiny" (random initialisation)
     preset          SAM generator preset: "image", "scene" or "activity" (see sam.PRESETS)
     sam_overrides   SamAutomaticMaskGenerator parameters that replace the preset's
+    sam_generator   "fast" (default: the same masks several times faster) or "reference"
+                    (segment_anything's own SamAutomaticMaskGenerator)
+    sam_fast        options of the fast generator (sam_fast.FastOptions; defaults are exact)
     slic            SLIC parameters (paper: 50 components, compactness 8)
     min_piece       pixels a SLIC piece needs to be kept (paper: 300)
     device          torch device SAM runs on
@@ -43,11 +47,17 @@ class MaskerSpec:
     sam_checkpoint: str | Path | None = None
     preset: str = "image"
     sam_overrides: dict = field(default_factory=dict)
+    sam_generator: str = "fast"
+    sam_fast: FastOptions = field(default_factory=FastOptions)
     slic: SlicConfig = field(default_factory=SlicConfig)
     min_piece: int = MIN_PIECE_PIXELS
     device: str = "cpu"
     seed: int = 0
     max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def __post_init__(self):
+        if self.sam_generator not in SAM_GENERATORS:
+            raise ValueError(f"unknown SAM generator {self.sam_generator!r}; known: {', '.join(SAM_GENERATORS)}")
 
     @property
     def uses_sam(self) -> bool:
@@ -61,7 +71,7 @@ def _build_slic(spec: MaskerSpec) -> MaskGenerator:
 def _build_sam(spec: MaskerSpec) -> MaskGenerator:
     return build_sam_masker(spec.sam_model, spec.sam_checkpoint, preset=spec.preset,
                             overrides=spec.sam_overrides, device=spec.device, seed=spec.seed,
-                            max_pixels=spec.max_pixels)
+                            max_pixels=spec.max_pixels, generator=spec.sam_generator, fast=spec.sam_fast)
 
 
 def _build_cover(spec: MaskerSpec) -> MaskGenerator:

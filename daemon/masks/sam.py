@@ -1,4 +1,6 @@
-"""SAM masks through segment-anything's own automatic mask generator.
+"""SAM automatic masks: the fast generator (sam_fast.py, the default) or segment-anything's own
+`SamAutomaticMaskGenerator` (the reference), one switch apart (`generator=`), with the same
+presets and parameters.
 
 Models are built by segment_anything's `_build_sam` (the function behind its
 `sam_model_registry`) with the encoder sizes of SAM_ARCHS, then loaded from the official
@@ -16,6 +18,11 @@ import numpy as np
 from core.frames import DEFAULT_MAX_PIXELS, as_rgb8
 
 from .base import SOURCE_SAM, MaskProposals
+from .sam_fast import FastOptions
+
+#: SamMasker generators: "fast" (sam_fast.FastMaskGenerator, the same masks several times
+#: faster) and "reference" (segment_anything's SamAutomaticMaskGenerator).
+SAM_GENERATORS = ("fast", "reference")
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,41 @@ def build_sam_model(model: str, checkpoint: str | Path | None = None, device: st
     return sam.to(device).eval()
 
 
+def spread_random_decoder(sam, logit_scale: float = 30.0, iou_shift: float = 0.0):
+    """Make a randomly initialised SAM's masks look like a workload (tests and benchmarks only;
+    never on trained weights). A random decoder's logits are ~0.1 with a 4×4 sub-pixel
+    checkerboard from its transposed convolutions, so every mask is noise and none is stable.
+    Here the transposed-convolution kernels are shared by their four sub-pixel positions
+    (masks follow the image's content at the embedding's resolution), the hypernetwork
+    outputs are scaled by `logit_scale` (logits of a trained model's size, stability spread
+    over 0..1) and `iou_shift` is added to the predicted IoU. Masks still cover the whole
+    frame loosely, so box NMS keeps one of them: run with NMS off (box_nms_thresh=1.0).
+    Changes `sam` in place and returns it."""
+    import torch  # heavy: only with a SAM model
+
+    dec = sam.mask_decoder
+    with torch.no_grad():
+        for conv in (dec.output_upscaling[0], dec.output_upscaling[3]):
+            conv.weight.copy_(conv.weight[:, :, :1, :1].expand_as(conv.weight))
+        for mlp in dec.output_hypernetworks_mlps:
+            mlp.layers[-1].weight.mul_(logit_scale)
+            mlp.layers[-1].bias.mul_(logit_scale)
+        dec.iou_prediction_head.layers[-1].bias.add_(iou_shift)
+    return sam
+
+
+def lowered_thresholds(crops: bool = False) -> dict:
+    """Generator parameters for a random model (with spread_random_decoder) under which at
+    least 30 masks survive on a real photo: thresholds lowered, box NMS within and across
+    crops off (a random decoder's masks all span the frame), 6×6 prompts; with `crops`, one
+    crop layer with half the prompts per side (tests and bench/amg.py --check)."""
+    few = dict(points_per_side=6, pred_iou_thresh=0.02, stability_score_thresh=0.15, box_nms_thresh=1.0,
+               crop_nms_thresh=1.0)
+    if crops:
+        few.update(crop_n_layers=1, crop_n_points_downscale_factor=2)
+    return few
+
+
 def save_sam_checkpoint(sam, path: str | Path) -> Path:
     """Save in the official layout: the bare state dict, as segment-anything's releases are."""
     import torch  # heavy: only when a SAM checkpoint is written
@@ -132,37 +174,56 @@ def save_sam_checkpoint(sam, path: str | Path) -> Path:
 
 
 class SamMasker:
-    """SAM automatic masks of one image, in the generator's order, scored by predicted IoU."""
+    """SAM automatic masks of one image, in the generator's order, scored by predicted IoU.
+
+    generator  "fast" (default) or "reference" (segment_anything's SamAutomaticMaskGenerator)
+    fast       FastOptions of the fast generator (batching; deviating options are off by default)
+    """
 
     name = "sam"
 
     def __init__(self, sam, config: SamGeneratorConfig | None = None, model_name: str = "",
-                 max_pixels: int = DEFAULT_MAX_PIXELS):
-        from segment_anything import SamAutomaticMaskGenerator  # heavy: only when a SAM masker is built
-
+                 max_pixels: int = DEFAULT_MAX_PIXELS, generator: str = "fast", fast: FastOptions | None = None):
         self.config = config or PRESETS["image"]
+        self.model = sam
         self.model_name = model_name
         self.max_pixels = max_pixels
-        self.generator = SamAutomaticMaskGenerator(sam, output_mode="binary_mask", **asdict(self.config))
-        # The generator's SamPredictor keeps the current image's embedding between its steps,
-        # so one image at a time per masker (the service shares an Extractor across streams).
+        self.kind = generator
+        if generator == "fast":
+            from .sam_fast import FastMaskGenerator
+
+            self.generator = FastMaskGenerator(sam, self.config, fast)
+        elif generator == "reference":
+            from segment_anything import SamAutomaticMaskGenerator  # heavy: only when a SAM masker is built
+
+            self.generator = SamAutomaticMaskGenerator(sam, output_mode="binary_mask", **asdict(self.config))
+        else:
+            raise ValueError(f"unknown SAM generator {generator!r}; known: {', '.join(SAM_GENERATORS)}")
+        # Both generators keep per-image state between their steps (the reference's
+        # SamPredictor holds the embedding, the fast one its stage times), so one image at a
+        # time per masker (the service shares an Extractor across streams).
         self._lock = threading.Lock()
 
     def __call__(self, rgb) -> MaskProposals:
         rgb = as_rgb8(rgb, max_pixels=self.max_pixels)
         h, w = rgb.shape[:2]
         with self._lock:
-            records = self.generator.generate(rgb)
-        if not records:
+            if self.kind == "fast":
+                out = self.generator.generate_masks(rgb)
+                masks, scores = out.masks, out.iou
+            else:
+                records = self.generator.generate(rgb)
+                masks = np.stack([np.asarray(r["segmentation"], dtype=bool) for r in records]) if records else None
+                scores = np.array([r["predicted_iou"] for r in records], dtype=np.float32)
+        if masks is None or not len(masks):
             return MaskProposals.empty(h, w)
-        masks = np.stack([np.asarray(r["segmentation"], dtype=bool) for r in records])
-        scores = np.array([r["predicted_iou"] for r in records], dtype=np.float32)
-        return MaskProposals(masks, np.full(len(records), SOURCE_SAM, np.uint8), scores)
+        return MaskProposals(masks, np.full(len(masks), SOURCE_SAM, np.uint8), scores.astype(np.float32))
 
 
 def build_sam_masker(model: str, checkpoint: str | Path | None = None, preset: str = "image",
                      overrides: dict | None = None, device: str = "cpu", seed: int = 0,
-                     max_pixels: int = DEFAULT_MAX_PIXELS) -> SamMasker:
+                     max_pixels: int = DEFAULT_MAX_PIXELS, generator: str = "fast",
+                     fast: FastOptions | None = None) -> SamMasker:
     config = generator_config(preset, **(overrides or {}))
     return SamMasker(build_sam_model(model, checkpoint, device=device, seed=seed), config,
-                     model_name=model, max_pixels=max_pixels)
+                     model_name=model, max_pixels=max_pixels, generator=generator, fast=fast)

@@ -1,6 +1,6 @@
 """IndexImages and Search: the region-search RPCs, called by the RegionService servicer.
 
-    search = SearchRPC(extractor, data_dir)          # opens <data_dir>/index
+    search = SearchRPC(extractor, location)          # a directory, milvus://..., milvus-lite:PATH
     summary = search.index_images(request_iterator, context)
     response = search.search(request, context)       # raises InputError -> INVALID_ARGUMENT
     search.close()                                   # checkpoint on shutdown
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -22,8 +23,16 @@ from core.frames import Frame
 from core.rle import decode as rle_decode
 from regions.v1 import regions_pb2 as pb
 
-from ..index import IndexConfig, RegionExtractor, RegionIndex, SearchFilter, open_index
-from ..index.queries import box_mask, check_mask, decode_mask_png, linear_query, probe_from_examples
+from ..index import IndexConfig, RegionExtractor, Searching, SearchFilter, open_index
+from ..index.corpus import normaliser_for
+from ..index.queries import (
+    box_mask,
+    check_mask,
+    decode_mask_png,
+    linear_query,
+    probe_from_examples,
+    region_set_query,
+)
 from .convert import Limits, image_frame
 
 log = logging.getLogger(__name__)
@@ -46,15 +55,20 @@ class SearchRPC:
 
     extractor  the daemon's extractor (its profile's masker, backbone and pooling index the
                images and pool query masks, so queries and index agree)
-    data_dir   the daemon's data directory; the index lives in <data_dir>/index
-    config     index settings (exact search by default)
+    location   where the index is (index.open_index): a directory (FAISS over SQLite), or
+               milvus://HOST:PORT[/COLLECTION][?...] / milvus-lite:PATH (Milvus)
+    config     index settings (None: what the index recorded, else its defaults)
+
+    A new index gets the extractor's feature normaliser (the shipped statistics, or a fit on
+    the generated corpus); an existing one keeps what it recorded.
     """
 
-    def __init__(self, extractor: RegionExtractor, data_dir: str | Path, config: IndexConfig | None = None):
+    def __init__(self, extractor: RegionExtractor, location: str | Path, config: IndexConfig | None = None):
         self.extractor = extractor
         self.limits = Limits(max_pixels=extractor.max_pixels)
-        self.index: RegionIndex = open_index(Path(data_dir), dim=extractor.dim, config=config,
-                                             features=extractor.features_name)
+        self.index: Searching = open_index(location, dim=extractor.dim, config=config,
+                                           features=extractor.features_name,
+                                           normaliser=lambda: normaliser_for(extractor))
 
     def close(self) -> None:
         self.index.close()
@@ -111,12 +125,12 @@ class SearchRPC:
             raise InputError("top_k", f"at most {MAX_TOP_K}, got {k}")
         if request.regions_per_image > MAX_REGIONS_PER_IMAGE:
             raise InputError("regions_per_image", f"at most {MAX_REGIONS_PER_IMAGE}, got {request.regions_per_image}")
-        vector, bias, normalize = self._query_vector(request)  # after the cheap checks: may run the backbone
+        q = self._query(request)  # after the cheap checks: may run the backbone
         flt = request.filter
         hits = self.index.search(
-            vector, k=k, regions_per_image=request.regions_per_image or 1, bias=bias, normalize=normalize,
+            q.vectors, k=k, regions_per_image=request.regions_per_image or 1, bias=q.bias, normalize=q.is_feature,
             filter=SearchFilter(flt.image_id_prefix, dict(flt.metadata)),
-            exclude_image_ids=list(flt.exclude_image_ids))
+            exclude_image_ids=list(flt.exclude_image_ids), weights=q.weights)
         resp = pb.SearchResponse(searched_images=len(self.index), searched_regions=self.index.num_regions)
         for h in hits:
             hit = resp.hits.add(image_id=h.image_id, score=h.score, width=h.width, height=h.height)
@@ -129,49 +143,71 @@ class SearchRPC:
         resp.seconds = time.perf_counter() - t0
         return resp
 
-    def _query_vector(self, request: pb.SearchRequest) -> tuple[np.ndarray, float, bool | None]:
-        """(vector, bias, normalize) for the request's query."""
+    def _query(self, request: pb.SearchRequest) -> "Query":
+        """The request's query as region features (or a probe's weights)."""
         which = request.WhichOneof("query")
         if which is None:
             raise InputError("query", "one of mask, box, region, vector, linear, examples is required")
         if which == "mask":
             q = request.mask
             frame = self._image(q.image, "mask.image")
-            shape = (frame.height, frame.width)
-            if q.HasField("mask") and q.HasField("mask_image"):
-                raise InputError("mask", "give mask or mask_image, not both")
-            if q.HasField("mask"):
-                m = q.mask
-                if (m.height, m.width) != shape:
-                    raise InputError("mask.mask", f"mask is {m.width}×{m.height} but the image is {shape[1]}×{shape[0]}")
-                try:
-                    dense = rle_decode(list(m.counts), m.height, m.width)
-                except ValueError as e:
-                    raise InputError("mask.mask", str(e)) from None
-                mask = check_mask(dense, shape, "mask.mask")
-            elif q.HasField("mask_image"):
-                mask = decode_mask_png(q.mask_image.data, shape, "mask.mask_image")
-            else:
-                raise InputError("mask", "needs mask (RLE) or mask_image (PNG)")
-            return self.extractor.pool(frame, mask[None])[0], 0.0, None
+            return self._masked(frame, self._query_mask(q, (frame.height, frame.width)), q.match, "mask.match")
         if which == "box":
             frame = self._image(request.box.image, "box.image")
             b = request.box.box
-            mask = box_mask([b.x0, b.y0, b.x1, b.y1], (frame.height, frame.width), "box.box")
-            return self.extractor.pool(frame, mask[None])[0], 0.0, None
+            return self._masked(frame, box_mask([b.x0, b.y0, b.x1, b.y1], (frame.height, frame.width), "box.box"),
+                                request.box.match, "box.match")
         if which == "region":
             r = request.region
-            return self.index.region_vector(r.image_id, r.region_id), 0.0, None
+            return Query(self.index.region_vector(r.image_id, r.region_id))
         if which == "vector":
-            return np.asarray(request.vector.values, np.float32), 0.0, None
+            return Query(np.asarray(request.vector.values, np.float32))
         if which == "linear":
             p = linear_query(request.linear.weights, request.linear.bias, self.index.dim)
-            return p.weights, p.bias, False
+            return Query(p.weights, bias=p.bias, is_feature=False)
         if which == "examples":
             e = request.examples
             if e.negatives > MAX_NEGATIVES:
                 raise InputError("examples.negatives", f"at most {MAX_NEGATIVES}, got {e.negatives}")
             probe = probe_from_examples(self.index, [(r.image_id, r.region_id) for r in e.positives],
                                         negatives=e.negatives or DEFAULT_NEGATIVES)
-            return probe.weights, probe.bias, False
+            return Query(probe.weights, bias=probe.bias, is_feature=False)
         raise InputError("query", f"unsupported query {which!r}")  # pragma: no cover
+
+    def _query_mask(self, q: pb.MaskQuery, shape: tuple[int, int]) -> np.ndarray:
+        if q.HasField("mask") and q.HasField("mask_image"):
+            raise InputError("mask", "give mask or mask_image, not both")
+        if q.HasField("mask"):
+            m = q.mask
+            if (m.height, m.width) != shape:
+                raise InputError("mask.mask", f"mask is {m.width}×{m.height} but the image is {shape[1]}×{shape[0]}")
+            try:
+                dense = rle_decode(list(m.counts), m.height, m.width)
+            except ValueError as e:
+                raise InputError("mask.mask", str(e)) from None
+            return check_mask(dense, shape, "mask.mask")
+        if q.HasField("mask_image"):
+            return decode_mask_png(q.mask_image.data, shape, "mask.mask_image")
+        raise InputError("mask", "needs mask (RLE) or mask_image (PNG)")
+
+    def _masked(self, frame: Frame, mask: np.ndarray, match: int, field: str) -> "Query":
+        if match == pb.QUERY_MATCH_REGIONS:
+            return Query(*region_set_query(self.extractor, frame, mask))
+        if match != pb.QUERY_MATCH_POOLED:
+            raise InputError(field, f"unknown QueryMatch {match}")
+        return Query(self.extractor.pool(frame, mask[None])[0])
+
+
+@dataclass
+class Query:
+    """What RegionIndex.search takes: region features (a D-vector, or M×D matched as a set
+    with `weights`), or a probe's weights already in the index's space (is_feature False)."""
+
+    vectors: np.ndarray
+    weights: np.ndarray | None = None
+    bias: float = 0.0
+    is_feature: bool = True
+
+    def __post_init__(self):
+        if self.vectors.ndim == 2 and len(self.vectors) == 1:  # one region: the plain search
+            self.vectors, self.weights = self.vectors[0], None

@@ -48,11 +48,13 @@ class RegionServer:
         notes: list[str] = []
         extractors = [extractor] * config.workers  # given (tests): shared by the workers
         if extractor is None:
-            extractor = build_extractor(config.profile, config.weights, announce=notes.append)
+            extractor = build_extractor(config.profile, config.weights, announce=notes.append,
+                                        sam_generator=config.sam_generator)
             for n in notes:
                 (announce or log.warning)(n)
             # One extractor per worker: SAM's predictor holds the current image between calls.
-            extractors = [extractor] + [build_extractor(extractor.profile, config.weights, announce=lambda m: None)
+            extractors = [extractor] + [build_extractor(extractor.profile, config.weights, announce=lambda m: None,
+                                                        sam_generator=config.sam_generator)
                                         for _ in range(config.workers - 1)]
         self.extractor = extractor
         threads = config.torch_threads
@@ -71,7 +73,7 @@ class RegionServer:
         self.search: SearchRPC | None = None
         if config.index:
             Path(config.data_dir).mkdir(parents=True, exist_ok=True)
-            self.search = SearchRPC(QueuedExtractor(extractor, self.scheduler), config.data_dir)
+            self.search = SearchRPC(QueuedExtractor(extractor, self.scheduler), config.index_at)
         self.servicer = RegionServicer(config, extractor, self.heads, self.scheduler, self.metrics, self.calls,
                                        search=self.search, profile_note=" ".join(notes))
         self.health = health.HealthServicer()

@@ -163,4 +163,5 @@ class RegionServicer(pb_grpc.RegionServiceServicer):
         if self.search is not None:
             idx = self.search.index
             info.index_images, info.index_regions = len(idx), int(idx.num_regions)
+            info.index_normaliser = idx.normaliser_note()
         return info

@@ -18,12 +18,19 @@ class RegionSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SOURCE_UNSPECIFIED: _ClassVar[RegionSource]
     SOURCE_SAM: _ClassVar[RegionSource]
     SOURCE_SLIC: _ClassVar[RegionSource]
+
+class QueryMatch(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    QUERY_MATCH_POOLED: _ClassVar[QueryMatch]
+    QUERY_MATCH_REGIONS: _ClassVar[QueryMatch]
 FEATURES_NONE: FeatureEncoding
 FEATURES_FLOAT16: FeatureEncoding
 FEATURES_FLOAT32: FeatureEncoding
 SOURCE_UNSPECIFIED: RegionSource
 SOURCE_SAM: RegionSource
 SOURCE_SLIC: RegionSource
+QUERY_MATCH_POOLED: QueryMatch
+QUERY_MATCH_REGIONS: QueryMatch
 
 class Image(_message.Message):
     __slots__ = ("data", "encoding", "width", "height")
@@ -420,22 +427,26 @@ class IndexSummary(_message.Message):
     def __init__(self, received: _Optional[int] = ..., indexed: _Optional[int] = ..., skipped: _Optional[int] = ..., removed: _Optional[int] = ..., regions: _Optional[int] = ..., errors: _Optional[_Iterable[_Union[ImageError, _Mapping]]] = ..., total_images: _Optional[int] = ..., total_regions: _Optional[int] = ...) -> None: ...
 
 class MaskQuery(_message.Message):
-    __slots__ = ("image", "mask", "mask_image")
+    __slots__ = ("image", "mask", "mask_image", "match")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     MASK_FIELD_NUMBER: _ClassVar[int]
     MASK_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    MATCH_FIELD_NUMBER: _ClassVar[int]
     image: Image
     mask: Mask
     mask_image: Image
-    def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ..., mask: _Optional[_Union[Mask, _Mapping]] = ..., mask_image: _Optional[_Union[Image, _Mapping]] = ...) -> None: ...
+    match: QueryMatch
+    def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ..., mask: _Optional[_Union[Mask, _Mapping]] = ..., mask_image: _Optional[_Union[Image, _Mapping]] = ..., match: _Optional[_Union[QueryMatch, str]] = ...) -> None: ...
 
 class BoxQuery(_message.Message):
-    __slots__ = ("image", "box")
+    __slots__ = ("image", "box", "match")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     BOX_FIELD_NUMBER: _ClassVar[int]
+    MATCH_FIELD_NUMBER: _ClassVar[int]
     image: Image
     box: Box
-    def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ..., box: _Optional[_Union[Box, _Mapping]] = ...) -> None: ...
+    match: QueryMatch
+    def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ..., box: _Optional[_Union[Box, _Mapping]] = ..., match: _Optional[_Union[QueryMatch, str]] = ...) -> None: ...
 
 class RegionRef(_message.Message):
     __slots__ = ("image_id", "region_id")
@@ -586,7 +597,7 @@ class HeadInfo(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., class_ids: _Optional[_Iterable[int]] = ..., class_names: _Optional[_Iterable[str]] = ..., window: _Optional[int] = ...) -> None: ...
 
 class ServerInfo(_message.Message):
-    __slots__ = ("version", "profile", "profile_note", "models", "feature_dim", "heads", "max_message_bytes", "max_pixels", "queue_size", "index_images", "index_regions")
+    __slots__ = ("version", "profile", "profile_note", "models", "feature_dim", "heads", "max_message_bytes", "max_pixels", "queue_size", "index_images", "index_regions", "index_normaliser")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PROFILE_FIELD_NUMBER: _ClassVar[int]
     PROFILE_NOTE_FIELD_NUMBER: _ClassVar[int]
@@ -598,6 +609,7 @@ class ServerInfo(_message.Message):
     QUEUE_SIZE_FIELD_NUMBER: _ClassVar[int]
     INDEX_IMAGES_FIELD_NUMBER: _ClassVar[int]
     INDEX_REGIONS_FIELD_NUMBER: _ClassVar[int]
+    INDEX_NORMALISER_FIELD_NUMBER: _ClassVar[int]
     version: str
     profile: str
     profile_note: str
@@ -609,4 +621,5 @@ class ServerInfo(_message.Message):
     queue_size: int
     index_images: int
     index_regions: int
-    def __init__(self, version: _Optional[str] = ..., profile: _Optional[str] = ..., profile_note: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., feature_dim: _Optional[int] = ..., heads: _Optional[_Iterable[_Union[HeadInfo, _Mapping]]] = ..., max_message_bytes: _Optional[int] = ..., max_pixels: _Optional[int] = ..., queue_size: _Optional[int] = ..., index_images: _Optional[int] = ..., index_regions: _Optional[int] = ...) -> None: ...
+    index_normaliser: str
+    def __init__(self, version: _Optional[str] = ..., profile: _Optional[str] = ..., profile_note: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., feature_dim: _Optional[int] = ..., heads: _Optional[_Iterable[_Union[HeadInfo, _Mapping]]] = ..., max_message_bytes: _Optional[int] = ..., max_pixels: _Optional[int] = ..., queue_size: _Optional[int] = ..., index_images: _Optional[int] = ..., index_regions: _Optional[int] = ..., index_normaliser: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,257 @@
+"""scan_scene end to end against the daemon alone, on the same frames, in one run.
+
+    python bench/scan.py [--frames 300] [--rounds 2] [--scene DIR] [--distinct N] [--stages]
+                         [--overlays K|all|none]
+
+Scene: a synthetic room (scenes' synthetic:SEED) rendered once at 640×480 into a
+ScanNet-style folder before anything is timed (rendering takes about 0.5 s a frame; --scene
+DIR keeps the folder for the next run; --distinct N renders N frames and repeats them up to
+--frames, for long scans such as the memory check).
+Daemon: `regiond serve --heads bundled` (lite and the heads that ship for it, classic-32:
+per-frame label maps, the scene transformer's refined labels, the fused cloud) in its own
+process, shared by both measurements, which alternate for --rounds rounds (best of each).
+  daemon alone   the frames read and encoded as scan_scene sends them (raw colour to a local
+                 daemon, mm depth) before timing, streamed through StreamScene with scan_scene's
+                 options, the replies dropped: the daemon's throughput with no client work.
+  scan_scene     `python clients/scan_scene.py DIR [--overlays ...]` as a user runs it, default
+                 options (overlays of every frame up to 100 frames, else about 100; label PNGs,
+                 colour pictures, the PLY, the mIoU), from process start to exit; peak RSS.
+Prints `scan_scene end to end X frames/s, daemon alone Y frames/s, ratio X/Y` and the load.
+Targets: ratio >= 0.8 and X >= 12.5 frames/s on the team's 2-core machine.
+--stages also prints the client's CPU time per frame for each of its stages, on replies
+recorded from the daemon.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import daemon  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
+
+REPO = Path(__file__).resolve().parents[1]
+# bench/regions.py would shadow the API package `regions`: drop this folder from the path.
+sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+
+
+def render_scene(folder: Path, frames: int, distinct: int, seed: int) -> Path:
+    """A ScanNet-style folder of `frames` 640×480 frames (the first `distinct` rendered, then
+    repeated), reused when it is already there."""
+    from scenes.synthetic import SyntheticScene, write_scene_folder
+
+    color = folder / "color"
+    if color.is_dir() and len(list(color.iterdir())) == frames:
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    t0 = time.perf_counter()
+    write_scene_folder(SyntheticScene(seed, distinct, 640, 480), folder)
+    for k in range(distinct, frames):  # hard links: real files in the real layout, no extra disk
+        for sub, ext in (("color", "jpg"), ("depth", "png"), ("label-filt", "png"), ("instance-filt", "png"),
+                         ("pose", "txt")):
+            os.link(folder / sub / f"{k % distinct}.{ext}", folder / sub / f"{k}.{ext}")
+    print(f"bench/scan: rendered {distinct} frames of synthetic:{seed} ({frames} in the folder) "
+          f"in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return folder
+
+
+def scene_messages(folder: Path, address: str) -> list:
+    """The scene's frames as scan_scene sends them to `address` (its options on the first)."""
+    import scenes
+    from clients import common
+    from regions.v1 import regions_pb2 as pb
+
+    encoding = common.frame_encoding("auto", address)
+    msgs = [common.scene_frame_pb(f, encoding) for f in scenes.open_source(str(folder))]
+    msgs[0].options.CopyFrom(pb.SceneOptions(scene_id="bench", voxel_size=0.02, return_ply=True,
+                                             return_label_maps=True))
+    return msgs
+
+
+@dataclass
+class Run:
+    """One measurement: frames/s, CPU ms per frame of the daemon (and of the client), the
+    client's peak RSS (MiB)."""
+
+    fps: float
+    daemon_cpu: float
+    client_cpu: float = 0.0
+    rss: float = 0.0
+
+
+def daemon_alone(stub, msgs, daemon_pid: int) -> tuple[Run, list]:
+    """One StreamScene of the prepared messages, replies only counted; and the replies."""
+    cpu0, t0 = _cpu_seconds(daemon_pid), time.perf_counter()
+    replies = list(stub.StreamScene(iter(msgs)))
+    seconds, cpu = time.perf_counter() - t0, _cpu_seconds(daemon_pid) - cpu0
+    frames = sum(1 for u in replies if u.HasField("regions"))
+    assert frames == len(msgs), f"{frames} of {len(msgs)} frames answered"
+    return Run(frames / seconds, 1000 * cpu / frames), replies
+
+
+def scan_scene(address: str, folder: Path, out: Path, frames: int, options: list[str], daemon_pid: int) -> Run:
+    """clients/scan_scene.py from process start to exit."""
+    shutil.rmtree(out, ignore_errors=True)
+    cpu0, t0 = _cpu_seconds(daemon_pid), time.perf_counter()
+    proc = subprocess.Popen([sys.executable, str(REPO / "clients" / "scan_scene.py"), str(folder),
+                             "--server", address, "--out", str(out), *options],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    peak = 0.0
+    while True:  # the kernel's high-water mark of the client's own memory, until it exits
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        peak = max(peak, _peak_rss_mib(proc.pid))
+        time.sleep(0.1)
+    seconds, cpu = time.perf_counter() - t0, _cpu_seconds(daemon_pid) - cpu0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    output = proc.stdout.read()
+    if proc.returncode != 0:
+        raise SystemExit(f"bench/scan: scan_scene exited with {proc.returncode}: {output}")
+    return Run(frames / seconds, 1000 * cpu / frames, 1000 * (usage.ru_utime + usage.ru_stime) / frames, peak)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _peak_rss_mib(pid: int) -> float:
+    """VmHWM of a running process (not getrusage's maxrss, which keeps the forking parent's)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:  # exited meanwhile
+        pass
+    return 0.0
+
+
+def stage_costs(folder: Path, replies: list, frames: int) -> dict[str, float]:
+    """CPU ms per frame of each client stage, on recorded replies, as scan_scene runs them."""
+    import scenes
+    from clients import common
+    from clients.scan_outputs import PNG_LEVEL, LabelScores
+    from core.viz import colour_label_png, encode_png, overlay_regions
+
+    source = list(scenes.open_source(str(folder), max_frames=frames))
+    updates = [u for u in replies if u.HasField("regions")][:frames]
+    refined = [u.refined for u in replies if u.HasField("refined")]
+    costs: dict[str, float] = {}
+    out = Path(tempfile.mkdtemp(prefix="bench-scan-stages-"))
+
+    def timed(name: str, fn, items):
+        t0 = time.process_time()
+        result = [fn(x) for x in items]
+        costs[name] = 1000 * (time.process_time() - t0) / max(1, len(items))
+        return result
+
+    try:
+        t0 = time.process_time()
+        list(scenes.open_source(str(folder), max_frames=frames))
+        costs["read frame (scenes)"] = 1000 * (time.process_time() - t0) / frames
+        timed("encode message (raw colour, mm depth)", lambda f: common.scene_frame_pb(f, "raw").SerializeToString(),
+              source)
+        pixels = timed("RLE decode", lambda u: common.region_pixels(u.regions), updates)
+        pictures = timed("overlay draw", lambda k: overlay_regions(source[k].rgb, pixels[k],
+                                                                    common.region_sources(updates[k].regions)),
+                         range(len(updates)))
+        timed("overlay PNG encode + write", lambda k: (out / f"{k}.png").write_bytes(encode_png(pictures[k], PNG_LEVEL)),
+              range(len(updates)))
+        scores = LabelScores()
+        timed("ground truth for scoring", lambda f: scores.truth(int(f.index), f.labels), source)
+        final = {int(r.frame_index): r.label_map_png for r in refined}
+
+        def label_outputs(u) -> None:  # as ScanOutputs does: written at once, replaced, coloured, scored
+            k = int(u.frame_index)
+            (out / f"l{k}.png").write_bytes(u.label_map_png)
+            png = final.get(k, u.label_map_png)
+            (out / f"l{k}.png").write_bytes(png)
+            (out / f"c{k}.png").write_bytes(colour_label_png(png))
+            scores.predict(k, png)
+
+        timed("label maps (written, refined, coloured, scored)", label_outputs, updates)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return costs
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--frames", type=int, default=300, help="frames in the scene (default 300)")
+    ap.add_argument("--distinct", type=int, default=None, metavar="N",
+                    help="render N frames and repeat them up to --frames (default: all distinct)")
+    ap.add_argument("--seed", type=int, default=5, help="synthetic room seed")
+    ap.add_argument("--scene", type=Path, default=None, metavar="DIR",
+                    help="keep the rendered folder here and reuse it (default: a temporary folder)")
+    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of both measurements (best is reported)")
+    ap.add_argument("--overlays", default=None, metavar="K|all|none",
+                    help="pass --overlays to scan_scene (default: its own default)")
+    ap.add_argument("--stages", action="store_true", help="also print the client's CPU ms per frame per stage")
+    args = ap.parse_args()
+    distinct = min(args.distinct or args.frames, args.frames)
+    load_start = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="bench-scan-") as tmp:
+        tmp = Path(tmp)
+        folder = render_scene(args.scene or tmp / "scene", args.frames, distinct, args.seed)
+        from clients import common
+        from daemon.commands.serve import spawn_daemon
+
+        proc, address = spawn_daemon(["--listen", "127.0.0.1:0", "--profile", "lite", "--heads", "bundled",
+                                      "--data-dir", tmp / "data", "--no-index", "--log-level", "WARNING"],
+                                     tmp / "daemon.log", timeout=180)
+        try:
+            msgs = scene_messages(folder, address)
+            conn = common.connect(address, timeout=60)
+            daemon_alone(conn.stub, msgs[:5], proc.pid)  # warm-up
+            alone, scans, replies = [], [], None
+            options = ["--overlays", args.overlays] if args.overlays else []
+            for _ in range(args.rounds):
+                run, replies = daemon_alone(conn.stub, msgs, proc.pid)
+                alone.append(run)
+                scans.append(scan_scene(address, folder, tmp / "scan", args.frames, options, proc.pid))
+            conn.close()
+        finally:
+            proc.terminate()
+            proc.wait(30)
+        x = max(r.fps for r in scans)
+        y = max(r.fps for r in alone)
+        load_end = os.getloadavg()
+        print(f"bench/scan: {args.frames} frames 640x480 ({distinct} distinct) of synthetic:{args.seed}, lite + "
+              f"bundled heads, scan_scene --overlays {args.overlays or 'auto'}, best of {args.rounds} alternating "
+              f"rounds; load average {load_start[0]:.1f} at the start, {load_end[0]:.1f} at the end, "
+              f"{os.cpu_count()} cpus")
+        print(f"  daemon alone (rounds): {', '.join(f'{r.fps:.1f}' for r in alone)} frames/s; daemon CPU "
+              f"{min(r.daemon_cpu for r in alone):.0f} ms/frame")
+        print(f"  scan_scene (rounds):   {', '.join(f'{r.fps:.1f}' for r in scans)} frames/s; daemon CPU "
+              f"{min(r.daemon_cpu for r in scans):.0f} ms/frame, client CPU {min(r.client_cpu for r in scans):.0f} "
+              f"ms/frame; client peak RSS {max(r.rss for r in scans):.0f} MiB")
+        print(f"scan_scene end to end {x:.1f} frames/s, daemon alone {y:.1f} frames/s, ratio {x / y:.2f} "
+              f"(targets: ratio >= 0.8, scan_scene >= 12.5 frames/s)")
+        if args.stages:
+            costs = stage_costs(folder, replies, min(args.frames, 30))
+            print("client CPU per frame, by stage (process time, one thread):")
+            for name, ms in costs.items():
+                print(f"  {name:40s} {ms:6.1f} ms")
+            from clients.scan_outputs import overlay_step, parse_overlays
+
+            step = overlay_step(parse_overlays(args.overlays or "auto"), args.frames)
+            drawn = sum(ms for name, ms in costs.items() if name.startswith(("RLE", "overlay")))
+            total = sum(costs.values())
+            print(f"  {'total, a frame with an overlay':40s} {total:6.1f} ms")
+            if step != 1:
+                average = total - drawn + (drawn / step if step else 0.0)
+                print(f"  {'average, overlays every ' + str(step) + ' frames' if step else 'no overlays':40s} "
+                      f"{average:6.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

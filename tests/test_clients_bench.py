@@ -1,0 +1,25 @@
+"""bench/scan.py runs end to end at a tiny scale: a rendered folder, the daemon with the bundled
+heads, both measurements and the stage costs (no timing is asserted; its figures come from
+the full run)."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_scan_bench_small(tmp_path):
+    p = subprocess.run([sys.executable, str(REPO / "bench" / "scan.py"), "--frames", "4", "--distinct", "2",
+                        "--rounds", "1", "--stages", "--scene", str(tmp_path / "scene")],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    line = re.search(r"scan_scene end to end ([\d.]+) frames/s, daemon alone ([\d.]+) frames/s, ratio ([\d.]+)",
+                     p.stdout)
+    assert line, p.stdout
+    x, y, ratio = map(float, line.groups())
+    assert x > 0 and y > 0 and abs(ratio - x / y) < 0.02
+    assert "load average" in p.stdout and "client peak RSS" in p.stdout and "overlay draw" in p.stdout
+    assert len(list((tmp_path / "scene" / "color").iterdir())) == 4  # 2 rendered, 2 repeated
