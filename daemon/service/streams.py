@@ -32,8 +32,10 @@ from daemon.masks.carry import CarryClosed, CarryConfig, MaskTracker
 
 from .calls import CallLog
 from .convert import Limits
+from .idle import IdleWatch
 from .metrics import Metrics
 from .scheduler import Cancelled, JobResult, Scheduler, ShuttingDown
+from .wire import Unparsable
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,7 @@ class StreamDeps:
     sessions: SessionRegistry
     calls: CallLog
     inflight: int = 4
+    idle_timeout: float = 0.0
 
 
 class StreamSession:
@@ -111,7 +114,7 @@ class StreamSession:
         self.metrics = deps.metrics
         self.limits = deps.limits
         self.context = context
-        self.requests = request_iterator
+        self.requests = IdleWatch(request_iterator, deps.idle_timeout)
         self._pipe: queue.Queue = queue.Queue(maxsize=max(1, deps.inflight))
         self._done = threading.Event()      # the call is over (any reason)
         self._closed = False
@@ -197,6 +200,8 @@ class StreamSession:
             try:
                 return self._pipe.get(timeout=_POLL)
             except queue.Empty:
+                if self.requests.expired():  # nothing in flight and the client sends nothing
+                    self.requests.abort(self.context)
                 if not self.context.is_active():
                     return _END
         return _END
@@ -301,8 +306,9 @@ def carry_tracker(options: Any, method: str, **config: Any) -> MaskTracker | Non
 
 
 def frame_index(req: Any, index: int) -> int:
-    """The client's frame number when it set one, else the position in the stream."""
-    return int(req.index) if req.index else index
+    """The client's frame number when it set one, else the position in the stream (also for
+    a message that did not parse)."""
+    return index if isinstance(req, Unparsable) or not req.index else int(req.index)
 
 
 def output_of(req: Any, default: Any) -> Any:
