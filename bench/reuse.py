@@ -122,9 +122,11 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1", help="comma-separated seeds of the synthetic rooms and clips")
     ap.add_argument("--every", type=int, default=5, help="a keyframe at least every K frames")
     ap.add_argument("--min-coverage", type=float, default=None, help="early keyframe below this share (default: the tracker's)")
-    ap.add_argument("--loop", type=int, default=150, help="frames of a room's camera loop (sets the motion per frame)")
+    ap.add_argument("--loop", type=int, default=300, help="frames of a room's camera loop (sets the motion per frame)")
     ap.add_argument("--room-frames", type=int, default=40, help="frames of each room used")
     ap.add_argument("--clip-frames", type=int, default=32, help="frames of each clip")
+    ap.add_argument("--no-grow", action="store_true", help="carried masks do not grow into unseen pixels by superpixels")
+    ap.add_argument("--kinds", default="rgbd,video", help="which kinds to run (comma-separated)")
     args = ap.parse_args()
 
     from daemon.masks.carry import DEFAULT_MIN_COVERAGE, CarryConfig
@@ -134,8 +136,10 @@ def main() -> None:
     scores = {}
     for kind, method, source in (("rgbd", "depth", rooms(seeds, args.loop, args.room_frames)),
                                  ("video", "flow", clips(seeds, args.clip_frames))):
+        if kind not in args.kinds.split(","):
+            continue
         scores[kind] = Score()
-        run(source, CarryConfig(every=args.every, min_coverage=cov, method=method), scores[kind])
+        run(source, CarryConfig(every=args.every, min_coverage=cov, method=method, grow=not args.no_grow), scores[kind])
         print(scores[kind].line(kind, args.every), flush=True)
     for kind, s in scores.items():
         print(s.details(kind))
