@@ -82,12 +82,12 @@ def daemon_alone(stub, msgs) -> tuple[float, list]:
     return frames / seconds, replies
 
 
-def scan_scene(address: str, folder: Path, out: Path, frames: int) -> tuple[float, float]:
+def scan_scene(address: str, folder: Path, out: Path, frames: int, *options) -> tuple[float, float]:
     """(frames/s from process start to exit, peak RSS in MiB) of clients/scan_scene.py."""
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, str(REPO / "clients" / "scan_scene.py"), str(folder),
-                             "--server", address, "--out", str(out)],
+                             "--server", address, "--out", str(out), *map(str, options)],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     peak = 0.0
     while proc.poll() is None:  # the kernel's high-water mark of the client's own memory

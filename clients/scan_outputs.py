@@ -107,10 +107,15 @@ class LabelScores:
         truth = np.frombuffer(zlib.decompress(self._truth[idx]), np.uint8)
         self._conf[idx] = confusion(truth, benchmark_640(common.decode_png(label_png))).astype(np.int32)
 
-    def result(self) -> dict | None:
+    def confusion(self) -> np.ndarray | None:
+        """Summed confusion counts (20 × 21) of the frames scored, None when none were."""
         if not self._conf:
             return None
-        return scores(sum(c.astype(np.int64) for c in self._conf.values()), len(self._conf))
+        return sum(c.astype(np.int64) for c in self._conf.values())
+
+    def result(self) -> dict | None:
+        conf = self.confusion()
+        return None if conf is None else scores(conf, len(self._conf))
 
 
 class ScanOutputs:

@@ -11,21 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support_service import lite_extractor, run_client, running_server, tiny_heads, wait_until
+from support_service import lite_extractor, run_client, running_server, wait_until
 
 from clients.scan_outputs import AUTO_OVERLAYS, confusion, overlay_step, parse_overlays
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def labelling_daemon(tmp_path_factory):
-    """A lite daemon serving small untrained scene heads (label maps and refined labels)."""
-    tmp = tmp_path_factory.mktemp("daemon")
-    ex = lite_extractor()
-    tiny_heads(tmp / "heads", ex)
-    with running_server(ex, tmp, heads=tmp / "heads") as srv:
-        yield srv
 
 
 def test_overlays_every_k_frames_with_their_colour_labels(labelling_daemon, tmp_path):
