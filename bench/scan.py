@@ -1,6 +1,7 @@
 """scan_scene end to end against the daemon alone, on the same frames, in one run.
 
     python bench/scan.py [--frames 300] [--rounds 2] [--scene DIR] [--distinct N] [--stages]
+                         [--overlays K|all|none]
 
 Scene: a synthetic room (scenes' synthetic:SEED) rendered once at 640×480 into a
 ScanNet-style folder before anything is timed (rendering takes about 0.5 s a frame; --scene
@@ -10,11 +11,11 @@ Daemon: `regiond serve --heads bundled` (lite and the heads that ship for it, cl
 per-frame label maps, the scene transformer's refined labels, the fused cloud) in its own
 process, shared by both measurements, which alternate for --rounds rounds (best of each).
   daemon alone   the frames read and encoded as scan_scene sends them (raw colour to a local
-                 daemon, mm depth) before timing, streamed through StreamScene with scan_scene's options, the
-                 replies dropped: the daemon's throughput with no client work.
-  scan_scene     `python clients/scan_scene.py DIR` as a user runs it, default options (an
-                 overlay of every frame up to 500 frames, label PNGs and their colour pictures,
-                 the PLY, the mIoU), from process start to exit; with its peak RSS.
+                 daemon, mm depth) before timing, streamed through StreamScene with scan_scene's
+                 options, the replies dropped: the daemon's throughput with no client work.
+  scan_scene     `python clients/scan_scene.py DIR [--overlays ...]` as a user runs it, default
+                 options (overlays of every frame up to 100 frames, else about 100; label PNGs,
+                 colour pictures, the PLY, the mIoU), from process start to exit; peak RSS.
 Prints `scan_scene end to end X frames/s, daemon alone Y frames/s, ratio X/Y` and the load.
 Targets: ratio >= 0.8 and X >= 12.5 frames/s on the team's 2-core machine.
 --stages also prints the client's CPU time per frame for each of its stages, on replies
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import daemon  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
@@ -72,32 +74,53 @@ def scene_messages(folder: Path, address: str) -> list:
     return msgs
 
 
-def daemon_alone(stub, msgs) -> tuple[float, list]:
-    """(frames/s, replies) of one StreamScene of the prepared messages, replies only counted."""
-    t0 = time.perf_counter()
+@dataclass
+class Run:
+    """One measurement: frames/s, CPU ms per frame of the daemon (and of the client), the
+    client's peak RSS (MiB)."""
+
+    fps: float
+    daemon_cpu: float
+    client_cpu: float = 0.0
+    rss: float = 0.0
+
+
+def daemon_alone(stub, msgs, daemon_pid: int) -> tuple[Run, list]:
+    """One StreamScene of the prepared messages, replies only counted; and the replies."""
+    cpu0, t0 = _cpu_seconds(daemon_pid), time.perf_counter()
     replies = list(stub.StreamScene(iter(msgs)))
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, _cpu_seconds(daemon_pid) - cpu0
     frames = sum(1 for u in replies if u.HasField("regions"))
     assert frames == len(msgs), f"{frames} of {len(msgs)} frames answered"
-    return frames / seconds, replies
+    return Run(frames / seconds, 1000 * cpu / frames), replies
 
 
-def scan_scene(address: str, folder: Path, out: Path, frames: int, *options) -> tuple[float, float]:
-    """(frames/s from process start to exit, peak RSS in MiB) of clients/scan_scene.py."""
+def scan_scene(address: str, folder: Path, out: Path, frames: int, options: list[str], daemon_pid: int) -> Run:
+    """clients/scan_scene.py from process start to exit."""
     shutil.rmtree(out, ignore_errors=True)
-    t0 = time.perf_counter()
+    cpu0, t0 = _cpu_seconds(daemon_pid), time.perf_counter()
     proc = subprocess.Popen([sys.executable, str(REPO / "clients" / "scan_scene.py"), str(folder),
-                             "--server", address, "--out", str(out), *map(str, options)],
+                             "--server", address, "--out", str(out), *options],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     peak = 0.0
-    while proc.poll() is None:  # the kernel's high-water mark of the client's own memory
+    while True:  # the kernel's high-water mark of the client's own memory, until it exits
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
         peak = max(peak, _peak_rss_mib(proc.pid))
         time.sleep(0.1)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, _cpu_seconds(daemon_pid) - cpu0
+    proc.returncode = os.waitstatus_to_exitcode(status)
     output = proc.stdout.read()
     if proc.returncode != 0:
         raise SystemExit(f"bench/scan: scan_scene exited with {proc.returncode}: {output}")
-    return frames / seconds, peak
+    return Run(frames / seconds, 1000 * cpu / frames, 1000 * (usage.ru_utime + usage.ru_stime) / frames, peak)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _peak_rss_mib(pid: int) -> float:
@@ -169,6 +192,8 @@ def main() -> int:
     ap.add_argument("--scene", type=Path, default=None, metavar="DIR",
                     help="keep the rendered folder here and reuse it (default: a temporary folder)")
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of both measurements (best is reported)")
+    ap.add_argument("--overlays", default=None, metavar="K|all|none",
+                    help="pass --overlays to scan_scene (default: its own default)")
     ap.add_argument("--stages", action="store_true", help="also print the client's CPU ms per frame per stage")
     args = ap.parse_args()
     distinct = min(args.distinct or args.frames, args.frames)
@@ -185,25 +210,29 @@ def main() -> int:
         try:
             msgs = scene_messages(folder, address)
             conn = common.connect(address, timeout=60)
-            daemon_alone(conn.stub, msgs[:5])  # warm-up
+            daemon_alone(conn.stub, msgs[:5], proc.pid)  # warm-up
             alone, scans, replies = [], [], None
+            options = ["--overlays", args.overlays] if args.overlays else []
             for _ in range(args.rounds):
-                fps, replies = daemon_alone(conn.stub, msgs)
-                alone.append(fps)
-                scans.append(scan_scene(address, folder, tmp / "scan", args.frames))
+                run, replies = daemon_alone(conn.stub, msgs, proc.pid)
+                alone.append(run)
+                scans.append(scan_scene(address, folder, tmp / "scan", args.frames, options, proc.pid))
             conn.close()
         finally:
             proc.terminate()
             proc.wait(30)
-        x, rss = max(scans)
-        y = max(alone)
+        x = max(r.fps for r in scans)
+        y = max(r.fps for r in alone)
         load_end = os.getloadavg()
         print(f"bench/scan: {args.frames} frames 640x480 ({distinct} distinct) of synthetic:{args.seed}, lite + "
-              f"bundled heads, best of {args.rounds} alternating rounds; load average {load_start[0]:.1f} at the "
-              f"start, {load_end[0]:.1f} at the end, {os.cpu_count()} cpus")
-        print(f"  daemon alone (rounds): {', '.join(f'{v:.1f}' for v in alone)} frames/s")
-        print(f"  scan_scene (rounds):   {', '.join(f'{v:.1f}' for v, _ in scans)} frames/s; "
-              f"client peak RSS {max(r for _, r in scans):.0f} MiB")
+              f"bundled heads, scan_scene --overlays {args.overlays or 'auto'}, best of {args.rounds} alternating "
+              f"rounds; load average {load_start[0]:.1f} at the start, {load_end[0]:.1f} at the end, "
+              f"{os.cpu_count()} cpus")
+        print(f"  daemon alone (rounds): {', '.join(f'{r.fps:.1f}' for r in alone)} frames/s; daemon CPU "
+              f"{min(r.daemon_cpu for r in alone):.0f} ms/frame")
+        print(f"  scan_scene (rounds):   {', '.join(f'{r.fps:.1f}' for r in scans)} frames/s; daemon CPU "
+              f"{min(r.daemon_cpu for r in scans):.0f} ms/frame, client CPU {min(r.client_cpu for r in scans):.0f} "
+              f"ms/frame; client peak RSS {max(r.rss for r in scans):.0f} MiB")
         print(f"scan_scene end to end {x:.1f} frames/s, daemon alone {y:.1f} frames/s, ratio {x / y:.2f} "
               f"(targets: ratio >= 0.8, scan_scene >= 12.5 frames/s)")
         if args.stages:
@@ -211,7 +240,16 @@ def main() -> int:
             print("client CPU per frame, by stage (process time, one thread):")
             for name, ms in costs.items():
                 print(f"  {name:40s} {ms:6.1f} ms")
-            print(f"  {'total':40s} {sum(costs.values()):6.1f} ms")
+            from clients.scan_outputs import overlay_step, parse_overlays
+
+            step = overlay_step(parse_overlays(args.overlays or "auto"), args.frames)
+            drawn = sum(ms for name, ms in costs.items() if name.startswith(("RLE", "overlay")))
+            total = sum(costs.values())
+            print(f"  {'total, a frame with an overlay':40s} {total:6.1f} ms")
+            if step != 1:
+                average = total - drawn + (drawn / step if step else 0.0)
+                print(f"  {'average, overlays every ' + str(step) + ' frames' if step else 'no overlays':40s} "
+                      f"{average:6.1f} ms")
     return 0
 
 

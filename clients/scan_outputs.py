@@ -22,8 +22,9 @@ from . import common
 from .writer import BackgroundWriter
 
 #: default --overlays: every frame of scenes up to this many frames; longer ones are
-#: subsampled to about this many overlays (each 640×480 overlay is about 0.5 MB)
-AUTO_OVERLAYS = 500
+#: subsampled to about this many overlays: pictures to look at (a 640×480 one is about 0.5 MB
+#: and takes about 25 ms of the client's CPU to draw and encode), where labels/ has every frame
+AUTO_OVERLAYS = 100
 UNKNOWN_LENGTH_STEP = 10  # default step when the scene's length is not known up front
 PNG_LEVEL = 1             # zlib level of overlays: fast; they are pictures, not data
 _N = len(BENCHMARK_NAMES)

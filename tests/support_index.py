@@ -1,7 +1,10 @@
 """Helpers for the index tests: deterministic region sets, and a writer process to kill.
 
-Run as a script it is the writer: `python tests/support_index.py DIR START COUNT CHECKPOINT_EVERY`
+Run as a script it is the writer: `python tests/support_index.py LOCATION START COUNT CHECKPOINT_EVERY`
 adds images START..START+COUNT-1 and prints `ACK <image id>` after each add returns.
+
+Index tests run against both backends (BACKENDS): FAISS over SQLite in a directory, and Milvus
+Lite (a real Milvus engine in the test's process) on one.
 """
 from __future__ import annotations
 
@@ -16,6 +19,21 @@ from core.regionset import RegionSet  # noqa: E402
 
 DIM = 16
 H, W = 24, 32
+BACKENDS = ["faiss", "milvus-lite"]
+
+
+def location(tmp_path, backend: str, name: str = "index") -> str:
+    """Where a test's index of `backend` lives; both search exactly (FAISS's default; Milvus's
+    own default picks by scale), so their answers compare."""
+    path = Path(tmp_path) / name
+    return str(path) if backend == "faiss" else f"milvus-lite:{path}?index=flat"
+
+
+def open_at(tmp_path, backend: str, name: str = "index", **kw):
+    """open_index at location(tmp_path, backend, name), dim DIM unless given."""
+    from daemon.index import open_index
+
+    return open_index(location(tmp_path, backend, name), **{"dim": DIM, **kw})
 
 
 def image_id(i: int) -> str:
@@ -33,10 +51,10 @@ def region_set(i: int, n: int | None = None, dim: int = DIM) -> RegionSet:
     return RegionSet.from_masks(masks, features=rng.normal(size=(n, dim)).astype(np.float32))
 
 
-def writer(directory: str, start: int, count: int, checkpoint_every: int):
-    from daemon.index import IndexConfig, RegionIndex
+def writer(where: str, start: int, count: int, checkpoint_every: int):
+    from daemon.index import IndexConfig, open_index
 
-    idx = RegionIndex(directory, dim=DIM, config=IndexConfig(checkpoint_every=checkpoint_every))
+    idx = open_index(where, dim=DIM, config=IndexConfig(checkpoint_every=checkpoint_every))
     print("OPEN", flush=True)
     for i in range(start, start + count):
         idx.add(image_id(i), region_set(i), {"n": str(i)}, on_exists="skip")

@@ -48,8 +48,9 @@ def test_overlay_choices():
     for bad in ("0", "-2", "some"):
         with pytest.raises(ValueError, match="--overlays"):
             parse_overlays(bad)
-    assert overlay_step(None, 300) == 1 and overlay_step(None, AUTO_OVERLAYS) == 1
-    assert overlay_step(None, AUTO_OVERLAYS + 1) == 2 and overlay_step(None, 5000) == 10
+    assert AUTO_OVERLAYS == 100 and overlay_step(None, 8) == 1 and overlay_step(None, AUTO_OVERLAYS) == 1
+    assert overlay_step(None, AUTO_OVERLAYS + 1) == 2 and overlay_step(None, 300) == 3
+    assert overlay_step(None, 1500) == 15 and overlay_step(None, 5000) == 50
     assert overlay_step(None, None) == 10 and overlay_step(0, 5000) == 0 and overlay_step(4, 10) == 4
     p = run_client("scan_scene", "synthetic:1", "--overlays", "0", timeout=60)
     assert p.returncode == 2 and "--overlays '0'" in p.stderr

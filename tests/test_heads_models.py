@@ -106,6 +106,26 @@ def test_padding_does_not_change_predictions():
     assert torch.allclose(a, b, atol=1e-5)
 
 
+@pytest.mark.parametrize("name,padded", [("scene-transformer", False), ("activity-transformer", True)])
+def test_inference_encoder_equals_torchs_module(name, padded):
+    """In eval mode the layers run with fused scaled-dot-product attention (masked where samples
+    are padded); the outputs are torch's TransformerEncoder's (the training path; dropout 0)."""
+    model, _ = _build(name)
+    rng = np.random.default_rng(3)
+    if padded:
+        batch = collate(_clip_samples()[:2], 400)
+        assert batch.pad.any()
+    else:
+        batch = collate([tokens_from_regions([toy_frame(rng)[0] for _ in range(3)])])
+        assert not batch.pad.any()
+    with torch.no_grad():
+        fast = model.eval()(batch)
+        module = model.train()(batch)  # dropout is 0: the same function, through torch's module
+    if padded:  # per clip (class token)
+        assert fast.shape == (2, model.config.num_classes)
+    assert torch.allclose(fast, module, atol=1e-5)
+
+
 def test_loss_weights_regions_by_area():
     logits = torch.tensor([[[5.0, 0.0], [5.0, 0.0]]])
     labels = torch.tensor([[0, 1]])

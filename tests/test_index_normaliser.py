@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support_index import DIM, image_id, region_set
+from support_index import BACKENDS, DIM, image_id, open_at, region_set
 
 from daemon.index import IndexConfig, IndexFileError, RegionIndex, SearchFilter
 from daemon.index.normaliser import IDENTITY, Normaliser, fit_normaliser
@@ -35,11 +35,16 @@ def fill_skewed(idx: RegionIndex, n: int = 30):
         idx.add(image_id(i), rs, {"parity": "odd" if i % 2 else "even"})
 
 
-def brute_force(idx: RegionIndex, q: np.ndarray, normaliser: Normaliser) -> dict[str, float]:
-    """Each image's best-region cosine after `normaliser`, computed from the stored raw features."""
+def brute_force(idx, q: np.ndarray, normaliser: Normaliser, ids=None) -> dict[str, float]:
+    """Each image's best-region cosine after `normaliser`, computed from the stored raw features
+    of `ids` (default: the images the tests add, img00000...)."""
     qn = unit(normaliser.apply(q))
-    return {iid: float((unit(normaliser.apply(idx.store.features_of(key))) @ qn).max())
-            for key, iid in idx.store.image_ids().items()}
+    ids = ids or [image_id(i) for i in range(100) if image_id(i) in idx]
+    return {iid: float((unit(normaliser.apply(idx._raw_features(iid))) @ qn).max()) for iid in ids}
+
+
+def legacy_ids(idx: RegionIndex) -> list[str]:
+    return list(idx.store.image_ids().values())
 
 
 def test_fits_whiten_and_standardise_and_survive_bytes():
@@ -80,9 +85,10 @@ def test_shipped_lite_statistics_are_what_a_fresh_fit_gives():
                                rtol=1e-3, atol=1e-3)
 
 
-def test_every_query_kind_scores_in_the_normalised_space(tmp_path):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_query_kind_scores_in_the_normalised_space(tmp_path, backend):
     norm = fit_normaliser(skewed(3000, seed=9), "whiten")
-    with RegionIndex(tmp_path, dim=DIM, normaliser=norm) as idx:
+    with open_at(tmp_path, backend, normaliser=norm) as idx:
         fill_skewed(idx)
         assert idx.normaliser.digest == norm.digest and "whiten" in idx.normaliser_note()
         q = skewed(1, seed=77)[0]
@@ -117,9 +123,10 @@ def test_every_query_kind_scores_in_the_normalised_space(tmp_path):
         assert {h.image_id for h in found} == {image_id(i) for i in range(30, 38)}
 
 
-def test_set_queries_score_the_weighted_mean_of_best_matches(tmp_path):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_set_queries_score_the_weighted_mean_of_best_matches(tmp_path, backend):
     norm = fit_normaliser(skewed(3000, seed=9), "whiten")
-    with RegionIndex(tmp_path, dim=DIM, normaliser=norm) as idx:
+    with open_at(tmp_path, backend, normaliser=norm) as idx:
         fill_skewed(idx)
         qs, w = skewed(3, seed=55), np.array([1.0, 2.0, 1.0])
         per_row = [brute_force(idx, q, norm) for q in qs]
@@ -154,6 +161,16 @@ def test_an_index_keeps_its_normaliser_and_a_stale_snapshot_is_rebuilt(tmp_path)
         assert idx.score_images(q) == pytest.approx(brute_force(idx, q, a), abs=1e-5)
 
 
+def test_a_milvus_collection_keeps_its_normaliser_in_milvus(tmp_path):
+    """The normaliser is stored in the collection (in chunks: a 600-d whitening is 1.4 MB), so
+    every daemon that opens it maps queries with exactly that one, whatever it would fit."""
+    big = fit_normaliser(np.random.default_rng(0).normal(size=(2000, 600)).astype(np.float32), "whiten")
+    open_at(tmp_path, "milvus-lite", dim=600, normaliser=big).close()
+    with open_at(tmp_path, "milvus-lite", dim=600, normaliser=IDENTITY) as idx:
+        assert idx.normaliser.digest == big.digest and idx.normaliser_note() == big.describe()
+        np.testing.assert_array_equal(idx.normaliser.transform, big.transform)
+
+
 def test_a_damaged_or_unknown_index_is_refused_with_a_clear_message(tmp_path):
     with RegionIndex(tmp_path, dim=DIM, normaliser=fit_normaliser(skewed(500), "whiten")) as idx:
         fill_skewed(idx, 3)
@@ -185,7 +202,7 @@ def test_an_index_built_before_normalisation_keeps_its_raw_scores(index_v1, capl
         assert "built before feature normalisation" in caplog.text and "regiond index renormalise" in caplog.text
         assert idx.normaliser_note().startswith("none (built before feature normalisation")
         q = idx.region_vector(idx.store.image_ids()[3], 2)
-        assert idx.score_images(q) == pytest.approx(brute_force(idx, q, IDENTITY), abs=1e-5)  # as it always was
+        assert idx.score_images(q) == pytest.approx(brute_force(idx, q, IDENTITY, legacy_ids(idx)), abs=1e-5)  # as it always was
         rs = region_set(1, dim=32)
         idx.add("new.png", rs)  # still writable, still format 1 (old code can keep opening it)
         assert idx.search(rs.features[0], k=1)[0].image_id == "new.png"
@@ -212,7 +229,7 @@ def test_regiond_index_renormalise_upgrades_an_old_index_in_place(index_v1, caps
         assert idx.store.format == "regiond.index/2" and idx.normaliser.digest == lite.digest
         np.testing.assert_array_equal(idx.store.features_of(1), raw)  # features untouched, nothing re-extracted
         q = raw[0]
-        assert idx.score_images(q) == pytest.approx(brute_force(idx, q, lite), abs=1e-5)
+        assert idx.score_images(q) == pytest.approx(brute_force(idx, q, lite, legacy_ids(idx)), abs=1e-5)
     assert main(["index", "info", str(tmp_missing := data_dir / "nope")]) == 1
     assert "no region index" in capsys.readouterr().err and not tmp_missing.exists()
 

@@ -1,10 +1,11 @@
 """IndexImages and Search through a real daemon (gRPC on a loopback port, lite profile), and
-clients/search.py against it."""
+clients/search.py against it, on both index backends (FAISS over SQLite; Milvus Lite)."""
 from __future__ import annotations
 
 import grpc
 import numpy as np
 import pytest
+from support_index import BACKENDS, location
 from support_service import lite_extractor, png_bytes, running_server, stub_for
 
 from core import rle
@@ -12,6 +13,12 @@ from daemon.index.collection import load_coco, make_synthetic_collection
 from regions.v1 import regions_pb2 as pb
 
 N_IMAGES = 14
+backends = pytest.mark.parametrize("backend", BACKENDS)
+
+
+def serving(ex, tmp_path, backend: str, **kw):
+    """A daemon whose index is of `backend` (in tmp_path/index either way)."""
+    return running_server(ex, tmp_path, index=True, index_location=location(tmp_path, backend), **kw)
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +52,10 @@ def call_error(fn, req) -> grpc.RpcError:
     return e.value
 
 
-def test_index_and_search_over_grpc(tmp_path, collection):
+@backends
+def test_index_and_search_over_grpc(tmp_path, collection, backend):
     ex = lite_extractor()
-    with running_server(ex, tmp_path, index=True) as server:
+    with serving(ex, tmp_path, backend) as server:
         ch, stub = stub_for(server)
         bad = [pb.IndexRequest(image_id="broken.png", image=pb.Image(data=b"not an image")),
                pb.IndexRequest(image_id="", image=pb.Image(data=collection.images[0].path.read_bytes()))]
@@ -157,7 +165,7 @@ def test_index_and_search_over_grpc(tmp_path, collection):
         ch.close()
 
     # a restarted daemon has everything it acknowledged (and not the removed image)
-    with running_server(ex, tmp_path, index=True) as server:
+    with serving(ex, tmp_path, backend) as server:
         ch, stub = stub_for(server)
         other = collection.images[1]
         resp = stub.Search(mask_query(other, other.instances[0]))
@@ -165,11 +173,12 @@ def test_index_and_search_over_grpc(tmp_path, collection):
         ch.close()
 
 
-def test_search_client_index_and_query(tmp_path, collection, capsys):
+@backends
+def test_search_client_index_and_query(tmp_path, collection, capsys, backend):
     from clients import search as client
 
     ex = lite_extractor()
-    with running_server(ex, tmp_path, index=True) as server:
+    with serving(ex, tmp_path, backend) as server:
         base = ["--server", server.address, "--connect-timeout", "20"]
         folder = tmp_path / "photos"
         folder.mkdir()
@@ -200,11 +209,12 @@ def test_search_client_index_and_query(tmp_path, collection, capsys):
         assert "mask.mask_image" in capsys.readouterr().err
 
 
-def test_searches_run_while_a_stream_indexes(tmp_path, collection):
+@backends
+def test_searches_run_while_a_stream_indexes(tmp_path, collection, backend):
     import threading
 
     ex = lite_extractor()
-    with running_server(ex, tmp_path, index=True, workers=2) as server:
+    with serving(ex, tmp_path, backend, workers=2) as server:
         ch, stub = stub_for(server)
         first = collection.images[0]
         stub.IndexImages(iter([next(index_requests(collection))]))
@@ -224,9 +234,11 @@ def test_searches_run_while_a_stream_indexes(tmp_path, collection):
         ch.close()
 
 
-def test_normalised_search_is_the_same_through_the_daemon_and_in_process(tmp_path, collection):
-    """Every query kind, through a real daemon and against an index built in this process with
-    the same extractor and normaliser: the same hits, the same scores."""
+@backends
+def test_normalised_search_is_the_same_through_the_daemon_and_in_process(tmp_path, collection, backend):
+    """Every query kind, through a real daemon (its index of `backend`) and against a FAISS
+    index built in this process with the same extractor and normaliser: the same hits, the
+    same scores."""
     from daemon.index import RegionIndex
     from daemon.index.corpus import normaliser_for
     from daemon.index.queries import box_mask, probe_from_examples, region_set_query
@@ -242,12 +254,13 @@ def test_normalised_search_is_the_same_through_the_daemon_and_in_process(tmp_pat
     ys, xs = np.nonzero(inst.mask)
     box = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
     raw = ex.extract(rgb).features[0]
-    with running_server(ex, tmp_path, index=True) as server:
+    with serving(ex, tmp_path, backend) as server:
         ch, stub = stub_for(server)
         stub.IndexImages(index_requests(collection))
         assert stub.GetInfo(pb.InfoRequest()).index_normaliser == norm.describe()
         positives = [pb.RegionRef(image_id=c.image_id, region_id=1) for c in collection.images[:2]]
-        probe = probe_from_examples(local, [(p.image_id, 1) for p in positives], negatives=200)
+        # the daemon's own index draws the random negatives (each backend samples its own way)
+        probe = probe_from_examples(server.search.index, [(p.image_id, 1) for p in positives], negatives=200)
         set_q, set_w = region_set_query(ex, rgb, box_mask(box, rgb.shape[:2]))
         assert len(set_q) > 1
         cases = {

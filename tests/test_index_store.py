@@ -1,4 +1,6 @@
-"""RegionIndex: add, search, filters, remove, reopen, index kinds, bad input, foreign files."""
+"""The region index on both backends (FAISS over SQLite, Milvus Lite): add, search, filters,
+remove, reopen, index kinds, probes, searches while adding, bad input; and each backend's own
+refusals (foreign files, another extractor's collection, a second process)."""
 from __future__ import annotations
 
 import sqlite3
@@ -6,20 +8,23 @@ import threading
 
 import numpy as np
 import pytest
-from support_index import DIM, image_id, region_set
+from support_index import BACKENDS, DIM, image_id, location, open_at, region_set
 
 from core.errors import InputError
 from daemon.index import IndexConfig, IndexFileError, RegionIndex, SearchFilter
 from daemon.index.queries import probe_from_examples, train_probe
 
+backends = pytest.mark.parametrize("backend", BACKENDS)
 
-def fill(idx: RegionIndex, n: int, start: int = 0):
+
+def fill(idx, n: int, start: int = 0):
     for i in range(start, start + n):
         idx.add(image_id(i), region_set(i), {"parity": "odd" if i % 2 else "even"})
 
 
-def test_add_search_finds_each_region_with_its_mask(tmp_path):
-    with RegionIndex(tmp_path, dim=DIM) as idx:
+@backends
+def test_add_search_finds_each_region_with_its_mask(tmp_path, backend):
+    with open_at(tmp_path, backend) as idx:
         fill(idx, 30)
         assert len(idx) == 30 and idx.num_regions == sum(len(region_set(i)) for i in range(30))
         rs = region_set(7)
@@ -34,8 +39,9 @@ def test_add_search_finds_each_region_with_its_mask(tmp_path):
         assert len({h.image_id for h in hits}) == 5
 
 
-def test_ranking_is_by_best_region_and_matches_brute_force(tmp_path):
-    with RegionIndex(tmp_path, dim=DIM) as idx:
+@backends
+def test_ranking_is_by_best_region_and_matches_brute_force(tmp_path, backend):
+    with open_at(tmp_path, backend) as idx:
         fill(idx, 40)
         q = np.random.default_rng(5).normal(size=DIM).astype(np.float32)
         qn = q / np.linalg.norm(q)
@@ -49,10 +55,12 @@ def test_ranking_is_by_best_region_and_matches_brute_force(tmp_path):
         assert [h.score for h in hits] == pytest.approx([expect[k] for k in want], abs=1e-5)
         scores = idx.score_images(q)
         assert set(scores) == set(expect)
+        assert scores == pytest.approx(expect, abs=1e-5)
 
 
-def test_dot_metric_uses_raw_inner_product(tmp_path):
-    with RegionIndex(tmp_path, dim=DIM, config=IndexConfig(metric="dot")) as idx:
+@backends
+def test_dot_metric_uses_raw_inner_product(tmp_path, backend):
+    with open_at(tmp_path, backend, config=IndexConfig(metric="dot")) as idx:
         fill(idx, 5)
         q = region_set(3).features[0]
         best = max((float((region_set(i).features @ q).max()), image_id(i)) for i in range(5))
@@ -60,8 +68,9 @@ def test_dot_metric_uses_raw_inner_product(tmp_path):
         assert (hit.score, hit.image_id) == (pytest.approx(best[0], rel=1e-5), best[1])
 
 
-def test_filters_by_prefix_metadata_and_exclusion(tmp_path):
-    with RegionIndex(tmp_path, dim=DIM) as idx:
+@backends
+def test_filters_by_prefix_metadata_and_exclusion(tmp_path, backend):
+    with open_at(tmp_path, backend) as idx:
         fill(idx, 30)
         q = region_set(3).features[0]
         hits = idx.search(q, k=30, filter=SearchFilter(metadata={"parity": "even"}))
@@ -71,42 +80,62 @@ def test_filters_by_prefix_metadata_and_exclusion(tmp_path):
         hits = idx.search(q, k=3, exclude_image_ids=[image_id(3)])
         assert image_id(3) not in [h.image_id for h in hits] and len(hits) == 3
         assert idx.search(q, k=3, filter=SearchFilter(metadata={"parity": "none"})) == []
+        idx.add('odd "id" \\ é', region_set(99), {"k\\q": 'v\\"'})  # quotes and backslashes stay data
+        hits = idx.search(q, k=5, filter=SearchFilter(image_id_prefix='odd "', metadata={"k\\q": 'v\\"'}))
+        assert [h.image_id for h in hits] == ['odd "id" \\ é']
+        assert image_id(3) not in [h.image_id for h in idx.search(q, k=40, exclude_image_ids=['x"]', image_id(3)])]
 
 
-def test_remove_and_reopen_keep_state(tmp_path):
-    with RegionIndex(tmp_path, dim=DIM) as idx:
+@backends
+def test_remove_and_reopen_keep_state(tmp_path, backend):
+    with open_at(tmp_path, backend) as idx:
         fill(idx, 12)
         assert idx.remove(image_id(4)) and not idx.remove("nope")
-        assert (len(idx), idx.num_regions) == (idx.store.count_images(), idx.store.count_regions()) == (
-            11, sum(len(region_set(i)) for i in range(12) if i != 4))
+        assert (len(idx), idx.num_regions) == (11, sum(len(region_set(i)) for i in range(12) if i != 4))
         assert image_id(4) not in [h.image_id for h in idx.search(region_set(4).features[0], k=12)]
-    with RegionIndex(tmp_path, dim=DIM) as idx:  # from the snapshot written at close
-        assert len(idx) == 11 and idx.vectors.ntotal == idx.num_regions
+        assert image_id(4) not in idx and image_id(5) in idx
+    with open_at(tmp_path, backend) as idx:  # FAISS: from the snapshot written at close
+        assert len(idx) == 11 and idx.num_regions == sum(len(region_set(i)) for i in range(12) if i != 4)
         assert idx.search(region_set(9).features[1], k=1)[0].image_id == image_id(9)
         fill(idx, 3, start=12)
+
+
+def test_faiss_is_a_cache_rebuilt_from_sqlite(tmp_path):
+    with RegionIndex(tmp_path, dim=DIM) as idx:
+        fill(idx, 14)
+        idx.remove(image_id(4))
+        assert (len(idx), idx.num_regions) == (idx.store.count_images(), idx.store.count_regions())
+        assert idx.vectors.ntotal == idx.num_regions
     (tmp_path / "faiss.snapshot").unlink()  # the FAISS index is a cache: rebuilt from SQLite
     with RegionIndex(tmp_path, dim=DIM) as idx:
-        assert len(idx) == 14 and idx.vectors.ntotal == idx.num_regions
+        assert len(idx) == 13 and idx.vectors.ntotal == idx.num_regions
         assert idx.search(region_set(13).features[0], k=1)[0].image_id == image_id(13)
 
 
-def test_duplicate_ids_error_skip_or_replace(tmp_path):
-    with RegionIndex(tmp_path, dim=DIM) as idx:
+@backends
+def test_duplicate_ids_error_skip_or_replace(tmp_path, backend):
+    with open_at(tmp_path, backend) as idx:
         fill(idx, 2)
         with pytest.raises(InputError) as e:
             idx.add(image_id(0), region_set(0))
         assert e.value.field == "image_id"
         assert not idx.add(image_id(0), region_set(0), on_exists="skip").added
-        idx.add(image_id(0), region_set(50), on_exists="replace")
-        assert len(idx) == 2 and idx.vectors.ntotal == idx.num_regions
-        assert idx.search(region_set(50).features[0], k=1)[0].image_id == image_id(0)
+        big, small = region_set(50, n=7), region_set(51, n=3)
+        idx.add(image_id(0), big, on_exists="replace")
+        assert len(idx) == 2 and idx.num_regions == 7 + len(region_set(1))
+        idx.add(image_id(0), small, on_exists="replace")  # fewer regions: none of the old ones stay
+        assert len(idx) == 2 and idx.num_regions == 3 + len(region_set(1))
+        hit = idx.search(small.features[2], k=1, regions_per_image=5)[0]
+        assert hit.image_id == image_id(0) and sorted(r.region_id for r in hit.regions) == [0, 1, 2]
+        with pytest.raises(InputError, match="regions 0..2"):
+            idx.region_vector(image_id(0), 5)
 
 
 @pytest.mark.parametrize("config", [
     IndexConfig(kind="hnsw", hnsw_m=8),
     IndexConfig(kind="ivfpq", nlist=4, pq_m=4, pq_nbits=4, train_size=200, nprobe=4),
 ], ids=["hnsw", "ivfpq"])
-def test_approximate_kinds_train_remove_and_reopen(tmp_path, config):
+def test_faiss_approximate_kinds_train_remove_and_reopen(tmp_path, config):
     with RegionIndex(tmp_path, dim=DIM, config=config) as idx:
         fill(idx, 150)  # > 39·16 regions: IVF-PQ trains on a sample partway through
         assert idx.vectors.trained
@@ -122,10 +151,27 @@ def test_approximate_kinds_train_remove_and_reopen(tmp_path, config):
         assert idx.config.kind == "flat" and idx.vectors.ntotal == idx.num_regions
 
 
-def test_probe_trained_from_examples_finds_the_class(tmp_path):
+def test_milvus_hnsw_removes_reopens_and_lite_refuses_pq(tmp_path):
+    config = IndexConfig(kind="hnsw", hnsw_m=8, ef_search=32)
+    with open_at(tmp_path, "milvus-lite", config=config) as idx:
+        fill(idx, 150)
+        assert idx.index_params["index_type"] == "HNSW"
+        assert idx.search(region_set(21).features[1], k=1)[0].image_id == image_id(21)
+        idx.remove(image_id(21))
+        assert image_id(21) not in [h.image_id for h in idx.search(region_set(21).features[1], k=5)]
+    with open_at(tmp_path, "milvus-lite") as idx:  # the kind is the collection's, recorded with it
+        assert idx.config.kind == "hnsw" and idx.config.hnsw_m == 8 and len(idx) == 149
+        assert idx.search(region_set(90).features[0], k=1)[0].image_id == image_id(90)
+    with pytest.raises(ValueError, match="no product-quantised indexes"):
+        open_at(tmp_path, "milvus-lite", "pq", config=IndexConfig(kind="ivfpq"))
+    assert not (tmp_path / "pq").exists() or not any((tmp_path / "pq").rglob("*.parquet"))
+
+
+@backends
+def test_probe_trained_from_examples_finds_the_class(tmp_path, backend):
     rng = np.random.default_rng(0)
     centre = rng.normal(size=DIM).astype(np.float32) * 3
-    with RegionIndex(tmp_path, dim=DIM) as idx:
+    with open_at(tmp_path, backend) as idx:
         fill(idx, 40)
         for i in range(40, 50):  # images holding one region near `centre`
             rs = region_set(i)
@@ -139,8 +185,9 @@ def test_probe_trained_from_examples_finds_the_class(tmp_path):
             train_probe(np.zeros((0, DIM)), np.ones((3, DIM)), idx.prepare)
 
 
-def test_search_while_adding_from_threads(tmp_path):
-    with RegionIndex(tmp_path, dim=DIM) as idx:
+@backends
+def test_search_while_adding_from_threads(tmp_path, backend):
+    with open_at(tmp_path, backend) as idx:
         fill(idx, 20)
         errors, done = [], threading.Event()
 
@@ -160,7 +207,7 @@ def test_search_while_adding_from_threads(tmp_path):
         for t in threads:
             t.join()
         assert not errors, errors
-        assert len(idx) == 120 and idx.vectors.ntotal == idx.num_regions
+        assert len(idx) == 120 and idx.num_regions == sum(len(region_set(i)) for i in range(120))
 
 
 @pytest.mark.parametrize("call, field", [
@@ -175,8 +222,9 @@ def test_search_while_adding_from_threads(tmp_path):
     (lambda idx: idx.add("x", region_set(1), {"k": 3}), "metadata"),
     (lambda idx: idx.search(np.ones(DIM), filter=SearchFilter(metadata={'a"b': "1"})), "filter.metadata"),
 ])
-def test_bad_input_names_the_field(tmp_path, call, field):
-    with RegionIndex(tmp_path, dim=DIM) as idx:
+@backends
+def test_bad_input_names_the_field(tmp_path, backend, call, field):
+    with open_at(tmp_path, backend) as idx:
         fill(idx, 2)
         with pytest.raises(InputError) as e:
             call(idx)
@@ -226,15 +274,26 @@ def test_foreign_and_damaged_files_are_refused_untouched(tmp_path):
         RegionIndex(d3, dim=DIM)
 
 
-def test_second_process_cannot_open_the_same_index(tmp_path):
+@backends
+def test_second_process_cannot_open_the_same_index(tmp_path, backend):
     import subprocess
     import sys
 
-    with RegionIndex(tmp_path, dim=DIM):
-        code = ("import sys; sys.path.insert(0, 'tests'); from daemon.index import RegionIndex\n"
-                f"RegionIndex({str(tmp_path)!r}, dim={DIM})")
+    with open_at(tmp_path, backend):
+        code = ("import sys; sys.path.insert(0, 'tests'); from daemon.index import open_index\n"
+                f"open_index({location(tmp_path, backend)!r}, dim={DIM})")
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-        assert r.returncode != 0 and "LOCK held" in r.stderr
+        assert r.returncode != 0 and "is open in another process" in r.stderr, r.stderr[-500:]
+
+
+def test_a_milvus_collection_refuses_another_extractor(tmp_path):
+    open_at(tmp_path, "milvus-lite", features="lite/classic/mean").close()
+    with pytest.raises(IndexFileError, match="holds lite/classic/mean features"):
+        open_at(tmp_path, "milvus-lite", features="balanced/dinov2_vitb14/mean")
+    with pytest.raises(IndexFileError, match="holds 16-d features"):
+        open_at(tmp_path, "milvus-lite", dim=8, features="lite/classic/mean")
+    with open_at(tmp_path, "milvus-lite", features="lite/classic/mean") as idx:
+        assert idx.features == "lite/classic/mean" and idx.dim == DIM
 
 
 def test_settings_persist_in_index_json(tmp_path):
@@ -264,3 +323,25 @@ def test_damaged_database_is_refused_untouched(tmp_path):
     with pytest.raises(IndexFileError, match="damaged .*checksum"):
         RegionIndex(tmp_path, dim=DIM)
     assert db.read_bytes() == bytes(data)
+
+
+def test_milvus_locations_parse_and_pick_an_index_by_scale():
+    from daemon.index.milvus_schema import HNSW_MAX_REGIONS, MilvusLocation, after_prefix, filter_expr
+
+    loc = MilvusLocation.parse("milvus://db.example:19530/photos?expected_regions=2.5e9&db=prod")
+    assert (loc.uri, loc.collection, loc.db, loc.expected_regions) == ("http://db.example:19530", "photos", "prod",
+                                                                       2_500_000_000)
+    big = loc.config(1024, None)
+    assert big.kind == "ivfpq" and 1024 % big.pq_m == 0 and big.nlist == 65536
+    assert MilvusLocation.parse(f"milvus://h:1?expected_regions={HNSW_MAX_REGIONS}").config(384, None).kind == "hnsw"
+    lite = MilvusLocation.parse("milvus-lite:/data/idx?collection=c1&expected_regions=1e12")
+    assert (lite.uri, lite.lite_path, lite.collection) == (None, "/data/idx", "c1")
+    assert lite.config(64, None).kind == "hnsw"  # Milvus Lite has no PQ
+    assert MilvusLocation.parse("milvus://h:1?index=flat").config(8, IndexConfig(kind="hnsw")).kind == "hnsw"
+    for bad, msg in [("milvus://nohost", "HOST:PORT"), ("milvus://h:1?speed=fast", "unknown options"),
+                     ("milvus://h:1?index=annoy", "one of auto"), ("milvus-lite:", "needs a directory")]:
+        with pytest.raises(ValueError, match=msg):
+            MilvusLocation.parse(bad)
+    assert after_prefix("img0001") == "img0002" and after_prefix("") is None
+    assert filter_expr("a", {"k": 'v"'}, ["x"]) == ('region >= 0 and image_id >= "a" and image_id < "b" and '
+                                                    'metadata["k"] == "v\\"" and image_id not in ["x"]')

@@ -5,6 +5,7 @@ whitening by default) before the cosine metric; the index records which one. Ind
 before normalisation existed keep their raw-feature scores until renormalised.
 
   regiond index info DIR                          # format, features, normaliser, counts
+  regiond index info milvus://HOST:PORT/COLL      # the same of a Milvus collection (or milvus-lite:PATH)
   regiond index renormalise DIR                   # adopt the normaliser of the index's profile
   regiond index fit-normaliser --profile lite     # rebuild the statistics the package ships
 
@@ -28,7 +29,8 @@ def register(sub) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     tasks = p.add_subparsers(dest="index_task", metavar="TASK")
     t = tasks.add_parser("info", help="what an index holds and how it maps features")
-    t.add_argument("dir", metavar="DIR", help="index directory, or a daemon data directory")
+    t.add_argument("dir", metavar="DIR|LOCATION",
+                   help="index directory, a daemon data directory, or a Milvus location (milvus://..., milvus-lite:PATH)")
     t.set_defaults(func=run_info)
 
     t = tasks.add_parser("renormalise", help="record a feature normaliser and rebuild the search side",
@@ -75,8 +77,19 @@ def index_dir(path: str) -> Path:
 
 
 def run_info(args) -> int:
-    from ..index import RegionIndex  # faiss: only when the command runs
+    from ..index import RegionIndex, open_index  # faiss: only when the command runs
+    from ..index.milvus_schema import FORMAT, is_milvus
 
+    if is_milvus(args.dir):
+        with open_index(args.dir) as idx:
+            print(f"index       {idx.location} (collections {idx.name}, {idx.meta_name})")
+            print(f"format      {FORMAT}")
+            print(f"features    {idx.features or '(unnamed)'}, {idx.dim}-d")
+            print(f"contents    {len(idx)} images, {idx.num_regions} regions")
+            print(f"search      {idx.index_params['index_type']} {idx.index_params['params']}, {idx.config.metric} "
+                  f"(search {idx.search_params or 'exact'})")
+            print(f"normaliser  {idx.normaliser_note()}")
+        return 0
     with RegionIndex(index_dir(args.dir)) as idx:
         print(f"index       {idx.dir}")
         print(f"format      {idx.store.format}")
@@ -91,7 +104,11 @@ def run_renormalise(args) -> int:
     from daemon.extraction.profiles import build_extractor  # torch: only when the command runs
 
     from ..index import RegionIndex
+    from ..index.milvus_schema import is_milvus
 
+    if is_milvus(args.dir):
+        raise ValueError(f"{args.dir}: a Milvus collection records its normaliser when it is created; renormalise "
+                         "adopts one in indexes built before normalisation existed (directories)")
     d = index_dir(args.dir)
     profile = args.profile
     if profile == "auto":  # the profile whose features the index holds ("lite/classic/mean")

@@ -67,6 +67,11 @@ def register(sub) -> None:
                         "segment/, scene/, activity/ as `regiond train` writes them; 'bundled': the "
                         "heads that ship with the package for the profile (lite: classic-32, trained "
                         "on synthetic rooms and clips)")
+    p.add_argument("--index", default=None, metavar="LOCATION",
+                   help="where the region index is: a directory (FAISS over SQLite; default DATA_DIR/index), "
+                        "milvus://HOST:PORT[/COLLECTION][?index=auto|flat|hnsw|ivfpq&expected_regions=N] (a Milvus "
+                        "server or cluster; several daemons may share one collection), or milvus-lite:PATH "
+                        "(Milvus Lite in this process)")
     p.add_argument("--no-index", action="store_true",
                    help="keep no region index (IndexImages and Search answer UNIMPLEMENTED)")
     p.add_argument("--grace", type=float, default=10.0, metavar="S",
@@ -86,6 +91,7 @@ def config_from_args(args):
         tls_cert=args.tls_cert, tls_key=args.tls_key, insecure=args.insecure,
         metrics_port=args.metrics_port, max_message_mb=args.max_message_mb, queue=args.queue,
         workers=args.workers, torch_threads=args.torch_threads, unary_wait=args.unary_wait, window_step=args.window_step, heads=args.heads, index=not args.no_index,
+        index_location=args.index,
         grace=args.grace, **kw)
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from daemon.extraction.cache import CLIP_FRAMES
 
@@ -153,8 +154,27 @@ class TokenTransformer(nn.Module):
         if self.cls is not None:
             x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1)
             pad = torch.cat([torch.zeros_like(pad[:, :1]), pad], dim=1)
-        x = self.out_norm(self.encoder(x, src_key_padding_mask=pad))
+        x = self.out_norm(self._encode(x, pad))
         return self.out(x[:, 0] if self.cls is not None else x)
+
+    def _encode(self, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+        """The encoder layers. Training runs torch's module (dropout, autograd); inference the
+        same pre-norm layers with fused scaled-dot-product attention, which never builds the
+        attention matrix: a 1,950-token scene chunk took 112 instead of 395 ms on one CPU thread
+        (and 1,034 ms with an all-False padding mask), with the same outputs to ~1e-6."""
+        if self.training:
+            return self.encoder(x, src_key_padding_mask=pad)
+        keep = None if not pad.any() else ~pad[:, None, None, :]  # no mask at all: the fastest kernel
+        for layer in self.encoder.layers:
+            attn = layer.self_attn
+            h = layer.norm1(x)
+            b, t, d = h.shape
+            qkv = F.linear(h, attn.in_proj_weight, attn.in_proj_bias).view(b, t, 3, attn.num_heads, d // attn.num_heads)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4)
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=keep).transpose(1, 2).reshape(b, t, d)
+            x = x + attn.out_proj(o)
+            x = x + layer.linear2(layer.activation(layer.linear1(layer.norm2(x))))
+        return x if self.encoder.norm is None else self.encoder.norm(x)
 
 
 register_head("region-linear", RegionClassifierConfig, RegionClassifier, hidden=0,

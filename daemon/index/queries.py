@@ -29,7 +29,7 @@ from core.regionset import RegionSet
 
 from .extractor import RegionExtractor
 from .hits import check_vector
-from .region_index import RegionIndex
+from .searching import Searching
 
 #: A region of the query image belongs to a region-matched query when at least this share of
 #: its pixels lies inside the mask or box.
@@ -130,14 +130,13 @@ def train_probe(positives: np.ndarray, negatives: np.ndarray, prepare: Callable[
     return LinearProbe(w[:-1].astype(np.float32), float(w[-1]))
 
 
-def probe_from_examples(index: RegionIndex, examples: list[tuple[str, int]], negatives: int = 512,
+def probe_from_examples(index: Searching, examples: list[tuple[str, int]], negatives: int = 512,
                         seed: int = 0) -> LinearProbe:
     """Train a probe from indexed example regions against random stored regions."""
     if not examples:
         raise InputError("positives", "at least one example region is needed")
     pos = np.stack([index.region_vector(i, r) for i, r in examples])
-    exclude = {index.store.key_of(i) for i, _ in examples}
-    neg = index.random_vectors(negatives, seed=seed, exclude=exclude)
+    neg = index.random_vectors(negatives, seed=seed, exclude={i for i, _ in examples})
     return train_probe(pos, neg, index.prepare)
 
 

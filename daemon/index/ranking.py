@@ -2,7 +2,7 @@
 well they hold a whole set of query regions."""
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Hashable, Iterable
 
 import numpy as np
 
@@ -25,14 +25,14 @@ def rank_images(scores: np.ndarray, ids: np.ndarray, k: int, per: int = 1) -> li
     return sorted(best.items(), key=lambda kv: -kv[1][0][1])[:k]
 
 
-def rank_sets(queries: np.ndarray, weights: np.ndarray, images: Iterable[tuple[int, np.ndarray]], k: int,
-              per: int = 1) -> list[tuple[int, float, list[tuple[int, float]]]]:
+def rank_sets(queries: np.ndarray, weights: np.ndarray, images: Iterable[tuple[Hashable, np.ndarray]], k: int,
+              per: int = 1) -> list[tuple[Hashable, float, list[tuple[int, float]]]]:
     """Score images against M query regions at once: an image scores Σ weights[m] · (the best
     score of query region m among the image's regions), so it ranks high when it holds a match
     for every part of the query. Returns the top-k (image key, score, [(region, score), ...]),
     each image's `per` regions that best match some query region.
 
-    queries  M×D and images (key, N×D) already in the index's space
+    queries  M×D and images (key, N×D) already in the index's space; keys are the caller's
     """
     ranked = []
     for key, x in images:
@@ -40,6 +40,6 @@ def rank_sets(queries: np.ndarray, weights: np.ndarray, images: Iterable[tuple[i
         score = float(weights @ s.max(axis=1))
         region_best = s.max(axis=0)
         top = np.argsort(-region_best, kind="stable")[:per]
-        ranked.append((int(key), score, [(int(r), float(region_best[r])) for r in top]))
+        ranked.append((key, score, [(int(r), float(region_best[r])) for r in top]))
     ranked.sort(key=lambda t: -t[1])
     return ranked[:k]

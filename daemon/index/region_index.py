@@ -1,4 +1,6 @@
-"""RegionIndex: add and remove images' region tokens, search images by their best region.
+"""RegionIndex, the embedded backend of the region index (searching.Searching): FAISS over
+SQLite in a directory; and open_index, which opens an index by location (this, or
+milvus.MilvusIndex).
 
 Layout under the data directory (`<data_dir>/index/`):
   regions.sqlite   the source of truth (store.py): metadata, RLE masks, boxes, raw feature
@@ -27,11 +29,13 @@ from core.errors import InputError
 from core.regionset import RegionSet
 
 from .config import IndexConfig
-from .hits import AddResult, check_image_id, check_metadata
+from .hits import ImageHit, RegionHit, SearchFilter
+from .milvus_schema import is_milvus
 from .normaliser import Normaliser
+from .ranking import rank_images
 from .rwlock import RWLock
-from .searching import Searching
-from .store import MAX_REGIONS, IndexFileError, SQLiteStore
+from .searching import Ranked, Searching
+from .store import MAX_REGIONS, IndexFileError, SQLiteStore, region_ids, split_ids
 from .vectors import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -43,10 +47,15 @@ LEGACY_NOTE = ("built before feature normalisation, so searched with its origina
                "`regiond index renormalise {dir}` adopts the normaliser in place, without re-extracting")
 
 
+#: A filter leaving at most this many images is searched exactly over their regions.
+SMALL_SUBSET = 2048
+
+
 class RegionIndex(Searching):
-    """Open (or create) the index in `directory`. `dim` is the feature dimension the caller's
-    extractor produces and `features` names it (profile/backbone/pooling); an existing index
-    with another dimension or other features is refused.
+    """The embedded backend: FAISS over SQLite. Open (or create) the index in `directory`.
+    `dim` is the feature dimension the caller's extractor produces and `features` names it
+    (profile/backbone/pooling); an existing index with another dimension or other features
+    is refused.
 
     normaliser  what a new index maps region features with before comparing them (or a
                 function giving it, called only for a new index; corpus.normaliser_for(extractor)
@@ -208,37 +217,16 @@ class RegionIndex(Searching):
         finally:
             self._lock_fh.close()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
     # --- writes ----------------------------------------------------------------------------
 
-    def add(self, image_id: str, regions: RegionSet, metadata: dict | None = None,
-            on_exists: str = "error") -> AddResult:
-        """Index one image's regions. Returns once the image is durable (the acknowledgement).
+    max_regions = MAX_REGIONS
 
-        on_exists: "error" (InputError), "skip" (returns added=False) or "replace".
-        """
-        image_id = check_image_id(image_id)
-        metadata = check_metadata(metadata)
-        feats = regions.features
-        if feats is None:
-            raise InputError("regions", "the region set has no features")
-        feats = np.asarray(feats, dtype=np.float32)
-        if feats.ndim != 2 or feats.shape[1] != self.dim:
-            raise InputError("features", f"expected N×{self.dim}, got shape {feats.shape}")
-        if not np.all(np.isfinite(feats)):
-            raise InputError("features", "non-finite values")
-        if len(regions) >= MAX_REGIONS:
-            raise InputError("regions", f"{len(regions)} regions exceed the limit of {MAX_REGIONS - 1}")
+    def _write(self, image_id: str, regions: RegionSet, feats: np.ndarray, metadata: dict, on_exists: str) -> bool:
         with self.store.write_lock:
             old = self.store.key_of(image_id)
             if old is not None:
                 if on_exists == "skip":
-                    return AddResult(image_id, False, 0)
+                    return False
                 if on_exists != "replace":
                     raise InputError("image_id", f"{image_id!r} is already indexed")
                 self._remove_locked(old)
@@ -249,7 +237,7 @@ class RegionIndex(Searching):
             self._n_images += 1
             self._n_regions += len(feats)
             self._after_write_locked()
-        return AddResult(image_id, True, len(regions))
+        return True
 
     def remove(self, image_id: str) -> bool:
         """Remove an image; False when it was not indexed."""
@@ -269,11 +257,119 @@ class RegionIndex(Searching):
         self._n_images -= 1
         self._n_regions -= n
 
+    # --- reads -------------------------------------------------------------------------------
 
-def open_index(data_dir, dim: int | None = None, config: IndexConfig | None = None, features: str | None = None,
-               normaliser: Normaliser | Callable[[], Normaliser] | None = None) -> RegionIndex:
-    """The index of a daemon data directory (`<data_dir>/index`)."""
-    return RegionIndex(Path(data_dir) / "index", dim=dim, config=config, features=features, normaliser=normaliser)
+    def __len__(self) -> int:
+        return self._n_images
+
+    def __contains__(self, image_id: str) -> bool:
+        return self.store.key_of(image_id) is not None
+
+    @property
+    def num_regions(self) -> int:
+        return self._n_regions
+
+    def _raw_features(self, image_id: str) -> np.ndarray | None:
+        key = self.store.key_of(image_id)
+        return None if key is None else self.store.features_of(key)
+
+    def random_vectors(self, n: int, seed: int = 0, exclude: set[str] | None = None) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        skip = {self.store.key_of(i) for i in exclude or ()}
+        rows = [f for key, f in self.store.iter_features(self.store.sample_keys(max(1, n), seed)) if key not in skip]
+        if not rows:
+            return np.zeros((0, self.dim), np.float32)
+        allv = np.concatenate(rows)
+        return allv[rng.permutation(len(allv))[:n]]
+
+    def _admissible(self, flt: SearchFilter, exclude: set[str]) -> tuple[set[int] | None, set[int]]:
+        """(keys the filter allows, None for all; keys excluded)."""
+        excluded = {self.store.key_of(i) for i in exclude} - {None}
+        if not flt:
+            return None, excluded
+        return set(self.store.filter_keys(flt.image_id_prefix, flt.metadata).tolist()) - excluded, excluded
+
+    def _nearest(self, q, k, per, flt, exclude) -> list[ImageHit]:
+        allowed, excluded = self._admissible(flt, exclude)
+        if allowed is not None and len(allowed) <= SMALL_SUBSET:
+            scores, ids = self._search_subset(q, sorted(allowed))
+        else:
+            with self.rw.read():
+                scores, ids = self.vectors.search_images(q, k + len(excluded), per, allowed, excluded)
+        keys = split_ids(ids)[0]
+        ok = ~np.isin(keys, list(excluded)) if excluded else np.ones(len(ids), bool)
+        if allowed is not None:
+            ok &= np.isin(keys, list(allowed))
+        ranked = [(key, lst[0][1], lst) for key, lst in rank_images(scores[ok], ids[ok], k, per)]
+        if per > 1:  # the short list may hold only some of an image's best regions
+            ranked = self._best_regions(q, [(key, score) for key, score, _ in ranked], per)
+        return self._hits(ranked)
+
+    def _prepared(self, keys):
+        """(key, prepared N×dim) of the given images, in key order."""
+        for key, feats in self.store.iter_features(sorted(keys)):
+            if len(feats):
+                yield key, self.prepare(feats)
+
+    def _search_subset(self, q, keys):
+        """Exact scores over the regions of a few images (filters that select little)."""
+        scores, ids = [], []
+        for key, x in self._prepared(keys):
+            scores.append(x @ q)
+            ids.append(region_ids(key, len(x)))
+        if not scores:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        return np.concatenate(scores).astype(np.float32), np.concatenate(ids)
+
+    def _candidates(self, q, n, flt, exclude):
+        allowed, excluded = self._admissible(flt, exclude)
+        if allowed is not None and len(allowed) <= SMALL_SUBSET:
+            return self._prepared(allowed)
+        with self.rw.read():
+            _, ids = self.vectors.search(q, max(64, 8 * n))
+            dead = self.vectors.tombstones | excluded
+        keys = set(split_ids(ids[ids >= 0])[0].tolist()) - dead
+        return self._prepared(keys if allowed is None else keys & allowed)
+
+    def _everything(self):
+        names = self.store.image_ids()
+        for key, feats in self.store.iter_features():
+            if len(feats):
+                yield names[key], self.prepare(feats)
+
+    def _best_scores(self, q) -> dict[str, float]:
+        names = self.store.image_ids()
+        with self.rw.read():
+            scores, ids = self.vectors.search_images(q, max(1, self._n_images))
+        order = np.argsort(-scores, kind="stable")
+        keys, first = np.unique(split_ids(ids[order])[0], return_index=True)  # first = best region
+        best = scores[order][first]
+        return {names[int(k)]: float(s) for k, s in zip(keys, best) if int(k) in names}
+
+    def _hits(self, ranked: Ranked) -> list[ImageHit]:
+        images = self.store.images([key for key, _, _ in ranked])
+        rrows = self.store.regions([(key, r) for key, _, lst in ranked for r, _ in lst])
+        hits = []
+        for key, score, lst in ranked:
+            img = images.get(key)
+            if img is None:  # removed between the vector search and now
+                continue
+            regions = [RegionHit(r, s, rrows[(key, r)].box, rrows[(key, r)].area, rrows[(key, r)].counts)
+                       for r, s in lst if (key, r) in rrows]
+            hits.append(ImageHit(img.image_id, score, img.width, img.height, img.metadata, regions))
+        return hits
+
+
+def open_index(location: str | Path, dim: int | None = None, config: IndexConfig | None = None,
+               features: str | None = None, normaliser: Normaliser | Callable[[], Normaliser] | None = None) -> Searching:
+    """The region index at `location`: milvus://HOST:PORT[/COLLECTION][?...] or
+    milvus-lite:PATH (milvus.MilvusIndex, see milvus_schema.py), else a directory (RegionIndex:
+    FAISS over SQLite). The arguments are RegionIndex's."""
+    if is_milvus(location):
+        from .milvus import MilvusIndex  # pymilvus: only with a Milvus index
+
+        return MilvusIndex(str(location), dim=dim, config=config, features=features, normaliser=normaliser)
+    return RegionIndex(Path(location), dim=dim, config=config, features=features, normaliser=normaliser)
 
 
 __all__ = ["RegionIndex", "IndexConfig", "IndexFileError", "open_index"]

@@ -1,53 +1,151 @@
-"""The reads of a RegionIndex: searches (one vector, or a set of region features), stored
-region vectors, and the scores the evaluation ranks by. A mixin of RegionIndex, which holds
-what these use: `store` (SQLite), `vectors` (FAISS) behind the readers-writer lock `rw`,
-`config`, `normaliser`, `dim` and the image/region counts.
+"""What every region index does the same whatever keeps its regions: checking what is added
+and asked, mapping features into the index's space, the kinds of search (one vector; a set of
+region features matched as a whole; every image's score for the evaluation) and the linear
+probe's bias. A backend (region_index.RegionIndex: FAISS over SQLite; milvus.MilvusIndex)
+subclasses it and supplies the storage: the abstract methods below, each small.
+
+A backend names its images by a key of its own (an int for SQLite, the image id for Milvus);
+keys only pass between its own methods.
 """
 from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Hashable, Iterable
 
 import numpy as np
 
 from core.errors import InputError
+from core.regionset import RegionSet
 
-from .hits import ImageHit, RegionHit, SearchFilter, check_metadata, check_vectors, check_weights
-from .ranking import rank_images, rank_sets
-from .store import region_ids, split_ids
+from .config import IndexConfig
+from .hits import AddResult, ImageHit, SearchFilter, check_image_id, check_metadata, check_vectors, check_weights
+from .normaliser import Normaliser
+from .ranking import rank_sets
 from .vectors import prepare
 
+#: Ranked images as backends hand them back: (key, image score, [(region, score), ...]).
+Ranked = list[tuple[Hashable, float, list[tuple[int, float]]]]
 
-class Searching:
+
+class Searching(ABC):
+    """The front of a region index. Subclasses set `dim`, `config` (its metric is what
+    prepare() uses) and `normaliser`, and implement the abstract methods."""
+
+    dim: int
+    config: IndexConfig
+    normaliser: Normaliser
+    #: the most regions one image may have (a backend's id scheme may limit it)
+    max_regions: int = 1 << 20
+
+    # --- what a backend supplies ---------------------------------------------------------------
+
+    @abstractmethod
     def __len__(self) -> int:
-        return self._n_images
+        """Images indexed."""
 
-    def __contains__(self, image_id: str) -> bool:
-        return self.store.key_of(image_id) is not None
+    @abstractmethod
+    def __contains__(self, image_id: str) -> bool: ...
 
     @property
-    def num_regions(self) -> int:
-        return self._n_regions
+    @abstractmethod
+    def num_regions(self) -> int: ...
+
+    @abstractmethod
+    def _write(self, image_id: str, regions: RegionSet, features: np.ndarray, metadata: dict, on_exists: str) -> bool:
+        """Store one checked image (raw N×dim features), durably before returning. When it is
+        there already: on_exists "error" raises InputError (field image_id), "skip" returns
+        False, "replace" replaces it."""
+
+    @abstractmethod
+    def remove(self, image_id: str) -> bool:
+        """Remove an image; False when it was not indexed. Durable when it returns."""
+
+    @abstractmethod
+    def _raw_features(self, image_id: str) -> np.ndarray | None:
+        """An image's stored N×dim features as the extractor gave them; None when unknown."""
+
+    @abstractmethod
+    def random_vectors(self, n: int, seed: int = 0, exclude: set[str] | None = None) -> np.ndarray:
+        """About `n` stored region features (raw) from random images, none from `exclude`
+        (image ids): e.g. the negatives of a linear probe."""
+
+    @abstractmethod
+    def _nearest(self, q: np.ndarray, k: int, per: int, flt: SearchFilter, exclude: set[str]) -> list[ImageHit]:
+        """The top-k images by their best region's score against q (a vector in the index's
+        space), each with its best `per` regions, narrowed by flt and without `exclude`."""
+
+    @abstractmethod
+    def _prepared(self, keys: Iterable[Hashable]) -> Iterable[tuple[Hashable, np.ndarray]]:
+        """(key, the image's regions in the index's space) of the given images that exist."""
+
+    @abstractmethod
+    def _candidates(self, q: np.ndarray, n: int, flt: SearchFilter, exclude: set[str]) -> Iterable[tuple[Hashable, np.ndarray]]:
+        """A set query's short list: (key, the image's regions in the index's space) of the
+        images holding one of the ~n best regions of any row of q (all admissible images
+        when the filter leaves few), scored exactly by the caller."""
+
+    @abstractmethod
+    def _everything(self) -> Iterable[tuple[str, np.ndarray]]:
+        """(image id, regions in the index's space) of every image (evaluation of set queries)."""
+
+    @abstractmethod
+    def _best_scores(self, q: np.ndarray) -> dict[str, float]:
+        """Every image's best region score against q (image id → score)."""
+
+    @abstractmethod
+    def _hits(self, ranked: Ranked) -> list[ImageHit]:
+        """Ranked keys → ImageHits with masks, boxes and metadata (images removed meanwhile
+        are left out)."""
+
+    @abstractmethod
+    def normaliser_note(self) -> str:
+        """How this index maps features, in a line (GetInfo, `regiond index info`)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Persist and release. Safe to call twice."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # --- writes ------------------------------------------------------------------------------
+
+    def add(self, image_id: str, regions: RegionSet, metadata: dict | None = None,
+            on_exists: str = "error") -> AddResult:
+        """Index one image's regions. Returns once the image is durable (the acknowledgement).
+
+        on_exists: "error" (InputError), "skip" (returns added=False) or "replace".
+        """
+        image_id = check_image_id(image_id)
+        metadata = check_metadata(metadata)
+        feats = regions.features
+        if feats is None:
+            raise InputError("regions", "the region set has no features")
+        feats = np.asarray(feats, dtype=np.float32)
+        if feats.ndim != 2 or feats.shape[1] != self.dim:
+            raise InputError("features", f"expected N×{self.dim}, got shape {feats.shape}")
+        if not np.all(np.isfinite(feats)):
+            raise InputError("features", "non-finite values")
+        if len(regions) >= self.max_regions:
+            raise InputError("regions", f"{len(regions)} regions exceed the limit of {self.max_regions - 1}")
+        if on_exists not in ("error", "skip", "replace"):
+            raise ValueError(f"on_exists must be error, skip or replace, got {on_exists!r}")
+        added = self._write(image_id, regions, feats, metadata, on_exists)
+        return AddResult(image_id, added, len(regions) if added else 0)
+
+    # --- reads ---------------------------------------------------------------------------------
 
     def region_vector(self, image_id: str, region_id: int) -> np.ndarray:
         """The stored feature of one region. InputError for an unknown image or region."""
-        key = self.store.key_of(image_id)
-        if key is None:
+        feats = self._raw_features(image_id)
+        if feats is None:
             raise InputError("image_id", f"{image_id!r} is not indexed")
-        feats = self.store.features_of(key)
         if not 0 <= int(region_id) < len(feats):
             raise InputError("region_id", f"image {image_id!r} has regions 0..{len(feats) - 1}, not {region_id}")
         return feats[int(region_id)]
-
-    def random_vectors(self, n: int, seed: int = 0, exclude: set | None = None) -> np.ndarray:
-        """About `n` stored region vectors from random images (e.g. negatives for a classifier)."""
-        rng = np.random.default_rng(seed)
-        rows = []
-        for key, f in self.store.iter_features(self.store.sample_keys(max(1, n), seed)):
-            if exclude and key in exclude:
-                continue
-            rows.append(f)
-        if not rows:
-            return np.zeros((0, self.dim), np.float32)
-        allv = np.concatenate(rows)
-        return allv[rng.permutation(len(allv))[:n]]
 
     def prepare(self, features: np.ndarray) -> np.ndarray:
         """Raw region features → the vectors this index compares: its normaliser, then L2
@@ -73,71 +171,39 @@ class Searching:
         if k < 1:
             raise InputError("k", f"must be at least 1, got {k}")
         per = max(1, int(regions_per_image))
-        excluded = {self.store.key_of(i) for i in exclude_image_ids} - {None}
-        allowed = None
-        if filter:
-            check_metadata(filter.metadata, field="filter.metadata")
-            allowed = set(self.store.filter_keys(filter.image_id_prefix, filter.metadata).tolist()) - excluded
-            if not allowed:
-                return []
+        flt = filter or SearchFilter()
+        check_metadata(flt.metadata, field="filter.metadata")
+        exclude = {str(i) for i in exclude_image_ids}
         if len(q) > 1:
-            keys = allowed if allowed is not None and len(allowed) <= 2048 else self._candidates(q, k * per, allowed, excluded)
-            return self._materialise(rank_sets(q, check_weights(weights, len(q)), self._prepared(keys), k, per))
-        if allowed is not None and len(allowed) <= 2048:
-            scores, ids = self._search_subset(q[0], sorted(allowed))
-        else:
-            scores, ids = self._search_faiss(q[0], k + len(excluded), per, allowed, excluded)
-        return self._hits(scores + np.float32(bias), ids, k, per, allowed, excluded)
-
-    def _search_faiss(self, q, k, per, allowed, excluded):
-        with self.rw.read():
-            return self.vectors.search_images(q, k, per, allowed, excluded)
-
-    def _prepared(self, keys):
-        """(key, prepared N×dim) of the given images, in key order."""
-        for key, feats in self.store.iter_features(sorted(keys)):
-            if len(feats):
-                yield key, self.prepare(feats)
-
-    def _search_subset(self, q, keys):
-        """Exact scores over the regions of a few images (filters that select little)."""
-        scores, ids = [], []
-        for key, x in self._prepared(keys):
-            scores.append(x @ q)
-            ids.append(region_ids(key, len(x)))
-        if not scores:
-            return np.zeros(0, np.float32), np.zeros(0, np.int64)
-        return np.concatenate(scores).astype(np.float32), np.concatenate(ids)
-
-    def _candidates(self, q, n, allowed, excluded) -> set[int]:
-        """Images holding one of the best regions of any query row (a set query's short list,
-        scored exactly afterwards)."""
-        with self.rw.read():
-            _, ids = self.vectors.search(q, max(64, 8 * n))
-            dead = self.vectors.tombstones | excluded
-        keys = set(split_ids(ids[ids >= 0])[0].tolist()) - dead
-        return keys if allowed is None else keys & allowed
-
-    def _hits(self, scores, ids, k, per, allowed, excluded) -> list[ImageHit]:
-        keys = split_ids(ids)[0]
-        ok = ~np.isin(keys, list(excluded)) if excluded else np.ones(len(ids), bool)
-        if allowed is not None:
-            ok &= np.isin(keys, list(allowed))
-        return self._materialise([(key, lst[0][1], lst) for key, lst in rank_images(scores[ok], ids[ok], k, per)])
-
-    def _materialise(self, ranked) -> list[ImageHit]:
-        """[(image key, image score, [(region, score)...])] → ImageHits with masks and metadata."""
-        images = self.store.images([key for key, _, _ in ranked])
-        rrows = self.store.regions([(key, r) for key, _, lst in ranked for r, _ in lst])
-        hits = []
-        for key, score, lst in ranked:
-            img = images.get(key)
-            if img is None:  # removed between the vector search and now
-                continue
-            regions = [RegionHit(r, s, rrows[(key, r)].box, rrows[(key, r)].area, rrows[(key, r)].counts)
-                       for r, s in lst if (key, r) in rrows]
-            hits.append(ImageHit(img.image_id, score, img.width, img.height, img.metadata, regions))
+            w = check_weights(weights, len(q))
+            return self._hits(rank_sets(q, w, self._candidates(q, k * per, flt, exclude), k, per))
+        hits = self._nearest(q[0], k, per, flt, exclude)
+        if bias:
+            for h in hits:
+                h.score += float(bias)
+                for r in h.regions:
+                    r.score += float(bias)
         return hits
+
+    def score_images(self, query: np.ndarray, normalize: bool = True, weights=None) -> dict[str, float]:
+        """Every indexed image's score (the evaluation protocol ranks all of them): its best
+        region's, or for M×dim query rows, the set score of search()."""
+        q = self._query(query, normalize)
+        if len(q) > 1:
+            ranked = rank_sets(q, check_weights(weights, len(q)), self._everything(), len(self), 1)
+            return {image_id: score for image_id, score, _ in ranked}
+        return self._best_scores(q[0])
+
+    def _best_regions(self, q: np.ndarray, images: list[tuple[Hashable, float]], per: int) -> Ranked:
+        """Ranked images (key, score) with each one's best `per` regions against q, scored
+        exactly from its vectors (a search's short list may hold only some of them)."""
+        vectors = dict(self._prepared([key for key, _ in images]))
+        ranked = []
+        for key, score in images:
+            if (x := vectors.get(key)) is not None:
+                s = x @ q
+                ranked.append((key, score, [(int(r), float(s[r])) for r in np.argsort(-s, kind="stable")[:per]]))
+        return ranked
 
     def _query(self, query, normalize: bool) -> np.ndarray:
         """M×dim query rows in the index's space."""
@@ -147,21 +213,3 @@ class Searching:
             if self.config.metric == "cosine" and not np.all(np.linalg.norm(rows, axis=1) > 0):
                 raise InputError("vector", "the zero vector has no direction (after the index's normaliser)")
         return rows
-
-    def score_images(self, query: np.ndarray, normalize: bool = True, weights=None) -> dict[str, float]:
-        """Every indexed image's score (the evaluation protocol ranks all of them): its best
-        region's (straight from FAISS, without fetching masks and metadata), or for M×dim
-        query rows, the set score of search()."""
-        q = self._query(query, normalize)
-        names = self.store.image_ids()
-        if len(q) > 1:
-            ranked = rank_sets(q, check_weights(weights, len(q)), self._prepared(names), len(names), 1)
-            return {names[key]: score for key, score, _ in ranked}
-        with self.rw.read():
-            scores, ids = self.vectors.search_images(q[0], max(1, self._n_images))
-        order = np.argsort(-scores, kind="stable")
-        keys, first = np.unique(split_ids(ids[order])[0], return_index=True)  # first = best region
-        best = scores[order][first]
-        return {names[int(k)]: float(s) for k, s in zip(keys, best) if int(k) in names}
-
-

@@ -353,7 +353,7 @@ class SQLiteStore:
             args += [len(prefix), prefix]
         for k, v in (metadata or {}).items():
             where.append("json_extract(metadata, ?) = ?")
-            args += ['$."' + str(k).replace('"', '""') + '"', str(v)]
+            args += ["$." + json.dumps(str(k)), str(v)]  # a JSON-quoted label: backslashes escaped
         q = "SELECT key FROM images" + (" WHERE " + " AND ".join(where) if where else "")
         return np.array([r[0] for r in self._r.execute(q, args)], dtype=np.int64)
 

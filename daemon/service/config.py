@@ -41,7 +41,11 @@ class ServeConfig:
     window_step     default frames between activity windows
     heads           directory of trained heads to serve, or "bundled": the ones shipped for the
                     profile (None: regions only)
-    index           keep a region index in data_dir (IndexImages/Search); False: UNIMPLEMENTED
+    index           keep a region index (IndexImages/Search); False: UNIMPLEMENTED
+    index_location  where: None = <data_dir>/index (FAISS over SQLite); another directory;
+                    milvus://HOST:PORT[/COLLECTION][?index=auto|flat|hnsw|ivfpq&expected_regions=N]
+                    (a Milvus server or cluster, shared by any number of daemons); or
+                    milvus-lite:PATH (Milvus Lite in the daemon's process)
     grace           seconds in-flight calls get to finish on shutdown
     warmup          run each extractor once before reporting SERVING (first calls pay no
                     lazy initialisation)
@@ -69,9 +73,15 @@ class ServeConfig:
     window_step: int = 4
     heads: Path | None = None
     index: bool = True
+    index_location: str | None = None
     grace: float = 10.0
     warmup: bool = True
     rpc_threads: int = 64
+
+    @property
+    def index_at(self) -> str | Path:
+        """Where the region index is (index_location, or <data_dir>/index)."""
+        return self.index_location or Path(self.data_dir) / "index"
 
     @property
     def max_message_bytes(self) -> int:

@@ -1,6 +1,6 @@
 """IndexImages and Search: the region-search RPCs, called by the RegionService servicer.
 
-    search = SearchRPC(extractor, data_dir)          # opens <data_dir>/index
+    search = SearchRPC(extractor, location)          # a directory, milvus://..., milvus-lite:PATH
     summary = search.index_images(request_iterator, context)
     response = search.search(request, context)       # raises InputError -> INVALID_ARGUMENT
     search.close()                                   # checkpoint on shutdown
@@ -23,7 +23,7 @@ from core.frames import Frame
 from core.rle import decode as rle_decode
 from regions.v1 import regions_pb2 as pb
 
-from ..index import IndexConfig, RegionExtractor, RegionIndex, SearchFilter, open_index
+from ..index import IndexConfig, RegionExtractor, Searching, SearchFilter, open_index
 from ..index.corpus import normaliser_for
 from ..index.queries import (
     box_mask,
@@ -55,19 +55,20 @@ class SearchRPC:
 
     extractor  the daemon's extractor (its profile's masker, backbone and pooling index the
                images and pool query masks, so queries and index agree)
-    data_dir   the daemon's data directory; the index lives in <data_dir>/index
-    config     index settings (exact search by default)
+    location   where the index is (index.open_index): a directory (FAISS over SQLite), or
+               milvus://HOST:PORT[/COLLECTION][?...] / milvus-lite:PATH (Milvus)
+    config     index settings (None: what the index recorded, else its defaults)
 
     A new index gets the extractor's feature normaliser (the shipped statistics, or a fit on
     the generated corpus); an existing one keeps what it recorded.
     """
 
-    def __init__(self, extractor: RegionExtractor, data_dir: str | Path, config: IndexConfig | None = None):
+    def __init__(self, extractor: RegionExtractor, location: str | Path, config: IndexConfig | None = None):
         self.extractor = extractor
         self.limits = Limits(max_pixels=extractor.max_pixels)
-        self.index: RegionIndex = open_index(Path(data_dir), dim=extractor.dim, config=config,
-                                             features=extractor.features_name,
-                                             normaliser=lambda: normaliser_for(extractor))
+        self.index: Searching = open_index(location, dim=extractor.dim, config=config,
+                                           features=extractor.features_name,
+                                           normaliser=lambda: normaliser_for(extractor))
 
     def close(self) -> None:
         self.index.close()

@@ -73,7 +73,7 @@ class RegionServer:
         self.search: SearchRPC | None = None
         if config.index:
             Path(config.data_dir).mkdir(parents=True, exist_ok=True)
-            self.search = SearchRPC(QueuedExtractor(extractor, self.scheduler), config.data_dir)
+            self.search = SearchRPC(QueuedExtractor(extractor, self.scheduler), config.index_at)
         self.servicer = RegionServicer(config, extractor, self.heads, self.scheduler, self.metrics, self.calls,
                                        search=self.search, profile_note=" ".join(notes))
         self.health = health.HealthServicer()
