@@ -33,7 +33,7 @@ def test_get_info(daemon):
     assert info.feature_dim == ex.dim > 0
     roles = {m.role: m for m in info.models}
     assert roles["masker"].name == ex.masker.name and roles["backbone"].feature_dim == ex.dim
-    assert info.max_message_bytes == srv.config.max_message_bytes
+    assert info.max_message_bytes == max(srv.config.max_message_bytes, srv.config.receive_message_bytes)
 
 
 def test_extract_regions_matches_in_process(daemon):

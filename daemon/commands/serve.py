@@ -48,8 +48,10 @@ def register(sub) -> None:
     p.add_argument("--metrics-port", type=int, default=None, metavar="P",
                    help="serve Prometheus metrics on this port of the listen host (0 = any free port; "
                         "default: off)")
-    p.add_argument("--max-message-mb", type=int, default=64, metavar="N",
-                   help="largest request or reply message, in MiB")
+    p.add_argument("--max-message-mb", type=int, default=None, metavar="N",
+                   help="largest request and reply message, in MiB (default: requests up to a raw RGB8 "
+                        "image with float32 depth at --max-pixels plus 1 MiB, i.e. 7 bytes a pixel "
+                        "+ 1 MiB = 113 MiB at 4096×4096; replies up to 64 MiB)")
     p.add_argument("--max-pixels", type=int, default=None, metavar="N",
                    help="largest image accepted, in pixels (default 4096×4096)")
     p.add_argument("--queue", type=int, default=32, metavar="N",
@@ -76,6 +78,9 @@ def register(sub) -> None:
                    help="keep no region index (IndexImages and Search answer UNIMPLEMENTED)")
     p.add_argument("--grace", type=float, default=10.0, metavar="S",
                    help="seconds in-flight calls get to finish on shutdown")
+    p.add_argument("--idle-timeout", type=float, default=300.0, metavar="S",
+                   help="close a stream (StreamVideo, StreamScene, IndexImages) whose client sent nothing "
+                        "for S seconds with DEADLINE_EXCEEDED (default 300; 0: never)")
     p.add_argument("--log-level", default="INFO", help="log level (access log: one JSON line per call)")
     p.set_defaults(func=run)
 
@@ -92,7 +97,7 @@ def config_from_args(args):
         metrics_port=args.metrics_port, max_message_mb=args.max_message_mb, queue=args.queue,
         workers=args.workers, torch_threads=args.torch_threads, unary_wait=args.unary_wait, window_step=args.window_step, heads=args.heads, index=not args.no_index,
         index_location=args.index,
-        grace=args.grace, **kw)
+        grace=args.grace, idle_timeout=args.idle_timeout, **kw)
 
 
 def run(args) -> int:
@@ -116,7 +121,12 @@ def run(args) -> int:
           f"(profile {server.extractor.profile}{extra})", file=sys.stderr, flush=True)
     while not stop.wait(0.5):
         pass
-    server.stop()
+    if not server.stop():
+        # A call grpc never finished holds one of its pool threads, which the interpreter
+        # would join at exit: leave without it (the index is already persisted).
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 

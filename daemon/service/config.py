@@ -9,6 +9,18 @@ from pathlib import Path
 from core.frames import DEFAULT_MAX_PIXELS
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
+MIB = 1024 * 1024
+#: the reply limit without --max-message-mb (a scene's fused PLY is thinned to fit in it)
+DEFAULT_REPLY_MB = 64
+#: a request's bytes per pixel at most: raw RGB8 (3) plus float32 depth (4)
+REQUEST_BYTES_PER_PIXEL = 7
+
+
+def request_limit(max_pixels: int) -> int:
+    """The gRPC receive limit matched to --max-pixels: the largest valid request (a raw RGB8
+    image with float32 depth at max_pixels) plus 1 MiB for the rest of the message. Anything
+    bigger cannot be valid, so gRPC refuses it (RESOURCE_EXHAUSTED) before it is parsed."""
+    return REQUEST_BYTES_PER_PIXEL * int(max_pixels) + MIB
 
 
 class ConfigError(ValueError):
@@ -29,7 +41,7 @@ class ServeConfig:
     tls_cert/key    PEM files; both or neither
     insecure        allow a non-loopback address without a token
     metrics_port    Prometheus exporter port on the listen host (None: off; 0: any free port)
-    max_message_mb  largest request or reply message
+    max_message_mb  largest request and reply message, in MiB (None: the limits below)
     queue           work-queue capacity (jobs waiting)
     workers         threads running the models, each with its own extractor
     torch_threads   torch intra-op threads (None: 1 for lite, all cores for network backbones); with several
@@ -47,6 +59,8 @@ class ServeConfig:
                     (a Milvus server or cluster, shared by any number of daemons); or
                     milvus-lite:PATH (Milvus Lite in the daemon's process)
     grace           seconds in-flight calls get to finish on shutdown
+    idle_timeout    seconds a stream (or IndexImages) may wait for the client's next message before
+                    it is closed with DEADLINE_EXCEEDED (0: never)
     warmup          run each extractor once before reporting SERVING (first calls pay no
                     lazy initialisation)
     rpc_threads     gRPC handler threads (each open stream holds one)
@@ -62,7 +76,7 @@ class ServeConfig:
     tls_key: Path | None = None
     insecure: bool = False
     metrics_port: int | None = None
-    max_message_mb: int = 64
+    max_message_mb: int | None = None
     queue: int = 32
     workers: int = 1
     torch_threads: int | None = None
@@ -75,6 +89,7 @@ class ServeConfig:
     index: bool = True
     index_location: str | None = None
     grace: float = 10.0
+    idle_timeout: float = 300.0
     warmup: bool = True
     rpc_threads: int = 64
 
@@ -85,7 +100,13 @@ class ServeConfig:
 
     @property
     def max_message_bytes(self) -> int:
-        return int(self.max_message_mb) * 1024 * 1024
+        """gRPC's send limit: the largest reply."""
+        return int(self.max_message_mb or DEFAULT_REPLY_MB) * MIB
+
+    @property
+    def receive_message_bytes(self) -> int:
+        """gRPC's receive limit: --max-message-mb when given, else matched to max_pixels."""
+        return int(self.max_message_mb) * MIB if self.max_message_mb else request_limit(self.max_pixels)
 
     def host_port(self) -> tuple[str, int]:
         host, sep, port = self.listen.rpartition(":")
@@ -101,8 +122,11 @@ class ServeConfig:
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("--tls-cert and --tls-key go together")
         for name in ("queue", "workers", "max_batch", "inflight", "max_message_mb", "max_pixels", "window_step"):
-            if getattr(self, name) < 1:
+            value = getattr(self, name)
+            if value is not None and value < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+        if not self.idle_timeout >= 0:
+            raise ConfigError("--idle-timeout must be 0 (never) or a positive number of seconds")
 
 
 def is_loopback(host: str) -> bool:

@@ -6,6 +6,12 @@ its handler runs (the convention of grpc's token-auth example, which guards ever
 
 What handlers add to the call's record in the CallLog (frames, frame errors, session id, ...)
 goes into the call's log line.
+
+Every handler's request deserializer is made tolerant (wire.py): bytes that do not parse
+reach the handler as an `Unparsable` instead of grpc answering INTERNAL itself, which can
+leave the call unfinished and `server.stop()` waiting forever (see wire.py). A unary call
+carrying one is answered INVALID_ARGUMENT here; RegionService's streams answer it per message
+(a frame error, an IndexImages error entry); other services' streams end INVALID_ARGUMENT.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ import grpc
 
 from .calls import CallLog, CallStats
 from .metrics import Metrics
+from .wire import Unparsable, tolerant
 
 log = logging.getLogger("regiond.access")
 #: (handler behaviour, request, context, streaming_response) → the behaviour's result
@@ -42,8 +49,9 @@ class ServiceInterceptor(grpc.ServerInterceptor):
     metrics  the daemon's metrics
     calls    where handlers add to their call's log line"""
 
-    def __init__(self, token: str | None, metrics: Metrics, calls: CallLog):
+    def __init__(self, token: str | None, metrics: Metrics, calls: CallLog, own_service: str = ""):
         self._expected = f"Bearer {token}".encode() if token else None
+        self._own_service = own_service  # its stream handlers take Unparsable items themselves
         self._metrics = metrics
         self._calls = calls
 
@@ -65,9 +73,10 @@ class ServiceInterceptor(grpc.ServerInterceptor):
             return None
         method = details.method.rsplit("/", 1)[-1]
         service = details.method.strip("/").split("/", 1)[0]
+        own = service == self._own_service
         if not self._authorized(details.invocation_metadata):
-            return _wrap(handler, self._deny(method, service))
-        return _wrap(handler, self._observe(method, service))
+            return _wrap(handler, self._deny(method, service), own)
+        return _wrap(handler, self._observe(method, service), own)
 
     def _deny(self, method: str, service: str) -> Around:
         metrics = self._metrics
@@ -113,8 +122,17 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         return around
 
 
-def _wrap(handler: grpc.RpcMethodHandler, around: Around) -> grpc.RpcMethodHandler:
-    """A handler of the same kind as `handler` whose behaviour runs inside `around`."""
+def _parsed_stream(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+    for req in requests:
+        if isinstance(req, Unparsable):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(req.error))
+        yield req
+
+
+def _wrap(handler: grpc.RpcMethodHandler, around: Around, takes_unparsable: bool) -> grpc.RpcMethodHandler:
+    """A handler of the same kind as `handler` whose behaviour runs inside `around`, with a
+    tolerant deserializer. Streams of requests reach the handler with their Unparsable items
+    when `takes_unparsable`; otherwise the first one ends the call INVALID_ARGUMENT."""
     if handler.unary_unary:
         fn, make, streaming = handler.unary_unary, grpc.unary_unary_rpc_method_handler, False
     elif handler.unary_stream:
@@ -124,10 +142,19 @@ def _wrap(handler: grpc.RpcMethodHandler, around: Around) -> grpc.RpcMethodHandl
     else:
         fn, make, streaming = handler.stream_stream, grpc.stream_stream_rpc_method_handler, True
 
-    def behavior(request: Any, context: grpc.ServicerContext) -> Any:
-        return around(fn, request, context, streaming)
+    streaming_request = handler.request_streaming
 
-    return make(behavior, request_deserializer=handler.request_deserializer,
+    def parsed(request: Any, context: grpc.ServicerContext) -> Any:
+        if not streaming_request and isinstance(request, Unparsable):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(request.error))
+        if streaming_request and not takes_unparsable:
+            request = _parsed_stream(request, context)
+        return fn(request, context)
+
+    def behavior(request: Any, context: grpc.ServicerContext) -> Any:
+        return around(parsed, request, context, streaming)
+
+    return make(behavior, request_deserializer=tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer)
 
 

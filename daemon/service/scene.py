@@ -18,6 +18,7 @@ from regions.v1 import regions_pb2 as pb
 
 from .convert import RegionLabels, encode_png, frame_error_pb, region_set_pb, scene_frame
 from .streams import Pending, StreamDeps, StreamSession, frame_index, output_of
+from .wire import check_parsed
 
 DEFAULT_VOXEL = 0.02
 FUSION_STRIDE = 2   # every 2nd pixel each way: a quarter of the points, same voxels at 2 cm
@@ -45,6 +46,7 @@ class SceneSession(StreamSession):
         self.t_start = time.perf_counter()
 
     def decode(self, req: pb.SceneFrame, index: int) -> Frame:
+        check_parsed(req)
         if index == 0:
             self.options, self.output = req.options, req.output
             voxel = float(self.options.voxel_size) or DEFAULT_VOXEL

@@ -34,6 +34,7 @@ from ..index.queries import (
     region_set_query,
 )
 from .convert import Limits, image_frame
+from .wire import Unparsable, check_parsed
 
 log = logging.getLogger(__name__)
 
@@ -85,13 +86,14 @@ class SearchRPC:
             if context is not None and not context.is_active():
                 break  # cancelled: what was acknowledged so far stays
             summary.received += 1
+            image_id = "" if isinstance(req, Unparsable) else req.image_id
             try:
-                self._index_one(req, summary)
+                self._index_one(check_parsed(req), summary)
             except InputError as e:
-                summary.errors.add(image_id=req.image_id, code=INVALID_ARGUMENT, field=e.field, message=str(e))
+                summary.errors.add(image_id=image_id, code=INVALID_ARGUMENT, field=e.field, message=str(e))
             except Exception as e:  # one bad image must not abort the others
-                log.exception("indexing %r failed", req.image_id)
-                summary.errors.add(image_id=req.image_id, code=INTERNAL, field="", message=f"{type(e).__name__}: {e}")
+                log.exception("indexing %r failed", image_id)
+                summary.errors.add(image_id=image_id, code=INTERNAL, field="", message=f"{type(e).__name__}: {e}")
         summary.total_images = len(self.index)
         summary.total_regions = self.index.num_regions
         return summary

@@ -36,6 +36,8 @@ from .servicer import QueuedExtractor, RegionServicer
 
 log = logging.getLogger(__name__)
 
+#: seconds stop() waits past the grace period for grpc to finish its calls before giving up on them
+DRAIN_SECONDS = 2.0
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RegionService"].full_name  # "regions.v1.RegionService"
 class RegionServer:
     """One running daemon. `extractor` and `heads` may be given (tests build them once);
@@ -78,11 +80,11 @@ class RegionServer:
                                        search=self.search, profile_note=" ".join(notes))
         self.health = health.HealthServicer()
         opts = [("grpc.max_send_message_length", config.max_message_bytes),
-                ("grpc.max_receive_message_length", config.max_message_bytes),
+                ("grpc.max_receive_message_length", config.receive_message_bytes),
                 ("grpc.so_reuseport", 0)]
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.rpc_threads,
                                                              thread_name_prefix="regiond-rpc"),
-                                  interceptors=[ServiceInterceptor(config.token, self.metrics, self.calls)],
+                                  interceptors=[ServiceInterceptor(config.token, self.metrics, self.calls, SERVICE_NAME)],
                                   options=opts, maximum_concurrent_rpcs=config.rpc_threads - 4)
         pb_grpc.add_RegionServiceServicer_to_server(self.servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -137,16 +139,22 @@ class RegionServer:
             ex.extract(rgb)
         log.info("warmed up %d extractor(s) in %.1f s", len(self._extractors), time.perf_counter() - t0)
 
-    def stop(self, grace: float | None = None) -> None:
+    def stop(self, grace: float | None = None) -> bool:
         """Graceful: health NOT_SERVING, no new calls, in-flight calls get `grace` seconds,
-        then the work queue drains and the index is persisted."""
+        then the work queue drains and the index is persisted. Bounded whatever happens: a
+        call grpc never finishes is abandoned DRAIN_SECONDS after the grace period (False is
+        returned: the caller should end the process without joining grpc's threads)."""
         if self._stopped.is_set():
-            return
+            return True
         self._stopped.set()
         grace = self.config.grace if grace is None else grace
         self.health.enter_graceful_shutdown()
-        self.server.stop(grace).wait()
-        self.scheduler.close(timeout=grace)
+        clean = self.server.stop(grace).wait(grace + DRAIN_SECONDS)
+        if not clean:
+            log.warning("%d call(s) still open %.0f s after the grace period; stopping without them "
+                        "(open sessions: %s)", self.servicer.sessions.count(), DRAIN_SECONDS,
+                        [f"{s.kind}-{s.id}" for s in self.servicer.sessions.all()] or "none")
+        self.scheduler.close(timeout=min(grace, DRAIN_SECONDS) if not clean else grace)
         if self.search is not None:
             try:
                 self.search.close()
@@ -155,6 +163,7 @@ class RegionServer:
         if self.metrics_http is not None:
             self.metrics_http.shutdown()
         log.info("regiond stopped")
+        return clean
 
     def wait(self) -> None:
         self.server.wait_for_termination()

@@ -20,6 +20,7 @@ from regions.v1 import regions_pb2_grpc as pb_grpc
 
 from .calls import CallLog
 from .convert import Limits, extract_request_frame, region_set_pb
+from .idle import IdleWatch, prefetched
 from .metrics import Metrics
 from .scene import SceneSession
 from .scheduler import Cancelled, QueueFull, Scheduler, ShuttingDown, on_worker_thread
@@ -79,7 +80,8 @@ class RegionServicer(pb_grpc.RegionServiceServicer):
         self.profile_note = profile_note
         self.limits = Limits(max_pixels=config.max_pixels)
         self.sessions = SessionRegistry(metrics)
-        self.streams = StreamDeps(scheduler, metrics, self.limits, self.sessions, calls, config.inflight)
+        self.streams = StreamDeps(scheduler, metrics, self.limits, self.sessions, calls, config.inflight,
+                                  config.idle_timeout)
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -137,7 +139,8 @@ class RegionServicer(pb_grpc.RegionServiceServicer):
                     context: grpc.ServicerContext) -> pb.IndexSummary:
         if self.search is None:
             context.abort(grpc.StatusCode.UNIMPLEMENTED, "this daemon has no region index")
-        summary = self.search.index_images(request_iterator, context)
+        requests = prefetched(IdleWatch(request_iterator, self.config.idle_timeout), context)
+        summary = self.search.index_images(requests, context)
         self.calls.stats(context).update(received=summary.received, indexed=summary.indexed,
                                          errors=len(summary.errors))
         return summary
@@ -152,7 +155,8 @@ class RegionServicer(pb_grpc.RegionServiceServicer):
     def GetInfo(self, request: pb.InfoRequest, context: grpc.ServicerContext) -> pb.ServerInfo:
         ex = self.extractor
         info = pb.ServerInfo(version=__version__, profile=ex.profile, profile_note=self.profile_note,
-                             feature_dim=int(ex.dim), max_message_bytes=self.config.max_message_bytes,
+                             feature_dim=int(ex.dim),
+                             max_message_bytes=max(self.config.max_message_bytes, self.config.receive_message_bytes),
                              max_pixels=self.config.max_pixels, queue_size=self.config.queue)
         info.models.add(role="masker", name=ex.masker.name, weights=ex.weights.get("masker", "none"))
         info.models.add(role="backbone", name=ex.backbone.name, feature_dim=int(ex.dim),

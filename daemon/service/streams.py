@@ -30,8 +30,10 @@ from core.regionset import RegionSet
 
 from .calls import CallLog
 from .convert import Limits
+from .idle import IdleWatch
 from .metrics import Metrics
 from .scheduler import Cancelled, JobResult, Scheduler, ShuttingDown
+from .wire import Unparsable
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,7 @@ class StreamDeps:
     sessions: SessionRegistry
     calls: CallLog
     inflight: int = 4
+    idle_timeout: float = 0.0
 
 
 class StreamSession:
@@ -107,7 +110,7 @@ class StreamSession:
         self.metrics = deps.metrics
         self.limits = deps.limits
         self.context = context
-        self.requests = request_iterator
+        self.requests = IdleWatch(request_iterator, deps.idle_timeout)
         self._pipe: queue.Queue = queue.Queue(maxsize=max(1, deps.inflight))
         self._done = threading.Event()      # the call is over (any reason)
         self._closed = False
@@ -186,6 +189,8 @@ class StreamSession:
             try:
                 return self._pipe.get(timeout=_POLL)
             except queue.Empty:
+                if self.requests.expired():  # nothing in flight and the client sends nothing
+                    self.requests.abort(self.context)
                 if not self.context.is_active():
                     return _END
         return _END
@@ -272,8 +277,9 @@ class StreamSession:
 
 
 def frame_index(req: Any, index: int) -> int:
-    """The client's frame number when it set one, else the position in the stream."""
-    return int(req.index) if req.index else index
+    """The client's frame number when it set one, else the position in the stream (also for
+    a message that did not parse)."""
+    return index if isinstance(req, Unparsable) or not req.index else int(req.index)
 
 
 def output_of(req: Any, default: Any) -> Any:

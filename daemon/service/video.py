@@ -19,6 +19,7 @@ from regions.v1 import regions_pb2 as pb
 
 from .convert import frame_error_pb, region_set_pb, video_frame
 from .streams import Pending, StreamDeps, StreamSession, frame_index, output_of
+from .wire import check_parsed
 
 
 class VideoSession(StreamSession):
@@ -37,6 +38,7 @@ class VideoSession(StreamSession):
         self.windows: ActivityWindows | None = None
 
     def decode(self, req: pb.VideoFrame, index: int) -> Frame:
+        check_parsed(req)
         if index == 0:
             self.output = req.output
             if self.scorer is not None:
