@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{AUTO_OVERLAYS} frames, else every K-th with K = ceil(frames / {AUTO_OVERLAYS}) "
                         f"(about {AUTO_OVERLAYS} overlays, ~0.5 MB each at 640×480); every "
                         f"{UNKNOWN_LENGTH_STEP}th when the length is unknown")
+    common.add_carry_args(p, "reprojected with depth and poses; a frame without them is a keyframe")
     p.add_argument("--no-ply", action="store_true", help="do not ask for the fused point cloud")
     p.add_argument("--scene-id", default=None, help="name of the scene in outputs (default: from SCENE)")
     add_rerun_args(p)
@@ -105,6 +106,7 @@ class Scan:
         self.summary = None
         self.frames_answered = 0
         self.regions = 0
+        self.carry = common.KeyframeCount()
 
     def restart(self) -> None:
         """Before (re)opening the stream: nothing is in flight."""
@@ -112,10 +114,11 @@ class Scan:
         self.ahead = threading.Semaphore(MAX_AHEAD)
         self.errors.clear()
         self.frames_answered = self.regions = 0
+        self.carry = common.KeyframeCount()
 
     def requests(self, stop: threading.Event):
         opts = pb.SceneOptions(scene_id=self.scene_id, voxel_size=self.args.voxel, return_ply=not self.args.no_ply,
-                               return_label_maps=True)
+                               return_label_maps=True, carry=common.carry_options(self.args))
         for position, frame in enumerate(self.source):
             while not self.ahead.acquire(timeout=0.1):
                 if stop.is_set():
@@ -150,6 +153,7 @@ class Scan:
             bar.write(f"{PROG}: frame {idx}: {u.error.message}", file=sys.stderr)
             return
         self.regions += len(u.regions.regions)
+        self.carry.add(u.regions)
         bar.set_postfix(regions=len(u.regions.regions), refresh=False)
         self.outputs.frame(idx, rgb, u.regions, u.label_map_png, truth)
         if frame is not None:
@@ -259,6 +263,7 @@ def write_outputs(scan: Scan, source, seconds: float, attempts: int) -> int:
         "source": source.describe(), "client_seconds": round(seconds, 3),
         "frames_per_second": round(scan.frames_answered / seconds, 2) if seconds > 0 else None,
         "attempts": attempts, "frame_errors": scan.errors,
+        "keyframes": {"generated": scan.carry.keyframes, "carried": scan.carry.carried},
         "outputs": {"overlays": str(out / "overlays") if drawn else None, "overlay_frames": len(drawn),
                     "overlay_step": scan.outputs.step,
                     "labels": str(out / "labels") if (out / "labels").is_dir() else None,
@@ -269,6 +274,8 @@ def write_outputs(scan: Scan, source, seconds: float, attempts: int) -> int:
     print(f"{PROG}: {s.frames} frames ({s.frames_failed} rejected, {s.frames_without_pose} without pose), "
           f"{s.regions} regions, {s.fused_points} fused points in {seconds:.1f} s; outputs in {out} "
           f"(report: {page})")
+    if scan.carry.line():
+        print(f"{PROG}: {scan.carry.line()}")
     if scores is not None and scores["miou"] is not None:
         print(f"{PROG}: mIoU {100 * scores['miou']:.1f} over {scores['classes_present']} classes present "
               f"in {scores['frames']} frames (ScanNet 20-class protocol, 640×480)")

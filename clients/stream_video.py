@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window-span", type=int, default=0, metavar="N",
                    help="frames one activity window spans; the head samples its 8 evenly from them "
                         "(0: 8 consecutive frames)")
+    common.add_carry_args(p, "by optical flow")
     p.add_argument("--top", type=int, default=3, metavar="K", help="classes printed per window")
     p.add_argument("--jsonl", type=Path, default=None, metavar="FILE",
                    help="also write one JSON line per frame and per window here")
@@ -83,6 +84,7 @@ class Stream:
         self.src_t0 = None
         self.last_print = 0.0
         self.jsonl = open(args.jsonl, "w") if args.jsonl else None
+        self.carry = common.KeyframeCount()
 
     def _pace(self, frame) -> None:
         if self.args.fast or frame.time is None:
@@ -98,7 +100,8 @@ class Stream:
         with self.lock:
             resend = list(self.unanswered.values())
         self.ahead = threading.Semaphore(MAX_AHEAD)
-        opts = pb.VideoOptions(window_step=self.args.window_step, window_span=self.args.window_span)
+        opts = pb.VideoOptions(window_step=self.args.window_step, window_span=self.args.window_span,
+                               carry=common.carry_options(self.args))
         first = True
 
         def frames():
@@ -139,6 +142,9 @@ class Stream:
             print(f"frame {idx}: rejected: {u.error.message}", flush=True)
         else:
             rec["regions"] = len(u.regions.regions)
+            self.carry.add(u.regions)
+            if u.regions.HasField("carry"):
+                rec["keyframe"] = u.regions.carry.keyframe
         if self.recording:
             self.recording.frame(f, None if u.HasField("error") else u.regions)
         for w in u.windows:
@@ -214,6 +220,8 @@ def run(args) -> int:
     print(f"{PROG}: {stream.answered} frames ({stream.errors} rejected), {windows} in {seconds:.1f} s "
           f"= {stream.answered / seconds:.1f} frames/s; round trip p50 {np.percentile(lat, 50):.0f} ms, "
           f"p99 {np.percentile(lat, 99):.0f} ms")
+    if stream.carry.line():
+        print(f"{PROG}: {stream.carry.line()}")
     if stream.jsonl:
         stream.jsonl.close()
     if recording and recording.path:
