@@ -14,6 +14,10 @@ synthetic:SEED. Writes into --out:
                                 frames with overlays
     scene.ply                   the fused (labelled) point cloud, binary PLY
     summary.json                what the daemon reported, plus timings (and mIoU)
+    index.html                  a report page of all this: summary, per-class IoU, a strip of
+                                overlays and label pictures, the confusion matrix (offline)
+    --rerun FILE.rrd            a Rerun recording: frames, depth, cameras, regions, labels,
+                                points and the fused cloud in 3D (clients/recording.py)
 When the daemon labels the frames and the scene has ground truth (ScanNet label-filt/,
 synthetic rooms), the labels (the scene head's refined ones where given) are scored with
 ScanNet's 20-class protocol at 640×480 and the mIoU is printed.
@@ -43,7 +47,9 @@ from tqdm import tqdm
 import scenes
 from core.labels import benchmark_scene_id
 from clients import common
+from clients.recording import ScanRecording, add_rerun_args
 from clients.scan_outputs import AUTO_OVERLAYS, UNKNOWN_LENGTH_STEP, ScanOutputs, overlay_step, parse_overlays
+from clients.scan_report import write_report
 from clients.writer import BackgroundWriter, WriterError
 from regions.v1 import regions_pb2 as pb
 
@@ -74,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_carry_args(p, "reprojected with depth and poses; a frame without them is a keyframe")
     p.add_argument("--no-ply", action="store_true", help="do not ask for the fused point cloud")
     p.add_argument("--scene-id", default=None, help="name of the scene in outputs (default: from SCENE)")
+    add_rerun_args(p)
     return p
 
 
@@ -87,12 +94,13 @@ def _overlays_arg(text: str) -> int | None:
 class Scan:
     """One scan's stream state; its outputs (ScanOutputs) are kept across reconnects."""
 
-    def __init__(self, args, source, scene_id: str, outputs: ScanOutputs):
+    def __init__(self, args, source, scene_id: str, outputs: ScanOutputs, recording: ScanRecording | None = None):
         self.args = args
+        self.recording = recording
         self.source = source
         self.scene_id = scene_id
         self.outputs = outputs
-        self.pending: dict[int, tuple] = {}   # frame sent, not answered: (rgb if pictured, truth labels)
+        self.pending: dict[int, tuple] = {}   # frame sent, not answered: (rgb if pictured, truth, frame if recorded)
         self.ahead = threading.Semaphore(MAX_AHEAD)
         self.errors: list[dict] = []
         self.summary = None
@@ -118,7 +126,8 @@ class Scan:
             if stop.is_set():
                 return
             picture = self.outputs.wants_picture(position)
-            self.pending[int(frame.index)] = (frame.rgb if picture else None, frame.labels)
+            self.pending[int(frame.index)] = (frame.rgb if picture else None, frame.labels,
+                                              frame if self.recording else None)
             msg = common.scene_frame_pb(frame, self.args.encoding)
             if position == 0:
                 msg.options.CopyFrom(opts)
@@ -131,9 +140,11 @@ class Scan:
         if u.HasField("refined"):
             if u.refined.label_map_png:
                 self.outputs.refined(int(u.refined.frame_index), u.refined.label_map_png)
+                if self.recording:
+                    self.recording.refined(int(u.refined.frame_index), u.refined.label_map_png)
             return
         idx = int(u.frame_index)
-        rgb, truth = self.pending.pop(idx, (None, None))
+        rgb, truth, frame = self.pending.pop(idx, (None, None, None))
         self.ahead.release()
         bar.update(1)
         self.frames_answered += 1
@@ -145,6 +156,8 @@ class Scan:
         self.carry.add(u.regions)
         bar.set_postfix(regions=len(u.regions.regions), refresh=False)
         self.outputs.frame(idx, rgb, u.regions, u.label_map_png, truth)
+        if frame is not None:
+            self.recording.frame(frame, u.regions, u.label_map_png)
 
 
 def stream(scan: Scan, conn: common.Connection, args, total: int | None) -> int:
@@ -201,16 +214,35 @@ def run(args) -> int:
     except TypeError:
         total = None
     t0 = time.perf_counter()
+    recording = ScanRecording(args.rerun, args.rerun_connect) if args.rerun or args.rerun_connect else None
     try:
         with BackgroundWriter(WRITE_AHEAD) as writer:
             outputs = ScanOutputs(args.out, scene_id, overlay_step(args.overlays, total), writer)
-            scan = Scan(args, source, scene_id, outputs)
+            scan = Scan(args, source, scene_id, outputs, recording)
             attempts = stream(scan, conn, args, total)
             outputs.finish()
+        seconds = time.perf_counter() - t0
+        rc = write_outputs(scan, source, seconds, attempts)
+        if recording:
+            finish_recording(scan, recording)
+        return rc
     except WriterError as e:
         return common.fail(PROG, f"cannot write the outputs in {args.out}: {e}", 1)
-    seconds = time.perf_counter() - t0
-    return write_outputs(scan, source, seconds, attempts)
+    finally:
+        if recording:
+            recording.close(ok=False)  # after finish_recording: nothing left to drop
+
+
+def finish_recording(scan: Scan, recording: ScanRecording) -> None:
+    """The fused cloud and the camera path, then wait for the recording to be written."""
+    s = scan.summary
+    if s is not None:
+        recording.cloud(s.ply, s.label_names)
+    t0 = time.perf_counter()
+    recording.close()
+    where = recording.path or scan.args.rerun_connect
+    print(f"{PROG}: Rerun recording {where} ({time.perf_counter() - t0:.1f} s to finish writing); "
+          f"open it with `rerun {where}`" if recording.path else f"{PROG}: Rerun recording streamed to {where}")
 
 
 def write_outputs(scan: Scan, source, seconds: float, attempts: int) -> int:
@@ -238,8 +270,10 @@ def write_outputs(scan: Scan, source, seconds: float, attempts: int) -> int:
                     "ply": str(ply) if ply else None},
     })
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    page = write_report(out, summary, scan.outputs.scores.confusion(), scan.args.rerun)
     print(f"{PROG}: {s.frames} frames ({s.frames_failed} rejected, {s.frames_without_pose} without pose), "
-          f"{s.regions} regions, {s.fused_points} fused points in {seconds:.1f} s; outputs in {out}")
+          f"{s.regions} regions, {s.fused_points} fused points in {seconds:.1f} s; outputs in {out} "
+          f"(report: {page})")
     if scan.carry.line():
         print(f"{PROG}: {scan.carry.line()}")
     if scores is not None and scores["miou"] is not None:

@@ -8,7 +8,8 @@ daemon takes them with --fast. With an activity head on the daemon, every window
 prints its best classes; otherwise the client says so at the start (and how to serve one)
 and a line per second says how the regions are flowing.
 If the daemon restarts mid-stream, the client reconnects (with backoff) and goes on from the
-first frame that had no answer. Exit status: 0 done, 1 bad input, 2 daemon unreachable or failed.
+first frame that had no answer. --rerun FILE.rrd (or --rerun-connect) also records the frames,
+their regions and every window's activity scores as time series for the Rerun viewer. Exit status: 0 done, 1 bad input, 2 daemon unreachable or failed.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ import numpy as np
 
 import scenes
 from clients import common
+from clients.recording import VideoRecording, add_rerun_args
 from regions.v1 import regions_pb2 as pb
 
 PROG = "stream_video"
@@ -60,14 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=3, metavar="K", help="classes printed per window")
     p.add_argument("--jsonl", type=Path, default=None, metavar="FILE",
                    help="also write one JSON line per frame and per window here")
+    add_rerun_args(p)
     return p
 
 
 class Stream:
     """Frames from the source, re-sendable after a reconnect, and what came back."""
 
-    def __init__(self, args, source):
+    def __init__(self, args, source, recording: VideoRecording | None = None):
         self.args = args
+        self.recording = recording
         self.frames = iter(source)
         self.unanswered: collections.OrderedDict = collections.OrderedDict()  # index → frame
         self.ahead = threading.Semaphore(MAX_AHEAD)
@@ -141,8 +145,12 @@ class Stream:
             self.carry.add(u.regions)
             if u.regions.HasField("carry"):
                 rec["keyframe"] = u.regions.carry.keyframe
+        if self.recording:
+            self.recording.frame(f, None if u.HasField("error") else u.regions)
         for w in u.windows:
             self.windows += 1
+            if self.recording:
+                self.recording.window(w)
             top = ", ".join(f"{s.name or s.id} {s.score:.2f}" for s in list(w.scores)[: self.args.top])
             print(f"frames {w.start_frame}-{w.end_frame}: {top}", flush=True)
             if self.jsonl:
@@ -183,21 +191,28 @@ def run(args) -> int:
     scorer = any(h.kind == "activity" for h in info.heads)
     if not scorer:
         print(NO_ACTIVITY_HEAD.format(prog=PROG, server=args.server), file=sys.stderr, flush=True)
-    stream = Stream(args, source)
+    recording = VideoRecording(args.rerun, args.rerun_connect) if args.rerun or args.rerun_connect else None
+    stream = Stream(args, source, recording)
     t0 = time.perf_counter()
-    while True:
-        stop = threading.Event()
-        feed = common.RequestFeed(stream.requests(stop), stop)
-        call = conn.stub.StreamVideo(feed, metadata=conn.metadata)
-        try:
-            for update in call:
-                stream.handle(update)
-            break
-        except grpc.RpcError as e:
-            feed.close()
-            conn = common.reopen_after(e, call, conn, args, PROG)
-        finally:
-            feed.close()
+    try:
+        while True:
+            stop = threading.Event()
+            feed = common.RequestFeed(stream.requests(stop), stop)
+            call = conn.stub.StreamVideo(feed, metadata=conn.metadata)
+            try:
+                for update in call:
+                    stream.handle(update)
+                break
+            except grpc.RpcError as e:
+                feed.close()
+                conn = common.reopen_after(e, call, conn, args, PROG)
+            finally:
+                feed.close()
+        if recording:
+            recording.close()
+    finally:
+        if recording:
+            recording.close(ok=False)
     conn.close()
     seconds = time.perf_counter() - t0
     lat = np.array(stream.latencies) * 1000 if stream.latencies else np.array([np.nan])
@@ -209,6 +224,8 @@ def run(args) -> int:
         print(f"{PROG}: {stream.carry.line()}")
     if stream.jsonl:
         stream.jsonl.close()
+    if recording and recording.path:
+        print(f"{PROG}: Rerun recording {recording.path}; open it with `rerun {recording.path}`")
     return 0
 
 
