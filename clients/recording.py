@@ -54,8 +54,9 @@ class Recording:
 
     def __init__(self, application: str, path: Path | None, connect: str | None, bound: int = 16):
         import rerun as rr  # heavy: only when a recording is asked for
+        import rerun.blueprint as rrb
 
-        self.rr = rr
+        self.rr, self.rrb = rr, rrb
         self.path = path
         self.stream = rr.RecordingStream(application)
         sinks = []
@@ -65,8 +66,12 @@ class Recording:
         if connect:
             sinks.append(rr.GrpcSink(connect))
         self.stream.set_sinks(*sinks)
+        self.stream.send_blueprint(self.blueprint())  # the layout the viewer opens with
         self.writer = BackgroundWriter(bound, name="rerun-log")
         self.closed = False
+
+    def blueprint(self):
+        raise NotImplementedError
 
     def submit(self, fn, *args) -> None:
         self.writer.submit(fn, *args)
@@ -102,8 +107,10 @@ class Recording:
         rr = self.rr
         mp = common.region_pixels(regions)
         ids = np.zeros(regions.width * regions.height, np.uint16)  # column-major, as RLE
-        order = np.argsort(-mp.areas()[mp.mask], kind="stable")    # larger first: smaller win
-        ids[mp.pixel[order]] = mp.mask[order] + 1
+        ids[mp.pixel] = mp.mask + 1
+        if np.count_nonzero(ids) < mp.pixel.size:                   # masks overlap (SAM): draw
+            order = np.argsort(-mp.areas()[mp.mask], kind="stable")  # larger first, smaller win
+            ids[mp.pixel[order]] = mp.mask[order] + 1
         rgba = (palette(len(regions.regions)).astype(np.uint32) << np.array([24, 16, 8], np.uint32)).sum(1) | 0xFF
         infos = []
         for i, (r, colour) in enumerate(zip(regions.regions, rgba.tolist())):  # packed RGBA: no per-region arrays
@@ -128,6 +135,17 @@ class ScanRecording(Recording):
         super().__init__("regiond_scan", path, connect)
         self.positions: list[np.ndarray] = []
         self.submit(self._start)
+
+    def blueprint(self):
+        """3D (cameras, points, the fused cloud) beside the frame with its labels, with its
+        regions, and its depth."""
+        rrb, image = self.rrb, "world/camera/image"
+        return rrb.Blueprint(rrb.Horizontal(
+            rrb.Spatial3DView(origin="world", name="scene in 3D"),
+            rrb.Vertical(rrb.Spatial2DView(origin=image, contents=["$origin/rgb", "$origin/labels"], name="labels"),
+                         rrb.Spatial2DView(origin=image, contents=["$origin/rgb", "$origin/regions"], name="regions"),
+                         rrb.Spatial2DView(origin=image, contents=["$origin/depth"], name="depth")),
+            column_shares=[3, 2]))
 
     def _start(self) -> None:
         rr = self.rr
@@ -218,6 +236,13 @@ class VideoRecording(Recording):
     def __init__(self, path: Path | None, connect: str | None):
         super().__init__("regiond_video", path, connect)
         self.series: set[str] = set()
+
+    def blueprint(self):
+        """The frames with their regions above the activity scores."""
+        rrb = self.rrb
+        return rrb.Blueprint(rrb.Vertical(rrb.Spatial2DView(origin="video", name="frames and regions"),
+                                          rrb.TimeSeriesView(origin="activity", name="activity scores"),
+                                          row_shares=[3, 2]))
 
     def frame(self, frame, regions: pb.RegionSet | None) -> None:
         self.submit(self._frame, frame, regions)
