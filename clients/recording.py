@@ -23,7 +23,6 @@ background thread (bounded), so the gRPC stream never waits on it.
 """
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -157,7 +156,9 @@ class ScanRecording(Recording):
     def refined(self, idx: int, png: bytes) -> None:
         self.submit(self._labels, idx, png)
 
-    def cloud(self, ply: bytes, label_names) -> None:
+    def cloud(self, ply: Path | None, label_names) -> None:
+        """The fused cloud from its PLY file (read from disk: plyfile parses a file at numpy speed,
+        bytes in memory a row at a time), and the camera path."""
         self.submit(self._cloud, ply, list(label_names))
 
     def _frame(self, frame, regions: pb.RegionSet, label_png: bytes) -> None:
@@ -209,16 +210,16 @@ class ScanRecording(Recording):
             pts = rr.Points3D(world, colors=frame.rgb[v, u], radii=rr.Radius.ui_points(2.0))
         self.log("world/points", pts, frame=int(frame.index))
 
-    def _cloud(self, ply: bytes, label_names: list[str]) -> None:
+    def _cloud(self, ply: Path | None, label_names: list[str]) -> None:
         from plyfile import PlyData  # the PLY reader, only at the end of a recorded scan
 
         rr = self.rr
         if self.positions:
             self.log("world/trajectory", rr.LineStrips3D([np.stack(self.positions)], colors=[(255, 200, 0)]),
                      static=True)
-        if not ply:
+        if ply is None:
             return
-        v = PlyData.read(io.BytesIO(ply))["vertex"].data
+        v = PlyData.read(str(ply))["vertex"].data
         points = np.stack([v["x"], v["y"], v["z"]], axis=1).astype(np.float32)
         if "label" in (v.dtype.names or ()):  # PLY label = index into the summary's label_names
             nyu = {n: i for i, n in enumerate(NYU40_NAMES)}
