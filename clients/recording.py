@@ -52,22 +52,28 @@ class Recording:
     """One Rerun recording (file and/or viewer), logged on a background thread."""
 
     def __init__(self, application: str, path: Path | None, connect: str | None, bound: int = 16):
+        self.path, self.closed = path, False
+        self.stream = None
+        self.writer = BackgroundWriter(bound, name="rerun-log")
+        # importing rerun (and pyarrow) takes about half a second: on the writer thread, while
+        # the scan connects and the daemon works on the first frames
+        self.submit(self._open, application, path, connect)
+
+    def _open(self, application: str, path: Path | None, connect: str | None) -> None:
         import rerun as rr  # heavy: only when a recording is asked for
         import rerun.blueprint as rrb
 
         self.rr, self.rrb = rr, rrb
-        self.path = path
-        self.stream = rr.RecordingStream(application)
+        stream = rr.RecordingStream(application)
         sinks = []
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             sinks.append(rr.FileSink(str(path)))
         if connect:
             sinks.append(rr.GrpcSink(connect))
-        self.stream.set_sinks(*sinks)
-        self.stream.send_blueprint(self.blueprint())  # the layout the viewer opens with
-        self.writer = BackgroundWriter(bound, name="rerun-log")
-        self.closed = False
+        stream.set_sinks(*sinks)
+        stream.send_blueprint(self.blueprint())  # the layout the viewer opens with
+        self.stream = stream
 
     def blueprint(self):
         raise NotImplementedError
@@ -89,8 +95,9 @@ class Recording:
         try:
             self.writer.close() if ok else self.writer.abort()
         finally:
-            self.stream.flush()
-            self.stream.disconnect()
+            if self.stream is not None:
+                self.stream.flush()
+                self.stream.disconnect()
 
     # --- shared pieces -------------------------------------------------------------------------
 

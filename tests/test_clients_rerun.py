@@ -145,3 +145,14 @@ def test_overlapping_regions_draw_the_smaller_on_top_and_the_viewer_gets_a_layou
     ids = np.frombuffer(bytes(buf), np.uint16).reshape(20, 30)
     assert (ids[small] == 1).all() and (ids[big & ~small] == 2).all() and (ids[~big] == 0).all()
     assert len(RrdReader(tmp_path / "r.rrd").blueprints()) == 1
+
+
+def test_a_recording_that_cannot_be_written_stops_the_scan(labelling_daemon, tmp_path, capsys):
+    from clients import scan_scene
+
+    (tmp_path / "blocked").write_text("a file where the recording's folder goes")
+    rc = scan_scene.main(["synthetic:4", "--server", labelling_daemon.address, "--out", str(tmp_path / "scan"),
+                          "--max-frames", "3", "--size", "160x120", "--rerun", str(tmp_path / "blocked" / "s.rrd")])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "cannot write the outputs" in err and "blocked" in err and "Traceback" not in err
