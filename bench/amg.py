@@ -111,11 +111,13 @@ def speed(args) -> int:
     rgb = load_image(args.image, args.size)
     torch.set_num_threads(args.threads)
     print(f"{args.model} random weights, preset {args.preset}, {rgb.shape[1]}×{rgb.shape[0]}, "
-          f"{args.threads} threads; load average {os.getloadavg()[0]:.2f}", flush=True)
+          f"{args.threads} threads (ours after the embedding: {args.decoder_threads or args.threads}); load average {os.getloadavg()[0]:.2f}", flush=True)
     sam = spread_random_decoder(build_sam_model(args.model, checkpoint=None, seed=0) if args.model == "tiny"
                                 else _random_sam(args.model), logit_scale=args.logit_scale)
     config = generator_config(args.preset, box_nms_thresh=1.0)
-    fast = FastMaskGenerator(sam, config, FastOptions(batch=args.batch, stability=args.stability, encoder=args.encoder))
+    options = FastOptions(batch=args.batch, threads=args.decoder_threads, stability=args.stability,
+                          encoder=args.encoder)
+    fast = FastMaskGenerator(sam, config, options)
     shift, scale = calibrate(sam, fast, rgb, config, args.iou_pass, args.survivors)
     reference = SamAutomaticMaskGenerator(sam, **asdict(config))
     timer = ReferenceTimer(reference)
@@ -226,6 +228,8 @@ def check(args) -> int:
 
 
 def main(argv=None) -> int:
+    from daemon.masks.sam_fast import FastOptions
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="vit_b", choices=["vit_h", "vit_l", "vit_b", "tiny"],
                     help="SAM size (random weights; tiny is the tests' model)")
@@ -235,7 +239,9 @@ def main(argv=None) -> int:
     ap.add_argument("--size", default=None, metavar="WxH", help="resize the image first (default: as is, 640x480)")
     ap.add_argument("--repeats", type=int, default=1, help="runs of each generator; the fastest counts")
     ap.add_argument("--threads", type=int, default=torch_threads_default(), help="torch threads")
-    ap.add_argument("--batch", type=int, default=64, help="prompts per decoder pass (ours)")
+    ap.add_argument("--batch", type=int, default=FastOptions.batch, help="prompts per decoder pass (ours)")
+    ap.add_argument("--decoder-threads", type=int, default=FastOptions.threads,
+                    help="ours: torch threads after the embedding (0: as --threads)")
     ap.add_argument("--stability", default="full", choices=["full", "lowres"],
                     help="ours: full (exact, default) or lowres (stability/NMS on 256×256 logits)")
     ap.add_argument("--encoder", default="fp32", choices=["fp32", "int8", "bf16", "fp16"],

@@ -152,16 +152,21 @@ class PromptDecoder:
         """Predicted IoU of the multimask outputs: B×3."""
         return self.dec.iou_prediction_head(hs[:, 0])[:, MULTIMASK]
 
-    def masks(self, hs: torch.Tensor, keys: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    def masks(self, hs: torch.Tensor, keys: torch.Tensor, rows: int, cols: int,
+              which: torch.Tensor | None = None) -> torch.Tensor:
         """Low-resolution mask logits of the multimask outputs, B×3×rows'×cols' with rows' ≥
-        rows and cols' ≥ cols the first cells of the 256×256 grid (whole 4×4 blocks)."""
+        rows and cols' ≥ cols the first cells of the 256×256 grid (whole 4×4 blocks).
+        `which` (B indices) picks the prompts of hs and keys: one gather of only the cells used."""
         dec = self.dec
-        b, _, c = keys.shape
+        c = keys.shape[-1]
         gh, gw = self.grid
         up1, norm, act1, up2, act2 = dec.output_upscaling
         scale = 4  # two stride-2 transposed convolutions
         r, w = min(gh, -(-rows // scale)), min(gw, -(-cols // scale))
-        x = keys.view(b, gh, gw, c)[:, :r, :w]
+        x = keys.view(-1, gh, gw, c)
+        x = x[:, :r, :w] if which is None else x[which, :r, :w]
+        hs = hs if which is None else hs[which]
+        b = x.shape[0]
         # 2×2 stride-2 transposed convolution = one matmul per input cell: out[..., a, b, o].
         w1 = up1.weight.permute(0, 2, 3, 1).reshape(c, -1)
         y = torch.addmm(up1.bias.repeat(4), x.reshape(-1, c), w1).view(b, r, w, 2, 2, -1)
