@@ -156,3 +156,25 @@ def test_a_recording_that_cannot_be_written_stops_the_scan(labelling_daemon, tmp
     assert rc == 1
     err = capsys.readouterr().err
     assert "cannot write the outputs" in err and "blocked" in err and "Traceback" not in err
+
+
+def test_a_rescan_after_a_reconnect_keeps_one_camera_path(tmp_path):
+    """scan_scene scans again from the first frame after a daemon restart: the frames are logged
+    again at the same times, and the camera path still has one point per frame."""
+    import scenes
+    from clients.recording import ScanRecording
+    from core import rle
+    from regions.v1 import regions_pb2 as pb
+
+    frames = list(scenes.open_source("synthetic:4", max_frames=3, size=(64, 48)))
+    rs = pb.RegionSet(width=64, height=48)
+    rs.regions.add(id=0, source=pb.SOURCE_SLIC).mask.counts.extend(rle.encode(np.ones((48, 64), bool)).tolist())
+    rec = ScanRecording(tmp_path / "s.rrd", None)
+    for f in frames[:2] + frames:  # two frames, the restart, all three
+        rec.frame(f, rs, b"")
+    rec.cloud(None, [])
+    rec.close()
+    got = read_recording(tmp_path / "s.rrd")
+    path = column(got["/world/trajectory"], "LineStrips3D:strips")[0][0]
+    assert np.allclose(path, [f.pose[:3, 3] for f in frames], atol=1e-5)
+    assert frames_of(got["/world/camera"], "Transform3D:translation") == [0, 0, 1, 1, 2]
