@@ -178,3 +178,30 @@ def test_a_rescan_after_a_reconnect_keeps_one_camera_path(tmp_path):
     path = column(got["/world/trajectory"], "LineStrips3D:strips")[0][0]
     assert np.allclose(path, [f.pose[:3, 3] for f in frames], atol=1e-5)
     assert frames_of(got["/world/camera"], "Transform3D:translation") == [0, 0, 1, 1, 2]
+
+
+def test_rerun_connect_streams_to_a_running_viewer(labelling_daemon, tmp_path):
+    """--rerun-connect ADDR sends the recording over gRPC to a running Rerun (here `rerun --save`,
+    which writes what it receives), as to a viewer started with `rerun`."""
+    import signal
+    import time
+
+    from support_service import free_port
+
+    from clients import stream_video
+
+    port, saved = free_port(), tmp_path / "live.rrd"
+    viewer = subprocess.Popen([str(RERUN_CLI), "--bind", "127.0.0.1", "--port", str(port), "--save", str(saved)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)
+        video = write_video(tmp_path / "clip.mp4", frames=12)
+        assert stream_video.main([str(video), "--server", labelling_daemon.address, "--fast",
+                                  "--rerun-connect", f"rerun+http://127.0.0.1:{port}/proxy"]) == 0
+        time.sleep(1.0)
+    finally:
+        viewer.send_signal(signal.SIGINT)
+        viewer.wait(timeout=30)
+    rec = read_recording(saved)
+    assert frames_of(rec["/video/rgb"], "EncodedImage:blob") == list(range(12))
+    assert {e for e in rec if e.startswith("/activity/")} == {"/activity/left", "/activity/right", "/activity/still"}
