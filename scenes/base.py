@@ -57,12 +57,12 @@ class Sampling:
 
     def select(self, total: int) -> list[int]:
         """Indices (into the source's frames) to yield, for a source of `total` frames."""
-        idx = list(range(0, total, self.every))
+        idx = range(0, total, self.every)  # a range until the end: a source may be long
         if self.count is not None and self.count < len(idx):
             idx = [idx[i] for i in evenly_spaced(len(idx), self.count)]
         if self.max_frames is not None:
             idx = idx[: self.max_frames]
-        return idx
+        return list(idx)
 
 
 def resample(frame: Frame, width: int, height: int) -> Frame:

@@ -14,6 +14,7 @@ Matrices are row-major.
 """
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from typing import Iterator
 import numpy as np
 
 from core.errors import InputError
-from core.frames import Camera, Frame, as_rgb8, check_pose
+from core.frames import DEFAULT_MAX_PIXELS, Camera, Frame, as_rgb8, check_pose
 
 from .base import Sampling, Source, SourceError, align_to_depth
 
@@ -108,6 +109,13 @@ class SensFile:
                               "(raw_ushort and zlib_ushort are)")
         if min(cw, ch, dw, dh) == 0:
             raise SourceError(f"{self.path}: zero image size in header (colour {cw}×{ch}, depth {dw}×{dh})")
+        if max(cw * ch, dw * dh) > DEFAULT_MAX_PIXELS:
+            raise SourceError(f"{self.path}: implausible image size in header (colour {cw}×{ch}, depth {dw}×{dh}; "
+                              f"at most {DEFAULT_MAX_PIXELS} pixels)")
+        room = (self.size - fh.tell()) // _FRAME.size
+        if count > room:
+            raise SourceError(f"{self.path}: header says {count} frames but the file has room for at most {room} "
+                              "(truncated or corrupt)")
         if not (np.isfinite(shift) and shift > 0):
             raise SourceError(f"{self.path}: invalid depth shift {shift}")
         hdr = SensHeader(name, mats[0], mats[1], mats[2], mats[3], COLOR_COMPRESSION[cc], DEPTH_COMPRESSION[dc],
@@ -152,12 +160,12 @@ class SensFile:
 
     def _decode_depth(self, data: bytes, where: str) -> np.ndarray:
         h = self.header
+        expect = h.depth_width * h.depth_height * 2
         if h.depth_compression == "zlib_ushort":
-            try:
-                data = zlib.decompress(data)
+            try:  # at most one byte more than a frame needs: a zlib bomb stops there
+                data = zlib.decompressobj().decompress(data, expect + 1)
             except zlib.error as e:
                 raise SourceError(f"{where}: depth data does not decompress ({e})") from None
-        expect = h.depth_width * h.depth_height * 2
         if len(data) != expect:
             raise SourceError(f"{where}: depth is {len(data)} bytes, expected {expect} "
                               f"({h.depth_width}×{h.depth_height} uint16)")
@@ -174,6 +182,7 @@ class SensFile:
             if len(record.color_data) != n:
                 raise SourceError(f"{where}: raw colour is {len(record.color_data)} bytes, expected {n}")
             return np.frombuffer(record.color_data, np.uint8).reshape(h.color_height, h.color_width, 3).copy()
+        _check_encoded_size(record.color_data, h.color_width, h.color_height, where)
         img = cv2.imdecode(np.frombuffer(record.color_data, np.uint8), cv2.IMREAD_COLOR)
         if img is None:
             raise SourceError(f"{where}: colour ({h.color_compression}, {len(record.color_data)} bytes) does not decode")
@@ -181,6 +190,20 @@ class SensFile:
             raise SourceError(f"{where}: colour is {img.shape[1]}×{img.shape[0]}, header says "
                               f"{h.color_width}×{h.color_height}")
         return np.ascontiguousarray(img[:, :, ::-1])
+
+
+def _check_encoded_size(data: bytes, width: int, height: int, where: str) -> None:
+    """An encoded colour image must be the header's size, checked from its own header before
+    decoding (a small JPEG may claim gigapixels)."""
+    from PIL import Image, UnidentifiedImageError  # only when a frame is decoded
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            size = im.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise SourceError(f"{where}: colour ({len(data)} bytes) does not decode ({e})") from None
+    if size != (width, height):
+        raise SourceError(f"{where}: colour is {size[0]}×{size[1]}, header says {width}×{height}")
 
 
 class SensSource(Source):

@@ -35,6 +35,8 @@ from .normaliser import Normaliser
 from .ranking import rank_images
 from .rwlock import RWLock
 from .searching import Ranked, Searching
+from core.docs import read_json_object
+
 from .store import MAX_REGIONS, IndexFileError, SQLiteStore, region_ids, split_ids
 from .vectors import VectorIndex
 
@@ -103,8 +105,8 @@ class RegionIndex(Searching):
         path = self.dir / CONFIG_NAME
         if config is None and path.exists():
             try:
-                return IndexConfig.from_dict(json.loads(path.read_text()))
-            except (ValueError, TypeError) as e:
+                return IndexConfig.from_dict(read_json_object(path, "index"))
+            except (ValueError, TypeError) as e:  # InputError included
                 raise IndexFileError(f"{path}: bad index configuration ({e})") from None
         return config or IndexConfig()
 
