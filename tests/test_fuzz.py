@@ -18,8 +18,9 @@ from runner import HARNESSES  # noqa: E402
 SHORT_RUNS = 2000
 REGRESSIONS = sorted(p for p in (FUZZ / "regressions").glob("*/*") if p.is_file())
 needs_atheris = pytest.mark.skipif(importlib.util.find_spec("atheris") is None,
-                                   reason="atheris is not installed (pip install atheris; it ships wheels for "
-                                          "CPython 3.8-3.12 on x86-64 Linux and macOS)")
+                                   reason="atheris is not installed: the dev extra installs atheris 3.0.0 only where "
+                                          "it has wheels (CPython 3.11-3.13 on x86-64 Linux); elsewhere it "
+                                          "must be built with clang and libFuzzer")
 
 
 @needs_atheris
