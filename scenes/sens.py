@@ -19,7 +19,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -126,12 +126,20 @@ class SensFile:
             raise SourceError(f"{self.path}: bad depth intrinsics in header: {e.message}") from None
         return hdr
 
-    def records(self, indices: list[int] | None = None) -> Iterator[SensRecord]:
+    def records(self, indices: list[int] | None = None,
+                on_bad: Callable[[int, SourceError], None] | None = None) -> Iterator[SensRecord]:
         """Yield the stored frames at `indices` (sorted; None = all), skipping the others.
 
         A frame that is cut short or whose depth does not decompress raises SourceError
-        naming it, after every good frame before it was yielded.
+        naming it, after every good frame before it was yielded; with `on_bad` it is passed
+        there instead (which may raise it) and the frames after it follow, unless the file
+        ends inside it (nothing after it can be found then).
         """
+        def bad(i: int, error: SourceError) -> None:
+            if on_bad is None:
+                raise error
+            on_bad(i, error)
+
         h = self.header
         wanted = None if indices is None else set(int(i) for i in indices)
         last = h.num_frames - 1 if wanted is None else (max(wanted) if wanted else -1)
@@ -143,20 +151,24 @@ class SensFile:
                 where = f"{self.path}: frame {i} of {h.num_frames}"
                 raw = fh.read(_FRAME.size)
                 if len(raw) != _FRAME.size:
-                    raise SourceError(f"{where}: file ends in the frame header (truncated at byte {fh.tell()})")
+                    return bad(i, SourceError(f"{where}: file ends in the frame header (truncated at byte "
+                                              f"{fh.tell()}; no frame after it can be read)"))
                 vals = _FRAME.unpack(raw)
                 csize, dsize = vals[18], vals[19]
                 remaining = self.size - fh.tell()
                 if csize + dsize > remaining:
-                    raise SourceError(f"{where}: needs {csize + dsize} bytes of image data, {remaining} left "
-                                      "(truncated or corrupt)")
+                    return bad(i, SourceError(f"{where}: needs {csize + dsize} bytes of image data, {remaining} "
+                                              "left (truncated or corrupt; no frame after it can be read)"))
                 if wanted is not None and i not in wanted:
                     fh.seek(csize + dsize, 1)
                     continue
                 color = fh.read(csize)
-                depth_bytes = fh.read(dsize)
-                yield SensRecord(i, np.array(vals[:16], np.float32).reshape(4, 4), vals[16], vals[17],
-                                 color, self._decode_depth(depth_bytes, where))
+                try:
+                    depth = self._decode_depth(fh.read(dsize), where)
+                except SourceError as e:
+                    bad(i, e)
+                    continue
+                yield SensRecord(i, np.array(vals[:16], np.float32).reshape(4, 4), vals[16], vals[17], color, depth)
 
     def _decode_depth(self, data: bytes, where: str) -> np.ndarray:
         h = self.header
@@ -224,8 +236,13 @@ class SensSource(Source):
     def _frames(self, indices) -> Iterator[Frame]:
         h = self.file.header
         cam, ccam = h.depth_camera, self._color_camera()
-        for rec in self.file.records(indices):
-            rgb = align_to_depth(self.file.decode_color(rec), ccam, cam)
+        for rec in self.file.records(indices, on_bad=self.skip):
+            try:
+                colour = self.file.decode_color(rec)
+            except SourceError as e:
+                self.skip(rec.index, e)
+                continue
+            rgb = align_to_depth(colour, ccam, cam)
             depth = rec.depth.astype(np.float32) / np.float32(h.depth_shift)
             pose = check_pose(rec.camera_to_world.astype(np.float64))
             t = rec.timestamp_color / 1e6 if rec.timestamp_color else rec.index / NOMINAL_FPS

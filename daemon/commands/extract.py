@@ -48,6 +48,9 @@ def register(sub) -> None:
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="scenes: at most N frames per scene")
     p.add_argument("--size", type=int, nargs=2, default=None, metavar=("W", "H"),
                    help="resample frames to W×H before extraction (labels nearest); default: as recorded")
+    p.add_argument("--skip-bad-frames", action="store_true",
+                   help="scenes: a frame that cannot be read (bad compression, a truncated image, a missing depth "
+                        "file) is reported and skipped (the item's meta lists it) instead of failing the scene")
     p.add_argument("--patches", action="store_true",
                    help="also store patch tokens (backbone grid cells) for the patch-token baselines")
     add_model_options(p)
@@ -100,7 +103,8 @@ def run(args) -> int:
         raise InputError("sources", f"mixed kinds {sorted(kinds)}: extract each kind in its own call "
                                     f"(they use different SAM presets)")
     kind = kinds.pop()
-    job = dict(kind=kind, every=args.every, max_frames=args.max_frames, size=args.size, patches=args.patches)
+    job = dict(kind=kind, every=args.every, max_frames=args.max_frames, size=args.size, patches=args.patches,
+               skip_bad_frames=args.skip_bad_frames)
     ray = ray_options(args)
     if ray is None:
         extractor = build_extractor(args.profile, args.weights, device=args.device, preset=KIND_PRESET[kind],
@@ -111,6 +115,9 @@ def run(args) -> int:
             report = extract_on_ray(args.sources, args.out, actor_build(args, preset=KIND_PRESET[kind], sam_generator=args.sam_generator), ray, **job)
     for source, error in report.failures:
         print(f"regiond extract: {source}: {error}", file=sys.stderr)
+    for item in report.extracted:
+        for s in item.meta.get("skipped_frames", []):
+            print(f"regiond extract: {item.name}: frame {s['frame']} skipped: {s['reason']}", file=sys.stderr)
     v = report.cache.versions
     n_frames = sum(len(i.frames) for i in report.cache.items)
     print(f"{report.cache.root}: {len(report.cache.items)} items, {n_frames} frames, profile {v['profile']} "
