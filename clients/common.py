@@ -237,6 +237,44 @@ def reconnect(args, prog: str, err: grpc.RpcError) -> Connection:
     raise Unreachable(f"regiond at {args.server} did not come back within {args.retry_for:g} s")
 
 
+# --- masks carried across frames ------------------------------------------------------------
+
+def add_carry_args(p, how: str) -> None:
+    """--keyframe-every K and --min-coverage F, the same in the streaming clients."""
+    p.add_argument("--keyframe-every", type=int, default=0, metavar="K",
+                   help=f"generate masks on every K-th frame only and carry them to the frames between ({how}; "
+                        f"SLIC fills the gaps); 0 or 1: generate on every frame")
+    p.add_argument("--min-coverage", type=float, default=0.0, metavar="F",
+                   help="with --keyframe-every: a frame whose carried masks cover less than this share of what "
+                        "its keyframe's covered becomes a keyframe (0: the daemon's default, 0.8)")
+
+
+def carry_options(args) -> pb.CarryOptions | None:
+    """The stream's CarryOptions from --keyframe-every / --min-coverage (None: off)."""
+    if args.keyframe_every <= 1:
+        return None
+    return pb.CarryOptions(keyframe_every=args.keyframe_every, min_coverage=args.min_coverage)
+
+
+class KeyframeCount:
+    """Frames whose masks were generated vs carried, from the replies' CarryState."""
+
+    def __init__(self):
+        self.keyframes = self.carried = 0
+
+    def add(self, regions: pb.RegionSet) -> None:
+        if regions.HasField("carry"):
+            if regions.carry.keyframe:
+                self.keyframes += 1
+            else:
+                self.carried += 1
+
+    def line(self) -> str:
+        """"" when the stream carried nothing."""
+        n = self.keyframes + self.carried
+        return f"masks generated on {self.keyframes} of {n} frames, carried to {self.carried}" if n else ""
+
+
 # --- frames → messages ----------------------------------------------------------------------
 
 def add_encoding_arg(p, what: str = "colour") -> None:

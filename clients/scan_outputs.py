@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from core.labels import BENCHMARK_NAMES, nyu40_to_benchmark
-from core.viz import colour_label_png, encode_png, overlay_regions
+from core.viz import colour_label_png, encode_png, labelled_overlay, overlay_regions
 from regions.v1 import regions_pb2 as pb
 
 from . import common
@@ -109,10 +109,15 @@ class LabelScores:
         truth = np.frombuffer(zlib.decompress(self._truth[idx]), np.uint8)
         self._conf[idx] = confusion(truth, benchmark_640(common.decode_png(label_png))).astype(np.int32)
 
-    def result(self) -> dict | None:
+    def confusion(self) -> np.ndarray | None:
+        """Summed confusion counts (20 × 21) of the frames scored, None when none were."""
         if not self._conf:
             return None
-        return scores(sum(c.astype(np.int64) for c in self._conf.values()), len(self._conf))
+        return sum(c.astype(np.int64) for c in self._conf.values())
+
+    def result(self) -> dict | None:
+        conf = self.confusion()
+        return None if conf is None else scores(conf, len(self._conf))
 
 
 class ScanOutputs:
@@ -184,7 +189,13 @@ class ScanOutputs:
         return self._dir("labels") / f"{self.scene_id}_{idx:06d}.png"
 
     def _overlay(self, idx: int, rgb: np.ndarray, regions: pb.RegionSet) -> None:
-        picture = overlay_regions(rgb, common.region_pixels(regions), common.region_sources(regions))
+        masks, sources = common.region_pixels(regions), common.region_sources(regions)
+        if any(r.HasField("label") for r in regions.regions):  # a head labelled them: colour by class
+            labels = [r.label if r.HasField("label") else -1 for r in regions.regions]
+            names = {r.label: r.label_name for r in regions.regions if r.HasField("label")}
+            picture = labelled_overlay(rgb, masks, sources, labels, names)
+        else:
+            picture = overlay_regions(rgb, masks, sources)
         (self._dir("overlays") / f"{idx:06d}.png").write_bytes(encode_png(picture, PNG_LEVEL))
 
     def _provisional_labels(self, idx: int, png: bytes) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 JOURNAL = "scan-progress.jsonl"
 #: what a scan writes into its folder (removed by --force; nothing else is touched)
-OUTPUTS = ("overlays", "labels", "labels_color", "scene.ply", "summary.json", JOURNAL)
+OUTPUTS = ("overlays", "labels", "labels_color", "scene.ply", "summary.json", "index.html", "confusion.png", JOURNAL)
 
 
 class ProgressError(ValueError):

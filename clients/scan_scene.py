@@ -14,6 +14,10 @@ synthetic:SEED. Writes into --out:
                                 frames with overlays
     scene.ply                   the fused (labelled) point cloud, binary PLY
     summary.json                what the daemon reported, plus timings (and mIoU)
+    index.html                  a report page of all this: summary, per-class IoU, a strip of
+                                overlays and label pictures, the confusion matrix (offline)
+    --rerun FILE.rrd            a Rerun recording: frames, depth, cameras, regions, labels,
+                                points and the fused cloud in 3D (clients/recording.py)
 When the daemon labels the frames and the scene has ground truth (ScanNet label-filt/,
 synthetic rooms), the labels (the scene head's refined ones where given) are scored with
 ScanNet's 20-class protocol at 640×480 and the mIoU is printed.
@@ -50,8 +54,10 @@ from tqdm import tqdm
 import scenes
 from core.labels import benchmark_scene_id
 from clients import common
+from clients.recording import ScanRecording, add_rerun_args
 from clients.scan_outputs import AUTO_OVERLAYS, UNKNOWN_LENGTH_STEP, ScanOutputs, overlay_step, parse_overlays
 from clients.scan_progress import Progress, ProgressError
+from clients.scan_report import write_report
 from clients.writer import BackgroundWriter, WriterError
 from regions.v1 import regions_pb2 as pb
 
@@ -79,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{AUTO_OVERLAYS} frames, else every K-th with K = ceil(frames / {AUTO_OVERLAYS}) "
                         f"(about {AUTO_OVERLAYS} overlays, ~0.5 MB each at 640×480); every "
                         f"{UNKNOWN_LENGTH_STEP}th when the length is unknown")
+    common.add_carry_args(p, "reprojected with depth and poses; a frame without them is a keyframe")
     p.add_argument("--no-ply", action="store_true", help="do not ask for the fused point cloud")
     p.add_argument("--scene-id", default=None, help="name of the scene in outputs (default: from SCENE)")
     p.add_argument("--resume", action="store_true",
@@ -86,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="scan again into an --out folder that holds a scan's outputs")
     p.add_argument("--skip-bad-frames", action="store_true",
                    help="report and skip frames that cannot be read instead of ending the scan (default: strict)")
+    add_rerun_args(p)
     return p
 
 
@@ -99,17 +107,19 @@ def _overlays_arg(text: str) -> int | None:
 class Scan:
     """One scan's stream state; its outputs (ScanOutputs) are kept across reconnects."""
 
-    def __init__(self, args, source, scene_id: str, outputs: ScanOutputs):
+    def __init__(self, args, source, scene_id: str, outputs: ScanOutputs, recording: ScanRecording | None = None):
         self.args = args
+        self.recording = recording
         self.source = source
         self.scene_id = scene_id
         self.outputs = outputs
-        self.pending: dict[int, tuple] = {}   # frame sent, not answered: (rgb if pictured, truth labels)
+        self.pending: dict[int, tuple] = {}   # frame sent, not answered: (rgb if pictured, truth, frame if recorded)
         self.ahead = threading.Semaphore(MAX_AHEAD)
         self.errors: list[dict] = []
         self.summary = None
         self.frames_answered = 0
         self.regions = 0
+        self.carry = common.KeyframeCount()
 
     def restart(self) -> None:
         """Before (re)opening the stream: nothing is in flight."""
@@ -117,10 +127,11 @@ class Scan:
         self.ahead = threading.Semaphore(MAX_AHEAD)
         self.errors.clear()
         self.frames_answered = self.regions = 0
+        self.carry = common.KeyframeCount()
 
     def requests(self, stop: threading.Event):
         opts = pb.SceneOptions(scene_id=self.scene_id, voxel_size=self.args.voxel, return_ply=not self.args.no_ply,
-                               return_label_maps=True)
+                               return_label_maps=True, carry=common.carry_options(self.args))
         for position, frame in enumerate(self.source):
             while not self.ahead.acquire(timeout=0.1):
                 if stop.is_set():
@@ -128,7 +139,8 @@ class Scan:
             if stop.is_set():
                 return
             picture = self.outputs.wants_picture(position)
-            self.pending[int(frame.index)] = (frame.rgb if picture else None, frame.labels)
+            self.pending[int(frame.index)] = (frame.rgb if picture else None, frame.labels,
+                                              frame if self.recording else None)
             msg = common.scene_frame_pb(frame, self.args.encoding)
             if position == 0:
                 msg.options.CopyFrom(opts)
@@ -141,9 +153,11 @@ class Scan:
         if u.HasField("refined"):
             if u.refined.label_map_png:
                 self.outputs.refined(int(u.refined.frame_index), u.refined.label_map_png)
+                if self.recording:
+                    self.recording.refined(int(u.refined.frame_index), u.refined.label_map_png)
             return
         idx = int(u.frame_index)
-        rgb, truth = self.pending.pop(idx, (None, None))
+        rgb, truth, frame = self.pending.pop(idx, (None, None, None))
         self.ahead.release()
         bar.update(1)
         self.frames_answered += 1
@@ -152,9 +166,12 @@ class Scan:
             bar.write(f"{PROG}: frame {idx}: {u.error.message}", file=sys.stderr)
             return
         self.regions += len(u.regions.regions)
+        self.carry.add(u.regions)
         bar.set_postfix(regions=len(u.regions.regions), refresh=False)
         self.outputs.frame(idx, rgb, u.regions, u.label_map_png, truth)
         self.outputs.frame_done(idx)
+        if frame is not None:
+            self.recording.frame(frame, u.regions, u.label_map_png)
 
 
 def stream(scan: Scan, conn: common.Connection, args, total: int | None) -> int:
@@ -213,44 +230,59 @@ def run(args) -> int:
     if progress.complete:
         print(f"{PROG}: the scan in {args.out} is complete; nothing to resume (--force scans it again)")
         return 0
-    progress.start()
     try:
         conn = common.connect_from_args(args)
     except common.Unreachable as e:
         return common.fail(PROG, str(e))
+    progress.start()
     try:
         total = len(source)
     except TypeError:
         total = None
     t0 = time.perf_counter()
+    recording = ScanRecording(args.rerun, args.rerun_connect) if args.rerun or args.rerun_connect else None
     try:
         with BackgroundWriter(WRITE_AHEAD) as writer:
             outputs = ScanOutputs(args.out, scene_id, overlay_step(args.overlays, total), writer, progress)
-            scan = Scan(args, source, scene_id, outputs)
+            scan = Scan(args, source, scene_id, outputs, recording)
             if progress.done:
                 print(f"{PROG}: resuming: the outputs of {len(progress.done)} frames are written; the daemon "
                       f"sees every frame again (the fused cloud needs them all)", file=sys.stderr)
             attempts = stream(scan, conn, args, total)
             outputs.finish()
+        seconds = time.perf_counter() - t0
+        rc = write_outputs(scan, source, seconds, attempts)
+        if rc == 0:
+            progress.finish()
+        if recording:
+            finish_recording(scan, recording)
+        return rc
     except WriterError as e:
-        progress.close()
         return common.fail(PROG, f"cannot write the outputs in {args.out}: {e}", 1)
-    except BaseException:
+    finally:
         progress.close()
-        raise
-    seconds = time.perf_counter() - t0
-    rc = write_outputs(scan, source, seconds, attempts)
-    if rc == 0:
-        progress.finish()
-    progress.close()
-    return rc
+        if recording:
+            recording.close(ok=False)  # after finish_recording: nothing left to drop
 
 
 def scan_settings(args, scene_id: str) -> dict:
     """What makes two runs the same scan (a resumed run must match the journal's)."""
     return {"scene": str(args.scene), "scene_id": scene_id, "every": args.every, "max_frames": args.max_frames,
             "size": args.size, "encoding": args.encoding, "voxel": args.voxel, "overlays": args.overlays,
-            "no_ply": args.no_ply, "skip_bad_frames": args.skip_bad_frames}
+            "no_ply": args.no_ply, "skip_bad_frames": args.skip_bad_frames, "keyframe_every": args.keyframe_every,
+            "min_coverage": args.min_coverage}
+
+
+def finish_recording(scan: Scan, recording: ScanRecording) -> None:
+    """The fused cloud and the camera path, then wait for the recording to be written."""
+    s = scan.summary
+    if s is not None:
+        recording.cloud(s.ply, s.label_names)
+    t0 = time.perf_counter()
+    recording.close()
+    where = recording.path or scan.args.rerun_connect
+    print(f"{PROG}: Rerun recording {where} ({time.perf_counter() - t0:.1f} s to finish writing); "
+          f"open it with `rerun {where}`" if recording.path else f"{PROG}: Rerun recording streamed to {where}")
 
 
 def write_outputs(scan: Scan, source, seconds: float, attempts: int) -> int:
@@ -272,14 +304,19 @@ def write_outputs(scan: Scan, source, seconds: float, attempts: int) -> int:
         "frames_per_second": round(scan.frames_answered / seconds, 2) if seconds > 0 else None,
         "attempts": attempts, "frame_errors": scan.errors, "skipped_frames": source.skipped,
         "resumed_frames": len(scan.outputs.resumed),
+        "keyframes": {"generated": scan.carry.keyframes, "carried": scan.carry.carried},
         "outputs": {"overlays": str(out / "overlays") if drawn else None, "overlay_frames": len(drawn),
                     "overlay_step": scan.outputs.step,
                     "labels": str(out / "labels") if (out / "labels").is_dir() else None,
                     "ply": str(ply) if ply else None},
     })
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    page = write_report(out, summary, scan.outputs.scores.confusion(), scan.args.rerun)
     print(f"{PROG}: {s.frames} frames ({s.frames_failed} rejected, {s.frames_without_pose} without pose), "
-          f"{s.regions} regions, {s.fused_points} fused points in {seconds:.1f} s; outputs in {out}")
+          f"{s.regions} regions, {s.fused_points} fused points in {seconds:.1f} s; outputs in {out} "
+          f"(report: {page})")
+    if scan.carry.line():
+        print(f"{PROG}: {scan.carry.line()}")
     if scores is not None and scores["miou"] is not None:
         print(f"{PROG}: mIoU {100 * scores['miou']:.1f} over {scores['classes_present']} classes present "
               f"in {scores['frames']} frames (ScanNet 20-class protocol, 640×480)")

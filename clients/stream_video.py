@@ -8,7 +8,8 @@ daemon takes them with --fast. With an activity head on the daemon, every window
 prints its best classes; otherwise the client says so at the start (and how to serve one)
 and a line per second says how the regions are flowing.
 If the daemon restarts mid-stream, the client reconnects (with backoff) and goes on from the
-first frame that had no answer. Exit status: 0 done, 1 bad input, 2 daemon unreachable or failed.
+first frame that had no answer. --rerun FILE.rrd (or --rerun-connect) also records the frames,
+their regions and every window's activity scores as time series for the Rerun viewer. Exit status: 0 done, 1 bad input, 2 daemon unreachable or failed.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ import numpy as np
 
 import scenes
 from clients import common
+from clients.recording import VideoRecording, add_rerun_args
 from regions.v1 import regions_pb2 as pb
 
 PROG = "stream_video"
@@ -56,20 +58,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window-span", type=int, default=0, metavar="N",
                    help="frames one activity window spans; the head samples its 8 evenly from them "
                         "(0: 8 consecutive frames)")
+    common.add_carry_args(p, "by optical flow")
     p.add_argument("--top", type=int, default=3, metavar="K", help="classes printed per window")
     p.add_argument("--jsonl", type=Path, default=None, metavar="FILE",
                    help="also write one JSON line per frame and per window here")
     p.add_argument("--skip-bad-frames", action="store_true",
                    help="report and skip frames the source cannot give (a corrupt .sens or folder frame) "
                         "instead of ending the stream (default: strict)")
+    add_rerun_args(p)
     return p
 
 
 class Stream:
     """Frames from the source, re-sendable after a reconnect, and what came back."""
 
-    def __init__(self, args, source):
+    def __init__(self, args, source, recording: VideoRecording | None = None):
         self.args = args
+        self.recording = recording
         self.frames = iter(source)
         self.unanswered: collections.OrderedDict = collections.OrderedDict()  # index → frame
         self.ahead = threading.Semaphore(MAX_AHEAD)
@@ -82,6 +87,7 @@ class Stream:
         self.src_t0 = None
         self.last_print = 0.0
         self.jsonl = open(args.jsonl, "w") if args.jsonl else None
+        self.carry = common.KeyframeCount()
 
     def _pace(self, frame) -> None:
         if self.args.fast or frame.time is None:
@@ -97,7 +103,8 @@ class Stream:
         with self.lock:
             resend = list(self.unanswered.values())
         self.ahead = threading.Semaphore(MAX_AHEAD)
-        opts = pb.VideoOptions(window_step=self.args.window_step, window_span=self.args.window_span)
+        opts = pb.VideoOptions(window_step=self.args.window_step, window_span=self.args.window_span,
+                               carry=common.carry_options(self.args))
         first = True
 
         def frames():
@@ -138,8 +145,15 @@ class Stream:
             print(f"frame {idx}: rejected: {u.error.message}", flush=True)
         else:
             rec["regions"] = len(u.regions.regions)
+            self.carry.add(u.regions)
+            if u.regions.HasField("carry"):
+                rec["keyframe"] = u.regions.carry.keyframe
+        if self.recording:
+            self.recording.frame(f, None if u.HasField("error") else u.regions)
         for w in u.windows:
             self.windows += 1
+            if self.recording:
+                self.recording.window(w)
             top = ", ".join(f"{s.name or s.id} {s.score:.2f}" for s in list(w.scores)[: self.args.top])
             print(f"frames {w.start_frame}-{w.end_frame}: {top}", flush=True)
             if self.jsonl:
@@ -182,22 +196,29 @@ def run(args) -> int:
     scorer = any(h.kind == "activity" for h in info.heads)
     if not scorer:
         print(NO_ACTIVITY_HEAD.format(prog=PROG, server=args.server), file=sys.stderr, flush=True)
-    stream = Stream(args, source)
+    recording = VideoRecording(args.rerun, args.rerun_connect) if args.rerun or args.rerun_connect else None
+    stream = Stream(args, source, recording)
     t0 = time.perf_counter()
-    while True:
-        stop = threading.Event()
-        feed = common.RequestFeed(stream.requests(stop), stop)
-        call = conn.stub.StreamVideo(feed, metadata=conn.metadata)
-        try:
-            for update in call:
-                stream.handle(update)
-            break
-        except grpc.RpcError as e:
-            feed.close()
-            feed.raise_source_error(conn, PROG)
-            conn = common.reopen_after(e, call, conn, args, PROG)
-        finally:
-            feed.close()
+    try:
+        while True:
+            stop = threading.Event()
+            feed = common.RequestFeed(stream.requests(stop), stop)
+            call = conn.stub.StreamVideo(feed, metadata=conn.metadata)
+            try:
+                for update in call:
+                    stream.handle(update)
+                break
+            except grpc.RpcError as e:
+                feed.close()
+                feed.raise_source_error(conn, PROG)
+                conn = common.reopen_after(e, call, conn, args, PROG)
+            finally:
+                feed.close()
+        if recording:
+            recording.close()
+    finally:
+        if recording:
+            recording.close(ok=False)
     conn.close()
     seconds = time.perf_counter() - t0
     lat = np.array(stream.latencies) * 1000 if stream.latencies else np.array([np.nan])
@@ -206,8 +227,12 @@ def run(args) -> int:
     print(f"{PROG}: {stream.answered} frames ({stream.errors} rejected{skipped}), {windows} in {seconds:.1f} s "
           f"= {stream.answered / seconds:.1f} frames/s; round trip p50 {np.percentile(lat, 50):.0f} ms, "
           f"p99 {np.percentile(lat, 99):.0f} ms")
+    if stream.carry.line():
+        print(f"{PROG}: {stream.carry.line()}")
     if stream.jsonl:
         stream.jsonl.close()
+    if recording and recording.path:
+        print(f"{PROG}: Rerun recording {recording.path}; open it with `rerun {recording.path}`")
     return 0
 
 

@@ -28,6 +28,18 @@ BENCHMARK_NYU40 = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 16, 24, 28, 33, 34
 BENCHMARK_NAMES = tuple(NYU40_NAMES[i] for i in BENCHMARK_NYU40)
 IGNORE = 255  # benchmark label of pixels outside the 20 classes
 
+# ScanNet's colour for each NYU40 id 0..40 (create_color_palette in ScanNet's
+# BenchmarkScripts/util.py), so label pictures match the ones ScanNet's own tools draw.
+SCANNET_COLOURS = np.array([
+    (0, 0, 0), (174, 199, 232), (152, 223, 138), (31, 119, 180), (255, 187, 120), (188, 189, 34),
+    (140, 86, 75), (255, 152, 150), (214, 39, 40), (197, 176, 213), (148, 103, 189), (196, 156, 148),
+    (23, 190, 207), (178, 76, 76), (247, 182, 210), (66, 188, 102), (219, 219, 141), (140, 57, 197),
+    (202, 185, 52), (51, 176, 203), (200, 54, 131), (92, 193, 61), (78, 71, 183), (172, 114, 82),
+    (255, 127, 14), (91, 163, 138), (153, 98, 156), (140, 153, 101), (158, 218, 229), (100, 125, 154),
+    (178, 127, 135), (120, 185, 128), (146, 111, 194), (44, 160, 44), (112, 128, 144), (96, 207, 209),
+    (227, 119, 194), (213, 92, 176), (94, 106, 211), (82, 84, 163), (100, 85, 144),
+], np.uint8)
+
 
 def nyu40_to_benchmark(nyu40, ignore: int = IGNORE) -> np.ndarray:
     """NYU40 id image → benchmark class index 0..19 (uint8); every other id → `ignore`."""
@@ -46,6 +58,11 @@ def nyu40_to_benchmark(nyu40, ignore: int = IGNORE) -> np.ndarray:
     ok = (a >= 0) & (a < 256)
     out[ok] = lut[a[ok]]
     return out
+
+
+def label_name(label: int, names=NYU40_NAMES) -> str:
+    """The name of a label id (NYU40 by default), "id N" for ids without one."""
+    return names[label] if 0 <= label < len(names) and names[label] else f"id {label}"
 
 
 def names_by_id(class_ids, class_names) -> list[str]:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import colorsys
 import functools
 import io
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from .labels import NYU40_NAMES, SCANNET_COLOURS, label_name
+from .legend import with_legend
 from .rle import MaskPixels
 
 SOURCE_SAM = 0   # the API's / RegionSet's source codes
@@ -87,6 +87,22 @@ def overlay_regions(rgb: np.ndarray, masks, source=None, alpha: float = 0.45,
     return out.astype(np.uint8)
 
 
+UNKNOWN_CLASS_COLOUR = (128, 128, 128)  # regions without a class in labelled overlays
+
+
+def labelled_overlay(rgb: np.ndarray, masks, source, labels, names: dict[int, str]) -> np.ndarray:
+    """overlay_regions with every region in its class's label colour (label -1: grey, "no
+    class") and a legend under the picture naming the classes drawn."""
+    labels = np.asarray(labels, np.int64)
+    known = labels[labels >= 0]
+    lut = label_colours(int(known.max()) + 1 if known.size else 1)
+    colors = np.array([lut[k] if k >= 0 else UNKNOWN_CLASS_COLOUR for k in labels.tolist()], np.uint8).reshape(-1, 3)
+    entries = [(tuple(lut[k]), names.get(k) or label_name(k)) for k in np.unique(known).tolist()]
+    if (labels < 0).any():
+        entries.append((UNKNOWN_CLASS_COLOUR, "no class"))
+    return with_legend(overlay_regions(rgb, masks, source, colors=colors), entries)
+
+
 @functools.lru_cache(maxsize=4)
 def _hatching(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     """SLIC's diagonal stripes and dashes (H×W bool each), the same for every frame of a size."""
@@ -144,15 +160,33 @@ def _interior(labels: np.ndarray, width: int) -> np.ndarray:
     return inner
 
 
-def colorize_labels(labels: np.ndarray, ignore: int | None = 0, seed: int = 0) -> np.ndarray:
-    """An H×W integer label map as a colour picture; `ignore` pixels are black."""
+def label_colours(n: int = 256) -> np.ndarray:
+    """Colours of label ids 0..n-1 (n×3 uint8): ScanNet's own for the NYU40 ids 0..40 (0,
+    unlabelled, black), distinct saturated ones above."""
+    lut = palette(max(n, len(SCANNET_COLOURS)))
+    lut[: len(SCANNET_COLOURS)] = SCANNET_COLOURS
+    return lut[:n]
+
+
+def colorize_labels(labels: np.ndarray, ignore: int | None = 0) -> np.ndarray:
+    """An H×W integer label map (NYU40 ids) as a colour picture in label_colours(); `ignore`
+    pixels are black."""
     labels = np.asarray(labels)
     top = int(labels.max()) + 1 if labels.size else 1
-    lut = palette(max(top, 1), seed)
+    lut = label_colours(max(top, 1))
     out = lut[np.clip(labels, 0, top - 1)]
     if ignore is not None:
         out[labels == ignore] = 0
     return out
+
+
+def label_legend(labels: np.ndarray, names=NYU40_NAMES, ignore: int | None = 0) -> list[tuple]:
+    """Legend entries (colour, name) of the ids a label map uses, in id order; `ignore`
+    (black) is named "unlabelled"."""
+    ids = np.unique(np.asarray(labels))
+    lut = label_colours(int(ids.max()) + 1 if ids.size else 1)
+    return [((0, 0, 0) if i == ignore else tuple(lut[i]), "unlabelled" if i == ignore else label_name(int(i), names))
+            for i in ids.tolist()]
 
 
 def encode_png(image: np.ndarray, level: int = 6) -> bytes:
@@ -182,31 +216,13 @@ def save_png(path, image: np.ndarray, level: int = 6) -> Path:
     return path
 
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_KEEP_AS_INDEXED = {b"IHDR", b"IDAT", b"IEND", b"pHYs", b"tEXt", b"zTXt", b"iTXt", b"tIME"}
-
-
-def colour_label_png(png: bytes, ignore: int | None = 0) -> bytes:
-    """An 8-bit label PNG (one id per pixel, as the daemon sends) as a picture in
-    colorize_labels' colours (`ignore` black), as PNG bytes.
-
-    An 8-bit greyscale PNG becomes an indexed one without decoding it: the same pixel data
-    under a header saying "palette" and a palette chunk. Any other PNG is decoded, coloured
-    and encoded."""
-    chunks, pos = [], len(_PNG_SIGNATURE)
-    while png.startswith(_PNG_SIGNATURE) and pos + 12 <= len(png):
-        size = struct.unpack(">I", png[pos:pos + 4])[0]
-        chunks.append((png[pos + 4:pos + 8], png[pos + 8:pos + 8 + size]))
-        pos += 12 + size
-    ihdr = chunks[0][1] if chunks and chunks[0][0] == b"IHDR" else b""
-    grey8 = len(ihdr) == 13 and ihdr[8:10] == b"\x08\x00" and ihdr[12] == 0  # 8 bits, grey, not interlaced
-    if not grey8 or chunks[-1][0] != b"IEND" or any(t not in _KEEP_AS_INDEXED for t, _ in chunks):
-        with Image.open(io.BytesIO(png)) as im:
-            return encode_png(colorize_labels(np.asarray(im), ignore=ignore), level=1)
-    lut = palette(256)
-    if ignore is not None and 0 <= ignore < 256:
-        lut[ignore] = 0
-    chunks[0] = (b"IHDR", ihdr[:9] + b"\x03" + ihdr[10:])
-    chunks.insert(1, (b"PLTE", lut.tobytes()))
-    return _PNG_SIGNATURE + b"".join(struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
-                                     for t, d in chunks)
+def colour_label_png(png: bytes, ignore: int | None = 0, names=NYU40_NAMES) -> bytes:
+    """A label PNG (one id per pixel, as the daemon sends: NYU40 ids) as a picture in
+    colorize_labels' colours (`ignore` black) with a legend naming the classes it shows
+    under it, as PNG bytes."""
+    with Image.open(io.BytesIO(png)) as im:
+        labels = np.asarray(im)
+    if labels.ndim != 2:
+        raise ValueError(f"a label PNG holds one id per pixel, this one has shape {labels.shape}")
+    picture = with_legend(colorize_labels(labels, ignore=ignore), label_legend(labels, names, ignore))
+    return encode_png(picture, level=1)

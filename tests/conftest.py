@@ -21,6 +21,34 @@ def _limit_threads():
     torch.set_num_threads(torch_threads)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _rerun_analytics_off(tmp_path_factory):
+    """Rerun (SDK, CLI) sends no usage data from the tests: its switch, off, in a config
+    folder of the session's own (XDG_CONFIG_HOME, inherited by every process started)."""
+    from core.analytics import rerun_analytics_off
+
+    before = os.environ.get("XDG_CONFIG_HOME")
+    os.environ.update(rerun_analytics_off(tmp_path_factory.mktemp("xdg-config"), {}))
+    yield
+    if before is None:
+        os.environ.pop("XDG_CONFIG_HOME", None)
+    else:
+        os.environ["XDG_CONFIG_HOME"] = before
+
+
+@pytest.fixture(scope="module")
+def labelling_daemon(tmp_path_factory):
+    """A lite daemon serving small untrained scene and activity heads (label maps, refined
+    labels, activity windows), shared by a module's tests."""
+    from support_service import lite_extractor, running_server, tiny_heads
+
+    tmp = tmp_path_factory.mktemp("daemon")
+    ex = lite_extractor()
+    tiny_heads(tmp / "heads", ex)
+    with running_server(ex, tmp, heads=tmp / "heads") as srv:
+        yield srv
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The team's real sample data (../shared/data): CI and team checkouts have it."""

@@ -11,21 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support_service import lite_extractor, run_client, running_server, tiny_heads, wait_until
+from support_service import lite_extractor, run_client, running_server, wait_until
 
 from clients.scan_outputs import AUTO_OVERLAYS, confusion, overlay_step, parse_overlays
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def labelling_daemon(tmp_path_factory):
-    """A lite daemon serving small untrained scene heads (label maps and refined labels)."""
-    tmp = tmp_path_factory.mktemp("daemon")
-    ex = lite_extractor()
-    tiny_heads(tmp / "heads", ex)
-    with running_server(ex, tmp, heads=tmp / "heads") as srv:
-        yield srv
 
 
 def test_overlays_every_k_frames_with_their_colour_labels(labelling_daemon, tmp_path):
@@ -104,7 +94,7 @@ def test_refined_labels_replace_per_frame_ones_and_unrefined_ones_count_at_the_e
     assert (tmp_path / "labels" / "s_000000.png").read_bytes() == png(right)
     assert (tmp_path / "labels" / "s_000001.png").read_bytes() == png(wrong)
     with Image.open(tmp_path / "labels_color" / "000001.png") as im:
-        assert np.array_equal(np.asarray(im.convert("RGB")), colorize_labels(wrong))
+        assert np.array_equal(np.asarray(im.convert("RGB"))[:480], colorize_labels(wrong))  # legend below
     r = out.scores.result()
     assert r["frames"] == 2 and r["iou"]["wall"] == pytest.approx(0.5) and r["iou"]["floor"] == pytest.approx(2 / 3, abs=1e-4)
 

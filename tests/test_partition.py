@@ -22,7 +22,7 @@ from daemon.extraction.profiles import build_extractor
 from daemon.features import build_backbone
 from daemon.features.pooling import naive_pool, pool_masks
 from daemon.geometry import region_geometry
-from daemon.masks.base import MaskProposals
+from daemon.masks.base import MaskGenerationError, MaskProposals
 from daemon.masks.slic import SlicConfig, SlicMasker
 
 
@@ -215,5 +215,6 @@ def test_overlapped_masks_and_features_give_the_same_regions(photo):
     with pytest.raises(RuntimeError, match="backbone broke"):
         broken.extract(photo)
     both = Extractor(_Failing(ValueError("masker broke")), _Failing(RuntimeError("backbone broke")), overlap=True)
-    with pytest.raises(ValueError, match="masker broke"):
+    with pytest.raises(MaskGenerationError, match="masker broke") as e:   # the masker's error, named
         both.extract(photo)
+    assert isinstance(e.value.__cause__, ValueError)

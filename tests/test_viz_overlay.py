@@ -10,8 +10,9 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from core import rle
-from core.viz import (SOURCE_SAM, SOURCE_SLIC, colorize_labels, colour_label_png, encode_png, outline,
-                      overlay_regions, palette)
+from core.labels import NYU40_NAMES, SCANNET_COLOURS
+from core.viz import (SOURCE_SAM, SOURCE_SLIC, UNKNOWN_CLASS_COLOUR, colorize_labels, colour_label_png, encode_png,
+                     label_colours, label_legend, labelled_overlay, outline, overlay_regions, palette)
 
 
 def reference_overlay(rgb, masks, source=None, alpha=0.45, colors=None):
@@ -132,23 +133,42 @@ def test_decode_many_names_the_bad_mask():
         rle.decode_many([np.array([10, -1])], 3, 3)
 
 
-def test_colour_label_png_shows_colorize_labels_colours():
+def test_colour_label_png_shows_colorize_labels_colours_and_a_legend():
     rng = np.random.default_rng(4)
-    labels = rng.integers(0, 41, (30, 50)).astype(np.uint8)
+    labels = rng.integers(0, 41, (60, 200)).astype(np.uint8)
     labels[:5] = 0
     buf = io.BytesIO()
     Image.fromarray(labels, mode="L").save(buf, format="PNG")  # as the daemon writes label maps
-    coloured = colour_label_png(buf.getvalue())
-    with Image.open(io.BytesIO(coloured)) as im:
-        assert im.mode == "P"  # re-labelled, not re-encoded
-        rgb = np.asarray(im.convert("RGB"))
-    assert np.array_equal(rgb, colorize_labels(labels))
-    # any other PNG (here 16-bit ids) is decoded and coloured
-    wide = labels.astype(np.uint16) * 300
-    buf = io.BytesIO()
-    Image.fromarray(wide).save(buf, format="PNG")
     with Image.open(io.BytesIO(colour_label_png(buf.getvalue()))) as im:
-        assert np.array_equal(np.asarray(im.convert("RGB")), colorize_labels(wide))
+        rgb = np.asarray(im.convert("RGB"))
+    assert np.array_equal(rgb[:60], colorize_labels(labels))
+    legend = rgb[60:]
+    assert legend.shape[0] > 10 and legend.shape[1] == 200
+    for cid in np.unique(labels)[1:]:  # every class shown has its swatch in the legend
+        assert (legend == label_colours()[cid]).all(-1).any(), cid
+    assert label_legend(labels)[0] == ((0, 0, 0), "unlabelled")
+    assert [n for _, n in label_legend(labels)][1:] == [NYU40_NAMES[i] for i in np.unique(labels)[1:]]
+
+
+def test_label_colours_are_scannets_palette():
+    lut = label_colours()
+    assert lut.shape == (256, 3) and np.array_equal(lut[:41], SCANNET_COLOURS)
+    assert tuple(lut[1]) == (174, 199, 232) and tuple(lut[5]) == (188, 189, 34)   # wall, chair (ScanNet util.py)
+    assert tuple(lut[39]) == (82, 84, 163) and len({tuple(c) for c in lut[:41]}) == 41
+    assert len({tuple(c) for c in lut[41:]}) > 150  # ids above NYU40 still get distinct colours
+
+
+def test_labelled_overlay_colours_regions_by_class_with_a_legend():
+    rgb = np.full((40, 120, 3), 200, np.uint8)
+    masks = np.zeros((3, 40, 120), bool)
+    masks[0, :, :40], masks[1, :, 40:80], masks[2, :, 80:] = True, True, True
+    pic = labelled_overlay(rgb, masks, [SOURCE_SAM] * 3, [1, 5, -1], {1: "wall", 5: "chair"})
+    assert pic.shape[0] > 40 and pic.shape[1] == 120
+    body, legend = pic[:40], pic[40:]
+    assert np.array_equal(body[0, 0], label_colours()[1]) and np.array_equal(body[0, 40], label_colours()[5])
+    assert np.array_equal(body[0, 80], UNKNOWN_CLASS_COLOUR)   # outlines take the class colour
+    for colour in (label_colours()[1], label_colours()[5], UNKNOWN_CLASS_COLOUR):
+        assert (legend == colour).all(-1).any()
 
 
 def test_encode_png_round_trips():

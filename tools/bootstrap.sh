@@ -19,6 +19,15 @@ if [ ${#apt_pkgs[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${apt_pkgs[@]}"
 fi
 
+# Debian's chromium: the tests open the pages the clients write in it (headless). Optional:
+# where apt cannot install it, those tests skip and say why.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  echo "bootstrap: installing chromium (headless browser tests of the report pages)"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium; } \
+    || echo "bootstrap: chromium could not be installed; the browser tests will be skipped"
+fi
+
 [ -x "$PY" ] || python3 -m venv "$VENV"
 # This machine's pip config lists local indexes that may be absent; drop its noise, keep errors.
 pip() {

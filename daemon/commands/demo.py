@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.analytics import rerun_analytics_off
 from scenes.synthetic import ACTIVITY_CLASSES, SyntheticScene, render_clip, write_video
 
 from .regions import add_model_options, process_image
@@ -108,9 +109,9 @@ def stop_daemon(proc) -> int:
         return proc.wait()
 
 
-def run_client(module: str, *args) -> None:
+def run_client(module: str, *args, env: dict | None = None) -> None:
     """A client as its own process (as a user runs it); raises when it fails."""
-    rc = subprocess.call([sys.executable, "-m", module, *map(str, args)])
+    rc = subprocess.call([sys.executable, "-m", module, *map(str, args)], env=env)
     if rc != 0:
         raise RuntimeError(f"{module} exited with status {rc}")
 
@@ -119,22 +120,26 @@ def daemon_steps(out_dir: Path, profile: str, weights, scene_frames: int, heads=
                  sam_generator: str = "fast") -> int:
     proc, address = start_daemon(out_dir, profile, weights, heads, sam_generator=sam_generator)
     print(f"daemon: {address} (log {out_dir / 'daemon.log'})")
+    scan_dir = out_dir / "scan"
+    rrd = scan_dir / "scan.rrd"
+    env = rerun_analytics_off(out_dir / "config")  # the demo's own Rerun settings: no usage data sent
     try:
-        scan_dir = out_dir / "scan"
         # frames spread over the room's whole walk: the scene transformer needs views of the
         # whole room (the first 8 consecutive frames: refined mIoU 21, every 6th: 58)
         run_client("clients.scan_scene", "synthetic:7", "--server", address, "--out", scan_dir,
                    "--every", max(1, SyntheticScene.frames // scene_frames), "--max-frames", scene_frames,
-                   "--size", "320x240", "--force")
+                   "--size", "320x240", "--rerun", rrd, "--force", env=env)
         clip = render_clip(label=0, seed=1, frames=32)
         video = write_video(out_dir / "clip.mp4", clip.frames, fps=15.0)
         print(f"clip: {video} ({ACTIVITY_CLASSES[clip.label]}, {len(clip.frames)} frames)")
         # the bundled activity head was trained on 8 frames spread over 16-frame clips
         run_client("clients.stream_video", video, "--server", address, "--jsonl", out_dir / "clip.jsonl",
-                   "--window-span", 16)
+                   "--window-span", 16, "--rerun", out_dir / "clip.rrd", env=env)
     finally:
         rc = stop_daemon(proc)
     print(f"daemon stopped (status {rc})")
-    print(f"scene scan: {scan_dir} (overlays/, scene.ply, summary.json)")
-    print(f"video results: {out_dir / 'clip.jsonl'}")
+    print(f"scene scan: {scan_dir} (overlays/, labels_color/, scene.ply, summary.json)")
+    print(f"scan report: {scan_dir / 'index.html'} (open it in a browser: works offline)")
+    print(f"scan recording: {rrd} (open it in the Rerun viewer: `{Path(sys.executable).parent / 'rerun'} {rrd}`)")
+    print(f"video results: {out_dir / 'clip.jsonl'} (and {out_dir / 'clip.rrd'}: frames, regions, activity scores)")
     return 0

@@ -48,6 +48,13 @@ def register(sub) -> None:
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="scenes: at most N frames per scene")
     p.add_argument("--size", type=int, nargs=2, default=None, metavar=("W", "H"),
                    help="resample frames to W×H before extraction (labels nearest); default: as recorded")
+    p.add_argument("--keyframe-every", type=int, default=0, metavar="K",
+                   help="scenes and clips: generate masks on every K-th frame only and carry them to the frames "
+                        "between (scenes: reprojected with depth and poses; clips: optical flow; SLIC fills the "
+                        "gaps); a frame whose carried masks cover too little becomes a keyframe (default: off)")
+    p.add_argument("--min-coverage", type=float, default=0.0, metavar="F",
+                   help="with --keyframe-every: a frame whose carried masks cover less than this share of what its "
+                        "keyframe's covered becomes a keyframe (default 0.8)")
     p.add_argument("--skip-bad-frames", action="store_true",
                    help="scenes: a frame that cannot be read (bad compression, a truncated image, a missing depth "
                         "file) is reported and skipped (the item's meta lists it) instead of failing the scene")
@@ -103,8 +110,11 @@ def run(args) -> int:
         raise InputError("sources", f"mixed kinds {sorted(kinds)}: extract each kind in its own call "
                                     f"(they use different SAM presets)")
     kind = kinds.pop()
+    if args.keyframe_every < 0 or not 0 <= args.min_coverage <= 1:
+        raise InputError("keyframe_every", "--keyframe-every must be 0 (off) or a number of frames, "
+                                           "--min-coverage between 0 and 1")
     job = dict(kind=kind, every=args.every, max_frames=args.max_frames, size=args.size, patches=args.patches,
-               skip_bad_frames=args.skip_bad_frames)
+               keyframes=(args.keyframe_every, args.min_coverage), skip_bad_frames=args.skip_bad_frames)
     ray = ray_options(args)
     if ray is None:
         extractor = build_extractor(args.profile, args.weights, device=args.device, preset=KIND_PRESET[kind],

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from core.errors import InputError
 from core.frames import DEFAULT_MAX_PIXELS, Frame
 from core.regionset import RegionSet
 from core.timing import StageTimer
@@ -19,7 +20,8 @@ from core.timing import StageTimer
 from ..features.base import Backbone
 from ..features.pooling import pool_masks
 from ..geometry import region_geometry
-from ..masks.base import MaskGenerator
+from ..masks.base import MaskGenerationError, MaskGenerator, MaskProposals
+from ..masks.carry import CarryClosed, CarryTicket
 
 
 @dataclass
@@ -61,9 +63,28 @@ class Extractor:
         """Whether extract_batch does better than one extract per frame."""
         return hasattr(self.backbone, "batch")
 
-    def extract(self, frame: Frame | np.ndarray, features: bool = True) -> RegionSet:
-        """Region tokens of one frame (or a bare image). Raises InputError on bad input."""
-        return self._extract([frame], features)[0]
+    def extract(self, frame: Frame | np.ndarray, features: bool = True, carry: CarryTicket | None = None) -> RegionSet:
+        """Region tokens of one frame (or a bare image). Raises InputError on bad input and
+        MaskGenerationError when the mask generator fails.
+
+        carry  the frame's turn in a stream whose masks are carried between keyframes
+               (daemon.masks.carry): its masks come from there, and meta["carry"] says how"""
+        if carry is None:
+            return self._extract([frame], features)[0]
+        try:
+            frame = self._validated(frame)
+        except BaseException:
+            carry.release()     # its turn is given up: the frames after it go on
+            raise
+        timer = StageTimer()
+        if features and self.overlap:
+            return self._overlapped(frame, timer, carry)
+        props, info = self._masks(frame, timer, carry)
+        grid = None
+        if features:
+            with timer.stage("features"):
+                grid = self.backbone(frame.rgb)
+        return self._regions(frame, props, grid, timer, info)
 
     def extract_batch(self, frames: list, features: bool = True) -> list[RegionSet]:
         """Region tokens of several frames. Every frame is checked before any model runs, so
@@ -88,10 +109,7 @@ class Extractor:
         timers = [StageTimer() for _ in frames]
         if features and self.overlap:
             return [self._overlapped(f, t) for f, t in zip(frames, timers)]
-        props = []
-        for frame, timer in zip(frames, timers):
-            with timer.stage("masks"):
-                props.append(self.masker(frame.rgb))
+        props = [self._masks(frame, timer)[0] for frame, timer in zip(frames, timers)]
         grids = [None] * len(frames)
         if features:
             batch = getattr(self.backbone, "batch", None)
@@ -107,7 +125,21 @@ class Extractor:
                         grids[i] = self.backbone(frame.rgb)
         return [self._regions(f, p, g, t) for f, p, g, t in zip(frames, props, grids, timers)]
 
-    def _overlapped(self, frame: Frame, timer: StageTimer) -> RegionSet:
+    def _masks(self, frame: Frame, timer: StageTimer, carry: CarryTicket | None = None) -> tuple[MaskProposals, dict | None]:
+        """The frame's masks (generated, or carried by `carry`) and how they were made. A
+        failure of the generator itself (not bad input) becomes MaskGenerationError."""
+        with timer.stage("masks"):
+            try:
+                if carry is None:
+                    return self.masker(frame.rgb), None
+                props, info = carry(frame, self.masker)
+                return props, info.as_dict()
+            except (InputError, CarryClosed):
+                raise
+            except Exception as e:
+                raise MaskGenerationError(f"{type(e).__name__}: {e}") from e
+
+    def _overlapped(self, frame: Frame, timer: StageTimer, carry: CarryTicket | None = None) -> RegionSet:
         """Masks here and features on the helper thread at the same time; each stage's time
         is its own (they overlap)."""
         if self._helper is None:
@@ -119,14 +151,13 @@ class Extractor:
 
         pending = self._helper.submit(grid)
         try:
-            with timer.stage("masks"):
-                props = self.masker(frame.rgb)
+            props, info = self._masks(frame, timer, carry)
         except BaseException:
             wait([pending])             # no work left behind; the masker's error is the one raised
             raise
-        return self._regions(frame, props, pending.result(), timer)
+        return self._regions(frame, props, pending.result(), timer, info)
 
-    def _regions(self, frame: Frame, props, grid, timer: StageTimer) -> RegionSet:
+    def _regions(self, frame: Frame, props, grid, timer: StageTimer, carry: dict | None = None) -> RegionSet:
         feats = None
         if grid is not None:
             with timer.stage("pooling"):
@@ -141,5 +172,7 @@ class Extractor:
                 geo = region_geometry(props.regions, frame.depth, frame.camera, frame.pose, max_depth=self.max_depth)
             regions.centroids, regions.extents = geo.centroids, geo.extents
             regions.valid_depth, regions.point_count = geo.valid_fraction, geo.point_count
+        if carry is not None:
+            regions.meta["carry"] = carry
         regions.meta["seconds"] = timer.seconds
         return regions

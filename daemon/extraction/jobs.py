@@ -30,6 +30,7 @@ from scenes import open_source
 from scenes.collections import detect_kind, image_folder_frames, read_clip_labels
 
 from ..features.patches import patch_regions
+from ..masks.carry import CarryConfig, MaskTracker
 from .cache import (
     CLIP_FRAMES,
     KINDS,
@@ -49,13 +50,17 @@ log = logging.getLogger(__name__)
 
 
 def extract_frames(extractor: Extractor, frames: Iterable[Frame], out_dir: Path, patches: bool,
-                   progress: tqdm | None = None) -> tuple[list[str], dict]:
-    """Extract and save every frame; returns (stems, meta). Labels come from frame.labels."""
+                   progress: tqdm | None = None, carry: CarryConfig | None = None) -> tuple[list[str], dict]:
+    """Extract and save every frame; returns (stems, meta). Labels come from frame.labels.
+    With `carry`, masks are generated on keyframes only and carried between them."""
     out_dir.mkdir(parents=True, exist_ok=True)
     stems, indices, sizes = [], [], set()
+    tracker = MaskTracker(carry) if carry is not None else None
+    keyframes = 0
     for k, frame in enumerate(frames):
         frame = frame.validated(extractor.max_pixels)
-        regions = extractor.extract(frame)
+        regions = extractor.extract(frame, carry=tracker.ticket() if tracker is not None else None)
+        keyframes += bool(regions.meta.get("carry", {"keyframe": True})["keyframe"])
         stem = f"{k:06d}"
         if frame.labels is not None:
             regions.labels = region_labels(regions, frame.labels)
@@ -73,17 +78,19 @@ def extract_frames(extractor: Extractor, frames: Iterable[Frame], out_dir: Path,
         if progress is not None:
             progress.update(1)
             progress.set_postfix(regions=len(regions))
-    return stems, {"frame_indices": indices, "sizes": sorted(sizes)}
+    if tracker is not None:
+        tracker.close()
+    return stems, {"frame_indices": indices, "sizes": sorted(sizes), "keyframes": keyframes}
 
 
 def write_item(root: Path, extractor: Extractor, name: str, kind: str, frames: Iterable[Frame],
                label: str | None = None, source: str = "", patches: bool = False, meta: dict | None = None,
-               progress: tqdm | None = None) -> CacheItem:
+               progress: tqdm | None = None, carry: CarryConfig | None = None) -> CacheItem:
     """Extract frames into item `name` of the cache at `root`, atomically (cache.commit_item);
     the caller records the returned item in the manifest."""
     tmp = partial_dir(root, name)
     try:
-        stems, frame_meta = extract_frames(extractor, frames, tmp, patches, progress)
+        stems, frame_meta = extract_frames(extractor, frames, tmp, patches, progress, carry)
         if not stems:
             raise InputError("source", f"{source or name} yielded no frames")
         skipped = getattr(frames, "skipped", None)  # a scene opened with skip_bad_frames
@@ -115,6 +122,10 @@ class ItemSpec:
     count       clips: this many frames, evenly spaced
     every, max_frames  scenes: keep every K-th frame, at most N
     size        resample frames to W×H (None: as recorded)
+    keyframe_every  scenes and clips: masks generated every K-th frame only and carried between
+                    (daemon.masks.carry; scenes by depth and poses, clips by optical flow); 0: off
+    min_coverage    with keyframe_every: the carried share of coverage below which a frame
+                    becomes a keyframe (0: the tracker's default)
     """
 
     name: str
@@ -126,21 +137,37 @@ class ItemSpec:
     max_frames: int | None = None
     size: tuple[int, int] | None = None
     patches: bool = False
+    keyframe_every: int = 0
+    min_coverage: float = 0.0
     skip_bad: bool = False
 
     @classmethod
     def scene(cls, source: str | Path, every: int = 1, max_frames: int | None = None,
-              size: tuple[int, int] | None = None, patches: bool = False, skip_bad: bool = False) -> "ItemSpec":
+              size: tuple[int, int] | None = None, patches: bool = False,
+              keyframes: tuple[int, float] = (0, 0.0), skip_bad: bool = False) -> "ItemSpec":
         """A scene (anything scenes.open_source opens), named after its file or folder."""
         src = Path(source)
         return cls((src.stem if src.is_file() else src.name).replace(":", "_"), "scene", str(source), every=every,
-                   max_frames=max_frames, size=tuple(size) if size else None, patches=patches, skip_bad=skip_bad)
+                   max_frames=max_frames, size=tuple(size) if size else None, patches=patches,
+                   keyframe_every=keyframes[0], min_coverage=keyframes[1], skip_bad=skip_bad)
 
     def sampling(self) -> dict:
-        """How the frames were sampled, as the manifest records it (meta["sampling"])."""
+        """How the frames were sampled, as the manifest records it (meta["sampling"]); carried
+        masks and skipping bad frames are recorded only when on, so older caches still match."""
         out = {"every": self.every, "count": self.count, "max_frames": self.max_frames,
                "size": list(self.size) if self.size else None}
-        return {**out, "skip_bad_frames": True} if self.skip_bad else out
+        if self.carry() is not None:
+            out["keyframe_every"], out["min_coverage"] = self.keyframe_every, self.min_coverage
+        if self.skip_bad:
+            out["skip_bad_frames"] = True
+        return out
+
+    def carry(self) -> CarryConfig | None:
+        """How masks are carried between keyframes in this item (None: generated on every frame)."""
+        if self.keyframe_every <= 1 or self.kind == "images":
+            return None
+        cover = {"min_coverage": self.min_coverage} if self.min_coverage else {}
+        return CarryConfig(every=self.keyframe_every, method="depth" if self.kind == "scene" else "flow", **cover)
 
     def matches(self, item: CacheItem) -> bool:
         """`item` holds what this spec extracts (a re-run skips it)."""
@@ -169,7 +196,7 @@ class ItemSpec:
 def build_item(root: Path, extractor: Extractor, spec: ItemSpec, progress: tqdm | None = None) -> CacheItem:
     """Extract one planned item into the cache at `root` (atomically; not yet in the manifest)."""
     return write_item(Path(root), extractor, spec.name, spec.kind, spec.frames(), spec.label, spec.source,
-                      spec.patches, {"sampling": spec.sampling()}, progress)
+                      spec.patches, {"sampling": spec.sampling()}, progress, spec.carry())
 
 
 @dataclass
@@ -195,7 +222,8 @@ class JobReport:
 
 def plan_job(cache: TokenCache, sources: list[str | Path], kind: str = "auto", every: int = 1,
              max_frames: int | None = None, size: tuple[int, int] | None = None, patches: bool = False,
-             clip_frames: int = CLIP_FRAMES, skip_bad_frames: bool = False) -> tuple[list[ItemSpec], JobReport]:
+             clip_frames: int = CLIP_FRAMES, keyframes: tuple[int, float] = (0, 0.0),
+             skip_bad_frames: bool = False) -> tuple[list[ItemSpec], JobReport]:
     """The items still to extract, and a report holding what is already in the cache (items
     with the same source and sampling: a re-run skips them) and the sources that could not
     be planned (a clip folder whose labels.csv is bad)."""
@@ -217,11 +245,12 @@ def plan_job(cache: TokenCache, sources: list[str | Path], kind: str = "auto", e
                 report.failures.append((str(spec), str(e)))
                 continue
             specs = [ItemSpec(f"{src.name}/{video.stem}", "clip", str(video), label, count=clip_frames, size=size,
-                              patches=patches) for video, label in rows]
+                              patches=patches, keyframe_every=keyframes[0], min_coverage=keyframes[1])
+                     for video, label in rows]
         elif k == "images":
             specs = [ItemSpec(src.name, "images", str(spec), patches=patches)]
         else:
-            specs = [ItemSpec.scene(spec, every, max_frames, size, patches, skip_bad_frames)]
+            specs = [ItemSpec.scene(spec, every, max_frames, size, patches, keyframes, skip_bad_frames)]
         for s in specs:
             done = next((i for i in by_source.get(s.source, []) if s.matches(i)), None) or _adopt(cache, s, taken)
             if done is not None:
@@ -292,14 +321,15 @@ MANIFEST_EVERY = 5.0
 def run_job(sources: list[str | Path], out: str | Path, versions: dict, make_worker: Callable[[Path], MakeWorker],
             ray: RayOptions | None = None, kind: str = "auto", every: int = 1, max_frames: int | None = None,
             size: tuple[int, int] | None = None, patches: bool = False, clip_frames: int = CLIP_FRAMES,
-            skip_bad_frames: bool = False) -> JobReport:
+            keyframes: tuple[int, float] = (0, 0.0), skip_bad_frames: bool = False) -> JobReport:
     """Plan the job against the cache at `out` (created, or extended when `versions` match),
     extract the items it lacks with the workers make_worker(cache root) makes, here or on Ray
     (pool.run_items), record them in the manifest as they come, in plan order at the end."""
     t0 = time.perf_counter()
     cache = TokenCache.create(out, versions)
     with cache.writing():
-        todo, report = plan_job(cache, sources, kind, every, max_frames, size, patches, clip_frames, skip_bad_frames)
+        todo, report = plan_job(cache, sources, kind, every, max_frames, size, patches, clip_frames, keyframes,
+                                skip_bad_frames)
         by_name = {s.name: s for s in todo}
         saved = time.monotonic()
 
@@ -324,7 +354,7 @@ def run_job(sources: list[str | Path], out: str | Path, versions: dict, make_wor
 def extract_to_cache(sources: list[str | Path], out: str | Path, extractor: Extractor, kind: str = "auto",
                      every: int = 1, max_frames: int | None = None, size: tuple[int, int] | None = None,
                      patches: bool = False, clip_frames: int = CLIP_FRAMES, show_progress: bool = True,
-                     skip_bad_frames: bool = False) -> JobReport:
+                     keyframes: tuple[int, float] = (0, 0.0), skip_bad_frames: bool = False) -> JobReport:
     """Extract each source into the cache at `out` in this process, with `extractor` (see
     run_job): items already in the cache are skipped, a source that fails is reported.
 
@@ -336,11 +366,13 @@ def extract_to_cache(sources: list[str | Path], out: str | Path, extractor: Extr
                  meta["skipped_frames"] instead of failing the scene
     patches      also store patch tokens for the patch-token baselines
     clip_frames  frames taken evenly from each clip (the activity head's window)
+    keyframes    (K, min coverage): masks generated on every K-th frame of a scene or clip only and
+                 carried between (K 0: off; min coverage 0: the default)
     """
     with tqdm(desc="extract", unit="frame", disable=not show_progress) as bar:
         return run_job(sources, out, extractor_versions(extractor), lambda root: lambda: ExtractWorker(
             root, extractor, progress=bar), None, kind, every, max_frames, size, patches, clip_frames,
-            skip_bad_frames)
+            keyframes, skip_bad_frames)
 
 
 def extract_on_ray(sources: list[str | Path], out: str | Path, build: dict, ray: RayOptions, kind: str = "auto",

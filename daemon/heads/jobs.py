@@ -16,6 +16,7 @@ import torch
 
 from core.errors import InputError
 from core.labels import NYU40_NAMES, read_label_png
+from core.viz import label_colours
 from daemon.extraction.cache import TokenCache, check_compatible
 from scenes import open_source
 
@@ -222,7 +223,9 @@ def evaluate_on_cache(task: str, head_dir, cache_dir, protocol: str = "scannet20
     rep.confusion = conf
     rep.tokens = float(np.mean(n_tokens)) if n_tokens else 0.0
     if confusion_png:
-        conf.save_png(confusion_png, title=f"{task}: {Path(head_dir).name} on {Path(cache_dir).name}")
+        colours = None if task == "activity" else label_colours()[list(conf.class_ids)]  # NYU40 ids
+        conf.save_png(confusion_png, title=f"{task}: {Path(head_dir).name} on {Path(cache_dir).name}",
+                      colours=colours)
         rep.text += f"\nconfusion matrix: {confusion_png}"
     return rep
 
@@ -261,6 +264,7 @@ def evaluate_label_folder(pred_dir, scene, protocol: str = "scannet20", labels_t
     rep.text = (f"labels ({protocol}, {used} frames, {missing} ground-truth frames without a prediction)\n"
                 + conf.table() + f"\npixel accuracy {100 * conf.accuracy():.2f}%")
     if confusion_png:
-        conf.save_png(confusion_png, title=f"labels in {Path(pred_dir).name} vs {scene}")
+        conf.save_png(confusion_png, title=f"labels in {Path(pred_dir).name} vs {scene}",
+                      colours=label_colours()[list(conf.class_ids)])
         rep.text += f"\nconfusion matrix: {confusion_png}"
     return rep

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
 
 from core.labels import BENCHMARK_NYU40 as SCANNET20  # the 20 NYU40 ids of ScanNet's benchmark
+from core.legend import confusion_png
 
 SCANNET_EVAL_SIZE = (640, 480)  # width, height
 
@@ -114,9 +114,11 @@ class Confusion:
         lines.append(f"{'mIoU':<20} {'':>4} {100 * self.miou():7.2f}")
         return "\n".join(lines)
 
-    def save_png(self, path, title: str = "") -> Path:
+    def save_png(self, path, title: str = "", colours: np.ndarray | None = None) -> Path:
+        """The confusion picture (core.legend.confusion_png); `colours`, one per class, are
+        drawn beside the class names (label colours: label_colours()[class_ids])."""
         return confusion_png(self.counts, list(self.names) + ["other"], path, title,
-                             rows=list(self.names))
+                             rows=list(self.names), colours=colours)
 
 
 def evaluate_label_map(conf: Confusion, gt: np.ndarray, pred: np.ndarray, size: tuple | None) -> None:
@@ -136,34 +138,3 @@ def topk_accuracy(scores: np.ndarray, targets: np.ndarray, k: int) -> float:
         return float("nan")
     top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return float((top == targets[:, None]).any(axis=1).mean())
-
-
-def confusion_png(counts: np.ndarray, col_names: list, path, title: str = "",
-                  rows: list | None = None) -> Path:
-    """A row-normalised confusion matrix picture (rows: truth, columns: prediction)."""
-    counts = np.asarray(counts, np.float64)
-    rows = rows or col_names
-    r, c = counts.shape
-    norm = counts / np.maximum(counts.sum(1, keepdims=True), 1)
-    cell, left, top = 22, 130, 130 + (16 if title else 0)
-    img = Image.new("RGB", (left + c * cell + 10, top + r * cell + 10), "white")
-    d = ImageDraw.Draw(img)
-    if title:
-        d.text((4, 4), title, fill="black")
-    for j, name in enumerate(col_names):  # column labels, written vertically
-        lab = Image.new("RGB", (120, 12), "white")
-        ImageDraw.Draw(lab).text((0, 0), str(name)[:20], fill="black")
-        img.paste(lab.rotate(90, expand=True), (left + j * cell + 5, top - 124))
-    for i, name in enumerate(rows):
-        d.text((4, top + i * cell + 5), str(name)[:20], fill="black")
-        for j in range(c):
-            v = norm[i, j]
-            shade = int(255 * (1 - v))
-            x0, y0 = left + j * cell, top + i * cell
-            d.rectangle([x0, y0, x0 + cell - 1, y0 + cell - 1], fill=(shade, shade, 255), outline=(200, 200, 200))
-            if counts[i, j]:
-                d.text((x0 + 2, y0 + 5), f"{int(round(100 * v))}", fill="white" if v > 0.5 else "black")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path)
-    return path

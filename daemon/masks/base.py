@@ -9,6 +9,11 @@ from core.partition import Partition
 from core.regionset import SOURCE_SAM, SOURCE_SLIC  # noqa: F401  (re-exported for generators)
 
 
+class MaskGenerationError(RuntimeError):
+    """The mask generator failed on a frame (a fault of ours, not the caller's input): the
+    frame gets no regions; a stream goes on with its next frame."""
+
+
 class MaskProposals:
     """N class-agnostic masks of one image, in the order they should become regions.
 

@@ -159,6 +159,10 @@ def region_set_pb(rs: RegionSet, output: pb.OutputOptions | None = None, frame_i
     msg = pb.RegionSet(width=rs.width, height=rs.height, profile=str(rs.meta.get("profile", "")),
                        masker=str(rs.meta.get("masker", "")), backbone=str(rs.meta.get("backbone", "")),
                        frame_index=int(frame_index), stage_seconds={k: float(v) for k, v in seconds.items()})
+    carry = rs.meta.get("carry")
+    if carry:
+        msg.carry.CopyFrom(pb.CarryState(keyframe=bool(carry["keyframe"]), keyframe_index=int(carry["keyframe_index"]),
+                                         coverage=float(carry["coverage"]), reason=str(carry["reason"])))
     if feats is not None:
         msg.feature_dim = int(feats.shape[1])
         msg.feature_encoding = enc

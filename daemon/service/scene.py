@@ -17,7 +17,7 @@ from daemon.heads.interface import SceneLabeler
 from regions.v1 import regions_pb2 as pb
 
 from .convert import RegionLabels, encode_png, frame_error_pb, region_set_pb, scene_frame
-from .streams import Pending, StreamDeps, StreamSession, frame_index, output_of
+from .streams import Pending, StreamDeps, StreamSession, carry_tracker, frame_index, output_of
 from .wire import check_parsed
 
 DEFAULT_VOXEL = 0.02
@@ -52,7 +52,9 @@ class SceneSession(StreamSession):
             voxel = float(self.options.voxel_size) or DEFAULT_VOXEL
             if not np.isfinite(voxel) or voxel <= 0:
                 raise InputError("options.voxel_size", f"must be a positive number of metres, got {voxel}")
-            self.fusion = VoxelFusion(voxel, float(self.options.max_depth) or DEFAULT_MAX_DEPTH)
+            max_depth = float(self.options.max_depth) or DEFAULT_MAX_DEPTH
+            self.tracker = carry_tracker(self.options, "depth", max_depth=max_depth)
+            self.fusion = VoxelFusion(voxel, max_depth)
         if self.fusion is None:
             raise InputError("options", "the first frame of the scene was rejected; its options were not set")
         return scene_frame(req, self.limits, frame_index(req, index))
@@ -81,7 +83,7 @@ class SceneSession(StreamSession):
 
     def respond_error(self, p: Pending) -> pb.SceneUpdate:
         return pb.SceneUpdate(frame_index=frame_index(p.request, p.index),
-                              error=frame_error_pb(p.error, grpc.StatusCode.INVALID_ARGUMENT.value[0]),
+                              error=frame_error_pb(p.error, p.code),
                               server_seconds=time.perf_counter() - p.t0)
 
     def finish(self) -> Iterator[pb.SceneUpdate]:
@@ -112,5 +114,6 @@ class SceneSession(StreamSession):
         return {**super().stats(), "regions": self.regions_total, "scene_id": self.options.scene_id}
 
     def release(self) -> None:
+        super().release()
         self.fusion = None
         self.label_state = None

@@ -39,7 +39,7 @@ class FrameExtractor(Protocol):
 
     can_batch: bool
 
-    def extract(self, frame: Frame) -> RegionSet: ...
+    def extract(self, frame: Frame, carry: Any = None) -> RegionSet: ...
 
     def extract_batch(self, frames: list[Frame]) -> list[RegionSet]: ...
 
@@ -77,6 +77,7 @@ class Job:
     alive: Callable[[], bool]
     frame: Any = None
     fn: Callable[[], Any] | None = None
+    carry: Any = None          # the frame's CarryTicket when its stream carries masks
     enqueued: float = field(default_factory=time.perf_counter)
     started: float = 0.0
 
@@ -127,9 +128,12 @@ class Scheduler:
         with self._lock:
             return self._q.qsize() + self._running
 
-    def submit_extract(self, frame: Frame, alive: Callable[[], bool], wait: float | None = None) -> Future:
-        """Queue an extraction; the future resolves to JobResult[RegionSet]."""
-        return self._submit(Job(Future(), alive, frame=frame), wait)
+    def submit_extract(self, frame: Frame, alive: Callable[[], bool], wait: float | None = None,
+                       carry: Any = None) -> Future:
+        """Queue an extraction; the future resolves to JobResult[RegionSet]. `carry`: the
+        frame's turn in a stream that carries masks (daemon.masks.carry.CarryTicket); such
+        frames run one by one, never in a batch."""
+        return self._submit(Job(Future(), alive, frame=frame, carry=carry), wait)
 
     def submit_call(self, fn: Callable[[], T], alive: Callable[[], bool], wait: float | None = None) -> Future:
         """Queue a call; the future resolves to JobResult[T]."""
@@ -183,8 +187,11 @@ class Scheduler:
             for j in jobs:
                 if j.alive() and j.future.set_running_or_notify_cancel():
                     live.append(j)
-                elif not j.future.done():
-                    j.future.set_exception(Cancelled("call ended before its job ran"))
+                else:
+                    if j.carry is not None:
+                        j.carry.release()       # the stream's later frames must not wait for it
+                    if not j.future.done():
+                        j.future.set_exception(Cancelled("call ended before its job ran"))
             with self._lock:
                 self._running += len(live)
             try:
@@ -197,7 +204,8 @@ class Scheduler:
         now = time.perf_counter()
         for j in jobs:
             j.started = now
-        frames = [j for j in jobs if j.frame is not None]
+        frames = [j for j in jobs if j.frame is not None and j.carry is None]
+        carried = [j for j in jobs if j.carry is not None]
         calls = [j for j in jobs if j.frame is None]
         if len(frames) > 1:
             try:
@@ -210,6 +218,9 @@ class Scheduler:
                 frames = []
         for j in frames:
             self._settle(j, lambda f=j.frame: extractor.extract(f))
+        for j in carried:
+            self._settle(j, lambda f=j.frame, c=j.carry: extractor.extract(f, carry=c))
+            j.carry.release()
         for j in calls:
             self._settle(j, j.fn)
 

@@ -27,6 +27,8 @@ import grpc
 from core.errors import InputError
 from core.frames import Frame
 from core.regionset import RegionSet
+from daemon.masks.base import MaskGenerationError
+from daemon.masks.carry import CarryClosed, CarryConfig, MaskTracker
 
 from .calls import CallLog
 from .convert import Limits
@@ -44,7 +46,8 @@ _ids = itertools.count(1)
 
 @dataclass
 class Pending:
-    """One frame between reader and responder: its job's future, or the input error."""
+    """One frame between reader and responder: its job's future, or its error (the frame's
+    FrameError: `code` INVALID_ARGUMENT for bad input, INTERNAL when the mask generator failed)."""
 
     index: int
     t0: float
@@ -52,6 +55,7 @@ class Pending:
     frame: Frame | None = None
     future: Future | None = None
     error: InputError | None = None
+    code: int = grpc.StatusCode.INVALID_ARGUMENT.value[0]
 
 
 class SessionRegistry:
@@ -118,6 +122,8 @@ class StreamSession:
         self.frames = 0
         self.frame_errors = 0
         self.reader_error: BaseException | None = None
+        # Set by a kind's decode() on the first frame when the stream carries masks.
+        self.tracker: MaskTracker | None = None
         deps.sessions.add(self)
         context.add_callback(self.close)     # cancel / deadline / normal end
         self._reader = threading.Thread(target=self._read, name=f"regiond-{self.kind}-{self.id}", daemon=True)
@@ -143,7 +149,9 @@ class StreamSession:
         self.deps.sessions.remove(self)
 
     def release(self) -> None:
-        """Free per-session state (subclasses drop their buffers)."""
+        """Free per-session state (subclasses drop their buffers; call this too)."""
+        if self.tracker is not None:
+            self.tracker.close()
 
     # --- reader thread ------------------------------------------------------------------------
 
@@ -167,9 +175,12 @@ class StreamSession:
                 except InputError as e:
                     p.error = e
                 if p.error is None:
+                    ticket = self.tracker.ticket() if self.tracker is not None else None
                     try:
-                        p.future = self.scheduler.submit_extract(p.frame, self.alive)
+                        p.future = self.scheduler.submit_extract(p.frame, self.alive, carry=ticket)
                     except (Cancelled, ShuttingDown) as e:
+                        if ticket is not None:
+                            ticket.release()
                         self.reader_error = e
                         return
                 if not self._put(p):
@@ -225,7 +236,11 @@ class StreamSession:
                         done = self.wait(p.future)
                     except InputError as e:  # checks the extractor makes itself
                         p.error = e
-                    except Cancelled:
+                    except MaskGenerationError as e:  # this frame fails, the stream goes on
+                        log.error("mask generation failed in %s session %d: %s", self.kind, self.id, e)
+                        p.error = InputError("masks", f"mask generation failed: {e}")
+                        p.code = grpc.StatusCode.INTERNAL.value[0]
+                    except (Cancelled, CarryClosed):
                         return
                     except Exception as e:  # a fault of ours, not the client's: end the call
                         log.exception("extraction failed in %s session %d", self.kind, self.id)
@@ -274,6 +289,20 @@ class StreamSession:
 
     def respond_error(self, p: Pending) -> Any:
         raise NotImplementedError
+
+
+def carry_tracker(options: Any, method: str, **config: Any) -> MaskTracker | None:
+    """The stream's MaskTracker when its options carry masks (CarryOptions.keyframe_every > 1),
+    else None. Bad values are InputErrors naming options.carry's field."""
+    if not options.HasField("carry") or options.carry.keyframe_every <= 1:
+        return None
+    c = options.carry
+    if c.min_coverage:
+        config["min_coverage"] = float(c.min_coverage)
+    try:
+        return MaskTracker(CarryConfig(every=int(c.keyframe_every), method=method, **config))
+    except InputError as e:
+        raise InputError(f"options.{e.field}", e.message) from None
 
 
 def frame_index(req: Any, index: int) -> int:

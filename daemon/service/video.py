@@ -18,7 +18,7 @@ from daemon.heads.windows import ActivityWindows
 from regions.v1 import regions_pb2 as pb
 
 from .convert import frame_error_pb, region_set_pb, video_frame
-from .streams import Pending, StreamDeps, StreamSession, frame_index, output_of
+from .streams import Pending, StreamDeps, StreamSession, carry_tracker, frame_index, output_of
 from .wire import check_parsed
 
 
@@ -41,6 +41,7 @@ class VideoSession(StreamSession):
         check_parsed(req)
         if index == 0:
             self.output = req.output
+            self.tracker = carry_tracker(req.options, "flow")
             if self.scorer is not None:
                 self.windows = ActivityWindows(self.scorer.meta.window, int(req.options.window_span) or None,
                                                int(req.options.window_step) or self.window_step)
@@ -68,12 +69,13 @@ class VideoSession(StreamSession):
 
     def respond_error(self, p: Pending) -> pb.VideoUpdate:
         return pb.VideoUpdate(frame_index=frame_index(p.request, p.index),
-                              error=frame_error_pb(p.error, grpc.StatusCode.INVALID_ARGUMENT.value[0]),
+                              error=frame_error_pb(p.error, p.code),
                               server_seconds=time.perf_counter() - p.t0)
 
     def stats(self) -> dict[str, Any]:
         return {**super().stats(), "windows": self.windows.scored if self.windows else 0}
 
     def release(self) -> None:
+        super().release()
         if self.windows is not None:
             self.windows.clear()

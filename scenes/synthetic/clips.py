@@ -27,12 +27,15 @@ VIDEO_FORMATS = {"mp4": ("mp4v", ".mp4"), "avi": ("MJPG", ".avi")}
 
 @dataclass
 class Clip:
-    """frames T×H×W×3 uint8 RGB; boxes T×A×4 [x0, y0, x1, y1] of the A actors per frame."""
+    """frames T×H×W×3 uint8 RGB; boxes T×A×4 [x0, y0, x1, y1] of the A actors per frame;
+    instances T×H×W uint8: which shape each pixel shows (distractors 1..D, then the actors;
+    0 = background), the ground truth of mask carrying (daemon.masks.truth)."""
 
     label: int
     seed: int
     frames: np.ndarray
     boxes: np.ndarray
+    instances: np.ndarray | None = None
 
     @property
     def name(self) -> str:
@@ -88,19 +91,22 @@ def _polygon(shape: str, cx, cy, size, angle, aspect=1.0) -> np.ndarray:
     return np.stack([cx + c * x - s * y, cy + s * x + c * y], axis=1)
 
 
-def _draw(img, shape, color, cx, cy, size, angle=0.0, aspect=1.0, stripe=None):
-    """Draw a filled shape (optionally with a contrasting stripe across it); returns its box."""
+def _draw(img, shape, color, cx, cy, size, angle=0.0, aspect=1.0, stripe=None, inst=None, inst_id=0):
+    """Draw a filled shape (optionally with a contrasting stripe across it), and its id into the
+    instance map `inst` when given; returns its box."""
     import cv2  # heavy: only when a clip is rendered
 
     pts = _polygon(shape, cx, cy, size, angle, aspect)
-    cv2.fillPoly(img, [np.rint(pts * 16).astype(np.int32)], color, lineType=cv2.LINE_AA, shift=4)
-    if stripe is not None:
-        c, s = np.cos(angle), np.sin(angle)
-        half = size * aspect * 0.9
-        p0 = (cx - c * half, cy - s * half)
-        p1 = (cx + c * half, cy + s * half)
-        cv2.line(img, tuple(np.rint(np.array(p0) * 16).astype(int)), tuple(np.rint(np.array(p1) * 16).astype(int)),
-                 stripe, max(1, int(size * 0.35)), lineType=cv2.LINE_AA, shift=4)
+    fixed = np.rint(pts * 16).astype(np.int32)
+    targets = [(img, color, stripe, cv2.LINE_AA)] + ([(inst, inst_id, inst_id, cv2.LINE_8)] if inst is not None else [])
+    for canvas, fill, line, kind in targets:
+        cv2.fillPoly(canvas, [fixed], fill, lineType=kind, shift=4)
+        if stripe is not None:
+            c, s = np.cos(angle), np.sin(angle)
+            half = size * aspect * 0.9
+            p0 = np.rint(np.array((cx - c * half, cy - s * half)) * 16).astype(int)
+            p1 = np.rint(np.array((cx + c * half, cy + s * half)) * 16).astype(int)
+            cv2.line(canvas, tuple(p0), tuple(p1), line, max(1, int(size * 0.35)), lineType=kind, shift=4)
     return [pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()]
 
 
@@ -171,19 +177,21 @@ def render_clip(label: int, seed: int, frames: int = 32, width: int = 160, heigh
             actors.append(a)
 
     out = np.empty((frames, h, w, 3), np.uint8)
+    inst = np.zeros((frames, h, w), np.uint8)
     boxes = np.zeros((frames, len(actors), 4), np.float32)
     for k in range(frames):
         img = bg.copy()
-        for shape, color, start, drift, size, angle in distractors:
+        for i, (shape, color, start, drift, size, angle) in enumerate(distractors):
             p = start + drift * t[k]
-            _draw(img, shape, color, p[0], p[1], size, angle)
+            _draw(img, shape, color, p[0], p[1], size, angle, inst=inst[k], inst_id=i + 1)
         for j, a in enumerate(actors):
             boxes[k, j] = _draw(img, a["shape"], a["color"], a["path"][k, 0], a["path"][k, 1], a["sizes"][k],
-                                a["angles"][k], a["aspect"], stripe=a["stripe"])
+                                a["angles"][k], a["aspect"], stripe=a["stripe"], inst=inst[k],
+                                inst_id=len(distractors) + j + 1)
         out[k] = img
     np.clip(boxes[..., 0::2], 0, w, out=boxes[..., 0::2])
     np.clip(boxes[..., 1::2], 0, h, out=boxes[..., 1::2])
-    return Clip(int(label), int(seed), out, boxes)
+    return Clip(int(label), int(seed), out, boxes, inst)
 
 
 def write_video(path, frames: np.ndarray, fps: float = 15.0, fourcc: str = "mp4v") -> Path:

@@ -187,7 +187,7 @@ class Region(_message.Message):
     def __init__(self, id: _Optional[int] = ..., mask: _Optional[_Union[Mask, _Mapping]] = ..., box: _Optional[_Union[Box, _Mapping]] = ..., area: _Optional[int] = ..., source: _Optional[_Union[RegionSource, str]] = ..., score: _Optional[float] = ..., features: _Optional[bytes] = ..., geometry: _Optional[_Union[RegionGeometry, _Mapping]] = ..., label: _Optional[int] = ..., label_name: _Optional[str] = ..., label_scores: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class RegionSet(_message.Message):
-    __slots__ = ("width", "height", "regions", "feature_dim", "feature_encoding", "profile", "masker", "backbone", "frame_index", "stage_seconds")
+    __slots__ = ("width", "height", "regions", "feature_dim", "feature_encoding", "profile", "masker", "backbone", "frame_index", "stage_seconds", "carry")
     class StageSecondsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -205,6 +205,7 @@ class RegionSet(_message.Message):
     BACKBONE_FIELD_NUMBER: _ClassVar[int]
     FRAME_INDEX_FIELD_NUMBER: _ClassVar[int]
     STAGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CARRY_FIELD_NUMBER: _ClassVar[int]
     width: int
     height: int
     regions: _containers.RepeatedCompositeFieldContainer[Region]
@@ -215,7 +216,28 @@ class RegionSet(_message.Message):
     backbone: str
     frame_index: int
     stage_seconds: _containers.ScalarMap[str, float]
-    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., regions: _Optional[_Iterable[_Union[Region, _Mapping]]] = ..., feature_dim: _Optional[int] = ..., feature_encoding: _Optional[_Union[FeatureEncoding, str]] = ..., profile: _Optional[str] = ..., masker: _Optional[str] = ..., backbone: _Optional[str] = ..., frame_index: _Optional[int] = ..., stage_seconds: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    carry: CarryState
+    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., regions: _Optional[_Iterable[_Union[Region, _Mapping]]] = ..., feature_dim: _Optional[int] = ..., feature_encoding: _Optional[_Union[FeatureEncoding, str]] = ..., profile: _Optional[str] = ..., masker: _Optional[str] = ..., backbone: _Optional[str] = ..., frame_index: _Optional[int] = ..., stage_seconds: _Optional[_Mapping[str, float]] = ..., carry: _Optional[_Union[CarryState, _Mapping]] = ...) -> None: ...
+
+class CarryOptions(_message.Message):
+    __slots__ = ("keyframe_every", "min_coverage")
+    KEYFRAME_EVERY_FIELD_NUMBER: _ClassVar[int]
+    MIN_COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    keyframe_every: int
+    min_coverage: float
+    def __init__(self, keyframe_every: _Optional[int] = ..., min_coverage: _Optional[float] = ...) -> None: ...
+
+class CarryState(_message.Message):
+    __slots__ = ("keyframe", "keyframe_index", "coverage", "reason")
+    KEYFRAME_FIELD_NUMBER: _ClassVar[int]
+    KEYFRAME_INDEX_FIELD_NUMBER: _ClassVar[int]
+    COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    keyframe: bool
+    keyframe_index: int
+    coverage: float
+    reason: str
+    def __init__(self, keyframe: _Optional[bool] = ..., keyframe_index: _Optional[int] = ..., coverage: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class FrameError(_message.Message):
     __slots__ = ("code", "field", "message")
@@ -238,12 +260,14 @@ class ClassScore(_message.Message):
     def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
 
 class VideoOptions(_message.Message):
-    __slots__ = ("window_step", "window_span")
+    __slots__ = ("window_step", "window_span", "carry")
     WINDOW_STEP_FIELD_NUMBER: _ClassVar[int]
     WINDOW_SPAN_FIELD_NUMBER: _ClassVar[int]
+    CARRY_FIELD_NUMBER: _ClassVar[int]
     window_step: int
     window_span: int
-    def __init__(self, window_step: _Optional[int] = ..., window_span: _Optional[int] = ...) -> None: ...
+    carry: CarryOptions
+    def __init__(self, window_step: _Optional[int] = ..., window_span: _Optional[int] = ..., carry: _Optional[_Union[CarryOptions, _Mapping]] = ...) -> None: ...
 
 class VideoFrame(_message.Message):
     __slots__ = ("image", "index", "time", "output", "options")
@@ -286,18 +310,20 @@ class VideoUpdate(_message.Message):
     def __init__(self, frame_index: _Optional[int] = ..., regions: _Optional[_Union[RegionSet, _Mapping]] = ..., error: _Optional[_Union[FrameError, _Mapping]] = ..., windows: _Optional[_Iterable[_Union[ActivityWindow, _Mapping]]] = ..., server_seconds: _Optional[float] = ...) -> None: ...
 
 class SceneOptions(_message.Message):
-    __slots__ = ("scene_id", "voxel_size", "return_ply", "return_label_maps", "max_depth")
+    __slots__ = ("scene_id", "voxel_size", "return_ply", "return_label_maps", "max_depth", "carry")
     SCENE_ID_FIELD_NUMBER: _ClassVar[int]
     VOXEL_SIZE_FIELD_NUMBER: _ClassVar[int]
     RETURN_PLY_FIELD_NUMBER: _ClassVar[int]
     RETURN_LABEL_MAPS_FIELD_NUMBER: _ClassVar[int]
     MAX_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    CARRY_FIELD_NUMBER: _ClassVar[int]
     scene_id: str
     voxel_size: float
     return_ply: bool
     return_label_maps: bool
     max_depth: float
-    def __init__(self, scene_id: _Optional[str] = ..., voxel_size: _Optional[float] = ..., return_ply: _Optional[bool] = ..., return_label_maps: _Optional[bool] = ..., max_depth: _Optional[float] = ...) -> None: ...
+    carry: CarryOptions
+    def __init__(self, scene_id: _Optional[str] = ..., voxel_size: _Optional[float] = ..., return_ply: _Optional[bool] = ..., return_label_maps: _Optional[bool] = ..., max_depth: _Optional[float] = ..., carry: _Optional[_Union[CarryOptions, _Mapping]] = ...) -> None: ...
 
 class SceneFrame(_message.Message):
     __slots__ = ("color", "depth", "intrinsics", "pose", "index", "time", "output", "options")

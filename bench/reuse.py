@@ -1,0 +1,147 @@
+"""Masks carried across frames vs masks generated on every frame, on synthetic data.
+
+    .venv/bin/python bench/reuse.py --seeds 0,1 --every 5 [--room-frames 40] [--clip-frames 32]
+
+The ground-truth masker (daemon.masks.truth, evaluation only: the true instance masks stand in
+for SAM's) runs on keyframes; a MaskTracker carries its masks to the frames in between:
+- rgbd: synthetic rooms of the given seeds (640×480, a loop of --loop frames, the first
+  --room-frames of it), masks reprojected with depth and poses (z-buffer test);
+- video: one synthetic clip of every activity class per seed (640×480, --clip-frames frames),
+  masks moved by DIS optical flow (--video-method flow) or, with --video-method decoder, ...
+
+Prints one line per kind, rgbd then video:
+  `KIND keyframe every K: carried-mask IoU 0.xx, coverage 0.xx of per-frame, mask generations 0.xx per frame`
+- carried-mask IoU: for every true instance of at least 1,000 pixels on a frame between
+  keyframes, the best IoU among the carried masks (SLIC's gap pieces not counted), averaged;
+- coverage: on those frames, the share of the pixels per-frame masks cover (the ground truth of
+  the frame) that the carried masks cover, averaged;
+- mask generations per frame: keyframes / frames.
+Then a `#` line per kind with counts and the time carrying took per frame.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+# bench/regions.py would shadow the API package `regions`: drop this folder from the path.
+sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+MIN_INSTANCE = 1000
+
+
+class Score:
+    def __init__(self):
+        self.ious, self.coverage, self.frames, self.keyframes, self.carried = [], [], 0, 0, 0
+        self.seconds = 0.0
+        self.turn = []      # degrees the camera turns between consecutive frames (rgbd)
+
+    def add(self, frame, props, info, truth) -> None:
+        from core.regionset import SOURCE_SAM
+
+        self.frames += 1
+        if frame.pose is not None:
+            if getattr(self, "_pose", None) is not None and frame.index > 0:
+                r = self._pose[:3, :3].T @ frame.pose[:3, :3]
+                self.turn.append(float(np.degrees(np.arccos(np.clip((np.trace(r) - 1) / 2, -1, 1)))))
+            self._pose = frame.pose
+        if info.keyframe:
+            self.keyframes += 1
+            return
+        self.carried += 1
+        carried = props.masks[props.source == SOURCE_SAM].reshape(-1, frame.height * frame.width)
+        true = truth.masks.reshape(len(truth), -1)
+        big = true[true.sum(axis=1) >= MIN_INSTANCE]
+        if len(big):
+            if len(carried):
+                inter = big.astype(np.float32) @ carried.T.astype(np.float32)
+                union = big.sum(1)[:, None] + carried.sum(1)[None, :] - inter
+                self.ious.extend((inter / np.maximum(union, 1)).max(axis=1).tolist())
+            else:
+                self.ious.extend([0.0] * len(big))
+        covered_true = true.any(axis=0)
+        if covered_true.any():
+            covered = carried.any(axis=0) if len(carried) else np.zeros_like(covered_true)
+            self.coverage.append(float((covered & covered_true).sum() / covered_true.sum()))
+
+    def line(self, kind: str, every: int) -> str:
+        return (f"{kind} keyframe every {every}: carried-mask IoU {np.mean(self.ious):.2f}, "
+                f"coverage {np.mean(self.coverage):.2f} of per-frame, "
+                f"mask generations {self.keyframes / self.frames:.2f} per frame")
+
+    def details(self, kind: str) -> str:
+        return (f"# {kind}: {self.frames} frames, {self.keyframes} keyframes, {self.carried} carried, "
+                f"{len(self.ious)} instances scored (min IoU {np.min(self.ious):.2f}), "
+                f"carrying + SLIC fill {1000 * self.seconds / max(self.frames, 1):.1f} ms/frame"
+                + (f", camera turns {np.mean(self.turn):.1f}° a frame" if self.turn else ""))
+
+
+def run(frames_of, config, score: Score) -> None:
+    from daemon.masks.carry import MaskTracker
+    from daemon.masks.cover import SamSlicCover
+    from daemon.masks.slic import SlicMasker
+    from daemon.masks.truth import GroundTruthMasker
+
+    truth = GroundTruthMasker()
+    masker = SamSlicCover(truth, SlicMasker())
+    for frames in frames_of:
+        tracker = MaskTracker(config)
+        for frame in frames:
+            t0 = time.perf_counter()
+            props, info = tracker.propose(frame, masker)
+            score.seconds += time.perf_counter() - t0
+            score.add(frame, props, info, truth.from_frame(frame))
+        tracker.close()
+
+
+def rooms(seeds, loop: int, count: int):
+    from scenes.synthetic.scene import SyntheticScene
+
+    for seed in seeds:
+        scene = SyntheticScene(seed, frames=loop, width=640, height=480)
+        yield (scene.frame(k) for k in range(min(count, loop)))
+
+
+def clips(seeds, frames: int):
+    from core.frames import Frame
+    from scenes.synthetic.clips import ACTIVITY_CLASSES, render_clip
+
+    for seed in seeds:
+        for label in range(len(ACTIVITY_CLASSES)):
+            c = render_clip(label, seed, frames=frames, width=640, height=480)
+            yield (Frame(rgb=c.frames[k], index=k, meta={"instances": c.instances[k]}) for k in range(frames))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", default="0,1", help="comma-separated seeds of the synthetic rooms and clips")
+    ap.add_argument("--every", type=int, default=5, help="a keyframe at least every K frames")
+    ap.add_argument("--min-coverage", type=float, default=None, help="early keyframe below this share (default: the tracker's)")
+    ap.add_argument("--loop", type=int, default=150, help="frames of a room's camera loop (sets the motion per frame)")
+    ap.add_argument("--room-frames", type=int, default=40, help="frames of each room used")
+    ap.add_argument("--clip-frames", type=int, default=32, help="frames of each clip")
+    args = ap.parse_args()
+
+    from daemon.masks.carry import DEFAULT_MIN_COVERAGE, CarryConfig
+
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    cov = DEFAULT_MIN_COVERAGE if args.min_coverage is None else args.min_coverage
+    scores = {}
+    for kind, method, source in (("rgbd", "depth", rooms(seeds, args.loop, args.room_frames)),
+                                 ("video", "flow", clips(seeds, args.clip_frames))):
+        scores[kind] = Score()
+        run(source, CarryConfig(every=args.every, min_coverage=cov, method=method), scores[kind])
+        print(scores[kind].line(kind, args.every), flush=True)
+    for kind, s in scores.items():
+        print(s.details(kind))
+    print(f"# seeds {seeds}, min coverage {cov}, room loop {args.loop} frames; "
+          f"load average {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
