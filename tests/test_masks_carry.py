@@ -192,3 +192,21 @@ def test_bad_config_names_the_field():
     with pytest.raises(InputError, match="carry.method"):
         CarryConfig(method="magic")
     assert split_masker(SlicMasker())[1] is not None
+
+
+def test_grow_extends_masks_over_unseen_parts_of_their_superpixels():
+    from daemon.masks.carry import grow
+
+    labels = np.zeros((4, 8), np.int32)
+    labels[:, 4:] = 1                      # two superpixels: left and right halves
+    unseen = np.zeros((4, 8), bool)
+    unseen[:, 2:4] = True                  # half of the left one was not seen by the keyframe
+    unseen[:, 7] = True                    # and a quarter of the right one
+    masks = np.zeros((2, 4, 8), bool)
+    masks[0, :, :2] = True                 # mask 0 holds all the seen left part
+    masks[1, :2, 4:7] = True               # mask 1 holds half of the seen right part
+    out = grow(masks, unseen, labels)
+    assert out[0, :, :4].all() and not out[0, :, 4:].any()
+    assert out[1, :, 7].all() and out[1].sum() == masks[1].sum() + 4
+    assert not (out & ~masks)[:, ~unseen].any()     # seen pixels never change
+    assert grow(masks, np.zeros_like(unseen), labels) is masks

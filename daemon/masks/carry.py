@@ -8,8 +8,11 @@ stream's mask generator; on the frames after it, it carries the keyframe's masks
   on the same surfaces and nothing leaks onto what the keyframe did not see;
 - "flow" (video): masks follow dense optical flow from frame to frame (flow.py).
 
-What carried masks leave uncovered is filled by SLIC by the paper's cover rule (cover.py), so
-a carried frame needs no SAM at all. A new keyframe comes after `every` frames, or at once when
+Where the frame shows what the keyframe did not (it came into view, or was hidden), a carried
+mask grows over the unseen part of every superpixel of the frame that it mostly holds (`grow`:
+superpixels follow colour edges, so a floor extends as far as the floor does); what is still
+uncovered is filled by SLIC by the paper's cover rule (cover.py), so a carried frame needs no
+SAM at all. A new keyframe comes after `every` frames, or at once when
 the carried masks cover less than `min_coverage` of what the keyframe's covered, or when a
 frame cannot be carried to (a scene frame without depth or pose, another size, the frame after
 a failed generation); every frame's CarryInfo says which it was and why.
@@ -54,13 +57,15 @@ class CarryConfig:
     min_coverage  a carried frame whose masks cover less than this share of the pixels the
                   keyframe's masks covered becomes a keyframe itself
     method        "depth" (reprojection; RGB-D) or "flow" (optical flow; video)
-    tolerance     relative depth difference still counted as the same surface ("depth")"""
+    tolerance     relative depth difference still counted as the same surface ("depth")
+    grow          let carried masks grow into unseen pixels by superpixels (needs a SLIC filler)"""
 
     every: int = 5
     min_coverage: float = DEFAULT_MIN_COVERAGE
     method: str = "depth"
     tolerance: float = DEPTH_TOLERANCE
     max_depth: float = DEFAULT_MAX_DEPTH
+    grow: bool = True
 
     def __post_init__(self):
         if not isinstance(self.every, (int, np.integer)) or self.every < 1:
@@ -176,18 +181,26 @@ class MaskTracker:
         self.frames += 1
         key, fill, min_piece = split_masker(masker)
         why = self._must_key(frame)
-        carried = None
         if why is None:
-            carried, keep, coverage = self._carry(frame)
-            if coverage < self.config.min_coverage:
-                why = f"coverage {coverage:.2f} < {self.config.min_coverage:.2f}"
-        if why is not None:
-            return self._keyframe(frame, key, fill, min_piece, why)
-        self._since += 1
-        props = MaskProposals(carried, self._key.source[keep], self._key.scores[keep])
-        if fill is not None:
-            props = cover(props, fill.labels(frame.rgb), min_piece)
-        return props, CarryInfo(False, self._key.frame.index, round(float(coverage), 4))
+            k = self._key
+            masks, unseen = self._carry(frame)
+            labels = fill.labels(frame.rgb) if fill is not None else None
+            if labels is not None and self.config.grow:
+                masks = grow(masks, unseen, labels)
+            if self.config.method == "flow":
+                k.prev_masks = masks
+            keep = masks.reshape(len(masks), -1).sum(axis=1) >= MIN_CARRIED_AREA
+            masks = masks[keep]
+            covered = float(masks.any(axis=0).mean()) if len(masks) else 0.0
+            coverage = min(1.0, covered / k.covered) if k.covered > 0 else 1.0
+            if coverage >= self.config.min_coverage:
+                self._since += 1
+                props = MaskProposals(masks, k.source[keep], k.scores[keep])
+                if labels is not None:
+                    props = cover(props, labels, min_piece)
+                return props, CarryInfo(False, k.frame.index, round(float(coverage), 4))
+            why = f"coverage {coverage:.2f} < {self.config.min_coverage:.2f}"
+        return self._keyframe(frame, key, fill, min_piece, why)
 
     def _must_key(self, frame: Frame) -> str | None:
         k, c = self._key, self.config
@@ -223,26 +236,47 @@ class MaskTracker:
         props = generated if fill is None or fill is key else cover(generated, fill.labels(frame.rgb), min_piece)
         return props, CarryInfo(True, frame.index, 1.0, why)
 
-    def _carry(self, frame: Frame) -> tuple[np.ndarray, np.ndarray, float]:
-        """The keyframe's masks on this frame (those still big enough), which ones, and the
-        coverage ratio."""
+    def _carry(self, frame: Frame) -> tuple[np.ndarray, np.ndarray]:
+        """The keyframe's N masks on this frame, and its pixels the keyframe did not see."""
         k, c = self._key, self.config
         if c.method == "depth":
             index = correspondences(k.frame.depth, k.frame.camera, k.frame.pose, frame.depth, frame.camera,
                                     frame.pose, max_depth=c.max_depth, tolerance=c.tolerance)
-            masks = carry_masks(k.masks, index)
-        else:
-            from .flow import FlowCarrier, gray
-            if self._flow is None:
-                self._flow = FlowCarrier()
-            g = gray(frame.rgb)
-            masks = self._flow.warp(k.prev_masks, *self._flow.backward_map(k.prev_gray, g))
-            k.prev_gray, k.prev_masks = g, masks
-        keep = masks.reshape(len(masks), -1).sum(axis=1) >= MIN_CARRIED_AREA
-        masks = masks[keep]
-        covered = float(masks.any(axis=0).mean()) if len(masks) else 0.0
-        coverage = covered / k.covered if k.covered > 0 else 1.0
-        return masks, keep, min(coverage, 1.0)
+            return carry_masks(k.masks, index), index < 0
+        from .flow import FlowCarrier, gray
+        if self._flow is None:
+            self._flow = FlowCarrier()
+        g = gray(frame.rgb)
+        map_x, map_y = self._flow.backward_map(k.prev_gray, g)
+        k.prev_gray = g
+        h, w = g.shape
+        unseen = (map_x < -0.5) | (map_x > w - 0.5) | (map_y < -0.5) | (map_y > h - 0.5)
+        return self._flow.warp(k.prev_masks, map_x, map_y), unseen
+
+
+def grow(masks: np.ndarray, unseen: np.ndarray, labels: np.ndarray, share: float = 0.5,
+         min_seen: float = 0.25) -> np.ndarray:
+    """Carried N×H×W masks grown into the `unseen` pixels by superpixels (`labels`, H×W): a
+    superpixel at least `min_seen` seen joins mask i over its unseen part when mask i holds at
+    least `share` of its seen pixels."""
+    if not len(masks) or not unseen.any():
+        return masks
+    flat = labels.reshape(-1)
+    k = int(flat.max()) + 1
+    seen = ~unseen.reshape(-1)
+    size = np.bincount(flat, minlength=k)
+    seen_size = np.bincount(flat[seen], minlength=k)
+    where = np.flatnonzero(~seen)
+    lab_unseen = flat[where]
+    ok = seen_size >= min_seen * np.maximum(size, 1)
+    out = masks.copy()
+    flat_out = out.reshape(len(masks), -1)
+    for i, m in enumerate(masks.reshape(len(masks), -1)):
+        held = np.bincount(flat[m], minlength=k)
+        take = ok & (held > 0) & (held >= share * seen_size)
+        if take.any():
+            flat_out[i, where[take[lab_unseen]]] = True
+    return out
 
 
 class CarryTicket:
