@@ -212,7 +212,7 @@ def _check_encoded_size(data: bytes, width: int, height: int, where: str) -> Non
     try:
         with Image.open(io.BytesIO(data)) as im:
             size = im.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
         raise SourceError(f"{where}: colour ({len(data)} bytes) does not decode ({e})") from None
     if size != (width, height):
         raise SourceError(f"{where}: colour is {size[0]}×{size[1]}, header says {width}×{height}")

@@ -51,7 +51,7 @@ def decode_mask_png(data: bytes, shape: tuple[int, int], field: str = "mask_imag
             arr = np.asarray(im if im.mode in ("1", "L", "I", "I;16", "RGB", "RGBA") else im.convert("RGBA"))
     except InputError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
         raise InputError(field, f"could not decode the bytes as an image ({e})") from None
     mask = (arr != 0) if arr.ndim == 2 else (arr[..., :3] != 0).any(axis=2)
     return check_mask(mask, shape, field)
