@@ -28,6 +28,7 @@ def bench_scan():
     """bench/scan.py (its rendering and its timed scan_scene run), loaded by path."""
     spec = importlib.util.spec_from_file_location("bench_scan", Path(__file__).with_name("scan.py"))
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 

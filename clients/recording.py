@@ -23,7 +23,6 @@ background thread (bounded), so the gRPC stream never waits on it.
 """
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -53,20 +52,31 @@ class Recording:
     """One Rerun recording (file and/or viewer), logged on a background thread."""
 
     def __init__(self, application: str, path: Path | None, connect: str | None, bound: int = 16):
-        import rerun as rr  # heavy: only when a recording is asked for
+        self.path, self.closed = path, False
+        self.stream = None
+        self.writer = BackgroundWriter(bound, name="rerun-log")
+        # importing rerun (and pyarrow) takes about half a second: on the writer thread, while
+        # the scan connects and the daemon works on the first frames
+        self.submit(self._open, application, path, connect)
 
-        self.rr = rr
-        self.path = path
-        self.stream = rr.RecordingStream(application)
+    def _open(self, application: str, path: Path | None, connect: str | None) -> None:
+        import rerun as rr  # heavy: only when a recording is asked for
+        import rerun.blueprint as rrb
+
+        self.rr, self.rrb = rr, rrb
+        stream = rr.RecordingStream(application)
         sinks = []
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             sinks.append(rr.FileSink(str(path)))
         if connect:
             sinks.append(rr.GrpcSink(connect))
-        self.stream.set_sinks(*sinks)
-        self.writer = BackgroundWriter(bound, name="rerun-log")
-        self.closed = False
+        stream.set_sinks(*sinks)
+        stream.send_blueprint(self.blueprint())  # the layout the viewer opens with
+        self.stream = stream
+
+    def blueprint(self):
+        raise NotImplementedError
 
     def submit(self, fn, *args) -> None:
         self.writer.submit(fn, *args)
@@ -85,8 +95,9 @@ class Recording:
         try:
             self.writer.close() if ok else self.writer.abort()
         finally:
-            self.stream.flush()
-            self.stream.disconnect()
+            if self.stream is not None:
+                self.stream.flush()
+                self.stream.disconnect()
 
     # --- shared pieces -------------------------------------------------------------------------
 
@@ -102,8 +113,10 @@ class Recording:
         rr = self.rr
         mp = common.region_pixels(regions)
         ids = np.zeros(regions.width * regions.height, np.uint16)  # column-major, as RLE
-        order = np.argsort(-mp.areas()[mp.mask], kind="stable")    # larger first: smaller win
-        ids[mp.pixel[order]] = mp.mask[order] + 1
+        ids[mp.pixel] = mp.mask + 1
+        if np.count_nonzero(ids) < mp.pixel.size:                   # masks overlap (SAM): draw
+            order = np.argsort(-mp.areas()[mp.mask], kind="stable")  # larger first, smaller win
+            ids[mp.pixel[order]] = mp.mask[order] + 1
         rgba = (palette(len(regions.regions)).astype(np.uint32) << np.array([24, 16, 8], np.uint32)).sum(1) | 0xFF
         infos = []
         for i, (r, colour) in enumerate(zip(regions.regions, rgba.tolist())):  # packed RGBA: no per-region arrays
@@ -129,6 +142,17 @@ class ScanRecording(Recording):
         self.positions: list[np.ndarray] = []
         self.submit(self._start)
 
+    def blueprint(self):
+        """3D (cameras, points, the fused cloud) beside the frame with its labels, with its
+        regions, and its depth."""
+        rrb, image = self.rrb, "world/camera/image"
+        return rrb.Blueprint(rrb.Horizontal(
+            rrb.Spatial3DView(origin="world", name="scene in 3D"),
+            rrb.Vertical(rrb.Spatial2DView(origin=image, contents=["$origin/rgb", "$origin/labels"], name="labels"),
+                         rrb.Spatial2DView(origin=image, contents=["$origin/rgb", "$origin/regions"], name="regions"),
+                         rrb.Spatial2DView(origin=image, contents=["$origin/depth"], name="depth")),
+            column_shares=[3, 2]))
+
     def _start(self) -> None:
         rr = self.rr
         self.log("world", rr.ViewCoordinates.RIGHT_HAND_Z_UP, class_context(rr), static=True)
@@ -139,7 +163,9 @@ class ScanRecording(Recording):
     def refined(self, idx: int, png: bytes) -> None:
         self.submit(self._labels, idx, png)
 
-    def cloud(self, ply: bytes, label_names) -> None:
+    def cloud(self, ply: Path | None, label_names) -> None:
+        """The fused cloud from its PLY file (read from disk: plyfile parses a file at numpy speed,
+        bytes in memory a row at a time), and the camera path."""
         self.submit(self._cloud, ply, list(label_names))
 
     def _frame(self, frame, regions: pb.RegionSet, label_png: bytes) -> None:
@@ -191,16 +217,16 @@ class ScanRecording(Recording):
             pts = rr.Points3D(world, colors=frame.rgb[v, u], radii=rr.Radius.ui_points(2.0))
         self.log("world/points", pts, frame=int(frame.index))
 
-    def _cloud(self, ply: bytes, label_names: list[str]) -> None:
+    def _cloud(self, ply: Path | None, label_names: list[str]) -> None:
         from plyfile import PlyData  # the PLY reader, only at the end of a recorded scan
 
         rr = self.rr
         if self.positions:
             self.log("world/trajectory", rr.LineStrips3D([np.stack(self.positions)], colors=[(255, 200, 0)]),
                      static=True)
-        if not ply:
+        if ply is None:
             return
-        v = PlyData.read(io.BytesIO(ply))["vertex"].data
+        v = PlyData.read(str(ply))["vertex"].data
         points = np.stack([v["x"], v["y"], v["z"]], axis=1).astype(np.float32)
         if "label" in (v.dtype.names or ()):  # PLY label = index into the summary's label_names
             nyu = {n: i for i, n in enumerate(NYU40_NAMES)}
@@ -218,6 +244,13 @@ class VideoRecording(Recording):
     def __init__(self, path: Path | None, connect: str | None):
         super().__init__("regiond_video", path, connect)
         self.series: set[str] = set()
+
+    def blueprint(self):
+        """The frames with their regions above the activity scores."""
+        rrb = self.rrb
+        return rrb.Blueprint(rrb.Vertical(rrb.Spatial2DView(origin="video", name="frames and regions"),
+                                          rrb.TimeSeriesView(origin="activity", name="activity scores"),
+                                          row_shares=[3, 2]))
 
     def frame(self, frame, regions: pb.RegionSet | None) -> None:
         self.submit(self._frame, frame, regions)

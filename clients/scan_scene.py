@@ -275,9 +275,9 @@ def scan_settings(args, scene_id: str) -> dict:
 
 def finish_recording(scan: Scan, recording: ScanRecording) -> None:
     """The fused cloud and the camera path, then wait for the recording to be written."""
-    s = scan.summary
+    s, ply = scan.summary, scan.outputs.out / "scene.ply"
     if s is not None:
-        recording.cloud(s.ply, s.label_names)
+        recording.cloud(ply if s.ply else None, s.label_names)
     t0 = time.perf_counter()
     recording.close()
     where = recording.path or scan.args.rerun_connect

@@ -123,3 +123,36 @@ def test_rerun_analytics_are_off_in_the_tests():
     assert json.loads(cfg.read_text())["analytics_enabled"] is False
     p = subprocess.run([str(RERUN_CLI), "analytics", "config"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and json.loads(p.stdout[p.stdout.index("{"):])["analytics_enabled"] is False
+
+
+def test_overlapping_regions_draw_the_smaller_on_top_and_the_viewer_gets_a_layout(tmp_path):
+    from rerun.chunk import RrdReader
+
+    from clients.recording import VideoRecording
+    from core import rle
+    from regions.v1 import regions_pb2 as pb
+
+    big, small = np.zeros((20, 30), bool), np.zeros((20, 30), bool)
+    big[2:18, 2:28], small[5:10, 5:10] = True, True
+    rs = pb.RegionSet(width=30, height=20)
+    for k, m in enumerate((small, big)):  # the small one first: drawing order is by area, not index
+        r = rs.regions.add(id=k, source=pb.SOURCE_SAM)
+        r.mask.counts.extend(rle.encode(m).tolist())
+    rec = VideoRecording(tmp_path / "r.rrd", None)
+    rec.submit(rec.log_regions, "video/rgb/regions", rs, 0)
+    rec.close()
+    buf = column(read_recording(tmp_path / "r.rrd")["/video/rgb/regions"], "SegmentationImage:buffer")[0][0]
+    ids = np.frombuffer(bytes(buf), np.uint16).reshape(20, 30)
+    assert (ids[small] == 1).all() and (ids[big & ~small] == 2).all() and (ids[~big] == 0).all()
+    assert len(RrdReader(tmp_path / "r.rrd").blueprints()) == 1
+
+
+def test_a_recording_that_cannot_be_written_stops_the_scan(labelling_daemon, tmp_path, capsys):
+    from clients import scan_scene
+
+    (tmp_path / "blocked").write_text("a file where the recording's folder goes")
+    rc = scan_scene.main(["synthetic:4", "--server", labelling_daemon.address, "--out", str(tmp_path / "scan"),
+                          "--max-frames", "3", "--size", "160x120", "--rerun", str(tmp_path / "blocked" / "s.rrd")])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "cannot write the outputs" in err and "blocked" in err and "Traceback" not in err

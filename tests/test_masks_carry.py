@@ -210,3 +210,32 @@ def test_grow_extends_masks_over_unseen_parts_of_their_superpixels():
     assert out[1, :, 7].all() and out[1].sum() == masks[1].sum() + 4
     assert not (out & ~masks)[:, ~unseen].any()     # seen pixels never change
     assert grow(masks, np.zeros_like(unseen), labels) is masks
+
+
+def test_generator_runs_on_keyframes_only_and_memory_is_one_interval(room):
+    """Frames between keyframes never call the generator; a keyframe's masks are freed when
+    the next keyframe replaces them, and close() frees the last ones."""
+    import gc
+    import weakref
+
+    class Counting(GroundTruthMasker):
+        calls = 0
+
+        def from_frame(self, frame):
+            Counting.calls += 1
+            return super().from_frame(frame)
+
+    tracker = MaskTracker(CarryConfig(every=3, min_coverage=0.0))
+    masker = SamSlicCover(Counting(), SlicMasker())
+    tracker.propose(room[0], masker)
+    first = weakref.ref(tracker._key.masks)
+    for f in room[1:3]:
+        tracker.propose(f, masker)
+    assert Counting.calls == 1 and first() is not None
+    tracker.propose(room[3], masker)          # the next keyframe
+    gc.collect()
+    assert Counting.calls == 2 and first() is None
+    last = weakref.ref(tracker._key.masks)
+    tracker.close()
+    gc.collect()
+    assert last() is None

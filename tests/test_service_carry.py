@@ -159,3 +159,33 @@ def test_regiond_extract_keyframe_every(tmp_path):
     carried = [cache.regions(item, i).meta["carry"] for i in range(len(item.frames))]
     assert carried[0]["keyframe"] and not carried[1]["keyframe"] and carried[1]["keyframe_index"] == 0
     assert sum(c["keyframe"] for c in carried) == item.meta["keyframes"]
+
+
+def test_cancelled_carry_stream_frees_its_tracker(daemon, frames):
+    """A client cancelling mid-stream: the session and its carried masks go, no worker stays
+    waiting for a frame's turn."""
+    import threading
+
+    from support_service import wait_until
+
+    srv, stub = daemon
+    stop = threading.Event()
+    msgs = _scene(frames, pb.CarryOptions(keyframe_every=4, min_coverage=0.01))
+
+    def feed():
+        for k in range(200):
+            if stop.is_set():
+                return
+            m = msgs[k % len(msgs)]
+            yield m
+
+    call = stub.StreamScene(feed())
+    first = next(call)
+    assert first.regions.carry.keyframe
+    session = srv.servicer.sessions.all()[0]
+    tracker = session.tracker
+    call.cancel()
+    stop.set()
+    assert wait_until(lambda: srv.servicer.sessions.count() == 0, 10)
+    assert wait_until(lambda: srv.scheduler.busy == 0, 10)
+    assert tracker._key is None and session.tracker is tracker
