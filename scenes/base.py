@@ -69,7 +69,8 @@ class Sampling:
 
 
 def resample(frame: Frame, width: int, height: int) -> Frame:
-    """The frame at width×height: colour area/linear, depth and labels nearest, camera scaled."""
+    """The frame at width×height: colour area/linear, depth, labels and instance maps
+    (meta["instances"]) nearest, camera scaled."""
     import cv2  # heavy: only when a frame is resampled
 
     h, w = frame.rgb.shape[:2]
@@ -85,7 +86,11 @@ def resample(frame: Frame, width: int, height: int) -> Frame:
         labels = _resize_nearest(labels, width, height)
     if camera is not None and (camera.width, camera.height) != (width, height):
         camera = camera.scaled(width, height)
-    return replace(out, depth=depth, labels=labels, camera=camera)
+    meta = frame.meta
+    inst = meta.get("instances")
+    if inst is not None and inst.shape != (height, width):
+        meta = {**meta, "instances": _resize_nearest(inst, width, height)}
+    return replace(out, depth=depth, labels=labels, camera=camera, meta=meta)
 
 
 def _resize_nearest(a: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -178,6 +178,7 @@ class ScanNetFolderSource(FolderSource):
         dw, dh = _image_size(self.depths[min(self.depths)])
         self.camera, self.color_camera = self._cameras(dw, dh)
         self.labels = numbered(root / "label-filt", r"(\d+)\.png")
+        self.instances = numbered(root / "instance-filt", r"(\d+)\.png")
         self.label_table: LabelTable | None = None
         self.label_note = "no label-filt folder"
         if self.labels:
@@ -231,8 +232,12 @@ class ScanNetFolderSource(FolderSource):
                 labels = raw.astype(np.uint8)
         rgb = read_color(color_file)
         rgb = align_to_depth(rgb, self._color_camera_for(rgb.shape), cam)
+        meta = {"source": self.spec, "frame": n}
+        if n in self.instances:  # object instance ids (ScanNet's and synthetic rooms' instance-filt/)
+            raw = read_label(self.instances[n])
+            meta["instances"] = align_to_depth(raw, self._color_camera_for(raw.shape), cam, nearest=True)
         return Frame(rgb=rgb, depth=depth, camera=cam, pose=pose, index=n, time=n / NOMINAL_FPS, labels=labels,
-                     meta={"source": self.spec, "frame": n})
+                     meta=meta)
 
     def _color_camera_for(self, shape) -> Camera:
         """The colour camera for an image of this shape (label images may be smaller)."""

@@ -239,3 +239,20 @@ def test_generator_runs_on_keyframes_only_and_memory_is_one_interval(room):
     tracker.close()
     gc.collect()
     assert last() is None
+
+
+def test_instance_maps_come_with_exported_and_resampled_frames(tmp_path):
+    """instance-filt/ of an exported room reaches frame.meta["instances"] (aligned with the
+    depth, resampled nearest with --size), so the ground-truth masker works on folders too."""
+    from scenes import open_source
+    from scenes.synthetic.scene import write_scene_folder
+
+    scene = SyntheticScene(1, frames=3, width=W, height=H)
+    write_scene_folder(scene, tmp_path / "room")
+    frames = list(open_source(str(tmp_path / "room"), size=(80, 60)))
+    assert len(frames) == 3
+    inst = frames[1].meta["instances"]
+    assert inst.shape == (60, 80)
+    assert set(np.unique(inst)) <= set(np.unique(scene.frame(1).meta["instances"]))
+    props = GroundTruthMasker().from_frame(frames[1])
+    assert len(props) >= 2 and props.masks.shape[1:] == (60, 80)
