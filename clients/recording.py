@@ -139,7 +139,7 @@ class ScanRecording(Recording):
 
     def __init__(self, path: Path | None, connect: str | None):
         super().__init__("regiond_scan", path, connect)
-        self.positions: list[np.ndarray] = []
+        self.positions: dict[int, np.ndarray] = {}  # frame → camera position (a re-scan after a reconnect replaces)
         self.submit(self._start)
 
     def blueprint(self):
@@ -174,7 +174,7 @@ class ScanRecording(Recording):
         if frame.pose is not None:
             pose = np.asarray(frame.pose, np.float64)
             self.log("world/camera", rr.Transform3D(translation=pose[:3, 3], mat3x3=pose[:3, :3]), frame=idx)
-            self.positions.append(pose[:3, 3].astype(np.float32))
+            self.positions[idx] = pose[:3, 3].astype(np.float32)
         if cam is not None:
             self.log("world/camera/image", rr.Pinhole(image_from_camera=cam.K, resolution=[cam.width, cam.height],
                                                       image_plane_distance=0.3), frame=idx)
@@ -222,7 +222,8 @@ class ScanRecording(Recording):
 
         rr = self.rr
         if self.positions:
-            self.log("world/trajectory", rr.LineStrips3D([np.stack(self.positions)], colors=[(255, 200, 0)]),
+            path = np.stack([self.positions[k] for k in sorted(self.positions)])
+            self.log("world/trajectory", rr.LineStrips3D([path], colors=[(255, 200, 0)]),
                      static=True)
         if ply is None:
             return

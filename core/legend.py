@@ -27,6 +27,19 @@ def _text_width(font, text: str) -> int:
 def legend_strip(entries: Sequence[Entry], width: int) -> np.ndarray:
     """A white H×width×3 uint8 strip naming each colour: a swatch and its name per entry, in
     columns of equal width, as many rows as needed (the text scales with the width)."""
+    rgb = tuple((tuple(int(c) for c in colour), name) for colour, name in entries)
+    return _strip("RGB", rgb, width, (255, 255, 255), (0, 0, 0), (90, 90, 90))
+
+
+def indexed_legend_strip(entries: tuple[tuple[int, str], ...], width: int, background: int, text: int) -> np.ndarray:
+    """legend_strip as H×width palette indices (uint8) for an indexed picture: each entry's
+    swatch in its own index, names and outlines in `text`, on `background`; text without
+    anti-aliasing (a palette has no greys to spare)."""
+    return _strip("L", entries, width, background, text, text)
+
+
+@functools.lru_cache(maxsize=64)  # a scan's pictures share a few legends: drawn once each (read-only)
+def _strip(mode: str, entries, width: int, background, text, outline) -> np.ndarray:
     size = int(np.clip(width // 45, 10, 16))
     font = _font(size)
     pad, swatch = max(2, size // 3), size
@@ -34,14 +47,17 @@ def legend_strip(entries: Sequence[Entry], width: int) -> np.ndarray:
     cell = max((_text_width(font, name) for _, name in entries), default=0) + swatch + 3 * pad
     per_row = max(1, (width - pad) // max(cell, 1))
     rows = -(-len(entries) // per_row) if entries else 0
-    img = Image.new("RGB", (width, rows * row_h + (pad if rows else 0)), "white")
+    img = Image.new(mode, (width, rows * row_h + (pad if rows else 0)), background)
     d = ImageDraw.Draw(img)
-    for k, (colour, name) in enumerate(entries):
+    if mode == "L":
+        d.fontmode = "1"
+    for k, (fill, name) in enumerate(entries):
         x, y = pad + (k % per_row) * cell, pad + (k // per_row) * row_h
-        d.rectangle([x, y + pad, x + swatch - 1, y + pad + swatch - 1], fill=tuple(int(c) for c in colour),
-                    outline=(90, 90, 90))
-        d.text((x + swatch + pad, y + pad), name, fill="black", font=font)
-    return np.asarray(img)
+        d.rectangle([x, y + pad, x + swatch - 1, y + pad + swatch - 1], fill=fill, outline=outline)
+        d.text((x + swatch + pad, y + pad), name, fill=text, font=font)
+    strip = np.array(img)
+    strip.flags.writeable = False
+    return strip
 
 
 def with_legend(picture: np.ndarray, entries: Sequence[Entry]) -> np.ndarray:

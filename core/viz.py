@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import colorsys
 import functools
-import io
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from .labels import NYU40_NAMES, SCANNET_COLOURS, label_name
-from .legend import with_legend
+from .legend import indexed_legend_strip, with_legend
 from .rle import MaskPixels
 
 SOURCE_SAM = 0   # the API's / RegionSet's source codes
@@ -216,13 +216,43 @@ def save_png(path, image: np.ndarray, level: int = 6) -> Path:
     return path
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
 def colour_label_png(png: bytes, ignore: int | None = 0, names=NYU40_NAMES) -> bytes:
     """A label PNG (one id per pixel, as the daemon sends: NYU40 ids) as a picture in
     colorize_labels' colours (`ignore` black) with a legend naming the classes it shows
-    under it, as PNG bytes."""
-    with Image.open(io.BytesIO(png)) as im:
-        labels = np.asarray(im)
-    if labels.ndim != 2:
-        raise ValueError(f"a label PNG holds one id per pixel, this one has shape {labels.shape}")
+    under it, as PNG bytes.
+
+    8-bit maps become an indexed PNG: the ids themselves under label_colours as the palette,
+    the legend drawn in palette indices below them (white: an index the map does not use),
+    no colour conversion (about 30× faster than colouring and encoding RGB). Others (16-bit
+    ids) are coloured and encoded."""
+    import cv2  # heavy: only when pictures are written
+
+    labels = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+    if labels is None or labels.ndim != 2:
+        raise ValueError("not a label PNG (one id per pixel)")
+    if labels.dtype == np.uint8:
+        counts = np.bincount(labels.ravel(), minlength=256)
+        free = np.flatnonzero(counts[1:] == 0) + 1  # 0 stays black: the text
+        if free.size:
+            return _indexed_label_png(labels, np.flatnonzero(counts), int(free[-1]), ignore, names)
     picture = with_legend(colorize_labels(labels, ignore=ignore), label_legend(labels, names, ignore))
     return encode_png(picture, level=1)
+
+
+def _indexed_label_png(labels: np.ndarray, used: np.ndarray, white: int, ignore: int | None, names) -> bytes:
+    lut = label_colours(256)
+    if ignore is not None and 0 <= ignore < 256:
+        lut[ignore] = 0
+    lut[white] = 255
+    entries = tuple((i, "unlabelled" if i == ignore else label_name(i, names)) for i in used.tolist())
+    rows = np.vstack([labels, indexed_legend_strip(entries, labels.shape[1], white, 0)])
+    raw = np.zeros((rows.shape[0], rows.shape[1] + 1), np.uint8)  # each row: filter type 0, then its indices
+    raw[:, 1:] = rows
+    h, w = rows.shape
+    chunks = [(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0)), (b"PLTE", lut.tobytes()),
+              (b"IDAT", zlib.compress(raw.tobytes(), 1)), (b"IEND", b"")]
+    return _PNG_SIGNATURE + b"".join(struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+                                     for t, d in chunks)

@@ -156,3 +156,52 @@ def test_a_recording_that_cannot_be_written_stops_the_scan(labelling_daemon, tmp
     assert rc == 1
     err = capsys.readouterr().err
     assert "cannot write the outputs" in err and "blocked" in err and "Traceback" not in err
+
+
+def test_a_rescan_after_a_reconnect_keeps_one_camera_path(tmp_path):
+    """scan_scene scans again from the first frame after a daemon restart: the frames are logged
+    again at the same times, and the camera path still has one point per frame."""
+    import scenes
+    from clients.recording import ScanRecording
+    from core import rle
+    from regions.v1 import regions_pb2 as pb
+
+    frames = list(scenes.open_source("synthetic:4", max_frames=3, size=(64, 48)))
+    rs = pb.RegionSet(width=64, height=48)
+    rs.regions.add(id=0, source=pb.SOURCE_SLIC).mask.counts.extend(rle.encode(np.ones((48, 64), bool)).tolist())
+    rec = ScanRecording(tmp_path / "s.rrd", None)
+    for f in frames[:2] + frames:  # two frames, the restart, all three
+        rec.frame(f, rs, b"")
+    rec.cloud(None, [])
+    rec.close()
+    got = read_recording(tmp_path / "s.rrd")
+    path = column(got["/world/trajectory"], "LineStrips3D:strips")[0][0]
+    assert np.allclose(path, [f.pose[:3, 3] for f in frames], atol=1e-5)
+    assert frames_of(got["/world/camera"], "Transform3D:translation") == [0, 0, 1, 1, 2]
+
+
+def test_rerun_connect_streams_to_a_running_viewer(labelling_daemon, tmp_path):
+    """--rerun-connect ADDR sends the recording over gRPC to a running Rerun (here `rerun --save`,
+    which writes what it receives), as to a viewer started with `rerun`."""
+    import signal
+    import time
+
+    from support_service import free_port
+
+    from clients import stream_video
+
+    port, saved = free_port(), tmp_path / "live.rrd"
+    viewer = subprocess.Popen([str(RERUN_CLI), "--bind", "127.0.0.1", "--port", str(port), "--save", str(saved)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)
+        video = write_video(tmp_path / "clip.mp4", frames=12)
+        assert stream_video.main([str(video), "--server", labelling_daemon.address, "--fast",
+                                  "--rerun-connect", f"rerun+http://127.0.0.1:{port}/proxy"]) == 0
+        time.sleep(1.0)
+    finally:
+        viewer.send_signal(signal.SIGINT)
+        viewer.wait(timeout=30)
+    rec = read_recording(saved)
+    assert frames_of(rec["/video/rgb"], "EncodedImage:blob") == list(range(12))
+    assert {e for e in rec if e.startswith("/activity/")} == {"/activity/left", "/activity/right", "/activity/still"}

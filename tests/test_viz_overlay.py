@@ -140,6 +140,7 @@ def test_colour_label_png_shows_colorize_labels_colours_and_a_legend():
     buf = io.BytesIO()
     Image.fromarray(labels, mode="L").save(buf, format="PNG")  # as the daemon writes label maps
     with Image.open(io.BytesIO(colour_label_png(buf.getvalue()))) as im:
+        assert im.mode == "P"  # the ids themselves under a palette, not re-coloured
         rgb = np.asarray(im.convert("RGB"))
     assert np.array_equal(rgb[:60], colorize_labels(labels))
     legend = rgb[60:]
@@ -147,6 +148,13 @@ def test_colour_label_png_shows_colorize_labels_colours_and_a_legend():
     for cid in np.unique(labels)[1:]:  # every class shown has its swatch in the legend
         assert (legend == label_colours()[cid]).all(-1).any(), cid
     assert label_legend(labels)[0] == ((0, 0, 0), "unlabelled")
+    # any other PNG (here 16-bit ids) is decoded, coloured and given the same legend
+    wide = labels.astype(np.uint16) * 300
+    buf = io.BytesIO()
+    Image.fromarray(wide).save(buf, format="PNG")
+    with Image.open(io.BytesIO(colour_label_png(buf.getvalue()))) as im:
+        rgb16 = np.asarray(im.convert("RGB"))
+    assert np.array_equal(rgb16[:60], colorize_labels(wide)) and rgb16.shape[0] > 70
     assert [n for _, n in label_legend(labels)][1:] == [NYU40_NAMES[i] for i in np.unique(labels)[1:]]
 
 
