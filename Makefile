@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.bootstrapped
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench fuzz clean
 
 $(STAMP): pyproject.toml tools/bootstrap.sh
 	bash tools/bootstrap.sh
@@ -26,6 +26,12 @@ bench: $(STAMP)
 	  echo "== $$b"; $(PY) $$b || exit 1; done
 	echo "== bench/load.py"; $(PY) bench/load.py --seconds 20
 	echo "== bench/scan.py"; $(PY) bench/scan.py --frames 100
+
+# Every fuzz harness (tests/fuzz/) for FUZZ_SECONDS each; one line per harness:
+# `HARNESS: N executions, C crashes`. make test runs a short run of each.
+FUZZ_SECONDS ?= 300
+fuzz: $(STAMP)
+	$(PY) tests/fuzz/runner.py --seconds $(FUZZ_SECONDS)
 
 clean:
 	rm -rf out .pytest_cache

@@ -47,6 +47,7 @@ class RequestFeed:
         self._idle = threading.Event()
         self._idle.set()
         self._lock = threading.Lock()
+        self.error: Exception | None = None  # reading the frames failed (gRPC only says UNKNOWN)
 
     def __iter__(self):
         return self
@@ -58,8 +59,20 @@ class RequestFeed:
             self._idle.clear()
         try:
             return next(self._it)
+        except StopIteration:
+            raise
+        except Exception as e:
+            self.error = e
+            raise
         finally:
             self._idle.set()
+
+    def raise_source_error(self, conn: "Connection", prog: str) -> None:
+        """After the call failed: if reading the frames was the cause (a bad frame of a strict
+        source), end the client with that message (exit 1), not the call's status."""
+        if self.error is not None:
+            conn.close()
+            raise ClientExit(fail(prog, str(self.error), 1))
 
     def close(self, timeout: float = 10.0) -> None:
         with self._lock:

@@ -19,6 +19,7 @@ from core.viz import colour_label_png, encode_png, labelled_overlay, overlay_reg
 from regions.v1 import regions_pb2 as pb
 
 from . import common
+from .scan_progress import Progress
 from .writer import BackgroundWriter
 
 #: default --overlays: every frame of scenes up to this many frames; longer ones are
@@ -129,8 +130,11 @@ class ScanOutputs:
     a refined one: their own, at finish()).
     """
 
-    def __init__(self, out: Path, scene_id: str, step: int, writer: BackgroundWriter):
+    def __init__(self, out: Path, scene_id: str, step: int, writer: BackgroundWriter,
+                 progress: Progress | None = None):
         self.out, self.scene_id, self.step, self.writer = out, scene_id, step, writer
+        self.progress = progress
+        self.resumed = set(progress.done) if progress else set()  # frames an earlier run wrote (--resume)
         self.scores = LabelScores()
         self.drawn: set[int] = set()       # frames whose overlay is written (or queued)
         self.pictured: set[int] = set()    # frames that get pictures (overlay, colour labels)
@@ -143,16 +147,27 @@ class ScanOutputs:
 
     def frame(self, idx: int, rgb: np.ndarray | None, regions: pb.RegionSet, label_png: bytes,
               truth: np.ndarray | None) -> None:
-        """Queue a frame's outputs; rgb only for frames that get pictures."""
+        """Queue a frame's outputs; rgb only for frames that get pictures. A frame an earlier
+        run wrote (--resume) is only scored: its files are there."""
+        written = idx in self.resumed
         if rgb is not None:
             self.pictured.add(idx)
             if idx not in self.drawn:
                 self.drawn.add(idx)
-                self.writer.submit(self._overlay, idx, rgb, regions)
+                if not written:
+                    self.writer.submit(self._overlay, idx, rgb, regions)
         if label_png:
             if truth is not None:
                 self.writer.submit(self.scores.truth, idx, truth)
-            self.writer.submit(self._provisional_labels, idx, label_png)
+            if written:
+                self.writer.submit(self._unrefined.add, idx)
+            else:
+                self.writer.submit(self._provisional_labels, idx, label_png)
+
+    def frame_done(self, idx: int) -> None:
+        """Queue the journal line saying frame idx's outputs are written (after its files)."""
+        if self.progress is not None:
+            self.writer.submit(self.progress.frame_done, idx)
 
     def refined(self, idx: int, png: bytes) -> None:
         """Queue a frame's final label map (the scene head's, after the last frame)."""

@@ -25,6 +25,13 @@ Drawing and writing run on a background thread beside the stream, so the client 
 with the daemon; memory stays flat however long the scene.
 If the daemon restarts mid-scan, the client reconnects (with backoff) and scans the scene again
 from its first frame, since the fused cloud needs every frame; frames already drawn are kept.
+scan-progress.jsonl records which frames' outputs are written: after the client or the daemon
+was killed, --resume goes on from there (the daemon sees every frame again, as the fused cloud
+and the scene head's final pass need them all, but frames already written are not drawn or
+written again) and the final outputs equal an uninterrupted run's. A folder holding a scan's
+outputs is refused without --resume or --force (scan again from scratch).
+--skip-bad-frames: a frame the scene's files cannot give (bad compression, a truncated image, a
+missing depth file) is reported by index and reason and skipped; summary.json lists them.
 Exit status: 0 done, 1 bad input or outputs that cannot be written, 2 daemon unreachable or
 failed, 130 interrupted.
 """
@@ -49,6 +56,7 @@ from core.labels import benchmark_scene_id
 from clients import common
 from clients.recording import ScanRecording, add_rerun_args
 from clients.scan_outputs import AUTO_OVERLAYS, UNKNOWN_LENGTH_STEP, ScanOutputs, overlay_step, parse_overlays
+from clients.scan_progress import Progress, ProgressError
 from clients.scan_report import write_report
 from clients.writer import BackgroundWriter, WriterError
 from regions.v1 import regions_pb2 as pb
@@ -80,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_carry_args(p, "reprojected with depth and poses; a frame without them is a keyframe")
     p.add_argument("--no-ply", action="store_true", help="do not ask for the fused point cloud")
     p.add_argument("--scene-id", default=None, help="name of the scene in outputs (default: from SCENE)")
+    p.add_argument("--resume", action="store_true",
+                   help="go on with the scan in --out from the last frame whose outputs were written")
+    p.add_argument("--force", action="store_true", help="scan again into an --out folder that holds a scan's outputs")
+    p.add_argument("--skip-bad-frames", action="store_true",
+                   help="report and skip frames that cannot be read instead of ending the scan (default: strict)")
     add_rerun_args(p)
     return p
 
@@ -156,6 +169,7 @@ class Scan:
         self.carry.add(u.regions)
         bar.set_postfix(regions=len(u.regions.regions), refresh=False)
         self.outputs.frame(idx, rgb, u.regions, u.label_map_png, truth)
+        self.outputs.frame_done(idx)
         if frame is not None:
             self.recording.frame(frame, u.regions, u.label_map_png)
 
@@ -178,6 +192,7 @@ def stream(scan: Scan, conn: common.Connection, args, total: int | None) -> int:
                 return attempts
             except grpc.RpcError as e:
                 feed.close()
+                feed.raise_source_error(conn, PROG)
                 conn = common.reopen_after(e, call, conn, args, PROG)
             except BaseException:  # Ctrl-C, an output that cannot be written: stop the stream
                 call.cancel()
@@ -197,18 +212,29 @@ def run(args) -> int:
             size = (w, h)
         except ValueError:
             return common.fail(PROG, f"--size {args.size!r}: expected WxH, e.g. 640x480", 1)
+    if args.resume and args.force:
+        return common.fail(PROG, "--resume and --force exclude each other", 1)
     try:
-        source = scenes.open_source(args.scene, every=args.every, max_frames=args.max_frames, size=size)
+        source = scenes.open_source(args.scene, every=args.every, max_frames=args.max_frames, size=size,
+                                    skip_bad_frames=args.skip_bad_frames)
     except ValueError as e:  # InputError / SourceError
         return common.fail(PROG, str(e), 1)
+    source.on_skip = lambda s: tqdm.write(f"{PROG}: frame {s['frame']} skipped: {s['reason']}", file=sys.stderr)
     scene_id = args.scene_id or benchmark_scene_id(args.scene)
     args.out = args.out or Path("out") / "scan" / scene_id
-    args.out.mkdir(parents=True, exist_ok=True)
     args.encoding = common.frame_encoding(args.encoding, args.server)
+    try:
+        progress = Progress.prepare(args.out, scan_settings(args, scene_id), args.resume, args.force)
+    except ProgressError as e:
+        return common.fail(PROG, str(e), 1)
+    if progress.complete:
+        print(f"{PROG}: the scan in {args.out} is complete; nothing to resume (--force scans it again)")
+        return 0
     try:
         conn = common.connect_from_args(args)
     except common.Unreachable as e:
         return common.fail(PROG, str(e))
+    progress.start()
     try:
         total = len(source)
     except TypeError:
@@ -217,20 +243,34 @@ def run(args) -> int:
     recording = ScanRecording(args.rerun, args.rerun_connect) if args.rerun or args.rerun_connect else None
     try:
         with BackgroundWriter(WRITE_AHEAD) as writer:
-            outputs = ScanOutputs(args.out, scene_id, overlay_step(args.overlays, total), writer)
+            outputs = ScanOutputs(args.out, scene_id, overlay_step(args.overlays, total), writer, progress)
             scan = Scan(args, source, scene_id, outputs, recording)
+            if progress.done:
+                print(f"{PROG}: resuming: the outputs of {len(progress.done)} frames are written; the daemon "
+                      f"sees every frame again (the fused cloud needs them all)", file=sys.stderr)
             attempts = stream(scan, conn, args, total)
             outputs.finish()
         seconds = time.perf_counter() - t0
         rc = write_outputs(scan, source, seconds, attempts)
+        if rc == 0:
+            progress.finish()
         if recording:
             finish_recording(scan, recording)
         return rc
     except WriterError as e:
         return common.fail(PROG, f"cannot write the outputs in {args.out}: {e}", 1)
     finally:
+        progress.close()
         if recording:
             recording.close(ok=False)  # after finish_recording: nothing left to drop
+
+
+def scan_settings(args, scene_id: str) -> dict:
+    """What makes two runs the same scan (a resumed run must match the journal's)."""
+    return {"scene": str(args.scene), "scene_id": scene_id, "every": args.every, "max_frames": args.max_frames,
+            "size": args.size, "encoding": args.encoding, "voxel": args.voxel, "overlays": args.overlays,
+            "no_ply": args.no_ply, "skip_bad_frames": args.skip_bad_frames, "keyframe_every": args.keyframe_every,
+            "min_coverage": args.min_coverage}
 
 
 def finish_recording(scan: Scan, recording: ScanRecording) -> None:
@@ -262,7 +302,8 @@ def write_outputs(scan: Scan, source, seconds: float, attempts: int) -> int:
         "miou": scores,
         "source": source.describe(), "client_seconds": round(seconds, 3),
         "frames_per_second": round(scan.frames_answered / seconds, 2) if seconds > 0 else None,
-        "attempts": attempts, "frame_errors": scan.errors,
+        "attempts": attempts, "frame_errors": scan.errors, "skipped_frames": source.skipped,
+        "resumed_frames": len(scan.outputs.resumed),
         "keyframes": {"generated": scan.carry.keyframes, "carried": scan.carry.carried},
         "outputs": {"overlays": str(out / "overlays") if drawn else None, "overlay_frames": len(drawn),
                     "overlay_step": scan.outputs.step,

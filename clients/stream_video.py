@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=3, metavar="K", help="classes printed per window")
     p.add_argument("--jsonl", type=Path, default=None, metavar="FILE",
                    help="also write one JSON line per frame and per window here")
+    p.add_argument("--skip-bad-frames", action="store_true",
+                   help="report and skip frames the source cannot give (a corrupt .sens or folder frame) "
+                        "instead of ending the stream (default: strict)")
     add_rerun_args(p)
     return p
 
@@ -176,9 +179,11 @@ def run(args) -> int:
         except ValueError:
             return common.fail(PROG, f"--size {args.size!r}: expected WxH", 1)
     try:
-        source = scenes.open_source(spec, every=args.every, max_frames=args.max_frames, size=size)
+        source = scenes.open_source(spec, every=args.every, max_frames=args.max_frames, size=size,
+                                    skip_bad_frames=args.skip_bad_frames)
     except ValueError as e:
         return common.fail(PROG, str(e), 1)
+    source.on_skip = lambda s: print(f"{PROG}: frame {s['frame']} skipped: {s['reason']}", file=sys.stderr, flush=True)
     args.encoding = common.frame_encoding(args.encoding, args.server)
     try:
         conn = common.connect_from_args(args)
@@ -205,6 +210,7 @@ def run(args) -> int:
                 break
             except grpc.RpcError as e:
                 feed.close()
+                feed.raise_source_error(conn, PROG)
                 conn = common.reopen_after(e, call, conn, args, PROG)
             finally:
                 feed.close()
@@ -217,7 +223,8 @@ def run(args) -> int:
     seconds = time.perf_counter() - t0
     lat = np.array(stream.latencies) * 1000 if stream.latencies else np.array([np.nan])
     windows = f"{stream.windows} windows" if scorer else "no activity windows (the daemon serves no activity head)"
-    print(f"{PROG}: {stream.answered} frames ({stream.errors} rejected), {windows} in {seconds:.1f} s "
+    skipped = f", {len(source.skipped)} skipped (unreadable)" if source.skipped else ""
+    print(f"{PROG}: {stream.answered} frames ({stream.errors} rejected{skipped}), {windows} in {seconds:.1f} s "
           f"= {stream.answered / seconds:.1f} frames/s; round trip p50 {np.percentile(lat, 50):.0f} ms, "
           f"p99 {np.percentile(lat, 99):.0f} ms")
     if stream.carry.line():

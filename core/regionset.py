@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import rle
+from .errors import InputError
 from .labels import UNLABELLED
 from .partition import Partition
 
@@ -22,6 +23,7 @@ SOURCE_PATCH = 2  # a backbone grid cell standing in for a region (the patch-tok
 SOURCE_NAMES = {SOURCE_SAM: "sam", SOURCE_SLIC: "slic", SOURCE_PATCH: "patch"}
 
 FORMAT = "regiond.regionset/1"
+MAX_LOADED_PIXELS = 1 << 28  # a larger image size in a file's header is damage, not data
 
 
 @dataclass
@@ -140,15 +142,35 @@ class RegionSet:
 
     @classmethod
     def load(cls, path) -> "RegionSet":
-        with np.load(Path(path), allow_pickle=False) as z:
-            header = json.loads(bytes(z["header"]).decode())
-            if header.get("format") != FORMAT:
-                raise ValueError(f"{path}: not a regiond RegionSet file (format {header.get('format')!r})")
-            lengths = z["rle_lengths"]
-            counts = np.split(z["rle_counts"], np.cumsum(lengths)[:-1]) if lengths.size else []
-            kw = {name: z[name] for name in cls._ARRAYS if name in z.files}
-        return cls(height=header["height"], width=header["width"], counts=list(counts),
-                   meta=header.get("meta", {}), **kw)
+        """A RegionSet saved by `save`. A file that is not one (damaged, truncated, another
+        format, arrays that disagree) is an InputError("regions", ...) naming it."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                header = json.loads(bytes(z["header"]).decode())
+                if not isinstance(header, dict) or header.get("format") != FORMAT:
+                    raise InputError("regions", f"{path}: not a regiond RegionSet file")
+                lengths, flat = z["rle_lengths"], z["rle_counts"]
+                kw = {name: z[name] for name in cls._ARRAYS if name in z.files}
+        except InputError:
+            raise
+        except Exception as e:  # zip, npy header, JSON, missing array ...: all a damaged file
+            raise InputError("regions", f"{path}: not a readable RegionSet file ({type(e).__name__}: {e})") from None
+        h, w = header.get("height"), header.get("width")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (h, w)) \
+                or h * w > MAX_LOADED_PIXELS:
+            raise InputError("regions", f"{path}: bad image size {h!r}×{w!r} in its header")
+        if lengths.ndim != 1 or flat.ndim != 1 or lengths.dtype.kind not in "iu" or flat.dtype.kind not in "iu" \
+                or (lengths < 0).any() or int(lengths.sum()) != flat.size:
+            raise InputError("regions", f"{path}: its RLE arrays disagree")
+        counts = np.split(flat.astype(np.uint32), np.cumsum(lengths)[:-1]) if lengths.size else []
+        if any(int(c.sum(dtype=np.int64)) != h * w for c in counts):
+            raise InputError("regions", f"{path}: a mask's RLE counts do not cover its {w}×{h} image")
+        meta = header.get("meta", {})
+        try:
+            return cls(height=h, width=w, counts=list(counts), meta=meta if isinstance(meta, dict) else {}, **kw)
+        except (ValueError, TypeError, IndexError) as e:
+            raise InputError("regions", f"{path}: arrays that disagree ({e})") from None
 
 
 def region_labels(regions: RegionSet, label_map: np.ndarray, min_fraction: float = 0.5) -> np.ndarray:

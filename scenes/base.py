@@ -6,7 +6,7 @@ renderer when it is asked for), so a scene of any length streams in constant mem
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -35,12 +35,15 @@ class Sampling:
     size        (width, height) to resample every frame to (colour: area/linear; depth and
                 labels: nearest, so no depth is invented across edges); intrinsics scaled
                 to match. None keeps the source's size.
+    skip_bad    a frame that cannot be read (bad compression, a truncated or missing file) is
+                reported in the source's `skipped` and left out, instead of ending the source
     """
 
     every: int = 1
     count: int | None = None
     max_frames: int | None = None
     size: tuple[int, int] | None = None
+    skip_bad: bool = False
 
     def __post_init__(self):
         if not isinstance(self.every, (int, np.integer)) or self.every < 1:
@@ -57,12 +60,12 @@ class Sampling:
 
     def select(self, total: int) -> list[int]:
         """Indices (into the source's frames) to yield, for a source of `total` frames."""
-        idx = list(range(0, total, self.every))
+        idx = range(0, total, self.every)  # a range until the end: a source may be long
         if self.count is not None and self.count < len(idx):
             idx = [idx[i] for i in evenly_spaced(len(idx), self.count)]
         if self.max_frames is not None:
             idx = idx[: self.max_frames]
-        return idx
+        return list(idx)
 
 
 def resample(frame: Frame, width: int, height: int) -> Frame:
@@ -109,6 +112,8 @@ class Source:
     def __init__(self, spec: str, sampling: Sampling | None = None):
         self.spec = str(spec)
         self.sampling = sampling or Sampling()
+        self.skipped: list[dict] = []  # {"frame": n, "reason": ...} of this pass (sampling.skip_bad)
+        self.on_skip: Callable[[dict], None] | None = None  # told of each skipped frame as it happens
 
     # --- to implement ---------------------------------------------------------------------
     def total(self) -> int | None:
@@ -136,7 +141,17 @@ class Source:
             raise TypeError(f"{self.kind} source {self.spec!r} has no known length")
         return len(idx)
 
+    def skip(self, n: int, error: SourceError) -> None:
+        """Frame n cannot be read: raise `error`, or with sampling.skip_bad record it and go on."""
+        if not self.sampling.skip_bad:
+            raise error
+        record = {"frame": int(n), "reason": error.message}
+        self.skipped.append(record)
+        if self.on_skip is not None:
+            self.on_skip(record)
+
     def __iter__(self) -> Iterator[Frame]:
+        self.skipped = []
         idx = self.indices()
         frames = self._frames(idx) if idx is not None else self._unbounded()
         size = self.sampling.size

@@ -104,13 +104,38 @@ class FolderSource(Source):
 
     numbers: list[int]
     camera: Camera
+    colour_files = "colour image"  # what a frame's colour file is called, for messages
 
     def total(self) -> int:
         return len(self.numbers)
 
     def _frames(self, indices) -> Iterator[Frame]:
         for i in indices:
-            yield self.read_frame(self.numbers[i])
+            n = self.numbers[i]
+            try:
+                frame = self.read_frame(n)
+            except SourceError as e:
+                self.skip(n, e)
+                continue
+            yield frame
+
+    def _numbers(self, root: Path, colors: dict[int, Path], depths: dict[int, Path]) -> list[int]:
+        """Frame numbers: those with a depth image; with sampling.skip_bad also those missing
+        their depth or colour file (read_frame reports them), which otherwise end the opening."""
+        no_colour = sorted(set(depths) - set(colors))
+        if self.sampling.skip_bad:
+            return sorted(set(depths) | set(colors))
+        if no_colour:
+            raise SourceError(f"{root}: frames {no_colour[:5]} have depth but no {self.colour_files}")
+        return sorted(depths)
+
+    def _files(self, n: int) -> tuple[Path, Path]:
+        """Frame n's colour and depth files; SourceError naming the one that is missing."""
+        if n not in self.depths:
+            raise SourceError(f"{self.root}: frame {n} has a colour image but no depth file")
+        if n not in self.colors:
+            raise SourceError(f"{self.root}: frame {n} has depth but no {self.colour_files}")
+        return self.colors[n], self.depths[n]
 
     def read_frame(self, n: int) -> Frame:
         """Frame number n, at the depth camera's resolution."""
@@ -133,6 +158,7 @@ class ScanNetFolderSource(FolderSource):
     """
 
     kind = "scannet-folder"
+    colour_files = "color/N.jpg"
 
     def __init__(self, path, sampling: Sampling | None = None, labels_tsv=None, depth_shift: float = 1000.0):
         super().__init__(str(path), sampling)
@@ -144,13 +170,12 @@ class ScanNetFolderSource(FolderSource):
         self.depths = numbered(root / "depth", r"(\d+)\.png")
         if not self.depths:
             raise SourceError(f"{root}: no depth/N.png frames (not a ScanNet exported folder?)")
-        missing = sorted(set(self.depths) - set(self.colors))
-        if missing:
-            raise SourceError(f"{root}: frames {missing[:5]} have depth but no color/N.jpg")
-        self.numbers = sorted(self.depths)
+        if not self.colors:
+            raise SourceError(f"{root}: no color/N.jpg frames")
+        self.numbers = self._numbers(root, self.colors, self.depths)
         meta_path = root / SCENE_META
         self.meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-        dw, dh = _image_size(self.depths[self.numbers[0]])
+        dw, dh = _image_size(self.depths[min(self.depths)])
         self.camera, self.color_camera = self._cameras(dw, dh)
         self.labels = numbered(root / "label-filt", r"(\d+)\.png")
         self.instances = numbered(root / "instance-filt", r"(\d+)\.png")
@@ -177,7 +202,7 @@ class ScanNetFolderSource(FolderSource):
 
     def _cameras(self, width: int, height: int) -> tuple[Camera, Camera]:
         """(depth camera at width×height, colour camera at the colour images' size)."""
-        csize = _image_size(self.colors[self.numbers[0]])
+        csize = _image_size(self.colors[min(self.colors)])
         depth = self._read_K("intrinsic_depth.txt", (width, height))
         color = self._read_K("intrinsic_color.txt", csize)
         if depth is None and color is None:
@@ -190,7 +215,8 @@ class ScanNetFolderSource(FolderSource):
 
     def read_frame(self, n: int) -> Frame:
         cam = self.camera
-        depth = read_depth(self.depths[n], self.depth_shift, camera=cam)
+        color_file, depth_file = self._files(n)
+        depth = read_depth(depth_file, self.depth_shift, camera=cam)
         pose_path = self.root / "pose" / f"{n}.txt"
         pose = read_pose(pose_path) if pose_path.is_file() else None
         labels = None
@@ -204,7 +230,7 @@ class ScanNetFolderSource(FolderSource):
                                   f"though {SCENE_META} says label_space nyu40")
             else:
                 labels = raw.astype(np.uint8)
-        rgb = read_color(self.colors[n])
+        rgb = read_color(color_file)
         rgb = align_to_depth(rgb, self._color_camera_for(rgb.shape), cam)
         meta = {"source": self.spec, "frame": n}
         if n in self.instances:  # object instance ids (ScanNet's and synthetic rooms' instance-filt/)
@@ -253,12 +279,9 @@ class SevenScenesSource(FolderSource):
             seqs = sorted(p.name for p in root.glob("seq-*") if p.is_dir())
             hint = f"; it has sequences {seqs[:4]}: open one of them" if seqs else ""
             raise SourceError(f"{root}: no frame-NNNNNN.depth.png files{hint}")
-        missing = sorted(set(self.depths) - set(self.colors))
-        if missing:
-            raise SourceError(f"{root}: frames {missing[:5]} have depth but no colour image")
+        self.numbers = self._numbers(root, self.colors, self.depths)
         self.poses = numbered(root, r"frame-(\d+)\.pose\.txt")
-        self.numbers = sorted(self.depths)
-        dw, dh = _image_size(self.depths[self.numbers[0]])
+        dw, dh = _image_size(self.depths[min(self.depths)])
         kfile = root / "camera-intrinsics.txt"
         K = read_matrix(kfile, ((3, 3), (4, 4))) if kfile.is_file() else np.array(SEVEN_SCENES_DEFAULT_K)
         self.intrinsics_from = str(kfile) if kfile.is_file() else "7-Scenes default (585, 585, 320, 240)"
@@ -269,9 +292,10 @@ class SevenScenesSource(FolderSource):
 
     def read_frame(self, n: int) -> Frame:
         cam = self.camera
-        depth = read_depth(self.depths[n], self.depth_shift, invalid=(SEVEN_SCENES_INVALID,), camera=cam)
+        color_file, depth_file = self._files(n)
+        depth = read_depth(depth_file, self.depth_shift, invalid=(SEVEN_SCENES_INVALID,), camera=cam)
         pose = read_pose(self.poses[n]) if n in self.poses else None
-        f = Frame(rgb=read_color(self.colors[n]), pose=pose, index=n, time=n / NOMINAL_FPS,
+        f = Frame(rgb=read_color(color_file), pose=pose, index=n, time=n / NOMINAL_FPS,
                   meta={"source": self.spec, "frame": n})
         f = resample(f, cam.width, cam.height)
         f.depth, f.camera = depth, cam

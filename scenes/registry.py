@@ -97,12 +97,14 @@ register(SourceKind("video", lambda spec: _suffix(*_video_suffixes())(spec), _op
 
 
 def open_source(spec, every: int = 1, count: int | None = None, max_frames: int | None = None,
-                size: tuple[int, int] | None = None, **opts) -> Source:
+                size: tuple[int, int] | None = None, skip_bad_frames: bool = False, **opts) -> Source:
     """Open a frame source.
 
     spec        a .sens file, a ScanNet exported folder, a 7-Scenes-style folder, a video
                 file, `camera:N` or `synthetic:SEED`
     every, count, max_frames, size  sampling (see scenes.base.Sampling)
+    skip_bad_frames  report (source.skipped) and leave out frames that cannot be read, instead
+                of raising SourceError at the first
     opts        options of that kind (labels_tsv, depth_shift for folders; frames, width,
                 height for synthetic)
 
@@ -110,7 +112,8 @@ def open_source(spec, every: int = 1, count: int | None = None, max_frames: int 
     Raises InputError (SourceError) naming what is wrong.
     """
     spec = str(spec)
-    sampling = Sampling(every=every, count=count, max_frames=max_frames, size=tuple(size) if size else None)
+    sampling = Sampling(every=every, count=count, max_frames=max_frames, size=tuple(size) if size else None,
+                        skip_bad=bool(skip_bad_frames))
     for kind in KINDS:
         if kind.matches(spec):
             try:

@@ -14,16 +14,17 @@ Matrices are row-major.
 """
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
 from core.errors import InputError
-from core.frames import Camera, Frame, as_rgb8, check_pose
+from core.frames import DEFAULT_MAX_PIXELS, Camera, Frame, as_rgb8, check_pose
 
 from .base import Sampling, Source, SourceError, align_to_depth
 
@@ -108,6 +109,13 @@ class SensFile:
                               "(raw_ushort and zlib_ushort are)")
         if min(cw, ch, dw, dh) == 0:
             raise SourceError(f"{self.path}: zero image size in header (colour {cw}×{ch}, depth {dw}×{dh})")
+        if max(cw * ch, dw * dh) > DEFAULT_MAX_PIXELS:
+            raise SourceError(f"{self.path}: implausible image size in header (colour {cw}×{ch}, depth {dw}×{dh}; "
+                              f"at most {DEFAULT_MAX_PIXELS} pixels)")
+        room = (self.size - fh.tell()) // _FRAME.size
+        if count > room:
+            raise SourceError(f"{self.path}: header says {count} frames but the file has room for at most {room} "
+                              "(truncated or corrupt)")
         if not (np.isfinite(shift) and shift > 0):
             raise SourceError(f"{self.path}: invalid depth shift {shift}")
         hdr = SensHeader(name, mats[0], mats[1], mats[2], mats[3], COLOR_COMPRESSION[cc], DEPTH_COMPRESSION[dc],
@@ -118,12 +126,20 @@ class SensFile:
             raise SourceError(f"{self.path}: bad depth intrinsics in header: {e.message}") from None
         return hdr
 
-    def records(self, indices: list[int] | None = None) -> Iterator[SensRecord]:
+    def records(self, indices: list[int] | None = None,
+                on_bad: Callable[[int, SourceError], None] | None = None) -> Iterator[SensRecord]:
         """Yield the stored frames at `indices` (sorted; None = all), skipping the others.
 
         A frame that is cut short or whose depth does not decompress raises SourceError
-        naming it, after every good frame before it was yielded.
+        naming it, after every good frame before it was yielded; with `on_bad` it is passed
+        there instead (which may raise it) and the frames after it follow, unless the file
+        ends inside it (nothing after it can be found then).
         """
+        def bad(i: int, error: SourceError) -> None:
+            if on_bad is None:
+                raise error
+            on_bad(i, error)
+
         h = self.header
         wanted = None if indices is None else set(int(i) for i in indices)
         last = h.num_frames - 1 if wanted is None else (max(wanted) if wanted else -1)
@@ -135,29 +151,33 @@ class SensFile:
                 where = f"{self.path}: frame {i} of {h.num_frames}"
                 raw = fh.read(_FRAME.size)
                 if len(raw) != _FRAME.size:
-                    raise SourceError(f"{where}: file ends in the frame header (truncated at byte {fh.tell()})")
+                    return bad(i, SourceError(f"{where}: file ends in the frame header (truncated at byte "
+                                              f"{fh.tell()}; no frame after it can be read)"))
                 vals = _FRAME.unpack(raw)
                 csize, dsize = vals[18], vals[19]
                 remaining = self.size - fh.tell()
                 if csize + dsize > remaining:
-                    raise SourceError(f"{where}: needs {csize + dsize} bytes of image data, {remaining} left "
-                                      "(truncated or corrupt)")
+                    return bad(i, SourceError(f"{where}: needs {csize + dsize} bytes of image data, {remaining} "
+                                              "left (truncated or corrupt; no frame after it can be read)"))
                 if wanted is not None and i not in wanted:
                     fh.seek(csize + dsize, 1)
                     continue
                 color = fh.read(csize)
-                depth_bytes = fh.read(dsize)
-                yield SensRecord(i, np.array(vals[:16], np.float32).reshape(4, 4), vals[16], vals[17],
-                                 color, self._decode_depth(depth_bytes, where))
+                try:
+                    depth = self._decode_depth(fh.read(dsize), where)
+                except SourceError as e:
+                    bad(i, e)
+                    continue
+                yield SensRecord(i, np.array(vals[:16], np.float32).reshape(4, 4), vals[16], vals[17], color, depth)
 
     def _decode_depth(self, data: bytes, where: str) -> np.ndarray:
         h = self.header
+        expect = h.depth_width * h.depth_height * 2
         if h.depth_compression == "zlib_ushort":
-            try:
-                data = zlib.decompress(data)
+            try:  # at most one byte more than a frame needs: a zlib bomb stops there
+                data = zlib.decompressobj().decompress(data, expect + 1)
             except zlib.error as e:
                 raise SourceError(f"{where}: depth data does not decompress ({e})") from None
-        expect = h.depth_width * h.depth_height * 2
         if len(data) != expect:
             raise SourceError(f"{where}: depth is {len(data)} bytes, expected {expect} "
                               f"({h.depth_width}×{h.depth_height} uint16)")
@@ -174,6 +194,7 @@ class SensFile:
             if len(record.color_data) != n:
                 raise SourceError(f"{where}: raw colour is {len(record.color_data)} bytes, expected {n}")
             return np.frombuffer(record.color_data, np.uint8).reshape(h.color_height, h.color_width, 3).copy()
+        _check_encoded_size(record.color_data, h.color_width, h.color_height, where)
         img = cv2.imdecode(np.frombuffer(record.color_data, np.uint8), cv2.IMREAD_COLOR)
         if img is None:
             raise SourceError(f"{where}: colour ({h.color_compression}, {len(record.color_data)} bytes) does not decode")
@@ -181,6 +202,20 @@ class SensFile:
             raise SourceError(f"{where}: colour is {img.shape[1]}×{img.shape[0]}, header says "
                               f"{h.color_width}×{h.color_height}")
         return np.ascontiguousarray(img[:, :, ::-1])
+
+
+def _check_encoded_size(data: bytes, width: int, height: int, where: str) -> None:
+    """An encoded colour image must be the header's size, checked from its own header before
+    decoding (a small JPEG may claim gigapixels)."""
+    from PIL import Image, UnidentifiedImageError  # only when a frame is decoded
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            size = im.size
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
+        raise SourceError(f"{where}: colour ({len(data)} bytes) does not decode ({e})") from None
+    if size != (width, height):
+        raise SourceError(f"{where}: colour is {size[0]}×{size[1]}, header says {width}×{height}")
 
 
 class SensSource(Source):
@@ -201,8 +236,13 @@ class SensSource(Source):
     def _frames(self, indices) -> Iterator[Frame]:
         h = self.file.header
         cam, ccam = h.depth_camera, self._color_camera()
-        for rec in self.file.records(indices):
-            rgb = align_to_depth(self.file.decode_color(rec), ccam, cam)
+        for rec in self.file.records(indices, on_bad=self.skip):
+            try:
+                colour = self.file.decode_color(rec)
+            except SourceError as e:
+                self.skip(rec.index, e)
+                continue
+            rgb = align_to_depth(colour, ccam, cam)
             depth = rec.depth.astype(np.float32) / np.float32(h.depth_shift)
             pose = check_pose(rec.camera_to_world.astype(np.float64))
             t = rec.timestamp_color / 1e6 if rec.timestamp_color else rec.index / NOMINAL_FPS

@@ -180,6 +180,7 @@ def test_a_rescan_after_a_reconnect_keeps_one_camera_path(tmp_path):
     assert frames_of(got["/world/camera"], "Transform3D:translation") == [0, 0, 1, 1, 2]
 
 
+@pytest.mark.filterwarnings("ignore:RRD file has no footer")  # `rerun --save` writes none; the reader scans it
 def test_rerun_connect_streams_to_a_running_viewer(labelling_daemon, tmp_path):
     """--rerun-connect ADDR sends the recording over gRPC to a running Rerun (here `rerun --save`,
     which writes what it receives), as to a viewer started with `rerun`."""

@@ -106,7 +106,7 @@ def test_outputs_that_cannot_be_written_stop_the_scan(tmp_path, capsys):
     out.mkdir()
     (out / "overlays").write_text("a file where the overlays folder goes")
     with running_server(lite_extractor(), tmp_path) as srv:
-        rc = scan_scene.main(["synthetic:2", "--server", srv.address, "--out", str(out), "--max-frames", "30",
+        rc = scan_scene.main(["synthetic:2", "--server", srv.address, "--out", str(out), "--max-frames", "30", "--resume",
                               "--size", "160x120"])
     assert rc == 1
     err = capsys.readouterr().err

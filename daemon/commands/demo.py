@@ -128,7 +128,7 @@ def daemon_steps(out_dir: Path, profile: str, weights, scene_frames: int, heads=
         # whole room (the first 8 consecutive frames: refined mIoU 21, every 6th: 58)
         run_client("clients.scan_scene", "synthetic:7", "--server", address, "--out", scan_dir,
                    "--every", max(1, SyntheticScene.frames // scene_frames), "--max-frames", scene_frames,
-                   "--size", "320x240", "--rerun", rrd, env=env)
+                   "--size", "320x240", "--rerun", rrd, "--force", env=env)
         clip = render_clip(label=0, seed=1, frames=32)
         video = write_video(out_dir / "clip.mp4", clip.frames, fps=15.0)
         print(f"clip: {video} ({ACTIVITY_CLASSES[clip.label]}, {len(clip.frames)} frames)")

@@ -55,6 +55,9 @@ def register(sub) -> None:
     p.add_argument("--min-coverage", type=float, default=0.0, metavar="F",
                    help="with --keyframe-every: a frame whose carried masks cover less than this share of what its "
                         "keyframe's covered becomes a keyframe (default 0.8)")
+    p.add_argument("--skip-bad-frames", action="store_true",
+                   help="scenes: a frame that cannot be read (bad compression, a truncated image, a missing depth "
+                        "file) is reported and skipped (the item's meta lists it) instead of failing the scene")
     p.add_argument("--patches", action="store_true",
                    help="also store patch tokens (backbone grid cells) for the patch-token baselines")
     add_model_options(p)
@@ -111,7 +114,7 @@ def run(args) -> int:
         raise InputError("keyframe_every", "--keyframe-every must be 0 (off) or a number of frames, "
                                            "--min-coverage between 0 and 1")
     job = dict(kind=kind, every=args.every, max_frames=args.max_frames, size=args.size, patches=args.patches,
-               keyframes=(args.keyframe_every, args.min_coverage))
+               keyframes=(args.keyframe_every, args.min_coverage), skip_bad_frames=args.skip_bad_frames)
     ray = ray_options(args)
     if ray is None:
         extractor = build_extractor(args.profile, args.weights, device=args.device, preset=KIND_PRESET[kind],
@@ -122,6 +125,9 @@ def run(args) -> int:
             report = extract_on_ray(args.sources, args.out, actor_build(args, preset=KIND_PRESET[kind], sam_generator=args.sam_generator), ray, **job)
     for source, error in report.failures:
         print(f"regiond extract: {source}: {error}", file=sys.stderr)
+    for item in report.extracted:
+        for s in item.meta.get("skipped_frames", []):
+            print(f"regiond extract: {item.name}: frame {s['frame']} skipped: {s['reason']}", file=sys.stderr)
     v = report.cache.versions
     n_frames = sum(len(i.frames) for i in report.cache.items)
     print(f"{report.cache.root}: {len(report.cache.items)} items, {n_frames} frames, profile {v['profile']} "

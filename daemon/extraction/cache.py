@@ -34,6 +34,7 @@ from typing import Iterator
 
 import numpy as np
 
+from core.docs import need, read_json_object
 from core.errors import InputError
 from core.labels import read_label_png
 from core.regionset import RegionSet
@@ -101,10 +102,11 @@ class TokenCache:
         man = root / MANIFEST
         if not man.is_file():
             raise InputError("cache", f"{root} is not a token cache (no {MANIFEST}); make one with `regiond extract`")
-        doc = json.loads(man.read_text())
+        doc = read_json_object(man, "cache")
         if doc.get("format") != FORMAT:
-            raise InputError("cache", f"{man}: format {doc.get('format')!r}, expected {FORMAT!r}")
-        return cls(root, doc["versions"], [CacheItem(**it) for it in doc["items"]])
+            raise InputError("cache", f"{man}: format {str(doc.get('format'))[:80]!r}, expected {FORMAT!r}")
+        versions = need(doc, "versions", dict, man, "cache")
+        return cls(root, versions, [_item(it, man) for it in need(doc, "items", list, man, "cache")])
 
     @classmethod
     def create(cls, root, versions: dict) -> "TokenCache":
@@ -228,11 +230,27 @@ def commit_item(root: str | Path, tmp: Path, item: CacheItem) -> None:
     os.replace(tmp, final)
 
 
+def _item(doc, where: Path) -> CacheItem:
+    """A manifest's item entry as a CacheItem; InputError("cache", ...) when it is not one."""
+    if not isinstance(doc, dict):
+        raise InputError("cache", f"{where}: an item must be an object, got {type(doc).__name__}")
+    try:
+        item = CacheItem(**doc)
+    except TypeError as e:
+        raise InputError("cache", f"{where}: bad item ({e})") from None
+    for key, kind in (("name", str), ("kind", str), ("frames", list), ("source", str), ("meta", dict)):
+        need(asdict(item), key, kind, where, "cache")
+    name = Path(item.name)
+    if not all(isinstance(f, str) for f in item.frames) or not item.name or name.is_absolute() or ".." in name.parts:
+        raise InputError("cache", f"{where}: item {item.name[:80]!r} has a bad name or frame list")
+    return item
+
+
 def read_item(directory: Path) -> CacheItem | None:
     """The CacheItem a committed item directory records, None when there is none."""
     try:
-        return CacheItem(**json.loads((directory / ITEM_FILE).read_text()))
-    except (OSError, ValueError, TypeError):
+        return _item(read_json_object(directory / ITEM_FILE, "cache"), directory / ITEM_FILE)
+    except (OSError, InputError):
         return None
 
 

@@ -93,6 +93,9 @@ def write_item(root: Path, extractor: Extractor, name: str, kind: str, frames: I
         stems, frame_meta = extract_frames(extractor, frames, tmp, patches, progress, carry)
         if not stems:
             raise InputError("source", f"{source or name} yielded no frames")
+        skipped = getattr(frames, "skipped", None)  # a scene opened with skip_bad_frames
+        if skipped:
+            frame_meta["skipped_frames"] = list(skipped)
         item = CacheItem(name, kind, stems, label, source, patches, {**frame_meta, **(meta or {})})
         commit_item(root, tmp, item)
     finally:
@@ -136,24 +139,27 @@ class ItemSpec:
     patches: bool = False
     keyframe_every: int = 0
     min_coverage: float = 0.0
+    skip_bad: bool = False
 
     @classmethod
     def scene(cls, source: str | Path, every: int = 1, max_frames: int | None = None,
               size: tuple[int, int] | None = None, patches: bool = False,
-              keyframes: tuple[int, float] = (0, 0.0)) -> "ItemSpec":
+              keyframes: tuple[int, float] = (0, 0.0), skip_bad: bool = False) -> "ItemSpec":
         """A scene (anything scenes.open_source opens), named after its file or folder."""
         src = Path(source)
         return cls((src.stem if src.is_file() else src.name).replace(":", "_"), "scene", str(source), every=every,
                    max_frames=max_frames, size=tuple(size) if size else None, patches=patches,
-                   keyframe_every=keyframes[0], min_coverage=keyframes[1])
+                   keyframe_every=keyframes[0], min_coverage=keyframes[1], skip_bad=skip_bad)
 
     def sampling(self) -> dict:
         """How the frames were sampled, as the manifest records it (meta["sampling"]); carried
-        masks are recorded only when on, so caches made before carrying existed still match."""
+        masks and skipping bad frames are recorded only when on, so older caches still match."""
         out = {"every": self.every, "count": self.count, "max_frames": self.max_frames,
                "size": list(self.size) if self.size else None}
         if self.carry() is not None:
             out["keyframe_every"], out["min_coverage"] = self.keyframe_every, self.min_coverage
+        if self.skip_bad:
+            out["skip_bad_frames"] = True
         return out
 
     def carry(self) -> CarryConfig | None:
@@ -176,7 +182,7 @@ class ItemSpec:
             if len(frames) != self.count:
                 raise InputError("source", f"{self.source}: got {len(frames)} frames, need {self.count}")
             return frames
-        return open_frames(self.source, self.every, None, self.max_frames, self.size)
+        return open_frames(self.source, self.every, None, self.max_frames, self.size, skip_bad_frames=self.skip_bad)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -216,7 +222,8 @@ class JobReport:
 
 def plan_job(cache: TokenCache, sources: list[str | Path], kind: str = "auto", every: int = 1,
              max_frames: int | None = None, size: tuple[int, int] | None = None, patches: bool = False,
-             clip_frames: int = CLIP_FRAMES, keyframes: tuple[int, float] = (0, 0.0)) -> tuple[list[ItemSpec], JobReport]:
+             clip_frames: int = CLIP_FRAMES, keyframes: tuple[int, float] = (0, 0.0),
+             skip_bad_frames: bool = False) -> tuple[list[ItemSpec], JobReport]:
     """The items still to extract, and a report holding what is already in the cache (items
     with the same source and sampling: a re-run skips them) and the sources that could not
     be planned (a clip folder whose labels.csv is bad)."""
@@ -243,7 +250,7 @@ def plan_job(cache: TokenCache, sources: list[str | Path], kind: str = "auto", e
         elif k == "images":
             specs = [ItemSpec(src.name, "images", str(spec), patches=patches)]
         else:
-            specs = [ItemSpec.scene(spec, every, max_frames, size, patches, keyframes)]
+            specs = [ItemSpec.scene(spec, every, max_frames, size, patches, keyframes, skip_bad_frames)]
         for s in specs:
             done = next((i for i in by_source.get(s.source, []) if s.matches(i)), None) or _adopt(cache, s, taken)
             if done is not None:
@@ -314,14 +321,15 @@ MANIFEST_EVERY = 5.0
 def run_job(sources: list[str | Path], out: str | Path, versions: dict, make_worker: Callable[[Path], MakeWorker],
             ray: RayOptions | None = None, kind: str = "auto", every: int = 1, max_frames: int | None = None,
             size: tuple[int, int] | None = None, patches: bool = False, clip_frames: int = CLIP_FRAMES,
-            keyframes: tuple[int, float] = (0, 0.0)) -> JobReport:
+            keyframes: tuple[int, float] = (0, 0.0), skip_bad_frames: bool = False) -> JobReport:
     """Plan the job against the cache at `out` (created, or extended when `versions` match),
     extract the items it lacks with the workers make_worker(cache root) makes, here or on Ray
     (pool.run_items), record them in the manifest as they come, in plan order at the end."""
     t0 = time.perf_counter()
     cache = TokenCache.create(out, versions)
     with cache.writing():
-        todo, report = plan_job(cache, sources, kind, every, max_frames, size, patches, clip_frames, keyframes)
+        todo, report = plan_job(cache, sources, kind, every, max_frames, size, patches, clip_frames, keyframes,
+                                skip_bad_frames)
         by_name = {s.name: s for s in todo}
         saved = time.monotonic()
 
@@ -346,7 +354,7 @@ def run_job(sources: list[str | Path], out: str | Path, versions: dict, make_wor
 def extract_to_cache(sources: list[str | Path], out: str | Path, extractor: Extractor, kind: str = "auto",
                      every: int = 1, max_frames: int | None = None, size: tuple[int, int] | None = None,
                      patches: bool = False, clip_frames: int = CLIP_FRAMES, show_progress: bool = True,
-                     keyframes: tuple[int, float] = (0, 0.0)) -> JobReport:
+                     keyframes: tuple[int, float] = (0, 0.0), skip_bad_frames: bool = False) -> JobReport:
     """Extract each source into the cache at `out` in this process, with `extractor` (see
     run_job): items already in the cache are skipped, a source that fails is reported.
 
@@ -354,6 +362,8 @@ def extract_to_cache(sources: list[str | Path], out: str | Path, extractor: Extr
                  labels.csv, or image folders with images/ and labels/
     kind         "auto" (detect_kind) or one of KINDS
     every, max_frames, size  scene sampling (scenes.Sampling)
+    skip_bad_frames  scenes: frames that cannot be read are skipped and listed in the item's
+                 meta["skipped_frames"] instead of failing the scene
     patches      also store patch tokens for the patch-token baselines
     clip_frames  frames taken evenly from each clip (the activity head's window)
     keyframes    (K, min coverage): masks generated on every K-th frame of a scene or clip only and
@@ -362,7 +372,7 @@ def extract_to_cache(sources: list[str | Path], out: str | Path, extractor: Extr
     with tqdm(desc="extract", unit="frame", disable=not show_progress) as bar:
         return run_job(sources, out, extractor_versions(extractor), lambda root: lambda: ExtractWorker(
             root, extractor, progress=bar), None, kind, every, max_frames, size, patches, clip_frames,
-            keyframes)
+            keyframes, skip_bad_frames)
 
 
 def extract_on_ray(sources: list[str | Path], out: str | Path, build: dict, ray: RayOptions, kind: str = "auto",
@@ -379,7 +389,7 @@ def extract_on_ray(sources: list[str | Path], out: str | Path, build: dict, ray:
 
 
 def open_frames(spec: str | Path, every: int = 1, count: int | None = None, max_frames: int | None = None,
-                size: tuple[int, int] | None = None) -> Iterable[Frame]:
+                size: tuple[int, int] | None = None, skip_bad_frames: bool = False) -> Iterable[Frame]:
     """Frames of a scene or video through scenes.open_source with the given sampling."""
     return open_source(str(spec), every=every, count=count, max_frames=max_frames,
-                       size=tuple(size) if size else None)
+                       size=tuple(size) if size else None, skip_bad_frames=skip_bad_frames)

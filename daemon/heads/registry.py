@@ -15,8 +15,12 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from core.docs import need, read_json_object
+from core.errors import InputError
 
 FORMAT = "regiond.head/1"
 CONFIG_FILE = "config.json"
@@ -100,19 +104,47 @@ def save_head(model: nn.Module, out_dir, classes: list[dict], meta: dict | None 
 
 
 def load_head(path, device: str | torch.device = "cpu") -> LoadedHead:
-    """Read a head directory written by save_head; the model is in eval mode."""
+    """Read a head directory written by save_head; the model is in eval mode. A directory that
+    is not one (a damaged config or weights file, weights of another shape) is an
+    InputError("head", ...) naming the file; the weights' shapes are checked against the config
+    before any memory is allocated for the model."""
     path = Path(path)
     cfg_file = path / CONFIG_FILE
     if not cfg_file.is_file():
         raise FileNotFoundError(f"{path}: no {CONFIG_FILE}; not a head directory")
-    doc = json.loads(cfg_file.read_text())
+    doc = read_json_object(cfg_file, "head")
     if doc.get("format") != FORMAT:
-        raise ValueError(f"{cfg_file}: format {doc.get('format')!r}, expected {FORMAT!r}")
-    spec = HEADS.get(doc["name"])
-    if spec is None:
-        raise ValueError(f"{cfg_file}: unknown head {doc['name']!r}")
-    model = create_head(doc["name"], **doc["config"])
-    model.load_state_dict(load_file(str(path / WEIGHTS_FILE)), strict=True)
+        raise InputError("head", f"{cfg_file}: format {str(doc.get('format'))[:80]!r}, expected {FORMAT!r}")
+    name = need(doc, "name", str, cfg_file, "head")
+    if name not in HEADS:
+        raise InputError("head", f"{cfg_file}: unknown head {name[:80]!r}")
+    config = need(doc, "config", dict, cfg_file, "head")
+    classes = [_class_entry(c, cfg_file) for c in need(doc, "classes", list, cfg_file, "head")]
+    meta = doc.get("meta", {})
+    weights = _read_weights(path / WEIGHTS_FILE)
+    try:
+        with torch.device("meta"):  # shapes only: a config asking for a huge model allocates nothing
+            shapes = {k: tuple(v.shape) for k, v in create_head(name, **config).state_dict().items()}
+    except (TypeError, ValueError) as e:
+        raise InputError("head", f"{cfg_file}: bad config for {name} ({e})") from None
+    got = {k: tuple(v.shape) for k, v in weights.items()}
+    if got != shapes:
+        diff = sorted(set(got.items()) ^ set(shapes.items()))[:3]
+        raise InputError("head", f"{path / WEIGHTS_FILE}: weights do not match the config ({diff} ...)")
+    model = create_head(name, **config)
+    model.load_state_dict(weights, strict=True)
     model.to(device).eval()
-    return LoadedHead(doc["name"], model, doc["classes"], doc.get("meta", {}))
+    return LoadedHead(name, model, classes, meta if isinstance(meta, dict) else {})
 
+
+def _class_entry(c, where: Path) -> dict:
+    if not isinstance(c, dict):
+        raise InputError("head", f"{where}: a class must be an object with id and name, got {type(c).__name__}")
+    return {"id": need(c, "id", int, where, "head"), "name": need(c, "name", str, where, "head")}
+
+
+def _read_weights(file: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(file))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise InputError("head", f"{file}: not a safetensors file ({e})") from None

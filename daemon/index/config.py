@@ -116,5 +116,11 @@ class IndexConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "IndexConfig":
+        """The config recorded in index.json; TypeError for a value of the wrong type (every
+        field is a str or an int, as its default)."""
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        for k, v in known.items():
+            kind = type(getattr(cls, k))
+            if not isinstance(v, kind) or isinstance(v, bool):
+                raise TypeError(f"{k} must be {'a string' if kind is str else 'an integer'}, got {v!r}")
         return cls(**known)

@@ -18,11 +18,12 @@ Every bad input raises InputError naming the field.
 """
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from typing import Callable
 
-import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from core.errors import InputError
 from core.regionset import RegionSet
@@ -37,12 +38,21 @@ INSIDE_FRACTION = 0.5
 
 
 def decode_mask_png(data: bytes, shape: tuple[int, int], field: str = "mask_image") -> np.ndarray:
-    """A PNG whose non-zero pixels form the mask, checked against the image's H×W."""
+    """A PNG (or JPEG) whose non-zero pixels form the mask, checked against the image's H×W
+    from its header before anything is decoded (a small file may claim gigapixels)."""
     if not data:
         raise InputError(field, "no mask bytes")
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if arr is None:
-        raise InputError(field, "could not decode the bytes as an image")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if (im.height, im.width) != tuple(shape):
+                raise InputError(field, f"mask is {im.width}×{im.height} but the image is {shape[1]}×{shape[0]}")
+            if im.format not in ("PNG", "JPEG"):
+                raise InputError(field, f"expected a PNG, got {im.format}")
+            arr = np.asarray(im if im.mode in ("1", "L", "I", "I;16", "RGB", "RGBA") else im.convert("RGBA"))
+    except InputError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
+        raise InputError(field, f"could not decode the bytes as an image ({e})") from None
     mask = (arr != 0) if arr.ndim == 2 else (arr[..., :3] != 0).any(axis=2)
     return check_mask(mask, shape, field)
 

@@ -35,6 +35,8 @@ from .normaliser import Normaliser
 from .ranking import rank_images
 from .rwlock import RWLock
 from .searching import Ranked, Searching
+from core.docs import read_json_object
+
 from .store import MAX_REGIONS, IndexFileError, SQLiteStore, region_ids, split_ids
 from .vectors import VectorIndex
 
@@ -83,6 +85,7 @@ class RegionIndex(Searching):
                 log.warning("%s: %s", self.dir, LEGACY_NOTE.format(dir=self.dir))
             self._n_images, self._n_regions = self.store.count_images(), self.store.count_regions()
             self.rw = RWLock()
+            self._swap = RWLock()  # a replace (remove + add) against lookups of one image's rows
             self._since_checkpoint = 0
             self.vectors = self._open_vectors()
         except sqlite3.DatabaseError as e:
@@ -103,8 +106,8 @@ class RegionIndex(Searching):
         path = self.dir / CONFIG_NAME
         if config is None and path.exists():
             try:
-                return IndexConfig.from_dict(json.loads(path.read_text()))
-            except (ValueError, TypeError) as e:
+                return IndexConfig.from_dict(read_json_object(path, "index"))
+            except (ValueError, TypeError) as e:  # InputError included
                 raise IndexFileError(f"{path}: bad index configuration ({e})") from None
         return config or IndexConfig()
 
@@ -229,11 +232,13 @@ class RegionIndex(Searching):
                     return False
                 if on_exists != "replace":
                     raise InputError("image_id", f"{image_id!r} is already indexed")
-                self._remove_locked(old)
-            key, _seq = self.store.add_image(image_id, regions.width, regions.height, metadata,
-                                             regions.counts, regions.boxes, regions.areas, feats)
-            with self.rw.write():
-                self.vectors.add(key, feats)
+            with self._swap.write():  # a lookup never finds a replaced image missing half-way
+                if old is not None:
+                    self._remove_locked(old)
+                key, _seq = self.store.add_image(image_id, regions.width, regions.height, metadata,
+                                                 regions.counts, regions.boxes, regions.areas, feats)
+                with self.rw.write():
+                    self.vectors.add(key, feats)
             self._n_images += 1
             self._n_regions += len(feats)
             self._after_write_locked()
@@ -270,8 +275,9 @@ class RegionIndex(Searching):
         return self._n_regions
 
     def _raw_features(self, image_id: str) -> np.ndarray | None:
-        key = self.store.key_of(image_id)
-        return None if key is None else self.store.features_of(key)
+        with self._swap.read():
+            key = self.store.key_of(image_id)
+            return None if key is None else self.store.features_of(key)
 
     def random_vectors(self, n: int, seed: int = 0, exclude: set[str] | None = None) -> np.ndarray:
         rng = np.random.default_rng(seed)

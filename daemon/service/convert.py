@@ -63,7 +63,7 @@ def decode_image(img: pb.Image, field: str, limits: Limits) -> np.ndarray:
             arr = np.asarray(im)
     except InputError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
         raise InputError(field, f"cannot decode image ({len(img.data)} bytes): {e}") from None
     return arr
 

@@ -153,7 +153,7 @@ class SearchRPC:
         if which == "mask":
             q = request.mask
             frame = self._image(q.image, "mask.image")
-            return self._masked(frame, self._query_mask(q, (frame.height, frame.width)), q.match, "mask.match")
+            return self._masked(frame, query_mask(q, (frame.height, frame.width)), q.match, "mask.match")
         if which == "box":
             frame = self._image(request.box.image, "box.image")
             b = request.box.box
@@ -176,28 +176,30 @@ class SearchRPC:
             return Query(probe.weights, bias=probe.bias, is_feature=False)
         raise InputError("query", f"unsupported query {which!r}")  # pragma: no cover
 
-    def _query_mask(self, q: pb.MaskQuery, shape: tuple[int, int]) -> np.ndarray:
-        if q.HasField("mask") and q.HasField("mask_image"):
-            raise InputError("mask", "give mask or mask_image, not both")
-        if q.HasField("mask"):
-            m = q.mask
-            if (m.height, m.width) != shape:
-                raise InputError("mask.mask", f"mask is {m.width}×{m.height} but the image is {shape[1]}×{shape[0]}")
-            try:
-                dense = rle_decode(list(m.counts), m.height, m.width)
-            except ValueError as e:
-                raise InputError("mask.mask", str(e)) from None
-            return check_mask(dense, shape, "mask.mask")
-        if q.HasField("mask_image"):
-            return decode_mask_png(q.mask_image.data, shape, "mask.mask_image")
-        raise InputError("mask", "needs mask (RLE) or mask_image (PNG)")
-
     def _masked(self, frame: Frame, mask: np.ndarray, match: int, field: str) -> "Query":
         if match == pb.QUERY_MATCH_REGIONS:
             return Query(*region_set_query(self.extractor, frame, mask))
         if match != pb.QUERY_MATCH_POOLED:
             raise InputError(field, f"unknown QueryMatch {match}")
         return Query(self.extractor.pool(frame, mask[None])[0])
+
+
+def query_mask(q: pb.MaskQuery, shape: tuple[int, int]) -> np.ndarray:
+    """A mask query's H×W mask (COCO RLE or PNG) for an image of `shape`; InputError("mask...")."""
+    if q.HasField("mask") and q.HasField("mask_image"):
+        raise InputError("mask", "give mask or mask_image, not both")
+    if q.HasField("mask"):
+        m = q.mask
+        if (m.height, m.width) != shape:
+            raise InputError("mask.mask", f"mask is {m.width}×{m.height} but the image is {shape[1]}×{shape[0]}")
+        try:
+            dense = rle_decode(list(m.counts), m.height, m.width)
+        except ValueError as e:
+            raise InputError("mask.mask", str(e)) from None
+        return check_mask(dense, shape, "mask.mask")
+    if q.HasField("mask_image"):
+        return decode_mask_png(q.mask_image.data, shape, "mask.mask_image")
+    raise InputError("mask", "needs mask (RLE) or mask_image (PNG)")
 
 
 @dataclass
