@@ -40,10 +40,11 @@ class FastOptions:
 
     batch      prompts per decoder pass (about 20 MB of memory per prompt); small batches keep
                each prompt's 4096×256 image tokens in cache (8: 2× faster than 64, bench/amg.py)
-    threads    torch intra-op threads for everything after the image embedding (0: leave
-               torch's setting). The decoder's ops are small and many; on a shared 2-core
-               machine each multi-threaded op waits for a second core, and one thread ran the
-               decoder about 2× faster than two (README, SAM mask generation). Exact either way.
+    threads    torch intra-op threads for everything after the image embedding (0, the
+               default: torch's setting). On free cores two threads ran the decoder 1.7×
+               faster than one; on cores other jobs keep busy each of the decoder's many small
+               multi-threaded ops waits for the busy core, and one thread ran it about 2×
+               faster than two (README, SAM mask generation). Exact either way.
     stability  "full" (default, exact): stability score, boxes and box NMS on full-resolution
                logits, as segment-anything; "lowres": on the 256×256 decoder logits, and only
                the masks that survive box NMS are upsampled (faster; changes which masks
@@ -55,7 +56,7 @@ class FastOptions:
     """
 
     batch: int = 8
-    threads: int = 1
+    threads: int = 0
     stability: str = "full"
     encoder: str = "fp32"
     upsample_chunk: int = 16
