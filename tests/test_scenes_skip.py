@@ -10,14 +10,19 @@ from support_corrupt import sens_with_bad_frame
 import scenes
 
 
+def _strict_indices(source, match: str) -> list[int]:
+    """The frame indices a strict source yields before it raises SourceError matching `match`."""
+    got = []
+    with pytest.raises(scenes.SourceError, match=match):
+        for f in scenes.open_source(source):
+            got.append(f.index)
+    return got
+
+
 @pytest.mark.parametrize("part", ["colour", "depth"])
 def test_sens_corrupt_frame(tmp_path, part):
     path = sens_with_bad_frame(tmp_path / "x.sens", part)
-    got = []
-    with pytest.raises(scenes.SourceError, match="frame 1"):
-        for f in scenes.open_source(path):
-            got.append(f.index)
-    assert got == [0]
+    assert _strict_indices(path, "frame 1") == [0]
     src = scenes.open_source(path, skip_bad_frames=True)
     told = []
     src.on_skip = told.append
@@ -41,15 +46,12 @@ def test_folder_truncated_image_and_missing_depth(sevenscenes_dir, tmp_path):
     for n in (150, 151, 152, 153):
         for suffix in ("color.png", "depth.png", "pose.txt"):
             shutil.copy(sevenscenes_dir / f"frame-{n:06d}.{suffix}", d)
-    shutil.copy(sevenscenes_dir / "camera-intrinsics.txt", d) if (sevenscenes_dir / "camera-intrinsics.txt").exists() else None
+    if (sevenscenes_dir / "camera-intrinsics.txt").exists():
+        shutil.copy(sevenscenes_dir / "camera-intrinsics.txt", d)
     colour = d / "frame-000151.color.png"
     colour.write_bytes(colour.read_bytes()[:200])  # truncated image
     (d / "frame-000153.depth.png").unlink()         # missing depth file
-    got = []
-    with pytest.raises(scenes.SourceError, match="frame-000151"):
-        for f in scenes.open_source(d):
-            got.append(f.index)
-    assert got == [150]
+    assert _strict_indices(d, "frame-000151") == [150]
     src = scenes.open_source(d, skip_bad_frames=True)
     assert [f.index for f in src] == [150, 152]
     assert [s["frame"] for s in src.skipped] == [151, 153]
