@@ -104,7 +104,6 @@ def speed(args) -> int:
 
     from daemon.masks.compare import match_masks
     from daemon.masks.sam import build_sam_model, generator_config, spread_random_decoder
-    from daemon.masks.sam_decoder import PromptDecoder
     from daemon.masks.sam_fast import FastMaskGenerator, FastOptions
     from segment_anything import SamAutomaticMaskGenerator
 
@@ -114,11 +113,13 @@ def speed(args) -> int:
           f"{args.threads} threads (ours after the embedding: {args.decoder_threads or args.threads}); load average {os.getloadavg()[0]:.2f}", flush=True)
     sam = spread_random_decoder(build_sam_model(args.model, checkpoint=None, seed=0) if args.model == "tiny"
                                 else _random_sam(args.model), logit_scale=args.logit_scale)
-    config = generator_config(args.preset, box_nms_thresh=1.0)
+    # no NMS at all: box NMS, and the NMS after the small-region clean-up (activity), which
+    # uses max(box_nms_thresh, crop_nms_thresh)
+    config = generator_config(args.preset, box_nms_thresh=1.0, crop_nms_thresh=1.0)
     options = FastOptions(batch=args.batch, threads=args.decoder_threads, stability=args.stability,
                           encoder=args.encoder)
     fast = FastMaskGenerator(sam, config, options)
-    shift, scale = calibrate(sam, fast, rgb, config, args.iou_pass, args.survivors)
+    shift, scale, margin = calibrate(sam, fast, rgb, config, args.iou_pass, args.survivors)
     reference = SamAutomaticMaskGenerator(sam, **asdict(config))
     timer = ReferenceTimer(reference)
     runs = {"reference": [], "ours": []}
@@ -142,44 +143,89 @@ def speed(args) -> int:
     a = np.stack([r["segmentation"] for r in ref_out]) if ref_out else np.zeros((0, *rgb.shape[:2]), bool)
     m = match_masks(a, out.masks)
     print(f"surviving masks: reference {len(ref_out)}, ours {len(out.masks)}; {m.line()}; "
-          f"IoU shift {shift:+.3f}, logit scale {args.logit_scale * scale:.0f}; load average {os.getloadavg()[0]:.2f}")
+          f"IoU shift {shift:+.3f}, logit scale {args.logit_scale * scale:.1f} (calibrated for {args.survivors}, "
+          f"margin {margin:.1e}); load average {os.getloadavg()[0]:.2f}")
     return 0
 
 
-def calibrate(sam, fast, rgb, config, iou_pass: float, survivors: int) -> tuple[float, float]:
-    """Adjust the random decoder (in place) so that `iou_pass` of the masks pass the preset's
-    predicted-IoU threshold and about `survivors` masks pass its stability threshold too, from
-    one decoder pass over 64 of the prompts (stability on their 256×256 logits). Returns the
-    IoU shift and the extra logit scale."""
+def calibrate(sam, fast, rgb, config, iou_pass: float, survivors: int) -> tuple[float, float, float]:
+    """Adjust the random decoder (in place) so that `survivors` masks survive the preset's
+    thresholds (box NMS off), from one decoder pass over the whole prompt grid before timing.
+
+    Predicted IoU: shifted so that the best max(`iou_pass`, 2 × survivors / masks) of the
+    masks pass (the threshold halfway between two neighbouring scores). Stability: with the
+    mask threshold at 0, scaling the logits by s leaves every mask as it is and only moves
+    its stability, #(logit > offset/s) / #(logit > -offset/s), which grows with s. So each
+    passing mask has a critical scale s_i (bisection on its sorted full-resolution logits,
+    upsampled as both generators do) above which it is stable enough, and the scale is set
+    halfway (geometrically) between the `survivors`-th and the next critical scale. Returns
+    the IoU shift, the extra logit scale and the relative gap around it (the margin that
+    float rounding between the two generators must not cross)."""
     import torch
 
+    from daemon.masks import sam_steps as steps
     from daemon.masks.sam_decoder import PromptDecoder
-    from daemon.masks.sam_steps import stability
 
+    if sam.mask_threshold != 0.0:
+        raise ValueError("calibration scales logits about the mask threshold 0")
     with torch.inference_mode():
         x = torch.as_tensor(fast.transform.apply_image(rgb)).permute(2, 0, 1).contiguous()[None]
+        input_size, size = tuple(x.shape[-2:]), rgb.shape[:2]
         dec = PromptDecoder(sam, sam.image_encoder(sam.preprocess(x)))
-        points = fast.point_grids[0] * np.array(rgb.shape[:2])[None, ::-1]
-        coords = torch.as_tensor(fast.transform.apply_coords(points, rgb.shape[:2]))
-        sample = torch.linspace(0, len(points) - 1, min(64, len(points))).long()
-        sparse, _ = sam.prompt_encoder(points=(coords[sample, None], torch.ones(len(sample), 1, dtype=torch.int)),
+        points = fast.point_grids[0] * np.array(size)[None, ::-1]
+        coords = torch.as_tensor(fast.transform.apply_coords(points, size))
+        sparse, _ = sam.prompt_encoder(points=(coords[:, None], torch.ones(len(points), 1, dtype=torch.int)),
                                        boxes=None, masks=None)
-        hs, keys = dec.transformer(sparse)
-        iou = dec.iou(hs).flatten()
-        shift = config.pred_iou_thresh - float(torch.quantile(iou, 1 - iou_pass)) + 1e-4
-        h, w = x.shape[-2:]
-        low = dec.masks(hs, keys, h // 4, w // 4).flatten(0, 1)[:, : h // 4, : w // 4]
-        wanted = survivors / (3 * len(points) * iou_pass)
-        scales = np.geomspace(0.1, 100, 61)
-        passing = [float((stability(low * s, sam.mask_threshold, config.stability_score_offset)
-                          >= config.stability_score_thresh).float().mean()) for s in scales]
-        scale = float(scales[int(np.argmin([abs(p - wanted) for p in passing]))])
+        rows, cols = steps.cells_needed(input_size[0]), steps.cells_needed(input_size[1])
+        ious, lows = [], []  # per batch of 8 prompts: B×3 predicted IoU, B×3×rows×cols logits
+        for b in range(0, len(points), 8):
+            hs, keys = dec.transformer(sparse[b:b + 8])
+            ious.append(dec.iou(hs))
+            lows.append(dec.masks(hs, keys, rows, cols))
+        top = torch.cat(ious).flatten().sort(descending=True).values
+        n_pass = min(len(top) - 1, max(round(iou_pass * len(top)), 2 * survivors))
+        shift = config.pred_iou_thresh - float(top[n_pass - 1] + top[n_pass]) / 2
+        critical = [critical_scales(steps.upsample(low.flatten(0, 1)[(iou + shift > config.pred_iou_thresh).flatten()],
+                                                   input_size, size),
+                                    config.stability_score_offset, config.stability_score_thresh)
+                    for iou, low in zip(ious, lows)]
+        critical = torch.cat(critical).sort().values
+        lo, hi = float(critical[survivors - 1]), float(critical[survivors]) if len(critical) > survivors else np.inf
+        if not np.isfinite(hi):
+            raise ValueError(f"fewer than {survivors + 1} masks can pass both thresholds; ask for fewer survivors")
+        scale = (lo * hi) ** 0.5
         head = sam.mask_decoder
         head.iou_prediction_head.layers[-1].bias.add_(shift)
         for mlp in head.output_hypernetworks_mlps:
             mlp.layers[-1].weight.mul_(scale)
             mlp.layers[-1].bias.mul_(scale)
-    return shift, scale
+    return shift, scale, hi / lo - 1
+
+
+def critical_scales(logits, offset: float, thresh: float):
+    """Per mask (M×H×W logits, mask threshold 0): the smallest factor s for which
+    segment-anything's stability score of s × logits reaches `thresh` (inf: never)."""
+    import torch
+
+    flat = logits.flatten(1).sort(dim=1).values
+    n = flat.shape[1]
+
+    def above(u):  # per mask: how many logits exceed u (a column)
+        return n - torch.searchsorted(flat, u.to(flat.dtype)[:, None].contiguous(), right=True)[:, 0]
+
+    def stable(u):  # the reference's score (nan, so not stable, when no logit exceeds -u)
+        union = above(-u)
+        return (union > 0) & (above(u) >= thresh * union)
+
+    # stability at cutoff u = offset/s is #(l > u) / #(l > -u), falling with u: bisect log u
+    lo = torch.full((len(flat),), -30.0, dtype=torch.float64)
+    hi = torch.full((len(flat),), 10.0, dtype=torch.float64)
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        ok = stable(mid.exp())
+        lo, hi = torch.where(ok, mid, lo), torch.where(ok, hi, mid)
+    s = offset / lo.exp()
+    return torch.where(stable(lo.exp()), s, torch.full_like(s, float("inf")))
 
 
 def _random_sam(model: str):
