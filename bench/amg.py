@@ -16,12 +16,18 @@ and prints `speedup after embedding X.Xx, end to end Y.Yx`, then whether the mas
 
 The workload: random weights give noise masks that are never stable, so the decoder is
 adjusted as in tests (daemon.masks.sam.spread_random_decoder: transposed-convolution kernels
-shared by their sub-pixel positions, mask logits ×`--logit-scale`) and its predicted IoU is
-shifted so that `--iou-pass` of the masks pass the preset's threshold (a trained ViT-H passes
-about a third); such masks all span the frame, so box NMS is off (box_nms_thresh 1.0) and the
-preset's stability threshold decides what survives: the logit scale is calibrated (one decoder
-pass over 64 prompts before timing) so that about `--survivors` (75) masks survive, as trained
-weights give after NMS.
+shared by their sub-pixel positions, mask logits ×`--logit-scale`). Such masks all span the
+frame, so NMS is off (box_nms_thresh and crop_nms_thresh 1.0: no NMS within or across crops,
+nor after the small-region clean-up) and the thresholds alone decide what survives. Before
+timing, one decoder pass over the whole prompt grid calibrates the decoder to the preset
+(`calibrate`): its predicted IoU is shifted so that `--iou-pass` of the masks (at least twice
+`--survivors`) pass the preset's threshold (a trained ViT-H passes about a third), and its
+mask logits are scaled so that exactly `--survivors` (75) of those pass the stability
+threshold too, as many as trained weights leave after NMS (50–100). Scaling logits about the
+mask threshold 0 changes no mask, only its stability, and each mask's stability grows with
+the scale, so every mask has a critical scale and the scale is set between the 75th and the
+76th. Both generators then run with the same weights and thresholds; the output line gives
+the survivors of each and how they match.
 
 Check (`--check`): both generators with the tiny random SAM and the tests' lowered thresholds
 on any image; prints `masks matched N/N, min IoU Z` and exits 1 on a mismatch.
@@ -102,7 +108,7 @@ def staged(seconds: dict, total: float) -> dict:
 def speed(args) -> int:
     import torch
 
-    from daemon.masks.compare import match_masks
+    from daemon.masks.compare import mask_iou, match_masks
     from daemon.masks.sam import build_sam_model, generator_config, spread_random_decoder
     from daemon.masks.sam_fast import FastMaskGenerator, FastOptions
     from segment_anything import SamAutomaticMaskGenerator
@@ -145,6 +151,10 @@ def speed(args) -> int:
     print(f"surviving masks: reference {len(ref_out)}, ours {len(out.masks)}; {m.line()}; "
           f"IoU shift {shift:+.3f}, logit scale {args.logit_scale * scale:.1f} (calibrated for {args.survivors}, "
           f"margin {margin:.1e}); load average {os.getloadavg()[0]:.2f}")
+    if len(out.masks) > 1:  # how alike the survivors are (NMS off keeps near-duplicates)
+        pair = mask_iou(out.masks, out.masks)[np.triu_indices(len(out.masks), 1)]
+        print(f"survivors' pairwise IoU: median {np.median(pair):.2f}, max {pair.max():.2f}; "
+              f"area {np.median(out.masks.mean((1, 2))):.0%} of the frame (median)")
     return 0
 
 
@@ -190,9 +200,9 @@ def calibrate(sam, fast, rgb, config, iou_pass: float, survivors: int) -> tuple[
                                     config.stability_score_offset, config.stability_score_thresh)
                     for iou, low in zip(ious, lows)]
         critical = torch.cat(critical).sort().values
-        lo, hi = float(critical[survivors - 1]), float(critical[survivors]) if len(critical) > survivors else np.inf
-        if not np.isfinite(hi):
+        if len(critical) <= survivors or not torch.isfinite(critical[survivors]):
             raise ValueError(f"fewer than {survivors + 1} masks can pass both thresholds; ask for fewer survivors")
+        lo, hi = float(critical[survivors - 1]), float(critical[survivors])
         scale = (lo * hi) ** 0.5
         head = sam.mask_decoder
         head.iou_prediction_head.layers[-1].bias.add_(shift)
