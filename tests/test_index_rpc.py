@@ -125,7 +125,7 @@ def test_index_and_search_over_grpc(tmp_path, collection, backend):
         # a vector is a raw feature, mapped as the indexed ones; linear weights act on the
         # index's vectors z (normalised), so weights 2·z(v) score twice the vector query's
         dim = ex.dim
-        v = stub.Search(pb.SearchRequest(top_k=2, vector=pb.VectorQuery(values=[1.0] * dim)))
+        v = stub.Search(pb.SearchRequest(top_k=2, vector=pb.VectorQuery(values=[1.0] * dim), query_expansion=0))
         assert len(v.hits) == 2
         z = server.search.index.prepare(np.ones((1, dim), np.float32))[0]
         lin = stub.Search(pb.SearchRequest(top_k=2, linear=pb.LinearQuery(weights=(2 * z).tolist(), bias=3.0)))
