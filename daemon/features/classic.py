@@ -27,7 +27,7 @@ import torch
 
 from core.frames import as_rgb8
 
-from .base import FeatureGrid, cap_long_side, padding
+from .base import FeatureGrid, cap_long_side, grid_layout, padding
 
 ORIENTATION_BINS = 9
 AB_BINS = 4                 # per axis of the (a, b) colour histogram
@@ -129,6 +129,10 @@ class ClassicBackbone:
     name: str = "classic"
     dim: int = CLASSIC_DIM
     stride: int = 14
+
+    def layout(self, height: int, width: int) -> FeatureGrid:
+        """The grid's geometry for a height×width image, without computing it (see base.grid_layout)."""
+        return grid_layout(height, width, self.stride, self.max_side, self.device)
 
     def __call__(self, rgb: np.ndarray) -> FeatureGrid:
         rgb = as_rgb8(rgb)
