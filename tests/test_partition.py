@@ -20,7 +20,8 @@ from core.regionset import RegionSet
 from daemon.extraction.extractor import Extractor
 from daemon.extraction.profiles import build_extractor
 from daemon.features import build_backbone
-from daemon.features.pooling import PartitionPooling, naive_pool, pool_masks
+from daemon.features.partition_pooling import PartitionPooling
+from daemon.features.pooling import naive_pool, pool_masks
 from daemon.geometry import region_geometry
 from daemon.masks.base import MaskGenerationError, MaskProposals
 from daemon.masks.slic import SlicConfig, SlicMasker

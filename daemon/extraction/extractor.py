@@ -20,7 +20,8 @@ from core.regionset import RegionSet
 from core.timing import StageTimer
 
 from ..features.base import Backbone
-from ..features.pooling import PartitionPooling, pool_masks
+from ..features.partition_pooling import PartitionPooling
+from ..features.pooling import pool_masks
 from ..geometry import region_geometry
 from ..masks.base import MaskGenerationError, MaskGenerator, MaskProposals
 from ..masks.carry import CarryClosed, CarryTicket
