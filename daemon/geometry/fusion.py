@@ -46,7 +46,7 @@ class VoxelFusion:
         self._parts: list[tuple] = []       # (keys, sum_xyz, sum_rgb, count)
         self._label_parts: list[tuple] = []  # (keys, label, count)
         self._merged_size = 0
-        self._buffered = 0
+        self._buffered = 0                   # rows added since the last merge
         self.frames_used = 0
         self.frames_skipped = 0
 
@@ -142,7 +142,7 @@ class VoxelFusion:
         if len(self._label_parts) > 1:
             self._label_parts = [self._count_labels(*(np.concatenate([p[i] for p in self._label_parts]) for i in range(3)))]
         self._merged_size = len(self._parts[0][0]) if self._parts else 0
-        self._buffered = self._merged_size
+        self._buffered = 0  # rows in the parts since: merging when they outgrow the merged part
 
     def cloud(self) -> PointCloud:
         """The fused cloud so far (labels None when no labelled point was added)."""
