@@ -36,25 +36,53 @@ def _unkey(keys: np.ndarray) -> np.ndarray:
     return np.stack([keys >> (2 * _BITS), (keys >> _BITS) & _MASK, keys & _MASK])
 
 
-def _group_voxels(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """np.unique(keys, return_inverse=True) of 3×M voxel coordinates' keys, by their rank in
-    the coordinates' bounding box (ordered as the keys, and small: the voxels of a frame, or of
-    a room, span a box of a few million)."""
+def _box_rank(idx: np.ndarray) -> tuple[np.ndarray, int]:
+    """Each of 3×M voxel coordinates' rank in their bounding box, ordered as their keys are
+    (and small: the voxels of a frame, or of a room, span a box of a few million), and the
+    box's volume."""
     lo, hi = idx.min(axis=1), idx.max(axis=1)
     span = [int(d) for d in hi - lo + 1]
     rank = (idx[0] - lo[0]) * span[1]
     rank += idx[1] - lo[1]
     rank *= span[2]
     rank += idx[2] - lo[2]
-    first, inv = _unique_inverse(rank, span[0] * span[1] * span[2])
+    return rank, span[0] * span[1] * span[2]
+
+
+def _group_voxels(idx: np.ndarray, runs: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(keys, return_inverse=True) of 3×M voxel coordinates' keys (runs: as for
+    _unique_inverse)."""
+    first, inv = _unique_inverse(*_box_rank(idx), runs=runs)
     return _keys(idx[:, first]), inv
 
 
-def _unique_inverse(values: np.ndarray, span: int) -> tuple[np.ndarray, np.ndarray]:
+def _group_labelled(idx: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple | None]:
+    """_group_voxels of 3×M voxel coordinates and _count_pairs of their M labels' non-zero
+    (voxel, label) pairs, from one sort of the pairs (the voxels' order is the pairs')."""
+    rank, volume = _box_rank(idx)
+    top = int(labels.max()) + 1
+    first, pair_inv = _unique_inverse(rank * top + labels, volume * top)
+    voxel_of_pair = rank[first]
+    new = np.empty(len(first), bool)
+    new[:1] = True
+    np.not_equal(voxel_of_pair[1:], voxel_of_pair[:-1], out=new[1:])
+    voxel_of_pair = np.cumsum(new) - 1
+    label_of_pair = labels[first]
+    keep = label_of_pair > 0
+    pairs = None
+    if keep.any():
+        count = np.bincount(pair_inv, minlength=len(first))
+        pairs = voxel_of_pair[keep], label_of_pair[keep], count[keep]
+    return _keys(idx[:, first[new]]), voxel_of_pair[pair_inv], pairs
+
+
+def _unique_inverse(values: np.ndarray, span: int, runs: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(where each distinct value first occurs, in increasing value order; each value's index
     among them) of M int64 values in [0, span): what np.unique's return_index and
     return_inverse give. A value and its position pack into one int64 when span allows, so
-    that one plain sort (numpy's vectorised sort) does np.unique's argsort."""
+    that one plain sort (numpy's vectorised sort) does np.unique's argsort; runs: the values
+    are a few increasing runs end to end (merged parts), which a stable sort (timsort) merges
+    in fewer steps."""
     n = values.size
     shift = max(n - 1, 1).bit_length()
     if n == 0 or span > 1 << (63 - shift):
@@ -62,7 +90,7 @@ def _unique_inverse(values: np.ndarray, span: int) -> tuple[np.ndarray, np.ndarr
         return first, inv.reshape(-1)
     packed = values << shift
     packed |= np.arange(n, dtype=np.int64)
-    packed.sort()
+    packed.sort(kind="stable" if runs else None)
     order = packed & ((1 << shift) - 1)
     packed >>= shift
     new = np.empty(n, bool)
@@ -73,12 +101,13 @@ def _unique_inverse(values: np.ndarray, span: int) -> tuple[np.ndarray, np.ndarr
     return order[new], inv
 
 
-def _count_pairs(voxels: np.ndarray, labels: np.ndarray, n: int, weights=None) -> tuple:
+def _count_pairs(voxels: np.ndarray, labels: np.ndarray, n: int, weights=None, runs: bool = False) -> tuple:
     """(voxel, label, count) of each distinct (voxel, label) pair of voxel indices < n,
-    sorted by voxel then label; counts the pairs, or sums their int weights."""
+    sorted by voxel then label; counts the pairs, or sums their int weights (runs: as for
+    _unique_inverse)."""
     top = int(labels.max()) + 1
     pair = voxels * top + labels
-    first, inv = _unique_inverse(pair, n * top)
+    first, inv = _unique_inverse(pair, n * top, runs)
     pair = pair[first]
     counts = np.bincount(inv, weights, len(first)).astype(np.int64)
     return pair // top, pair % top, counts
@@ -127,17 +156,17 @@ class VoxelFusion:
         if not pts.shape[1]:
             return
         pts = np.ascontiguousarray(pts, dtype=np.float64)
-        uniq, inv = _group_voxels(_voxel_index(pts, self.voxel))
+        idx = _voxel_index(pts, self.voxel)
+        labelled = None     # (voxel, label, count) of the non-zero labels, as _count_pairs
+        if lab is None:
+            uniq, inv = _group_voxels(idx)
+        else:
+            uniq, inv, labelled = _group_labelled(idx, np.maximum(lab.astype(np.int64), 0))  # < 1: none
         n = len(uniq)
         cnt = np.bincount(inv, minlength=n)
         # bincount sums its weights as float64 in point order, whatever their dtype
         sxyz = np.stack([np.bincount(inv, pts[j], n) for j in range(3)], axis=1)
         srgb = np.stack([np.bincount(inv, rgb[:, j], n) for j in range(3)], axis=1)
-        labelled = None
-        if lab is not None:
-            keep = lab > 0
-            if keep.any():
-                labelled = _count_pairs(inv[keep], lab[keep].astype(np.int64), n)
         self._parts.append((uniq, sxyz, srgb, cnt, labelled))
         self._buffered += n
         if self._buffered > max(self._merged_size, 1 << 18):
@@ -176,7 +205,7 @@ class VoxelFusion:
         parts = self._parts
         if len(parts) > 1:
             keys = np.concatenate([p[0] for p in parts])
-            uniq, inv = _group_voxels(_unkey(keys))
+            uniq, inv = _group_voxels(_unkey(keys), runs=True)   # each part's keys are sorted
             n = len(uniq)
             cnt = np.bincount(inv, np.concatenate([p[3] for p in parts]), n).astype(np.int64)
             sx = np.concatenate([p[1] for p in parts])
@@ -187,7 +216,7 @@ class VoxelFusion:
             labelled = [(inv[o + p[4][0]], p[4][1], p[4][2]) for o, p in zip(offsets, parts) if p[4] is not None]
             if labelled:
                 labelled = _count_pairs(*(np.concatenate([p[i] for p in labelled]) for i in range(2)), n,
-                                        np.concatenate([p[2] for p in labelled]))
+                                        np.concatenate([p[2] for p in labelled]), runs=True)
             self._parts = [(uniq, sxyz, srgb, cnt, labelled or None)]
         self._merged_size = len(self._parts[0][0]) if self._parts else 0
         self._buffered = 0  # rows in the parts since: merging when they outgrow the merged part
