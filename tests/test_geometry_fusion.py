@@ -132,3 +132,12 @@ def test_labels_do_not_depend_on_when_parts_merge():
     for k, got in list(zip(map(tuple, np.floor(a.points / 0.1).astype(np.int64)), a.labels))[:200]:
         counts = np.bincount(labels[(keys == k).all(axis=1)], minlength=6)[1:]
         assert got == (1 + int(np.argmax(counts)) if counts.any() else 0)
+
+
+def test_labelled_points_spanning_a_huge_box():
+    # two points ±10 km apart at 1 cm: the box of voxels is too large to pack with the labels
+    f = VoxelFusion(0.01)
+    f.add_points([[-5000.0, -5000.0, -5000.0], [5000.0, 5000.0, 5000.0], [5000.0, 5000.0, 5000.001]],
+                 np.zeros((3, 3), np.uint8), labels=[3, 200, 200])
+    c = f.cloud()
+    assert len(c) == 2 and c.labels.tolist() == [3, 200]  # in key order

@@ -61,6 +61,10 @@ def _group_labelled(idx: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np
     (voxel, label) pairs, from one sort of the pairs (the voxels' order is the pairs')."""
     rank, volume = _box_rank(idx)
     top = int(labels.max()) + 1
+    if volume * top >= 1 << 63:     # the pairs' values would overflow: voxels first, then pairs
+        first, inv = _unique_inverse(rank, volume)
+        keep = labels > 0
+        return _keys(idx[:, first]), inv, _count_pairs(inv[keep], labels[keep], len(first)) if keep.any() else None
     first, pair_inv = _unique_inverse(rank * top + labels, volume * top)
     voxel_of_pair = rank[first]
     new = np.empty(len(first), bool)
