@@ -3,7 +3,8 @@
 Indexes a generated collection once with raw features (`none`, the scoring of indexes built
 before normalisation), then renormalises the same index in place (no re-extraction) to
 per-dimension standardisation and to PCA whitening, and prints regions mAP and the
-whole-image baseline's for each (`regiond eval retrieval --synthetic N`'s protocol). With
+whole-image baseline's for each (`regiond eval retrieval --synthetic N`'s protocol: regions
+with the daemon's default query expansion, and without it). With
 --video, temporal P@5 on the given footage for each normaliser and both ways of matching a
 box (`regiond eval retrieval --video`'s protocol).
 
@@ -58,14 +59,14 @@ def main(argv=None) -> int:
         collection = load_coco(make_synthetic_collection(Path(tmp) / "coll", args.images, seed=args.seed))
         index_dir = Path(tmp) / "index"
         print(f"\nsynthetic collection, {args.images} images, seed {args.seed}")
-        print(f"{'normaliser':<14}{'regions mAP':>14}{'whole-image mAP':>18}")
+        print(f"{'normaliser':<14}{'regions mAP':>14}{'no expansion':>14}{'whole-image mAP':>18}")
         for name, normaliser in normalisers.items():
             if index_dir.exists():  # the same regions, mapped anew: no re-extraction
                 with RegionIndex(index_dir) as idx:
                     idx.renormalise(normaliser)
             rep = evaluate_retrieval(collection, extractor, index_dir=index_dir, seed=args.seed, normaliser=normaliser)
-            print(f"{name:<14}{rep.methods['regions'].mean_ap:>14.3f}{rep.methods['whole-image'].mean_ap:>18.3f}",
-                  flush=True)
+            m = {k: v.mean_ap for k, v in rep.methods.items()}
+            print(f"{name:<14}{m['regions']:>14.3f}{m['regions-noexp']:>14.3f}{m['whole-image']:>18.3f}", flush=True)
     for source in args.video:
         print(f"\n{source}: temporal P@5 (box by regions / pooled box)")
         for name, normaliser in normalisers.items():

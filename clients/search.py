@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
                    help="only images whose metadata has KEY=VALUE (repeatable)")
     q.add_argument("--exclude", action="append", default=[], metavar="IMAGE_ID", help="leave this image out")
+    q.add_argument("--expand", type=int, default=None, metavar="N",
+                   help="query expansion: search again with the best regions of the first N images "
+                        "(default: the daemon's, 5; 0: exact nearest regions only)")
     q.add_argument("--out", type=Path, default=Path("search_results.html"),
                    help="HTML page with the query and the hits, matched regions outlined")
     common.add_connection_args(q, subcommand=True)
@@ -146,6 +149,10 @@ def read_rgb(path: Path) -> np.ndarray:
 
 def run_query(args, conn) -> int:
     req = pb.SearchRequest(top_k=args.top_k, regions_per_image=args.regions_per_image, include_masks=True)
+    if args.expand is not None:
+        if args.expand < 0:
+            raise ValueError(f"--expand {args.expand}: must be 0 or more images")
+        req.query_expansion = args.expand
     image = file_image_pb(args.image)
     if args.mask is not None:
         req.mask.image.CopyFrom(image)

@@ -2,6 +2,8 @@
 clients/search.py against it, on both index backends (FAISS over SQLite; Milvus Lite)."""
 from __future__ import annotations
 
+import itertools
+
 import grpc
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ from support_service import lite_extractor, png_bytes, running_server, stub_for
 
 from core import rle
 from daemon.index.collection import load_coco, make_synthetic_collection
+from daemon.index.searching import SERVED_EXPANSION
 from regions.v1 import regions_pb2 as pb
 
 N_IMAGES = 14
@@ -103,8 +106,11 @@ def test_index_and_search_over_grpc(tmp_path, collection, backend):
         assert hits and all(h.image_id != ci.image_id and h.metadata["split"] == "a" for h in hits)
 
         # an indexed region, its raw vector, and a probe trained from examples
-        r = stub.Search(pb.SearchRequest(top_k=1, region=pb.RegionRef(image_id=ci.image_id, region_id=top.region_id)))
+        ref = pb.RegionRef(image_id=ci.image_id, region_id=top.region_id)
+        r = stub.Search(pb.SearchRequest(top_k=1, region=ref, query_expansion=0))  # the exact nearest
         assert r.hits[0].image_id == ci.image_id and r.hits[0].score == pytest.approx(1.0, abs=1e-4)
+        r = stub.Search(pb.SearchRequest(top_k=1, region=ref))  # expanded by default: still itself first
+        assert r.hits[0].image_id == ci.image_id and 0.5 < r.hits[0].score < 1.0
         cls = inst.category
         same = [(c.image_id, c) for c in collection.images if any(i.category == cls for i in c.instances)]
         positives = []
@@ -119,7 +125,7 @@ def test_index_and_search_over_grpc(tmp_path, collection, backend):
         # a vector is a raw feature, mapped as the indexed ones; linear weights act on the
         # index's vectors z (normalised), so weights 2·z(v) score twice the vector query's
         dim = ex.dim
-        v = stub.Search(pb.SearchRequest(top_k=2, vector=pb.VectorQuery(values=[1.0] * dim)))
+        v = stub.Search(pb.SearchRequest(top_k=2, vector=pb.VectorQuery(values=[1.0] * dim), query_expansion=0))
         assert len(v.hits) == 2
         z = server.search.index.prepare(np.ones((1, dim), np.float32))[0]
         lin = stub.Search(pb.SearchRequest(top_k=2, linear=pb.LinearQuery(weights=(2 * z).tolist(), bias=3.0)))
@@ -155,6 +161,8 @@ def test_index_and_search_over_grpc(tmp_path, collection, backend):
         cases.append((pb.SearchRequest(top_k=5000, vector=pb.VectorQuery(values=[1.0] * dim)), "top_k"))
         cases.append((pb.SearchRequest(regions_per_image=500, vector=pb.VectorQuery(values=[1.0] * dim)),
                       "regions_per_image"))
+        cases.append((pb.SearchRequest(query_expansion=101, vector=pb.VectorQuery(values=[1.0] * dim)),
+                      "query_expansion"))
         for req, field in cases:
             err = call_error(stub.Search, req)
             assert err.details().startswith(field + ":"), (field, err.details())
@@ -275,13 +283,18 @@ def test_normalised_search_is_the_same_through_the_daemon_and_in_process(tmp_pat
             "examples": (pb.SearchRequest(examples=pb.ExamplesQuery(positives=positives, negatives=200)),
                          dict(query=probe.weights, bias=probe.bias, normalize=False)),
         }
-        for name, (req, kw) in cases.items():
+        for (name, (req, kw)), n in itertools.product(cases.items(), (None, 0, 3)):
             req.top_k, req.regions_per_image = 6, 2
+            if n is not None:
+                req.query_expansion = n
+            # one region's feature is expanded (unset: the daemon's default); sets and probes never
+            single = name not in ("box by regions", "examples")
+            expand = (SERVED_EXPANSION if n is None else n) if single else 0
             got = stub.Search(req).hits
-            want = local.search(k=6, regions_per_image=2, **kw)
-            assert [h.image_id for h in got] == [h.image_id for h in want], name
-            assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-4), name
-            assert [[r.region_id for r in h.regions] for h in got] == [[r.region_id for r in h.regions] for h in want], name
+            want = local.search(k=6, regions_per_image=2, expand=expand, **kw)
+            assert [h.image_id for h in got] == [h.image_id for h in want], (name, n)
+            assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-4), (name, n)
+            assert [[r.region_id for r in h.regions] for h in got] == [[r.region_id for r in h.regions] for h in want], (name, n)
         bad = pb.SearchRequest(box=pb.BoxQuery(image=pb.Image(data=ci.path.read_bytes()), box=pb.Box(x0=0, y0=0, x1=9, y1=9),
                                                match=7))
         assert call_error(stub.Search, bad).details().startswith("box.match:")

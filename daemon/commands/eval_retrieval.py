@@ -58,6 +58,10 @@ def register(tasks) -> None:
     p.add_argument("--queries-per-class", type=int, default=0, metavar="N",
                    help="sample at most N queries per class (default 0: every instance is a query)")
     p.add_argument("--precision-at", type=int, default=50, metavar="K", help="precision@K (default 50)")
+    p.add_argument("--expand", type=int, default=None, metavar="N",
+                   help="query expansion of the region queries: the best regions of the top N other images "
+                        "join the query (αQE); default: as the daemon's Search expands an unset request; 0: none. "
+                        "With a collection, the table also shows the regions without expansion")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON after the table")
     add_normaliser_option(p)
     add_model_options(p)
@@ -74,6 +78,7 @@ def run(args) -> int:
         make_synthetic_collection,
     )
     from ..index.evaluation import evaluate_retrieval  # faiss: only when the command runs (--help stays light)
+    from ..index.searching import SERVED_EXPANSION
 
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     if sum(map(bool, (args.collection, args.synthetic, args.video))) != 1:
@@ -98,7 +103,8 @@ def run(args) -> int:
         report = evaluate_retrieval(collection, extractor, index_dir=args.index_dir,
                                     queries_per_class=args.queries_per_class or None,
                                     precision_k=args.precision_at, seed=args.seed, progress=True,
-                                    normaliser=normaliser)
+                                    normaliser=normaliser,
+                                    expand=SERVED_EXPANSION if args.expand is None else args.expand)
     finally:
         if tmp is not None:
             tmp.cleanup()

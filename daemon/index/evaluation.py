@@ -4,7 +4,10 @@ Every annotated instance with at least one other image of its class is a query; 
 is the instance's ground-truth mask pooled with the extractor (as a Search mask query does).
 Every other database image is scored, and the images that contain the class are relevant.
 
-  regions      an image's score is its best region's cosine similarity (the region index)
+  regions      an image's score is its best region's cosine similarity (the region index),
+               the query expanded as the daemon's Search expands it by default (αQE over the
+               best regions of the top SERVED_EXPANSION other images; searching.py)
+  regions-noexp  the same without query expansion: the exact nearest regions
   whole-image  baseline: the image's mean-pooled feature grid (the same backbone), cosine,
                after the same feature normaliser as the index's (a fair comparison)
 
@@ -26,6 +29,7 @@ from .corpus import normaliser_for
 from .extractor import RegionExtractor
 from .normaliser import Normaliser
 from .region_index import RegionIndex
+from .searching import SERVED_EXPANSION
 
 
 def average_precision(scores: np.ndarray, relevant: np.ndarray) -> float:
@@ -59,13 +63,16 @@ class RetrievalReport:
     precision_k: int
     methods: dict  # name -> MethodResult
     normaliser: str = ""  # the index's (RegionIndex.normaliser_note)
+    expansion: int = 0    # images the "regions" queries were expanded with
 
     def text(self) -> str:
         names = list(self.methods)
         classes = list(next(iter(self.methods.values())).per_class)
         head = f"{'class':<20}{'queries':>8}" + "".join(f"{n + ' AP':>18}{n + f' P@{self.precision_k}':>20}" for n in names)
         lines = [f"{self.images} images, {self.regions} regions, {self.queries} queries",
-                 f"feature normaliser: {self.normaliser}", head]
+                 f"feature normaliser: {self.normaliser}",
+                 f"query expansion: {self.expansion} images (regions; regions-noexp: none)" if self.expansion
+                 else "query expansion: none", head]
         for c in classes:
             q = self.methods[names[0]].per_class[c]["queries"]
             lines.append(f"{c:<20}{q:>8}" + "".join(
@@ -76,17 +83,18 @@ class RetrievalReport:
 
     def as_dict(self) -> dict:
         return {"images": self.images, "regions": self.regions, "queries": self.queries,
-                "precision_k": self.precision_k, "normaliser": self.normaliser,
+                "precision_k": self.precision_k, "normaliser": self.normaliser, "expansion": self.expansion,
                 "methods": {n: {"mAP": m.mean_ap, f"P@{self.precision_k}": m.mean_precision, "per_class": m.per_class}
                             for n, m in self.methods.items()}}
 
 
 def evaluate_retrieval(collection: Collection, extractor: RegionExtractor, index_dir=None, queries_per_class: int | None = None,
                        precision_k: int = 50, seed: int = 0, progress: bool = False,
-                       normaliser: Normaliser | None = None) -> RetrievalReport:
+                       normaliser: Normaliser | None = None, expand: int = SERVED_EXPANSION) -> RetrievalReport:
     """Index the collection's images with `extractor` (into index_dir, or a temporary one;
     images already there are reused) and evaluate region and whole-image retrieval.
-    normaliser: a new index's (default: the extractor's, corpus.normaliser_for)."""
+    normaliser: a new index's (default: the extractor's, corpus.normaliser_for)
+    expand: query expansion of the region queries (0: none; default the daemon's)."""
     tmp = None
     if index_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="regiond-eval-")
@@ -105,13 +113,13 @@ def evaluate_retrieval(collection: Collection, extractor: RegionExtractor, index
                 feats = extractor.pool(rgb, masks)
                 whole[pos] = feats[0]
                 queries += [(pos, inst.category, feats[j + 1]) for j, inst in enumerate(ci.instances)]
-            return _score(collection, index, whole, queries, queries_per_class, precision_k, seed, progress)
+            return _score(collection, index, whole, queries, queries_per_class, precision_k, seed, progress, expand)
     finally:
         if tmp is not None:
             tmp.cleanup()
 
 
-def _score(collection, index, whole, queries, queries_per_class, precision_k, seed, progress) -> RetrievalReport:
+def _score(collection, index, whole, queries, queries_per_class, precision_k, seed, progress, expand) -> RetrievalReport:
     ids = [ci.image_id for ci in collection.images]
     has = np.zeros((len(ids), max(collection.categories) + 1), bool)
     for pos, ci in enumerate(collection.images):
@@ -128,14 +136,16 @@ def _score(collection, index, whole, queries, queries_per_class, precision_k, se
             qs = [qs[i] for i in sorted(rng.choice(len(qs), queries_per_class, replace=False))]
         chosen += qs
     whole_n = index.prepare(whole)
-    results = {"regions": {}, "whole-image": {}}
+    results = {"regions": {}, "regions-noexp": {}, "whole-image": {}} if expand else {"regions": {}, "whole-image": {}}
     for pos, c, f in tqdm(chosen, desc="querying", unit="query", disable=not progress):
         keep = np.arange(len(ids)) != pos
         rel = has[keep, c]
-        best = index.score_images(f)
-        region_scores = np.array([best.get(ids[j], -np.inf) for j in np.flatnonzero(keep)], np.float32)
-        whole_scores = whole_n[keep] @ index.prepare(f[None])[0]
-        for name, s in (("regions", region_scores), ("whole-image", whole_scores)):
+        scores = {"whole-image": whole_n[keep] @ index.prepare(f[None])[0]}
+        for name, n in (("regions", expand), ("regions-noexp", 0)):
+            if name in results:  # the expansion draws on the other images, as the ranking does
+                best = index.score_images(f, expand=n, exclude_image_ids=[ids[pos]])
+                scores[name] = np.array([best.get(ids[j], -np.inf) for j in np.flatnonzero(keep)], np.float32)
+        for name, s in scores.items():
             results[name].setdefault(c, []).append((average_precision(s, rel), precision_at(s, rel, precision_k)))
     methods = {}
     for name, per in results.items():
@@ -145,4 +155,5 @@ def _score(collection, index, whole, queries, queries_per_class, precision_k, se
         methods[name] = MethodResult(float(np.mean([v["AP"] for v in per_class.values()])) if per_class else float("nan"),
                                      float(np.mean([v["P"] for v in per_class.values()])) if per_class else float("nan"),
                                      per_class)
-    return RetrievalReport(len(ids), index.num_regions, len(chosen), precision_k, methods, index.normaliser_note())
+    return RetrievalReport(len(ids), index.num_regions, len(chosen), precision_k, methods, index.normaliser_note(),
+                           expand)

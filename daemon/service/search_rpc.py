@@ -24,6 +24,7 @@ from core.rle import decode as rle_decode
 from regions.v1 import regions_pb2 as pb
 
 from ..index import IndexConfig, RegionExtractor, Searching, SearchFilter, open_index
+from ..index.searching import MAX_EXPANSION, SERVED_EXPANSION
 from ..index.corpus import normaliser_for
 from ..index.queries import (
     box_mask,
@@ -127,12 +128,16 @@ class SearchRPC:
             raise InputError("top_k", f"at most {MAX_TOP_K}, got {k}")
         if request.regions_per_image > MAX_REGIONS_PER_IMAGE:
             raise InputError("regions_per_image", f"at most {MAX_REGIONS_PER_IMAGE}, got {request.regions_per_image}")
+        expand = request.query_expansion if request.HasField("query_expansion") else SERVED_EXPANSION
+        if expand > MAX_EXPANSION:
+            raise InputError("query_expansion", f"at most {MAX_EXPANSION} images, got {expand}")
         q = self._query(request)  # after the cheap checks: may run the backbone
         flt = request.filter
         hits = self.index.search(
             q.vectors, k=k, regions_per_image=request.regions_per_image or 1, bias=q.bias, normalize=q.is_feature,
             filter=SearchFilter(flt.image_id_prefix, dict(flt.metadata)),
-            exclude_image_ids=list(flt.exclude_image_ids), weights=q.weights)
+            exclude_image_ids=list(flt.exclude_image_ids), weights=q.weights,
+            expand=expand if q.is_feature and q.vectors.ndim == 1 else 0)  # one region's feature only
         resp = pb.SearchResponse(searched_images=len(self.index), searched_regions=self.index.num_regions)
         for h in hits:
             hit = resp.hits.add(image_id=h.image_id, score=h.score, width=h.width, height=h.height)

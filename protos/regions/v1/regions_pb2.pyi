@@ -522,7 +522,7 @@ class SearchFilter(_message.Message):
     def __init__(self, image_id_prefix: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., exclude_image_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("mask", "box", "region", "vector", "linear", "examples", "top_k", "regions_per_image", "filter", "include_masks")
+    __slots__ = ("mask", "box", "region", "vector", "linear", "examples", "top_k", "regions_per_image", "filter", "include_masks", "query_expansion")
     MASK_FIELD_NUMBER: _ClassVar[int]
     BOX_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
@@ -533,6 +533,7 @@ class SearchRequest(_message.Message):
     REGIONS_PER_IMAGE_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_MASKS_FIELD_NUMBER: _ClassVar[int]
+    QUERY_EXPANSION_FIELD_NUMBER: _ClassVar[int]
     mask: MaskQuery
     box: BoxQuery
     region: RegionRef
@@ -543,7 +544,8 @@ class SearchRequest(_message.Message):
     regions_per_image: int
     filter: SearchFilter
     include_masks: bool
-    def __init__(self, mask: _Optional[_Union[MaskQuery, _Mapping]] = ..., box: _Optional[_Union[BoxQuery, _Mapping]] = ..., region: _Optional[_Union[RegionRef, _Mapping]] = ..., vector: _Optional[_Union[VectorQuery, _Mapping]] = ..., linear: _Optional[_Union[LinearQuery, _Mapping]] = ..., examples: _Optional[_Union[ExamplesQuery, _Mapping]] = ..., top_k: _Optional[int] = ..., regions_per_image: _Optional[int] = ..., filter: _Optional[_Union[SearchFilter, _Mapping]] = ..., include_masks: _Optional[bool] = ...) -> None: ...
+    query_expansion: int
+    def __init__(self, mask: _Optional[_Union[MaskQuery, _Mapping]] = ..., box: _Optional[_Union[BoxQuery, _Mapping]] = ..., region: _Optional[_Union[RegionRef, _Mapping]] = ..., vector: _Optional[_Union[VectorQuery, _Mapping]] = ..., linear: _Optional[_Union[LinearQuery, _Mapping]] = ..., examples: _Optional[_Union[ExamplesQuery, _Mapping]] = ..., top_k: _Optional[int] = ..., regions_per_image: _Optional[int] = ..., filter: _Optional[_Union[SearchFilter, _Mapping]] = ..., include_masks: _Optional[bool] = ..., query_expansion: _Optional[int] = ...) -> None: ...
 
 class RegionHit(_message.Message):
     __slots__ = ("region_id", "score", "mask", "box")
