@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from google.protobuf.message import Message
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from core.errors import InputError
 from core import viz
+from core.errors import InputError, image_decode_errors
 from core.frames import DEFAULT_MAX_PIXELS, Camera, Frame, check_pose
 from core.regionset import SOURCE_SAM, SOURCE_SLIC, RegionSet
 from regions.v1 import regions_pb2 as pb
@@ -64,7 +64,7 @@ def decode_image(img: pb.Image, field: str, limits: Limits) -> np.ndarray:
             arr = np.asarray(im)
     except InputError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
+    except image_decode_errors() as e:
         raise InputError(field, f"cannot decode image ({len(img.data)} bytes): {e}") from None
     return arr
 
