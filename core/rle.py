@@ -116,6 +116,30 @@ def decode(counts, height: int, width: int) -> np.ndarray:
     return decode_many([counts], height, width)[0]
 
 
+def foreground_runs(counts_list, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mask, start, size) of every foreground run of N masks' RLE counts, mask after mask,
+    each mask's in order; start is the run's first column-major pixel index. Raises
+    ValueError when a mask's counts are negative or do not sum to height × width."""
+    arrays = [np.asarray(c, dtype=np.int64).ravel() for c in counts_list]
+    n = len(arrays)
+    lengths = np.fromiter((a.size for a in arrays), np.int64, n)
+    flat = np.concatenate(arrays) if n else np.zeros(0, np.int64)
+    ends = np.concatenate(([0], np.cumsum(flat)))      # ends[k]: where run k starts, all masks end to end
+    first = np.cumsum(lengths) - lengths               # each mask's first run
+    owner = np.repeat(np.arange(n, dtype=np.int32), lengths)
+    negative = np.bincount(owner[flat < 0], minlength=n) > 0
+    bad = np.flatnonzero((ends[first + lengths] - ends[first] != height * width) | negative)
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"RLE counts of mask {i} sum to {int(arrays[i].sum())}"
+                         f"{' with a negative run' if negative[i] else ''}, "
+                         f"expected {height}×{width} = {height * width}")
+    run = np.arange(flat.size) - first[owner]            # run number within its mask
+    fg = (run % 2) == 1                                  # odd runs are foreground
+    starts = ends[:-1][fg] - ends[first[owner[fg]]]      # run start within its mask
+    return owner[fg], starts, flat[fg]
+
+
 @dataclass(frozen=True)
 class MaskPixels:
     """N masks over one H×W image as (mask, pixel) pairs, one per foreground pixel of each
@@ -132,27 +156,14 @@ class MaskPixels:
     def from_counts(cls, counts_list, height: int, width: int) -> "MaskPixels":
         """Decode every mask at once: one np.repeat over all runs, no loop per mask. Raises
         ValueError when a mask's counts are negative or do not sum to height × width."""
-        arrays = [np.asarray(c, dtype=np.int64).ravel() for c in counts_list]
-        n = len(arrays)
-        lengths = np.fromiter((a.size for a in arrays), np.int64, n)
-        flat = np.concatenate(arrays) if n else np.zeros(0, np.int64)
-        ends = np.concatenate(([0], np.cumsum(flat)))      # ends[k]: where run k starts, all masks end to end
-        first = np.cumsum(lengths) - lengths               # each mask's first run
-        owner = np.repeat(np.arange(n, dtype=np.int32), lengths)
-        negative = np.bincount(owner[flat < 0], minlength=n) > 0
-        bad = np.flatnonzero((ends[first + lengths] - ends[first] != height * width) | negative)
-        if bad.size:
-            i = int(bad[0])
-            raise ValueError(f"RLE counts of mask {i} sum to {int(arrays[i].sum())}"
-                             f"{' with a negative run' if negative[i] else ''}, "
-                             f"expected {height}×{width} = {height * width}")
-        run = np.arange(flat.size) - first[owner]            # run number within its mask
-        fg = (run % 2) == 1                                  # odd runs are foreground
-        starts = ends[:-1][fg] - ends[first[owner[fg]]]      # run start within its mask
-        sizes = flat[fg]
+        return cls.from_runs(len(counts_list), height, width, *foreground_runs(counts_list, height, width))
+
+    @classmethod
+    def from_runs(cls, count: int, height: int, width: int, mask, starts, sizes) -> "MaskPixels":
+        """From foreground_runs' (mask, start, size) of `count` masks."""
         before = np.cumsum(sizes) - sizes                    # pixels of earlier runs, all masks
         pixel = np.arange(int(sizes.sum()), dtype=np.intp) + np.repeat(starts - before, sizes)
-        return cls(n, int(height), int(width), np.repeat(owner[fg], sizes), pixel)
+        return cls(count, int(height), int(width), np.repeat(mask, sizes), pixel)
 
     @classmethod
     def from_masks(cls, masks: np.ndarray) -> "MaskPixels":

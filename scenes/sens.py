@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from core.errors import InputError
+from core.errors import InputError, image_decode_errors
 from core.frames import DEFAULT_MAX_PIXELS, Camera, Frame, as_rgb8, check_pose
 
 from .base import Sampling, Source, SourceError, align_to_depth
@@ -207,12 +207,12 @@ class SensFile:
 def _check_encoded_size(data: bytes, width: int, height: int, where: str) -> None:
     """An encoded colour image must be the header's size, checked from its own header before
     decoding (a small JPEG may claim gigapixels)."""
-    from PIL import Image, UnidentifiedImageError  # only when a frame is decoded
+    from PIL import Image  # only when a frame is decoded
 
     try:
         with Image.open(io.BytesIO(data)) as im:
             size = im.size
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
+    except image_decode_errors() as e:
         raise SourceError(f"{where}: colour ({len(data)} bytes) does not decode ({e})") from None
     if size != (width, height):
         raise SourceError(f"{where}: colour is {size[0]}×{size[1]}, header says {width}×{height}")

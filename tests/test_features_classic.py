@@ -39,6 +39,17 @@ def test_grid_geometry(classic, h, w, pad):
     assert torch.isfinite(g.features).all()
 
 
+@pytest.mark.parametrize("max_side", [None, 50, 200])
+@pytest.mark.parametrize("h,w", [(61, 83), (28, 14), (1, 1), (97, 301), (480, 640)])
+def test_layout_is_the_geometry_of_the_grid(h, w, max_side):
+    """layout (what pooling prepares from before the features exist) tells the computed
+    grid's size, padding, image size and scale without computing it."""
+    backbone = build_backbone("classic", max_side=max_side)
+    g, lay = backbone(np.zeros((h, w, 3), np.uint8)), backbone.layout(h, w)
+    assert lay.features.shape == (0, *g.features.shape[1:])
+    assert (lay.stride, lay.pad, lay.image_size, lay.scale, lay.source_size) == (g.stride, g.pad, g.image_size, g.scale, g.source_size)
+
+
 def test_deterministic_and_input_forms(classic):
     img = photo()
     a = classic(img).features

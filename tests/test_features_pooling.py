@@ -9,14 +9,8 @@ import torch.nn.functional as F
 from core.errors import InputError
 from core.partition import Partition
 from daemon.features.base import FeatureGrid, padding
-from daemon.features.pooling import (
-    bilinear_taps,
-    interpolation_matrix,
-    mask_weights,
-    naive_pool,
-    pool_masks,
-    upsample_grid,
-)
+from daemon.features.pooling import mask_weights, naive_pool, pool_masks, upsample_grid
+from daemon.features.upsampling import bilinear_taps, interpolation_matrix
 
 
 def make_grid(h: int, w: int, dim: int = 6, stride: int = 14, seed: int = 0) -> FeatureGrid:

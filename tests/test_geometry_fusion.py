@@ -94,3 +94,50 @@ def test_bad_inputs(tmp_path):
         write_ply(tmp_path / "c.txt", PointCloud(np.zeros((1, 3), np.float32), np.zeros((1, 3), np.uint8)))
     with pytest.raises(FileNotFoundError):
         read_ply(tmp_path / "missing.ply")
+
+
+def test_grouping_is_numpys_unique():
+    from daemon.geometry.fusion import _group_voxels, _keys, _unique_inverse
+
+    rng = np.random.default_rng(3)
+    for span in (1, 50, 1 << 40, 1 << 62):   # packed into one sort, and too wide for that
+        values = rng.integers(0, span, 5000, dtype=np.int64)
+        first, inv = _unique_inverse(values, span)
+        uniq, want_first, want_inv = np.unique(values, return_index=True, return_inverse=True)
+        assert np.array_equal(values[first], uniq) and np.array_equal(inv, want_inv)
+        assert np.array_equal(first, want_first)
+    idx = rng.integers(1000, 1200, (3, 20000)) * np.array([[1], [3], [1]])
+    uniq, inv = _group_voxels(idx)
+    want, want_inv = np.unique(_keys(idx), return_inverse=True)
+    assert np.array_equal(uniq, want) and np.array_equal(inv, want_inv)
+
+
+def test_labels_do_not_depend_on_when_parts_merge():
+    rng = np.random.default_rng(4)
+    batches = [(rng.uniform(-1, 1, (3000, 3)), rng.integers(0, 255, (3000, 3), dtype=np.uint8),
+                rng.integers(0, 6, 3000)) for _ in range(12)]
+    once, often = VoxelFusion(0.1), VoxelFusion(0.1)
+    for pts, cols, labels in batches:
+        once.add_points(pts, cols, labels)
+        often.add_points(pts, cols, labels)
+        often._merge()
+    a, b = once.cloud(), often.cloud()
+    for field in ("points", "colors", "labels"):
+        assert np.array_equal(getattr(a, field), getattr(b, field)), field
+    # the majority label of each voxel, counted directly
+    keys = np.concatenate([np.floor(p / 0.1).astype(np.int64) for p, _, _ in batches])
+    labels = np.concatenate([lab for _, _, lab in batches])
+    vox = {tuple(k) for k in np.floor(a.points / 0.1).astype(np.int64)}
+    assert len(vox) == len(a)
+    for k, got in list(zip(map(tuple, np.floor(a.points / 0.1).astype(np.int64)), a.labels))[:200]:
+        counts = np.bincount(labels[(keys == k).all(axis=1)], minlength=6)[1:]
+        assert got == (1 + int(np.argmax(counts)) if counts.any() else 0)
+
+
+def test_labelled_points_spanning_a_huge_box():
+    # two points ±10 km apart at 1 cm: the box of voxels is too large to pack with the labels
+    f = VoxelFusion(0.01)
+    f.add_points([[-5000.0, -5000.0, -5000.0], [5000.0, 5000.0, 5000.0], [5000.0, 5000.0, 5000.001]],
+                 np.zeros((3, 3), np.uint8), labels=[3, 200, 200])
+    c = f.cloud()
+    assert len(c) == 2 and c.labels.tolist() == [3, 200]  # in key order

@@ -20,6 +20,7 @@ from core.regionset import RegionSet
 from daemon.extraction.extractor import Extractor
 from daemon.extraction.profiles import build_extractor
 from daemon.features import build_backbone
+from daemon.features.partition_pooling import PartitionPooling
 from daemon.features.pooling import naive_pool, pool_masks
 from daemon.geometry import region_geometry
 from daemon.masks.base import MaskGenerationError, MaskProposals
@@ -113,6 +114,19 @@ def test_pooling_a_capped_grid_at_the_original_size(photo, slic_partition):
     assert grid.source_size == slic_partition.shape != grid.image_size
     torch.testing.assert_close(pool_masks(grid, slic_partition), naive_pool(grid, slic_partition.masks()),
                                rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("max_side", [None, 150])
+def test_pooling_prepared_from_the_layout_alone(photo, slic_partition, max_side):
+    """The partition's pooling prepared before the features exist (from the backbone's layout,
+    as lite does while the backbone runs) gives pool_masks' features; a grid of another
+    layout is refused."""
+    backbone = build_backbone("classic", max_side=max_side)
+    grid = backbone(photo)
+    prepared = PartitionPooling.of(backbone.layout(*photo.shape[:2]), slic_partition)
+    assert torch.equal(prepared(grid), pool_masks(grid, slic_partition))
+    with pytest.raises(InputError, match="laid out"):
+        prepared(build_backbone("classic", max_side=100)(photo))
 
 
 def test_pooling_refuses_a_partition_of_another_size(photo, slic_partition):

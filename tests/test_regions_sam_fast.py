@@ -171,7 +171,9 @@ def test_options_are_checked():
 
 def test_threads_and_batch_do_not_change_masks(sam, photo):
     """One thread after the embedding restores torch's thread count and gives the masks and
-    scores of the default (torch's own threads, batches of 8)."""
+    scores of the default (torch's own threads, batches of 8). Other thread counts and batch
+    sizes add in another order, so a logit at the threshold may round the other way: the same
+    masks one to one, up to such pixels, not bit for bit."""
     import torch
 
     config = generator_config("scene", **lowered("scene", False))
@@ -179,8 +181,11 @@ def test_threads_and_batch_do_not_change_masks(sam, photo):
     default = FastMaskGenerator(sam, config).generate_masks(photo)
     other = FastMaskGenerator(sam, config, FastOptions(threads=1, batch=64)).generate_masks(photo)
     assert torch.get_num_threads() == before
-    assert len(default.masks) >= 30 and np.array_equal(default.masks, other.masks)
-    assert np.allclose(default.iou, other.iou, atol=1e-5) and np.allclose(default.stability, other.stability, atol=1e-5)
+    assert len(default.masks) >= 30 and len(other.masks) == len(default.masks)
+    m = match_masks(default.masks, other.masks)
+    assert m.ok(0.999)
+    assert sum((default.masks[i] != other.masks[j]).sum() for i, j in m.pairs) <= 10 * len(m.pairs)
+    assert np.allclose(default.iou, other.iou, atol=1e-5) and np.allclose(default.stability, other.stability, atol=1e-3)
 
 
 def test_the_switch(sam, photo):

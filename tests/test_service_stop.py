@@ -9,14 +9,16 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
-from support_service import free_port, image_pb, lite_extractor, running_server, sample_image, stub_for
+from support_service import free_port, image_pb, lite_extractor, running_server, sample_image, stub_for, wait_until
 
 from daemon.service.config import ServeConfig, request_limit
 from regions.v1 import regions_pb2 as pb
+from regions.v1 import regions_pb2_grpc as pb_grpc
 
 GARBAGE = b"\xff\xff\x01not a message"
 STREAMS = {"StreamVideo": "stream_stream", "StreamScene": "stream_stream", "IndexImages": "stream_unary"}
@@ -149,3 +151,60 @@ def test_receive_limit_matches_max_pixels(tmp_path):
             stub.ExtractRegions(over)
         assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         ch.close()
+
+
+def test_serve_process_exits_with_a_handler_stuck_in_the_model(tmp_path):
+    """A model call that never returns (tests/support_stuck.py) holds an IndexImages handler
+    for good and the one worker with it; a stream's frame waits behind it. On SIGTERM, stop
+    gives up on them after grace + DRAIN_SECONDS, persists the index and the process exits."""
+    from support_stuck import STUCK_LINE
+
+    from daemon.index import open_index
+    from daemon.service.server import DRAIN_SECONDS
+
+    port, grace, log = free_port(), 2.0, tmp_path / "serve.log"
+    with open(log, "w") as out:
+        p = subprocess.Popen([sys.executable, str(Path(__file__).with_name("support_stuck.py")), str(port),
+                              str(tmp_path / "d"), str(grace)], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        ch = grpc.insecure_channel(f"127.0.0.1:{port}")
+        grpc.channel_ready_future(ch).result(timeout=120)
+        stub = pb_grpc.RegionServiceStub(ch)
+        img = image_pb(sample_image(48, 36))
+        assert stub.IndexImages(iter([pb.IndexRequest(image_id="a", image=img)]), timeout=60).indexed == 1
+        outcomes = []
+
+        def call(fn):
+            try:
+                fn()
+                outcomes.append("answered")
+            except grpc.RpcError as e:
+                outcomes.append(e.code())
+
+        calls = [threading.Thread(target=call, args=(fn,), daemon=True) for fn in (
+            lambda: stub.IndexImages(iter([pb.IndexRequest(image_id="b", image=img)])),  # no deadline
+            lambda: list(stub.StreamVideo(iter([pb.VideoFrame(image=img)]))))]
+        calls[0].start()
+        assert wait_until(lambda: STUCK_LINE in log.read_text(), timeout=60), "the model call never started"
+        calls[1].start()
+        time.sleep(0.5)  # the stream's frame reaches the queue
+        p.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        assert p.wait(timeout=grace + DRAIN_SECONDS + 30) == 0, "the daemon did not exit"
+        took = time.monotonic() - t0
+        text = log.read_text()
+        assert "call handler(s) still running" in text and "regiond stopped" in text, text[-2000:]
+        assert took < grace + 5, f"the daemon took {took:.1f} s to exit (grace {grace:g} s)"
+        for t in calls:
+            t.join(30)
+        assert "answered" not in outcomes and len(outcomes) == 2  # both ended with an error status
+        ch.close()
+        idx = open_index(tmp_path / "d" / "index")  # the image acknowledged before the hang stays
+        try:
+            assert len(idx) == 1 and "a" in idx
+        finally:
+            idx.close()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()

@@ -107,7 +107,13 @@ def run(args) -> int:
 
     config = config_from_args(args)
     config.check()  # refuse a bad configuration before loading models
-    server = RegionServer(config, announce=lambda m: print(m, file=sys.stderr)).start()
+    return serve_until_signalled(RegionServer(config, announce=lambda m: print(m, file=sys.stderr)).start())
+
+
+def serve_until_signalled(server) -> int:
+    """Announce the started `server`, serve until SIGTERM/SIGINT, stop it within its grace
+    period (plus the short drain) whatever its calls are doing, and return the exit status."""
+    config = server.config
     stop = threading.Event()
 
     def on_signal(signum, _frame):

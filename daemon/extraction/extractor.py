@@ -6,18 +6,21 @@ across streams.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import torch
 
 from core.errors import InputError
 from core.frames import DEFAULT_MAX_PIXELS, Frame
+from core.partition import Partition
 from core.regionset import RegionSet
 from core.timing import StageTimer
 
 from ..features.base import Backbone
+from ..features.partition_pooling import PartitionPooling
 from ..features.pooling import pool_masks
 from ..geometry import region_geometry
 from ..masks.base import MaskGenerationError, MaskGenerator, MaskProposals
@@ -155,18 +158,31 @@ class Extractor:
         except BaseException:
             wait([pending])             # no work left behind; the masker's error is the one raised
             raise
-        return self._regions(frame, props, pending.result(), timer, info)
+        return self._regions(frame, props, pending, timer, info)
+
+    def _pooling(self, frame: Frame, regions):
+        """Pooling of `regions` as a function of the feature grid. For a partition, mean
+        pooling and a backbone that knows its grid's layout (classic), the weights are
+        prepared now: with overlap, while the backbone is still running."""
+        layout = getattr(self.backbone, "layout", None)
+        if self.pooling == "mean" and isinstance(regions, Partition) and layout is not None:
+            return PartitionPooling.of(layout(frame.height, frame.width), regions)
+        return partial(pool_masks, masks=regions, mode=self.pooling)
 
     def _regions(self, frame: Frame, props, grid, timer: StageTimer, carry: dict | None = None) -> RegionSet:
-        feats = None
-        if grid is not None:
-            with timer.stage("pooling"):
-                feats = pool_masks(grid, props.regions, mode=self.pooling).cpu().numpy()
+        """grid: the FeatureGrid, None (no features), or a Future of it (the backbone on the
+        helper thread): what needs no features (RLE, boxes, pooling weights) is done first."""
         regions = RegionSet.from_masks(
-            props.regions, source=props.source, scores=props.scores, features=feats,
+            props.regions, source=props.source, scores=props.scores,
             meta={"profile": self.profile, "masker": self.masker.name, "backbone": self.backbone.name,
                   "frame_index": frame.index, "time": frame.time},
         )
+        if grid is not None:
+            with timer.stage("pooling"):
+                pool = self._pooling(frame, props.regions)
+            grid = grid.result() if isinstance(grid, Future) else grid
+            with timer.stage("pooling"):
+                regions.features = pool(grid).cpu().numpy()
         if frame.depth is not None and frame.camera is not None:
             with timer.stage("geometry"):
                 geo = region_geometry(props.regions, frame.depth, frame.camera, frame.pose, max_depth=self.max_depth)

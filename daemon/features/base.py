@@ -42,15 +42,31 @@ def padding(height: int, width: int, stride: int) -> tuple[int, int, int, int]:
     return ph // 2, ph - ph // 2, pw // 2, pw - pw // 2
 
 
+def capped_size(height: int, width: int, max_side: int | None) -> tuple[tuple[int, int], float]:
+    """(height, width) after capping the long side at max_side, and the scale applied (1.0
+    when it already fits or max_side is None)."""
+    if max_side is None or max(height, width) <= max_side:
+        return (height, width), 1.0
+    s = max_side / max(height, width)
+    return (max(1, round(height * s)), max(1, round(width * s))), s
+
+
 def cap_long_side(rgb: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:
     """The image resized (area interpolation) so its long side is at most max_side, and the
     scale applied (1.0 when it already fits or max_side is None)."""
-    h, w = rgb.shape[:2]
-    if max_side is None or max(h, w) <= max_side:
+    (h, w), s = capped_size(*rgb.shape[:2], max_side)
+    if s == 1.0:
         return rgb, 1.0
-    s = max_side / max(h, w)
-    size = (max(1, round(w * s)), max(1, round(h * s)))
-    return np.ascontiguousarray(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)), s
+    return np.ascontiguousarray(cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)), s
+
+
+def grid_layout(height: int, width: int, stride: int, max_side: int | None = None, device="cpu") -> FeatureGrid:
+    """The grid a backbone of this stride and cap gives a height×width image, without its
+    features (a 0×grid_h×grid_w tensor): what pooling can prepare before the features exist."""
+    (h, w), scale = capped_size(height, width, max_side)
+    pad = top, bottom, left, right = padding(h, w, stride)
+    empty = torch.empty((0, (h + top + bottom) // stride, (w + left + right) // stride), device=device)
+    return FeatureGrid(empty, stride, pad, (h, w), scale, original_size=(height, width) if scale != 1.0 else None)
 
 
 class Backbone(Protocol):
@@ -59,3 +75,6 @@ class Backbone(Protocol):
     stride: int
 
     def __call__(self, rgb: np.ndarray) -> FeatureGrid: ...
+
+    # Optional: layout(height, width) -> FeatureGrid, the grid_layout of what __call__ returns
+    # for a height×width image, for backbones that know it without running (classic).

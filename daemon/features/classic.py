@@ -27,7 +27,7 @@ import torch
 
 from core.frames import as_rgb8
 
-from .base import FeatureGrid, cap_long_side, padding
+from .base import FeatureGrid, cap_long_side, grid_layout, padding
 
 ORIENTATION_BINS = 9
 AB_BINS = 4                 # per axis of the (a, b) colour histogram
@@ -43,8 +43,9 @@ _LAB_SHIFT = np.array([0, 1, 1], np.float32)
 # upper neighbour of 18.
 _RAW_BINS = 2 * ORIENTATION_BINS + 2
 _AB_BIN = np.clip(((np.arange(256) - 128 + AB_RANGE) * (AB_BINS / (2 * AB_RANGE))).astype(np.int64), 0, AB_BINS - 1)
-# cv2.LUT table: channel a → its bin · AB_BINS, channel b → its bin (L unused), so a + b is the 2D bin.
-_AB_LUT = np.stack([np.zeros(256), _AB_BIN * AB_BINS, _AB_BIN], -1).astype(np.uint8).reshape(1, 256, 3)
+# cv2.LUT tables, one per channel (a one-channel LUT is several times faster than a
+# three-channel one): a → its bin · AB_BINS, b → its bin, so their sum is the 2D bin.
+_A_LUT, _B_LUT = (_AB_BIN * AB_BINS).astype(np.uint8), _AB_BIN.astype(np.uint8)
 
 
 def cell_sums(padded: np.ndarray, stride: int) -> np.ndarray:
@@ -100,8 +101,10 @@ def _orientation_histogram(ang: np.ndarray, mag: np.ndarray, cell_keys: np.ndarr
     t += np.float32(0.5)                                                 # bin centres at 10°, 30°, ...
     keys = t.astype(np.int64)                                            # ⌊t⌋ (t > 0) ...
     keys += cell_keys                                                    # ... as a (cell, raw bin) key
-    total = np.bincount(keys, mag, cells * _RAW_BINS).reshape(cells, _RAW_BINS)
-    moment = np.bincount(keys, np.multiply(mag, t, dtype=np.float64), cells * _RAW_BINS).reshape(cells, _RAW_BINS)
+    weight = mag.astype(np.float64)             # what bincount would convert mag to, made once
+    total = np.bincount(keys, weight, cells * _RAW_BINS).reshape(cells, _RAW_BINS)
+    weight *= t                                                          # mag·t, exact in float64
+    moment = np.bincount(keys, weight, cells * _RAW_BINS).reshape(cells, _RAW_BINS)
     upper = moment - np.arange(_RAW_BINS) * total                         # Σ mag·frac t, into the next raw bin
     raw = total - upper
     raw[:, 1:] += upper[:, :-1]
@@ -127,6 +130,10 @@ class ClassicBackbone:
     dim: int = CLASSIC_DIM
     stride: int = 14
 
+    def layout(self, height: int, width: int) -> FeatureGrid:
+        """The grid's geometry for a height×width image, without computing it (see base.grid_layout)."""
+        return grid_layout(height, width, self.stride, self.max_side, self.device)
+
     def __call__(self, rgb: np.ndarray) -> FeatureGrid:
         rgb = as_rgb8(rgb)
         original = rgb.shape[:2]
@@ -147,7 +154,7 @@ class ClassicBackbone:
         n = _cell_counts(h, w, pad, self.stride)                          # ≥ 1: padding < one cell per side
         lab = _padded(lab8, pad).astype(np.float32)
         mean8 = cell_sums(lab, self.stride) / n
-        var8 = np.maximum(cell_sums(lab * lab, self.stride) / n - mean8 * mean8, 0.0)
+        var8 = np.maximum(cell_sums(cv2.multiply(lab, lab), self.stride) / n - mean8 * mean8, 0.0)
         mean = mean8 * _LAB_SCALE - _LAB_SHIFT
         std = np.sqrt(var8) * _LAB_SCALE
         energy = np.log1p(cell_sums(_padded(mag, pad), self.stride)[:, :, None] / n)
@@ -157,8 +164,8 @@ class ClassicBackbone:
         hist_o = hist_o.reshape(gh, gw, ORIENTATION_BINS)
         hist_o /= np.sqrt((hist_o * hist_o).sum(-1, keepdims=True) + HOG_FLOOR ** 2)
 
-        ab_lut = cv2.LUT(lab8, _AB_LUT)
-        ab_bin = cv2.add(ab_lut[:, :, 1], ab_lut[:, :, 2]).ravel()
+        _, a8, b8 = cv2.split(lab8)
+        ab_bin = cv2.add(cv2.LUT(a8, _A_LUT), cv2.LUT(b8, _B_LUT)).ravel()
         keys = _cell_keys(h, w, pad, self.stride, AB_BINS ** 2) + ab_bin
         ab_frac = np.bincount(keys, minlength=gh * gw * AB_BINS ** 2).reshape(gh, gw, -1) / n
         feats = np.concatenate([mean, std, hist_o, energy, ab_frac], axis=-1).astype(np.float32)   # gh×gw×D

@@ -18,12 +18,13 @@ the image's); on GPU as two batched matmuls over all masks.
 Max pooling evaluates the upsampled features only where a mask's maximum can be (its
 outline and the joints of the interpolation's linear pieces), never the whole grid.
 
+Regions that never overlap (a core.partition.Partition) take one pass over the label map's
+runs instead (partition_pooling.py); the per-axis taps live in upsampling.py.
+
 Empty masks pool to zeros (mean and max): callers decide what an empty region means.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 import torch
@@ -33,6 +34,8 @@ from core.errors import InputError
 from core.partition import Partition
 
 from .base import FeatureGrid
+from .partition_pooling import PartitionPooling
+from .upsampling import Axis, check_grid, check_size, grid_axis, pooled_mean
 
 POOL_MODES = ("mean", "max")
 
@@ -41,89 +44,6 @@ POOL_MODES = ("mean", "max")
 MAX_POOL_SLAB_ELEMENTS = 16 * 1024 * 1024
 # Mean pooling converts masks to float in chunks of this many pixels (≈ 64 MB of float32).
 MEAN_POOL_CHUNK_ELEMENTS = 16 * 1024 * 1024
-
-
-def bilinear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per output index: (i0, i1, w0, w1) such that out[k] = w0·in[i0] + w1·in[i1].
-
-    This is PyTorch's upsample_bilinear2d (align_corners=False, size given): source
-    coordinate (k + 0.5)·n_in/n_out − 0.5 clamped below at 0, i1 = i0 + 1 clamped to the
-    last input index.
-    """
-    scale = n_in / n_out
-    src = np.maximum((np.arange(n_out, dtype=np.float64) + 0.5) * scale - 0.5, 0.0)
-    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
-    w1 = np.clip(src - i0, 0.0, 1.0)
-    i1 = np.where(i0 < n_in - 1, i0 + 1, i0)
-    return i0, i1, 1.0 - w1, w1
-
-
-def interpolation_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """Dense n_out×n_in matrix A with F.interpolate(x, n_out, bilinear) == A @ x along one axis."""
-    i0, i1, w0, w1 = bilinear_taps(n_in, n_out)
-    a = np.zeros((n_out, n_in), np.float64)
-    rows = np.arange(n_out)
-    np.add.at(a, (rows, i0), w0)
-    np.add.at(a, (rows, i1), w1)
-    return a
-
-
-@dataclass(frozen=True)
-class _Axis:
-    """The upsampling along one axis, cropped to the image: as a dense matrix and as K
-    (index, weight) tap slots per image index, each slot's indices non-decreasing. Shared
-    between calls (cached): read-only."""
-
-    matrix: torch.Tensor      # image size × grid size, float32, on the grid's device
-    prefix: np.ndarray        # (image size + 1) × grid size float64: prefix sums of the matrix's rows
-    taps: np.ndarray          # image size × K grid indices (K = 2, or 4 after a resize)
-    weights: np.ndarray       # image size × K weights (float32; some may be 0)
-    first: np.ndarray         # per image index: its smallest grid index ...
-    last: np.ndarray          # ... and its largest
-    linear: np.ndarray        # bool per image index: its row is the mean of its neighbours'
-
-    def span(self, i0: int, i1: int) -> tuple[int, int]:
-        """Grid index range [lo, hi) the image indices [i0, i1) reach."""
-        return int(self.first[i0]), int(self.last[i1 - 1]) + 1
-
-
-def _axis(grid: FeatureGrid, axis: int, size: int, device) -> _Axis:
-    """Rows (axis 0) or columns (axis 1) of the upsampling, cropped to the image.
-
-    size is the masks' extent on this axis: the image's, or, when the backbone capped the
-    image, the original image's; then the cropped upsampling is followed by a bilinear
-    resize to the original size (still separable: the taps compose).
-    """
-    start = grid.pad[0] if axis == 0 else grid.pad[2]
-    return _axis_of(grid.features.shape[1 + axis], grid.stride, start, grid.image_size[axis], size, torch.device(device))
-
-
-@lru_cache(maxsize=32)
-def _axis_of(n_cells: int, stride: int, start: int, n_img: int, size: int, device: torch.device) -> _Axis:
-    """_axis by the numbers it depends on (video frames share them)."""
-    crop = slice(start, start + n_img)
-    i0, i1, w0, w1 = (t[crop] for t in bilinear_taps(n_cells, n_cells * stride))
-    taps, weights = np.stack([i0, i1], 1), np.stack([w0, w1], 1)
-    if size != n_img:
-        j0, j1, v0, v1 = bilinear_taps(n_img, size)
-        taps = np.concatenate([taps[j0], taps[j1]], 1)
-        weights = np.concatenate([weights[j0] * v0[:, None], weights[j1] * v1[:, None]], 1)
-    a = np.zeros((size, n_cells))
-    for k in range(taps.shape[1]):
-        np.add.at(a, (np.arange(size), taps[:, k]), weights[:, k])
-    linear = np.zeros(size, bool)
-    if size >= 3:   # inside one linear piece of the interpolation (exact up to rounding)
-        linear[1:-1] = np.abs(a[:-2] - 2 * a[1:-1] + a[2:]).max(1) < 1e-9
-    prefix = np.concatenate([np.zeros((1, n_cells)), np.cumsum(a, 0)])
-    arrays = (prefix, taps, weights.astype(np.float32), taps.min(1), taps.max(1), linear)
-    for arr in arrays:
-        arr.flags.writeable = False
-    return _Axis(torch.as_tensor(a, dtype=torch.float32, device=device), *arrays)
-
-
-def _check_size(grid: FeatureGrid, size: tuple[int, int]) -> None:
-    if tuple(size) not in (tuple(grid.image_size), grid.source_size):
-        raise InputError("masks", f"mask size {tuple(size)} differs from the image size {grid.source_size}")
 
 
 def _as_masks(grid: FeatureGrid, masks) -> torch.Tensor:
@@ -136,20 +56,10 @@ def _as_masks(grid: FeatureGrid, masks) -> torch.Tensor:
         raise InputError("masks", f"expected a numpy array or torch tensor, got {type(masks).__name__}")
     if masks.ndim != 3:
         raise InputError("masks", f"expected N×H×W, got shape {tuple(masks.shape)}")
-    _check_size(grid, masks.shape[1:])
+    check_size(grid, masks.shape[1:])
     if masks.dtype != torch.bool:
         masks = masks != 0
     return masks.to(grid.features.device)
-
-
-def _check_grid(grid: FeatureGrid) -> None:
-    f = grid.features
-    if f.ndim != 3:
-        raise InputError("grid", f"features must be D×h×w, got shape {tuple(f.shape)}")
-    top, bottom, left, right = grid.pad
-    h, w = grid.image_size
-    if (top + h + bottom, left + w + right) != (f.shape[1] * grid.stride, f.shape[2] * grid.stride):
-        raise InputError("grid", f"padded size {(top + h + bottom, left + w + right)} is not grid {tuple(f.shape[1:])} × stride {grid.stride}")
 
 
 def _boxes(m: torch.Tensor) -> np.ndarray:
@@ -165,7 +75,7 @@ def _boxes(m: torch.Tensor) -> np.ndarray:
     return boxes
 
 
-def _weights_boxes(m: torch.Tensor, ay: _Axis, ax: _Axis, out: torch.Tensor, area: torch.Tensor) -> None:
+def _weights_boxes(m: torch.Tensor, ay: Axis, ax: Axis, out: torch.Tensor, area: torch.Tensor) -> None:
     """Per mask, on its bounding box only: Ayᵀ[box rows] · M[box] · Ax[box cols].
 
     Only the grid rows/columns the box touches are involved, so the cost follows the mask
@@ -187,7 +97,7 @@ def _weights_boxes(m: torch.Tensor, ay: _Axis, ax: _Axis, out: torch.Tensor, are
     area.copy_(torch.from_numpy(counts))
 
 
-def _weights_dense(m: torch.Tensor, ay: _Axis, ax: _Axis, out: torch.Tensor, area: torch.Tensor) -> None:
+def _weights_dense(m: torch.Tensor, ay: Axis, ax: Axis, out: torch.Tensor, area: torch.Tensor) -> None:
     """Two batched matmuls over chunks of masks: Ayᵀ · (M · Ax). The GPU strategy: a few
     large kernels beat many small ones there."""
     n, H, W = m.shape
@@ -196,52 +106,6 @@ def _weights_dense(m: torch.Tensor, ay: _Axis, ax: _Axis, out: torch.Tensor, are
         mf = m[s:s + step].to(torch.float32)
         out[s:s + step] = ay.matrix.T @ (mf @ ax.matrix)
         area[s:s + step] = mf.sum((1, 2))
-
-
-def _partition_weights(grid: FeatureGrid, partition: Partition) -> np.ndarray:
-    """N×(h·w) float64 mask_weights of a partition's regions, from its column runs instead of
-    one pass per mask: a run in column x over rows [y0, y1) adds (Cy[y1] − Cy[y0]) ⊗ Ax[x]
-    to its region's weights, Cy holding the prefix sums of Ay's rows (float64, so the
-    differences stay exact). Only the grid rows a run reaches are non-zero, so every
-    (run, grid row, tap of Ax[x]) becomes one weighted count of one bincount."""
-    (h, w), (H, W), n = grid.features.shape[1:], partition.shape, partition.n
-    dev = grid.features.device
-    ay, ax = _axis(grid, 0, H, dev), _axis(grid, 1, W, dev)
-    runs = partition.runs
-    x, (y0, y1) = runs.columns, runs.rows
-    lo = ay.first[y0]                                   # the grid rows each run reaches: lo ...
-    span = ay.last[y1 - 1] + 1 - lo                     # ... to lo + span
-    run = np.repeat(np.arange(span.size), span)         # per (run, grid row): the run ...
-    row = np.arange(run.size) + np.repeat(lo - (np.cumsum(span) - span), span)     # ... and the row
-    prefix = ay.prefix.ravel()
-    along_y = prefix[y1[run] * h + row] - prefix[y0[run] * h + row]
-    cell = (runs.labels * h)[run] + row
-    cell *= w
-    xr = x[run]
-    out = np.zeros(n * h * w)
-    for k in range(ax.taps.shape[1]):    # Ax[x] has K taps: (grid column, weight)
-        out += np.bincount(cell + ax.taps[xr, k], along_y * ax.weights[xr, k], n * h * w)
-    return out.reshape(n, h * w)
-
-
-def _partition_mean(grid: FeatureGrid, partition: Partition) -> torch.Tensor:
-    """Mean pooling of a partition's regions. On the CPU in numpy over each region's non-zero
-    weights only (a few grid cells per region): a dense product would be a BLAS call that
-    splits across threads, and stalls for milliseconds when the cores are busy."""
-    _check_size(grid, partition.shape)
-    weights = _partition_weights(grid, partition)
-    area = partition.areas()
-    dev = grid.features.device
-    if dev.type != "cpu":
-        return _pooled_mean(grid, torch.from_numpy(weights.astype(np.float32)).to(dev), torch.from_numpy(area).to(dev))
-    cells = grid.features.detach().to(torch.float32).reshape(grid.dim, -1).numpy().T      # h·w×D
-    nonzero = np.flatnonzero(weights)
-    region, cell = np.divmod(nonzero, weights.shape[1])
-    sums = np.zeros((partition.n, grid.dim))
-    if region.size:
-        at = np.flatnonzero(np.r_[True, region[1:] != region[:-1]])                   # each region's first
-        sums[region[at]] = np.add.reduceat(weights.ravel()[nonzero][:, None] * cells[cell], at, axis=0)
-    return torch.from_numpy((sums / np.maximum(area, 1)[:, None]).astype(np.float32))
 
 
 # How mask weights are computed, by strategy name; "auto" picks by device.
@@ -255,7 +119,7 @@ def mask_weights(grid: FeatureGrid, masks, strategy: str = "auto") -> tuple[torc
     strategy: "boxes" (per-mask bounding boxes, default on CPU), "dense" (batched
     matmuls over the whole image, default on GPU) or "auto".
     """
-    _check_grid(grid)
+    check_grid(grid)
     m = _as_masks(grid, masks)
     dev = grid.features.device
     if strategy == "auto":
@@ -266,17 +130,8 @@ def mask_weights(grid: FeatureGrid, masks, strategy: str = "auto") -> tuple[torc
     out = torch.zeros((m.shape[0], h, w), dtype=torch.float32, device=dev)
     area = torch.zeros(m.shape[0], dtype=torch.float32, device=dev)
     if m.shape[0]:
-        WEIGHT_STRATEGIES[strategy](m, _axis(grid, 0, m.shape[1], dev), _axis(grid, 1, m.shape[2], dev), out, area)
+        WEIGHT_STRATEGIES[strategy](m, grid_axis(grid, 0, m.shape[1], dev), grid_axis(grid, 1, m.shape[2], dev), out, area)
     return out, area
-
-
-def _pooled_mean(grid: FeatureGrid, wts: torch.Tensor, area: torch.Tensor) -> torch.Tensor:
-    """N×D means from N×h×w weights and N areas."""
-    n = wts.shape[0]
-    feats = grid.features.to(torch.float32)
-    cells = feats.reshape(feats.shape[0], -1)
-    pooled = wts.reshape(n, cells.shape[1]) @ cells.T     # N×D
-    return torch.where(area[:, None] > 0, pooled / area.clamp(min=1)[:, None], torch.zeros_like(pooled))
 
 
 def _max_candidates(mk: torch.Tensor, lin_y: torch.Tensor, lin_x: torch.Tensor) -> torch.Tensor:
@@ -301,7 +156,7 @@ def _max_pool(grid: FeatureGrid, m: torch.Tensor) -> torch.Tensor:
     dev = grid.features.device
     cells = grid.features.to(torch.float32).permute(1, 2, 0)             # h×w×D
     d = cells.shape[2]
-    ay, ax = _axis(grid, 0, m.shape[1], dev), _axis(grid, 1, m.shape[2], dev)
+    ay, ax = grid_axis(grid, 0, m.shape[1], dev), grid_axis(grid, 1, m.shape[2], dev)
     t = lambda a: torch.tensor(a, device=dev)  # noqa: E731  (a copy: the cached axes are read-only)
     ay_i, ay_w, ay_lin, ax_i, ax_w, ax_lin = (t(a) for a in (ay.taps, ay.weights, ay.linear, ax.taps, ax.weights, ax.linear))
     out = torch.zeros((m.shape[0], d), dtype=torch.float32, device=dev)
@@ -338,13 +193,13 @@ def pool_masks(grid: FeatureGrid, masks, mode: str = "mean", strategy: str = "au
     """
     if mode not in POOL_MODES:
         raise InputError("mode", f"unknown pooling mode {mode!r}; expected one of {POOL_MODES}")
-    _check_grid(grid)
+    check_grid(grid)
     if isinstance(masks, Partition) and mode == "mean":
-        return _partition_mean(grid, masks)
+        return PartitionPooling.of(grid, masks)(grid)
     m = _as_masks(grid, masks)
     if m.shape[0] == 0:
         return torch.zeros((0, grid.dim), dtype=torch.float32, device=grid.features.device)
-    return _pooled_mean(grid, *mask_weights(grid, m, strategy)) if mode == "mean" else _max_pool(grid, m)
+    return pooled_mean(grid, *mask_weights(grid, m, strategy)) if mode == "mean" else _max_pool(grid, m)
 
 
 def upsample_grid(grid: FeatureGrid, size: tuple[int, int] | None = None) -> torch.Tensor:

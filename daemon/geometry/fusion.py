@@ -19,16 +19,102 @@ _OFFSET = 1 << (_BITS - 1)
 _MASK = (1 << _BITS) - 1
 
 
-def _voxel_keys(points: np.ndarray, voxel: float) -> np.ndarray:
-    idx = np.floor(points / voxel).astype(np.int64) + _OFFSET
-    if (idx < 0).any() or (idx > _MASK).any():
+def _voxel_index(points: np.ndarray, voxel: float) -> np.ndarray:
+    """3×M int64 voxel coordinates (offset to be non-negative) of 3×M float64 points."""
+    idx = np.floor(points / voxel).astype(np.int64)
+    idx += _OFFSET
+    if idx.size and (idx.min() < 0 or idx.max() > _MASK):
         raise InputError("points", f"points beyond ±{_OFFSET * voxel:.0f} m cannot be fused at voxel {voxel} m")
-    return (idx[:, 0] << (2 * _BITS)) | (idx[:, 1] << _BITS) | idx[:, 2]
+    return idx
 
 
-def _group(keys: np.ndarray):
-    uniq, inv = np.unique(keys, return_inverse=True)
-    return uniq, inv.reshape(-1)
+def _keys(idx: np.ndarray) -> np.ndarray:
+    return (idx[0] << (2 * _BITS)) | (idx[1] << _BITS) | idx[2]
+
+
+def _unkey(keys: np.ndarray) -> np.ndarray:
+    return np.stack([keys >> (2 * _BITS), (keys >> _BITS) & _MASK, keys & _MASK])
+
+
+def _box_rank(idx: np.ndarray) -> tuple[np.ndarray, int]:
+    """Each of 3×M voxel coordinates' rank in their bounding box, ordered as their keys are
+    (and small: the voxels of a frame, or of a room, span a box of a few million), and the
+    box's volume."""
+    lo, hi = idx.min(axis=1), idx.max(axis=1)
+    span = [int(d) for d in hi - lo + 1]
+    rank = (idx[0] - lo[0]) * span[1]
+    rank += idx[1] - lo[1]
+    rank *= span[2]
+    rank += idx[2] - lo[2]
+    return rank, span[0] * span[1] * span[2]
+
+
+def _group_voxels(idx: np.ndarray, runs: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(keys, return_inverse=True) of 3×M voxel coordinates' keys (runs: as for
+    _unique_inverse)."""
+    first, inv = _unique_inverse(*_box_rank(idx), runs=runs)
+    return _keys(idx[:, first]), inv
+
+
+def _group_labelled(idx: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple | None]:
+    """_group_voxels of 3×M voxel coordinates and _count_pairs of their M labels' non-zero
+    (voxel, label) pairs, from one sort of the pairs (the voxels' order is the pairs')."""
+    rank, volume = _box_rank(idx)
+    top = int(labels.max()) + 1
+    if volume * top >= 1 << 63:     # the pairs' values would overflow: voxels first, then pairs
+        first, inv = _unique_inverse(rank, volume)
+        keep = labels > 0
+        return _keys(idx[:, first]), inv, _count_pairs(inv[keep], labels[keep], len(first)) if keep.any() else None
+    first, pair_inv = _unique_inverse(rank * top + labels, volume * top)
+    voxel_of_pair = rank[first]
+    new = np.empty(len(first), bool)
+    new[:1] = True
+    np.not_equal(voxel_of_pair[1:], voxel_of_pair[:-1], out=new[1:])
+    voxel_of_pair = np.cumsum(new) - 1
+    label_of_pair = labels[first]
+    keep = label_of_pair > 0
+    pairs = None
+    if keep.any():
+        count = np.bincount(pair_inv, minlength=len(first))
+        pairs = voxel_of_pair[keep], label_of_pair[keep], count[keep]
+    return _keys(idx[:, first[new]]), voxel_of_pair[pair_inv], pairs
+
+
+def _unique_inverse(values: np.ndarray, span: int, runs: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(where each distinct value first occurs, in increasing value order; each value's index
+    among them) of M int64 values in [0, span): what np.unique's return_index and
+    return_inverse give. A value and its position pack into one int64 when span allows, so
+    that one plain sort (numpy's vectorised sort) does np.unique's argsort; runs: the values
+    are a few increasing runs end to end (merged parts), which a stable sort (timsort) merges
+    in fewer steps."""
+    n = values.size
+    shift = max(n - 1, 1).bit_length()
+    if n == 0 or span > 1 << (63 - shift):
+        _, first, inv = np.unique(values, return_index=True, return_inverse=True)
+        return first, inv.reshape(-1)
+    packed = values << shift
+    packed |= np.arange(n, dtype=np.int64)
+    packed.sort(kind="stable" if runs else None)
+    order = packed & ((1 << shift) - 1)
+    packed >>= shift
+    new = np.empty(n, bool)
+    new[:1] = True
+    np.not_equal(packed[1:], packed[:-1], out=new[1:])
+    inv = np.empty(n, np.intp)
+    inv[order] = np.cumsum(new) - 1
+    return order[new], inv
+
+
+def _count_pairs(voxels: np.ndarray, labels: np.ndarray, n: int, weights=None, runs: bool = False) -> tuple:
+    """(voxel, label, count) of each distinct (voxel, label) pair of voxel indices < n,
+    sorted by voxel then label; counts the pairs, or sums their int weights (runs: as for
+    _unique_inverse)."""
+    top = int(labels.max()) + 1
+    pair = voxels * top + labels
+    first, inv = _unique_inverse(pair, n * top, runs)
+    pair = pair[first]
+    counts = np.bincount(inv, weights, len(first)).astype(np.int64)
+    return pair // top, pair % top, counts
 
 
 class VoxelFusion:
@@ -43,10 +129,11 @@ class VoxelFusion:
             raise InputError("voxel", f"must be a positive number of metres, got {voxel}")
         self.voxel = float(voxel)
         self.max_depth = float(max_depth)
-        self._parts: list[tuple] = []       # (keys, sum_xyz, sum_rgb, count)
-        self._label_parts: list[tuple] = []  # (keys, label, count)
+        # (keys, sum_xyz, sum_rgb, count, labels): sorted unique voxel keys and their sums;
+        # labels None or (voxel as index into keys, label, count) sorted by voxel then label
+        self._parts: list[tuple] = []
         self._merged_size = 0
-        self._buffered = 0
+        self._buffered = 0                   # rows added since the last merge
         self.frames_used = 0
         self.frames_skipped = 0
 
@@ -58,27 +145,34 @@ class VoxelFusion:
         rgb = np.asarray(colors).reshape(-1, 3)
         if rgb.shape[0] != pts.shape[0]:
             raise InputError("colors", f"{rgb.shape[0]} colours for {pts.shape[0]} points")
-        ok = np.isfinite(pts).all(axis=1)
-        pts, rgb = pts[ok], rgb[ok].astype(np.float64)
         lab = None
         if labels is not None:
             lab = np.asarray(labels).reshape(-1)
-            if lab.shape[0] != ok.shape[0]:
-                raise InputError("labels", f"{lab.shape[0]} labels for {ok.shape[0]} points")
-            lab = lab[ok].astype(np.int64)
-        if not len(pts):
+            if lab.shape[0] != pts.shape[0]:
+                raise InputError("labels", f"{lab.shape[0]} labels for {pts.shape[0]} points")
+        ok = np.isfinite(pts).all(axis=1)
+        if not ok.all():
+            pts, rgb, lab = pts[ok], rgb[ok], None if lab is None else lab[ok]
+        self._add(pts.T, rgb, lab)
+
+    def _add(self, pts: np.ndarray, rgb: np.ndarray, lab: np.ndarray | None) -> None:
+        """Add 3×M finite points with M×3 colours and M labels (or None)."""
+        if not pts.shape[1]:
             return
-        keys = _voxel_keys(pts, self.voxel)
-        uniq, inv = _group(keys)
-        cnt = np.bincount(inv, minlength=len(uniq))
-        sxyz = np.stack([np.bincount(inv, pts[:, j], len(uniq)) for j in range(3)], axis=1)
-        srgb = np.stack([np.bincount(inv, rgb[:, j], len(uniq)) for j in range(3)], axis=1)
-        self._parts.append((uniq, sxyz, srgb, cnt))
-        if lab is not None:
-            keep = lab > 0
-            if keep.any():
-                self._label_parts.append(self._frame_labels(uniq, inv[keep], lab[keep]))
-        self._buffered += len(uniq)
+        pts = np.ascontiguousarray(pts, dtype=np.float64)
+        idx = _voxel_index(pts, self.voxel)
+        labelled = None     # (voxel, label, count) of the non-zero labels, as _count_pairs
+        if lab is None:
+            uniq, inv = _group_voxels(idx)
+        else:
+            uniq, inv, labelled = _group_labelled(idx, np.maximum(lab.astype(np.int64), 0))  # < 1: none
+        n = len(uniq)
+        cnt = np.bincount(inv, minlength=n)
+        # bincount sums its weights as float64 in point order, whatever their dtype
+        sxyz = np.stack([np.bincount(inv, pts[j], n) for j in range(3)], axis=1)
+        srgb = np.stack([np.bincount(inv, rgb[:, j], n) for j in range(3)], axis=1)
+        self._parts.append((uniq, sxyz, srgb, cnt, labelled))
+        self._buffered += n
         if self._buffered > max(self._merged_size, 1 << 18):
             self._merge()
 
@@ -93,7 +187,6 @@ class VoxelFusion:
         if frame.depth is None or frame.camera is None or pose is None:
             self.frames_skipped += 1
             return False
-        pts, v = backproject(frame.depth, frame.camera, pose, max_depth=self.max_depth, stride=stride)
         rgb = np.asarray(frame.rgb)
         shape = np.shape(frame.depth)
         if rgb.shape[:2] != shape:
@@ -101,69 +194,55 @@ class VoxelFusion:
         lab = frame.labels if labels is None else labels
         if lab is not None and np.asarray(lab).shape != shape:
             raise InputError("labels", f"shape {np.asarray(lab).shape} does not match the depth {shape}")
+        pts, v = backproject(frame.depth, frame.camera, pose, max_depth=self.max_depth, stride=stride)
         s = (slice(None, None, stride), slice(None, None, stride))
-        self.add_points(pts[v], rgb[s][v][:, :3], None if lab is None else np.asarray(lab)[s][v])
+        at = np.flatnonzero(v)      # valid depth: finite points
+        rgb = rgb[s]
+        self._add(np.take(pts.reshape(-1, 3), at, axis=0).T, np.take(rgb.reshape(-1, rgb.shape[-1]), at, axis=0)[:, :3],
+                  None if lab is None else np.take(np.asarray(lab)[s], at))
         self.frames_used += 1
         return True
 
     # --- reducing -------------------------------------------------------------------------
 
-    @staticmethod
-    def _frame_labels(uniq, inv, labels):
-        """_count_labels of one frame's labelled points (their voxels as indices into uniq):
-        one bincount over (voxel, label) pairs instead of a sort, when the pairs are few."""
-        top = int(labels.max()) + 1
-        if len(uniq) * top > 1 << 24:
-            return VoxelFusion._count_labels(uniq[inv], labels, np.ones(len(labels), np.int64))
-        counts = np.bincount(inv * top + labels, minlength=len(uniq) * top)
-        pair = np.flatnonzero(counts)  # sorted by voxel key (uniq is sorted), then label
-        return uniq[pair // top], pair % top, counts[pair]
-
-    @staticmethod
-    def _count_labels(keys, labels, counts):
-        order = np.lexsort((labels, keys))
-        k, l, c = keys[order], labels[order], counts[order]
-        start = np.ones(len(k), bool)
-        start[1:] = (k[1:] != k[:-1]) | (l[1:] != l[:-1])
-        idx = np.flatnonzero(start)
-        return k[idx], l[idx], np.add.reduceat(c, idx)
-
     def _merge(self) -> None:
-        if len(self._parts) > 1:
-            keys = np.concatenate([p[0] for p in self._parts])
-            uniq, inv = _group(keys)
+        parts = self._parts
+        if len(parts) > 1:
+            keys = np.concatenate([p[0] for p in parts])
+            uniq, inv = _group_voxels(_unkey(keys), runs=True)   # each part's keys are sorted
             n = len(uniq)
-            cnt = np.bincount(inv, np.concatenate([p[3] for p in self._parts]), n).astype(np.int64)
-            sx = np.concatenate([p[1] for p in self._parts])
-            sc = np.concatenate([p[2] for p in self._parts])
+            cnt = np.bincount(inv, np.concatenate([p[3] for p in parts]), n).astype(np.int64)
+            sx = np.concatenate([p[1] for p in parts])
+            sc = np.concatenate([p[2] for p in parts])
             sxyz = np.stack([np.bincount(inv, sx[:, j], n) for j in range(3)], axis=1)
             srgb = np.stack([np.bincount(inv, sc[:, j], n) for j in range(3)], axis=1)
-            self._parts = [(uniq, sxyz, srgb, cnt)]
-        if len(self._label_parts) > 1:
-            self._label_parts = [self._count_labels(*(np.concatenate([p[i] for p in self._label_parts]) for i in range(3)))]
+            offsets = np.cumsum([0] + [len(p[0]) for p in parts]).tolist()
+            labelled = [(inv[o + p[4][0]], p[4][1], p[4][2]) for o, p in zip(offsets, parts) if p[4] is not None]
+            if labelled:
+                labelled = _count_pairs(*(np.concatenate([p[i] for p in labelled]) for i in range(2)), n,
+                                        np.concatenate([p[2] for p in labelled]), runs=True)
+            self._parts = [(uniq, sxyz, srgb, cnt, labelled or None)]
         self._merged_size = len(self._parts[0][0]) if self._parts else 0
-        self._buffered = self._merged_size
+        self._buffered = 0  # rows in the parts since: merging when they outgrow the merged part
 
     def cloud(self) -> PointCloud:
         """The fused cloud so far (labels None when no labelled point was added)."""
         self._merge()
         if not self._parts:
-            return PointCloud(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8),
-                              np.zeros(0, np.int32) if self._label_parts else None)
-        keys, sxyz, srgb, cnt = self._parts[0]
+            return PointCloud(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8), None)
+        keys, sxyz, srgb, cnt, labelled = self._parts[0]
         pts = (sxyz / cnt[:, None]).astype(np.float32)
         rgb = np.clip(np.rint(srgb / cnt[:, None]), 0, 255).astype(np.uint8)
         labels = None
-        if self._label_parts:
-            lk, ll, lc = self._label_parts[0]
-            # Per voxel: the most frequent label, ties to the smaller id.
-            order = np.lexsort((ll, -lc, lk))
-            lk, ll = lk[order], ll[order]
-            first = np.ones(len(lk), bool)
-            first[1:] = lk[1:] != lk[:-1]
+        if labelled is not None:
+            # Per voxel: the most frequent label, ties to the smaller id (the pairs are sorted
+            # by voxel then label: the first of a voxel's pairs with its largest count).
+            vox, lab, count = labelled
+            start = np.flatnonzero(np.r_[True, vox[1:] != vox[:-1]])
+            best = np.flatnonzero(count == np.repeat(np.maximum.reduceat(count, start), np.diff(np.r_[start, len(vox)])))
+            best = best[np.r_[True, vox[best[1:]] != vox[best[:-1]]]]
             labels = np.zeros(len(keys), np.int32)
-            pos = np.searchsorted(keys, lk[first])
-            labels[pos] = ll[first]
+            labels[vox[best]] = lab[best]
         return PointCloud(pts, rgb, labels)
 
 

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from core.errors import InputError
+from core.errors import InputError, image_decode_errors
 from core.regionset import RegionSet
 
 from .extractor import RegionExtractor
@@ -51,7 +51,7 @@ def decode_mask_png(data: bytes, shape: tuple[int, int], field: str = "mask_imag
             arr = np.asarray(im if im.mode in ("1", "L", "I", "I;16", "RGB", "RGBA") else im.convert("RGBA"))
     except InputError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
+    except image_decode_errors() as e:
         raise InputError(field, f"could not decode the bytes as an image ({e})") from None
     mask = (arr != 0) if arr.ndim == 2 else (arr[..., :3] != 0).any(axis=2)
     return check_mask(mask, shape, field)

@@ -340,7 +340,7 @@ class RegionIndex(Searching):
     def _everything(self):
         names = self.store.image_ids()
         for key, feats in self.store.iter_features():
-            if len(feats):
+            if len(feats) and key in names:  # not one added since names was read
                 yield names[key], self.prepare(feats)
 
     def _best_scores(self, q) -> dict[str, float]:

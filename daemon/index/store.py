@@ -29,6 +29,7 @@ from typing import Callable
 import numpy as np
 
 from .normaliser import IDENTITY, Normaliser
+from .readers import READERS, ReadPool
 
 FORMAT = "regiond.index/2"
 LEGACY_FORMAT = "regiond.index/1"  # no normaliser: raw features, scored as they were
@@ -101,10 +102,11 @@ class RegionRow:
 
 
 class SQLiteStore:
-    """Thread-safe: one writer connection behind a mutex, one reader connection per thread."""
+    """Thread-safe: one writer connection behind a mutex, a fixed pool of reader connections
+    (readers.py), each lent for one query."""
 
     def __init__(self, path: Path, dim: int | None, storage_dtype: str = "float32", features: str | None = None,
-                 normaliser: Normaliser | Callable[[], Normaliser] | None = None):
+                 normaliser: Normaliser | Callable[[], Normaliser] | None = None, readers: int = READERS):
         """features: what produced the vectors (e.g. "lite/classic"); an index built from other
         features is refused, since their scores would not compare.
         normaliser: what a new index maps its features with (or a function giving it, called
@@ -118,32 +120,38 @@ class SQLiteStore:
         normaliser = normaliser or IDENTITY
         if fresh and dim is not None and normaliser.dim not in (None, int(dim)):
             raise ValueError(f"the normaliser is {normaliser.dim}-d but the index is {dim}-d")
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._conns_lock = threading.Lock()
         self.write_lock = threading.Lock()
         self._w = self._connect()
-        if fresh:
-            if dim is None:
-                raise ValueError("a new index needs the feature dimension")
-            self._w.executescript("BEGIN IMMEDIATE;" + SCHEMA + NORMALISER_SCHEMA)
-            try:
-                self._w.executemany("INSERT INTO meta VALUES (?, ?)", [
-                    ("format", FORMAT), ("dim", str(int(dim))), ("storage_dtype", storage_dtype),
-                    ("features", features or "")])
-                self._put_normaliser(normaliser)
-                self._w.execute("COMMIT")
-            except BaseException:
-                self._w.execute("ROLLBACK")
-                raise
-        meta = dict(self._w.execute("SELECT key, value FROM meta"))
-        self.dim = int(meta["dim"])
-        self.dtype = np.dtype(meta["storage_dtype"]).newbyteorder("<")
-        self.format = meta["format"]
-        self.features = meta.get("features", "")
-        self.normaliser = self._read_normaliser()
+        self._readers: ReadPool | None = None
+        try:  # whatever fails from here leaves no connection open
+            if fresh:
+                self._create(dim, storage_dtype, features, normaliser)
+            self._readers = ReadPool(self._connect, readers)
+            meta = dict(self._w.execute("SELECT key, value FROM meta"))
+            self.dim = int(meta["dim"])
+            self.dtype = np.dtype(meta["storage_dtype"]).newbyteorder("<")
+            self.format = meta["format"]
+            self.features = meta.get("features", "")
+            self.normaliser = self._read_normaliser()
+        except BaseException:
+            self.close()
+            raise
 
     # --- opening ---------------------------------------------------------------------------
+
+    def _create(self, dim: int | None, storage_dtype: str, features: str | None, normaliser: Normaliser):
+        if dim is None:
+            raise ValueError("a new index needs the feature dimension")
+        self._w.executescript("BEGIN IMMEDIATE;" + SCHEMA + NORMALISER_SCHEMA)
+        try:
+            self._w.executemany("INSERT INTO meta VALUES (?, ?)", [
+                ("format", FORMAT), ("dim", str(int(dim))), ("storage_dtype", storage_dtype),
+                ("features", features or "")])
+            self._put_normaliser(normaliser)
+            self._w.execute("COMMIT")
+        except BaseException:
+            self._w.execute("ROLLBACK")
+            raise
 
     def _check_ours(self, dim: int | None, features: str | None):
         """Read-only checks before anything can write to an existing file."""
@@ -177,26 +185,21 @@ class SQLiteStore:
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60)
         con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA synchronous=FULL")
-        with self._conns_lock:
-            self._all.append(con)
+        con.execute("PRAGMA synchronous=FULL")  # the pragmas open the WAL files: none opens later
         return con
 
-    @property
-    def _r(self) -> sqlite3.Connection:
-        con = getattr(self._local, "con", None)
-        if con is None:
-            con = self._local.con = self._connect()
-        return con
+    def _read(self, sql: str, args=()) -> list:
+        """Every row of one query, on a pooled reader returned before this returns."""
+        with self._readers.connection() as r:
+            return r.execute(sql, args).fetchall()
 
     def close(self):
-        with self._conns_lock:
-            for con in self._all:
-                try:
-                    con.close()
-                except sqlite3.Error:
-                    pass
-            self._all.clear()
+        if self._readers is not None:
+            self._readers.close()
+        try:
+            self._w.close()
+        except sqlite3.Error:
+            pass
 
     # --- the normaliser ---------------------------------------------------------------------
 
@@ -284,50 +287,51 @@ class SQLiteStore:
     # --- reads -------------------------------------------------------------------------------
 
     def last_seq(self) -> int:
-        row = self._r.execute("SELECT seq FROM sqlite_sequence WHERE name = 'log'").fetchone()
-        return int(row[0]) if row else 0
+        rows = self._read("SELECT seq FROM sqlite_sequence WHERE name = 'log'")
+        return int(rows[0][0]) if rows else 0
 
     def log_after(self, seq: int) -> list[tuple[int, str, int]]:
-        return self._r.execute("SELECT seq, op, image_key FROM log WHERE seq > ? ORDER BY seq", (seq,)).fetchall()
+        return self._read("SELECT seq, op, image_key FROM log WHERE seq > ? ORDER BY seq", (seq,))
 
     def count_images(self) -> int:
-        return int(self._r.execute("SELECT COUNT(*) FROM images").fetchone()[0])
+        return int(self._read("SELECT COUNT(*) FROM images")[0][0])
 
     def count_regions(self) -> int:
-        return int(self._r.execute("SELECT COALESCE(SUM(n_regions), 0) FROM images").fetchone()[0])
+        return int(self._read("SELECT COALESCE(SUM(n_regions), 0) FROM images")[0][0])
 
     def key_of(self, image_id: str) -> int | None:
-        row = self._r.execute("SELECT key FROM images WHERE image_id = ?", (image_id,)).fetchone()
-        return int(row[0]) if row else None
+        rows = self._read("SELECT key FROM images WHERE image_id = ?", (image_id,))
+        return int(rows[0][0]) if rows else None
 
     def image_ids(self) -> dict[int, str]:
         """key -> image id of every image."""
-        return dict(self._r.execute("SELECT key, image_id FROM images"))
+        return dict(self._read("SELECT key, image_id FROM images"))
 
     def images(self, keys) -> dict[int, ImageRow]:
         keys = [int(k) for k in keys]
         out = {}
         for chunk in _chunks(keys, 500):
             q = f"SELECT key, image_id, width, height, metadata, n_regions FROM images WHERE key IN ({','.join('?' * len(chunk))})"
-            for k, iid, w, h, meta, n in self._r.execute(q, chunk):
+            for k, iid, w, h, meta, n in self._read(q, chunk):
                 out[k] = ImageRow(k, iid, w, h, json.loads(meta), n)
         return out
 
     def regions(self, pairs) -> dict[tuple[int, int], RegionRow]:
         out = {}
-        for key, region in pairs:
-            row = self._r.execute("SELECT x0, y0, x1, y1, area, rle FROM regions WHERE image_key = ? AND region = ?",
-                                  (int(key), int(region))).fetchone()
+        with self._readers.connection() as r:
+            rows = [(key, region, r.execute("SELECT x0, y0, x1, y1, area, rle FROM regions WHERE image_key = ? AND region = ?",
+                                            (int(key), int(region))).fetchone()) for key, region in pairs]
+        for key, region, row in rows:
             if row:
                 out[(int(key), int(region))] = RegionRow(int(key), int(region), np.array(row[:4], np.float32),
                                                          int(row[4]), np.frombuffer(row[5], dtype="<u4").copy())
         return out
 
     def features_of(self, key: int) -> np.ndarray:
-        row = self._r.execute("SELECT n_regions, features, crc FROM images WHERE key = ?", (int(key),)).fetchone()
-        if row is None:
+        rows = self._read("SELECT n_regions, features, crc FROM images WHERE key = ?", (int(key),))
+        if not rows:
             return np.zeros((0, self.dim), np.float32)
-        return self._vectors(int(key), *row)
+        return self._vectors(int(key), *rows[0])
 
     def _vectors(self, key: int, n: int, blob: bytes, crc: int) -> np.ndarray:
         if zlib.crc32(blob) != crc or len(blob) != n * self.dim * self.dtype.itemsize:
@@ -335,12 +339,17 @@ class SQLiteStore:
         return np.frombuffer(blob, dtype=self.dtype).reshape(n, self.dim).astype(np.float32)
 
     def iter_features(self, keys=None, batch: int = 256):
-        """Yields (key, N×dim float32) for every image (or the given keys), in key order."""
+        """Yields (key, N×dim float32) for every image (or the given keys), in key order.
+        A batch at a time, each its own query: no reader stays lent while the caller works, so
+        images added or removed meanwhile may show or not (callers that need one state hold
+        write_lock)."""
         if keys is None:
-            cur = self._r.execute("SELECT key, n_regions, features, crc FROM images ORDER BY key")
-            while rows := cur.fetchmany(batch):
+            last = 0  # AUTOINCREMENT keys start at 1
+            while rows := self._read("SELECT key, n_regions, features, crc FROM images WHERE key > ? ORDER BY key LIMIT ?",
+                                     (last, batch)):
                 for k, n, blob, crc in rows:
                     yield int(k), self._vectors(int(k), n, blob, crc)
+                last = rows[-1][0]
         else:
             for k in keys:
                 yield int(k), self.features_of(k)
@@ -355,10 +364,10 @@ class SQLiteStore:
             where.append("json_extract(metadata, ?) = ?")
             args += ["$." + json.dumps(str(k)), str(v)]  # a JSON-quoted label: backslashes escaped
         q = "SELECT key FROM images" + (" WHERE " + " AND ".join(where) if where else "")
-        return np.array([r[0] for r in self._r.execute(q, args)], dtype=np.int64)
+        return np.array([r[0] for r in self._read(q, args)], dtype=np.int64)
 
     def sample_keys(self, n: int, seed: int = 0) -> np.ndarray:
-        keys = np.array([r[0] for r in self._r.execute("SELECT key FROM images")], dtype=np.int64)
+        keys = np.array([r[0] for r in self._read("SELECT key FROM images")], dtype=np.int64)
         if keys.size <= n:
             return keys
         return np.sort(np.random.default_rng(seed).choice(keys, n, replace=False))

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from google.protobuf.message import Message
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from core.errors import InputError
+from core import viz
+from core.errors import InputError, image_decode_errors
 from core.frames import DEFAULT_MAX_PIXELS, Camera, Frame, check_pose
 from core.regionset import SOURCE_SAM, SOURCE_SLIC, RegionSet
 from regions.v1 import regions_pb2 as pb
@@ -63,7 +64,7 @@ def decode_image(img: pb.Image, field: str, limits: Limits) -> np.ndarray:
             arr = np.asarray(im)
     except InputError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
+    except image_decode_errors() as e:
         raise InputError(field, f"cannot decode image ({len(img.data)} bytes): {e}") from None
     return arr
 
@@ -214,6 +215,6 @@ def encode_png(label_map: np.ndarray) -> bytes:
     a = np.asarray(label_map)
     if a.size and (a.min() < 0 or a.max() > 255):
         raise ValueError(f"label ids must fit 8 bits, got [{a.min()}, {a.max()}]")
-    buf = io.BytesIO()
-    Image.fromarray(a.astype(np.uint8), mode="L").save(buf, format="PNG", optimize=False)
-    return buf.getvalue()
+    # zlib level 1, rows unfiltered: a fifth of the time of PIL's default level 6 on label
+    # maps (flat runs of one id), about 6 instead of 3 KB at 640×480
+    return viz.encode_png(a.astype(np.uint8), 1)

@@ -39,6 +39,39 @@ log = logging.getLogger(__name__)
 #: seconds stop() waits past the grace period for grpc to finish its calls before giving up on them
 DRAIN_SECONDS = 2.0
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RegionService"].full_name  # "regions.v1.RegionService"
+
+
+class HandlerPool(futures.ThreadPoolExecutor):
+    """grpc's handler threads, counting the handlers that have not returned. grpc ends a call
+    when the grace period is over (cancelled) even while its handler is still inside our
+    code, e.g. waiting on a model that hangs: the server's stop completes, and the thread
+    would then hold the interpreter's exit forever. stop() checks this count too."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._idle = threading.Condition()
+        self.busy = 0
+
+    def submit(self, fn, /, *args, **kwargs):
+        with self._idle:
+            self.busy += 1
+        try:
+            fut = super().submit(fn, *args, **kwargs)
+        except BaseException:
+            self._done(None)
+            raise
+        fut.add_done_callback(self._done)
+        return fut
+
+    def _done(self, _fut) -> None:
+        with self._idle:
+            self.busy -= 1
+            self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once every handler has returned; False when some still run after `timeout` s."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self.busy == 0, timeout)
 class RegionServer:
     """One running daemon. `extractor` and `heads` may be given (tests build them once);
     otherwise they come from the config's profile and heads directory."""
@@ -82,8 +115,8 @@ class RegionServer:
         opts = [("grpc.max_send_message_length", config.max_message_bytes),
                 ("grpc.max_receive_message_length", config.receive_message_bytes),
                 ("grpc.so_reuseport", 0)]
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.rpc_threads,
-                                                             thread_name_prefix="regiond-rpc"),
+        self._handlers = HandlerPool(max_workers=config.rpc_threads, thread_name_prefix="regiond-rpc")
+        self.server = grpc.server(self._handlers,
                                   interceptors=[ServiceInterceptor(config.token, self.metrics, self.calls, SERVICE_NAME)],
                                   options=opts, maximum_concurrent_rpcs=config.rpc_threads - 4)
         pb_grpc.add_RegionServiceServicer_to_server(self.servicer, self.server)
@@ -142,19 +175,24 @@ class RegionServer:
     def stop(self, grace: float | None = None) -> bool:
         """Graceful: health NOT_SERVING, no new calls, in-flight calls get `grace` seconds,
         then the work queue drains and the index is persisted. Bounded whatever happens: a
-        call grpc never finishes is abandoned DRAIN_SECONDS after the grace period (False is
-        returned: the caller should end the process without joining grpc's threads)."""
+        call grpc never finishes (a handler stuck in a model, say) is abandoned, and the work
+        queue with it, DRAIN_SECONDS after the grace period (False is returned: the caller
+        should end the process without joining grpc's threads)."""
         if self._stopped.is_set():
             return True
         self._stopped.set()
         grace = self.config.grace if grace is None else grace
         self.health.enter_graceful_shutdown()
-        clean = self.server.stop(grace).wait(grace + DRAIN_SECONDS)
+        end = time.monotonic() + grace + DRAIN_SECONDS
+        clean = (self.server.stop(grace).wait(grace + DRAIN_SECONDS)
+                 and self._handlers.wait_idle(max(0.0, end - time.monotonic())))
         if not clean:
-            log.warning("%d call(s) still open %.0f s after the grace period; stopping without them "
-                        "(open sessions: %s)", self.servicer.sessions.count(), DRAIN_SECONDS,
+            log.warning("%d call handler(s) still running %.0f s after the grace period; stopping without "
+                        "them (open sessions: %s)", self._handlers.busy, DRAIN_SECONDS,
                         [f"{s.kind}-{s.id}" for s in self.servicer.sessions.all()] or "none")
-        self.scheduler.close(timeout=min(grace, DRAIN_SECONDS) if not clean else grace)
+        # the calls have ended or been given up on: the workers get what is left of the drain
+        # (a worker stuck in a model is a daemon thread, left behind)
+        self.scheduler.close(timeout=max(0.0, end - time.monotonic()))
         if self.search is not None:
             try:
                 self.search.close()
