@@ -3,6 +3,7 @@ clients/search.py against it, on both index backends (FAISS over SQLite; Milvus 
 from __future__ import annotations
 
 import itertools
+import re
 
 import grpc
 import numpy as np
@@ -215,6 +216,18 @@ def test_search_client_index_and_query(tmp_path, collection, capsys, backend):
         wrong.write_bytes(png_bytes(np.ones((5, 5), np.uint8)))
         assert client.main(base + ["query", str(ci.path), "--mask", str(wrong), "--out", str(html)]) == 1
         assert "mask.mask_image" in capsys.readouterr().err
+
+        # query expansion: the daemon's default, none, and a bad count refused with a message
+        q = base + ["query", str(ci.path), "--mask", str(mask_png), "-k", "1", "--out", str(html)]
+        top = {}
+        for name, extra in (("default", []), ("none", ["--expand", "0"])):
+            assert client.main(q + extra) == 0
+            m = re.search(r"1\. (\S+) +score ([\d.]+)", capsys.readouterr().out)
+            assert m and m.group(1) == ci.image_id
+            top[name] = float(m.group(2))
+        assert top["default"] != top["none"]  # the expansion moved the query
+        assert client.main(q + ["--expand", "-1"]) == 1  # bad input, as a bad mask
+        assert "--expand -1: must be 0 or more images" in capsys.readouterr().err
 
 
 @backends
