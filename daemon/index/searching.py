@@ -40,6 +40,14 @@ SERVED_EXPANSION = 5
 MAX_EXPANSION = 100
 
 
+def check_expansion(n) -> int:
+    """A query expansion's image count, 0..MAX_EXPANSION; InputError("query_expansion") else."""
+    n = int(n)
+    if not 0 <= n <= MAX_EXPANSION:
+        raise InputError("query_expansion", f"must be 0..{MAX_EXPANSION} images, got {n}")
+    return n
+
+
 class Searching(ABC):
     """The front of a region index. Subclasses set `dim`, `config` (its metric is what
     prepare() uses) and `normaliser`, and implement the abstract methods."""
@@ -217,29 +225,20 @@ class Searching(ABC):
     def _expanded(self, q: np.ndarray, n: int, normalize: bool, flt: SearchFilter, exclude: set[str]) -> np.ndarray:
         """q moved towards the best regions of its top n admissible images (αQE), renormalised
         under the cosine metric; q itself when n is 0."""
-        n = int(n)
-        if not 0 <= n <= MAX_EXPANSION:
-            raise InputError("query_expansion", f"must be 0..{MAX_EXPANSION} images, got {n}")
+        n = check_expansion(n)
         if n == 0:
             return q
         if not normalize:
             raise InputError("query_expansion", "expands region features, not a linear probe's weights")
-        hits = self._nearest(q, n, 1, flt, exclude)
-        vectors = dict(self._prepared_by_id([h.image_id for h in hits]))
         out = q.astype(np.float64)
-        for h in hits:
-            r = h.regions[0]
-            if (x := vectors.get(h.image_id)) is not None and r.score > 0:
-                out += r.score ** EXPANSION_ALPHA * x[r.region_id]
+        for h in self._nearest(q, n, 1, flt, exclude):
+            r = h.regions[0]  # its best region; only that one is mapped into the index's space
+            if r.score > 0 and (feats := self._raw_features(h.image_id)) is not None:
+                out += r.score ** EXPANSION_ALPHA * self.prepare(feats[r.region_id][None])[0]
         if self.config.metric == "cosine":
             out /= np.linalg.norm(out)
         return out.astype(np.float32)
 
-    def _prepared_by_id(self, image_ids: list[str]) -> Iterable[tuple[str, np.ndarray]]:
-        """(image id, its regions in the index's space) of those still indexed."""
-        for image_id in image_ids:
-            if (feats := self._raw_features(image_id)) is not None:
-                yield image_id, self.prepare(feats)
 
     def _best_regions(self, q: np.ndarray, images: list[tuple[Hashable, float]], per: int) -> Ranked:
         """Ranked images (key, score) with each one's best `per` regions against q, scored

@@ -24,7 +24,7 @@ from core.rle import decode as rle_decode
 from regions.v1 import regions_pb2 as pb
 
 from ..index import IndexConfig, RegionExtractor, Searching, SearchFilter, open_index
-from ..index.searching import MAX_EXPANSION, SERVED_EXPANSION
+from ..index.searching import SERVED_EXPANSION, check_expansion
 from ..index.corpus import normaliser_for
 from ..index.queries import (
     box_mask,
@@ -128,9 +128,7 @@ class SearchRPC:
             raise InputError("top_k", f"at most {MAX_TOP_K}, got {k}")
         if request.regions_per_image > MAX_REGIONS_PER_IMAGE:
             raise InputError("regions_per_image", f"at most {MAX_REGIONS_PER_IMAGE}, got {request.regions_per_image}")
-        expand = request.query_expansion if request.HasField("query_expansion") else SERVED_EXPANSION
-        if expand > MAX_EXPANSION:
-            raise InputError("query_expansion", f"at most {MAX_EXPANSION} images, got {expand}")
+        expand = check_expansion(request.query_expansion if request.HasField("query_expansion") else SERVED_EXPANSION)
         q = self._query(request)  # after the cheap checks: may run the backbone
         flt = request.filter
         hits = self.index.search(
