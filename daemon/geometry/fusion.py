@@ -67,9 +67,7 @@ def _group_labelled(idx: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np
         return _keys(idx[:, first]), inv, _count_pairs(inv[keep], labels[keep], len(first)) if keep.any() else None
     first, pair_inv = _unique_inverse(rank * top + labels, volume * top)
     voxel_of_pair = rank[first]
-    new = np.empty(len(first), bool)
-    new[:1] = True
-    np.not_equal(voxel_of_pair[1:], voxel_of_pair[:-1], out=new[1:])
+    new = _run_starts(voxel_of_pair)
     voxel_of_pair = np.cumsum(new) - 1
     label_of_pair = labels[first]
     keep = label_of_pair > 0
@@ -97,12 +95,18 @@ def _unique_inverse(values: np.ndarray, span: int, runs: bool = False) -> tuple[
     packed.sort(kind="stable" if runs else None)
     order = packed & ((1 << shift) - 1)
     packed >>= shift
-    new = np.empty(n, bool)
-    new[:1] = True
-    np.not_equal(packed[1:], packed[:-1], out=new[1:])
+    new = _run_starts(packed)
     inv = np.empty(n, np.intp)
     inv[order] = np.cumsum(new) - 1
     return order[new], inv
+
+
+def _run_starts(sorted_values: np.ndarray) -> np.ndarray:
+    """Where each run of equal values starts in a sorted array (True at 0 when non-empty)."""
+    new = np.empty(len(sorted_values), bool)
+    new[:1] = True
+    np.not_equal(sorted_values[1:], sorted_values[:-1], out=new[1:])
+    return new
 
 
 def _count_pairs(voxels: np.ndarray, labels: np.ndarray, n: int, weights=None, runs: bool = False) -> tuple:
