@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -32,7 +31,8 @@ from ..index.queries import (
     decode_mask_png,
     linear_query,
     probe_from_examples,
-    region_set_query,
+    Query,
+    masked_query,
 )
 from .convert import Limits, image_frame
 from .wire import Unparsable, check_parsed
@@ -46,6 +46,7 @@ DEFAULT_NEGATIVES = 512
 MAX_NEGATIVES = 20_000
 INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT.value[0]
 INTERNAL = grpc.StatusCode.INTERNAL.value[0]
+MATCH_NAMES = {pb.QUERY_MATCH_POOLED: "pooled", pb.QUERY_MATCH_REGIONS: "regions"}
 
 
 def mask_to_proto(counts: np.ndarray, height: int, width: int) -> pb.Mask:
@@ -131,11 +132,9 @@ class SearchRPC:
         expand = check_expansion(request.query_expansion if request.HasField("query_expansion") else SERVED_EXPANSION)
         q = self._query(request)  # after the cheap checks: may run the backbone
         flt = request.filter
-        hits = self.index.search(
-            q.vectors, k=k, regions_per_image=request.regions_per_image or 1, bias=q.bias, normalize=q.is_feature,
-            filter=SearchFilter(flt.image_id_prefix, dict(flt.metadata)),
-            exclude_image_ids=list(flt.exclude_image_ids), weights=q.weights,
-            expand=expand if q.is_feature and q.vectors.ndim == 1 else 0)  # one region's feature only
+        hits = q.search(self.index, expand, k=k, regions_per_image=request.regions_per_image or 1,
+                        filter=SearchFilter(flt.image_id_prefix, dict(flt.metadata)),
+                        exclude_image_ids=list(flt.exclude_image_ids))
         resp = pb.SearchResponse(searched_images=len(self.index), searched_regions=self.index.num_regions)
         for h in hits:
             hit = resp.hits.add(image_id=h.image_id, score=h.score, width=h.width, height=h.height)
@@ -148,7 +147,7 @@ class SearchRPC:
         resp.seconds = time.perf_counter() - t0
         return resp
 
-    def _query(self, request: pb.SearchRequest) -> "Query":
+    def _query(self, request: pb.SearchRequest) -> Query:
         """The request's query as region features (or a probe's weights)."""
         which = request.WhichOneof("query")
         if which is None:
@@ -179,12 +178,10 @@ class SearchRPC:
             return Query(probe.weights, bias=probe.bias, is_feature=False)
         raise InputError("query", f"unsupported query {which!r}")  # pragma: no cover
 
-    def _masked(self, frame: Frame, mask: np.ndarray, match: int, field: str) -> "Query":
-        if match == pb.QUERY_MATCH_REGIONS:
-            return Query(*region_set_query(self.extractor, frame, mask))
-        if match != pb.QUERY_MATCH_POOLED:
+    def _masked(self, frame: Frame, mask: np.ndarray, match: int, field: str) -> Query:
+        if match not in MATCH_NAMES:
             raise InputError(field, f"unknown QueryMatch {match}")
-        return Query(self.extractor.pool(frame, mask[None])[0])
+        return masked_query(self.extractor, frame, mask, MATCH_NAMES[match])
 
 
 def query_mask(q: pb.MaskQuery, shape: tuple[int, int]) -> np.ndarray:
@@ -204,17 +201,3 @@ def query_mask(q: pb.MaskQuery, shape: tuple[int, int]) -> np.ndarray:
         return decode_mask_png(q.mask_image.data, shape, "mask.mask_image")
     raise InputError("mask", "needs mask (RLE) or mask_image (PNG)")
 
-
-@dataclass
-class Query:
-    """What RegionIndex.search takes: region features (a D-vector, or M×D matched as a set
-    with `weights`), or a probe's weights already in the index's space (is_feature False)."""
-
-    vectors: np.ndarray
-    weights: np.ndarray | None = None
-    bias: float = 0.0
-    is_feature: bool = True
-
-    def __post_init__(self):
-        if self.vectors.ndim == 2 and len(self.vectors) == 1:  # one region: the plain search
-            self.vectors, self.weights = self.vectors[0], None
