@@ -13,7 +13,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, Protocol, runtime_checkable
 
 import grpc
 import numpy as np
@@ -35,6 +35,7 @@ from ..index.queries import (
     region_set_query,
 )
 from .convert import Limits, image_frame
+from .scheduler import Cancelled
 from .wire import Unparsable, check_parsed
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,15 @@ DEFAULT_NEGATIVES = 512
 MAX_NEGATIVES = 20_000
 INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT.value[0]
 INTERNAL = grpc.StatusCode.INTERNAL.value[0]
+
+
+@runtime_checkable
+class PerCall(Protocol):
+    """An extractor that can follow one call (the daemon's servicer.QueuedExtractor)."""
+
+    def for_call(self, alive: Callable[[], bool]) -> RegionExtractor:
+        """The extractor for a call that is over once `alive()` is false: its waits stop then
+        (Cancelled) and its queued work is dropped."""
 
 
 def mask_to_proto(counts: np.ndarray, height: int, width: int) -> pb.Mask:
@@ -78,18 +88,28 @@ class SearchRPC:
     def _image(self, msg: pb.Image, field: str) -> Frame:
         return image_frame(msg, field, self.limits)
 
+    def _extractor(self, context: grpc.ServicerContext | None) -> RegionExtractor:
+        """The extractor for this call: one that stops waiting when the call ends, where the
+        extractor can follow a call (the daemon's work queue)."""
+        if context is not None and isinstance(self.extractor, PerCall):
+            return self.extractor.for_call(context.is_active)
+        return self.extractor
+
     # --- IndexImages ---------------------------------------------------------------------
 
     def index_images(self, requests: Iterator[pb.IndexRequest],
                      context: grpc.ServicerContext | None = None) -> pb.IndexSummary:
         summary = pb.IndexSummary()
+        extractor = self._extractor(context)
         for req in requests:
             if context is not None and not context.is_active():
                 break  # cancelled: what was acknowledged so far stays
             summary.received += 1
             image_id = "" if isinstance(req, Unparsable) else req.image_id
             try:
-                self._index_one(check_parsed(req), summary)
+                self._index_one(check_parsed(req), summary, extractor)
+            except Cancelled:
+                break  # the call ended while its image waited for the model: that image is not added
             except InputError as e:
                 summary.errors.add(image_id=image_id, code=INVALID_ARGUMENT, field=e.field, message=str(e))
             except Exception as e:  # one bad image must not abort the others
@@ -99,7 +119,7 @@ class SearchRPC:
         summary.total_regions = self.index.num_regions
         return summary
 
-    def _index_one(self, req: pb.IndexRequest, summary: pb.IndexSummary) -> None:
+    def _index_one(self, req: pb.IndexRequest, summary: pb.IndexSummary, extractor: RegionExtractor) -> None:
         if req.remove:
             if not req.image_id:
                 raise InputError("image_id", "must be a non-empty string")
@@ -110,7 +130,7 @@ class SearchRPC:
         if not req.replace and req.image_id in self.index:
             summary.skipped += 1  # checked before extraction: re-sending a folder is cheap
             return
-        regions = self.extractor.extract(self._image(req.image, "image"))
+        regions = extractor.extract(self._image(req.image, "image"))
         res = self.index.add(req.image_id, regions, dict(req.metadata),
                              on_exists="replace" if req.replace else "skip")
         if res.added:
@@ -129,7 +149,7 @@ class SearchRPC:
         if request.regions_per_image > MAX_REGIONS_PER_IMAGE:
             raise InputError("regions_per_image", f"at most {MAX_REGIONS_PER_IMAGE}, got {request.regions_per_image}")
         expand = check_expansion(request.query_expansion if request.HasField("query_expansion") else SERVED_EXPANSION)
-        q = self._query(request)  # after the cheap checks: may run the backbone
+        q = self._query(request, self._extractor(context))  # after the cheap checks: may run the backbone
         flt = request.filter
         hits = self.index.search(
             q.vectors, k=k, regions_per_image=request.regions_per_image or 1, bias=q.bias, normalize=q.is_feature,
@@ -148,7 +168,7 @@ class SearchRPC:
         resp.seconds = time.perf_counter() - t0
         return resp
 
-    def _query(self, request: pb.SearchRequest) -> "Query":
+    def _query(self, request: pb.SearchRequest, extractor: RegionExtractor) -> "Query":
         """The request's query as region features (or a probe's weights)."""
         which = request.WhichOneof("query")
         if which is None:
@@ -156,11 +176,11 @@ class SearchRPC:
         if which == "mask":
             q = request.mask
             frame = self._image(q.image, "mask.image")
-            return self._masked(frame, query_mask(q, (frame.height, frame.width)), q.match, "mask.match")
+            return self._masked(extractor, frame, query_mask(q, (frame.height, frame.width)), q.match, "mask.match")
         if which == "box":
             frame = self._image(request.box.image, "box.image")
             b = request.box.box
-            return self._masked(frame, box_mask([b.x0, b.y0, b.x1, b.y1], (frame.height, frame.width), "box.box"),
+            return self._masked(extractor, frame, box_mask([b.x0, b.y0, b.x1, b.y1], (frame.height, frame.width), "box.box"),
                                 request.box.match, "box.match")
         if which == "region":
             r = request.region
@@ -179,12 +199,13 @@ class SearchRPC:
             return Query(probe.weights, bias=probe.bias, is_feature=False)
         raise InputError("query", f"unsupported query {which!r}")  # pragma: no cover
 
-    def _masked(self, frame: Frame, mask: np.ndarray, match: int, field: str) -> "Query":
+    @staticmethod
+    def _masked(extractor: RegionExtractor, frame: Frame, mask: np.ndarray, match: int, field: str) -> "Query":
         if match == pb.QUERY_MATCH_REGIONS:
-            return Query(*region_set_query(self.extractor, frame, mask))
+            return Query(*region_set_query(extractor, frame, mask))
         if match != pb.QUERY_MATCH_POOLED:
             raise InputError(field, f"unknown QueryMatch {match}")
-        return Query(self.extractor.pool(frame, mask[None])[0])
+        return Query(extractor.pool(frame, mask[None])[0])
 
 
 def query_mask(q: pb.MaskQuery, shape: tuple[int, int]) -> np.ndarray:
