@@ -72,7 +72,9 @@ class SearchRPC:
     config     index settings (None: what the index recorded, else its defaults)
 
     A new index gets the extractor's feature normaliser (the shipped statistics, or a fit on
-    the generated corpus); an existing one keeps what it recorded.
+    the generated corpus); an existing one keeps what it recorded. Given a call's context, an
+    extractor that can follow calls (PerCall: the daemon's work queue) stops waiting when the
+    call is cancelled or passes its deadline; without one, work runs to the end.
     """
 
     def __init__(self, extractor: RegionExtractor, location: str | Path, config: IndexConfig | None = None):
@@ -180,8 +182,8 @@ class SearchRPC:
         if which == "box":
             frame = self._image(request.box.image, "box.image")
             b = request.box.box
-            return self._masked(extractor, frame, box_mask([b.x0, b.y0, b.x1, b.y1], (frame.height, frame.width), "box.box"),
-                                request.box.match, "box.match")
+            mask = box_mask([b.x0, b.y0, b.x1, b.y1], (frame.height, frame.width), "box.box")
+            return self._masked(extractor, frame, mask, request.box.match, "box.match")
         if which == "region":
             r = request.region
             return Query(self.index.region_vector(r.image_id, r.region_id))
