@@ -4,8 +4,9 @@
 
 serves the lite profile with an index in DATA_DIR on 127.0.0.1:PORT through serve's own loop
 (signals, stop, exit). Its model runs the warm-up and the first request's extraction; every
-later one blocks forever on an event nothing sets. IndexImages waits for its extraction
-without a deadline, so its handler is stuck for good, and stop must get past it.
+later one blocks forever on an event nothing sets, so the worker running it is stuck for good
+(an IndexImages call without a deadline waits on it until stop cancels the call), and stop
+must get past it.
 """
 from __future__ import annotations
 

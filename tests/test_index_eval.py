@@ -9,6 +9,7 @@ import pytest
 from core import rle
 from daemon.index.collection import load_coco, make_synthetic_collection
 from daemon.index.evaluation import average_precision, evaluate_retrieval, precision_at
+from daemon.index.searching import SERVED_EXPANSION
 
 
 def test_average_precision_and_precision_at_k():
@@ -74,12 +75,55 @@ def test_temporal_retrieval_on_a_real_video(shared_data):
     assert f"temporal P@5 = {rep.precision['regions']:.3f}" in rep.text()
 
 
+@pytest.mark.parametrize("expand", [None, 0, 2])
+def test_temporal_eval_ranks_every_box_as_the_daemons_search(sevenscenes_dir, tmp_path, expand):
+    """Each box query of the temporal evaluation, pooled and by regions, has the hits that the
+    daemon's Search returns for the same box and query expansion (None: the request leaves it
+    unset, the evaluation its default): the printed P@5 is what a daemon user gets."""
+    from support_service import lite_extractor, png_bytes
+
+    from daemon.index.temporal import central_box, evaluate_temporal, frame_id
+    from daemon.service.search_rpc import SearchRPC
+    from regions.v1 import regions_pb2 as pb
+    from scenes import open_source
+
+    ex = lite_extractor()
+    frames = list(open_source(sevenscenes_dir))
+    rep = evaluate_temporal(frames, ex, query_every=5, **({} if expand is None else {"expand": expand}))
+    assert rep.expansion == (SERVED_EXPANSION if expand is None else expand)
+    assert sorted(rep.rankings["pooled"]) == [0, 5, 10, 15]
+    rpc = SearchRPC(ex, tmp_path / "index")
+    try:
+        images = [pb.Image(data=png_bytes(f.rgb)) for f in frames]
+        summary = rpc.index_images(pb.IndexRequest(image_id=frame_id(i), image=img, metadata={"frame": str(i)})
+                                   for i, img in enumerate(images))
+        assert summary.indexed == len(frames) and not summary.errors
+        for match, name in ((pb.QUERY_MATCH_POOLED, "pooled"), (pb.QUERY_MATCH_REGIONS, "regions")):
+            for i, want in rep.rankings[name].items():
+                x0, y0, x1, y1 = central_box(frames[i].height, frames[i].width, rep.box)
+                req = pb.SearchRequest(top_k=rep.k, box=pb.BoxQuery(image=images[i], match=match,
+                                                                    box=pb.Box(x0=x0, y0=y0, x1=x1, y1=y1)))
+                req.filter.exclude_image_ids.append(frame_id(i))
+                if expand is not None:
+                    req.query_expansion = expand
+                got = rpc.search(req).hits
+                assert [h.image_id for h in got] == [image_id for image_id, _ in want], (name, i)
+                assert [h.score for h in got] == pytest.approx([score for _, score in want], abs=1e-4), (name, i)
+    finally:
+        rpc.close()
+
+
 def test_eval_retrieval_video_command_on_a_folder_of_frames(sevenscenes_dir, capsys):
     from daemon.cli import main
 
     assert main(["eval", "retrieval", "--video", str(sevenscenes_dir), "--profile", "lite", "--match", "pooled"]) == 0
     out = capsys.readouterr().out
     assert "20 frames, 20 indexed" in out and "feature normaliser: whiten" in out
+    assert f"query expansion: {SERVED_EXPANSION} images" in out  # the daemon's default
     pooled = [line for line in out.splitlines() if line.startswith("pooled")][0].split()[-1]
     assert f"temporal P@5 = {pooled}   (--match pooled" in out
+    assert main(["eval", "retrieval", "--video", str(sevenscenes_dir), "--profile", "lite", "--expand", "0"]) == 0
+    assert "query expansion: none" in capsys.readouterr().out
+    assert main(["eval", "retrieval", "--video", str(sevenscenes_dir), "--profile", "lite", "--expand", "101"]) == 1
+    assert "query_expansion" in capsys.readouterr().err
     assert main(["eval", "retrieval", "--video", str(sevenscenes_dir), "--synthetic", "3"]) == 2

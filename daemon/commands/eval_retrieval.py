@@ -11,7 +11,8 @@ their means over classes (mAP, mP@50) for both.
 On footage without annotations (--video): every K-th frame is indexed, a central box of
 every 10th frame is the query, and the top 5 other frames are correct when within ±10
 frames of it (nearby frames show the same objects). Prints `temporal P@5 = x` for both ways
-of matching a box (its regions one by one, or one pooled feature).
+of matching a box (its regions one by one, or one pooled feature), each query searched as
+the daemon's Search runs it (--expand: its query expansion, which a pooled box gets).
 
   regiond eval retrieval --video clip.mp4 [--every K]
   regiond eval retrieval --video path/to/7scenes-seq      # a folder of frames: any source
@@ -59,8 +60,9 @@ def register(tasks) -> None:
                    help="sample at most N queries per class (default 0: every instance is a query)")
     p.add_argument("--precision-at", type=int, default=50, metavar="K", help="precision@K (default 50)")
     p.add_argument("--expand", type=int, default=None, metavar="N",
-                   help="query expansion of the region queries: the best regions of the top N other images "
-                        "join the query (αQE); default: as the daemon's Search expands an unset request; 0: none. "
+                   help="query expansion of single-feature queries (a collection's region queries; --video: "
+                        "pooled boxes): the best regions of the top N other images join the query (αQE), as "
+                        "the daemon's Search does; default: as it expands an unset request; 0: none. "
                         "With a collection, the table also shows the regions without expansion")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON after the table")
     add_normaliser_option(p)
@@ -86,9 +88,10 @@ def run(args) -> int:
         return 2
     extractor = build_extractor(args.profile, args.weights, device=args.device, sam_generator=args.sam_generator)
     normaliser = normaliser_from_args(args, extractor)
+    expand = SERVED_EXPANSION if args.expand is None else args.expand
     print(f"profile {extractor.profile}, backbone {extractor.backbone.name}")
     if args.video:
-        return run_video(args, extractor, normaliser)
+        return run_video(args, extractor, normaliser, expand)
     tmp = None
     root = args.collection
     if args.synthetic:
@@ -104,7 +107,7 @@ def run(args) -> int:
                                     queries_per_class=args.queries_per_class or None,
                                     precision_k=args.precision_at, seed=args.seed, progress=True,
                                     normaliser=normaliser,
-                                    expand=SERVED_EXPANSION if args.expand is None else args.expand)
+                                    expand=expand)
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -114,13 +117,13 @@ def run(args) -> int:
     return 0
 
 
-def run_video(args, extractor, normaliser) -> int:
+def run_video(args, extractor, normaliser, expand: int) -> int:
     from scenes import open_source
 
     from ..index.temporal import evaluate_temporal  # faiss: only when the command runs
 
     report = evaluate_temporal(open_source(args.video), extractor, source=args.video, every=args.every,
-                               window=args.window, normaliser=normaliser, progress=True)
+                               window=args.window, normaliser=normaliser, progress=True, expand=expand)
     print(report.text(args.match))
     if args.json:
         print(json.dumps(report.as_dict()))

@@ -14,6 +14,9 @@
 Every feature (query or indexed) goes through the index's normaliser, so all kinds compare
 in one space; only a probe's weights are already in it.
 
+A query is searched as the daemon's Search runs it (Query.search: which queries are expanded),
+by the Search RPC and by the evaluations alike.
+
 Every bad input raises InputError naming the field.
 """
 from __future__ import annotations
@@ -29,7 +32,7 @@ from core.errors import InputError, image_decode_errors
 from core.regionset import RegionSet
 
 from .extractor import RegionExtractor
-from .hits import check_vector
+from .hits import ImageHit, check_vector
 from .searching import Searching
 
 #: A region of the query image belongs to a region-matched query when at least this share of
@@ -83,10 +86,50 @@ def box_mask(box, shape: tuple[int, int], field: str = "box") -> np.ndarray:
     return m
 
 
-def region_set_query(extractor: RegionExtractor, frame, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(M×D features, M weights) of the image's own regions inside `mask` (regions_inside);
-    a mask that holds no region (smaller than any) is its own single pooled region."""
-    inside = regions_inside(extractor.extract(frame), mask)
+#: How a mask or box query matches (the API's QueryMatch): the query image's own regions
+#: inside it, each matched on its own, or one feature pooled over it.
+MATCHES = ("regions", "pooled")
+
+
+@dataclass
+class Query:
+    """What Searching.search takes: region features (a D-vector, or M×D matched as a set
+    with `weights`), or a probe's weights already in the index's space (is_feature False)."""
+
+    vectors: np.ndarray
+    weights: np.ndarray | None = None
+    bias: float = 0.0
+    is_feature: bool = True
+
+    def __post_init__(self):
+        if self.vectors.ndim == 2 and len(self.vectors) == 1:  # one region: the plain search
+            self.vectors, self.weights = self.vectors[0], None
+
+    def search(self, index: Searching, expand: int, **kw) -> list[ImageHit]:
+        """The top hits as the daemon's Search finds them (kw: k, regions_per_image, filter,
+        exclude_image_ids): one region's feature is expanded with `expand` images (αQE); a
+        set of regions and a probe's weights never are."""
+        return index.search(self.vectors, weights=self.weights, bias=self.bias, normalize=self.is_feature,
+                            expand=expand if self.is_feature and self.vectors.ndim == 1 else 0, **kw)
+
+
+def masked_query(extractor: RegionExtractor, frame, mask: np.ndarray, match: str,
+                 regions: RegionSet | None = None) -> Query:
+    """A mask or box query matched as `match` (MATCHES). regions: the frame's regions when
+    they are extracted already (else region matching extracts them)."""
+    if match == "pooled":
+        return Query(extractor.pool(frame, mask[None])[0])
+    if match != "regions":
+        raise ValueError(f"match must be one of {MATCHES}, got {match!r}")
+    return Query(*region_set_query(extractor, frame, mask, regions))
+
+
+def region_set_query(extractor: RegionExtractor, frame, mask: np.ndarray,
+                     regions: RegionSet | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(M×D features, M weights) of the image's own regions inside `mask` (regions_inside;
+    regions: the frame's, when extracted already); a mask that holds no region (smaller than
+    any) is its own single pooled region."""
+    inside = regions_inside(extractor.extract(frame) if regions is None else regions, mask)
     return inside if inside is not None else (extractor.pool(frame, mask[None]), np.ones(1, np.float32))
 
 

@@ -3,11 +3,14 @@
 Every `every`-th frame of a video (or a folder of frames) is indexed; a central box of every
 `query_every`-th frame is the query, and the top-k other frames count as correct when they
 lie within ±window frames of it (frames that close show the same objects). Both ways of
-matching a box are scored on one index (queries.py):
+matching a box are scored on one index, each query searched as the daemon's Search runs it
+(queries.Query.search), query expansion included:
 
   regions  the query frame's regions inside the box, each matched on its own; a frame scores
-           the weighted mean of their best matches (QUERY_MATCH_REGIONS)
-  pooled   one feature pooled over the box; a frame scores its best region (QUERY_MATCH_POOLED)
+           the weighted mean of their best matches (QUERY_MATCH_REGIONS). Not expanded (a set),
+           unless the box holds a single region
+  pooled   one feature pooled over the box; a frame scores its best region (QUERY_MATCH_POOLED),
+           the feature expanded with the best regions of its top `expand` frames (αQE)
 
 temporal P@k is the mean over queries of the correct share of the top k. The ceiling is
 what a perfect ranking would get (fewer than k indexed frames within the window when
@@ -29,10 +32,9 @@ from .config import IndexConfig
 from .corpus import normaliser_for
 from .extractor import RegionExtractor
 from .normaliser import Normaliser
-from .queries import box_mask, regions_inside
+from .queries import MATCHES, box_mask, masked_query
 from .region_index import RegionIndex
-
-MATCHES = ("regions", "pooled")
+from .searching import SERVED_EXPANSION, check_expansion
 
 
 @dataclass
@@ -49,12 +51,16 @@ class TemporalReport:
     ceiling: float
     normaliser: str
     precision: dict = field(default_factory=dict)  # match -> temporal P@k
+    expansion: int = 0  # the images a single-feature query is expanded with (Query.search)
+    rankings: dict = field(default_factory=dict, repr=False)  # match -> {query frame: [(image id, score)] top k}
 
     def text(self, headline: str = "regions") -> str:
         lines = [f"{self.source or 'frames'}: {self.frames} frames, {self.indexed} indexed (every {self.every}), "
                  f"{self.regions} regions; {self.queries} queries: a central box ({self.box:g} of each side) of "
                  f"every {self.query_every}th frame; correct: within ±{self.window} frames",
                  f"feature normaliser: {self.normaliser}",
+                 f"query expansion: {self.expansion} images (as the daemon's Search: a single feature, "
+                 f"so pooled boxes and boxes holding one region)" if self.expansion else "query expansion: none",
                  f"{'box matched by':<16}temporal P@{self.k}"]
         lines += [f"{m:<16}{p:.3f}" for m, p in self.precision.items()]
         lines.append(f"temporal P@{self.k} = {self.precision[headline]:.3f}   "
@@ -68,7 +74,7 @@ class TemporalReport:
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in ("source", "frames", "indexed", "every", "regions", "queries",
                                               "query_every", "window", "k", "box", "ceiling", "normaliser",
-                                              "precision")}
+                                              "precision", "expansion")}
 
 
 def central_box(h: int, w: int, fraction: float) -> list[float]:
@@ -79,11 +85,14 @@ def central_box(h: int, w: int, fraction: float) -> list[float]:
 
 def evaluate_temporal(frames: Iterable[Frame | np.ndarray], extractor: RegionExtractor, source: str = "",
                       every: int = 1, query_every: int = 10, window: int = 10, k: int = 5, box: float = 0.5,
-                      normaliser: Normaliser | None = None, progress: bool = False) -> TemporalReport:
+                      normaliser: Normaliser | None = None, progress: bool = False,
+                      expand: int = SERVED_EXPANSION) -> TemporalReport:
     """Index the frames (in a temporary index with `normaliser`, default the extractor's) and
-    score box queries by how many of their top k hits are nearby frames."""
+    score box queries by how many of their top k hits are nearby frames. expand: the query
+    expansion of the daemon's Search (default: what it does with a request that leaves it unset)."""
     if every < 1 or query_every < 1 or k < 1 or window < 0 or not 0 < box <= 1:
         raise ValueError("every, query_every and k must be ≥ 1, window ≥ 0, box in (0, 1]")
+    check_expansion(expand)  # before the frames are indexed
     with tempfile.TemporaryDirectory(prefix="regiond-temporal-") as tmp, \
             RegionIndex(Path(tmp), dim=extractor.dim, config=IndexConfig(checkpoint_every=10**9),
                         features=extractor.features_name,
@@ -99,22 +108,20 @@ def evaluate_temporal(frames: Iterable[Frame | np.ndarray], extractor: RegionExt
                 indexed.append(i)
             if i % query_every == 0:
                 mask = box_mask(central_box(regions.height, regions.width, box), (regions.height, regions.width))
-                pooled = extractor.pool(frame, mask[None])
-                queries.append((i, {"regions": regions_inside(regions, mask) or (pooled, np.ones(1)),
-                                    "pooled": (pooled, np.ones(1))}))
+                queries.append((i, {m: masked_query(extractor, frame, mask, m, regions) for m in MATCHES}))
         near = np.asarray(indexed)
-        precision = {}
+        precision, rankings = {}, {}
         for match in MATCHES:
-            shares = []
+            shares, rankings[match] = [], {}
             for i, q in queries:
-                hits = index.search(q[match][0], k=k, regions_per_image=1, weights=q[match][1],
-                                    exclude_image_ids=[frame_id(i)])
+                hits = q[match].search(index, expand, k=k, regions_per_image=1, exclude_image_ids=[frame_id(i)])
+                rankings[match][i] = [(h.image_id, h.score) for h in hits]
                 shares.append(sum(abs(int(h.metadata["frame"]) - i) <= window for h in hits) / k)
             precision[match] = float(np.mean(shares)) if shares else float("nan")
         ceiling = float(np.mean([min(k, int(np.sum((np.abs(near - i) <= window) & (near != i)))) / k
                                  for i, _ in queries])) if queries else float("nan")
         return TemporalReport(source, n, len(indexed), every, index.num_regions, query_every, window, k, box,
-                              ceiling, index.normaliser_note(), precision)
+                              ceiling, index.normaliser_note(), precision, expand, rankings)
 
 
 def frame_id(i: int) -> str:

@@ -9,7 +9,8 @@ clients:
 - unary calls submit with a short `wait` and get QueueFull (→ RESOURCE_EXHAUSTED) when the
   queue stays full for that long;
 - a job whose call was cancelled or passed its deadline (its `alive()` turns false) is
-  dropped when a worker reaches it, so dead calls cost no model time.
+  dropped when a worker reaches it, so dead calls cost no model time; its caller, waiting
+  with `wait_result`, stops waiting then too.
 
 A job's future resolves to a JobResult: the value and how long the job waited in the queue.
 
@@ -24,6 +25,7 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Protocol, TypeVar
 
@@ -31,6 +33,7 @@ from core.frames import Frame
 from core.regionset import RegionSet
 
 _local = threading.local()
+_POLL = 0.05
 T = TypeVar("T")
 
 
@@ -62,11 +65,22 @@ class QueueFull(RuntimeError):
 
 
 class Cancelled(RuntimeError):
-    """The job's call ended before a worker reached it."""
+    """The job's call ended before a worker reached it (or while its caller waited)."""
 
 
 class ShuttingDown(RuntimeError):
     """The scheduler no longer accepts work."""
+
+
+def wait_result(fut: Future, alive: Callable[[], bool]) -> JobResult:
+    """A job's JobResult, polling `alive` so that a call that ends (cancelled, deadline
+    passed) stops the wait with Cancelled; the workers then drop the job if it is still queued."""
+    while True:
+        try:
+            return fut.result(timeout=_POLL)
+        except FutureTimeout:
+            if not alive():
+                raise Cancelled("call ended") from None
 
 
 @dataclass
@@ -147,7 +161,7 @@ class Scheduler:
                 raise ShuttingDown("the daemon is shutting down")
             if not job.alive():
                 raise Cancelled("call ended while waiting for the queue")
-            step = 0.05 if deadline is None else max(0.0, min(0.05, deadline - time.monotonic()))
+            step = _POLL if deadline is None else max(0.0, min(_POLL, deadline - time.monotonic()))
             try:
                 self._q.put(job, timeout=step) if step > 0 else self._q.put_nowait(job)
                 self._on_depth(self._q.qsize())

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, Protocol, runtime_checkable
 
 import grpc
 import numpy as np
@@ -27,14 +26,16 @@ from ..index import IndexConfig, RegionExtractor, Searching, SearchFilter, open_
 from ..index.searching import SERVED_EXPANSION, check_expansion
 from ..index.corpus import normaliser_for
 from ..index.queries import (
+    Query,
     box_mask,
     check_mask,
     decode_mask_png,
     linear_query,
+    masked_query,
     probe_from_examples,
-    region_set_query,
 )
 from .convert import Limits, image_frame
+from .scheduler import Cancelled
 from .wire import Unparsable, check_parsed
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,16 @@ DEFAULT_NEGATIVES = 512
 MAX_NEGATIVES = 20_000
 INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT.value[0]
 INTERNAL = grpc.StatusCode.INTERNAL.value[0]
+MATCH_NAMES = {pb.QUERY_MATCH_POOLED: "pooled", pb.QUERY_MATCH_REGIONS: "regions"}
+
+
+@runtime_checkable
+class PerCall(Protocol):
+    """An extractor that can follow one call (the daemon's servicer.QueuedExtractor)."""
+
+    def for_call(self, alive: Callable[[], bool]) -> RegionExtractor:
+        """The extractor for a call that is over once `alive()` is false: its waits stop then
+        (Cancelled) and its queued work is dropped."""
 
 
 def mask_to_proto(counts: np.ndarray, height: int, width: int) -> pb.Mask:
@@ -62,7 +73,9 @@ class SearchRPC:
     config     index settings (None: what the index recorded, else its defaults)
 
     A new index gets the extractor's feature normaliser (the shipped statistics, or a fit on
-    the generated corpus); an existing one keeps what it recorded.
+    the generated corpus); an existing one keeps what it recorded. Given a call's context, an
+    extractor that can follow calls (PerCall: the daemon's work queue) stops waiting when the
+    call is cancelled or passes its deadline; without one, work runs to the end.
     """
 
     def __init__(self, extractor: RegionExtractor, location: str | Path, config: IndexConfig | None = None):
@@ -78,18 +91,28 @@ class SearchRPC:
     def _image(self, msg: pb.Image, field: str) -> Frame:
         return image_frame(msg, field, self.limits)
 
+    def _extractor(self, context: grpc.ServicerContext | None) -> RegionExtractor:
+        """The extractor for this call: one that stops waiting when the call ends, where the
+        extractor can follow a call (the daemon's work queue)."""
+        if context is not None and isinstance(self.extractor, PerCall):
+            return self.extractor.for_call(context.is_active)
+        return self.extractor
+
     # --- IndexImages ---------------------------------------------------------------------
 
     def index_images(self, requests: Iterator[pb.IndexRequest],
                      context: grpc.ServicerContext | None = None) -> pb.IndexSummary:
         summary = pb.IndexSummary()
+        extractor = self._extractor(context)
         for req in requests:
             if context is not None and not context.is_active():
                 break  # cancelled: what was acknowledged so far stays
             summary.received += 1
             image_id = "" if isinstance(req, Unparsable) else req.image_id
             try:
-                self._index_one(check_parsed(req), summary)
+                self._index_one(check_parsed(req), summary, extractor)
+            except Cancelled:
+                break  # the call ended while its image waited for the model: that image is not added
             except InputError as e:
                 summary.errors.add(image_id=image_id, code=INVALID_ARGUMENT, field=e.field, message=str(e))
             except Exception as e:  # one bad image must not abort the others
@@ -99,7 +122,7 @@ class SearchRPC:
         summary.total_regions = self.index.num_regions
         return summary
 
-    def _index_one(self, req: pb.IndexRequest, summary: pb.IndexSummary) -> None:
+    def _index_one(self, req: pb.IndexRequest, summary: pb.IndexSummary, extractor: RegionExtractor) -> None:
         if req.remove:
             if not req.image_id:
                 raise InputError("image_id", "must be a non-empty string")
@@ -110,7 +133,7 @@ class SearchRPC:
         if not req.replace and req.image_id in self.index:
             summary.skipped += 1  # checked before extraction: re-sending a folder is cheap
             return
-        regions = self.extractor.extract(self._image(req.image, "image"))
+        regions = extractor.extract(self._image(req.image, "image"))
         res = self.index.add(req.image_id, regions, dict(req.metadata),
                              on_exists="replace" if req.replace else "skip")
         if res.added:
@@ -129,13 +152,11 @@ class SearchRPC:
         if request.regions_per_image > MAX_REGIONS_PER_IMAGE:
             raise InputError("regions_per_image", f"at most {MAX_REGIONS_PER_IMAGE}, got {request.regions_per_image}")
         expand = check_expansion(request.query_expansion if request.HasField("query_expansion") else SERVED_EXPANSION)
-        q = self._query(request)  # after the cheap checks: may run the backbone
+        q = self._query(request, self._extractor(context))  # after the cheap checks: may run the backbone
         flt = request.filter
-        hits = self.index.search(
-            q.vectors, k=k, regions_per_image=request.regions_per_image or 1, bias=q.bias, normalize=q.is_feature,
-            filter=SearchFilter(flt.image_id_prefix, dict(flt.metadata)),
-            exclude_image_ids=list(flt.exclude_image_ids), weights=q.weights,
-            expand=expand if q.is_feature and q.vectors.ndim == 1 else 0)  # one region's feature only
+        hits = q.search(self.index, expand, k=k, regions_per_image=request.regions_per_image or 1,
+                        filter=SearchFilter(flt.image_id_prefix, dict(flt.metadata)),
+                        exclude_image_ids=list(flt.exclude_image_ids))
         resp = pb.SearchResponse(searched_images=len(self.index), searched_regions=self.index.num_regions)
         for h in hits:
             hit = resp.hits.add(image_id=h.image_id, score=h.score, width=h.width, height=h.height)
@@ -148,7 +169,7 @@ class SearchRPC:
         resp.seconds = time.perf_counter() - t0
         return resp
 
-    def _query(self, request: pb.SearchRequest) -> "Query":
+    def _query(self, request: pb.SearchRequest, extractor: RegionExtractor) -> Query:
         """The request's query as region features (or a probe's weights)."""
         which = request.WhichOneof("query")
         if which is None:
@@ -156,12 +177,12 @@ class SearchRPC:
         if which == "mask":
             q = request.mask
             frame = self._image(q.image, "mask.image")
-            return self._masked(frame, query_mask(q, (frame.height, frame.width)), q.match, "mask.match")
+            return self._masked(extractor, frame, query_mask(q, (frame.height, frame.width)), q.match, "mask.match")
         if which == "box":
             frame = self._image(request.box.image, "box.image")
             b = request.box.box
-            return self._masked(frame, box_mask([b.x0, b.y0, b.x1, b.y1], (frame.height, frame.width), "box.box"),
-                                request.box.match, "box.match")
+            mask = box_mask([b.x0, b.y0, b.x1, b.y1], (frame.height, frame.width), "box.box")
+            return self._masked(extractor, frame, mask, request.box.match, "box.match")
         if which == "region":
             r = request.region
             return Query(self.index.region_vector(r.image_id, r.region_id))
@@ -179,12 +200,11 @@ class SearchRPC:
             return Query(probe.weights, bias=probe.bias, is_feature=False)
         raise InputError("query", f"unsupported query {which!r}")  # pragma: no cover
 
-    def _masked(self, frame: Frame, mask: np.ndarray, match: int, field: str) -> "Query":
-        if match == pb.QUERY_MATCH_REGIONS:
-            return Query(*region_set_query(self.extractor, frame, mask))
-        if match != pb.QUERY_MATCH_POOLED:
+    @staticmethod
+    def _masked(extractor: RegionExtractor, frame: Frame, mask: np.ndarray, match: int, field: str) -> Query:
+        if match not in MATCH_NAMES:
             raise InputError(field, f"unknown QueryMatch {match}")
-        return Query(self.extractor.pool(frame, mask[None])[0])
+        return masked_query(extractor, frame, mask, MATCH_NAMES[match])
 
 
 def query_mask(q: pb.MaskQuery, shape: tuple[int, int]) -> np.ndarray:
@@ -203,18 +223,3 @@ def query_mask(q: pb.MaskQuery, shape: tuple[int, int]) -> np.ndarray:
     if q.HasField("mask_image"):
         return decode_mask_png(q.mask_image.data, shape, "mask.mask_image")
     raise InputError("mask", "needs mask (RLE) or mask_image (PNG)")
-
-
-@dataclass
-class Query:
-    """What RegionIndex.search takes: region features (a D-vector, or M×D matched as a set
-    with `weights`), or a probe's weights already in the index's space (is_feature False)."""
-
-    vectors: np.ndarray
-    weights: np.ndarray | None = None
-    bias: float = 0.0
-    is_feature: bool = True
-
-    def __post_init__(self):
-        if self.vectors.ndim == 2 and len(self.vectors) == 1:  # one region: the plain search
-            self.vectors, self.weights = self.vectors[0], None

@@ -3,7 +3,6 @@ optional heads and region index."""
 from __future__ import annotations
 
 import logging
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable, Iterator
 
 import grpc
@@ -23,7 +22,7 @@ from .convert import Limits, extract_request_frame, region_set_pb
 from .idle import IdleWatch, prefetched
 from .metrics import Metrics
 from .scene import SceneSession
-from .scheduler import Cancelled, QueueFull, Scheduler, ShuttingDown, on_worker_thread
+from .scheduler import Cancelled, QueueFull, Scheduler, ShuttingDown, on_worker_thread, wait_result
 from .search_rpc import SearchRPC
 from .streams import SessionRegistry, StreamDeps
 from .video import VideoSession
@@ -35,27 +34,33 @@ class QueuedExtractor:
     """The extractor as the search RPCs see it (an index.RegionExtractor): `extract` and `pool`
     go through the work queue (blocking while it is full), so indexing and queries share the
     models' bounded capacity with the streams. Called from a worker thread (a Search job pools
-    its query there), they run directly instead of queueing behind themselves."""
+    its query there), they run directly instead of queueing behind themselves.
 
-    def __init__(self, extractor: Extractor, scheduler: Scheduler):
+    `for_call(context.is_active)` is the same extractor for one call: once the call ends
+    (cancelled, deadline passed) its waits stop with Cancelled and its queued jobs are dropped.
+    Unbound (library use), it waits for as long as the work takes."""
+
+    def __init__(self, extractor: Extractor, scheduler: Scheduler, alive: Callable[[], bool] = lambda: True):
         self._extractor = extractor
         self._scheduler = scheduler
+        self._alive = alive
         self.dim = extractor.dim
         self.features_name = extractor.features_name
         self.max_pixels = extractor.max_pixels
 
-    def _queued(self, fn: Callable[[], Any]) -> Any:
-        if on_worker_thread():
-            return fn()
-        return self._scheduler.submit_call(fn, lambda: True).result().value
+    def for_call(self, alive: Callable[[], bool]) -> QueuedExtractor:
+        return QueuedExtractor(self._extractor, self._scheduler, alive)
 
     def extract(self, frame: Frame | np.ndarray) -> RegionSet:
         if on_worker_thread():
             return self._extractor.extract(frame)
-        return self._scheduler.submit_extract(frame, lambda: True).result().value
+        return wait_result(self._scheduler.submit_extract(frame, self._alive), self._alive).value
 
     def pool(self, frame: Frame | np.ndarray, masks: np.ndarray) -> np.ndarray:
-        return self._queued(lambda: self._extractor.pool(frame, masks))
+        if on_worker_thread():
+            return self._extractor.pool(frame, masks)
+        fut = self._scheduler.submit_call(lambda: self._extractor.pool(frame, masks), self._alive)
+        return wait_result(fut, self._alive).value
 
 
 class RegionServicer(pb_grpc.RegionServiceServicer):
@@ -96,16 +101,12 @@ class RegionServicer(pb_grpc.RegionServiceServicer):
             context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
         except Cancelled:
             context.abort(grpc.StatusCode.CANCELLED, "call ended while queued")
-        while True:
-            try:
-                return fut.result(timeout=0.05)
-            except FutureTimeout:
-                if not context.is_active():
-                    context.abort(grpc.StatusCode.CANCELLED, "call ended")
-            except Cancelled:
-                context.abort(grpc.StatusCode.CANCELLED, "call ended before its job ran")
-            except InputError as e:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        try:
+            return wait_result(fut, context.is_active)
+        except Cancelled:
+            context.abort(grpc.StatusCode.CANCELLED, "call ended before its job finished")
+        except InputError as e:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
 
     # --- RPCs ---------------------------------------------------------------------------------
 

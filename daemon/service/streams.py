@@ -34,7 +34,7 @@ from .calls import CallLog
 from .convert import Limits
 from .idle import IdleWatch
 from .metrics import Metrics
-from .scheduler import Cancelled, JobResult, Scheduler, ShuttingDown
+from .scheduler import Cancelled, JobResult, Scheduler, ShuttingDown, wait_result
 from .wire import Unparsable
 
 log = logging.getLogger(__name__)
@@ -208,12 +208,7 @@ class StreamSession:
 
     def wait(self, fut: Future) -> JobResult:
         """A job's result, polling so that a call that ends stops the wait (Cancelled)."""
-        while True:
-            try:
-                return fut.result(timeout=_POLL)
-            except TimeoutError:
-                if not self.alive():
-                    raise Cancelled("call ended") from None
+        return wait_result(fut, self.alive)
 
     def call(self, fn: Callable[[], Any], stage: str) -> Any:
         """Run fn (a head) on a worker, wait for it, and time it as `stage`."""
