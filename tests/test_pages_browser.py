@@ -1,14 +1,21 @@
 """The pages the clients write (scan_scene's index.html, search's hits page), opened in a real
 headless Chromium: no console errors, every image loads, nothing fetched from outside the
-machine, and the screenshot shows something."""
+machine, and the screenshot shows something. tools/screenshots.py pictures the report page."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from support_browser import blank, chromium, open_page
+
+from clients.browser import blank, chromium
+from support_browser import open_page
 from support_service import lite_extractor, png_bytes, running_server, sample_image
+
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "screenshots.py"
+REPORT_VIEWPORT = (1200, 860)  # the tool's fixed viewport for the report page (its --help)
 
 pytestmark = pytest.mark.skipif(
     chromium() is None, reason="Debian's chromium is not installed (tools/bootstrap.sh installs it with apt where it "
@@ -36,18 +43,48 @@ def test_the_checker_sees_broken_images_console_errors_and_external_requests(tmp
     assert not blank(r.screenshot) and blank(np.full((10, 10, 3), 255, np.uint8))
 
 
-def test_scan_report_page_in_a_browser(labelling_daemon, tmp_path):
+@pytest.fixture(scope="module")
+def small_demo(labelling_daemon, tmp_path_factory) -> Path:
+    """A folder laid out as `make demo`'s: scan/ holds a 4-frame scan_scene output."""
     from clients import scan_scene
 
-    out = tmp_path / "scan"
-    assert scan_scene.main(["synthetic:4", "--server", labelling_daemon.address, "--out", str(out), "--max-frames", "4",
-                            "--size", "160x120"]) == 0
+    demo = tmp_path_factory.mktemp("demo")
+    assert scan_scene.main(["synthetic:4", "--server", labelling_daemon.address, "--out", str(demo / "scan"),
+                            "--max-frames", "4", "--size", "160x120"]) == 0
+    return demo
+
+
+def screenshots(*args) -> subprocess.CompletedProcess:
+    """tools/screenshots.py run as a user runs it."""
+    return subprocess.run([sys.executable, str(TOOL), *map(str, args)], capture_output=True, text=True, timeout=120)
+
+
+def test_scan_report_page_in_a_browser(small_demo):
+    out = small_demo / "scan"
     page = (out / "index.html").read_text()
     assert "mIoU" in page and "confusion.png" in page and page.count("<figure>") == 4
     assert "http://" not in page and "https://" not in page and "<script" not in page
     r = assert_page_ok(out / "index.html", min_images=9)  # 4 overlays, 4 label pictures, the confusion matrix
     assert {i["src"].split("/")[0] for i in r.images} == {"overlays", "labels_color", "confusion.png"}
     assert r.seconds < 30
+
+
+def test_screenshots_tool_pictures_the_report_page(small_demo, tmp_path):
+    from PIL import Image
+
+    run = screenshots(small_demo, "--out", tmp_path, "--only", "report")
+    assert run.returncode == 0, run.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["scan-report.png"]
+    with Image.open(tmp_path / "scan-report.png") as im:
+        assert im.size == REPORT_VIEWPORT
+        assert not blank(np.asarray(im.convert("RGB")))
+
+
+def test_screenshots_tool_says_to_run_the_demo_first(tmp_path):
+    run = screenshots(tmp_path / "nothing", "--out", tmp_path)
+    assert run.returncode == 2
+    assert "run `make demo` first" in run.stderr and "scan.rrd" in run.stderr and "index.html" in run.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_search_page_in_a_browser(tmp_path):
