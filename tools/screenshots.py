@@ -9,7 +9,7 @@ DEMO_DIR (default out/demo) is what `make demo` writes; run it first. Two pictur
                         served on this machine by `rerun --serve-web`) with the layout the
                         recording carries, at 1000×640, in the same Chromium with WebGL drawn on
                         the CPU (SwiftShader): no GPU or display needed; captured once the viewer
-                        has drawn and its picture has stopped changing (30-90 s on 2 cores)
+                        has drawn and its picture has stopped changing (20-60 s on 2 cores)
 Chromium comes from tools/bootstrap.sh (Debian's `chromium`); it is driven over the DevTools
 protocol (clients/browser.py, as the page tests drive it). Nothing is fetched from outside the
 machine: Chromium resolves no host but this one, so the viewer's web font, version check and
@@ -38,9 +38,6 @@ from core.analytics import rerun_analytics_off  # noqa: E402
 REPORT_SIZE = (1200, 860)
 RERUN_SIZE = (1000, 640)
 PICTURES = {"report": "scan-report.png", "rerun": "rerun-scan.png"}
-# the most a pixel may move when saved with a 256-colour palette, else the PNG is RGB: the
-# report's legend swatches must keep their colours; the viewer's shaded points matter less
-PALETTE_TOLERANCE = {"report": 8, "rerun": 24}
 STABLE_SHOTS = 3      # identical screenshots in a row that count as "drawn"
 POLL_SECONDS = 1.5
 
@@ -126,9 +123,10 @@ def rerun_picture(rrd: Path, size: tuple[int, int] = RERUN_SIZE, timeout: float 
         return wait_until_drawn(page, timeout)
 
 
-def save_png(shot: np.ndarray, path: Path, tolerance: int) -> None:
-    """As an 8-bit palette PNG (a fifth of the bytes) when 256 colours hold every pixel within
-    `tolerance` of its own, else as RGB."""
+def save_png(shot: np.ndarray, path: Path, tolerance: int = 8) -> None:
+    """As an 8-bit palette PNG (a third of the bytes) when 256 colours hold every pixel within
+    `tolerance` of its own, else as RGB: the report's legend swatches keep their colours, and
+    the viewer's depth colour map shows no bands."""
     from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -172,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"screenshots: {what}: {e}", file=sys.stderr)
             failed += 1
             continue
-        save_png(shot, args.out / PICTURES[what], PALETTE_TOLERANCE[what])
+        save_png(shot, args.out / PICTURES[what])
         print(f"{args.out / PICTURES[what]}: {shot.shape[1]}×{shot.shape[0]}, {time.monotonic() - t0:.1f} s")
     return 1 if failed else 0
 
