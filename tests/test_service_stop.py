@@ -224,6 +224,8 @@ def test_serve_process_exits_with_a_handler_stuck_in_the_model(tmp_path):
     process exits."""
     from support_stuck import STUCK_LINE
 
+    from daemon.service.server import DRAIN_SECONDS
+
     grace = 2.0
     with stuck_serve(tmp_path, "model", grace) as (p, stub, log):
         img = image_pb(sample_image(48, 36))
@@ -233,7 +235,9 @@ def test_serve_process_exits_with_a_handler_stuck_in_the_model(tmp_path):
         time.sleep(0.5)  # the stream's frame reaches the queue
         took, text = stopped(p, log, grace)
         assert "regiond stopped" in text and "call handler(s) still running" not in text, text[-2000:]
-        assert took < grace + 5, f"the daemon took {took:.1f} s to exit (grace {grace:g} s)"
+        # stop itself takes grace + DRAIN_SECONDS here (the worker never returns); the 5 s on
+        # top are for a loaded machine, far below "waits for the model forever"
+        assert took < grace + DRAIN_SECONDS + 5, f"the daemon took {took:.1f} s to exit (grace {grace:g} s)"
         for t in calls + more:
             t.join(30)
         ended = outcomes + more_outcomes
