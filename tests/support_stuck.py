@@ -1,12 +1,17 @@
-"""A `regiond serve` whose model hangs (as a wedged GPU driver would), for the stop tests.
+"""A `regiond serve` with a part that hangs (a wedged GPU driver, a disk that stops answering),
+for the stop tests.
 
-    python tests/support_stuck.py PORT DATA_DIR GRACE
+    python tests/support_stuck.py PORT DATA_DIR GRACE model|index
 
 serves the lite profile with an index in DATA_DIR on 127.0.0.1:PORT through serve's own loop
-(signals, stop, exit). Its model runs the warm-up and the first request's extraction; every
-later one blocks forever on an event nothing sets, so the worker running it is stuck for good
-(an IndexImages call without a deadline waits on it until stop cancels the call), and stop
-must get past it.
+(signals, stop, exit). The hanging part does its first two jobs after start-up and blocks
+forever on an event nothing sets from the third one on:
+  model  the model (the warm-up and two extractions run): the worker running it is stuck
+         for good, and the calls waiting on it follow their call's cancellation;
+  index  the region index's SQLite store writing an image (after two images): the
+         IndexImages handler is stuck in the index's add on grpc's thread, holding the
+         index's write lock as a real write does, and sees no cancellation.
+Stop must get past it either way.
 """
 from __future__ import annotations
 
@@ -22,11 +27,11 @@ from daemon.extraction import build_extractor  # noqa: E402
 from daemon.service.config import ServeConfig  # noqa: E402
 from daemon.service.server import RegionServer  # noqa: E402
 
-STUCK_LINE = "support_stuck: a model call is stuck"
+STUCK_LINE = "support_stuck: stuck in "  # + the method that hangs
 
 
-class HangingExtractor:
-    """The lite extractor, except that after `works` more extractions each one blocks forever."""
+class Hanging:
+    """A real part, except that after `works` more calls of its hanging method each one blocks forever."""
 
     def __init__(self, inner):
         self._inner = inner
@@ -35,22 +40,43 @@ class HangingExtractor:
     def __getattr__(self, name):
         return getattr(self._inner, name)
 
-    def extract(self, frame, **kw):
+    def _pass_or_hang(self, method: str) -> None:
         if self.works <= 0:
-            print(STUCK_LINE, file=sys.stderr, flush=True)
+            print(STUCK_LINE + method, file=sys.stderr, flush=True)
             threading.Event().wait()  # never set
         self.works -= 1
+
+
+class HangingExtractor(Hanging):
+    def extract(self, frame, **kw):
+        self._pass_or_hang("extract")
         return self._inner.extract(frame, **kw)
 
 
-def main(port: int, data_dir: Path, grace: float) -> int:
+class HangingStore(Hanging):
+    """The index's SQLiteStore; RegionIndex calls add_image holding the store's write lock."""
+
+    def add_image(self, *args, **kw):
+        self._pass_or_hang("add_image")
+        return self._inner.add_image(*args, **kw)
+
+
+def main(port: int, data_dir: Path, grace: float, where: str) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # as `regiond serve` logs
-    ex = HangingExtractor(build_extractor("lite"))
+    ex = build_extractor("lite")
+    if where == "model":
+        ex = HangingExtractor(ex)
     config = ServeConfig(listen=f"127.0.0.1:{port}", profile="lite", data_dir=data_dir, grace=grace)
     server = RegionServer(config, extractor=ex).start()  # the warm-up runs the real model
-    ex.works = 1
+    if where == "model":
+        hanging = ex
+    elif where == "index":
+        hanging = server.search.index.store = HangingStore(server.search.index.store)
+    else:
+        raise SystemExit(f"where: model or index, not {where!r}")
+    hanging.works = 2  # a new index checkpoints at its first add: the second leaves one due at close
     return serve_until_signalled(server)
 
 
 if __name__ == "__main__":
-    sys.exit(main(int(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3])))
+    sys.exit(main(int(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3]), sys.argv[4]))

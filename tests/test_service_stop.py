@@ -3,6 +3,7 @@ defect: grpc's own INTERNAL answer left the call unfinished and `stop` waiting f
 clients that open a stream and go quiet (--idle-timeout)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -153,60 +154,118 @@ def test_receive_limit_matches_max_pixels(tmp_path):
         ch.close()
 
 
+@contextlib.contextmanager
+def stuck_serve(tmp_path: Path, where: str, grace: float):
+    """tests/support_stuck.py serving with its `where` part hanging from the third job on;
+    yields (process, stub, log path) once images "a" and "a2" are indexed. The process is killed at the end
+    if it is still running."""
+    port, log = free_port(), tmp_path / "serve.log"
+    with open(log, "w") as out:
+        p = subprocess.Popen([sys.executable, str(Path(__file__).with_name("support_stuck.py")), str(port),
+                              str(tmp_path / "d"), str(grace), where], stdout=out, stderr=subprocess.STDOUT)
+    ch = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        grpc.channel_ready_future(ch).result(timeout=120)
+        stub = pb_grpc.RegionServiceStub(ch)
+        img = image_pb(sample_image(48, 36))
+        assert stub.IndexImages(iter([pb.IndexRequest(image_id=i, image=img) for i in ("a", "a2")]),
+                                timeout=60).indexed == 2
+        yield p, stub, log
+    finally:
+        ch.close()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def in_background(fns) -> tuple[list[threading.Thread], list]:
+    """Each call on its own thread, started; the list fills with "answered" or the status code."""
+    outcomes = []
+
+    def call(fn):
+        try:
+            fn()
+            outcomes.append("answered")
+        except grpc.RpcError as e:
+            outcomes.append(e.code())
+
+    threads = [threading.Thread(target=call, args=(fn,), daemon=True) for fn in fns]
+    for t in threads:
+        t.start()
+    return threads, outcomes
+
+
+def stopped(p: subprocess.Popen, log: Path, grace: float) -> tuple[float, str]:
+    """SIGTERM, then (seconds until the process exited with status 0, its log)."""
+    from daemon.service.server import DRAIN_SECONDS
+
+    p.send_signal(signal.SIGTERM)
+    t0 = time.monotonic()
+    assert p.wait(timeout=grace + DRAIN_SECONDS + 30) == 0, "the daemon did not exit"
+    return time.monotonic() - t0, log.read_text()
+
+
+def indexed_ids(data_dir: Path, ids: list[str]) -> tuple[int, list[str]]:
+    """(images in the data dir's index, which of `ids` it holds), reopened as the next start would."""
+    from daemon.index import open_index
+
+    idx = open_index(data_dir / "index")
+    try:
+        return len(idx), [i for i in ids if i in idx]
+    finally:
+        idx.close()
+
+
 def test_serve_process_exits_with_a_handler_stuck_in_the_model(tmp_path):
-    """A model call that never returns (tests/support_stuck.py) holds the one worker for good;
-    an IndexImages call waits on it and a stream's frame waits behind it. On SIGTERM, grpc
+    """A model call that never returns (tests/support_stuck.py model) holds the one worker for
+    good; an IndexImages call waits on it and a stream's frame waits behind it. On SIGTERM, grpc
     cancels both calls when the grace period is over and their handlers return (they follow
     their calls); stop gives up on the worker after DRAIN_SECONDS, persists the index and the
     process exits."""
     from support_stuck import STUCK_LINE
 
-    from daemon.index import open_index
     from daemon.service.server import DRAIN_SECONDS
 
-    port, grace, log = free_port(), 2.0, tmp_path / "serve.log"
-    with open(log, "w") as out:
-        p = subprocess.Popen([sys.executable, str(Path(__file__).with_name("support_stuck.py")), str(port),
-                              str(tmp_path / "d"), str(grace)], stdout=out, stderr=subprocess.STDOUT)
-    try:
-        ch = grpc.insecure_channel(f"127.0.0.1:{port}")
-        grpc.channel_ready_future(ch).result(timeout=120)
-        stub = pb_grpc.RegionServiceStub(ch)
+    grace = 2.0
+    with stuck_serve(tmp_path, "model", grace) as (p, stub, log):
         img = image_pb(sample_image(48, 36))
-        assert stub.IndexImages(iter([pb.IndexRequest(image_id="a", image=img)]), timeout=60).indexed == 1
-        outcomes = []
-
-        def call(fn):
-            try:
-                fn()
-                outcomes.append("answered")
-            except grpc.RpcError as e:
-                outcomes.append(e.code())
-
-        calls = [threading.Thread(target=call, args=(fn,), daemon=True) for fn in (
-            lambda: stub.IndexImages(iter([pb.IndexRequest(image_id="b", image=img)])),  # no deadline
-            lambda: list(stub.StreamVideo(iter([pb.VideoFrame(image=img)]))))]
-        calls[0].start()
-        assert wait_until(lambda: STUCK_LINE in log.read_text(), timeout=60), "the model call never started"
-        calls[1].start()
+        calls, outcomes = in_background([lambda: stub.IndexImages(iter([pb.IndexRequest(image_id="b", image=img)]))])
+        assert wait_until(lambda: STUCK_LINE + "extract" in log.read_text(), timeout=60), "the model call never started"
+        more, more_outcomes = in_background([lambda: list(stub.StreamVideo(iter([pb.VideoFrame(image=img)])))])
         time.sleep(0.5)  # the stream's frame reaches the queue
-        p.send_signal(signal.SIGTERM)
-        t0 = time.monotonic()
-        assert p.wait(timeout=grace + DRAIN_SECONDS + 30) == 0, "the daemon did not exit"
-        took = time.monotonic() - t0
-        text = log.read_text()
+        took, text = stopped(p, log, grace)
         assert "regiond stopped" in text and "call handler(s) still running" not in text, text[-2000:]
-        assert took < grace + 5, f"the daemon took {took:.1f} s to exit (grace {grace:g} s)"
-        for t in calls:
+        # stop itself takes grace + DRAIN_SECONDS here (the worker never returns); the 5 s on
+        # top are for a loaded machine, far below "waits for the model forever"
+        assert took < grace + DRAIN_SECONDS + 5, f"the daemon took {took:.1f} s to exit (grace {grace:g} s)"
+        for t in calls + more:
             t.join(30)
-        assert "answered" not in outcomes and len(outcomes) == 2  # both ended with an error status
-        ch.close()
-        idx = open_index(tmp_path / "d" / "index")  # the image acknowledged before the hang stays
-        try:
-            assert len(idx) == 1 and "a" in idx
-        finally:
-            idx.close()
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        ended = outcomes + more_outcomes
+        assert "answered" not in ended and len(ended) == 2  # both ended with an error status
+    assert indexed_ids(tmp_path / "d", ["a", "a2", "b"]) == (2, ["a", "a2"])  # acknowledged before the hang: kept
+
+
+def test_serve_process_exits_with_a_handler_stuck_in_the_index(tmp_path):
+    """An index write that never returns (tests/support_stuck.py index: the SQLite store's
+    add_image, under the index's write lock) holds an IndexImages handler on grpc's thread,
+    where the call's cancellation cannot reach it; the index holds a write due to checkpoint. On SIGTERM stop gives up on the handler
+    DRAIN_SECONDS after the grace period and says so, gives the index's close (its checkpoint
+    waits on the write lock the stuck write holds) DRAIN_SECONDS more and says so, and the
+    process exits; the images acknowledged before are in the index when it is reopened."""
+    from support_stuck import STUCK_LINE
+
+    from daemon.service.server import DRAIN_SECONDS
+
+    grace = 2.0
+    with stuck_serve(tmp_path, "index", grace) as (p, stub, log):
+        img = image_pb(sample_image(48, 36))
+        calls, outcomes = in_background([lambda: stub.IndexImages(iter([pb.IndexRequest(image_id="b", image=img)]))])
+        assert wait_until(lambda: STUCK_LINE + "add_image" in log.read_text(), timeout=60), "the write never started"
+        assert stub.GetInfo(pb.InfoRequest(), timeout=30).index_images == 2  # still serving meanwhile
+        took, text = stopped(p, log, grace)
+        for line in ("1 call handler(s) still running", "the index did not close", "regiond stopped"):
+            assert line in text, text[-2000:]
+        assert grace + 2 * DRAIN_SECONDS - 0.5 < took < grace + 2 * DRAIN_SECONDS + 5, f"exited after {took:.1f} s"
+        calls[0].join(30)
+        assert len(outcomes) == 1 and outcomes[0] != "answered"  # the call ended with an error status
+    assert indexed_ids(tmp_path / "d", ["a", "a2", "b"]) == (2, ["a", "a2"])

@@ -36,7 +36,8 @@ from .servicer import QueuedExtractor, RegionServicer
 
 log = logging.getLogger(__name__)
 
-#: seconds stop() waits past the grace period for grpc to finish its calls before giving up on them
+#: seconds stop() waits past the grace period for grpc to finish its calls before giving up on
+#: them; after giving up, closing the index gets as long again (a stuck handler may hold it)
 DRAIN_SECONDS = 2.0
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RegionService"].full_name  # "regions.v1.RegionService"
 
@@ -175,9 +176,10 @@ class RegionServer:
     def stop(self, grace: float | None = None) -> bool:
         """Graceful: health NOT_SERVING, no new calls, in-flight calls get `grace` seconds,
         then the work queue drains and the index is persisted. Bounded whatever happens: a
-        call grpc never finishes (a handler stuck in a model, say) is abandoned, and the work
-        queue with it, DRAIN_SECONDS after the grace period (False is returned: the caller
-        should end the process without joining grpc's threads)."""
+        call grpc never finishes (a handler stuck in a model or an index write, say) is
+        abandoned, and the work queue with it, DRAIN_SECONDS after the grace period, and the
+        index's close DRAIN_SECONDS later (False is returned: the caller should end the
+        process without joining grpc's threads)."""
         if self._stopped.is_set():
             return True
         self._stopped.set()
@@ -194,14 +196,29 @@ class RegionServer:
         # (a worker stuck in a model is a daemon thread, left behind)
         self.scheduler.close(timeout=max(0.0, end - time.monotonic()))
         if self.search is not None:
-            try:
-                self.search.close()
-            except Exception:
-                log.exception("persisting the index failed")
+            self._close_index(None if clean else DRAIN_SECONDS)
         if self.metrics_http is not None:
             self.metrics_http.shutdown()
         log.info("regiond stopped")
         return clean
+
+    def _close_index(self, timeout: float | None) -> None:
+        """Persist and release the index, waiting at most `timeout` s. A handler left running
+        may hold the index's write lock (a write that hangs), which the close's checkpoint
+        needs: the close is then left behind on its thread. Nothing acknowledged is lost (an
+        add returns once durable; the next open replays what the last checkpoint lacks)."""
+        def close():
+            try:
+                self.search.close()
+            except Exception:
+                log.exception("persisting the index failed")
+
+        t = threading.Thread(target=close, name="regiond-index-close", daemon=True)
+        t.start()
+        t.join(timeout)
+        if t.is_alive():
+            log.warning("the index did not close within %.0f s (held by a call handler still running?); "
+                        "stopping without its checkpoint: the next start replays its log", timeout)
 
     def wait(self) -> None:
         self.server.wait_for_termination()
