@@ -28,6 +28,10 @@ SOFTWARE_GL = ["--use-gl=angle", "--use-angle=swiftshader", "--enable-unsafe-swi
 OFFLINE = ["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1"]
 
 
+#: what to do where chromium() finds nothing
+NOT_INSTALLED = "chromium is not installed (tools/bootstrap.sh installs it: `apt-get install chromium`)"
+
+
 def chromium() -> str | None:
     """The Chromium executable, or None where it is not installed."""
     for name in ("chromium", "chromium-browser"):
@@ -118,7 +122,7 @@ def browser_page(size: tuple[int, int] = (1280, 1000), flags: list[str] = NO_GPU
     pixels at scale 1, with the DevTools `domains` enabled; the browser closes on exit."""
     exe = chromium()
     if exe is None:
-        raise RuntimeError("chromium is not installed (tools/bootstrap.sh installs it: `apt-get install chromium`)")
+        raise RuntimeError(NOT_INSTALLED)
     to_r, to_w = os.pipe()
     from_r, from_w = os.pipe()
 

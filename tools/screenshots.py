@@ -32,7 +32,16 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from clients.browser import NO_GPU, OFFLINE, SOFTWARE_GL, Page, blank, browser_page, chromium  # noqa: E402
+from clients.browser import (  # noqa: E402
+    NO_GPU,
+    NOT_INSTALLED,
+    OFFLINE,
+    SOFTWARE_GL,
+    Page,
+    blank,
+    browser_page,
+    chromium,
+)
 from core.analytics import rerun_analytics_off  # noqa: E402
 
 REPORT_SIZE = (1200, 860)
@@ -157,8 +166,7 @@ def main(argv: list[str] | None = None) -> int:
               "or name the demo output folder", file=sys.stderr)
         return 2
     if chromium() is None:
-        print("screenshots: chromium is not installed (tools/bootstrap.sh installs it: `apt-get install chromium`)",
-              file=sys.stderr)
+        print(f"screenshots: {NOT_INSTALLED}", file=sys.stderr)
         return 2
     failed = 0
     for what in wanted:
