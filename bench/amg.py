@@ -15,7 +15,7 @@ reference then ours, `--repeats` times (the fastest run of each counts), per sta
 and prints `speedup after embedding X.Xx, end to end Y.Yx`, then whether the masks match.
 
 The workload: random weights give noise masks that are never stable, so the decoder is
-adjusted as in tests (daemon.masks.sam.spread_random_decoder: transposed-convolution kernels
+adjusted as in tests (regiond.masks.sam.spread_random_decoder: transposed-convolution kernels
 shared by their sub-pixel positions, mask logits ×`--logit-scale`). Such masks all span the
 frame, so NMS is off (box_nms_thresh and crop_nms_thresh 1.0: no NMS within or across crops,
 nor after the small-region clean-up) and the thresholds alone decide what survives. Before
@@ -46,9 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
-import daemon  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
+import regiond  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 STAGES = ("embedding", "decoder", "upsampling", "rest")
 DEFAULT_IMAGE = "rgbd/7scenes-150-169/frame-000150.color.png"
@@ -108,9 +107,9 @@ def staged(seconds: dict, total: float) -> dict:
 def speed(args) -> int:
     import torch
 
-    from daemon.masks.compare import mask_iou, match_masks
-    from daemon.masks.sam import build_sam_model, generator_config, spread_random_decoder
-    from daemon.masks.sam_fast import FastMaskGenerator, FastOptions
+    from regiond.masks.compare import mask_iou, match_masks
+    from regiond.masks.sam import build_sam_model, generator_config, spread_random_decoder
+    from regiond.masks.sam_fast import FastMaskGenerator, FastOptions
     from segment_anything import SamAutomaticMaskGenerator
 
     rgb = load_image(args.image, args.size)
@@ -173,8 +172,8 @@ def calibrate(sam, fast, rgb, config, iou_pass: float, survivors: int) -> tuple[
     float rounding between the two generators must not cross)."""
     import torch
 
-    from daemon.masks import sam_steps as steps
-    from daemon.masks.sam_decoder import PromptDecoder
+    from regiond.masks import sam_steps as steps
+    from regiond.masks.sam_decoder import PromptDecoder
 
     if sam.mask_threshold != 0.0:
         raise ValueError("calibration scales logits about the mask threshold 0")
@@ -243,7 +242,7 @@ def _random_sam(model: str):
     import torch
     from segment_anything.build_sam import _build_sam
 
-    from daemon.masks.sam import SAM_ARCHS
+    from regiond.masks.sam import SAM_ARCHS
 
     arch = SAM_ARCHS[model]
     with torch.random.fork_rng(devices=[]):
@@ -256,9 +255,9 @@ def _random_sam(model: str):
 
 def check(args) -> int:
     """Both generators, tiny random SAM, the tests' lowered thresholds, any image."""
-    from daemon.masks.compare import match_masks
-    from daemon.masks.sam import build_sam_model, generator_config, lowered_thresholds, spread_random_decoder
-    from daemon.masks.sam_fast import FastMaskGenerator, FastOptions
+    from regiond.masks.compare import match_masks
+    from regiond.masks.sam import build_sam_model, generator_config, lowered_thresholds, spread_random_decoder
+    from regiond.masks.sam_fast import FastMaskGenerator, FastOptions
     from segment_anything import SamAutomaticMaskGenerator
 
     if args.model != "tiny":
@@ -284,7 +283,7 @@ def check(args) -> int:
 
 
 def main(argv=None) -> int:
-    from daemon.masks.sam_fast import FastOptions
+    from regiond.masks.sam_fast import FastOptions
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="vit_b", choices=["vit_h", "vit_l", "vit_b", "tiny"],

@@ -30,16 +30,15 @@ import sys
 import time
 from pathlib import Path
 
-import daemon  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
+import regiond  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 ROOM_SEEDS = {"train": range(10, 16), "val": (20, 21), "test": (30, 31, 32)}
 #: clip sets: split -> [(clips per class, seed)]; train is three sets in one cache (80 per class)
 CLIP_SETS = {"train": [(12, 1), (28, 4), (40, 5)], "val": [(4, 3)], "test": [(10, 2)]}
 
 
-def prepare(exp: Path, regiond: str) -> None:
+def prepare(exp: Path, regiond_cli: str) -> None:
     def run(*args):
         print("$", " ".join(args), flush=True)
         subprocess.run(args, check=True)
@@ -49,25 +48,25 @@ def prepare(exp: Path, regiond: str) -> None:
         for s in seeds:
             d = exp / "rooms" / f"{split}{s}"
             if not d.exists():
-                run(regiond, "synth", "scene", "--seed", str(s), "--frames", "40", "--width", "320",
+                run(regiond_cli, "synth", "scene", "--seed", str(s), "--frames", "40", "--width", "320",
                     "--height", "240", "--out", str(d))
             dirs.append(str(d))
         if not (exp / f"cache_rooms_{split}" / "manifest.json").exists():
-            run(regiond, "extract", *dirs, "--out", str(exp / f"cache_rooms_{split}"), "--profile", "lite")
+            run(regiond_cli, "extract", *dirs, "--out", str(exp / f"cache_rooms_{split}"), "--profile", "lite")
     for split, sets in CLIP_SETS.items():
         if (exp / f"cache_clips_{split}" / "manifest.json").exists():
             continue
         for k, (per_class, seed) in enumerate(sets):
             d = exp / (f"clips_{split}" + (str(k + 1) if k else ""))
             if not (d / "labels.csv").exists():
-                run(regiond, "synth", "clips", "--per-class", str(per_class), "--seed", str(seed), "--frames", "16",
+                run(regiond_cli, "synth", "clips", "--per-class", str(per_class), "--seed", str(seed), "--frames", "16",
                     "--out", str(d))
-            run(regiond, "extract", str(d), "--out", str(exp / f"cache_clips_{split}"), "--profile", "lite", "--patches")
+            run(regiond_cli, "extract", str(d), "--out", str(exp / f"cache_clips_{split}"), "--profile", "lite", "--patches")
 
 
 def scenes(exp: Path, out: Path, seed: int, dim: int) -> list[dict]:
-    from daemon.heads.jobs import evaluate_on_cache, train_on_cache
-    from daemon.heads.train import TrainConfig
+    from regiond.heads.cache_jobs import evaluate_on_cache, train_on_cache
+    from regiond.heads.training import TrainConfig
 
     views = {"frames_per_view": 4, "views": 6}   # training views: 4 random frames of a room
     runs = [
@@ -98,10 +97,10 @@ def scenes(exp: Path, out: Path, seed: int, dim: int) -> list[dict]:
 
 def activity(exp: Path, out: Path, seed: int, dim: int, heads: int = 4, budget: float = 0.0, epochs: int = 80,
              which: tuple = ("regions", "patches")) -> list[dict]:
-    from daemon.extraction.cache import TokenCache
-    from daemon.heads.demo import SYNTHETIC_CLIP_SYMMETRIES
-    from daemon.heads.jobs import evaluate_on_cache, train_on_cache
-    from daemon.heads.train import TrainConfig
+    from regiond.extraction.cache import TokenCache
+    from regiond.heads.demo_heads import SYNTHETIC_CLIP_SYMMETRIES
+    from regiond.heads.cache_jobs import evaluate_on_cache, train_on_cache
+    from regiond.heads.training import TrainConfig
 
     cache = TokenCache.open(exp / "cache_clips_train")
     first = cache.of_kind("clip")[0]

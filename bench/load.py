@@ -22,9 +22,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 # bench/regions.py would shadow the API package `regions`: drop this folder from the path.
-sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import daemon  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
+import regiond  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
 from bench.stream import make_frames, start_daemon  # noqa: E402
 
 
@@ -40,8 +39,8 @@ def run_streams(address: str, images, streams: int, seconds: float, fps: float =
     """Latencies (s) of every frame answered within `seconds`, and the wall time used."""
     import grpc
 
-    from regions.v1 import regions_pb2 as pb
-    from regions.v1 import regions_pb2_grpc as pb_grpc
+    from regiond.api.v1 import regions_pb2 as pb
+    from regiond.api.v1 import regions_pb2_grpc as pb_grpc
 
     ch = grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 64 << 20),
                                                   ("grpc.max_receive_message_length", 64 << 20)])
@@ -85,7 +84,7 @@ def run_streams(address: str, images, streams: int, seconds: float, fps: float =
 def main() -> int:
     import numpy as np
 
-    from clients.common import image_pb
+    from regiond.client.common import image_pb
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--streams", type=int, default=8)

@@ -12,18 +12,16 @@ features. Prints both times, the speedup, the largest difference and both peak m
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-import daemon  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
+import regiond  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from daemon.features.base import FeatureGrid  # noqa: E402
-from daemon.features.pooling import naive_pool, pool_masks  # noqa: E402
+from regiond.features.backbone import FeatureGrid  # noqa: E402
+from regiond.features.pooling import naive_pool, pool_masks  # noqa: E402
 
 
 def ellipse_masks(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/ray_extract.py [--frames 200] [--items 10] [--size 640x480] [--rounds 2]
 
-Frames: generated activity clips (scenes.synthetic) saved as `--items` image folders, the
+Frames: generated activity clips (regiond.scenes.synthetic) saved as `--items` image folders, the
 lite profile, one torch thread per extractor. Baseline: jobs.extract_to_cache in this
 process. Ray: a local Ray instance (2 CPUs, a 128 MB object store, no dashboard), started
 once and not timed; each job is a Ray Data pipeline with an actor pool of extractors
@@ -28,13 +28,12 @@ import time
 from functools import partial
 from pathlib import Path
 
-import daemon  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
+import regiond  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
 
 REPO = Path(__file__).resolve().parents[1]
 # bench/regions.py would shadow the API package `regions`: drop this folder from the path.
-sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from daemon.extraction.jobs import ExtractWorker  # noqa: E402
+from regiond.extraction.extract_job import ExtractWorker  # noqa: E402
 
 
 class TimedWorker(ExtractWorker):
@@ -50,7 +49,7 @@ class TimedWorker(ExtractWorker):
 def make_items(root: Path, frames: int, items: int, width: int, height: int) -> list[Path]:
     from PIL import Image
 
-    from scenes.synthetic import render_clip
+    from regiond.scenes.synthetic import render_clip
 
     per = frames // items
     out = []
@@ -64,8 +63,8 @@ def make_items(root: Path, frames: int, items: int, width: int, height: int) -> 
 
 
 def one_process(sources, out: Path) -> tuple[float, int]:
-    from daemon.extraction.jobs import extract_to_cache
-    from daemon.extraction.profiles import build_extractor
+    from regiond.extraction.extract_job import extract_to_cache
+    from regiond.extraction.profiles import build_extractor
 
     ex = build_extractor("lite", preset="image")
     report = extract_to_cache(sources, out, ex, show_progress=False)
@@ -75,9 +74,9 @@ def one_process(sources, out: Path) -> tuple[float, int]:
 
 def on_ray(sources, out: Path, actors: int) -> tuple[float, float, int]:
     """(steady-state seconds, end-to-end seconds, frames) of one Ray job."""
-    from daemon.extraction.jobs import run_job
-    from daemon.extraction.pool import RayOptions
-    from daemon.extraction.profiles import profile_versions
+    from regiond.extraction.extract_job import run_job
+    from regiond.extraction.pool import RayOptions
+    from regiond.extraction.profiles import profile_versions
 
     opts = RayOptions(actors=actors, cpus_per_actor=1.0 / actors)
     versions = profile_versions("lite")
@@ -100,7 +99,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from daemon.extraction.pool import RayOptions, ray_cluster
+    from regiond.extraction.pool import RayOptions, ray_cluster
 
     torch.set_num_threads(1)
     tmp = Path(tempfile.mkdtemp(prefix="regiond-ray-bench-"))

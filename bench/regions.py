@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-import daemon  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
+import regiond  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
 
 TARGET_LITE_S = 0.040
 TARGET_SLIC_RATIO = 1.6
@@ -78,7 +78,7 @@ def time_extractor(extractor, rgb: np.ndarray, repeats: int, warmup: int = 1, be
 def slic_alone(rgb: np.ndarray, cls=None):
     """One fast-slic segmentation with the masker's settings (a fresh model, as the masker
     makes), and nothing else: the floor under lite's time."""
-    from daemon.masks.slic import SlicConfig, SlicMasker
+    from regiond.masks.slic import SlicConfig, SlicMasker
 
     c = SlicConfig()
     cls = cls or SlicMasker(c).slic_class
@@ -123,7 +123,7 @@ def main() -> None:
 
     import torch
 
-    from daemon.extraction.profiles import build_extractor
+    from regiond.extraction.profiles import build_extractor
 
     torch.set_num_threads(args.threads)
     rgb = photo_640x480(args.photo)

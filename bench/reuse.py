@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/reuse.py --seeds 0,1 --every 5 [--room-frames 40] [--clip-frames 32]
 
-The ground-truth masker (daemon.masks.truth, evaluation only: the true instance masks stand in
+The ground-truth masker (regiond.masks.truth, evaluation only: the true instance masks stand in
 for SAM's) runs on keyframes; a MaskTracker carries its masks to the frames in between:
 - rgbd: synthetic rooms of the given seeds (640×480, a loop of --loop frames, the first
   --room-frames of it), masks reprojected with depth and poses (z-buffer test);
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -34,7 +33,6 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 # bench/regions.py would shadow the API package `regions`: drop this folder from the path.
-sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 MIN_INSTANCE = 1000
 #: Box prompts timed per frame by --decoder: the carried masks' boxes, repeated up to the tens of
@@ -49,7 +47,7 @@ class Score:
         self.turn = []      # degrees the camera turns between consecutive frames (rgbd)
 
     def add(self, frame, props, info, truth) -> None:
-        from core.regionset import SOURCE_SAM
+        from regiond.core.regionset import SOURCE_SAM
 
         self.frames += 1
         if frame.pose is not None:
@@ -89,10 +87,10 @@ class Score:
 
 
 def run(frames_of, config, score: Score) -> None:
-    from daemon.masks.carry import MaskTracker
-    from daemon.masks.cover import SamSlicCover
-    from daemon.masks.slic import SlicMasker
-    from daemon.masks.truth import GroundTruthMasker
+    from regiond.masks.carry import MaskTracker
+    from regiond.masks.cover import SamSlicCover
+    from regiond.masks.slic import SlicMasker
+    from regiond.masks.truth import GroundTruthMasker
 
     truth = GroundTruthMasker()
     masker = SamSlicCover(truth, SlicMasker())
@@ -107,7 +105,7 @@ def run(frames_of, config, score: Score) -> None:
 
 
 def rooms(seeds, loop: int, count: int):
-    from scenes.synthetic.scene import SyntheticScene
+    from regiond.scenes.synthetic.rgbd import SyntheticScene
 
     for seed in seeds:
         scene = SyntheticScene(seed, frames=loop, width=640, height=480)
@@ -115,8 +113,8 @@ def rooms(seeds, loop: int, count: int):
 
 
 def clips(seeds, frames: int):
-    from core.frames import Frame
-    from scenes.synthetic.clips import ACTIVITY_CLASSES, render_clip
+    from regiond.core.frames import Frame
+    from regiond.scenes.synthetic.clips import ACTIVITY_CLASSES, render_clip
 
     for seed in seeds:
         for label in range(len(ACTIVITY_CLASSES)):
@@ -132,9 +130,9 @@ def decoder_cost(model: str, frames: int, seed: int) -> str:
     import torch
     from segment_anything import SamPredictor
 
-    from daemon.masks.carry import CarryConfig, MaskTracker
-    from daemon.masks.sam import SamMasker, generator_config
-    from daemon.masks.truth import GroundTruthMasker
+    from regiond.masks.carry import CarryConfig, MaskTracker
+    from regiond.masks.sam import SamMasker, generator_config
+    from regiond.masks.truth import GroundTruthMasker
 
     spec = importlib.util.spec_from_file_location("bench_amg", Path(__file__).with_name("amg.py"))
     amg = importlib.util.module_from_spec(spec)
@@ -193,7 +191,7 @@ def main() -> None:
     ap.add_argument("--kinds", default="rgbd,video", help="which kinds to run (comma-separated)")
     args = ap.parse_args()
 
-    from daemon.masks.carry import DEFAULT_MIN_COVERAGE, CarryConfig
+    from regiond.masks.carry import DEFAULT_MIN_COVERAGE, CarryConfig
 
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     cov = DEFAULT_MIN_COVERAGE if args.min_coverage is None else args.min_coverage

@@ -33,18 +33,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import daemon  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
+import regiond  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
 
 REPO = Path(__file__).resolve().parents[1]
 # bench/regions.py would shadow the API package `regions`: drop this folder from the path.
-sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 
 
 def render_scene(folder: Path, frames: int, distinct: int, seed: int) -> Path:
     """A ScanNet-style folder of `frames` 640×480 frames (the first `distinct` rendered, then
     repeated), reused when it is already there."""
-    from scenes.synthetic import SyntheticScene, write_scene_folder
+    from regiond.scenes.synthetic import SyntheticScene, write_scene_folder
 
     color = folder / "color"
     if color.is_dir() and len(list(color.iterdir())) == frames:
@@ -63,9 +62,9 @@ def render_scene(folder: Path, frames: int, distinct: int, seed: int) -> Path:
 
 def scene_messages(folder: Path, address: str) -> list:
     """The scene's frames as scan_scene sends them to `address` (its options on the first)."""
-    import scenes
-    from clients import common
-    from regions.v1 import regions_pb2 as pb
+    from regiond import scenes
+    from regiond.client import common
+    from regiond.api.v1 import regions_pb2 as pb
 
     encoding = common.frame_encoding("auto", address)
     msgs = [common.scene_frame_pb(f, encoding) for f in scenes.open_source(str(folder))]
@@ -136,10 +135,10 @@ def _peak_rss_mib(pid: int) -> float:
 
 def stage_costs(folder: Path, replies: list, frames: int) -> dict[str, float]:
     """CPU ms per frame of each client stage, on recorded replies, as scan_scene runs them."""
-    import scenes
-    from clients import common
-    from clients.scan_outputs import PNG_LEVEL, LabelScores
-    from core.viz import colour_label_png, encode_png, overlay_regions
+    from regiond import scenes
+    from regiond.client import common
+    from regiond.client.scan_outputs import PNG_LEVEL, LabelScores
+    from regiond.core.viz import colour_label_png, encode_png, overlay_regions
 
     source = list(scenes.open_source(str(folder), max_frames=frames))
     updates = [u for u in replies if u.HasField("regions")][:frames]
@@ -201,8 +200,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-scan-") as tmp:
         tmp = Path(tmp)
         folder = render_scene(args.scene or tmp / "scene", args.frames, distinct, args.seed)
-        from clients import common
-        from daemon.commands.serve import spawn_daemon
+        from regiond.client import common
+        from regiond.commands.serve import spawn_daemon
 
         proc, address = spawn_daemon(["--listen", "127.0.0.1:0", "--profile", "lite", "--heads", "bundled",
                                       "--data-dir", tmp / "data", "--no-index", "--log-level", "WARNING"],
@@ -240,7 +239,7 @@ def main() -> int:
             print("client CPU per frame, by stage (process time, one thread):")
             for name, ms in costs.items():
                 print(f"  {name:40s} {ms:6.1f} ms")
-            from clients.scan_outputs import overlay_step, parse_overlays
+            from regiond.client.scan_outputs import overlay_step, parse_overlays
 
             step = overlay_step(parse_overlays(args.overlays or "auto"), args.frames)
             drawn = sum(ms for name, ms in costs.items() if name.startswith(("RLE", "overlay")))

@@ -7,7 +7,7 @@ else the machine runs).
 
 Frames: a synthetic room (scenes' synthetic:SEED) rendered once into a ScanNet-style folder
 (about 0.5 s a frame; --scene DIR keeps it for the next run), read back as scan_scene reads
-it (JPEG colour, mm depth). Stages, as daemon/service/scene.py runs them: extraction with the
+it (JPEG colour, mm depth). Stages, as daemon/service/scene_stream.py runs them: extraction with the
 lite profile (its 3D statistics also timed alone), per-frame labels of the bundled heads,
 the label PNG, the region message, voxel fusion (stride 2), and at the scene's end the scene
 transformer's refinement, its PNGs, the fused cloud and its PLY. Prints CPU ms per frame
@@ -21,11 +21,10 @@ import sys
 import time
 from pathlib import Path
 
-import daemon  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
+import regiond  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
 
 REPO = Path(__file__).resolve().parents[1]
 # bench/regions.py would shadow the API package `regions`: drop this folder from the path.
-sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 
 def main() -> int:
@@ -39,13 +38,13 @@ def main() -> int:
 
     import tempfile
 
-    import scenes
-    from daemon.extraction.profiles import build_extractor
-    from daemon.geometry import VoxelFusion, fit_to_size, region_geometry
-    from daemon.heads.serving import load_serving_heads
-    from daemon.service.convert import RegionLabels, encode_png, region_set_pb
-    from daemon.service.scene import DEFAULT_VOXEL, FUSION_STRIDE
-    from scenes.synthetic import SyntheticScene, write_scene_folder
+    from regiond import scenes
+    from regiond.extraction.profiles import build_extractor
+    from regiond.geometry import VoxelFusion, fit_to_size, region_geometry
+    from regiond.heads.serving import load_serving_heads
+    from regiond.service.convert import RegionLabels, encode_png, region_set_pb
+    from regiond.service.scene_stream import DEFAULT_VOXEL, FUSION_STRIDE
+    from regiond.scenes.synthetic import SyntheticScene, write_scene_folder
 
     with tempfile.TemporaryDirectory(prefix="bench-scene-stages-") as tmp:
         folder = args.scene or Path(tmp) / "scene"

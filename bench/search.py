@@ -3,7 +3,7 @@
 1,000,000 384-d regions in 50,000 images (20 per image), drawn from a Gaussian mixture with
 4,000 centres (real region features cluster by object kind; uniform random vectors have no
 neighbours worth finding). Queries are fresh draws from the mixture. For each index kind the
-same image search the daemon runs (daemon.index.vectors: region search, widened until k
+same image search the daemon runs (regiond.index.embedded.vectors: region search, widened until k
 distinct images, grouped by best region) is timed one query at a time.
 
 Prints build time, bytes per region (the serialised FAISS index), p50/p99 wall latency for
@@ -16,7 +16,7 @@ IndexConfig.search_threads).
   .venv/bin/python bench/search.py                 # the full run (~1.5 GB per index in RAM)
   .venv/bin/python bench/search.py --regions 100000 --images 5000 --centres 500   # quick
 
---backend milvus-lite adds the same search through Milvus (daemon.index.milvus: the index a
+--backend milvus-lite adds the same search through Milvus (regiond.index.milvus.backend: the index a
 daemon opens with `--index milvus-lite:PATH`), on the same vectors and queries, for each of
 --milvus-kinds: the images are added one at a time as IndexImages adds them (build time and
 rate), and each query is the search grouped by image (the top-10 image ids, as above). Its
@@ -37,16 +37,15 @@ from pathlib import Path
 
 import numpy as np
 
-import daemon  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
+import regiond  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import faiss  # noqa: E402
 
-from daemon.index.config import IndexConfig  # noqa: E402
-from daemon.index.ranking import rank_images  # noqa: E402
-from daemon.index.store import REGION_BITS  # noqa: E402
-from daemon.index.vectors import VectorIndex  # noqa: E402
+from regiond.index.config import IndexConfig  # noqa: E402
+from regiond.index.ranking import rank_images  # noqa: E402
+from regiond.index.ranking import REGION_BITS  # noqa: E402
+from regiond.index.embedded.vectors import VectorIndex  # noqa: E402
 
 
 def mixture(n: int, centres: np.ndarray, sigma: float, rng, chunk: int = 100_000):
@@ -93,9 +92,9 @@ def time_queries(vi: VectorIndex, queries: np.ndarray, k: int):
 
 def milvus_rows(kind: str, cfg: IndexConfig, dim, n, per_image, centres, sigma, seed, queries, k, truth, root):
     """Build a Milvus Lite index of the same vectors through MilvusIndex.add, time the searches."""
-    from core.regionset import RegionSet
-    from daemon.index.milvus import MilvusIndex
-    from daemon.index.milvus_schema import filter_expr
+    from regiond.core.regionset import RegionSet
+    from regiond.index.milvus.backend import MilvusIndex
+    from regiond.index.milvus.schema import filter_expr
 
     masks = np.eye(per_image, dtype=bool)[:, :, None]  # per_image one-pixel regions of a per_image×1 image
     template = RegionSet.from_masks(masks)
@@ -198,7 +197,7 @@ def main(argv=None) -> int:
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="regiond-milvus-bench-") as tmp:
-            print(f"\nMilvus Lite (daemon.index.milvus), the same {n:,} regions added image by image, "
+            print(f"\nMilvus Lite (regiond.index.milvus.backend), the same {n:,} regions added image by image, "
                   f"the first {args.milvus_queries} queries:")
             print(f"{'kind':<8}{'build s':>9}{'regions/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'cpu ms/q':>10}{'recall@10':>11}"
                   f"{'p50 / FAISS exact p50':>23}")

@@ -31,16 +31,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 # bench/regions.py would shadow the API package `regions`: drop this folder from the path.
-sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import daemon  # noqa: E402,F401  (first: sets the OpenMP wait policy before torch loads)
+import regiond  # noqa: E402,F401  (first: sets the OpenMP wait policy before torch loads)
 import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench.load import rss_mb  # noqa: E402
 from bench.stream import make_frames  # noqa: E402
-from regions.v1 import regions_pb2 as pb  # noqa: E402
-from regions.v1 import regions_pb2_grpc as pb_grpc  # noqa: E402
+from regiond.api.v1 import regions_pb2 as pb  # noqa: E402
+from regiond.api.v1 import regions_pb2_grpc as pb_grpc  # noqa: E402
 
 C = grpc.StatusCode
 DEADLINE = 60.0
@@ -115,8 +114,8 @@ class Load:
 
     @staticmethod
     def _scene_frames(w: int, h: int) -> list[pb.SceneFrame]:
-        from clients.common import scene_frame_pb
-        from scenes.synthetic.scene import SyntheticSource
+        from regiond.client.common import scene_frame_pb
+        from regiond.scenes.synthetic.rgbd import SyntheticSource
 
         frames = [scene_frame_pb(f, "raw") for f in SyntheticSource(6, frames=16, width=w, height=h)]
         frames[0].options.CopyFrom(pb.SceneOptions(scene_id="soak", return_ply=True, return_label_maps=True))
@@ -247,7 +246,7 @@ def main() -> int:
     p.add_argument("--fps", type=float, default=3.0, help="pace of each stream, frames/s (default 3)")
     args = p.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
-    from daemon.commands.serve import spawn_daemon
+    from regiond.commands.serve import spawn_daemon
 
     with tempfile.TemporaryDirectory(prefix="regiond-soak-") as tmp:
         proc, address = spawn_daemon(["--listen", "127.0.0.1:0", "--profile", "lite", "--heads", "bundled",

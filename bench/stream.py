@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/stream.py [--frames 60] [--size 640x480] [--encoding raw|jpeg]
 
-Frames: a generated activity clip (scenes.synthetic) at the given size. Baseline: the lite
+Frames: a generated activity clip (regiond.scenes.synthetic) at the given size. Baseline: the lite
 Extractor called on each frame in this process. Daemon: `regiond serve --profile lite` in its
 own process, StreamVideo with the frames sent as fast as it takes them (masks in every reply,
 as clients get them). Prints both rates, their ratio and the gRPC overhead.
@@ -21,15 +21,14 @@ import threading
 import time
 from pathlib import Path
 
-import daemon  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
+import regiond  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
 
 REPO = Path(__file__).resolve().parents[1]
 # bench/regions.py would shadow the API package `regions`: drop this folder from the path.
-sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 
 def make_frames(n: int, width: int, height: int):
-    from scenes.synthetic import render_clip
+    from regiond.scenes.synthetic import render_clip
 
     frames = []
     seed = 0
@@ -61,9 +60,9 @@ def path_costs(ex, frames, encoding: str) -> tuple[float, float]:
     """(ms of extraction, ms of the gRPC path's own work) per frame, measured side by side in
     this process: client encoding, daemon decoding, RegionSet → message, serialising, client
     parsing. Independent of how busy the machine is, unlike the wall-clock rates."""
-    from clients.common import image_pb
-    from daemon.service.convert import Limits, image_frame, region_set_pb
-    from regions.v1 import regions_pb2 as pb
+    from regiond.client.common import image_pb
+    from regiond.service.convert import Limits, image_frame, region_set_pb
+    from regiond.api.v1 import regions_pb2 as pb
 
     t_ex = t_path = 0.0
     for f in frames:
@@ -82,7 +81,7 @@ def path_costs(ex, frames, encoding: str) -> tuple[float, float]:
 
 
 def start_daemon(tmp: Path, threads: int, workers: int):
-    from daemon.commands.serve import spawn_daemon
+    from regiond.commands.serve import spawn_daemon
 
     try:
         return spawn_daemon(["--listen", "127.0.0.1:0", "--profile", "lite", "--data-dir", tmp / "data", "--no-index",
@@ -98,9 +97,9 @@ class DaemonClient:
     def __init__(self, address: str, frames, encoding: str):
         import grpc
 
-        from clients.common import image_pb
-        from regions.v1 import regions_pb2 as pb
-        from regions.v1 import regions_pb2_grpc as pb_grpc
+        from regiond.client.common import image_pb
+        from regiond.api.v1 import regions_pb2 as pb
+        from regiond.api.v1 import regions_pb2_grpc as pb_grpc
 
         self.ch = grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 64 << 20),
                                                            ("grpc.max_receive_message_length", 64 << 20)])
@@ -133,7 +132,7 @@ def main() -> int:
     frames = make_frames(args.frames, w, h)
     import torch
 
-    from daemon.extraction.profiles import build_extractor
+    from regiond.extraction.profiles import build_extractor
 
     torch.set_num_threads(args.threads)
     ex = build_extractor("lite", announce=lambda m: None)

@@ -15,14 +15,12 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import daemon  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
+import regiond  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
 
 
 def _time(fn, repeats: int) -> float:
@@ -47,13 +45,13 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
 
-    from core.frames import evenly_spaced
-    from daemon.extraction import build_extractor
-    from daemon.extraction.cache import CLIP_FRAMES
-    from daemon.features.patches import patch_regions
-    from daemon.heads import create_head
-    from daemon.heads.batch import collate, limit_tokens, tokens_from_regions
-    from scenes.synthetic.clips import ACTIVITY_CLASSES, render_clip
+    from regiond.core.frames import evenly_spaced
+    from regiond.extraction import build_extractor
+    from regiond.extraction.cache import CLIP_FRAMES
+    from regiond.features.patches import patch_regions
+    from regiond.heads import create_head
+    from regiond.heads.batch import collate, limit_tokens, tokens_from_regions
+    from regiond.scenes.synthetic.clips import ACTIVITY_CLASSES, render_clip
 
     extractor = build_extractor("lite", preset="activity")
     dim = extractor.dim

@@ -21,9 +21,9 @@ import grpc
 import numpy as np
 from PIL import Image
 
-from core.rle import MaskPixels
-from regions.v1 import regions_pb2 as pb
-from regions.v1 import regions_pb2_grpc as pb_grpc
+from regiond.core.rle import MaskPixels
+from regiond.api.v1 import regions_pb2 as pb
+from regiond.api.v1 import regions_pb2_grpc as pb_grpc
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 TOKEN_ENV = "REGIOND_TOKEN"
@@ -351,7 +351,7 @@ def video_frame_pb(frame, encoding: str = "jpeg", **fields) -> pb.VideoFrame:
 
 # --- messages → arrays ----------------------------------------------------------------------
 
-_SOURCE_CODE = {pb.SOURCE_SAM: 0, pb.SOURCE_SLIC: 1}  # core.regionset source codes
+_SOURCE_CODE = {pb.SOURCE_SAM: 0, pb.SOURCE_SLIC: 1}  # regiond.core.regionset source codes
 
 
 def region_pixels(rs: pb.RegionSet) -> MaskPixels:

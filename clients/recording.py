@@ -27,12 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from core.labels import NYU40_NAMES, SCANNET_COLOURS
-from core.viz import palette
-from regions.v1 import regions_pb2 as pb
+from regiond.core.label_spaces import NYU40_NAMES, SCANNET_COLOURS
+from regiond.core.viz import palette
+from regiond.api.v1 import regions_pb2 as pb
 
-from . import common
-from .writer import BackgroundWriter
+from regiond.client import common
+from regiond.client.writer import BackgroundWriter
 
 POINTS_PER_FRAME = 5000   # back-projected points logged per frame (a regular pixel grid)
 JPEG_QUALITY = 90

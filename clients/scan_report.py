@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core.labels import BENCHMARK_NAMES, BENCHMARK_NYU40
-from core.legend import confusion_png
-from core.viz import label_colours
+from regiond.core.label_spaces import BENCHMARK_NAMES, BENCHMARK_NYU40
+from regiond.core.legend import confusion_png
+from regiond.core.viz import label_colours
 
 STRIP_FRAMES = 12  # frames shown in the strip (evenly spread over the pictured ones)
 

@@ -44,22 +44,20 @@ import threading
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: python clients/scan_scene.py
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import grpc
 from google.protobuf.json_format import MessageToDict
 from tqdm import tqdm
 
-import scenes
-from core.labels import benchmark_scene_id
-from clients import common
-from clients.recording import ScanRecording, add_rerun_args
-from clients.scan_outputs import AUTO_OVERLAYS, UNKNOWN_LENGTH_STEP, ScanOutputs, overlay_step, parse_overlays
-from clients.scan_progress import Progress, ProgressError
-from clients.scan_report import write_report
-from clients.writer import BackgroundWriter, WriterError
-from regions.v1 import regions_pb2 as pb
+from regiond import scenes
+from regiond.core.label_spaces import benchmark_scene_id
+from regiond.client import common
+from regiond.client.recording import ScanRecording, add_rerun_args
+from regiond.client.scan_outputs import AUTO_OVERLAYS, UNKNOWN_LENGTH_STEP, ScanOutputs, overlay_step, parse_overlays
+from regiond.client.scan_progress import Progress, ProgressError
+from regiond.client.scan_report import write_report
+from regiond.client.writer import BackgroundWriter, WriterError
+from regiond.api.v1 import regions_pb2 as pb
 
 PROG = "scan_scene"
 MAX_AHEAD = 16   # frames sent but not yet answered

@@ -24,18 +24,16 @@ import io
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: python clients/search.py
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import grpc
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from clients import common
-from core.rle import decode_many
-from core.viz import outline
-from regions.v1 import regions_pb2 as pb
+from regiond.client import common
+from regiond.core.rle import decode_many
+from regiond.core.viz import outline
+from regiond.api.v1 import regions_pb2 as pb
 
 PROG = "search"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}

@@ -21,16 +21,14 @@ import threading
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: python clients/stream_video.py
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import grpc
 import numpy as np
 
-import scenes
-from clients import common
-from clients.recording import VideoRecording, add_rerun_args
-from regions.v1 import regions_pb2 as pb
+from regiond import scenes
+from regiond.client import common
+from regiond.client.recording import VideoRecording, add_rerun_args
+from regiond.api.v1 import regions_pb2 as pb
 
 PROG = "stream_video"
 MAX_AHEAD = 8

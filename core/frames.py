@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .errors import InputError
+from regiond.core.errors import InputError
 
 DEFAULT_MAX_PIXELS = 4096 * 4096
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import rle
-from .errors import InputError
-from .labels import UNLABELLED
-from .partition import Partition
+from regiond.core import rle
+from regiond.core.errors import InputError
+from regiond.core.label_spaces import UNLABELLED
+from regiond.core.partition import Partition
 
 SOURCE_SAM = 0
 SOURCE_SLIC = 1

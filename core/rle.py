@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .partition import Partition
+from regiond.core.partition import Partition
 
 
 def encode(mask: np.ndarray) -> np.ndarray:

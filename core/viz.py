@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .labels import NYU40_NAMES, SCANNET_COLOURS, label_name
-from .legend import indexed_legend_strip, with_legend
-from .rle import MaskPixels
+from regiond.core.label_spaces import NYU40_NAMES, SCANNET_COLOURS, label_name
+from regiond.core.legend import indexed_legend_strip, with_legend
+from regiond.core.rle import MaskPixels
 
 SOURCE_SAM = 0   # the API's / RegionSet's source codes
 SOURCE_SLIC = 1

@@ -7,21 +7,21 @@ import argparse
 import importlib
 import sys
 
-from . import __version__
+from regiond import __version__
 
 # Order here is the order `regiond --help` lists them.
 COMMAND_MODULES = [
-    "daemon.commands.demo",
-    "daemon.commands.regions",
-    "daemon.commands.models",
-    "daemon.commands.serve",
-    "daemon.commands.scene",
-    "daemon.commands.synth",
-    "daemon.commands.extract",
-    "daemon.commands.label",
-    "daemon.commands.train",
-    "daemon.commands.eval",
-    "daemon.commands.index",
+    "regiond.commands.demo",
+    "regiond.commands.regions",
+    "regiond.commands.models",
+    "regiond.commands.serve",
+    "regiond.commands.scene",
+    "regiond.commands.synth",
+    "regiond.commands.extract",
+    "regiond.commands.label",
+    "regiond.commands.train",
+    "regiond.commands.eval",
+    "regiond.commands.index",
 ]
 
 

@@ -1,7 +1,7 @@
-"""Regenerates the Python code for the regiond API from protos/regions/v1/regions.proto.
+"""Regenerates the Python code for the regiond API (regiond.api.v1) from protos/regions/v1/regions.proto.
 
 Run after editing the .proto:  .venv/bin/python protos/generate.py
-The generated files are committed; tests/test_service_proto.py fails when they are stale.
+The generated files are committed; tests/test_api_proto.py fails when they are stale.
 """
 from __future__ import annotations
 
@@ -27,7 +27,9 @@ def generate(out_dir: Path) -> dict[str, bytes]:
     ])
     if rc != 0:
         raise SystemExit(f"protoc failed with exit code {rc}")
-    return {name: (out_dir / name).read_bytes() for name in GENERATED}
+    # protoc names modules after the .proto's path (regions.v1); installed, they live in regiond.api.v1
+    return {name: (out_dir / name).read_bytes().replace(b"from regions.v1 import", b"from regiond.api.v1 import")
+            for name in GENERATED}
 
 
 def main() -> int:

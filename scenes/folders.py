@@ -9,12 +9,12 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from core.errors import InputError
-from core.frames import Camera, Frame, check_pose
-from core.labels import NUM_NYU40
+from regiond.core.errors import InputError
+from regiond.core.frames import Camera, Frame, check_pose
+from regiond.core.label_spaces import NUM_NYU40
 
-from .base import Sampling, Source, SourceError, align_to_depth, resample
-from .labels import LabelTable, load_scannet_labels
+from regiond.scenes.source import Sampling, Source, SourceError, align_to_depth, resample
+from regiond.scenes.scannet_labels import LabelTable, load_scannet_labels
 
 NOMINAL_FPS = 30.0           # ScanNet and 7-Scenes were both captured at 30 Hz
 SCENE_META = "regiond-scene.json"  # written by the synthetic generator: {"label_space": "nyu40", ...}

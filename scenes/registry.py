@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from core.errors import InputError
+from regiond.core.errors import InputError
 
-from .base import Sampling, Source, SourceError
+from regiond.scenes.source import Sampling, Source, SourceError
 
 
 @dataclass(frozen=True)
@@ -49,37 +49,37 @@ def _int_after(spec: str, prefix: str, what: str) -> int:
 
 
 def _open_sens(spec, sampling, **opts):
-    from .sens import SensSource  # lazy: only when this kind of source is opened
+    from regiond.scenes.sens import SensSource  # lazy: only when this kind of source is opened
     return SensSource(spec, sampling, **opts)
 
 
 def _open_scannet(spec, sampling, **opts):
-    from .folders import ScanNetFolderSource  # lazy: only when this kind of source is opened
+    from regiond.scenes.folders import ScanNetFolderSource  # lazy: only when this kind of source is opened
     return ScanNetFolderSource(spec, sampling, **opts)
 
 
 def _open_7scenes(spec, sampling, **opts):
-    from .folders import SevenScenesSource  # lazy: only when this kind of source is opened
+    from regiond.scenes.folders import SevenScenesSource  # lazy: only when this kind of source is opened
     return SevenScenesSource(spec, sampling, **opts)
 
 
 def _open_video(spec, sampling, **opts):
-    from .video import VideoSource  # lazy: only when this kind of source is opened
+    from regiond.scenes.video import VideoSource  # lazy: only when this kind of source is opened
     return VideoSource(spec, sampling, **opts)
 
 
 def _open_camera(spec, sampling, **opts):
-    from .video import CameraSource  # lazy: only when this kind of source is opened
+    from regiond.scenes.video import CameraSource  # lazy: only when this kind of source is opened
     return CameraSource(_int_after(spec, "camera:", "N"), sampling, **opts)
 
 
 def _open_synthetic(spec, sampling, **opts):
-    from .synthetic.scene import SyntheticSource  # lazy: only when this kind of source is opened
+    from regiond.scenes.synthetic.rgbd import SyntheticSource  # lazy: only when this kind of source is opened
     return SyntheticSource(_int_after(spec, "synthetic:", "SEED"), sampling, **opts)
 
 
 def _video_suffixes():
-    from .video import VIDEO_SUFFIXES  # lazy: only when a spec is matched against the video kind
+    from regiond.scenes.video import VIDEO_SUFFIXES  # lazy: only when a spec is matched against the video kind
     return VIDEO_SUFFIXES
 
 
@@ -102,7 +102,7 @@ def open_source(spec, every: int = 1, count: int | None = None, max_frames: int 
 
     spec        a .sens file, a ScanNet exported folder, a 7-Scenes-style folder, a video
                 file, `camera:N` or `synthetic:SEED`
-    every, count, max_frames, size  sampling (see scenes.base.Sampling)
+    every, count, max_frames, size  sampling (see regiond.scenes.source.Sampling)
     skip_bad_frames  report (source.skipped) and leave out frames that cannot be read, instead
                 of raising SourceError at the first
     opts        options of that kind (labels_tsv, depth_shift for folders; frames, width,

@@ -23,10 +23,10 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from core.errors import InputError, image_decode_errors
-from core.frames import DEFAULT_MAX_PIXELS, Camera, Frame, as_rgb8, check_pose
+from regiond.core.errors import InputError, image_decode_errors
+from regiond.core.frames import DEFAULT_MAX_PIXELS, Camera, Frame, as_rgb8, check_pose
 
-from .base import Sampling, Source, SourceError, align_to_depth
+from regiond.scenes.source import Sampling, Source, SourceError, align_to_depth
 
 VERSION = 4
 COLOR_COMPRESSION = {0: "raw", 1: "png", 2: "jpeg"}

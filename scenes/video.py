@@ -7,9 +7,9 @@ from typing import Iterator
 
 import numpy as np
 
-from core.frames import Frame
+from regiond.core.frames import Frame
 
-from .base import Sampling, Source, SourceError
+from regiond.scenes.source import Sampling, Source, SourceError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 

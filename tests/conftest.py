@@ -6,12 +6,28 @@ from pathlib import Path
 
 import pytest
 
-import daemon  # noqa: F401  (sets the OpenMP wait policy before torch loads)
+import regiond  # noqa: F401  (sets the OpenMP wait policy before torch loads)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("REGIOND_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 torch_threads = int(os.environ.get("REGIOND_TEST_THREADS", "2"))
+#: repository folder -> where it lives in the installed regiond (pyproject's package-dir)
+NAMESPACE = {"daemon": "", "core": "core", "scenes": "scenes", "clients": "client", "protos/regions": "api"}
+
+
+def pytest_sessionstart(session):
+    """The tests run the installed regiond: with the editable link tree (tools/relink.sh), a
+    module added since the install would be missing from it and fail far from the cause."""
+    installed = Path(regiond.__file__).parent
+    if not (REPO / "build").is_dir() or REPO / "build" not in installed.parents:
+        return  # not this clone's editable install
+    missing = [f"{folder}/{p.relative_to(REPO / folder)}" for folder, sub in NAMESPACE.items()
+               for p in (REPO / folder).rglob("*.py")
+               if not (installed / sub / p.relative_to(REPO / folder)).exists()]
+    if missing:
+        pytest.exit(f"{len(missing)} module(s) are not in the editable install ({', '.join(missing[:5])}): "
+                    "run `make relink` (tools/relink.sh)", returncode=4)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -25,7 +41,7 @@ def _limit_threads():
 def _rerun_analytics_off(tmp_path_factory):
     """Rerun (SDK, CLI) sends no usage data from the tests: its switch, off, in a config
     folder of the session's own (XDG_CONFIG_HOME, inherited by every process started)."""
-    from core.analytics import rerun_analytics_off
+    from regiond.core.analytics import rerun_analytics_off
 
     before = os.environ.get("XDG_CONFIG_HOME")
     os.environ.update(rerun_analytics_off(tmp_path_factory.mktemp("xdg-config"), {}))

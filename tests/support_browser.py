@@ -1,4 +1,4 @@
-"""Open a page in headless Chromium (clients/browser.py) and report what a user would see:
+"""Open a page in headless Chromium (tools/browser.py) and report what a user would see:
 console errors, images that did not load, requests that left the machine, and a screenshot."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clients.browser import browser_page
+from browser import browser_page
 
 IMAGES_JS = ("JSON.stringify([...document.images].map(i => ({src: i.getAttribute('src').slice(0, 80), "
              "complete: i.complete, width: i.naturalWidth})))")

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import struct
 
-from scenes.sens import _FRAME, SensFile, write_sens
-from scenes.synthetic.scene import SyntheticSource
+from regiond.scenes.sens import _FRAME, SensFile, write_sens
+from regiond.scenes.synthetic.rgbd import SyntheticSource
 
 
 def sens_with_bad_frame(path, part: str, frames: int = 4, bad: int = 1):

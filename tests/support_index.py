@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.regionset import RegionSet  # noqa: E402
+from regiond.core.regionset import RegionSet  # noqa: E402
 
 DIM = 16
 H, W = 24, 32
@@ -31,7 +30,7 @@ def location(tmp_path, backend: str, name: str = "index") -> str:
 
 def open_at(tmp_path, backend: str, name: str = "index", **kw):
     """open_index at location(tmp_path, backend, name), dim DIM unless given."""
-    from daemon.index import open_index
+    from regiond.index import open_index
 
     return open_index(location(tmp_path, backend, name), **{"dim": DIM, **kw})
 
@@ -52,7 +51,7 @@ def region_set(i: int, n: int | None = None, dim: int = DIM) -> RegionSet:
 
 
 def writer(where: str, start: int, count: int, checkpoint_every: int):
-    from daemon.index import IndexConfig, open_index
+    from regiond.index import IndexConfig, open_index
 
     idx = open_index(where, dim=DIM, config=IndexConfig(checkpoint_every=checkpoint_every))
     print("OPEN", flush=True)

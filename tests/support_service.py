@@ -13,8 +13,8 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from regions.v1 import regions_pb2 as pb
-from regions.v1 import regions_pb2_grpc as pb_grpc
+from regiond.api.v1 import regions_pb2 as pb
+from regiond.api.v1 import regions_pb2_grpc as pb_grpc
 
 
 def free_port() -> int:
@@ -81,7 +81,7 @@ def wait_until(pred, timeout: float = 10.0, step: float = 0.05) -> bool:
 @contextlib.contextmanager
 def running_server(extractor, tmp_path, **config):
     """A started RegionServer (real gRPC on 127.0.0.1:<free port>) and its stub."""
-    from daemon.service.server import RegionServer, ServeConfig
+    from regiond.service.server import RegionServer, ServeConfig
 
     config.setdefault("data_dir", tmp_path / "data")
     config.setdefault("listen", "127.0.0.1:0")
@@ -105,7 +105,7 @@ def lite_extractor():
     """The lite profile's Extractor (SLIC + classic features), built once per test process."""
     global _LITE
     if _LITE is None:
-        from daemon.extraction.profiles import build_extractor
+        from regiond.extraction.profiles import build_extractor
 
         _LITE = build_extractor("lite")
     return _LITE
@@ -115,7 +115,7 @@ def tiny_heads(directory, extractor):
     """Untrained small scene (NYU40 3/5/7) and activity (3 motions) heads saved as the daemon loads them."""
     import torch
 
-    from daemon.heads.registry import create_head, save_head
+    from regiond.heads.registry import create_head, save_head
 
     torch.manual_seed(0)
     meta = {"versions": {"backbone": extractor.backbone.name, "dim": int(extractor.dim)}}

@@ -20,12 +20,11 @@ import sys
 import threading
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from daemon.commands.serve import serve_until_signalled  # noqa: E402
-from daemon.extraction import build_extractor  # noqa: E402
-from daemon.service.config import ServeConfig  # noqa: E402
-from daemon.service.server import RegionServer  # noqa: E402
+from regiond.commands.serve import serve_until_signalled  # noqa: E402
+from regiond.extraction import build_extractor  # noqa: E402
+from regiond.service.config import ServeConfig  # noqa: E402
+from regiond.service.server import RegionServer  # noqa: E402
 
 STUCK_LINE = "support_stuck: stuck in "  # + the method that hangs
 

@@ -1,6 +1,6 @@
 """Generated region tokens with known answers, for tests and quick checks of the heads.
 
-Not a substitute for extracted tokens (scenes.synthetic renders real rooms for that): these
+Not a substitute for extracted tokens (regiond.scenes.synthetic renders real rooms for that): these
 are RegionSets built directly, so a head's training can be checked in a second.
 
 - toy_frame: a grid of rectangular regions, each of one class; the features are a class
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.regionset import RegionSet
+from regiond.core.regionset import RegionSet
 
 TOY_CLASSES = (1, 2, 5, 7, 22)          # wall, floor, chair, table, ceiling (NYU40 ids)
 TOY_ALIKE = ((2, 22),)                  # floor and ceiling look the same
@@ -94,8 +94,8 @@ TOY_VERSIONS = {"profile": "toy", "masker": "toy-grid", "backbone": "toy-prototy
 def write_toy_cache(root, scenes: int = 3, frames: int = 6, clips_per_class: int = 4, seed: int = 0,
                     uncovered: bool = False):
     """A token cache of toy scenes (with label maps) and toy clips (with classes)."""
-    from core.labels import write_label_png
-    from daemon.extraction.cache import CacheItem, TokenCache
+    from regiond.core.label_spaces import write_label_png
+    from regiond.extraction.cache import CacheItem, TokenCache
 
     rng = np.random.default_rng(seed)
     cache = TokenCache.create(root, TOY_VERSIONS)

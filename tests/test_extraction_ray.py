@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.regionset import RegionSet
-from daemon.extraction.cache import PARTIAL, TokenCache
-from daemon.extraction.jobs import extract_on_ray, extract_to_cache
-from daemon.extraction.pool import RayOptions
-from daemon.extraction.profiles import build_extractor
+from regiond.core.regionset import RegionSet
+from regiond.extraction.cache import PARTIAL, TokenCache
+from regiond.extraction.extract_job import extract_on_ray, extract_to_cache
+from regiond.extraction.pool import RayOptions
+from regiond.extraction.profiles import build_extractor
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -146,7 +146,7 @@ def test_an_item_committed_but_not_recorded_is_adopted(tmp_path, lite):
 
 
 def test_extract_cli_on_ray_prints_a_summary(ray_local, tmp_path, capsys):
-    from daemon.cli import main
+    from regiond.cli import main
 
     sources = image_folders(tmp_path / "src", 2)
     opts = ["--kind", "images", "--out", str(tmp_path / "cache"), "--profile", "lite", "--ray", "--actors", "2",

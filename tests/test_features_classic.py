@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from core.errors import InputError
-from daemon.features import BACKBONES, build_backbone
-from daemon.features.classic import AB_BINS, CLASSIC_DIM, ORIENTATION_BINS
-from daemon.features.pooling import pool_masks
+from regiond.core.errors import InputError
+from regiond.features import BACKBONES, build_backbone
+from regiond.features.classic import AB_BINS, CLASSIC_DIM, ORIENTATION_BINS
+from regiond.features.pooling import pool_masks
 
 LAB_MEAN, LAB_STD = slice(0, 3), slice(3, 6)
 HOG = slice(6, 6 + ORIENTATION_BINS)

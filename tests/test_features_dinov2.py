@@ -10,9 +10,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from core.errors import InputError, MissingWeightsError
-from daemon.features import BACKBONES, CHECKPOINT_FILES, build_backbone
-from daemon.features.dinov2 import (
+from regiond.core.errors import InputError, MissingWeightsError
+from regiond.features import BACKBONES, CHECKPOINT_FILES, build_backbone
+from regiond.features.dinov2 import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     create_vit,

@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core.errors import InputError
-from core.partition import Partition
-from daemon.features.base import FeatureGrid, padding
-from daemon.features.pooling import mask_weights, naive_pool, pool_masks, upsample_grid
-from daemon.features.upsampling import bilinear_taps, interpolation_matrix
+from regiond.core.errors import InputError
+from regiond.core.partition import Partition
+from regiond.features.backbone import FeatureGrid, padding
+from regiond.features.pooling import mask_weights, naive_pool, pool_masks, upsample_grid
+from regiond.features.upsampling import bilinear_taps, interpolation_matrix
 
 
 def make_grid(h: int, w: int, dim: int = 6, stride: int = 14, seed: int = 0) -> FeatureGrid:

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import scenes
-from core.errors import InputError
-from core.frames import Camera
-from daemon.geometry import backproject, project, valid_depth
+from regiond import scenes
+from regiond.core.errors import InputError
+from regiond.core.frames import Camera
+from regiond.geometry import backproject, project, valid_depth
 
 
 @pytest.fixture(scope="module")

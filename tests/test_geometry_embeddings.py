@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.errors import InputError
-from daemon.geometry import (
+from regiond.core.errors import InputError
+from regiond.geometry import (
     box_positions,
     embed_2d,
     embed_3d,

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.errors import InputError
-from core.frames import Camera, Frame
-from daemon.geometry import PointCloud, VoxelFusion, backproject, fuse_frames, read_ply, write_ply
+from regiond.core.errors import InputError
+from regiond.core.frames import Camera, Frame
+from regiond.geometry import PointCloud, VoxelFusion, backproject, fuse_frames, read_ply, write_ply
 
 
 def test_voxel_means_colours_and_majority_labels():
@@ -25,7 +25,7 @@ def test_voxel_means_colours_and_majority_labels():
 
 
 def test_fusing_7scenes_is_consistent_and_bounded(sevenscenes_dir):
-    import scenes
+    from regiond import scenes
 
     frames = list(scenes.open_source(sevenscenes_dir, every=4))
     cloud, fusion = fuse_frames(frames, voxel=0.05)
@@ -97,7 +97,7 @@ def test_bad_inputs(tmp_path):
 
 
 def test_grouping_is_numpys_unique():
-    from daemon.geometry.fusion import _group_voxels, _keys, _unique_inverse
+    from regiond.geometry.fusion import _group_voxels, _keys, _unique_inverse
 
     rng = np.random.default_rng(3)
     for span in (1, 50, 1 << 40, 1 << 62):   # packed into one sort, and too wide for that

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.errors import InputError
-from core.frames import Camera
-from daemon.geometry import backproject, region_geometry
+from regiond.core.errors import InputError
+from regiond.core.frames import Camera
+from regiond.geometry import backproject, region_geometry
 
 CAM = Camera(100.0, 100.0, 9.5, 7.5, 20, 16)
 
@@ -72,8 +72,8 @@ def test_no_regions():
 
 def test_real_frame_regions_agree_across_views(sevenscenes_dir):
     """The same world box seen from two frames: its pixels' centroids nearly coincide."""
-    import scenes
-    from daemon.geometry import project
+    from regiond import scenes
+    from regiond.geometry import project
 
     a, b = list(scenes.open_source(sevenscenes_dir, max_frames=2))
     pts, valid = backproject(a.depth, a.camera, a.pose)
@@ -105,7 +105,7 @@ def test_bad_pose():
 
 
 def test_segment_percentiles_are_numpys_bit_for_bit():
-    from daemon.geometry.stats import _linear_percentiles
+    from regiond.geometry.stats import _linear_percentiles
 
     rng = np.random.default_rng(7)
     counts = np.array([1, 2, 3, 10, 11, 997, 5000])
@@ -119,7 +119,7 @@ def test_segment_percentiles_are_numpys_bit_for_bit():
 
 
 def test_partition_and_masks_give_the_same_statistics():
-    from core.partition import Partition
+    from regiond.core.partition import Partition
 
     rng = np.random.default_rng(8)
     h, w = 30, 40

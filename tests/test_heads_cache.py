@@ -9,17 +9,17 @@ import pytest
 from support_heads import image_folder
 from support_toydata import write_toy_cache
 
-from core.errors import InputError
-from core.labels import BENCHMARK_NYU40, read_label_png
-from daemon.cli import main
-from daemon.extraction.cache import TokenCache
-from daemon.extraction.jobs import extract_to_cache
-from scenes.collections import read_clip_labels
+from regiond.core.errors import InputError
+from regiond.core.label_spaces import BENCHMARK_NYU40, read_label_png
+from regiond.cli import main
+from regiond.extraction.cache import TokenCache
+from regiond.extraction.extract_job import extract_to_cache
+from regiond.scenes.labelled_folders import read_clip_labels
 
 
 @pytest.fixture(scope="module")
 def lite():
-    from daemon.extraction.profiles import build_extractor
+    from regiond.extraction.profiles import build_extractor
 
     return build_extractor("lite")
 
@@ -46,7 +46,7 @@ def test_extract_image_folder_cli(tmp_path):
 
 
 def test_cache_refuses_to_mix_extractors(tmp_path, lite):
-    from daemon.extraction.profiles import build_extractor
+    from regiond.extraction.profiles import build_extractor
 
     src = image_folder(tmp_path / "imgs", n=1)
     extract_to_cache([src], tmp_path / "cache", lite, show_progress=False)
@@ -65,7 +65,7 @@ def test_cache_refuses_to_mix_extractors(tmp_path, lite):
 
 
 def lite_versions(extractor):
-    from daemon.extraction.cache import extractor_versions
+    from regiond.extraction.cache import extractor_versions
 
     return extractor_versions(extractor)
 
@@ -95,7 +95,7 @@ def test_extract_clip_folder(tmp_path, lite):
 
 
 def test_label_png_round_trip(tmp_path):
-    from core.labels import write_label_png
+    from regiond.core.label_spaces import write_label_png
 
     a = np.array([[0, 1], [40, 255]])
     assert (read_label_png(write_label_png(tmp_path / "a.png", a)) == a).all()
@@ -106,9 +106,9 @@ def test_label_png_round_trip(tmp_path):
 def _label_maps_here(task: str, head_dir, cache_dir) -> list[tuple[np.ndarray, np.ndarray]]:
     """(ground truth, prediction) NYU40 maps of every scene frame, predicted in-process by the
     saved head (the scene head sees a scene's frames together)."""
-    from daemon.heads.labels import pixel_labels
-    from daemon.heads.predict import frame_probs
-    from daemon.heads.registry import load_head
+    from regiond.heads.label_maps import pixel_labels
+    from regiond.heads.predict import frame_probs
+    from regiond.heads.registry import load_head
 
     head, cache = load_head(head_dir), TokenCache.open(cache_dir)
     pairs = []
@@ -137,8 +137,8 @@ def _scannet20_miou_by_hand(pairs) -> float:
 
 
 def _top1_here(head_dir, cache_dir) -> tuple[float, int]:
-    from daemon.heads.predict import clip_scores
-    from daemon.heads.registry import load_head
+    from regiond.heads.predict import clip_scores
+    from regiond.heads.registry import load_head
 
     head, cache = load_head(head_dir), TokenCache.open(cache_dir)
     hits = [head.class_names[int(np.argmax(clip_scores(head.model, cache.frames(it))))] == it.label
@@ -178,8 +178,8 @@ def test_train_and_eval_cli_smoke(tmp_path, capsys):
 
 
 def test_train_is_deterministic_by_seed(tmp_path):
-    from daemon.heads.jobs import train_on_cache
-    from daemon.heads.train import TrainConfig
+    from regiond.heads.cache_jobs import train_on_cache
+    from regiond.heads.training import TrainConfig
 
     write_toy_cache(tmp_path / "c", scenes=3, frames=2, clips_per_class=0)
     cfg = TrainConfig(epochs=2, warmup=2, seed=3)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.labels import UNLABELLED
-from core.regionset import RegionSet, region_labels
-from daemon.heads.labels import pixel_labels
-from daemon.heads.metrics import SCANNET20, Confusion, Protocol, evaluate_label_map, resize_nearest, topk_accuracy
+from regiond.core.label_spaces import UNLABELLED
+from regiond.core.regionset import RegionSet, region_labels
+from regiond.heads.label_maps import pixel_labels
+from regiond.heads.scores import SCANNET20, Confusion, Protocol, evaluate_label_map, resize_nearest, topk_accuracy
 
 
 def _regions(*masks):
@@ -142,9 +142,9 @@ def test_confusion_png(tmp_path):
 
 
 def test_evaluate_label_folder_against_a_synthetic_room(tmp_path):
-    from core.labels import write_label_png
-    from daemon.heads.jobs import evaluate_label_folder
-    from scenes import open_source
+    from regiond.core.label_spaces import write_label_png
+    from regiond.heads.cache_jobs import evaluate_label_folder
+    from regiond.scenes import open_source
 
     opts = dict(frames=3, width=64, height=48)
     frames = list(open_source("synthetic:5", **opts))

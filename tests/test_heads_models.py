@@ -8,9 +8,9 @@ import pytest
 import torch
 from support_toydata import TOY_CLASSES, TOY_DIM, TOY_MOTIONS, toy_clip, toy_frame
 
-from daemon.heads.batch import collate, limit_tokens, tokens_from_regions
-from daemon.heads.registry import create_head, list_heads, load_head, save_head
-from daemon.heads.train import ActivityTask, area_weighted_ce
+from regiond.heads.batch import collate, limit_tokens, tokens_from_regions
+from regiond.heads.registry import create_head, list_heads, load_head, save_head
+from regiond.heads.training import ActivityTask, area_weighted_ce
 
 SMALL = {"dim": 32, "heads": 4}
 CLASS_INDEX = {c: k for k, c in enumerate(TOY_CLASSES)}
@@ -146,7 +146,7 @@ def test_activity_task_pads_to_400(tmp_path):
 
 
 def test_rotate_scene_keeps_heights_and_reembeds():
-    from daemon.heads.batch import join_frames, rotate_scene
+    from regiond.heads.batch import join_frames, rotate_scene
 
     rng = np.random.default_rng(0)
     ts = join_frames([tokens_from_regions([toy_frame(rng)[0]]) for _ in range(2)])
@@ -158,7 +158,7 @@ def test_rotate_scene_keeps_heights_and_reembeds():
 
 
 def test_mirrored_clips_swap_their_classes():
-    from daemon.heads.batch import mirror_clip
+    from regiond.heads.batch import mirror_clip
 
     rng = np.random.default_rng(0)
     clip = tokens_from_regions(toy_clip(rng, "left"), target=0)

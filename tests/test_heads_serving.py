@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 from support_heads import image_folder
 
-from core.frames import evenly_spaced
-from daemon.heads.registry import create_head, save_head
-from daemon.heads.serving import TrainedActivityScorer, TrainedSceneLabeler, load_serving_heads
-from scenes.synthetic.clips import ACTIVITY_CLASSES, render_clip
+from regiond.core.frames import evenly_spaced
+from regiond.heads.registry import create_head, save_head
+from regiond.heads.serving import TrainedActivityScorer, TrainedSceneLabeler, load_serving_heads
+from regiond.scenes.synthetic.clips import ACTIVITY_CLASSES, render_clip
 
 
 @pytest.fixture(scope="module")
 def lite():
-    from daemon.extraction.profiles import build_extractor
+    from regiond.extraction.profiles import build_extractor
 
     return build_extractor("lite")
 
@@ -24,10 +24,10 @@ def lite():
 @pytest.fixture(scope="module")
 def heads_dir(tmp_path_factory, lite):
     """segment/ and scene/ trained briefly on lite tokens; activity/ initialised for lite tokens."""
-    from daemon.extraction.cache import extractor_versions
-    from daemon.extraction.jobs import extract_to_cache
-    from daemon.heads.jobs import train_on_cache
-    from daemon.heads.train import TrainConfig
+    from regiond.extraction.cache import extractor_versions
+    from regiond.extraction.extract_job import extract_to_cache
+    from regiond.heads.cache_jobs import train_on_cache
+    from regiond.heads.training import TrainConfig
 
     root = tmp_path_factory.mktemp("serving")
     src = image_folder(root / "imgs", n=3)
@@ -50,7 +50,7 @@ def heads_dir(tmp_path_factory, lite):
 
 
 def _frames(n=3):
-    from core.frames import Frame
+    from regiond.core.frames import Frame
 
     rng = np.random.default_rng(1)
     out = []
@@ -117,7 +117,7 @@ def test_daemon_streams_labels_and_activities(heads_dir, lite, tmp_path):
     from PIL import Image
     from support_service import image_pb, running_server, stub_for
 
-    from regions.v1 import regions_pb2 as pb
+    from regiond.api.v1 import regions_pb2 as pb
 
     with running_server(lite, tmp_path, heads=heads_dir) as server:
         ch, stub = stub_for(server)
@@ -151,8 +151,8 @@ def test_daemon_streams_labels_and_activities(heads_dir, lite, tmp_path):
 
 
 def test_bundled_demo_heads_serve_the_lite_profile(lite, tmp_path):
-    from daemon.heads.demo import demo_heads
-    from daemon.heads.serving import bundled_heads
+    from regiond.heads.demo_heads import demo_heads
+    from regiond.heads.serving import bundled_heads
 
     found = bundled_heads(lite)
     assert found is not None

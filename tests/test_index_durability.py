@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from support_index import BACKENDS, DIM, image_id, location, region_set
 
-from daemon.index import RegionIndex, SearchFilter, open_index
+from regiond.index import RegionIndex, SearchFilter, open_index
 
 SUPPORT = Path(__file__).with_name("support_index.py")
 
@@ -88,7 +88,7 @@ def test_sigkill_during_indexing_loses_no_acknowledged_image(tmp_path, backend):
 def _start_daemon(data_dir: Path, port: int, index: str | None = None) -> subprocess.Popen:
     import grpc
 
-    p = subprocess.Popen([sys.executable, "-m", "daemon", "serve", "--listen", f"127.0.0.1:{port}",
+    p = subprocess.Popen([sys.executable, "-m", "regiond", "serve", "--listen", f"127.0.0.1:{port}",
                           "--data-dir", str(data_dir), "--profile", "lite", "--torch-threads", "1",
                           *(["--index", index] if index else [])],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -114,9 +114,9 @@ def test_daemon_killed_mid_stream_keeps_what_it_acknowledged(tmp_path, backend):
     import grpc
     from support_service import free_port
 
-    from daemon.index.collection import make_synthetic_collection
-    from regions.v1 import regions_pb2 as pb
-    from regions.v1 import regions_pb2_grpc as pb_grpc
+    from regiond.scenes.annotated_images import make_synthetic_collection
+    from regiond.api.v1 import regions_pb2 as pb
+    from regiond.api.v1 import regions_pb2_grpc as pb_grpc
 
     root = make_synthetic_collection(tmp_path / "coll", 24, seed=2, size=(96, 96))
     files = sorted(root.glob("*.png"))

@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from core import rle
-from daemon.index.collection import load_coco, make_synthetic_collection
-from daemon.index.evaluation import average_precision, evaluate_retrieval, precision_at
-from daemon.index.searching import SERVED_EXPANSION
+from regiond.core import rle
+from regiond.scenes.annotated_images import load_coco, make_synthetic_collection
+from regiond.index.evaluation.one_shot import average_precision, evaluate_retrieval, precision_at
+from regiond.index.searching import SERVED_EXPANSION
 
 
 def test_average_precision_and_precision_at_k():
@@ -43,7 +43,7 @@ def test_coco_reader_takes_polygons_and_both_rle_forms(tmp_path):
 
 
 def test_region_ranking_beats_whole_image_on_synthetic_collection(tmp_path):
-    from daemon.extraction.profiles import build_extractor
+    from regiond.extraction.profiles import build_extractor
 
     make_synthetic_collection(tmp_path / "coll", 30, seed=11, size=(120, 120))
     collection = load_coco(tmp_path / "coll")
@@ -61,9 +61,9 @@ def test_region_ranking_beats_whole_image_on_synthetic_collection(tmp_path):
 
 def test_temporal_retrieval_on_a_real_video(shared_data):
     """Nearby frames of a real video show the same things: the region-matched box finds them."""
-    from daemon.extraction.profiles import build_extractor
-    from daemon.index.temporal import evaluate_temporal
-    from scenes import open_source
+    from regiond.extraction.profiles import build_extractor
+    from regiond.index.evaluation.temporal import evaluate_temporal
+    from regiond.scenes import open_source
 
     rep = evaluate_temporal(open_source(shared_data / "video" / "test.avi"), build_extractor("lite"), every=4)
     assert (rep.frames, rep.indexed, rep.queries) == (164, 41, 17)
@@ -82,10 +82,10 @@ def test_temporal_eval_ranks_every_box_as_the_daemons_search(sevenscenes_dir, tm
     unset, the evaluation its default): the printed P@5 is what a daemon user gets."""
     from support_service import lite_extractor, png_bytes
 
-    from daemon.index.temporal import central_box, evaluate_temporal, frame_id
-    from daemon.service.search_rpc import SearchRPC
-    from regions.v1 import regions_pb2 as pb
-    from scenes import open_source
+    from regiond.index.evaluation.temporal import central_box, evaluate_temporal, frame_id
+    from regiond.service.search_rpc import SearchRPC
+    from regiond.api.v1 import regions_pb2 as pb
+    from regiond.scenes import open_source
 
     ex = lite_extractor()
     frames = list(open_source(sevenscenes_dir))
@@ -114,7 +114,7 @@ def test_temporal_eval_ranks_every_box_as_the_daemons_search(sevenscenes_dir, tm
 
 
 def test_eval_retrieval_video_command_on_a_folder_of_frames(sevenscenes_dir, capsys):
-    from daemon.cli import main
+    from regiond.cli import main
 
     assert main(["eval", "retrieval", "--video", str(sevenscenes_dir), "--profile", "lite", "--match", "pooled"]) == 0
     out = capsys.readouterr().out

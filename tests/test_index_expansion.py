@@ -7,10 +7,10 @@ import pytest
 from support_index import BACKENDS, image_id, open_at
 from test_index_normaliser import fill_skewed, skewed, unit
 
-from core.errors import InputError
-from daemon.index import SearchFilter
-from daemon.index.normaliser import fit_normaliser
-from daemon.index.searching import EXPANSION_ALPHA, MAX_EXPANSION
+from regiond.core.errors import InputError
+from regiond.index import SearchFilter
+from regiond.index.normalising.normaliser import fit_normaliser
+from regiond.index.searching import EXPANSION_ALPHA, MAX_EXPANSION
 
 
 def best_scores(idx, qn: np.ndarray) -> dict[str, tuple[float, np.ndarray]]:

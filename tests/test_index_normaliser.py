@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from support_index import BACKENDS, DIM, image_id, open_at, region_set
 
-from daemon.index import IndexConfig, IndexFileError, RegionIndex, SearchFilter
-from daemon.index.normaliser import IDENTITY, Normaliser, fit_normaliser
-from daemon.index.queries import probe_from_examples
+from regiond.index import IndexConfig, IndexFileError, RegionIndex, SearchFilter
+from regiond.index.normalising.normaliser import IDENTITY, Normaliser, fit_normaliser
+from regiond.index.query.queries import probe_from_examples
 
 FIXTURE_V1 = Path(__file__).parent / "fixtures" / "index_v1"
 
@@ -72,8 +72,8 @@ def test_fits_whiten_and_standardise_and_survive_bytes():
 
 def test_shipped_lite_statistics_are_what_a_fresh_fit_gives():
     """Fails when the classic features change: rebuild with `regiond index fit-normaliser --profile lite`."""
-    from daemon.extraction.profiles import build_extractor
-    from daemon.index.corpus import fit_for, normaliser_for, shipped_path
+    from regiond.extraction.profiles import build_extractor
+    from regiond.index.normalising.corpus import fit_for, normaliser_for, shipped_path
 
     ex = build_extractor("lite")
     shipped = normaliser_for(ex)
@@ -211,9 +211,9 @@ def test_an_index_built_before_normalisation_keeps_its_raw_scores(index_v1, capl
 
 
 def test_regiond_index_renormalise_upgrades_an_old_index_in_place(index_v1, capsys):
-    from daemon.cli import main
-    from daemon.extraction.profiles import build_extractor
-    from daemon.index.corpus import normaliser_for
+    from regiond.cli import main
+    from regiond.extraction.profiles import build_extractor
+    from regiond.index.normalising.corpus import normaliser_for
 
     data_dir = index_v1.parent
     assert main(["index", "info", str(data_dir)]) == 0
@@ -246,8 +246,8 @@ def test_dot_metric_and_identity_keep_the_old_raw_scores(tmp_path):
 def test_tiny_profile_gets_a_normaliser_fitted_on_the_corpus(tmp_path, monkeypatch):
     """DINOv2 profiles have no shipped statistics: a new index fits them (tiny random weights
     show only the mechanism, not retrieval quality)."""
-    from daemon.extraction.profiles import build_extractor
-    from daemon.index import corpus
+    from regiond.extraction.profiles import build_extractor
+    from regiond.index.normalising import corpus
 
     monkeypatch.setattr(corpus, "CORPUS_IMAGES", 12)
     ex = build_extractor("tiny")

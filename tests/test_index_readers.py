@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from support_index import image_id, open_at, region_set
 
-from daemon.index.readers import READERS, ReadPool
-from daemon.index.store import SQLiteStore
+from regiond.index.embedded.readers import READERS, ReadPool
+from regiond.index.embedded.store import SQLiteStore
 
 
 def open_fds() -> int:

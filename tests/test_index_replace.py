@@ -7,7 +7,7 @@ import time
 
 from support_index import open_at, region_set
 
-from core.errors import InputError
+from regiond.core.errors import InputError
 
 
 def test_region_lookup_never_sees_a_replaced_image_missing(tmp_path):

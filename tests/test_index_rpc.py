@@ -11,10 +11,10 @@ import pytest
 from support_index import BACKENDS, location
 from support_service import lite_extractor, png_bytes, running_server, stub_for
 
-from core import rle
-from daemon.index.collection import load_coco, make_synthetic_collection
-from daemon.index.searching import SERVED_EXPANSION
-from regions.v1 import regions_pb2 as pb
+from regiond.core import rle
+from regiond.scenes.annotated_images import load_coco, make_synthetic_collection
+from regiond.index.searching import SERVED_EXPANSION
+from regiond.api.v1 import regions_pb2 as pb
 
 N_IMAGES = 14
 backends = pytest.mark.parametrize("backend", BACKENDS)
@@ -184,7 +184,7 @@ def test_index_and_search_over_grpc(tmp_path, collection, backend):
 
 @backends
 def test_search_client_index_and_query(tmp_path, collection, capsys, backend):
-    from clients import search as client
+    from regiond.client import search as client
 
     ex = lite_extractor()
     with serving(ex, tmp_path, backend) as server:
@@ -260,9 +260,9 @@ def test_normalised_search_is_the_same_through_the_daemon_and_in_process(tmp_pat
     """Every query kind, through a real daemon (its index of `backend`) and against a FAISS
     index built in this process with the same extractor and normaliser: the same hits, the
     same scores."""
-    from daemon.index import RegionIndex
-    from daemon.index.corpus import normaliser_for
-    from daemon.index.queries import box_mask, probe_from_examples, region_set_query
+    from regiond.index import RegionIndex
+    from regiond.index.normalising.corpus import normaliser_for
+    from regiond.index.query.queries import box_mask, probe_from_examples, region_set_query
 
     ex = lite_extractor()
     norm = normaliser_for(ex)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from support_index import BACKENDS, DIM, image_id, location, open_at, region_set
 
-from core.errors import InputError
-from daemon.index import IndexConfig, IndexFileError, RegionIndex, SearchFilter
-from daemon.index.queries import probe_from_examples, train_probe
+from regiond.core.errors import InputError
+from regiond.index import IndexConfig, IndexFileError, RegionIndex, SearchFilter
+from regiond.index.query.queries import probe_from_examples, train_probe
 
 backends = pytest.mark.parametrize("backend", BACKENDS)
 
@@ -280,7 +280,7 @@ def test_second_process_cannot_open_the_same_index(tmp_path, backend):
     import sys
 
     with open_at(tmp_path, backend):
-        code = ("import sys; sys.path.insert(0, 'tests'); from daemon.index import open_index\n"
+        code = ("from regiond.index import open_index\n"
                 f"open_index({location(tmp_path, backend)!r}, dim={DIM})")
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         assert r.returncode != 0 and "is open in another process" in r.stderr, r.stderr[-500:]
@@ -326,7 +326,7 @@ def test_damaged_database_is_refused_untouched(tmp_path):
 
 
 def test_milvus_locations_parse_and_pick_an_index_by_scale():
-    from daemon.index.milvus_schema import HNSW_MAX_REGIONS, MilvusLocation, after_prefix, filter_expr
+    from regiond.index.milvus.schema import HNSW_MAX_REGIONS, MilvusLocation, after_prefix, filter_expr
 
     loc = MilvusLocation.parse("milvus://db.example:19530/photos?expected_regions=2.5e9&db=prod")
     assert (loc.uri, loc.collection, loc.db, loc.expected_regions) == ("http://db.example:19530", "photos", "prod",

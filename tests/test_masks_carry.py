@@ -1,4 +1,4 @@
-"""Masks carried across frames (daemon.masks.carry): reprojection with a z-buffer test, optical
+"""Masks carried across frames (regiond.masks.carry): reprojection with a z-buffer test, optical
 flow, keyframe decisions, stream order across threads, and the evaluation-only ground truth."""
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ import threading
 import numpy as np
 import pytest
 
-from core.errors import InputError
-from core.frames import Camera, Frame
-from daemon.geometry.reproject import carry_masks, correspondences
-from daemon.masks.carry import CarryClosed, CarryConfig, MaskTracker, split_masker
-from daemon.masks.cover import SamSlicCover
-from daemon.masks.slic import SlicMasker
-from daemon.masks.truth import GroundTruthMasker
-from scenes.synthetic.clips import render_clip
-from scenes.synthetic.scene import SyntheticScene
+from regiond.core.errors import InputError
+from regiond.core.frames import Camera, Frame
+from regiond.geometry.reproject import carry_masks, correspondences
+from regiond.masks.carry import CarryClosed, CarryConfig, MaskTracker, split_masker
+from regiond.masks.cover import SamSlicCover
+from regiond.masks.slic import SlicMasker
+from regiond.masks.truth import GroundTruthMasker
+from regiond.scenes.synthetic.clips import render_clip
+from regiond.scenes.synthetic.rgbd import SyntheticScene
 
 W, H = 160, 120
 
@@ -195,7 +195,7 @@ def test_bad_config_names_the_field():
 
 
 def test_grow_extends_masks_over_unseen_parts_of_their_superpixels():
-    from daemon.masks.carry import grow
+    from regiond.masks.carry import grow
 
     labels = np.zeros((4, 8), np.int32)
     labels[:, 4:] = 1                      # two superpixels: left and right halves
@@ -244,8 +244,8 @@ def test_generator_runs_on_keyframes_only_and_memory_is_one_interval(room):
 def test_instance_maps_come_with_exported_and_resampled_frames(tmp_path):
     """instance-filt/ of an exported room reaches frame.meta["instances"] (aligned with the
     depth, resampled nearest with --size), so the ground-truth masker works on folders too."""
-    from scenes import open_source
-    from scenes.synthetic.scene import write_scene_folder
+    from regiond.scenes import open_source
+    from regiond.scenes.synthetic.rgbd import write_scene_folder
 
     scene = SyntheticScene(1, frames=3, width=W, height=H)
     write_scene_folder(scene, tmp_path / "room")

@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-import scenes
-from core.errors import InputError
-from core.frames import Camera
+from regiond import scenes
+from regiond.core.errors import InputError
+from regiond.core.frames import Camera
 
 
 def test_sevenscenes_frames(sevenscenes_dir):

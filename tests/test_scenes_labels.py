@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import scenes
-from core.errors import InputError
-from core.labels import BENCHMARK_NAMES, BENCHMARK_NYU40, IGNORE, NYU40_NAMES, nyu40_to_benchmark
-from scenes.labels import load_scannet_labels
+from regiond import scenes
+from regiond.core.errors import InputError
+from regiond.core.label_spaces import BENCHMARK_NAMES, BENCHMARK_NYU40, IGNORE, NYU40_NAMES, nyu40_to_benchmark
+from regiond.scenes.scannet_labels import load_scannet_labels
 
 
 def test_real_table_last_row_wins(scannet_labels_tsv):

@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-import scenes
-from core.errors import InputError
-from core.frames import Camera
-from scenes.sens import SensFile, SensWriter, write_sens
+from regiond import scenes
+from regiond.core.errors import InputError
+from regiond.core.frames import Camera
+from regiond.scenes.sens import SensFile, SensWriter, write_sens
 
 W, H = 32, 24
 CAM = Camera(30.0, 31.0, 15.5, 11.5, W, H)

@@ -7,7 +7,7 @@ import shutil
 import pytest
 from support_corrupt import sens_with_bad_frame
 
-import scenes
+from regiond import scenes
 
 
 def _strict_indices(source, match: str) -> list[int]:

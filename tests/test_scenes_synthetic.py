@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import scenes
-from core.errors import InputError
-from daemon.geometry import backproject, project
-from scenes.synthetic import (
+from regiond import scenes
+from regiond.core.errors import InputError
+from regiond.geometry import backproject, project
+from regiond.scenes.synthetic import (
     ACTIVITY_CLASSES,
     SyntheticScene,
     make_room,
@@ -18,7 +18,7 @@ from scenes.synthetic import (
     write_scene_folder,
     write_scene_sens,
 )
-from scenes.synthetic.room import CEILING, FLOOR, PICTURE, WINDOW
+from regiond.scenes.synthetic.room import CEILING, FLOOR, PICTURE, WINDOW
 
 
 @pytest.fixture(scope="module")
@@ -226,7 +226,7 @@ def test_bad_clip_requests(tmp_path):
 
 def _region_table(seeds, frames=5, width=128, height=96):
     """Per (frame, object) region: appearance features, 3D features, NYU40 class, room seed."""
-    from daemon.geometry import region_geometry
+    from regiond.geometry import region_geometry
 
     rows, ys, gs = [], [], []
     for seed in seeds:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import scenes
+from regiond import scenes
 
 
 def test_mp4_frames_and_times(video_path):
@@ -33,7 +33,7 @@ def test_bad_videos(tmp_path):
     with pytest.raises(scenes.SourceError, match="broken.mp4"):
         scenes.open_source(bad)
     with pytest.raises(scenes.SourceError, match="no such video"):
-        from scenes.video import VideoSource
+        from regiond.scenes.video import VideoSource
         VideoSource(tmp_path / "missing.mp4")
 
 

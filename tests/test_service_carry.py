@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from support_service import lite_extractor, run_client, running_server, stub_for, write_video
 
-from clients.common import scene_frame_pb, video_frame_pb
-from daemon.extraction.extractor import Extractor
-from daemon.masks.slic import SlicMasker
-from regions.v1 import regions_pb2 as pb
-from scenes.synthetic.scene import SyntheticScene
+from regiond.client.common import scene_frame_pb, video_frame_pb
+from regiond.extraction.extractor import Extractor
+from regiond.masks.slic import SlicMasker
+from regiond.api.v1 import regions_pb2 as pb
+from regiond.scenes.synthetic.rgbd import SyntheticScene
 
 W, H = 160, 120
 
@@ -112,7 +112,7 @@ def test_mask_generator_error_ends_the_frame_not_the_stream(tmp_path, frames, ca
 
 
 def test_video_stream_carries_by_flow(daemon, tmp_path):
-    from scenes.synthetic.clips import render_clip
+    from regiond.scenes.synthetic.clips import render_clip
 
     _, stub = daemon
     clip = render_clip(1, 0, frames=8, width=W, height=H)
@@ -123,7 +123,7 @@ def test_video_stream_carries_by_flow(daemon, tmp_path):
 
 
 def _frame(rgb):
-    from core.frames import Frame
+    from regiond.core.frames import Frame
 
     return Frame(rgb=rgb)
 
@@ -147,8 +147,8 @@ def test_clients_keyframe_every(daemon, tmp_path):
 
 
 def test_regiond_extract_keyframe_every(tmp_path):
-    from daemon.cli import main
-    from daemon.extraction.cache import TokenCache
+    from regiond.cli import main
+    from regiond.extraction.cache import TokenCache
 
     rc = main(["extract", "synthetic:5", "--out", str(tmp_path / "c"), "--profile", "lite", "--max-frames", "6",
                "--size", str(W), str(H), "--keyframe-every", "3", "--min-coverage", "0.01"])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from support_service import image_pb, lite_extractor, png_bytes, running_server, sample_image, stub_for, wait_until
 
-from regions.v1 import regions_pb2 as pb
+from regiond.api.v1 import regions_pb2 as pb
 
 W, H = 64, 48
 MAX_PIXELS = 200 * 150

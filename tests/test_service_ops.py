@@ -26,8 +26,8 @@ from support_service import (
     tiny_heads,
 )
 
-from regions.v1 import regions_pb2 as pb
-from regions.v1 import regions_pb2_grpc as pb_grpc
+from regiond.api.v1 import regions_pb2 as pb
+from regiond.api.v1 import regions_pb2_grpc as pb_grpc
 
 
 def _scrape(port: int) -> dict[str, float]:
@@ -64,7 +64,7 @@ def test_metrics_and_access_log(tmp_path, caplog):
 
 
 def test_graceful_shutdown_finishes_in_flight(tmp_path):
-    from daemon.service.server import RegionServer, ServeConfig
+    from regiond.service.server import RegionServer, ServeConfig
 
     srv = RegionServer(ServeConfig(listen="127.0.0.1:0", data_dir=tmp_path, index=False),
                        extractor=lite_extractor()).start()
@@ -97,12 +97,12 @@ def test_graceful_shutdown_finishes_in_flight(tmp_path):
 def test_heads_results_through_the_api(tmp_path):
     from PIL import Image
 
-    from daemon.heads.serving import load_serving_heads
+    from regiond.heads.serving import load_serving_heads
 
     ex = lite_extractor()
     tiny_heads(tmp_path / "heads", ex)
     heads = load_serving_heads(tmp_path / "heads", ex)
-    from daemon.service.server import RegionServer, ServeConfig
+    from regiond.service.server import RegionServer, ServeConfig
 
     srv = RegionServer(ServeConfig(listen="127.0.0.1:0", data_dir=tmp_path / "d", index=False, window_step=2),
                        extractor=ex, heads=heads).start()
@@ -143,7 +143,7 @@ def test_heads_results_through_the_api(tmp_path):
             assert len(u.regions.regions[0].label_scores) == 3
             assert len(r.region_labels) == len(u.regions.regions) and r.label_map_png
         assert summary.fused_points > 0 and summary.label_names[5] == "chair"
-        from daemon.geometry import read_ply
+        from regiond.geometry import read_ply
 
         (tmp_path / "h.ply").write_bytes(summary.ply)
         cloud = read_ply(tmp_path / "h.ply")
@@ -156,7 +156,7 @@ def test_heads_results_through_the_api(tmp_path):
 def test_serve_process_stops_on_sigterm(tmp_path):
     port = free_port()
     env = {**os.environ, "REGIOND_TOKEN": "tok"}
-    p = subprocess.Popen([sys.executable, "-m", "daemon", "serve", "--listen", f"127.0.0.1:{port}", "--profile", "lite",
+    p = subprocess.Popen([sys.executable, "-m", "regiond", "serve", "--listen", f"127.0.0.1:{port}", "--profile", "lite",
                           "--data-dir", str(tmp_path / "d"), "--grace", "2", "--metrics-port", "0"],
                          stderr=subprocess.PIPE, text=True, env=env)
     try:
@@ -177,7 +177,7 @@ def test_serve_process_stops_on_sigterm(tmp_path):
 
 
 def test_index_persisted_across_restart(tmp_path):
-    from daemon.service.server import RegionServer, ServeConfig
+    from regiond.service.server import RegionServer, ServeConfig
 
     cfg = dict(listen="127.0.0.1:0", data_dir=tmp_path / "data")
     srv = RegionServer(ServeConfig(**cfg), extractor=lite_extractor()).start()

@@ -7,7 +7,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from support_service import image_pb, lite_extractor, running_server, sample_image, stub_for
 
-from regions.v1 import regions_pb2 as pb
+from regiond.api.v1 import regions_pb2 as pb
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_stream_video_in_order(daemon):
 
 
 def test_stream_scene_summary_and_ply(daemon, tmp_path):
-    from daemon.geometry import read_ply
+    from regiond.geometry import read_ply
 
     _, stub = daemon
     img = sample_image(64, 48)

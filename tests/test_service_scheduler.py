@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from support_service import lite_extractor, sample_image, wait_until
 
-from core.errors import InputError
-from daemon.extraction.extractor import Extractor
-from daemon.service.scheduler import Cancelled, QueueFull, Scheduler, ShuttingDown
+from regiond.core.errors import InputError
+from regiond.extraction.extractor import Extractor
+from regiond.service.scheduler import Cancelled, QueueFull, Scheduler, ShuttingDown
 
 
 @dataclass

@@ -10,8 +10,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from support_service import lite_extractor, running_server, self_signed_cert, stub_for
 
-from regions.v1 import regions_pb2 as pb
-from regions.v1 import regions_pb2_grpc as pb_grpc
+from regiond.api.v1 import regions_pb2 as pb
+from regiond.api.v1 import regions_pb2_grpc as pb_grpc
 
 TOKEN = "s3cret-token"
 
@@ -40,7 +40,7 @@ def test_token_required_on_every_call(tmp_path):
 
 
 def test_non_loopback_needs_token_or_insecure():
-    from daemon.service.config import ConfigError, ServeConfig
+    from regiond.service.config import ConfigError, ServeConfig
 
     with pytest.raises(ConfigError, match="non-loopback"):
         ServeConfig(listen="0.0.0.0:0").check()
@@ -53,7 +53,7 @@ def test_non_loopback_needs_token_or_insecure():
 
 
 def test_serve_cli_refuses_open_address_without_token(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "daemon", "serve", "--listen", "0.0.0.0:0", "--data-dir",
+    p = subprocess.run([sys.executable, "-m", "regiond", "serve", "--listen", "0.0.0.0:0", "--data-dir",
                         str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert p.returncode == 1
     assert "non-loopback" in p.stderr and "--insecure" in p.stderr
@@ -78,7 +78,7 @@ def test_tls(tmp_path):
 def test_port_in_use_is_a_clear_error(tmp_path):
     import socket
 
-    from daemon.service.server import ConfigError, RegionServer, ServeConfig
+    from regiond.service.server import ConfigError, RegionServer, ServeConfig
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

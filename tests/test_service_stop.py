@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from support_service import free_port, image_pb, lite_extractor, running_server, sample_image, stub_for, wait_until
 
-from daemon.service.config import ServeConfig, request_limit
-from regions.v1 import regions_pb2 as pb
-from regions.v1 import regions_pb2_grpc as pb_grpc
+from regiond.service.config import ServeConfig, request_limit
+from regiond.api.v1 import regions_pb2 as pb
+from regiond.api.v1 import regions_pb2_grpc as pb_grpc
 
 GARBAGE = b"\xff\xff\x01not a message"
 STREAMS = {"StreamVideo": "stream_stream", "StreamScene": "stream_stream", "IndexImages": "stream_unary"}
@@ -80,7 +80,7 @@ def test_serve_process_exits_after_unparsable_streams(tmp_path):
     """Issue 12 part 0: every streaming RPC with an unparsable first and later message, then
     SIGTERM: the process exits within grace + 5 s."""
     port, grace = free_port(), 2.0
-    p = subprocess.Popen([sys.executable, "-m", "daemon", "serve", "--listen", f"127.0.0.1:{port}", "--profile", "lite",
+    p = subprocess.Popen([sys.executable, "-m", "regiond", "serve", "--listen", f"127.0.0.1:{port}", "--profile", "lite",
                           "--data-dir", str(tmp_path / "d"), "--grace", str(grace)],
                          stderr=subprocess.PIPE, text=True)
     try:
@@ -197,7 +197,7 @@ def in_background(fns) -> tuple[list[threading.Thread], list]:
 
 def stopped(p: subprocess.Popen, log: Path, grace: float) -> tuple[float, str]:
     """SIGTERM, then (seconds until the process exited with status 0, its log)."""
-    from daemon.service.server import DRAIN_SECONDS
+    from regiond.service.server import DRAIN_SECONDS
 
     p.send_signal(signal.SIGTERM)
     t0 = time.monotonic()
@@ -207,7 +207,7 @@ def stopped(p: subprocess.Popen, log: Path, grace: float) -> tuple[float, str]:
 
 def indexed_ids(data_dir: Path, ids: list[str]) -> tuple[int, list[str]]:
     """(images in the data dir's index, which of `ids` it holds), reopened as the next start would."""
-    from daemon.index import open_index
+    from regiond.index import open_index
 
     idx = open_index(data_dir / "index")
     try:
@@ -224,7 +224,7 @@ def test_serve_process_exits_with_a_handler_stuck_in_the_model(tmp_path):
     process exits."""
     from support_stuck import STUCK_LINE
 
-    from daemon.service.server import DRAIN_SECONDS
+    from regiond.service.server import DRAIN_SECONDS
 
     grace = 2.0
     with stuck_serve(tmp_path, "model", grace) as (p, stub, log):
@@ -254,7 +254,7 @@ def test_serve_process_exits_with_a_handler_stuck_in_the_index(tmp_path):
     process exits; the images acknowledged before are in the index when it is reopened."""
     from support_stuck import STUCK_LINE
 
-    from daemon.service.server import DRAIN_SECONDS
+    from regiond.service.server import DRAIN_SECONDS
 
     grace = 2.0
     with stuck_serve(tmp_path, "index", grace) as (p, stub, log):

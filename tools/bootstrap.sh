@@ -43,5 +43,6 @@ if ! "$PY" -c 'import fast_slic' 2>/dev/null; then
   pip install cython numpy setuptools wheel
   pip install --no-build-isolation fast-slic==0.4.0
 fi
-pip install -e '.[dev]'
+pip install -e '.[dev]' --config-settings editable_mode=strict
+rm -f "$VENV/.tree"; bash tools/relink.sh   # records the installed tree (tools/relink.sh)
 echo "bootstrap: ready ($VENV)"

@@ -11,7 +11,7 @@ DEMO_DIR (default out/demo) is what `make demo` writes; run it first. Two pictur
                         the CPU (SwiftShader): no GPU or display needed; captured once the viewer
                         has drawn and its picture has stopped changing (20-60 s on 2 cores)
 Chromium comes from tools/bootstrap.sh (Debian's `chromium`); it is driven over the DevTools
-protocol (clients/browser.py, as the page tests drive it). Nothing is fetched from outside the
+protocol (tools/browser.py, as the page tests drive it). Nothing is fetched from outside the
 machine: Chromium resolves no host but this one, so the viewer's web font, version check and
 telemetry requests fail, and the rerun CLI runs with Rerun's analytics off (core/analytics.py).
 """
@@ -30,9 +30,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from clients.browser import (  # noqa: E402
+from browser import (  # noqa: E402
     NO_GPU,
     NOT_INSTALLED,
     OFFLINE,
@@ -42,7 +41,7 @@ from clients.browser import (  # noqa: E402
     browser_page,
     chromium,
 )
-from core.analytics import rerun_analytics_off  # noqa: E402
+from regiond.core.analytics import rerun_analytics_off  # noqa: E402
 
 REPORT_SIZE = (1200, 860)
 RERUN_SIZE = (1000, 640)

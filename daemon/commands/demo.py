@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from core.analytics import rerun_analytics_off
-from scenes.synthetic import ACTIVITY_CLASSES, SyntheticScene, render_clip, write_video
+from regiond.core.analytics import rerun_analytics_off
+from regiond.scenes.synthetic import ACTIVITY_CLASSES, SyntheticScene, render_clip, write_video
 
-from .regions import add_model_options, process_image
-from .serve import spawn_daemon
+from regiond.commands.regions import add_model_options, process_image
+from regiond.commands.serve import spawn_daemon
 
 #: Photos bundled with scikit-image (skimage.data), all real RGB pictures.
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
@@ -38,7 +38,7 @@ def register(sub) -> None:
                    help="frames of the generated RGB-D room streamed through the daemon (default: 8)")
     p.add_argument("--heads", default=None, metavar="DIR",
                    help="trained heads for the daemon to serve (labels and activities); default: the "
-                        "bundled heads for the profile, else small ones trained here (daemon.heads.demo)")
+                        "bundled heads for the profile, else small ones trained here (regiond.heads.demo_heads)")
     p.add_argument("--no-heads", action="store_true", help="serve regions only: no labels or activities")
     p.set_defaults(func=run)
 
@@ -65,7 +65,7 @@ def write_summary(result, profile: str, out_dir: Path) -> Path:
 
 
 def run(args) -> int:
-    from daemon.extraction.profiles import build_extractor  # torch: only when the command runs (--help stays light)
+    from regiond.extraction.profiles import build_extractor  # torch: only when the command runs (--help stays light)
 
     out_dir = Path(args.out)
     extractor = build_extractor(args.profile, weights_dir=args.weights, device=args.device,
@@ -81,7 +81,7 @@ def run(args) -> int:
         return 0
     heads = args.heads
     if heads is None and not args.no_heads:
-        from ..heads.demo import demo_heads  # torch: only when the command runs (--help stays light)
+        from regiond.heads.demo_heads import demo_heads  # torch: only when the command runs (--help stays light)
 
         heads = demo_heads(out_dir / "heads", extractor)
     return daemon_steps(out_dir, extractor.profile, args.weights, args.scene_frames, heads, args.sam_generator)
@@ -126,14 +126,14 @@ def daemon_steps(out_dir: Path, profile: str, weights, scene_frames: int, heads=
     try:
         # frames spread over the room's whole walk: the scene transformer needs views of the
         # whole room (the first 8 consecutive frames: refined mIoU 21, every 6th: 58)
-        run_client("clients.scan_scene", "synthetic:7", "--server", address, "--out", scan_dir,
+        run_client("regiond.client.scan_scene", "synthetic:7", "--server", address, "--out", scan_dir,
                    "--every", max(1, SyntheticScene.frames // scene_frames), "--max-frames", scene_frames,
                    "--size", "320x240", "--rerun", rrd, "--force", env=env)
         clip = render_clip(label=0, seed=1, frames=32)
         video = write_video(out_dir / "clip.mp4", clip.frames, fps=15.0)
         print(f"clip: {video} ({ACTIVITY_CLASSES[clip.label]}, {len(clip.frames)} frames)")
         # the bundled activity head was trained on 8 frames spread over 16-frame clips
-        run_client("clients.stream_video", video, "--server", address, "--jsonl", out_dir / "clip.jsonl",
+        run_client("regiond.client.stream_video", video, "--server", address, "--jsonl", out_dir / "clip.jsonl",
                    "--window-span", 16, "--rerun", out_dir / "clip.rrd", env=env)
     finally:
         rc = stop_daemon(proc)

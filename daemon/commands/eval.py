@@ -41,9 +41,9 @@ def register(sub) -> None:
     t.add_argument("--json", action="store_true", help="print the metrics as JSON after the table")
     t.set_defaults(func=run_labels)
     try:  # written by the index engineer; absent until it lands
-        retrieval = importlib.import_module("daemon.commands.eval_retrieval")
+        retrieval = importlib.import_module("regiond.commands.eval_retrieval")
     except ModuleNotFoundError as e:
-        if e.name != "daemon.commands.eval_retrieval":
+        if e.name != "regiond.commands.eval_retrieval":
             raise
     else:
         retrieval.register(tasks)
@@ -53,7 +53,7 @@ def register(sub) -> None:
 def run(args) -> int:
     import torch  # heavy: only when the command runs (--help stays light)
 
-    from ..heads.jobs import evaluate_on_cache  # torch: only when the command runs (--help stays light)
+    from regiond.heads.cache_jobs import evaluate_on_cache  # torch: only when the command runs (--help stays light)
 
     torch.set_num_threads(1)
     rep = evaluate_on_cache(args.task, args.head, args.cache, protocol=getattr(args, "protocol", "scannet20"),
@@ -65,7 +65,7 @@ def run(args) -> int:
 
 
 def run_labels(args) -> int:
-    from ..heads.jobs import evaluate_label_folder  # torch: only when the command runs (--help stays light)
+    from regiond.heads.cache_jobs import evaluate_label_folder  # torch: only when the command runs (--help stays light)
 
     rep = evaluate_label_folder(args.pred, args.scene, labels_tsv=args.labels_tsv, confusion_png=args.confusion)
     print(rep.text)

@@ -28,8 +28,8 @@ import json
 import sys
 import tempfile
 
-from .index import add_normaliser_option, normaliser_from_args
-from .regions import add_model_options
+from regiond.commands.index import add_normaliser_option, normaliser_from_args
+from regiond.commands.regions import add_model_options
 
 
 def register(tasks) -> None:
@@ -73,14 +73,14 @@ def register(tasks) -> None:
 def run(args) -> int:
     import torch  # heavy: only when the command runs (--help stays light)
 
-    from daemon.extraction.profiles import build_extractor  # torch: only when the command runs (--help stays light)
+    from regiond.extraction.profiles import build_extractor  # torch: only when the command runs (--help stays light)
 
-    from ..index.collection import (  # faiss: only when the command runs (--help stays light)
+    from regiond.scenes.annotated_images import (  # faiss: only when the command runs (--help stays light)
         load_coco,
         make_synthetic_collection,
     )
-    from ..index.evaluation import evaluate_retrieval  # faiss: only when the command runs (--help stays light)
-    from ..index.searching import SERVED_EXPANSION
+    from regiond.index.evaluation.one_shot import evaluate_retrieval  # faiss: only when the command runs (--help stays light)
+    from regiond.index.searching import SERVED_EXPANSION
 
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     if sum(map(bool, (args.collection, args.synthetic, args.video))) != 1:
@@ -118,9 +118,9 @@ def run(args) -> int:
 
 
 def run_video(args, extractor, normaliser, expand: int) -> int:
-    from scenes import open_source
+    from regiond.scenes import open_source
 
-    from ..index.temporal import evaluate_temporal  # faiss: only when the command runs
+    from regiond.index.evaluation.temporal import evaluate_temporal  # faiss: only when the command runs
 
     report = evaluate_temporal(open_source(args.video), extractor, source=args.video, every=args.every,
                                window=args.window, normaliser=normaliser, progress=True, expand=expand)

@@ -25,10 +25,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from core.errors import InputError
-from scenes.collections import detect_kind
+from regiond.core.errors import InputError
+from regiond.scenes.labelled_folders import detect_kind
 
-from .regions import add_model_options
+from regiond.commands.regions import add_model_options
 
 #: SAM generator preset for each kind of source (the paper's settings; see regions.sam.PRESETS).
 KIND_PRESET = {"scene": "scene", "clip": "activity", "images": "image"}
@@ -83,7 +83,7 @@ def ray_options(args):
     """The RayOptions of --ray and its companions (None without --ray)."""
     if args.ray is None:
         return None
-    from daemon.extraction.pool import RayOptions
+    from regiond.extraction.pool import RayOptions
 
     gpus = args.gpus_per_actor if args.gpus_per_actor is not None else (1.0 if args.device.startswith("cuda") else 0.0)
     return RayOptions(address=args.ray, actors=args.actors, cpus_per_actor=args.cpus_per_actor, gpus_per_actor=gpus)
@@ -91,7 +91,7 @@ def ray_options(args):
 
 def actor_build(args, **kw) -> dict:
     """build_extractor's arguments for the actors: the profile resolved here (auto → a name)."""
-    from daemon.extraction.profiles import resolve_profile  # torch: only when the command runs
+    from regiond.extraction.profiles import resolve_profile  # torch: only when the command runs
 
     return dict(profile=resolve_profile(args.profile, args.weights).name, weights_dir=args.weights,
                 device=args.device, **kw)
@@ -100,9 +100,9 @@ def actor_build(args, **kw) -> dict:
 def run(args) -> int:
     import torch  # heavy: only when the command runs (--help stays light)
 
-    from daemon.extraction.jobs import extract_on_ray, extract_to_cache  # torch: only when the command runs
-    from daemon.extraction.pool import ray_cluster
-    from daemon.extraction.profiles import build_extractor  # torch: only when the command runs (--help stays light)
+    from regiond.extraction.extract_job import extract_on_ray, extract_to_cache  # torch: only when the command runs
+    from regiond.extraction.pool import ray_cluster
+    from regiond.extraction.profiles import build_extractor  # torch: only when the command runs (--help stays light)
 
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
     kinds = {args.kind} if args.kind != "auto" else {detect_kind(Path(s)) for s in args.sources}

@@ -19,7 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .regions import add_model_options
+from regiond.commands.regions import add_model_options
 
 KIND_CHOICES = ["auto", "whiten", "standardise", "none"]
 
@@ -45,7 +45,7 @@ def register(sub) -> None:
     t.add_argument("--kind", default="whiten", choices=KIND_CHOICES[1:3], help="whiten (default) or standardise")
     t.add_argument("--out", metavar="FILE", default=None,
                    help="where to write it (default: the package's shipped file for the profile's features, "
-                        "daemon/index/normalisers/<features>.npz)")
+                        "daemon/index/normalising/normalisers/<features>.npz)")
     add_model_options(t)
     t.set_defaults(func=run_fit)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
@@ -60,7 +60,7 @@ def add_normaliser_option(p) -> None:
 
 def normaliser_from_args(args, extractor):
     """The normaliser --normaliser names for this extractor."""
-    from ..index.corpus import fit_for, normaliser_for  # faiss, masks: only when the command runs
+    from regiond.index.normalising.corpus import fit_for, normaliser_for  # faiss, masks: only when the command runs
 
     if args.normaliser == "auto":
         return normaliser_for(extractor)
@@ -77,8 +77,8 @@ def index_dir(path: str) -> Path:
 
 
 def run_info(args) -> int:
-    from ..index import RegionIndex, open_index  # faiss: only when the command runs
-    from ..index.milvus_schema import FORMAT, is_milvus
+    from regiond.index import RegionIndex, open_index  # faiss: only when the command runs
+    from regiond.index.milvus.schema import FORMAT, is_milvus
 
     if is_milvus(args.dir):
         with open_index(args.dir) as idx:
@@ -101,10 +101,10 @@ def run_info(args) -> int:
 
 
 def run_renormalise(args) -> int:
-    from daemon.extraction.profiles import build_extractor  # torch: only when the command runs
+    from regiond.extraction.profiles import build_extractor  # torch: only when the command runs
 
-    from ..index import RegionIndex
-    from ..index.milvus_schema import is_milvus
+    from regiond.index import RegionIndex
+    from regiond.index.milvus.schema import is_milvus
 
     if is_milvus(args.dir):
         raise ValueError(f"{args.dir}: a Milvus collection records its normaliser when it is created; renormalise "
@@ -126,9 +126,9 @@ def run_renormalise(args) -> int:
 
 
 def run_fit(args) -> int:
-    from daemon.extraction.profiles import build_extractor  # torch: only when the command runs
+    from regiond.extraction.profiles import build_extractor  # torch: only when the command runs
 
-    from ..index.corpus import fit_for, shipped_path
+    from regiond.index.normalising.corpus import fit_for, shipped_path
 
     extractor = build_extractor(args.profile, args.weights, device=args.device)
     normaliser = fit_for(extractor, args.kind, progress=True)

@@ -25,8 +25,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .extract import actor_build, add_ray_options, ray_options
-from .regions import add_model_options
+from regiond.commands.extract import actor_build, add_ray_options, ray_options
+from regiond.commands.regions import add_model_options
 
 
 def register(sub) -> None:
@@ -47,9 +47,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from daemon.extraction.pool import ray_cluster  # torch: only when the command runs (--help stays light)
-    from daemon.extraction.profiles import build_extractor
-    from daemon.heads.label_job import label_scenes
+    from regiond.extraction.pool import ray_cluster  # torch: only when the command runs (--help stays light)
+    from regiond.extraction.profiles import build_extractor
+    from regiond.heads.label_job import label_scenes
 
     job = dict(every=args.every, max_frames=args.max_frames, size=args.size)
     ray = ray_options(args)

@@ -45,7 +45,7 @@ def inspect_checkpoint(path: Path) -> str:
 
 
 def run(args) -> int:
-    from daemon.extraction.profiles import (  # torch: only when the command runs (--help stays light)
+    from regiond.extraction.profiles import (  # torch: only when the command runs (--help stays light)
         CHECKPOINTS,
         PROFILES,
         find_weights,

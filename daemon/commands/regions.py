@@ -14,10 +14,10 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
-from core.errors import InputError
-from core.frames import as_rgb8
-from core.regionset import SOURCE_SAM, SOURCE_SLIC
-from core.viz import overlay_regions, save_png
+from regiond.core.errors import InputError
+from regiond.core.frames import as_rgb8
+from regiond.core.regionset import SOURCE_SAM, SOURCE_SLIC
+from regiond.core.viz import overlay_regions, save_png
 
 PROFILE_CHOICES = ["auto", "paper", "balanced", "lite"]
 
@@ -117,7 +117,7 @@ def _unique_names(paths: list[Path]) -> list[str]:
 
 
 def run(args) -> int:
-    from daemon.extraction.profiles import build_extractor  # torch: only when the command runs (--help stays light)
+    from regiond.extraction.profiles import build_extractor  # torch: only when the command runs (--help stays light)
 
     extractor = build_extractor(args.profile, weights_dir=args.weights, device=args.device,
                                 sam_generator=args.sam_generator)

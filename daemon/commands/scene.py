@@ -11,8 +11,8 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-import scenes
-from daemon.geometry import VoxelFusion, valid_depth, write_ply
+from regiond import scenes
+from regiond.geometry import VoxelFusion, valid_depth, write_ply
 
 
 def _size(text: str):

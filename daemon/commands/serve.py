@@ -12,8 +12,8 @@ import threading
 import time
 from pathlib import Path
 
-from ..service.config import DEFAULT_LISTEN, ServeConfig
-from .regions import add_sam_generator_option
+from regiond.service.config import DEFAULT_LISTEN, ServeConfig
+from regiond.commands.regions import add_sam_generator_option
 
 TOKEN_ENV = "REGIOND_TOKEN"
 # The line `regiond serve` prints once it accepts calls; spawn_daemon waits for it.
@@ -103,7 +103,7 @@ def config_from_args(args):
 def run(args) -> int:
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
                         format="%(message)s", stream=sys.stderr)
-    from ..service.server import RegionServer  # torch: only when the command runs (--help stays light)
+    from regiond.service.server import RegionServer  # torch: only when the command runs (--help stays light)
 
     config = config_from_args(args)
     config.check()  # refuse a bad configuration before loading models
@@ -141,7 +141,7 @@ def spawn_daemon(serve_args: list[str], log_path: Path, timeout: float = 180.0):
     (process, address) once it serves. Pass `--listen 127.0.0.1:0` for a free port: the
     address comes from the ready line. RuntimeError when it exits or times out first."""
     log = open(log_path, "w")
-    proc = subprocess.Popen([sys.executable, "-m", "daemon", "serve", *map(str, serve_args)],
+    proc = subprocess.Popen([sys.executable, "-m", "regiond", "serve", *map(str, serve_args)],
                             stdout=log, stderr=subprocess.STDOUT, text=True)
     ready = re.compile(re.escape(READY_PREFIX) + r"(\S+)")
     end = time.monotonic() + timeout

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from scenes.synthetic import ACTIVITY_CLASSES, SyntheticScene, write_clips, write_scene_folder, write_scene_sens
+from regiond.scenes.synthetic import ACTIVITY_CLASSES, SyntheticScene, write_clips, write_scene_folder, write_scene_sens
 
 
 def register(sub) -> None:

@@ -27,7 +27,7 @@ def register(sub) -> None:
     p.add_argument("--val-fraction", type=float, default=0.2, help="held-out fraction without --val-cache (default 0.2)")
     p.add_argument("--head", default=None,
                    help="registered head name (default: region-mlp, scene-transformer, activity-transformer); "
-                        "see daemon.heads.list_heads()")
+                        "see regiond.heads.list_heads()")
     p.add_argument("--tokens", default="regions", choices=["regions", "patches"],
                    help="region tokens, or patch tokens for the baseline (cache extracted with --patches)")
     p.add_argument("--epochs", type=int, default=60, help="maximum epochs (default 60)")
@@ -54,8 +54,8 @@ def register(sub) -> None:
 def run(args) -> int:
     import torch  # heavy: only when the command runs (--help stays light)
 
-    from ..heads.jobs import train_on_cache  # torch: only when the command runs (--help stays light)
-    from ..heads.train import TrainConfig  # torch: only when the command runs (--help stays light)
+    from regiond.heads.cache_jobs import train_on_cache  # torch: only when the command runs (--help stays light)
+    from regiond.heads.training import TrainConfig  # torch: only when the command runs (--help stays light)
 
     torch.set_num_threads(args.threads)
     over = {k: v for k, v in (("dim", args.dim), ("layers", args.layers), ("heads", args.attention_heads),

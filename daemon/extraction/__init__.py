@@ -7,7 +7,7 @@
                   planned, extracted once and written atomically
     pool.py       running a job's items in this process or on a pool of Ray actors (--ray)
 """
-from .extractor import Extractor, StageTimer
-from .profiles import PROFILES, build_extractor, resolve_profile
+from regiond.extraction.extractor import Extractor, StageTimer
+from regiond.extraction.profiles import PROFILES, build_extractor, resolve_profile
 
 __all__ = ["Extractor", "StageTimer", "PROFILES", "build_extractor", "resolve_profile"]

@@ -34,11 +34,11 @@ from typing import Iterator
 
 import numpy as np
 
-from core.docs import need, read_json_object
-from core.errors import InputError
-from core.labels import read_label_png
-from core.regionset import RegionSet
-from daemon import __version__
+from regiond.core.json_docs import need, read_json_object
+from regiond.core.errors import InputError
+from regiond.core.label_spaces import read_label_png
+from regiond.core.regionset import RegionSet
+from regiond import __version__
 
 FORMAT = "regiond.tokencache/1"
 MANIFEST = "manifest.json"

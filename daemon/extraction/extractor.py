@@ -13,24 +13,24 @@ from functools import partial
 import numpy as np
 import torch
 
-from core.errors import InputError
-from core.frames import DEFAULT_MAX_PIXELS, Frame
-from core.partition import Partition
-from core.regionset import RegionSet
-from core.timing import StageTimer
+from regiond.core.errors import InputError
+from regiond.core.frames import DEFAULT_MAX_PIXELS, Frame
+from regiond.core.partition import Partition
+from regiond.core.regionset import RegionSet
+from regiond.core.timing import StageTimer
 
-from ..features.base import Backbone
-from ..features.partition_pooling import PartitionPooling
-from ..features.pooling import pool_masks
-from ..geometry import region_geometry
-from ..masks.base import MaskGenerationError, MaskGenerator, MaskProposals
-from ..masks.carry import CarryClosed, CarryTicket
+from regiond.features.backbone import Backbone
+from regiond.features.partition_pooling import PartitionPooling
+from regiond.features.pooling import pool_masks
+from regiond.geometry import region_geometry
+from regiond.masks.generator import MaskGenerationError, MaskGenerator, MaskProposals
+from regiond.masks.carry import CarryClosed, CarryTicket
 
 
 @dataclass
 class Extractor:
-    """masker      mask generator (daemon.masks)
-    backbone    feature grid of an image (daemon.features)
+    """masker      mask generator (regiond.masks)
+    backbone    feature grid of an image (regiond.features)
     pooling     "mean" (the paper) or "max"
     profile     the profile it was built from (recorded in every RegionSet)
     max_pixels  larger images are refused with an InputError
@@ -71,7 +71,7 @@ class Extractor:
         MaskGenerationError when the mask generator fails.
 
         carry  the frame's turn in a stream whose masks are carried between keyframes
-               (daemon.masks.carry): its masks come from there, and meta["carry"] says how"""
+               (regiond.masks.carry): its masks come from there, and meta["carry"] says how"""
         if carry is None:
             return self._extract([frame], features)[0]
         try:

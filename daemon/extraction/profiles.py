@@ -12,12 +12,12 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from core.errors import MissingWeightsError
+from regiond.core.errors import MissingWeightsError
 
-from ..features import BACKBONES, build_backbone
-from ..masks import MaskerSpec, build_masker
-from .cache import versions
-from .extractor import Extractor
+from regiond.features import BACKBONES, build_backbone
+from regiond.masks import MaskerSpec, build_masker
+from regiond.extraction.cache import versions
+from regiond.extraction.extractor import Extractor
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class Profile:
     """What an Extractor is made of.
 
     masker    the mask generator (SAM checkpoint is filled in from the weights dir)
-    backbone  a name daemon.features.build_backbone knows
+    backbone  a name regiond.features.build_backbone knows
     max_side  cap on the image's long side for the backbone (None = native resolution)
     pooling   "mean" (the paper) or "max"
     overlap   masks and features computed at the same time (see Extractor.overlap)

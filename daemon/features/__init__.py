@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.errors import InputError
+from regiond.core.errors import InputError
 
-from .base import Backbone, FeatureGrid  # noqa: F401
-from .classic import CLASSIC_DIM, ClassicBackbone
-from .dinov2 import ARCHS, PATCH, build_dinov2
+from regiond.features.backbone import Backbone, FeatureGrid  # noqa: F401
+from regiond.features.classic import CLASSIC_DIM, ClassicBackbone
+from regiond.features.dinov2 import ARCHS, PATCH, build_dinov2
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ Per cell, over the cell's image pixels only (padding never counts):
   16 colour histogram: fraction of the cell's pixels in each cell of a 4×4 grid over (a, b)
 
 Cell sums are cv2 area resizes of the zero-padded image, histograms np.bincounts over per-pixel
-(cell, bin) keys: vectorised numpy/cv2, no loops over cells. tests/test_partition.py holds the
+(cell, bin) keys: vectorised numpy/cv2, no loops over cells. tests/test_core_partition.py holds the
 features of fixed photos that the bundled heads were trained on.
 """
 from __future__ import annotations
@@ -25,9 +25,9 @@ import cv2
 import numpy as np
 import torch
 
-from core.frames import as_rgb8
+from regiond.core.frames import as_rgb8
 
-from .base import FeatureGrid, cap_long_side, grid_layout, padding
+from regiond.features.backbone import FeatureGrid, cap_long_side, grid_layout, padding
 
 ORIENTATION_BINS = 9
 AB_BINS = 4                 # per axis of the (a, b) colour histogram

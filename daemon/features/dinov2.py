@@ -34,10 +34,10 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from core.errors import InputError, MissingWeightsError
-from core.frames import as_rgb8
+from regiond.core.errors import InputError, MissingWeightsError
+from regiond.core.frames import as_rgb8
 
-from .base import FeatureGrid, cap_long_side, padding
+from regiond.features.backbone import FeatureGrid, cap_long_side, padding
 
 PATCH = 14
 PRETRAIN_IMG_SIZE = 518            # 37×37 position grid in every released model

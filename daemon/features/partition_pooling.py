@@ -1,4 +1,4 @@
-"""Mean pooling of a partition's regions (core.partition: regions that never overlap, as a
+"""Mean pooling of a partition's regions (regiond.core.partition: regions that never overlap, as a
 label map) in one pass over its column runs, prepared from the grid's layout alone.
 
 For region r with mask M, the pooled sum is Σ (Ayᵀ M Ax)[i, j] F[:, i, j] (see pooling.py);
@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from core.errors import InputError
-from core.partition import Partition
+from regiond.core.errors import InputError
+from regiond.core.partition import Partition
 
-from .base import FeatureGrid
-from .upsampling import check_grid, check_size, grid_axis, pooled_mean
+from regiond.features.backbone import FeatureGrid
+from regiond.features.upsampling import check_grid, check_size, grid_axis, pooled_mean
 
 
 def partition_weights(grid: FeatureGrid, partition: Partition) -> np.ndarray:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.regionset import SOURCE_PATCH, RegionSet
+from regiond.core.regionset import SOURCE_PATCH, RegionSet
 
-from .base import FeatureGrid
+from regiond.features.backbone import FeatureGrid
 
 
 def cell_edges(n_cells: int, stride: int, pad_before: int, scale: float, size: int) -> np.ndarray:

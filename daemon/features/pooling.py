@@ -18,7 +18,7 @@ the image's); on GPU as two batched matmuls over all masks.
 Max pooling evaluates the upsampled features only where a mask's maximum can be (its
 outline and the joints of the interpolation's linear pieces), never the whole grid.
 
-Regions that never overlap (a core.partition.Partition) take one pass over the label map's
+Regions that never overlap (a regiond.core.partition.Partition) take one pass over the label map's
 runs instead (partition_pooling.py); the per-axis taps live in upsampling.py.
 
 Empty masks pool to zeros (mean and max): callers decide what an empty region means.
@@ -30,12 +30,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.errors import InputError
-from core.partition import Partition
+from regiond.core.errors import InputError
+from regiond.core.partition import Partition
 
-from .base import FeatureGrid
-from .partition_pooling import PartitionPooling
-from .upsampling import Axis, check_grid, check_size, grid_axis, pooled_mean
+from regiond.features.backbone import FeatureGrid
+from regiond.features.partition_pooling import PartitionPooling
+from regiond.features.upsampling import Axis, check_grid, check_size, grid_axis, pooled_mean
 
 POOL_MODES = ("mean", "max")
 
@@ -182,7 +182,7 @@ def pool_masks(grid: FeatureGrid, masks, mode: str = "mean", strategy: str = "au
     """Pool grid features inside each mask: N×D float32 on the grid's device.
 
     grid:  the backbone's FeatureGrid (features D×h×w, stride, pad, image_size).
-    masks: N×H×W bool (numpy or torch), or a core.partition.Partition (regions that never
+    masks: N×H×W bool (numpy or torch), or a regiond.core.partition.Partition (regions that never
            overlap, as a label map: mean pooling then takes one pass over its runs, whatever
            the strategy), at grid.image_size or, when the backbone capped the image, at the
            original size (grid.source_size): the upsampled features are then bilinearly

@@ -13,9 +13,9 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from core.errors import InputError
+from regiond.core.errors import InputError
 
-from .base import FeatureGrid
+from regiond.features.backbone import FeatureGrid
 
 
 def bilinear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.errors import InputError
-from core.frames import Camera, camera_rays, check_pose
+from regiond.core.errors import InputError
+from regiond.core.frames import Camera, camera_rays, check_pose
 
 DEFAULT_MAX_DEPTH = 10.0  # metres; farther readings are treated as invalid
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from plyfile import PlyData, PlyElement, PlyParseError
 
-from core.errors import InputError
+from regiond.core.errors import InputError
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.errors import InputError
+from regiond.core.errors import InputError
 
 
 def fourier_periods(num_bands: int, min_period: float, max_period: float) -> np.ndarray:

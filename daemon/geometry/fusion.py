@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.errors import InputError
-from core.frames import Frame, check_pose
+from regiond.core.errors import InputError
+from regiond.core.frames import Frame, check_pose
 
-from .backproject import DEFAULT_MAX_DEPTH, backproject
-from .cloud import PointCloud, ply_bytes
+from regiond.geometry.backproject import DEFAULT_MAX_DEPTH, backproject
+from regiond.geometry.cloud import PointCloud, ply_bytes
 
 _BITS = 20                      # bits per axis in a voxel key: ±2^19 voxels around the origin
 _OFFSET = 1 << (_BITS - 1)

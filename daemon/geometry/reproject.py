@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.frames import Camera
+from regiond.core.frames import Camera
 
-from .backproject import DEFAULT_MAX_DEPTH, backproject, project, valid_depth
+from regiond.geometry.backproject import DEFAULT_MAX_DEPTH, backproject, project, valid_depth
 
 #: Relative depth difference (of the source depth) still counted as the same surface, plus an
 #: absolute 1 cm for depth quantisation near the camera.

@@ -6,7 +6,7 @@
     train.py, jobs.py, metrics.py   training and evaluation on token caches
     interface.py, serving.py, windows.py   what the daemon serves: scene labels, activity scores
 """
-from . import models  # noqa: F401  (registers the built-in heads before any is built or loaded)
-from .registry import LoadedHead, create_head, list_heads, load_head, save_head
+from regiond.heads import architectures  # noqa: F401  (registers the built-in heads before any is built or loaded)
+from regiond.heads.registry import LoadedHead, create_head, list_heads, load_head, save_head
 
 __all__ = ["LoadedHead", "create_head", "list_heads", "load_head", "save_head"]

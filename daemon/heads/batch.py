@@ -12,11 +12,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from core.regionset import RegionSet
+from regiond.core.regionset import RegionSet
 
-from ..geometry.embeddings import embed_2d, embed_3d, embed_time, scene_origin
+from regiond.geometry.embeddings import embed_2d, embed_3d, embed_time, scene_origin
 
-# Fourier bands of the positional embeddings (daemon.geometry.embeddings); the widths below
+# Fourier bands of the positional embeddings (regiond.geometry.embeddings); the widths below
 # are what the heads' input layers expect.
 BANDS_2D, BANDS_3D, BANDS_TIME = 8, 8, 4
 POS2D_DIM = 4 * 2 * BANDS_2D          # box centre and size

@@ -12,8 +12,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from core.frames import Frame
-from core.regionset import RegionSet
+from regiond.core.frames import Frame
+from regiond.core.regionset import RegionSet
 
 
 @dataclass(frozen=True)

@@ -26,15 +26,15 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from core.labels import benchmark_scene_id, write_label_png
-from daemon.extraction import Extractor, build_extractor
-from daemon.extraction.cache import dead_attempts, job_lock, partial_dir
-from daemon.extraction.jobs import ItemSpec
-from daemon.extraction.pool import RayOptions, run_items
+from regiond.core.label_spaces import benchmark_scene_id, write_label_png
+from regiond.extraction import Extractor, build_extractor
+from regiond.extraction.cache import dead_attempts, job_lock, partial_dir
+from regiond.extraction.extract_job import ItemSpec
+from regiond.extraction.pool import RayOptions, run_items
 
-from .jobs import nyu40_names
-from .metrics import Confusion, Protocol, evaluate_label_map
-from .serving import load_serving_heads
+from regiond.heads.cache_jobs import nyu40_names
+from regiond.heads.scores import Confusion, Protocol, evaluate_label_map
+from regiond.heads.serving import load_serving_heads
 
 LABELS, SCENES = "labels", "scenes"
 

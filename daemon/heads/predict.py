@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from core.regionset import RegionSet
+from regiond.core.regionset import RegionSet
 
-from .batch import TokenSet, collate, frames_origin, join_frames, limit_tokens, tokens_from_regions
+from regiond.heads.batch import TokenSet, collate, frames_origin, join_frames, limit_tokens, tokens_from_regions
 
 
 def _max_tokens(model) -> int:

@@ -19,8 +19,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from core.docs import need, read_json_object
-from core.errors import InputError
+from regiond.core.json_docs import need, read_json_object
+from regiond.core.errors import InputError
 
 FORMAT = "regiond.head/1"
 CONFIG_FILE = "config.json"

@@ -25,14 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
-from core.labels import UNLABELLED
-from core.regionset import RegionSet
-from daemon.extraction import Extractor
+from regiond.core.label_spaces import UNLABELLED
+from regiond.core.regionset import RegionSet
+from regiond.extraction import Extractor
 
-from .interface import FrameLabels, HeadMeta, ServingHeads
-from .labels import pixel_labels
-from .predict import clip_scores, frame_probs
-from .registry import LoadedHead, load_head
+from regiond.heads.interface import FrameLabels, HeadMeta, ServingHeads
+from regiond.heads.label_maps import pixel_labels
+from regiond.heads.predict import clip_scores, frame_probs
+from regiond.heads.registry import LoadedHead, load_head
 
 SUBDIRS = ("segment", "scene", "activity")
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections import deque
 
-from core.frames import evenly_spaced
-from core.regionset import RegionSet
+from regiond.core.frames import evenly_spaced
+from regiond.core.regionset import RegionSet
 
 
 class ActivityWindows:

@@ -2,12 +2,13 @@
 (RegionIndex, the embedded default), or Milvus (MilvusIndex, milvus.py); open_index picks by
 location. Both are a Searching (searching.py): what the service, the queries and the
 evaluation use."""
-from .config import INDEX_KINDS, IndexConfig
-from .extractor import RegionExtractor
-from .hits import AddResult, ImageHit, RegionHit, SearchFilter
-from .region_index import RegionIndex, open_index
-from .searching import Searching
-from .store import IndexFileError
+from regiond.index.config import INDEX_KINDS, IndexConfig
+from regiond.index.region_extractor import RegionExtractor
+from regiond.index.hits import AddResult, ImageHit, RegionHit, SearchFilter
+from regiond.index.embedded.region_index import RegionIndex
+from regiond.index.locations import open_index
+from regiond.index.searching import Searching
+from regiond.index.embedded.store import IndexFileError
 
 __all__ = ["INDEX_KINDS", "IndexConfig", "RegionIndex", "SearchFilter", "ImageHit", "RegionHit",
            "AddResult", "IndexFileError", "open_index", "RegionExtractor", "Searching"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.errors import InputError
+from regiond.core.errors import InputError
 
 MAX_IMAGE_ID = 512
 

@@ -6,7 +6,17 @@ from typing import Hashable, Iterable
 
 import numpy as np
 
-from .store import REGION_BITS
+REGION_BITS = 20  # vector ids are `image key << REGION_BITS | region`: 2^20 regions an image, 2^43 images
+MAX_REGIONS = 1 << REGION_BITS
+
+
+def region_ids(image_key: int, n: int) -> np.ndarray:
+    return (np.int64(image_key) << REGION_BITS) | np.arange(n, dtype=np.int64)
+
+
+def split_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.asarray(ids, dtype=np.int64)
+    return ids >> REGION_BITS, ids & (MAX_REGIONS - 1)
 
 
 def rank_images(scores: np.ndarray, ids: np.ndarray, k: int, per: int = 1) -> list[tuple[int, list[tuple[int, float]]]]:

@@ -14,14 +14,13 @@ from typing import Hashable, Iterable
 
 import numpy as np
 
-from core.errors import InputError
-from core.regionset import RegionSet
+from regiond.core.errors import InputError
+from regiond.core.regionset import RegionSet
 
-from .config import IndexConfig
-from .hits import AddResult, ImageHit, SearchFilter, check_image_id, check_metadata, check_vectors, check_weights
-from .normaliser import Normaliser
-from .ranking import rank_sets
-from .vectors import prepare
+from regiond.index.config import IndexConfig
+from regiond.index.hits import AddResult, ImageHit, SearchFilter, check_image_id, check_metadata, check_vectors, check_weights
+from regiond.index.normalising.normaliser import Normaliser, prepare
+from regiond.index.ranking import rank_sets
 
 #: Ranked images as backends hand them back: (key, image score, [(region, score), ...]).
 Ranked = list[tuple[Hashable, float, list[tuple[int, float]]]]

@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from core.frames import DEFAULT_MAX_PIXELS
+from regiond.core.frames import DEFAULT_MAX_PIXELS
 
-from .base import MaskGenerator, MaskProposals  # noqa: F401
-from .cover import SamSlicCover
-from .sam import SAM_GENERATORS, build_sam_masker
-from .sam_fast import FastOptions
-from .slic import SlicConfig, SlicMasker
+from regiond.masks.generator import MaskGenerator, MaskProposals  # noqa: F401
+from regiond.masks.cover import SamSlicCover
+from regiond.masks.sam import SAM_GENERATORS, build_sam_masker
+from regiond.masks.sam_fast import FastOptions
+from regiond.masks.slic import SlicConfig, SlicMasker
 
 #: Pixels a SLIC piece (superpixel ∩ uncovered) needs to become a region (the paper's 300).
 MIN_PIECE_PIXELS = 300

@@ -4,7 +4,7 @@ A MaskTracker belongs to one stream (a scene, a clip, a video). On a keyframe it
 stream's mask generator; on the frames after it, it carries the keyframe's masks instead:
 
 - "depth" (RGB-D): every frame's pixels are matched with the keyframe's through depth and both
-  poses, with the keyframe's depth as z-buffer (daemon.geometry.reproject), so the masks land
+  poses, with the keyframe's depth as z-buffer (regiond.geometry.reproject), so the masks land
   on the same surfaces and nothing leaks onto what the keyframe did not see;
 - "flow" (video): masks follow dense optical flow from frame to frame (flow.py).
 
@@ -31,14 +31,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from core.errors import InputError
-from core.frames import Frame
+from regiond.core.errors import InputError
+from regiond.core.frames import Frame
 
-from ..geometry import DEFAULT_MAX_DEPTH
-from ..geometry.reproject import DEPTH_TOLERANCE, carry_masks, correspondences
-from .base import MaskGenerator, MaskProposals
-from .cover import SamSlicCover, cover
-from .slic import SlicMasker
+from regiond.geometry import DEFAULT_MAX_DEPTH
+from regiond.geometry.reproject import DEPTH_TOLERANCE, carry_masks, correspondences
+from regiond.masks.generator import MaskGenerator, MaskProposals
+from regiond.masks.cover import SamSlicCover, cover
+from regiond.masks.slic import SlicMasker
 
 CARRY_METHODS = ("depth", "flow")
 #: Carried masks smaller than this (pixels) are dropped: slivers at the image border.
@@ -229,7 +229,7 @@ class MaskTracker:
                              index=frame.index), masks=masks, source=generated.source, scores=generated.scores,
                  covered=covered)
         if self.config.method == "flow":
-            from .flow import gray
+            from regiond.masks.flow import gray
             k.prev_gray, k.prev_masks = gray(frame.rgb), masks
         self._key, self._since, self._reason = k, 0, "first frame"
         self.keyframes += 1
@@ -243,7 +243,7 @@ class MaskTracker:
             index = correspondences(k.frame.depth, k.frame.camera, k.frame.pose, frame.depth, frame.camera,
                                     frame.pose, max_depth=c.max_depth, tolerance=c.tolerance)
             return carry_masks(k.masks, index), index < 0
-        from .flow import FlowCarrier, gray
+        from regiond.masks.flow import FlowCarrier, gray
         if self._flow is None:
             self._flow = FlowCarrier()
         g = gray(frame.rgb)

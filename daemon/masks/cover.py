@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.frames import DEFAULT_MAX_PIXELS, as_rgb8
-from core.partition import Partition
+from regiond.core.frames import DEFAULT_MAX_PIXELS, as_rgb8
+from regiond.core.partition import Partition
 
-from .base import SOURCE_SLIC, MaskGenerator, MaskProposals
+from regiond.masks.generator import SOURCE_SLIC, MaskGenerator, MaskProposals
 
 
 def slic_pieces(labels: np.ndarray, covered: np.ndarray, min_piece: int) -> np.ndarray:

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from core.frames import DEFAULT_MAX_PIXELS, as_rgb8
+from regiond.core.frames import DEFAULT_MAX_PIXELS, as_rgb8
 
-from .base import SOURCE_SAM, MaskProposals
-from .sam_fast import FastOptions
+from regiond.masks.generator import SOURCE_SAM, MaskProposals
+from regiond.masks.sam_fast import FastOptions
 
 #: SamMasker generators: "fast" (sam_fast.FastMaskGenerator, the same masks several times
 #: faster) and "reference" (segment_anything's SamAutomaticMaskGenerator).
@@ -190,7 +190,7 @@ class SamMasker:
         self.max_pixels = max_pixels
         self.kind = generator
         if generator == "fast":
-            from .sam_fast import FastMaskGenerator
+            from regiond.masks.sam_fast import FastMaskGenerator
 
             self.generator = FastMaskGenerator(sam, self.config, fast)
         elif generator == "reference":

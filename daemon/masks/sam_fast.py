@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core import rle
-from core.timing import StageTimer
+from regiond.core import rle
+from regiond.core.timing import StageTimer
 
 #: FastOptions.stability values: where stability, boxes and box NMS are computed.
 STABILITY_MODES = ("full", "lowres")
@@ -130,8 +130,8 @@ class FastMaskGenerator:
         from segment_anything.utils.amg import build_all_layer_point_grids  # heavy: with the model
         from segment_anything.utils.transforms import ResizeLongestSide  # heavy: with the model
 
-        from .sam_decoder import check_decoder
-        from .sam_encoder import build_encoder
+        from regiond.masks.sam_decoder import check_decoder
+        from regiond.masks.sam_encoder import build_encoder
 
         check_decoder(sam)
         if output_mode not in ("binary_mask", "uncompressed_rle", "coco_rle"):
@@ -205,8 +205,8 @@ class FastMaskGenerator:
         from segment_anything.utils.amg import is_box_near_crop_edge  # heavy: with the model
         from torchvision.ops.boxes import batched_nms  # heavy: with the model
 
-        from . import sam_steps as steps
-        from .sam_decoder import PromptDecoder
+        from regiond.masks import sam_steps as steps
+        from regiond.masks.sam_decoder import PromptDecoder
 
         c, o, sam = self.config, self.options, self.model
         x0, y0 = crop_box[:2]
@@ -282,7 +282,7 @@ class FastMaskGenerator:
         import torch  # heavy: with the model
         from torchvision.ops.boxes import batched_nms  # heavy: with the model
 
-        from . import sam_steps as steps
+        from regiond.masks import sam_steps as steps
 
         masks, unchanged = steps.small_regions(out.masks, min_area)
         boxes = steps.mask_boxes(torch.from_numpy(masks))

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.frames import DEFAULT_MAX_PIXELS, as_rgb8
-from core.partition import Partition
+from regiond.core.frames import DEFAULT_MAX_PIXELS, as_rgb8
+from regiond.core.partition import Partition
 
-from .base import SOURCE_SLIC, MaskProposals
+from regiond.masks.generator import SOURCE_SLIC, MaskProposals
 
 
 def _slic_class():

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.errors import InputError
-from core.frames import Frame
+from regiond.core.errors import InputError
+from regiond.core.frames import Frame
 
-from .base import SOURCE_SAM, MaskProposals
+from regiond.masks.generator import SOURCE_SAM, MaskProposals
 
 
 class GroundTruthMasker:

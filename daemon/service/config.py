@@ -6,7 +6,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.frames import DEFAULT_MAX_PIXELS
+from regiond.core.frames import DEFAULT_MAX_PIXELS
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 MIB = 1024 * 1024

@@ -15,11 +15,11 @@ import numpy as np
 from google.protobuf.message import Message
 from PIL import Image
 
-from core import viz
-from core.errors import InputError, image_decode_errors
-from core.frames import DEFAULT_MAX_PIXELS, Camera, Frame, check_pose
-from core.regionset import SOURCE_SAM, SOURCE_SLIC, RegionSet
-from regions.v1 import regions_pb2 as pb
+from regiond.core import viz
+from regiond.core.errors import InputError, image_decode_errors
+from regiond.core.frames import DEFAULT_MAX_PIXELS, Camera, Frame, check_pose
+from regiond.core.regionset import SOURCE_SAM, SOURCE_SLIC, RegionSet
+from regiond.api.v1 import regions_pb2 as pb
 
 #: RegionSet source codes → API enum
 _SOURCE_TO_PB = {SOURCE_SAM: pb.SOURCE_SAM, SOURCE_SLIC: pb.SOURCE_SLIC}

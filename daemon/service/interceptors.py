@@ -23,9 +23,9 @@ from typing import Any, Callable, Iterator, Sequence
 
 import grpc
 
-from .calls import CallLog, CallStats
-from .metrics import Metrics
-from .wire import Unparsable, tolerant
+from regiond.service.calls import CallLog, CallStats
+from regiond.service.prometheus import Metrics
+from regiond.service.wire import Unparsable, tolerant
 
 log = logging.getLogger("regiond.access")
 #: (handler behaviour, request, context, streaming_response) → the behaviour's result

@@ -29,8 +29,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Protocol, TypeVar
 
-from core.frames import Frame
-from core.regionset import RegionSet
+from regiond.core.frames import Frame
+from regiond.core.regionset import RegionSet
 
 _local = threading.local()
 _POLL = 0.05
@@ -145,7 +145,7 @@ class Scheduler:
     def submit_extract(self, frame: Frame, alive: Callable[[], bool], wait: float | None = None,
                        carry: Any = None) -> Future:
         """Queue an extraction; the future resolves to JobResult[RegionSet]. `carry`: the
-        frame's turn in a stream that carries masks (daemon.masks.carry.CarryTicket); such
+        frame's turn in a stream that carries masks (regiond.masks.carry.CarryTicket); such
         frames run one by one, never in a batch."""
         return self._submit(Job(Future(), alive, frame=frame, carry=carry), wait)
 

@@ -5,7 +5,7 @@
     response = search.search(request, context)       # raises InputError -> INVALID_ARGUMENT
     search.close()                                   # checkpoint on shutdown
 
-Only this module speaks protobuf; daemon.index knows nothing of the API.
+Only this module speaks protobuf; regiond.index knows nothing of the API.
 """
 from __future__ import annotations
 
@@ -17,15 +17,15 @@ from typing import Callable, Iterator, Protocol, runtime_checkable
 import grpc
 import numpy as np
 
-from core.errors import InputError
-from core.frames import Frame
-from core.rle import decode as rle_decode
-from regions.v1 import regions_pb2 as pb
+from regiond.core.errors import InputError
+from regiond.core.frames import Frame
+from regiond.core.rle import decode as rle_decode
+from regiond.api.v1 import regions_pb2 as pb
 
-from ..index import IndexConfig, RegionExtractor, Searching, SearchFilter, open_index
-from ..index.searching import SERVED_EXPANSION, check_expansion
-from ..index.corpus import normaliser_for
-from ..index.queries import (
+from regiond.index import IndexConfig, RegionExtractor, Searching, SearchFilter, open_index
+from regiond.index.searching import SERVED_EXPANSION, check_expansion
+from regiond.index.normalising.corpus import normaliser_for
+from regiond.index.query.queries import (
     Query,
     box_mask,
     check_mask,
@@ -34,9 +34,9 @@ from ..index.queries import (
     masked_query,
     probe_from_examples,
 )
-from .convert import Limits, image_frame
-from .scheduler import Cancelled
-from .wire import Unparsable, check_parsed
+from regiond.service.convert import Limits, image_frame
+from regiond.service.scheduler import Cancelled
+from regiond.service.wire import Unparsable, check_parsed
 
 log = logging.getLogger(__name__)
 

@@ -20,19 +20,19 @@ import torch
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from daemon.extraction import Extractor, build_extractor
-from daemon.heads.interface import ServingHeads
-from daemon.heads.serving import load_serving_heads
-from regions.v1 import regions_pb2 as pb
-from regions.v1 import regions_pb2_grpc as pb_grpc
+from regiond.extraction import Extractor, build_extractor
+from regiond.heads.interface import ServingHeads
+from regiond.heads.serving import load_serving_heads
+from regiond.api.v1 import regions_pb2 as pb
+from regiond.api.v1 import regions_pb2_grpc as pb_grpc
 
-from .calls import CallLog
-from .config import ConfigError, ServeConfig
-from .interceptors import ServiceInterceptor
-from .metrics import Metrics
-from .scheduler import Scheduler
-from .search_rpc import SearchRPC
-from .servicer import QueuedExtractor, RegionServicer
+from regiond.service.calls import CallLog
+from regiond.service.config import ConfigError, ServeConfig
+from regiond.service.interceptors import ServiceInterceptor
+from regiond.service.prometheus import Metrics
+from regiond.service.scheduler import Scheduler
+from regiond.service.search_rpc import SearchRPC
+from regiond.service.servicer import QueuedExtractor, RegionServicer
 
 log = logging.getLogger(__name__)
 

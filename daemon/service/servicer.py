@@ -8,24 +8,24 @@ from typing import Any, Callable, Iterator
 import grpc
 import numpy as np
 
-from core.errors import InputError
-from core.frames import Frame
-from core.regionset import RegionSet
-from daemon import __version__
-from daemon.extraction import Extractor
-from daemon.heads.interface import ServingHeads
-from regions.v1 import regions_pb2 as pb
-from regions.v1 import regions_pb2_grpc as pb_grpc
+from regiond.core.errors import InputError
+from regiond.core.frames import Frame
+from regiond.core.regionset import RegionSet
+from regiond import __version__
+from regiond.extraction import Extractor
+from regiond.heads.interface import ServingHeads
+from regiond.api.v1 import regions_pb2 as pb
+from regiond.api.v1 import regions_pb2_grpc as pb_grpc
 
-from .calls import CallLog
-from .convert import Limits, extract_request_frame, region_set_pb
-from .idle import IdleWatch, prefetched
-from .metrics import Metrics
-from .scene import SceneSession
-from .scheduler import Cancelled, QueueFull, Scheduler, ShuttingDown, on_worker_thread, wait_result
-from .search_rpc import SearchRPC
-from .streams import SessionRegistry, StreamDeps
-from .video import VideoSession
+from regiond.service.calls import CallLog
+from regiond.service.convert import Limits, extract_request_frame, region_set_pb
+from regiond.service.idle import IdleWatch, prefetched
+from regiond.service.prometheus import Metrics
+from regiond.service.scene_stream import SceneSession
+from regiond.service.scheduler import Cancelled, QueueFull, Scheduler, ShuttingDown, on_worker_thread, wait_result
+from regiond.service.search_rpc import SearchRPC
+from regiond.service.streams import SessionRegistry, StreamDeps
+from regiond.service.video_stream import VideoSession
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class QueuedExtractor:
 
 
 class RegionServicer(pb_grpc.RegionServiceServicer):
-    """config        the daemon's ServeConfig (daemon.service.config)
+    """config        the daemon's ServeConfig (regiond.service.config)
     extractor     the profile's Extractor (GetInfo describes it; the scheduler runs it)
     heads         the served heads (scene labeler, activity scorer; either may be None)
     scheduler     the bounded work queue every model call goes through

@@ -24,18 +24,18 @@ from typing import Any, Callable, Iterator
 
 import grpc
 
-from core.errors import InputError
-from core.frames import Frame
-from core.regionset import RegionSet
-from daemon.masks.base import MaskGenerationError
-from daemon.masks.carry import CarryClosed, CarryConfig, MaskTracker
+from regiond.core.errors import InputError
+from regiond.core.frames import Frame
+from regiond.core.regionset import RegionSet
+from regiond.masks.generator import MaskGenerationError
+from regiond.masks.carry import CarryClosed, CarryConfig, MaskTracker
 
-from .calls import CallLog
-from .convert import Limits
-from .idle import IdleWatch
-from .metrics import Metrics
-from .scheduler import Cancelled, JobResult, Scheduler, ShuttingDown, wait_result
-from .wire import Unparsable
+from regiond.service.calls import CallLog
+from regiond.service.convert import Limits
+from regiond.service.idle import IdleWatch
+from regiond.service.prometheus import Metrics
+from regiond.service.scheduler import Cancelled, JobResult, Scheduler, ShuttingDown, wait_result
+from regiond.service.wire import Unparsable
 
 log = logging.getLogger(__name__)
 

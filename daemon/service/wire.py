@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from core.errors import InputError
+from regiond.core.errors import InputError
 
 REQUEST_FIELD = "request"
 

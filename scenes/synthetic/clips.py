@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import InputError
+from regiond.core.errors import InputError
 
-from ..base import SourceError
+from regiond.scenes.source import SourceError
 
 ACTIVITY_CLASSES = ("moving_left", "moving_right", "rising", "falling", "approaching", "receding",
                     "rotating", "meeting", "parting")
@@ -29,7 +29,7 @@ VIDEO_FORMATS = {"mp4": ("mp4v", ".mp4"), "avi": ("MJPG", ".avi")}
 class Clip:
     """frames T×H×W×3 uint8 RGB; boxes T×A×4 [x0, y0, x1, y1] of the A actors per frame;
     instances T×H×W uint8: which shape each pixel shows (distractors 1..D, then the actors;
-    0 = background), the ground truth of mask carrying (daemon.masks.truth)."""
+    0 = background), the ground truth of mask carrying (regiond.masks.truth)."""
 
     label: int
     seed: int

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.frames import Camera, camera_rays
+from regiond.core.frames import Camera, camera_rays
 
-from .room import TEXTURE_ID, Room
+from regiond.scenes.synthetic.room import TEXTURE_ID, Room
 
 
 @dataclass

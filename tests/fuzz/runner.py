@@ -29,16 +29,16 @@ CORPUS = HERE / "corpus"
 INSTRUMENT = ["core", "scenes", "daemon"]
 #: the modules each harness exercises, imported under atheris' coverage instrumentation
 MODULES = {
-    "sens": ["scenes.sens", "scenes.base"],
-    "folders": ["scenes.folders", "scenes.base"],
-    "image": ["daemon.service.convert"],
-    "rle": ["daemon.service.search_rpc", "core.rle"],
-    "requests": ["daemon.service.convert", "daemon.service.search_rpc", "daemon.index"],
-    "heads": ["daemon.heads.registry", "daemon.heads.models"],
-    "cache": ["daemon.extraction.cache"],
-    "regionset": ["core.regionset"],
-    "index": ["daemon.index"],
-    "daemon": ["daemon.service.server"],
+    "sens": ["regiond.scenes.sens", "regiond.scenes.source"],
+    "folders": ["regiond.scenes.folders", "regiond.scenes.source"],
+    "image": ["regiond.service.convert"],
+    "rle": ["regiond.service.search_rpc", "regiond.core.rle"],
+    "requests": ["regiond.service.convert", "regiond.service.search_rpc", "regiond.index"],
+    "heads": ["regiond.heads.registry", "regiond.heads.architectures"],
+    "cache": ["regiond.extraction.cache"],
+    "regionset": ["regiond.core.regionset"],
+    "index": ["regiond.index"],
+    "daemon": ["regiond.service.server"],
 }
 HARNESSES = list(MODULES)
 
@@ -49,7 +49,6 @@ def child(name: str, out: Path, libfuzzer_args: list[str]) -> None:
 
     import atheris
 
-    sys.path[:0] = [str(HERE)]
     with atheris.instrument_imports(include=INSTRUMENT):
         for m in MODULES[name]:
             importlib.import_module(m)
@@ -122,7 +121,6 @@ def run_harness(name: str, out: Path, seconds: float | None, runs: int | None, t
 def write_seeds(names: list[str]) -> None:
     import importlib
 
-    sys.path[:0] = [str(HERE)]
     from targets import TARGETS
 
     for name in names:

@@ -18,13 +18,13 @@ from typing import Callable
 
 import numpy as np
 
-from core.errors import InputError
+from regiond.core.errors import InputError
 
 WORK = Path(tempfile.mkdtemp(prefix="regiond-fuzz-"))
 
 
 def allowed_errors() -> tuple[type[BaseException], ...]:
-    from daemon.index.store import IndexFileError
+    from regiond.index.embedded.store import IndexFileError
 
     return InputError, IndexFileError
 
@@ -79,8 +79,8 @@ def _join(*parts: bytes) -> bytes:
 # --- .sens ------------------------------------------------------------------------------------
 
 def sens_run(data: bytes) -> None:
-    from scenes.base import Sampling
-    from scenes.sens import SensSource
+    from regiond.scenes.source import Sampling
+    from regiond.scenes.sens import SensSource
 
     path = WORK / "x.sens"
     path.write_bytes(data)
@@ -91,8 +91,8 @@ def sens_run(data: bytes) -> None:
 
 
 def sens_seeds() -> dict[str, bytes]:
-    from scenes.sens import write_sens
-    from scenes.synthetic.scene import SyntheticSource
+    from regiond.scenes.sens import write_sens
+    from regiond.scenes.synthetic.rgbd import SyntheticSource
 
     frames = list(SyntheticSource(3, frames=2, width=32, height=24))
     out = {}
@@ -120,7 +120,7 @@ def folders_setup() -> None:
 
 
 def folders_run(data: bytes) -> None:
-    from scenes.folders import ScanNetFolderSource, SevenScenesSource
+    from regiond.scenes.folders import ScanNetFolderSource, SevenScenesSource
 
     pose, k_depth, k_color = _split(data, 3)
     scannet, seven = WORK / "scannet", WORK / "seven"
@@ -149,8 +149,8 @@ _HEAD = struct.Struct(">BBHHBHHfffff")  # flags, max_pixels choice, w, h, depth 
 
 
 def image_run(data: bytes) -> None:
-    from daemon.service.convert import Limits, extract_request_frame
-    from regions.v1 import regions_pb2 as pb
+    from regiond.service.convert import Limits, extract_request_frame
+    from regiond.api.v1 import regions_pb2 as pb
 
     head, rest = data[:_HEAD.size].ljust(_HEAD.size, b"\0"), data[_HEAD.size:]
     flags, mp, w, h, dtype, dw, dh, scale, fx, fy, cx, cy = _HEAD.unpack(head)
@@ -182,9 +182,9 @@ def image_seeds() -> dict[str, bytes]:
 # --- COCO RLE masks in Search requests ---------------------------------------------------------------
 
 def rle_run(data: bytes) -> None:
-    from daemon.service.search_rpc import query_mask
-    from daemon.service.wire import parse
-    from regions.v1 import regions_pb2 as pb
+    from regiond.service.search_rpc import query_mask
+    from regiond.service.wire import parse
+    from regiond.api.v1 import regions_pb2 as pb
 
     q = parse(pb.MaskQuery.FromString, data)
     h, w = int(q.image.height), int(q.image.width)  # the query image's size (bounded as by max_pixels)
@@ -192,8 +192,8 @@ def rle_run(data: bytes) -> None:
 
 
 def rle_seeds() -> dict[str, bytes]:
-    from core.rle import encode
-    from regions.v1 import regions_pb2 as pb
+    from regiond.core.rle import encode
+    from regiond.api.v1 import regions_pb2 as pb
 
     m = np.zeros((18, 24), bool)
     m[4:12, 5:20] = True
@@ -209,9 +209,9 @@ _SEARCH = {}
 
 def _search_rpc():
     if not _SEARCH:
-        from daemon.extraction import build_extractor
-        from daemon.service.search_rpc import SearchRPC
-        from regions.v1 import regions_pb2 as pb
+        from regiond.extraction import build_extractor
+        from regiond.service.search_rpc import SearchRPC
+        from regiond.api.v1 import regions_pb2 as pb
 
         rpc = SearchRPC(build_extractor("lite"), WORK / "requests-index")
         rpc.index_images(iter([pb.IndexRequest(image_id=f"p{i}", image=pb.Image(data=_png(_picture(seed=i))))
@@ -225,9 +225,9 @@ def requests_setup() -> None:
 
 
 def requests_run(data: bytes) -> None:
-    from daemon.service.convert import Limits, extract_request_frame, image_frame, scene_frame, video_frame
-    from daemon.service.wire import parse
-    from regions.v1 import regions_pb2 as pb
+    from regiond.service.convert import Limits, extract_request_frame, scene_frame, video_frame
+    from regiond.service.wire import parse
+    from regiond.api.v1 import regions_pb2 as pb
 
     if not data:
         return
@@ -251,7 +251,7 @@ def requests_run(data: bytes) -> None:
 
 
 def requests_seeds() -> dict[str, bytes]:
-    from regions.v1 import regions_pb2 as pb
+    from regiond.api.v1 import regions_pb2 as pb
 
     img = pb.Image(data=_png(_picture()))
     k = pb.Intrinsics(fx=20, fy=20, cx=12, cy=9)
@@ -274,7 +274,7 @@ def requests_seeds() -> dict[str, bytes]:
 # --- head loading: config.json + safetensors ----------------------------------------------------------
 
 def heads_run(data: bytes) -> None:
-    from daemon.heads.registry import load_head
+    from regiond.heads.registry import load_head
 
     config, weights = _split(data, 2)
     d = WORK / "head"
@@ -287,7 +287,7 @@ def heads_run(data: bytes) -> None:
 def heads_seeds() -> dict[str, bytes]:
     import torch
 
-    from daemon.heads.registry import create_head, save_head
+    from regiond.heads.registry import create_head, save_head
 
     torch.manual_seed(0)
     model = create_head("region-mlp", in_dim=4, hidden=4, num_classes=2)
@@ -298,7 +298,7 @@ def heads_seeds() -> dict[str, bytes]:
 # --- token-cache manifests and .npz RegionSets -----------------------------------------------------
 
 def cache_run(data: bytes) -> None:
-    from daemon.extraction.cache import TokenCache, read_item
+    from regiond.extraction.cache import TokenCache, read_item
 
     manifest, item = _split(data, 2)
     root = WORK / "cache"
@@ -312,7 +312,7 @@ def cache_run(data: bytes) -> None:
 def cache_seeds() -> dict[str, bytes]:
     from dataclasses import asdict
 
-    from daemon.extraction.cache import FORMAT, CacheItem, versions
+    from regiond.extraction.cache import FORMAT, CacheItem, versions
 
     item = CacheItem(name="a", kind="scene", frames=["000000"], source="synthetic:1")
     doc = {"format": FORMAT, "versions": versions("lite", "slic", "classic", 32, "exact"), "items": [asdict(item)]}
@@ -320,7 +320,7 @@ def cache_seeds() -> dict[str, bytes]:
 
 
 def regionset_run(data: bytes) -> None:
-    from core.regionset import RegionSet
+    from regiond.core.regionset import RegionSet
 
     path = WORK / "x.npz"
     path.write_bytes(data)
@@ -330,7 +330,7 @@ def regionset_run(data: bytes) -> None:
 
 
 def regionset_seeds() -> dict[str, bytes]:
-    from daemon.extraction import build_extractor
+    from regiond.extraction import build_extractor
 
     rs = build_extractor("lite").extract(_picture(32, 24))
     return {"lite.npz": rs.save(WORK / "seed.npz").read_bytes()}
@@ -345,7 +345,7 @@ def index_setup() -> None:
 def index_run(data: bytes) -> None:
     import shutil
 
-    from daemon.index import open_index
+    from regiond.index import open_index
 
     which, body = (data[0] % 2, data[1:]) if data else (0, b"")
     src, d = WORK / "index-seed", WORK / "index-fuzz"
@@ -367,8 +367,8 @@ def _index_file(directory: Path, which: int) -> str:
 
 
 def index_seeds() -> dict[str, bytes]:
-    from daemon.extraction import build_extractor
-    from daemon.index import open_index
+    from regiond.extraction import build_extractor
+    from regiond.index import open_index
 
     d = WORK / "index-seed"
     if not d.exists():

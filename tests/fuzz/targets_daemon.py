@@ -33,8 +33,8 @@ _state: dict = {}
 
 
 def _start() -> None:
-    from daemon.extraction import build_extractor
-    from daemon.service.server import RegionServer, ServeConfig
+    from regiond.extraction import build_extractor
+    from regiond.service.server import RegionServer, ServeConfig
 
     ex = _state.get("extractor") or build_extractor("lite")
     _state["extractor"] = ex
@@ -61,7 +61,7 @@ def setup() -> None:
 def run(data: bytes) -> None:
     from grpc_health.v1 import health_pb2
 
-    from regions.v1 import regions_pb2 as pb
+    from regiond.api.v1 import regions_pb2 as pb
 
     if not data:
         return
@@ -97,7 +97,7 @@ def run(data: bytes) -> None:
 
 
 def _check_update(path: str, reply: bytes) -> None:
-    from regions.v1 import regions_pb2 as pb
+    from regiond.api.v1 import regions_pb2 as pb
 
     cls = {"StreamVideo": pb.VideoUpdate, "StreamScene": pb.SceneUpdate}.get(path.rsplit("/", 1)[-1])
     if cls is None:
@@ -108,7 +108,7 @@ def _check_update(path: str, reply: bytes) -> None:
 
 
 def seeds() -> dict[str, bytes]:
-    from regions.v1 import regions_pb2 as pb
+    from regiond.api.v1 import regions_pb2 as pb
 
     img = pb.Image(data=_png(_picture()))
     k = pb.Intrinsics(fx=20, fy=20, cx=12, cy=9)

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from regions.v1 import regions_pb2 as regions_dot_v1_dot_regions__pb2
+from regiond.api.v1 import regions_pb2 as regions_dot_v1_dot_regions__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
