@@ -21,10 +21,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# bench/regions.py would shadow the API package `regions`: drop this folder from the path.
 
 import regiond  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
-from bench.stream import make_frames, start_daemon  # noqa: E402
+from stream import make_frames, start_daemon  # bench/ is the script folder, first on sys.path
 
 
 def rss_mb(pid: int) -> float:

@@ -32,7 +32,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-# bench/regions.py would shadow the API package `regions`: drop this folder from the path.
 
 MIN_INSTANCE = 1000
 #: Box prompts timed per frame by --decoder: the carried masks' boxes, repeated up to the tens of

@@ -36,7 +36,6 @@ from pathlib import Path
 import regiond  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
 
 REPO = Path(__file__).resolve().parents[1]
-# bench/regions.py would shadow the API package `regions`: drop this folder from the path.
 
 
 

@@ -30,14 +30,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# bench/regions.py would shadow the API package `regions`: drop this folder from the path.
 
 import regiond  # noqa: E402,F401  (first: sets the OpenMP wait policy before torch loads)
 import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench.load import rss_mb  # noqa: E402
-from bench.stream import make_frames  # noqa: E402
+from load import rss_mb  # bench/ is the script folder, first on sys.path
+from stream import make_frames
 from regiond.api.v1 import regions_pb2 as pb  # noqa: E402
 from regiond.api.v1 import regions_pb2_grpc as pb_grpc  # noqa: E402
 
