@@ -35,6 +35,7 @@ on any image; prints `masks matched N/N, min IoU Z` and exits 1 on a mismatch.
 Run: .venv/bin/python bench/amg.py --model vit_b --preset scene [--size 640x480] [--repeats 1]
      .venv/bin/python bench/amg.py --model tiny --check --image PATH [--preset scene]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -87,6 +88,7 @@ class ReferenceTimer:
                 return fn(*a, **kw)
             finally:
                 self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t
+
         setattr(obj, name, timed)
 
     def reset(self):
@@ -114,15 +116,21 @@ def speed(args) -> int:
 
     rgb = load_image(args.image, args.size)
     torch.set_num_threads(args.threads)
-    print(f"{args.model} random weights, preset {args.preset}, {rgb.shape[1]}×{rgb.shape[0]}, "
-          f"{args.threads} threads (ours after the embedding: {args.decoder_threads or args.threads}); load average {os.getloadavg()[0]:.2f}", flush=True)
-    sam = spread_random_decoder(build_sam_model(args.model, checkpoint=None, seed=0) if args.model == "tiny"
-                                else _random_sam(args.model), logit_scale=args.logit_scale)
+    print(
+        f"{args.model} random weights, preset {args.preset}, {rgb.shape[1]}×{rgb.shape[0]}, "
+        f"{args.threads} threads (ours after the embedding: {args.decoder_threads or args.threads}); load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
+    sam = spread_random_decoder(
+        build_sam_model(args.model, checkpoint=None, seed=0) if args.model == "tiny" else _random_sam(args.model),
+        logit_scale=args.logit_scale,
+    )
     # no NMS at all: box NMS, and the NMS after the small-region clean-up (activity), which
     # uses max(box_nms_thresh, crop_nms_thresh)
     config = generator_config(args.preset, box_nms_thresh=1.0, crop_nms_thresh=1.0)
-    options = FastOptions(batch=args.batch, threads=args.decoder_threads, stability=args.stability,
-                          encoder=args.encoder)
+    options = FastOptions(
+        batch=args.batch, threads=args.decoder_threads, stability=args.stability, encoder=args.encoder
+    )
     fast = FastMaskGenerator(sam, config, options)
     shift, scale, margin = calibrate(sam, fast, rgb, config, args.iou_pass, args.survivors)
     reference = SamAutomaticMaskGenerator(sam, **asdict(config))
@@ -136,8 +144,10 @@ def speed(args) -> int:
         t = time.perf_counter()
         out = fast.generate_masks(rgb)
         runs["ours"].append(staged(fast.times.seconds, time.perf_counter() - t))
-        print(f"  run: reference {runs['reference'][-1]['total']:.1f} s, ours {runs['ours'][-1]['total']:.1f} s",
-              flush=True)
+        print(
+            f"  run: reference {runs['reference'][-1]['total']:.1f} s, ours {runs['ours'][-1]['total']:.1f} s",
+            flush=True,
+        )
     ref, ours = fastest(runs["reference"]), fastest(runs["ours"])
     print(f"{'stage':<12}{'reference s':>12}{'ours s':>10}{'ratio':>8}")
     for s in (*STAGES, "total"):
@@ -147,13 +157,17 @@ def speed(args) -> int:
     print(f"speedup after embedding {after:.1f}x, end to end {ref['total'] / ours['total']:.1f}x")
     a = np.stack([r["segmentation"] for r in ref_out]) if ref_out else np.zeros((0, *rgb.shape[:2]), bool)
     m = match_masks(a, out.masks)
-    print(f"surviving masks: reference {len(ref_out)}, ours {len(out.masks)}; {m.line()}; "
-          f"IoU shift {shift:+.3f}, logit scale {args.logit_scale * scale:.1f} (calibrated for {args.survivors}, "
-          f"margin {margin:.1e}); load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"surviving masks: reference {len(ref_out)}, ours {len(out.masks)}; {m.line()}; "
+        f"IoU shift {shift:+.3f}, logit scale {args.logit_scale * scale:.1f} (calibrated for {args.survivors}, "
+        f"margin {margin:.1e}); load average {os.getloadavg()[0]:.2f}"
+    )
     if len(out.masks) > 1:  # how alike the survivors are (NMS off keeps near-duplicates)
         pair = mask_iou(out.masks, out.masks)[np.triu_indices(len(out.masks), 1)]
-        print(f"survivors' pairwise IoU: median {np.median(pair):.2f}, max {pair.max():.2f}; "
-              f"area {np.median(out.masks.mean((1, 2))):.0%} of the frame (median)")
+        print(
+            f"survivors' pairwise IoU: median {np.median(pair):.2f}, max {pair.max():.2f}; "
+            f"area {np.median(out.masks.mean((1, 2))):.0%} of the frame (median)"
+        )
     return 0
 
 
@@ -183,21 +197,26 @@ def calibrate(sam, fast, rgb, config, iou_pass: float, survivors: int) -> tuple[
         dec = PromptDecoder(sam, sam.image_encoder(sam.preprocess(x)))
         points = fast.point_grids[0] * np.array(size)[None, ::-1]
         coords = torch.as_tensor(fast.transform.apply_coords(points, size))
-        sparse, _ = sam.prompt_encoder(points=(coords[:, None], torch.ones(len(points), 1, dtype=torch.int)),
-                                       boxes=None, masks=None)
+        sparse, _ = sam.prompt_encoder(
+            points=(coords[:, None], torch.ones(len(points), 1, dtype=torch.int)), boxes=None, masks=None
+        )
         rows, cols = steps.cells_needed(input_size[0]), steps.cells_needed(input_size[1])
         ious, lows = [], []  # per batch of 8 prompts: B×3 predicted IoU, B×3×rows×cols logits
         for b in range(0, len(points), 8):
-            hs, keys = dec.transformer(sparse[b:b + 8])
+            hs, keys = dec.transformer(sparse[b : b + 8])
             ious.append(dec.iou(hs))
             lows.append(dec.masks(hs, keys, rows, cols))
         top = torch.cat(ious).flatten().sort(descending=True).values
         n_pass = min(len(top) - 1, max(round(iou_pass * len(top)), 2 * survivors))
         shift = config.pred_iou_thresh - float(top[n_pass - 1] + top[n_pass]) / 2
-        critical = [critical_scales(steps.upsample(low.flatten(0, 1)[(iou + shift > config.pred_iou_thresh).flatten()],
-                                                   input_size, size),
-                                    config.stability_score_offset, config.stability_score_thresh)
-                    for iou, low in zip(ious, lows)]
+        critical = [
+            critical_scales(
+                steps.upsample(low.flatten(0, 1)[(iou + shift > config.pred_iou_thresh).flatten()], input_size, size),
+                config.stability_score_offset,
+                config.stability_score_thresh,
+            )
+            for iou, low in zip(ious, lows)
+        ]
         critical = torch.cat(critical).sort().values
         if len(critical) <= survivors or not torch.isfinite(critical[survivors]):
             raise ValueError(f"fewer than {survivors + 1} masks can pass both thresholds; ask for fewer survivors")
@@ -247,9 +266,13 @@ def _random_sam(model: str):
     arch = SAM_ARCHS[model]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        sam = _build_sam(encoder_embed_dim=arch.encoder_embed_dim, encoder_depth=arch.encoder_depth,
-                         encoder_num_heads=arch.encoder_num_heads,
-                         encoder_global_attn_indexes=list(arch.encoder_global_attn_indexes), checkpoint=None)
+        sam = _build_sam(
+            encoder_embed_dim=arch.encoder_embed_dim,
+            encoder_depth=arch.encoder_depth,
+            encoder_num_heads=arch.encoder_num_heads,
+            encoder_global_attn_indexes=list(arch.encoder_global_attn_indexes),
+            checkpoint=None,
+        )
     return sam.eval()
 
 
@@ -274,8 +297,10 @@ def check(args) -> int:
     m = match_masks(a, b)
     print(m.line())
     if m.ok(0.99):
-        worst = max((max(abs(ref[i][k] - out[j][k]) for k in ("predicted_iou", "stability_score"))
-                     for i, j in m.pairs), default=0.0)
+        worst = max(
+            (max(abs(ref[i][k] - out[j][k]) for k in ("predicted_iou", "stability_score")) for i, j in m.pairs),
+            default=0.0,
+        )
         print(f"largest predicted IoU / stability difference {worst:.2e}")
         return 0 if worst <= 1e-3 else 1
     print(f"mismatch: reference {len(ref)} masks, ours {len(out)}", file=sys.stderr)
@@ -286,27 +311,56 @@ def main(argv=None) -> int:
     from regiond.masks.sam_fast import FastOptions
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="vit_b", choices=["vit_h", "vit_l", "vit_b", "tiny"],
-                    help="SAM size (random weights; tiny is the tests' model)")
-    ap.add_argument("--preset", default="scene", choices=["image", "scene", "activity"],
-                    help="the paper's generator preset (image 32×32 points, scene 16×16, activity 8×8)")
+    ap.add_argument(
+        "--model",
+        default="vit_b",
+        choices=["vit_h", "vit_l", "vit_b", "tiny"],
+        help="SAM size (random weights; tiny is the tests' model)",
+    )
+    ap.add_argument(
+        "--preset",
+        default="scene",
+        choices=["image", "scene", "activity"],
+        help="the paper's generator preset (image 32×32 points, scene 16×16, activity 8×8)",
+    )
     ap.add_argument("--image", default=None, help=f"image file (default: ../shared/data/{DEFAULT_IMAGE})")
     ap.add_argument("--size", default=None, metavar="WxH", help="resize the image first (default: as is, 640x480)")
     ap.add_argument("--repeats", type=int, default=1, help="runs of each generator; the fastest counts")
     ap.add_argument("--threads", type=int, default=torch_threads_default(), help="torch threads")
     ap.add_argument("--batch", type=int, default=FastOptions.batch, help="prompts per decoder pass (ours)")
-    ap.add_argument("--decoder-threads", type=int, default=FastOptions.threads,
-                    help="ours: torch threads after the embedding (0: as --threads)")
-    ap.add_argument("--stability", default="full", choices=["full", "lowres"],
-                    help="ours: full (exact, default) or lowres (stability/NMS on 256×256 logits)")
-    ap.add_argument("--encoder", default="fp32", choices=["fp32", "int8", "bf16", "fp16"],
-                    help="ours: image-encoder precision (fp32 exact)")
-    ap.add_argument("--iou-pass", type=float, default=0.35,
-                    help="fraction of masks whose predicted IoU passes the preset's threshold")
-    ap.add_argument("--logit-scale", type=float, default=30.0,
-                    help="mask logit scale of the random decoder before calibration")
-    ap.add_argument("--survivors", type=int, default=75,
-                    help="masks that should survive the preset's thresholds (the logit scale is calibrated for it)")
+    ap.add_argument(
+        "--decoder-threads",
+        type=int,
+        default=FastOptions.threads,
+        help="ours: torch threads after the embedding (0: as --threads)",
+    )
+    ap.add_argument(
+        "--stability",
+        default="full",
+        choices=["full", "lowres"],
+        help="ours: full (exact, default) or lowres (stability/NMS on 256×256 logits)",
+    )
+    ap.add_argument(
+        "--encoder",
+        default="fp32",
+        choices=["fp32", "int8", "bf16", "fp16"],
+        help="ours: image-encoder precision (fp32 exact)",
+    )
+    ap.add_argument(
+        "--iou-pass",
+        type=float,
+        default=0.35,
+        help="fraction of masks whose predicted IoU passes the preset's threshold",
+    )
+    ap.add_argument(
+        "--logit-scale", type=float, default=30.0, help="mask logit scale of the random decoder before calibration"
+    )
+    ap.add_argument(
+        "--survivors",
+        type=int,
+        default=75,
+        help="masks that should survive the preset's thresholds (the logit scale is calibrated for it)",
+    )
     ap.add_argument("--check", action="store_true", help="equivalence check with the tiny SAM instead of speed")
     ap.add_argument("--crops", action="store_true", help="--check: one crop layer too")
     args = ap.parse_args(argv)

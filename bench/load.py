@@ -10,6 +10,7 @@ resident memory sampled through the run: peak, and the peak of the first vs the 
 (bounded memory means the second half does not keep growing). The baseline, measured in the
 same run, is one stream alone: the ratio says what sharing costs each frame.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,9 @@ def run_streams(address: str, images, streams: int, seconds: float, fps: float =
     from regiond.api.v1 import regions_pb2 as pb
     from regiond.api.v1 import regions_pb2_grpc as pb_grpc
 
-    ch = grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 64 << 20),
-                                                  ("grpc.max_receive_message_length", 64 << 20)])
+    ch = grpc.insecure_channel(
+        address, options=[("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
+    )
     grpc.channel_ready_future(ch).result(timeout=60)
     stub = pb_grpc.RegionServiceStub(ch)
     end = time.monotonic() + seconds
@@ -92,8 +94,12 @@ def main() -> int:
     ap.add_argument("--encoding", choices=("raw", "jpeg"), default="jpeg")
     ap.add_argument("--workers", type=int, default=1, help="daemon workers (serve's default is 1)")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--fps", type=float, default=0.0,
-                    help="pace each of the N streams at this rate (0: as fast as the daemon takes them)")
+    ap.add_argument(
+        "--fps",
+        type=float,
+        default=0.0,
+        help="pace each of the N streams at this rate (0: as fast as the daemon takes them)",
+    )
     args = ap.parse_args()
     w, h = (int(v) for v in args.size.split("x"))
     images = [image_pb(f, args.encoding) for f in make_frames(32, w, h)]
@@ -124,18 +130,28 @@ def main() -> int:
     mem = np.array([m for _, m in samples])
     half = len(mem) // 2
     pace = f"{args.fps:g} fps each" if args.fps else "unpaced"
-    print(f"bench/load: {args.streams} streams × {args.seconds:g} s ({pace}), {w}x{h} {args.encoding} frames, lite profile, "
-          f"{args.workers} workers, {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f}")
-    print(f"  1 stream alone:  {len(base_lat) / base_dt:6.1f} frames/s, latency p50 {np.percentile(base_ms, 50):6.0f} ms, "
-          f"p99 {np.percentile(base_ms, 99):6.0f} ms")
-    print(f"  {args.streams} streams:      {len(lat) / dt:6.1f} frames/s total, latency p50 {np.percentile(lat_ms, 50):6.0f} ms, "
-          f"p99 {np.percentile(lat_ms, 99):6.0f} ms")
+    print(
+        f"bench/load: {args.streams} streams × {args.seconds:g} s ({pace}), {w}x{h} {args.encoding} frames, lite profile, "
+        f"{args.workers} workers, {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"  1 stream alone:  {len(base_lat) / base_dt:6.1f} frames/s, latency p50 {np.percentile(base_ms, 50):6.0f} ms, "
+        f"p99 {np.percentile(base_ms, 99):6.0f} ms"
+    )
+    print(
+        f"  {args.streams} streams:      {len(lat) / dt:6.1f} frames/s total, latency p50 {np.percentile(lat_ms, 50):6.0f} ms, "
+        f"p99 {np.percentile(lat_ms, 99):6.0f} ms"
+    )
     if args.fps:
         print(f"  offered {args.streams * args.fps:g} frames/s, served {len(lat) / dt:.1f}")
     else:
-        print(f"  throughput ratio {args.streams} streams / 1 stream: {(len(lat) / dt) / (len(base_lat) / base_dt):.2f}")
-    print(f"  daemon RSS: idle {rss0:.0f} MB, peak {mem.max():.0f} MB; peak first half {mem[:half].max():.0f} MB, "
-          f"second half {mem[half:].max():.0f} MB")
+        print(
+            f"  throughput ratio {args.streams} streams / 1 stream: {(len(lat) / dt) / (len(base_lat) / base_dt):.2f}"
+        )
+    print(
+        f"  daemon RSS: idle {rss0:.0f} MB, peak {mem.max():.0f} MB; peak first half {mem[:half].max():.0f} MB, "
+        f"second half {mem[half:].max():.0f} MB"
+    )
     return 0
 
 

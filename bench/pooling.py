@@ -9,6 +9,7 @@ features. Prints both times, the speedup, the largest difference and both peak m
 
     .venv/bin/python bench/pooling.py [--device cpu|cuda] [--masks 100] [--dim 1024] [--mode mean|max]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,7 +59,7 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats()
             self.base = torch.cuda.memory_allocated()
         else:
-            Path("/proc/self/clear_refs").write_text("5")   # resets VmHWM to the current RSS
+            Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
             self.base = self._status("VmRSS")
         return self
 
@@ -105,19 +106,23 @@ def main() -> None:
     masks = torch.from_numpy(ellipse_masks(args.masks, s, s)).to(device)
     cover = masks.float().mean().item()
 
-    pool_masks(grid, masks, args.mode)                     # warm-up (allocator, kernels)
+    pool_masks(grid, masks, args.mode)  # warm-up (allocator, kernels)
     with PeakMemory(device) as mem_exact:
         t_exact, exact = timed(lambda: pool_masks(grid, masks, args.mode), args.reps, device)
     with PeakMemory(device) as mem_naive:
         t_naive, naive = timed(lambda: naive_pool(grid, masks, args.mode), 2, device)
     diff = (exact - naive).abs().max().item()
 
-    print(f"pooling ({args.mode}) {s}x{s} image, grid {grid_side}x{grid_side}, D={args.dim}, "
-          f"{args.masks} masks (mean area {cover:.1%} of the image), device {device}, {args.threads} thread(s)")
+    print(
+        f"pooling ({args.mode}) {s}x{s} image, grid {grid_side}x{grid_side}, D={args.dim}, "
+        f"{args.masks} masks (mean area {cover:.1%} of the image), device {device}, {args.threads} thread(s)"
+    )
     print(f"exact  {t_exact * 1e3:9.2f} ms   peak +{mem_exact.peak / 2**20:8.1f} MiB")
     print(f"naive  {t_naive * 1e3:9.2f} ms   peak +{mem_naive.peak / 2**20:8.1f} MiB")
-    print(f"speedup {t_naive / t_exact:.1f}x   largest |exact - naive| = {diff:.2e}   "
-          f"memory ratio {mem_naive.peak / max(mem_exact.peak, 1):.1f}x")
+    print(
+        f"speedup {t_naive / t_exact:.1f}x   largest |exact - naive| = {diff:.2e}   "
+        f"memory ratio {mem_naive.peak / max(mem_exact.peak, 1):.1f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ weeks does not notice). The target is the steady-state overhead at 1 actor: <= 1
 figure is the best of --rounds rounds, the configurations interleaved in every round.
 On 2 cores shared with other work expect little gain from a second actor.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -109,9 +110,11 @@ def main(argv=None) -> int:
         with ray_cluster(RayOptions()):
             print(f"Ray started in {time.perf_counter() - t0:.1f} s (not timed below)", flush=True)
             for r in range(args.rounds):
-                for name, fn in (("one process", lambda out: _one(sources, out)),
-                                 ("ray, 1 actor", lambda out: on_ray(sources, out, 1)),
-                                 ("ray, 2 actors", lambda out: on_ray(sources, out, 2))):
+                for name, fn in (
+                    ("one process", lambda out: _one(sources, out)),
+                    ("ray, 1 actor", lambda out: on_ray(sources, out, 1)),
+                    ("ray, 2 actors", lambda out: on_ray(sources, out, 2)),
+                ):
                     out = tmp / f"cache-{r}-{name.replace(' ', '').replace(',', '')}"
                     res = fn(out)
                     shutil.rmtree(out)
@@ -119,8 +122,10 @@ def main(argv=None) -> int:
                         best[name] = res
                     print(f"  round {r + 1}: {name:<14} {res[2] / res[0]:6.1f} frames/s", flush=True)
         base = best["one process"][2] / best["one process"][0]
-        print(f"\n{args.frames} frames of {w}x{h} in {args.items} items, lite profile; best of {args.rounds} rounds; "
-              f"load {os.getloadavg()[0]:.1f}")
+        print(
+            f"\n{args.frames} frames of {w}x{h} in {args.items} items, lite profile; best of {args.rounds} rounds; "
+            f"load {os.getloadavg()[0]:.1f}"
+        )
         print(f"{'':<16}{'frames/s':>10}{'vs one process':>16}{'end to end (frames/s, s)':>28}")
         print(f"{'one process':<16}{base:>10.1f}{'1.00x':>16}")
         for name in ("ray, 1 actor", "ray, 2 actors"):

@@ -8,6 +8,7 @@ through one `regiond serve --heads bundled` (lite), without and with `--rerun FI
 alternating for --rounds rounds (best of each). Prints `scan_scene N frames/s, with --rerun
 M frames/s: the recording adds X ms per frame (ratio M/N); recording S MB`, and the load.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,17 +48,34 @@ def main() -> int:
         tmp = Path(tmp)
         os.environ.update(rerun_analytics_off(tmp / "config"))  # no Rerun usage data from the bench
         folder = bs.render_scene(tmp / "scene", args.frames, min(args.distinct, args.frames), 5)
-        proc, address = spawn_daemon(["--listen", "127.0.0.1:0", "--profile", "lite", "--heads", "bundled",
-                                      "--data-dir", tmp / "data", "--no-index", "--log-level", "WARNING"],
-                                     tmp / "daemon.log", timeout=180)
+        proc, address = spawn_daemon(
+            [
+                "--listen",
+                "127.0.0.1:0",
+                "--profile",
+                "lite",
+                "--heads",
+                "bundled",
+                "--data-dir",
+                tmp / "data",
+                "--no-index",
+                "--log-level",
+                "WARNING",
+            ],
+            tmp / "daemon.log",
+            timeout=180,
+        )
         rrd = tmp / "scan.rrd"
         plain, recorded = [], []
         try:
             bs.scan_scene(address, folder, tmp / "warm", 5, ["--max-frames", "5"], proc.pid)  # warm-up
             for _ in range(args.rounds):
                 plain.append(bs.scan_scene(address, folder, tmp / "scan", args.frames, ["--size", args.size], proc.pid))
-                recorded.append(bs.scan_scene(address, folder, tmp / "scan", args.frames,
-                                              ["--size", args.size, "--rerun", str(rrd)], proc.pid))
+                recorded.append(
+                    bs.scan_scene(
+                        address, folder, tmp / "scan", args.frames, ["--size", args.size, "--rerun", str(rrd)], proc.pid
+                    )
+                )
         finally:
             proc.terminate()
             proc.wait(30)
@@ -65,12 +83,16 @@ def main() -> int:
     a, b = max(plain, key=lambda r: r.fps), max(recorded, key=lambda r: r.fps)
     x, y = a.fps, b.fps
     load_end = os.getloadavg()
-    print(f"scan_scene {x:.1f} frames/s, with --rerun {y:.1f} frames/s: the recording adds "
-          f"{1000 * (1 / y - 1 / x):.0f} ms per frame (ratio {y / x:.2f}); recording {size_mb:.1f} MB "
-          f"({args.frames} frames at {args.size}, {size_mb / args.frames:.2f} MB per frame)")
-    print(f"client CPU {a.client_cpu:.0f} ms per frame, with --rerun {b.client_cpu:.0f} ms "
-          f"(+{b.client_cpu - a.client_cpu:.0f} ms; process start and the final cloud included); peak RSS "
-          f"{a.rss:.0f} MiB, with --rerun {b.rss:.0f} MiB")
+    print(
+        f"scan_scene {x:.1f} frames/s, with --rerun {y:.1f} frames/s: the recording adds "
+        f"{1000 * (1 / y - 1 / x):.0f} ms per frame (ratio {y / x:.2f}); recording {size_mb:.1f} MB "
+        f"({args.frames} frames at {args.size}, {size_mb / args.frames:.2f} MB per frame)"
+    )
+    print(
+        f"client CPU {a.client_cpu:.0f} ms per frame, with --rerun {b.client_cpu:.0f} ms "
+        f"(+{b.client_cpu - a.client_cpu:.0f} ms; process start and the final cloud included); peak RSS "
+        f"{a.rss:.0f} MiB, with --rerun {b.rss:.0f} MiB"
+    )
     print(f"load average {load_start[0]:.1f} at start, {load_end[0]:.1f} at end ({os.cpu_count()} CPUs)")
     return 0
 

@@ -14,6 +14,7 @@ box (`regiond eval retrieval --video`'s protocol).
 `tiny` has random weights: it shows the mechanism, not quality. `--masks slic` swaps the
 profile's mask generator for SLIC (tiny SAM takes minutes an image on a CPU).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,10 +50,14 @@ def main(argv=None) -> int:
 
     extractor = build_extractor(args.profile)
     if args.masks:
-        extractor = Extractor(build_masker(args.masks), extractor.backbone, extractor.pooling,
-                              profile=f"{args.profile}+{args.masks}")
-    normalisers = {"none": IDENTITY, "standardise": fit_for(extractor, "standardise"),
-                   "whiten": normaliser_for(extractor)}
+        extractor = Extractor(
+            build_masker(args.masks), extractor.backbone, extractor.pooling, profile=f"{args.profile}+{args.masks}"
+        )
+    normalisers = {
+        "none": IDENTITY,
+        "standardise": fit_for(extractor, "standardise"),
+        "whiten": normaliser_for(extractor),
+    }
     print(f"{extractor.features_name}; whiten = {normalisers['whiten'].describe()}")
     with tempfile.TemporaryDirectory(prefix="bench-retrieval-") as tmp:
         collection = load_coco(make_synthetic_collection(Path(tmp) / "coll", args.images, seed=args.seed))

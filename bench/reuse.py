@@ -22,6 +22,7 @@ Prints one line per kind, rgbd then video:
 - mask generations per frame: keyframes / frames.
 Then a `#` line per kind with counts and the time carrying took per frame.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,7 +44,7 @@ class Score:
     def __init__(self):
         self.ious, self.coverage, self.frames, self.keyframes, self.carried = [], [], 0, 0, 0
         self.seconds = 0.0
-        self.turn = []      # degrees the camera turns between consecutive frames (rgbd)
+        self.turn = []  # degrees the camera turns between consecutive frames (rgbd)
 
     def add(self, frame, props, info, truth) -> None:
         from regiond.core.regionset import SOURCE_SAM
@@ -74,15 +75,19 @@ class Score:
             self.coverage.append(float((covered & covered_true).sum() / covered_true.sum()))
 
     def line(self, kind: str, every: int) -> str:
-        return (f"{kind} keyframe every {every}: carried-mask IoU {np.mean(self.ious):.2f}, "
-                f"coverage {np.mean(self.coverage):.2f} of per-frame, "
-                f"mask generations {self.keyframes / self.frames:.2f} per frame")
+        return (
+            f"{kind} keyframe every {every}: carried-mask IoU {np.mean(self.ious):.2f}, "
+            f"coverage {np.mean(self.coverage):.2f} of per-frame, "
+            f"mask generations {self.keyframes / self.frames:.2f} per frame"
+        )
 
     def details(self, kind: str) -> str:
-        return (f"# {kind}: {self.frames} frames, {self.keyframes} keyframes, {self.carried} carried, "
-                f"{len(self.ious)} instances scored (min IoU {np.min(self.ious):.2f}), "
-                f"carrying + SLIC fill {1000 * self.seconds / max(self.frames, 1):.1f} ms/frame"
-                + (f", camera turns {np.mean(self.turn):.1f}° a frame" if self.turn else ""))
+        return (
+            f"# {kind}: {self.frames} frames, {self.keyframes} keyframes, {self.carried} carried, "
+            f"{len(self.ious)} instances scored (min IoU {np.min(self.ious):.2f}), "
+            f"carrying + SLIC fill {1000 * self.seconds / max(self.frames, 1):.1f} ms/frame"
+            + (f", camera turns {np.mean(self.turn):.1f}° a frame" if self.turn else "")
+        )
 
 
 def run(frames_of, config, score: Score) -> None:
@@ -136,7 +141,7 @@ def decoder_cost(model: str, frames: int, seed: int) -> str:
     spec = importlib.util.spec_from_file_location("bench_amg", Path(__file__).with_name("amg.py"))
     amg = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(amg)
-    sam = amg._random_sam(model)   # segment-anything's model with the sizes of `model`, seeded
+    sam = amg._random_sam(model)  # segment-anything's model with the sizes of `model`, seeded
     predictor = SamPredictor(sam)
     full = SamMasker(sam, generator_config("scene"), model_name=model)
     truth = GroundTruthMasker()
@@ -155,7 +160,7 @@ def decoder_cost(model: str, frames: int, seed: int) -> str:
         for m in props.masks:
             ys, xs = np.nonzero(m)
             boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
-        boxes = (boxes * (-(-PROMPTS // max(len(boxes), 1))))[:max(PROMPTS, len(boxes))]
+        boxes = (boxes * (-(-PROMPTS // max(len(boxes), 1))))[: max(PROMPTS, len(boxes))]
         prompts += len(boxes)
         with torch.inference_mode():
             t0 = time.perf_counter()
@@ -170,22 +175,32 @@ def decoder_cost(model: str, frames: int, seed: int) -> str:
         t["decoder"] += t2 - t1
         t["full"] += t3 - t2
     n = frames
-    return (f"# video carry by decoder prompts ({model} size, random weights, {n} frames, {prompts / n:.0f} boxes a frame): "
-            f"encoder {t['encoder'] / n:.2f} s + decoder {t['decoder'] / n:.2f} s a frame; full generation "
-            f"{t['full'] / n:.2f} s; flow carry {1000 * t['flow'] / n:.1f} ms")
+    return (
+        f"# video carry by decoder prompts ({model} size, random weights, {n} frames, {prompts / n:.0f} boxes a frame): "
+        f"encoder {t['encoder'] / n:.2f} s + decoder {t['decoder'] / n:.2f} s a frame; full generation "
+        f"{t['full'] / n:.2f} s; flow carry {1000 * t['flow'] / n:.1f} ms"
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", default="0,1", help="comma-separated seeds of the synthetic rooms and clips")
     ap.add_argument("--every", type=int, default=5, help="a keyframe at least every K frames")
-    ap.add_argument("--min-coverage", type=float, default=None, help="early keyframe below this share (default: the tracker's)")
+    ap.add_argument(
+        "--min-coverage", type=float, default=None, help="early keyframe below this share (default: the tracker's)"
+    )
     ap.add_argument("--loop", type=int, default=300, help="frames of a room's camera loop (sets the motion per frame)")
     ap.add_argument("--room-frames", type=int, default=40, help="frames of each room used")
     ap.add_argument("--clip-frames", type=int, default=32, help="frames of each clip")
-    ap.add_argument("--no-grow", action="store_true", help="carried masks do not grow into unseen pixels by superpixels")
-    ap.add_argument("--decoder", default=None, metavar="MODEL",
-                    help="also time carrying video masks by prompting SAM's decoder (tiny, vit_b, ...)")
+    ap.add_argument(
+        "--no-grow", action="store_true", help="carried masks do not grow into unseen pixels by superpixels"
+    )
+    ap.add_argument(
+        "--decoder",
+        default=None,
+        metavar="MODEL",
+        help="also time carrying video masks by prompting SAM's decoder (tiny, vit_b, ...)",
+    )
     ap.add_argument("--decoder-frames", type=int, default=2, help="frames --decoder times")
     ap.add_argument("--kinds", default="rgbd,video", help="which kinds to run (comma-separated)")
     args = ap.parse_args()
@@ -195,8 +210,10 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     cov = DEFAULT_MIN_COVERAGE if args.min_coverage is None else args.min_coverage
     scores = {}
-    for kind, method, source in (("rgbd", "depth", rooms(seeds, args.loop, args.room_frames)),
-                                 ("video", "flow", clips(seeds, args.clip_frames))):
+    for kind, method, source in (
+        ("rgbd", "depth", rooms(seeds, args.loop, args.room_frames)),
+        ("video", "flow", clips(seeds, args.clip_frames)),
+    ):
         if kind not in args.kinds.split(","):
             continue
         scores[kind] = Score()
@@ -206,8 +223,7 @@ def main() -> None:
         print(s.details(kind))
     if args.decoder:
         print(decoder_cost(args.decoder, args.decoder_frames, seeds[0]), flush=True)
-    print(f"# seeds {seeds}, min coverage {cov}, room loop {args.loop} frames; "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(f"# seeds {seeds}, min coverage {cov}, room loop {args.loop} frames; load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ Targets: ratio >= 0.8 and X >= 12.5 frames/s on the team's 2-core machine.
 --stages also prints the client's CPU time per frame for each of its stages, on replies
 recorded from the daemon.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,7 +39,6 @@ import regiond  # noqa: F401  (first: sets the OpenMP wait policy before torch l
 REPO = Path(__file__).resolve().parents[1]
 
 
-
 def render_scene(folder: Path, frames: int, distinct: int, seed: int) -> Path:
     """A ScanNet-style folder of `frames` 640×480 frames (the first `distinct` rendered, then
     repeated), reused when it is already there."""
@@ -51,11 +51,19 @@ def render_scene(folder: Path, frames: int, distinct: int, seed: int) -> Path:
     t0 = time.perf_counter()
     write_scene_folder(SyntheticScene(seed, distinct, 640, 480), folder)
     for k in range(distinct, frames):  # hard links: real files in the real layout, no extra disk
-        for sub, ext in (("color", "jpg"), ("depth", "png"), ("label-filt", "png"), ("instance-filt", "png"),
-                         ("pose", "txt")):
+        for sub, ext in (
+            ("color", "jpg"),
+            ("depth", "png"),
+            ("label-filt", "png"),
+            ("instance-filt", "png"),
+            ("pose", "txt"),
+        ):
             os.link(folder / sub / f"{k % distinct}.{ext}", folder / sub / f"{k}.{ext}")
-    print(f"bench/scan: rendered {distinct} frames of synthetic:{seed} ({frames} in the folder) "
-          f"in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    print(
+        f"bench/scan: rendered {distinct} frames of synthetic:{seed} ({frames} in the folder) "
+        f"in {time.perf_counter() - t0:.0f} s",
+        file=sys.stderr,
+    )
     return folder
 
 
@@ -67,8 +75,9 @@ def scene_messages(folder: Path, address: str) -> list:
 
     encoding = common.frame_encoding("auto", address)
     msgs = [common.scene_frame_pb(f, encoding) for f in scenes.open_source(str(folder))]
-    msgs[0].options.CopyFrom(pb.SceneOptions(scene_id="bench", voxel_size=0.02, return_ply=True,
-                                             return_label_maps=True))
+    msgs[0].options.CopyFrom(
+        pb.SceneOptions(scene_id="bench", voxel_size=0.02, return_ply=True, return_label_maps=True)
+    )
     return msgs
 
 
@@ -97,9 +106,21 @@ def scan_scene(address: str, folder: Path, out: Path, frames: int, options: list
     """clients/scan_scene.py from process start to exit."""
     shutil.rmtree(out, ignore_errors=True)
     cpu0, t0 = _cpu_seconds(daemon_pid), time.perf_counter()
-    proc = subprocess.Popen([sys.executable, str(REPO / "clients" / "scan_scene.py"), str(folder),
-                             "--server", address, "--out", str(out), *options],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "clients" / "scan_scene.py"),
+            str(folder),
+            "--server",
+            address,
+            "--out",
+            str(out),
+            *options,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     peak = 0.0
     while True:  # the kernel's high-water mark of the client's own memory, until it exits
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -155,14 +176,22 @@ def stage_costs(folder: Path, replies: list, frames: int) -> dict[str, float]:
         t0 = time.process_time()
         list(scenes.open_source(str(folder), max_frames=frames))
         costs["read frame (scenes)"] = 1000 * (time.process_time() - t0) / frames
-        timed("encode message (raw colour, mm depth)", lambda f: common.scene_frame_pb(f, "raw").SerializeToString(),
-              source)
+        timed(
+            "encode message (raw colour, mm depth)",
+            lambda f: common.scene_frame_pb(f, "raw").SerializeToString(),
+            source,
+        )
         pixels = timed("RLE decode", lambda u: common.region_pixels(u.regions), updates)
-        pictures = timed("overlay draw", lambda k: overlay_regions(source[k].rgb, pixels[k],
-                                                                    common.region_sources(updates[k].regions)),
-                         range(len(updates)))
-        timed("overlay PNG encode + write", lambda k: (out / f"{k}.png").write_bytes(encode_png(pictures[k], PNG_LEVEL)),
-              range(len(updates)))
+        pictures = timed(
+            "overlay draw",
+            lambda k: overlay_regions(source[k].rgb, pixels[k], common.region_sources(updates[k].regions)),
+            range(len(updates)),
+        )
+        timed(
+            "overlay PNG encode + write",
+            lambda k: (out / f"{k}.png").write_bytes(encode_png(pictures[k], PNG_LEVEL)),
+            range(len(updates)),
+        )
         scores = LabelScores()
         timed("ground truth for scoring", lambda f: scores.truth(int(f.index), f.labels), source)
         final = {int(r.frame_index): r.label_map_png for r in refined}
@@ -184,14 +213,28 @@ def stage_costs(folder: Path, replies: list, frames: int) -> dict[str, float]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, default=300, help="frames in the scene (default 300)")
-    ap.add_argument("--distinct", type=int, default=None, metavar="N",
-                    help="render N frames and repeat them up to --frames (default: all distinct)")
+    ap.add_argument(
+        "--distinct",
+        type=int,
+        default=None,
+        metavar="N",
+        help="render N frames and repeat them up to --frames (default: all distinct)",
+    )
     ap.add_argument("--seed", type=int, default=5, help="synthetic room seed")
-    ap.add_argument("--scene", type=Path, default=None, metavar="DIR",
-                    help="keep the rendered folder here and reuse it (default: a temporary folder)")
+    ap.add_argument(
+        "--scene",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="keep the rendered folder here and reuse it (default: a temporary folder)",
+    )
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of both measurements (best is reported)")
-    ap.add_argument("--overlays", default=None, metavar="K|all|none",
-                    help="pass --overlays to scan_scene (default: its own default)")
+    ap.add_argument(
+        "--overlays",
+        default=None,
+        metavar="K|all|none",
+        help="pass --overlays to scan_scene (default: its own default)",
+    )
     ap.add_argument("--stages", action="store_true", help="also print the client's CPU ms per frame per stage")
     args = ap.parse_args()
     distinct = min(args.distinct or args.frames, args.frames)
@@ -202,9 +245,23 @@ def main() -> int:
         from regiond.client import common
         from regiond.commands.serve import spawn_daemon
 
-        proc, address = spawn_daemon(["--listen", "127.0.0.1:0", "--profile", "lite", "--heads", "bundled",
-                                      "--data-dir", tmp / "data", "--no-index", "--log-level", "WARNING"],
-                                     tmp / "daemon.log", timeout=180)
+        proc, address = spawn_daemon(
+            [
+                "--listen",
+                "127.0.0.1:0",
+                "--profile",
+                "lite",
+                "--heads",
+                "bundled",
+                "--data-dir",
+                tmp / "data",
+                "--no-index",
+                "--log-level",
+                "WARNING",
+            ],
+            tmp / "daemon.log",
+            timeout=180,
+        )
         try:
             msgs = scene_messages(folder, address)
             conn = common.connect(address, timeout=60)
@@ -222,17 +279,25 @@ def main() -> int:
         x = max(r.fps for r in scans)
         y = max(r.fps for r in alone)
         load_end = os.getloadavg()
-        print(f"bench/scan: {args.frames} frames 640x480 ({distinct} distinct) of synthetic:{args.seed}, lite + "
-              f"bundled heads, scan_scene --overlays {args.overlays or 'auto'}, best of {args.rounds} alternating "
-              f"rounds; load average {load_start[0]:.1f} at the start, {load_end[0]:.1f} at the end, "
-              f"{os.cpu_count()} cpus")
-        print(f"  daemon alone (rounds): {', '.join(f'{r.fps:.1f}' for r in alone)} frames/s; daemon CPU "
-              f"{min(r.daemon_cpu for r in alone):.0f} ms/frame")
-        print(f"  scan_scene (rounds):   {', '.join(f'{r.fps:.1f}' for r in scans)} frames/s; daemon CPU "
-              f"{min(r.daemon_cpu for r in scans):.0f} ms/frame, client CPU {min(r.client_cpu for r in scans):.0f} "
-              f"ms/frame; client peak RSS {max(r.rss for r in scans):.0f} MiB")
-        print(f"scan_scene end to end {x:.1f} frames/s, daemon alone {y:.1f} frames/s, ratio {x / y:.2f} "
-              f"(targets: ratio >= 0.8, scan_scene >= 12.5 frames/s)")
+        print(
+            f"bench/scan: {args.frames} frames 640x480 ({distinct} distinct) of synthetic:{args.seed}, lite + "
+            f"bundled heads, scan_scene --overlays {args.overlays or 'auto'}, best of {args.rounds} alternating "
+            f"rounds; load average {load_start[0]:.1f} at the start, {load_end[0]:.1f} at the end, "
+            f"{os.cpu_count()} cpus"
+        )
+        print(
+            f"  daemon alone (rounds): {', '.join(f'{r.fps:.1f}' for r in alone)} frames/s; daemon CPU "
+            f"{min(r.daemon_cpu for r in alone):.0f} ms/frame"
+        )
+        print(
+            f"  scan_scene (rounds):   {', '.join(f'{r.fps:.1f}' for r in scans)} frames/s; daemon CPU "
+            f"{min(r.daemon_cpu for r in scans):.0f} ms/frame, client CPU {min(r.client_cpu for r in scans):.0f} "
+            f"ms/frame; client peak RSS {max(r.rss for r in scans):.0f} MiB"
+        )
+        print(
+            f"scan_scene end to end {x:.1f} frames/s, daemon alone {y:.1f} frames/s, ratio {x / y:.2f} "
+            f"(targets: ratio >= 0.8, scan_scene >= 12.5 frames/s)"
+        )
         if args.stages:
             costs = stage_costs(folder, replies, min(args.frames, 30))
             print("client CPU per frame, by stage (process time, one thread):")
@@ -246,8 +311,10 @@ def main() -> int:
             print(f"  {'total, a frame with an overlay':40s} {total:6.1f} ms")
             if step != 1:
                 average = total - drawn + (drawn / step if step else 0.0)
-                print(f"  {'average, overlays every ' + str(step) + ' frames' if step else 'no overlays':40s} "
-                      f"{average:6.1f} ms")
+                print(
+                    f"  {'average, overlays every ' + str(step) + ' frames' if step else 'no overlays':40s} "
+                    f"{average:6.1f} ms"
+                )
     return 0
 
 

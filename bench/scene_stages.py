@@ -13,6 +13,7 @@ the label PNG, the region message, voxel fusion (stride 2), and at the scene's e
 transformer's refinement, its PNGs, the fused cloud and its PLY. Prints CPU ms per frame
 (process time of this one process, best of --rounds).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, default=30, help="frames in the scene (default 30)")
     ap.add_argument("--seed", type=int, default=5, help="synthetic room seed")
-    ap.add_argument("--scene", type=Path, default=None, metavar="DIR",
-                    help="keep the rendered folder here and reuse it (default: a temporary folder)")
+    ap.add_argument(
+        "--scene",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="keep the rendered folder here and reuse it (default: a temporary folder)",
+    )
     ap.add_argument("--rounds", type=int, default=2, help="passes over the scene (the best is reported)")
     args = ap.parse_args()
 
@@ -71,8 +77,10 @@ def main() -> int:
             fl = timed("per-frame labels (segment head)", lambda: labeler.label_frame(state, f, regions))
             timed("label PNG", lambda: encode_png(fl.label_map))
             labels = RegionLabels(fl.region_labels, fl.region_scores, labeler.meta.names())
-            timed("region message", lambda: region_set_pb(regions, None, f.index, world=True,
-                                                          labels=labels).SerializeToString())
+            timed(
+                "region message",
+                lambda: region_set_pb(regions, None, f.index, world=True, labels=labels).SerializeToString(),
+            )
             timed("voxel fusion", lambda: fusion.add_frame(f, labels=fl.label_map, stride=FUSION_STRIDE))
         refined = timed("refinement (scene transformer)", lambda: labeler.refine(state))
         timed("refined PNGs", lambda: [encode_png(r.label_map) for r in refined])
@@ -80,9 +88,11 @@ def main() -> int:
         timed("cloud PLY (fit to 48 MiB)", lambda: fit_to_size(cloud, fusion.voxel, 48 << 20))
         for name, seconds in cost.items():
             best[name] = min(best.get(name, float("inf")), 1000 * seconds / len(frames))
-    print(f"bench/scene_stages: {len(frames)} frames 640x480 of synthetic:{args.seed}, lite + bundled heads, "
-          f"best of {args.rounds}; load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, "
-          f"{os.cpu_count()} cpus")
+    print(
+        f"bench/scene_stages: {len(frames)} frames 640x480 of synthetic:{args.seed}, lite + bundled heads, "
+        f"best of {args.rounds}; load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, "
+        f"{os.cpu_count()} cpus"
+    )
     print("daemon CPU per frame, by stage (process time):")
     for name, ms in best.items():
         print(f"  {name:44s} {ms:6.1f} ms")

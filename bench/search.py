@@ -26,6 +26,7 @@ embedded engine the tests use costs, not what a Milvus server does.
 
   .venv/bin/python bench/search.py --backend milvus-lite --regions 200000 --images 10000 --centres 800
 """
+
 from __future__ import annotations
 
 import argparse
@@ -104,7 +105,7 @@ def milvus_rows(kind: str, cfg: IndexConfig, dim, n, per_image, centres, sigma, 
     for chunk in mixture(n, centres, sigma, np.random.default_rng(seed)):
         for j in range(0, len(chunk), per_image):
             key = (row + j) // per_image
-            idx.add(f"{key:07d}", replace(template, features=chunk[j:j + per_image]))
+            idx.add(f"{key:07d}", replace(template, features=chunk[j : j + per_image]))
         row += len(chunk)
     build = time.perf_counter() - t0
     expr = filter_expr()
@@ -130,11 +131,19 @@ def main(argv=None) -> int:
     ap.add_argument("--images", type=int, default=50_000, help="images they belong to (default 50k)")
     ap.add_argument("--dim", type=int, default=384, help="feature dimension (default 384, DINOv2 ViT-S)")
     ap.add_argument("--centres", type=int, default=4000, help="Gaussian mixture centres (default 4000)")
-    ap.add_argument("--sigma", type=float, default=0.35,
-                    help="noise per coordinate around a centre (centres are N(0, 1)); default 0.35")
+    ap.add_argument(
+        "--sigma",
+        type=float,
+        default=0.35,
+        help="noise per coordinate around a centre (centres are N(0, 1)); default 0.35",
+    )
     ap.add_argument("--queries", type=int, default=300, help="queries timed per approximate kind (default 300)")
-    ap.add_argument("--exact-queries", type=int, default=60, help="queries timed on exact search (default 60; "
-                    "the rest of the ground truth is computed in batch)")
+    ap.add_argument(
+        "--exact-queries",
+        type=int,
+        default=60,
+        help="queries timed on exact search (default 60; the rest of the ground truth is computed in batch)",
+    )
     ap.add_argument("--k", type=int, default=10, help="images per query (default 10)")
     ap.add_argument("--kinds", default="ivfpq", help="approximate kinds, comma-separated: ivfpq, hnsw (default ivfpq)")
     ap.add_argument("--nlist", type=int, default=1024, help="IVF cells (default 1024)")
@@ -145,14 +154,26 @@ def main(argv=None) -> int:
     ap.add_argument("--refine-factor", type=int, default=8, help="short list = factor × k regions (default 8)")
     ap.add_argument("--train", type=int, default=100_000, help="training sample size (default 100k)")
     ap.add_argument("--threads", type=int, default=2, help="FAISS threads for building (default 2)")
-    ap.add_argument("--search-threads", type=int, default=1,
-                    help="FAISS threads per query (default 1, the daemon's default; see IndexConfig)")
+    ap.add_argument(
+        "--search-threads",
+        type=int,
+        default=1,
+        help="FAISS threads per query (default 1, the daemon's default; see IndexConfig)",
+    )
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--backend", choices=["faiss", "milvus-lite"], default="faiss",
-                    help="milvus-lite: also the same searches through Milvus Lite (see above)")
+    ap.add_argument(
+        "--backend",
+        choices=["faiss", "milvus-lite"],
+        default="faiss",
+        help="milvus-lite: also the same searches through Milvus Lite (see above)",
+    )
     ap.add_argument("--milvus-kinds", default="hnsw,flat", help="Milvus index kinds timed (default hnsw,flat)")
-    ap.add_argument("--milvus-queries", type=int, default=60,
-                    help="queries timed through Milvus (the first of the same queries; default 60)")
+    ap.add_argument(
+        "--milvus-queries",
+        type=int,
+        default=60,
+        help="queries timed through Milvus (the first of the same queries; default 60)",
+    )
     args = ap.parse_args(argv)
 
     faiss.omp_set_num_threads(args.threads)
@@ -161,19 +182,35 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(args.seed + 7)
     centres = rng.standard_normal((args.centres, args.dim), dtype=np.float32)
     queries = np.concatenate(list(mixture(args.queries, centres, args.sigma, np.random.default_rng(args.seed + 2))))
-    base = IndexConfig(metric="cosine", nlist=args.nlist, pq_m=args.pq_m, refine=args.refine,
-                       search_threads=args.search_threads,
-                       refine_factor=args.refine_factor, train_size=args.train)
-    print(f"{n:,} regions × {args.dim}-d in {args.images:,} images ({args.centres} centres, sigma {args.sigma}); "
-          f"{args.threads} FAISS threads (build), {args.search_threads} per query; top-{args.k} images per query", flush=True)
+    base = IndexConfig(
+        metric="cosine",
+        nlist=args.nlist,
+        pq_m=args.pq_m,
+        refine=args.refine,
+        search_threads=args.search_threads,
+        refine_factor=args.refine_factor,
+        train_size=args.train,
+    )
+    print(
+        f"{n:,} regions × {args.dim}-d in {args.images:,} images ({args.centres} centres, sigma {args.sigma}); "
+        f"{args.threads} FAISS threads (build), {args.search_threads} per query; top-{args.k} images per query",
+        flush=True,
+    )
 
-    exact, secs, bpr = build(replace(base, kind="flat"), args.dim, n, per_image, centres, args.sigma, args.seed, args.train)
-    truth, p50, p99, cpu = time_queries(exact, queries[:args.exact_queries], args.k)
-    for q in queries[args.exact_queries:]:  # ground truth for the rest, untimed
+    exact, secs, bpr = build(
+        replace(base, kind="flat"), args.dim, n, per_image, centres, args.sigma, args.seed, args.train
+    )
+    truth, p50, p99, cpu = time_queries(exact, queries[: args.exact_queries], args.k)
+    for q in queries[args.exact_queries :]:  # ground truth for the rest, untimed
         truth.append([key for key, _ in rank_images(*exact.search_images(q, args.k), args.k)])
-    print(f"{'kind':<8}{'build s':>9}{'bytes/region':>14}{'p50 ms':>9}{'p99 ms':>9}{'cpu ms/q':>10}"
-          f"{'recall@10':>11}{'p50 ×':>8}{'p99 ×':>8}")
-    print(f"{'exact':<8}{secs:>9.1f}{bpr:>14.0f}{p50:>9.2f}{p99:>9.2f}{cpu:>10.2f}{1.0:>11.3f}{1.0:>8.1f}{1.0:>8.1f}", flush=True)
+    print(
+        f"{'kind':<8}{'build s':>9}{'bytes/region':>14}{'p50 ms':>9}{'p99 ms':>9}{'cpu ms/q':>10}"
+        f"{'recall@10':>11}{'p50 ×':>8}{'p99 ×':>8}"
+    )
+    print(
+        f"{'exact':<8}{secs:>9.1f}{bpr:>14.0f}{p50:>9.2f}{p99:>9.2f}{cpu:>10.2f}{1.0:>11.3f}{1.0:>8.1f}{1.0:>8.1f}",
+        flush=True,
+    )
     exact_p50, exact_p99 = p50, p99
     del exact
     gc.collect()
@@ -188,27 +225,47 @@ def main(argv=None) -> int:
             vi._tune()  # search-time settings only: the same built index
             res, p50, p99, cpu = time_queries(vi, queries, args.k)
             recall = float(np.mean([len(set(a) & set(b)) / args.k for a, b in zip(res, truth)]))
-            print(f"{kind:<8}{secs:>9.1f}{bpr:>14.0f}{p50:>9.2f}{p99:>9.2f}{cpu:>10.2f}{recall:>11.3f}"
-                  f"{exact_p50 / p50:>8.1f}{exact_p99 / p99:>8.1f}   ({cfg.factory_string()}, {cfg.search_params()})",
-                  flush=True)
+            print(
+                f"{kind:<8}{secs:>9.1f}{bpr:>14.0f}{p50:>9.2f}{p99:>9.2f}{cpu:>10.2f}{recall:>11.3f}"
+                f"{exact_p50 / p50:>8.1f}{exact_p99 / p99:>8.1f}   ({cfg.factory_string()}, {cfg.search_params()})",
+                flush=True,
+            )
         del vi
         gc.collect()
     if args.backend == "milvus-lite":
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="regiond-milvus-bench-") as tmp:
-            print(f"\nMilvus Lite (regiond.index.milvus.backend), the same {n:,} regions added image by image, "
-                  f"the first {args.milvus_queries} queries:")
-            print(f"{'kind':<8}{'build s':>9}{'regions/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'cpu ms/q':>10}{'recall@10':>11}"
-                  f"{'p50 / FAISS exact p50':>23}")
+            print(
+                f"\nMilvus Lite (regiond.index.milvus.backend), the same {n:,} regions added image by image, "
+                f"the first {args.milvus_queries} queries:"
+            )
+            print(
+                f"{'kind':<8}{'build s':>9}{'regions/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'cpu ms/q':>10}{'recall@10':>11}"
+                f"{'p50 / FAISS exact p50':>23}"
+            )
             for kind in [k for k in args.milvus_kinds.split(",") if k]:
                 cfg = replace(base, kind=kind, ef_search=int(args.ef_search.split(",")[0]))
                 m = args.milvus_queries
                 build_s, rate, p50, p99, cpu, recall, params = milvus_rows(
-                    kind, cfg, args.dim, n, per_image, centres, args.sigma, args.seed, queries[:m], args.k, truth[:m],
-                    Path(tmp))
-                print(f"{kind:<8}{build_s:>9.1f}{rate:>11.0f}{p50:>9.2f}{p99:>9.2f}{cpu:>10.2f}{recall:>11.3f}"
-                      f"{p50 / exact_p50:>22.1f}×   ({params['index_type']} {params['params']})", flush=True)
+                    kind,
+                    cfg,
+                    args.dim,
+                    n,
+                    per_image,
+                    centres,
+                    args.sigma,
+                    args.seed,
+                    queries[:m],
+                    args.k,
+                    truth[:m],
+                    Path(tmp),
+                )
+                print(
+                    f"{kind:<8}{build_s:>9.1f}{rate:>11.0f}{p50:>9.2f}{p99:>9.2f}{cpu:>10.2f}{recall:>11.3f}"
+                    f"{p50 / exact_p50:>22.1f}×   ({params['index_type']} {params['params']})",
+                    flush=True,
+                )
     return 0
 
 

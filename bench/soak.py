@@ -16,6 +16,7 @@ cancelled calls and RESOURCE_EXHAUSTED under overload (or a bad input answered O
 compares the daemon's RSS in minute 2 with the last minute's (medians of 5 s samples), fd drift
 their open file descriptors. Targets: 0 unexpected, RSS drift ≤ 10 %, fd drift 0.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,9 +43,14 @@ from regiond.api.v1 import regions_pb2_grpc as pb_grpc  # noqa: E402
 
 C = grpc.StatusCode
 DEADLINE = 60.0
-ALLOWED = {"video": {C.OK, C.RESOURCE_EXHAUSTED}, "scene": {C.OK, C.RESOURCE_EXHAUSTED},
-           "index": {C.OK, C.RESOURCE_EXHAUSTED}, "search": {C.OK, C.RESOURCE_EXHAUSTED},
-           "bad": {C.INVALID_ARGUMENT, C.RESOURCE_EXHAUSTED}, "cancel": {C.CANCELLED, C.RESOURCE_EXHAUSTED}}
+ALLOWED = {
+    "video": {C.OK, C.RESOURCE_EXHAUSTED},
+    "scene": {C.OK, C.RESOURCE_EXHAUSTED},
+    "index": {C.OK, C.RESOURCE_EXHAUSTED},
+    "search": {C.OK, C.RESOURCE_EXHAUSTED},
+    "bad": {C.INVALID_ARGUMENT, C.RESOURCE_EXHAUSTED},
+    "cancel": {C.CANCELLED, C.RESOURCE_EXHAUSTED},
+}
 
 
 class Stats:
@@ -54,8 +60,8 @@ class Stats:
         self.t0 = t0
         self.lock = threading.Lock()
         self.codes = collections.defaultdict(collections.Counter)  # minute → code name → calls
-        self.latency = collections.defaultdict(list)               # minute → seconds
-        self.frames = collections.Counter()                        # minute → frames answered
+        self.latency = collections.defaultdict(list)  # minute → seconds
+        self.frames = collections.Counter()  # minute → frames answered
         self.unexpected: list[str] = []
 
     def minute(self) -> int:
@@ -106,8 +112,9 @@ class Load:
         self.stub = pb_grpc.RegionServiceStub(self.ch)
         self.stats, self.end, self.fps = stats, end, fps
         w, h = size
-        self.images = [pb.Image(data=f.tobytes(), encoding=pb.Image.RGB8, width=w, height=h)
-                       for f in make_frames(24, w, h)]
+        self.images = [
+            pb.Image(data=f.tobytes(), encoding=pb.Image.RGB8, width=w, height=h) for f in make_frames(24, w, h)
+        ]
         self.scene_frames = self._scene_frames(w, h)
         self.indexed = threading.Event()  # the images searches refer to are in the index
 
@@ -130,6 +137,7 @@ class Load:
             for i, m in enumerate(msgs):
                 sent[i] = time.monotonic()
                 yield m
+
         t0, n = time.monotonic(), 0
         it = call(stamped(), timeout=DEADLINE)
         try:
@@ -168,20 +176,26 @@ class Load:
             note = check(reply) if check else ""
             self.stats.call(kind, C.OK, time.monotonic() - t0, note)
         except grpc.RpcError as e:
-            self.stats.call(kind, code_of(e), time.monotonic() - t0,
-                            "" if code_of(e) in ALLOWED[kind] else e.details() or "")
+            self.stats.call(
+                kind, code_of(e), time.monotonic() - t0, "" if code_of(e) in ALLOWED[kind] else e.details() or ""
+            )
 
     def index(self) -> None:
         """Images img0..39 replaced in turn; one of img20..39 removed every fifth call (the
         searches refer to img0..7 only), so the index stays at about 40 images."""
         n = 0
         while self.running():
-            reqs = [pb.IndexRequest(image_id=f"img{(n + i) % 40}", image=self.images[(n + i) % len(self.images)],
-                                    replace=True) for i in range(4)]
+            reqs = [
+                pb.IndexRequest(
+                    image_id=f"img{(n + i) % 40}", image=self.images[(n + i) % len(self.images)], replace=True
+                )
+                for i in range(4)
+            ]
             if n % 20 == 16:
                 reqs.append(pb.IndexRequest(image_id=f"img{20 + n % 20}", remove=True))
-            self._unary("index", self.stub.IndexImages, iter(reqs),
-                        check=lambda s: "; ".join(e.message for e in s.errors))
+            self._unary(
+                "index", self.stub.IndexImages, iter(reqs), check=lambda s: "; ".join(e.message for e in s.errors)
+            )
             n += 4
             if n >= 8:
                 self.indexed.set()
@@ -193,22 +207,31 @@ class Load:
                 return
         n = 0
         while self.running():
-            q = [pb.SearchRequest(region=pb.RegionRef(image_id=f"img{n % 8}", region_id=0), top_k=5),
-                 pb.SearchRequest(box=pb.BoxQuery(image=self.images[n % len(self.images)],
-                                                  box=pb.Box(x0=10, y0=10, x1=60, y1=50)), top_k=5)][n % 2]
+            q = [
+                pb.SearchRequest(region=pb.RegionRef(image_id=f"img{n % 8}", region_id=0), top_k=5),
+                pb.SearchRequest(
+                    box=pb.BoxQuery(image=self.images[n % len(self.images)], box=pb.Box(x0=10, y0=10, x1=60, y1=50)),
+                    top_k=5,
+                ),
+            ][n % 2]
             self._unary("search", self.stub.Search, q)
             n += 1
             time.sleep(0.5)
 
     def bad(self) -> None:
         raw = self.ch.unary_unary("/regions.v1.RegionService/ExtractRegions")
-        calls = [lambda: self.stub.ExtractRegions(pb.ExtractRequest(image=pb.Image(data=b"\x89PNG not really")),
-                                                  timeout=DEADLINE),
-                 lambda: raw(b"\xff\xff\x01garbage", timeout=DEADLINE),
-                 lambda: self.stub.Search(pb.SearchRequest(vector=pb.VectorQuery(values=[1.0]), top_k=5000),
-                                          timeout=DEADLINE),
-                 lambda: self.stub.ExtractRegions(pb.ExtractRequest(image=self.images[0], depth=pb.Depth(data=b"x")),
-                                                  timeout=DEADLINE)]
+        calls = [
+            lambda: self.stub.ExtractRegions(
+                pb.ExtractRequest(image=pb.Image(data=b"\x89PNG not really")), timeout=DEADLINE
+            ),
+            lambda: raw(b"\xff\xff\x01garbage", timeout=DEADLINE),
+            lambda: self.stub.Search(
+                pb.SearchRequest(vector=pb.VectorQuery(values=[1.0]), top_k=5000), timeout=DEADLINE
+            ),
+            lambda: self.stub.ExtractRegions(
+                pb.ExtractRequest(image=self.images[0], depth=pb.Depth(data=b"x")), timeout=DEADLINE
+            ),
+        ]
         n = 0
         while self.running():
             t0 = time.monotonic()
@@ -216,16 +239,19 @@ class Load:
                 calls[n % len(calls)]()
                 self.stats.call("bad", C.OK, time.monotonic() - t0, "a bad input was answered OK")
             except grpc.RpcError as e:
-                self.stats.call("bad", code_of(e), time.monotonic() - t0,
-                                "" if code_of(e) in ALLOWED["bad"] else e.details() or "")
+                self.stats.call(
+                    "bad", code_of(e), time.monotonic() - t0, "" if code_of(e) in ALLOWED["bad"] else e.details() or ""
+                )
             n += 1
             time.sleep(0.5)
 
     def threads(self) -> list[threading.Thread]:
         jobs = [(self.video, (k,)) for k in range(6)] + [(self.scene, (k,)) for k in range(2)]
         jobs += [(self.index, ()), (self.search, ()), (self.bad, ()), (self.cancel, ())]
-        return [threading.Thread(target=self._guarded, args=(fn, *a), daemon=True, name=f"soak-{fn.__name__}")
-                for fn, a in jobs]
+        return [
+            threading.Thread(target=self._guarded, args=(fn, *a), daemon=True, name=f"soak-{fn.__name__}")
+            for fn, a in jobs
+        ]
 
     def _guarded(self, fn, *args) -> None:
         try:
@@ -248,9 +274,24 @@ def main() -> int:
     from regiond.commands.serve import spawn_daemon
 
     with tempfile.TemporaryDirectory(prefix="regiond-soak-") as tmp:
-        proc, address = spawn_daemon(["--listen", "127.0.0.1:0", "--profile", "lite", "--heads", "bundled",
-                                      "--data-dir", Path(tmp) / "data", "--grace", "5", "--log-level", "WARNING"],
-                                     Path(tmp) / "daemon.log", timeout=180)
+        proc, address = spawn_daemon(
+            [
+                "--listen",
+                "127.0.0.1:0",
+                "--profile",
+                "lite",
+                "--heads",
+                "bundled",
+                "--data-dir",
+                Path(tmp) / "data",
+                "--grace",
+                "5",
+                "--log-level",
+                "WARNING",
+            ],
+            Path(tmp) / "daemon.log",
+            timeout=180,
+        )
         try:
             t0 = time.monotonic()
             stats = Stats(t0)
@@ -289,8 +330,10 @@ def main() -> int:
     fds = [statistics.median(f for _, f in samples[m]) for m in (first, minutes - 1)]
     for u in collections.Counter(stats.unexpected).most_common(10):
         print(f"  unexpected: {u[0]} (×{u[1]})")
-    print(f"soak {args.minutes:g} min: {len(stats.unexpected)} unexpected errors, "
-          f"RSS drift {100 * (rss[1] - rss[0]) / rss[0]:.1f} %, fd drift {fds[1] - fds[0]:g}")
+    print(
+        f"soak {args.minutes:g} min: {len(stats.unexpected)} unexpected errors, "
+        f"RSS drift {100 * (rss[1] - rss[0]) / rss[0]:.1f} %, fd drift {fds[1] - fds[0]:g}"
+    )
     print(f"(load: {os.getloadavg()[0]:.1f} {os.getloadavg()[1]:.1f} {os.getloadavg()[2]:.1f})")
     return 0 if not stats.unexpected else 1
 
@@ -302,9 +345,12 @@ def report_minute(m: int, stats: Stats, samples: list[tuple[float, int]], second
         frames = stats.frames[m]
     rss = statistics.median(r for r, _ in samples) if samples else float("nan")
     fds = statistics.median(f for _, f in samples) if samples else float("nan")
-    print(f"minute {m + 1}: calls {codes or 'none'}; {frames / seconds:.1f} frames/s; latency p50 "
-          f"{np.percentile(lat, 50):.0f} ms p99 {np.percentile(lat, 99):.0f} ms; daemon RSS {rss:.0f} MB, "
-          f"open fds {fds:g}", flush=True)
+    print(
+        f"minute {m + 1}: calls {codes or 'none'}; {frames / seconds:.1f} frames/s; latency p50 "
+        f"{np.percentile(lat, 50):.0f} ms p99 {np.percentile(lat, 99):.0f} ms; daemon RSS {rss:.0f} MB, "
+        f"open fds {fds:g}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

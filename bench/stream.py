@@ -11,6 +11,7 @@ Wall-clock rates on a machine shared with other work are noisy (two processes al
 larger share of a contended CPU than one), so it also prints the CPU time the gRPC path adds
 per frame, measured beside the extraction in one process.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,9 @@ def make_frames(n: int, width: int, height: int):
     frames = []
     seed = 0
     while len(frames) < n:  # several short clips: varied content
-        frames.extend(render_clip(label=seed % 9, seed=seed, frames=min(32, n - len(frames)),
-                                  width=width, height=height).frames)
+        frames.extend(
+            render_clip(label=seed % 9, seed=seed, frames=min(32, n - len(frames)), width=width, height=height).frames
+        )
         seed += 1
     return frames
 
@@ -83,9 +85,25 @@ def start_daemon(tmp: Path, threads: int, workers: int):
     from regiond.commands.serve import spawn_daemon
 
     try:
-        return spawn_daemon(["--listen", "127.0.0.1:0", "--profile", "lite", "--data-dir", tmp / "data", "--no-index",
-                             "--log-level", "WARNING", "--workers", workers, "--torch-threads", threads],
-                            tmp / f"daemon-{workers}.log", timeout=120)
+        return spawn_daemon(
+            [
+                "--listen",
+                "127.0.0.1:0",
+                "--profile",
+                "lite",
+                "--data-dir",
+                tmp / "data",
+                "--no-index",
+                "--log-level",
+                "WARNING",
+                "--workers",
+                workers,
+                "--torch-threads",
+                threads,
+            ],
+            tmp / f"daemon-{workers}.log",
+            timeout=120,
+        )
     except RuntimeError as e:
         raise SystemExit(f"bench/stream: {e}") from None
 
@@ -100,8 +118,9 @@ class DaemonClient:
         from regiond.api.v1 import regions_pb2 as pb
         from regiond.api.v1 import regions_pb2_grpc as pb_grpc
 
-        self.ch = grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 64 << 20),
-                                                           ("grpc.max_receive_message_length", 64 << 20)])
+        self.ch = grpc.insecure_channel(
+            address, options=[("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
+        )
         grpc.channel_ready_future(self.ch).result(timeout=60)
         self.stub = pb_grpc.RegionServiceStub(self.ch)
         self.msgs = [pb.VideoFrame(image=image_pb(f, encoding), index=i) for i, f in enumerate(frames)]
@@ -120,12 +139,20 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--size", default="640x480")
-    ap.add_argument("--encoding", choices=("raw", "jpeg", "png"), default="raw",
-                    help="how frames travel (raw: loopback; jpeg adds decoding in the daemon)")
+    ap.add_argument(
+        "--encoding",
+        choices=("raw", "jpeg", "png"),
+        default="raw",
+        help="how frames travel (raw: loopback; jpeg adds decoding in the daemon)",
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch threads per model call")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved measurement rounds (best is reported)")
-    ap.add_argument("--workers", type=int, default=2,
-                    help="daemon workers for the throughput run (the overhead run uses 1, like in-process)")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="daemon workers for the throughput run (the overhead run uses 1, like in-process)",
+    )
     args = ap.parse_args()
     w, h = (int(v) for v in args.size.split("x"))
     frames = make_frames(args.frames, w, h)
@@ -157,20 +184,30 @@ def main() -> int:
     fps1 = max(r[0] for r in runs[1])
     regions = runs[1][0][1]
     ratio = fps1 / best
-    print(f"bench/stream: {args.frames} frames {w}x{h}, lite profile, {args.encoding} frames, "
-          f"{regions:.0f} regions/frame, torch threads {args.threads}, best of {args.rounds} interleaved rounds, "
-          f"{os.cpu_count()} cpus visible, load average {os.getloadavg()[0]:.1f}")
-    print(f"  in-process extraction (1 thread of work):  {best:6.1f} frames/s  (rounds: "
-          f"{', '.join(f'{b:.1f}' for b in base)})")
-    print(f"  through the daemon, 1 worker:              {fps1:6.1f} frames/s  (rounds: "
-          f"{', '.join(f'{r[0]:.1f}' for r in runs[1])})")
+    print(
+        f"bench/stream: {args.frames} frames {w}x{h}, lite profile, {args.encoding} frames, "
+        f"{regions:.0f} regions/frame, torch threads {args.threads}, best of {args.rounds} interleaved rounds, "
+        f"{os.cpu_count()} cpus visible, load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"  in-process extraction (1 thread of work):  {best:6.1f} frames/s  (rounds: "
+        f"{', '.join(f'{b:.1f}' for b in base)})"
+    )
+    print(
+        f"  through the daemon, 1 worker:              {fps1:6.1f} frames/s  (rounds: "
+        f"{', '.join(f'{r[0]:.1f}' for r in runs[1])})"
+    )
     print(f"  ratio daemon/in-process: {ratio:.2f}  -> gRPC overhead {100 * (1 - ratio):.0f}% (target <= 20%)")
-    print(f"  work of the gRPC path itself: {ms_path:.1f} ms/frame beside {ms_ex:.1f} ms of extraction "
-          f"= {100 * ms_path / ms_ex:.1f}% overhead in CPU time (load-independent)")
+    print(
+        f"  work of the gRPC path itself: {ms_path:.1f} ms/frame beside {ms_ex:.1f} ms of extraction "
+        f"= {100 * ms_path / ms_ex:.1f}% overhead in CPU time (load-independent)"
+    )
     if args.workers != 1:
         fpsn = max(r[0] for r in runs[args.workers])
-        print(f"  through the daemon, {args.workers} workers:             {fpsn:6.1f} frames/s  (target >= 15; "
-              f"{fpsn / best:.2f}x in-process)")
+        print(
+            f"  through the daemon, {args.workers} workers:             {fpsn:6.1f} frames/s  (target >= 15; "
+            f"{fpsn / best:.2f}x in-process)"
+        )
     return 0
 
 

@@ -9,6 +9,7 @@ patch tokens, in the same process, and prints the ratio.
 
     .venv/bin/python bench/tokens.py [--sizes 160x120 320x240 640x480] [--clips 3] [--repeats 5]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,13 +36,21 @@ def _time(fn, repeats: int) -> float:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", nargs="+", default=["160x120", "320x240", "640x480"],
-                    help="frame sizes WxH (default 160x120 320x240 640x480)")
+    ap.add_argument(
+        "--sizes",
+        nargs="+",
+        default=["160x120", "320x240", "640x480"],
+        help="frame sizes WxH (default 160x120 320x240 640x480)",
+    )
     ap.add_argument("--clips", type=int, default=3, help="clips per size (default 3)")
     ap.add_argument("--repeats", type=int, default=5, help="timed runs per transformer (median; default 5)")
-    ap.add_argument("--max-timed-tokens", type=int, default=4000,
-                    help="skip timing the patch transformer above this many tokens (attention memory grows "
-                         "with the square; 640x480 clips have ~13k patch tokens); default 4000")
+    ap.add_argument(
+        "--max-timed-tokens",
+        type=int,
+        default=4000,
+        help="skip timing the patch transformer above this many tokens (attention memory grows "
+        "with the square; 640x480 clips have ~13k patch tokens); default 4000",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -55,10 +64,14 @@ def main(argv=None) -> int:
 
     extractor = build_extractor("lite", preset="activity")
     dim = extractor.dim
-    print(f"profile lite ({extractor.masker.name} + {extractor.backbone.name}, dim {dim}); "
-          f"activity transformer: 3 layers, 8 heads, width 256; torch threads 1")
-    print(f"{'size':>9} {'regions/frame':>14} {'patches/frame':>14} {'regions/clip':>13} {'patches/clip':>13} "
-          f"{'ratio':>6} {'t_regions ms':>13} {'t_patches ms':>13} {'speed-up':>9}")
+    print(
+        f"profile lite ({extractor.masker.name} + {extractor.backbone.name}, dim {dim}); "
+        f"activity transformer: 3 layers, 8 heads, width 256; torch threads 1"
+    )
+    print(
+        f"{'size':>9} {'regions/frame':>14} {'patches/frame':>14} {'regions/clip':>13} {'patches/clip':>13} "
+        f"{'ratio':>6} {'t_regions ms':>13} {'t_patches ms':>13} {'speed-up':>9}"
+    )
     torch.manual_seed(0)
     for size in args.sizes:
         w, h = (int(v) for v in size.lower().split("x"))
@@ -77,8 +90,9 @@ def main(argv=None) -> int:
             clips_p.append(tokens_from_regions(pats))
         n_patch = max(len(c) for c in clips_p)
         reg_model = create_head("activity-transformer", in_dim=dim, num_classes=len(ACTIVITY_CLASSES)).eval()
-        pat_model = create_head("activity-transformer", in_dim=dim, num_classes=len(ACTIVITY_CLASSES),
-                                max_tokens=n_patch, tokens="patches").eval()
+        pat_model = create_head(
+            "activity-transformer", in_dim=dim, num_classes=len(ACTIVITY_CLASSES), max_tokens=n_patch, tokens="patches"
+        ).eval()
         pat_model.load_state_dict(reg_model.state_dict())  # the same transformer, other tokens
         rb, pb = collate(clips_r[:1], 400), collate(clips_p[:1], n_patch)
         with torch.no_grad():
@@ -87,10 +101,14 @@ def main(argv=None) -> int:
         rpf, ppf = float(np.mean(region_counts)), float(np.mean(patch_counts))
         rpc = float(np.mean([len(c) for c in clips_r]))
         ppc = float(np.mean([len(c) for c in clips_p]))
-        print(f"{size:>9} {rpf:14.1f} {ppf:14.1f} {rpc:13.1f} {ppc:13.1f} {ppc / rpc:6.1f} "
-              f"{1000 * t_r:13.2f} {1000 * t_p:13.2f} {t_p / t_r:8.1f}x")
-    print("regions/clip: tokens the activity head sees (8 frames, at most 400); patches/clip: 8 × grid cells; "
-          "ratio = patch tokens / region tokens; speed-up = patch-token time / region-token time")
+        print(
+            f"{size:>9} {rpf:14.1f} {ppf:14.1f} {rpc:13.1f} {ppc:13.1f} {ppc / rpc:6.1f} "
+            f"{1000 * t_r:13.2f} {1000 * t_p:13.2f} {t_p / t_r:8.1f}x"
+        )
+    print(
+        "regions/clip: tokens the activity head sees (8 frames, at most 400); patches/clip: 8 × grid cells; "
+        "ratio = patch tokens / region tokens; speed-up = patch-token time / region-token time"
+    )
     return 0
 
 

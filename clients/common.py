@@ -5,6 +5,7 @@ after the daemon restarts.
 Clients use only the generated API code (regions.v1) and `scenes`; nothing here imports the
 daemon's internals.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -99,23 +100,47 @@ def add_connection_args(p, default_server: str = DEFAULT_SERVER, subcommand: boo
     subcommand (subcommand=True: no defaults there, so a value given before the subcommand
     stands unless repeated after it): `search.py --server H index DIR` and
     `search.py index DIR --server H` both work."""
+
     def default(value):
         return argparse.SUPPRESS if subcommand else value
 
-    p.add_argument("--server", default=default(default_server), metavar="HOST:PORT",
-                   help=f"the regiond daemon (default: {default_server})")
-    p.add_argument("--token", default=default(None),
-                   help=f"bearer token (default: ${TOKEN_ENV}; none when the daemon has no token)")
-    p.add_argument("--tls-ca", default=default(None), metavar="PEM",
-                   help="connect with TLS, trusting this CA or self-signed certificate")
-    p.add_argument("--tls-name", default=default(None), metavar="NAME",
-                   help="expected server name in its certificate (default: the --server host)")
-    p.add_argument("--connect-timeout", type=float, default=default(10.0), metavar="S",
-                   help="give up when the daemon does not answer within this many seconds "
-                        "(default: 10)")
-    p.add_argument("--retry-for", type=float, default=default(60.0), metavar="S",
-                   help="after the daemon goes away mid-run, keep reconnecting (with backoff) this long "
-                        "(default: 60)")
+    p.add_argument(
+        "--server",
+        default=default(default_server),
+        metavar="HOST:PORT",
+        help=f"the regiond daemon (default: {default_server})",
+    )
+    p.add_argument(
+        "--token",
+        default=default(None),
+        help=f"bearer token (default: ${TOKEN_ENV}; none when the daemon has no token)",
+    )
+    p.add_argument(
+        "--tls-ca",
+        default=default(None),
+        metavar="PEM",
+        help="connect with TLS, trusting this CA or self-signed certificate",
+    )
+    p.add_argument(
+        "--tls-name",
+        default=default(None),
+        metavar="NAME",
+        help="expected server name in its certificate (default: the --server host)",
+    )
+    p.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=default(10.0),
+        metavar="S",
+        help="give up when the daemon does not answer within this many seconds (default: 10)",
+    )
+    p.add_argument(
+        "--retry-for",
+        type=float,
+        default=default(60.0),
+        metavar="S",
+        help="after the daemon goes away mid-run, keep reconnecting (with backoff) this long (default: 60)",
+    )
 
 
 @dataclass
@@ -131,8 +156,9 @@ class Connection:
         self.channel.close()
 
 
-def connect(server: str, token: str | None = None, tls_ca: str | None = None, tls_name: str | None = None,
-            timeout: float = 10.0) -> Connection:
+def connect(
+    server: str, token: str | None = None, tls_ca: str | None = None, tls_name: str | None = None, timeout: float = 10.0
+) -> Connection:
     """Open a channel and wait until it is ready. Raises Unreachable with a clear message."""
     token = token if token is not None else (os.environ.get(TOKEN_ENV) or None)
     options = [("grpc.max_send_message_length", MAX_MESSAGE), ("grpc.max_receive_message_length", MAX_MESSAGE)]
@@ -148,8 +174,10 @@ def connect(server: str, token: str | None = None, tls_ca: str | None = None, tl
         grpc.channel_ready_future(channel).result(timeout=timeout)
     except grpc.FutureTimeoutError:
         channel.close()
-        raise Unreachable(f"cannot reach regiond at {server} within {timeout:g} s "
-                          f"(is `regiond serve` running there{', with TLS' if tls_ca else ''}?)") from None
+        raise Unreachable(
+            f"cannot reach regiond at {server} within {timeout:g} s "
+            f"(is `regiond serve` running there{', with TLS' if tls_ca else ''}?)"
+        ) from None
     metadata = (("authorization", f"Bearer {token}"),) if token else ()
     return Connection(server, channel, pb_grpc.RegionServiceStub(channel), metadata)
 
@@ -161,8 +189,10 @@ def connect_from_args(args) -> Connection:
 def describe_rpc_error(e: grpc.RpcError) -> str:
     code = e.code() if hasattr(e, "code") else None
     details = e.details() if hasattr(e, "details") else str(e)
-    hint = {grpc.StatusCode.UNAUTHENTICATED: " (give --token or set $REGIOND_TOKEN)",
-            grpc.StatusCode.UNAVAILABLE: " (is the daemon running?)"}.get(code, "")
+    hint = {
+        grpc.StatusCode.UNAUTHENTICATED: " (give --token or set $REGIOND_TOKEN)",
+        grpc.StatusCode.UNAVAILABLE: " (is the daemon running?)",
+    }.get(code, "")
     return f"{code.name if code else 'error'}: {details}{hint}"
 
 
@@ -239,14 +269,25 @@ def reconnect(args, prog: str, err: grpc.RpcError) -> Connection:
 
 # --- masks carried across frames ------------------------------------------------------------
 
+
 def add_carry_args(p, how: str) -> None:
     """--keyframe-every K and --min-coverage F, the same in the streaming clients."""
-    p.add_argument("--keyframe-every", type=int, default=0, metavar="K",
-                   help=f"generate masks on every K-th frame only and carry them to the frames between ({how}; "
-                        f"SLIC fills the gaps); 0 or 1: generate on every frame")
-    p.add_argument("--min-coverage", type=float, default=0.0, metavar="F",
-                   help="with --keyframe-every: a frame whose carried masks cover less than this share of what "
-                        "its keyframe's covered becomes a keyframe (0: the daemon's default, 0.8)")
+    p.add_argument(
+        "--keyframe-every",
+        type=int,
+        default=0,
+        metavar="K",
+        help=f"generate masks on every K-th frame only and carry them to the frames between ({how}; "
+        f"SLIC fills the gaps); 0 or 1: generate on every frame",
+    )
+    p.add_argument(
+        "--min-coverage",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="with --keyframe-every: a frame whose carried masks cover less than this share of what "
+        "its keyframe's covered becomes a keyframe (0: the daemon's default, 0.8)",
+    )
 
 
 def carry_options(args) -> pb.CarryOptions | None:
@@ -270,18 +311,23 @@ class KeyframeCount:
                 self.carried += 1
 
     def line(self) -> str:
-        """"" when the stream carried nothing."""
+        """ "" when the stream carried nothing."""
         n = self.keyframes + self.carried
         return f"masks generated on {self.keyframes} of {n} frames, carried to {self.carried}" if n else ""
 
 
 # --- frames → messages ----------------------------------------------------------------------
 
+
 def add_encoding_arg(p, what: str = "colour") -> None:
     """--encoding auto|jpeg|png|raw, the same in the streaming clients."""
-    p.add_argument("--encoding", choices=("auto", "jpeg", "png", "raw"), default="auto",
-                   help=f"how {what} travels: raw RGB (no coding cost, 0.9 MB a 640×480 frame), jpeg or png; "
-                        f"auto (default): raw to a daemon on this machine (a loopback --server), else jpeg")
+    p.add_argument(
+        "--encoding",
+        choices=("auto", "jpeg", "png", "raw"),
+        default="auto",
+        help=f"how {what} travels: raw RGB (no coding cost, 0.9 MB a 640×480 frame), jpeg or png; "
+        f"auto (default): raw to a daemon on this machine (a loopback --server), else jpeg",
+    )
 
 
 def frame_encoding(choice: str, server: str) -> str:
@@ -304,7 +350,10 @@ def image_pb(rgb: np.ndarray, encoding: str = "jpeg", quality: int = 95) -> pb.I
         return pb.Image(data=rgb.tobytes(), encoding=pb.Image.RGB8, width=w, height=h)
     import cv2  # heavy: only when frames are sent as JPEG or PNG
 
-    ext, params = {"jpeg": (".jpg", [cv2.IMWRITE_JPEG_QUALITY, quality]), "png": (".png", [cv2.IMWRITE_PNG_COMPRESSION, 1])}[encoding]
+    ext, params = {
+        "jpeg": (".jpg", [cv2.IMWRITE_JPEG_QUALITY, quality]),
+        "png": (".png", [cv2.IMWRITE_PNG_COMPRESSION, 1]),
+    }[encoding]
     ok, buf = cv2.imencode(ext, rgb[:, :, ::-1], params)
     if not ok:
         raise ValueError(f"could not encode the image as {encoding}")
@@ -320,8 +369,9 @@ def depth_pb(depth: np.ndarray) -> pb.Depth:
 
 
 def intrinsics_pb(camera) -> pb.Intrinsics:
-    return pb.Intrinsics(fx=camera.fx, fy=camera.fy, cx=camera.cx, cy=camera.cy,
-                         width=camera.width, height=camera.height)
+    return pb.Intrinsics(
+        fx=camera.fx, fy=camera.fy, cx=camera.cx, cy=camera.cy, width=camera.width, height=camera.height
+    )
 
 
 def pose_pb(pose: np.ndarray) -> pb.Pose:

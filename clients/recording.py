@@ -21,6 +21,7 @@ Everything is logged on a `frame` timeline (the source's frame index):
 streams to (default address rerun+http://127.0.0.1:9876/proxy). Logging runs on its own
 background thread (bounded), so the gRPC stream never waits on it.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,18 +35,28 @@ from regiond.api.v1 import regions_pb2 as pb
 from regiond.client import common
 from regiond.client.writer import BackgroundWriter
 
-POINTS_PER_FRAME = 5000   # back-projected points logged per frame (a regular pixel grid)
+POINTS_PER_FRAME = 5000  # back-projected points logged per frame (a regular pixel grid)
 JPEG_QUALITY = 90
 SOURCE_NAMES = {pb.SOURCE_SAM: "SAM", pb.SOURCE_SLIC: "SLIC"}
 DEFAULT_VIEWER = "rerun+http://127.0.0.1:9876/proxy"
 
 
 def add_rerun_args(p) -> None:
-    p.add_argument("--rerun", type=Path, default=None, metavar="FILE.rrd",
-                   help="also write a Rerun recording of the run here (open it with `rerun FILE.rrd`)")
-    p.add_argument("--rerun-connect", nargs="?", const=DEFAULT_VIEWER, default=None, metavar="ADDR",
-                   help=f"also stream the recording to a running Rerun viewer (start one with `rerun`; "
-                        f"default {DEFAULT_VIEWER})")
+    p.add_argument(
+        "--rerun",
+        type=Path,
+        default=None,
+        metavar="FILE.rrd",
+        help="also write a Rerun recording of the run here (open it with `rerun FILE.rrd`)",
+    )
+    p.add_argument(
+        "--rerun-connect",
+        nargs="?",
+        const=DEFAULT_VIEWER,
+        default=None,
+        metavar="ADDR",
+        help=f"also stream the recording to a running Rerun viewer (start one with `rerun`; default {DEFAULT_VIEWER})",
+    )
 
 
 class Recording:
@@ -114,7 +125,7 @@ class Recording:
         mp = common.region_pixels(regions)
         ids = np.zeros(regions.width * regions.height, np.uint16)  # column-major, as RLE
         ids[mp.pixel] = mp.mask + 1
-        if np.count_nonzero(ids) < mp.pixel.size:                   # masks overlap (SAM): draw
+        if np.count_nonzero(ids) < mp.pixel.size:  # masks overlap (SAM): draw
             order = np.argsort(-mp.areas()[mp.mask], kind="stable")  # larger first, smaller win
             ids[mp.pixel[order]] = mp.mask[order] + 1
         rgba = (palette(len(regions.regions)).astype(np.uint32) << np.array([24, 16, 8], np.uint32)).sum(1) | 0xFF
@@ -124,14 +135,19 @@ class Recording:
             if r.HasField("label"):
                 text += f": {r.label_name or r.label}"
             infos.append(rr.AnnotationInfo(id=i + 1, label=text, color=colour))
-        self.log(entity, rr.AnnotationContext(infos),
-                 rr.SegmentationImage(ids.reshape(regions.width, regions.height).T), frame=frame)
+        self.log(
+            entity,
+            rr.AnnotationContext(infos),
+            rr.SegmentationImage(ids.reshape(regions.width, regions.height).T),
+            frame=frame,
+        )
 
 
 def class_context(rr, names=NYU40_NAMES):
     """NYU40 classes (name and ScanNet colour per id) as an annotation context."""
-    return rr.AnnotationContext([rr.AnnotationInfo(id=i, label=n, color=tuple(int(c) for c in SCANNET_COLOURS[i]))
-                                 for i, n in enumerate(names)])
+    return rr.AnnotationContext(
+        [rr.AnnotationInfo(id=i, label=n, color=tuple(int(c) for c in SCANNET_COLOURS[i])) for i, n in enumerate(names)]
+    )
 
 
 class ScanRecording(Recording):
@@ -146,12 +162,17 @@ class ScanRecording(Recording):
         """3D (cameras, points, the fused cloud) beside the frame with its labels, with its
         regions, and its depth."""
         rrb, image = self.rrb, "world/camera/image"
-        return rrb.Blueprint(rrb.Horizontal(
-            rrb.Spatial3DView(origin="world", name="scene in 3D"),
-            rrb.Vertical(rrb.Spatial2DView(origin=image, contents=["$origin/rgb", "$origin/labels"], name="labels"),
-                         rrb.Spatial2DView(origin=image, contents=["$origin/rgb", "$origin/regions"], name="regions"),
-                         rrb.Spatial2DView(origin=image, contents=["$origin/depth"], name="depth")),
-            column_shares=[3, 2]))
+        return rrb.Blueprint(
+            rrb.Horizontal(
+                rrb.Spatial3DView(origin="world", name="scene in 3D"),
+                rrb.Vertical(
+                    rrb.Spatial2DView(origin=image, contents=["$origin/rgb", "$origin/labels"], name="labels"),
+                    rrb.Spatial2DView(origin=image, contents=["$origin/rgb", "$origin/regions"], name="regions"),
+                    rrb.Spatial2DView(origin=image, contents=["$origin/depth"], name="depth"),
+                ),
+                column_shares=[3, 2],
+            )
+        )
 
     def _start(self) -> None:
         rr = self.rr
@@ -176,8 +197,11 @@ class ScanRecording(Recording):
             self.log("world/camera", rr.Transform3D(translation=pose[:3, 3], mat3x3=pose[:3, :3]), frame=idx)
             self.positions[idx] = pose[:3, 3].astype(np.float32)
         if cam is not None:
-            self.log("world/camera/image", rr.Pinhole(image_from_camera=cam.K, resolution=[cam.width, cam.height],
-                                                      image_plane_distance=0.3), frame=idx)
+            self.log(
+                "world/camera/image",
+                rr.Pinhole(image_from_camera=cam.K, resolution=[cam.width, cam.height], image_plane_distance=0.3),
+                frame=idx,
+            )
         self.log("world/camera/image/rgb", self.jpeg(frame.rgb), frame=idx)
         if frame.depth is not None:
             self.log("world/camera/image/depth", self._depth(frame.depth), frame=idx)
@@ -203,7 +227,7 @@ class ScanRecording(Recording):
         cam, depth = frame.camera, frame.depth
         h, w = depth.shape
         step = max(1, int(np.ceil(np.sqrt(h * w / POINTS_PER_FRAME))))
-        v, u = np.mgrid[step // 2:h:step, step // 2:w:step]
+        v, u = np.mgrid[step // 2 : h : step, step // 2 : w : step]
         z = depth[v, u]
         ok = np.isfinite(z) & (z > 0)
         u, v, z = u[ok], v[ok], z[ok]
@@ -223,8 +247,7 @@ class ScanRecording(Recording):
         rr = self.rr
         if self.positions:
             path = np.stack([self.positions[k] for k in sorted(self.positions)])
-            self.log("world/trajectory", rr.LineStrips3D([path], colors=[(255, 200, 0)]),
-                     static=True)
+            self.log("world/trajectory", rr.LineStrips3D([path], colors=[(255, 200, 0)]), static=True)
         if ply is None:
             return
         v = PlyData.read(str(ply))["vertex"].data
@@ -249,9 +272,13 @@ class VideoRecording(Recording):
     def blueprint(self):
         """The frames with their regions above the activity scores."""
         rrb = self.rrb
-        return rrb.Blueprint(rrb.Vertical(rrb.Spatial2DView(origin="video", name="frames and regions"),
-                                          rrb.TimeSeriesView(origin="activity", name="activity scores"),
-                                          row_shares=[3, 2]))
+        return rrb.Blueprint(
+            rrb.Vertical(
+                rrb.Spatial2DView(origin="video", name="frames and regions"),
+                rrb.TimeSeriesView(origin="activity", name="activity scores"),
+                row_shares=[3, 2],
+            )
+        )
 
     def frame(self, frame, regions: pb.RegionSet | None) -> None:
         self.submit(self._frame, frame, regions)

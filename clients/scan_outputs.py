@@ -6,6 +6,7 @@ for scoring, each frame keeps only its ground truth (zlib-compressed) and the co
 counts of its latest prediction (the scene head's refined labels replace the per-frame ones
 at the end of the scan).
 """
+
 from __future__ import annotations
 
 import math
@@ -27,7 +28,7 @@ from regiond.client.writer import BackgroundWriter
 #: and takes about 25 ms of the client's CPU to draw and encode), where labels/ has every frame
 AUTO_OVERLAYS = 100
 UNKNOWN_LENGTH_STEP = 10  # default step when the scene's length is not known up front
-PNG_LEVEL = 1             # zlib level of overlays: fast; they are pictures, not data
+PNG_LEVEL = 1  # zlib level of overlays: fast; they are pictures, not data
 _N = len(BENCHMARK_NAMES)
 
 
@@ -72,9 +73,12 @@ def scores(conf: np.ndarray, frames: int) -> dict:
     denom = conf.sum(1) + conf[:, :_N].sum(0) - tp
     iou = np.where(denom > 0, tp / np.maximum(denom, 1), np.nan)
     present = np.isfinite(iou)
-    return {"frames": frames, "miou": float(np.nanmean(iou)) if present.any() else None,
-            "classes_present": int(present.sum()),
-            "iou": {name: (None if np.isnan(v) else round(float(v), 4)) for name, v in zip(BENCHMARK_NAMES, iou)}}
+    return {
+        "frames": frames,
+        "miou": float(np.nanmean(iou)) if present.any() else None,
+        "classes_present": int(present.sum()),
+        "iou": {name: (None if np.isnan(v) else round(float(v), 4)) for name, v in zip(BENCHMARK_NAMES, iou)},
+    }
 
 
 def miou_scores(truths, preds) -> dict:
@@ -97,8 +101,8 @@ class LabelScores:
     """ScanNet-20 scores of the latest prediction of every frame that has ground truth."""
 
     def __init__(self):
-        self._truth: dict[int, bytes] = {}        # frame → compressed 640×480 benchmark map
-        self._conf: dict[int, np.ndarray] = {}    # frame → confusion of its latest prediction
+        self._truth: dict[int, bytes] = {}  # frame → compressed 640×480 benchmark map
+        self._conf: dict[int, np.ndarray] = {}  # frame → confusion of its latest prediction
 
     def truth(self, idx: int, labels: np.ndarray) -> None:
         self._truth[idx] = zlib.compress(benchmark_640(labels).tobytes(), 1)
@@ -130,14 +134,13 @@ class ScanOutputs:
     a refined one: their own, at finish()).
     """
 
-    def __init__(self, out: Path, scene_id: str, step: int, writer: BackgroundWriter,
-                 progress: Progress | None = None):
+    def __init__(self, out: Path, scene_id: str, step: int, writer: BackgroundWriter, progress: Progress | None = None):
         self.out, self.scene_id, self.step, self.writer = out, scene_id, step, writer
         self.progress = progress
         self.resumed = set(progress.done) if progress else set()  # frames an earlier run wrote (--resume)
         self.scores = LabelScores()
-        self.drawn: set[int] = set()       # frames whose overlay is written (or queued)
-        self.pictured: set[int] = set()    # frames that get pictures (overlay, colour labels)
+        self.drawn: set[int] = set()  # frames whose overlay is written (or queued)
+        self.pictured: set[int] = set()  # frames that get pictures (overlay, colour labels)
         self._unrefined: set[int] = set()  # frames with a per-frame label map only (writer thread)
         self._dirs: set[str] = set()
 
@@ -145,8 +148,9 @@ class ScanOutputs:
         """Whether the position-th frame scanned (0-based) gets an overlay."""
         return self.step > 0 and position % self.step == 0
 
-    def frame(self, idx: int, rgb: np.ndarray | None, regions: pb.RegionSet, label_png: bytes,
-              truth: np.ndarray | None) -> None:
+    def frame(
+        self, idx: int, rgb: np.ndarray | None, regions: pb.RegionSet, label_png: bytes, truth: np.ndarray | None
+    ) -> None:
         """Queue a frame's outputs; rgb only for frames that get pictures. A frame an earlier
         run wrote (--resume) is only scored: its files are there."""
         written = idx in self.resumed

@@ -3,6 +3,7 @@ settings, then one line per frame whose outputs are written (appended by the bac
 after that frame's files), then a line when the scan completed. `--resume` reads it to go on
 from there; without --resume or --force a folder that holds a scan's outputs is refused.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,10 @@ class Progress:
         """Check (and with force, clear) the output folder; read the journal when resuming."""
         existing = [n for n in OUTPUTS if (out / n).exists()]
         if existing and not (resume or force):
-            raise ProgressError(f"{out} already holds a scan's outputs ({', '.join(existing)}): pass --resume to go "
-                                f"on from the last frame written, or --force to scan again from scratch")
+            raise ProgressError(
+                f"{out} already holds a scan's outputs ({', '.join(existing)}): pass --resume to go "
+                f"on from the last frame written, or --force to scan again from scratch"
+            )
         if force:
             for name in existing:
                 p = out / name
@@ -45,8 +48,10 @@ class Progress:
         before = records[0].get("scan") if records else None
         if before != settings:
             diff = sorted(k for k in set(settings) | set(before or {}) if (before or {}).get(k) != settings.get(k))
-            raise ProgressError(f"{out} holds a scan with other settings ({', '.join(diff) or 'unreadable journal'}): "
-                                f"run it with the same ones to resume, or pass --force to scan again")
+            raise ProgressError(
+                f"{out} holds a scan with other settings ({', '.join(diff) or 'unreadable journal'}): "
+                f"run it with the same ones to resume, or pass --force to scan again"
+            )
         done = {int(r["frame"]) for r in records[1:] if isinstance(r.get("frame"), int)}
         return cls(out, settings, done, any(r.get("complete") for r in records[1:]))
 

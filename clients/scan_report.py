@@ -5,6 +5,7 @@ ground truth, a strip of overlays with their colour label pictures, and the conf
 Pictures are linked by relative paths, styles are inline: the folder can be moved, zipped or
 opened offline (no external scripts, fonts or styles).
 """
+
 from __future__ import annotations
 
 import html
@@ -30,8 +31,14 @@ figcaption{font-size:12px;color:#555}code{background:#f3f3f3;padding:1px 4px}"""
 def confusion_picture(out: Path, counts: np.ndarray) -> Path:
     """confusion.png of ScanNet-20 counts (20 × 21: truth × prediction, last column "not a class")."""
     names = list(BENCHMARK_NAMES)
-    return confusion_png(counts, names + ["other"], out / "confusion.png", "ScanNet 20-class confusion (row-normalised)",
-                         rows=names, colours=label_colours()[list(BENCHMARK_NYU40)])
+    return confusion_png(
+        counts,
+        names + ["other"],
+        out / "confusion.png",
+        "ScanNet 20-class confusion (row-normalised)",
+        rows=names,
+        colours=label_colours()[list(BENCHMARK_NYU40)],
+    )
 
 
 def strip_frames(out: Path, count: int = STRIP_FRAMES) -> list[str]:
@@ -61,26 +68,38 @@ def _iou_table(scores: dict) -> str:
         if v is None:
             continue
         r, g, b = (int(c) for c in colours[nyu])
-        rows.append(f'<tr><td><span class=sw style="background:rgb({r},{g},{b})"></span>{html.escape(name)}</td>'
-                    f"<td class=num>{100 * v:.1f}</td></tr>")
+        rows.append(
+            f'<tr><td><span class=sw style="background:rgb({r},{g},{b})"></span>{html.escape(name)}</td>'
+            f"<td class=num>{100 * v:.1f}</td></tr>"
+        )
     return f"<table><tr><th>class</th><th>IoU (%)</th></tr>{''.join(rows)}</table>"
 
 
 def write_report(out: Path, summary: dict, confusion: np.ndarray | None = None, recording: Path | None = None) -> Path:
     """Write out/index.html (and out/confusion.png when there are confusion counts)."""
     scene = summary.get("scene_id", "")
-    facts = [("frames", summary.get("frames", 0)), ("frames rejected", summary.get("frames_failed", 0)),
-             ("frames without pose", summary.get("frames_without_pose", 0)), ("regions", summary.get("regions", 0)),
-             ("fused points", summary.get("fused_points", 0)), ("seconds", summary.get("client_seconds", "")),
-             ("frames per second", summary.get("frames_per_second", ""))]
+    facts = [
+        ("frames", summary.get("frames", 0)),
+        ("frames rejected", summary.get("frames_failed", 0)),
+        ("frames without pose", summary.get("frames_without_pose", 0)),
+        ("regions", summary.get("regions", 0)),
+        ("fused points", summary.get("fused_points", 0)),
+        ("seconds", summary.get("client_seconds", "")),
+        ("frames per second", summary.get("frames_per_second", "")),
+    ]
     scores = summary.get("miou")
-    parts = [f"<!doctype html><html lang=en><meta charset=utf-8><title>regiond scan: {html.escape(scene)}</title>",
-             f"<style>{STYLE}</style><h1>Scan of {html.escape(scene)}</h1>",
-             _source(summary.get("source") or {}), f"<table>{_rows(facts)}</table>"]
+    parts = [
+        f"<!doctype html><html lang=en><meta charset=utf-8><title>regiond scan: {html.escape(scene)}</title>",
+        f"<style>{STYLE}</style><h1>Scan of {html.escape(scene)}</h1>",
+        _source(summary.get("source") or {}),
+        f"<table>{_rows(facts)}</table>",
+    ]
     if scores and scores.get("miou") is not None:
-        parts.append(f"<h2>Labels: mIoU {100 * scores['miou']:.1f}%</h2><p>ScanNet's 20-class protocol at 640×480, "
-                     f"{scores['classes_present']} classes present in {scores['frames']} frames with ground truth.</p>"
-                     + _iou_table(scores))
+        parts.append(
+            f"<h2>Labels: mIoU {100 * scores['miou']:.1f}%</h2><p>ScanNet's 20-class protocol at 640×480, "
+            f"{scores['classes_present']} classes present in {scores['frames']} frames with ground truth.</p>"
+            + _iou_table(scores)
+        )
     frames = strip_frames(out)
     if frames:
         figs = []
@@ -89,15 +108,19 @@ def write_report(out: Path, summary: dict, confusion: np.ndarray | None = None, 
             if (out / "labels_color" / name).is_file():
                 imgs += f'<img src="labels_color/{name}" alt="labels of frame {name[:-4]}">'
             figs.append(f"<figure>{imgs}<figcaption>frame {int(name[:-4])}</figcaption></figure>")
-        parts.append(f"<h2>Frames</h2><p>Regions over each frame (above; SAM masks filled, SLIC pieces hatched) "
-                     f"and the predicted labels (below).</p><div class=strip>{''.join(figs)}</div>")
+        parts.append(
+            f"<h2>Frames</h2><p>Regions over each frame (above; SAM masks filled, SLIC pieces hatched) "
+            f"and the predicted labels (below).</p><div class=strip>{''.join(figs)}</div>"
+        )
     if confusion is not None and confusion.sum() > 0:
         confusion_picture(out, confusion)
         parts.append('<h2>Confusion matrix</h2><img src="confusion.png" alt="confusion matrix">')
     if recording is not None:
-        parts.append(f"<h2>In 3D</h2><p>The Rerun recording <code>{html.escape(recording.name)}</code> holds the "
-                     f"frames, cameras, regions, labels and the fused cloud: <code>rerun {html.escape(str(recording))}"
-                     f"</code></p>")
+        parts.append(
+            f"<h2>In 3D</h2><p>The Rerun recording <code>{html.escape(recording.name)}</code> holds the "
+            f"frames, cameras, regions, labels and the fused cloud: <code>rerun {html.escape(str(recording))}"
+            f"</code></p>"
+        )
     page = out / "index.html"
     page.write_text("\n".join(parts) + "\n</html>\n", encoding="utf-8")
     return page

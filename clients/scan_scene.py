@@ -35,6 +35,7 @@ missing depth file) is reported by index and reason and skipped; summary.json li
 Exit status: 0 done, 1 bad input or outputs that cannot be written, 2 daemon unreachable or
 failed, 130 interrupted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,37 +61,52 @@ from regiond.client.writer import BackgroundWriter, WriterError
 from regiond.api.v1 import regions_pb2 as pb
 
 PROG = "scan_scene"
-MAX_AHEAD = 16   # frames sent but not yet answered
+MAX_AHEAD = 16  # frames sent but not yet answered
 WRITE_AHEAD = 8  # frames answered whose outputs are not written yet
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog=PROG, description=__doc__.split("\n\n")[0],
-        epilog="scene kinds:\n" + scenes.kinds_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog=PROG,
+        description=__doc__.split("\n\n")[0],
+        epilog="scene kinds:\n" + scenes.kinds_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("scene", metavar="SCENE", help=".sens file, ScanNet folder, 7-Scenes folder or synthetic:SEED")
     common.add_connection_args(p)
-    p.add_argument("--out", type=Path, default=None, metavar="DIR",
-                   help="output folder (default: out/scan/<scene name>)")
+    p.add_argument(
+        "--out", type=Path, default=None, metavar="DIR", help="output folder (default: out/scan/<scene name>)"
+    )
     p.add_argument("--every", type=int, default=1, metavar="K", help="use every K-th frame")
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
     p.add_argument("--size", default=None, metavar="WxH", help="resample frames to this size before sending")
     common.add_encoding_arg(p, "colour")
     p.add_argument("--voxel", type=float, default=0.02, metavar="M", help="voxel edge of the fused cloud, metres")
-    p.add_argument("--overlays", type=_overlays_arg, default=None, metavar="K|all|none|auto",
-                   help=f"which frames get an overlay (and a colour label picture): every K-th frame "
-                        f"scanned, all, none, or auto (default): all when the scene has up to "
-                        f"{AUTO_OVERLAYS} frames, else every K-th with K = ceil(frames / {AUTO_OVERLAYS}) "
-                        f"(about {AUTO_OVERLAYS} overlays, ~0.5 MB each at 640×480); every "
-                        f"{UNKNOWN_LENGTH_STEP}th when the length is unknown")
+    p.add_argument(
+        "--overlays",
+        type=_overlays_arg,
+        default=None,
+        metavar="K|all|none|auto",
+        help=f"which frames get an overlay (and a colour label picture): every K-th frame "
+        f"scanned, all, none, or auto (default): all when the scene has up to "
+        f"{AUTO_OVERLAYS} frames, else every K-th with K = ceil(frames / {AUTO_OVERLAYS}) "
+        f"(about {AUTO_OVERLAYS} overlays, ~0.5 MB each at 640×480); every "
+        f"{UNKNOWN_LENGTH_STEP}th when the length is unknown",
+    )
     common.add_carry_args(p, "reprojected with depth and poses; a frame without them is a keyframe")
     p.add_argument("--no-ply", action="store_true", help="do not ask for the fused point cloud")
     p.add_argument("--scene-id", default=None, help="name of the scene in outputs (default: from SCENE)")
-    p.add_argument("--resume", action="store_true",
-                   help="go on with the scan in --out from the last frame whose outputs were written")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on with the scan in --out from the last frame whose outputs were written",
+    )
     p.add_argument("--force", action="store_true", help="scan again into an --out folder that holds a scan's outputs")
-    p.add_argument("--skip-bad-frames", action="store_true",
-                   help="report and skip frames that cannot be read instead of ending the scan (default: strict)")
+    p.add_argument(
+        "--skip-bad-frames",
+        action="store_true",
+        help="report and skip frames that cannot be read instead of ending the scan (default: strict)",
+    )
     add_rerun_args(p)
     return p
 
@@ -111,7 +127,7 @@ class Scan:
         self.source = source
         self.scene_id = scene_id
         self.outputs = outputs
-        self.pending: dict[int, tuple] = {}   # frame sent, not answered: (rgb if pictured, truth, frame if recorded)
+        self.pending: dict[int, tuple] = {}  # frame sent, not answered: (rgb if pictured, truth, frame if recorded)
         self.ahead = threading.Semaphore(MAX_AHEAD)
         self.errors: list[dict] = []
         self.summary = None
@@ -128,8 +144,13 @@ class Scan:
         self.carry = common.KeyframeCount()
 
     def requests(self, stop: threading.Event):
-        opts = pb.SceneOptions(scene_id=self.scene_id, voxel_size=self.args.voxel, return_ply=not self.args.no_ply,
-                               return_label_maps=True, carry=common.carry_options(self.args))
+        opts = pb.SceneOptions(
+            scene_id=self.scene_id,
+            voxel_size=self.args.voxel,
+            return_ply=not self.args.no_ply,
+            return_label_maps=True,
+            carry=common.carry_options(self.args),
+        )
         for position, frame in enumerate(self.source):
             while not self.ahead.acquire(timeout=0.1):
                 if stop.is_set():
@@ -137,8 +158,11 @@ class Scan:
             if stop.is_set():
                 return
             picture = self.outputs.wants_picture(position)
-            self.pending[int(frame.index)] = (frame.rgb if picture else None, frame.labels,
-                                              frame if self.recording else None)
+            self.pending[int(frame.index)] = (
+                frame.rgb if picture else None,
+                frame.labels,
+                frame if self.recording else None,
+            )
             msg = common.scene_frame_pb(frame, self.args.encoding)
             if position == 0:
                 msg.options.CopyFrom(opts)
@@ -213,8 +237,9 @@ def run(args) -> int:
     if args.resume and args.force:
         return common.fail(PROG, "--resume and --force exclude each other", 1)
     try:
-        source = scenes.open_source(args.scene, every=args.every, max_frames=args.max_frames, size=size,
-                                    skip_bad_frames=args.skip_bad_frames)
+        source = scenes.open_source(
+            args.scene, every=args.every, max_frames=args.max_frames, size=size, skip_bad_frames=args.skip_bad_frames
+        )
     except ValueError as e:  # InputError / SourceError
         return common.fail(PROG, str(e), 1)
     source.on_skip = lambda s: tqdm.write(f"{PROG}: frame {s['frame']} skipped: {s['reason']}", file=sys.stderr)
@@ -244,8 +269,11 @@ def run(args) -> int:
             outputs = ScanOutputs(args.out, scene_id, overlay_step(args.overlays, total), writer, progress)
             scan = Scan(args, source, scene_id, outputs, recording)
             if progress.done:
-                print(f"{PROG}: resuming: the outputs of {len(progress.done)} frames are written; the daemon "
-                      f"sees every frame again (the fused cloud needs them all)", file=sys.stderr)
+                print(
+                    f"{PROG}: resuming: the outputs of {len(progress.done)} frames are written; the daemon "
+                    f"sees every frame again (the fused cloud needs them all)",
+                    file=sys.stderr,
+                )
             attempts = stream(scan, conn, args, total)
             outputs.finish()
         seconds = time.perf_counter() - t0
@@ -265,10 +293,20 @@ def run(args) -> int:
 
 def scan_settings(args, scene_id: str) -> dict:
     """What makes two runs the same scan (a resumed run must match the journal's)."""
-    return {"scene": str(args.scene), "scene_id": scene_id, "every": args.every, "max_frames": args.max_frames,
-            "size": args.size, "encoding": args.encoding, "voxel": args.voxel, "overlays": args.overlays,
-            "no_ply": args.no_ply, "skip_bad_frames": args.skip_bad_frames, "keyframe_every": args.keyframe_every,
-            "min_coverage": args.min_coverage}
+    return {
+        "scene": str(args.scene),
+        "scene_id": scene_id,
+        "every": args.every,
+        "max_frames": args.max_frames,
+        "size": args.size,
+        "encoding": args.encoding,
+        "voxel": args.voxel,
+        "overlays": args.overlays,
+        "no_ply": args.no_ply,
+        "skip_bad_frames": args.skip_bad_frames,
+        "keyframe_every": args.keyframe_every,
+        "min_coverage": args.min_coverage,
+    }
 
 
 def finish_recording(scan: Scan, recording: ScanRecording) -> None:
@@ -279,8 +317,12 @@ def finish_recording(scan: Scan, recording: ScanRecording) -> None:
     t0 = time.perf_counter()
     recording.close()
     where = recording.path or scan.args.rerun_connect
-    print(f"{PROG}: Rerun recording {where} ({time.perf_counter() - t0:.1f} s to finish writing); "
-          f"open it with `rerun {where}`" if recording.path else f"{PROG}: Rerun recording streamed to {where}")
+    print(
+        f"{PROG}: Rerun recording {where} ({time.perf_counter() - t0:.1f} s to finish writing); "
+        f"open it with `rerun {where}`"
+        if recording.path
+        else f"{PROG}: Rerun recording streamed to {where}"
+    )
 
 
 def write_outputs(scan: Scan, source, seconds: float, attempts: int) -> int:
@@ -296,28 +338,40 @@ def write_outputs(scan: Scan, source, seconds: float, attempts: int) -> int:
     summary.pop("ply", None)
     scores = scan.outputs.scores.result()
     drawn = scan.outputs.drawn
-    summary.update({
-        "miou": scores,
-        "source": source.describe(), "client_seconds": round(seconds, 3),
-        "frames_per_second": round(scan.frames_answered / seconds, 2) if seconds > 0 else None,
-        "attempts": attempts, "frame_errors": scan.errors, "skipped_frames": source.skipped,
-        "resumed_frames": len(scan.outputs.resumed),
-        "keyframes": {"generated": scan.carry.keyframes, "carried": scan.carry.carried},
-        "outputs": {"overlays": str(out / "overlays") if drawn else None, "overlay_frames": len(drawn),
-                    "overlay_step": scan.outputs.step,
-                    "labels": str(out / "labels") if (out / "labels").is_dir() else None,
-                    "ply": str(ply) if ply else None},
-    })
+    summary.update(
+        {
+            "miou": scores,
+            "source": source.describe(),
+            "client_seconds": round(seconds, 3),
+            "frames_per_second": round(scan.frames_answered / seconds, 2) if seconds > 0 else None,
+            "attempts": attempts,
+            "frame_errors": scan.errors,
+            "skipped_frames": source.skipped,
+            "resumed_frames": len(scan.outputs.resumed),
+            "keyframes": {"generated": scan.carry.keyframes, "carried": scan.carry.carried},
+            "outputs": {
+                "overlays": str(out / "overlays") if drawn else None,
+                "overlay_frames": len(drawn),
+                "overlay_step": scan.outputs.step,
+                "labels": str(out / "labels") if (out / "labels").is_dir() else None,
+                "ply": str(ply) if ply else None,
+            },
+        }
+    )
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     page = write_report(out, summary, scan.outputs.scores.confusion(), scan.args.rerun)
-    print(f"{PROG}: {s.frames} frames ({s.frames_failed} rejected, {s.frames_without_pose} without pose), "
-          f"{s.regions} regions, {s.fused_points} fused points in {seconds:.1f} s; outputs in {out} "
-          f"(report: {page})")
+    print(
+        f"{PROG}: {s.frames} frames ({s.frames_failed} rejected, {s.frames_without_pose} without pose), "
+        f"{s.regions} regions, {s.fused_points} fused points in {seconds:.1f} s; outputs in {out} "
+        f"(report: {page})"
+    )
     if scan.carry.line():
         print(f"{PROG}: {scan.carry.line()}")
     if scores is not None and scores["miou"] is not None:
-        print(f"{PROG}: mIoU {100 * scores['miou']:.1f} over {scores['classes_present']} classes present "
-              f"in {scores['frames']} frames (ScanNet 20-class protocol, 640×480)")
+        print(
+            f"{PROG}: mIoU {100 * scores['miou']:.1f} over {scores['classes_present']} classes present "
+            f"in {scores['frames']} frames (ScanNet 20-class protocol, 640×480)"
+        )
     return 0
 
 

@@ -15,6 +15,7 @@ an HTML page showing the query and each hit with its matched regions outlined (h
 drawn from the indexed files when this machine can read them).
 Exit status: 0 done, 1 bad input (or some images failed), 2 daemon unreachable or failed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,23 +42,37 @@ HIT_COLOURS = np.array([(255, 40, 40), (40, 220, 40), (60, 120, 255), (255, 200,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                                formatter_class=common.DefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog=PROG, description=__doc__.split("\n\n")[0], formatter_class=common.DefaultsHelpFormatter
+    )
     common.add_connection_args(p)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    ix = sub.add_parser("index", help="index every PNG/JPEG under FOLDER", description=__doc__,
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ix = sub.add_parser(
+        "index",
+        help="index every PNG/JPEG under FOLDER",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ix.add_argument("folder", type=Path, metavar="FOLDER", help="folder of images (searched recursively)")
     ix.add_argument("--prefix", default="", help="prepend this to every image id (e.g. 'holiday/')")
-    ix.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
-                    help="metadata stored with every image (repeatable); searchable with query --where")
+    ix.add_argument(
+        "--meta",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="metadata stored with every image (repeatable); searchable with query --where",
+    )
     ix.add_argument("--replace", action="store_true", help="re-index images already in the index")
     ix.add_argument("--no-progress", action="store_true", help="no progress bar")
     common.add_connection_args(ix, subcommand=True)
 
-    q = sub.add_parser("query", help="find images holding the object under a mask or in a box",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    q = sub.add_parser(
+        "query",
+        help="find images holding the object under a mask or in a box",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     q.add_argument("image", type=Path, metavar="IMAGE", help="the query image (PNG/JPEG)")
     how = q.add_mutually_exclusive_group(required=True)
     how.add_argument("--mask", type=Path, metavar="MASK.png", help="PNG the size of IMAGE, object = non-zero pixels")
@@ -65,14 +80,28 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("-k", "--top-k", type=int, default=10, help="images to return")
     q.add_argument("--regions-per-image", type=int, default=3, help="matched regions shown per image")
     q.add_argument("--prefix", default="", help="only images whose id starts with this")
-    q.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
-                   help="only images whose metadata has KEY=VALUE (repeatable)")
+    q.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="only images whose metadata has KEY=VALUE (repeatable)",
+    )
     q.add_argument("--exclude", action="append", default=[], metavar="IMAGE_ID", help="leave this image out")
-    q.add_argument("--expand", type=int, default=None, metavar="N",
-                   help="query expansion: search again with the best regions of the first N images "
-                        "(default: the daemon's, 5; 0: exact nearest regions only)")
-    q.add_argument("--out", type=Path, default=Path("search_results.html"),
-                   help="HTML page with the query and the hits, matched regions outlined")
+    q.add_argument(
+        "--expand",
+        type=int,
+        default=None,
+        metavar="N",
+        help="query expansion: search again with the best regions of the first N images "
+        "(default: the daemon's, 5; 0: exact nearest regions only)",
+    )
+    q.add_argument(
+        "--out",
+        type=Path,
+        default=Path("search_results.html"),
+        help="HTML page with the query and the hits, matched regions outlined",
+    )
     common.add_connection_args(q, subcommand=True)
     return p
 
@@ -100,6 +129,7 @@ def file_image_pb(path: Path) -> pb.Image:
 
 # --- index -------------------------------------------------------------------------------------
 
+
 def run_index(args, conn) -> int:
     meta = pairs(args.meta, "--meta")
     files = list_images(args.folder)
@@ -120,15 +150,18 @@ def run_index(args, conn) -> int:
         summary = conn.stub.IndexImages(requests(), metadata=conn.metadata)
     finally:
         bar.close()
-    print(f"{summary.indexed} indexed ({summary.regions} regions), {summary.skipped} already indexed, "
-          f"{len(summary.errors)} failed; the index holds {summary.total_images} images, "
-          f"{summary.total_regions} regions")
+    print(
+        f"{summary.indexed} indexed ({summary.regions} regions), {summary.skipped} already indexed, "
+        f"{len(summary.errors)} failed; the index holds {summary.total_images} images, "
+        f"{summary.total_regions} regions"
+    )
     for e in summary.errors:
         print(f"  {e.image_id}: {e.message}", file=sys.stderr)
     return 1 if summary.errors else 0
 
 
 # --- query -------------------------------------------------------------------------------------
+
 
 def parse_box(s: str) -> list[float]:
     try:
@@ -163,11 +196,15 @@ def run_query(args, conn) -> int:
     req.filter.metadata.update(pairs(args.where, "--where"))
     req.filter.exclude_image_ids.extend(args.exclude)
     resp = conn.stub.Search(req, metadata=conn.metadata)
-    print(f"{len(resp.hits)} hits among {resp.searched_images} images ({resp.searched_regions} regions) "
-          f"in {resp.seconds * 1000:.0f} ms")
+    print(
+        f"{len(resp.hits)} hits among {resp.searched_images} images ({resp.searched_regions} regions) "
+        f"in {resp.seconds * 1000:.0f} ms"
+    )
     for rank, h in enumerate(resp.hits, 1):
-        regs = ", ".join(f"#{r.region_id} {r.score:.3f} [{r.box.x0:.0f},{r.box.y0:.0f},{r.box.x1:.0f},{r.box.y1:.0f}]"
-                         for r in h.regions)
+        regs = ", ".join(
+            f"#{r.region_id} {r.score:.3f} [{r.box.x0:.0f},{r.box.y0:.0f},{r.box.x1:.0f},{r.box.y1:.0f}]"
+            for r in h.regions
+        )
         print(f"{rank:>3}. {h.image_id}  score {h.score:.3f}  regions: {regs}")
     write_html(args.out, args, resp)
     print(f"wrote {args.out}")
@@ -209,22 +246,24 @@ def write_html(path: Path, args, resp) -> None:
     else:
         x0, y0, x1, y1 = (int(round(v)) for v in parse_box(args.box))
         m = np.zeros(query.shape[:2], bool)
-        m[max(0, y0):y1, max(0, x0):x1] = True
+        m[max(0, y0) : y1, max(0, x0) : x1] = True
     qpic = query.copy()
     if m.shape == query.shape[:2]:
         qpic[outline(m, 2)] = (255, 255, 0)
     cells = []
     for rank, h in enumerate(resp.hits, 1):
         regs = "<br>".join(f"region {r.region_id}: {r.score:.3f}" for r in h.regions)
-        cells.append(f'<figure><img src="{png_data_uri(hit_picture(h))}"><figcaption><b>{rank}. '
-                     f'{html.escape(h.image_id)}</b><br>score {h.score:.3f}<br>{regs}</figcaption></figure>')
+        cells.append(
+            f'<figure><img src="{png_data_uri(hit_picture(h))}"><figcaption><b>{rank}. '
+            f"{html.escape(h.image_id)}</b><br>score {h.score:.3f}<br>{regs}</figcaption></figure>"
+        )
     page = f"""<!doctype html><meta charset="utf-8"><title>regiond search: {html.escape(args.image.name)}</title>
 <style>body{{font-family:sans-serif}} figure{{display:inline-block;margin:6px;vertical-align:top}}
 img{{max-width:320px;max-height:320px;image-rendering:pixelated}} figcaption{{font-size:12px}}</style>
 <h2>Query: {html.escape(str(args.image))}</h2>
 <figure><img src="{png_data_uri(qpic)}"><figcaption>query object outlined</figcaption></figure>
 <h2>{len(resp.hits)} hits of {resp.searched_images} images ({resp.seconds * 1000:.0f} ms)</h2>
-{''.join(cells)}
+{"".join(cells)}
 """
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page)

@@ -11,6 +11,7 @@ If the daemon restarts mid-stream, the client reconnects (with backoff) and goes
 first frame that had no answer. --rerun FILE.rrd (or --rerun-connect) also records the frames,
 their regions and every window's activity scores as time series for the Rerun viewer. Exit status: 0 done, 1 bad input, 2 daemon unreachable or failed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,12 +38,14 @@ NO_ACTIVITY_HEAD = (
     "{prog}: the daemon at {server} serves no activity head, so no activity windows will come back "
     "(regions only). To score activities, start it with one: `regiond serve --heads DIR` (DIR/activity/ "
     "as `regiond train activity --cache CACHE --out DIR/activity` writes it), or `regiond serve --heads bundled` for "
-    "the heads that ship with the lite profile.")
+    "the heads that ship with the lite profile."
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                                formatter_class=common.DefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog=PROG, description=__doc__.split("\n\n")[0], formatter_class=common.DefaultsHelpFormatter
+    )
     p.add_argument("video", nargs="?", metavar="VIDEO", help="a video file (or any source scenes.open_source takes)")
     p.add_argument("--camera", type=int, default=None, metavar="N", help="stream OpenCV camera N instead")
     common.add_connection_args(p)
@@ -51,18 +54,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--every", type=int, default=1, metavar="K", help="send every K-th frame")
     p.add_argument("--size", default=None, metavar="WxH", help="resample frames to this size before sending")
     common.add_encoding_arg(p, "frames")
-    p.add_argument("--window-step", type=int, default=0, metavar="K",
-                   help="frames between activity windows (0: the daemon's default)")
-    p.add_argument("--window-span", type=int, default=0, metavar="N",
-                   help="frames one activity window spans; the head samples its 8 evenly from them "
-                        "(0: 8 consecutive frames)")
+    p.add_argument(
+        "--window-step",
+        type=int,
+        default=0,
+        metavar="K",
+        help="frames between activity windows (0: the daemon's default)",
+    )
+    p.add_argument(
+        "--window-span",
+        type=int,
+        default=0,
+        metavar="N",
+        help="frames one activity window spans; the head samples its 8 evenly from them (0: 8 consecutive frames)",
+    )
     common.add_carry_args(p, "by optical flow")
     p.add_argument("--top", type=int, default=3, metavar="K", help="classes printed per window")
-    p.add_argument("--jsonl", type=Path, default=None, metavar="FILE",
-                   help="also write one JSON line per frame and per window here")
-    p.add_argument("--skip-bad-frames", action="store_true",
-                   help="report and skip frames the source cannot give (a corrupt .sens or folder frame) "
-                        "instead of ending the stream (default: strict)")
+    p.add_argument(
+        "--jsonl",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also write one JSON line per frame and per window here",
+    )
+    p.add_argument(
+        "--skip-bad-frames",
+        action="store_true",
+        help="report and skip frames the source cannot give (a corrupt .sens or folder frame) "
+        "instead of ending the stream (default: strict)",
+    )
     add_rerun_args(p)
     return p
 
@@ -101,8 +121,9 @@ class Stream:
         with self.lock:
             resend = list(self.unanswered.values())
         self.ahead = threading.Semaphore(MAX_AHEAD)
-        opts = pb.VideoOptions(window_step=self.args.window_step, window_span=self.args.window_span,
-                               carry=common.carry_options(self.args))
+        opts = pb.VideoOptions(
+            window_step=self.args.window_step, window_span=self.args.window_span, carry=common.carry_options(self.args)
+        )
         first = True
 
         def frames():
@@ -155,8 +176,15 @@ class Stream:
             top = ", ".join(f"{s.name or s.id} {s.score:.2f}" for s in list(w.scores)[: self.args.top])
             print(f"frames {w.start_frame}-{w.end_frame}: {top}", flush=True)
             if self.jsonl:
-                self.jsonl.write(json.dumps({"window": [w.start_frame, w.end_frame],
-                                             "scores": {s.name or str(s.id): round(s.score, 4) for s in w.scores}}) + "\n")
+                self.jsonl.write(
+                    json.dumps(
+                        {
+                            "window": [w.start_frame, w.end_frame],
+                            "scores": {s.name or str(s.id): round(s.score, 4) for s in w.scores},
+                        }
+                    )
+                    + "\n"
+                )
         now = time.monotonic()
         if not u.windows and now - self.last_print >= 1.0 and "regions" in rec:
             self.last_print = now
@@ -177,8 +205,9 @@ def run(args) -> int:
         except ValueError:
             return common.fail(PROG, f"--size {args.size!r}: expected WxH", 1)
     try:
-        source = scenes.open_source(spec, every=args.every, max_frames=args.max_frames, size=size,
-                                    skip_bad_frames=args.skip_bad_frames)
+        source = scenes.open_source(
+            spec, every=args.every, max_frames=args.max_frames, size=size, skip_bad_frames=args.skip_bad_frames
+        )
     except ValueError as e:
         return common.fail(PROG, str(e), 1)
     source.on_skip = lambda s: print(f"{PROG}: frame {s['frame']} skipped: {s['reason']}", file=sys.stderr, flush=True)
@@ -222,9 +251,11 @@ def run(args) -> int:
     lat = np.array(stream.latencies) * 1000 if stream.latencies else np.array([np.nan])
     windows = f"{stream.windows} windows" if scorer else "no activity windows (the daemon serves no activity head)"
     skipped = f", {len(source.skipped)} skipped (unreadable)" if source.skipped else ""
-    print(f"{PROG}: {stream.answered} frames ({stream.errors} rejected{skipped}), {windows} in {seconds:.1f} s "
-          f"= {stream.answered / seconds:.1f} frames/s; round trip p50 {np.percentile(lat, 50):.0f} ms, "
-          f"p99 {np.percentile(lat, 99):.0f} ms")
+    print(
+        f"{PROG}: {stream.answered} frames ({stream.errors} rejected{skipped}), {windows} in {seconds:.1f} s "
+        f"= {stream.answered / seconds:.1f} frames/s; round trip p50 {np.percentile(lat, 50):.0f} ms, "
+        f"p99 {np.percentile(lat, 99):.0f} ms"
+    )
     if stream.carry.line():
         print(f"{PROG}: {stream.carry.line()}")
     if stream.jsonl:

@@ -5,6 +5,7 @@ numpy, OpenCV's PNG encoder and file writes release the GIL, so the work overlap
 gRPC threads. The queue has a bound: when output work falls behind, submit() blocks, and the
 daemon sees backpressure instead of the client's memory growing.
 """
+
 from __future__ import annotations
 
 import queue

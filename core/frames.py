@@ -3,6 +3,7 @@
 Arrays at the boundary: RGB is H×W×3 uint8 (C-contiguous), depth H×W float32 in
 metres (0 or NaN = no depth), pose a 4×4 camera-to-world float64 matrix.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -49,9 +50,12 @@ class Camera:
         """The same camera for the image resampled to width×height (pixel-centre convention)."""
         sx, sy = width / self.width, height / self.height
         return Camera(
-            self.fx * sx, self.fy * sy,
-            (self.cx + 0.5) * sx - 0.5, (self.cy + 0.5) * sy - 0.5,
-            int(width), int(height),
+            self.fx * sx,
+            self.fy * sy,
+            (self.cx + 0.5) * sx - 0.5,
+            (self.cy + 0.5) * sy - 0.5,
+            int(width),
+            int(height),
         )
 
 

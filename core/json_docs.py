@@ -1,6 +1,7 @@
 """Reading the small JSON documents regiond writes beside its data (head configs, token-cache
 manifests): bytes that are not what was written give an InputError naming the file and the
 key, never a KeyError or a TypeError from deep inside."""
+
 from __future__ import annotations
 
 import json

@@ -3,6 +3,7 @@
 Label maps are H×W integer arrays of NYU40 ids (0 = unlabelled). ScanNet's benchmark keeps
 20 of the 40 classes; every other id is ignored (IGNORE) when scoring.
 """
+
 from __future__ import annotations
 
 import re
@@ -14,11 +15,47 @@ from PIL import Image
 from regiond.core.errors import InputError
 
 NYU40_NAMES = (
-    "unlabelled", "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window",
-    "bookshelf", "picture", "counter", "blinds", "desk", "shelves", "curtain", "dresser", "pillow",
-    "mirror", "floor mat", "clothes", "ceiling", "books", "refrigerator", "television", "paper",
-    "towel", "shower curtain", "box", "whiteboard", "person", "night stand", "toilet", "sink",
-    "lamp", "bathtub", "bag", "otherstructure", "otherfurniture", "otherprop",
+    "unlabelled",
+    "wall",
+    "floor",
+    "cabinet",
+    "bed",
+    "chair",
+    "sofa",
+    "table",
+    "door",
+    "window",
+    "bookshelf",
+    "picture",
+    "counter",
+    "blinds",
+    "desk",
+    "shelves",
+    "curtain",
+    "dresser",
+    "pillow",
+    "mirror",
+    "floor mat",
+    "clothes",
+    "ceiling",
+    "books",
+    "refrigerator",
+    "television",
+    "paper",
+    "towel",
+    "shower curtain",
+    "box",
+    "whiteboard",
+    "person",
+    "night stand",
+    "toilet",
+    "sink",
+    "lamp",
+    "bathtub",
+    "bag",
+    "otherstructure",
+    "otherfurniture",
+    "otherprop",
 )
 NUM_NYU40 = 40  # ids 1..40; 0 = unlabelled
 UNLABELLED = 0  # NYU40 id 0: no class
@@ -30,15 +67,52 @@ IGNORE = 255  # benchmark label of pixels outside the 20 classes
 
 # ScanNet's colour for each NYU40 id 0..40 (create_color_palette in ScanNet's
 # BenchmarkScripts/util.py), so label pictures match the ones ScanNet's own tools draw.
-SCANNET_COLOURS = np.array([
-    (0, 0, 0), (174, 199, 232), (152, 223, 138), (31, 119, 180), (255, 187, 120), (188, 189, 34),
-    (140, 86, 75), (255, 152, 150), (214, 39, 40), (197, 176, 213), (148, 103, 189), (196, 156, 148),
-    (23, 190, 207), (178, 76, 76), (247, 182, 210), (66, 188, 102), (219, 219, 141), (140, 57, 197),
-    (202, 185, 52), (51, 176, 203), (200, 54, 131), (92, 193, 61), (78, 71, 183), (172, 114, 82),
-    (255, 127, 14), (91, 163, 138), (153, 98, 156), (140, 153, 101), (158, 218, 229), (100, 125, 154),
-    (178, 127, 135), (120, 185, 128), (146, 111, 194), (44, 160, 44), (112, 128, 144), (96, 207, 209),
-    (227, 119, 194), (213, 92, 176), (94, 106, 211), (82, 84, 163), (100, 85, 144),
-], np.uint8)
+SCANNET_COLOURS = np.array(
+    [
+        (0, 0, 0),
+        (174, 199, 232),
+        (152, 223, 138),
+        (31, 119, 180),
+        (255, 187, 120),
+        (188, 189, 34),
+        (140, 86, 75),
+        (255, 152, 150),
+        (214, 39, 40),
+        (197, 176, 213),
+        (148, 103, 189),
+        (196, 156, 148),
+        (23, 190, 207),
+        (178, 76, 76),
+        (247, 182, 210),
+        (66, 188, 102),
+        (219, 219, 141),
+        (140, 57, 197),
+        (202, 185, 52),
+        (51, 176, 203),
+        (200, 54, 131),
+        (92, 193, 61),
+        (78, 71, 183),
+        (172, 114, 82),
+        (255, 127, 14),
+        (91, 163, 138),
+        (153, 98, 156),
+        (140, 153, 101),
+        (158, 218, 229),
+        (100, 125, 154),
+        (178, 127, 135),
+        (120, 185, 128),
+        (146, 111, 194),
+        (44, 160, 44),
+        (112, 128, 144),
+        (96, 207, 209),
+        (227, 119, 194),
+        (213, 92, 176),
+        (94, 106, 211),
+        (82, 84, 163),
+        (100, 85, 144),
+    ],
+    np.uint8,
+)
 
 
 def nyu40_to_benchmark(nyu40, ignore: int = IGNORE) -> np.ndarray:
@@ -75,6 +149,7 @@ def names_by_id(class_ids, class_names) -> list[str]:
 
 
 # --- label maps as PNG --------------------------------------------------------------------
+
 
 def benchmark_scene_id(spec: str) -> str:
     """The scene name label PNGs of ScanNet's benchmark layout (`<scene>_<frame:06d>.png`) carry

@@ -3,6 +3,7 @@ label picture, and confusion matrices with their classes' colours and a shade sc
 
 Text is drawn with Pillow's bundled font (no system fonts needed).
 """
+
 from __future__ import annotations
 
 import functools
@@ -68,8 +69,14 @@ def with_legend(picture: np.ndarray, entries: Sequence[Entry]) -> np.ndarray:
     return np.vstack([picture, legend_strip(entries, picture.shape[1])])
 
 
-def confusion_png(counts: np.ndarray, col_names: list, path, title: str = "", rows: list | None = None,
-                  colours: np.ndarray | None = None) -> Path:
+def confusion_png(
+    counts: np.ndarray,
+    col_names: list,
+    path,
+    title: str = "",
+    rows: list | None = None,
+    colours: np.ndarray | None = None,
+) -> Path:
     """A row-normalised confusion matrix picture (rows: truth, columns: prediction), with a
     shade scale saying what a cell's blue means; `colours` (one per row class) put each class's
     label colour beside its name."""
@@ -94,13 +101,17 @@ def confusion_png(counts: np.ndarray, col_names: list, path, title: str = "", ro
         x = left + j * cell + 4
         img.paste(lab.rotate(90, expand=True), (x, top - sw - label_h - 2))
         if colours is not None and j < len(colours):
-            d.rectangle([x + 2, top - sw - 2, x + 2 + sw - 2, top - 4], fill=tuple(int(v) for v in colours[j]),
-                        outline=(90, 90, 90))
+            d.rectangle(
+                [x + 2, top - sw - 2, x + 2 + sw - 2, top - 4],
+                fill=tuple(int(v) for v in colours[j]),
+                outline=(90, 90, 90),
+            )
     for i, name in enumerate(rows):
         y0 = top + i * cell
         if colours is not None and i < len(colours):
-            d.rectangle([4, y0 + 6, 4 + sw - 1, y0 + 6 + sw - 1], fill=tuple(int(v) for v in colours[i]),
-                        outline=(90, 90, 90))
+            d.rectangle(
+                [4, y0 + 6, 4 + sw - 1, y0 + 6 + sw - 1], fill=tuple(int(v) for v in colours[i]), outline=(90, 90, 90)
+            )
         d.text((8 + sw, y0 + 5), str(name)[:20], fill="black", font=font)
         for j in range(c):
             v = norm[i, j]

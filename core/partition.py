@@ -5,6 +5,7 @@ no region. What a stack of N H×W masks gives (RLE counts, boxes, areas, pooling
 statistics) follows from the map's runs down its columns, found in one pass over the image,
 where a mask stack costs N passes and N×H×W bytes.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,11 +20,11 @@ class ColumnRuns:
     column-major order, for the runs inside a region only. Positions are column-major pixel
     indices (x·H + y), as COCO RLE counts them."""
 
-    starts: np.ndarray   # int64
-    ends: np.ndarray     # int64, exclusive
-    labels: np.ndarray   # int64 region of each run
+    starts: np.ndarray  # int64
+    ends: np.ndarray  # int64, exclusive
+    labels: np.ndarray  # int64 region of each run
     columns: np.ndarray  # int64 x of each run
-    rows: tuple[np.ndarray, np.ndarray]     # int64 first row and the row after the last
+    rows: tuple[np.ndarray, np.ndarray]  # int64 first row and the row after the last
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,7 +37,9 @@ class Partition:
 
     def __post_init__(self):
         if self.labels.ndim != 2 or not np.issubdtype(self.labels.dtype, np.integer):
-            raise ValueError(f"a partition's label map must be H×W integers, got {self.labels.dtype} {self.labels.shape}")
+            raise ValueError(
+                f"a partition's label map must be H×W integers, got {self.labels.dtype} {self.labels.shape}"
+            )
         if self.n < 0:
             raise ValueError(f"a partition has n ≥ 0 regions, got {self.n}")
 
@@ -78,7 +81,7 @@ class Partition:
         present = self.areas() > 0
         if present.all():
             return self
-        lut = np.full(self.n + 1, -1, np.int32)          # the extra entry: outside any region
+        lut = np.full(self.n + 1, -1, np.int32)  # the extra entry: outside any region
         lut[:-1][present] = np.arange(int(present.sum()), dtype=np.int32)
         inside = (self.labels >= 0) & (self.labels < self.n)
         return Partition(lut[np.where(inside, self.labels, self.n)], int(present.sum()))

@@ -4,6 +4,7 @@ Masks are kept as COCO RLE (compact, and what the API sends); the dense masks ar
 on demand. Everything per region is an array of length N, so a RegionSet is plain data
 that saves to one `.npz` file (loaded with allow_pickle=False).
 """
+
 from __future__ import annotations
 
 import json
@@ -62,15 +63,29 @@ class RegionSet:
     def __post_init__(self):
         n = len(self.counts)
         if self.boxes is None:
-            self.boxes = np.stack([rle.bbox(c, self.height, self.width) for c in self.counts]) if n else np.zeros((0, 4), np.float32)
+            self.boxes = (
+                np.stack([rle.bbox(c, self.height, self.width) for c in self.counts])
+                if n
+                else np.zeros((0, 4), np.float32)
+            )
         if self.areas is None:
             self.areas = np.array([rle.area(c) for c in self.counts], dtype=np.int64)
         if self.source is None:
             self.source = np.zeros(n, np.uint8)
         if self.scores is None:
             self.scores = np.full(n, np.nan, np.float32)
-        for name in ("boxes", "areas", "source", "scores", "features", "centroids", "extents",
-                     "valid_depth", "point_count", "labels"):
+        for name in (
+            "boxes",
+            "areas",
+            "source",
+            "scores",
+            "features",
+            "centroids",
+            "extents",
+            "valid_depth",
+            "point_count",
+            "labels",
+        ):
             v = getattr(self, name)
             if v is not None and len(v) != n:
                 raise ValueError(f"RegionSet.{name} has {len(v)} rows for {n} regions")
@@ -120,16 +135,29 @@ class RegionSet:
 
     # --- persistence: one .npz, no pickle ---------------------------------------------
 
-    _ARRAYS = ("boxes", "areas", "source", "scores", "features", "centroids", "extents",
-               "valid_depth", "point_count", "labels")
+    _ARRAYS = (
+        "boxes",
+        "areas",
+        "source",
+        "scores",
+        "features",
+        "centroids",
+        "extents",
+        "valid_depth",
+        "point_count",
+        "labels",
+    )
 
     def save(self, path) -> Path:
         path = Path(path)
         lengths = np.array([len(c) for c in self.counts], dtype=np.int64)
         flat = np.concatenate(self.counts).astype(np.uint32) if self.counts else np.zeros(0, np.uint32)
         header = {"format": FORMAT, "height": self.height, "width": self.width, "meta": self.meta}
-        arrays = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
-                  "rle_lengths": lengths, "rle_counts": flat}
+        arrays = {
+            "header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+            "rle_lengths": lengths,
+            "rle_counts": flat,
+        }
         for name in self._ARRAYS:
             v = getattr(self, name)
             if v is not None:
@@ -157,11 +185,19 @@ class RegionSet:
         except Exception as e:  # zip, npy header, JSON, missing array ...: all a damaged file
             raise InputError("regions", f"{path}: not a readable RegionSet file ({type(e).__name__}: {e})") from None
         h, w = header.get("height"), header.get("width")
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (h, w)) \
-                or h * w > MAX_LOADED_PIXELS:
+        if (
+            not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (h, w))
+            or h * w > MAX_LOADED_PIXELS
+        ):
             raise InputError("regions", f"{path}: bad image size {h!r}×{w!r} in its header")
-        if lengths.ndim != 1 or flat.ndim != 1 or lengths.dtype.kind not in "iu" or flat.dtype.kind not in "iu" \
-                or (lengths < 0).any() or int(lengths.sum()) != flat.size:
+        if (
+            lengths.ndim != 1
+            or flat.ndim != 1
+            or lengths.dtype.kind not in "iu"
+            or flat.dtype.kind not in "iu"
+            or (lengths < 0).any()
+            or int(lengths.sum()) != flat.size
+        ):
             raise InputError("regions", f"{path}: its RLE arrays disagree")
         counts = np.split(flat.astype(np.uint32), np.cumsum(lengths)[:-1]) if lengths.size else []
         if any(int(c.sum(dtype=np.int64)) != h * w for c in counts):
@@ -181,8 +217,9 @@ def region_labels(regions: RegionSet, label_map: np.ndarray, min_fraction: float
     """
     label_map = np.asarray(label_map)
     if label_map.shape != (regions.height, regions.width):
-        raise ValueError(f"label map {label_map.shape} does not match the regions' image "
-                         f"{regions.height}×{regions.width}")
+        raise ValueError(
+            f"label map {label_map.shape} does not match the regions' image {regions.height}×{regions.width}"
+        )
     out = np.full(len(regions), -1, np.int64)
     for i in range(len(regions)):
         vals = label_map[regions.mask(i)]

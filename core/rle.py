@@ -3,6 +3,7 @@
 Column-major (Fortran) order; counts alternate background/foreground runs starting with
 background, so they always sum to height × width.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ def encode_batch(masks: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.nd
     """
     masks = np.asarray(masks, dtype=bool)
     n, h, w = masks.shape
-    cols = masks.any(axis=1)                      # N×W: the one full pass
+    cols = masks.any(axis=1)  # N×W: the one full pass
     counts, boxes, areas = [], np.zeros((n, 4), np.float32), np.zeros(n, np.int64)
     for i in range(n):
         xs = np.flatnonzero(cols[i])
@@ -43,10 +44,10 @@ def encode_batch(masks: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.nd
             continue
         x0, x1 = int(xs[0]), int(xs[-1]) + 1
         crop = masks[i, :, x0:x1]
-        runs = encode(crop).astype(np.int64)     # starts with a background run (maybe 0)
-        runs[0] += x0 * h                         # the empty columns before the box
-        tail = (w - x1) * h                       # ... and after it
-        if runs.size % 2:                         # ends on background: extend it
+        runs = encode(crop).astype(np.int64)  # starts with a background run (maybe 0)
+        runs[0] += x0 * h  # the empty columns before the box
+        tail = (w - x1) * h  # ... and after it
+        if runs.size % 2:  # ends on background: extend it
             runs[-1] += tail
         elif tail:
             runs = np.append(runs, tail)
@@ -65,7 +66,7 @@ def encode_partition(partition: Partition) -> tuple[list[np.ndarray], np.ndarray
     runs = partition.runs
     x, (y0, y1) = runs.columns, runs.rows
     # By region, each region's runs in image order (a radix sort when labels fit 16 bits).
-    order = np.argsort(runs.labels.astype(np.int16) if n <= 2 ** 15 else runs.labels, kind="stable")
+    order = np.argsort(runs.labels.astype(np.int16) if n <= 2**15 else runs.labels, kind="stable")
     label, starts, ends, x, y0, y1 = (a[order] for a in (runs.labels, runs.starts, runs.ends, x, y0, y1))
     per_region = np.bincount(label, minlength=n)
     first = np.concatenate(([0], np.cumsum(per_region)[:-1]))
@@ -73,8 +74,15 @@ def encode_partition(partition: Partition) -> tuple[list[np.ndarray], np.ndarray
     boxes = np.zeros((n, 4), np.float32)
     if present.size:
         at = first[present]
-        boxes[present] = np.stack([np.minimum.reduceat(x, at), np.minimum.reduceat(y0, at),
-                                   np.maximum.reduceat(x, at) + 1, np.maximum.reduceat(y1, at)], 1)
+        boxes[present] = np.stack(
+            [
+                np.minimum.reduceat(x, at),
+                np.minimum.reduceat(y0, at),
+                np.maximum.reduceat(x, at) + 1,
+                np.maximum.reduceat(y1, at),
+            ],
+            1,
+        )
     areas = np.bincount(label, weights=ends - starts, minlength=n).astype(np.int64)
     # COCO runs continue from one column into the next: merge a region's runs that touch.
     joined = np.zeros(label.size, bool)
@@ -98,7 +106,7 @@ def _counts_from_runs(starts, ends, per_region, first, size: int) -> list[np.nda
     has_tail = (tails > 0) | (per_region == 0)
     prev_end = np.concatenate(([0], ends[:-1]))
     prev_end[first[present]] = 0
-    region_end = 2 * (first + per_region) + np.cumsum(has_tail)     # where each region's counts end
+    region_end = 2 * (first + per_region) + np.cumsum(has_tail)  # where each region's counts end
     flat = np.empty(int(region_end[-1]) if n else 0, np.uint32)
     tail_at = region_end[has_tail] - 1
     is_run = np.ones(flat.size, bool)
@@ -124,19 +132,21 @@ def foreground_runs(counts_list, height: int, width: int) -> tuple[np.ndarray, n
     n = len(arrays)
     lengths = np.fromiter((a.size for a in arrays), np.int64, n)
     flat = np.concatenate(arrays) if n else np.zeros(0, np.int64)
-    ends = np.concatenate(([0], np.cumsum(flat)))      # ends[k]: where run k starts, all masks end to end
-    first = np.cumsum(lengths) - lengths               # each mask's first run
+    ends = np.concatenate(([0], np.cumsum(flat)))  # ends[k]: where run k starts, all masks end to end
+    first = np.cumsum(lengths) - lengths  # each mask's first run
     owner = np.repeat(np.arange(n, dtype=np.int32), lengths)
     negative = np.bincount(owner[flat < 0], minlength=n) > 0
     bad = np.flatnonzero((ends[first + lengths] - ends[first] != height * width) | negative)
     if bad.size:
         i = int(bad[0])
-        raise ValueError(f"RLE counts of mask {i} sum to {int(arrays[i].sum())}"
-                         f"{' with a negative run' if negative[i] else ''}, "
-                         f"expected {height}×{width} = {height * width}")
-    run = np.arange(flat.size) - first[owner]            # run number within its mask
-    fg = (run % 2) == 1                                  # odd runs are foreground
-    starts = ends[:-1][fg] - ends[first[owner[fg]]]      # run start within its mask
+        raise ValueError(
+            f"RLE counts of mask {i} sum to {int(arrays[i].sum())}"
+            f"{' with a negative run' if negative[i] else ''}, "
+            f"expected {height}×{width} = {height * width}"
+        )
+    run = np.arange(flat.size) - first[owner]  # run number within its mask
+    fg = (run % 2) == 1  # odd runs are foreground
+    starts = ends[:-1][fg] - ends[first[owner[fg]]]  # run start within its mask
     return owner[fg], starts, flat[fg]
 
 
@@ -149,7 +159,7 @@ class MaskPixels:
     count: int
     height: int
     width: int
-    mask: np.ndarray   # int32, non-decreasing
+    mask: np.ndarray  # int32, non-decreasing
     pixel: np.ndarray  # intp
 
     @classmethod
@@ -161,7 +171,7 @@ class MaskPixels:
     @classmethod
     def from_runs(cls, count: int, height: int, width: int, mask, starts, sizes) -> "MaskPixels":
         """From foreground_runs' (mask, start, size) of `count` masks."""
-        before = np.cumsum(sizes) - sizes                    # pixels of earlier runs, all masks
+        before = np.cumsum(sizes) - sizes  # pixels of earlier runs, all masks
         pixel = np.arange(int(sizes.sum()), dtype=np.intp) + np.repeat(starts - before, sizes)
         return cls(count, int(height), int(width), np.repeat(mask, sizes), pixel)
 

@@ -1,4 +1,5 @@
 """Wall-clock seconds per named stage (extraction, mask generation, benchmarks)."""
+
 from __future__ import annotations
 
 import time

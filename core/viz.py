@@ -5,6 +5,7 @@ Region overlays: every region gets its own colour. SAM masks are filled transluc
 solid outline; SLIC pieces are hatched (diagonal stripes) with a dashed outline, so the two
 sources can be told apart at a glance.
 """
+
 from __future__ import annotations
 
 import colorsys
@@ -19,7 +20,7 @@ from regiond.core.label_spaces import NYU40_NAMES, SCANNET_COLOURS, label_name
 from regiond.core.legend import indexed_legend_strip, with_legend
 from regiond.core.rle import MaskPixels
 
-SOURCE_SAM = 0   # the API's / RegionSet's source codes
+SOURCE_SAM = 0  # the API's / RegionSet's source codes
 SOURCE_SLIC = 1
 
 
@@ -41,8 +42,9 @@ def outline(mask: np.ndarray, width: int = 1) -> np.ndarray:
     return np.asarray(mask, dtype=bool) & ~inner
 
 
-def overlay_regions(rgb: np.ndarray, masks, source=None, alpha: float = 0.45,
-                    colors: np.ndarray | None = None) -> np.ndarray:
+def overlay_regions(
+    rgb: np.ndarray, masks, source=None, alpha: float = 0.45, colors: np.ndarray | None = None
+) -> np.ndarray:
     """The image with each region drawn in its own colour (H×W×3 uint8).
 
     rgb     H×W×3 uint8 image
@@ -115,9 +117,9 @@ def _layers(mp: MaskPixels) -> list[np.ndarray]:
     no pixel, and where masks overlap, the one drawn first (larger; ties by index) lies in an
     earlier layer."""
     n, h, w = mp.count, mp.height, mp.width
-    flat = np.full(w * h, -1, np.int32)                # column-major, as RLE
+    flat = np.full(w * h, -1, np.int32)  # column-major, as RLE
     flat[mp.pixel] = mp.mask
-    if np.count_nonzero(flat >= 0) == mp.pixel.size:   # no pixel covered twice: one layer
+    if np.count_nonzero(flat >= 0) == mp.pixel.size:  # no pixel covered twice: one layer
         return [np.ascontiguousarray(flat.reshape(w, h).T)]
     order = np.argsort(-mp.areas(), kind="stable")
     rank = np.empty(n, np.int64)
@@ -129,8 +131,8 @@ def _layers(mp: MaskPixels) -> list[np.ndarray]:
     key = np.sort(mp.pixel[shared].astype(np.int64) * n + rank[mp.mask[shared]])
     same = key[1:] // n == key[:-1] // n
     below, above = np.unique(np.stack([key[:-1][same] % n, key[1:][same] % n]), axis=1)
-    level = np.zeros(n, np.int64)                      # layer per rank
-    while True:                                        # longest path: at most max depth rounds
+    level = np.zeros(n, np.int64)  # layer per rank
+    while True:  # longest path: at most max depth rounds
         nxt = level.copy()
         np.maximum.at(nxt, above, level[below] + 1)
         if np.array_equal(nxt, level):
@@ -151,8 +153,9 @@ def _interior(labels: np.ndarray, width: int) -> np.ndarray:
     on a layer of disjoint masks, each mask's outline is its pixels outside this."""
     c = labels[1:-1, 1:-1]
     inner = np.zeros(labels.shape, bool)
-    inner[1:-1, 1:-1] = ((c == labels[:-2, 1:-1]) & (c == labels[2:, 1:-1])
-                         & (c == labels[1:-1, :-2]) & (c == labels[1:-1, 2:]))
+    inner[1:-1, 1:-1] = (
+        (c == labels[:-2, 1:-1]) & (c == labels[2:, 1:-1]) & (c == labels[1:-1, :-2]) & (c == labels[1:-1, 2:])
+    )
     for _ in range(width - 1):
         i = inner[1:-1, 1:-1] & inner[:-2, 1:-1] & inner[2:, 1:-1] & inner[1:-1, :-2] & inner[1:-1, 2:]
         inner = np.zeros(labels.shape, bool)
@@ -185,8 +188,10 @@ def label_legend(labels: np.ndarray, names=NYU40_NAMES, ignore: int | None = 0) 
     (black) is named "unlabelled"."""
     ids = np.unique(np.asarray(labels))
     lut = label_colours(int(ids.max()) + 1 if ids.size else 1)
-    return [((0, 0, 0) if i == ignore else tuple(lut[i]), "unlabelled" if i == ignore else label_name(int(i), names))
-            for i in ids.tolist()]
+    return [
+        ((0, 0, 0) if i == ignore else tuple(lut[i]), "unlabelled" if i == ignore else label_name(int(i), names))
+        for i in ids.tolist()
+    ]
 
 
 def encode_png(image: np.ndarray, level: int = 6) -> bytes:
@@ -252,7 +257,12 @@ def _indexed_label_png(labels: np.ndarray, used: np.ndarray, white: int, ignore:
     raw = np.zeros((rows.shape[0], rows.shape[1] + 1), np.uint8)  # each row: filter type 0, then its indices
     raw[:, 1:] = rows
     h, w = rows.shape
-    chunks = [(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0)), (b"PLTE", lut.tobytes()),
-              (b"IDAT", zlib.compress(raw.tobytes(), 1)), (b"IEND", b"")]
-    return _PNG_SIGNATURE + b"".join(struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
-                                     for t, d in chunks)
+    chunks = [
+        (b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0)),
+        (b"PLTE", lut.tobytes()),
+        (b"IDAT", zlib.compress(raw.tobytes(), 1)),
+        (b"IEND", b""),
+    ]
+    return _PNG_SIGNATURE + b"".join(
+        struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d)) for t, d in chunks
+    )

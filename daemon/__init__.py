@@ -23,9 +23,9 @@ def _keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 128
         return
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):   # not glibc
+    except (OSError, AttributeError):  # not glibc
         return
-    m_trim_threshold, m_mmap_threshold = -1, -3     # malloc.h
+    m_trim_threshold, m_mmap_threshold = -1, -3  # malloc.h
     mallopt(m_mmap_threshold, mmap_threshold)
     mallopt(m_trim_threshold, trim_threshold)
 

@@ -1,6 +1,7 @@
 """The `regiond` command. Each subcommand lives in its own module under daemon/commands
 and exposes `register(subparsers)`; heavy imports (torch, models) happen only when a
 command runs, so `regiond --help` stays instant."""
+
 from __future__ import annotations
 
 import argparse
@@ -29,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="regiond",
         description="Region tokens (SAM + SLIC masks, DINOv2 features, 3D positions) for video, "
-                    "RGB-D scenes and image search, served over gRPC.",
+        "RGB-D scenes and image search, served over gRPC.",
     )
     parser.add_argument("--version", action="version", version=f"regiond {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -3,6 +3,7 @@
 Run after editing the .proto:  .venv/bin/python protos/generate.py
 The generated files are committed; tests/test_api_proto.py fails when they are stale.
 """
+
 from __future__ import annotations
 
 import sys
@@ -21,15 +22,24 @@ def generate(out_dir: Path) -> dict[str, bytes]:
     import grpc_tools
 
     include = Path(grpc_tools.__file__).parent / "_proto"
-    rc = protoc.main([
-        "grpc_tools.protoc", f"-I{ROOT}", f"-I{include}",
-        f"--python_out={out_dir}", f"--pyi_out={out_dir}", f"--grpc_python_out={out_dir}", PROTO,
-    ])
+    rc = protoc.main(
+        [
+            "grpc_tools.protoc",
+            f"-I{ROOT}",
+            f"-I{include}",
+            f"--python_out={out_dir}",
+            f"--pyi_out={out_dir}",
+            f"--grpc_python_out={out_dir}",
+            PROTO,
+        ]
+    )
     if rc != 0:
         raise SystemExit(f"protoc failed with exit code {rc}")
     # protoc names modules after the .proto's path (regions.v1); installed, they live in regiond.api.v1
-    return {name: (out_dir / name).read_bytes().replace(b"from regions.v1 import", b"from regiond.api.v1 import")
-            for name in GENERATED}
+    return {
+        name: (out_dir / name).read_bytes().replace(b"from regions.v1 import", b"from regiond.api.v1 import")
+        for name in GENERATED
+    }
 
 
 def main() -> int:

@@ -6,9 +6,19 @@ files, cameras and synthetic rooms, all yielding `regiond.core.frames.Frame`s on
     print(len(src), src.describe())
     for frame in src: ...
 """
+
 from regiond.scenes.source import Sampling, Source, SourceError, resample
 from regiond.scenes.scannet_labels import LabelTable, load_scannet_labels
 from regiond.scenes.registry import KINDS, kinds_help, open_source
 
-__all__ = ["Sampling", "Source", "SourceError", "resample", "open_source", "kinds_help", "KINDS",
-           "LabelTable", "load_scannet_labels"]
+__all__ = [
+    "Sampling",
+    "Source",
+    "SourceError",
+    "resample",
+    "open_source",
+    "kinds_help",
+    "KINDS",
+    "LabelTable",
+    "load_scannet_labels",
+]

@@ -10,6 +10,7 @@ brightness and hue. Several objects share an image, and backgrounds (smooth nois
 gradients, clutter of random shapes) change from image to image, so a whole-image feature
 mixes the object with much else while a region feature can isolate it.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,12 +37,11 @@ class Instance:
 
 @dataclass
 class CollectionImage:
-    image_id: str     # the file name (unique within a collection)
+    image_id: str  # the file name (unique within a collection)
     path: Path
     width: int
     height: int
     instances: list[Instance]
-
 
     def load(self) -> np.ndarray:
         """The image as H×W×3 uint8 RGB."""
@@ -84,8 +84,10 @@ def load_coco(images_dir, annotations=None) -> Collection:
         m = np.asarray(m, bool)
         if m.any():
             inst[int(im["id"])].append(Instance(int(a["category_id"]), m))
-    images = [CollectionImage(im["file_name"], root / im["file_name"], int(im["width"]), int(im["height"]),
-                              inst[k]) for k, im in sorted(by_image.items())]
+    images = [
+        CollectionImage(im["file_name"], root / im["file_name"], int(im["width"]), int(im["height"]), inst[k])
+        for k, im in sorted(by_image.items())
+    ]
     for ci in images:
         if not ci.path.is_file():
             raise FileNotFoundError(f"{ann_path} lists {ci.image_id} but {ci.path} does not exist")
@@ -160,7 +162,7 @@ def _background(h: int, w: int, rng) -> np.ndarray:
         img = np.zeros((h, w, 3)) + base
         for _ in range(int(rng.integers(5, 15))):
             y0, x0 = rng.integers(0, h), rng.integers(0, w)
-            img[y0:y0 + rng.integers(5, h // 2), x0:x0 + rng.integers(5, w // 2)] = rng.uniform(0, 255, 3)
+            img[y0 : y0 + rng.integers(5, h // 2), x0 : x0 + rng.integers(5, w // 2)] = rng.uniform(0, 255, 3)
     return img + rng.normal(0, 6, (h, w, 3))
 
 
@@ -177,13 +179,13 @@ def render_image(rng, classes: list[int], size: tuple[int, int] = (160, 160)):
         m = _shape_mask(shape, s, float(rng.uniform(0, np.pi)))
         for _ in range(20):  # find a place overlapping the others little
             y0, x0 = int(rng.integers(0, h - s)), int(rng.integers(0, w - s))
-            if (occupied[y0:y0 + s, x0:x0 + s] & m).mean() < 0.05:
+            if (occupied[y0 : y0 + s, x0 : x0 + s] & m).mean() < 0.05:
                 break
         jitter = rng.uniform(0.8, 1.15)
         patch = np.clip(_texture(tex, s, c1, c2, rng) * jitter + rng.uniform(-15, 15, 3), 0, 255)
         full = np.zeros((h, w), bool)
-        full[y0:y0 + s, x0:x0 + s] = m
-        img[y0:y0 + s, x0:x0 + s][m] = patch[m]
+        full[y0 : y0 + s, x0 : x0 + s] = m
+        img[y0 : y0 + s, x0 : x0 + s][m] = patch[m]
         for prev in instances:  # later objects occlude earlier ones
             prev.mask &= ~full
         occupied |= full
@@ -192,8 +194,9 @@ def render_image(rng, classes: list[int], size: tuple[int, int] = (160, 160)):
     return rgb, [i for i in instances if i.mask.sum() >= 50]
 
 
-def synthetic_images(n_images: int, seed: int = 0, size: tuple[int, int] = (160, 160),
-                     max_objects: int = 3) -> Iterator[tuple[np.ndarray, list[Instance]]]:
+def synthetic_images(
+    n_images: int, seed: int = 0, size: tuple[int, int] = (160, 160), max_objects: int = 3
+) -> Iterator[tuple[np.ndarray, list[Instance]]]:
     """The synthetic collection's images, in order: (H×W×3 uint8, [Instance]) each."""
     rng = np.random.default_rng(seed)
     for _ in range(n_images):
@@ -202,8 +205,9 @@ def synthetic_images(n_images: int, seed: int = 0, size: tuple[int, int] = (160,
         yield render_image(rng, classes, size)
 
 
-def make_synthetic_collection(out_dir, n_images: int = 60, seed: int = 0, size: tuple[int, int] = (160, 160),
-                              max_objects: int = 3) -> Path:
+def make_synthetic_collection(
+    out_dir, n_images: int = 60, seed: int = 0, size: tuple[int, int] = (160, 160), max_objects: int = 3
+) -> Path:
     """Write a COCO-format synthetic collection (PNG images + annotations.json) to out_dir."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -215,10 +219,17 @@ def make_synthetic_collection(out_dir, n_images: int = 60, seed: int = 0, size: 
         for ins in inst:
             counts = rle.encode(ins.mask)
             box = rle.bbox(counts, *size)
-            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": ins.category, "iscrowd": 0,
-                         "area": int(ins.mask.sum()),
-                         "bbox": [float(box[0]), float(box[1]), float(box[2] - box[0]), float(box[3] - box[1])],
-                         "segmentation": {"size": list(size), "counts": [int(c) for c in counts]}})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i + 1,
+                    "category_id": ins.category,
+                    "iscrowd": 0,
+                    "area": int(ins.mask.sum()),
+                    "bbox": [float(box[0]), float(box[1]), float(box[2] - box[0]), float(box[3] - box[1])],
+                    "segmentation": {"size": list(size), "counts": [int(c) for c in counts]},
+                }
+            )
     cats = [{"id": j + 1, "name": n} for j, n in enumerate(SYNTH_CLASSES)]
     (out / COCO_FILE).write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
     return out

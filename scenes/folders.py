@@ -1,4 +1,5 @@
 """Image-folder scenes: ScanNet exported folders and 7-Scenes/TUM-style folders."""
+
 from __future__ import annotations
 
 import json
@@ -16,11 +17,12 @@ from regiond.core.label_spaces import NUM_NYU40
 from regiond.scenes.source import Sampling, Source, SourceError, align_to_depth, resample
 from regiond.scenes.scannet_labels import LabelTable, load_scannet_labels
 
-NOMINAL_FPS = 30.0           # ScanNet and 7-Scenes were both captured at 30 Hz
+NOMINAL_FPS = 30.0  # ScanNet and 7-Scenes were both captured at 30 Hz
 SCENE_META = "regiond-scene.json"  # written by the synthetic generator: {"label_space": "nyu40", ...}
 
 
 # --- small readers shared by both layouts ---------------------------------------------------
+
 
 def read_matrix(path: Path, shapes=((4, 4),)) -> np.ndarray:
     """A whitespace-separated text matrix (`-inf` allowed) of one of the given shapes."""
@@ -29,7 +31,9 @@ def read_matrix(path: Path, shapes=((4, 4),)) -> np.ndarray:
     except (ValueError, OSError) as e:
         raise SourceError(f"{path}: not a text matrix ({e})") from None
     if m.shape not in shapes:
-        raise SourceError(f"{path}: expected a {' or '.join('×'.join(map(str, s)) for s in shapes)} matrix, got {m.shape}")
+        raise SourceError(
+            f"{path}: expected a {' or '.join('×'.join(map(str, s)) for s in shapes)} matrix, got {m.shape}"
+        )
     return m
 
 
@@ -51,7 +55,9 @@ def read_color(path: Path) -> np.ndarray:
     return np.ascontiguousarray(img[:, :, ::-1])
 
 
-def read_depth(path: Path, depth_shift: float, invalid: tuple[int, ...] = (), camera: Camera | None = None) -> np.ndarray:
+def read_depth(
+    path: Path, depth_shift: float, invalid: tuple[int, ...] = (), camera: Camera | None = None
+) -> np.ndarray:
     """16-bit depth PNG → float32 metres (value / depth_shift); 0 and `invalid` values → 0.
     With `camera` (the sequence's, set by its first frame) a depth of another size is an error."""
     import cv2  # heavy: only when a frame is read
@@ -62,8 +68,9 @@ def read_depth(path: Path, depth_shift: float, invalid: tuple[int, ...] = (), ca
     if d.ndim != 2 or d.dtype != np.uint16:
         raise SourceError(f"{path}: depth must be a single-channel 16-bit PNG, got {d.dtype} {d.shape}")
     if camera is not None and d.shape != (camera.height, camera.width):
-        raise SourceError(f"{path}: depth is {d.shape[1]}×{d.shape[0]}, "
-                          f"the first frame's was {camera.width}×{camera.height}")
+        raise SourceError(
+            f"{path}: depth is {d.shape[1]}×{d.shape[0]}, the first frame's was {camera.width}×{camera.height}"
+        )
     out = d.astype(np.float32) / np.float32(depth_shift)
     for v in invalid:
         out[d == v] = 0.0
@@ -143,6 +150,7 @@ class FolderSource(Source):
 
 
 # --- ScanNet exported folders ---------------------------------------------------------------
+
 
 class ScanNetFolderSource(FolderSource):
     """A ScanNet scene exported by SensReader: color/N.jpg, depth/N.png (uint16, value /
@@ -226,8 +234,10 @@ class ScanNetFolderSource(FolderSource):
             if self.label_table is not None:
                 labels = self.label_table.to_nyu40(raw)
             elif raw.max(initial=0) > NUM_NYU40:
-                raise SourceError(f"{self.labels[n]}: label {int(raw.max())} is not an NYU40 id, "
-                                  f"though {SCENE_META} says label_space nyu40")
+                raise SourceError(
+                    f"{self.labels[n]}: label {int(raw.max())} is not an NYU40 id, "
+                    f"though {SCENE_META} says label_space nyu40"
+                )
             else:
                 labels = raw.astype(np.uint8)
         rgb = read_color(color_file)
@@ -236,8 +246,9 @@ class ScanNetFolderSource(FolderSource):
         if n in self.instances:  # object instance ids (ScanNet's and synthetic rooms' instance-filt/)
             raw = read_label(self.instances[n])
             meta["instances"] = align_to_depth(raw, self._color_camera_for(raw.shape), cam, nearest=True)
-        return Frame(rgb=rgb, depth=depth, camera=cam, pose=pose, index=n, time=n / NOMINAL_FPS, labels=labels,
-                     meta=meta)
+        return Frame(
+            rgb=rgb, depth=depth, camera=cam, pose=pose, index=n, time=n / NOMINAL_FPS, labels=labels, meta=meta
+        )
 
     def _color_camera_for(self, shape) -> Camera:
         """The colour camera for an image of this shape (label images may be smaller)."""
@@ -247,10 +258,17 @@ class ScanNetFolderSource(FolderSource):
 
     def _describe(self) -> dict:
         cam = self.camera
-        return {"size": [cam.width, cam.height], "camera": _camera_dict(cam),
-                "color_camera": _camera_dict(self.color_camera), "depth_shift": self.depth_shift,
-                "has_depth": True, "has_pose": (self.root / "pose").is_dir(), "has_labels": bool(self.labels),
-                "labels": self.label_note, "scene_meta": self.meta or None}
+        return {
+            "size": [cam.width, cam.height],
+            "camera": _camera_dict(cam),
+            "color_camera": _camera_dict(self.color_camera),
+            "depth_shift": self.depth_shift,
+            "has_depth": True,
+            "has_pose": (self.root / "pose").is_dir(),
+            "has_labels": bool(self.labels),
+            "labels": self.label_note,
+            "scene_meta": self.meta or None,
+        }
 
 
 # --- 7-Scenes / TUM-style folders -----------------------------------------------------------
@@ -295,13 +313,21 @@ class SevenScenesSource(FolderSource):
         color_file, depth_file = self._files(n)
         depth = read_depth(depth_file, self.depth_shift, invalid=(SEVEN_SCENES_INVALID,), camera=cam)
         pose = read_pose(self.poses[n]) if n in self.poses else None
-        f = Frame(rgb=read_color(color_file), pose=pose, index=n, time=n / NOMINAL_FPS,
-                  meta={"source": self.spec, "frame": n})
+        f = Frame(
+            rgb=read_color(color_file), pose=pose, index=n, time=n / NOMINAL_FPS, meta={"source": self.spec, "frame": n}
+        )
         f = resample(f, cam.width, cam.height)
         f.depth, f.camera = depth, cam
         return f
 
     def _describe(self) -> dict:
         cam = self.camera
-        return {"size": [cam.width, cam.height], "camera": _camera_dict(cam), "intrinsics_from": self.intrinsics_from,
-                "depth_shift": self.depth_shift, "has_depth": True, "has_pose": bool(self.poses), "has_labels": False}
+        return {
+            "size": [cam.width, cam.height],
+            "camera": _camera_dict(cam),
+            "intrinsics_from": self.intrinsics_from,
+            "depth_shift": self.depth_shift,
+            "has_depth": True,
+            "has_pose": bool(self.poses),
+            "has_labels": False,
+        }

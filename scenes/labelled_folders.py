@@ -5,6 +5,7 @@
 
 A scene (anything `open_source` opens) is the third kind a token cache holds.
 """
+
 from __future__ import annotations
 
 import csv
@@ -21,7 +22,7 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp")
 
 
 def detect_kind(path: Path) -> str:
-    """"clip" (a folder with labels.csv), "images" (a folder with images/), else "scene"."""
+    """ "clip" (a folder with labels.csv), "images" (a folder with images/), else "scene"."""
     path = Path(path)
     if path.is_dir() and (path / "labels.csv").is_file():
         return "clip"
@@ -48,7 +49,7 @@ def read_clip_labels(folder: Path) -> list[tuple[Path, str]]:
     for n, r in enumerate(rows, start=2 if fcol is not None else 1):
         if len(r) <= max(fcol, lcol):
             raise InputError("labels.csv", f"row {n} has {len(r)} columns: {r}")
-        p = (folder / r[fcol].strip())
+        p = folder / r[fcol].strip()
         if not p.is_file():
             raise InputError("labels.csv", f"row {n}: video {p} not found")
         out.append((p, r[lcol].strip()))

@@ -2,6 +2,7 @@
 
 Each kind registers a matcher and an opener; the first match wins, in registration order.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,8 +17,8 @@ from regiond.scenes.source import Sampling, Source, SourceError
 @dataclass(frozen=True)
 class SourceKind:
     name: str
-    matches: Callable[[str], bool]      # spec → is it this kind?
-    open: Callable[..., Source]         # (spec, sampling, **opts) → Source
+    matches: Callable[[str], bool]  # spec → is it this kind?
+    open: Callable[..., Source]  # (spec, sampling, **opts) → Source
     help: str
 
 
@@ -41,7 +42,7 @@ def _folder_with(test: Callable[[Path], bool]):
 
 
 def _int_after(spec: str, prefix: str, what: str) -> int:
-    tail = spec[len(prefix):]
+    tail = spec[len(prefix) :]
     try:
         return int(tail)
     except ValueError:
@@ -50,54 +51,88 @@ def _int_after(spec: str, prefix: str, what: str) -> int:
 
 def _open_sens(spec, sampling, **opts):
     from regiond.scenes.sens import SensSource  # lazy: only when this kind of source is opened
+
     return SensSource(spec, sampling, **opts)
 
 
 def _open_scannet(spec, sampling, **opts):
     from regiond.scenes.folders import ScanNetFolderSource  # lazy: only when this kind of source is opened
+
     return ScanNetFolderSource(spec, sampling, **opts)
 
 
 def _open_7scenes(spec, sampling, **opts):
     from regiond.scenes.folders import SevenScenesSource  # lazy: only when this kind of source is opened
+
     return SevenScenesSource(spec, sampling, **opts)
 
 
 def _open_video(spec, sampling, **opts):
     from regiond.scenes.video import VideoSource  # lazy: only when this kind of source is opened
+
     return VideoSource(spec, sampling, **opts)
 
 
 def _open_camera(spec, sampling, **opts):
     from regiond.scenes.video import CameraSource  # lazy: only when this kind of source is opened
+
     return CameraSource(_int_after(spec, "camera:", "N"), sampling, **opts)
 
 
 def _open_synthetic(spec, sampling, **opts):
     from regiond.scenes.synthetic.rgbd import SyntheticSource  # lazy: only when this kind of source is opened
+
     return SyntheticSource(_int_after(spec, "synthetic:", "SEED"), sampling, **opts)
 
 
 def _video_suffixes():
     from regiond.scenes.video import VIDEO_SUFFIXES  # lazy: only when a spec is matched against the video kind
+
     return VIDEO_SUFFIXES
 
 
-register(SourceKind("synthetic", _prefixed("synthetic:"), _open_synthetic,
-                    "synthetic:SEED — a generated room rendered on the fly (options: frames, width, height)"))
+register(
+    SourceKind(
+        "synthetic",
+        _prefixed("synthetic:"),
+        _open_synthetic,
+        "synthetic:SEED — a generated room rendered on the fly (options: frames, width, height)",
+    )
+)
 register(SourceKind("camera", _prefixed("camera:"), _open_camera, "camera:N — OpenCV capture device N"))
 register(SourceKind("sens", _suffix(".sens"), _open_sens, "a ScanNet .sens file (version 4)"))
-register(SourceKind("scannet-folder", _folder_with(lambda p: (p / "depth").is_dir() and (p / "color").is_dir()),
-                    _open_scannet, "a ScanNet exported folder (color/ depth/ pose/ intrinsic/ [label-filt/]); "
-                    "option labels_tsv"))
-register(SourceKind("7scenes-folder", _folder_with(lambda p: any(p.glob("frame-*.depth.png")) or any(p.glob("seq-*"))),
-                    _open_7scenes, "a 7-Scenes-style folder (frame-NNNNNN.color.png/.depth.png/.pose.txt)"))
-register(SourceKind("video", lambda spec: _suffix(*_video_suffixes())(spec), _open_video,
-                    "a video file (.mp4 .avi .mov .mkv ...)"))
+register(
+    SourceKind(
+        "scannet-folder",
+        _folder_with(lambda p: (p / "depth").is_dir() and (p / "color").is_dir()),
+        _open_scannet,
+        "a ScanNet exported folder (color/ depth/ pose/ intrinsic/ [label-filt/]); option labels_tsv",
+    )
+)
+register(
+    SourceKind(
+        "7scenes-folder",
+        _folder_with(lambda p: any(p.glob("frame-*.depth.png")) or any(p.glob("seq-*"))),
+        _open_7scenes,
+        "a 7-Scenes-style folder (frame-NNNNNN.color.png/.depth.png/.pose.txt)",
+    )
+)
+register(
+    SourceKind(
+        "video", lambda spec: _suffix(*_video_suffixes())(spec), _open_video, "a video file (.mp4 .avi .mov .mkv ...)"
+    )
+)
 
 
-def open_source(spec, every: int = 1, count: int | None = None, max_frames: int | None = None,
-                size: tuple[int, int] | None = None, skip_bad_frames: bool = False, **opts) -> Source:
+def open_source(
+    spec,
+    every: int = 1,
+    count: int | None = None,
+    max_frames: int | None = None,
+    size: tuple[int, int] | None = None,
+    skip_bad_frames: bool = False,
+    **opts,
+) -> Source:
     """Open a frame source.
 
     spec        a .sens file, a ScanNet exported folder, a 7-Scenes-style folder, a video
@@ -112,8 +147,13 @@ def open_source(spec, every: int = 1, count: int | None = None, max_frames: int 
     Raises InputError (SourceError) naming what is wrong.
     """
     spec = str(spec)
-    sampling = Sampling(every=every, count=count, max_frames=max_frames, size=tuple(size) if size else None,
-                        skip_bad=bool(skip_bad_frames))
+    sampling = Sampling(
+        every=every,
+        count=count,
+        max_frames=max_frames,
+        size=tuple(size) if size else None,
+        skip_bad=bool(skip_bad_frames),
+    )
     for kind in KINDS:
         if kind.matches(spec):
             try:

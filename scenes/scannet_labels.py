@@ -4,6 +4,7 @@ ScanNet's `scannetv2-labels.combined.tsv` maps raw ids (column `id`) to NYU40 (c
 `nyu40id`). A few ids appear on several rows with different NYU40 ids; ScanNet's own tools
 build a dict row by row, so the last row wins, and so does this loader.
 """
+
 from __future__ import annotations
 
 import csv

@@ -12,6 +12,7 @@ Layout (little-endian, as ScanNet's SensorData.py/sensorData.h read and write it
   then:   uint64 IMU frame count (the C++ writer; SensorData.py stops before it) and IMU data.
 Matrices are row-major.
 """
+
 from __future__ import annotations
 
 import io
@@ -40,7 +41,7 @@ NOMINAL_FPS = 30.0  # ScanNet's capture rate; used for `time` when a frame has n
 @dataclass(frozen=True)
 class SensHeader:
     sensor_name: str
-    intrinsic_color: np.ndarray   # 4×4 float32
+    intrinsic_color: np.ndarray  # 4×4 float32
     extrinsic_color: np.ndarray
     intrinsic_depth: np.ndarray
     extrinsic_depth: np.ndarray
@@ -52,7 +53,7 @@ class SensHeader:
     depth_height: int
     depth_shift: float
     num_frames: int
-    data_offset: int              # file offset of the first frame
+    data_offset: int  # file offset of the first frame
 
     @property
     def depth_camera(self) -> Camera:
@@ -68,11 +69,11 @@ class SensRecord:
     """One frame as stored: encoded colour, raw uint16 depth, float32 pose, timestamps."""
 
     index: int
-    camera_to_world: np.ndarray   # 4×4 float32 exactly as stored (may be -inf)
+    camera_to_world: np.ndarray  # 4×4 float32 exactly as stored (may be -inf)
     timestamp_color: int
     timestamp_depth: int
     color_data: bytes
-    depth: np.ndarray             # H×W uint16
+    depth: np.ndarray  # H×W uint16
 
 
 class SensFile:
@@ -105,29 +106,50 @@ class SensFile:
         if cc not in COLOR_COMPRESSION:
             raise SourceError(f"{self.path}: unknown colour compression type {cc}")
         if dc not in (0, 1):
-            raise SourceError(f"{self.path}: depth compression {DEPTH_COMPRESSION.get(dc, dc)!r} is not supported "
-                              "(raw_ushort and zlib_ushort are)")
+            raise SourceError(
+                f"{self.path}: depth compression {DEPTH_COMPRESSION.get(dc, dc)!r} is not supported "
+                "(raw_ushort and zlib_ushort are)"
+            )
         if min(cw, ch, dw, dh) == 0:
             raise SourceError(f"{self.path}: zero image size in header (colour {cw}×{ch}, depth {dw}×{dh})")
         if max(cw * ch, dw * dh) > DEFAULT_MAX_PIXELS:
-            raise SourceError(f"{self.path}: implausible image size in header (colour {cw}×{ch}, depth {dw}×{dh}; "
-                              f"at most {DEFAULT_MAX_PIXELS} pixels)")
+            raise SourceError(
+                f"{self.path}: implausible image size in header (colour {cw}×{ch}, depth {dw}×{dh}; "
+                f"at most {DEFAULT_MAX_PIXELS} pixels)"
+            )
         room = (self.size - fh.tell()) // _FRAME.size
         if count > room:
-            raise SourceError(f"{self.path}: header says {count} frames but the file has room for at most {room} "
-                              "(truncated or corrupt)")
+            raise SourceError(
+                f"{self.path}: header says {count} frames but the file has room for at most {room} "
+                "(truncated or corrupt)"
+            )
         if not (np.isfinite(shift) and shift > 0):
             raise SourceError(f"{self.path}: invalid depth shift {shift}")
-        hdr = SensHeader(name, mats[0], mats[1], mats[2], mats[3], COLOR_COMPRESSION[cc], DEPTH_COMPRESSION[dc],
-                         cw, ch, dw, dh, float(shift), int(count), fh.tell())
+        hdr = SensHeader(
+            name,
+            mats[0],
+            mats[1],
+            mats[2],
+            mats[3],
+            COLOR_COMPRESSION[cc],
+            DEPTH_COMPRESSION[dc],
+            cw,
+            ch,
+            dw,
+            dh,
+            float(shift),
+            int(count),
+            fh.tell(),
+        )
         try:
             hdr.depth_camera
         except InputError as e:
             raise SourceError(f"{self.path}: bad depth intrinsics in header: {e.message}") from None
         return hdr
 
-    def records(self, indices: list[int] | None = None,
-                on_bad: Callable[[int, SourceError], None] | None = None) -> Iterator[SensRecord]:
+    def records(
+        self, indices: list[int] | None = None, on_bad: Callable[[int, SourceError], None] | None = None
+    ) -> Iterator[SensRecord]:
         """Yield the stored frames at `indices` (sorted; None = all), skipping the others.
 
         A frame that is cut short or whose depth does not decompress raises SourceError
@@ -135,6 +157,7 @@ class SensFile:
         there instead (which may raise it) and the frames after it follow, unless the file
         ends inside it (nothing after it can be found then).
         """
+
         def bad(i: int, error: SourceError) -> None:
             if on_bad is None:
                 raise error
@@ -151,14 +174,24 @@ class SensFile:
                 where = f"{self.path}: frame {i} of {h.num_frames}"
                 raw = fh.read(_FRAME.size)
                 if len(raw) != _FRAME.size:
-                    return bad(i, SourceError(f"{where}: file ends in the frame header (truncated at byte "
-                                              f"{fh.tell()}; no frame after it can be read)"))
+                    return bad(
+                        i,
+                        SourceError(
+                            f"{where}: file ends in the frame header (truncated at byte "
+                            f"{fh.tell()}; no frame after it can be read)"
+                        ),
+                    )
                 vals = _FRAME.unpack(raw)
                 csize, dsize = vals[18], vals[19]
                 remaining = self.size - fh.tell()
                 if csize + dsize > remaining:
-                    return bad(i, SourceError(f"{where}: needs {csize + dsize} bytes of image data, {remaining} "
-                                              "left (truncated or corrupt; no frame after it can be read)"))
+                    return bad(
+                        i,
+                        SourceError(
+                            f"{where}: needs {csize + dsize} bytes of image data, {remaining} "
+                            "left (truncated or corrupt; no frame after it can be read)"
+                        ),
+                    )
                 if wanted is not None and i not in wanted:
                     fh.seek(csize + dsize, 1)
                     continue
@@ -179,8 +212,9 @@ class SensFile:
             except zlib.error as e:
                 raise SourceError(f"{where}: depth data does not decompress ({e})") from None
         if len(data) != expect:
-            raise SourceError(f"{where}: depth is {len(data)} bytes, expected {expect} "
-                              f"({h.depth_width}×{h.depth_height} uint16)")
+            raise SourceError(
+                f"{where}: depth is {len(data)} bytes, expected {expect} ({h.depth_width}×{h.depth_height} uint16)"
+            )
         return np.frombuffer(data, "<u2").reshape(h.depth_height, h.depth_width)
 
     def decode_color(self, record: SensRecord) -> np.ndarray:
@@ -197,10 +231,13 @@ class SensFile:
         _check_encoded_size(record.color_data, h.color_width, h.color_height, where)
         img = cv2.imdecode(np.frombuffer(record.color_data, np.uint8), cv2.IMREAD_COLOR)
         if img is None:
-            raise SourceError(f"{where}: colour ({h.color_compression}, {len(record.color_data)} bytes) does not decode")
+            raise SourceError(
+                f"{where}: colour ({h.color_compression}, {len(record.color_data)} bytes) does not decode"
+            )
         if img.shape[:2] != (h.color_height, h.color_width):
-            raise SourceError(f"{where}: colour is {img.shape[1]}×{img.shape[0]}, header says "
-                              f"{h.color_width}×{h.color_height}")
+            raise SourceError(
+                f"{where}: colour is {img.shape[1]}×{img.shape[0]}, header says {h.color_width}×{h.color_height}"
+            )
         return np.ascontiguousarray(img[:, :, ::-1])
 
 
@@ -246,8 +283,9 @@ class SensSource(Source):
             depth = rec.depth.astype(np.float32) / np.float32(h.depth_shift)
             pose = check_pose(rec.camera_to_world.astype(np.float64))
             t = rec.timestamp_color / 1e6 if rec.timestamp_color else rec.index / NOMINAL_FPS
-            yield Frame(rgb=rgb, depth=depth, camera=cam, pose=pose, index=rec.index, time=t,
-                        meta={"source": self.spec})
+            yield Frame(
+                rgb=rgb, depth=depth, camera=cam, pose=pose, index=rec.index, time=t, meta={"source": self.spec}
+            )
 
     def _color_camera(self) -> Camera:
         h = self.file.header
@@ -258,12 +296,20 @@ class SensSource(Source):
 
     def _describe(self) -> dict:
         h = self.file.header
-        return {"sensor": h.sensor_name, "color_size": [h.color_width, h.color_height],
-                "depth_size": [h.depth_width, h.depth_height], "depth_shift": h.depth_shift,
-                "color_compression": h.color_compression, "depth_compression": h.depth_compression,
-                "size": [h.depth_width, h.depth_height], "camera": _camera_dict(h.depth_camera),
-                "color_camera": _camera_dict(self._color_camera()),
-                "has_depth": True, "has_pose": True, "has_labels": False}
+        return {
+            "sensor": h.sensor_name,
+            "color_size": [h.color_width, h.color_height],
+            "depth_size": [h.depth_width, h.depth_height],
+            "depth_shift": h.depth_shift,
+            "color_compression": h.color_compression,
+            "depth_compression": h.depth_compression,
+            "size": [h.depth_width, h.depth_height],
+            "camera": _camera_dict(h.depth_camera),
+            "color_camera": _camera_dict(self._color_camera()),
+            "has_depth": True,
+            "has_pose": True,
+            "has_labels": False,
+        }
 
 
 def _camera_dict(cam: Camera) -> dict:
@@ -293,8 +339,18 @@ class SensWriter:
     The frame count is patched into the header on close; use as a context manager.
     """
 
-    def __init__(self, path, color_size, depth_size, intrinsic_color, intrinsic_depth, depth_shift: float = 1000.0,
-                 sensor_name: str = "regiond", color_format: str = "jpeg", jpeg_quality: int = 95):
+    def __init__(
+        self,
+        path,
+        color_size,
+        depth_size,
+        intrinsic_color,
+        intrinsic_depth,
+        depth_shift: float = 1000.0,
+        sensor_name: str = "regiond",
+        color_format: str = "jpeg",
+        jpeg_quality: int = 95,
+    ):
         if color_format not in ("jpeg", "png"):
             raise InputError("color_format", f"must be 'jpeg' or 'png', got {color_format!r}")
         if not (np.isfinite(depth_shift) and depth_shift > 0):
@@ -329,7 +385,9 @@ class SensWriter:
 
         rgb = as_rgb8(rgb, field="color")
         if (rgb.shape[1], rgb.shape[0]) != self.color_size:
-            raise InputError("color", f"{rgb.shape[1]}×{rgb.shape[0]}, writer expects {self.color_size[0]}×{self.color_size[1]}")
+            raise InputError(
+                "color", f"{rgb.shape[1]}×{rgb.shape[0]}, writer expects {self.color_size[0]}×{self.color_size[1]}"
+            )
         d = np.asarray(depth)
         if d.shape != (self.depth_size[1], self.depth_size[0]):
             raise InputError("depth", f"shape {d.shape}, writer expects {self.depth_size[1]}×{self.depth_size[0]}")
@@ -346,8 +404,11 @@ class SensWriter:
                 raise InputError("pose", f"expected 4×4, got {m.shape}")
             m = m.astype(np.float32)
         bgr = rgb[:, :, ::-1]
-        ok, enc = (cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality]) if self.color_format == "jpeg"
-                   else cv2.imencode(".png", bgr))
+        ok, enc = (
+            cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+            if self.color_format == "jpeg"
+            else cv2.imencode(".png", bgr)
+        )
         if not ok:
             raise OSError(f"could not encode frame {self.count} colour")
         color = enc.tobytes()
@@ -384,9 +445,14 @@ def write_sens(path, frames, depth_shift: float = 1000.0, color_format: str = "j
             if f.depth is None or f.camera is None:
                 raise InputError("frames", f"frame {f.index} has no depth or camera; .sens needs both")
             if writer is None:
-                cam = f.camera if (f.camera.width, f.camera.height) == (f.width, f.height) else f.camera.scaled(f.width, f.height)
-                writer = SensWriter(path, (f.width, f.height), (f.width, f.height), cam, cam, depth_shift,
-                                    color_format=color_format)
+                cam = (
+                    f.camera
+                    if (f.camera.width, f.camera.height) == (f.width, f.height)
+                    else f.camera.scaled(f.width, f.height)
+                )
+                writer = SensWriter(
+                    path, (f.width, f.height), (f.width, f.height), cam, cam, depth_shift, color_format=color_format
+                )
             ts = int(round((f.time if f.time is not None else f.index / NOMINAL_FPS) * 1e6))
             writer.add(f.rgb, f.depth, f.pose, ts, ts)
             if progress is not None:

@@ -3,6 +3,7 @@
 A Source yields `regiond.core.frames.Frame`s one at a time (reading each from disk, a decoder or a
 renderer when it is asked for), so a scene of any length streams in constant memory.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -172,8 +173,12 @@ class Source:
     def describe(self) -> dict:
         """Plain facts about the source (JSON-serialisable)."""
         total = self.total()
-        d = {"kind": self.kind, "spec": self.spec, "frames_total": total,
-             "frames_selected": len(self) if total is not None else None}
+        d = {
+            "kind": self.kind,
+            "spec": self.spec,
+            "frames_total": total,
+            "frames_selected": len(self) if total is not None else None,
+        }
         d.update(self._describe())
         if self.sampling.size is not None:
             d["resampled_to"] = list(self.sampling.size)
@@ -198,8 +203,10 @@ def align_to_depth(image: np.ndarray, color_camera, depth_camera, nearest: bool 
 
     w, h = depth_camera.width, depth_camera.height
     if image.shape[:2] != (color_camera.height, color_camera.width):
-        raise InputError("color", f"{image.shape[1]}×{image.shape[0]}, its intrinsics are for "
-                                  f"{color_camera.width}×{color_camera.height}")
+        raise InputError(
+            "color",
+            f"{image.shape[1]}×{image.shape[0]}, its intrinsics are for {color_camera.width}×{color_camera.height}",
+        )
     if nearest:
         small = image if image.shape[:2] == (h, w) else _resize_nearest(image, w, h)
     elif image.shape[:2] != (h, w):

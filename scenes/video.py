@@ -1,4 +1,5 @@
 """Video files and cameras through OpenCV: RGB frames with a time stamp, no depth."""
+
 from __future__ import annotations
 
 import time
@@ -70,15 +71,22 @@ class VideoSource(Source):
                 ok, bgr = cap.read()
                 if not ok:
                     return
-                yield Frame(rgb=np.ascontiguousarray(bgr[:, :, ::-1]), index=i, time=i / self.fps,
-                            meta={"source": self.spec})
+                yield Frame(
+                    rgb=np.ascontiguousarray(bgr[:, :, ::-1]), index=i, time=i / self.fps, meta={"source": self.spec}
+                )
                 i += 1
         finally:
             cap.release()
 
     def _describe(self) -> dict:
-        return {"size": [self.width, self.height], "fps": self.fps, "camera": None,
-                "has_depth": False, "has_pose": False, "has_labels": False}
+        return {
+            "size": [self.width, self.height],
+            "fps": self.fps,
+            "camera": None,
+            "has_depth": False,
+            "has_pose": False,
+            "has_labels": False,
+        }
 
 
 class CameraSource(Source):
@@ -103,8 +111,12 @@ class CameraSource(Source):
                 ok, bgr = cap.read()
                 if not ok:
                     return
-                yield Frame(rgb=np.ascontiguousarray(bgr[:, :, ::-1]), index=i, time=time.monotonic() - t0,
-                            meta={"source": self.spec})
+                yield Frame(
+                    rgb=np.ascontiguousarray(bgr[:, :, ::-1]),
+                    index=i,
+                    time=time.monotonic() - t0,
+                    meta={"source": self.spec},
+                )
                 i += 1
         finally:
             cap.release()

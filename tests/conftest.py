@@ -1,4 +1,5 @@
 """Shared fixtures. Area-specific helpers live in tests/support_*.py modules."""
+
 from __future__ import annotations
 
 import os
@@ -22,12 +23,18 @@ def pytest_sessionstart(session):
     installed = Path(regiond.__file__).parent
     if not (REPO / "build").is_dir() or REPO / "build" not in installed.parents:
         return  # not this clone's editable install
-    missing = [f"{folder}/{p.relative_to(REPO / folder)}" for folder, sub in NAMESPACE.items()
-               for p in (REPO / folder).rglob("*.py")
-               if not (installed / sub / p.relative_to(REPO / folder)).exists()]
+    missing = [
+        f"{folder}/{p.relative_to(REPO / folder)}"
+        for folder, sub in NAMESPACE.items()
+        for p in (REPO / folder).rglob("*.py")
+        if not (installed / sub / p.relative_to(REPO / folder)).exists()
+    ]
     if missing:
-        pytest.exit(f"{len(missing)} module(s) are not in the editable install ({', '.join(missing[:5])}): "
-                    "run `make relink` (tools/relink.sh)", returncode=4)
+        pytest.exit(
+            f"{len(missing)} module(s) are not in the editable install ({', '.join(missing[:5])}): "
+            "run `make relink` (tools/relink.sh)",
+            returncode=4,
+        )
 
 
 @pytest.fixture(scope="session", autouse=True)

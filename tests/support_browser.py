@@ -1,5 +1,6 @@
 """Open a page in headless Chromium (tools/browser.py) and report what a user would see:
 console errors, images that did not load, requests that left the machine, and a screenshot."""
+
 from __future__ import annotations
 
 import json
@@ -11,16 +12,18 @@ import numpy as np
 
 from browser import browser_page
 
-IMAGES_JS = ("JSON.stringify([...document.images].map(i => ({src: i.getAttribute('src').slice(0, 80), "
-             "complete: i.complete, width: i.naturalWidth})))")
+IMAGES_JS = (
+    "JSON.stringify([...document.images].map(i => ({src: i.getAttribute('src').slice(0, 80), "
+    "complete: i.complete, width: i.naturalWidth})))"
+)
 
 
 @dataclass
 class PageReport:
-    errors: list[str] = field(default_factory=list)           # console errors, exceptions, failed loads
-    external: list[str] = field(default_factory=list)         # requests to anything but file: and data:
-    images: list[dict] = field(default_factory=list)          # src, complete, width (natural)
-    screenshot: np.ndarray | None = None                      # H×W×3 uint8
+    errors: list[str] = field(default_factory=list)  # console errors, exceptions, failed loads
+    external: list[str] = field(default_factory=list)  # requests to anything but file: and data:
+    images: list[dict] = field(default_factory=list)  # src, complete, width (natural)
+    screenshot: np.ndarray | None = None  # H×W×3 uint8
     seconds: float = 0.0
 
     @property

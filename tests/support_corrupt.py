@@ -1,4 +1,5 @@
 """Scenes with a corrupt frame, for the --skip-bad-frames tests."""
+
 from __future__ import annotations
 
 import struct
@@ -16,7 +17,9 @@ def sens_with_bad_frame(path, part: str, frames: int = 4, bad: int = 1):
         csize, dsize = struct.unpack_from("<QQ", data, at + _FRAME.size - 16)
         start = at + _FRAME.size + (0 if part == "colour" else csize)
         if i == bad:
-            data[start:start + (csize if part == "colour" else dsize)] = b"\x07" * (csize if part == "colour" else dsize)
+            data[start : start + (csize if part == "colour" else dsize)] = b"\x07" * (
+                csize if part == "colour" else dsize
+            )
         at += _FRAME.size + csize + dsize
     path.write_bytes(bytes(data))
     return path

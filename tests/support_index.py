@@ -6,6 +6,7 @@ adds images START..START+COUNT-1 and prints `ACK <image id>` after each add retu
 Index tests run against both backends (BACKENDS): FAISS over SQLite in a directory, and Milvus
 Lite (a real Milvus engine in the test's process) on one.
 """
+
 from __future__ import annotations
 
 import sys
@@ -46,7 +47,7 @@ def region_set(i: int, n: int | None = None, dim: int = DIM) -> RegionSet:
     masks = np.zeros((n, H, W), bool)
     bounds = np.linspace(0, H, n + 1).astype(int)
     for j in range(n):
-        masks[j, bounds[j]:bounds[j + 1]] = True
+        masks[j, bounds[j] : bounds[j + 1]] = True
     return RegionSet.from_masks(masks, features=rng.normal(size=(n, dim)).astype(np.float32))
 
 

@@ -1,5 +1,6 @@
 """A local Ray instance for the tests (conftest.ray_local), and the check that it leaves
 nothing running."""
+
 from __future__ import annotations
 
 import logging
@@ -35,8 +36,11 @@ def processes_of(session: str, daemons: list[str]) -> list[str]:
     """The running processes of a Ray session: its daemons (the session directory is on their
     command line) and its workers (their environment names the session's raylet)."""
     markers = [f"RAY_RAYLET_PID={pid}".encode() for pid in daemons]
-    left = [p for p in _procs() if session.encode() in _read(p / "cmdline")
-            or any(m in _read(p / "environ").split(b"\0") for m in markers)]
+    left = [
+        p
+        for p in _procs()
+        if session.encode() in _read(p / "cmdline") or any(m in _read(p / "environ").split(b"\0") for m in markers)
+    ]
     return [p.name + ": " + _read(p / "cmdline").replace(b"\0", b" ").decode(errors="replace")[:100] for p in left]
 
 

@@ -1,5 +1,6 @@
 """Helpers for the service and client tests: a real daemon on a free loopback port (lite
 profile), small encoded images and videos, running a client script, and polling."""
+
 from __future__ import annotations
 
 import contextlib
@@ -28,8 +29,8 @@ def sample_image(w: int = 96, h: int = 72, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     img = np.zeros((h, w, 3), np.uint8)
     img[:, : w // 2] = (200, 40, 40)
-    img[:, w // 2:] = (40, 60, 200)
-    img[h // 2:, w // 4: 3 * w // 4] = (30, 180, 60)
+    img[:, w // 2 :] = (40, 60, 200)
+    img[h // 2 :, w // 4 : 3 * w // 4] = (30, 180, 60)
     return np.clip(img.astype(np.int16) + rng.integers(-6, 7, img.shape), 0, 255).astype(np.uint8)
 
 
@@ -48,8 +49,9 @@ def image_pb(a: np.ndarray) -> pb.Image:
 def run_client(name: str, *args, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
     """clients/<name>.py ARGS as a user runs it, output captured."""
     script = Path(__file__).resolve().parents[1] / "clients" / f"{name}.py"
-    return subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, **kw)
+    return subprocess.run(
+        [sys.executable, str(script), *map(str, args)], capture_output=True, text=True, timeout=timeout, **kw
+    )
 
 
 def write_video(path: Path, frames: int = 12, fps: float = 20.0, size=(96, 72)) -> Path:
@@ -63,7 +65,7 @@ def write_video(path: Path, frames: int = 12, fps: float = 20.0, size=(96, 72)) 
         img = np.zeros((h, w, 3), np.uint8)
         img[:, :] = (40, 40, 160)
         x = 5 + 4 * i
-        img[20:50, x:x + 20] = (30, 200, 60)  # a block moving right
+        img[20:50, x : x + 20] = (30, 200, 60)  # a block moving right
         vw.write(img)
     vw.release()
     return path
@@ -120,11 +122,19 @@ def tiny_heads(directory, extractor):
     torch.manual_seed(0)
     meta = {"versions": {"backbone": extractor.backbone.name, "dim": int(extractor.dim)}}
     scene_classes = [{"id": 3, "name": "cabinet"}, {"id": 5, "name": "chair"}, {"id": 7, "name": "table"}]
-    save_head(create_head("scene-transformer", in_dim=extractor.dim, num_classes=3, dim=16, heads=2, layers=1),
-              directory / "scene", scene_classes, meta)
+    save_head(
+        create_head("scene-transformer", in_dim=extractor.dim, num_classes=3, dim=16, heads=2, layers=1),
+        directory / "scene",
+        scene_classes,
+        meta,
+    )
     motions = [{"id": k, "name": n} for k, n in enumerate(["left", "right", "still"])]
-    save_head(create_head("activity-transformer", in_dim=extractor.dim, num_classes=3, dim=16, heads=2, layers=1),
-              directory / "activity", motions, meta)
+    save_head(
+        create_head("activity-transformer", in_dim=extractor.dim, num_classes=3, dim=16, heads=2, layers=1),
+        directory / "activity",
+        motions,
+        meta,
+    )
 
 
 def self_signed_cert(tmp_path):
@@ -137,8 +147,27 @@ def self_signed_cert(tmp_path):
     if shutil.which("openssl") is None:
         pytest.fail("openssl is needed to make a test certificate")
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     return key, cert

@@ -13,6 +13,7 @@ forever on an event nothing sets from the third one on:
          index's write lock as a real write does, and sees no cancellation.
 Stop must get past it either way.
 """
+
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,5 @@
 """The committed generated code matches regions.proto, and the API keeps DESIGN.md's fixed names."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -28,8 +29,9 @@ def test_fixed_names_and_numbers():
 
     svc = pb.DESCRIPTOR.services_by_name["RegionService"]
     assert pb.DESCRIPTOR.package == "regions.v1"
-    methods = {m.name: (m.input_type.name, m.output_type.name, m.client_streaming, m.server_streaming)
-               for m in svc.methods}
+    methods = {
+        m.name: (m.input_type.name, m.output_type.name, m.client_streaming, m.server_streaming) for m in svc.methods
+    }
     assert methods == {
         "ExtractRegions": ("ExtractRequest", "RegionSet", False, False),
         "StreamVideo": ("VideoFrame", "VideoUpdate", True, True),
@@ -42,8 +44,18 @@ def test_fixed_names_and_numbers():
     def num(msg, field):
         return pb.DESCRIPTOR.message_types_by_name[msg].fields_by_name[field].number
 
-    fixed = [("Image", "data", 1), ("ExtractRequest", "image", 1), ("RegionSet", "width", 1),
-             ("RegionSet", "height", 2), ("RegionSet", "regions", 3), ("Region", "id", 1),
-             ("Region", "mask", 2), ("Mask", "height", 1), ("Mask", "width", 2), ("Mask", "counts", 3),
-             ("VideoFrame", "image", 1), ("SceneFrame", "color", 1)]
+    fixed = [
+        ("Image", "data", 1),
+        ("ExtractRequest", "image", 1),
+        ("RegionSet", "width", 1),
+        ("RegionSet", "height", 2),
+        ("RegionSet", "regions", 3),
+        ("Region", "id", 1),
+        ("Region", "mask", 2),
+        ("Mask", "height", 1),
+        ("Mask", "width", 2),
+        ("Mask", "counts", 3),
+        ("VideoFrame", "image", 1),
+        ("SceneFrame", "color", 1),
+    ]
     assert [(m, f, num(m, f)) for m, f, _ in fixed] == fixed

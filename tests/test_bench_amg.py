@@ -1,6 +1,7 @@
 """bench/amg.py's workload: the calibration leaves exactly the asked number of surviving masks
 (small grid, tiny random SAM; no timing asserted), and its critical scales are where
 segment-anything's own stability score crosses the threshold."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -41,7 +42,9 @@ def test_critical_scales_are_where_stability_crosses(bench):
 
 
 def test_calibration_leaves_the_asked_survivors(bench, sevenscenes_dir):
-    rgb = np.ascontiguousarray(np.asarray(Image.open(sevenscenes_dir / "frame-000150.color.png").convert("RGB"))[::4, ::4])
+    rgb = np.ascontiguousarray(
+        np.asarray(Image.open(sevenscenes_dir / "frame-000150.color.png").convert("RGB"))[::4, ::4]
+    )
     sam = spread_random_decoder(build_sam_model("tiny", seed=0))
     config = generator_config("scene", points_per_side=4, box_nms_thresh=1.0, crop_nms_thresh=1.0)
     fast = FastMaskGenerator(sam, config)

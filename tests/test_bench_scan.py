@@ -1,6 +1,7 @@
 """bench/scan.py runs end to end at a tiny scale: a rendered folder, the daemon with the bundled
 heads, both measurements and the stage costs (no timing is asserted; its figures come from
 the full run)."""
+
 from __future__ import annotations
 
 import re
@@ -12,12 +13,28 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_scan_bench_small(tmp_path):
-    p = subprocess.run([sys.executable, str(REPO / "bench" / "scan.py"), "--frames", "4", "--distinct", "2",
-                        "--rounds", "1", "--stages", "--scene", str(tmp_path / "scene")],
-                       capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "scan.py"),
+            "--frames",
+            "4",
+            "--distinct",
+            "2",
+            "--rounds",
+            "1",
+            "--stages",
+            "--scene",
+            str(tmp_path / "scene"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
-    line = re.search(r"scan_scene end to end ([\d.]+) frames/s, daemon alone ([\d.]+) frames/s, ratio ([\d.]+)",
-                     p.stdout)
+    line = re.search(
+        r"scan_scene end to end ([\d.]+) frames/s, daemon alone ([\d.]+) frames/s, ratio ([\d.]+)", p.stdout
+    )
     assert line, p.stdout
     x, y, ratio = map(float, line.groups())
     # x and y are printed to one decimal: the ratio must lie within what those roundings allow

@@ -1,5 +1,6 @@
 """bench/search.py runs end to end at a tiny scale (its figures come from the full run; no
 timing is asserted here, only that the approximate index finds what exact search finds)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -21,9 +22,36 @@ def recall_rows(out: str, kinds) -> dict:
 
 
 def test_search_bench_small(capsys):
-    rc = load_bench().main(["--regions", "6000", "--images", "300", "--dim", "32", "--centres", "40", "--nlist", "16",
-                     "--pq-m", "8", "--train", "2000", "--queries", "30", "--exact-queries", "5",
-                     "--kinds", "ivfpq,hnsw", "--nprobe", "4", "--ef-search", "64", "--threads", "1"])
+    rc = load_bench().main(
+        [
+            "--regions",
+            "6000",
+            "--images",
+            "300",
+            "--dim",
+            "32",
+            "--centres",
+            "40",
+            "--nlist",
+            "16",
+            "--pq-m",
+            "8",
+            "--train",
+            "2000",
+            "--queries",
+            "30",
+            "--exact-queries",
+            "5",
+            "--kinds",
+            "ivfpq,hnsw",
+            "--nprobe",
+            "4",
+            "--ef-search",
+            "64",
+            "--threads",
+            "1",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     rows = recall_rows(out, ("exact", "ivfpq", "hnsw"))
@@ -34,9 +62,32 @@ def test_search_bench_small(capsys):
 
 def test_search_bench_milvus_lite_small(capsys):
     """--backend milvus-lite: the same vectors through MilvusIndex; exact search finds what FAISS's finds."""
-    rc = load_bench().main(["--regions", "2000", "--images", "100", "--dim", "16", "--centres", "20", "--queries", "10",
-                     "--exact-queries", "5", "--kinds", "", "--threads", "1", "--backend", "milvus-lite",
-                     "--milvus-kinds", "flat,hnsw", "--milvus-queries", "10"])
+    rc = load_bench().main(
+        [
+            "--regions",
+            "2000",
+            "--images",
+            "100",
+            "--dim",
+            "16",
+            "--centres",
+            "20",
+            "--queries",
+            "10",
+            "--exact-queries",
+            "5",
+            "--kinds",
+            "",
+            "--threads",
+            "1",
+            "--backend",
+            "milvus-lite",
+            "--milvus-kinds",
+            "flat,hnsw",
+            "--milvus-queries",
+            "10",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     rows = recall_rows(out, ("flat", "hnsw"))
@@ -59,4 +110,6 @@ def test_retrieval_bench_small(capsys, monkeypatch, tmp_path):
     coll = load_coco(make_synthetic_collection(tmp_path, 16, seed=3))
     lite = build_extractor("lite")
     fresh = evaluate_retrieval(coll, lite, seed=3, normaliser=corpus.fit_for(lite, "standardise"))
-    assert rows["standardise"] == [round(fresh.methods[m].mean_ap, 3) for m in ("regions", "regions-noexp", "whole-image")]
+    assert rows["standardise"] == [
+        round(fresh.methods[m].mean_ap, 3) for m in ("regions", "regions-noexp", "whole-image")
+    ]

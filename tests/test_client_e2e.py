@@ -1,5 +1,6 @@
 """The clients end to end against a real lite daemon: a synthetic scene scan, a video stream,
 an unreachable daemon, and a daemon restarting mid-stream."""
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,21 @@ def test_scan_scene_synthetic(tmp_path):
 
     with running_server(lite_extractor(), tmp_path) as srv:
         out = tmp_path / "scan"
-        rc = scan_scene.main(["synthetic:2", "--server", srv.address, "--out", str(out), "--max-frames", "3",
-                              "--size", "160x120", "--every", "2"])
+        rc = scan_scene.main(
+            [
+                "synthetic:2",
+                "--server",
+                srv.address,
+                "--out",
+                str(out),
+                "--max-frames",
+                "3",
+                "--size",
+                "160x120",
+                "--every",
+                "2",
+            ]
+        )
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames"] == 3 and summary["frames_failed"] == 0
@@ -69,9 +83,20 @@ def test_stream_video_survives_daemon_restart(tmp_path):
     port = free_port()
     cfg = dict(listen=f"127.0.0.1:{port}", data_dir=tmp_path / "d", index=False)
     first = RegionServer(ServeConfig(**cfg), extractor=lite_extractor()).start()
-    proc = subprocess.Popen([sys.executable, str(REPO / "clients" / "stream_video.py"), str(video),
-                             "--server", f"127.0.0.1:{port}", "--jsonl", str(tmp_path / "o.jsonl")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "clients" / "stream_video.py"),
+            str(video),
+            "--server",
+            f"127.0.0.1:{port}",
+            "--jsonl",
+            str(tmp_path / "o.jsonl"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     second = None
     try:
         frames = first.metrics.frames.labels("StreamVideo")
@@ -95,8 +120,8 @@ def test_stream_video_survives_daemon_restart(tmp_path):
 def test_miou_scores_hand_computed():
     from regiond.client.scan_outputs import miou_scores
 
-    truth = np.array([[0, 0, 1, 1], [2, 2, 255, 255]], np.uint8)   # wall, floor, cabinet, ignored
-    pred = np.array([[0, 1, 1, 1], [255, 2, 0, 2]], np.uint8)      # 255 = unlabelled prediction
+    truth = np.array([[0, 0, 1, 1], [2, 2, 255, 255]], np.uint8)  # wall, floor, cabinet, ignored
+    pred = np.array([[0, 1, 1, 1], [255, 2, 0, 2]], np.uint8)  # 255 = unlabelled prediction
     s = miou_scores([truth], [pred])
     # wall: tp 1, fn 1 (→floor), fp 0 (ignored pixels don't count) → 1/2
     # floor: tp 2, fp 1 → 2/3; cabinet: tp 1, fn 1 (unlabelled) → 1/2
@@ -119,12 +144,30 @@ def test_scan_scene_with_heads_writes_labels_and_miou(tmp_path, capsys):
 
     ex = lite_extractor()
     tiny_heads(tmp_path / "heads", ex)
-    srv = RegionServer(ServeConfig(listen="127.0.0.1:0", data_dir=tmp_path / "d", index=False), extractor=ex,
-                       heads=load_serving_heads(tmp_path / "heads", ex)).start()
+    srv = RegionServer(
+        ServeConfig(listen="127.0.0.1:0", data_dir=tmp_path / "d", index=False),
+        extractor=ex,
+        heads=load_serving_heads(tmp_path / "heads", ex),
+    ).start()
     try:
         out = tmp_path / "scan"
-        rc = scan_scene.main(["synthetic:4", "--server", srv.address, "--out", str(out), "--max-frames", "2",
-                              "--size", "160x120", "--overlays", "none", "--encoding", "png"])
+        rc = scan_scene.main(
+            [
+                "synthetic:4",
+                "--server",
+                srv.address,
+                "--out",
+                str(out),
+                "--max-frames",
+                "2",
+                "--size",
+                "160x120",
+                "--overlays",
+                "none",
+                "--encoding",
+                "png",
+            ]
+        )
     finally:
         srv.stop(1.0)
     assert rc == 0
@@ -147,13 +190,16 @@ def test_scan_scene_with_heads_writes_labels_and_miou(tmp_path, capsys):
         written[fl.frame_index] = read_label_png(out / "labels" / f"synthetic-4_{fl.frame_index:06d}.png")
         np.testing.assert_array_equal(written[fl.frame_index], fl.label_map)
     assert set(np.unique(list(written.values()))) <= {0, 3, 5, 7}  # unlabelled and the head's NYU40 ids
+
     # ... and the mIoU is theirs against the room's ground truth (ScanNet-20 at 640×480, here a
     # 4× pixel repeat of 160×120), scored here from the files
     def at_640(a):
         return np.repeat(np.repeat(a, 4, axis=0), 4, axis=1)
 
-    want = miou_scores([nyu40_to_benchmark(at_640(f.labels)) for f in frames],
-                       [nyu40_to_benchmark(at_640(written[f.index])) for f in frames])
+    want = miou_scores(
+        [nyu40_to_benchmark(at_640(f.labels)) for f in frames],
+        [nyu40_to_benchmark(at_640(written[f.index])) for f in frames],
+    )
     assert want["classes_present"] > 0
     assert summary["miou"]["frames"] == 2 and summary["miou"]["classes_present"] == want["classes_present"]
     assert summary["miou"]["miou"] == pytest.approx(want["miou"], abs=1e-9)
@@ -171,9 +217,26 @@ def test_scan_scene_rescans_after_daemon_restart(tmp_path):
     first = RegionServer(ServeConfig(**cfg), extractor=lite_extractor()).start()
     out = tmp_path / "scan"
     result = {}
-    t = threading.Thread(target=lambda: result.setdefault("rc", scan_scene.main(
-        ["synthetic:5", "--server", f"127.0.0.1:{port}", "--out", str(out), "--max-frames", "10",
-         "--size", "160x120", "--overlays", "none"])))
+    t = threading.Thread(
+        target=lambda: result.setdefault(
+            "rc",
+            scan_scene.main(
+                [
+                    "synthetic:5",
+                    "--server",
+                    f"127.0.0.1:{port}",
+                    "--out",
+                    str(out),
+                    "--max-frames",
+                    "10",
+                    "--size",
+                    "160x120",
+                    "--overlays",
+                    "none",
+                ]
+            ),
+        )
+    )
     t.start()
     second = None
     try:
@@ -199,8 +262,9 @@ def test_client_over_tls_with_token(tmp_path):
     video = write_video(tmp_path / "clip.avi", frames=4)
     with running_server(lite_extractor(), tmp_path, tls_cert=cert, tls_key=key, token="tok") as srv:
         base = [video, "--server", srv.address, "--fast", "--connect-timeout", "20"]
-        no_token = run_client("stream_video", *base, "--tls-ca", cert, env={k: v for k, v in os.environ.items()
-                                                                          if k != "REGIOND_TOKEN"})
+        no_token = run_client(
+            "stream_video", *base, "--tls-ca", cert, env={k: v for k, v in os.environ.items() if k != "REGIOND_TOKEN"}
+        )
         ok = run_client("stream_video", *base, "--tls-ca", cert, env={**os.environ, "REGIOND_TOKEN": "tok"})
     assert no_token.returncode == 2 and "UNAUTHENTICATED" in no_token.stderr and "--token" in no_token.stderr
     assert ok.returncode == 0, ok.stderr

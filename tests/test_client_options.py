@@ -1,6 +1,7 @@
 """What users tripped on, through real daemons: connection options before or after a client's
 subcommand (or positional argument), and stream_video against a daemon without an activity
 head (it says so, and how to serve one)."""
+
 from __future__ import annotations
 
 import json
@@ -30,18 +31,43 @@ def test_search_takes_connection_options_before_and_after_its_subcommand(token_d
     for k in range(3):
         (folder / f"p{k}.png").write_bytes(png_bytes(sample_image(seed=k)))
     conn = ["--server", token_daemon.address, "--token", TOKEN]
-    after = _client("search", "index", folder, "--no-progress", *conn)             # the user's report
+    after = _client("search", "index", folder, "--no-progress", *conn)  # the user's report
     assert after.returncode == 0, after.stderr
     assert "3 indexed" in after.stdout
     before = _client("search", *conn, "index", folder, "--no-progress")
     assert before.returncode == 0 and "3 already indexed" in before.stdout
     # given in both places, the one after the subcommand wins
-    both = _client("search", "--server", "127.0.0.1:1", "--connect-timeout", "1", "query", folder / "p1.png",
-                   "--box", "10,10,60,50", "--out", tmp_path / "hits.html", *conn, "--connect-timeout", "20")
+    both = _client(
+        "search",
+        "--server",
+        "127.0.0.1:1",
+        "--connect-timeout",
+        "1",
+        "query",
+        folder / "p1.png",
+        "--box",
+        "10,10,60,50",
+        "--out",
+        tmp_path / "hits.html",
+        *conn,
+        "--connect-timeout",
+        "20",
+    )
     assert both.returncode == 0, both.stderr
     assert "1. p1.png" in both.stdout
-    split = _client("search", "--token", TOKEN, "query", folder / "p2.png", "--box", "0,0,40,40",
-                    "--out", tmp_path / "h2.html", "--server", token_daemon.address)
+    split = _client(
+        "search",
+        "--token",
+        TOKEN,
+        "query",
+        folder / "p2.png",
+        "--box",
+        "0,0,40,40",
+        "--out",
+        tmp_path / "h2.html",
+        "--server",
+        token_daemon.address,
+    )
     assert split.returncode == 0, split.stderr
     # before the subcommand only: still used by it (no subcommand default hides it)
     wrong = _client("search", "--server", token_daemon.address, "--token", "nope", "index", folder, "--no-progress")

@@ -1,6 +1,7 @@
 """The pages the clients write (scan_scene's index.html, search's hits page), opened in a real
 headless Chromium: no console errors, every image loads, nothing fetched from outside the
 machine, and the screenshot shows something. tools/screenshots.py pictures the report page."""
+
 from __future__ import annotations
 
 import subprocess
@@ -18,8 +19,10 @@ TOOL = Path(__file__).resolve().parents[1] / "tools" / "screenshots.py"
 REPORT_VIEWPORT = (1200, 860)  # the tool's fixed viewport for the report page (its --help)
 
 pytestmark = pytest.mark.skipif(
-    chromium() is None, reason="Debian's chromium is not installed (tools/bootstrap.sh installs it with apt where it "
-                               "can: `apt-get install chromium`)")
+    chromium() is None,
+    reason="Debian's chromium is not installed (tools/bootstrap.sh installs it with apt where it "
+    "can: `apt-get install chromium`)",
+)
 
 
 def assert_page_ok(page: Path, min_images: int):
@@ -34,8 +37,10 @@ def assert_page_ok(page: Path, min_images: int):
 def test_the_checker_sees_broken_images_console_errors_and_external_requests(tmp_path):
     (tmp_path / "a.png").write_bytes(png_bytes(sample_image()))
     page = tmp_path / "bad.html"
-    page.write_text('<!doctype html><meta charset=utf-8><img src="a.png"><img src="gone.png">'
-                    '<script>console.error("boom")</script><link rel=stylesheet href="https://fonts.example/x.css">')
+    page.write_text(
+        '<!doctype html><meta charset=utf-8><img src="a.png"><img src="gone.png">'
+        '<script>console.error("boom")</script><link rel=stylesheet href="https://fonts.example/x.css">'
+    )
     r = open_page(page)
     assert [i["src"] for i in r.broken_images] == ["gone.png"] and len(r.images) == 2
     assert "boom" in r.errors and any("ERR_FILE_NOT_FOUND" in e for e in r.errors)
@@ -49,8 +54,22 @@ def small_demo(labelling_daemon, tmp_path_factory) -> Path:
     from regiond.client import scan_scene
 
     demo = tmp_path_factory.mktemp("demo")
-    assert scan_scene.main(["synthetic:4", "--server", labelling_daemon.address, "--out", str(demo / "scan"),
-                            "--max-frames", "4", "--size", "160x120"]) == 0
+    assert (
+        scan_scene.main(
+            [
+                "synthetic:4",
+                "--server",
+                labelling_daemon.address,
+                "--out",
+                str(demo / "scan"),
+                "--max-frames",
+                "4",
+                "--size",
+                "160x120",
+            ]
+        )
+        == 0
+    )
     return demo
 
 
@@ -98,7 +117,9 @@ def test_search_page_in_a_browser(tmp_path):
         base = ["--server", srv.address, "--connect-timeout", "20"]
         assert search.main(base + ["index", str(folder), "--no-progress"]) == 0
         html = tmp_path / "hits.html"
-        assert search.main(base + ["query", str(folder / "p1.png"), "--box", "10,10,60,50", "-k", "3",
-                                   "--out", str(html)]) == 0
+        assert (
+            search.main(base + ["query", str(folder / "p1.png"), "--box", "10,10,60,50", "-k", "3", "--out", str(html)])
+            == 0
+        )
     r = assert_page_ok(html, min_images=4)  # the query and 3 hits
     assert r.seconds < 30

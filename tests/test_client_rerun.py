@@ -1,5 +1,6 @@
 """Rerun recordings of scans and streams (--rerun), read back with Rerun's own reader and CLI:
 the entities exist, with the expected counts and classes."""
+
 from __future__ import annotations
 
 import json
@@ -49,16 +50,36 @@ def test_scan_recording_holds_cameras_images_regions_labels_points_and_the_cloud
     from regiond.client import scan_scene
 
     out, rrd = tmp_path / "scan", tmp_path / "scan.rrd"
-    rc = scan_scene.main(["synthetic:4", "--server", labelling_daemon.address, "--out", str(out), "--max-frames", "4",
-                          "--every", "5", "--size", "160x120", "--rerun", str(rrd)])
+    rc = scan_scene.main(
+        [
+            "synthetic:4",
+            "--server",
+            labelling_daemon.address,
+            "--out",
+            str(out),
+            "--max-frames",
+            "4",
+            "--every",
+            "5",
+            "--size",
+            "160x120",
+            "--rerun",
+            str(rrd),
+        ]
+    )
     assert rc == 0
     assert f"open it with `rerun {rrd}`" in capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
     rec = read_recording(rrd)
     frames = [0, 5, 10, 15]
-    for entity, col in [("/world/camera", "Transform3D:translation"), ("/world/camera/image", "Pinhole:image_from_camera"),
-                        ("/world/camera/image/rgb", "EncodedImage:blob"), ("/world/camera/image/depth", "EncodedDepthImage:blob"),
-                        ("/world/camera/image/regions", "SegmentationImage:buffer"), ("/world/points", "Points3D:positions")]:
+    for entity, col in [
+        ("/world/camera", "Transform3D:translation"),
+        ("/world/camera/image", "Pinhole:image_from_camera"),
+        ("/world/camera/image/rgb", "EncodedImage:blob"),
+        ("/world/camera/image/depth", "EncodedDepthImage:blob"),
+        ("/world/camera/image/regions", "SegmentationImage:buffer"),
+        ("/world/points", "Points3D:positions"),
+    ]:
         assert frames_of(rec[entity], col) == frames, entity
     # classes: NYU40 names and ScanNet colours, for labels and points
     context = column(rec["/world"], "AnnotationContext:context")[0][0]
@@ -97,8 +118,20 @@ def test_video_recording_holds_frames_regions_and_activity_scores(labelling_daem
     from regiond.client import stream_video
 
     video, rrd, jsonl = write_video(tmp_path / "clip.mp4", frames=24), tmp_path / "clip.rrd", tmp_path / "w.jsonl"
-    rc = stream_video.main([str(video), "--server", labelling_daemon.address, "--fast", "--window-step", "4",
-                            "--jsonl", str(jsonl), "--rerun", str(rrd)])
+    rc = stream_video.main(
+        [
+            str(video),
+            "--server",
+            labelling_daemon.address,
+            "--fast",
+            "--window-step",
+            "4",
+            "--jsonl",
+            str(jsonl),
+            "--rerun",
+            str(rrd),
+        ]
+    )
     assert rc == 0
     windows = [json.loads(line) for line in jsonl.read_text().splitlines() if '"window"' in line]
     assert windows
@@ -111,8 +144,9 @@ def test_video_recording_holds_frames_regions_and_activity_scores(labelling_daem
         ends = frames_of(rec[f"/activity/{name}"], "Scalars:scalars")
         assert ends == sorted(w["window"][1] for w in windows)
         scores = [v[0] for v in column(rec[f"/activity/{name}"], "Scalars:scalars")]
-        assert scores == pytest.approx([w["scores"][name] for w in sorted(windows, key=lambda w: w["window"][1])],
-                                       abs=1e-4)
+        assert scores == pytest.approx(
+            [w["scores"][name] for w in sorted(windows, key=lambda w: w["window"][1])], abs=1e-4
+        )
         assert column(rec[f"/activity/{name}"], "SeriesLines:names") == [[name]]
 
 
@@ -122,7 +156,7 @@ def test_rerun_analytics_are_off_in_the_tests():
     cfg = Path(os.environ["XDG_CONFIG_HOME"]) / "rerun" / "analytics.json"
     assert json.loads(cfg.read_text())["analytics_enabled"] is False
     p = subprocess.run([str(RERUN_CLI), "analytics", "config"], capture_output=True, text=True, timeout=60)
-    assert p.returncode == 0 and json.loads(p.stdout[p.stdout.index("{"):])["analytics_enabled"] is False
+    assert p.returncode == 0 and json.loads(p.stdout[p.stdout.index("{") :])["analytics_enabled"] is False
 
 
 def test_overlapping_regions_draw_the_smaller_on_top_and_the_viewer_gets_a_layout(tmp_path):
@@ -151,8 +185,21 @@ def test_a_recording_that_cannot_be_written_stops_the_scan(labelling_daemon, tmp
     from regiond.client import scan_scene
 
     (tmp_path / "blocked").write_text("a file where the recording's folder goes")
-    rc = scan_scene.main(["synthetic:4", "--server", labelling_daemon.address, "--out", str(tmp_path / "scan"),
-                          "--max-frames", "3", "--size", "160x120", "--rerun", str(tmp_path / "blocked" / "s.rrd")])
+    rc = scan_scene.main(
+        [
+            "synthetic:4",
+            "--server",
+            labelling_daemon.address,
+            "--out",
+            str(tmp_path / "scan"),
+            "--max-frames",
+            "3",
+            "--size",
+            "160x120",
+            "--rerun",
+            str(tmp_path / "blocked" / "s.rrd"),
+        ]
+    )
     assert rc == 1
     err = capsys.readouterr().err
     assert "cannot write the outputs" in err and "blocked" in err and "Traceback" not in err
@@ -192,13 +239,27 @@ def test_rerun_connect_streams_to_a_running_viewer(labelling_daemon, tmp_path):
     from regiond.client import stream_video
 
     port, saved = free_port(), tmp_path / "live.rrd"
-    viewer = subprocess.Popen([str(RERUN_CLI), "--bind", "127.0.0.1", "--port", str(port), "--save", str(saved)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    viewer = subprocess.Popen(
+        [str(RERUN_CLI), "--bind", "127.0.0.1", "--port", str(port), "--save", str(saved)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         time.sleep(1.0)
         video = write_video(tmp_path / "clip.mp4", frames=12)
-        assert stream_video.main([str(video), "--server", labelling_daemon.address, "--fast",
-                                  "--rerun-connect", f"rerun+http://127.0.0.1:{port}/proxy"]) == 0
+        assert (
+            stream_video.main(
+                [
+                    str(video),
+                    "--server",
+                    labelling_daemon.address,
+                    "--fast",
+                    "--rerun-connect",
+                    f"rerun+http://127.0.0.1:{port}/proxy",
+                ]
+            )
+            == 0
+        )
         time.sleep(1.0)
     finally:
         viewer.send_signal(signal.SIGINT)

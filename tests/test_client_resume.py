@@ -1,6 +1,7 @@
 """scan_scene --resume after the client or the daemon was killed mid-scan (outputs equal to an
 uninterrupted run's), the refusal of a used output folder, and --skip-bad-frames in the clients
 and `regiond extract`."""
+
 from __future__ import annotations
 
 import json
@@ -27,10 +28,24 @@ def daemon(tmp_path_factory):
     procs = []
 
     def start():
-        proc, address = spawn_daemon(["--listen", "127.0.0.1:0", "--profile", "lite", "--heads", "bundled",
-                                      "--data-dir", d / f"data{len(procs)}", "--grace", "1"], d / f"log{len(procs)}")
+        proc, address = spawn_daemon(
+            [
+                "--listen",
+                "127.0.0.1:0",
+                "--profile",
+                "lite",
+                "--heads",
+                "bundled",
+                "--data-dir",
+                d / f"data{len(procs)}",
+                "--grace",
+                "1",
+            ],
+            d / f"log{len(procs)}",
+        )
         procs.append(proc)
         return proc, address
+
     yield start
     for p in procs:
         if p.poll() is None:
@@ -46,8 +61,12 @@ def journal_frames(out: Path) -> int:
 
 
 def started_scan(address: str, out: Path, *extra) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(SCRIPT), *SCAN, "--server", address, "--out", str(out), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPT), *SCAN, "--server", address, "--out", str(out), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def same_outputs(a: Path, b: Path) -> None:
@@ -99,8 +118,19 @@ def test_resume_after_the_client_or_the_daemon_was_killed(daemon, tmp_path):
     same_outputs(whole, cut)
     other = run_client("scan_scene", *SCAN[:-1], "2", "--server", address, "--out", cut, "--resume")
     assert other.returncode == 1 and "other settings (overlays)" in other.stderr
-    forced = run_client("scan_scene", "synthetic:4", "--max-frames", "2", "--size", "80x60", "--server", address,
-                        "--out", cut, "--force")  # another scan into the same folder: its outputs replaced
+    forced = run_client(
+        "scan_scene",
+        "synthetic:4",
+        "--max-frames",
+        "2",
+        "--size",
+        "80x60",
+        "--server",
+        address,
+        "--out",
+        cut,
+        "--force",
+    )  # another scan into the same folder: its outputs replaced
     assert forced.returncode == 0 and json.loads((cut / "summary.json").read_text())["frames"] == 2
     assert len(list((cut / "labels").iterdir())) == 2
 
@@ -121,8 +151,23 @@ def test_skip_bad_frames_in_the_clients_and_extract(daemon, tmp_path):
     strict = run_client("stream_video", sens, "--server", address, "--fast")
     assert strict.returncode != 0 and "frame 1" in strict.stderr
     cache = tmp_path / "cache"
-    e = subprocess.run([sys.executable, "-m", "regiond", "extract", str(sens), "--out", str(cache), "--profile", "lite",
-                        "--skip-bad-frames"], capture_output=True, text=True, timeout=300)
+    e = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "regiond",
+            "extract",
+            str(sens),
+            "--out",
+            str(cache),
+            "--profile",
+            "lite",
+            "--skip-bad-frames",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert e.returncode == 0, e.stderr
     assert "frame 1 skipped" in e.stderr
     item = json.loads((cache / "manifest.json").read_text())["items"][0]

@@ -1,5 +1,6 @@
 """scan_scene's outputs through a real lite daemon: which frames get pictures (--overlays),
 outputs that cannot be written, Ctrl-C mid-scan."""
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,21 @@ def test_overlays_every_k_frames_with_their_colour_labels(labelling_daemon, tmp_
     from regiond.client import scan_scene
 
     out = tmp_path / "scan"
-    rc = scan_scene.main(["synthetic:4", "--server", labelling_daemon.address, "--out", str(out),
-                          "--max-frames", "5", "--size", "160x120", "--overlays", "2"])
+    rc = scan_scene.main(
+        [
+            "synthetic:4",
+            "--server",
+            labelling_daemon.address,
+            "--out",
+            str(out),
+            "--max-frames",
+            "5",
+            "--size",
+            "160x120",
+            "--overlays",
+            "2",
+        ]
+    )
     assert rc == 0
     names = lambda d: sorted(p.name for p in (out / d).iterdir())  # noqa: E731
     assert names("overlays") == ["000000.png", "000002.png", "000004.png"]
@@ -37,8 +51,24 @@ def test_overlays_none_writes_labels_only(labelling_daemon, tmp_path):
     from regiond.client import scan_scene
 
     out = tmp_path / "scan"
-    assert scan_scene.main(["synthetic:4", "--server", labelling_daemon.address, "--out", str(out),
-                            "--max-frames", "2", "--size", "160x120", "--overlays", "none"]) == 0
+    assert (
+        scan_scene.main(
+            [
+                "synthetic:4",
+                "--server",
+                labelling_daemon.address,
+                "--out",
+                str(out),
+                "--max-frames",
+                "2",
+                "--size",
+                "160x120",
+                "--overlays",
+                "none",
+            ]
+        )
+        == 0
+    )
     assert not (out / "overlays").exists() and not (out / "labels_color").exists()
     assert len(list((out / "labels").iterdir())) == 2
 
@@ -81,7 +111,7 @@ def test_refined_labels_replace_per_frame_ones_and_unrefined_ones_count_at_the_e
         return buf.getvalue()
 
     truth = np.zeros((480, 640), np.uint8)
-    truth[:, 320:] = 2                                 # wall | floor (NYU40 1 | 2)
+    truth[:, 320:] = 2  # wall | floor (NYU40 1 | 2)
     truth[:, :320] = 1
     wrong, right = np.full_like(truth, 2), truth.copy()
     with BackgroundWriter(2) as writer:
@@ -89,14 +119,18 @@ def test_refined_labels_replace_per_frame_ones_and_unrefined_ones_count_at_the_e
         for idx in (0, 1):
             out.pictured.add(idx)
             out.frame(idx, None, None, png(wrong), truth)
-        out.refined(0, png(right))                     # frame 1 is never refined
+        out.refined(0, png(right))  # frame 1 is never refined
         out.finish()
     assert (tmp_path / "labels" / "s_000000.png").read_bytes() == png(right)
     assert (tmp_path / "labels" / "s_000001.png").read_bytes() == png(wrong)
     with Image.open(tmp_path / "labels_color" / "000001.png") as im:
         assert np.array_equal(np.asarray(im.convert("RGB"))[:480], colorize_labels(wrong))  # legend below
     r = out.scores.result()
-    assert r["frames"] == 2 and r["iou"]["wall"] == pytest.approx(0.5) and r["iou"]["floor"] == pytest.approx(2 / 3, abs=1e-4)
+    assert (
+        r["frames"] == 2
+        and r["iou"]["wall"] == pytest.approx(0.5)
+        and r["iou"]["floor"] == pytest.approx(2 / 3, abs=1e-4)
+    )
 
 
 def test_outputs_that_cannot_be_written_stop_the_scan(tmp_path, capsys):
@@ -106,8 +140,20 @@ def test_outputs_that_cannot_be_written_stop_the_scan(tmp_path, capsys):
     out.mkdir()
     (out / "overlays").write_text("a file where the overlays folder goes")
     with running_server(lite_extractor(), tmp_path) as srv:
-        rc = scan_scene.main(["synthetic:2", "--server", srv.address, "--out", str(out), "--max-frames", "30", "--resume",
-                              "--size", "160x120"])
+        rc = scan_scene.main(
+            [
+                "synthetic:2",
+                "--server",
+                srv.address,
+                "--out",
+                str(out),
+                "--max-frames",
+                "30",
+                "--resume",
+                "--size",
+                "160x120",
+            ]
+        )
     assert rc == 1
     err = capsys.readouterr().err
     assert f"cannot write the outputs in {out}" in err and "overlays" in err
@@ -117,9 +163,24 @@ def test_outputs_that_cannot_be_written_stop_the_scan(tmp_path, capsys):
 def test_ctrl_c_mid_scan_stops_cleanly(tmp_path):
     out = tmp_path / "scan"
     with running_server(lite_extractor(), tmp_path) as srv:
-        proc = subprocess.Popen([sys.executable, str(REPO / "clients" / "scan_scene.py"), "synthetic:3",
-                                 "--server", srv.address, "--out", str(out), "--max-frames", "400",
-                                 "--size", "160x120"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(REPO / "clients" / "scan_scene.py"),
+                "synthetic:3",
+                "--server",
+                srv.address,
+                "--out",
+                str(out),
+                "--max-frames",
+                "400",
+                "--size",
+                "160x120",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             assert wait_until(lambda: (out / "overlays").is_dir() and any((out / "overlays").iterdir()), 180)
             proc.send_signal(signal.SIGINT)

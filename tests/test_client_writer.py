@@ -1,4 +1,5 @@
 """The clients' background output writer: order, errors surfacing, its bound, and stopping."""
+
 from __future__ import annotations
 
 import threading
@@ -26,7 +27,7 @@ def test_a_failing_job_surfaces_in_submit_and_close():
 
     w = BackgroundWriter(bound=4)
     w.submit(boom)
-    w.submit(done.append, 1)                     # queued behind the failure: dropped
+    w.submit(done.append, 1)  # queued behind the failure: dropped
 
     def submit_raises() -> bool:
         try:
@@ -36,7 +37,7 @@ def test_a_failing_job_surfaces_in_submit_and_close():
             return True
         return False
 
-    assert wait_until(submit_raises, 10)         # the error shows at a later submit ...
+    assert wait_until(submit_raises, 10)  # the error shows at a later submit ...
     with pytest.raises(WriterError, match="No space left"):  # ... and at close
         w.close()
     assert not w._thread.is_alive() and done == []
@@ -45,13 +46,13 @@ def test_a_failing_job_surfaces_in_submit_and_close():
 def test_submit_blocks_while_the_queue_is_full():
     release = threading.Event()
     w = BackgroundWriter(bound=2)
-    w.submit(release.wait)                       # the writer is busy with this one
+    w.submit(release.wait)  # the writer is busy with this one
     w.submit(lambda: None)
-    w.submit(lambda: None)                       # the queue holds `bound` jobs
+    w.submit(lambda: None)  # the queue holds `bound` jobs
     returned = threading.Event()
     t = threading.Thread(target=lambda: (w.submit(lambda: None), returned.set()))
     t.start()
-    assert not returned.wait(0.5)                # blocked: nothing accumulates
+    assert not returned.wait(0.5)  # blocked: nothing accumulates
     release.set()
     assert returned.wait(10)
     t.join()

@@ -1,4 +1,5 @@
 """`regiond regions`, `regiond models` and `regiond demo` on real photos and real files."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 def regiond(*args, env_weights: Path):
     env = dict(os.environ, REGIOND_WEIGHTS=str(env_weights))
-    return subprocess.run([sys.executable, "-m", "regiond", *map(str, args)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "regiond", *map(str, args)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +46,19 @@ def images(tmp_path_factory) -> dict[str, Path]:
 
 def test_regions_lite_on_real_photos_with_one_bad_file(tmp_path, images):
     out = tmp_path / "out"
-    r = regiond("regions", images["coffee"], images["broken"], images["coffee16"], tmp_path / "absent.png",
-                images["astronaut"], "--profile", "lite", "--out", out, env_weights=tmp_path / "no-weights")
+    r = regiond(
+        "regions",
+        images["coffee"],
+        images["broken"],
+        images["coffee16"],
+        tmp_path / "absent.png",
+        images["astronaut"],
+        "--profile",
+        "lite",
+        "--out",
+        out,
+        env_weights=tmp_path / "no-weights",
+    )
     assert r.returncode == 1, r.stderr  # two images failed ...
     assert "broken.png: image:" in r.stderr and "cannot read as an image" in r.stderr
     assert "absent.png: image:" in r.stderr
@@ -61,8 +79,17 @@ def test_regions_lite_on_real_photos_with_one_bad_file(tmp_path, images):
 
 
 def test_regions_explicit_profile_without_weights_names_the_file(tmp_path, images):
-    r = regiond("regions", images["coffee"], "--profile", "balanced", "--weights", tmp_path,
-                "--out", tmp_path / "out", env_weights=tmp_path / "elsewhere")
+    r = regiond(
+        "regions",
+        images["coffee"],
+        "--profile",
+        "balanced",
+        "--weights",
+        tmp_path,
+        "--out",
+        tmp_path / "out",
+        env_weights=tmp_path / "elsewhere",
+    )
     assert r.returncode == 1
     assert str(tmp_path / "sam_vit_b_01ec64.pth") in r.stderr
     assert not (tmp_path / "out").exists()
@@ -93,8 +120,11 @@ def test_models_lists_found_and_missing(fake_weights, tmp_path):
     assert r.returncode == 0, r.stderr
     out = r.stdout
     assert f"weights directory: {fake_weights}" in out
-    rows = {ln.split()[0]: ln for ln in out.splitlines() if ln and ln.split()[0] in
-            ("vit_h", "vit_l", "vit_b", "dinov2_vitb14", "dinov2_vitl14")}
+    rows = {
+        ln.split()[0]: ln
+        for ln in out.splitlines()
+        if ln and ln.split()[0] in ("vit_h", "vit_l", "vit_b", "dinov2_vitb14", "dinov2_vitl14")
+    }
     assert "found" in rows["vit_b"] and "width 32" in rows["vit_b"]  # tiny SAM encoder width
     assert "found" in rows["dinov2_vitb14"]
     assert rows["vit_h"].rstrip().endswith("missing") and rows["dinov2_vitl14"].rstrip().endswith("missing")
@@ -125,15 +155,15 @@ def test_demo_writes_overlay_and_summary(tmp_path, capsys, monkeypatch):
 def test_overlay_tells_sam_from_slic():
     rgb = np.full((40, 60, 3), 100, np.uint8)
     masks = np.zeros((2, 40, 60), bool)
-    masks[0, 5:35, 5:28] = True    # SAM
-    masks[1, 5:35, 32:55] = True   # SLIC
+    masks[0, 5:35, 5:28] = True  # SAM
+    masks[1, 5:35, 32:55] = True  # SLIC
     colors = np.array([[255, 0, 0], [255, 0, 0]], np.uint8)  # same colour: only the style differs
     img = overlay_regions(rgb, masks, np.array([SOURCE_SAM, SOURCE_SLIC]), colors=colors).astype(int)
     sam_inside, slic_inside = img[10:30, 10:23].reshape(-1, 3), img[10:30, 37:50].reshape(-1, 3)
     background = img[0, 0]
-    assert (sam_inside[:, 0] > background[0]).all()                # SAM: filled everywhere
+    assert (sam_inside[:, 0] > background[0]).all()  # SAM: filled everywhere
     tinted = slic_inside[:, 0] > background[0]
-    assert 0.15 < tinted.mean() < 0.6                               # SLIC: hatched
+    assert 0.15 < tinted.mean() < 0.6  # SLIC: hatched
     sam_edge, slic_edge = img[5, 5:28], img[5, 32:55]
-    assert (sam_edge == [255, 0, 0]).all()                          # solid outline
-    assert 0.3 < (slic_edge == [255, 0, 0]).all(1).mean() < 0.7      # dashed outline
+    assert (sam_edge == [255, 0, 0]).all()  # solid outline
+    assert 0.3 < (slic_edge == [255, 0, 0]).all(1).mean() < 0.7  # dashed outline

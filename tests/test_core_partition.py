@@ -1,6 +1,7 @@
 """Partitions (label maps of regions that never overlap) give exactly what their mask stacks give:
 RLE counts, boxes and areas, pooled features (to 1e-5), 3D statistics, whole RegionSets; and the
 lite pipeline's features are the ones the bundled heads were trained on."""
+
 from __future__ import annotations
 
 import threading
@@ -41,7 +42,7 @@ def partitions():
     out = []
     for i, (h, w) in enumerate(SIZES):
         out += [random_partition(h, w, 7, seed=i), random_partition(h, w, 5, seed=100 + i, block=4)]
-    out.append(Partition(np.zeros((9, 11), np.int32), 3))                     # one region + two empty
+    out.append(Partition(np.zeros((9, 11), np.int32), 3))  # one region + two empty
     corners = np.full((10, 12), -1, np.int16)
     corners[0, 0], corners[-1, -1], corners[0, -1], corners[-1, 0] = 0, 1, 2, 2
     out.append(Partition(corners, 4))
@@ -72,9 +73,9 @@ def test_rle_boxes_and_areas_equal_the_mask_stacks():
 
 
 def test_without_empty_closes_gaps_in_the_numbering():
-    labels = np.array([[4, 4, -1, 1], [1, 7, 9, 4]], np.int16)       # 0, 2, 3, 5, 6 empty; 9 outside (n = 8)
+    labels = np.array([[4, 4, -1, 1], [1, 7, 9, 4]], np.int16)  # 0, 2, 3, 5, 6 empty; 9 outside (n = 8)
     p = Partition(labels, 8).without_empty()
-    assert p.n == 3 and p.labels.tolist() == [[1, 1, -1, 0], [0, 2, -1, 1]]     # 1, 4, 7 → 0, 1, 2
+    assert p.n == 3 and p.labels.tolist() == [[1, 1, -1, 0], [0, 2, -1, 1]]  # 1, 4, 7 → 0, 1, 2
     full = Partition.from_labels(np.array([[0, 1], [2, 1]]))
     assert full.without_empty() is full
 
@@ -112,8 +113,9 @@ def test_pooling_a_capped_grid_at_the_original_size(photo, slic_partition):
     """The backbone capped the image: the partition is at the original size."""
     grid = build_backbone("classic", max_side=150)(photo)
     assert grid.source_size == slic_partition.shape != grid.image_size
-    torch.testing.assert_close(pool_masks(grid, slic_partition), naive_pool(grid, slic_partition.masks()),
-                               rtol=0, atol=1e-5)
+    torch.testing.assert_close(
+        pool_masks(grid, slic_partition), naive_pool(grid, slic_partition.masks()), rtol=0, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("max_side", [None, 150])
@@ -180,8 +182,9 @@ def test_lite_extraction_equals_the_mask_stack_pipeline(photo):
     dense = build_extractor("lite", announce=lambda m: None)
     dense.masker = _DenseMasks(dense.masker)
     depth = np.random.default_rng(0).uniform(0.5, 3.0, photo.shape[:2]).astype(np.float32)
-    frame = Frame(rgb=photo, depth=depth, camera=Camera(200.0, 200.0, 146.0, 98.0, photo.shape[1], photo.shape[0]),
-                  pose=np.eye(4))
+    frame = Frame(
+        rgb=photo, depth=depth, camera=Camera(200.0, 200.0, 146.0, 98.0, photo.shape[1], photo.shape[0]), pose=np.eye(4)
+    )
     got, want = lite.extract(frame), dense.extract(frame)
     assert len(got) == len(want) and all(np.array_equal(a, b) for a, b in zip(got.counts, want.counts))
     for name in ("boxes", "areas", "source", "centroids", "extents", "valid_depth", "point_count"):
@@ -195,8 +198,12 @@ def test_classic_features_are_the_ones_the_bundled_heads_learned():
     that moves them beyond float rounding needs the heads retrained."""
     with np.load(Path(__file__).parent / "data" / "classic_reference.npz") as ref:
         coffee, astronaut, chelsea = data.coffee(), data.astronaut(), data.chelsea()
-        images = {"coffee_97x61": coffee[::5, ::5][:61, :97], "astronaut_171x127": astronaut[::4, ::3][:127, :171],
-                  "chelsea_224x140": chelsea[::2, ::2][:140, :224], "chelsea_capped": chelsea[:250, :333]}
+        images = {
+            "coffee_97x61": coffee[::5, ::5][:61, :97],
+            "astronaut_171x127": astronaut[::4, ::3][:127, :171],
+            "chelsea_224x140": chelsea[::2, ::2][:140, :224],
+            "chelsea_capped": chelsea[:250, :333],
+        }
         for name, image in images.items():
             backbone = build_backbone("classic", max_side=200 if name == "chelsea_capped" else None)
             got = backbone(np.ascontiguousarray(image)).features.numpy()
@@ -229,6 +236,6 @@ def test_overlapped_masks_and_features_give_the_same_regions(photo):
     with pytest.raises(RuntimeError, match="backbone broke"):
         broken.extract(photo)
     both = Extractor(_Failing(ValueError("masker broke")), _Failing(RuntimeError("backbone broke")), overlap=True)
-    with pytest.raises(MaskGenerationError, match="masker broke") as e:   # the masker's error, named
+    with pytest.raises(MaskGenerationError, match="masker broke") as e:  # the masker's error, named
         both.extract(photo)
     assert isinstance(e.value.__cause__, ValueError)

@@ -1,4 +1,5 @@
 """COCO RLE against pycocotools, and RegionSet's one-file save/load (no pickle)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,8 +18,16 @@ def _masks(rng) -> list[np.ndarray]:
     first[0, 0] = True  # foreground at index 0: counts start with an empty background run
     last = np.zeros((h, w), bool)
     last[-1, -1] = True
-    return [np.zeros((h, w), bool), np.ones((h, w), bool), blob, first, last,
-            rng.random((h, w)) < 0.5, np.zeros((1, 1), bool), np.ones((1, 1), bool)]
+    return [
+        np.zeros((h, w), bool),
+        np.ones((h, w), bool),
+        blob,
+        first,
+        last,
+        rng.random((h, w)) < 0.5,
+        np.zeros((1, 1), bool),
+        np.ones((1, 1), bool),
+    ]
 
 
 def test_rle_matches_pycocotools():
@@ -100,16 +109,16 @@ def test_encode_batch_equals_encode_per_mask():
     for _ in range(60):
         m = np.zeros((h, w), bool)
         y0, x0 = rng.integers(0, h), rng.integers(0, w)
-        m[y0:y0 + rng.integers(1, h), x0:x0 + rng.integers(1, w)] = rng.random() < 0.9
+        m[y0 : y0 + rng.integers(1, h), x0 : x0 + rng.integers(1, w)] = rng.random() < 0.9
         m &= rng.random((h, w)) < rng.choice([0.3, 1.0])
         masks.append(m)
     edge = np.zeros((6, h, w), bool)
-    edge[0, :, 0] = True          # first column only
-    edge[1, :, -1] = True         # last column only
-    edge[2, -1, -1] = True        # last pixel
-    edge[3, 0, 0] = True          # first pixel
-    edge[4] = True                # everything
-    stack = np.concatenate([np.stack(masks), edge])   # edge[5] stays empty
+    edge[0, :, 0] = True  # first column only
+    edge[1, :, -1] = True  # last column only
+    edge[2, -1, -1] = True  # last pixel
+    edge[3, 0, 0] = True  # first pixel
+    edge[4] = True  # everything
+    stack = np.concatenate([np.stack(masks), edge])  # edge[5] stays empty
     counts, boxes, areas = rle.encode_batch(stack)
     for i, m in enumerate(stack):
         assert np.array_equal(counts[i], rle.encode(m)), i

@@ -1,5 +1,6 @@
 """Pictures drawn in one pass: region overlays against the per-mask drawing they replaced
 (pixel for pixel), many-mask RLE decoding against pycocotools, and coloured label PNGs."""
+
 from __future__ import annotations
 
 import io
@@ -11,8 +12,20 @@ from pycocotools import mask as mask_utils
 
 from regiond.core import rle
 from regiond.core.label_spaces import NYU40_NAMES, SCANNET_COLOURS
-from regiond.core.viz import (SOURCE_SAM, SOURCE_SLIC, UNKNOWN_CLASS_COLOUR, colorize_labels, colour_label_png, encode_png,
-                     label_colours, label_legend, labelled_overlay, outline, overlay_regions, palette)
+from regiond.core.viz import (
+    SOURCE_SAM,
+    SOURCE_SLIC,
+    UNKNOWN_CLASS_COLOUR,
+    colorize_labels,
+    colour_label_png,
+    encode_png,
+    label_colours,
+    label_legend,
+    labelled_overlay,
+    outline,
+    overlay_regions,
+    palette,
+)
 
 
 def reference_overlay(rgb, masks, source=None, alpha=0.45, colors=None):
@@ -56,14 +69,17 @@ def _blobs(rng, h, w, n):
     for k in range(n):
         cy, cx = rng.random(2) * (h, w)
         ry, rx = (0.05 + 0.4 * rng.random(2)) * (h, w)
-        m = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1 if k % 2 else \
-            (abs(yy - cy) <= ry / 2) & (abs(xx - cx) <= rx / 2)
+        m = (
+            ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
+            if k % 2
+            else (abs(yy - cy) <= ry / 2) & (abs(xx - cx) <= rx / 2)
+        )
         out.append(m)
-    out.append(np.zeros((h, w), bool))                        # an empty mask
+    out.append(np.zeros((h, w), bool))  # an empty mask
     border = np.zeros((h, w), bool)
-    border[: h // 3, : w // 4] = True                          # touches two borders
+    border[: h // 3, : w // 4] = True  # touches two borders
     out.append(border)
-    out.append(out[1].copy())                                 # a duplicate: same area, ties by index
+    out.append(out[1].copy())  # a duplicate: same area, ties by index
     return np.stack(out)
 
 
@@ -81,10 +97,13 @@ def test_overlay_equals_per_mask_drawing(h, w):
     from_rle = rle.MaskPixels.from_counts(counts, h, w)
     assert np.array_equal(overlay_regions(rgb, from_rle, source), want)
     # SLIC alone tiles the image: one layer; SAM alone, all filled; custom colours and alpha
-    assert np.array_equal(overlay_regions(rgb, slic, np.ones(len(slic))), reference_overlay(rgb, slic, np.ones(len(slic))))
+    assert np.array_equal(
+        overlay_regions(rgb, slic, np.ones(len(slic))), reference_overlay(rgb, slic, np.ones(len(slic)))
+    )
     colors = rng.integers(0, 256, (len(sam), 3), dtype=np.uint8)
-    assert np.array_equal(overlay_regions(rgb, sam, colors=colors, alpha=0.7),
-                          reference_overlay(rgb, sam, colors=colors, alpha=0.7))
+    assert np.array_equal(
+        overlay_regions(rgb, sam, colors=colors, alpha=0.7), reference_overlay(rgb, sam, colors=colors, alpha=0.7)
+    )
 
 
 def test_overlay_of_deeply_nested_masks():
@@ -93,7 +112,7 @@ def test_overlay_of_deeply_nested_masks():
     h, w = 60, 60
     masks = np.zeros((11, h, w), bool)
     for k in range(10):
-        masks[k, k * 3:h - k * 3, k * 3:w - k * 3] = True
+        masks[k, k * 3 : h - k * 3, k * 3 : w - k * 3] = True
     masks[10, 28:32, :] = True
     rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     source = rng.integers(0, 2, 11).astype(np.uint8)
@@ -110,8 +129,9 @@ def test_overlay_without_regions_dims_the_photo():
 def test_decode_many_matches_pycocotools():
     rng = np.random.default_rng(3)
     h, w = 37, 23  # odd, non-square: row/column-major mix-ups show
-    masks = np.concatenate([_blobs(rng, h, w, 5), _tiling(rng, h, w, 4), [np.ones((h, w), bool)],
-                            [rng.random((h, w)) < 0.5]])
+    masks = np.concatenate(
+        [_blobs(rng, h, w, 5), _tiling(rng, h, w, 4), [np.ones((h, w), bool)], [rng.random((h, w)) < 0.5]]
+    )
     masks[-2, 0, 0] = True  # foreground at index 0: counts start with an empty background run
     counts = [rle.encode(m) for m in masks]
     objs = mask_utils.frPyObjects([{"size": [h, w], "counts": c.tolist()} for c in counts], h, w)
@@ -161,7 +181,7 @@ def test_colour_label_png_shows_colorize_labels_colours_and_a_legend():
 def test_label_colours_are_scannets_palette():
     lut = label_colours()
     assert lut.shape == (256, 3) and np.array_equal(lut[:41], SCANNET_COLOURS)
-    assert tuple(lut[1]) == (174, 199, 232) and tuple(lut[5]) == (188, 189, 34)   # wall, chair (ScanNet util.py)
+    assert tuple(lut[1]) == (174, 199, 232) and tuple(lut[5]) == (188, 189, 34)  # wall, chair (ScanNet util.py)
     assert tuple(lut[39]) == (82, 84, 163) and len({tuple(c) for c in lut[:41]}) == 41
     assert len({tuple(c) for c in lut[41:]}) > 150  # ids above NYU40 still get distinct colours
 
@@ -174,7 +194,7 @@ def test_labelled_overlay_colours_regions_by_class_with_a_legend():
     assert pic.shape[0] > 40 and pic.shape[1] == 120
     body, legend = pic[:40], pic[40:]
     assert np.array_equal(body[0, 0], label_colours()[1]) and np.array_equal(body[0, 40], label_colours()[5])
-    assert np.array_equal(body[0, 80], UNKNOWN_CLASS_COLOUR)   # outlines take the class colour
+    assert np.array_equal(body[0, 80], UNKNOWN_CLASS_COLOUR)  # outlines take the class colour
     for colour in (label_colours()[1], label_colours()[5], UNKNOWN_CLASS_COLOUR):
         assert (legend == colour).all(-1).any()
 

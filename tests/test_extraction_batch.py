@@ -1,4 +1,5 @@
 """Extractor.extract_batch: the same tokens as one frame at a time, one forward pass per size."""
+
 from dataclasses import replace
 
 import numpy as np
@@ -16,7 +17,7 @@ def _photo(h, w, seed):
     rng = np.random.default_rng(seed)
     img = np.zeros((h, w, 3), np.uint8)
     img[: h // 2] = rng.integers(0, 255, 3)
-    img[h // 2:, : w // 3] = rng.integers(0, 255, 3)
+    img[h // 2 :, : w // 3] = rng.integers(0, 255, 3)
     return np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
 
 
@@ -27,8 +28,11 @@ def tiny_dino_extractor():
 
 def test_batch_equals_one_by_one_across_sizes(tiny_dino_extractor):
     ex = tiny_dino_extractor
-    frames = [Frame(rgb=_photo(70, 98, 0), index=0), Frame(rgb=_photo(70, 98, 1), index=1),
-              Frame(rgb=_photo(57, 83, 2), index=2)]
+    frames = [
+        Frame(rgb=_photo(70, 98, 0), index=0),
+        Frame(rgb=_photo(70, 98, 1), index=1),
+        Frame(rgb=_photo(57, 83, 2), index=2),
+    ]
     assert ex.can_batch
     batched = ex.extract_batch(frames)
     for f, b in zip(frames, batched):
@@ -73,7 +77,7 @@ def test_a_bad_frame_fails_the_batch_before_any_model_runs(tiny_dino_extractor, 
         with pytest.raises(InputError) as e:
             ex.extract_batch([Frame(rgb=_photo(40, 40, 0)), Frame(rgb=np.zeros((0, 5, 3), np.uint8))])
         assert e.value.field == "image"
-        assert masker.calls == [] and forwards == []     # the good first frame was not worked on
+        assert masker.calls == [] and forwards == []  # the good first frame was not worked on
         ex.extract_batch([Frame(rgb=_photo(40, 40, 0)), Frame(rgb=_photo(40, 40, 1))])
         # the counters do count: two masks, and one batched forward pass (two when overlapped)
         batched = [(1, 3, 42, 42)] * 2 if overlap else [(2, 3, 42, 42)]

@@ -1,4 +1,5 @@
 """Profiles, weight discovery, the missing-weights message, and Extractors built from them."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,7 +33,11 @@ def _touch(d, *names):
 def test_profiles_are_what_design_says():
     paper, balanced, lite = PROFILES["paper"], PROFILES["balanced"], PROFILES["lite"]
     assert (paper.masker.kind, paper.masker.sam_model, paper.backbone) == ("sam+slic", "vit_h", "dinov2_vitl14")
-    assert (balanced.masker.kind, balanced.masker.sam_model, balanced.backbone) == ("sam+slic", "vit_b", "dinov2_vitb14")
+    assert (balanced.masker.kind, balanced.masker.sam_model, balanced.backbone) == (
+        "sam+slic",
+        "vit_b",
+        "dinov2_vitb14",
+    )
     assert (lite.masker.kind, lite.backbone) == ("slic", "classic")
     assert [c.official for c in paper.required()] == ["sam_vit_h_4b8939.pth", "dinov2_vitl14_pretrain.pth"]
     assert [c.official for c in balanced.required()] == ["sam_vit_b_01ec64.pth", "dinov2_vitb14_pretrain.pth"]
@@ -50,12 +55,19 @@ def test_weights_dir_argument_then_env_then_default(tmp_path, monkeypatch):
 
 
 def test_find_weights_official_and_timm_names(tmp_path):
-    _touch(tmp_path, "sam_vit_b_01ec64.pth", "dinov2_vitl14_pretrain.pth",
-           "vit_base_patch14_dinov2.lvd142m/model.safetensors", "unrelated.pth")
+    _touch(
+        tmp_path,
+        "sam_vit_b_01ec64.pth",
+        "dinov2_vitl14_pretrain.pth",
+        "vit_base_patch14_dinov2.lvd142m/model.safetensors",
+        "unrelated.pth",
+    )
     found = find_weights(tmp_path)
-    assert found == {"vit_b": tmp_path / "sam_vit_b_01ec64.pth",
-                     "dinov2_vitl14": tmp_path / "dinov2_vitl14_pretrain.pth",
-                     "dinov2_vitb14": tmp_path / "vit_base_patch14_dinov2.lvd142m" / "model.safetensors"}
+    assert found == {
+        "vit_b": tmp_path / "sam_vit_b_01ec64.pth",
+        "dinov2_vitl14": tmp_path / "dinov2_vitl14_pretrain.pth",
+        "dinov2_vitb14": tmp_path / "vit_base_patch14_dinov2.lvd142m" / "model.safetensors",
+    }
 
 
 def test_explicit_profile_with_missing_weights_names_the_files(tmp_path):

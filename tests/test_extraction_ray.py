@@ -2,6 +2,7 @@
 instance, conftest.ray_local) equals the one built in one process; a bad source is reported
 and skipped, a re-run skips what is there, an actor killed mid-item is restarted and its
 item done again, and a job killed between an item's commit and the manifest loses nothing."""
+
 from __future__ import annotations
 
 import json
@@ -40,7 +41,8 @@ def image_folders(root: Path, n: int, images: int = 3, size=(96, 128)) -> list[P
             rgb = np.clip(rgb + rng.normal(0, 5, rgb.shape), 0, 255).astype(np.uint8)
             Image.fromarray(rgb).save(d / "images" / f"im{k}.png")
             Image.fromarray((small[..., 0] // 64 + 1).repeat(size[0] // 6, 0).repeat(size[1] // 8, 1)).save(
-                d / "labels" / f"im{k}.png")
+                d / "labels" / f"im{k}.png"
+            )
         out.append(d)
     return out
 
@@ -53,9 +55,15 @@ def contents(root: Path) -> dict:
         frames = []
         for i in range(len(item.frames)):
             r = cache.regions(item, i)
-            frames.append({"counts": [c.tolist() for c in r.counts], "features": r.features.tolist(),
-                           "boxes": r.boxes.tolist(), "labels": None if r.labels is None else r.labels.tolist(),
-                           "label_map": cache.label_map(item, i).tolist()})
+            frames.append(
+                {
+                    "counts": [c.tolist() for c in r.counts],
+                    "features": r.features.tolist(),
+                    "boxes": r.boxes.tolist(),
+                    "labels": None if r.labels is None else r.labels.tolist(),
+                    "label_map": cache.label_map(item, i).tolist(),
+                }
+            )
         out[item.name] = {"kind": item.kind, "frames": item.frames, "meta": item.meta, "data": frames}
     return out
 
@@ -79,8 +87,11 @@ def test_ray_cache_equals_one_process_and_reruns_skip(ray_local, tmp_path, lite)
     one = extract_to_cache(sources, tmp_path / "one", lite, show_progress=False)
     ray = ray_job(sources, tmp_path / "ray")
     assert [i.name for i in ray.extracted] and len(ray.extracted) == len(one.extracted) == 4
-    assert sorted(s for s, _ in ray.failures) == sorted(s for s, _ in one.failures) == sorted(
-        [str(broken), str(tmp_path / "missing")])
+    assert (
+        sorted(s for s, _ in ray.failures)
+        == sorted(s for s, _ in one.failures)
+        == sorted([str(broken), str(tmp_path / "missing")])
+    )
     assert all(e for _, e in ray.failures)
     assert contents(tmp_path / "ray") == contents(tmp_path / "one")
     assert [i.name for i in TokenCache.open(tmp_path / "ray").items] == [f"set{k}" for k in range(4)]  # plan order
@@ -149,8 +160,19 @@ def test_extract_cli_on_ray_prints_a_summary(ray_local, tmp_path, capsys):
     from regiond.cli import main
 
     sources = image_folders(tmp_path / "src", 2)
-    opts = ["--kind", "images", "--out", str(tmp_path / "cache"), "--profile", "lite", "--ray", "--actors", "2",
-            "--cpus-per-actor", "0.5"]
+    opts = [
+        "--kind",
+        "images",
+        "--out",
+        str(tmp_path / "cache"),
+        "--profile",
+        "lite",
+        "--ray",
+        "--actors",
+        "2",
+        "--cpus-per-actor",
+        "0.5",
+    ]
     assert main(["extract", *map(str, sources), str(tmp_path / "missing_set"), *opts]) == 1  # a source failed
     cap = capsys.readouterr()
     assert "missing_set" in cap.err

@@ -1,4 +1,5 @@
 """The `classic` backbone: grid geometry, determinism, and what each descriptor responds to."""
+
 from __future__ import annotations
 
 import cv2
@@ -14,7 +15,7 @@ from regiond.features.pooling import pool_masks
 LAB_MEAN, LAB_STD = slice(0, 3), slice(3, 6)
 HOG = slice(6, 6 + ORIENTATION_BINS)
 ENERGY = 6 + ORIENTATION_BINS
-AB = slice(ENERGY + 1, ENERGY + 1 + AB_BINS ** 2)
+AB = slice(ENERGY + 1, ENERGY + 1 + AB_BINS**2)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,9 @@ def photo(h=61, w=83, seed=0) -> np.ndarray:
     return np.ascontiguousarray(cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST))
 
 
-@pytest.mark.parametrize("h,w,pad", [(61, 83, (4, 5, 0, 1)), (28, 14, (0, 0, 0, 0)), (15, 27, (6, 7, 0, 1)), (1, 1, (6, 7, 6, 7))])
+@pytest.mark.parametrize(
+    "h,w,pad", [(61, 83, (4, 5, 0, 1)), (28, 14, (0, 0, 0, 0)), (15, 27, (6, 7, 0, 1)), (1, 1, (6, 7, 6, 7))]
+)
 def test_grid_geometry(classic, h, w, pad):
     g = classic(photo(h, w) if min(h, w) > 8 else np.zeros((h, w, 3), np.uint8))
     gh, gw = -(-h // 14), -(-w // 14)
@@ -47,17 +50,23 @@ def test_layout_is_the_geometry_of_the_grid(h, w, max_side):
     backbone = build_backbone("classic", max_side=max_side)
     g, lay = backbone(np.zeros((h, w, 3), np.uint8)), backbone.layout(h, w)
     assert lay.features.shape == (0, *g.features.shape[1:])
-    assert (lay.stride, lay.pad, lay.image_size, lay.scale, lay.source_size) == (g.stride, g.pad, g.image_size, g.scale, g.source_size)
+    assert (lay.stride, lay.pad, lay.image_size, lay.scale, lay.source_size) == (
+        g.stride,
+        g.pad,
+        g.image_size,
+        g.scale,
+        g.source_size,
+    )
 
 
 def test_deterministic_and_input_forms(classic):
     img = photo()
     a = classic(img).features
     assert torch.equal(a, classic(img.copy()).features)
-    assert torch.equal(a, classic(img[:, ::-1][:, ::-1]).features)           # non-contiguous view
+    assert torch.equal(a, classic(img[:, ::-1][:, ::-1]).features)  # non-contiguous view
     rgba = np.dstack([img, np.full(img.shape[:2], 7, np.uint8)])
-    assert torch.equal(a, classic(rgba).features)                            # alpha dropped
-    gray = classic(img[:, :, 0]).features                                     # grayscale accepted
+    assert torch.equal(a, classic(rgba).features)  # alpha dropped
+    gray = classic(img[:, :, 0]).features  # grayscale accepted
     assert torch.equal(gray, classic(np.dstack([img[:, :, 0]] * 3)).features)  # ... as grey RGB
     # by hand: a grey image, black on the left cell column, white on the right; grey has
     # a = b = 0, so each cell's Lab mean is (L/100, 0, 0) and all its pixels fall in the
@@ -65,8 +74,9 @@ def test_deterministic_and_input_forms(classic):
     two = np.zeros((28, 28), np.uint8)
     two[:, 14:] = 255
     f = classic(two).features
-    torch.testing.assert_close(f[LAB_MEAN], torch.tensor([[[0.0, 1.0]] * 2, [[0.0, 0.0]] * 2, [[0.0, 0.0]] * 2]),
-                               rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        f[LAB_MEAN], torch.tensor([[[0.0, 1.0]] * 2, [[0.0, 0.0]] * 2, [[0.0, 0.0]] * 2]), rtol=0, atol=1e-6
+    )
     assert torch.all(f[AB][10] == 1) and torch.all(f[AB].sum(0) == 1)
 
 
@@ -101,7 +111,7 @@ def test_gradient_features_ignore_brightness_offset(classic):
     a, b = classic(img).features, classic(img + 50).features
     torch.testing.assert_close(a[HOG], b[HOG], rtol=0, atol=1e-4)
     torch.testing.assert_close(a[ENERGY], b[ENERGY], rtol=0, atol=1e-4)
-    assert (b[0] - a[0]).min() > 0.05                                       # lightness does change
+    assert (b[0] - a[0]).min() > 0.05  # lightness does change
 
 
 def test_transpose_moves_colour_statistics_with_the_cells(classic):
@@ -124,7 +134,9 @@ def test_cap_and_pooling_at_original_size():
     assert pooled.shape == (2, CLASSIC_DIM) and not torch.allclose(pooled[0], pooled[1])
 
 
-@pytest.mark.parametrize("image", [np.zeros((0, 10, 3), np.uint8), np.zeros((10, 10, 5), np.uint8), np.zeros((4, 4, 3), np.complex64)])
+@pytest.mark.parametrize(
+    "image", [np.zeros((0, 10, 3), np.uint8), np.zeros((10, 10, 5), np.uint8), np.zeros((4, 4, 3), np.complex64)]
+)
 def test_bad_images(classic, image):
     with pytest.raises(InputError) as e:
         classic(image)

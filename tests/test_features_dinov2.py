@@ -1,5 +1,6 @@
 """DINOv2 through timm: offline checkpoint loading (official and timm layouts), the official
 position-embedding interpolation, padding and the long-side cap."""
+
 from __future__ import annotations
 
 import math
@@ -30,6 +31,7 @@ def image(h: int, w: int, seed: int = 0) -> np.ndarray:
 
 # --- the official formula, written out as facebookresearch/dinov2 has it ------------------
 
+
 class _OfficialInterpolation(nn.Module):
     """DinoVisionTransformer.interpolate_pos_encoding (interpolate_offset 0.1, antialias
     False), kept with its own variable names: the input is B×C×w×h, so its "w" is the height."""
@@ -56,7 +58,10 @@ class _OfficialInterpolation(nn.Module):
         sy = float(h0 + self.interpolate_offset) / M
         patch_pos_embed = nn.functional.interpolate(
             patch_pos_embed.reshape(1, M, M, dim).permute(0, 3, 1, 2),
-            mode="bicubic", antialias=self.interpolate_antialias, scale_factor=(sx, sy))
+            mode="bicubic",
+            antialias=self.interpolate_antialias,
+            scale_factor=(sx, sy),
+        )
         assert (w0, h0) == patch_pos_embed.shape[-2:]
         patch_pos_embed = patch_pos_embed.permute(0, 2, 3, 1).view(1, -1, dim)
         return torch.cat((class_pos_embed.unsqueeze(0), patch_pos_embed), dim=1)
@@ -73,7 +78,7 @@ def official_forward(sd: dict, x: torch.Tensor, heads: int) -> torch.Tensor:
     t = t + _OfficialInterpolation(sd["pos_embed"])(t, w, h)
     N, C = t.shape[1:]
 
-    def norm(v, name):   # partial(nn.LayerNorm, eps=1e-6)
+    def norm(v, name):  # partial(nn.LayerNorm, eps=1e-6)
         return F.layer_norm(v, (C,), sd[f"{name}.weight"], sd[f"{name}.bias"], eps=1e-6)
 
     def linear(v, name):
@@ -87,10 +92,10 @@ def official_forward(sd: dict, x: torch.Tensor, heads: int) -> torch.Tensor:
         attn = (q @ k.transpose(-2, -1)).softmax(dim=-1)
         t = t + sd[f"{b}.ls1.gamma"] * linear((attn @ v).transpose(1, 2).reshape(B, N, C), f"{b}.attn.proj")
         y = norm(t, f"{b}.norm2")
-        if f"{b}.mlp.w12.weight" in sd:       # SwiGLUFFN: silu(x1) · x2, x1 the first half of w12
+        if f"{b}.mlp.w12.weight" in sd:  # SwiGLUFFN: silu(x1) · x2, x1 the first half of w12
             x1, x2 = linear(y, f"{b}.mlp.w12").chunk(2, dim=-1)
             y = linear(F.silu(x1) * x2, f"{b}.mlp.w3")
-        else:                                 # Mlp: fc1 → GELU → fc2
+        else:  # Mlp: fc1 → GELU → fc2
             y = linear(F.gelu(linear(y, f"{b}.mlp.fc1")), f"{b}.mlp.fc2")
         t = t + sd[f"{b}.ls2.gamma"] * y
     t = norm(t, "norm")
@@ -104,29 +109,56 @@ def official_forward(sd: dict, x: torch.Tensor, heads: int) -> torch.Tensor:
 # Linear(D, 2·hidden), w3 = Linear(hidden, D), hidden = (int(4·D·2/3) + 7) // 8 · 8), and
 # hub/backbones.py (img_size 518 → 37×37 positions; block_chunks=0 → keys blocks.N.…).
 
-ARCHITECTURES = {   # name: (embed dim, depth, heads, FFN), as hub/backbones.py builds them
-    "dinov2_vits14": (384, 12, 6, "mlp"), "dinov2_vitb14": (768, 12, 12, "mlp"),
-    "dinov2_vitl14": (1024, 24, 16, "mlp"), "dinov2_vitg14": (1536, 40, 24, "swiglufused"),
-    "dinov2_tiny": (32, 2, 2, "mlp"), "dinov2_tiny_swiglu": (32, 2, 2, "swiglufused"),
+ARCHITECTURES = {  # name: (embed dim, depth, heads, FFN), as hub/backbones.py builds them
+    "dinov2_vits14": (384, 12, 6, "mlp"),
+    "dinov2_vitb14": (768, 12, 12, "mlp"),
+    "dinov2_vitl14": (1024, 24, 16, "mlp"),
+    "dinov2_vitg14": (1536, 40, 24, "swiglufused"),
+    "dinov2_tiny": (32, 2, 2, "mlp"),
+    "dinov2_tiny_swiglu": (32, 2, 2, "swiglufused"),
 }
 
 
 def official_shapes(name: str) -> dict[str, tuple]:
     """Every tensor of the official `<name>_pretrain.pth` and its shape."""
     dim, depth, _, ffn = ARCHITECTURES[name]
-    shapes = {"cls_token": (1, 1, dim), "pos_embed": (1, 1 + 37 * 37, dim), "mask_token": (1, dim),
-              "patch_embed.proj.weight": (dim, 3, 14, 14), "patch_embed.proj.bias": (dim,),
-              "norm.weight": (dim,), "norm.bias": (dim,)}
+    shapes = {
+        "cls_token": (1, 1, dim),
+        "pos_embed": (1, 1 + 37 * 37, dim),
+        "mask_token": (1, dim),
+        "patch_embed.proj.weight": (dim, 3, 14, 14),
+        "patch_embed.proj.bias": (dim,),
+        "norm.weight": (dim,),
+        "norm.bias": (dim,),
+    }
     if ffn == "swiglufused":
         hidden = (int(4 * dim * 2 / 3) + 7) // 8 * 8
-        mlp = {"mlp.w12.weight": (2 * hidden, dim), "mlp.w12.bias": (2 * hidden,),
-               "mlp.w3.weight": (dim, hidden), "mlp.w3.bias": (dim,)}
+        mlp = {
+            "mlp.w12.weight": (2 * hidden, dim),
+            "mlp.w12.bias": (2 * hidden,),
+            "mlp.w3.weight": (dim, hidden),
+            "mlp.w3.bias": (dim,),
+        }
     else:
-        mlp = {"mlp.fc1.weight": (4 * dim, dim), "mlp.fc1.bias": (4 * dim,),
-               "mlp.fc2.weight": (dim, 4 * dim), "mlp.fc2.bias": (dim,)}
-    block = {"norm1.weight": (dim,), "norm1.bias": (dim,), "attn.qkv.weight": (3 * dim, dim),
-             "attn.qkv.bias": (3 * dim,), "attn.proj.weight": (dim, dim), "attn.proj.bias": (dim,),
-             "ls1.gamma": (dim,), "norm2.weight": (dim,), "norm2.bias": (dim,), **mlp, "ls2.gamma": (dim,)}
+        mlp = {
+            "mlp.fc1.weight": (4 * dim, dim),
+            "mlp.fc1.bias": (4 * dim,),
+            "mlp.fc2.weight": (dim, 4 * dim),
+            "mlp.fc2.bias": (dim,),
+        }
+    block = {
+        "norm1.weight": (dim,),
+        "norm1.bias": (dim,),
+        "attn.qkv.weight": (3 * dim, dim),
+        "attn.qkv.bias": (3 * dim,),
+        "attn.proj.weight": (dim, dim),
+        "attn.proj.bias": (dim,),
+        "ls1.gamma": (dim,),
+        "norm2.weight": (dim,),
+        "norm2.bias": (dim,),
+        **mlp,
+        "ls2.gamma": (dim,),
+    }
     for i in range(depth):
         shapes.update({f"blocks.{i}.{k}": shape for k, shape in block.items()})
     return shapes
@@ -153,12 +185,20 @@ def tiny():
 
 # --- registry -----------------------------------------------------------------------------
 
+
 def test_registry_and_checkpoint_names():
     assert CHECKPOINT_FILES == {
-        "dinov2_vits14": "dinov2_vits14_pretrain.pth", "dinov2_vitb14": "dinov2_vitb14_pretrain.pth",
-        "dinov2_vitl14": "dinov2_vitl14_pretrain.pth", "dinov2_vitg14": "dinov2_vitg14_pretrain.pth"}
+        "dinov2_vits14": "dinov2_vits14_pretrain.pth",
+        "dinov2_vitb14": "dinov2_vitb14_pretrain.pth",
+        "dinov2_vitl14": "dinov2_vitl14_pretrain.pth",
+        "dinov2_vitg14": "dinov2_vitg14_pretrain.pth",
+    }
     assert {n: BACKBONES[n].dim for n in CHECKPOINT_FILES} == {
-        "dinov2_vits14": 384, "dinov2_vitb14": 768, "dinov2_vitl14": 1024, "dinov2_vitg14": 1536}
+        "dinov2_vits14": 384,
+        "dinov2_vitb14": 768,
+        "dinov2_vitl14": 1024,
+        "dinov2_vitg14": 1536,
+    }
     assert all(s.stride == 14 for s in BACKBONES.values())
 
 
@@ -171,7 +211,10 @@ def test_released_architectures_match_their_checkpoint_layout(name):
     assert vit.embed_dim == BACKBONES[name].dim == ARCHITECTURES[name][0]
     official = official_shapes(name)
     if name == "dinov2_vitg14":
-        assert official["blocks.0.mlp.w12.weight"] == (8192, 1536) and official["blocks.0.mlp.w3.weight"] == (1536, 4096)
+        assert official["blocks.0.mlp.w12.weight"] == (8192, 1536) and official["blocks.0.mlp.w3.weight"] == (
+            1536,
+            4096,
+        )
     mapped = to_timm_state_dict({k: torch.empty(shape, device="meta") for k, shape in official.items()}, vit)
     assert {k: tuple(v.shape) for k, v in mapped.items()} == {k: tuple(v.shape) for k, v in vit.state_dict().items()}
     assert {k: tuple(v.shape) for k, v in to_official_state_dict(vit).items()} == official
@@ -189,6 +232,7 @@ def test_released_models_need_their_checkpoint(tmp_path):
 
 
 # --- loading ------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["dinov2_tiny", "dinov2_tiny_swiglu"])
 def test_official_layout_checkpoint_loads_offline(tmp_path, name):
@@ -226,6 +270,7 @@ def test_timm_layout_checkpoint_loads(tmp_path, tiny, suffix):
     sd = {k: v.contiguous() for k, v in tiny.vit.state_dict().items()}
     if suffix == ".safetensors":
         from safetensors.torch import save_file
+
         save_file(sd, str(path))
     else:
         torch.save({"state_dict": sd}, path)
@@ -247,12 +292,13 @@ def test_wrong_checkpoints_are_refused(tmp_path, tiny):
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="junk.pth: cannot read"):
         build_backbone("dinov2_tiny", checkpoint=tmp_path / "junk.pth")
-    torch.save({"model": _Pickled()}, tmp_path / "pickle.pth")          # arbitrary objects: refused
+    torch.save({"model": _Pickled()}, tmp_path / "pickle.pth")  # arbitrary objects: refused
     with pytest.raises(ValueError, match="weights-only"):
         build_backbone("dinov2_tiny", checkpoint=tmp_path / "pickle.pth")
 
 
 # --- position embeddings ------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("hp,wp", [(448, 448), (518, 518), (252, 364), (70, 518), (532, 98), (14, 14)])
 def test_interpolation_is_the_official_formula(tiny, hp, wp):
@@ -266,7 +312,7 @@ def test_interpolation_is_the_official_formula(tiny, hp, wp):
 @pytest.mark.parametrize("h,w", [(448, 448), (61, 97), (518, 518)])
 def test_backbone_equals_official_forward(tiny, h, w):
     x, pad, size, scale, _ = tiny.prepare(image(h, w))
-    sd = tiny.vit.state_dict()    # timm's names for the plain-MLP layout are the official ones
+    sd = tiny.vit.state_dict()  # timm's names for the plain-MLP layout are the official ones
     torch.testing.assert_close(tiny(image(h, w)).features, official_forward(sd, x, heads=2)[0], rtol=0, atol=1e-5)
 
 
@@ -279,7 +325,7 @@ def test_timm_default_resampling_differs_from_official():
 
     bb = build_backbone("dinov2_tiny", seed=4)
     vit = bb.vit
-    with torch.no_grad():       # smooth embeddings, as trained ones are: the gap is then interpolation alone
+    with torch.no_grad():  # smooth embeddings, as trained ones are: the gap is then interpolation alone
         yy, xx = torch.meshgrid(torch.linspace(0, 3, 37), torch.linspace(0, 3, 37), indexing="ij")
         waves = torch.stack([torch.sin(yy * (k % 5 + 1) + xx * (k // 5)) for k in range(32)], -1)
         vit.pos_embed[0, 1:] = waves.reshape(37 * 37, 32) * 0.5
@@ -306,13 +352,15 @@ def test_timm_default_resampling_differs_from_official():
 
 # --- padding and cap ----------------------------------------------------------------------
 
+
 def test_normalise_then_zero_pad(tiny):
     img = image(50, 71)
     x, pad, size, scale, original = tiny.prepare(img)
     assert pad == (3, 3, 6, 7) and x.shape == (1, 3, 56, 84) and size == (50, 71) and scale == 1.0
     inner = x[0, :, 3:53, 6:77]
-    want = (torch.from_numpy(img).permute(2, 0, 1).float() / 255 - torch.tensor(IMAGENET_MEAN)[:, None, None]) \
-        / torch.tensor(IMAGENET_STD)[:, None, None]
+    want = (
+        torch.from_numpy(img).permute(2, 0, 1).float() / 255 - torch.tensor(IMAGENET_MEAN)[:, None, None]
+    ) / torch.tensor(IMAGENET_STD)[:, None, None]
     torch.testing.assert_close(inner, want)
     assert x[0, :, :3].abs().max() == 0 and x[0, :, 53:].abs().max() == 0
     assert x[0, :, :, :6].abs().max() == 0 and x[0, :, :, 77:].abs().max() == 0
@@ -338,7 +386,7 @@ def test_long_side_cap():
     g = bb(image(210, 420))
     assert g.image_size == (70, 140) and g.scale == pytest.approx(1 / 3) and g.source_size == (210, 420)
     assert g.features.shape == (32, 5, 10) and g.pad == (0, 0, 0, 0)
-    small = bb(image(100, 60))          # under the cap: untouched
+    small = bb(image(100, 60))  # under the cap: untouched
     assert small.image_size == (100, 60) and small.scale == 1.0 and small.original_size is None
 
 

@@ -1,4 +1,5 @@
 """Exact mask pooling against the materialised reference (F.interpolate, crop, mean/max)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,8 +25,12 @@ def blob_masks(h: int, w: int, n: int, seed: int = 0) -> np.ndarray:
     """Random ellipses, plus an empty mask, single pixels in two corners and a full mask."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:h, 0:w]
-    out = [((yy - rng.uniform(0, h)) / rng.uniform(1, h + 2)) ** 2 + ((xx - rng.uniform(0, w)) / rng.uniform(1, w + 2)) ** 2 <= 1
-           for _ in range(n)]
+    out = [
+        ((yy - rng.uniform(0, h)) / rng.uniform(1, h + 2)) ** 2
+        + ((xx - rng.uniform(0, w)) / rng.uniform(1, w + 2)) ** 2
+        <= 1
+        for _ in range(n)
+    ]
     empty = np.zeros((h, w), bool)
     tl, br = empty.copy(), empty.copy()
     tl[0, 0] = True
@@ -115,11 +120,14 @@ def test_no_masks():
     assert out.shape == (0, grid.dim) and out.dtype == torch.float32
 
 
-@pytest.mark.parametrize("masks,field", [
-    (np.zeros((2, 19, 20), bool), "masks"),       # wrong size
-    (np.zeros((20, 20), bool), "masks"),          # not N×H×W
-    ([[[True]]], "masks"),                        # not an array
-])
+@pytest.mark.parametrize(
+    "masks,field",
+    [
+        (np.zeros((2, 19, 20), bool), "masks"),  # wrong size
+        (np.zeros((20, 20), bool), "masks"),  # not N×H×W
+        ([[[True]]], "masks"),  # not an array
+    ],
+)
 def test_bad_masks(masks, field):
     with pytest.raises(InputError) as e:
         pool_masks(make_grid(20, 20), masks)
@@ -133,7 +141,7 @@ def test_bad_mode_strategy_and_grid():
         pool_masks(grid, masks, "median")
     with pytest.raises(InputError, match="strategy"):
         pool_masks(grid, masks, strategy="magic")
-    bad = FeatureGrid(torch.zeros(3, 2, 2), 14, (0, 0, 0, 0), (20, 20))   # 2×14 ≠ 20
+    bad = FeatureGrid(torch.zeros(3, 2, 2), 14, (0, 0, 0, 0), (20, 20))  # 2×14 ≠ 20
     with pytest.raises(InputError, match="grid"):
         pool_masks(bad, masks)
 

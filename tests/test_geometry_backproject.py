@@ -1,4 +1,5 @@
 """Back-projection against Open3D and against the real 7-Scenes poses."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,8 +23,12 @@ def test_matches_open3d_create_from_rgbd_image(seven):
         cam = f.camera
         depth_mm = np.rint(f.depth * 1000).astype(np.uint16)  # the file's own values
         rgbd = o3d.geometry.RGBDImage.create_from_color_and_depth(
-            o3d.geometry.Image(f.rgb), o3d.geometry.Image(depth_mm), depth_scale=1000.0,
-            depth_trunc=10.0, convert_rgb_to_intensity=False)
+            o3d.geometry.Image(f.rgb),
+            o3d.geometry.Image(depth_mm),
+            depth_scale=1000.0,
+            depth_trunc=10.0,
+            convert_rgb_to_intensity=False,
+        )
         intr = o3d.camera.PinholeCameraIntrinsic(cam.width, cam.height, cam.fx, cam.fy, cam.cx, cam.cy)
         pcd = o3d.geometry.PointCloud.create_from_rgbd_image(rgbd, intr, project_valid_depth_only=True)
         pcd.transform(f.pose)
@@ -105,11 +110,14 @@ def test_intrinsics_for_another_resolution_are_scaled():
     np.testing.assert_allclose(pts, want, rtol=0, atol=1e-7)
 
 
-@pytest.mark.parametrize("depth, field", [
-    (np.zeros((2, 3, 1), np.float32), "depth"),
-    (np.zeros((0, 0), np.float32), "depth"),
-    (np.zeros((4, 4), np.uint16), "depth"),
-])
+@pytest.mark.parametrize(
+    "depth, field",
+    [
+        (np.zeros((2, 3, 1), np.float32), "depth"),
+        (np.zeros((0, 0), np.float32), "depth"),
+        (np.zeros((4, 4), np.uint16), "depth"),
+    ],
+)
 def test_bad_depth(depth, field):
     with pytest.raises(InputError) as e:
         backproject(depth, Camera(1, 1, 0, 0, 4, 4))

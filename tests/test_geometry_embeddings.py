@@ -1,4 +1,5 @@
 """Positional embeddings: Fourier features, 2D boxes, 3D positions, time."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,7 +39,7 @@ def test_fourier_distinguishes_positions_and_is_smooth():
     xs = np.linspace(0, 1, 101)[:, None]
     f = fourier_features(xs, num_bands=6, min_period=1 / 16, max_period=2.0)
     d = np.linalg.norm(f[:, None] - f[None], axis=-1)
-    assert (d + np.eye(101) * 10).min() > 0.05          # all distinct
+    assert (d + np.eye(101) * 10).min() > 0.05  # all distinct
     assert np.linalg.norm(f[1] - f[0]) < np.linalg.norm(f[50] - f[0])  # nearby → similar
 
 
@@ -55,9 +56,9 @@ def test_box_positions_and_embed_2d():
     # two bands: periods 2 and 1; per value x: sin(πx), sin(2πx), cos(πx), cos(2πx)
     e = embed_2d([[0, 0, 64, 48], [32, 24, 64, 48]], 64, 48, num_bands=2)
     r = np.sqrt(0.5)
-    half = [1, 0, 0, -1]            # x = 0.5
-    whole = [0, 0, -1, 1]           # x = 1
-    three_q = [r, -1, -r, 0]        # x = 0.75
+    half = [1, 0, 0, -1]  # x = 0.5
+    whole = [0, 0, -1, 1]  # x = 1
+    three_q = [r, -1, -r, 0]  # x = 0.75
     np.testing.assert_allclose(e, [half + half + whole + whole, three_q + three_q + half + half], atol=1e-6)
 
 
@@ -83,15 +84,20 @@ def test_embed_time():
     e = embed_time([0, 2, 16], num_bands=8)
     c16, c8 = np.cos(np.pi / 16), np.cos(np.pi / 8)
     s16, s8, r = np.sin(np.pi / 16), np.sin(np.pi / 8), np.sqrt(0.5)
-    np.testing.assert_allclose(e, [
-        [0] * 8 + [1] * 8,                                                   # t = 0
-        [s16, s8, r, 1, 0, 0, 0, 0] + [c16, c8, r, 0, -1, 1, 1, 1],           # t = 2: angles π/16 … 8π
-        [1, 0, 0, 0, 0, 0, 0, 0] + [0, -1, 1, 1, 1, 1, 1, 1],                # t = 16: π/2, π, 2π, …
-    ], atol=1e-6)
+    np.testing.assert_allclose(
+        e,
+        [
+            [0] * 8 + [1] * 8,  # t = 0
+            [s16, s8, r, 1, 0, 0, 0, 0] + [c16, c8, r, 0, -1, 1, 1, 1],  # t = 2: angles π/16 … 8π
+            [1, 0, 0, 0, 0, 0, 0, 0] + [0, -1, 1, 1, 1, 1, 1, 1],  # t = 16: π/2, π, 2π, …
+        ],
+        atol=1e-6,
+    )
 
 
-@pytest.mark.parametrize("kw", [dict(num_bands=0), dict(min_period=0.0), dict(min_period=2.0, max_period=1.0),
-                                dict(max_period=np.inf)])
+@pytest.mark.parametrize(
+    "kw", [dict(num_bands=0), dict(min_period=0.0), dict(min_period=2.0, max_period=1.0), dict(max_period=np.inf)]
+)
 def test_bad_parameters(kw):
     with pytest.raises(InputError):
         fourier_features(np.zeros((1, 2)), **kw)

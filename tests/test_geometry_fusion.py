@@ -1,4 +1,5 @@
 """Voxel fusion and PLY output."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -59,8 +60,11 @@ def test_ply_round_trip_through_open3d(tmp_path):
     import open3d as o3d
 
     rng = np.random.default_rng(0)
-    cloud = PointCloud(rng.normal(size=(50, 3)).astype(np.float32), rng.integers(0, 256, (50, 3)).astype(np.uint8),
-                       rng.integers(0, 41, 50).astype(np.int32))
+    cloud = PointCloud(
+        rng.normal(size=(50, 3)).astype(np.float32),
+        rng.integers(0, 256, (50, 3)).astype(np.uint8),
+        rng.integers(0, 41, 50).astype(np.int32),
+    )
     path = write_ply(tmp_path / "c.ply", cloud)
     back = read_ply(path)
     np.testing.assert_array_equal(back.points, cloud.points)
@@ -100,7 +104,7 @@ def test_grouping_is_numpys_unique():
     from regiond.geometry.fusion import _group_voxels, _keys, _unique_inverse
 
     rng = np.random.default_rng(3)
-    for span in (1, 50, 1 << 40, 1 << 62):   # packed into one sort, and too wide for that
+    for span in (1, 50, 1 << 40, 1 << 62):  # packed into one sort, and too wide for that
         values = rng.integers(0, span, 5000, dtype=np.int64)
         first, inv = _unique_inverse(values, span)
         uniq, want_first, want_inv = np.unique(values, return_index=True, return_inverse=True)
@@ -114,8 +118,10 @@ def test_grouping_is_numpys_unique():
 
 def test_labels_do_not_depend_on_when_parts_merge():
     rng = np.random.default_rng(4)
-    batches = [(rng.uniform(-1, 1, (3000, 3)), rng.integers(0, 255, (3000, 3), dtype=np.uint8),
-                rng.integers(0, 6, 3000)) for _ in range(12)]
+    batches = [
+        (rng.uniform(-1, 1, (3000, 3)), rng.integers(0, 255, (3000, 3), dtype=np.uint8), rng.integers(0, 6, 3000))
+        for _ in range(12)
+    ]
     once, often = VoxelFusion(0.1), VoxelFusion(0.1)
     for pts, cols, labels in batches:
         once.add_points(pts, cols, labels)
@@ -137,7 +143,10 @@ def test_labels_do_not_depend_on_when_parts_merge():
 def test_labelled_points_spanning_a_huge_box():
     # two points ±10 km apart at 1 cm: the box of voxels is too large to pack with the labels
     f = VoxelFusion(0.01)
-    f.add_points([[-5000.0, -5000.0, -5000.0], [5000.0, 5000.0, 5000.0], [5000.0, 5000.0, 5000.001]],
-                 np.zeros((3, 3), np.uint8), labels=[3, 200, 200])
+    f.add_points(
+        [[-5000.0, -5000.0, -5000.0], [5000.0, 5000.0, 5000.0], [5000.0, 5000.0, 5000.001]],
+        np.zeros((3, 3), np.uint8),
+        labels=[3, 200, 200],
+    )
     c = f.cloud()
     assert len(c) == 2 and c.labels.tolist() == [3, 200]  # in key order

@@ -1,4 +1,5 @@
 """Per-region 3D statistics."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,8 +20,8 @@ def test_centroid_extent_fraction_and_count():
     depth = _plane()
     depth[0:4, 0:10] = 0  # no depth in part of region 0
     masks = np.zeros((3, 16, 20), bool)
-    masks[0, 0:8, 0:10] = True      # 80 px, 40 valid
-    masks[1, 8:16, 10:20] = True    # 80 px, all valid
+    masks[0, 0:8, 0:10] = True  # 80 px, 40 valid
+    masks[1, 8:16, 10:20] = True  # 80 px, all valid
     # region 2 empty
     pose = np.eye(4)
     pose[:3, 3] = [1.0, -2.0, 0.5]
@@ -28,9 +29,10 @@ def test_centroid_extent_fraction_and_count():
     pts, valid = backproject(depth, CAM, pose)
     sel = masks[1] & valid
     np.testing.assert_allclose(g.centroids[1], pts[sel].mean(axis=0), atol=1e-5)
-    np.testing.assert_allclose(g.extents[1], np.percentile(pts[sel], 90, axis=0) - np.percentile(pts[sel], 10, axis=0),
-                               atol=1e-5)
-    assert g.extents[1][2] == pytest.approx(0.0, abs=1e-6)   # a fronto-parallel plane has no depth extent
+    np.testing.assert_allclose(
+        g.extents[1], np.percentile(pts[sel], 90, axis=0) - np.percentile(pts[sel], 10, axis=0), atol=1e-5
+    )
+    assert g.extents[1][2] == pytest.approx(0.0, abs=1e-6)  # a fronto-parallel plane has no depth extent
     assert g.centroids[1][2] == pytest.approx(2.5)
     np.testing.assert_allclose(g.valid_fraction, [0.5, 1.0, 0.0])
     np.testing.assert_array_equal(g.point_count, [40, 80, 0])
@@ -45,7 +47,7 @@ def test_extent_is_robust_to_outliers():
     masks = np.ones((1, 16, 20), bool)
     g = region_geometry(masks, depth, CAM, np.eye(4))
     assert g.extents[0][2] < 1e-5  # 10-90 percentile ignores it
-    assert g.centroids[0][2] > 2.0   # the mean does not
+    assert g.centroids[0][2] > 2.0  # the mean does not
 
 
 @pytest.mark.parametrize("pose", [None, np.full((4, 4), -np.inf)])
@@ -89,10 +91,13 @@ def test_real_frame_regions_agree_across_views(sevenscenes_dir):
     assert np.linalg.norm(ga.centroids[0] - gb.centroids[0]) < 0.03
 
 
-@pytest.mark.parametrize("masks, depth, field", [
-    (np.ones((16, 20), bool), _plane(), "masks"),
-    (np.ones((1, 8, 20), bool), _plane(), "depth"),
-])
+@pytest.mark.parametrize(
+    "masks, depth, field",
+    [
+        (np.ones((16, 20), bool), _plane(), "masks"),
+        (np.ones((1, 8, 20), bool), _plane(), "depth"),
+    ],
+)
 def test_bad_shapes(masks, depth, field):
     with pytest.raises(InputError) as e:
         region_geometry(masks, depth, CAM, np.eye(4))
@@ -111,10 +116,10 @@ def test_segment_percentiles_are_numpys_bit_for_bit():
     counts = np.array([1, 2, 3, 10, 11, 997, 5000])
     starts = np.cumsum(counts) - counts
     values = rng.standard_normal((3, counts.sum())) * 3
-    values[:, starts[4]:starts[4] + 11] = 1.5          # ties
+    values[:, starts[4] : starts[4] + 11] = 1.5  # ties
     for pct in [(10, 90), (0, 100), (50,), (12.5, 37.5, 99.9)]:
         got = _linear_percentiles(values, starts, counts, pct)
-        want = np.stack([np.percentile(values[:, a:a + n].T, pct, axis=0) for a, n in zip(starts, counts)])
+        want = np.stack([np.percentile(values[:, a : a + n].T, pct, axis=0) for a, n in zip(starts, counts)])
         assert np.array_equal(got, want), pct
 
 
@@ -126,11 +131,11 @@ def test_partition_and_masks_give_the_same_statistics():
     labels = rng.integers(0, 6, (h, w))
     labels[:5] = 3
     depth = rng.uniform(0.5, 4.0, (h, w)).astype(np.float32)
-    depth[0, :10] = 0                                  # no reading
+    depth[0, :10] = 0  # no reading
     cam = Camera(fx=40.0, fy=40.0, cx=20.0, cy=15.0, width=w, height=h)
     pose = np.eye(4)
     pose[:3, 3] = (1.0, -2.0, 0.5)
-    part = Partition(labels, 7)                        # region 6 is empty
+    part = Partition(labels, 7)  # region 6 is empty
     a = region_geometry(part, depth, cam, pose)
     b = region_geometry(part.masks(), depth, cam, pose)
     for f in ("centroids", "extents", "valid_fraction", "point_count"):

@@ -1,5 +1,6 @@
 """Token caches from real files (images + label maps, videos + labels.csv) through the lite
 extractor, the refusal to mix extractors, and the train/eval CLI on a tiny cache."""
+
 from __future__ import annotations
 
 import json
@@ -80,7 +81,7 @@ def test_extract_clip_folder(tmp_path, lite):
         for f in range(12):
             img = np.full((48, 64, 3), 180, np.uint8)
             x = 26 + direction * 2 * (f - 6)
-            img[18:30, x:x + 12] = (0, 0, 255)
+            img[18:30, x : x + 12] = (0, 0, 255)
             w.write(img)
         w.release()
     (d / "labels.csv").write_text("file,label\na.avi,right\nb.avi,left\n")
@@ -141,8 +142,10 @@ def _top1_here(head_dir, cache_dir) -> tuple[float, int]:
     from regiond.heads.registry import load_head
 
     head, cache = load_head(head_dir), TokenCache.open(cache_dir)
-    hits = [head.class_names[int(np.argmax(clip_scores(head.model, cache.frames(it))))] == it.label
-            for it in cache.of_kind("clip")]
+    hits = [
+        head.class_names[int(np.argmax(clip_scores(head.model, cache.frames(it))))] == it.label
+        for it in cache.of_kind("clip")
+    ]
     return float(np.mean(hits)), len(hits)
 
 
@@ -152,8 +155,22 @@ def test_train_and_eval_cli_smoke(tmp_path, capsys):
     small = ["--dim", "32", "--attention-heads", "4", "--epochs", "2", "--warmup", "2"]
     for task in ("segment", "scene", "activity"):
         out = tmp_path / "heads" / task
-        assert main(["train", task, "--cache", str(tmp_path / "train"), "--out", str(out),
-                     "--val-cache", str(tmp_path / "test")] + (small if task != "segment" else ["--epochs", "2"])) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    task,
+                    "--cache",
+                    str(tmp_path / "train"),
+                    "--out",
+                    str(out),
+                    "--val-cache",
+                    str(tmp_path / "test"),
+                ]
+                + (small if task != "segment" else ["--epochs", "2"])
+            )
+            == 0
+        )
         line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert line["epochs_run"] == 2 and (out / "model.safetensors").is_file()
         png = tmp_path / f"{task}.png"
@@ -165,7 +182,7 @@ def test_train_and_eval_cli_smoke(tmp_path, capsys):
         if task == "activity":
             top1, clips = _top1_here(out, tmp_path / "test")
             assert metrics["clips"] == clips == 4 and metrics["top1"] == pytest.approx(top1)
-            assert metrics["top5"] == 1.0       # 4 classes: every target is among the top 5
+            assert metrics["top5"] == 1.0  # 4 classes: every target is among the top 5
         else:
             pairs = _label_maps_here(task, out, tmp_path / "test")
             assert "mIoU" in text and metrics["frames"] == len(pairs) == 3

@@ -1,5 +1,6 @@
 """The per-pixel rule, the >50% training-label rule and the ScanNet 20-class evaluation,
 against hand-computed cases."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -49,9 +50,9 @@ def test_pixel_rule_equals_the_dense_computation(overlap):
     seeds = rng.random((n, 2)) * (h, w)
     yy, xx = np.mgrid[:h, :w]
     owner = np.argmin((yy[None] - seeds[:, :1, None]) ** 2 + (xx[None] - seeds[:, 1:, None]) ** 2, axis=0)
-    masks = owner[None] == np.arange(n)[:, None, None]          # a tiling (SLIC)
-    masks[:, :3] = False                                         # some pixels uncovered
-    if overlap:                                                  # plus SAM-like masks across it
+    masks = owner[None] == np.arange(n)[:, None, None]  # a tiling (SLIC)
+    masks[:, :3] = False  # some pixels uncovered
+    if overlap:  # plus SAM-like masks across it
         masks = np.concatenate([masks, rng.random((5, h, w)) < 0.3, np.ones((1, h, w), bool)])
     regions = _regions(*masks)
     probs = rng.dirichlet(np.ones(c), len(masks))
@@ -74,12 +75,13 @@ def test_no_regions_means_all_unlabelled():
 
 
 def test_region_label_needs_a_strict_majority():
-    gt = np.array([[5, 5, 5, 7, 7],
-                   [5, 5, 7, 7, 0],
-                   [0, 0, 0, 0, 3]])
-    r60 = np.zeros_like(gt, bool); r60[0, :5] = True            # 3×5, 2×7 → 5 (60%)
-    r50 = np.zeros_like(gt, bool); r50[1, :4] = True            # 2×5, 2×7 → none (50%)
-    r0 = np.zeros_like(gt, bool); r0[2, :] = True               # 4×0, 1×3 → none (unannotated)
+    gt = np.array([[5, 5, 5, 7, 7], [5, 5, 7, 7, 0], [0, 0, 0, 0, 3]])
+    r60 = np.zeros_like(gt, bool)
+    r60[0, :5] = True  # 3×5, 2×7 → 5 (60%)
+    r50 = np.zeros_like(gt, bool)
+    r50[1, :4] = True  # 2×5, 2×7 → none (50%)
+    r0 = np.zeros_like(gt, bool)
+    r0[2, :] = True  # 4×0, 1×3 → none (unannotated)
     regions = _regions(r60, r50, r0)
     assert region_labels(regions, gt).tolist() == [5, -1, -1]
     with pytest.raises(ValueError, match="does not match"):
@@ -93,12 +95,12 @@ def test_scannet20_hand_computed():
     conf = Confusion(SCANNET20)
     evaluate_label_map(conf, gt, pred, None)
     iou = dict(zip(SCANNET20, conf.iou()))
-    assert iou[1] == pytest.approx(1 / 2)   # TP 1, FN 1 (predicted 2), FP 0 (the FP on gt 40 is ignored)
-    assert iou[2] == pytest.approx(0.0)     # TP 0, FN 1 (unlabelled), FP 1
+    assert iou[1] == pytest.approx(1 / 2)  # TP 1, FN 1 (predicted 2), FP 0 (the FP on gt 40 is ignored)
+    assert iou[2] == pytest.approx(0.0)  # TP 0, FN 1 (unlabelled), FP 1
     assert all(np.isnan(iou[c]) for c in SCANNET20 if c not in (1, 2))
     assert conf.miou() == pytest.approx(0.25)
     assert conf.accuracy() == pytest.approx(1 / 3)
-    assert conf.counts[SCANNET20.index(2), -1] == 1   # the unlabelled prediction is a miss in "other"
+    assert conf.counts[SCANNET20.index(2), -1] == 1  # the unlabelled prediction is a miss in "other"
 
 
 def test_scannet20_protocol_resamples_to_640x480():

@@ -2,6 +2,7 @@
 the same heads streams back to clients/scan_scene.py, in one process and on Ray (2 actors);
 a re-run skips the scenes done, a bad scene is reported and skipped, and its per-scene mIoU
 is the one `regiond eval labels` computes from the files."""
+
 from __future__ import annotations
 
 import json
@@ -34,14 +35,43 @@ def test_label_job_equals_the_daemon_and_reruns_skip(heads, tmp_path, capsys):
     from regiond.client import scan_scene
 
     with running_server(lite_extractor(), tmp_path, heads=heads) as srv:
-        assert scan_scene.main(["synthetic:4", "--server", srv.address, "--out", str(tmp_path / "scan"),
-                                "--max-frames", "4", "--size", "160x120", "--overlays", "none", "--encoding", "png"]) == 0
+        assert (
+            scan_scene.main(
+                [
+                    "synthetic:4",
+                    "--server",
+                    srv.address,
+                    "--out",
+                    str(tmp_path / "scan"),
+                    "--max-frames",
+                    "4",
+                    "--size",
+                    "160x120",
+                    "--overlays",
+                    "none",
+                    "--encoding",
+                    "png",
+                ]
+            )
+            == 0
+        )
     daemon_maps = maps(tmp_path / "scan" / "labels")
     assert sorted(daemon_maps) == [f"synthetic-4_{i:06d}.png" for i in range(4)]
 
     out = tmp_path / "out"
-    args = ["label", "synthetic:4", "synthetic:5", str(tmp_path / "nope"), "--heads", str(heads), "--out", str(out),
-            "--profile", "lite", *SCENE]
+    args = [
+        "label",
+        "synthetic:4",
+        "synthetic:5",
+        str(tmp_path / "nope"),
+        "--heads",
+        str(heads),
+        "--out",
+        str(out),
+        "--profile",
+        "lite",
+        *SCENE,
+    ]
     assert main(args) == 1  # nope fails
     cap = capsys.readouterr()
     assert "nope" in cap.err and "2 scenes labelled (8 frames), 0 already done, 1 failed" in cap.out
@@ -67,10 +97,18 @@ def test_label_job_on_ray_equals_one_process(ray_local, heads, tmp_path):
     from regiond.heads.label_job import label_scenes
 
     sources = ["synthetic:4", "synthetic:5"]
-    one = label_scenes(sources, tmp_path / "one", lite_extractor(), str(heads), max_frames=4, size=(160, 120),
-                       show_progress=False)
-    ray = label_scenes(sources, tmp_path / "ray", {"profile": "lite", "preset": "scene"}, str(heads), max_frames=4,
-                       size=(160, 120), ray=RayOptions(actors=2, cpus_per_actor=0.5))
+    one = label_scenes(
+        sources, tmp_path / "one", lite_extractor(), str(heads), max_frames=4, size=(160, 120), show_progress=False
+    )
+    ray = label_scenes(
+        sources,
+        tmp_path / "ray",
+        {"profile": "lite", "preset": "scene"},
+        str(heads),
+        max_frames=4,
+        size=(160, 120),
+        ray=RayOptions(actors=2, cpus_per_actor=0.5),
+    )
     assert not one.failures and not ray.failures and len(ray.labelled) == 2
     a, b = maps(tmp_path / "one" / "labels"), maps(tmp_path / "ray" / "labels")
     assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)

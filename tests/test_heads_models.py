@@ -1,4 +1,5 @@
 """Heads: every registered head learns on generated tokens and reloads to identical outputs."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,11 @@ def _segment_samples(n=6, seed=0):
 
 def _clip_samples(seed=0):
     rng = np.random.default_rng(seed)
-    return [limit_tokens(tokens_from_regions(toy_clip(rng, m), target=k), 400)
-            for k, m in enumerate(TOY_MOTIONS) for _ in range(2)]
+    return [
+        limit_tokens(tokens_from_regions(toy_clip(rng, m), target=k), 400)
+        for k, m in enumerate(TOY_MOTIONS)
+        for _ in range(2)
+    ]
 
 
 def _build(name):
@@ -43,8 +47,9 @@ def _loss(model, batch, per_clip):
     return area_weighted_ce(logits, batch.labels, batch.weights)
 
 
-@pytest.mark.parametrize("name", ["region-linear", "region-mlp", "region-block", "scene-transformer",
-                                  "activity-transformer", "patch-linear"])
+@pytest.mark.parametrize(
+    "name", ["region-linear", "region-mlp", "region-block", "scene-transformer", "activity-transformer", "patch-linear"]
+)
 def test_head_learns_and_reloads_identically(name, tmp_path):
     model, per_clip = _build(name)
     samples = _clip_samples() if per_clip else _segment_samples()
@@ -79,8 +84,14 @@ def test_head_learns_and_reloads_identically(name, tmp_path):
 
 
 def test_registry_lists_every_head_and_rejects_unknown():
-    assert {"region-linear", "region-mlp", "region-block", "scene-transformer", "activity-transformer",
-            "patch-linear"} <= set(list_heads())
+    assert {
+        "region-linear",
+        "region-mlp",
+        "region-block",
+        "scene-transformer",
+        "activity-transformer",
+        "patch-linear",
+    } <= set(list_heads())
     with pytest.raises(ValueError, match="unknown head"):
         create_head("no-such-head", in_dim=4, num_classes=2)
     with pytest.raises(TypeError):
@@ -142,7 +153,7 @@ def test_activity_task_pads_to_400(tmp_path):
     cache = write_toy_cache(tmp_path / "c", scenes=0, clips_per_class=1)
     task = ActivityTask(cache, cache.of_kind("clip"), {m: k for k, m in enumerate(TOY_MOTIONS)})
     batch = collate(task.val_samples(), task.pad_to)
-    assert batch.features.shape[1] == 400 and batch.pad[:, 8 * 7:].all()
+    assert batch.features.shape[1] == 400 and batch.pad[:, 8 * 7 :].all()
 
 
 def test_rotate_scene_keeps_heights_and_reembeds():
@@ -177,8 +188,9 @@ def test_mirrored_clips_swap_their_classes():
         frames = [f"{i:06d}" for i in range(8)]
 
     index = {m: k for k, m in enumerate(TOY_MOTIONS)}
-    task = ActivityTask(Cache(), [Item()], index, token_dropout=0.0,
-                        symmetries={"hflip": {"left": "right", "right": "left"}})
+    task = ActivityTask(
+        Cache(), [Item()], index, token_dropout=0.0, symmetries={"hflip": {"left": "right", "right": "left"}}
+    )
     original = task._clips[0]
     seen = set()
     for _ in range(20):

@@ -1,5 +1,6 @@
 """Serving heads: SceneLabeler / ActivityScorer as plain objects, and through the real daemon
 (StreamScene returns label maps and refined labels, StreamVideo returns activity windows)."""
+
 from __future__ import annotations
 
 import io
@@ -33,19 +34,37 @@ def heads_dir(tmp_path_factory, lite):
     src = image_folder(root / "imgs", n=3)
     extract_to_cache([src], root / "cache", lite, show_progress=False)
     cfg = TrainConfig(epochs=3, warmup=2)
-    train_on_cache("segment", root / "cache", root / "heads" / "segment", head="region-linear",
-                   val_cache=root / "cache", cfg=cfg, progress=False)
+    train_on_cache(
+        "segment",
+        root / "cache",
+        root / "heads" / "segment",
+        head="region-linear",
+        val_cache=root / "cache",
+        cfg=cfg,
+        progress=False,
+    )
     # the scene task reads scene items: relabel the image folder as one scene for this test
     import json
 
     man = json.loads((root / "cache" / "manifest.json").read_text())
     man["items"][0]["kind"] = "scene"
     (root / "cache" / "manifest.json").write_text(json.dumps(man))
-    train_on_cache("scene", root / "cache", root / "heads" / "scene", val_cache=root / "cache", cfg=cfg,
-                   head_overrides={"dim": 32, "heads": 4}, progress=False)
+    train_on_cache(
+        "scene",
+        root / "cache",
+        root / "heads" / "scene",
+        val_cache=root / "cache",
+        cfg=cfg,
+        head_overrides={"dim": 32, "heads": 4},
+        progress=False,
+    )
     act = create_head("activity-transformer", in_dim=lite.dim, num_classes=3, dim=32, heads=4)
-    save_head(act, root / "heads" / "activity", [{"id": i, "name": n} for i, n in enumerate(("a", "b", "c"))],
-              {"versions": extractor_versions(lite)})
+    save_head(
+        act,
+        root / "heads" / "activity",
+        [{"id": i, "name": n} for i, n in enumerate(("a", "b", "c"))],
+        {"versions": extractor_versions(lite)},
+    )
     return root / "heads"
 
 
@@ -58,7 +77,7 @@ def _frames(n=3):
         rgb = np.empty((48, 64, 3), np.uint8)
         rgb[:] = (200, 200, 210)
         rgb[24:] = (90, 60, 30)
-        rgb[8:32, 16 + 8 * k:40 + 8 * k] = (20, 150, 40)
+        rgb[8:32, 16 + 8 * k : 40 + 8 * k] = (20, 150, 40)
         out.append(Frame(rgb=np.clip(rgb + rng.normal(0, 4, rgb.shape), 0, 255).astype(np.uint8), index=10 + k))
     return out
 
@@ -107,8 +126,12 @@ def test_activity_scorer_window(heads_dir, lite):
 
 def test_heads_of_other_tokens_are_refused(tmp_path, lite):
     head = create_head("region-linear", in_dim=lite.dim + 1, num_classes=2)
-    save_head(head, tmp_path / "segment", [{"id": 1, "name": "wall"}, {"id": 2, "name": "floor"}],
-              {"versions": {"backbone": "dinov2_vitb14", "dim": lite.dim + 1}})
+    save_head(
+        head,
+        tmp_path / "segment",
+        [{"id": 1, "name": "wall"}, {"id": 2, "name": "floor"}],
+        {"versions": {"backbone": "dinov2_vitb14", "dim": lite.dim + 1}},
+    )
     with pytest.raises(ValueError, match="trained on other tokens"):
         load_serving_heads(tmp_path, lite)
 

@@ -3,6 +3,7 @@ image waits for the model (queued behind a busy worker, or for room in a full qu
 the handler at once; the images indexed before stay, the waiting one is never extracted (its
 queued job is dropped) nor added. A real daemon (lite, one worker, room for one job); the
 worker is held by a job of the daemon's own queue, as a stream's frame would hold it."""
+
 from __future__ import annotations
 
 import threading
@@ -17,9 +18,9 @@ from support_service import image_pb, lite_extractor, running_server, sample_ima
 from regiond.extraction.extractor import Extractor
 from regiond.api.v1 import regions_pb2 as pb
 
-HELD = 120.0     # seconds the worker stays held: what waiting for the queued work would take
-PROMPT = 10.0    # the handler must be gone well within that
-DEADLINE = 6.0   # the deadline case's call deadline: time for the first image, then it passes
+HELD = 120.0  # seconds the worker stays held: what waiting for the queued work would take
+PROMPT = 10.0  # the handler must be gone well within that
+DEADLINE = 6.0  # the deadline case's call deadline: time for the first image, then it passes
 
 
 @dataclass
@@ -50,8 +51,10 @@ def paced(first: pb.IndexRequest, second: pb.IndexRequest, go: threading.Event, 
 @pytest.mark.parametrize("ending", ["cancel", "deadline"])
 def test_index_images_stops_waiting_when_its_call_ends(tmp_path, ending, waits):
     ex = recording_extractor()
-    a, b, c = (pb.IndexRequest(image_id=i, image=image_pb(sample_image(w, h, seed=s)))
-               for i, w, h, s in (("a", 48, 36, 0), ("b", 64, 40, 1), ("c", 48, 36, 2)))
+    a, b, c = (
+        pb.IndexRequest(image_id=i, image=image_pb(sample_image(w, h, seed=s)))
+        for i, w, h, s in (("a", 48, 36, 0), ("b", 64, 40, 1), ("c", 48, 36, 2))
+    )
     go, end, gate = threading.Event(), threading.Event(), threading.Event()
     with running_server(ex, tmp_path, index=True, queue=1, workers=1) as srv:
         ch, stub = stub_for(srv)

@@ -6,6 +6,7 @@ returns; the test SIGKILLs it at varying moments (FAISS: snapshots are written e
 so some kills land inside a checkpoint; Milvus Lite runs inside the writer and dies with it,
 its write-ahead log is all it leaves), then reopens the index and checks it.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,12 @@ SUPPORT = Path(__file__).with_name("support_index.py")
 
 
 def run_and_kill(where: str, start: int, acks_before_kill: int, extra_delay: float) -> list[str]:
-    p = subprocess.Popen([sys.executable, str(SUPPORT), where, str(start), "100000", "3"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, str(SUPPORT), where, str(start), "100000", "3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     acked = []
     try:
         for line in p.stdout:
@@ -88,11 +93,27 @@ def test_sigkill_during_indexing_loses_no_acknowledged_image(tmp_path, backend):
 def _start_daemon(data_dir: Path, port: int, index: str | None = None) -> subprocess.Popen:
     import grpc
 
-    p = subprocess.Popen([sys.executable, "-m", "regiond", "serve", "--listen", f"127.0.0.1:{port}",
-                          "--data-dir", str(data_dir), "--profile", "lite", "--torch-threads", "1",
-                          *(["--index", index] if index else [])],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                         cwd=Path(__file__).resolve().parents[1])
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "regiond",
+            "serve",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--data-dir",
+            str(data_dir),
+            "--profile",
+            "lite",
+            "--torch-threads",
+            "1",
+            *(["--index", index] if index else []),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     ch = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
         grpc.channel_ready_future(ch).result(timeout=120)

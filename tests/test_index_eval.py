@@ -1,4 +1,5 @@
 """Retrieval evaluation: COCO reading, AP, and regions beating the whole-image baseline."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,9 @@ def test_coco_reader_takes_polygons_and_both_rle_forms(tmp_path):
     # rewrite the first annotation as compressed RLE and add a polygon one
     enc = cmask.encode(np.asfortranarray(truth[0].astype(np.uint8)))
     data["annotations"][0]["segmentation"] = {"size": enc["size"], "counts": enc["counts"].decode()}
-    data["annotations"].append({"id": 999, "image_id": 1, "category_id": 1, "iscrowd": 0,
-                                "segmentation": [[2, 2, 12, 2, 12, 10, 2, 10]]})
+    data["annotations"].append(
+        {"id": 999, "image_id": 1, "category_id": 1, "iscrowd": 0, "segmentation": [[2, 2, 12, 2, 12, 10, 2, 10]]}
+    )
     (tmp_path / "annotations.json").write_text(json.dumps(data))
     c = load_coco(tmp_path)
     masks = [i.mask for im in c.images for i in im.instances]
@@ -95,14 +97,16 @@ def test_temporal_eval_ranks_every_box_as_the_daemons_search(sevenscenes_dir, tm
     rpc = SearchRPC(ex, tmp_path / "index")
     try:
         images = [pb.Image(data=png_bytes(f.rgb)) for f in frames]
-        summary = rpc.index_images(pb.IndexRequest(image_id=frame_id(i), image=img, metadata={"frame": str(i)})
-                                   for i, img in enumerate(images))
+        summary = rpc.index_images(
+            pb.IndexRequest(image_id=frame_id(i), image=img, metadata={"frame": str(i)}) for i, img in enumerate(images)
+        )
         assert summary.indexed == len(frames) and not summary.errors
         for match, name in ((pb.QUERY_MATCH_POOLED, "pooled"), (pb.QUERY_MATCH_REGIONS, "regions")):
             for i, want in rep.rankings[name].items():
                 x0, y0, x1, y1 = central_box(frames[i].height, frames[i].width, rep.box)
-                req = pb.SearchRequest(top_k=rep.k, box=pb.BoxQuery(image=images[i], match=match,
-                                                                    box=pb.Box(x0=x0, y0=y0, x1=x1, y1=y1)))
+                req = pb.SearchRequest(
+                    top_k=rep.k, box=pb.BoxQuery(image=images[i], match=match, box=pb.Box(x0=x0, y0=y0, x1=x1, y1=y1))
+                )
                 req.filter.exclude_image_ids.append(frame_id(i))
                 if expand is not None:
                     req.query_expansion = expand

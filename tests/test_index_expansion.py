@@ -1,5 +1,6 @@
 """Query expansion (αQE): the expanded query is computed as the formula says, from the best
 regions of the top n admissible images, on both backends; n = 0 is the exact search."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -60,16 +61,17 @@ def test_expansion_draws_only_on_admissible_images(tmp_path, backend):
         even = lambda k: int(k[3:]) % 2 == 0  # noqa: E731
         top_even = sorted(k for k in best_scores(idx, idx.prepare(q[None])[0]) if even(k))
         e = expanded_by_hand(idx, q, 3, lambda k: even(k) and k != top_even[0])
-        want = {k: s for k, (s, _) in best_scores(idx, e.astype(np.float32)).items()
-                if even(k) and k != top_even[0]}
-        hits = idx.search(q, k=4, expand=3, filter=SearchFilter(metadata={"parity": "even"}),
-                          exclude_image_ids=[top_even[0]])
+        want = {k: s for k, (s, _) in best_scores(idx, e.astype(np.float32)).items() if even(k) and k != top_even[0]}
+        hits = idx.search(
+            q, k=4, expand=3, filter=SearchFilter(metadata={"parity": "even"}), exclude_image_ids=[top_even[0]]
+        )
         assert [h.image_id for h in hits] == sorted(want, key=lambda k: -want[k])[:4]
         assert [h.score for h in hits] == pytest.approx(sorted(want.values(), reverse=True)[:4], abs=1e-4)
         got = idx.score_images(q, expand=3, exclude_image_ids=[top_even[0]])
         e_all = expanded_by_hand(idx, q, 3, lambda k: k != top_even[0])
-        assert got == pytest.approx({k: s for k, (s, _) in best_scores(idx, e_all.astype(np.float32)).items()},
-                                    abs=1e-4)
+        assert got == pytest.approx(
+            {k: s for k, (s, _) in best_scores(idx, e_all.astype(np.float32)).items()}, abs=1e-4
+        )
 
 
 def test_bad_expansions_are_refused(tmp_path):

@@ -1,5 +1,6 @@
 """Feature normalisers: fitting, what an index records, every query kind in one space, set
 queries, and indexes built before normalisation (format 1: a fixture written by that code)."""
+
 from __future__ import annotations
 
 import shutil
@@ -81,8 +82,9 @@ def test_shipped_lite_statistics_are_what_a_fresh_fit_gives():
     fresh = fit_for(ex)
     np.testing.assert_allclose(fresh.mean, shipped.mean, atol=1e-4)
     # eigenvector signs may flip between machines: compare the metric W·Wᵀ they define
-    np.testing.assert_allclose(fresh.transform @ fresh.transform.T, shipped.transform @ shipped.transform.T,
-                               rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(
+        fresh.transform @ fresh.transform.T, shipped.transform @ shipped.transform.T, rtol=1e-3, atol=1e-3
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -102,8 +104,9 @@ def test_every_query_kind_scores_in_the_normalised_space(tmp_path, backend):
         assert idx.score_images(q) == pytest.approx(expect, abs=1e-5)
         # filtered (exact over a few images) and FAISS paths agree
         sub = idx.search(q, k=30, filter=SearchFilter(metadata={"parity": "even"}))
-        assert [h.score for h in sub] == pytest.approx(sorted((v for k, v in expect.items() if int(k[3:]) % 2 == 0),
-                                                              reverse=True), abs=1e-5)
+        assert [h.score for h in sub] == pytest.approx(
+            sorted((v for k, v in expect.items() if int(k[3:]) % 2 == 0), reverse=True), abs=1e-5
+        )
         # a stored region found by its raw vector scores 1: queries and regions share the map
         v = idx.region_vector(image_id(4), 1)
         assert idx.search(v, k=1)[0].regions[0].score == pytest.approx(1.0, abs=1e-5)
@@ -202,7 +205,9 @@ def test_an_index_built_before_normalisation_keeps_its_raw_scores(index_v1, capl
         assert "built before feature normalisation" in caplog.text and "regiond index renormalise" in caplog.text
         assert idx.normaliser_note().startswith("none (built before feature normalisation")
         q = idx.region_vector(idx.store.image_ids()[3], 2)
-        assert idx.score_images(q) == pytest.approx(brute_force(idx, q, IDENTITY, legacy_ids(idx)), abs=1e-5)  # as it always was
+        assert idx.score_images(q) == pytest.approx(
+            brute_force(idx, q, IDENTITY, legacy_ids(idx)), abs=1e-5
+        )  # as it always was
         rs = region_set(1, dim=32)
         idx.add("new.png", rs)  # still writable, still format 1 (old code can keep opening it)
         assert idx.search(rs.features[0], k=1)[0].image_id == "new.png"
@@ -252,7 +257,8 @@ def test_tiny_profile_gets_a_normaliser_fitted_on_the_corpus(tmp_path, monkeypat
     monkeypatch.setattr(corpus, "CORPUS_IMAGES", 12)
     ex = build_extractor("tiny")
     assert not corpus.shipped_path(ex.features_name).exists()
-    with RegionIndex(tmp_path, dim=ex.dim, features=ex.features_name,
-                     normaliser=lambda: corpus.normaliser_for(ex)) as idx:
+    with RegionIndex(
+        tmp_path, dim=ex.dim, features=ex.features_name, normaliser=lambda: corpus.normaliser_for(ex)
+    ) as idx:
         assert idx.normaliser.kind == "whiten" and "12 generated images" in idx.normaliser.fitted_on
         assert "tiny/dinov2_tiny/mean" in idx.normaliser_note()

@@ -1,6 +1,7 @@
 """The index's SQLite readers are a fixed pool opened with the store (issue 12's soak saw the
 daemon's descriptors grow by two whenever another gRPC thread first searched: a connection per
 thread, opened lazily and kept after the thread ended)."""
+
 from __future__ import annotations
 
 import os
@@ -66,8 +67,16 @@ def test_more_readers_than_connections_all_finish(tmp_path):
     try:
         with store.write_lock:
             for i in range(5):
-                store.add_image(f"i{i}", 8, 8, {}, [np.array([64], np.uint32)], np.zeros((1, 4)), np.array([64]),
-                                np.full((1, 4), i, np.float32))
+                store.add_image(
+                    f"i{i}",
+                    8,
+                    8,
+                    {},
+                    [np.array([64], np.uint32)],
+                    np.zeros((1, 4)),
+                    np.array([64]),
+                    np.full((1, 4), i, np.float32),
+                )
         seen = []
 
         def reads():  # a generator that stops half-way must not keep a connection lent
@@ -89,8 +98,16 @@ def test_iter_features_pages_through_every_image_in_key_order(tmp_path):
     try:
         with store.write_lock:
             for i in range(7):
-                store.add_image(f"i{i}", 8, 8, {}, [np.array([64], np.uint32)], np.zeros((1, 4)), np.array([64]),
-                                np.full((1, 4), i, np.float32))
+                store.add_image(
+                    f"i{i}",
+                    8,
+                    8,
+                    {},
+                    [np.array([64], np.uint32)],
+                    np.zeros((1, 4)),
+                    np.array([64]),
+                    np.full((1, 4), i, np.float32),
+                )
             store.remove_image(store.key_of("i3"))
         got = list(store.iter_features(batch=2))
         assert [k for k, _ in got] == [1, 2, 3, 5, 6, 7]

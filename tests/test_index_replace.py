@@ -1,5 +1,6 @@
 """Replacing an indexed image is atomic for readers: a region lookup of that image never finds
 it missing half-way (the soak found `'img4' is not indexed` from a Search racing a replace)."""
+
 from __future__ import annotations
 
 import threading

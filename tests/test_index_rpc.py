@@ -1,5 +1,6 @@
 """IndexImages and Search through a real daemon (gRPC on a loopback port, lite profile), and
 clients/search.py against it, on both index backends (FAISS over SQLite; Milvus Lite)."""
+
 from __future__ import annotations
 
 import itertools
@@ -61,8 +62,10 @@ def test_index_and_search_over_grpc(tmp_path, collection, backend):
     ex = lite_extractor()
     with serving(ex, tmp_path, backend) as server:
         ch, stub = stub_for(server)
-        bad = [pb.IndexRequest(image_id="broken.png", image=pb.Image(data=b"not an image")),
-               pb.IndexRequest(image_id="", image=pb.Image(data=collection.images[0].path.read_bytes()))]
+        bad = [
+            pb.IndexRequest(image_id="broken.png", image=pb.Image(data=b"not an image")),
+            pb.IndexRequest(image_id="", image=pb.Image(data=collection.images[0].path.read_bytes())),
+        ]
         reqs = list(index_requests(collection))
         summary = stub.IndexImages(iter(reqs[:3] + bad + reqs[3:]))
         assert (summary.received, summary.indexed, summary.skipped) == (N_IMAGES + 2, N_IMAGES, 0)
@@ -83,7 +86,7 @@ def test_index_and_search_over_grpc(tmp_path, collection, backend):
         assert (m & inst.mask).sum() / m.sum() > 0.5  # the matched region lies on the object
         assert [h.score for h in resp.hits] == sorted([h.score for h in resp.hits], reverse=True)
         assert [h.metadata["split"] for h in resp.hits] == [split_of(h.image_id) for h in resp.hits]
-        assert {split_of(h.image_id) for h in resp.hits} == {"a", "b"}   # both kinds came back
+        assert {split_of(h.image_id) for h in resp.hits} == {"a", "b"}  # both kinds came back
 
         # the same object as a PNG mask, and as a box; filters and exclusion
         req = pb.SearchRequest(top_k=3)
@@ -98,7 +101,7 @@ def test_index_and_search_over_grpc(tmp_path, collection, backend):
         assert len(box_hits) == 3 and box_hits[0].image_id == ci.image_id
         r = box_hits[0].regions[0]
         m = rle.decode(r.mask.counts, r.mask.height, r.mask.width)
-        inside = m[ys.min():ys.max() + 1, xs.min():xs.max() + 1].sum() / m.sum()
+        inside = m[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].sum() / m.sum()
         assert inside > 0.5, f"the box query's best region lies {inside:.0%} in the box"
         req = mask_query(ci, inst)
         req.filter.exclude_image_ids.append(ci.image_id)
@@ -116,10 +119,17 @@ def test_index_and_search_over_grpc(tmp_path, collection, backend):
         same = [(c.image_id, c) for c in collection.images if any(i.category == cls for i in c.instances)]
         positives = []
         for image_id, c in same[:3]:
-            q = stub.Search(mask_query(c, next(i for i in c.instances if i.category == cls),
-                                       filter=pb.SearchFilter(image_id_prefix=image_id)))
+            q = stub.Search(
+                mask_query(
+                    c,
+                    next(i for i in c.instances if i.category == cls),
+                    filter=pb.SearchFilter(image_id_prefix=image_id),
+                )
+            )
             positives.append(pb.RegionRef(image_id=image_id, region_id=q.hits[0].regions[0].region_id))
-        resp = stub.Search(pb.SearchRequest(top_k=len(same), examples=pb.ExamplesQuery(positives=positives, negatives=200)))
+        resp = stub.Search(
+            pb.SearchRequest(top_k=len(same), examples=pb.ExamplesQuery(positives=positives, negatives=200))
+        )
         found = {h.image_id for h in resp.hits}
         assert len(found & {i for i, _ in same}) >= len(same) - 1
 
@@ -157,13 +167,17 @@ def test_index_and_search_over_grpc(tmp_path, collection, backend):
         req.box.box.CopyFrom(pb.Box(x0=500, y0=500, x1=600, y1=600))
         cases.append((req, "box.box"))
         cases.append((pb.SearchRequest(), "query"))
-        cases.append((pb.SearchRequest(examples=pb.ExamplesQuery(positives=positives, negatives=10**6)), "examples.negatives"))
+        cases.append(
+            (pb.SearchRequest(examples=pb.ExamplesQuery(positives=positives, negatives=10**6)), "examples.negatives")
+        )
         cases.append((pb.SearchRequest(examples=pb.ExamplesQuery()), "positives"))
         cases.append((pb.SearchRequest(top_k=5000, vector=pb.VectorQuery(values=[1.0] * dim)), "top_k"))
-        cases.append((pb.SearchRequest(regions_per_image=500, vector=pb.VectorQuery(values=[1.0] * dim)),
-                      "regions_per_image"))
-        cases.append((pb.SearchRequest(query_expansion=101, vector=pb.VectorQuery(values=[1.0] * dim)),
-                      "query_expansion"))
+        cases.append(
+            (pb.SearchRequest(regions_per_image=500, vector=pb.VectorQuery(values=[1.0] * dim)), "regions_per_image")
+        )
+        cases.append(
+            (pb.SearchRequest(query_expansion=101, vector=pb.VectorQuery(values=[1.0] * dim)), "query_expansion")
+        )
         for req, field in cases:
             err = call_error(stub.Search, req)
             assert err.details().startswith(field + ":"), (field, err.details())
@@ -205,13 +219,30 @@ def test_search_client_index_and_query(tmp_path, collection, capsys, backend):
         mask_png = tmp_path / "mask.png"
         mask_png.write_bytes(png_bytes(ci.instances[0].mask.astype(np.uint8) * 255))
         html = tmp_path / "hits.html"
-        assert client.main(base + ["query", str(ci.path), "--mask", str(mask_png), "-k", "3", "--out", str(html),
-                                   "--where", "set=one"]) == 0
+        assert (
+            client.main(
+                base
+                + ["query", str(ci.path), "--mask", str(mask_png), "-k", "3", "--out", str(html), "--where", "set=one"]
+            )
+            == 0
+        )
         out = capsys.readouterr().out
         assert f"1. {ci.image_id}" in out and html.read_text().count("<figure>") == 4
         ys, xs = np.nonzero(ci.instances[0].mask)
-        assert client.main(base + ["query", str(ci.path), "--box", f"{xs.min()},{ys.min()},{xs.max() + 1},{ys.max() + 1}",
-                                   "--out", str(html)]) == 0
+        assert (
+            client.main(
+                base
+                + [
+                    "query",
+                    str(ci.path),
+                    "--box",
+                    f"{xs.min()},{ys.min()},{xs.max() + 1},{ys.max() + 1}",
+                    "--out",
+                    str(html),
+                ]
+            )
+            == 0
+        )
         wrong = tmp_path / "wrong.png"
         wrong.write_bytes(png_bytes(np.ones((5, 5), np.uint8)))
         assert client.main(base + ["query", str(ci.path), "--mask", str(wrong), "--out", str(html)]) == 1
@@ -286,15 +317,34 @@ def test_normalised_search_is_the_same_through_the_daemon_and_in_process(tmp_pat
         assert len(set_q) > 1
         cases = {
             "mask": (mask_query(ci, inst), dict(query=ex.pool(rgb, inst.mask[None])[0])),
-            "box": (pb.SearchRequest(box=pb.BoxQuery(image=pb.Image(data=ci.path.read_bytes()), box=pb.Box(
-                x0=box[0], y0=box[1], x1=box[2], y1=box[3]))), dict(query=ex.pool(rgb, box_mask(box, rgb.shape[:2])[None])[0])),
-            "box by regions": (pb.SearchRequest(box=pb.BoxQuery(image=pb.Image(data=ci.path.read_bytes()), box=pb.Box(
-                x0=box[0], y0=box[1], x1=box[2], y1=box[3]), match=pb.QUERY_MATCH_REGIONS)), dict(query=set_q, weights=set_w)),
+            "box": (
+                pb.SearchRequest(
+                    box=pb.BoxQuery(
+                        image=pb.Image(data=ci.path.read_bytes()),
+                        box=pb.Box(x0=box[0], y0=box[1], x1=box[2], y1=box[3]),
+                    )
+                ),
+                dict(query=ex.pool(rgb, box_mask(box, rgb.shape[:2])[None])[0]),
+            ),
+            "box by regions": (
+                pb.SearchRequest(
+                    box=pb.BoxQuery(
+                        image=pb.Image(data=ci.path.read_bytes()),
+                        box=pb.Box(x0=box[0], y0=box[1], x1=box[2], y1=box[3]),
+                        match=pb.QUERY_MATCH_REGIONS,
+                    )
+                ),
+                dict(query=set_q, weights=set_w),
+            ),
             "vector": (pb.SearchRequest(vector=pb.VectorQuery(values=raw.tolist())), dict(query=raw)),
-            "region": (pb.SearchRequest(region=pb.RegionRef(image_id=ci.image_id, region_id=2)),
-                       dict(query=local.region_vector(ci.image_id, 2))),
-            "examples": (pb.SearchRequest(examples=pb.ExamplesQuery(positives=positives, negatives=200)),
-                         dict(query=probe.weights, bias=probe.bias, normalize=False)),
+            "region": (
+                pb.SearchRequest(region=pb.RegionRef(image_id=ci.image_id, region_id=2)),
+                dict(query=local.region_vector(ci.image_id, 2)),
+            ),
+            "examples": (
+                pb.SearchRequest(examples=pb.ExamplesQuery(positives=positives, negatives=200)),
+                dict(query=probe.weights, bias=probe.bias, normalize=False),
+            ),
         }
         for (name, (req, kw)), n in itertools.product(cases.items(), (None, 0, 3)):
             req.top_k, req.regions_per_image = 6, 2
@@ -307,9 +357,12 @@ def test_normalised_search_is_the_same_through_the_daemon_and_in_process(tmp_pat
             want = local.search(k=6, regions_per_image=2, expand=expand, **kw)
             assert [h.image_id for h in got] == [h.image_id for h in want], (name, n)
             assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-4), (name, n)
-            assert [[r.region_id for r in h.regions] for h in got] == [[r.region_id for r in h.regions] for h in want], (name, n)
-        bad = pb.SearchRequest(box=pb.BoxQuery(image=pb.Image(data=ci.path.read_bytes()), box=pb.Box(x0=0, y0=0, x1=9, y1=9),
-                                               match=7))
+            assert [[r.region_id for r in h.regions] for h in got] == [
+                [r.region_id for r in h.regions] for h in want
+            ], (name, n)
+        bad = pb.SearchRequest(
+            box=pb.BoxQuery(image=pb.Image(data=ci.path.read_bytes()), box=pb.Box(x0=0, y0=0, x1=9, y1=9), match=7)
+        )
         assert call_error(stub.Search, bad).details().startswith("box.match:")
         ch.close()
     local.close()

@@ -1,6 +1,7 @@
 """The region index on both backends (FAISS over SQLite, Milvus Lite): add, search, filters,
 remove, reopen, index kinds, probes, searches while adding, bad input; and each backend's own
 refusals (foreign files, another extractor's collection, a second process)."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -131,10 +132,14 @@ def test_duplicate_ids_error_skip_or_replace(tmp_path, backend):
             idx.region_vector(image_id(0), 5)
 
 
-@pytest.mark.parametrize("config", [
-    IndexConfig(kind="hnsw", hnsw_m=8),
-    IndexConfig(kind="ivfpq", nlist=4, pq_m=4, pq_nbits=4, train_size=200, nprobe=4),
-], ids=["hnsw", "ivfpq"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        IndexConfig(kind="hnsw", hnsw_m=8),
+        IndexConfig(kind="ivfpq", nlist=4, pq_m=4, pq_nbits=4, train_size=200, nprobe=4),
+    ],
+    ids=["hnsw", "ivfpq"],
+)
 def test_faiss_approximate_kinds_train_remove_and_reopen(tmp_path, config):
     with RegionIndex(tmp_path, dim=DIM, config=config) as idx:
         fill(idx, 150)  # > 39·16 regions: IVF-PQ trains on a sample partway through
@@ -210,18 +215,21 @@ def test_search_while_adding_from_threads(tmp_path, backend):
         assert len(idx) == 120 and idx.num_regions == sum(len(region_set(i)) for i in range(120))
 
 
-@pytest.mark.parametrize("call, field", [
-    (lambda idx: idx.search(np.ones(DIM + 1), k=1), "vector"),
-    (lambda idx: idx.search(np.full(DIM, np.nan), k=1), "vector"),
-    (lambda idx: idx.search(np.zeros(DIM), k=1), "vector"),
-    (lambda idx: idx.search(np.ones(DIM), k=0), "k"),
-    (lambda idx: idx.region_vector("missing", 0), "image_id"),
-    (lambda idx: idx.region_vector(image_id(0), 99), "region_id"),
-    (lambda idx: idx.add("", region_set(1)), "image_id"),
-    (lambda idx: idx.add("x", region_set(1, dim=DIM + 2)), "features"),
-    (lambda idx: idx.add("x", region_set(1), {"k": 3}), "metadata"),
-    (lambda idx: idx.search(np.ones(DIM), filter=SearchFilter(metadata={'a"b': "1"})), "filter.metadata"),
-])
+@pytest.mark.parametrize(
+    "call, field",
+    [
+        (lambda idx: idx.search(np.ones(DIM + 1), k=1), "vector"),
+        (lambda idx: idx.search(np.full(DIM, np.nan), k=1), "vector"),
+        (lambda idx: idx.search(np.zeros(DIM), k=1), "vector"),
+        (lambda idx: idx.search(np.ones(DIM), k=0), "k"),
+        (lambda idx: idx.region_vector("missing", 0), "image_id"),
+        (lambda idx: idx.region_vector(image_id(0), 99), "region_id"),
+        (lambda idx: idx.add("", region_set(1)), "image_id"),
+        (lambda idx: idx.add("x", region_set(1, dim=DIM + 2)), "features"),
+        (lambda idx: idx.add("x", region_set(1), {"k": 3}), "metadata"),
+        (lambda idx: idx.search(np.ones(DIM), filter=SearchFilter(metadata={'a"b': "1"})), "filter.metadata"),
+    ],
+)
 @backends
 def test_bad_input_names_the_field(tmp_path, backend, call, field):
     with open_at(tmp_path, backend) as idx:
@@ -280,8 +288,7 @@ def test_second_process_cannot_open_the_same_index(tmp_path, backend):
     import sys
 
     with open_at(tmp_path, backend):
-        code = ("from regiond.index import open_index\n"
-                f"open_index({location(tmp_path, backend)!r}, dim={DIM})")
+        code = f"from regiond.index import open_index\nopen_index({location(tmp_path, backend)!r}, dim={DIM})"
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         assert r.returncode != 0 and "is open in another process" in r.stderr, r.stderr[-500:]
 
@@ -317,7 +324,7 @@ def test_damaged_database_is_refused_untouched(tmp_path):
     blob = region_set(30).features.astype("<f4").tobytes()
     at = bytes(data).find(blob)
     assert at > 0
-    data[at + 20:at + 24] = b"\xa5" * 4  # bit rot inside one image's vectors: SQLite cannot tell
+    data[at + 20 : at + 24] = b"\xa5" * 4  # bit rot inside one image's vectors: SQLite cannot tell
     db.write_bytes(bytes(data))
     (tmp_path / "faiss.snapshot").unlink()  # the rebuild has to read every page
     with pytest.raises(IndexFileError, match="damaged .*checksum"):
@@ -329,8 +336,12 @@ def test_milvus_locations_parse_and_pick_an_index_by_scale():
     from regiond.index.milvus.schema import HNSW_MAX_REGIONS, MilvusLocation, after_prefix, filter_expr
 
     loc = MilvusLocation.parse("milvus://db.example:19530/photos?expected_regions=2.5e9&db=prod")
-    assert (loc.uri, loc.collection, loc.db, loc.expected_regions) == ("http://db.example:19530", "photos", "prod",
-                                                                       2_500_000_000)
+    assert (loc.uri, loc.collection, loc.db, loc.expected_regions) == (
+        "http://db.example:19530",
+        "photos",
+        "prod",
+        2_500_000_000,
+    )
     big = loc.config(1024, None)
     assert big.kind == "ivfpq" and 1024 % big.pq_m == 0 and big.nlist == 65536
     assert MilvusLocation.parse(f"milvus://h:1?expected_regions={HNSW_MAX_REGIONS}").config(384, None).kind == "hnsw"
@@ -338,10 +349,15 @@ def test_milvus_locations_parse_and_pick_an_index_by_scale():
     assert (lite.uri, lite.lite_path, lite.collection) == (None, "/data/idx", "c1")
     assert lite.config(64, None).kind == "hnsw"  # Milvus Lite has no PQ
     assert MilvusLocation.parse("milvus://h:1?index=flat").config(8, IndexConfig(kind="hnsw")).kind == "hnsw"
-    for bad, msg in [("milvus://nohost", "HOST:PORT"), ("milvus://h:1?speed=fast", "unknown options"),
-                     ("milvus://h:1?index=annoy", "one of auto"), ("milvus-lite:", "needs a directory")]:
+    for bad, msg in [
+        ("milvus://nohost", "HOST:PORT"),
+        ("milvus://h:1?speed=fast", "unknown options"),
+        ("milvus://h:1?index=annoy", "one of auto"),
+        ("milvus-lite:", "needs a directory"),
+    ]:
         with pytest.raises(ValueError, match=msg):
             MilvusLocation.parse(bad)
     assert after_prefix("img0001") == "img0002" and after_prefix("") is None
-    assert filter_expr("a", {"k": 'v"'}, ["x"]) == ('region >= 0 and image_id >= "a" and image_id < "b" and '
-                                                    'metadata["k"] == "v\\"" and image_id not in ["x"]')
+    assert filter_expr("a", {"k": 'v"'}, ["x"]) == (
+        'region >= 0 and image_id >= "a" and image_id < "b" and metadata["k"] == "v\\"" and image_id not in ["x"]'
+    )

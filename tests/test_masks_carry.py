@@ -1,5 +1,6 @@
 """Masks carried across frames (regiond.masks.carry): reprojection with a z-buffer test, optical
 flow, keyframe decisions, stream order across threads, and the evaluation-only ground truth."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,7 +33,7 @@ def test_reprojection_matches_true_instances(room):
     f0, f3 = room[0], room[3]
     index = correspondences(f0.depth, f0.camera, f0.pose, f3.depth, f3.camera, f3.pose)
     hit = index >= 0
-    assert 0.6 < hit.mean() < 1.0       # most pixels seen by both, some newly seen
+    assert 0.6 < hit.mean() < 1.0  # most pixels seen by both, some newly seen
     src = f0.meta["instances"].reshape(-1)[index[hit]]
     assert (src == f3.meta["instances"][hit]).mean() > 0.99
 
@@ -43,12 +44,12 @@ def test_z_buffer_rejects_occluded_points():
     cam = Camera(50, 50, 31.5, 23.5, 64, 48)
     pose = np.eye(4)
     src = np.full((48, 64), 4.0, np.float32)
-    src[:, :32] = 1.0                      # a near surface covers the left half of the source
+    src[:, :32] = 1.0  # a near surface covers the left half of the source
     dst = np.full((48, 64), 4.0, np.float32)  # the destination sees only the far wall
     index = correspondences(src, cam, pose, dst, cam, pose)
     assert (index[:, :32] == -1).all() and (index[:, 40:] >= 0).all()
     masks = np.zeros((1, 48, 64), bool)
-    masks[0, :, :32] = True                # a mask of the near surface
+    masks[0, :, :32] = True  # a mask of the near surface
     assert not carry_masks(masks, index).any()
 
 
@@ -66,8 +67,8 @@ def test_tracker_carries_between_keyframes(room):
             inter = (t[:, None] & sam[None]).sum((2, 3))
             union = (t[:, None] | sam[None]).sum((2, 3))
             big = t.sum((1, 2)) >= 300
-            assert np.mean((inter / np.maximum(union, 1)).max(1)[big]) > 0.75   # newly seen parts lower it
-        assert props.masks.any(axis=0).mean() > 0.8     # SLIC fills the gaps (pieces of 300+ pixels)
+            assert np.mean((inter / np.maximum(union, 1)).max(1)[big]) > 0.75  # newly seen parts lower it
+        assert props.masks.any(axis=0).mean() > 0.8  # SLIC fills the gaps (pieces of 300+ pixels)
     assert [i.keyframe for i in infos] == [True, False, False, False, True, False, False, False]
     assert infos[0].reason == "first frame" and infos[4].reason == "every 4 frames"
     assert infos[2].keyframe_index == 0 and 0.5 < infos[2].coverage <= 1.0
@@ -78,7 +79,7 @@ def test_low_coverage_and_missing_geometry_make_keyframes(room):
     tracker = MaskTracker(CarryConfig(every=10, min_coverage=0.999))
     masker = SamSlicCover(GroundTruthMasker(), SlicMasker())
     _, first = tracker.propose(room[0], masker)
-    _, low = tracker.propose(room[3], masker)       # 3 frames on: less than 99.9 % still covered
+    _, low = tracker.propose(room[3], masker)  # 3 frames on: less than 99.9 % still covered
     assert low.keyframe and low.reason.startswith("coverage ")
     tracker = MaskTracker(CarryConfig(every=10, min_coverage=0.1))
     tracker.propose(room[0], masker)
@@ -113,13 +114,13 @@ def test_generator_error_makes_the_next_frame_a_keyframe(room):
 
 
 def test_flow_carries_clip_masks():
-    clip = render_clip(0, 5, frames=32, width=320, height=240)   # moving left; its first 6 frames
+    clip = render_clip(0, 5, frames=32, width=320, height=240)  # moving left; its first 6 frames
     frames = [Frame(rgb=clip.frames[k], index=k, meta={"instances": clip.instances[k]}) for k in range(6)]
     truth = GroundTruthMasker()
     tracker = MaskTracker(CarryConfig(every=6, min_coverage=0.0, method="flow"))
     ious = []
     for f in frames:
-        props, info = tracker.propose(f, truth)   # no filler: the carried masks alone
+        props, info = tracker.propose(f, truth)  # no filler: the carried masks alone
         if not info.keyframe:
             t, c = truth.from_frame(f).masks, props.masks
             inter = (t[:, None] & c[None]).sum((2, 3))
@@ -145,11 +146,11 @@ def test_tickets_keep_stream_order_across_threads(room):
         t.start()
     tickets[1].release()
     tickets[3].release()
-    tickets[3].release()       # twice is harmless
+    tickets[3].release()  # twice is harmless
     for t in threads:
         t.join(10)
     assert [k for k, _ in done] == [0, 2, 4]
-    assert done == [(0, True), (2, False), (4, False)]    # released turns are no frames
+    assert done == [(0, True), (2, False), (4, False)]  # released turns are no frames
     waiting = tracker.ticket()
     tracker.ticket()
     late = tracker.ticket()
@@ -174,14 +175,14 @@ def test_ground_truth_masker_is_for_evaluation_only(room):
 
 
 def test_clip_instances_match_the_drawn_shapes():
-    clip = render_clip(7, 2, frames=4, width=160, height=120)   # meeting: two actors
+    clip = render_clip(7, 2, frames=4, width=160, height=120)  # meeting: two actors
     assert clip.instances.shape == clip.frames.shape[:3] and clip.instances.max() >= 3
     for k in range(4):
         first_actor = int(clip.instances[k].max()) - len(clip.boxes[k]) + 1
         for j, (x0, y0, x1, y1) in enumerate(clip.boxes[k]):
             ys, xs = np.nonzero(clip.instances[k] == first_actor + j)
             inside = (xs >= x0 - 1) & (xs <= x1 + 1) & (ys >= y0 - 1) & (ys <= y1 + 1)
-            assert len(xs) > 100 and inside.mean() > 0.9     # the stripe may stick out a little
+            assert len(xs) > 100 and inside.mean() > 0.9  # the stripe may stick out a little
 
 
 def test_bad_config_names_the_field():
@@ -198,17 +199,17 @@ def test_grow_extends_masks_over_unseen_parts_of_their_superpixels():
     from regiond.masks.carry import grow
 
     labels = np.zeros((4, 8), np.int32)
-    labels[:, 4:] = 1                      # two superpixels: left and right halves
+    labels[:, 4:] = 1  # two superpixels: left and right halves
     unseen = np.zeros((4, 8), bool)
-    unseen[:, 2:4] = True                  # half of the left one was not seen by the keyframe
-    unseen[:, 7] = True                    # and a quarter of the right one
+    unseen[:, 2:4] = True  # half of the left one was not seen by the keyframe
+    unseen[:, 7] = True  # and a quarter of the right one
     masks = np.zeros((2, 4, 8), bool)
-    masks[0, :, :2] = True                 # mask 0 holds all the seen left part
-    masks[1, :2, 4:7] = True               # mask 1 holds half of the seen right part
+    masks[0, :, :2] = True  # mask 0 holds all the seen left part
+    masks[1, :2, 4:7] = True  # mask 1 holds half of the seen right part
     out = grow(masks, unseen, labels)
     assert out[0, :, :4].all() and not out[0, :, 4:].any()
     assert out[1, :, 7].all() and out[1].sum() == masks[1].sum() + 4
-    assert not (out & ~masks)[:, ~unseen].any()     # seen pixels never change
+    assert not (out & ~masks)[:, ~unseen].any()  # seen pixels never change
     assert grow(masks, np.zeros_like(unseen), labels) is masks
 
 
@@ -232,7 +233,7 @@ def test_generator_runs_on_keyframes_only_and_memory_is_one_interval(room):
     for f in room[1:3]:
         tracker.propose(f, masker)
     assert Counting.calls == 1 and first() is not None
-    tracker.propose(room[3], masker)          # the next keyframe
+    tracker.propose(room[3], masker)  # the next keyframe
     gc.collect()
     assert Counting.calls == 2 and first() is None
     last = weakref.ref(tracker._key.masks)

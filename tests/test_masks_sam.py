@@ -1,5 +1,6 @@
 """SAM through segment-anything's real automatic mask generator, with a tiny random SAM built by
 segment_anything's own _build_sam, saved and reloaded in the official checkpoint layout."""
+
 from __future__ import annotations
 
 import sys
@@ -40,8 +41,14 @@ def tiny_sam():
 
 def test_presets_are_the_papers_numbers():
     img, scene, act = PRESETS["image"], PRESETS["scene"], PRESETS["activity"]
-    assert (img.points_per_side, img.pred_iou_thresh, img.stability_score_thresh,
-            img.stability_score_offset, img.box_nms_thresh, img.min_mask_region_area) == (32, 0.88, 0.95, 1.0, 0.7, 0)
+    assert (
+        img.points_per_side,
+        img.pred_iou_thresh,
+        img.stability_score_thresh,
+        img.stability_score_offset,
+        img.box_nms_thresh,
+        img.min_mask_region_area,
+    ) == (32, 0.88, 0.95, 1.0, 0.7, 0)
     assert (scene.points_per_side, scene.stability_score_thresh, scene.pred_iou_thresh) == (16, 0.85, 0.88)
     assert (act.points_per_side, act.stability_score_thresh, act.min_mask_region_area) == (8, 0.85, 500)
 
@@ -74,9 +81,12 @@ def test_official_archs_match_segment_anything(name, monkeypatch):
     monkeypatch.setattr(bs, "_build_sam", lambda **kw: calls.setdefault("kw", kw))
     sam_model_registry[name]()
     kw, arch = calls["kw"], SAM_ARCHS[name]
-    assert (kw["encoder_embed_dim"], kw["encoder_depth"], kw["encoder_num_heads"],
-            tuple(kw["encoder_global_attn_indexes"])) == (arch.encoder_embed_dim, arch.encoder_depth,
-                                                           arch.encoder_num_heads, arch.encoder_global_attn_indexes)
+    assert (
+        kw["encoder_embed_dim"],
+        kw["encoder_depth"],
+        kw["encoder_num_heads"],
+        tuple(kw["encoder_global_attn_indexes"]),
+    ) == (arch.encoder_embed_dim, arch.encoder_depth, arch.encoder_num_heads, arch.encoder_global_attn_indexes)
 
 
 def test_tiny_sam_through_the_real_generator(tiny_sam, photo):
@@ -99,11 +109,13 @@ def test_checkpoint_in_official_layout_round_trip(tiny_sam, photo, tmp_path):
     assert prefixes == {"image_encoder", "prompt_encoder", "mask_decoder"}
     assert "image_encoder.patch_embed.proj.weight" in state
     other = build_sam_model("tiny", seed=123)  # different init ...
-    loaded = build_sam_model("tiny", path)     # ... the file wins
+    loaded = build_sam_model("tiny", path)  # ... the file wins
     for k, v in loaded.state_dict().items():
         assert torch.equal(v, state[k]), k
-    assert not torch.equal(other.state_dict()["mask_decoder.iou_prediction_head.layers.0.weight"],
-                           state["mask_decoder.iou_prediction_head.layers.0.weight"])
+    assert not torch.equal(
+        other.state_dict()["mask_decoder.iou_prediction_head.layers.0.weight"],
+        state["mask_decoder.iou_prediction_head.layers.0.weight"],
+    )
     a = SamMasker(tiny_sam, generator_config("image", **FEW))(photo)
     b = SamMasker(loaded, generator_config("image", **FEW))(photo)
     assert len(a) >= 1

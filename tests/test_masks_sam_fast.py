@@ -2,6 +2,7 @@
 same masks (count, one-to-one IoU ≥ 0.99, predicted IoU and stability within 1e-3) on a real
 photo and a synthetic frame, every preset, with and without crops; its parts against the
 reference's (decoder, upsampling, boxes); the switch between them."""
+
 from __future__ import annotations
 
 from dataclasses import asdict
@@ -64,9 +65,17 @@ def assert_same_masks(reference: list[dict], fast: list[dict], at_least: int = 3
         assert reference[i]["point_coords"] == fast[j]["point_coords"]
 
 
-CASES = [("photo", "image", False), ("photo", "scene", False), ("photo", "activity", False),
-         ("synthetic", "image", False), ("synthetic", "scene", False), ("synthetic", "activity", False),
-         ("photo", "image", True), ("synthetic", "scene", True), ("photo", "activity", True)]
+CASES = [
+    ("photo", "image", False),
+    ("photo", "scene", False),
+    ("photo", "activity", False),
+    ("synthetic", "image", False),
+    ("synthetic", "scene", False),
+    ("synthetic", "activity", False),
+    ("photo", "image", True),
+    ("synthetic", "scene", True),
+    ("photo", "activity", True),
+]
 
 
 @pytest.mark.parametrize("image,preset,crops", CASES)
@@ -110,8 +119,10 @@ def test_decoder_matches_the_stock_decoder(sam):
     assert cut.shape[-2:] == (100, 40) and torch.equal(cut, ours[..., :100, :40])
 
 
-@pytest.mark.parametrize("input_size,size", [((768, 1024), (480, 640)), ((1024, 683), (1500, 1000)),
-                                             ((1024, 1024), (64, 64)), ((576, 1024), (135, 240))])
+@pytest.mark.parametrize(
+    "input_size,size",
+    [((768, 1024), (480, 640)), ((1024, 683), (1500, 1000)), ((1024, 1024), (64, 64)), ((576, 1024), (135, 240))],
+)
 def test_upsampling_is_sams_postprocessing(sam, input_size, size):
     torch.manual_seed(1)
     low = torch.randn(3, 256, 256)

@@ -1,4 +1,5 @@
 """SLIC on every input kind, every bad input, and the paper's SAM+SLIC cover rule."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -108,12 +109,13 @@ def test_over_the_pixel_limit(photo):
 
 # --- the cover rule ----------------------------------------------------------------------
 
+
 def _sam_like(h: int, w: int) -> MaskProposals:
     """Three overlapping SAM-style masks: an ellipse, a rectangle, a thin band."""
     yy, xx = np.mgrid[0:h, 0:w]
     ell = ((yy - h * 0.45) / (h * 0.3)) ** 2 + ((xx - w * 0.4) / (w * 0.25)) ** 2 <= 1
     rect = np.zeros((h, w), bool)
-    rect[h // 2:, w // 2: w - 10] = True
+    rect[h // 2 :, w // 2 : w - 10] = True
     band = np.zeros((h, w), bool)
     band[5:12, :] = True
     masks = np.stack([ell, rect, band])
@@ -147,9 +149,9 @@ def test_cover_rule_on_a_real_photo(slic, photo):
     for got, want in zip(pieces, ref):
         assert np.array_equal(got, want)
     sam_union = sam.masks.any(0)
-    assert not (pieces & sam_union).any()           # pieces only on uncovered pixels
+    assert not (pieces & sam_union).any()  # pieces only on uncovered pixels
     assert (pieces.sum((1, 2)) >= MIN_PIECE_PIXELS).all()
-    assert (pieces.sum(0) <= 1).all()               # pieces never overlap each other
+    assert (pieces.sum(0) <= 1).all()  # pieces never overlap each other
     # Every pixel is covered except those in leftover pieces under 300 pixels.
     uncovered_after = ~out.masks.any(0)
     sizes = np.bincount(labels[~sam_union], minlength=labels.max() + 1)
@@ -162,8 +164,8 @@ def test_cover_threshold_is_inclusive_at_300():
     labels = np.zeros((40, 40), np.int32)
     labels[:, 20:] = 1
     sam_mask = np.ones((40, 40), bool)
-    sam_mask.flat[np.flatnonzero(labels.ravel() == 0)[:300]] = False   # 300 px of label 0 uncovered
-    sam_mask.flat[np.flatnonzero(labels.ravel() == 1)[:299]] = False   # 299 px of label 1 uncovered
+    sam_mask.flat[np.flatnonzero(labels.ravel() == 0)[:300]] = False  # 300 px of label 0 uncovered
+    sam_mask.flat[np.flatnonzero(labels.ravel() == 1)[:299]] = False  # 299 px of label 1 uncovered
     sam = MaskProposals(sam_mask[None], np.zeros(1, np.uint8), np.ones(1, np.float32))
     out = cover(sam, labels, 300)
     assert len(out) == 2

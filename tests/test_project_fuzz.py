@@ -1,6 +1,7 @@
 """The fuzz harnesses (tests/fuzz/): a short coverage-guided run of each, and every input that
 once found a defect (tests/fuzz/regressions/HARNESS/) replayed: the only acceptable outcomes
 are a result or our own error type with a message. `make fuzz` runs them for longer."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -16,17 +17,33 @@ from runner import HARNESSES  # tests/fuzz is on pytest's pythonpath (pyproject.
 
 SHORT_RUNS = 2000
 REGRESSIONS = sorted(p for p in (FUZZ / "regressions").glob("*/*") if p.is_file())
-needs_atheris = pytest.mark.skipif(importlib.util.find_spec("atheris") is None,
-                                   reason="atheris is not installed: the dev extra installs atheris 3.0.0 only where "
-                                          "it has wheels (CPython 3.11-3.13 on x86-64 Linux); elsewhere it "
-                                          "must be built with clang and libFuzzer")
+needs_atheris = pytest.mark.skipif(
+    importlib.util.find_spec("atheris") is None,
+    reason="atheris is not installed: the dev extra installs atheris 3.0.0 only where "
+    "it has wheels (CPython 3.11-3.13 on x86-64 Linux); elsewhere it "
+    "must be built with clang and libFuzzer",
+)
 
 
 @needs_atheris
 @pytest.mark.parametrize("harness", HARNESSES)
 def test_short_fuzz_run_finds_nothing(harness, tmp_path):
-    p = subprocess.run([sys.executable, str(FUZZ / "runner.py"), "--runs", str(SHORT_RUNS), "--seed", "1",
-                        "--out", str(tmp_path), harness], capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        [
+            sys.executable,
+            str(FUZZ / "runner.py"),
+            "--runs",
+            str(SHORT_RUNS),
+            "--seed",
+            "1",
+            "--out",
+            str(tmp_path),
+            harness,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     line = re.search(rf"^{harness.upper()}: (\d+) executions, (\d+) crashes$", p.stdout, re.M)
     assert line, p.stdout + p.stderr
     assert int(line.group(2)) == 0, p.stdout + (tmp_path / harness / "fuzz.log").read_text()[-3000:]

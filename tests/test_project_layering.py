@@ -3,6 +3,7 @@ contracts in pyproject.toml), no module grows past 400 lines, one name means one
 shipped modules share a file name unless they are the same kind of thing in parallel rooms, and
 none shadows the standard library), the installed package lists every folder, and test files
 are named after the room they test."""
+
 from __future__ import annotations
 
 import subprocess
@@ -45,13 +46,33 @@ def test_no_module_over_400_lines():
 
 
 #: the one import namespace: repository folder -> package (pyproject's package-dir; README "Layout")
-NAMESPACE = {"daemon": "regiond", "core": "regiond.core", "scenes": "regiond.scenes",
-             "clients": "regiond.client", "protos/regions": "regiond.api"}
+NAMESPACE = {
+    "daemon": "regiond",
+    "core": "regiond.core",
+    "scenes": "regiond.scenes",
+    "clients": "regiond.client",
+    "protos/regions": "regiond.api",
+}
 #: file names that may repeat: the same kind of thing in parallel rooms
 SHARED_NAMES = {"__init__.py", "__main__.py", "config.py", "registry.py"}
 #: test files are test_<room>_<what>.py
-TEST_ROOMS = {"core", "scenes", "geometry", "masks", "features", "extraction", "heads", "index", "objects",
-              "service", "commands", "client", "api", "bench", "project"}
+TEST_ROOMS = {
+    "core",
+    "scenes",
+    "geometry",
+    "masks",
+    "features",
+    "extraction",
+    "heads",
+    "index",
+    "objects",
+    "service",
+    "commands",
+    "client",
+    "api",
+    "bench",
+    "project",
+}
 
 
 def shipped_modules() -> list[Path]:
@@ -76,8 +97,9 @@ def test_one_name_one_meaning():
     repeated = {n: paths for n, paths in by_name.items() if len(paths) > 1 and n not in SHARED_NAMES}
     assert not repeated, f"modules sharing a file name: {repeated}"
     scripts = [p for d in ("bench", "tools", "clients") for p in (REPO / d).glob("*.py")]
-    shadowing = sorted(str(p.relative_to(REPO)) for p in [*shipped_modules(), *scripts]
-                       if p.stem in sys.stdlib_module_names)
+    shadowing = sorted(
+        str(p.relative_to(REPO)) for p in [*shipped_modules(), *scripts] if p.stem in sys.stdlib_module_names
+    )
     assert not shadowing, f"these shadow a standard-library module: {shadowing}"
 
 

@@ -1,4 +1,5 @@
 """7-Scenes folders, ScanNet exported folders, sampling and resampling."""
+
 from __future__ import annotations
 
 import shutil
@@ -38,8 +39,17 @@ def test_sampling_options(sevenscenes_dir):
     assert src.describe()["resampled_to"] == [320, 240]
 
 
-@pytest.mark.parametrize("kw, field", [(dict(every=0), "every"), (dict(count=0), "count"), (dict(max_frames=-1), "max_frames"),
-                                       (dict(size=(0, 10)), "size"), (dict(size=(10,)), "size"), (dict(every=1.5), "every")])
+@pytest.mark.parametrize(
+    "kw, field",
+    [
+        (dict(every=0), "every"),
+        (dict(count=0), "count"),
+        (dict(max_frames=-1), "max_frames"),
+        (dict(size=(0, 10)), "size"),
+        (dict(size=(10,)), "size"),
+        (dict(every=1.5), "every"),
+    ],
+)
 def test_bad_sampling(sevenscenes_dir, kw, field):
     with pytest.raises(InputError) as e:
         scenes.open_source(sevenscenes_dir, **kw)
@@ -116,8 +126,8 @@ def _scannet_folder(sevenscenes_dir, root, numbers=(150, 151, 152), raw_labels=T
         shutil.copy(sevenscenes_dir / f"frame-{n:06d}.depth.png", root / "depth" / f"{k}.png")
         shutil.copy(sevenscenes_dir / f"frame-{n:06d}.pose.txt", root / "pose" / f"{k}.txt")
         lab = np.zeros((968, 1296), np.uint16)
-        lab[:484] = 107 if raw_labels else 38   # raw 107 "pipes" → NYU40 38 (the last row wins)
-        lab[484:] = 2 if raw_labels else 5      # raw 2 "chair" → NYU40 5
+        lab[:484] = 107 if raw_labels else 38  # raw 107 "pipes" → NYU40 38 (the last row wins)
+        lab[484:] = 2 if raw_labels else 5  # raw 2 "chair" → NYU40 5
         cv2.imwrite(str(root / "label-filt" / f"{k}.png"), lab)
     return root
 
@@ -138,7 +148,7 @@ def test_scannet_folder_with_label_table(sevenscenes_dir, scannet_labels_tsv, tm
     assert frames[1].pose is None and frames[2].pose is not None
     ref = next(iter(scenes.open_source(sevenscenes_dir)))
     np.testing.assert_array_equal(f.depth, ref.depth)
-    assert np.abs(f.rgb.astype(int) - ref.rgb).mean() < 6   # JPEG and two resamplings
+    assert np.abs(f.rgb.astype(int) - ref.rgb).mean() < 6  # JPEG and two resamplings
 
 
 def test_scannet_folder_numeric_order_and_missing_table(sevenscenes_dir, tmp_path):

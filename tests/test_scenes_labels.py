@@ -1,4 +1,5 @@
 """ScanNet label table → NYU40 → the 20 benchmark classes."""
+
 from __future__ import annotations
 
 import numpy as np

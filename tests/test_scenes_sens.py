@@ -1,4 +1,5 @@
 """ScanNet .sens: writer/reader round trip, an independently packed file, and bad files."""
+
 from __future__ import annotations
 
 import struct
@@ -69,15 +70,30 @@ def _pack_independently(path, rgbs, depths, poses, sensor=b"StructureSensor", sh
     out = [struct.pack("I", 4), struct.pack("Q", len(sensor)), sensor]
     for m in (K if color_K is None else color_K, np.eye(4), K, np.eye(4)):
         out.append(struct.pack("f" * 16, *np.asarray(m, np.float32).ravel()))
-    out += [struct.pack("i", 2), struct.pack("i", 1), struct.pack("I", W), struct.pack("I", H),
-            struct.pack("I", W), struct.pack("I", H), struct.pack("f", shift), struct.pack("Q", len(rgbs))]
+    out += [
+        struct.pack("i", 2),
+        struct.pack("i", 1),
+        struct.pack("I", W),
+        struct.pack("I", H),
+        struct.pack("I", W),
+        struct.pack("I", H),
+        struct.pack("f", shift),
+        struct.pack("Q", len(rgbs)),
+    ]
     decoded = []
     for k, (c, d, p) in enumerate(zip(rgbs, depths, poses)):
         ok, jpg = cv2.imencode(".jpg", c[:, :, ::-1])
         decoded.append(cv2.imdecode(jpg, cv2.IMREAD_COLOR)[:, :, ::-1])
         dz = zlib.compress(d.astype("<u2").tobytes(), 9)
-        out += [struct.pack("f" * 16, *np.asarray(p, np.float32).ravel()), struct.pack("Q", 77 + k),
-                struct.pack("Q", 88 + k), struct.pack("Q", len(jpg)), struct.pack("Q", len(dz)), jpg.tobytes(), dz]
+        out += [
+            struct.pack("f" * 16, *np.asarray(p, np.float32).ravel()),
+            struct.pack("Q", 77 + k),
+            struct.pack("Q", 88 + k),
+            struct.pack("Q", len(jpg)),
+            struct.pack("Q", len(dz)),
+            jpg.tobytes(),
+            dz,
+        ]
     if imu:
         out.append(struct.pack("Q", 0))
     path.write_bytes(b"".join(out))
@@ -110,12 +126,16 @@ def test_independently_packed_file_reads_the_same(tmp_path):
 def test_sampling_skips_without_decoding(tmp_path, monkeypatch):
     rgbs, depths, poses = _data(6, seed=2)
     path = _write(tmp_path / "s.sens", rgbs, depths, poses)
-    decoded = []   # (what, frame) for every colour image and depth map decoded
+    decoded = []  # (what, frame) for every colour image and depth map decoded
     decode_color, decode_depth = SensFile.decode_color, SensFile._decode_depth
-    monkeypatch.setattr(SensFile, "decode_color",
-                        lambda self, rec: decoded.append(("colour", rec.index)) or decode_color(self, rec))
-    monkeypatch.setattr(SensFile, "_decode_depth",
-                        lambda self, data, where: decoded.append(("depth", where)) or decode_depth(self, data, where))
+    monkeypatch.setattr(
+        SensFile, "decode_color", lambda self, rec: decoded.append(("colour", rec.index)) or decode_color(self, rec)
+    )
+    monkeypatch.setattr(
+        SensFile,
+        "_decode_depth",
+        lambda self, data, where: decoded.append(("depth", where)) or decode_depth(self, data, where),
+    )
     assert [f.index for f in scenes.open_source(path, every=2)] == [0, 2, 4]
     assert [i for what, i in decoded if what == "colour"] == [0, 2, 4]
     assert sum(what == "depth" for what, _ in decoded) == 3, decoded
@@ -166,7 +186,7 @@ def test_corrupt_depth_names_the_frame(tmp_path):
     tail = zlib.compress(depths[1].astype("<u2").tobytes())
     pos = bytes(data).rfind(tail)
     assert pos > 0 and len(recs) == 2
-    data[pos + 2: pos + 12] = b"\x00" * 10
+    data[pos + 2 : pos + 12] = b"\x00" * 10
     path.write_bytes(bytes(data))
     got = []
     with pytest.raises(scenes.SourceError, match="frame 1 of 2.*depth"):
@@ -175,12 +195,15 @@ def test_corrupt_depth_names_the_frame(tmp_path):
     assert got == [0]
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda b: struct.pack("<I", 3) + b[4:], "version"),
-    (lambda b: b[:20], "truncated header"),
-    (lambda b: b[:4] + struct.pack("<Q", 10**9) + b[12:], "sensor name length"),
-    (lambda b: b"", "truncated header"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda b: struct.pack("<I", 3) + b[4:], "version"),
+        (lambda b: b[:20], "truncated header"),
+        (lambda b: b[:4] + struct.pack("<Q", 10**9) + b[12:], "sensor name length"),
+        (lambda b: b"", "truncated header"),
+    ],
+)
 def test_bad_headers(tmp_path, mutate, message):
     rgbs, depths, poses = _data(1)
     path = _write(tmp_path / "h.sens", rgbs, depths, poses)
@@ -194,7 +217,7 @@ def test_unsupported_depth_compression(tmp_path):
     path = _write(tmp_path / "o.sens", rgbs, depths, poses)
     b = bytearray(path.read_bytes())
     off = 4 + 8 + len(b"regiond") + 256 + 4
-    b[off: off + 4] = struct.pack("<i", 2)  # occi_ushort
+    b[off : off + 4] = struct.pack("<i", 2)  # occi_ushort
     path.write_bytes(bytes(b))
     with pytest.raises(scenes.SourceError, match="occi"):
         scenes.open_source(path)
@@ -230,8 +253,11 @@ def test_reading_is_constant_in_memory(tmp_path):
     cam = Camera(100.0, 100.0, 63.5, 47.5, big_w, big_h)
     with SensWriter(tmp_path / "long.sens", (big_w, big_h), (big_w, big_h), cam, cam) as w:
         for k in range(40):
-            w.add(rng.integers(0, 256, (big_h, big_w, 3), dtype=np.uint8),
-                  rng.integers(0, 4000, (big_h, big_w), dtype=np.uint16), np.eye(4))
+            w.add(
+                rng.integers(0, 256, (big_h, big_w, 3), dtype=np.uint8),
+                rng.integers(0, 4000, (big_h, big_w), dtype=np.uint16),
+                np.eye(4),
+            )
 
     def peak(n):
         tracemalloc.start()

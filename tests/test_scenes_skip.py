@@ -1,5 +1,6 @@
 """Scenes with a corrupt frame: strict by default (the source ends at that frame), and with
 skip_bad_frames the frame is reported by index and reason and the others still come."""
+
 from __future__ import annotations
 
 import shutil
@@ -50,7 +51,7 @@ def test_folder_truncated_image_and_missing_depth(sevenscenes_dir, tmp_path):
         shutil.copy(sevenscenes_dir / "camera-intrinsics.txt", d)
     colour = d / "frame-000151.color.png"
     colour.write_bytes(colour.read_bytes()[:200])  # truncated image
-    (d / "frame-000153.depth.png").unlink()         # missing depth file
+    (d / "frame-000153.depth.png").unlink()  # missing depth file
     assert _strict_indices(d, "frame-000151") == [150]
     src = scenes.open_source(d, skip_bad_frames=True)
     assert [f.index for f in src] == [150, 152]

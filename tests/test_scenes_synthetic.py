@@ -1,5 +1,6 @@
 """Synthetic rooms: determinism, labels that agree with geometry, look-alike classes, writers;
 activity clips: motion per class, videos and labels.csv."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -151,6 +152,7 @@ def test_synthetic_source(frames):
 
 # --- clips ---------------------------------------------------------------------------------
 
+
 def _centres(boxes):
     return (boxes[..., :2] + boxes[..., 2:]) / 2
 
@@ -189,8 +191,7 @@ def test_clips_are_deterministic_and_varied():
 
 @pytest.mark.parametrize("fmt, ext", [("mp4", ".mp4"), ("avi", ".avi")])
 def test_write_clips_and_read_back(tmp_path, fmt, ext):
-    csv_path = write_clips(tmp_path, per_class=1, frames=12, width=96, height=64, video_format=fmt,
-                           classes=[0, 7])
+    csv_path = write_clips(tmp_path, per_class=1, frames=12, width=96, height=64, video_format=fmt, classes=[0, 7])
     rows = read_labels_csv(csv_path)
     assert [r["class"] for r in rows] == ["moving_left", "meeting"] and rows[0]["file"].endswith(ext)
     assert csv_path.read_text().splitlines()[0].startswith("file,class,label")

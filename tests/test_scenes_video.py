@@ -1,4 +1,5 @@
 """Video files and cameras through OpenCV."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,6 +35,7 @@ def test_bad_videos(tmp_path):
         scenes.open_source(bad)
     with pytest.raises(scenes.SourceError, match="no such video"):
         from regiond.scenes.video import VideoSource
+
         VideoSource(tmp_path / "missing.mp4")
 
 

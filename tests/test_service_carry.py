@@ -1,6 +1,7 @@
 """Masks carried across frames through a real daemon and both clients: keyframes every K,
 frames without depth or pose falling back to keyframes, a failing mask generator ending only
 its frame (INTERNAL), bad options, older clients unaffected, and `regiond extract`."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,7 +23,7 @@ W, H = 160, 120
 
 @pytest.fixture(scope="module")
 def frames():
-    s = SyntheticScene(4, frames=300, width=W, height=H)   # ~2° a frame
+    s = SyntheticScene(4, frames=300, width=W, height=H)  # ~2° a frame
     return [s.frame(k) for k in range(7)]
 
 
@@ -103,12 +104,19 @@ def test_mask_generator_error_ends_the_frame_not_the_stream(tmp_path, frames, ca
         ch.close()
     bad = [u for u in ups if u.HasField("error")]
     assert len(ups) == 5 and len(bad) == 1
-    assert bad[0].frame_index == 2 and bad[0].error.code == grpc.StatusCode.INTERNAL.value[0] and bad[0].error.field == "masks"
+    assert (
+        bad[0].frame_index == 2
+        and bad[0].error.code == grpc.StatusCode.INTERNAL.value[0]
+        and bad[0].error.field == "masks"
+    )
     assert "generator fault" in bad[0].error.message
     later = [u for u in ups if u.frame_index > bad[0].frame_index]
     assert later and len(later[0].regions.regions) > 0
-    if carry is not None:   # the frame after the failure is generated afresh
-        assert (later[0].regions.carry.keyframe, later[0].regions.carry.reason) == (True, "after a failed mask generation")
+    if carry is not None:  # the frame after the failure is generated afresh
+        assert (later[0].regions.carry.keyframe, later[0].regions.carry.reason) == (
+            True,
+            "after a failed mask generation",
+        )
 
 
 def test_video_stream_carries_by_flow(daemon, tmp_path):
@@ -131,15 +139,42 @@ def _frame(rgb):
 def test_clients_keyframe_every(daemon, tmp_path):
     srv, _ = daemon
     out = tmp_path / "scan"
-    p = run_client("scan_scene", "synthetic:2", "--server", srv.address, "--out", out, "--max-frames", "6",
-                   "--size", f"{W}x{H}", "--keyframe-every", "3", "--min-coverage", "0.01", "--overlays", "none")
+    p = run_client(
+        "scan_scene",
+        "synthetic:2",
+        "--server",
+        srv.address,
+        "--out",
+        out,
+        "--max-frames",
+        "6",
+        "--size",
+        f"{W}x{H}",
+        "--keyframe-every",
+        "3",
+        "--min-coverage",
+        "0.01",
+        "--overlays",
+        "none",
+    )
     assert p.returncode == 0, p.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["keyframes"] == {"generated": 2, "carried": 4}
     assert "masks generated on 2 of 6 frames, carried to 4" in p.stdout
     video = write_video(tmp_path / "clip.avi", frames=12)
-    p = run_client("stream_video", video, "--server", srv.address, "--fast", "--keyframe-every", "4",
-                   "--min-coverage", "0.01", "--jsonl", tmp_path / "v.jsonl")
+    p = run_client(
+        "stream_video",
+        video,
+        "--server",
+        srv.address,
+        "--fast",
+        "--keyframe-every",
+        "4",
+        "--min-coverage",
+        "0.01",
+        "--jsonl",
+        tmp_path / "v.jsonl",
+    )
     assert p.returncode == 0, p.stderr
     assert "masks generated on 3 of 12 frames, carried to 9" in p.stdout
     recs = [json.loads(line) for line in (tmp_path / "v.jsonl").read_text().splitlines() if '"frame"' in line]
@@ -150,8 +185,25 @@ def test_regiond_extract_keyframe_every(tmp_path):
     from regiond.cli import main
     from regiond.extraction.cache import TokenCache
 
-    rc = main(["extract", "synthetic:5", "--out", str(tmp_path / "c"), "--profile", "lite", "--max-frames", "6",
-               "--size", str(W), str(H), "--keyframe-every", "3", "--min-coverage", "0.01"])
+    rc = main(
+        [
+            "extract",
+            "synthetic:5",
+            "--out",
+            str(tmp_path / "c"),
+            "--profile",
+            "lite",
+            "--max-frames",
+            "6",
+            "--size",
+            str(W),
+            str(H),
+            "--keyframe-every",
+            "3",
+            "--min-coverage",
+            "0.01",
+        ]
+    )
     assert rc == 0
     cache = TokenCache.open(tmp_path / "c")
     item = cache.items[0]

@@ -1,4 +1,5 @@
 """Bad input, cancellation, deadlines and a full queue against a real lite daemon."""
+
 from __future__ import annotations
 
 import threading
@@ -29,9 +30,13 @@ def _depth(w=W, h=H, value=1500):
 
 
 def _good_scene(i):
-    return pb.SceneFrame(color=image_pb(sample_image(W, H)), index=i, depth=_depth(),
-                         intrinsics=pb.Intrinsics(fx=60, fy=60, cx=31.5, cy=23.5),
-                         pose=pb.Pose(matrix=np.eye(4).ravel().tolist()))
+    return pb.SceneFrame(
+        color=image_pb(sample_image(W, H)),
+        index=i,
+        depth=_depth(),
+        intrinsics=pb.Intrinsics(fx=60, fy=60, cx=31.5, cy=23.5),
+        pose=pb.Pose(matrix=np.eye(4).ravel().tolist()),
+    )
 
 
 def _bad_scene_frames():
@@ -52,8 +57,15 @@ def _bad_scene_frames():
     big.color.CopyFrom(image_pb(np.zeros((151, 200, 3), np.uint8)))  # one row over max_pixels
     big.ClearField("depth")
     big.ClearField("intrinsics")
-    return [("color", undecodable), ("depth", depth_size), ("depth", depth_bytes), ("intrinsics", intr),
-            ("pose", pose15), ("pose", pose_nan), ("color", big)]
+    return [
+        ("color", undecodable),
+        ("depth", depth_size),
+        ("depth", depth_bytes),
+        ("intrinsics", intr),
+        ("pose", pose15),
+        ("pose", pose_nan),
+        ("color", big),
+    ]
 
 
 @pytest.mark.parametrize("field,bad", _bad_scene_frames(), ids=lambda v: v if isinstance(v, str) else "")
@@ -87,10 +99,12 @@ def test_extract_bad_input_is_invalid_argument(daemon):
     _, stub = daemon
     cases = {
         "image": pb.ExtractRequest(image=pb.Image(data=b"garbage")),
-        "depth": pb.ExtractRequest(image=image_pb(sample_image(W, H)), depth=_depth(W + 1, H),
-                                   intrinsics=pb.Intrinsics(fx=1, fy=1)),
-        "intrinsics": pb.ExtractRequest(image=image_pb(sample_image(W, H)), depth=_depth(),
-                                        intrinsics=pb.Intrinsics(fx=float("inf"), fy=1)),
+        "depth": pb.ExtractRequest(
+            image=image_pb(sample_image(W, H)), depth=_depth(W + 1, H), intrinsics=pb.Intrinsics(fx=1, fy=1)
+        ),
+        "intrinsics": pb.ExtractRequest(
+            image=image_pb(sample_image(W, H)), depth=_depth(), intrinsics=pb.Intrinsics(fx=float("inf"), fy=1)
+        ),
         "pose": pb.ExtractRequest(image=image_pb(sample_image(W, H)), pose=pb.Pose(matrix=[1.0] * 12)),
     }
     for field, req in cases.items():

@@ -1,5 +1,6 @@
 """Operations: metrics, the JSON access log, graceful shutdown, heads served through the API,
 and `regiond serve` as a real process stopped by SIGTERM."""
+
 from __future__ import annotations
 
 import io
@@ -32,8 +33,11 @@ from regiond.api.v1 import regions_pb2_grpc as pb_grpc
 
 def _scrape(port: int) -> dict[str, float]:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines() if line.startswith("regiond_")}
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("regiond_")
+    }
 
 
 def test_metrics_and_access_log(tmp_path, caplog):
@@ -66,8 +70,9 @@ def test_metrics_and_access_log(tmp_path, caplog):
 def test_graceful_shutdown_finishes_in_flight(tmp_path):
     from regiond.service.server import RegionServer, ServeConfig
 
-    srv = RegionServer(ServeConfig(listen="127.0.0.1:0", data_dir=tmp_path, index=False),
-                       extractor=lite_extractor()).start()
+    srv = RegionServer(
+        ServeConfig(listen="127.0.0.1:0", data_dir=tmp_path, index=False), extractor=lite_extractor()
+    ).start()
     ch, stub = stub_for(srv)
     watch = health_pb2_grpc.HealthStub(ch).Watch(health_pb2.HealthCheckRequest(service="regions.v1.RegionService"))
     assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
@@ -104,16 +109,24 @@ def test_heads_results_through_the_api(tmp_path):
     heads = load_serving_heads(tmp_path / "heads", ex)
     from regiond.service.server import RegionServer, ServeConfig
 
-    srv = RegionServer(ServeConfig(listen="127.0.0.1:0", data_dir=tmp_path / "d", index=False, window_step=2),
-                       extractor=ex, heads=heads).start()
+    srv = RegionServer(
+        ServeConfig(listen="127.0.0.1:0", data_dir=tmp_path / "d", index=False, window_step=2),
+        extractor=ex,
+        heads=heads,
+    ).start()
     try:
         ch, stub = stub_for(srv)
         info = stub.GetInfo(pb.InfoRequest())
         assert {h.kind: list(h.class_names) for h in info.heads} == {
-            "scene": ["cabinet", "chair", "table"], "activity": ["left", "right", "still"]}
+            "scene": ["cabinet", "chair", "table"],
+            "activity": ["left", "right", "still"],
+        }
         # video: windows of 8 frames, every 2 frames after the first
-        ups = list(stub.StreamVideo(iter([pb.VideoFrame(image=image_pb(sample_image(48, 36, seed=i)), index=i)
-                                          for i in range(12)])))
+        ups = list(
+            stub.StreamVideo(
+                iter([pb.VideoFrame(image=image_pb(sample_image(48, 36, seed=i)), index=i) for i in range(12)])
+            )
+        )
         windows = [(u.frame_index, w) for u in ups for w in u.windows]
         assert [i for i, _ in windows] == [7, 9, 11]
         w = windows[0][1]
@@ -124,13 +137,17 @@ def test_heads_results_through_the_api(tmp_path):
         depth = np.full((36, 48), 1200, "<u2").tobytes()
 
         def sf(i):
-            f = pb.SceneFrame(color=image_pb(sample_image(48, 36, seed=i)), index=i,
-                              depth=pb.Depth(data=depth, width=48, height=36),
-                              intrinsics=pb.Intrinsics(fx=40, fy=40, cx=23.5, cy=17.5),
-                              pose=pb.Pose(matrix=np.eye(4).ravel().tolist()))
+            f = pb.SceneFrame(
+                color=image_pb(sample_image(48, 36, seed=i)),
+                index=i,
+                depth=pb.Depth(data=depth, width=48, height=36),
+                intrinsics=pb.Intrinsics(fx=40, fy=40, cx=23.5, cy=17.5),
+                pose=pb.Pose(matrix=np.eye(4).ravel().tolist()),
+            )
             if i == 0:
                 f.options.CopyFrom(pb.SceneOptions(scene_id="h", return_label_maps=True, return_ply=True))
             return f
+
         ups = list(stub.StreamScene(iter([sf(i) for i in range(3)])))
         per_frame = [u for u in ups if u.HasField("regions")]
         refined = [u.refined for u in ups if u.HasField("refined")]
@@ -156,9 +173,27 @@ def test_heads_results_through_the_api(tmp_path):
 def test_serve_process_stops_on_sigterm(tmp_path):
     port = free_port()
     env = {**os.environ, "REGIOND_TOKEN": "tok"}
-    p = subprocess.Popen([sys.executable, "-m", "regiond", "serve", "--listen", f"127.0.0.1:{port}", "--profile", "lite",
-                          "--data-dir", str(tmp_path / "d"), "--grace", "2", "--metrics-port", "0"],
-                         stderr=subprocess.PIPE, text=True, env=env)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "regiond",
+            "serve",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--profile",
+            "lite",
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--grace",
+            "2",
+            "--metrics-port",
+            "0",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         ch = grpc.insecure_channel(f"127.0.0.1:{port}")
         grpc.channel_ready_future(ch).result(timeout=120)
@@ -185,8 +220,9 @@ def test_index_persisted_across_restart(tmp_path):
         srv.stop(0)
         pytest.fail("the daemon serves no region index by default")
     ch, stub = stub_for(srv)
-    s = stub.IndexImages(iter([pb.IndexRequest(image_id=f"p{i}", image=image_pb(sample_image(64, 48, seed=i)))
-                               for i in range(2)]))
+    s = stub.IndexImages(
+        iter([pb.IndexRequest(image_id=f"p{i}", image=image_pb(sample_image(64, 48, seed=i))) for i in range(2)])
+    )
     assert s.indexed == 2
     ch.close()
     srv.stop(grace=1.0)
@@ -207,19 +243,25 @@ def test_message_size_limits(tmp_path):
     rng = np.random.default_rng(0)
     with running_server(lite_extractor(), tmp_path, max_message_mb=1) as srv:
         ch, stub = stub_for(srv, options=[("grpc.max_send_message_length", 8 << 20)])
-        big = pb.Image(data=rng.integers(0, 255, 1_500_000, dtype=np.uint8).tobytes(), encoding=pb.Image.RGB8,
-                       width=1000, height=500)
+        big = pb.Image(
+            data=rng.integers(0, 255, 1_500_000, dtype=np.uint8).tobytes(),
+            encoding=pb.Image.RGB8,
+            width=1000,
+            height=500,
+        )
         with pytest.raises(grpc.RpcError) as e:
             stub.ExtractRegions(pb.ExtractRequest(image=big))
         assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         depth = rng.integers(800, 6000, (480, 640)).astype("<u2")  # scattered: ~one point per voxel
         flat = np.zeros((480, 640, 3), np.uint8)
         flat[:, 320:] = (200, 30, 30)  # compresses to almost nothing: the depth is what's big
-        frame = pb.SceneFrame(color=image_pb(flat),
-                              depth=pb.Depth(data=depth.tobytes(), width=640, height=480),
-                              intrinsics=pb.Intrinsics(fx=500, fy=500, cx=319.5, cy=239.5),
-                              pose=pb.Pose(matrix=np.eye(4).ravel().tolist()),
-                              options=pb.SceneOptions(return_ply=True, voxel_size=0.02))
+        frame = pb.SceneFrame(
+            color=image_pb(flat),
+            depth=pb.Depth(data=depth.tobytes(), width=640, height=480),
+            intrinsics=pb.Intrinsics(fx=500, fy=500, cx=319.5, cy=239.5),
+            pose=pb.Pose(matrix=np.eye(4).ravel().tolist()),
+            options=pb.SceneOptions(return_ply=True, voxel_size=0.02),
+        )
         ups = list(stub.StreamScene(iter([frame])))
         s = ups[-1].summary
         ch.close()

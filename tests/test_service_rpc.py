@@ -1,4 +1,5 @@
 """Every RPC against a real daemon on a free port (lite profile), plus health and reflection."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,8 +40,9 @@ def test_get_info(daemon):
 def test_extract_regions_matches_in_process(daemon):
     _, stub = daemon
     img = sample_image(96, 72)
-    rs = stub.ExtractRegions(pb.ExtractRequest(image=image_pb(img),
-                                               output=pb.OutputOptions(features=pb.FEATURES_FLOAT16)))
+    rs = stub.ExtractRegions(
+        pb.ExtractRequest(image=image_pb(img), output=pb.OutputOptions(features=pb.FEATURES_FLOAT16))
+    )
     local = lite_extractor().extract(img)
     assert (rs.width, rs.height) == (96, 72)
     assert len(rs.regions) == len(local) > 1
@@ -64,10 +66,15 @@ def test_extract_with_geometry_and_without_masks(daemon):
     depth = np.full((48, 64), 1500, "<u2")  # 1.5 m in millimetres
     pose = np.eye(4)
     pose[:3, 3] = (1.0, 2.0, 3.0)
-    rs = stub.ExtractRegions(pb.ExtractRequest(
-        image=image_pb(img), output=pb.OutputOptions(omit_masks=True),
-        depth=pb.Depth(data=depth.tobytes(), dtype=pb.Depth.UINT16, width=64, height=48),
-        intrinsics=pb.Intrinsics(fx=60, fy=60, cx=31.5, cy=23.5), pose=pb.Pose(matrix=pose.ravel().tolist())))
+    rs = stub.ExtractRegions(
+        pb.ExtractRequest(
+            image=image_pb(img),
+            output=pb.OutputOptions(omit_masks=True),
+            depth=pb.Depth(data=depth.tobytes(), dtype=pb.Depth.UINT16, width=64, height=48),
+            intrinsics=pb.Intrinsics(fx=60, fy=60, cx=31.5, cy=23.5),
+            pose=pb.Pose(matrix=pose.ravel().tolist()),
+        )
+    )
     assert rs.regions and not rs.regions[0].HasField("mask") and not rs.regions[0].features
     for r in rs.regions:
         g = r.geometry
@@ -92,10 +99,14 @@ def test_stream_scene_summary_and_ply(daemon, tmp_path):
     depth = np.full((48, 64), 2000, "<u2")
 
     def frame(i, pose):
-        return pb.SceneFrame(color=image_pb(img), index=i,
-                             depth=pb.Depth(data=depth.tobytes(), dtype=pb.Depth.UINT16, width=64, height=48),
-                             intrinsics=pb.Intrinsics(fx=60, fy=60, cx=31.5, cy=23.5, width=64, height=48),
-                             pose=pb.Pose(matrix=np.asarray(pose).ravel().tolist()))
+        return pb.SceneFrame(
+            color=image_pb(img),
+            index=i,
+            depth=pb.Depth(data=depth.tobytes(), dtype=pb.Depth.UINT16, width=64, height=48),
+            intrinsics=pb.Intrinsics(fx=60, fy=60, cx=31.5, cy=23.5, width=64, height=48),
+            pose=pb.Pose(matrix=np.asarray(pose).ravel().tolist()),
+        )
+
     lost = np.full((4, 4), -np.inf)  # ScanNet's mark for lost tracking: not an error
     first = frame(0, np.eye(4))
     first.options.CopyFrom(pb.SceneOptions(scene_id="s1", return_ply=True, voxel_size=0.05))
@@ -116,14 +127,15 @@ def test_stream_scene_summary_and_ply(daemon, tmp_path):
 def test_index_and_search(daemon):
     srv, stub = daemon
     assert srv.search is not None, "the daemon started with index=True serves no region index"
-    reqs = [pb.IndexRequest(image_id=f"img{i}", image=image_pb(sample_image(64, 48, seed=i)),
-                            metadata={"set": "a"}) for i in range(3)]
+    reqs = [
+        pb.IndexRequest(image_id=f"img{i}", image=image_pb(sample_image(64, 48, seed=i)), metadata={"set": "a"})
+        for i in range(3)
+    ]
     reqs.append(pb.IndexRequest(image_id="bad", image=pb.Image(data=b"not an image")))
     s = stub.IndexImages(iter(reqs))
     assert (s.received, s.indexed) == (4, 3) and [e.image_id for e in s.errors] == ["bad"]
     assert s.errors[0].code == 3
-    resp = stub.Search(pb.SearchRequest(region=pb.RegionRef(image_id="img1", region_id=0), top_k=2,
-                                        include_masks=True))
+    resp = stub.Search(pb.SearchRequest(region=pb.RegionRef(image_id="img1", region_id=0), top_k=2, include_masks=True))
     assert resp.hits and resp.hits[0].image_id == "img1"
     assert sum(resp.hits[0].regions[0].mask.counts) == 64 * 48
     info = stub.GetInfo(pb.InfoRequest())
@@ -140,8 +152,11 @@ def test_health_and_reflection(daemon):
     resp = next(r.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
     names = {s.name for s in resp.list_services_response.service}
     assert {"regions.v1.RegionService", "grpc.health.v1.Health"} <= names
-    resp = next(r.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(
-        file_containing_symbol="regions.v1.RegionService")])))
+    resp = next(
+        r.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(file_containing_symbol="regions.v1.RegionService")])
+        )
+    )
     assert resp.file_descriptor_response.file_descriptor_proto
     ch.close()
 
@@ -149,9 +164,11 @@ def test_health_and_reflection(daemon):
 def test_stream_output_options_first_frame_then_override(daemon):
     _, stub = daemon
     img = image_pb(sample_image(64, 48))
-    frames = [pb.VideoFrame(image=img, output=pb.OutputOptions(features=pb.FEATURES_FLOAT32)),
-              pb.VideoFrame(image=img),  # inherits the stream's options
-              pb.VideoFrame(image=img, output=pb.OutputOptions(omit_masks=True))]
+    frames = [
+        pb.VideoFrame(image=img, output=pb.OutputOptions(features=pb.FEATURES_FLOAT32)),
+        pb.VideoFrame(image=img),  # inherits the stream's options
+        pb.VideoFrame(image=img, output=pb.OutputOptions(omit_masks=True)),
+    ]
     a, b, c = list(stub.StreamVideo(iter(frames)))
     assert a.regions.feature_encoding == b.regions.feature_encoding == pb.FEATURES_FLOAT32
     assert len(b.regions.regions[0].features) == 4 * b.regions.feature_dim

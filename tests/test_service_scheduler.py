@@ -1,4 +1,5 @@
 """The work queue: batching of queued frames, dropping work of ended calls, bounded waits."""
+
 from __future__ import annotations
 
 import threading
@@ -39,7 +40,7 @@ def test_queued_frames_are_batched():
     sched = Scheduler(ex, capacity=16, workers=1, max_batch=4)
     gate = threading.Event()
     try:
-        sched.submit_call(lambda: gate.wait(30), lambda: True)   # keeps the worker busy
+        sched.submit_call(lambda: gate.wait(30), lambda: True)  # keeps the worker busy
         futs = [sched.submit_extract(sample_image(32, 24, seed=i), lambda: True) for i in range(6)]
         gate.set()
         results = [f.result(60).value for f in futs]
@@ -89,9 +90,9 @@ def test_full_queue_waits_then_gives_up_and_closed_queue_refuses():
     sched = Scheduler(lite_extractor(), capacity=1, workers=1)
     release = threading.Event()
     try:
-        sched.submit_call(lambda: release.wait(10), lambda: True)            # running
+        sched.submit_call(lambda: release.wait(10), lambda: True)  # running
         assert wait_until(lambda: sched.busy == 1 and sched.depth == 0)
-        sched.submit_call(lambda: None, lambda: True)                        # queued: now full
+        sched.submit_call(lambda: None, lambda: True)  # queued: now full
         t0 = time.monotonic()
         with pytest.raises(QueueFull):
             sched.submit_call(lambda: None, lambda: True, wait=0.2)

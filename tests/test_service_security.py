@@ -1,5 +1,6 @@
 """Bearer token on every call (health included), TLS with a self-signed certificate, and the
 refusal to listen on an open address without a token."""
+
 from __future__ import annotations
 
 import subprocess
@@ -33,8 +34,10 @@ def test_token_required_on_every_call(tmp_path):
         assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
         good = (("authorization", f"Bearer {TOKEN}"),)
         assert stub.GetInfo(pb.InfoRequest(), metadata=good).profile == "lite"
-        assert health.Check(health_pb2.HealthCheckRequest(), metadata=good).status == \
-            health_pb2.HealthCheckResponse.SERVING
+        assert (
+            health.Check(health_pb2.HealthCheckRequest(), metadata=good).status
+            == health_pb2.HealthCheckResponse.SERVING
+        )
         assert srv.metrics.errors.labels("GetInfo", "UNAUTHENTICATED")._value.get() == 3
         ch.close()
 
@@ -53,8 +56,12 @@ def test_non_loopback_needs_token_or_insecure():
 
 
 def test_serve_cli_refuses_open_address_without_token(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "regiond", "serve", "--listen", "0.0.0.0:0", "--data-dir",
-                        str(tmp_path)], capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "regiond", "serve", "--listen", "0.0.0.0:0", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 1
     assert "non-loopback" in p.stderr and "--insecure" in p.stderr
 
@@ -64,8 +71,9 @@ def test_tls(tmp_path):
     with running_server(lite_extractor(), tmp_path, tls_cert=cert, tls_key=key, token=TOKEN) as srv:
         creds = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
         with grpc.secure_channel(srv.address, creds) as ch:
-            info = pb_grpc.RegionServiceStub(ch).GetInfo(pb.InfoRequest(),
-                                                         metadata=(("authorization", f"Bearer {TOKEN}"),))
+            info = pb_grpc.RegionServiceStub(ch).GetInfo(
+                pb.InfoRequest(), metadata=(("authorization", f"Bearer {TOKEN}"),)
+            )
             assert info.profile == "lite"
         # a plaintext client cannot talk to the TLS port
         ch, stub = stub_for(srv)
@@ -85,5 +93,6 @@ def test_port_in_use_is_a_clear_error(tmp_path):
         s.listen()
         port = s.getsockname()[1]
         with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}"):
-            RegionServer(ServeConfig(listen=f"127.0.0.1:{port}", data_dir=tmp_path, index=False),
-                         extractor=lite_extractor())
+            RegionServer(
+                ServeConfig(listen=f"127.0.0.1:{port}", data_dir=tmp_path, index=False), extractor=lite_extractor()
+            )

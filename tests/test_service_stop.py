@@ -1,6 +1,7 @@
 """Stopping is bounded whatever the clients did: request bytes that do not parse (issue 12's
 defect: grpc's own INTERNAL answer left the call unfinished and `stop` waiting forever), and
 clients that open a stream and go quiet (--idle-timeout)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -66,8 +67,11 @@ def test_unparsable_messages_are_bad_input_and_stop_is_prompt(tmp_path, where):
                 ch.unary_unary(f"/regions.v1.RegionService/{method}")(GARBAGE, timeout=30)
             assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "request" in e.value.details()
         with pytest.raises(grpc.RpcError) as e:  # another service's stream: the call ends INVALID_ARGUMENT
-            list(ch.stream_stream("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo")(
-                iter([GARBAGE]), timeout=30))
+            list(
+                ch.stream_stream("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo")(
+                    iter([GARBAGE]), timeout=30
+                )
+            )
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert ch.unary_unary("/regions.v1.RegionService/GetInfo")(b"", timeout=30)  # still serving
         ch.close()
@@ -80,9 +84,24 @@ def test_serve_process_exits_after_unparsable_streams(tmp_path):
     """Issue 12 part 0: every streaming RPC with an unparsable first and later message, then
     SIGTERM: the process exits within grace + 5 s."""
     port, grace = free_port(), 2.0
-    p = subprocess.Popen([sys.executable, "-m", "regiond", "serve", "--listen", f"127.0.0.1:{port}", "--profile", "lite",
-                          "--data-dir", str(tmp_path / "d"), "--grace", str(grace)],
-                         stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "regiond",
+            "serve",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--profile",
+            "lite",
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--grace",
+            str(grace),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         ch = grpc.insecure_channel(f"127.0.0.1:{port}")
         grpc.channel_ready_future(ch).result(timeout=120)
@@ -145,7 +164,8 @@ def test_receive_limit_matches_max_pixels(tmp_path):
         largest = pb.ExtractRequest(  # raw RGB8 + float32 depth at max_pixels: accepted
             image=pb.Image(data=rgb.tobytes(), encoding=pb.Image.RGB8, width=100, height=80),
             depth=pb.Depth(data=np.ones((80, 100), "<f4").tobytes(), width=100, height=80, dtype=pb.Depth.FLOAT32),
-            intrinsics=pb.Intrinsics(fx=80, fy=80, cx=50, cy=40))
+            intrinsics=pb.Intrinsics(fx=80, fy=80, cx=50, cy=40),
+        )
         assert len(stub.ExtractRegions(largest).regions) > 0
         over = pb.ExtractRequest(image=pb.Image(data=os.urandom(request_limit(100 * 80) + 1)))
         with pytest.raises(grpc.RpcError) as e:
@@ -161,15 +181,27 @@ def stuck_serve(tmp_path: Path, where: str, grace: float):
     if it is still running."""
     port, log = free_port(), tmp_path / "serve.log"
     with open(log, "w") as out:
-        p = subprocess.Popen([sys.executable, str(Path(__file__).with_name("support_stuck.py")), str(port),
-                              str(tmp_path / "d"), str(grace), where], stdout=out, stderr=subprocess.STDOUT)
+        p = subprocess.Popen(
+            [
+                sys.executable,
+                str(Path(__file__).with_name("support_stuck.py")),
+                str(port),
+                str(tmp_path / "d"),
+                str(grace),
+                where,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     ch = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
         grpc.channel_ready_future(ch).result(timeout=120)
         stub = pb_grpc.RegionServiceStub(ch)
         img = image_pb(sample_image(48, 36))
-        assert stub.IndexImages(iter([pb.IndexRequest(image_id=i, image=img) for i in ("a", "a2")]),
-                                timeout=60).indexed == 2
+        assert (
+            stub.IndexImages(iter([pb.IndexRequest(image_id=i, image=img) for i in ("a", "a2")]), timeout=60).indexed
+            == 2
+        )
         yield p, stub, log
     finally:
         ch.close()

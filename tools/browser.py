@@ -3,6 +3,7 @@ DevTools protocol over --remote-debugging-pipe (fd 3 in, fd 4 out, JSON messages
 NUL): no port, no websocket library, no browser download. The page tests
 (tests/support_browser.py) and tools/screenshots.py open pages through `browser_page`.
 """
+
 from __future__ import annotations
 
 import base64
@@ -19,8 +20,17 @@ from contextlib import contextmanager
 
 import numpy as np
 
-BASE_FLAGS = ["--headless", "--no-sandbox", "--disable-quic", "--no-first-run", "--disable-background-networking",
-              "--disable-component-update", "--disable-sync", "--hide-scrollbars", "--remote-debugging-pipe"]
+BASE_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--remote-debugging-pipe",
+]
 NO_GPU = ["--disable-gpu"]
 # WebGL without a GPU: ANGLE over SwiftShader, Chromium's own CPU renderer (Rerun's web viewer needs WebGL)
 SOFTWARE_GL = ["--use-gl=angle", "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist"]
@@ -103,8 +113,9 @@ class Page:
 
     def evaluate(self, expression: str):
         """The value of a JavaScript expression (JSON-able; a promise is awaited)."""
-        return self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True,
-                                              "awaitPromise": True})["result"].get("value")
+        return self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True})[
+            "result"
+        ].get("value")
 
     def screenshot(self, timeout: float = 60) -> np.ndarray:
         """The viewport as H×W×3 uint8."""
@@ -116,8 +127,9 @@ class Page:
 
 
 @contextmanager
-def browser_page(size: tuple[int, int] = (1280, 1000), flags: list[str] = NO_GPU,
-                 domains: tuple[str, ...] = ("Page",)) -> Iterator[Page]:
+def browser_page(
+    size: tuple[int, int] = (1280, 1000), flags: list[str] = NO_GPU, domains: tuple[str, ...] = ("Page",)
+) -> Iterator[Page]:
     """A blank tab in a fresh headless Chromium whose viewport is `size` (width, height) CSS
     pixels at scale 1, with the DevTools `domains` enabled; the browser closes on exit."""
     exe = chromium()
@@ -133,17 +145,22 @@ def browser_page(size: tuple[int, int] = (1280, 1000), flags: list[str] = NO_GPU
 
     w, h = size
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
-        proc = subprocess.Popen([exe, *BASE_FLAGS, *flags, f"--window-size={w},{h}", f"--user-data-dir={profile}",
-                                 "about:blank"], pass_fds=(3, 4), preexec_fn=fds,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [exe, *BASE_FLAGS, *flags, f"--window-size={w},{h}", f"--user-data-dir={profile}", "about:blank"],
+            pass_fds=(3, 4),
+            preexec_fn=fds,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         os.close(to_r)
         os.close(from_w)
         pipe = Pipe(to_w, from_r)
         try:
             target = pipe.call("Target.createTarget", {"url": "about:blank"})["targetId"]
             page = Page(pipe, pipe.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"])
-            page.call("Emulation.setDeviceMetricsOverride", {"width": w, "height": h, "deviceScaleFactor": 1,
-                                                             "mobile": False})
+            page.call(
+                "Emulation.setDeviceMetricsOverride", {"width": w, "height": h, "deviceScaleFactor": 1, "mobile": False}
+            )
             for domain in domains:
                 page.call(f"{domain}.enable")
             pipe.events.clear()

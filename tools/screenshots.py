@@ -15,6 +15,7 @@ protocol (tools/browser.py, as the page tests drive it). Nothing is fetched from
 machine: Chromium resolves no host but this one, so the viewer's web font, version check and
 telemetry requests fail, and the rerun CLI runs with Rerun's analytics off (core/analytics.py).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,7 +47,7 @@ from regiond.core.analytics import rerun_analytics_off  # noqa: E402
 REPORT_SIZE = (1200, 860)
 RERUN_SIZE = (1000, 640)
 PICTURES = {"report": "scan-report.png", "rerun": "rerun-scan.png"}
-STABLE_SHOTS = 3      # identical screenshots in a row that count as "drawn"
+STABLE_SHOTS = 3  # identical screenshots in a row that count as "drawn"
 POLL_SECONDS = 1.5
 
 
@@ -76,17 +77,30 @@ def served_recording(rrd: Path, timeout: float = 30) -> Iterator[str]:
     (which connects the viewer to the recording), stops the server on exit."""
     with tempfile.TemporaryDirectory(prefix="screenshots-rerun-") as tmp:
         log = Path(tmp) / "rerun.log"
-        cmd = [str(rerun_binary()), str(rrd), "--serve-web", "--bind", "127.0.0.1",
-               "--port", "0", "--web-viewer-port", "0", "--renderer", "webgl"]
+        cmd = [
+            str(rerun_binary()),
+            str(rrd),
+            "--serve-web",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--web-viewer-port",
+            "0",
+            "--renderer",
+            "webgl",
+        ]
         with open(log, "wb") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                    env=rerun_analytics_off(Path(tmp) / "config"))
+            proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, env=rerun_analytics_off(Path(tmp) / "config")
+            )
         try:
             deadline = time.monotonic() + timeout
             while not (m := re.search(r"connect at (http://\S+)", log.read_text(errors="replace"))):
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise ScreenshotError(f"`{' '.join(cmd)}` did not start its web viewer:\n"
-                                          + log.read_text(errors="replace")[-2000:])
+                    raise ScreenshotError(
+                        f"`{' '.join(cmd)}` did not start its web viewer:\n" + log.read_text(errors="replace")[-2000:]
+                    )
                 time.sleep(0.2)
             yield m.group(1)
         finally:
@@ -146,23 +160,43 @@ def save_png(shot: np.ndarray, path: Path, tolerance: int = 8) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("demo", nargs="?", type=Path, metavar="DEMO_DIR", default=REPO / "out" / "demo",
-                    help="`make demo`'s output folder (default out/demo)")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument(
+        "demo",
+        nargs="?",
+        type=Path,
+        metavar="DEMO_DIR",
+        default=REPO / "out" / "demo",
+        help="`make demo`'s output folder (default out/demo)",
+    )
     ap.add_argument("--out", type=Path, default=REPO / "docs", help="where the PNGs go (default docs/)")
-    ap.add_argument("--only", choices=sorted(PICTURES), action="append",
-                    help="make only this picture (may be given twice; default both)")
-    ap.add_argument("--timeout", type=float, default=180,
-                    help="seconds to wait for Rerun's viewer to draw a steady picture (default 180)")
+    ap.add_argument(
+        "--only",
+        choices=sorted(PICTURES),
+        action="append",
+        help="make only this picture (may be given twice; default both)",
+    )
+    ap.add_argument(
+        "--timeout",
+        type=float,
+        default=180,
+        help="seconds to wait for Rerun's viewer to draw a steady picture (default 180)",
+    )
     args = ap.parse_args(argv)
     scan = args.demo / "scan"
     sources = {"report": scan / "index.html", "rerun": scan / "scan.rrd"}
     wanted = args.only or sorted(PICTURES, reverse=True)
     missing = [str(sources[w]) for w in wanted if not sources[w].is_file()]
     if missing:
-        print(f"screenshots: missing {', '.join(missing)}: run `make demo` first (it writes {args.demo}/scan/), "
-              "or name the demo output folder", file=sys.stderr)
+        print(
+            f"screenshots: missing {', '.join(missing)}: run `make demo` first (it writes {args.demo}/scan/), "
+            "or name the demo output folder",
+            file=sys.stderr,
+        )
         return 2
     if chromium() is None:
         print(f"screenshots: {NOT_INSTALLED}", file=sys.stderr)
@@ -171,8 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     for what in wanted:
         t0 = time.monotonic()
         try:
-            shot = (report_picture(sources[what]) if what == "report" else
-                    rerun_picture(sources[what], timeout=args.timeout))
+            shot = (
+                report_picture(sources[what])
+                if what == "report"
+                else rerun_picture(sources[what], timeout=args.timeout)
+            )
         except ScreenshotError as e:
             print(f"screenshots: {what}: {e}", file=sys.stderr)
             failed += 1

@@ -6,6 +6,7 @@ After the photo, the demo starts the daemon (`regiond serve` on a free loopback 
 generated RGB-D room through it with clients/scan_scene.py, streams a generated activity clip
 with clients/stream_video.py, and stops it.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,18 +28,29 @@ PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 
 
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="regions of a bundled real photo: overlay picture and summary",
-                       description=__doc__)
+    p = sub.add_parser("demo", help="regions of a bundled real photo: overlay picture and summary", description=__doc__)
     p.add_argument("--out", default="out/demo", metavar="DIR", help="output directory (default: out/demo)")
     p.add_argument("--photo", default="astronaut", choices=PHOTOS, help="which bundled photo (default: astronaut)")
     add_model_options(p)
-    p.add_argument("--no-daemon", action="store_true",
-                   help="only the photo: skip starting the daemon, the scene scan and the video stream")
-    p.add_argument("--scene-frames", type=int, default=8, metavar="N",
-                   help="frames of the generated RGB-D room streamed through the daemon (default: 8)")
-    p.add_argument("--heads", default=None, metavar="DIR",
-                   help="trained heads for the daemon to serve (labels and activities); default: the "
-                        "bundled heads for the profile, else small ones trained here (regiond.heads.demo_heads)")
+    p.add_argument(
+        "--no-daemon",
+        action="store_true",
+        help="only the photo: skip starting the daemon, the scene scan and the video stream",
+    )
+    p.add_argument(
+        "--scene-frames",
+        type=int,
+        default=8,
+        metavar="N",
+        help="frames of the generated RGB-D room streamed through the daemon (default: 8)",
+    )
+    p.add_argument(
+        "--heads",
+        default=None,
+        metavar="DIR",
+        help="trained heads for the daemon to serve (labels and activities); default: the "
+        "bundled heads for the profile, else small ones trained here (regiond.heads.demo_heads)",
+    )
     p.add_argument("--no-heads", action="store_true", help="serve regions only: no labels or activities")
     p.set_defaults(func=run)
 
@@ -68,8 +80,9 @@ def run(args) -> int:
     from regiond.extraction.profiles import build_extractor  # torch: only when the command runs (--help stays light)
 
     out_dir = Path(args.out)
-    extractor = build_extractor(args.profile, weights_dir=args.weights, device=args.device,
-                                sam_generator=args.sam_generator)
+    extractor = build_extractor(
+        args.profile, weights_dir=args.weights, device=args.device, sam_generator=args.sam_generator
+    )
     rgb = load_photo(args.photo)
     result = regions_step(extractor, rgb, args.photo, out_dir)
     summary = write_summary(result, extractor.profile, out_dir)
@@ -89,12 +102,24 @@ def run(args) -> int:
 
 # --- the daemon part: serve, scan a generated scene, stream a generated clip ------------------
 
-def start_daemon(out_dir: Path, profile: str, weights=None, heads=None, timeout: float = 180.0,
-                 sam_generator: str = "fast"):
+
+def start_daemon(
+    out_dir: Path, profile: str, weights=None, heads=None, timeout: float = 180.0, sam_generator: str = "fast"
+):
     """`regiond serve` on a free loopback port; returns (process, address). Its log goes to
     out_dir/daemon.log."""
-    args = ["--listen", "127.0.0.1:0", "--profile", profile, "--data-dir", out_dir / "daemon-data", "--grace", "5",
-            "--sam-generator", sam_generator]
+    args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--profile",
+        profile,
+        "--data-dir",
+        out_dir / "daemon-data",
+        "--grace",
+        "5",
+        "--sam-generator",
+        sam_generator,
+    ]
     args += ["--weights", weights] if weights else []
     args += ["--heads", heads] if heads else []
     return spawn_daemon(args, out_dir / "daemon.log", timeout)
@@ -116,8 +141,9 @@ def run_client(module: str, *args, env: dict | None = None) -> None:
         raise RuntimeError(f"{module} exited with status {rc}")
 
 
-def daemon_steps(out_dir: Path, profile: str, weights, scene_frames: int, heads=None,
-                 sam_generator: str = "fast") -> int:
+def daemon_steps(
+    out_dir: Path, profile: str, weights, scene_frames: int, heads=None, sam_generator: str = "fast"
+) -> int:
     proc, address = start_daemon(out_dir, profile, weights, heads, sam_generator=sam_generator)
     print(f"daemon: {address} (log {out_dir / 'daemon.log'})")
     scan_dir = out_dir / "scan"
@@ -126,15 +152,41 @@ def daemon_steps(out_dir: Path, profile: str, weights, scene_frames: int, heads=
     try:
         # frames spread over the room's whole walk: the scene transformer needs views of the
         # whole room (the first 8 consecutive frames: refined mIoU 21, every 6th: 58)
-        run_client("regiond.client.scan_scene", "synthetic:7", "--server", address, "--out", scan_dir,
-                   "--every", max(1, SyntheticScene.frames // scene_frames), "--max-frames", scene_frames,
-                   "--size", "320x240", "--rerun", rrd, "--force", env=env)
+        run_client(
+            "regiond.client.scan_scene",
+            "synthetic:7",
+            "--server",
+            address,
+            "--out",
+            scan_dir,
+            "--every",
+            max(1, SyntheticScene.frames // scene_frames),
+            "--max-frames",
+            scene_frames,
+            "--size",
+            "320x240",
+            "--rerun",
+            rrd,
+            "--force",
+            env=env,
+        )
         clip = render_clip(label=0, seed=1, frames=32)
         video = write_video(out_dir / "clip.mp4", clip.frames, fps=15.0)
         print(f"clip: {video} ({ACTIVITY_CLASSES[clip.label]}, {len(clip.frames)} frames)")
         # the bundled activity head was trained on 8 frames spread over 16-frame clips
-        run_client("regiond.client.stream_video", video, "--server", address, "--jsonl", out_dir / "clip.jsonl",
-                   "--window-span", 16, "--rerun", out_dir / "clip.rrd", env=env)
+        run_client(
+            "regiond.client.stream_video",
+            video,
+            "--server",
+            address,
+            "--jsonl",
+            out_dir / "clip.jsonl",
+            "--window-span",
+            16,
+            "--rerun",
+            out_dir / "clip.rrd",
+            env=env,
+        )
     finally:
         rc = stop_daemon(proc)
     print(f"daemon stopped (status {rc})")

@@ -8,6 +8,7 @@ activity       top-1 / top-5 accuracy over the cache's clips
 labels         label PNGs in ScanNet's benchmark layout (clients/scan_scene.py) vs a scene's ground truth
 retrieval      region search evaluation (daemon/commands/eval_retrieval.py)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,24 +17,40 @@ import json
 
 
 def register(sub) -> None:
-    p = sub.add_parser("eval", help="evaluate a head (mIoU, top-1/top-5, confusion matrix) or retrieval",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a head (mIoU, top-1/top-5, confusion matrix) or retrieval",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     tasks = p.add_subparsers(dest="eval_task", metavar="TASK")
     for task in ("segment", "scene", "activity"):
-        t = tasks.add_parser(task, help=f"evaluate a {task} head on a token cache", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        t = tasks.add_parser(
+            task,
+            help=f"evaluate a {task} head on a token cache",
+            description=__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         t.add_argument("--head", required=True, metavar="DIR", help="head directory (`regiond train`)")
         t.add_argument("--cache", required=True, metavar="DIR", help="token cache with ground truth")
         if task != "activity":
-            t.add_argument("--protocol", default="scannet20", choices=["scannet20", "head"],
-                           help="scannet20 (default): the 20 benchmark classes at 640×480; "
-                                "head: the head's own classes at the cache's resolution")
+            t.add_argument(
+                "--protocol",
+                default="scannet20",
+                choices=["scannet20", "head"],
+                help="scannet20 (default): the 20 benchmark classes at 640×480; "
+                "head: the head's own classes at the cache's resolution",
+            )
         t.add_argument("--confusion", metavar="PNG", default=None, help="write the confusion matrix picture here")
         t.add_argument("--json", action="store_true", help="print the metrics as JSON after the table")
         t.set_defaults(func=run, task=task)
-    t = tasks.add_parser("labels", help="score label PNGs in ScanNet's benchmark layout against a scene's ground truth",
-                         description="Label maps named <scene>_<frame:06d>.png (as clients/scan_scene.py writes "
-                                     "them) against the ground truth of SCENE (any scenes.open_source spec with "
-                                     "labels), under ScanNet's 20-class protocol.")
+    t = tasks.add_parser(
+        "labels",
+        help="score label PNGs in ScanNet's benchmark layout against a scene's ground truth",
+        description="Label maps named <scene>_<frame:06d>.png (as clients/scan_scene.py writes "
+        "them) against the ground truth of SCENE (any scenes.open_source spec with "
+        "labels), under ScanNet's 20-class protocol.",
+    )
     t.add_argument("pred", metavar="DIR", help="folder of predicted label PNGs (8-bit NYU40 ids)")
     t.add_argument("--scene", required=True, help="the scene with ground truth (ScanNet folder, .sens, synthetic room)")
     t.add_argument("--labels-tsv", default=None, help="scannetv2-labels.combined.tsv for ScanNet's raw label ids")
@@ -56,8 +73,9 @@ def run(args) -> int:
     from regiond.heads.cache_jobs import evaluate_on_cache  # torch: only when the command runs (--help stays light)
 
     torch.set_num_threads(1)
-    rep = evaluate_on_cache(args.task, args.head, args.cache, protocol=getattr(args, "protocol", "scannet20"),
-                            confusion_png=args.confusion)
+    rep = evaluate_on_cache(
+        args.task, args.head, args.cache, protocol=getattr(args, "protocol", "scannet20"), confusion_png=args.confusion
+    )
     print(rep.text)
     if args.json:
         print(json.dumps(rep.metrics))

@@ -21,6 +21,7 @@ the daemon's Search runs it (--expand: its query expansion, which a pooled box g
 The index maps every feature with the extractor's normaliser (--normaliser none: raw
 features, the scores of indexes built before normalisation), the whole-image baseline too.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,37 +34,85 @@ from regiond.commands.regions import add_model_options
 
 
 def register(tasks) -> None:
-    p = tasks.add_parser("retrieval", help="region search mAP / P@50 against a whole-image baseline",
-                         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("collection", nargs="?", metavar="COLLECTION",
-                   help="folder of images with a COCO annotations.json (instance masks as polygons or RLE)")
-    p.add_argument("--annotations", metavar="FILE", default=None,
-                   help="COCO annotations file (default: COLLECTION/annotations.json)")
-    p.add_argument("--synthetic", type=int, metavar="N", default=0,
-                   help="instead of COLLECTION: generate N synthetic images (objects of 6 classes pasted "
-                        "on varied backgrounds) and evaluate on them")
-    p.add_argument("--video", metavar="SOURCE", default=None,
-                   help="instead of COLLECTION: temporal retrieval on a video file or a folder of frames "
-                        "(7-Scenes, ScanNet export, .sens, synthetic:SEED)")
+    p = tasks.add_parser(
+        "retrieval",
+        help="region search mAP / P@50 against a whole-image baseline",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "collection",
+        nargs="?",
+        metavar="COLLECTION",
+        help="folder of images with a COCO annotations.json (instance masks as polygons or RLE)",
+    )
+    p.add_argument(
+        "--annotations",
+        metavar="FILE",
+        default=None,
+        help="COCO annotations file (default: COLLECTION/annotations.json)",
+    )
+    p.add_argument(
+        "--synthetic",
+        type=int,
+        metavar="N",
+        default=0,
+        help="instead of COLLECTION: generate N synthetic images (objects of 6 classes pasted "
+        "on varied backgrounds) and evaluate on them",
+    )
+    p.add_argument(
+        "--video",
+        metavar="SOURCE",
+        default=None,
+        help="instead of COLLECTION: temporal retrieval on a video file or a folder of frames "
+        "(7-Scenes, ScanNet export, .sens, synthetic:SEED)",
+    )
     p.add_argument("--every", type=int, default=1, metavar="K", help="with --video: index every K-th frame (default 1)")
-    p.add_argument("--window", type=int, default=10, metavar="W",
-                   help="with --video: hits within ±W frames of the query are correct (default 10)")
-    p.add_argument("--match", default="regions", choices=["regions", "pooled"],
-                   help="with --video: the way of matching the box that the `temporal P@5 =` line reports "
-                        "(both are printed): regions (default) or pooled")
+    p.add_argument(
+        "--window",
+        type=int,
+        default=10,
+        metavar="W",
+        help="with --video: hits within ±W frames of the query are correct (default 10)",
+    )
+    p.add_argument(
+        "--match",
+        default="regions",
+        choices=["regions", "pooled"],
+        help="with --video: the way of matching the box that the `temporal P@5 =` line reports "
+        "(both are printed): regions (default) or pooled",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic collection and query sampling")
-    p.add_argument("--keep", metavar="DIR", default=None,
-                   help="with --synthetic: write the collection here (default: a temporary folder)")
-    p.add_argument("--index-dir", metavar="DIR", default=None,
-                   help="region index to build or reuse (default: a temporary one, deleted afterwards)")
-    p.add_argument("--queries-per-class", type=int, default=0, metavar="N",
-                   help="sample at most N queries per class (default 0: every instance is a query)")
+    p.add_argument(
+        "--keep",
+        metavar="DIR",
+        default=None,
+        help="with --synthetic: write the collection here (default: a temporary folder)",
+    )
+    p.add_argument(
+        "--index-dir",
+        metavar="DIR",
+        default=None,
+        help="region index to build or reuse (default: a temporary one, deleted afterwards)",
+    )
+    p.add_argument(
+        "--queries-per-class",
+        type=int,
+        default=0,
+        metavar="N",
+        help="sample at most N queries per class (default 0: every instance is a query)",
+    )
     p.add_argument("--precision-at", type=int, default=50, metavar="K", help="precision@K (default 50)")
-    p.add_argument("--expand", type=int, default=None, metavar="N",
-                   help="query expansion of single-feature queries (a collection's region queries; --video: "
-                        "pooled boxes): the best regions of the top N other images join the query (αQE), as "
-                        "the daemon's Search does; default: as it expands an unset request; 0: none. "
-                        "With a collection, the table also shows the regions without expansion")
+    p.add_argument(
+        "--expand",
+        type=int,
+        default=None,
+        metavar="N",
+        help="query expansion of single-feature queries (a collection's region queries; --video: "
+        "pooled boxes): the best regions of the top N other images join the query (αQE), as "
+        "the daemon's Search does; default: as it expands an unset request; 0: none. "
+        "With a collection, the table also shows the regions without expansion",
+    )
     p.add_argument("--json", action="store_true", help="print the metrics as JSON after the table")
     add_normaliser_option(p)
     add_model_options(p)
@@ -79,7 +128,9 @@ def run(args) -> int:
         load_coco,
         make_synthetic_collection,
     )
-    from regiond.index.evaluation.one_shot import evaluate_retrieval  # faiss: only when the command runs (--help stays light)
+    from regiond.index.evaluation.one_shot import (
+        evaluate_retrieval,
+    )  # faiss: only when the command runs (--help stays light)
     from regiond.index.searching import SERVED_EXPANSION
 
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
@@ -103,11 +154,17 @@ def run(args) -> int:
         make_synthetic_collection(root, args.synthetic, seed=args.seed)
     try:
         collection = load_coco(root, args.annotations)
-        report = evaluate_retrieval(collection, extractor, index_dir=args.index_dir,
-                                    queries_per_class=args.queries_per_class or None,
-                                    precision_k=args.precision_at, seed=args.seed, progress=True,
-                                    normaliser=normaliser,
-                                    expand=expand)
+        report = evaluate_retrieval(
+            collection,
+            extractor,
+            index_dir=args.index_dir,
+            queries_per_class=args.queries_per_class or None,
+            precision_k=args.precision_at,
+            seed=args.seed,
+            progress=True,
+            normaliser=normaliser,
+            expand=expand,
+        )
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -122,8 +179,16 @@ def run_video(args, extractor, normaliser, expand: int) -> int:
 
     from regiond.index.evaluation.temporal import evaluate_temporal  # faiss: only when the command runs
 
-    report = evaluate_temporal(open_source(args.video), extractor, source=args.video, every=args.every,
-                               window=args.window, normaliser=normaliser, progress=True, expand=expand)
+    report = evaluate_temporal(
+        open_source(args.video),
+        extractor,
+        source=args.video,
+        every=args.every,
+        window=args.window,
+        normaliser=normaliser,
+        progress=True,
+        expand=expand,
+    )
     print(report.text(args.match))
     if args.json:
         print(json.dumps(report.as_dict()))

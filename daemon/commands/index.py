@@ -13,6 +13,7 @@ DIR is an index directory or a daemon's data directory (its index/ is used). Ren
 rebuilds only the FAISS side, from the raw features kept in regions.sqlite: no image is
 extracted again. Stop the daemon that serves DIR first (the index is locked while open).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,37 +26,60 @@ KIND_CHOICES = ["auto", "whiten", "standardise", "none"]
 
 
 def register(sub) -> None:
-    p = sub.add_parser("index", help="region index: its feature normaliser (info, renormalise, fit-normaliser)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "index",
+        help="region index: its feature normaliser (info, renormalise, fit-normaliser)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     tasks = p.add_subparsers(dest="index_task", metavar="TASK")
     t = tasks.add_parser("info", help="what an index holds and how it maps features")
-    t.add_argument("dir", metavar="DIR|LOCATION",
-                   help="index directory, a daemon data directory, or a Milvus location (milvus://..., milvus-lite:PATH)")
+    t.add_argument(
+        "dir",
+        metavar="DIR|LOCATION",
+        help="index directory, a daemon data directory, or a Milvus location (milvus://..., milvus-lite:PATH)",
+    )
     t.set_defaults(func=run_info)
 
-    t = tasks.add_parser("renormalise", help="record a feature normaliser and rebuild the search side",
-                         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    t = tasks.add_parser(
+        "renormalise",
+        help="record a feature normaliser and rebuild the search side",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     t.add_argument("dir", metavar="DIR", help="index directory, or a daemon data directory")
     add_normaliser_option(t)
     add_model_options(t)
     t.set_defaults(func=run_renormalise)
 
-    t = tasks.add_parser("fit-normaliser", help="fit a profile's normaliser on the generated corpus and save it",
-                         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    t = tasks.add_parser(
+        "fit-normaliser",
+        help="fit a profile's normaliser on the generated corpus and save it",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     t.add_argument("--kind", default="whiten", choices=KIND_CHOICES[1:3], help="whiten (default) or standardise")
-    t.add_argument("--out", metavar="FILE", default=None,
-                   help="where to write it (default: the package's shipped file for the profile's features, "
-                        "daemon/index/normalising/normalisers/<features>.npz)")
+    t.add_argument(
+        "--out",
+        metavar="FILE",
+        default=None,
+        help="where to write it (default: the package's shipped file for the profile's features, "
+        "daemon/index/normalising/normalisers/<features>.npz)",
+    )
     add_model_options(t)
     t.set_defaults(func=run_fit)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
 def add_normaliser_option(p) -> None:
-    p.add_argument("--normaliser", default="auto", choices=KIND_CHOICES,
-                   help="auto (default): the profile's own (the shipped statistics, else PCA whitening fitted "
-                        "on the generated corpus); whiten / standardise: fitted on that corpus now; none: raw "
-                        "features (scores as before normalisation existed)")
+    p.add_argument(
+        "--normaliser",
+        default="auto",
+        choices=KIND_CHOICES,
+        help="auto (default): the profile's own (the shipped statistics, else PCA whitening fitted "
+        "on the generated corpus); whiten / standardise: fitted on that corpus now; none: raw "
+        "features (scores as before normalisation existed)",
+    )
 
 
 def normaliser_from_args(args, extractor):
@@ -86,8 +110,10 @@ def run_info(args) -> int:
             print(f"format      {FORMAT}")
             print(f"features    {idx.features or '(unnamed)'}, {idx.dim}-d")
             print(f"contents    {len(idx)} images, {idx.num_regions} regions")
-            print(f"search      {idx.index_params['index_type']} {idx.index_params['params']}, {idx.config.metric} "
-                  f"(search {idx.search_params or 'exact'})")
+            print(
+                f"search      {idx.index_params['index_type']} {idx.index_params['params']}, {idx.config.metric} "
+                f"(search {idx.search_params or 'exact'})"
+            )
             print(f"normaliser  {idx.normaliser_note()}")
         return 0
     with RegionIndex(index_dir(args.dir)) as idx:
@@ -107,8 +133,10 @@ def run_renormalise(args) -> int:
     from regiond.index.milvus.schema import is_milvus
 
     if is_milvus(args.dir):
-        raise ValueError(f"{args.dir}: a Milvus collection records its normaliser when it is created; renormalise "
-                         "adopts one in indexes built before normalisation existed (directories)")
+        raise ValueError(
+            f"{args.dir}: a Milvus collection records its normaliser when it is created; renormalise "
+            "adopts one in indexes built before normalisation existed (directories)"
+        )
     d = index_dir(args.dir)
     profile = args.profile
     if profile == "auto":  # the profile whose features the index holds ("lite/classic/mean")

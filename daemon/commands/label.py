@@ -20,6 +20,7 @@ scenes; the scenes, OUT, the weights and HEADS must be on paths every node reach
 
   regiond label scans/*.sens --heads out/heads --out /shared/labels --ray HEAD:6379 --device cuda
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,17 +31,31 @@ from regiond.commands.regions import add_model_options
 
 
 def register(sub) -> None:
-    p = sub.add_parser("label", help="label every frame of scenes with a scene head (batch job, optionally on Ray)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "label",
+        help="label every frame of scenes with a scene head (batch job, optionally on Ray)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("scenes", nargs="+", metavar="SCENE", help=".sens files, ScanNet / 7-Scenes folders, synthetic:SEED")
-    p.add_argument("--heads", required=True, metavar="DIR|bundled",
-                   help="trained heads (scene/ and/or segment/, as `regiond train` writes them), or 'bundled': "
-                        "the heads shipped for the profile")
+    p.add_argument(
+        "--heads",
+        required=True,
+        metavar="DIR|bundled",
+        help="trained heads (scene/ and/or segment/, as `regiond train` writes them), or 'bundled': "
+        "the heads shipped for the profile",
+    )
     p.add_argument("--out", required=True, metavar="OUT", help="output directory (labels/, scenes/)")
     p.add_argument("--every", type=int, default=1, metavar="K", help="keep every K-th frame (default 1)")
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="at most N frames per scene")
-    p.add_argument("--size", type=int, nargs=2, default=None, metavar=("W", "H"),
-                   help="resample frames to W×H before extraction; default: as recorded")
+    p.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("W", "H"),
+        help="resample frames to W×H before extraction; default: as recorded",
+    )
     add_model_options(p)
     add_ray_options(p)
     p.set_defaults(func=run)
@@ -54,12 +69,20 @@ def run(args) -> int:
     job = dict(every=args.every, max_frames=args.max_frames, size=args.size)
     ray = ray_options(args)
     if ray is None:
-        extractor = build_extractor(args.profile, args.weights, device=args.device, preset="scene",
-                                    sam_generator=args.sam_generator)
+        extractor = build_extractor(
+            args.profile, args.weights, device=args.device, preset="scene", sam_generator=args.sam_generator
+        )
         report = label_scenes(args.scenes, args.out, extractor, args.heads, **job)
     else:
         with ray_cluster(ray):
-            report = label_scenes(args.scenes, args.out, actor_build(args, preset="scene", sam_generator=args.sam_generator), args.heads, ray=ray, **job)
+            report = label_scenes(
+                args.scenes,
+                args.out,
+                actor_build(args, preset="scene", sam_generator=args.sam_generator),
+                args.heads,
+                ray=ray,
+                **job,
+            )
     for source, error in report.failures:
         print(f"regiond label: {source}: {error}", file=sys.stderr)
     for s in report.labelled:

@@ -1,4 +1,5 @@
 """`regiond models`: which checkpoints are in the weights directory, and what each profile lacks."""
+
 from __future__ import annotations
 
 import math
@@ -6,13 +7,21 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    p = sub.add_parser("models", help="list the model checkpoints found and what each profile still needs",
-                       description=__doc__)
-    p.add_argument("--weights", metavar="DIR", default=None,
-                   help="directory of checkpoints under their official names "
-                        "(default: $REGIOND_WEIGHTS, else ~/.cache/regiond/weights)")
-    p.add_argument("--inspect", action="store_true",
-                   help="also open each checkpoint found (tensors only, no code) and show its size and width")
+    p = sub.add_parser(
+        "models", help="list the model checkpoints found and what each profile still needs", description=__doc__
+    )
+    p.add_argument(
+        "--weights",
+        metavar="DIR",
+        default=None,
+        help="directory of checkpoints under their official names "
+        "(default: $REGIOND_WEIGHTS, else ~/.cache/regiond/weights)",
+    )
+    p.add_argument(
+        "--inspect",
+        action="store_true",
+        help="also open each checkpoint found (tensors only, no code) and show its size and width",
+    )
     p.set_defaults(func=run)
 
 

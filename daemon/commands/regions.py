@@ -4,6 +4,7 @@ Per image it writes `<stem>.regions.npz` (RegionSet.save) and `<stem>.overlay.pn
 the region count, pixel coverage and per-stage time. An unreadable image is reported and
 skipped; the others carry on and the exit status is 1.
 """
+
 from __future__ import annotations
 
 import sys
@@ -24,34 +25,50 @@ PROFILE_CHOICES = ["auto", "paper", "balanced", "lite"]
 
 def add_model_options(p) -> None:
     """--profile / --weights / --device, shared by the commands that build an Extractor."""
-    p.add_argument("--profile", default="auto", choices=PROFILE_CHOICES,
-                   help="paper: SAM ViT-H + SLIC, DINOv2 ViT-L/14; balanced: SAM ViT-B + SLIC, "
-                        "DINOv2 ViT-B/14; lite: SLIC + classic features, no weights; auto (default): "
-                        "the best profile whose weights are present, else lite (and it says so)")
-    p.add_argument("--weights", metavar="DIR", default=None,
-                   help="directory of model checkpoints under their official names "
-                        "(default: $REGIOND_WEIGHTS, else ~/.cache/regiond/weights); see `regiond models`")
+    p.add_argument(
+        "--profile",
+        default="auto",
+        choices=PROFILE_CHOICES,
+        help="paper: SAM ViT-H + SLIC, DINOv2 ViT-L/14; balanced: SAM ViT-B + SLIC, "
+        "DINOv2 ViT-B/14; lite: SLIC + classic features, no weights; auto (default): "
+        "the best profile whose weights are present, else lite (and it says so)",
+    )
+    p.add_argument(
+        "--weights",
+        metavar="DIR",
+        default=None,
+        help="directory of model checkpoints under their official names "
+        "(default: $REGIOND_WEIGHTS, else ~/.cache/regiond/weights); see `regiond models`",
+    )
     p.add_argument("--device", default="cpu", help="torch device for SAM and the backbone (cpu, cuda, cuda:1)")
     add_sam_generator_option(p)
 
 
 def add_sam_generator_option(p) -> None:
     """--sam-generator, shared with `regiond serve`."""
-    p.add_argument("--sam-generator", default="fast", choices=["fast", "reference"],
-                   help="SAM profiles' mask generator: fast (default; segment-anything's masks several "
-                        "times faster, bench/amg.py) or reference (segment-anything's own "
-                        "SamAutomaticMaskGenerator)")
+    p.add_argument(
+        "--sam-generator",
+        default="fast",
+        choices=["fast", "reference"],
+        help="SAM profiles' mask generator: fast (default; segment-anything's masks several "
+        "times faster, bench/amg.py) or reference (segment-anything's own "
+        "SamAutomaticMaskGenerator)",
+    )
 
 
 def register(sub) -> None:
-    p = sub.add_parser("regions", help="region masks and features of image files, with overlay pictures",
-                       description=__doc__)
+    p = sub.add_parser(
+        "regions", help="region masks and features of image files, with overlay pictures", description=__doc__
+    )
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...; any bit depth)")
-    p.add_argument("--out", required=True, metavar="DIR",
-                   help="output directory for <stem>.regions.npz and <stem>.overlay.png (created)")
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="output directory for <stem>.regions.npz and <stem>.overlay.png (created)",
+    )
     add_model_options(p)
-    p.add_argument("--no-features", action="store_true",
-                   help="masks only: skip the backbone and pooling")
+    p.add_argument("--no-features", action="store_true", help="masks only: skip the backbone and pooling")
     p.set_defaults(func=run)
 
 
@@ -69,13 +86,21 @@ class ImageResult:
 
     def line(self) -> str:
         stages = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in self.seconds.items())
-        return (f"{self.name}: {self.regions} regions ({self.sam} SAM, {self.slic} SLIC), "
-                f"coverage {self.coverage:.1%}; {stages}")
+        return (
+            f"{self.name}: {self.regions} regions ({self.sam} SAM, {self.slic} SLIC), "
+            f"coverage {self.coverage:.1%}; {stages}"
+        )
 
     def as_dict(self) -> dict:
-        return {"image": self.name, "regions": self.regions, "sam": self.sam, "slic": self.slic,
-                "coverage": self.coverage, "seconds": self.seconds,
-                "files": {k: str(v) for k, v in self.files.items()}}
+        return {
+            "image": self.name,
+            "regions": self.regions,
+            "sam": self.sam,
+            "slic": self.slic,
+            "coverage": self.coverage,
+            "seconds": self.seconds,
+            "files": {k: str(v) for k, v in self.files.items()},
+        }
 
 
 def read_image(path) -> np.ndarray:
@@ -100,9 +125,15 @@ def process_image(extractor, rgb, name: str, out_dir: Path, features: bool = Tru
     masks = regions.masks()
     png = save_png(out_dir / f"{name}.overlay.png", overlay_regions(rgb, masks, regions.source))
     coverage = float(masks.any(axis=0).mean()) if len(regions) else 0.0
-    return ImageResult(name, len(regions), int((regions.source == SOURCE_SAM).sum()),
-                       int((regions.source == SOURCE_SLIC).sum()), coverage,
-                       dict(regions.meta.get("seconds", {})), {"regions": npz, "overlay": png})
+    return ImageResult(
+        name,
+        len(regions),
+        int((regions.source == SOURCE_SAM).sum()),
+        int((regions.source == SOURCE_SLIC).sum()),
+        coverage,
+        dict(regions.meta.get("seconds", {})),
+        {"regions": npz, "overlay": png},
+    )
 
 
 def _unique_names(paths: list[Path]) -> list[str]:
@@ -119,15 +150,19 @@ def _unique_names(paths: list[Path]) -> list[str]:
 def run(args) -> int:
     from regiond.extraction.profiles import build_extractor  # torch: only when the command runs (--help stays light)
 
-    extractor = build_extractor(args.profile, weights_dir=args.weights, device=args.device,
-                                sam_generator=args.sam_generator)
+    extractor = build_extractor(
+        args.profile, weights_dir=args.weights, device=args.device, sam_generator=args.sam_generator
+    )
     out_dir = Path(args.out)
     paths = [Path(p) for p in args.images]
-    print(f"profile {extractor.profile}: masks {extractor.masker.name}, backbone {extractor.backbone.name}; "
-          f"writing to {out_dir}/")
+    print(
+        f"profile {extractor.profile}: masks {extractor.masker.name}, backbone {extractor.backbone.name}; "
+        f"writing to {out_dir}/"
+    )
     failed = 0
-    bar = tqdm(list(zip(paths, _unique_names(paths))), desc="regions", unit="image",
-               disable=len(paths) < 2, file=sys.stderr)
+    bar = tqdm(
+        list(zip(paths, _unique_names(paths))), desc="regions", unit="image", disable=len(paths) < 2, file=sys.stderr
+    )
     for path, name in bar:
         try:
             result = process_image(extractor, read_image(path), name, out_dir, features=not args.no_features)

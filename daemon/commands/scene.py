@@ -3,6 +3,7 @@
 SOURCE is anything scenes.open_source takes: a ScanNet .sens file, a ScanNet exported folder,
 a 7-Scenes-style folder, a video file, camera:N or synthetic:SEED.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,49 +38,76 @@ def _opt(text: str):
 
 def add_source_options(p) -> None:
     """Sampling and source options shared by the scene commands."""
-    p.add_argument("source", metavar="SOURCE",
-                   help="a .sens file, ScanNet exported folder, 7-Scenes folder, video file, camera:N or synthetic:SEED")
+    p.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="a .sens file, ScanNet exported folder, 7-Scenes folder, video file, camera:N or synthetic:SEED",
+    )
     p.add_argument("--every", type=int, default=1, metavar="K", help="use every K-th frame (default 1)")
     p.add_argument("--count", type=int, default=None, metavar="N", help="then N evenly spaced frames")
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="then at most N frames")
-    p.add_argument("--size", type=_size, default=None, metavar="WxH",
-                   help="resample frames to WIDTHxHEIGHT (intrinsics scaled; depth nearest)")
-    p.add_argument("--labels-tsv", default=None, metavar="TSV",
-                   help="scannetv2-labels.combined.tsv: map a ScanNet folder's label-filt raw ids to NYU40")
-    p.add_argument("--source-opt", type=_opt, action="append", default=[], metavar="KEY=VALUE",
-                   help="other options of the source kind: depth_shift=1000 (folders); frames=N, width=W, "
-                        "height=H (synthetic:SEED). Repeatable")
+    p.add_argument(
+        "--size",
+        type=_size,
+        default=None,
+        metavar="WxH",
+        help="resample frames to WIDTHxHEIGHT (intrinsics scaled; depth nearest)",
+    )
+    p.add_argument(
+        "--labels-tsv",
+        default=None,
+        metavar="TSV",
+        help="scannetv2-labels.combined.tsv: map a ScanNet folder's label-filt raw ids to NYU40",
+    )
+    p.add_argument(
+        "--source-opt",
+        type=_opt,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="other options of the source kind: depth_shift=1000 (folders); frames=N, width=W, "
+        "height=H (synthetic:SEED). Repeatable",
+    )
 
 
 def open_from_args(args):
     opts = dict(args.source_opt)
     if args.labels_tsv:
         opts["labels_tsv"] = args.labels_tsv
-    return scenes.open_source(args.source, every=args.every, count=args.count, max_frames=args.max_frames,
-                              size=args.size, **opts)
+    return scenes.open_source(
+        args.source, every=args.every, count=args.count, max_frames=args.max_frames, size=args.size, **opts
+    )
 
 
 def register(sub) -> None:
-    p = sub.add_parser("scene", help="RGB-D scenes and videos: facts about a source, fused point clouds",
-                       description=__doc__)
+    p = sub.add_parser(
+        "scene", help="RGB-D scenes and videos: facts about a source, fused point clouds", description=__doc__
+    )
     ssub = p.add_subparsers(dest="scene_command", metavar="ACTION")
-    info = ssub.add_parser("info", help="frame count, sizes, intrinsics, depth range, frames without a pose",
-                           description="Describe a source, then read its frames for the depth range and the "
-                                       "frames without a valid pose (skip that with --no-scan).")
+    info = ssub.add_parser(
+        "info",
+        help="frame count, sizes, intrinsics, depth range, frames without a pose",
+        description="Describe a source, then read its frames for the depth range and the "
+        "frames without a valid pose (skip that with --no-scan).",
+    )
     add_source_options(info)
     info.add_argument("--no-scan", action="store_true", help="only what the header/folder says; read no frames")
     info.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     info.set_defaults(func=run_info)
-    fuse = ssub.add_parser("fuse", help="fused, voxel-downsampled, coloured (and labelled) point cloud as PLY",
-                           description="Back-project every frame with depth and a valid pose into the world, "
-                                       "merge the points on a voxel grid (mean position and colour, majority "
-                                       "label), and write a binary PLY (x y z, red green blue, label when "
-                                       "the source has ground-truth labels).")
+    fuse = ssub.add_parser(
+        "fuse",
+        help="fused, voxel-downsampled, coloured (and labelled) point cloud as PLY",
+        description="Back-project every frame with depth and a valid pose into the world, "
+        "merge the points on a voxel grid (mean position and colour, majority "
+        "label), and write a binary PLY (x y z, red green blue, label when "
+        "the source has ground-truth labels).",
+    )
     add_source_options(fuse)
     fuse.add_argument("--out", required=True, metavar="PLY", help="output .ply file")
     fuse.add_argument("--voxel", type=float, default=0.02, metavar="METRES", help="voxel size (default 0.02)")
-    fuse.add_argument("--max-depth", type=float, default=10.0, metavar="METRES",
-                      help="ignore depth beyond this (default 10)")
+    fuse.add_argument(
+        "--max-depth", type=float, default=10.0, metavar="METRES", help="ignore depth beyond this (default 10)"
+    )
     fuse.add_argument("--stride", type=int, default=1, metavar="S", help="use every S-th pixel (default 1)")
     fuse.set_defaults(func=run_fuse)
     p.set_defaults(func=lambda args: p.print_help() or 2)
@@ -141,6 +169,8 @@ def run_fuse(args) -> int:
         raise ValueError(f"{args.source}: no frame had depth and a valid pose; nothing to fuse")
     write_ply(args.out, cloud)
     labelled = "" if cloud.labels is None else f", {int((cloud.labels > 0).sum())} labelled"
-    print(f"{args.out}: {len(cloud)} points{labelled} from {fusion.frames_used} frames "
-          f"({fusion.frames_skipped} skipped: no depth or pose), voxel {args.voxel} m")
+    print(
+        f"{args.out}: {len(cloud)} points{labelled} from {fusion.frames_used} frames "
+        f"({fusion.frames_skipped} skipped: no depth or pose), voxel {args.voxel} m"
+    )
     return 0

@@ -5,6 +5,7 @@ ScanNet exported folder (label-filt holds NYU40 ids; regiond-scene.json says so)
 file. clips: short videos of 9 motion classes with distractors, plus labels.csv.
 Everything is deterministic by seed.
 """
+
 from __future__ import annotations
 
 import sys
@@ -17,19 +18,28 @@ from regiond.scenes.synthetic import ACTIVITY_CLASSES, SyntheticScene, write_cli
 
 
 def register(sub) -> None:
-    p = sub.add_parser("synth", help="generate synthetic RGB-D scenes and activity clips with ground truth",
-                       description=__doc__)
+    p = sub.add_parser(
+        "synth", help="generate synthetic RGB-D scenes and activity clips with ground truth", description=__doc__
+    )
     ssub = p.add_subparsers(dest="synth_command", metavar="WHAT")
     s = ssub.add_parser("scene", help="a synthetic room as a ScanNet exported folder or a .sens file")
     s.add_argument("--seed", type=int, default=0, help="room and trajectory seed (default 0)")
     s.add_argument("--frames", type=int, default=100, help="frames along one loop of the room (default 100)")
     s.add_argument("--width", type=int, default=640, help="image width (default 640)")
     s.add_argument("--height", type=int, default=480, help="image height (default 480)")
-    s.add_argument("--out", required=True, metavar="DIR",
-                   help="output folder (format folder), or a .sens file / a folder to put scene_SEED.sens in (format sens)")
-    s.add_argument("--format", choices=("folder", "sens"), default="folder",
-                   help="folder: color/ depth/ pose/ intrinsic/ label-filt/ instance-filt/ + regiond-scene.json; "
-                        "sens: ScanNet .sens v4 (+ <file>.json with the room's objects). Default folder")
+    s.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="output folder (format folder), or a .sens file / a folder to put scene_SEED.sens in (format sens)",
+    )
+    s.add_argument(
+        "--format",
+        choices=("folder", "sens"),
+        default="folder",
+        help="folder: color/ depth/ pose/ intrinsic/ label-filt/ instance-filt/ + regiond-scene.json; "
+        "sens: ScanNet .sens v4 (+ <file>.json with the room's objects). Default folder",
+    )
     s.set_defaults(func=run_scene)
     c = ssub.add_parser("clips", help="activity clips (videos) with labels.csv")
     c.add_argument("--per-class", type=int, required=True, metavar="K", help="clips per class")
@@ -57,9 +67,11 @@ def run_scene(args) -> int:
             out = write_scene_sens(scene, out, progress=bar)
     dt = time.perf_counter() - t0
     classes = ", ".join(str(c) for c in scene.room.classes())
-    print(f"{out}: {args.frames} frames {args.width}x{args.height} in {dt:.1f} s "
-          f"({dt / args.frames * 1000:.0f} ms/frame); room {scene.room.width:.2f}x{scene.room.depth:.2f}x"
-          f"{scene.room.height:.2f} m, {len(scene.room.objects)} objects, NYU40 classes {classes}")
+    print(
+        f"{out}: {args.frames} frames {args.width}x{args.height} in {dt:.1f} s "
+        f"({dt / args.frames * 1000:.0f} ms/frame); room {scene.room.width:.2f}x{scene.room.depth:.2f}x"
+        f"{scene.room.height:.2f} m, {len(scene.room.objects)} objects, NYU40 classes {classes}"
+    )
     return 0
 
 
@@ -67,8 +79,19 @@ def run_clips(args) -> int:
     n = args.per_class * len(ACTIVITY_CLASSES)
     t0 = time.perf_counter()
     with tqdm(total=n, desc="clips", unit="clip", file=sys.stderr) as bar:
-        csv_path = write_clips(args.out, args.per_class, seed=args.seed, frames=args.frames, width=args.width,
-                               height=args.height, fps=args.fps, video_format=args.format, progress=bar)
-    print(f"{csv_path}: {n} clips ({args.per_class} per class: {', '.join(ACTIVITY_CLASSES)}) "
-          f"in {time.perf_counter() - t0:.1f} s")
+        csv_path = write_clips(
+            args.out,
+            args.per_class,
+            seed=args.seed,
+            frames=args.frames,
+            width=args.width,
+            height=args.height,
+            fps=args.fps,
+            video_format=args.format,
+            progress=bar,
+        )
+    print(
+        f"{csv_path}: {n} clips ({args.per_class} per class: {', '.join(ACTIVITY_CLASSES)}) "
+        f"in {time.perf_counter() - t0:.1f} s"
+    )
     return 0

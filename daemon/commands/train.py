@@ -10,6 +10,7 @@ AdamW with linear warm-up and cosine decay, area-weighted cross-entropy for regi
 stopping on validation loss (the best epoch is kept), deterministic for a given --seed. The
 head is written as OUT/config.json + OUT/model.safetensors.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,19 +18,36 @@ import json
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help="train a segmentation, scene or activity head on a token cache",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "train",
+        help="train a segmentation, scene or activity head on a token cache",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("task", choices=["segment", "scene", "activity"], help="what to train")
     p.add_argument("--cache", required=True, metavar="DIR", help="training token cache (`regiond extract`)")
     p.add_argument("--out", required=True, metavar="HEAD", help="output head directory (created)")
-    p.add_argument("--val-cache", metavar="DIR", default=None,
-                   help="validation cache (default: hold out --val-fraction of the training items)")
-    p.add_argument("--val-fraction", type=float, default=0.2, help="held-out fraction without --val-cache (default 0.2)")
-    p.add_argument("--head", default=None,
-                   help="registered head name (default: region-mlp, scene-transformer, activity-transformer); "
-                        "see regiond.heads.list_heads()")
-    p.add_argument("--tokens", default="regions", choices=["regions", "patches"],
-                   help="region tokens, or patch tokens for the baseline (cache extracted with --patches)")
+    p.add_argument(
+        "--val-cache",
+        metavar="DIR",
+        default=None,
+        help="validation cache (default: hold out --val-fraction of the training items)",
+    )
+    p.add_argument(
+        "--val-fraction", type=float, default=0.2, help="held-out fraction without --val-cache (default 0.2)"
+    )
+    p.add_argument(
+        "--head",
+        default=None,
+        help="registered head name (default: region-mlp, scene-transformer, activity-transformer); "
+        "see regiond.heads.list_heads()",
+    )
+    p.add_argument(
+        "--tokens",
+        default="regions",
+        choices=["regions", "patches"],
+        help="region tokens, or patch tokens for the baseline (cache extracted with --patches)",
+    )
     p.add_argument("--epochs", type=int, default=60, help="maximum epochs (default 60)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
     p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay (default 0.05)")
@@ -39,14 +57,28 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--dim", type=int, default=None, help="transformer width (default 256)")
     p.add_argument("--layers", type=int, default=None, help="transformer layers (default: the head's)")
-    p.add_argument("--attention-heads", type=int, default=None, metavar="N", help="attention heads of a transformer head (default 8)")
+    p.add_argument(
+        "--attention-heads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="attention heads of a transformer head (default 8)",
+    )
     p.add_argument("--hidden", type=int, default=None, help="MLP hidden width (region-mlp, default 1000)")
-    p.add_argument("--max-tokens", type=int, default=None,
-                   help="tokens per sample (scene: sample at most this many, default 2048; activity: pad to, default 400)")
+    p.add_argument(
+        "--max-tokens",
+        type=int,
+        default=None,
+        help="tokens per sample (scene: sample at most this many, default 2048; activity: pad to, default 400)",
+    )
     p.add_argument("--no-2d", action="store_true", help="transformers: drop the 2D box embedding")
     p.add_argument("--no-3d", action="store_true", help="scene transformer: drop the 3D position embedding")
-    p.add_argument("--frames-per-view", type=int, default=None,
-                   help="scene: frames per training view (default 8; inference sees all frames)")
+    p.add_argument(
+        "--frames-per-view",
+        type=int,
+        default=None,
+        help="scene: frames per training view (default 8; inference sees all frames)",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.set_defaults(func=run)
 
@@ -58,22 +90,58 @@ def run(args) -> int:
     from regiond.heads.training import TrainConfig  # torch: only when the command runs (--help stays light)
 
     torch.set_num_threads(args.threads)
-    over = {k: v for k, v in (("dim", args.dim), ("layers", args.layers), ("heads", args.attention_heads),
-                              ("hidden", args.hidden), ("max_tokens", args.max_tokens)) if v is not None}
+    over = {
+        k: v
+        for k, v in (
+            ("dim", args.dim),
+            ("layers", args.layers),
+            ("heads", args.attention_heads),
+            ("hidden", args.hidden),
+            ("max_tokens", args.max_tokens),
+        )
+        if v is not None
+    }
     if args.no_2d:
         over["pos2d"] = False
     if args.no_3d:
         over["pos3d"] = False
     task_over = {"frames_per_view": args.frames_per_view} if args.frames_per_view else {}
-    cfg = TrainConfig(epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay, warmup=args.warmup,
-                      batch_size=args.batch_size, patience=args.patience, seed=args.seed)
-    job = train_on_cache(args.task, args.cache, args.out, head=args.head, val_cache=args.val_cache,
-                         val_fraction=args.val_fraction, tokens=args.tokens, cfg=cfg,
-                         head_overrides=over, task_overrides=task_over)
+    cfg = TrainConfig(
+        epochs=args.epochs,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        warmup=args.warmup,
+        batch_size=args.batch_size,
+        patience=args.patience,
+        seed=args.seed,
+    )
+    job = train_on_cache(
+        args.task,
+        args.cache,
+        args.out,
+        head=args.head,
+        val_cache=args.val_cache,
+        val_fraction=args.val_fraction,
+        tokens=args.tokens,
+        cfg=cfg,
+        head_overrides=over,
+        task_overrides=task_over,
+    )
     r = job.result
-    print(json.dumps({"head": job.head, "out": str(job.head_dir), "classes": len(job.classes),
-                      "train_items": job.train_items, "val_items": job.val_items,
-                      "best_epoch": r.best_epoch, "epochs_run": r.epochs_run,
-                      "best_val_loss": round(r.best_val_loss, 4), "val_metric": round(r.val_metric, 4),
-                      "seconds": round(r.seconds, 1)}))
+    print(
+        json.dumps(
+            {
+                "head": job.head,
+                "out": str(job.head_dir),
+                "classes": len(job.classes),
+                "train_items": job.train_items,
+                "val_items": job.val_items,
+                "best_epoch": r.best_epoch,
+                "epochs_run": r.epochs_run,
+                "best_val_loss": round(r.best_val_loss, 4),
+                "val_metric": round(r.val_metric, 4),
+                "seconds": round(r.seconds, 1),
+            }
+        )
+    )
     return 0

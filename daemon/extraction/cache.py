@@ -20,6 +20,7 @@ An item is one scene (all sampled frames), one clip (8 evenly spaced frames, a c
 one image folder. A cache holds tokens of one extractor only: adding a source extracted with
 another profile or other models is refused, since their features are not comparable.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -75,14 +76,19 @@ class CacheItem:
 
 def extractor_versions(extractor) -> dict:
     """What makes tokens comparable: the profile, models, feature width and pooling."""
-    return versions(extractor.profile, extractor.masker.name, extractor.backbone.name, extractor.dim,
-                    extractor.pooling)
+    return versions(extractor.profile, extractor.masker.name, extractor.backbone.name, extractor.dim, extractor.pooling)
 
 
 def versions(profile: str, masker: str, backbone: str, dim: int, pooling: str) -> dict:
     """A cache's `versions` (also known before any model loads: profiles.profile_versions)."""
-    return {"profile": profile, "masker": masker, "backbone": backbone, "dim": int(dim),
-            "pooling": pooling, "regiond": __version__}
+    return {
+        "profile": profile,
+        "masker": masker,
+        "backbone": backbone,
+        "dim": int(dim),
+        "pooling": pooling,
+        "regiond": __version__,
+    }
 
 
 class TokenCache:
@@ -187,6 +193,7 @@ class TokenCache:
 
 # --- writing one item atomically ------------------------------------------------------------
 
+
 @contextmanager
 def job_lock(root: str | Path) -> Iterator[None]:
     """Held by the one job writing a directory of items (a cache, a labelling job's output):
@@ -258,5 +265,6 @@ def check_compatible(have: dict, new: dict, where: str) -> None:
     keys = ("profile", "masker", "backbone", "dim", "pooling")
     diff = [f"{k}: {have.get(k)!r} vs {new.get(k)!r}" for k in keys if have.get(k) != new.get(k)]
     if diff:
-        raise InputError("profile", f"cache {where} holds tokens of another extractor ({'; '.join(diff)}); "
-                                    f"use a new --out directory")
+        raise InputError(
+            "profile", f"cache {where} holds tokens of another extractor ({'; '.join(diff)}); use a new --out directory"
+        )

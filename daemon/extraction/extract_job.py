@@ -9,6 +9,7 @@ the loop itself; `extract_item` puts frames made in memory into a cache (the dem
 Each saved RegionSet carries per-region labels by the paper's >50% rule when its frame has a
 ground-truth label map, and optionally the frame's patch tokens.
 """
+
 from __future__ import annotations
 
 import json
@@ -49,8 +50,14 @@ from regiond.extraction.profiles import build_extractor, profile_versions
 log = logging.getLogger(__name__)
 
 
-def extract_frames(extractor: Extractor, frames: Iterable[Frame], out_dir: Path, patches: bool,
-                   progress: tqdm | None = None, carry: CarryConfig | None = None) -> tuple[list[str], dict]:
+def extract_frames(
+    extractor: Extractor,
+    frames: Iterable[Frame],
+    out_dir: Path,
+    patches: bool,
+    progress: tqdm | None = None,
+    carry: CarryConfig | None = None,
+) -> tuple[list[str], dict]:
     """Extract and save every frame; returns (stems, meta). Labels come from frame.labels.
     With `carry`, masks are generated on keyframes only and carried between them."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -67,8 +74,9 @@ def extract_frames(extractor: Extractor, frames: Iterable[Frame], out_dir: Path,
             write_label_png(out_dir / f"{stem}.labels.png", frame.labels)
         regions.save(out_dir / f"{stem}.npz")
         if patches:
-            pr = patch_regions(extractor.backbone(frame.rgb), frame.height, frame.width,
-                               meta={"frame_index": frame.index})
+            pr = patch_regions(
+                extractor.backbone(frame.rgb), frame.height, frame.width, meta={"frame_index": frame.index}
+            )
             if frame.labels is not None:
                 pr.labels = region_labels(pr, frame.labels)
             pr.save(out_dir / f"{stem}.patches.npz")
@@ -83,9 +91,19 @@ def extract_frames(extractor: Extractor, frames: Iterable[Frame], out_dir: Path,
     return stems, {"frame_indices": indices, "sizes": sorted(sizes), "keyframes": keyframes}
 
 
-def write_item(root: Path, extractor: Extractor, name: str, kind: str, frames: Iterable[Frame],
-               label: str | None = None, source: str = "", patches: bool = False, meta: dict | None = None,
-               progress: tqdm | None = None, carry: CarryConfig | None = None) -> CacheItem:
+def write_item(
+    root: Path,
+    extractor: Extractor,
+    name: str,
+    kind: str,
+    frames: Iterable[Frame],
+    label: str | None = None,
+    source: str = "",
+    patches: bool = False,
+    meta: dict | None = None,
+    progress: tqdm | None = None,
+    carry: CarryConfig | None = None,
+) -> CacheItem:
     """Extract frames into item `name` of the cache at `root`, atomically (cache.commit_item);
     the caller records the returned item in the manifest."""
     tmp = partial_dir(root, name)
@@ -103,9 +121,17 @@ def write_item(root: Path, extractor: Extractor, name: str, kind: str, frames: I
     return item
 
 
-def extract_item(cache: TokenCache, extractor: Extractor, name: str, kind: str, frames: Iterable[Frame],
-                 label: str | None = None, source: str = "", patches: bool = False,
-                 progress: tqdm | None = None) -> CacheItem:
+def extract_item(
+    cache: TokenCache,
+    extractor: Extractor,
+    name: str,
+    kind: str,
+    frames: Iterable[Frame],
+    label: str | None = None,
+    source: str = "",
+    patches: bool = False,
+    progress: tqdm | None = None,
+) -> CacheItem:
     """Extract one scene, clip or image folder's frames into the cache as item `name`."""
     item = write_item(cache.root, extractor, name, kind, frames, label, source, patches, progress=progress)
     cache.add(item)
@@ -113,6 +139,7 @@ def extract_item(cache: TokenCache, extractor: Extractor, name: str, kind: str, 
 
 
 # --- jobs: planned items, extracted once ------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ItemSpec:
@@ -142,20 +169,40 @@ class ItemSpec:
     skip_bad: bool = False
 
     @classmethod
-    def scene(cls, source: str | Path, every: int = 1, max_frames: int | None = None,
-              size: tuple[int, int] | None = None, patches: bool = False,
-              keyframes: tuple[int, float] = (0, 0.0), skip_bad: bool = False) -> "ItemSpec":
+    def scene(
+        cls,
+        source: str | Path,
+        every: int = 1,
+        max_frames: int | None = None,
+        size: tuple[int, int] | None = None,
+        patches: bool = False,
+        keyframes: tuple[int, float] = (0, 0.0),
+        skip_bad: bool = False,
+    ) -> "ItemSpec":
         """A scene (anything scenes.open_source opens), named after its file or folder."""
         src = Path(source)
-        return cls((src.stem if src.is_file() else src.name).replace(":", "_"), "scene", str(source), every=every,
-                   max_frames=max_frames, size=tuple(size) if size else None, patches=patches,
-                   keyframe_every=keyframes[0], min_coverage=keyframes[1], skip_bad=skip_bad)
+        return cls(
+            (src.stem if src.is_file() else src.name).replace(":", "_"),
+            "scene",
+            str(source),
+            every=every,
+            max_frames=max_frames,
+            size=tuple(size) if size else None,
+            patches=patches,
+            keyframe_every=keyframes[0],
+            min_coverage=keyframes[1],
+            skip_bad=skip_bad,
+        )
 
     def sampling(self) -> dict:
         """How the frames were sampled, as the manifest records it (meta["sampling"]); carried
         masks and skipping bad frames are recorded only when on, so older caches still match."""
-        out = {"every": self.every, "count": self.count, "max_frames": self.max_frames,
-               "size": list(self.size) if self.size else None}
+        out = {
+            "every": self.every,
+            "count": self.count,
+            "max_frames": self.max_frames,
+            "size": list(self.size) if self.size else None,
+        }
         if self.carry() is not None:
             out["keyframe_every"], out["min_coverage"] = self.keyframe_every, self.min_coverage
         if self.skip_bad:
@@ -171,8 +218,13 @@ class ItemSpec:
 
     def matches(self, item: CacheItem) -> bool:
         """`item` holds what this spec extracts (a re-run skips it)."""
-        return (item.kind == self.kind and item.source == self.source and item.patches == self.patches
-                and item.label == self.label and item.meta.get("sampling") == self.sampling())
+        return (
+            item.kind == self.kind
+            and item.source == self.source
+            and item.patches == self.patches
+            and item.label == self.label
+            and item.meta.get("sampling") == self.sampling()
+        )
 
     def frames(self) -> Iterable[Frame]:
         if self.kind == "images":
@@ -195,8 +247,19 @@ class ItemSpec:
 
 def build_item(root: Path, extractor: Extractor, spec: ItemSpec, progress: tqdm | None = None) -> CacheItem:
     """Extract one planned item into the cache at `root` (atomically; not yet in the manifest)."""
-    return write_item(Path(root), extractor, spec.name, spec.kind, spec.frames(), spec.label, spec.source,
-                      spec.patches, {"sampling": spec.sampling()}, progress, spec.carry())
+    return write_item(
+        Path(root),
+        extractor,
+        spec.name,
+        spec.kind,
+        spec.frames(),
+        spec.label,
+        spec.source,
+        spec.patches,
+        {"sampling": spec.sampling()},
+        progress,
+        spec.carry(),
+    )
 
 
 @dataclass
@@ -216,14 +279,24 @@ class JobReport:
     def summary(self) -> str:
         """The line a job ends with."""
         rate = f", {self.frames / self.seconds:.1f} frames/s" if self.seconds and self.frames else ""
-        return (f"{len(self.extracted)} items extracted ({self.frames} frames), {len(self.skipped)} already in the "
-                f"cache, {len(self.failures)} failed, {self.seconds:.1f} s{rate}")
+        return (
+            f"{len(self.extracted)} items extracted ({self.frames} frames), {len(self.skipped)} already in the "
+            f"cache, {len(self.failures)} failed, {self.seconds:.1f} s{rate}"
+        )
 
 
-def plan_job(cache: TokenCache, sources: list[str | Path], kind: str = "auto", every: int = 1,
-             max_frames: int | None = None, size: tuple[int, int] | None = None, patches: bool = False,
-             clip_frames: int = CLIP_FRAMES, keyframes: tuple[int, float] = (0, 0.0),
-             skip_bad_frames: bool = False) -> tuple[list[ItemSpec], JobReport]:
+def plan_job(
+    cache: TokenCache,
+    sources: list[str | Path],
+    kind: str = "auto",
+    every: int = 1,
+    max_frames: int | None = None,
+    size: tuple[int, int] | None = None,
+    patches: bool = False,
+    clip_frames: int = CLIP_FRAMES,
+    keyframes: tuple[int, float] = (0, 0.0),
+    skip_bad_frames: bool = False,
+) -> tuple[list[ItemSpec], JobReport]:
     """The items still to extract, and a report holding what is already in the cache (items
     with the same source and sampling: a re-run skips them) and the sources that could not
     be planned (a clip folder whose labels.csv is bad)."""
@@ -244,9 +317,20 @@ def plan_job(cache: TokenCache, sources: list[str | Path], kind: str = "auto", e
             except InputError as e:
                 report.failures.append((str(spec), str(e)))
                 continue
-            specs = [ItemSpec(f"{src.name}/{video.stem}", "clip", str(video), label, count=clip_frames, size=size,
-                              patches=patches, keyframe_every=keyframes[0], min_coverage=keyframes[1])
-                     for video, label in rows]
+            specs = [
+                ItemSpec(
+                    f"{src.name}/{video.stem}",
+                    "clip",
+                    str(video),
+                    label,
+                    count=clip_frames,
+                    size=size,
+                    patches=patches,
+                    keyframe_every=keyframes[0],
+                    min_coverage=keyframes[1],
+                )
+                for video, label in rows
+            ]
         elif k == "images":
             specs = [ItemSpec(src.name, "images", str(spec), patches=patches)]
         else:
@@ -290,8 +374,15 @@ class ExtractWorker:
                left) is failed, not tried again: Ray would retry it for ever
     """
 
-    def __init__(self, root: str | Path, extractor: Extractor | dict, versions: dict | None = None,
-                 threads: int | None = None, max_tries: int = 3, progress: tqdm | None = None):
+    def __init__(
+        self,
+        root: str | Path,
+        extractor: Extractor | dict,
+        versions: dict | None = None,
+        threads: int | None = None,
+        max_tries: int = 3,
+        progress: tqdm | None = None,
+    ):
         if threads:
             import torch  # heavy: only where a worker sets its threads (a Ray actor)
 
@@ -300,8 +391,9 @@ class ExtractWorker:
             extractor = build_extractor(**extractor)
         self.root, self.extractor, self.max_tries, self.progress = Path(root), extractor, max_tries, progress
         have = extractor_versions(extractor)
-        self.mismatch = "; ".join(f"{k}: {have.get(k)!r} vs {v!r}" for k, v in (versions or {}).items()
-                                  if have.get(k) != v)
+        self.mismatch = "; ".join(
+            f"{k}: {have.get(k)!r} vs {v!r}" for k, v in (versions or {}).items() if have.get(k) != v
+        )
 
     def __call__(self, payload: str) -> str:
         if self.mismatch:
@@ -318,18 +410,30 @@ class ExtractWorker:
 MANIFEST_EVERY = 5.0
 
 
-def run_job(sources: list[str | Path], out: str | Path, versions: dict, make_worker: Callable[[Path], MakeWorker],
-            ray: RayOptions | None = None, kind: str = "auto", every: int = 1, max_frames: int | None = None,
-            size: tuple[int, int] | None = None, patches: bool = False, clip_frames: int = CLIP_FRAMES,
-            keyframes: tuple[int, float] = (0, 0.0), skip_bad_frames: bool = False) -> JobReport:
+def run_job(
+    sources: list[str | Path],
+    out: str | Path,
+    versions: dict,
+    make_worker: Callable[[Path], MakeWorker],
+    ray: RayOptions | None = None,
+    kind: str = "auto",
+    every: int = 1,
+    max_frames: int | None = None,
+    size: tuple[int, int] | None = None,
+    patches: bool = False,
+    clip_frames: int = CLIP_FRAMES,
+    keyframes: tuple[int, float] = (0, 0.0),
+    skip_bad_frames: bool = False,
+) -> JobReport:
     """Plan the job against the cache at `out` (created, or extended when `versions` match),
     extract the items it lacks with the workers make_worker(cache root) makes, here or on Ray
     (pool.run_items), record them in the manifest as they come, in plan order at the end."""
     t0 = time.perf_counter()
     cache = TokenCache.create(out, versions)
     with cache.writing():
-        todo, report = plan_job(cache, sources, kind, every, max_frames, size, patches, clip_frames, keyframes,
-                                skip_bad_frames)
+        todo, report = plan_job(
+            cache, sources, kind, every, max_frames, size, patches, clip_frames, keyframes, skip_bad_frames
+        )
         by_name = {s.name: s for s in todo}
         saved = time.monotonic()
 
@@ -351,10 +455,20 @@ def run_job(sources: list[str | Path], out: str | Path, versions: dict, make_wor
     return report
 
 
-def extract_to_cache(sources: list[str | Path], out: str | Path, extractor: Extractor, kind: str = "auto",
-                     every: int = 1, max_frames: int | None = None, size: tuple[int, int] | None = None,
-                     patches: bool = False, clip_frames: int = CLIP_FRAMES, show_progress: bool = True,
-                     keyframes: tuple[int, float] = (0, 0.0), skip_bad_frames: bool = False) -> JobReport:
+def extract_to_cache(
+    sources: list[str | Path],
+    out: str | Path,
+    extractor: Extractor,
+    kind: str = "auto",
+    every: int = 1,
+    max_frames: int | None = None,
+    size: tuple[int, int] | None = None,
+    patches: bool = False,
+    clip_frames: int = CLIP_FRAMES,
+    show_progress: bool = True,
+    keyframes: tuple[int, float] = (0, 0.0),
+    skip_bad_frames: bool = False,
+) -> JobReport:
     """Extract each source into the cache at `out` in this process, with `extractor` (see
     run_job): items already in the cache are skipped, a source that fails is reported.
 
@@ -370,13 +484,26 @@ def extract_to_cache(sources: list[str | Path], out: str | Path, extractor: Extr
                  carried between (K 0: off; min coverage 0: the default)
     """
     with tqdm(desc="extract", unit="frame", disable=not show_progress) as bar:
-        return run_job(sources, out, extractor_versions(extractor), lambda root: lambda: ExtractWorker(
-            root, extractor, progress=bar), None, kind, every, max_frames, size, patches, clip_frames,
-            keyframes, skip_bad_frames)
+        return run_job(
+            sources,
+            out,
+            extractor_versions(extractor),
+            lambda root: lambda: ExtractWorker(root, extractor, progress=bar),
+            None,
+            kind,
+            every,
+            max_frames,
+            size,
+            patches,
+            clip_frames,
+            keyframes,
+            skip_bad_frames,
+        )
 
 
-def extract_on_ray(sources: list[str | Path], out: str | Path, build: dict, ray: RayOptions, kind: str = "auto",
-                   **sampling) -> JobReport:
+def extract_on_ray(
+    sources: list[str | Path], out: str | Path, build: dict, ray: RayOptions, kind: str = "auto", **sampling
+) -> JobReport:
     """extract_to_cache on Ray: each actor builds its extractor with build_extractor(**build)
     (its `profile` must be a real one, not "auto") and extracts whole items, reading frames
     where they are and writing into `out`: paths every node must reach. Connect first
@@ -385,11 +512,24 @@ def extract_on_ray(sources: list[str | Path], out: str | Path, build: dict, ray:
 
     def make(root: Path) -> MakeWorker:
         return partial(ExtractWorker, str(root), build, versions, ray.threads, ray.max_tries)
+
     return run_job(sources, out, versions, make, ray, kind, **sampling)
 
 
-def open_frames(spec: str | Path, every: int = 1, count: int | None = None, max_frames: int | None = None,
-                size: tuple[int, int] | None = None, skip_bad_frames: bool = False) -> Iterable[Frame]:
+def open_frames(
+    spec: str | Path,
+    every: int = 1,
+    count: int | None = None,
+    max_frames: int | None = None,
+    size: tuple[int, int] | None = None,
+    skip_bad_frames: bool = False,
+) -> Iterable[Frame]:
     """Frames of a scene or video through scenes.open_source with the given sampling."""
-    return open_source(str(spec), every=every, count=count, max_frames=max_frames,
-                       size=tuple(size) if size else None, skip_bad_frames=skip_bad_frames)
+    return open_source(
+        str(spec),
+        every=every,
+        count=count,
+        max_frames=max_frames,
+        size=tuple(size) if size else None,
+        skip_bad_frames=skip_bad_frames,
+    )

@@ -3,6 +3,7 @@
 One Extractor per profile; it is stateless between calls, so the service can share it
 across streams.
 """
+
 from __future__ import annotations
 
 import time
@@ -77,7 +78,7 @@ class Extractor:
         try:
             frame = self._validated(frame)
         except BaseException:
-            carry.release()     # its turn is given up: the frames after it go on
+            carry.release()  # its turn is given up: the frames after it go on
             raise
         timer = StageTimer()
         if features and self.overlap:
@@ -128,7 +129,9 @@ class Extractor:
                         grids[i] = self.backbone(frame.rgb)
         return [self._regions(f, p, g, t) for f, p, g, t in zip(frames, props, grids, timers)]
 
-    def _masks(self, frame: Frame, timer: StageTimer, carry: CarryTicket | None = None) -> tuple[MaskProposals, dict | None]:
+    def _masks(
+        self, frame: Frame, timer: StageTimer, carry: CarryTicket | None = None
+    ) -> tuple[MaskProposals, dict | None]:
         """The frame's masks (generated, or carried by `carry`) and how they were made. A
         failure of the generator itself (not bad input) becomes MaskGenerationError."""
         with timer.stage("masks"):
@@ -156,7 +159,7 @@ class Extractor:
         try:
             props, info = self._masks(frame, timer, carry)
         except BaseException:
-            wait([pending])             # no work left behind; the masker's error is the one raised
+            wait([pending])  # no work left behind; the masker's error is the one raised
             raise
         return self._regions(frame, props, pending, timer, info)
 
@@ -173,9 +176,16 @@ class Extractor:
         """grid: the FeatureGrid, None (no features), or a Future of it (the backbone on the
         helper thread): what needs no features (RLE, boxes, pooling weights) is done first."""
         regions = RegionSet.from_masks(
-            props.regions, source=props.source, scores=props.scores,
-            meta={"profile": self.profile, "masker": self.masker.name, "backbone": self.backbone.name,
-                  "frame_index": frame.index, "time": frame.time},
+            props.regions,
+            source=props.source,
+            scores=props.scores,
+            meta={
+                "profile": self.profile,
+                "masker": self.masker.name,
+                "backbone": self.backbone.name,
+                "frame_index": frame.index,
+                "time": frame.time,
+            },
         )
         if grid is not None:
             with timer.stage("pooling"):

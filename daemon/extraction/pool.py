@@ -20,6 +20,7 @@ Failures:
     (Ray Data's max_errored_blocks) and reported as lost.
 Each item is its own block, so one item's failure never takes another with it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -89,8 +90,7 @@ def ray_cluster(opts: RayOptions) -> Iterator[None]:
         yield
         return
     if opts.address == LOCAL:
-        ray.init(object_store_memory=opts.object_store_mb << 20, include_dashboard=False,
-                 logging_level=logging.WARNING)
+        ray.init(object_store_memory=opts.object_store_mb << 20, include_dashboard=False, logging_level=logging.WARNING)
     else:
         ray.init(address=opts.address, logging_level=logging.WARNING)
     try:
@@ -99,8 +99,9 @@ def ray_cluster(opts: RayOptions) -> Iterator[None]:
         ray.shutdown()
 
 
-def run_items(rows: list[tuple[str, str]], make_worker: MakeWorker, on_result: OnResult,
-              ray: RayOptions | None = None) -> None:
+def run_items(
+    rows: list[tuple[str, str]], make_worker: MakeWorker, on_result: OnResult, ray: RayOptions | None = None
+) -> None:
     """Every (key, payload) row through a worker: here, one after the other (ray None), or on
     a pool of actors of the connected Ray cluster (ray_cluster)."""
     if ray is not None:
@@ -160,9 +161,15 @@ def run_pool(rows: list[tuple[str, str]], make_worker: MakeWorker, opts: RayOpti
     ctx.max_errored_blocks = -1  # a block that still fails is dropped (and reported), not the job
     try:
         ds = ray.data.from_items([{"key": k, "payload": p} for k, p in rows], override_num_blocks=len(rows))
-        out = ds.map_batches(PoolActor, fn_constructor_args=(make_worker,), batch_size=1, batch_format="numpy",
-                             compute=ray.data.ActorPoolStrategy(size=pool_size(opts, len(rows))),
-                             num_cpus=opts.cpus_per_actor, num_gpus=opts.gpus_per_actor or None)
+        out = ds.map_batches(
+            PoolActor,
+            fn_constructor_args=(make_worker,),
+            batch_size=1,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=pool_size(opts, len(rows))),
+            num_cpus=opts.cpus_per_actor,
+            num_gpus=opts.gpus_per_actor or None,
+        )
         seen = set()
         for row in out.iter_rows():
             seen.add(str(row["key"]))

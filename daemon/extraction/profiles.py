@@ -4,6 +4,7 @@ A profile names a mask generator, a backbone and a cap on the image's long side.
 local files (never downloaded) found in one directory: `--weights DIR`, else the environment
 variable REGIOND_WEIGHTS, else DEFAULT_WEIGHTS_DIR. Files keep their official names.
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,6 +27,7 @@ DEFAULT_WEIGHTS_DIR = Path.home() / ".cache" / "regiond" / "weights"
 
 
 # --- checkpoints ------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Checkpoint:
@@ -62,22 +64,32 @@ def _backbone_checkpoints() -> list[Checkpoint]:
         if not b.needs_weights:
             continue
         timm = f"{b.timm_name}.lvd142m"
-        out.append(Checkpoint(b.name, "backbone", (
-            b.checkpoint,                      # facebookresearch/dinov2 release
-            f"{timm}.safetensors",             # timm weights saved flat
-            f"{timm}/model.safetensors",       # a Hugging Face hub snapshot of timm's repo
-            f"{timm}.pth",
-        ), b.description))
+        out.append(
+            Checkpoint(
+                b.name,
+                "backbone",
+                (
+                    b.checkpoint,  # facebookresearch/dinov2 release
+                    f"{timm}.safetensors",  # timm weights saved flat
+                    f"{timm}/model.safetensors",  # a Hugging Face hub snapshot of timm's repo
+                    f"{timm}.pth",
+                ),
+                b.description,
+            )
+        )
     return out
 
 
 #: model name → checkpoint. SAM names follow segment_anything's sam_model_registry.
-CHECKPOINTS: dict[str, Checkpoint] = {c.model: c for c in (
-    Checkpoint("vit_h", "sam", ("sam_vit_h_4b8939.pth",), "SAM ViT-H (2.4 GB)"),
-    Checkpoint("vit_l", "sam", ("sam_vit_l_0b3195.pth",), "SAM ViT-L (1.2 GB)"),
-    Checkpoint("vit_b", "sam", ("sam_vit_b_01ec64.pth",), "SAM ViT-B (375 MB)"),
-    *_backbone_checkpoints(),
-)}
+CHECKPOINTS: dict[str, Checkpoint] = {
+    c.model: c
+    for c in (
+        Checkpoint("vit_h", "sam", ("sam_vit_h_4b8939.pth",), "SAM ViT-H (2.4 GB)"),
+        Checkpoint("vit_l", "sam", ("sam_vit_l_0b3195.pth",), "SAM ViT-L (1.2 GB)"),
+        Checkpoint("vit_b", "sam", ("sam_vit_b_01ec64.pth",), "SAM ViT-B (375 MB)"),
+        *_backbone_checkpoints(),
+    )
+}
 
 
 def resolve_weights_dir(path: str | Path | None = None) -> Path:
@@ -100,6 +112,7 @@ def find_weights(path: str | Path | None = None) -> dict[str, Path]:
 
 
 # --- profiles ---------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -138,17 +151,39 @@ class Profile:
 
 
 #: Profiles, best first: "auto" takes the first listed one whose weights are all present.
-PROFILES: dict[str, Profile] = {p.name: p for p in (
-    Profile("paper", MaskerSpec("sam+slic", "vit_h"), "dinov2_vitl14",
-            description="the paper: SAM ViT-H + SLIC, DINOv2 ViT-L/14 at native resolution"),
-    Profile("balanced", MaskerSpec("sam+slic", "vit_b"), "dinov2_vitb14", max_side=896,
-            description="SAM ViT-B + SLIC, DINOv2 ViT-B/14, long side capped at 896"),
-    Profile("lite", MaskerSpec("slic"), "classic", overlap=True,
-            description="SLIC + classic colour/gradient features: no weights, real time on a CPU"),
-    # Tests: the balanced code path (SAM+SLIC cover, DINOv2) with tiny random models.
-    Profile("tiny", MaskerSpec("sam+slic", "tiny"), "dinov2_tiny",
-            description="tiny random SAM + tiny random DINOv2 (tests, benchmarks)", listed=False),
-)}
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile(
+            "paper",
+            MaskerSpec("sam+slic", "vit_h"),
+            "dinov2_vitl14",
+            description="the paper: SAM ViT-H + SLIC, DINOv2 ViT-L/14 at native resolution",
+        ),
+        Profile(
+            "balanced",
+            MaskerSpec("sam+slic", "vit_b"),
+            "dinov2_vitb14",
+            max_side=896,
+            description="SAM ViT-B + SLIC, DINOv2 ViT-B/14, long side capped at 896",
+        ),
+        Profile(
+            "lite",
+            MaskerSpec("slic"),
+            "classic",
+            overlap=True,
+            description="SLIC + classic colour/gradient features: no weights, real time on a CPU",
+        ),
+        # Tests: the balanced code path (SAM+SLIC cover, DINOv2) with tiny random models.
+        Profile(
+            "tiny",
+            MaskerSpec("sam+slic", "tiny"),
+            "dinov2_tiny",
+            description="tiny random SAM + tiny random DINOv2 (tests, benchmarks)",
+            listed=False,
+        ),
+    )
+}
 
 FALLBACK_PROFILE = "lite"
 
@@ -165,10 +200,12 @@ def resolve_profile(name: str = "auto", path: str | Path | None = None, announce
             if p.listed and not p.missing(path):
                 if p.name == FALLBACK_PROFILE:
                     best = next(iter(PROFILES.values()))
-                    msg = (f"regiond: no weights for a SAM/DINOv2 profile in {resolve_weights_dir(path)} "
-                           f"(e.g. {', '.join(str(m.name) for m in best.missing(path))}); "
-                           f"using the '{FALLBACK_PROFILE}' profile (SLIC + classic features). "
-                           f"See `regiond models`.")
+                    msg = (
+                        f"regiond: no weights for a SAM/DINOv2 profile in {resolve_weights_dir(path)} "
+                        f"(e.g. {', '.join(str(m.name) for m in best.missing(path))}); "
+                        f"using the '{FALLBACK_PROFILE}' profile (SLIC + classic features). "
+                        f"See `regiond models`."
+                    )
                     log.info(msg)
                     (announce or (lambda m: print(m, file=sys.stderr)))(msg)
                 return p
@@ -183,12 +220,18 @@ def resolve_profile(name: str = "auto", path: str | Path | None = None, announce
             f"profile '{p.name}' needs weights that are not there: "
             + ", ".join(str(m) for m in missing)
             + f" (weights dir from --weights, ${WEIGHTS_ENV}, or {DEFAULT_WEIGHTS_DIR}; "
-              f"see `regiond models`)")
+            f"see `regiond models`)"
+        )
     return p
 
 
-def build_extractor(profile: str | Profile = "auto", weights_dir: str | Path | None = None,
-                    device: str = "cpu", announce=None, **overrides):
+def build_extractor(
+    profile: str | Profile = "auto",
+    weights_dir: str | Path | None = None,
+    device: str = "cpu",
+    announce=None,
+    **overrides,
+):
     """An Extractor for a profile, with its weights from the weights dir.
 
     overrides replace Profile fields (masker, backbone, max_side, pooling, overlap) or, for the
@@ -213,24 +256,34 @@ def build_extractor(profile: str | Profile = "auto", weights_dir: str | Path | N
         if spec.sam_model not in found:
             raise MissingWeightsError(
                 f"SAM {spec.sam_model} checkpoint not found: "
-                f"{resolve_weights_dir(wd) / CHECKPOINTS[spec.sam_model].official}")
+                f"{resolve_weights_dir(wd) / CHECKPOINTS[spec.sam_model].official}"
+            )
         spec = replace(spec, sam_checkpoint=found[spec.sam_model])
     ckpt = None
     if p.backbone in CHECKPOINTS:
         if p.backbone not in found:
             raise MissingWeightsError(
                 f"backbone {p.backbone} checkpoint not found: "
-                f"{resolve_weights_dir(wd) / CHECKPOINTS[p.backbone].official}")
+                f"{resolve_weights_dir(wd) / CHECKPOINTS[p.backbone].official}"
+            )
         ckpt = found[p.backbone]
     masker = build_masker(spec)
     backbone = build_backbone(p.backbone, checkpoint=ckpt, device=device, max_side=p.max_side)
     weights = {role: str(path) for role, path in (("masker", spec.sam_checkpoint), ("backbone", ckpt)) if path}
-    return Extractor(masker=masker, backbone=backbone, pooling=p.pooling, profile=p.name, weights=weights,
-                     overlap=p.overlap, **extractor_kw)
+    return Extractor(
+        masker=masker,
+        backbone=backbone,
+        pooling=p.pooling,
+        profile=p.name,
+        weights=weights,
+        overlap=p.overlap,
+        **extractor_kw,
+    )
 
 
-def profile_versions(profile: str | Profile = "auto", weights_dir: str | Path | None = None, announce=None,
-                     pooling: str | None = None) -> dict:
+def profile_versions(
+    profile: str | Profile = "auto", weights_dir: str | Path | None = None, announce=None, pooling: str | None = None
+) -> dict:
     """The token-cache versions (cache.extractor_versions) of what build_extractor(profile,
     weights_dir, pooling=...) builds, known without loading a model: a Ray job's driver
     checks its cache with them while the actors load the models."""

@@ -5,6 +5,7 @@ a backbone; `BACKBONES` says what each name is, its feature dimension and stride
 official checkpoint file it needs (`CHECKPOINT_FILES`, the table weight discovery uses).
 torch/timm model code is imported only when a DINOv2 backbone is built.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,7 +41,14 @@ class BackboneSpec:
 
 
 def _registry() -> dict[str, BackboneSpec]:
-    specs = [BackboneSpec("classic", CLASSIC_DIM, 14, description="CIELAB statistics, orientation and colour histograms per 14-px cell; no weights")]
+    specs = [
+        BackboneSpec(
+            "classic",
+            CLASSIC_DIM,
+            14,
+            description="CIELAB statistics, orientation and colour histograms per 14-px cell; no weights",
+        )
+    ]
     specs += [BackboneSpec(a.name, a.dim, PATCH, a.checkpoint, a.timm_name, a.description) for a in ARCHS.values()]
     return {s.name: s for s in specs}
 
@@ -51,8 +59,9 @@ BACKBONES: dict[str, BackboneSpec] = _registry()
 CHECKPOINT_FILES: dict[str, str] = {n: s.checkpoint for n, s in BACKBONES.items() if s.checkpoint}
 
 
-def build_backbone(name: str, checkpoint: str | Path | None = None, device: str = "cpu",
-                   max_side: int | None = None, seed: int = 0) -> Backbone:
+def build_backbone(
+    name: str, checkpoint: str | Path | None = None, device: str = "cpu", max_side: int | None = None, seed: int = 0
+) -> Backbone:
     """The backbone `name` (see BACKBONES) on `device`.
 
     checkpoint  weights file (official facebookresearch or timm layout) for DINOv2 models;

@@ -1,4 +1,5 @@
 """The backbone interface: an RGB image in, a feature grid plus its pixel geometry out."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,11 +19,11 @@ class FeatureGrid:
     [i·stride, (i+1)·stride) × [j·stride, (j+1)·stride).
     """
 
-    features: torch.Tensor            # D×grid_h×grid_w float32
+    features: torch.Tensor  # D×grid_h×grid_w float32
     stride: int
-    pad: tuple[int, int, int, int]    # top, bottom, left, right
-    image_size: tuple[int, int]       # height, width of the (possibly resized) image
-    scale: float = 1.0                # image_size / original size when the backbone capped the long side
+    pad: tuple[int, int, int, int]  # top, bottom, left, right
+    image_size: tuple[int, int]  # height, width of the (possibly resized) image
+    scale: float = 1.0  # image_size / original size when the backbone capped the long side
     original_size: tuple[int, int] | None = None  # height, width before the cap (None: same as image_size)
 
     @property

@@ -16,6 +16,7 @@ Cell sums are cv2 area resizes of the zero-padded image, histograms np.bincounts
 (cell, bin) keys: vectorised numpy/cv2, no loops over cells. tests/test_core_partition.py holds the
 features of fixed photos that the bundled heads were trained on.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,14 +31,14 @@ from regiond.core.frames import as_rgb8
 from regiond.features.backbone import FeatureGrid, cap_long_side, grid_layout, padding
 
 ORIENTATION_BINS = 9
-AB_BINS = 4                 # per axis of the (a, b) colour histogram
-AB_RANGE = 80.0             # |a|, |b| beyond this land in the outer histogram bins
-HOG_FLOOR = 1.0             # L2 floor for the orientation histogram (sum of Sobel magnitudes)
+AB_BINS = 4  # per axis of the (a, b) colour histogram
+AB_RANGE = 80.0  # |a|, |b| beyond this land in the outer histogram bins
+HOG_FLOOR = 1.0  # L2 floor for the orientation histogram (sum of Sobel magnitudes)
 
 CLASSIC_DIM = 3 + 3 + ORIENTATION_BINS + 1 + AB_BINS * AB_BINS
 
 
-_LAB_SCALE = np.array([1 / 255, 1 / 128, 1 / 128], np.float32)    # 8-bit Lab → L/100, a/128, b/128
+_LAB_SCALE = np.array([1 / 255, 1 / 128, 1 / 128], np.float32)  # 8-bit Lab → L/100, a/128, b/128
 _LAB_SHIFT = np.array([0, 1, 1], np.float32)
 # Raw orientation bins ⌊t⌋ for t = angle/20° + 1/2 in [0.5, 18.5]: 0..18, and 19 for the
 # upper neighbour of 18.
@@ -68,7 +69,7 @@ def _cell_counts(h: int, w: int, pad: tuple[int, int, int, int], stride: int) ->
 
     def per_axis(n, before, after):
         inside = np.ones(n + before + after, np.float32)
-        inside[:before], inside[before + n:] = 0, 0
+        inside[:before], inside[before + n :] = 0, 0
         return inside.reshape(-1, stride).sum(1)
 
     n = np.outer(per_axis(h, top, bottom), per_axis(w, left, right))[:, :, None]
@@ -98,14 +99,14 @@ def _orientation_histogram(ang: np.ndarray, mag: np.ndarray, cell_keys: np.ndarr
     so two bincounts over one key (of mag and of mag·t, exact in float64) give both halves;
     raw bins then fold onto the 9."""
     t = ang * np.float32(ORIENTATION_BINS / 180.0)
-    t += np.float32(0.5)                                                 # bin centres at 10°, 30°, ...
-    keys = t.astype(np.int64)                                            # ⌊t⌋ (t > 0) ...
-    keys += cell_keys                                                    # ... as a (cell, raw bin) key
-    weight = mag.astype(np.float64)             # what bincount would convert mag to, made once
+    t += np.float32(0.5)  # bin centres at 10°, 30°, ...
+    keys = t.astype(np.int64)  # ⌊t⌋ (t > 0) ...
+    keys += cell_keys  # ... as a (cell, raw bin) key
+    weight = mag.astype(np.float64)  # what bincount would convert mag to, made once
     total = np.bincount(keys, weight, cells * _RAW_BINS).reshape(cells, _RAW_BINS)
-    weight *= t                                                          # mag·t, exact in float64
+    weight *= t  # mag·t, exact in float64
     moment = np.bincount(keys, weight, cells * _RAW_BINS).reshape(cells, _RAW_BINS)
-    upper = moment - np.arange(_RAW_BINS) * total                         # Σ mag·frac t, into the next raw bin
+    upper = moment - np.arange(_RAW_BINS) * total  # Σ mag·frac t, into the next raw bin
     raw = total - upper
     raw[:, 1:] += upper[:, :-1]
     # Raw bin r is orientation bin (r − 1) mod 9: r = 1..9 and 10..18 are bins 0..8, r = 0 is
@@ -145,13 +146,13 @@ class ClassicBackbone:
         # its quantisation is far below what the descriptor resolves.
         lab8 = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)
         gray = np.multiply(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), np.float32(1 / 255), dtype=np.float32)
-        gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)      # reflected border: no fake edges at the image edge
+        gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)  # reflected border: no fake edges at the image edge
         gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
-        mag, ang = cv2.cartToPolar(gx, gy, angleInDegrees=True)            # ang in [0, 360)
+        mag, ang = cv2.cartToPolar(gx, gy, angleInDegrees=True)  # ang in [0, 360)
 
         # Cell sums over image pixels only (padding is zero and not counted). Lab is padded
         # as bytes, then made float once: Lab² of the padded image is padded already.
-        n = _cell_counts(h, w, pad, self.stride)                          # ≥ 1: padding < one cell per side
+        n = _cell_counts(h, w, pad, self.stride)  # ≥ 1: padding < one cell per side
         lab = _padded(lab8, pad).astype(np.float32)
         mean8 = cell_sums(lab, self.stride) / n
         var8 = np.maximum(cell_sums(cv2.multiply(lab, lab), self.stride) / n - mean8 * mean8, 0.0)
@@ -160,15 +161,18 @@ class ClassicBackbone:
         energy = np.log1p(cell_sums(_padded(mag, pad), self.stride)[:, :, None] / n)
 
         # Histograms: bincounts over (cell, bin) keys.
-        hist_o = _orientation_histogram(ang.ravel(), mag.ravel(), _cell_keys(h, w, pad, self.stride, _RAW_BINS), gh * gw)
+        hist_o = _orientation_histogram(
+            ang.ravel(), mag.ravel(), _cell_keys(h, w, pad, self.stride, _RAW_BINS), gh * gw
+        )
         hist_o = hist_o.reshape(gh, gw, ORIENTATION_BINS)
-        hist_o /= np.sqrt((hist_o * hist_o).sum(-1, keepdims=True) + HOG_FLOOR ** 2)
+        hist_o /= np.sqrt((hist_o * hist_o).sum(-1, keepdims=True) + HOG_FLOOR**2)
 
         _, a8, b8 = cv2.split(lab8)
         ab_bin = cv2.add(cv2.LUT(a8, _A_LUT), cv2.LUT(b8, _B_LUT)).ravel()
-        keys = _cell_keys(h, w, pad, self.stride, AB_BINS ** 2) + ab_bin
-        ab_frac = np.bincount(keys, minlength=gh * gw * AB_BINS ** 2).reshape(gh, gw, -1) / n
-        feats = np.concatenate([mean, std, hist_o, energy, ab_frac], axis=-1).astype(np.float32)   # gh×gw×D
+        keys = _cell_keys(h, w, pad, self.stride, AB_BINS**2) + ab_bin
+        ab_frac = np.bincount(keys, minlength=gh * gw * AB_BINS**2).reshape(gh, gw, -1) / n
+        feats = np.concatenate([mean, std, hist_o, energy, ab_frac], axis=-1).astype(np.float32)  # gh×gw×D
         tensor = torch.from_numpy(np.ascontiguousarray(feats.transpose(2, 0, 1))).to(self.device)
-        return FeatureGrid(tensor, self.stride, pad, (h, w), scale,
-                           original_size=tuple(original) if scale != 1.0 else None)
+        return FeatureGrid(
+            tensor, self.stride, pad, (h, w), scale, original_size=tuple(original) if scale != 1.0 else None
+        )

@@ -21,6 +21,7 @@ What the paper (and DESIGN.md) fixes, and how it is done here:
   `_pos_embed` is replaced by `official_pos_embed`.
 * Output: the last block after the final norm, patch tokens only (no class token).
 """
+
 from __future__ import annotations
 
 import math
@@ -40,10 +41,10 @@ from regiond.core.frames import as_rgb8
 from regiond.features.backbone import FeatureGrid, cap_long_side, padding
 
 PATCH = 14
-PRETRAIN_IMG_SIZE = 518            # 37×37 position grid in every released model
+PRETRAIN_IMG_SIZE = 518  # 37×37 position grid in every released model
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-INTERPOLATE_OFFSET = 0.1           # the official code's offset against floating point error
+INTERPOLATE_OFFSET = 0.1  # the official code's offset against floating point error
 
 
 @dataclass(frozen=True)
@@ -73,14 +74,37 @@ def _tiny(name: str, swiglu: bool, description: str) -> Dinov2Arch:
     return Dinov2Arch(name, 32, vit_kwargs=kw, description=description)
 
 
-ARCHS: dict[str, Dinov2Arch] = {a.name: a for a in (
-    Dinov2Arch("dinov2_vits14", 384, "vit_small_patch14_dinov2", "dinov2_vits14_pretrain.pth", description="DINOv2 ViT-S/14"),
-    Dinov2Arch("dinov2_vitb14", 768, "vit_base_patch14_dinov2", "dinov2_vitb14_pretrain.pth", description="DINOv2 ViT-B/14"),
-    Dinov2Arch("dinov2_vitl14", 1024, "vit_large_patch14_dinov2", "dinov2_vitl14_pretrain.pth", description="DINOv2 ViT-L/14"),
-    Dinov2Arch("dinov2_vitg14", 1536, "vit_giant_patch14_dinov2", "dinov2_vitg14_pretrain.pth", description="DINOv2 ViT-g/14 (SwiGLU)"),
-    _tiny("dinov2_tiny", False, "tiny random DINOv2-layout ViT (tests)"),
-    _tiny("dinov2_tiny_swiglu", True, "tiny random DINOv2-layout ViT with the g/14 SwiGLU FFN (tests)"),
-)}
+ARCHS: dict[str, Dinov2Arch] = {
+    a.name: a
+    for a in (
+        Dinov2Arch(
+            "dinov2_vits14",
+            384,
+            "vit_small_patch14_dinov2",
+            "dinov2_vits14_pretrain.pth",
+            description="DINOv2 ViT-S/14",
+        ),
+        Dinov2Arch(
+            "dinov2_vitb14", 768, "vit_base_patch14_dinov2", "dinov2_vitb14_pretrain.pth", description="DINOv2 ViT-B/14"
+        ),
+        Dinov2Arch(
+            "dinov2_vitl14",
+            1024,
+            "vit_large_patch14_dinov2",
+            "dinov2_vitl14_pretrain.pth",
+            description="DINOv2 ViT-L/14",
+        ),
+        Dinov2Arch(
+            "dinov2_vitg14",
+            1536,
+            "vit_giant_patch14_dinov2",
+            "dinov2_vitg14_pretrain.pth",
+            description="DINOv2 ViT-g/14 (SwiGLU)",
+        ),
+        _tiny("dinov2_tiny", False, "tiny random DINOv2-layout ViT (tests)"),
+        _tiny("dinov2_tiny_swiglu", True, "tiny random DINOv2-layout ViT with the g/14 SwiGLU FFN (tests)"),
+    )
+}
 
 
 def create_vit(arch: Dinov2Arch | str, seed: int = 0, device: str | torch.device | None = None):
@@ -109,6 +133,7 @@ def create_vit(arch: Dinov2Arch | str, seed: int = 0, device: str | torch.device
 
 # --- position embeddings -----------------------------------------------------------------
 
+
 def interpolate_patch_pos_embed(patch_pos: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
     """The official DINOv2 resampling of the 1×M²×C patch position embeddings to
     1×(grid_h·grid_w)×C; unchanged when the grid is M×M."""
@@ -122,7 +147,9 @@ def interpolate_patch_pos_embed(patch_pos: torch.Tensor, grid_h: int, grid_w: in
     out = F.interpolate(
         patch_pos.float().reshape(1, m, m, c).permute(0, 3, 1, 2),
         scale_factor=((grid_h + INTERPOLATE_OFFSET) / m, (grid_w + INTERPOLATE_OFFSET) / m),
-        mode="bicubic", antialias=False)
+        mode="bicubic",
+        antialias=False,
+    )
     if tuple(out.shape[-2:]) != (grid_h, grid_w):
         raise AssertionError(f"interpolated grid {tuple(out.shape[-2:])} != {(grid_h, grid_w)}")
     return out.permute(0, 2, 3, 1).reshape(1, grid_h * grid_w, c).to(dtype)
@@ -132,7 +159,7 @@ def official_pos_embed(vit, x: torch.Tensor) -> torch.Tensor:
     """Replacement for VisionTransformer._pos_embed (dynamic_img_size, B×h×w×C patches in):
     class token first, then the official interpolation of the patch position embeddings."""
     b, gh, gw, c = x.shape
-    pos = vit.pos_embed                                   # 1×(1 + M²)×C, class position first
+    pos = vit.pos_embed  # 1×(1 + M²)×C, class position first
     patch_pos = interpolate_patch_pos_embed(pos[:, 1:], gh, gw)
     tokens = torch.cat([vit.cls_token.expand(b, -1, -1), x.reshape(b, gh * gw, c)], dim=1)
     return vit.pos_drop(tokens + torch.cat([pos[:, :1], patch_pos], dim=1))
@@ -148,6 +175,7 @@ def install_official_pos_embed(vit) -> None:
 
 # --- checkpoints --------------------------------------------------------------------------
 
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of a checkpoint file (.safetensors, or a torch file loaded weights-only)."""
     path = Path(path)
@@ -157,8 +185,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         if path.suffix == ".safetensors":
             return load_file(str(path), device="cpu")
         sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:       # corrupt file, or a pickle that needs arbitrary code
-        raise ValueError(f"{path}: cannot read as a weights-only checkpoint ({type(e).__name__}: {str(e)[:200]})") from e
+    except Exception as e:  # corrupt file, or a pickle that needs arbitrary code
+        raise ValueError(
+            f"{path}: cannot read as a weights-only checkpoint ({type(e).__name__}: {str(e)[:200]})"
+        ) from e
     if not isinstance(sd, dict):
         raise ValueError(f"{path}: not a state dict")
     for wrapper in ("model", "state_dict", "teacher"):
@@ -187,11 +217,14 @@ def load_checkpoint(vit, path: str | Path) -> None:
     unexpected = sorted(set(sd) - set(own))
     wrong = sorted(k for k in set(sd) & set(own) if sd[k].shape != own[k].shape)
     if missing or unexpected or wrong:
+
         def few(keys):
             return ", ".join(keys[:4]) + (" …" if len(keys) > 4 else "")
+
         raise ValueError(
             f"{path} does not fit this model (embed dim {vit.embed_dim}, depth {len(vit.blocks)}): "
-            f"missing [{few(missing)}], unexpected [{few(unexpected)}], wrong shape [{few(wrong)}]")
+            f"missing [{few(missing)}], unexpected [{few(unexpected)}], wrong shape [{few(wrong)}]"
+        )
     on_meta = any(p.is_meta for p in vit.parameters())
     vit.load_state_dict(sd, strict=True, assign=on_meta)
 
@@ -204,7 +237,7 @@ def to_official_state_dict(vit) -> dict[str, torch.Tensor]:
     out = {}
     swiglu = {f"blocks.{i}.mlp." for i, b in enumerate(vit.blocks) if isinstance(b.mlp, GluMlp)}
     for k, v in vit.state_dict().items():
-        prefix = k[:k.index(".mlp.") + 5] if ".mlp." in k else None
+        prefix = k[: k.index(".mlp.") + 5] if ".mlp." in k else None
         if prefix in swiglu:
             k = k.replace(".mlp.fc1.", ".mlp.w12.").replace(".mlp.fc2.", ".mlp.w3.")
         out[k] = v.detach().clone()
@@ -220,6 +253,7 @@ def save_official_checkpoint(vit, path: str | Path) -> Path:
 
 
 # --- the backbone -------------------------------------------------------------------------
+
 
 @dataclass
 class Dinov2Backbone:
@@ -245,7 +279,9 @@ class Dinov2Backbone:
     def dim(self) -> int:
         return int(self.vit.embed_dim)
 
-    def prepare(self, rgb: np.ndarray) -> tuple[torch.Tensor, tuple[int, int, int, int], tuple[int, int], float, tuple[int, int]]:
+    def prepare(
+        self, rgb: np.ndarray
+    ) -> tuple[torch.Tensor, tuple[int, int, int, int], tuple[int, int], float, tuple[int, int]]:
         """Image → normalised, zero-padded 1×3×Hp×Wp tensor, padding, image size, scale, original size."""
         rgb = as_rgb8(rgb)
         original = rgb.shape[:2]
@@ -254,13 +290,13 @@ class Dinov2Backbone:
         pad = padding(h, w, PATCH)
         x = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1).float().div_(255.0)
         x = (x - self._mean) / self._std
-        x = F.pad(x, (pad[2], pad[3], pad[0], pad[1]))      # zeros in normalised space
+        x = F.pad(x, (pad[2], pad[3], pad[0], pad[1]))  # zeros in normalised space
         return x[None], pad, (h, w), scale, original
 
     def __call__(self, rgb: np.ndarray) -> FeatureGrid:
         return self.batch([rgb])[0]
 
-    @torch.no_grad()    # not inference_mode: callers may use the features in autograd code
+    @torch.no_grad()  # not inference_mode: callers may use the features in autograd code
     def batch(self, rgbs: list[np.ndarray]) -> list[FeatureGrid]:
         """Feature grids of several images; images whose padded sizes agree share one forward
         pass (frames of one video, or of concurrent streams of one camera model)."""
@@ -274,15 +310,17 @@ class Dinov2Backbone:
             tokens = self.vit.forward_features(torch.cat([prepared[i][0] for i in idx]))  # after the final norm
             for row, i in enumerate(idx):
                 _, pad, size, scale, original = prepared[i]
-                patches = tokens[row, self.vit.num_prefix_tokens:]  # drop the class token
+                patches = tokens[row, self.vit.num_prefix_tokens :]  # drop the class token
                 feats = patches.reshape(gh, gw, -1).permute(2, 0, 1).float().contiguous()
-                grids[i] = FeatureGrid(feats, PATCH, pad, size, scale,
-                                       original_size=tuple(original) if scale != 1.0 else None)
+                grids[i] = FeatureGrid(
+                    feats, PATCH, pad, size, scale, original_size=tuple(original) if scale != 1.0 else None
+                )
         return grids
 
 
-def build_dinov2(name: str, checkpoint: str | Path | None = None, device: str = "cpu",
-                 max_side: int | None = None, seed: int = 0) -> Dinov2Backbone:
+def build_dinov2(
+    name: str, checkpoint: str | Path | None = None, device: str = "cpu", max_side: int | None = None, seed: int = 0
+) -> Dinov2Backbone:
     """A DINOv2 backbone (through build_backbone, which checks the arguments). Released
     models need their checkpoint; tiny variants are random (deterministic in `seed`) unless
     a checkpoint is given."""
@@ -292,7 +330,7 @@ def build_dinov2(name: str, checkpoint: str | Path | None = None, device: str = 
     if checkpoint is None and arch.checkpoint is not None:
         raise MissingWeightsError(f"{name} needs its checkpoint file {arch.checkpoint} (never downloaded)")
     if checkpoint is not None:
-        vit = create_vit(arch, device="meta")      # no random init of weights about to be replaced
+        vit = create_vit(arch, device="meta")  # no random init of weights about to be replaced
         load_checkpoint(vit, checkpoint)
     else:
         vit = create_vit(arch, seed=seed)

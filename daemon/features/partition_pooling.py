@@ -6,6 +6,7 @@ the weights Ayᵀ M Ax of all regions follow from the map's runs down its column
 on the grid's size, stride, padding and image size only, not on its features: lite prepares
 them while the backbone is still running.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,8 +33,8 @@ def partition_weights(grid: FeatureGrid, partition: Partition) -> np.ndarray:
     ay, ax = grid_axis(grid, 0, H, dev), grid_axis(grid, 1, W, dev)
     runs = partition.runs
     x, (y0, y1) = runs.columns, runs.rows
-    lo = ay.first[y0]                                   # the grid rows each run reaches: lo ...
-    span = ay.last[y1 - 1] + 1 - lo                     # ... to lo + span
+    lo = ay.first[y0]  # the grid rows each run reaches: lo ...
+    span = ay.last[y1 - 1] + 1 - lo  # ... to lo + span
     # Per (run, grid row), entry e of the run whose first entry is e0: grid row lo + e − e0,
     # so every per-entry index is a per-run constant repeated, plus e.
     base = lo - (np.cumsum(span) - span)
@@ -47,10 +48,10 @@ def partition_weights(grid: FeatureGrid, partition: Partition) -> np.ndarray:
     along_y -= prefix[lower]
     cell = np.repeat((runs.labels * h + base) * w, span)
     e *= w
-    cell += e                                           # the grid cell (region, row, column 0)
+    cell += e  # the grid cell (region, row, column 0)
     xr = np.repeat(x, span)
     out = np.zeros(n * h * w)
-    for k in range(ax.taps.shape[1]):    # Ax[x] has K taps: (grid column, weight)
+    for k in range(ax.taps.shape[1]):  # Ax[x] has K taps: (grid column, weight)
         taps, weights = ax.taps[:, k], ax.weights[:, k]
         out += np.bincount(cell + taps[xr], along_y * weights[xr], n * h * w)
     return out.reshape(n, h * w)
@@ -71,13 +72,13 @@ class PartitionPooling:
     On the CPU in numpy over those weights only: a dense product would be a BLAS call that
     splits across threads, and stalls for milliseconds when the cores are busy."""
 
-    layout: tuple          # _layout_of the grid it was prepared for
+    layout: tuple  # _layout_of the grid it was prepared for
     n: int
-    region: np.ndarray     # per non-zero weight, grouped by region: its region, ...
-    cell: np.ndarray       # ... grid cell (row-major) ...
-    weight: np.ndarray     # ... and weight (float64)
-    first: np.ndarray      # where each region with weights starts in those arrays
-    area: np.ndarray       # N pixel counts
+    region: np.ndarray  # per non-zero weight, grouped by region: its region, ...
+    cell: np.ndarray  # ... grid cell (row-major) ...
+    weight: np.ndarray  # ... and weight (float64)
+    first: np.ndarray  # where each region with weights starts in those arrays
+    area: np.ndarray  # N pixel counts
 
     @classmethod
     def of(cls, layout: FeatureGrid, partition: Partition) -> "PartitionPooling":
@@ -102,7 +103,7 @@ class PartitionPooling:
             weights = torch.zeros((self.n, h * w), dtype=torch.float32)
             weights[self.region, self.cell] = torch.from_numpy(self.weight.astype(np.float32))
             return pooled_mean(grid, weights.to(dev), torch.from_numpy(self.area).to(dev))
-        cells = grid.features.detach().to(torch.float32).reshape(grid.dim, -1).numpy().T      # h·w×D
+        cells = grid.features.detach().to(torch.float32).reshape(grid.dim, -1).numpy().T  # h·w×D
         sums = np.zeros((self.n, grid.dim))
         if self.first.size:
             sums[self.region[self.first]] = np.add.reduceat(self.weight[:, None] * cells[self.cell], self.first, axis=0)

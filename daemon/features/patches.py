@@ -6,6 +6,7 @@ embeddings from boxes, per-pixel labels by the averaging rule, which for disjoin
 the cell's own prediction). A per-patch linear classifier is then `patch-linear`, and the
 patch-token transformers are the region ones fed these tokens.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -45,4 +46,5 @@ def patch_regions(grid: FeatureGrid, height: int, width: int, meta: dict | None 
         boxes=np.asarray(boxes, np.float32).reshape(n, 4),
         source=np.full(n, SOURCE_PATCH, np.uint8),
         features=np.stack(vecs).astype(np.float32) if n else np.zeros((0, d), np.float32),
-        meta=dict(meta or {}, tokens="patches", grid=[int(gh), int(gw)], stride=int(grid.stride)))
+        meta=dict(meta or {}, tokens="patches", grid=[int(gh), int(gw)], stride=int(grid.stride)),
+    )

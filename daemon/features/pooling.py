@@ -23,6 +23,7 @@ runs instead (partition_pooling.py); the per-axis taps live in upsampling.py.
 
 Empty masks pool to zeros (mean and max): callers decide what an empty region means.
 """
+
 from __future__ import annotations
 
 
@@ -64,7 +65,7 @@ def _as_masks(grid: FeatureGrid, masks) -> torch.Tensor:
 
 def _boxes(m: torch.Tensor) -> np.ndarray:
     """N×4 int [y0, y1, x0, x1) bounding boxes (all zeros for an empty mask)."""
-    mn = m.cpu().numpy()           # free on CPU; numpy's any() is far faster than torch's here
+    mn = m.cpu().numpy()  # free on CPU; numpy's any() is far faster than torch's here
     rows, cols = mn.any(2), mn.any(1)
     boxes = np.zeros((m.shape[0], 4), np.int64)
     has = rows.any(1)
@@ -103,9 +104,9 @@ def _weights_dense(m: torch.Tensor, ay: Axis, ax: Axis, out: torch.Tensor, area:
     n, H, W = m.shape
     step = max(1, MEAN_POOL_CHUNK_ELEMENTS // (H * W))
     for s in range(0, n, step):
-        mf = m[s:s + step].to(torch.float32)
-        out[s:s + step] = ay.matrix.T @ (mf @ ax.matrix)
-        area[s:s + step] = mf.sum((1, 2))
+        mf = m[s : s + step].to(torch.float32)
+        out[s : s + step] = ay.matrix.T @ (mf @ ax.matrix)
+        area[s : s + step] = mf.sum((1, 2))
 
 
 # How mask weights are computed, by strategy name; "auto" picks by device.
@@ -125,12 +126,16 @@ def mask_weights(grid: FeatureGrid, masks, strategy: str = "auto") -> tuple[torc
     if strategy == "auto":
         strategy = "boxes" if dev.type == "cpu" else "dense"
     if strategy not in WEIGHT_STRATEGIES:
-        raise InputError("strategy", f"unknown strategy {strategy!r}; expected auto or one of {sorted(WEIGHT_STRATEGIES)}")
+        raise InputError(
+            "strategy", f"unknown strategy {strategy!r}; expected auto or one of {sorted(WEIGHT_STRATEGIES)}"
+        )
     h, w = grid.features.shape[1:]
     out = torch.zeros((m.shape[0], h, w), dtype=torch.float32, device=dev)
     area = torch.zeros(m.shape[0], dtype=torch.float32, device=dev)
     if m.shape[0]:
-        WEIGHT_STRATEGIES[strategy](m, grid_axis(grid, 0, m.shape[1], dev), grid_axis(grid, 1, m.shape[2], dev), out, area)
+        WEIGHT_STRATEGIES[strategy](
+            m, grid_axis(grid, 0, m.shape[1], dev), grid_axis(grid, 1, m.shape[2], dev), out, area
+        )
     return out, area
 
 
@@ -154,11 +159,13 @@ def _max_pool(grid: FeatureGrid, m: torch.Tensor) -> torch.Tensor:
     """Max of the upsampled features over each mask, evaluated at the candidate pixels only
     (see _max_candidates), each as a sum of K×K weighted grid vectors."""
     dev = grid.features.device
-    cells = grid.features.to(torch.float32).permute(1, 2, 0)             # h×w×D
+    cells = grid.features.to(torch.float32).permute(1, 2, 0)  # h×w×D
     d = cells.shape[2]
     ay, ax = grid_axis(grid, 0, m.shape[1], dev), grid_axis(grid, 1, m.shape[2], dev)
     t = lambda a: torch.tensor(a, device=dev)  # noqa: E731  (a copy: the cached axes are read-only)
-    ay_i, ay_w, ay_lin, ax_i, ax_w, ax_lin = (t(a) for a in (ay.taps, ay.weights, ay.linear, ax.taps, ax.weights, ax.linear))
+    ay_i, ay_w, ay_lin, ax_i, ax_w, ax_lin = (
+        t(a) for a in (ay.taps, ay.weights, ay.linear, ax.taps, ax.weights, ax.linear)
+    )
     out = torch.zeros((m.shape[0], d), dtype=torch.float32, device=dev)
     chunk = max(1, MAX_POOL_SLAB_ELEMENTS // d)
     for k, (y0, y1, x0, x1) in enumerate(_boxes(m)):
@@ -167,8 +174,8 @@ def _max_pool(grid: FeatureGrid, m: torch.Tensor) -> torch.Tensor:
         ys, xs = torch.nonzero(_max_candidates(m[k, y0:y1, x0:x1], ay_lin[y0:y1], ax_lin[x0:x1]), as_tuple=True)
         best = torch.full((d,), -torch.inf, device=dev)
         for s in range(0, ys.numel(), chunk):
-            iy, wy = ay_i[ys[s:s + chunk] + y0], ay_w[ys[s:s + chunk] + y0]    # P×K
-            ix, wx = ax_i[xs[s:s + chunk] + x0], ax_w[xs[s:s + chunk] + x0]
+            iy, wy = ay_i[ys[s : s + chunk] + y0], ay_w[ys[s : s + chunk] + y0]  # P×K
+            ix, wx = ax_i[xs[s : s + chunk] + x0], ax_w[xs[s : s + chunk] + x0]
             vals = 0
             for a in range(iy.shape[1]):
                 for b in range(ix.shape[1]):
@@ -206,9 +213,11 @@ def upsample_grid(grid: FeatureGrid, size: tuple[int, int] | None = None) -> tor
     """The materialised D×H×W upsampled, cropped grid (the reference; memory-hungry),
     bilinearly resized on to `size` (the original image's size) when given and different."""
     f = grid.features.to(torch.float32)
-    up = F.interpolate(f[None], size=(f.shape[1] * grid.stride, f.shape[2] * grid.stride), mode="bilinear", align_corners=False)
+    up = F.interpolate(
+        f[None], size=(f.shape[1] * grid.stride, f.shape[2] * grid.stride), mode="bilinear", align_corners=False
+    )
     top, left = grid.pad[0], grid.pad[2]
-    up = up[:, :, top:top + grid.image_size[0], left:left + grid.image_size[1]]
+    up = up[:, :, top : top + grid.image_size[0], left : left + grid.image_size[1]]
     if size is not None and tuple(size) != tuple(grid.image_size):
         up = F.interpolate(up, size=tuple(size), mode="bilinear", align_corners=False)
     return up[0]

@@ -5,6 +5,7 @@ Upsampling is separable: U = Ay · F · Axᵀ, with Ay (image rows × grid rows)
 columns × grid columns) holding at most two non-zeros per row (four after a resize to the
 original size). See pooling.py for how pooling uses it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -49,13 +50,13 @@ class Axis:
     (index, weight) tap slots per image index, each slot's indices non-decreasing. Shared
     between calls (cached): read-only."""
 
-    matrix: torch.Tensor      # image size × grid size, float32, on the grid's device
-    prefix: np.ndarray        # (image size + 1) × grid size float64: prefix sums of the matrix's rows
-    taps: np.ndarray          # image size × K grid indices (K = 2, or 4 after a resize)
-    weights: np.ndarray       # image size × K weights (float32; some may be 0)
-    first: np.ndarray         # per image index: its smallest grid index ...
-    last: np.ndarray          # ... and its largest
-    linear: np.ndarray        # bool per image index: its row is the mean of its neighbours'
+    matrix: torch.Tensor  # image size × grid size, float32, on the grid's device
+    prefix: np.ndarray  # (image size + 1) × grid size float64: prefix sums of the matrix's rows
+    taps: np.ndarray  # image size × K grid indices (K = 2, or 4 after a resize)
+    weights: np.ndarray  # image size × K weights (float32; some may be 0)
+    first: np.ndarray  # per image index: its smallest grid index ...
+    last: np.ndarray  # ... and its largest
+    linear: np.ndarray  # bool per image index: its row is the mean of its neighbours'
 
     def span(self, i0: int, i1: int) -> tuple[int, int]:
         """Grid index range [lo, hi) the image indices [i0, i1) reach."""
@@ -87,7 +88,7 @@ def axis_of(n_cells: int, stride: int, start: int, n_img: int, size: int, device
     for k in range(taps.shape[1]):
         np.add.at(a, (np.arange(size), taps[:, k]), weights[:, k])
     linear = np.zeros(size, bool)
-    if size >= 3:   # inside one linear piece of the interpolation (exact up to rounding)
+    if size >= 3:  # inside one linear piece of the interpolation (exact up to rounding)
         linear[1:-1] = np.abs(a[:-2] - 2 * a[1:-1] + a[2:]).max(1) < 1e-9
     prefix = np.concatenate([np.zeros((1, n_cells)), np.cumsum(a, 0)])
     arrays = (prefix, taps, weights.astype(np.float32), taps.min(1), taps.max(1), linear)
@@ -108,7 +109,10 @@ def check_grid(grid: FeatureGrid) -> None:
     top, bottom, left, right = grid.pad
     h, w = grid.image_size
     if (top + h + bottom, left + w + right) != (f.shape[1] * grid.stride, f.shape[2] * grid.stride):
-        raise InputError("grid", f"padded size {(top + h + bottom, left + w + right)} is not grid {tuple(f.shape[1:])} × stride {grid.stride}")
+        raise InputError(
+            "grid",
+            f"padded size {(top + h + bottom, left + w + right)} is not grid {tuple(f.shape[1:])} × stride {grid.stride}",
+        )
 
 
 def pooled_mean(grid: FeatureGrid, wts: torch.Tensor, area: torch.Tensor) -> torch.Tensor:
@@ -116,5 +120,5 @@ def pooled_mean(grid: FeatureGrid, wts: torch.Tensor, area: torch.Tensor) -> tor
     n = wts.shape[0]
     feats = grid.features.to(torch.float32)
     cells = feats.reshape(feats.shape[0], -1)
-    pooled = wts.reshape(n, cells.shape[1]) @ cells.T     # N×D
+    pooled = wts.reshape(n, cells.shape[1]) @ cells.T  # N×D
     return torch.where(area[:, None] > 0, pooled / area.clamp(min=1)[:, None], torch.zeros_like(pooled))

@@ -4,6 +4,7 @@ Conventions (the same as OpenCV, Open3D, ScanNet and 7-Scenes): pixel (u, v) has
 at integer coordinates, camera x points right, y down, z forward; a pose is the 4×4
 camera-to-world matrix, so world = pose @ [x, y, z, 1].
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -43,8 +44,14 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return (p @ m[:3, :3].T + m[:3, 3]).astype(np.float32)
 
 
-def backproject(depth: np.ndarray, camera: Camera, pose=None, max_depth: float = DEFAULT_MAX_DEPTH,
-                min_depth: float = 0.0, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def backproject(
+    depth: np.ndarray,
+    camera: Camera,
+    pose=None,
+    max_depth: float = DEFAULT_MAX_DEPTH,
+    min_depth: float = 0.0,
+    stride: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
     """Depth image → 3D points.
 
     depth      H×W float depth in metres along the optical axis (0 or NaN = no reading)

@@ -5,6 +5,7 @@ is labelled, `label` (int): what Open3D, MeshLab and CloudCompare read. Written 
 (numpy only): importing Open3D into the daemon slows every later extraction in the process
 (measured ~1.5× on the lite profile).
 """
+
 from __future__ import annotations
 
 import io

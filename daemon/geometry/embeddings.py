@@ -6,6 +6,7 @@ P the features are sin(2πx/P) and cos(2πx/P), with `num_bands` periods spaced
 geometrically from `max_period` (coarse: unique over the whole range when max_period is at
 least twice the range) down to `min_period` (fine detail).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,8 +25,9 @@ def fourier_periods(num_bands: int, min_period: float, max_period: float) -> np.
     return np.geomspace(max_period, min_period, num_bands)
 
 
-def fourier_features(x, num_bands: int = 8, min_period: float = 1.0 / 64, max_period: float = 2.0,
-                     include_input: bool = False) -> np.ndarray:
+def fourier_features(
+    x, num_bands: int = 8, min_period: float = 1.0 / 64, max_period: float = 2.0, include_input: bool = False
+) -> np.ndarray:
     """Fourier features of the last axis of `x`.
 
     x            (..., D) values (a 1-D array is read as D = 1 per element: shape (N,) → (N, 1))
@@ -88,8 +90,9 @@ def scene_origin(centroids) -> np.ndarray:
     return np.median(c, axis=0).astype(np.float32)
 
 
-def embed_3d(centroids, origin=None, num_bands: int = 8, min_period: float = 0.1,
-             max_period: float = 20.0) -> np.ndarray:
+def embed_3d(
+    centroids, origin=None, num_bands: int = 8, min_period: float = 0.1, max_period: float = 20.0
+) -> np.ndarray:
     """3D embedding: Fourier features of the centroid relative to the scene origin (metres).
 
     centroids  N×3 world-space centroids, NaN rows = position unknown

@@ -4,6 +4,7 @@ Memory grows with the number of occupied voxels, not with the number of frames: 
 frame is reduced to its voxels at once, and the running buffers are merged whenever they
 exceed the size of the merged cloud.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,7 +15,7 @@ from regiond.core.frames import Frame, check_pose
 from regiond.geometry.backproject import DEFAULT_MAX_DEPTH, backproject
 from regiond.geometry.cloud import PointCloud, ply_bytes
 
-_BITS = 20                      # bits per axis in a voxel key: ±2^19 voxels around the origin
+_BITS = 20  # bits per axis in a voxel key: ±2^19 voxels around the origin
 _OFFSET = 1 << (_BITS - 1)
 _MASK = (1 << _BITS) - 1
 
@@ -61,7 +62,7 @@ def _group_labelled(idx: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np
     (voxel, label) pairs, from one sort of the pairs (the voxels' order is the pairs')."""
     rank, volume = _box_rank(idx)
     top = int(labels.max()) + 1
-    if volume * top >= 1 << 63:     # the pairs' values would overflow: voxels first, then pairs
+    if volume * top >= 1 << 63:  # the pairs' values would overflow: voxels first, then pairs
         first, inv = _unique_inverse(rank, volume)
         keep = labels > 0
         return _keys(idx[:, first]), inv, _count_pairs(inv[keep], labels[keep], len(first)) if keep.any() else None
@@ -137,7 +138,7 @@ class VoxelFusion:
         # labels None or (voxel as index into keys, label, count) sorted by voxel then label
         self._parts: list[tuple] = []
         self._merged_size = 0
-        self._buffered = 0                   # rows added since the last merge
+        self._buffered = 0  # rows added since the last merge
         self.frames_used = 0
         self.frames_skipped = 0
 
@@ -165,7 +166,7 @@ class VoxelFusion:
             return
         pts = np.ascontiguousarray(pts, dtype=np.float64)
         idx = _voxel_index(pts, self.voxel)
-        labelled = None     # (voxel, label, count) of the non-zero labels, as _count_pairs
+        labelled = None  # (voxel, label, count) of the non-zero labels, as _count_pairs
         if lab is None:
             uniq, inv = _group_voxels(idx)
         else:
@@ -200,10 +201,13 @@ class VoxelFusion:
             raise InputError("labels", f"shape {np.asarray(lab).shape} does not match the depth {shape}")
         pts, v = backproject(frame.depth, frame.camera, pose, max_depth=self.max_depth, stride=stride)
         s = (slice(None, None, stride), slice(None, None, stride))
-        at = np.flatnonzero(v)      # valid depth: finite points
+        at = np.flatnonzero(v)  # valid depth: finite points
         rgb = rgb[s]
-        self._add(np.take(pts.reshape(-1, 3), at, axis=0).T, np.take(rgb.reshape(-1, rgb.shape[-1]), at, axis=0)[:, :3],
-                  None if lab is None else np.take(np.asarray(lab)[s], at))
+        self._add(
+            np.take(pts.reshape(-1, 3), at, axis=0).T,
+            np.take(rgb.reshape(-1, rgb.shape[-1]), at, axis=0)[:, :3],
+            None if lab is None else np.take(np.asarray(lab)[s], at),
+        )
         self.frames_used += 1
         return True
 
@@ -213,7 +217,7 @@ class VoxelFusion:
         parts = self._parts
         if len(parts) > 1:
             keys = np.concatenate([p[0] for p in parts])
-            uniq, inv = _group_voxels(_unkey(keys), runs=True)   # each part's keys are sorted
+            uniq, inv = _group_voxels(_unkey(keys), runs=True)  # each part's keys are sorted
             n = len(uniq)
             cnt = np.bincount(inv, np.concatenate([p[3] for p in parts]), n).astype(np.int64)
             sx = np.concatenate([p[1] for p in parts])
@@ -223,8 +227,12 @@ class VoxelFusion:
             offsets = np.cumsum([0] + [len(p[0]) for p in parts]).tolist()
             labelled = [(inv[o + p[4][0]], p[4][1], p[4][2]) for o, p in zip(offsets, parts) if p[4] is not None]
             if labelled:
-                labelled = _count_pairs(*(np.concatenate([p[i] for p in labelled]) for i in range(2)), n,
-                                        np.concatenate([p[2] for p in labelled]), runs=True)
+                labelled = _count_pairs(
+                    *(np.concatenate([p[i] for p in labelled]) for i in range(2)),
+                    n,
+                    np.concatenate([p[2] for p in labelled]),
+                    runs=True,
+                )
             self._parts = [(uniq, sxyz, srgb, cnt, labelled or None)]
         self._merged_size = len(self._parts[0][0]) if self._parts else 0
         self._buffered = 0  # rows in the parts since: merging when they outgrow the merged part
@@ -243,14 +251,18 @@ class VoxelFusion:
             # by voxel then label: the first of a voxel's pairs with its largest count).
             vox, lab, count = labelled
             start = np.flatnonzero(np.r_[True, vox[1:] != vox[:-1]])
-            best = np.flatnonzero(count == np.repeat(np.maximum.reduceat(count, start), np.diff(np.r_[start, len(vox)])))
+            best = np.flatnonzero(
+                count == np.repeat(np.maximum.reduceat(count, start), np.diff(np.r_[start, len(vox)]))
+            )
             best = best[np.r_[True, vox[best[1:]] != vox[best[:-1]]]]
             labels = np.zeros(len(keys), np.int32)
             labels[vox[best]] = lab[best]
         return PointCloud(pts, rgb, labels)
 
 
-def fuse_frames(frames, voxel: float = 0.02, max_depth: float = DEFAULT_MAX_DEPTH, stride: int = 1) -> tuple[PointCloud, VoxelFusion]:
+def fuse_frames(
+    frames, voxel: float = 0.02, max_depth: float = DEFAULT_MAX_DEPTH, stride: int = 1
+) -> tuple[PointCloud, VoxelFusion]:
     """Fuse an iterable of Frames (ground-truth labels included when they carry them)."""
     fusion = VoxelFusion(voxel, max_depth)
     for f in frames:

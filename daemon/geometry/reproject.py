@@ -7,6 +7,7 @@ that pixel agrees with the point's depth there (the source depth map is its z-bu
 nearer surface in the source view means the point was occluded, a newly seen one), so carried
 masks never leak onto surfaces the source did not see.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,9 +22,16 @@ DEPTH_TOLERANCE = 0.05
 _ABS_TOLERANCE = 0.01
 
 
-def correspondences(src_depth: np.ndarray, src_camera: Camera, src_pose: np.ndarray,
-                    dst_depth: np.ndarray, dst_camera: Camera, dst_pose: np.ndarray,
-                    max_depth: float = DEFAULT_MAX_DEPTH, tolerance: float = DEPTH_TOLERANCE) -> np.ndarray:
+def correspondences(
+    src_depth: np.ndarray,
+    src_camera: Camera,
+    src_pose: np.ndarray,
+    dst_depth: np.ndarray,
+    dst_camera: Camera,
+    dst_pose: np.ndarray,
+    max_depth: float = DEFAULT_MAX_DEPTH,
+    tolerance: float = DEPTH_TOLERANCE,
+) -> np.ndarray:
     """H×W int64 of the destination: the flat index (row·W_src + column) of the source pixel
     seeing the same point, or -1 (no depth, outside the source view, or occluded there).
 

@@ -1,4 +1,5 @@
 """Per-region 3D statistics from a depth image: centroid, robust extent, depth coverage."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,9 +42,14 @@ class RegionGeometry:
         return np.isfinite(self.centroids).all(axis=1)
 
 
-def region_geometry(masks: np.ndarray | Partition, depth: np.ndarray, camera: Camera, pose=None,
-                    max_depth: float = DEFAULT_MAX_DEPTH,
-                    percentiles: tuple[float, float] = EXTENT_PERCENTILES) -> RegionGeometry:
+def region_geometry(
+    masks: np.ndarray | Partition,
+    depth: np.ndarray,
+    camera: Camera,
+    pose=None,
+    max_depth: float = DEFAULT_MAX_DEPTH,
+    percentiles: tuple[float, float] = EXTENT_PERCENTILES,
+) -> RegionGeometry:
     """3D statistics of each mask.
 
     masks       N×H×W bool region masks, or a Partition (regions that never overlap, as a
@@ -85,8 +91,9 @@ def region_geometry(masks: np.ndarray | Partition, depth: np.ndarray, camera: Ca
     return RegionGeometry(centroids, extents, frac, counts)
 
 
-def _linear_percentiles(values: np.ndarray, starts: np.ndarray, counts: np.ndarray,
-                        percentiles: tuple[float, ...]) -> np.ndarray:
+def _linear_percentiles(
+    values: np.ndarray, starts: np.ndarray, counts: np.ndarray, percentiles: tuple[float, ...]
+) -> np.ndarray:
     """np.percentile(values[:, a:a+n].astype(float64), percentiles, axis=1) (method "linear")
     of each segment of finite values, as segments × percentiles × rows, bit for bit: numpy's own
     index, weight and interpolation arithmetic in float64, on the two values around each rank
@@ -99,11 +106,11 @@ def _linear_percentiles(values: np.ndarray, starts: np.ndarray, counts: np.ndarr
     below = np.floor(virtual)
     gamma = (virtual - below)[:, :, None]
     ranks = below.astype(np.intp)
-    above = np.minimum(ranks + 1, counts[:, None] - 1)   # the largest value: itself
+    above = np.minimum(ranks + 1, counts[:, None] - 1)  # the largest value: itself
     lower = np.empty((len(counts), q.size, values.shape[0]))
     upper = np.empty_like(lower)
     for k, (a, n) in enumerate(zip(np.asarray(starts).tolist(), counts.tolist())):
-        s = np.sort(values[:, a:a + n], axis=1)
+        s = np.sort(values[:, a : a + n], axis=1)
         lower[k] = s[:, ranks[k]].T
         upper[k] = s[:, above[k]].T
     diff = upper - lower
@@ -127,5 +134,5 @@ def _partition_pixels(partition: Partition, valid: np.ndarray) -> tuple[np.ndarr
     labels = partition.labels.ravel()
     pix = np.flatnonzero(valid & (labels >= 0) & (labels < partition.n))
     lab = labels[pix]
-    pix = pix[np.argsort(lab.astype(np.int16) if partition.n <= 2 ** 15 else lab, kind="stable")]
+    pix = pix[np.argsort(lab.astype(np.int16) if partition.n <= 2**15 else lab, kind="stable")]
     return partition.areas(), pix, np.bincount(lab, minlength=partition.n).astype(np.int64)

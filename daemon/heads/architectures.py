@@ -14,6 +14,7 @@ Registered names (create_head):
 The patch-token baselines use the same names fed patch tokens (patches.py); `patch-linear`
 is region-linear on patch tokens, registered separately so saved heads say what they read.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -76,8 +77,12 @@ class RegionClassifier(nn.Module):
         super().__init__()
         self.norm = Standardize(cfg.in_dim)
         if cfg.hidden > 0:
-            self.net = nn.Sequential(nn.Linear(cfg.in_dim, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout),
-                                     nn.Linear(cfg.hidden, cfg.num_classes))
+            self.net = nn.Sequential(
+                nn.Linear(cfg.in_dim, cfg.hidden),
+                nn.GELU(),
+                nn.Dropout(cfg.dropout),
+                nn.Linear(cfg.hidden, cfg.num_classes),
+            )
         else:
             self.net = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(cfg.in_dim, cfg.num_classes))
 
@@ -137,8 +142,15 @@ class TokenTransformer(nn.Module):
         self.pos3d = nn.Linear(POS3D_DIM, cfg.dim) if cfg.pos3d else None
         self.time = nn.Linear(TIME_DIM, cfg.dim) if cfg.time else None
         self.cls = nn.Parameter(torch.zeros(1, 1, cfg.dim)) if cfg.cls_token else None
-        layer = nn.TransformerEncoderLayer(cfg.dim, cfg.heads, int(cfg.dim * cfg.mlp_ratio), cfg.dropout,
-                                           activation="gelu", batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            cfg.dim,
+            cfg.heads,
+            int(cfg.dim * cfg.mlp_ratio),
+            cfg.dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
         self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
         self.out_norm = nn.LayerNorm(cfg.dim)
         self.out = nn.Linear(cfg.dim, cfg.num_classes)
@@ -177,17 +189,46 @@ class TokenTransformer(nn.Module):
         return x if self.encoder.norm is None else self.encoder.norm(x)
 
 
-register_head("region-linear", RegionClassifierConfig, RegionClassifier, hidden=0,
-              doc="linear probe per region")
-register_head("region-mlp", RegionClassifierConfig, RegionClassifier, hidden=1000,
-              doc="MLP per region, one hidden layer")
-register_head("region-block", TokenTransformerConfig, TokenTransformer, layers=1, pos2d=True,
-              doc="one transformer block over an image's regions")
-register_head("scene-transformer", TokenTransformerConfig, TokenTransformer, layers=3, heads=8,
-              pos2d=True, pos3d=True, max_tokens=2048,
-              doc="3 layers, 8 heads over the regions of a scene's frames, 2D + 3D embeddings")
-register_head("activity-transformer", TokenTransformerConfig, TokenTransformer, layers=3, heads=8,
-              pos2d=True, time=True, cls_token=True, max_tokens=400,
-              doc="3 layers over 8 frames' regions padded to 400, time embedding, class token")
-register_head("patch-linear", RegionClassifierConfig, RegionClassifier, hidden=0, tokens="patches",
-              doc="linear classifier per patch token (baseline for images)")
+register_head("region-linear", RegionClassifierConfig, RegionClassifier, hidden=0, doc="linear probe per region")
+register_head(
+    "region-mlp", RegionClassifierConfig, RegionClassifier, hidden=1000, doc="MLP per region, one hidden layer"
+)
+register_head(
+    "region-block",
+    TokenTransformerConfig,
+    TokenTransformer,
+    layers=1,
+    pos2d=True,
+    doc="one transformer block over an image's regions",
+)
+register_head(
+    "scene-transformer",
+    TokenTransformerConfig,
+    TokenTransformer,
+    layers=3,
+    heads=8,
+    pos2d=True,
+    pos3d=True,
+    max_tokens=2048,
+    doc="3 layers, 8 heads over the regions of a scene's frames, 2D + 3D embeddings",
+)
+register_head(
+    "activity-transformer",
+    TokenTransformerConfig,
+    TokenTransformer,
+    layers=3,
+    heads=8,
+    pos2d=True,
+    time=True,
+    cls_token=True,
+    max_tokens=400,
+    doc="3 layers over 8 frames' regions padded to 400, time embedding, class token",
+)
+register_head(
+    "patch-linear",
+    RegionClassifierConfig,
+    RegionClassifier,
+    hidden=0,
+    tokens="patches",
+    doc="linear classifier per patch token (baseline for images)",
+)

@@ -5,6 +5,7 @@ A TokenSet is the tokens of one training/inference sample (one image, a whole sc
 Region tokens and patch tokens (see patches.py) go through the same code, so every head can be
 fed either and the comparison between them is like for like.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -19,9 +20,9 @@ from regiond.geometry.embeddings import embed_2d, embed_3d, embed_time, scene_or
 # Fourier bands of the positional embeddings (regiond.geometry.embeddings); the widths below
 # are what the heads' input layers expect.
 BANDS_2D, BANDS_3D, BANDS_TIME = 8, 8, 4
-POS2D_DIM = 4 * 2 * BANDS_2D          # box centre and size
-POS3D_DIM = 3 * 2 * BANDS_3D + 1      # centroid relative to the scene origin, + missing flag
-TIME_DIM = 2 * BANDS_TIME             # frame number within the sample
+POS2D_DIM = 4 * 2 * BANDS_2D  # box centre and size
+POS3D_DIM = 3 * 2 * BANDS_3D + 1  # centroid relative to the scene origin, + missing flag
+TIME_DIM = 2 * BANDS_TIME  # frame number within the sample
 
 
 @dataclass
@@ -61,9 +62,19 @@ class TokenSet:
     def take(self, idx) -> "TokenSet":
         idx = np.asarray(idx, dtype=np.int64)
         pick = lambda a: None if a is None else a[idx]  # noqa: E731
-        return TokenSet(self.features[idx], self.pos2d[idx], self.pos3d[idx], self.time[idx],
-                        self.frame[idx], self.region[idx], pick(self.labels), pick(self.weights),
-                        self.target, pick(self.xyz), pick(self.boxes))
+        return TokenSet(
+            self.features[idx],
+            self.pos2d[idx],
+            self.pos3d[idx],
+            self.time[idx],
+            self.frame[idx],
+            self.region[idx],
+            pick(self.labels),
+            pick(self.weights),
+            self.target,
+            pick(self.xyz),
+            pick(self.boxes),
+        )
 
 
 def frames_origin(frames: list[RegionSet]) -> np.ndarray:
@@ -72,8 +83,12 @@ def frames_origin(frames: list[RegionSet]) -> np.ndarray:
     return scene_origin(np.concatenate(cs) if cs else np.zeros((0, 3)))
 
 
-def tokens_from_regions(frames: list[RegionSet], class_index: dict[int, int] | None = None,
-                        origin: np.ndarray | None = None, target: int | None = None) -> TokenSet:
+def tokens_from_regions(
+    frames: list[RegionSet],
+    class_index: dict[int, int] | None = None,
+    origin: np.ndarray | None = None,
+    target: int | None = None,
+) -> TokenSet:
     """Concatenate the regions of `frames` (in order) into one TokenSet.
 
     class_index maps the RegionSets' per-region labels (e.g. NYU40 ids) to output indices;
@@ -93,20 +108,35 @@ def tokens_from_regions(frames: list[RegionSet], class_index: dict[int, int] | N
             raw = r.labels if r.labels is not None else np.full(n, -1)
             labels = np.array([class_index.get(int(v), -1) for v in raw], np.int64)
         weights = r.areas.astype(np.float32) / float(r.height * r.width)
-        parts.append((r.features.astype(np.float32), embed_2d(r.boxes, r.width, r.height, BANDS_2D),
-                      embed_3d(cent, origin, BANDS_3D), embed_time(np.full(n, fi), BANDS_TIME),
-                      np.full(n, fi, np.int64), np.arange(n, dtype=np.int64), labels, weights,
-                      (np.asarray(cent, np.float32) - origin).astype(np.float32),
-                      (r.boxes / np.array([r.width, r.height, r.width, r.height], np.float32)).astype(np.float32)))
+        parts.append(
+            (
+                r.features.astype(np.float32),
+                embed_2d(r.boxes, r.width, r.height, BANDS_2D),
+                embed_3d(cent, origin, BANDS_3D),
+                embed_time(np.full(n, fi), BANDS_TIME),
+                np.full(n, fi, np.int64),
+                np.arange(n, dtype=np.int64),
+                labels,
+                weights,
+                (np.asarray(cent, np.float32) - origin).astype(np.float32),
+                (r.boxes / np.array([r.width, r.height, r.width, r.height], np.float32)).astype(np.float32),
+            )
+        )
     dim = frames[0].features.shape[1] if frames and frames[0].features is not None else 0
     cat = lambda i, empty: np.concatenate([p[i] for p in parts]) if parts else empty  # noqa: E731
     return TokenSet(
-        features=cat(0, np.zeros((0, dim), np.float32)), pos2d=cat(1, np.zeros((0, POS2D_DIM), np.float32)),
-        pos3d=cat(2, np.zeros((0, POS3D_DIM), np.float32)), time=cat(3, np.zeros((0, TIME_DIM), np.float32)),
-        frame=cat(4, np.zeros(0, np.int64)), region=cat(5, np.zeros(0, np.int64)),
+        features=cat(0, np.zeros((0, dim), np.float32)),
+        pos2d=cat(1, np.zeros((0, POS2D_DIM), np.float32)),
+        pos3d=cat(2, np.zeros((0, POS3D_DIM), np.float32)),
+        time=cat(3, np.zeros((0, TIME_DIM), np.float32)),
+        frame=cat(4, np.zeros(0, np.int64)),
+        region=cat(5, np.zeros(0, np.int64)),
         labels=cat(6, np.zeros(0, np.int64)) if class_index is not None else None,
-        weights=cat(7, np.zeros(0, np.float32)), target=target, xyz=cat(8, np.zeros((0, 3), np.float32)),
-        boxes=cat(9, np.zeros((0, 4), np.float32)))
+        weights=cat(7, np.zeros(0, np.float32)),
+        target=target,
+        xyz=cat(8, np.zeros((0, 3), np.float32)),
+        boxes=cat(9, np.zeros((0, 4), np.float32)),
+    )
 
 
 def join_frames(parts: list[TokenSet]) -> TokenSet:
@@ -117,12 +147,24 @@ def join_frames(parts: list[TokenSet]) -> TokenSet:
     weights = cat("weights") if all(p.weights is not None for p in parts) else None
     xyz = cat("xyz") if all(p.xyz is not None for p in parts) else None
     boxes = cat("boxes") if all(p.boxes is not None for p in parts) else None
-    return TokenSet(cat("features"), cat("pos2d"), cat("pos3d"), cat("time"), frame, cat("region"),
-                    labels, weights, None, xyz, boxes)
+    return TokenSet(
+        cat("features"),
+        cat("pos2d"),
+        cat("pos3d"),
+        cat("time"),
+        frame,
+        cat("region"),
+        labels,
+        weights,
+        None,
+        xyz,
+        boxes,
+    )
 
 
-def mirror_clip(ts: TokenSet, frames: int, horizontal: bool = False, vertical: bool = False,
-                reverse: bool = False) -> TokenSet:
+def mirror_clip(
+    ts: TokenSet, frames: int, horizontal: bool = False, vertical: bool = False, reverse: bool = False
+) -> TokenSet:
     """The clip mirrored left-right and/or top-bottom and/or played backwards, with its 2D
     and time embeddings recomputed (features are kept: they describe appearance, which a
     mirror barely changes). `frames` is the clip's length. Training uses it with the matching class swaps (left ↔ right ...)."""
@@ -134,8 +176,7 @@ def mirror_clip(ts: TokenSet, frames: int, horizontal: bool = False, vertical: b
     if vertical:
         b[:, [1, 3]] = 1.0 - ts.boxes[:, [3, 1]]
     frame = (frames - 1 - ts.frame) if reverse else ts.frame
-    return replace(ts, boxes=b, pos2d=embed_2d(b, 1, 1, BANDS_2D), frame=frame,
-                   time=embed_time(frame, BANDS_TIME))
+    return replace(ts, boxes=b, pos2d=embed_2d(b, 1, 1, BANDS_2D), frame=frame, time=embed_time(frame, BANDS_TIME))
 
 
 def rotate_scene(ts: TokenSet, angle: float, shift=(0.0, 0.0, 0.0)) -> TokenSet:
@@ -167,12 +208,12 @@ def limit_tokens(ts: TokenSet, max_tokens: int, rng: np.random.Generator | None 
 class TokenBatch:
     """B padded samples of up to T tokens; `pad` is True at padding positions."""
 
-    features: torch.Tensor    # B×T×D
-    pos2d: torch.Tensor       # B×T×POS2D_DIM
-    pos3d: torch.Tensor       # B×T×POS3D_DIM
-    time: torch.Tensor        # B×T×TIME_DIM
-    pad: torch.Tensor         # B×T bool
-    labels: torch.Tensor | None = None   # B×T int64, -1 ignored (and at padding)
+    features: torch.Tensor  # B×T×D
+    pos2d: torch.Tensor  # B×T×POS2D_DIM
+    pos3d: torch.Tensor  # B×T×POS3D_DIM
+    time: torch.Tensor  # B×T×TIME_DIM
+    pad: torch.Tensor  # B×T bool
+    labels: torch.Tensor | None = None  # B×T int64, -1 ignored (and at padding)
     weights: torch.Tensor | None = None  # B×T float, 0 at padding
     targets: torch.Tensor | None = None  # B int64 clip classes
 
@@ -210,7 +251,13 @@ def collate(samples: list[TokenSet], pad_to: int | None = None) -> TokenBatch:
     targets = None
     if all(s.target is not None for s in samples):
         targets = torch.tensor([s.target for s in samples], dtype=torch.int64)
-    return TokenBatch(torch.from_numpy(feats), torch.from_numpy(pos2d), torch.from_numpy(pos3d),
-                      torch.from_numpy(time), torch.from_numpy(pad),
-                      torch.from_numpy(labels) if has_labels else None, torch.from_numpy(weights),
-                      targets)
+    return TokenBatch(
+        torch.from_numpy(feats),
+        torch.from_numpy(pos2d),
+        torch.from_numpy(pos3d),
+        torch.from_numpy(time),
+        torch.from_numpy(pad),
+        torch.from_numpy(labels) if has_labels else None,
+        torch.from_numpy(weights),
+        targets,
+    )

@@ -5,6 +5,7 @@ experiment scripts call.
     report = evaluate_on_cache("scene", "heads/scene", "cache/test")
     print(report.text)
 """
+
 from __future__ import annotations
 
 import time
@@ -70,8 +71,11 @@ def class_list(task: str, cache: TokenCache, items: list) -> list[dict]:
 
 
 def make_task(task: str, cache: TokenCache, items: list, classes: list[dict], patches: bool, **kw):
-    index = ({c["name"]: k for k, c in enumerate(classes)} if task == "activity"
-             else {c["id"]: k for k, c in enumerate(classes)})
+    index = (
+        {c["name"]: k for k, c in enumerate(classes)}
+        if task == "activity"
+        else {c["id"]: k for k, c in enumerate(classes)}
+    )
     return TASKS[task](cache, items, index, patches=patches, **kw)
 
 
@@ -87,10 +91,19 @@ class TrainJob:
     val_items: int
 
 
-def train_on_cache(task: str, cache_dir, out_dir, head: str | None = None, val_cache=None,
-                   val_fraction: float = 0.2, tokens: str = "regions", cfg: TrainConfig | None = None,
-                   head_overrides: dict | None = None, task_overrides: dict | None = None,
-                   progress: bool = True) -> TrainJob:
+def train_on_cache(
+    task: str,
+    cache_dir,
+    out_dir,
+    head: str | None = None,
+    val_cache=None,
+    val_fraction: float = 0.2,
+    tokens: str = "regions",
+    cfg: TrainConfig | None = None,
+    head_overrides: dict | None = None,
+    task_overrides: dict | None = None,
+    progress: bool = True,
+) -> TrainJob:
     """Train a head for `task` on a cache and save it to out_dir (safetensors + JSON).
 
     head            registry name (default DEFAULT_HEAD[task])
@@ -119,8 +132,12 @@ def train_on_cache(task: str, cache_dir, out_dir, head: str | None = None, val_c
     if task == "activity":  # the head records the clip length it reads (serving feeds it that)
         head_overrides = {"window": clip_length(train_items + val_items), **(head_overrides or {})}
     torch.manual_seed(cfg.seed)
-    model = create_head(name, in_dim=int(cache.versions["dim"]), num_classes=len(classes),
-                        **{"tokens": tokens, **(head_overrides or {})})
+    model = create_head(
+        name,
+        in_dim=int(cache.versions["dim"]),
+        num_classes=len(classes),
+        **{"tokens": tokens, **(head_overrides or {})},
+    )
     tkw = dict(task_overrides or {})
     if task != "segment" and getattr(model.config, "max_tokens", 0) and "max_tokens" not in tkw:
         tkw["max_tokens"] = model.config.max_tokens
@@ -128,19 +145,28 @@ def train_on_cache(task: str, cache_dir, out_dir, head: str | None = None, val_c
     known = set(TASKS[task].__dataclass_fields__)
     tkw = {k: v for k, v in tkw.items() if k in known}
     t_train = make_task(task, cache, train_items, classes, patches, **tkw)
-    t_val = make_task(task, vcache, val_items, classes, patches,
-                      **{k: v for k, v in tkw.items() if k == "max_tokens"})
+    t_val = make_task(task, vcache, val_items, classes, patches, **{k: v for k, v in tkw.items() if k == "max_tokens"})
     result = fit(model, t_train, t_val, cfg, progress=progress)
-    meta = {"task": task, "tokens": tokens, "versions": cache.versions, "train_cache": str(cache_dir),
-            "val_cache": str(val_cache) if val_cache else None, "train_items": len(train_items),
-            "val_items": len(val_items), "train": {**cfg.__dict__}, "best_epoch": result.best_epoch,
-            "best_val_loss": result.best_val_loss, "val_metric": result.val_metric,
-            "train_seconds": result.seconds}
+    meta = {
+        "task": task,
+        "tokens": tokens,
+        "versions": cache.versions,
+        "train_cache": str(cache_dir),
+        "val_cache": str(val_cache) if val_cache else None,
+        "train_items": len(train_items),
+        "val_items": len(val_items),
+        "train": {**cfg.__dict__},
+        "best_epoch": result.best_epoch,
+        "best_val_loss": result.best_val_loss,
+        "val_metric": result.val_metric,
+        "train_seconds": result.seconds,
+    }
     out = save_head(model, out_dir, classes, meta)
     return TrainJob(out, name, classes, result, len(train_items), len(val_items))
 
 
 # --- evaluation ------------------------------------------------------------------------------
+
 
 @dataclass
 class EvalReport:
@@ -150,12 +176,12 @@ class EvalReport:
     metrics: dict = field(default_factory=dict)
     text: str = ""
     confusion: Confusion | None = None
-    seconds: float = 0.0      # head inference time only (not loading, not metrics)
-    tokens: float = 0.0       # mean tokens per sample fed to the head
+    seconds: float = 0.0  # head inference time only (not loading, not metrics)
+    tokens: float = 0.0  # mean tokens per sample fed to the head
 
 
 def protocol_for(name: str, head: LoadedHead) -> Protocol:
-    """"scannet20": the ScanNet benchmark protocol; "head": the head's own classes, native size."""
+    """ "scannet20": the ScanNet benchmark protocol; "head": the head's own classes, native size."""
     names = nyu40_names()
     if name == "scannet20":
         return Protocol.scannet20(names)
@@ -164,8 +190,9 @@ def protocol_for(name: str, head: LoadedHead) -> Protocol:
     raise InputError("protocol", f"unknown protocol {name!r}; one of scannet20, head")
 
 
-def evaluate_on_cache(task: str, head_dir, cache_dir, protocol: str = "scannet20",
-                      confusion_png: str | Path | None = None) -> EvalReport:
+def evaluate_on_cache(
+    task: str, head_dir, cache_dir, protocol: str = "scannet20", confusion_png: str | Path | None = None
+) -> EvalReport:
     """Score a saved head on a cache: per-class IoU and mIoU for segment/scene (per-pixel
     labels by the averaging rule), top-1/top-5 for activity; optionally a confusion PNG."""
     head = load_head(head_dir)
@@ -182,8 +209,10 @@ def evaluate_on_cache(task: str, head_dir, cache_dir, protocol: str = "scannet20
         scores, targets = [], []
         for it in items:
             if it.label not in index:
-                raise InputError("cache", f"clip {it.name} has class {it.label!r}, unknown to the head "
-                                          f"({', '.join(head.class_names)})")
+                raise InputError(
+                    "cache",
+                    f"clip {it.name} has class {it.label!r}, unknown to the head ({', '.join(head.class_names)})",
+                )
             frames = cache.frames(it, patches)
             n_tokens.append(min(sum(len(f) for f in frames), head.model.config.max_tokens or 10**9))
             t0 = time.perf_counter()
@@ -193,10 +222,15 @@ def evaluate_on_cache(task: str, head_dir, cache_dir, protocol: str = "scannet20
         scores, targets = np.stack(scores), np.asarray(targets)
         conf = Confusion(tuple(range(len(head.classes))), tuple(head.class_names))
         conf.add_ids(targets, scores.argmax(1))
-        rep.metrics = {"top1": topk_accuracy(scores, targets, 1), "top5": topk_accuracy(scores, targets, 5),
-                       "clips": len(targets)}
-        rep.text = (f"activity: {len(targets)} clips, top-1 {100 * rep.metrics['top1']:.1f}%, "
-                    f"top-5 {100 * rep.metrics['top5']:.1f}%")
+        rep.metrics = {
+            "top1": topk_accuracy(scores, targets, 1),
+            "top5": topk_accuracy(scores, targets, 5),
+            "clips": len(targets),
+        }
+        rep.text = (
+            f"activity: {len(targets)} clips, top-1 {100 * rep.metrics['top1']:.1f}%, "
+            f"top-5 {100 * rep.metrics['top5']:.1f}%"
+        )
     else:
         proto = protocol_for(protocol, head)
         conf = Confusion(proto.class_ids, proto.names)
@@ -216,22 +250,34 @@ def evaluate_on_cache(task: str, head_dir, cache_dir, protocol: str = "scannet20
                 n_frames += 1
         if not n_frames:
             raise InputError("cache", f"{cache_dir}: no frames with ground-truth label maps")
-        rep.metrics = {"miou": conf.miou(), "pixel_acc": conf.accuracy(), "frames": n_frames,
-                       "iou": {n: (None if np.isnan(v) else float(v)) for n, v in zip(conf.names, conf.iou())}}
-        rep.text = (f"{task} ({protocol}, {n_frames} frames)\n" + conf.table()
-                    + f"\npixel accuracy {100 * conf.accuracy():.2f}%")
+        rep.metrics = {
+            "miou": conf.miou(),
+            "pixel_acc": conf.accuracy(),
+            "frames": n_frames,
+            "iou": {n: (None if np.isnan(v) else float(v)) for n, v in zip(conf.names, conf.iou())},
+        }
+        rep.text = (
+            f"{task} ({protocol}, {n_frames} frames)\n"
+            + conf.table()
+            + f"\npixel accuracy {100 * conf.accuracy():.2f}%"
+        )
     rep.confusion = conf
     rep.tokens = float(np.mean(n_tokens)) if n_tokens else 0.0
     if confusion_png:
         colours = None if task == "activity" else label_colours()[list(conf.class_ids)]  # NYU40 ids
-        conf.save_png(confusion_png, title=f"{task}: {Path(head_dir).name} on {Path(cache_dir).name}",
-                      colours=colours)
+        conf.save_png(confusion_png, title=f"{task}: {Path(head_dir).name} on {Path(cache_dir).name}", colours=colours)
         rep.text += f"\nconfusion matrix: {confusion_png}"
     return rep
 
 
-def evaluate_label_folder(pred_dir, scene, protocol: str = "scannet20", labels_tsv=None,
-                          confusion_png: str | Path | None = None, **source_opts) -> EvalReport:
+def evaluate_label_folder(
+    pred_dir,
+    scene,
+    protocol: str = "scannet20",
+    labels_tsv=None,
+    confusion_png: str | Path | None = None,
+    **source_opts,
+) -> EvalReport:
     """Score label PNGs written in ScanNet's benchmark layout (`<scene>_<frame:06d>.png`, e.g.
     by clients/scan_scene.py) against a scene's ground truth (scenes.open_source(scene)).
     Frames of the scene without a prediction file are skipped and counted."""
@@ -259,12 +305,21 @@ def evaluate_label_folder(pred_dir, scene, protocol: str = "scannet20", labels_t
         used += 1
     if not used:
         raise InputError("scene", f"{scene}: no frame with ground truth matches a prediction in {pred_dir}")
-    rep = EvalReport("labels", {"miou": conf.miou(), "pixel_acc": conf.accuracy(), "frames": used,
-                                "frames_without_prediction": missing}, confusion=conf)
-    rep.text = (f"labels ({protocol}, {used} frames, {missing} ground-truth frames without a prediction)\n"
-                + conf.table() + f"\npixel accuracy {100 * conf.accuracy():.2f}%")
+    rep = EvalReport(
+        "labels",
+        {"miou": conf.miou(), "pixel_acc": conf.accuracy(), "frames": used, "frames_without_prediction": missing},
+        confusion=conf,
+    )
+    rep.text = (
+        f"labels ({protocol}, {used} frames, {missing} ground-truth frames without a prediction)\n"
+        + conf.table()
+        + f"\npixel accuracy {100 * conf.accuracy():.2f}%"
+    )
     if confusion_png:
-        conf.save_png(confusion_png, title=f"labels in {Path(pred_dir).name} vs {scene}",
-                      colours=label_colours()[list(conf.class_ids)])
+        conf.save_png(
+            confusion_png,
+            title=f"labels in {Path(pred_dir).name} vs {scene}",
+            colours=label_colours()[list(conf.class_ids)],
+        )
         rep.text += f"\nconfusion matrix: {confusion_png}"
     return rep

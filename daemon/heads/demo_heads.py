@@ -8,6 +8,7 @@ and activity clips in memory (regiond.scenes.synthetic), extracts them with the 
 extractor into a token cache, and trains `segment/`, `scene/` and `activity/` heads there. A second call finds them (same extractor, same settings) and
 returns at once. The rooms and clips use seeds the demo's own scan does not.
 """
+
 from __future__ import annotations
 
 import json
@@ -59,9 +60,16 @@ STAMP = "demo-heads.json"
 SYNTHETIC_CLIP_SYMMETRIES = {
     "hflip": {"moving_left": "moving_right", "moving_right": "moving_left"},
     "vflip": {"rising": "falling", "falling": "rising"},
-    "reverse": {"moving_left": "moving_right", "moving_right": "moving_left", "rising": "falling",
-                "falling": "rising", "approaching": "receding", "receding": "approaching",
-                "meeting": "parting", "parting": "meeting"},
+    "reverse": {
+        "moving_left": "moving_right",
+        "moving_right": "moving_left",
+        "rising": "falling",
+        "falling": "rising",
+        "approaching": "receding",
+        "receding": "approaching",
+        "meeting": "parting",
+        "parting": "meeting",
+    },
 }
 
 
@@ -75,8 +83,14 @@ def _clip_frames(label: int, seed: int, cfg: DemoHeadsConfig) -> list[Frame]:
     return [Frame(rgb=np.ascontiguousarray(clip.frames[i]), index=int(i)) for i in picks]
 
 
-def demo_heads(out_dir: str | Path, extractor: Extractor, cfg: DemoHeadsConfig = DemoHeadsConfig(),
-               progress: bool = True, log: Callable[[str], None] = print, use_bundled: bool = True) -> Path:
+def demo_heads(
+    out_dir: str | Path,
+    extractor: Extractor,
+    cfg: DemoHeadsConfig = DemoHeadsConfig(),
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    use_bundled: bool = True,
+) -> Path:
     """Heads for the demo: the bundled ones for this extractor when there are (use_bundled),
     else trained (or found already trained) in out_dir. Returns the directory for `--heads`."""
     if use_bundled and (found := bundled_heads(extractor)) is not None:
@@ -96,22 +110,50 @@ def demo_heads(out_dir: str | Path, extractor: Extractor, cfg: DemoHeadsConfig =
     n_frames = len(cfg.rooms) * cfg.room_frames + len(ACTIVITY_CLASSES) * cfg.clips_per_class * CLIP_FRAMES
     with tqdm(total=n_frames, desc="demo heads: extracting", unit="frame", disable=not progress) as bar:
         for seed in cfg.rooms:
-            extract_item(cache, extractor, f"room{seed}", "scene", _room_frames(seed, cfg),
-                         source=f"synthetic:{seed}", progress=bar)
+            extract_item(
+                cache,
+                extractor,
+                f"room{seed}",
+                "scene",
+                _room_frames(seed, cfg),
+                source=f"synthetic:{seed}",
+                progress=bar,
+            )
         for label, cls in enumerate(ACTIVITY_CLASSES):
             for k in range(cfg.clips_per_class):
-                extract_item(cache, extractor, f"clips/{cls}_{k}", "clip", _clip_frames(label, 700 + k, cfg),
-                             label=cls, source="regiond.scenes.synthetic.clips", progress=bar)
+                extract_item(
+                    cache,
+                    extractor,
+                    f"clips/{cls}_{k}",
+                    "clip",
+                    _clip_frames(label, 700 + k, cfg),
+                    label=cls,
+                    source="regiond.scenes.synthetic.clips",
+                    progress=bar,
+                )
     tcfg = TrainConfig(epochs=cfg.epochs, warmup=10, patience=8, seed=cfg.seed, lr=2e-3)
     small = {"dim": cfg.dim, "heads": 8}
-    jobs = [("segment", "region-mlp", {"hidden": 256}, {}),
-            ("scene", "scene-transformer", small, {"frames_per_view": 4, "views": 4}),
-            ("activity", "activity-transformer", small, {"symmetries": SYNTHETIC_CLIP_SYMMETRIES})]
+    jobs = [
+        ("segment", "region-mlp", {"hidden": 256}, {}),
+        ("scene", "scene-transformer", small, {"frames_per_view": 4, "views": 4}),
+        ("activity", "activity-transformer", small, {"symmetries": SYNTHETIC_CLIP_SYMMETRIES}),
+    ]
     for task, head, over, task_over in jobs:
-        job = train_on_cache(task, cache_dir, out / task, head=head, val_fraction=0.25, cfg=tcfg,
-                             head_overrides=over, task_overrides=task_over, progress=progress)
-        log(f"demo heads: {task} ({head}) trained in {job.result.seconds:.0f} s, "
-            f"validation {'top-1' if task == 'activity' else 'region accuracy'} {100 * job.result.val_metric:.0f}%")
+        job = train_on_cache(
+            task,
+            cache_dir,
+            out / task,
+            head=head,
+            val_fraction=0.25,
+            cfg=tcfg,
+            head_overrides=over,
+            task_overrides=task_over,
+            progress=progress,
+        )
+        log(
+            f"demo heads: {task} ({head}) trained in {job.result.seconds:.0f} s, "
+            f"validation {'top-1' if task == 'activity' else 'region accuracy'} {100 * job.result.val_metric:.0f}%"
+        )
     stamp.write_text(json.dumps(want))
     log(f"demo heads: ready in {out} ({time.perf_counter() - t0:.0f} s)")
     return out

@@ -5,6 +5,7 @@ labels for every frame once the scene is complete.
 ActivityScorer: class scores for a window of `window` (8) frames' RegionSets.
 daemon/heads/serving.py implements both; the service only knows these types.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -20,11 +21,11 @@ from regiond.core.regionset import RegionSet
 class HeadMeta:
     """What GetInfo reports about a head. class_ids are NYU40 ids for scene heads."""
 
-    kind: str                 # "scene" | "activity" | "segment"
+    kind: str  # "scene" | "activity" | "segment"
     name: str
     class_ids: list[int] = field(default_factory=list)
     class_names: list[str] = field(default_factory=list)
-    window: int = 0           # activity: frames per window
+    window: int = 0  # activity: frames per window
 
     def names(self) -> dict[int, str]:
         return dict(zip(self.class_ids, self.class_names))
@@ -59,7 +60,7 @@ class SceneLabeler(Protocol):
 
 
 class ActivityScorer(Protocol):
-    meta: HeadMeta   # window = frames per window (8)
+    meta: HeadMeta  # window = frames per window (8)
 
     def score(self, frames: list[RegionSet]) -> np.ndarray:
         """C class probabilities (HeadMeta.class_ids order) for `meta.window` frames in order."""

@@ -13,6 +13,7 @@ writes the maps under OUT/.partial/ and moves them into labels/. A re-run skips 
 whose json is there; a scene that fails is reported and skipped; on Ray an actor killed
 mid-scene is restarted and the scene done again (at most `max_tries` times).
 """
+
 from __future__ import annotations
 
 import json
@@ -53,8 +54,10 @@ class LabelReport:
 
     def summary(self) -> str:
         frames = sum(s["frames"] for s in self.labelled)
-        line = (f"{len(self.labelled)} scenes labelled ({frames} frames), {len(self.skipped)} already done, "
-                f"{len(self.failures)} failed, {self.seconds:.1f} s")
+        line = (
+            f"{len(self.labelled)} scenes labelled ({frames} frames), {len(self.skipped)} already done, "
+            f"{len(self.failures)} failed, {self.seconds:.1f} s"
+        )
         if self.confusion is not None and self.confusion.counts.sum():
             line += f"; mIoU (ScanNet-20, scenes with ground truth) {100 * self.confusion.miou():.1f}"
         return line
@@ -68,8 +71,15 @@ class LabelWorker:
     heads      a heads directory with scene/ (and/or segment/), or "bundled"
     """
 
-    def __init__(self, out: str | Path, extractor: Extractor | dict, heads: str, threads: int | None = None,
-                 max_tries: int = 3, progress: tqdm | None = None):
+    def __init__(
+        self,
+        out: str | Path,
+        extractor: Extractor | dict,
+        heads: str,
+        threads: int | None = None,
+        max_tries: int = 3,
+        progress: tqdm | None = None,
+    ):
         if threads:
             import torch  # heavy: only where a worker sets its threads (a Ray actor)
 
@@ -104,10 +114,16 @@ class LabelWorker:
                 write_label_png(tmp / f"{spec.name}_{fl.frame_index:06d}.png", fl.label_map)
                 if fl.frame_index in truth:
                     evaluate_label_map(conf, truth[fl.frame_index], fl.label_map, self.protocol.size)
-            record = {"scene": spec.name, "source": spec.source, "sampling": spec.sampling(), "frames": len(refined),
-                      "seconds": round(time.perf_counter() - t0, 3), "truth_frames": len(truth),
-                      "confusion": conf.counts.tolist() if truth else None,
-                      "miou": conf.miou() if truth else None}
+            record = {
+                "scene": spec.name,
+                "source": spec.source,
+                "sampling": spec.sampling(),
+                "frames": len(refined),
+                "seconds": round(time.perf_counter() - t0, 3),
+                "truth_frames": len(truth),
+                "confusion": conf.counts.tolist() if truth else None,
+                "miou": conf.miou() if truth else None,
+            }
             (self.out / LABELS).mkdir(parents=True, exist_ok=True)
             for png in sorted(tmp.iterdir()):
                 os.replace(png, self.out / LABELS / png.name)
@@ -124,8 +140,9 @@ def _write_json(path: Path, doc: dict) -> None:
     os.replace(tmp, path)
 
 
-def plan_scenes(out: Path, sources: list[str], every: int = 1, max_frames: int | None = None,
-                size: tuple[int, int] | None = None) -> tuple[list[ItemSpec], list[dict]]:
+def plan_scenes(
+    out: Path, sources: list[str], every: int = 1, max_frames: int | None = None, size: tuple[int, int] | None = None
+) -> tuple[list[ItemSpec], list[dict]]:
     """(scenes to label, records of the scenes already labelled with the same sampling)."""
     done: dict[str, dict] = {}
     for p in sorted((out / SCENES).glob("*.json")):
@@ -137,8 +154,9 @@ def plan_scenes(out: Path, sources: list[str], every: int = 1, max_frames: int |
     for source in sources:
         spec = ItemSpec.scene(source, every, max_frames, size)
         spec = replace(spec, name=benchmark_scene_id(str(source)))  # as clients/scan_scene.py names it
-        same = next((r for r in done.values() if r.get("source") == spec.source
-                     and r.get("sampling") == spec.sampling()), None)
+        same = next(
+            (r for r in done.values() if r.get("source") == spec.source and r.get("sampling") == spec.sampling()), None
+        )
         if same is not None:
             skipped.append(same)
             continue
@@ -150,9 +168,17 @@ def plan_scenes(out: Path, sources: list[str], every: int = 1, max_frames: int |
     return todo, skipped
 
 
-def label_scenes(sources: list[str], out: str | Path, extractor: Extractor | dict, heads: str,
-                 every: int = 1, max_frames: int | None = None, size: tuple[int, int] | None = None,
-                 ray: RayOptions | None = None, show_progress: bool = True) -> LabelReport:
+def label_scenes(
+    sources: list[str],
+    out: str | Path,
+    extractor: Extractor | dict,
+    heads: str,
+    every: int = 1,
+    max_frames: int | None = None,
+    size: tuple[int, int] | None = None,
+    ray: RayOptions | None = None,
+    show_progress: bool = True,
+) -> LabelReport:
     """Label every frame of each scene into `out` (see the module docstring): in this process
     with `extractor`, or on the connected Ray cluster (pool.ray_cluster) when `ray` is given,
     each actor building build_extractor(**extractor). Paths must be reachable from every node."""
@@ -176,8 +202,9 @@ def label_scenes(sources: list[str], out: str | Path, extractor: Extractor | dic
             if ray is None:
                 run_items(rows, lambda: LabelWorker(out, extractor, heads, progress=bar), on_result)
             else:
-                run_items(rows, partial(LabelWorker, str(out), extractor, heads, ray.threads, ray.max_tries),
-                          on_result, ray)
+                run_items(
+                    rows, partial(LabelWorker, str(out), extractor, heads, ray.threads, ray.max_tries), on_result, ray
+                )
     proto = Protocol.scannet20(nyu40_names())
     report.confusion = Confusion(proto.class_ids, proto.names)
     for r in done + report.labelled:

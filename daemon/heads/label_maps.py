@@ -4,6 +4,7 @@ regiond.core.regionset.region_labels).
 - pixel_labels: a pixel's prediction is the mean of the softmax probabilities of all regions
   covering it; pixels no region covers are `unlabelled` (0), never silently a class.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -56,7 +57,7 @@ def _painted(mask, start, size, region_class, unlabelled: int, pixels: int) -> n
     end = start + size
     if (start[1:] < end[:-1]).any():
         return None
-    values = np.full(2 * len(start) + 1, unlabelled, np.int32)   # gap, run, gap, run, ..., gap
+    values = np.full(2 * len(start) + 1, unlabelled, np.int32)  # gap, run, gap, run, ..., gap
     values[1::2] = region_class[mask[order]]
     lengths = np.empty(len(values), np.int64)
     lengths[1::2] = size

@@ -6,6 +6,7 @@ scene has more tokens than the head's max_tokens, the tokens are dealt round-rob
 chunks of at most max_tokens, each spanning the whole scene, so every region gets a
 prediction from a view of every part of the scene.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,7 +40,7 @@ def token_probs(model, ts: TokenSet) -> np.ndarray:
     out = np.zeros((n, model.config.num_classes), np.float32)
     for c in range(chunks):
         idx = np.arange(c, n, chunks)
-        out[idx] = torch.softmax(model(collate([ts.take(idx)]))[0, :len(idx)], -1).numpy()
+        out[idx] = torch.softmax(model(collate([ts.take(idx)]))[0, : len(idx)], -1).numpy()
     return out
 
 

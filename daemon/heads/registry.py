@@ -7,6 +7,7 @@
 A head directory holds `config.json` (format, registry name, config, classes, meta) and
 `model.safetensors` (weights and buffers). Nothing is ever pickled.
 """
+
 from __future__ import annotations
 
 import json
@@ -73,7 +74,7 @@ class LoadedHead:
 
     name: str
     model: nn.Module
-    classes: list[dict]   # [{"id": int, "name": str}], in output order
+    classes: list[dict]  # [{"id": int, "name": str}], in output order
     meta: dict
 
     @property
@@ -92,9 +93,13 @@ def save_head(model: nn.Module, out_dir, classes: list[dict], meta: dict | None 
     n_out = getattr(model.config, "num_classes", None)
     if n_out is not None and n_out != len(classes):
         raise ValueError(f"head has {n_out} outputs but {len(classes)} classes were given")
-    doc = {"format": FORMAT, "name": model.head_name, "config": asdict(model.config),
-           "classes": [{"id": int(c["id"]), "name": str(c["name"])} for c in classes],
-           "meta": meta or {}}
+    doc = {
+        "format": FORMAT,
+        "name": model.head_name,
+        "config": asdict(model.config),
+        "classes": [{"id": int(c["id"]), "name": str(c["name"])} for c in classes],
+        "meta": meta or {},
+    }
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     tmp = out / (WEIGHTS_FILE + ".tmp")
     save_file(state, str(tmp), metadata={"format": FORMAT, "name": model.head_name})

@@ -7,6 +7,7 @@ counted pixel is a miss for the true class. IoU = TP / (TP + FP + FN) per class;
 the mean over every class of the protocol that occurs in the ground truth or the
 predictions (a class absent from both has no IoU, rather than a free 1 or 0).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -117,8 +118,9 @@ class Confusion:
     def save_png(self, path, title: str = "", colours: np.ndarray | None = None) -> Path:
         """The confusion picture (regiond.core.legend.confusion_png); `colours`, one per class, are
         drawn beside the class names (label colours: label_colours()[class_ids])."""
-        return confusion_png(self.counts, list(self.names) + ["other"], path, title,
-                             rows=list(self.names), colours=colours)
+        return confusion_png(
+            self.counts, list(self.names) + ["other"], path, title, rows=list(self.names), colours=colours
+        )
 
 
 def evaluate_label_map(conf: Confusion, gt: np.ndarray, pred: np.ndarray, size: tuple | None) -> None:

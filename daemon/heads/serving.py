@@ -18,6 +18,7 @@ Plain-data use without the daemon:
         labeler.label_frame(state, frame, regions).label_map     # H×W uint8 NYU40 ids
     refined = labeler.refine(state)                              # one FrameLabels per frame
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -43,20 +44,25 @@ def check_head_matches(head: LoadedHead, extractor: Extractor | None, where: Pat
         return
     versions = head.meta.get("versions") or {}
     want = {"backbone": extractor.backbone.name, "dim": int(extractor.dim)}
-    diff = [f"{k} {versions.get(k)!r} (daemon: {v!r})" for k, v in want.items()
-            if versions.get(k) is not None and versions.get(k) != v]
+    diff = [
+        f"{k} {versions.get(k)!r} (daemon: {v!r})"
+        for k, v in want.items()
+        if versions.get(k) is not None and versions.get(k) != v
+    ]
     if int(getattr(head.model.config, "in_dim", want["dim"])) != want["dim"]:
         diff.append(f"input width {head.model.config.in_dim} (daemon: {want['dim']})")
     if diff:
-        raise ValueError(f"head {where} was trained on other tokens: {', '.join(diff)}; "
-                         f"train it on a cache extracted with the daemon's profile")
+        raise ValueError(
+            f"head {where} was trained on other tokens: {', '.join(diff)}; "
+            f"train it on a cache extracted with the daemon's profile"
+        )
 
 
 @dataclass
 class SceneState:
     """What a scene's labeler remembers between frames: each frame's index and regions."""
 
-    frames: list = field(default_factory=list)   # (frame_index, RegionSet)
+    frames: list = field(default_factory=list)  # (frame_index, RegionSet)
 
 
 class TrainedSceneLabeler:
@@ -128,8 +134,13 @@ class TrainedActivityScorer:
 
     def __init__(self, head: LoadedHead):
         self.head = head
-        self.meta = HeadMeta(kind="activity", name=head.name, class_ids=head.class_ids,
-                             class_names=head.class_names, window=int(head.model.config.window))
+        self.meta = HeadMeta(
+            kind="activity",
+            name=head.name,
+            class_ids=head.class_ids,
+            class_names=head.class_names,
+            window=int(head.model.config.window),
+        )
 
     @classmethod
     def from_dir(cls, directory: str | Path, extractor: Extractor | None = None) -> TrainedActivityScorer | None:
@@ -174,14 +185,17 @@ def load_serving_heads(directory: str | Path | None, extractor: Extractor | None
         if found is None:
             shipped = ", ".join(sorted(p.name for p in BUNDLED_DIR.iterdir() if p.is_dir())) or "none"
             name = f"{extractor.backbone.name}-{int(extractor.dim)}" if extractor is not None else "?"
-            raise FileNotFoundError(f"--heads {BUNDLED}: no heads ship for this profile's features ({name}; "
-                                    f"shipped: {shipped}); train some (regiond train) and pass --heads DIR")
+            raise FileNotFoundError(
+                f"--heads {BUNDLED}: no heads ship for this profile's features ({name}; "
+                f"shipped: {shipped}); train some (regiond train) and pass --heads DIR"
+            )
         directory = found
     d = Path(directory)
     if not d.is_dir():
         raise FileNotFoundError(f"--heads {d}: no such directory")
-    heads = ServingHeads(scene=TrainedSceneLabeler.from_dir(d, extractor),
-                         activity=TrainedActivityScorer.from_dir(d, extractor))
+    heads = ServingHeads(
+        scene=TrainedSceneLabeler.from_dir(d, extractor), activity=TrainedActivityScorer.from_dir(d, extractor)
+    )
     if heads.scene is None and heads.activity is None:
         raise ValueError(f"--heads {d}: no scene or activity head found there")
     return heads

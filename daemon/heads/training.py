@@ -5,6 +5,7 @@ ones for validation), and says how to score logits. The loop is AdamW with linea
 then cosine decay, early stopping on validation loss (the best weights are kept), seeded so
 that the same data and seed give the same head.
 """
+
 from __future__ import annotations
 
 import math
@@ -76,6 +77,7 @@ def weighted_token_accuracy(logits, labels, weights) -> float:
 
 # --- tasks ---------------------------------------------------------------------------------
 
+
 class RegionLabelTask:
     """A task whose targets are region labels: area-weighted cross-entropy, and the
     area-weighted share of correctly labelled regions as its metric."""
@@ -101,8 +103,9 @@ class SegmentTask(RegionLabelTask):
     name: str = "segment"
 
     def __post_init__(self):
-        self._samples = [tokens_from_regions([r], self.class_index)
-                         for it in self.items for r in self.cache.frames(it, self.patches)]
+        self._samples = [
+            tokens_from_regions([r], self.class_index) for it in self.items for r in self.cache.frames(it, self.patches)
+        ]
 
     def train_samples(self, rng) -> list[TokenSet]:
         return self._samples
@@ -174,8 +177,10 @@ class ActivityTask:
 
     def __post_init__(self):
         self.pad_to = self.max_tokens
-        self._clips = [tokens_from_regions(self.cache.frames(it, self.patches), target=self.class_index[it.label])
-                       for it in self.items]
+        self._clips = [
+            tokens_from_regions(self.cache.frames(it, self.patches), target=self.class_index[it.label])
+            for it in self.items
+        ]
         self.window = clip_length(self.items)
         self._names = {k: n for n, k in self.class_index.items()}
 
@@ -219,12 +224,16 @@ def clip_length(items: list[CacheItem]) -> int:
     """The frames per clip of clip items (an activity head reads clips of one length)."""
     lengths = sorted({len(it.frames) for it in items})
     if len(lengths) != 1:
-        raise InputError("cache", f"clips of different lengths {lengths}: an activity head reads clips of one "
-                                  f"length; extract them with the same --clip-frames")
+        raise InputError(
+            "cache",
+            f"clips of different lengths {lengths}: an activity head reads clips of one "
+            f"length; extract them with the same --clip-frames",
+        )
     return lengths[0]
 
 
 # --- the loop --------------------------------------------------------------------------------
+
 
 @dataclass
 class TrainResult:
@@ -253,7 +262,7 @@ def evaluate_task(model, task, samples: list[TokenSet], batch_size: int) -> tupl
     model.eval()
     losses, metrics, sizes = [], [], []
     for i in range(0, len(samples), batch_size):
-        chunk = samples[i:i + batch_size]
+        chunk = samples[i : i + batch_size]
         batch = collate(chunk, task.pad_to)
         logits = model(batch)
         losses.append(float(task.loss(logits, batch)))
@@ -297,7 +306,7 @@ def fit(model, task_train, task_val, cfg: TrainConfig, progress: bool = True, lo
         order = rng.permutation(len(samples))
         run = []
         for i in range(0, len(order), cfg.batch_size):
-            batch = collate([samples[j] for j in order[i:i + cfg.batch_size]], task_train.pad_to)
+            batch = collate([samples[j] for j in order[i : i + cfg.batch_size]], task_train.pad_to)
             loss = task_train.loss(model(batch), batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -307,8 +316,14 @@ def fit(model, task_train, task_val, cfg: TrainConfig, progress: bool = True, lo
             step += 1
             run.append(float(loss.detach()))
         vloss, vmetric = evaluate_task(model, task_val, val, cfg.batch_size)
-        history.append({"epoch": epoch, "train_loss": float(np.mean(run)), "val_loss": vloss,
-                        "val_" + task_val.metric_name: vmetric})
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": float(np.mean(run)),
+                "val_loss": vloss,
+                "val_" + task_val.metric_name: vmetric,
+            }
+        )
         bar.set_postfix(loss=f"{np.mean(run):.3f}", val_loss=f"{vloss:.3f}", **{task_val.metric_name: f"{vmetric:.3f}"})
         if log:
             log(history[-1])

@@ -5,6 +5,7 @@ trained on) from which `window` frames are taken evenly, first and last included
 clips were sampled); a window is scored when the first `span` frames have arrived and then
 every `step` frames.
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -24,7 +25,7 @@ class ActivityWindows:
         self.window = window
         self.span = max(span or window, window)
         self.step = step
-        self._recent: deque = deque(maxlen=self.span)   # (frame_index, RegionSet)
+        self._recent: deque = deque(maxlen=self.span)  # (frame_index, RegionSet)
         self._since = 0
         self.scored = 0
 

@@ -2,6 +2,7 @@
 (RegionIndex, the embedded default), or Milvus (MilvusIndex, milvus.py); open_index picks by
 location. Both are a Searching (searching.py): what the service, the queries and the
 evaluation use."""
+
 from regiond.index.config import INDEX_KINDS, IndexConfig
 from regiond.index.region_extractor import RegionExtractor
 from regiond.index.hits import AddResult, ImageHit, RegionHit, SearchFilter
@@ -10,5 +11,16 @@ from regiond.index.locations import open_index
 from regiond.index.searching import Searching
 from regiond.index.embedded.store import IndexFileError
 
-__all__ = ["INDEX_KINDS", "IndexConfig", "RegionIndex", "SearchFilter", "ImageHit", "RegionHit",
-           "AddResult", "IndexFileError", "open_index", "RegionExtractor", "Searching"]
+__all__ = [
+    "INDEX_KINDS",
+    "IndexConfig",
+    "RegionIndex",
+    "SearchFilter",
+    "ImageHit",
+    "RegionHit",
+    "AddResult",
+    "IndexFileError",
+    "open_index",
+    "RegionExtractor",
+    "Searching",
+]

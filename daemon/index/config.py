@@ -3,6 +3,7 @@
 Each kind maps to a FAISS factory string built from the config; adding a kind means adding
 one entry to INDEX_KINDS, not another branch somewhere else.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -35,7 +36,9 @@ INDEX_KINDS: dict[str, IndexKind] = {
     "ivfpq": IndexKind(
         # "np": no polysemous training (slow, and only useful for Hamming filtering we don't use)
         lambda c: f"IVF{c.nlist},PQ{c.pq_m}x{c.pq_nbits}np" + (f",Refine({c.refine})" if c.refine else ""),
-        trained=True, removable=lambda c: not c.refine),  # IndexRefine has no remove_ids
+        trained=True,
+        removable=lambda c: not c.refine,
+    ),  # IndexRefine has no remove_ids
     # Graph search; needs no training, cannot remove (tombstones until compaction).
     "hnsw": IndexKind(lambda c: f"HNSW{c.hnsw_m},Flat", trained=False, removable=lambda c: False),
 }
@@ -102,14 +105,16 @@ class IndexConfig:
 
     def search_params(self) -> str:
         """The search-time settings of this kind, for reports."""
-        return {"ivfpq": f"nprobe {self.nprobe}, refine ×{self.refine_factor}" if self.refine else f"nprobe {self.nprobe}",
-                "hnsw": f"efSearch {self.ef_search}"}.get(self.kind, "exact")
+        return {
+            "ivfpq": f"nprobe {self.nprobe}, refine ×{self.refine_factor}" if self.refine else f"nprobe {self.nprobe}",
+            "hnsw": f"efSearch {self.ef_search}",
+        }.get(self.kind, "exact")
 
     def min_train(self) -> int:
         """Vectors needed before a trained kind is trained (FAISS wants ≥ 39 per centroid)."""
         if not self.spec.trained:
             return 0
-        return max(39 * self.nlist, 39 * 2 ** self.pq_nbits, self.train_size)
+        return max(39 * self.nlist, 39 * 2**self.pq_nbits, self.train_size)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,6 +1,7 @@
 """What an index answers (ImageHit, RegionHit, AddResult), how a search is narrowed
 (SearchFilter), and the checks on what is indexed and queried, shared by the service and the
 queries."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -28,15 +29,15 @@ class SearchFilter:
 class RegionHit:
     region_id: int
     score: float
-    box: np.ndarray       # [x0, y0, x1, y1], x1/y1 exclusive
+    box: np.ndarray  # [x0, y0, x1, y1], x1/y1 exclusive
     area: int
-    counts: np.ndarray    # uint32 COCO RLE counts (column-major) for height × width
+    counts: np.ndarray  # uint32 COCO RLE counts (column-major) for height × width
 
 
 @dataclass
 class ImageHit:
     image_id: str
-    score: float          # the best region's score
+    score: float  # the best region's score
     width: int
     height: int
     metadata: dict
@@ -46,11 +47,12 @@ class ImageHit:
 @dataclass
 class AddResult:
     image_id: str
-    added: bool           # False: it was already indexed (and on_exists="skip")
+    added: bool  # False: it was already indexed (and on_exists="skip")
     regions: int
 
 
 # --- validation shared by the service and the queries -------------------------------------
+
 
 def check_image_id(image_id) -> str:
     if not isinstance(image_id, str) or not image_id:

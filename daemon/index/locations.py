@@ -1,4 +1,5 @@
 """open_index: the region index at a location, whichever backend keeps it."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,8 +12,13 @@ from regiond.index.normalising.normaliser import Normaliser
 from regiond.index.searching import Searching
 
 
-def open_index(location: str | Path, dim: int | None = None, config: IndexConfig | None = None,
-               features: str | None = None, normaliser: Normaliser | Callable[[], Normaliser] | None = None) -> Searching:
+def open_index(
+    location: str | Path,
+    dim: int | None = None,
+    config: IndexConfig | None = None,
+    features: str | None = None,
+    normaliser: Normaliser | Callable[[], Normaliser] | None = None,
+) -> Searching:
     """The region index at `location`: milvus://HOST:PORT[/COLLECTION][?...] or
     milvus-lite:PATH (milvus.MilvusIndex, see milvus_schema.py), else a directory (RegionIndex:
     FAISS over SQLite). The arguments are RegionIndex's."""

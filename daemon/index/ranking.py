@@ -1,5 +1,6 @@
 """Ranking images from region scores: by their best region (one query vector), or by how
 well they hold a whole set of query regions."""
+
 from __future__ import annotations
 
 from typing import Hashable, Iterable
@@ -35,8 +36,9 @@ def rank_images(scores: np.ndarray, ids: np.ndarray, k: int, per: int = 1) -> li
     return sorted(best.items(), key=lambda kv: -kv[1][0][1])[:k]
 
 
-def rank_sets(queries: np.ndarray, weights: np.ndarray, images: Iterable[tuple[Hashable, np.ndarray]], k: int,
-              per: int = 1) -> list[tuple[Hashable, float, list[tuple[int, float]]]]:
+def rank_sets(
+    queries: np.ndarray, weights: np.ndarray, images: Iterable[tuple[Hashable, np.ndarray]], k: int, per: int = 1
+) -> list[tuple[Hashable, float, list[tuple[int, float]]]]:
     """Score images against M query regions at once: an image scores Σ weights[m] · (the best
     score of query region m among the image's regions), so it ranks high when it holds a match
     for every part of the query. Returns the top-k (image key, score, [(region, score), ...]),
@@ -46,7 +48,7 @@ def rank_sets(queries: np.ndarray, weights: np.ndarray, images: Iterable[tuple[H
     """
     ranked = []
     for key, x in images:
-        s = queries @ x.T                      # M×N
+        s = queries @ x.T  # M×N
         score = float(weights @ s.max(axis=1))
         region_best = s.max(axis=0)
         top = np.argsort(-region_best, kind="stable")[:per]

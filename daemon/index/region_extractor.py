@@ -1,4 +1,5 @@
 """What indexing and queries need of an extractor."""
+
 from __future__ import annotations
 
 from typing import Protocol

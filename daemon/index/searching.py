@@ -7,6 +7,7 @@ subclasses it and supplies the storage: the abstract methods below, each small.
 A backend names its images by a key of its own (an int for SQLite, the image id for Milvus);
 keys only pass between its own methods.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -18,7 +19,15 @@ from regiond.core.errors import InputError
 from regiond.core.regionset import RegionSet
 
 from regiond.index.config import IndexConfig
-from regiond.index.hits import AddResult, ImageHit, SearchFilter, check_image_id, check_metadata, check_vectors, check_weights
+from regiond.index.hits import (
+    AddResult,
+    ImageHit,
+    SearchFilter,
+    check_image_id,
+    check_metadata,
+    check_vectors,
+    check_weights,
+)
 from regiond.index.normalising.normaliser import Normaliser, prepare
 from regiond.index.ranking import rank_sets
 
@@ -99,7 +108,9 @@ class Searching(ABC):
         """(key, the image's regions in the index's space) of the given images that exist."""
 
     @abstractmethod
-    def _candidates(self, q: np.ndarray, n: int, flt: SearchFilter, exclude: set[str]) -> Iterable[tuple[Hashable, np.ndarray]]:
+    def _candidates(
+        self, q: np.ndarray, n: int, flt: SearchFilter, exclude: set[str]
+    ) -> Iterable[tuple[Hashable, np.ndarray]]:
         """A set query's short list: (key, the image's regions in the index's space) of the
         images holding one of the ~n best regions of any row of q (all admissible images
         when the filter leaves few), scored exactly by the caller."""
@@ -133,8 +144,9 @@ class Searching(ABC):
 
     # --- writes ------------------------------------------------------------------------------
 
-    def add(self, image_id: str, regions: RegionSet, metadata: dict | None = None,
-            on_exists: str = "error") -> AddResult:
+    def add(
+        self, image_id: str, regions: RegionSet, metadata: dict | None = None, on_exists: str = "error"
+    ) -> AddResult:
         """Index one image's regions. Returns once the image is durable (the acknowledgement).
 
         on_exists: "error" (InputError), "skip" (returns added=False) or "replace".
@@ -172,9 +184,18 @@ class Searching(ABC):
         normalisation under the cosine metric. A linear probe's weights act on these."""
         return prepare(features, self.config.metric, self.normaliser)
 
-    def search(self, query: np.ndarray, k: int = 10, regions_per_image: int = 3,
-               filter: SearchFilter | None = None, bias: float = 0.0, normalize: bool = True,
-               exclude_image_ids=(), weights=None, expand: int = 0) -> list[ImageHit]:
+    def search(
+        self,
+        query: np.ndarray,
+        k: int = 10,
+        regions_per_image: int = 3,
+        filter: SearchFilter | None = None,
+        bias: float = 0.0,
+        normalize: bool = True,
+        exclude_image_ids=(),
+        weights=None,
+        expand: int = 0,
+    ) -> list[ImageHit]:
         """Top-k images ranked by their best region's score against `query`.
 
         query       a dim-vector: a region feature as the extractor gives it (mapped as the
@@ -209,8 +230,9 @@ class Searching(ABC):
                     r.score += float(bias)
         return hits
 
-    def score_images(self, query: np.ndarray, normalize: bool = True, weights=None, expand: int = 0,
-                     exclude_image_ids=()) -> dict[str, float]:
+    def score_images(
+        self, query: np.ndarray, normalize: bool = True, weights=None, expand: int = 0, exclude_image_ids=()
+    ) -> dict[str, float]:
         """Every indexed image's score (the evaluation protocol ranks all of them): its best
         region's, or for M×dim query rows, the set score of search(). expand as in search();
         the expansion draws on images other than exclude_image_ids (e.g. the query's own)."""
@@ -233,11 +255,10 @@ class Searching(ABC):
         for h in self._nearest(q, n, 1, flt, exclude):
             r = h.regions[0]  # its best region; only that one is mapped into the index's space
             if r.score > 0 and (feats := self._raw_features(h.image_id)) is not None:
-                out += r.score ** EXPANSION_ALPHA * self.prepare(feats[r.region_id][None])[0]
+                out += r.score**EXPANSION_ALPHA * self.prepare(feats[r.region_id][None])[0]
         if self.config.metric == "cosine":
             out /= np.linalg.norm(out)
         return out.astype(np.float32)
-
 
     def _best_regions(self, q: np.ndarray, images: list[tuple[Hashable, float]], per: int) -> Ranked:
         """Ranked images (key, score) with each one's best `per` regions against q, scored

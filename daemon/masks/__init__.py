@@ -4,6 +4,7 @@
 H×W×3 uint8 RGB and returns `MaskProposals` (see base.py). torch and segment-anything are
 imported only when a SAM generator is built.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -69,14 +70,26 @@ def _build_slic(spec: MaskerSpec) -> MaskGenerator:
 
 
 def _build_sam(spec: MaskerSpec) -> MaskGenerator:
-    return build_sam_masker(spec.sam_model, spec.sam_checkpoint, preset=spec.preset,
-                            overrides=spec.sam_overrides, device=spec.device, seed=spec.seed,
-                            max_pixels=spec.max_pixels, generator=spec.sam_generator, fast=spec.sam_fast)
+    return build_sam_masker(
+        spec.sam_model,
+        spec.sam_checkpoint,
+        preset=spec.preset,
+        overrides=spec.sam_overrides,
+        device=spec.device,
+        seed=spec.seed,
+        max_pixels=spec.max_pixels,
+        generator=spec.sam_generator,
+        fast=spec.sam_fast,
+    )
 
 
 def _build_cover(spec: MaskerSpec) -> MaskGenerator:
-    return SamSlicCover(_build_sam(spec), SlicMasker(spec.slic, max_pixels=spec.max_pixels),
-                        min_piece=spec.min_piece, max_pixels=spec.max_pixels)
+    return SamSlicCover(
+        _build_sam(spec),
+        SlicMasker(spec.slic, max_pixels=spec.max_pixels),
+        min_piece=spec.min_piece,
+        max_pixels=spec.max_pixels,
+    )
 
 
 #: kind → builder. New generators register here.

@@ -24,6 +24,7 @@ Frames of a stream may be extracted on several worker threads at once: `ticket()
 stream order) makes a frame wait for its predecessors, so a carried frame always sees its
 keyframe's masks.
 """
+
 from __future__ import annotations
 
 import threading
@@ -101,11 +102,11 @@ class _Key:
     """The state carried from: the keyframe's masks and what carrying needs of it."""
 
     frame: Frame
-    masks: np.ndarray          # N×H×W bool: the generated masks (SAM's, not SLIC's pieces)
+    masks: np.ndarray  # N×H×W bool: the generated masks (SAM's, not SLIC's pieces)
     source: np.ndarray
     scores: np.ndarray
-    covered: float             # share of the keyframe's pixels in some mask
-    prev_gray: np.ndarray | None = None   # flow: the last frame and its carried masks
+    covered: float  # share of the keyframe's pixels in some mask
+    prev_gray: np.ndarray | None = None  # flow: the last frame and its carried masks
     prev_masks: np.ndarray | None = None
 
 
@@ -132,8 +133,8 @@ class MaskTracker:
     def __init__(self, config: CarryConfig):
         self.config = config
         self._key: _Key | None = None
-        self._since = 0                 # frames since the keyframe
-        self._reason = "first frame"    # why the next frame must be a keyframe, if it must
+        self._since = 0  # frames since the keyframe
+        self._reason = "first frame"  # why the next frame must be a keyframe, if it must
         self._flow = None
         self._cond = threading.Condition()
         self._issued = 0
@@ -219,17 +220,23 @@ class MaskTracker:
                 return "keyframe had no depth or pose"
         return None
 
-    def _keyframe(self, frame: Frame, key: MaskGenerator, fill: SlicMasker | None, min_piece: int,
-                  why: str) -> tuple[MaskProposals, CarryInfo]:
+    def _keyframe(
+        self, frame: Frame, key: MaskGenerator, fill: SlicMasker | None, min_piece: int, why: str
+    ) -> tuple[MaskProposals, CarryInfo]:
         self._key, self._reason = None, "after a failed mask generation"
         generated = _generate(key, frame)
         masks = generated.masks.astype(bool, copy=False)
         covered = float(masks.any(axis=0).mean()) if len(generated) else 0.0
-        k = _Key(frame=Frame(rgb=frame.rgb, depth=frame.depth, camera=frame.camera, pose=frame.pose,
-                             index=frame.index), masks=masks, source=generated.source, scores=generated.scores,
-                 covered=covered)
+        k = _Key(
+            frame=Frame(rgb=frame.rgb, depth=frame.depth, camera=frame.camera, pose=frame.pose, index=frame.index),
+            masks=masks,
+            source=generated.source,
+            scores=generated.scores,
+            covered=covered,
+        )
         if self.config.method == "flow":
             from regiond.masks.flow import gray
+
             k.prev_gray, k.prev_masks = gray(frame.rgb), masks
         self._key, self._since, self._reason = k, 0, "first frame"
         self.keyframes += 1
@@ -240,10 +247,19 @@ class MaskTracker:
         """The keyframe's N masks on this frame, and its pixels the keyframe did not see."""
         k, c = self._key, self.config
         if c.method == "depth":
-            index = correspondences(k.frame.depth, k.frame.camera, k.frame.pose, frame.depth, frame.camera,
-                                    frame.pose, max_depth=c.max_depth, tolerance=c.tolerance)
+            index = correspondences(
+                k.frame.depth,
+                k.frame.camera,
+                k.frame.pose,
+                frame.depth,
+                frame.camera,
+                frame.pose,
+                max_depth=c.max_depth,
+                tolerance=c.tolerance,
+            )
             return carry_masks(k.masks, index), index < 0
         from regiond.masks.flow import FlowCarrier, gray
+
         if self._flow is None:
             self._flow = FlowCarrier()
         g = gray(frame.rgb)
@@ -254,8 +270,9 @@ class MaskTracker:
         return self._flow.warp(k.prev_masks, map_x, map_y), unseen
 
 
-def grow(masks: np.ndarray, unseen: np.ndarray, labels: np.ndarray, share: float = 0.5,
-         min_seen: float = 0.25) -> np.ndarray:
+def grow(
+    masks: np.ndarray, unseen: np.ndarray, labels: np.ndarray, share: float = 0.5, min_seen: float = 0.25
+) -> np.ndarray:
     """Carried N×H×W masks grown into the `unseen` pixels by superpixels (`labels`, H×W): a
     superpixel at least `min_seen` seen joins mask i over its unseen part when mask i holds at
     least `share` of its seen pixels."""

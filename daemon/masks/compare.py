@@ -1,4 +1,5 @@
 """One-to-one matching of two mask sets (the fast generator against the reference)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,8 +13,8 @@ class Match:
 
     n_a: int
     n_b: int
-    pairs: np.ndarray      # K×2 int
-    iou: np.ndarray        # K mask IoU of each pair
+    pairs: np.ndarray  # K×2 int
+    iou: np.ndarray  # K mask IoU of each pair
 
     @property
     def min_iou(self) -> float:

@@ -5,6 +5,7 @@ superpixel ∩ uncovered when that piece has at least `min_piece` pixels (paper:
 masks come first, then the pieces in superpixel order. With no SAM masks at all every
 superpixel is kept whole (whatever its size), so the image is still fully covered.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -45,8 +46,8 @@ class SamSlicCover:
     name = "sam+slic"
 
     def __init__(self, sam: MaskGenerator, slic, min_piece: int = 300, max_pixels: int = DEFAULT_MAX_PIXELS):
-        self.sam = sam        # a MaskGenerator (normally SamMasker)
-        self.slic = slic      # a SlicMasker (needs .labels(rgb))
+        self.sam = sam  # a MaskGenerator (normally SamMasker)
+        self.slic = slic  # a SlicMasker (needs .labels(rgb))
         self.min_piece = int(min_piece)
         self.max_pixels = max_pixels
 

@@ -4,6 +4,7 @@ The flow is computed from the new frame back to the previous one, so every new p
 where it came from (backward warping: no holes); masks travel bit-packed, 32 to one
 nearest-neighbour remap, so carrying costs about the same for 5 masks or 100.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,8 +27,11 @@ class FlowCarrier:
     def __init__(self, preset: str = "medium", side: int = FLOW_SIDE):
         import cv2  # heavy: only when masks are carried by flow
 
-        presets = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
-                   "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+        presets = {
+            "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+            "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+            "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+        }
         self._dis = cv2.DISOpticalFlow_create(presets[preset])
         self.side = int(side)
 
@@ -59,12 +63,12 @@ class FlowCarrier:
         n, h, w = masks.shape
         if n == 0:
             return masks.copy()
-        packed = np.packbits(masks, axis=0)                    # ceil(N/8)×H×W uint8
+        packed = np.packbits(masks, axis=0)  # ceil(N/8)×H×W uint8
         planes = -(-packed.shape[0] // 4) * 4
         packed = np.concatenate([packed, np.zeros((planes - packed.shape[0], h, w), np.uint8)])
         out = np.empty_like(packed)
         for i in range(0, planes, 4):
-            img = np.ascontiguousarray(packed[i:i + 4].transpose(1, 2, 0))
+            img = np.ascontiguousarray(packed[i : i + 4].transpose(1, 2, 0))
             warped = cv2.remap(img, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-            out[i:i + 4] = warped.transpose(2, 0, 1)
+            out[i : i + 4] = warped.transpose(2, 0, 1)
         return np.unpackbits(out, axis=0, count=n).astype(bool)

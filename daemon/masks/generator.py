@@ -1,4 +1,5 @@
 """The mask generator interface: an RGB image in, class-agnostic masks out."""
+
 from __future__ import annotations
 
 from typing import Protocol
@@ -25,8 +26,9 @@ class MaskProposals:
                and the N×H×W stack is built only if someone reads `masks`
     """
 
-    def __init__(self, masks: np.ndarray | None, source: np.ndarray, scores: np.ndarray,
-                 partition: Partition | None = None):
+    def __init__(
+        self, masks: np.ndarray | None, source: np.ndarray, scores: np.ndarray, partition: Partition | None = None
+    ):
         if masks is None and partition is None:
             raise ValueError("MaskProposals needs masks or a partition")
         self._masks, self.source, self.scores, self.partition = masks, source, scores, partition

@@ -7,6 +7,7 @@ Models are built by segment_anything's `_build_sam` (the function behind its
 checkpoint (a plain state dict) with `torch.load(weights_only=True)`. The `tiny` architecture
 goes through exactly the same code with a small random encoder, for tests.
 """
+
 from __future__ import annotations
 
 import threading
@@ -83,8 +84,13 @@ class SamGeneratorConfig:
 
 #: The paper's presets: still images, RGB-D scene frames, activity clips.
 PRESETS: dict[str, SamGeneratorConfig] = {
-    "image": SamGeneratorConfig(points_per_side=32, pred_iou_thresh=0.88, stability_score_thresh=0.95,
-                                stability_score_offset=1.0, box_nms_thresh=0.7),
+    "image": SamGeneratorConfig(
+        points_per_side=32,
+        pred_iou_thresh=0.88,
+        stability_score_thresh=0.95,
+        stability_score_offset=1.0,
+        box_nms_thresh=0.7,
+    ),
     "scene": SamGeneratorConfig(points_per_side=16, stability_score_thresh=0.85),
     "activity": SamGeneratorConfig(points_per_side=8, stability_score_thresh=0.85, min_mask_region_area=500),
 }
@@ -116,9 +122,13 @@ def build_sam_model(model: str, checkpoint: str | Path | None = None, device: st
         raise ValueError(f"SAM {model} needs its official checkpoint file")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        sam = _build_sam(encoder_embed_dim=arch.encoder_embed_dim, encoder_depth=arch.encoder_depth,
-                         encoder_num_heads=arch.encoder_num_heads,
-                         encoder_global_attn_indexes=list(arch.encoder_global_attn_indexes), checkpoint=None)
+        sam = _build_sam(
+            encoder_embed_dim=arch.encoder_embed_dim,
+            encoder_depth=arch.encoder_depth,
+            encoder_num_heads=arch.encoder_num_heads,
+            encoder_global_attn_indexes=list(arch.encoder_global_attn_indexes),
+            checkpoint=None,
+        )
     if checkpoint is not None:
         path = Path(checkpoint)
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -157,8 +167,9 @@ def lowered_thresholds(crops: bool = False) -> dict:
     least 30 masks survive on a real photo: thresholds lowered, box NMS within and across
     crops off (a random decoder's masks all span the frame), 6×6 prompts; with `crops`, one
     crop layer with half the prompts per side (tests and bench/amg.py --check)."""
-    few = dict(points_per_side=6, pred_iou_thresh=0.02, stability_score_thresh=0.15, box_nms_thresh=1.0,
-               crop_nms_thresh=1.0)
+    few = dict(
+        points_per_side=6, pred_iou_thresh=0.02, stability_score_thresh=0.15, box_nms_thresh=1.0, crop_nms_thresh=1.0
+    )
     if crops:
         few.update(crop_n_layers=1, crop_n_points_downscale_factor=2)
     return few
@@ -182,8 +193,15 @@ class SamMasker:
 
     name = "sam"
 
-    def __init__(self, sam, config: SamGeneratorConfig | None = None, model_name: str = "",
-                 max_pixels: int = DEFAULT_MAX_PIXELS, generator: str = "fast", fast: FastOptions | None = None):
+    def __init__(
+        self,
+        sam,
+        config: SamGeneratorConfig | None = None,
+        model_name: str = "",
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        generator: str = "fast",
+        fast: FastOptions | None = None,
+    ):
         self.config = config or PRESETS["image"]
         self.model = sam
         self.model_name = model_name
@@ -220,10 +238,23 @@ class SamMasker:
         return MaskProposals(masks, np.full(len(masks), SOURCE_SAM, np.uint8), scores.astype(np.float32))
 
 
-def build_sam_masker(model: str, checkpoint: str | Path | None = None, preset: str = "image",
-                     overrides: dict | None = None, device: str = "cpu", seed: int = 0,
-                     max_pixels: int = DEFAULT_MAX_PIXELS, generator: str = "fast",
-                     fast: FastOptions | None = None) -> SamMasker:
+def build_sam_masker(
+    model: str,
+    checkpoint: str | Path | None = None,
+    preset: str = "image",
+    overrides: dict | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    generator: str = "fast",
+    fast: FastOptions | None = None,
+) -> SamMasker:
     config = generator_config(preset, **(overrides or {}))
-    return SamMasker(build_sam_model(model, checkpoint, device=device, seed=seed), config,
-                     model_name=model, max_pixels=max_pixels, generator=generator, fast=fast)
+    return SamMasker(
+        build_sam_model(model, checkpoint, device=device, seed=seed),
+        config,
+        model_name=model,
+        max_pixels=max_pixels,
+        generator=generator,
+        fast=fast,
+    )

@@ -19,6 +19,7 @@ stock decoder to float rounding (~1e-5). What it saves, per prompt:
   256×256 low-resolution grid the caller needs: a 2×2 stride-2 transposed convolution maps
   each input cell to its own output cells, so the cut is exact.
 """
+
 from __future__ import annotations
 
 import math
@@ -42,10 +43,10 @@ class PromptDecoder:
         self.sam = sam
         self.dec = dec = sam.mask_decoder
         self.tr = tr = dec.transformer
-        pe = sam.prompt_encoder.get_dense_pe()                        # 1×C×h×w
+        pe = sam.prompt_encoder.get_dense_pe()  # 1×C×h×w
         self.grid = tuple(pe.shape[-2:])
         dense = sam.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
-        self.pe = pe.flatten(2)[0].T.contiguous()                     # N×C
+        self.pe = pe.flatten(2)[0].T.contiguous()  # N×C
         self.keys0 = (embedding + dense).flatten(2)[0].T.contiguous()  # N×C: what every prompt sees first
         first = tr.layers[0]
         self.kpe0 = self.keys0 + self.pe
@@ -63,11 +64,11 @@ class PromptDecoder:
         kp, vp = kv
         b, t, _ = q.shape
         h = a.num_heads
-        qp = _heads(a.q_proj(q), h)                                  # B×T×h×dh
+        qp = _heads(a.q_proj(q), h)  # B×T×h×dh
         dh = qp.shape[-1]
         qp = qp.permute(2, 0, 1, 3).reshape(h, b * t, dh) / math.sqrt(dh)
-        kh = _heads(kp, h).permute(1, 2, 0)                          # h×dh×N
-        vh = _heads(vp, h).transpose(0, 1)                           # h×N×dh
+        kh = _heads(kp, h).permute(1, 2, 0)  # h×dh×N
+        vh = _heads(vp, h).transpose(0, 1)  # h×N×dh
         attn = torch.softmax(torch.bmm(qp, kh), dim=-1)
         out = torch.bmm(attn, vh).view(h, b, t, dh).permute(1, 2, 0, 3).reshape(b, t, h * dh)
         return a.out_proj(out)
@@ -85,7 +86,7 @@ class PromptDecoder:
         """Tokens (B×T×C) attending to per-prompt image tokens k, v (B×N×C)."""
         b, t, c = q.shape
         h = a.num_heads
-        qp = _heads(a.q_proj(q), h)                                  # B×T×h×dh
+        qp = _heads(a.q_proj(q), h)  # B×T×h×dh
         dh = qp.shape[-1]
         fold = cls._fold(qp, a.k_proj)
         attn = torch.softmax(torch.bmm(fold, k.transpose(1, 2)), dim=-1)  # B×hT×N
@@ -100,14 +101,14 @@ class PromptDecoder:
         output (B×N×C). kpe/keys are N×C when every prompt shares them, else B×N×C."""
         b, t, c = k.shape
         h = a.num_heads
-        kt = _heads(a.k_proj(k), h)                                  # B×T×h×dh
+        kt = _heads(a.k_proj(k), h)  # B×T×h×dh
         dh = kt.shape[-1]
         fold = cls._fold(kt, a.q_proj)
         bias = torch.einsum("bthd,hd->bht", kt, a.q_proj.bias.view(h, dh) / math.sqrt(dh))
         scores = torch.matmul(fold, kpe.transpose(-1, -2)).view(b, h, t, -1) + bias.unsqueeze(-1)
         # softmax over the T tokens of each head: dim 2, so the kernel runs along N
         attn = torch.softmax(scores, dim=2).view(b, h * t, -1)
-        vt = _heads(a.v_proj(v), h)                                  # B×T×h×dh
+        vt = _heads(a.v_proj(v), h)  # B×T×h×dh
         wo = a.out_proj.weight.view(c, h, dh)
         # output projection folded into the values; its bias split over the heads (each
         # head's weights sum to one)
@@ -152,8 +153,9 @@ class PromptDecoder:
         """Predicted IoU of the multimask outputs: B×3."""
         return self.dec.iou_prediction_head(hs[:, 0])[:, MULTIMASK]
 
-    def masks(self, hs: torch.Tensor, keys: torch.Tensor, rows: int, cols: int,
-              which: torch.Tensor | None = None) -> torch.Tensor:
+    def masks(
+        self, hs: torch.Tensor, keys: torch.Tensor, rows: int, cols: int, which: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Low-resolution mask logits of the multimask outputs, B×3×rows'×cols' with rows' ≥
         rows and cols' ≥ cols the first cells of the 256×256 grid (whole 4×4 blocks).
         `which` (B indices) picks the prompts of hs and keys: one gather of only the cells used."""
@@ -174,9 +176,10 @@ class PromptDecoder:
         c1 = y.shape[-1]
         w2 = up2.weight.permute(0, 2, 3, 1).reshape(c1, -1)
         z = act2(torch.addmm(up2.bias.repeat(4), y.reshape(-1, c1), w2)).view(b, r, w, 2, 2, 2, 2, -1)
-        hyper = torch.stack([mlp(hs[:, i + 1]) for i, mlp in
-                             enumerate(list(dec.output_hypernetworks_mlps)[MULTIMASK])], dim=1)  # B×3×c2
-        m = torch.bmm(z.view(b, -1, z.shape[-1]), hyper.transpose(1, 2))          # B×(cells)×3
+        hyper = torch.stack(
+            [mlp(hs[:, i + 1]) for i, mlp in enumerate(list(dec.output_hypernetworks_mlps)[MULTIMASK])], dim=1
+        )  # B×3×c2
+        m = torch.bmm(z.view(b, -1, z.shape[-1]), hyper.transpose(1, 2))  # B×(cells)×3
         # cells are (row i, col j, a, b, a2, b2): pixel (4i + 2a + a2, 4j + 2b + b2)
         m = m.view(b, r, w, 2, 2, 2, 2, 3).permute(0, 7, 1, 3, 5, 2, 4, 6)
         return m.reshape(b, 3, r * scale, w * scale)
@@ -188,9 +191,15 @@ def check_decoder(sam) -> None:
     from segment_anything.modeling.transformer import TwoWayTransformer  # heavy: with the model
 
     dec = sam.mask_decoder
-    ok = (type(dec) is MaskDecoder and type(dec.transformer) is TwoWayTransformer
-          and len(dec.output_upscaling) == 5 and dec.num_mask_tokens == 4
-          and dec.transformer.layers[0].skip_first_layer_pe)
+    ok = (
+        type(dec) is MaskDecoder
+        and type(dec.transformer) is TwoWayTransformer
+        and len(dec.output_upscaling) == 5
+        and dec.num_mask_tokens == 4
+        and dec.transformer.layers[0].skip_first_layer_pe
+    )
     if not ok:
-        raise ValueError("the fast SAM mask generator needs segment_anything's MaskDecoder with a "
-                         "TwoWayTransformer; use the reference generator for this model")
+        raise ValueError(
+            "the fast SAM mask generator needs segment_anything's MaskDecoder with a "
+            "TwoWayTransformer; use the reference generator for this model"
+        )

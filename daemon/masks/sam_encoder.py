@@ -5,6 +5,7 @@ by bench/amg.py (--encoder): "int8" quantises the encoder's linear layers dynami
 weights, activations quantised per batch; CPU), "bf16" and "fp16" run it under autocast
 (fp16 on CUDA only). The mask decoder always runs in float32.
 """
+
 from __future__ import annotations
 
 import copy
@@ -33,5 +34,6 @@ def build_encoder(sam, mode: str = "fp32") -> Callable:
         def run(x):
             with torch.autocast(device, dtype=dtype):
                 return encoder(x).float()
+
         return run
     raise ValueError(f"unknown encoder mode {mode!r}")

@@ -18,6 +18,7 @@ small-region clean-up. What changes is the order of the work:
 
 `FastOptions` names what may deviate from the reference; its defaults do not.
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -91,17 +92,23 @@ def _threads(n: int):
 class Generated:
     """N masks at the image size and what the reference records about each, in its order."""
 
-    masks: np.ndarray          # N×H×W bool
-    iou: np.ndarray            # N float32 predicted IoU
-    stability: np.ndarray      # N float32 stability score
-    boxes: np.ndarray          # N×4 int64 XYXY, inclusive max (segment-anything's convention)
-    points: np.ndarray         # N×2 float64 prompt, image pixels
-    crop_boxes: np.ndarray     # N×4 int64 XYXY
+    masks: np.ndarray  # N×H×W bool
+    iou: np.ndarray  # N float32 predicted IoU
+    stability: np.ndarray  # N float32 stability score
+    boxes: np.ndarray  # N×4 int64 XYXY, inclusive max (segment-anything's convention)
+    points: np.ndarray  # N×2 float64 prompt, image pixels
+    crop_boxes: np.ndarray  # N×4 int64 XYXY
 
     def take(self, keep) -> "Generated":
         keep = np.asarray(keep, dtype=np.int64)
-        return Generated(self.masks[keep], self.iou[keep], self.stability[keep], self.boxes[keep],
-                         self.points[keep], self.crop_boxes[keep])
+        return Generated(
+            self.masks[keep],
+            self.iou[keep],
+            self.stability[keep],
+            self.boxes[keep],
+            self.points[keep],
+            self.crop_boxes[keep],
+        )
 
     def records(self, output_mode: str = "binary_mask") -> list[dict]:
         """The list of dicts `SamAutomaticMaskGenerator.generate` returns."""
@@ -116,10 +123,17 @@ class Generated:
                     seg = coco_encode_rle(seg)
             x0, y0, x1, y1 = self.boxes[i].tolist()
             cx0, cy0, cx1, cy1 = self.crop_boxes[i].tolist()
-            out.append({"segmentation": seg, "area": int(m.sum()), "bbox": [x0, y0, x1 - x0, y1 - y0],
-                        "predicted_iou": float(self.iou[i]), "point_coords": [self.points[i].tolist()],
-                        "stability_score": float(self.stability[i]),
-                        "crop_box": [cx0, cy0, cx1 - cx0, cy1 - cy0]})
+            out.append(
+                {
+                    "segmentation": seg,
+                    "area": int(m.sum()),
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "predicted_iou": float(self.iou[i]),
+                    "point_coords": [self.points[i].tolist()],
+                    "stability_score": float(self.stability[i]),
+                    "crop_box": [cx0, cy0, cx1 - cx0, cy1 - cy0],
+                }
+            )
         return out
 
 
@@ -140,8 +154,9 @@ class FastMaskGenerator:
         self.config = config
         self.options = options or FastOptions()
         self.output_mode = output_mode
-        self.point_grids = build_all_layer_point_grids(config.points_per_side, config.crop_n_layers,
-                                                       config.crop_n_points_downscale_factor)
+        self.point_grids = build_all_layer_point_grids(
+            config.points_per_side, config.crop_n_layers, config.crop_n_points_downscale_factor
+        )
         self.transform = ResizeLongestSide(sam.image_encoder.img_size)
         self.encode = build_encoder(sam, self.options.encoder)
         self.times = StageTimer()
@@ -163,18 +178,20 @@ class FastMaskGenerator:
             crops = [self._crop(image, box, layer) for box, layer in zip(crop_boxes, layers)]
         with self.times.stage("output"):
             n = sum(len(m) for m, *_ in crops)
-            out = Generated(np.zeros((n, h, w), bool), *(np.concatenate([part[i] for part in crops])
-                                                       for i in range(1, 6)))
+            out = Generated(
+                np.zeros((n, h, w), bool), *(np.concatenate([part[i] for part in crops]) for i in range(1, 6))
+            )
             i = 0
             for (masks, *_), (x0, y0, x1, y1) in zip(crops, crop_boxes):
-                out.masks[i:i + len(masks), y0:y1, x0:x1] = masks
+                out.masks[i : i + len(masks), y0:y1, x0:x1] = masks
                 i += len(masks)
         if len(crop_boxes) > 1 and n:
             with self.times.stage("nms"):  # duplicates across crops: prefer smaller crops
                 cb = torch.as_tensor(out.crop_boxes)
                 area = (cb[:, 2] - cb[:, 0]) * (cb[:, 3] - cb[:, 1])
-                keep = batched_nms(torch.as_tensor(out.boxes).float(), 1 / area, torch.zeros(n),
-                                   iou_threshold=c.crop_nms_thresh)
+                keep = batched_nms(
+                    torch.as_tensor(out.boxes).float(), 1 / area, torch.zeros(n), iou_threshold=c.crop_nms_thresh
+                )
                 out = out.take(keep.numpy())
         if c.min_mask_region_area > 0 and len(out.masks):
             with self.times.stage("small regions"):
@@ -195,11 +212,19 @@ class FastMaskGenerator:
             input_size = tuple(x.shape[-2:])
             embedding = self.encode(sam.preprocess(x))
         with _threads(self.options.threads):
-            return self._masks(embedding, input_size, crop.shape[:2], crop_box, layer,
-                               [0, 0, image.shape[1], image.shape[0]])
+            return self._masks(
+                embedding, input_size, crop.shape[:2], crop_box, layer, [0, 0, image.shape[1], image.shape[0]]
+            )
 
-    def _masks(self, embedding, input_size: tuple[int, int], size: tuple[int, int], crop_box: list[int],
-               layer: int, orig_box: list[int]) -> tuple:
+    def _masks(
+        self,
+        embedding,
+        input_size: tuple[int, int],
+        size: tuple[int, int],
+        crop_box: list[int],
+        layer: int,
+        orig_box: list[int],
+    ) -> tuple:
         """_crop after the embedding."""
         import torch  # heavy: with the model
         from segment_anything.utils.amg import is_box_near_crop_edge  # heavy: with the model
@@ -222,7 +247,7 @@ class FastMaskGenerator:
         kept: dict[str, list] = {k: [] for k in ("mask", "iou", "stability", "box", "prompt")}
         for b0 in range(0, len(points), o.batch):
             with self.times.stage("decoder"):
-                hs, keys = dec.transformer(sparse[b0:b0 + o.batch])
+                hs, keys = dec.transformer(sparse[b0 : b0 + o.batch])
                 iou = dec.iou(hs)
                 passed = iou > c.pred_iou_thresh if c.pred_iou_thresh > 0.0 else torch.ones_like(iou, dtype=torch.bool)
                 prompts = passed.any(1).nonzero()[:, 0]
@@ -233,7 +258,7 @@ class FastMaskGenerator:
                 iou = iou[prompts].flatten()[sel]
                 prompt = (prompts[:, None] + b0).expand(-1, 3).flatten()[sel]
             for a in range(0, len(low), o.upsample_chunk):
-                part = low[a:a + o.upsample_chunk]
+                part = low[a : a + o.upsample_chunk]
                 if lowres:
                     with self.times.stage("filters"):
                         cells = part[:, : -(-input_size[0] // 4), : -(-input_size[1] // 4)]
@@ -248,17 +273,31 @@ class FastMaskGenerator:
                         masks = logits > thr
                         boxes = steps.mask_boxes(masks)
                 with self.times.stage("filters"):
-                    ok = stab >= c.stability_score_thresh if c.stability_score_thresh > 0.0 else torch.ones_like(stab, dtype=torch.bool)
+                    ok = (
+                        stab >= c.stability_score_thresh
+                        if c.stability_score_thresh > 0.0
+                        else torch.ones_like(stab, dtype=torch.bool)
+                    )
                     ok &= ~is_box_near_crop_edge(boxes, crop_box, orig_box)
                     ok = ok.nonzero()[:, 0]
                     kept["mask"].extend(masks[ok] if lowres else steps.pack(masks[ok]))
-                    for key, v in (("iou", iou[a:a + o.upsample_chunk]), ("stability", stab), ("box", boxes),
-                                   ("prompt", prompt[a:a + o.upsample_chunk])):
+                    for key, v in (
+                        ("iou", iou[a : a + o.upsample_chunk]),
+                        ("stability", stab),
+                        ("box", boxes),
+                        ("prompt", prompt[a : a + o.upsample_chunk]),
+                    ):
                         kept[key].append(v[ok])
         with self.times.stage("nms"):
             if not kept["mask"]:
-                return (np.zeros((0, *size), bool), np.zeros(0, np.float32), np.zeros(0, np.float32),
-                        np.zeros((0, 4), np.int64), np.zeros((0, 2)), np.zeros((0, 4), np.int64))
+                return (
+                    np.zeros((0, *size), bool),
+                    np.zeros(0, np.float32),
+                    np.zeros(0, np.float32),
+                    np.zeros((0, 4), np.int64),
+                    np.zeros((0, 2)),
+                    np.zeros((0, 4), np.int64),
+                )
             iou, stab, boxes = (torch.cat(kept[k]) for k in ("iou", "stability", "box"))
             prompt = torch.cat(kept["prompt"])
             keep = batched_nms(boxes.float(), iou, torch.zeros(len(iou)), iou_threshold=c.box_nms_thresh)
@@ -272,8 +311,14 @@ class FastMaskGenerator:
                 stab, boxes = stab[keep], boxes[keep]
                 masks = np.stack([steps.unpack(kept["mask"][i], size) for i in keep.tolist()])
             shift = np.array([x0, y0, x0, y0])
-            return (masks, iou[keep].numpy(), stab.numpy(), boxes.numpy() + shift,
-                    points[prompt[keep].numpy()] + shift[:2], np.tile(np.array(crop_box), (len(keep), 1)))
+            return (
+                masks,
+                iou[keep].numpy(),
+                stab.numpy(),
+                boxes.numpy() + shift,
+                points[prompt[keep].numpy()] + shift[:2],
+                np.tile(np.array(crop_box), (len(keep), 1)),
+            )
 
     @staticmethod
     def _small_regions(out: Generated, min_area: int, nms_thresh: float) -> Generated:
@@ -286,8 +331,12 @@ class FastMaskGenerator:
 
         masks, unchanged = steps.small_regions(out.masks, min_area)
         boxes = steps.mask_boxes(torch.from_numpy(masks))
-        keep = batched_nms(boxes.float(), torch.as_tensor(unchanged, dtype=torch.float32),
-                           torch.zeros(len(masks)), iou_threshold=nms_thresh).numpy()
+        keep = batched_nms(
+            boxes.float(),
+            torch.as_tensor(unchanged, dtype=torch.float32),
+            torch.zeros(len(masks)),
+            iou_threshold=nms_thresh,
+        ).numpy()
         out = out.take(keep)
         out.masks = masks[keep]
         changed = ~unchanged[keep]

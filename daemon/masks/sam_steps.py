@@ -1,5 +1,6 @@
 """The fast generator's per-mask steps on tensors: upsampling, stability, boxes, packing, the
 small-region clean-up. Each says where it matches segment_anything.utils.amg exactly."""
+
 from __future__ import annotations
 
 import functools
@@ -24,7 +25,7 @@ def _axis_map(cells: int, resized: int, out: int) -> torch.Tensor:
     """out×cells matrix of Sam.postprocess_masks along one axis: linear interpolation ×4
     (align_corners=False), cut to the resized image, linear interpolation to the output.
     Built by running those interpolations on the identity."""
-    x = torch.eye(cells)[None]                                                # 1×cells×cells
+    x = torch.eye(cells)[None]  # 1×cells×cells
     x = F.interpolate(x, cells * LOWRES_SCALE, mode="linear", align_corners=False)[..., :resized]
     return F.interpolate(x, out, mode="linear", align_corners=False)[0].T.contiguous()
 
@@ -69,8 +70,9 @@ def mask_boxes(masks: torch.Tensor) -> torch.Tensor:
     return boxes * rows.any(-1, keepdim=True)
 
 
-def lowres_boxes(low: torch.Tensor, threshold: float, input_size: tuple[int, int],
-                 size: tuple[int, int]) -> torch.Tensor:
+def lowres_boxes(
+    low: torch.Tensor, threshold: float, input_size: tuple[int, int], size: tuple[int, int]
+) -> torch.Tensor:
     """Boxes (crop pixels, XYXY inclusive) of the low-resolution masks (cells over the resized
     image), each cell mapped to the crop pixels it covers: an approximation for `lowres`."""
     cells = mask_boxes(low > threshold).double()

@@ -3,6 +3,7 @@
 fast-slic converts RGB to Lab itself and accepts only C-contiguous H×W×3 uint8, so every
 input goes through frames.as_rgb8 first.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -70,8 +71,12 @@ class SlicMasker:
         rgb = as_rgb8(rgb, max_pixels=self.max_pixels)
         c = self.config
         # A fresh model per image: fast-slic keeps its cluster centres between calls.
-        slic = self.slic_class(num_components=c.num_components, compactness=c.compactness,
-                               min_size_factor=c.min_size_factor, num_threads=c.num_threads)
+        slic = self.slic_class(
+            num_components=c.num_components,
+            compactness=c.compactness,
+            min_size_factor=c.min_size_factor,
+            num_threads=c.num_threads,
+        )
         # Connectivity enforcement can leave gaps in the numbering: close them (rare).
         return Partition.from_labels(slic.iterate(rgb, max_iter=c.max_iter)).without_empty()
 

@@ -5,6 +5,7 @@ FOR EVALUATION ONLY. It reads the instance map that comes with a synthetic frame
 so it measures what carrying masks across frames keeps of a perfect mask generator's output
 without SAM weights (bench/reuse.py). It cannot run on real images and says so.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,8 +28,11 @@ class GroundTruthMasker:
     def from_frame(self, frame: Frame) -> MaskProposals:
         inst = frame.meta.get("instances")
         if inst is None:
-            raise InputError("frame", "the ground-truth masker (evaluation only) needs a synthetic frame "
-                                      "with an instance map (meta['instances'])")
+            raise InputError(
+                "frame",
+                "the ground-truth masker (evaluation only) needs a synthetic frame "
+                "with an instance map (meta['instances'])",
+            )
         inst = np.asarray(inst)
         ids, counts = np.unique(inst[inst > 0], return_counts=True)
         ids = ids[counts >= self.min_area]
@@ -36,5 +40,8 @@ class GroundTruthMasker:
         return MaskProposals(masks, np.full(len(ids), SOURCE_SAM, np.uint8), np.ones(len(ids), np.float32))
 
     def __call__(self, rgb: np.ndarray) -> MaskProposals:
-        raise InputError("masker", "the ground-truth masker is for evaluation on synthetic frames only: "
-                                   "it needs the frame's instance map, not just its pixels")
+        raise InputError(
+            "masker",
+            "the ground-truth masker is for evaluation on synthetic frames only: "
+            "it needs the frame's instance map, not just its pixels",
+        )

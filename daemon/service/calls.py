@@ -5,6 +5,7 @@ call's structured log line when the call ends; a handler adds to it with
 `calls.stats(context).update(frames=..., regions=...)`. A handler run without the
 interceptor (a test calling the servicer directly) gets a record nobody reads.
 """
+
 from __future__ import annotations
 
 import threading

@@ -1,5 +1,6 @@
 """How the daemon runs: ServeConfig, every field a `regiond serve` option. Light to import
 (no models), so the CLI can build its parser without loading torch."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -117,8 +118,10 @@ class ServeConfig:
     def check(self) -> None:
         host, _ = self.host_port()
         if not self.token and not self.insecure and not is_loopback(host):
-            raise ConfigError(f"refusing to listen on non-loopback address {host!r} without a token: "
-                              f"set --token (or REGIOND_TOKEN), or pass --insecure")
+            raise ConfigError(
+                f"refusing to listen on non-loopback address {host!r} without a token: "
+                f"set --token (or REGIOND_TOKEN), or pass --insecure"
+            )
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("--tls-cert and --tls-key go together")
         for name in ("queue", "workers", "max_batch", "inflight", "max_message_mb", "max_pixels", "window_step"):

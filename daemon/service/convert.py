@@ -6,6 +6,7 @@ INVALID_ARGUMENT for that frame alone. Images are size-checked from their header
 are decoded, so a small PNG that inflates to gigapixels never reaches memory. The Frames made
 here are validated once (Frame.validated); the extractor takes them as they are.
 """
+
 from __future__ import annotations
 
 import io
@@ -83,8 +84,9 @@ def decode_depth(d: pb.Depth, height: int, width: int) -> np.ndarray:
         raise InputError("depth", f"depth is {d.width}×{d.height}, the image {width}×{height}")
     need = width * height * np.dtype(dtype).itemsize
     if len(d.data) != need:
-        raise InputError("depth", f"{d.width}×{d.height} {pb.Depth.DType.Name(d.dtype)} needs {need} bytes, "
-                                  f"got {len(d.data)}")
+        raise InputError(
+            "depth", f"{d.width}×{d.height} {pb.Depth.DType.Name(d.dtype)} needs {need} bytes, got {len(d.data)}"
+        )
     scale = d.scale or default_scale
     if not np.isfinite(scale) or scale <= 0:
         raise InputError("depth", f"scale must be a positive number of metres per unit, got {d.scale}")
@@ -104,9 +106,17 @@ def decode_pose(p: pb.Pose) -> np.ndarray | None:
     return check_pose(np.array(p.matrix, dtype=np.float64))
 
 
-def to_frame(*, image: pb.Image, field: str, limits: Limits, depth: pb.Depth | None = None,
-             intrinsics: pb.Intrinsics | None = None, pose: pb.Pose | None = None,
-             index: int = 0, time: float | None = None) -> Frame:
+def to_frame(
+    *,
+    image: pb.Image,
+    field: str,
+    limits: Limits,
+    depth: pb.Depth | None = None,
+    intrinsics: pb.Intrinsics | None = None,
+    pose: pb.Pose | None = None,
+    index: int = 0,
+    time: float | None = None,
+) -> Frame:
     """The parts of a request → a validated Frame. Absent messages are passed as None."""
     rgb = decode_image(image, field, limits)
     h, w = rgb.shape[:2]
@@ -124,8 +134,14 @@ def _opt(msg: Message, name: str) -> Message | None:
 
 
 def extract_request_frame(req: pb.ExtractRequest, limits: Limits) -> Frame:
-    return to_frame(image=req.image, field="image", limits=limits, depth=_opt(req, "depth"),
-                    intrinsics=_opt(req, "intrinsics"), pose=_opt(req, "pose"))
+    return to_frame(
+        image=req.image,
+        field="image",
+        limits=limits,
+        depth=_opt(req, "depth"),
+        intrinsics=_opt(req, "intrinsics"),
+        pose=_opt(req, "pose"),
+    )
 
 
 def video_frame(req: pb.VideoFrame, limits: Limits, index: int) -> Frame:
@@ -133,15 +149,28 @@ def video_frame(req: pb.VideoFrame, limits: Limits, index: int) -> Frame:
 
 
 def scene_frame(req: pb.SceneFrame, limits: Limits, index: int) -> Frame:
-    return to_frame(image=req.color, field="color", limits=limits, depth=_opt(req, "depth"),
-                    intrinsics=_opt(req, "intrinsics"), pose=_opt(req, "pose"), index=index,
-                    time=req.time or None)
+    return to_frame(
+        image=req.color,
+        field="color",
+        limits=limits,
+        depth=_opt(req, "depth"),
+        intrinsics=_opt(req, "intrinsics"),
+        pose=_opt(req, "pose"),
+        index=index,
+        time=req.time or None,
+    )
 
 
 # --- replies --------------------------------------------------------------------------------
 
-def region_set_pb(rs: RegionSet, output: pb.OutputOptions | None = None, frame_index: int = 0,
-                  world: bool = False, labels: "RegionLabels | None" = None) -> pb.RegionSet:
+
+def region_set_pb(
+    rs: RegionSet,
+    output: pb.OutputOptions | None = None,
+    frame_index: int = 0,
+    world: bool = False,
+    labels: "RegionLabels | None" = None,
+) -> pb.RegionSet:
     """A RegionSet → its API message.
 
     output  which optional parts go in (features and their encoding, masks)
@@ -157,19 +186,33 @@ def region_set_pb(rs: RegionSet, output: pb.OutputOptions | None = None, frame_i
     if dtype is not None and rs.features is not None:
         feats = np.ascontiguousarray(rs.features, dtype=dtype)
     seconds = rs.meta.get("seconds", {}) or {}
-    msg = pb.RegionSet(width=rs.width, height=rs.height, profile=str(rs.meta.get("profile", "")),
-                       masker=str(rs.meta.get("masker", "")), backbone=str(rs.meta.get("backbone", "")),
-                       frame_index=int(frame_index), stage_seconds={k: float(v) for k, v in seconds.items()})
+    msg = pb.RegionSet(
+        width=rs.width,
+        height=rs.height,
+        profile=str(rs.meta.get("profile", "")),
+        masker=str(rs.meta.get("masker", "")),
+        backbone=str(rs.meta.get("backbone", "")),
+        frame_index=int(frame_index),
+        stage_seconds={k: float(v) for k, v in seconds.items()},
+    )
     carry = rs.meta.get("carry")
     if carry:
-        msg.carry.CopyFrom(pb.CarryState(keyframe=bool(carry["keyframe"]), keyframe_index=int(carry["keyframe_index"]),
-                                         coverage=float(carry["coverage"]), reason=str(carry["reason"])))
+        msg.carry.CopyFrom(
+            pb.CarryState(
+                keyframe=bool(carry["keyframe"]),
+                keyframe_index=int(carry["keyframe_index"]),
+                coverage=float(carry["coverage"]),
+                reason=str(carry["reason"]),
+            )
+        )
     if feats is not None:
         msg.feature_dim = int(feats.shape[1])
         msg.feature_encoding = enc
     has_geo = rs.centroids is not None
     for i in range(len(rs)):
-        r = msg.regions.add(id=i, area=int(rs.areas[i]), source=_SOURCE_TO_PB.get(int(rs.source[i]), pb.SOURCE_UNSPECIFIED))
+        r = msg.regions.add(
+            id=i, area=int(rs.areas[i]), source=_SOURCE_TO_PB.get(int(rs.source[i]), pb.SOURCE_UNSPECIFIED)
+        )
         x0, y0, x1, y1 = (float(v) for v in rs.boxes[i])
         r.box.x0, r.box.y0, r.box.x1, r.box.y1 = x0, y0, x1, y1
         if not output.omit_masks:

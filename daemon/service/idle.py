@@ -6,6 +6,7 @@ while it has nothing else to do (a stream's responder when no frame is in flight
 between images, reading ahead with `prefetched`) and ends the call with DEADLINE_EXCEEDED.
 Time the daemon spends working (a full queue, a slow model) never counts as idle.
 """
+
 from __future__ import annotations
 
 import queue
@@ -44,8 +45,10 @@ class IdleWatch:
         return bool(self.timeout) and since is not None and time.monotonic() - since > self.timeout
 
     def abort(self, context: grpc.ServicerContext) -> None:
-        context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
-                      f"no request message for {self.timeout:g} s (the daemon's --idle-timeout): call closed")
+        context.abort(
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            f"no request message for {self.timeout:g} s (the daemon's --idle-timeout): call closed",
+        )
 
 
 def prefetched(watch: IdleWatch, context: grpc.ServicerContext) -> Iterator[Any]:

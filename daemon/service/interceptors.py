@@ -13,6 +13,7 @@ leave the call unfinished and `server.stop()` waiting forever (see wire.py). A u
 carrying one is answered INVALID_ARGUMENT here; RegionService's streams answer it per message
 (a frame error, an IndexImages error entry); other services' streams end INVALID_ARGUMENT.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -66,8 +67,11 @@ class ServiceInterceptor(grpc.ServerInterceptor):
                 return hmac.compare_digest(got, self._expected)
         return False
 
-    def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
-                          details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
         handler = continuation(details)
         if handler is None:
             return None
@@ -85,8 +89,11 @@ class ServiceInterceptor(grpc.ServerInterceptor):
             metrics.calls.labels(method).inc()
             metrics.errors.labels(method, "UNAUTHENTICATED").inc()
             _log_line(service, method, context, grpc.StatusCode.UNAUTHENTICATED, 0.0, {})
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token "
-                                                           "(metadata 'authorization: Bearer <token>')")
+            context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "missing or wrong bearer token (metadata 'authorization: Bearer <token>')",
+            )
+
         return around
 
     # --- observation --------------------------------------------------------------------------
@@ -118,7 +125,9 @@ class ServiceInterceptor(grpc.ServerInterceptor):
                     yield from behavior(request, context)
                 finally:
                     finish(context, t0)
+
             return gen()
+
         return around
 
 
@@ -154,16 +163,26 @@ def _wrap(handler: grpc.RpcMethodHandler, around: Around, takes_unparsable: bool
     def behavior(request: Any, context: grpc.ServicerContext) -> Any:
         return around(parsed, request, context, streaming)
 
-    return make(behavior, request_deserializer=tolerant(handler.request_deserializer),
-                response_serializer=handler.response_serializer)
+    return make(
+        behavior,
+        request_deserializer=tolerant(handler.request_deserializer),
+        response_serializer=handler.response_serializer,
+    )
 
 
-def _log_line(service: str, method: str, context: grpc.ServicerContext, code: grpc.StatusCode,
-              seconds: float, stats: CallStats) -> None:
+def _log_line(
+    service: str, method: str, context: grpc.ServicerContext, code: grpc.StatusCode, seconds: float, stats: CallStats
+) -> None:
     if not log.isEnabledFor(logging.INFO):
         return
-    rec = {"ts": round(time.time(), 3), "service": service, "method": method, "peer": context.peer(),
-           "code": code.name, "seconds": round(seconds, 4)}
+    rec = {
+        "ts": round(time.time(), 3),
+        "service": service,
+        "method": method,
+        "peer": context.peer(),
+        "code": code.name,
+        "seconds": round(seconds, 4),
+    }
     details = context.details() if code != grpc.StatusCode.OK else None
     if details:
         rec["details"] = details.decode() if isinstance(details, bytes) else str(details)

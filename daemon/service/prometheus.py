@@ -1,5 +1,6 @@
 """Prometheus metrics of one daemon, in their own registry (several daemons can live in one
 process, as they do in the tests), served over HTTP on a separate port."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,15 +14,15 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 @dataclass
 class Metrics:
     registry: CollectorRegistry
-    calls: Counter            # calls started, by method
-    errors: Counter           # calls ended with a non-OK status, by method and code
-    call_seconds: Histogram   # whole-call latency, by method
-    frames: Counter           # frames answered, by method (rate() gives frames/s)
-    frame_errors: Counter     # frames answered with a FrameError, by method and field
+    calls: Counter  # calls started, by method
+    errors: Counter  # calls ended with a non-OK status, by method and code
+    call_seconds: Histogram  # whole-call latency, by method
+    frames: Counter  # frames answered, by method (rate() gives frames/s)
+    frame_errors: Counter  # frames answered with a FrameError, by method and field
     frame_seconds: Histogram  # per-frame latency in the daemon (queue included), by method
     stage_seconds: Histogram  # per-stage latency (masks, features, pooling, geometry, queue, heads)
     queue_depth: Gauge
-    sessions: Gauge           # open stream sessions, by kind
+    sessions: Gauge  # open stream sessions, by kind
 
     @classmethod
     def create(cls) -> "Metrics":
@@ -30,15 +31,23 @@ class Metrics:
             registry=r,
             calls=Counter("regiond_calls", "RPCs started", ["method"], registry=r),
             errors=Counter("regiond_errors", "RPCs ended with a non-OK status", ["method", "code"], registry=r),
-            call_seconds=Histogram("regiond_call_seconds", "RPC duration", ["method"], registry=r,
-                                   buckets=_LATENCY_BUCKETS),
+            call_seconds=Histogram(
+                "regiond_call_seconds", "RPC duration", ["method"], registry=r, buckets=_LATENCY_BUCKETS
+            ),
             frames=Counter("regiond_frames", "frames answered", ["method"], registry=r),
-            frame_errors=Counter("regiond_frame_errors", "frames answered with an in-band error",
-                                 ["method", "field"], registry=r),
-            frame_seconds=Histogram("regiond_frame_seconds", "time of one frame in the daemon", ["method"],
-                                    registry=r, buckets=_LATENCY_BUCKETS),
-            stage_seconds=Histogram("regiond_stage_seconds", "time per extraction stage", ["stage"],
-                                    registry=r, buckets=_LATENCY_BUCKETS),
+            frame_errors=Counter(
+                "regiond_frame_errors", "frames answered with an in-band error", ["method", "field"], registry=r
+            ),
+            frame_seconds=Histogram(
+                "regiond_frame_seconds",
+                "time of one frame in the daemon",
+                ["method"],
+                registry=r,
+                buckets=_LATENCY_BUCKETS,
+            ),
+            stage_seconds=Histogram(
+                "regiond_stage_seconds", "time per extraction stage", ["stage"], registry=r, buckets=_LATENCY_BUCKETS
+            ),
             queue_depth=Gauge("regiond_queue_depth", "jobs waiting in the work queue", registry=r),
             sessions=Gauge("regiond_sessions", "open stream sessions", ["kind"], registry=r),
         )

@@ -1,5 +1,6 @@
 """StreamScene: regions with 3D positions per frame, per-frame labels with a scene head, and,
 after the last frame, the scene transformer's refined labels and the fused point cloud."""
+
 from __future__ import annotations
 
 import time
@@ -21,7 +22,7 @@ from regiond.service.streams import Pending, StreamDeps, StreamSession, carry_tr
 from regiond.service.wire import check_parsed
 
 DEFAULT_VOXEL = 0.02
-FUSION_STRIDE = 2   # every 2nd pixel each way: a quarter of the points, same voxels at 2 cm
+FUSION_STRIDE = 2  # every 2nd pixel each way: a quarter of the points, same voxels at 2 cm
 
 
 class SceneSession(StreamSession):
@@ -31,8 +32,14 @@ class SceneSession(StreamSession):
     kind = "scene"
     method = "StreamScene"
 
-    def __init__(self, deps: StreamDeps, labeler: SceneLabeler | None, max_message_bytes: int,
-                 request_iterator: Iterator[pb.SceneFrame], context: grpc.ServicerContext):
+    def __init__(
+        self,
+        deps: StreamDeps,
+        labeler: SceneLabeler | None,
+        max_message_bytes: int,
+        request_iterator: Iterator[pb.SceneFrame],
+        context: grpc.ServicerContext,
+    ):
         super().__init__(deps, request_iterator, context)
         self.labeler = labeler
         self.max_message_bytes = max_message_bytes
@@ -70,9 +77,12 @@ class SceneSession(StreamSession):
             fl = self.call(lambda: labeler.label_frame(state, f, regions), "scene_labels")
             labels = RegionLabels(fl.region_labels, fl.region_scores, labeler.meta.names())
             label_map = fl.label_map
-        up = pb.SceneUpdate(frame_index=f.index,
-                            regions=region_set_pb(regions, output_of(p.request, self.output), f.index,
-                                                  world=f.pose is not None, labels=labels))
+        up = pb.SceneUpdate(
+            frame_index=f.index,
+            regions=region_set_pb(
+                regions, output_of(p.request, self.output), f.index, world=f.pose is not None, labels=labels
+            ),
+        )
         if label_map is not None and self.options.return_label_maps:
             up.label_map_png = encode_png(label_map)
         t0 = time.perf_counter()
@@ -82,28 +92,40 @@ class SceneSession(StreamSession):
         return up
 
     def respond_error(self, p: Pending) -> pb.SceneUpdate:
-        return pb.SceneUpdate(frame_index=frame_index(p.request, p.index),
-                              error=frame_error_pb(p.error, p.code),
-                              server_seconds=time.perf_counter() - p.t0)
+        return pb.SceneUpdate(
+            frame_index=frame_index(p.request, p.index),
+            error=frame_error_pb(p.error, p.code),
+            server_seconds=time.perf_counter() - p.t0,
+        )
 
     def finish(self) -> Iterator[pb.SceneUpdate]:
         if self.labeler is not None:
             labeler, state = self.labeler, self.label_state
             for fl in self.call(lambda: labeler.refine(state), "scene_refine"):
-                yield pb.SceneUpdate(frame_index=fl.frame_index, refined=pb.RefinedFrame(
-                    frame_index=fl.frame_index, region_labels=np.asarray(fl.region_labels).astype(int).tolist(),
-                    label_map_png=encode_png(fl.label_map) if self.options.return_label_maps else b""))
+                yield pb.SceneUpdate(
+                    frame_index=fl.frame_index,
+                    refined=pb.RefinedFrame(
+                        frame_index=fl.frame_index,
+                        region_labels=np.asarray(fl.region_labels).astype(int).tolist(),
+                        label_map_png=encode_png(fl.label_map) if self.options.return_label_maps else b"",
+                    ),
+                )
         summary = pb.SceneSummary(
-            scene_id=self.options.scene_id, frames=self.frames, frames_failed=self.frame_errors,
-            regions=self.regions_total, frames_without_pose=self.without_pose,
-            frames_without_depth=self.without_depth)
+            scene_id=self.options.scene_id,
+            frames=self.frames,
+            frames_failed=self.frame_errors,
+            regions=self.regions_total,
+            frames_without_pose=self.without_pose,
+            frames_without_depth=self.without_depth,
+        )
         if self.fusion is not None:
             cloud = self.fusion.cloud()
             summary.fused_points = len(cloud)
             if self.options.return_ply:
                 # Leave room for the rest of the message; thin the cloud until it fits.
-                summary.ply, summary.ply_voxel_size = fit_to_size(cloud, self.fusion.voxel,
-                                                                  self.max_message_bytes * 3 // 4)
+                summary.ply, summary.ply_voxel_size = fit_to_size(
+                    cloud, self.fusion.voxel, self.max_message_bytes * 3 // 4
+                )
             if cloud.labels is not None and self.labeler is not None:
                 meta = self.labeler.meta
                 summary.label_names.extend(names_by_id(meta.class_ids, meta.class_names))

@@ -19,6 +19,7 @@ A worker takes up to `max_batch` queued extraction jobs at once and hands them t
 images: frames from concurrent streams share one forward pass); otherwise it runs them one
 by one, which is what the CPU `lite` profile wants.
 """
+
 from __future__ import annotations
 
 import queue
@@ -91,7 +92,7 @@ class Job:
     alive: Callable[[], bool]
     frame: Any = None
     fn: Callable[[], Any] | None = None
-    carry: Any = None          # the frame's CarryTicket when its stream carries masks
+    carry: Any = None  # the frame's CarryTicket when its stream carries masks
     enqueued: float = field(default_factory=time.perf_counter)
     started: float = 0.0
 
@@ -107,9 +108,14 @@ class Scheduler:
     on_depth   called with the queue depth after every change (metrics)
     """
 
-    def __init__(self, extractor: FrameExtractor | list[FrameExtractor], capacity: int = 32,
-                 workers: int | None = None, max_batch: int = 8,
-                 on_depth: Callable[[int], None] | None = None):
+    def __init__(
+        self,
+        extractor: FrameExtractor | list[FrameExtractor],
+        capacity: int = 32,
+        workers: int | None = None,
+        max_batch: int = 8,
+        on_depth: Callable[[int], None] | None = None,
+    ):
         extractors = list(extractor) if isinstance(extractor, (list, tuple)) else [extractor]
         workers = workers or len(extractors)
         if capacity < 1 or workers < 1 or max_batch < 1 or not extractors:
@@ -124,9 +130,12 @@ class Scheduler:
         self._closed = threading.Event()
         self._running = 0
         self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._work, args=(extractors[i % len(extractors)],),
-                                          name=f"regiond-worker-{i}", daemon=True)
-                         for i in range(workers)]
+        self._threads = [
+            threading.Thread(
+                target=self._work, args=(extractors[i % len(extractors)],), name=f"regiond-worker-{i}", daemon=True
+            )
+            for i in range(workers)
+        ]
         for t in self._threads:
             t.start()
 
@@ -142,8 +151,9 @@ class Scheduler:
         with self._lock:
             return self._q.qsize() + self._running
 
-    def submit_extract(self, frame: Frame, alive: Callable[[], bool], wait: float | None = None,
-                       carry: Any = None) -> Future:
+    def submit_extract(
+        self, frame: Frame, alive: Callable[[], bool], wait: float | None = None, carry: Any = None
+    ) -> Future:
         """Queue an extraction; the future resolves to JobResult[RegionSet]. `carry`: the
         frame's turn in a stream that carries masks (regiond.masks.carry.CarryTicket); such
         frames run one by one, never in a batch."""
@@ -203,7 +213,7 @@ class Scheduler:
                     live.append(j)
                 else:
                     if j.carry is not None:
-                        j.carry.release()       # the stream's later frames must not wait for it
+                        j.carry.release()  # the stream's later frames must not wait for it
                     if not j.future.done():
                         j.future.set_exception(Cancelled("call ended before its job ran"))
             with self._lock:

@@ -7,6 +7,7 @@
 
 Only this module speaks protobuf; regiond.index knows nothing of the API.
 """
+
 from __future__ import annotations
 
 import logging
@@ -81,9 +82,13 @@ class SearchRPC:
     def __init__(self, extractor: RegionExtractor, location: str | Path, config: IndexConfig | None = None):
         self.extractor = extractor
         self.limits = Limits(max_pixels=extractor.max_pixels)
-        self.index: Searching = open_index(location, dim=extractor.dim, config=config,
-                                           features=extractor.features_name,
-                                           normaliser=lambda: normaliser_for(extractor))
+        self.index: Searching = open_index(
+            location,
+            dim=extractor.dim,
+            config=config,
+            features=extractor.features_name,
+            normaliser=lambda: normaliser_for(extractor),
+        )
 
     def close(self) -> None:
         self.index.close()
@@ -100,8 +105,9 @@ class SearchRPC:
 
     # --- IndexImages ---------------------------------------------------------------------
 
-    def index_images(self, requests: Iterator[pb.IndexRequest],
-                     context: grpc.ServicerContext | None = None) -> pb.IndexSummary:
+    def index_images(
+        self, requests: Iterator[pb.IndexRequest], context: grpc.ServicerContext | None = None
+    ) -> pb.IndexSummary:
         summary = pb.IndexSummary()
         extractor = self._extractor(context)
         for req in requests:
@@ -134,8 +140,7 @@ class SearchRPC:
             summary.skipped += 1  # checked before extraction: re-sending a folder is cheap
             return
         regions = extractor.extract(self._image(req.image, "image"))
-        res = self.index.add(req.image_id, regions, dict(req.metadata),
-                             on_exists="replace" if req.replace else "skip")
+        res = self.index.add(req.image_id, regions, dict(req.metadata), on_exists="replace" if req.replace else "skip")
         if res.added:
             summary.indexed += 1
             summary.regions += res.regions
@@ -154,16 +159,22 @@ class SearchRPC:
         expand = check_expansion(request.query_expansion if request.HasField("query_expansion") else SERVED_EXPANSION)
         q = self._query(request, self._extractor(context))  # after the cheap checks: may run the backbone
         flt = request.filter
-        hits = q.search(self.index, expand, k=k, regions_per_image=request.regions_per_image or 1,
-                        filter=SearchFilter(flt.image_id_prefix, dict(flt.metadata)),
-                        exclude_image_ids=list(flt.exclude_image_ids))
+        hits = q.search(
+            self.index,
+            expand,
+            k=k,
+            regions_per_image=request.regions_per_image or 1,
+            filter=SearchFilter(flt.image_id_prefix, dict(flt.metadata)),
+            exclude_image_ids=list(flt.exclude_image_ids),
+        )
         resp = pb.SearchResponse(searched_images=len(self.index), searched_regions=self.index.num_regions)
         for h in hits:
             hit = resp.hits.add(image_id=h.image_id, score=h.score, width=h.width, height=h.height)
             hit.metadata.update(h.metadata)
             for r in h.regions:
-                rh = hit.regions.add(region_id=r.region_id, score=r.score,
-                                     box=pb.Box(x0=r.box[0], y0=r.box[1], x1=r.box[2], y1=r.box[3]))
+                rh = hit.regions.add(
+                    region_id=r.region_id, score=r.score, box=pb.Box(x0=r.box[0], y0=r.box[1], x1=r.box[2], y1=r.box[3])
+                )
                 if request.include_masks:
                     rh.mask.CopyFrom(mask_to_proto(r.counts, h.height, h.width))
         resp.seconds = time.perf_counter() - t0
@@ -195,8 +206,9 @@ class SearchRPC:
             e = request.examples
             if e.negatives > MAX_NEGATIVES:
                 raise InputError("examples.negatives", f"at most {MAX_NEGATIVES}, got {e.negatives}")
-            probe = probe_from_examples(self.index, [(r.image_id, r.region_id) for r in e.positives],
-                                        negatives=e.negatives or DEFAULT_NEGATIVES)
+            probe = probe_from_examples(
+                self.index, [(r.image_id, r.region_id) for r in e.positives], negatives=e.negatives or DEFAULT_NEGATIVES
+            )
             return Query(probe.weights, bias=probe.bias, is_feature=False)
         raise InputError("query", f"unsupported query {which!r}")  # pragma: no cover
 

@@ -5,6 +5,7 @@ queue, optional heads and the region index, and a graceful stop.
     ... server.port ...
     server.stop(grace=5)
 """
+
 from __future__ import annotations
 
 import logging
@@ -73,25 +74,36 @@ class HandlerPool(futures.ThreadPoolExecutor):
         """True once every handler has returned; False when some still run after `timeout` s."""
         with self._idle:
             return self._idle.wait_for(lambda: self.busy == 0, timeout)
+
+
 class RegionServer:
     """One running daemon. `extractor` and `heads` may be given (tests build them once);
     otherwise they come from the config's profile and heads directory."""
 
-    def __init__(self, config: ServeConfig, extractor: Extractor | None = None, heads: ServingHeads | None = None,
-                 announce: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        config: ServeConfig,
+        extractor: Extractor | None = None,
+        heads: ServingHeads | None = None,
+        announce: Callable[[str], None] | None = None,
+    ):
         config.check()
         self.config = config
         notes: list[str] = []
         extractors = [extractor] * config.workers  # given (tests): shared by the workers
         if extractor is None:
-            extractor = build_extractor(config.profile, config.weights, announce=notes.append,
-                                        sam_generator=config.sam_generator)
+            extractor = build_extractor(
+                config.profile, config.weights, announce=notes.append, sam_generator=config.sam_generator
+            )
             for n in notes:
                 (announce or log.warning)(n)
             # One extractor per worker: SAM's predictor holds the current image between calls.
-            extractors = [extractor] + [build_extractor(extractor.profile, config.weights, announce=lambda m: None,
-                                                        sam_generator=config.sam_generator)
-                                        for _ in range(config.workers - 1)]
+            extractors = [extractor] + [
+                build_extractor(
+                    extractor.profile, config.weights, announce=lambda m: None, sam_generator=config.sam_generator
+                )
+                for _ in range(config.workers - 1)
+            ]
         self.extractor = extractor
         threads = config.torch_threads
         if threads is None and not extractor.can_batch:
@@ -104,33 +116,49 @@ class RegionServer:
         self.heads = heads if heads is not None else load_serving_heads(config.heads, extractor)
         self.metrics = Metrics.create()
         self.calls = CallLog()
-        self.scheduler = Scheduler(extractors, capacity=config.queue,
-                                   max_batch=config.max_batch, on_depth=self.metrics.queue_depth.set)
+        self.scheduler = Scheduler(
+            extractors, capacity=config.queue, max_batch=config.max_batch, on_depth=self.metrics.queue_depth.set
+        )
         self.search: SearchRPC | None = None
         if config.index:
             Path(config.data_dir).mkdir(parents=True, exist_ok=True)
             self.search = SearchRPC(QueuedExtractor(extractor, self.scheduler), config.index_at)
-        self.servicer = RegionServicer(config, extractor, self.heads, self.scheduler, self.metrics, self.calls,
-                                       search=self.search, profile_note=" ".join(notes))
+        self.servicer = RegionServicer(
+            config,
+            extractor,
+            self.heads,
+            self.scheduler,
+            self.metrics,
+            self.calls,
+            search=self.search,
+            profile_note=" ".join(notes),
+        )
         self.health = health.HealthServicer()
-        opts = [("grpc.max_send_message_length", config.max_message_bytes),
-                ("grpc.max_receive_message_length", config.receive_message_bytes),
-                ("grpc.so_reuseport", 0)]
+        opts = [
+            ("grpc.max_send_message_length", config.max_message_bytes),
+            ("grpc.max_receive_message_length", config.receive_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
         self._handlers = HandlerPool(max_workers=config.rpc_threads, thread_name_prefix="regiond-rpc")
-        self.server = grpc.server(self._handlers,
-                                  interceptors=[ServiceInterceptor(config.token, self.metrics, self.calls, SERVICE_NAME)],
-                                  options=opts, maximum_concurrent_rpcs=config.rpc_threads - 4)
+        self.server = grpc.server(
+            self._handlers,
+            interceptors=[ServiceInterceptor(config.token, self.metrics, self.calls, SERVICE_NAME)],
+            options=opts,
+            maximum_concurrent_rpcs=config.rpc_threads - 4,
+        )
         pb_grpc.add_RegionServiceServicer_to_server(self.servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-            self.server)
+            self.server,
+        )
         host, port = config.host_port()
         addr = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
             if config.tls_cert:
-                creds = grpc.ssl_server_credentials([(Path(config.tls_key).read_bytes(),
-                                                      Path(config.tls_cert).read_bytes())])
+                creds = grpc.ssl_server_credentials(
+                    [(Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes())]
+                )
                 self.port = self.server.add_secure_port(addr, creds)
             else:
                 self.port = self.server.add_insecure_port(addr)
@@ -160,9 +188,13 @@ class RegionServer:
         if self.config.metrics_port is not None:
             self.metrics_http = self.metrics.serve(self.config.metrics_port, self.host)
             self.metrics_port = self.metrics_http.server_address[1]
-        log.info("regiond serving on %s (profile %s, TLS %s, token %s)", self.address,
-                 getattr(self.extractor, "profile", "?"), "on" if self.config.tls_cert else "off",
-                 "required" if self.config.token else "off")
+        log.info(
+            "regiond serving on %s (profile %s, TLS %s, token %s)",
+            self.address,
+            getattr(self.extractor, "profile", "?"),
+            "on" if self.config.tls_cert else "off",
+            "required" if self.config.token else "off",
+        )
         return self
 
     def _warm_up(self) -> None:
@@ -186,12 +218,17 @@ class RegionServer:
         grace = self.config.grace if grace is None else grace
         self.health.enter_graceful_shutdown()
         end = time.monotonic() + grace + DRAIN_SECONDS
-        clean = (self.server.stop(grace).wait(grace + DRAIN_SECONDS)
-                 and self._handlers.wait_idle(max(0.0, end - time.monotonic())))
+        clean = self.server.stop(grace).wait(grace + DRAIN_SECONDS) and self._handlers.wait_idle(
+            max(0.0, end - time.monotonic())
+        )
         if not clean:
-            log.warning("%d call handler(s) still running %.0f s after the grace period; stopping without "
-                        "them (open sessions: %s)", self._handlers.busy, DRAIN_SECONDS,
-                        [f"{s.kind}-{s.id}" for s in self.servicer.sessions.all()] or "none")
+            log.warning(
+                "%d call handler(s) still running %.0f s after the grace period; stopping without "
+                "them (open sessions: %s)",
+                self._handlers.busy,
+                DRAIN_SECONDS,
+                [f"{s.kind}-{s.id}" for s in self.servicer.sessions.all()] or "none",
+            )
         # the calls have ended or been given up on: the workers get what is left of the drain
         # (a worker stuck in a model is a daemon thread, left behind)
         self.scheduler.close(timeout=max(0.0, end - time.monotonic()))
@@ -207,6 +244,7 @@ class RegionServer:
         may hold the index's write lock (a write that hangs), which the close's checkpoint
         needs: the close is then left behind on its thread. Nothing acknowledged is lost (an
         add returns once durable; the next open replays what the last checkpoint lacks)."""
+
         def close():
             try:
                 self.search.close()
@@ -217,8 +255,11 @@ class RegionServer:
         t.start()
         t.join(timeout)
         if t.is_alive():
-            log.warning("the index did not close within %.0f s (held by a call handler still running?); "
-                        "stopping without its checkpoint: the next start replays its log", timeout)
+            log.warning(
+                "the index did not close within %.0f s (held by a call handler still running?); "
+                "stopping without its checkpoint: the next start replays its log",
+                timeout,
+            )
 
     def wait(self) -> None:
         self.server.wait_for_termination()

@@ -1,5 +1,6 @@
 """RegionService: the six RPCs of regions.proto over one Extractor, one work queue and the
 optional heads and region index."""
+
 from __future__ import annotations
 
 import logging
@@ -73,8 +74,17 @@ class RegionServicer(pb_grpc.RegionServiceServicer):
     search        the index's RPCs, or None (IndexImages/Search answer UNIMPLEMENTED)
     profile_note  why this profile was chosen (e.g. the fallback to lite), for GetInfo"""
 
-    def __init__(self, config: Any, extractor: Extractor, heads: ServingHeads, scheduler: Scheduler,
-                 metrics: Metrics, calls: CallLog, search: SearchRPC | None = None, profile_note: str = ""):
+    def __init__(
+        self,
+        config: Any,
+        extractor: Extractor,
+        heads: ServingHeads,
+        scheduler: Scheduler,
+        metrics: Metrics,
+        calls: CallLog,
+        search: SearchRPC | None = None,
+        profile_note: str = "",
+    ):
         self.config = config
         self.extractor = extractor
         self.heads = heads
@@ -85,8 +95,9 @@ class RegionServicer(pb_grpc.RegionServiceServicer):
         self.profile_note = profile_note
         self.limits = Limits(max_pixels=config.max_pixels)
         self.sessions = SessionRegistry(metrics)
-        self.streams = StreamDeps(scheduler, metrics, self.limits, self.sessions, calls, config.inflight,
-                                  config.idle_timeout)
+        self.streams = StreamDeps(
+            scheduler, metrics, self.limits, self.sessions, calls, config.inflight, config.idle_timeout
+        )
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -126,24 +137,26 @@ class RegionServicer(pb_grpc.RegionServiceServicer):
         except InputError as e:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
 
-    def StreamVideo(self, request_iterator: Iterator[pb.VideoFrame],
-                    context: grpc.ServicerContext) -> Iterator[pb.VideoUpdate]:
-        return VideoSession(self.streams, self.heads.activity, self.config.window_step,
-                            request_iterator, context).run()
+    def StreamVideo(
+        self, request_iterator: Iterator[pb.VideoFrame], context: grpc.ServicerContext
+    ) -> Iterator[pb.VideoUpdate]:
+        return VideoSession(self.streams, self.heads.activity, self.config.window_step, request_iterator, context).run()
 
-    def StreamScene(self, request_iterator: Iterator[pb.SceneFrame],
-                    context: grpc.ServicerContext) -> Iterator[pb.SceneUpdate]:
-        return SceneSession(self.streams, self.heads.scene, self.config.max_message_bytes,
-                            request_iterator, context).run()
+    def StreamScene(
+        self, request_iterator: Iterator[pb.SceneFrame], context: grpc.ServicerContext
+    ) -> Iterator[pb.SceneUpdate]:
+        return SceneSession(
+            self.streams, self.heads.scene, self.config.max_message_bytes, request_iterator, context
+        ).run()
 
-    def IndexImages(self, request_iterator: Iterator[pb.IndexRequest],
-                    context: grpc.ServicerContext) -> pb.IndexSummary:
+    def IndexImages(
+        self, request_iterator: Iterator[pb.IndexRequest], context: grpc.ServicerContext
+    ) -> pb.IndexSummary:
         if self.search is None:
             context.abort(grpc.StatusCode.UNIMPLEMENTED, "this daemon has no region index")
         requests = prefetched(IdleWatch(request_iterator, self.config.idle_timeout), context)
         summary = self.search.index_images(requests, context)
-        self.calls.stats(context).update(received=summary.received, indexed=summary.indexed,
-                                         errors=len(summary.errors))
+        self.calls.stats(context).update(received=summary.received, indexed=summary.indexed, errors=len(summary.errors))
         return summary
 
     def Search(self, request: pb.SearchRequest, context: grpc.ServicerContext) -> pb.SearchResponse:
@@ -155,16 +168,27 @@ class RegionServicer(pb_grpc.RegionServiceServicer):
 
     def GetInfo(self, request: pb.InfoRequest, context: grpc.ServicerContext) -> pb.ServerInfo:
         ex = self.extractor
-        info = pb.ServerInfo(version=__version__, profile=ex.profile, profile_note=self.profile_note,
-                             feature_dim=int(ex.dim),
-                             max_message_bytes=max(self.config.max_message_bytes, self.config.receive_message_bytes),
-                             max_pixels=self.config.max_pixels, queue_size=self.config.queue)
+        info = pb.ServerInfo(
+            version=__version__,
+            profile=ex.profile,
+            profile_note=self.profile_note,
+            feature_dim=int(ex.dim),
+            max_message_bytes=max(self.config.max_message_bytes, self.config.receive_message_bytes),
+            max_pixels=self.config.max_pixels,
+            queue_size=self.config.queue,
+        )
         info.models.add(role="masker", name=ex.masker.name, weights=ex.weights.get("masker", "none"))
-        info.models.add(role="backbone", name=ex.backbone.name, feature_dim=int(ex.dim),
-                        weights=ex.weights.get("backbone", "none"))
+        info.models.add(
+            role="backbone", name=ex.backbone.name, feature_dim=int(ex.dim), weights=ex.weights.get("backbone", "none")
+        )
         for m in self.heads.metas():
-            info.heads.add(kind=m.kind, name=m.name, class_ids=list(m.class_ids),
-                           class_names=list(m.class_names), window=int(m.window))
+            info.heads.add(
+                kind=m.kind,
+                name=m.name,
+                class_ids=list(m.class_ids),
+                class_names=list(m.class_names),
+                window=int(m.window),
+            )
         if self.search is not None:
             idx = self.search.index
             info.index_images, info.index_regions = len(idx), int(idx.num_regions)

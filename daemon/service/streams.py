@@ -11,6 +11,7 @@ jobs of the call are dropped by the workers, and the session's frames and tokens
 What a stream kind adds (video.py, scene.py): decoding its request message, the reply for a
 frame's regions or for its input error, and what comes after the last frame.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -116,7 +117,7 @@ class StreamSession:
         self.context = context
         self.requests = IdleWatch(request_iterator, deps.idle_timeout)
         self._pipe: queue.Queue = queue.Queue(maxsize=max(1, deps.inflight))
-        self._done = threading.Event()      # the call is over (any reason)
+        self._done = threading.Event()  # the call is over (any reason)
         self._closed = False
         self._lock = threading.Lock()
         self.frames = 0
@@ -125,7 +126,7 @@ class StreamSession:
         # Set by a kind's decode() on the first frame when the stream carries masks.
         self.tracker: MaskTracker | None = None
         deps.sessions.add(self)
-        context.add_callback(self.close)     # cancel / deadline / normal end
+        context.add_callback(self.close)  # cancel / deadline / normal end
         self._reader = threading.Thread(target=self._read, name=f"regiond-{self.kind}-{self.id}", daemon=True)
 
     # --- lifecycle ----------------------------------------------------------------------------

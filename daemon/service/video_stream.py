@@ -3,6 +3,7 @@
 Which frames a window holds is the activity head's rule (regiond.heads.windows); a client may
 widen the span and change the step with its stream's VideoOptions on the first frame.
 """
+
 from __future__ import annotations
 
 import time
@@ -29,8 +30,14 @@ class VideoSession(StreamSession):
     kind = "video"
     method = "StreamVideo"
 
-    def __init__(self, deps: StreamDeps, scorer: ActivityScorer | None, window_step: int,
-                 request_iterator: Iterator[pb.VideoFrame], context: grpc.ServicerContext):
+    def __init__(
+        self,
+        deps: StreamDeps,
+        scorer: ActivityScorer | None,
+        window_step: int,
+        request_iterator: Iterator[pb.VideoFrame],
+        context: grpc.ServicerContext,
+    ):
         super().__init__(deps, request_iterator, context)
         self.scorer = scorer
         self.window_step = window_step
@@ -43,8 +50,11 @@ class VideoSession(StreamSession):
             self.output = req.output
             self.tracker = carry_tracker(req.options, "flow")
             if self.scorer is not None:
-                self.windows = ActivityWindows(self.scorer.meta.window, int(req.options.window_span) or None,
-                                               int(req.options.window_step) or self.window_step)
+                self.windows = ActivityWindows(
+                    self.scorer.meta.window,
+                    int(req.options.window_span) or None,
+                    int(req.options.window_step) or self.window_step,
+                )
         return video_frame(req, self.limits, frame_index(req, index))
 
     def respond(self, p: Pending, regions: RegionSet) -> pb.VideoUpdate:
@@ -61,16 +71,21 @@ class VideoSession(StreamSession):
         scorer = self.scorer
         probs = np.asarray(self.call(lambda: scorer.score([r for _, r in chosen]), "activity"), np.float64)
         meta = scorer.meta
-        w = pb.ActivityWindow(start_frame=self.windows.first_frame, end_frame=self.windows.last_frame,
-                              frame_indices=[i for i, _ in chosen])
+        w = pb.ActivityWindow(
+            start_frame=self.windows.first_frame,
+            end_frame=self.windows.last_frame,
+            frame_indices=[i for i, _ in chosen],
+        )
         for k in np.argsort(-probs, kind="stable"):
             w.scores.add(id=int(meta.class_ids[k]), name=str(meta.class_names[k]), score=float(probs[k]))
         return w
 
     def respond_error(self, p: Pending) -> pb.VideoUpdate:
-        return pb.VideoUpdate(frame_index=frame_index(p.request, p.index),
-                              error=frame_error_pb(p.error, p.code),
-                              server_seconds=time.perf_counter() - p.t0)
+        return pb.VideoUpdate(
+            frame_index=frame_index(p.request, p.index),
+            error=frame_error_pb(p.error, p.code),
+            server_seconds=time.perf_counter() - p.t0,
+        )
 
     def stats(self) -> dict[str, Any]:
         return {**super().stats(), "windows": self.windows.scored if self.windows else 0}

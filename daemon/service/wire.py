@@ -8,6 +8,7 @@ handler is registered with `tolerant(deserializer)`: bytes that do not parse bec
 `Unparsable` item carrying an InputError, and the handler answers it like any other bad input
 (INVALID_ARGUMENT for a unary call, a frame error in a stream, an entry in IndexImages' errors).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,8 +34,7 @@ def parse(deserializer: Callable[[bytes], Any] | None, data: bytes) -> Any:
     try:
         return deserializer(data)
     except Exception as e:  # DecodeError, RecursionError on deep nesting, ...: all bad input
-        raise InputError(REQUEST_FIELD, f"cannot parse the {len(data)}-byte message: "
-                                        f"{type(e).__name__}: {e}") from None
+        raise InputError(REQUEST_FIELD, f"cannot parse the {len(data)}-byte message: {type(e).__name__}: {e}") from None
 
 
 def tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
@@ -47,6 +47,7 @@ def tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], A
             return parse(deserializer, data)
         except InputError as e:
             return Unparsable(e, len(data))
+
     return deserialize
 
 

@@ -6,6 +6,7 @@ boxes move, so it is visible in region positions over 8 evenly spaced frames: th
 travels 35-60 % of the frame (or grows/shrinks ×2-3, or turns 180-300°) over the clip, while
 no distractor moves more than about 8 % of the frame.
 """
+
 from __future__ import annotations
 
 import colorsys
@@ -19,8 +20,17 @@ from regiond.core.errors import InputError
 
 from regiond.scenes.source import SourceError
 
-ACTIVITY_CLASSES = ("moving_left", "moving_right", "rising", "falling", "approaching", "receding",
-                    "rotating", "meeting", "parting")
+ACTIVITY_CLASSES = (
+    "moving_left",
+    "moving_right",
+    "rising",
+    "falling",
+    "approaching",
+    "receding",
+    "rotating",
+    "meeting",
+    "parting",
+)
 SHAPES = ("circle", "square", "triangle", "diamond")
 VIDEO_FORMATS = {"mp4": ("mp4v", ".mp4"), "avi": ("MJPG", ".avi")}
 
@@ -44,6 +54,7 @@ class Clip:
 
 def _background(rng, h, w) -> np.ndarray:
     """A static background: gradient, stripes, checker or blobs, in muted colours."""
+
     def muted():
         return np.array(colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.05, 0.35), rng.uniform(0.35, 0.85)))
 
@@ -129,13 +140,26 @@ def render_clip(label: int, seed: int, frames: int = 32, width: int = 160, heigh
         start = np.array([rng.uniform(0.1, 0.9) * w, rng.uniform(0.1, 0.9) * h])
         drift = rng.normal(0, 1, 2)
         drift = drift / np.linalg.norm(drift) * rng.uniform(0, 0.08) * m
-        distractors.append((SHAPES[rng.integers(len(SHAPES))], _vivid(rng), start, drift,
-                            rng.uniform(0.05, 0.10) * m, rng.uniform(0, np.pi)))
+        distractors.append(
+            (
+                SHAPES[rng.integers(len(SHAPES))],
+                _vivid(rng),
+                start,
+                drift,
+                rng.uniform(0.05, 0.10) * m,
+                rng.uniform(0, np.pi),
+            )
+        )
 
     # Actors: (shape, colour, stripe colour, centre(t) T×2, size(t) T, angle(t) T, aspect)
     def actor(size=None, aspect=1.0, shape=None):
-        return {"shape": shape or SHAPES[rng.integers(len(SHAPES))], "color": _vivid(rng), "stripe": _vivid(rng),
-                "size": size if size is not None else rng.uniform(0.10, 0.15) * m, "aspect": aspect}
+        return {
+            "shape": shape or SHAPES[rng.integers(len(SHAPES))],
+            "color": _vivid(rng),
+            "stripe": _vivid(rng),
+            "size": size if size is not None else rng.uniform(0.10, 0.15) * m,
+            "aspect": aspect,
+        }
 
     actors = []
     travel = rng.uniform(0.35, 0.6)
@@ -160,8 +184,7 @@ def render_clip(label: int, seed: int, frames: int = 32, width: int = 160, heigh
         a = actor(aspect=rng.uniform(2.5, 3.5), shape="square")
         turn = rng.uniform(np.pi, 5 * np.pi / 3) * rng.choice([-1, 1])
         a0 = rng.uniform(0, np.pi)
-        a.update(path=np.repeat(c0[None], frames, 0), sizes=np.full(frames, a["size"] * 0.6),
-                 angles=a0 + turn * t)
+        a.update(path=np.repeat(c0[None], frames, 0), sizes=np.full(frames, a["size"] * 0.6), angles=a0 + turn * t)
         actors.append(a)
     else:  # meeting / parting: two actors along a line through the middle
         ang = rng.uniform(-0.3, 0.3)
@@ -172,8 +195,11 @@ def render_clip(label: int, seed: int, frames: int = 32, width: int = 160, heigh
             a = actor()
             near = a["size"] * 1.1
             sep = far + (near - far) * t if name == "meeting" else near + (far - near) * t
-            a.update(path=c0[None] + side * sep[:, None] * d[None], sizes=np.full(frames, a["size"]),
-                     angles=np.full(frames, rng.uniform(0, np.pi)))
+            a.update(
+                path=c0[None] + side * sep[:, None] * d[None],
+                sizes=np.full(frames, a["size"]),
+                angles=np.full(frames, rng.uniform(0, np.pi)),
+            )
             actors.append(a)
 
     out = np.empty((frames, h, w, 3), np.uint8)
@@ -185,9 +211,19 @@ def render_clip(label: int, seed: int, frames: int = 32, width: int = 160, heigh
             p = start + drift * t[k]
             _draw(img, shape, color, p[0], p[1], size, angle, inst=inst[k], inst_id=i + 1)
         for j, a in enumerate(actors):
-            boxes[k, j] = _draw(img, a["shape"], a["color"], a["path"][k, 0], a["path"][k, 1], a["sizes"][k],
-                                a["angles"][k], a["aspect"], stripe=a["stripe"], inst=inst[k],
-                                inst_id=len(distractors) + j + 1)
+            boxes[k, j] = _draw(
+                img,
+                a["shape"],
+                a["color"],
+                a["path"][k, 0],
+                a["path"][k, 1],
+                a["sizes"][k],
+                a["angles"][k],
+                a["aspect"],
+                stripe=a["stripe"],
+                inst=inst[k],
+                inst_id=len(distractors) + j + 1,
+            )
         out[k] = img
     np.clip(boxes[..., 0::2], 0, w, out=boxes[..., 0::2])
     np.clip(boxes[..., 1::2], 0, h, out=boxes[..., 1::2])
@@ -212,8 +248,18 @@ def write_video(path, frames: np.ndarray, fps: float = 15.0, fourcc: str = "mp4v
     return path
 
 
-def write_clips(out, per_class: int, seed: int = 0, frames: int = 32, width: int = 160, height: int = 120,
-                fps: float = 15.0, video_format: str = "mp4", classes=None, progress=None) -> Path:
+def write_clips(
+    out,
+    per_class: int,
+    seed: int = 0,
+    frames: int = 32,
+    width: int = 160,
+    height: int = 120,
+    fps: float = 15.0,
+    video_format: str = "mp4",
+    classes=None,
+    progress=None,
+) -> Path:
     """Write `per_class` clips of every class as videos plus labels.csv; returns the CSV path.
 
     labels.csv columns: file (relative to out), class (name), label (index), seed, frames, fps,
@@ -234,8 +280,18 @@ def write_clips(out, per_class: int, seed: int = 0, frames: int = 32, width: int
             clip = render_clip(label, clip_seed, frames, width, height)
             rel = f"{clip.name}/{clip.name}_{clip_seed:06d}{ext}"
             write_video(out / rel, clip.frames, fps, fourcc)
-            rows.append({"file": rel, "class": clip.name, "label": label, "seed": clip_seed, "frames": frames,
-                         "fps": fps, "width": width, "height": height})
+            rows.append(
+                {
+                    "file": rel,
+                    "class": clip.name,
+                    "label": label,
+                    "seed": clip_seed,
+                    "frames": frames,
+                    "fps": fps,
+                    "width": width,
+                    "height": height,
+                }
+            )
             if progress is not None:
                 progress.update(1)
     csv_path = out / "labels.csv"

@@ -1,5 +1,6 @@
 """CPU rendering of synthetic rooms with Open3D's RaycastingScene: colour, depth along the
 optical axis, per-pixel NYU40 labels and object instance ids, plus a camera trajectory."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,9 +14,9 @@ from regiond.scenes.synthetic.room import TEXTURE_ID, Room
 
 @dataclass
 class Render:
-    rgb: np.ndarray        # H×W×3 uint8
-    depth: np.ndarray      # H×W float32 metres (0 = no hit)
-    labels: np.ndarray     # H×W uint8 NYU40 ids (0 = no hit)
+    rgb: np.ndarray  # H×W×3 uint8
+    depth: np.ndarray  # H×W float32 metres (0 = no hit)
+    labels: np.ndarray  # H×W uint8 NYU40 ids (0 = no hit)
     instances: np.ndarray  # H×W uint16 object index + 1 (0 = no hit)
 
 
@@ -87,7 +88,9 @@ class Renderer:
         # Triangle colours concatenated, addressed by per-object offsets.
         self.tri_offset = np.cumsum([0] + [len(c) for c in self.tri_color])[:-1]
         self.tri_color_all = np.concatenate(self.tri_color)
-        self.light = np.array([room.width / 2, room.depth / 2, room.height / 2])  # mid-height: floor and ceiling lit alike
+        self.light = np.array(
+            [room.width / 2, room.depth / 2, room.height / 2]
+        )  # mid-height: floor and ceiling lit alike
         self._rays_cache: dict = {}
 
     def render(self, camera: Camera, pose: np.ndarray, noise_seed: int | None = None) -> Render:

@@ -5,6 +5,7 @@ Labels are NYU40 ids (0 = nothing hit). The exported folder's label-filt/N.png h
 directly (not ScanNet raw ids) and its regiond-scene.json says so ("label_space": "nyu40"),
 which ScanNetFolderSource reads; instance-filt/N.png holds object index + 1 per pixel.
 """
+
 from __future__ import annotations
 
 import json
@@ -64,24 +65,46 @@ class SyntheticScene:
         if not 0 <= k < self.frames:
             raise InputError("frame", f"{k} outside 0..{self.frames - 1}")
         r = self.renderer.render(self.camera, self.poses[k], noise_seed=self.seed * 100_003 + k)
-        return Frame(rgb=r.rgb, depth=r.depth, camera=self.camera, pose=self.poses[k].copy(), index=k,
-                     time=k / NOMINAL_FPS, labels=r.labels,
-                     meta={"source": f"synthetic:{self.seed}", "instances": r.instances})
+        return Frame(
+            rgb=r.rgb,
+            depth=r.depth,
+            camera=self.camera,
+            pose=self.poses[k].copy(),
+            index=k,
+            time=k / NOMINAL_FPS,
+            labels=r.labels,
+            meta={"source": f"synthetic:{self.seed}", "instances": r.instances},
+        )
 
     def objects(self) -> list[dict]:
         """Instance id (as in instance maps), name, NYU40 class and world bounds of every object."""
         out = []
         for i, o in enumerate(self.room.objects):
             lo, hi = o.world_bounds()
-            out.append({"instance": i + 1, "name": o.name, "nyu40": o.nyu40,
-                        "bounds_min": [round(float(x), 4) for x in lo], "bounds_max": [round(float(x), 4) for x in hi]})
+            out.append(
+                {
+                    "instance": i + 1,
+                    "name": o.name,
+                    "nyu40": o.nyu40,
+                    "bounds_min": [round(float(x), 4) for x in lo],
+                    "bounds_max": [round(float(x), 4) for x in hi],
+                }
+            )
         return out
 
     def meta(self) -> dict:
-        return {"format": SCENE_FORMAT, "seed": int(self.seed), "frames": int(self.frames), "width": self.width,
-                "height": self.height, "label_space": "nyu40", "depth_shift": DEPTH_SHIFT,
-                "room": {"width": self.room.width, "depth": self.room.depth, "height": self.room.height},
-                "classes": self.room.classes(), "objects": self.objects()}
+        return {
+            "format": SCENE_FORMAT,
+            "seed": int(self.seed),
+            "frames": int(self.frames),
+            "width": self.width,
+            "height": self.height,
+            "label_space": "nyu40",
+            "depth_shift": DEPTH_SHIFT,
+            "room": {"width": self.room.width, "depth": self.room.depth, "height": self.room.height},
+            "classes": self.room.classes(),
+            "objects": self.objects(),
+        }
 
 
 class SyntheticSource(Source):
@@ -92,8 +115,9 @@ class SyntheticSource(Source):
 
     kind = "synthetic"
 
-    def __init__(self, seed: int, sampling: Sampling | None = None, frames: int = 50, width: int = 640,
-                 height: int = 480):
+    def __init__(
+        self, seed: int, sampling: Sampling | None = None, frames: int = 50, width: int = 640, height: int = 480
+    ):
         super().__init__(f"synthetic:{seed}", sampling)
         self.scene = SyntheticScene(int(seed), int(frames), int(width), int(height))
 
@@ -106,10 +130,16 @@ class SyntheticSource(Source):
 
     def _describe(self) -> dict:
         c = self.scene.camera
-        return {"size": [c.width, c.height],
-                "camera": {"fx": c.fx, "fy": c.fy, "cx": c.cx, "cy": c.cy, "width": c.width, "height": c.height},
-                "has_depth": True, "has_pose": True, "has_labels": True, "label_space": "nyu40",
-                "classes": self.scene.room.classes(), "objects": len(self.scene.room.objects)}
+        return {
+            "size": [c.width, c.height],
+            "camera": {"fx": c.fx, "fy": c.fy, "cx": c.cx, "cy": c.cy, "width": c.width, "height": c.height},
+            "has_depth": True,
+            "has_pose": True,
+            "has_labels": True,
+            "label_space": "nyu40",
+            "classes": self.scene.room.classes(),
+            "objects": len(self.scene.room.objects),
+        }
 
 
 def _save_matrix(path: Path, m: np.ndarray) -> None:

@@ -8,6 +8,7 @@ appearance so that only position or context tells them apart:
   - picture and window: the same framed panels and sizes; windows hang high (centre
     1.75-2.0 m), pictures at eye level (centre 1.1-1.4 m).
 """
+
 from __future__ import annotations
 
 import colorsys
@@ -17,7 +18,19 @@ import numpy as np
 
 # NYU40 ids of the classes the generator uses.
 WALL, FLOOR, CABINET, BED, CHAIR, SOFA, TABLE, DOOR, WINDOW, BOOKSHELF, PICTURE, CEILING = (
-    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 22)
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+    10,
+    11,
+    22,
+)
 ROOM_CLASSES = (WALL, FLOOR, CABINET, BED, CHAIR, SOFA, TABLE, DOOR, WINDOW, BOOKSHELF, PICTURE, CEILING)
 
 TEXTURES = ("solid", "stripes", "checker", "noise", "wood")
@@ -43,8 +56,8 @@ class RoomObject:
     yaw: float = 0.0
     color: tuple[float, float, float] = (0.5, 0.5, 0.5)  # RGB in [0, 1]
     texture: str = "solid"
-    texture_scale: float = 0.2     # metres per texture period / cell
-    texture_amp: float = 0.15      # relative brightness modulation
+    texture_scale: float = 0.2  # metres per texture period / cell
+    texture_amp: float = 0.15  # relative brightness modulation
     texture_dir: tuple[float, float, float] = (1.0, 0.0, 0.0)
     part_colors: list = field(default_factory=list)  # optional colour per box (frames of pictures ...)
 
@@ -58,8 +71,7 @@ class RoomObject:
             verts.append(v @ R.T + np.asarray(self.position))
             tris.append(_CUBE_TRIS + 8 * k)
             owner.append(np.full(12, k))
-        return (np.concatenate(verts).astype(np.float32), np.concatenate(tris).astype(np.uint32),
-                np.concatenate(owner))
+        return (np.concatenate(verts).astype(np.float32), np.concatenate(tris).astype(np.uint32), np.concatenate(owner))
 
     def world_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         v, _, _ = self.mesh()
@@ -68,21 +80,30 @@ class RoomObject:
 
 _UNIT_CUBE = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], np.float64)
 # 12 outward-facing triangles of the unit cube above (vertex index = 4x + 2y + z).
-_CUBE_TRIS = np.array([
-    [0, 1, 3], [0, 3, 2],   # x = 0
-    [4, 6, 7], [4, 7, 5],   # x = 1
-    [0, 4, 5], [0, 5, 1],   # y = 0
-    [2, 3, 7], [2, 7, 6],   # y = 1
-    [0, 2, 6], [0, 6, 4],   # z = 0
-    [1, 5, 7], [1, 7, 3],   # z = 1
-], np.int64)
+_CUBE_TRIS = np.array(
+    [
+        [0, 1, 3],
+        [0, 3, 2],  # x = 0
+        [4, 6, 7],
+        [4, 7, 5],  # x = 1
+        [0, 4, 5],
+        [0, 5, 1],  # y = 0
+        [2, 3, 7],
+        [2, 7, 6],  # y = 1
+        [0, 2, 6],
+        [0, 6, 4],  # z = 0
+        [1, 5, 7],
+        [1, 7, 3],  # z = 1
+    ],
+    np.int64,
+)
 
 
 @dataclass
 class Room:
     seed: int
-    width: float   # x extent (m)
-    depth: float   # y extent (m)
+    width: float  # x extent (m)
+    depth: float  # y extent (m)
     height: float  # z extent (m)
     objects: list[RoomObject]
 
@@ -91,6 +112,7 @@ class Room:
 
 
 # --- appearance per class -----------------------------------------------------------------
+
 
 def _hsv(rng, h, s, v) -> tuple[float, float, float]:
     """A colour from HSV ranges (each a (lo, hi) pair)."""
@@ -110,7 +132,12 @@ APPEARANCE = {
     TABLE: (lambda r: _hsv(r, (0.05, 0.10), (0.45, 0.75), (0.35, 0.65)), ("wood",), (0.04, 0.10), (0.15, 0.30)),
     CHAIR: (lambda r: _hsv(r, (0, 1), (0.55, 0.90), (0.30, 0.80)), ("solid", "noise"), (0.02, 0.05), (0.05, 0.15)),
     CABINET: (lambda r: _hsv(r, (0.08, 0.14), (0.10, 0.40), (0.55, 0.85)), ("stripes",), (0.35, 0.50), (0.20, 0.35)),
-    BED: (lambda r: _hsv(r, (0.50, 0.70), (0.20, 0.50), (0.70, 0.95)), ("checker", "stripes"), (0.12, 0.25), (0.15, 0.30)),
+    BED: (
+        lambda r: _hsv(r, (0.50, 0.70), (0.20, 0.50), (0.70, 0.95)),
+        ("checker", "stripes"),
+        (0.12, 0.25),
+        (0.15, 0.30),
+    ),
     SOFA: (lambda r: _hsv(r, (0, 1), (0.30, 0.60), (0.25, 0.55)), ("noise",), (0.01, 0.03), (0.15, 0.30)),
     DOOR: (lambda r: _hsv(r, (0.06, 0.10), (0.50, 0.80), (0.30, 0.50)), ("wood",), (0.05, 0.12), (0.10, 0.25)),
     BOOKSHELF: (lambda r: _hsv(r, (0, 1), (0.50, 0.90), (0.40, 0.80)), ("stripes",), (0.03, 0.06), (0.35, 0.50)),
@@ -124,11 +151,23 @@ FRAME_COLOR = {PICTURE: ((0, 1), (0.0, 0.1), (0.1, 0.95)), WINDOW: ((0, 1), (0.0
 def _styled(rng, name: str, nyu40: int, boxes, position, yaw=0.0, part_colors=None) -> RoomObject:
     sample, textures, scale, amp = APPEARANCE[nyu40]
     tex = textures[rng.integers(len(textures))]
-    return RoomObject(name, nyu40, boxes, tuple(float(x) for x in position), float(yaw), sample(rng), tex,
-                      float(rng.uniform(*scale)), float(rng.uniform(*amp)), _unit(rng), part_colors or [])
+    return RoomObject(
+        name,
+        nyu40,
+        boxes,
+        tuple(float(x) for x in position),
+        float(yaw),
+        sample(rng),
+        tex,
+        float(rng.uniform(*scale)),
+        float(rng.uniform(*amp)),
+        _unit(rng),
+        part_colors or [],
+    )
 
 
 # --- shapes per class (object frame: x across, y front to back (+y = back), z up) --------------
+
 
 def _table(rng):
     w, d, h = rng.uniform(0.9, 1.6), rng.uniform(0.7, 1.0), rng.uniform(0.70, 0.78)
@@ -164,18 +203,23 @@ def _bookshelf(rng):
 
 def _bed(rng):
     w, l, h = rng.uniform(1.0, 1.7), rng.uniform(1.9, 2.1), rng.uniform(0.45, 0.6)
-    boxes = [Box((0, 0, h / 2), (w, l, h)), Box((0, l / 2 - 0.04, h + 0.25), (w, 0.08, 0.5)),
-             Box((0, l / 2 - 0.35, h + 0.07), (w * 0.8, 0.4, 0.14))]
+    boxes = [
+        Box((0, 0, h / 2), (w, l, h)),
+        Box((0, l / 2 - 0.04, h + 0.25), (w, 0.08, 0.5)),
+        Box((0, l / 2 - 0.35, h + 0.07), (w * 0.8, 0.4, 0.14)),
+    ]
     return boxes, (w, l)
 
 
 def _sofa(rng):
     w, d, seat = rng.uniform(1.5, 2.2), rng.uniform(0.8, 0.95), rng.uniform(0.40, 0.48)
     arm = 0.18
-    boxes = [Box((0, -0.05, seat / 2), (w, d - 0.1, seat)),
-             Box((0, d / 2 - 0.1, seat + 0.22), (w, 0.2, 0.44)),
-             Box((-(w / 2 - arm / 2), -0.05, seat + 0.1), (arm, d - 0.1, 0.2)),
-             Box(((w / 2 - arm / 2), -0.05, seat + 0.1), (arm, d - 0.1, 0.2))]
+    boxes = [
+        Box((0, -0.05, seat / 2), (w, d - 0.1, seat)),
+        Box((0, d / 2 - 0.1, seat + 0.22), (w, 0.2, 0.44)),
+        Box((-(w / 2 - arm / 2), -0.05, seat + 0.1), (arm, d - 0.1, 0.2)),
+        Box(((w / 2 - arm / 2), -0.05, seat + 0.1), (arm, d - 0.1, 0.2)),
+    ]
     return boxes, (w, d)
 
 
@@ -185,6 +229,7 @@ AGAINST_WALL = ((BED, 0.7), (SOFA, 0.7), (CABINET, 1.0), (CABINET, 0.5), (BOOKSH
 
 
 # --- layout -------------------------------------------------------------------------------
+
 
 class _Walls:
     """Free intervals along each wall, for wall-mounted items and furniture backs."""
@@ -209,12 +254,12 @@ def _wall_frame(W, D, wall, s, offset):
     """World (x, y) and yaw for a point `s` metres along `wall`, `offset` metres into the room;
     the object's local +y points at the wall."""
     if wall == 0:
-        return (s, offset), np.pi          # wall y=0: local +y → world -y
+        return (s, offset), np.pi  # wall y=0: local +y → world -y
     if wall == 1:
         return (W - offset, s), -np.pi / 2  # wall x=W: local +y → world +x
     if wall == 2:
-        return (W - s, D - offset), 0.0      # wall y=D
-    return (offset, D - s), np.pi / 2        # wall x=0
+        return (W - s, D - offset), 0.0  # wall y=D
+    return (offset, D - s), np.pi / 2  # wall x=0
 
 
 def make_room(seed: int) -> Room:
@@ -223,14 +268,32 @@ def make_room(seed: int) -> Room:
     W, D, H = rng.uniform(4.0, 6.5), rng.uniform(3.6, 5.5), rng.uniform(2.6, 3.0)
     objs: list[RoomObject] = []
     t = 0.1  # wall thickness
-    wall_boxes = [((W / 2, -t / 2, H / 2), (W + 2 * t, t, H + 2 * t)), ((W + t / 2, D / 2, H / 2), (t, D + 2 * t, H + 2 * t)),
-                  ((W / 2, D + t / 2, H / 2), (W + 2 * t, t, H + 2 * t)), ((-t / 2, D / 2, H / 2), (t, D + 2 * t, H + 2 * t))]
+    wall_boxes = [
+        ((W / 2, -t / 2, H / 2), (W + 2 * t, t, H + 2 * t)),
+        ((W + t / 2, D / 2, H / 2), (t, D + 2 * t, H + 2 * t)),
+        ((W / 2, D + t / 2, H / 2), (W + 2 * t, t, H + 2 * t)),
+        ((-t / 2, D / 2, H / 2), (t, D + 2 * t, H + 2 * t)),
+    ]
     wall_style = _styled(rng, "wall", WALL, [], (0, 0, 0))
     for k, (c, s) in enumerate(wall_boxes):
-        objs.append(RoomObject(f"wall_{k}", WALL, [Box(c, s)], (0, 0, 0), 0.0, wall_style.color, wall_style.texture,
-                               wall_style.texture_scale, wall_style.texture_amp, wall_style.texture_dir))
+        objs.append(
+            RoomObject(
+                f"wall_{k}",
+                WALL,
+                [Box(c, s)],
+                (0, 0, 0),
+                0.0,
+                wall_style.color,
+                wall_style.texture,
+                wall_style.texture_scale,
+                wall_style.texture_amp,
+                wall_style.texture_dir,
+            )
+        )
     objs.append(_styled(rng, "floor", FLOOR, [Box((W / 2, D / 2, -t / 2), (W + 2 * t, D + 2 * t, t))], (0, 0, 0)))
-    objs.append(_styled(rng, "ceiling", CEILING, [Box((W / 2, D / 2, H + t / 2), (W + 2 * t, D + 2 * t, t))], (0, 0, 0)))
+    objs.append(
+        _styled(rng, "ceiling", CEILING, [Box((W / 2, D / 2, H + t / 2), (W + 2 * t, D + 2 * t, t))], (0, 0, 0))
+    )
 
     walls = _Walls(W, D)
     counter: dict[int, int] = {}
@@ -258,9 +321,13 @@ def make_room(seed: int) -> Room:
             (x, y), yaw = _wall_frame(W, D, wall, s, 0.03)
             z = min(rng.uniform(*zc), H - ph / 2 - 0.1)
             f = 0.05  # frame width
-            boxes = [Box((0, 0.005, 0), (pw - 2 * f, 0.05, ph - 2 * f)),          # the panel
-                     Box((0, 0, (ph - f) / 2), (pw, 0.06, f)), Box((0, 0, -(ph - f) / 2), (pw, 0.06, f)),
-                     Box(((pw - f) / 2, 0, 0), (f, 0.06, ph)), Box((-(pw - f) / 2, 0, 0), (f, 0.06, ph))]
+            boxes = [
+                Box((0, 0.005, 0), (pw - 2 * f, 0.05, ph - 2 * f)),  # the panel
+                Box((0, 0, (ph - f) / 2), (pw, 0.06, f)),
+                Box((0, 0, -(ph - f) / 2), (pw, 0.06, f)),
+                Box(((pw - f) / 2, 0, 0), (f, 0.06, ph)),
+                Box((-(pw - f) / 2, 0, 0), (f, 0.06, ph)),
+            ]
             frame_col = _hsv(rng, *FRAME_COLOR[cls])
             obj = _styled(rng, name(cls), cls, boxes, (x, y, z), yaw)
             obj.part_colors = [obj.color] + [frame_col] * 4
@@ -310,8 +377,20 @@ def make_room(seed: int) -> Room:
     return Room(int(seed), float(W), float(D), float(H), objs)
 
 
-_NAMES = {WALL: "wall", FLOOR: "floor", CEILING: "ceiling", TABLE: "table", CHAIR: "chair", CABINET: "cabinet",
-          BED: "bed", SOFA: "sofa", DOOR: "door", WINDOW: "window", BOOKSHELF: "bookshelf", PICTURE: "picture"}
+_NAMES = {
+    WALL: "wall",
+    FLOOR: "floor",
+    CEILING: "ceiling",
+    TABLE: "table",
+    CHAIR: "chair",
+    CABINET: "cabinet",
+    BED: "bed",
+    SOFA: "sofa",
+    DOOR: "door",
+    WINDOW: "window",
+    BOOKSHELF: "bookshelf",
+    PICTURE: "picture",
+}
 
 
 def _footprint(x, y, w, d, yaw):

@@ -11,6 +11,7 @@ and the line of ours that raised it) is written with its input to the harness's 
 Every harness runs in its own process; each starts from its seeds in tests/fuzz/corpus/HARNESS/
 and grows a working corpus under the output folder (the seed folder is never written).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -85,24 +86,41 @@ def child(name: str, out: Path, libfuzzer_args: list[str]) -> None:
     atheris.Fuzz()
 
 
-def run_harness(name: str, out: Path, seconds: float | None, runs: int | None, timeout: int, rss_mb: int,
-                seed: int | None) -> tuple[int, list[str]]:
+def run_harness(
+    name: str, out: Path, seconds: float | None, runs: int | None, timeout: int, rss_mb: int, seed: int | None
+) -> tuple[int, list[str]]:
     """(executions, crash descriptions) of one harness run."""
     if out.exists():
         shutil.rmtree(out)
     work = out / "corpus"
     work.mkdir(parents=True)
     seeds = CORPUS / name
-    args = [str(work), str(seeds), f"-timeout={timeout}", f"-rss_limit_mb={rss_mb}", "-print_final_stats=1",
-            f"-artifact_prefix={out}/", "-max_len=200000"]
+    args = [
+        str(work),
+        str(seeds),
+        f"-timeout={timeout}",
+        f"-rss_limit_mb={rss_mb}",
+        "-print_final_stats=1",
+        f"-artifact_prefix={out}/",
+        "-max_len=200000",
+    ]
     args.append(f"-runs={runs}" if runs is not None else f"-max_total_time={int(seconds)}")
     if seed is not None:
         args.append(f"-seed={seed}")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "protos"), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "protos"), os.environ.get("PYTHONPATH", "")]),
+    }
     limit = (seconds or 0) + 600 if runs is None else 1800
     try:
-        p = subprocess.run([sys.executable, __file__, "--child", name, "--out", str(out), "--", *args],
-                           capture_output=True, text=True, env=env, timeout=limit, cwd=REPO)
+        p = subprocess.run(
+            [sys.executable, __file__, "--child", name, "--out", str(out), "--", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=limit,
+            cwd=REPO,
+        )
         log, rc = p.stdout + p.stderr, p.returncode
     except subprocess.TimeoutExpired as e:
         log, rc = (e.stdout or b"").decode(errors="replace") + (e.stderr or b"").decode(errors="replace"), -9
@@ -134,22 +152,30 @@ def write_seeds(names: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("harness", nargs="*", help=f"harnesses to run (default: all of {', '.join(HARNESSES)})")
-    p.add_argument("--seconds", type=float, default=float(os.environ.get("FUZZ_SECONDS", 300)),
-                   help="fuzzing time per harness (default $FUZZ_SECONDS or 300)")
+    p.add_argument(
+        "--seconds",
+        type=float,
+        default=float(os.environ.get("FUZZ_SECONDS", 300)),
+        help="fuzzing time per harness (default $FUZZ_SECONDS or 300)",
+    )
     p.add_argument("--runs", type=int, help="executions per harness instead of a time")
     p.add_argument("--timeout", type=int, default=20, help="seconds one input may take before it is a hang (20)")
     p.add_argument("--rss-mb", type=int, default=3072, help="memory bound of a harness process, MiB (3072)")
     p.add_argument("--seed", type=int, help="libFuzzer's random seed (default: random)")
     p.add_argument("--out", type=Path, default=REPO / "out" / "fuzz", help="output folder (default out/fuzz)")
-    p.add_argument("--write-seeds", action="store_true",
-                   help="(re)write the seed corpora in tests/fuzz/corpus/ from the targets' seeds() and exit")
+    p.add_argument(
+        "--write-seeds",
+        action="store_true",
+        help="(re)write the seed corpora in tests/fuzz/corpus/ from the targets' seeds() and exit",
+    )
     p.add_argument("--child", help=argparse.SUPPRESS)
     argv = sys.argv[1:] if argv is None else argv
-    libfuzzer = argv[argv.index("--") + 1:] if "--" in argv else []
-    args = p.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    libfuzzer = argv[argv.index("--") + 1 :] if "--" in argv else []
+    args = p.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     if args.child:
         child(args.child, args.out, libfuzzer)
         return 0
@@ -162,8 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     found = 0
     for name in names:
-        execs, crashes = run_harness(name, args.out / name, None if args.runs else args.seconds, args.runs,
-                                     args.timeout, args.rss_mb, args.seed)
+        execs, crashes = run_harness(
+            name, args.out / name, None if args.runs else args.seconds, args.runs, args.timeout, args.rss_mb, args.seed
+        )
         print(f"{name.upper()}: {execs} executions, {len(crashes)} crashes", flush=True)
         for c in crashes:
             print(f"  {c}", flush=True)

@@ -6,6 +6,7 @@ or our own error type (ALLOWED) with a message; runner.py counts anything else a
 `setup()` of a target builds what it needs once per process (fixed files, a tiny index, a
 running daemon); `seeds()` returns the inputs its corpus starts from (tests/fuzz/corpus/).
 """
+
 from __future__ import annotations
 
 import io
@@ -57,7 +58,7 @@ def _picture(w: int = 24, h: int = 18, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     img = np.zeros((h, w, 3), np.uint8)
     img[:, : w // 2] = (200, 40, 40)
-    img[h // 2:, w // 3:] = (30, 180, 60)
+    img[h // 2 :, w // 3 :] = (30, 180, 60)
     return np.clip(img + rng.integers(0, 8, img.shape), 0, 255).astype(np.uint8)
 
 
@@ -65,8 +66,8 @@ def _split(data: bytes, parts: int) -> list[bytes]:
     """`parts` byte strings from one input: 2-byte big-endian lengths, the last takes the rest."""
     out, at = [], 0
     for _ in range(parts - 1):
-        n = int.from_bytes(data[at:at + 2], "big") if at + 2 <= len(data) else 0
-        out.append(data[at + 2:at + 2 + n])
+        n = int.from_bytes(data[at : at + 2], "big") if at + 2 <= len(data) else 0
+        out.append(data[at + 2 : at + 2 + n])
         at += 2 + n
     out.append(data[at:])
     return out
@@ -77,6 +78,7 @@ def _join(*parts: bytes) -> bytes:
 
 
 # --- .sens ------------------------------------------------------------------------------------
+
 
 def sens_run(data: bytes) -> None:
     from regiond.scenes.source import Sampling
@@ -103,6 +105,7 @@ def sens_seeds() -> dict[str, bytes]:
 
 
 # --- ScanNet / 7-Scenes folders: pose and intrinsics text ----------------------------------------
+
 
 def folders_setup() -> None:
     import cv2
@@ -139,8 +142,11 @@ def folders_seeds() -> dict[str, bytes]:
     pose = b"1 0 0 0.5\n0 1 0 0\n0 0 1 1.2\n0 0 0 1\n"
     k4 = b"12 0 8 0\n0 12 6 0\n0 0 1 0\n0 0 0 1\n"
     k3 = b"585 0 320\n0 585 240\n0 0 1\n"
-    return {"scannet.txt": _join(pose, k4, k4), "7scenes.txt": _join(pose, k3, k3),
-            "lost.txt": _join(b"-inf -inf -inf -inf\n" * 4, k3, b"")}
+    return {
+        "scannet.txt": _join(pose, k4, k4),
+        "7scenes.txt": _join(pose, k3, k3),
+        "lost.txt": _join(b"-inf -inf -inf -inf\n" * 4, k3, b""),
+    }
 
 
 # --- images and depth into a Frame (the gRPC request conversion) -----------------------------------
@@ -152,7 +158,7 @@ def image_run(data: bytes) -> None:
     from regiond.service.convert import Limits, extract_request_frame
     from regiond.api.v1 import regions_pb2 as pb
 
-    head, rest = data[:_HEAD.size].ljust(_HEAD.size, b"\0"), data[_HEAD.size:]
+    head, rest = data[: _HEAD.size].ljust(_HEAD.size, b"\0"), data[_HEAD.size :]
     flags, mp, w, h, dtype, dw, dh, scale, fx, fy, cx, cy = _HEAD.unpack(head)
     image, depth = _split(rest, 2) if flags & 4 else (rest, b"")
     req = pb.ExtractRequest(image=pb.Image(data=image, encoding=flags & 3, width=w, height=h))
@@ -168,7 +174,7 @@ def image_run(data: bytes) -> None:
 
 def image_seeds() -> dict[str, bytes]:
     a = _picture()
-    gray16 = (np.arange(24 * 18, dtype=np.uint16).reshape(18, 24) * 97)
+    gray16 = np.arange(24 * 18, dtype=np.uint16).reshape(18, 24) * 97
     depth = np.full((18, 24), 1200, "<u2").tobytes()
     return {
         "png": _HEAD.pack(1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0) + _png(a),
@@ -180,6 +186,7 @@ def image_seeds() -> dict[str, bytes]:
 
 
 # --- COCO RLE masks in Search requests ---------------------------------------------------------------
+
 
 def rle_run(data: bytes) -> None:
     from regiond.service.search_rpc import query_mask
@@ -214,8 +221,9 @@ def _search_rpc():
         from regiond.api.v1 import regions_pb2 as pb
 
         rpc = SearchRPC(build_extractor("lite"), WORK / "requests-index")
-        rpc.index_images(iter([pb.IndexRequest(image_id=f"p{i}", image=pb.Image(data=_png(_picture(seed=i))))
-                               for i in range(2)]))
+        rpc.index_images(
+            iter([pb.IndexRequest(image_id=f"p{i}", image=pb.Image(data=_png(_picture(seed=i)))) for i in range(2)])
+        )
         _SEARCH["rpc"] = rpc
     return _SEARCH["rpc"]
 
@@ -273,6 +281,7 @@ def requests_seeds() -> dict[str, bytes]:
 
 # --- head loading: config.json + safetensors ----------------------------------------------------------
 
+
 def heads_run(data: bytes) -> None:
     from regiond.heads.registry import load_head
 
@@ -296,6 +305,7 @@ def heads_seeds() -> dict[str, bytes]:
 
 
 # --- token-cache manifests and .npz RegionSets -----------------------------------------------------
+
 
 def cache_run(data: bytes) -> None:
     from regiond.extraction.cache import TokenCache, read_item
@@ -337,6 +347,7 @@ def regionset_seeds() -> dict[str, bytes]:
 
 
 # --- the index's SQLite store and FAISS snapshot ----------------------------------------------------
+
 
 def index_setup() -> None:
     index_seeds()
@@ -382,16 +393,17 @@ def index_seeds() -> dict[str, bytes]:
     return {f"file{i}-{n}": bytes([i]) + (d / n).read_bytes() for i, n in enumerate(names)}
 
 
-TARGETS = {t.name: t for t in (
-    Target("sens", sens_run, sens_seeds),
-    Target("folders", folders_run, folders_seeds, folders_setup),
-    Target("image", image_run, image_seeds),
-    Target("rle", rle_run, rle_seeds),
-    Target("requests", requests_run, requests_seeds, requests_setup),
-    Target("heads", heads_run, heads_seeds),
-    Target("cache", cache_run, cache_seeds),
-    Target("regionset", regionset_run, regionset_seeds),
-    Target("index", index_run, index_seeds, index_setup),
-)}
-
-
+TARGETS = {
+    t.name: t
+    for t in (
+        Target("sens", sens_run, sens_seeds),
+        Target("folders", folders_run, folders_seeds, folders_setup),
+        Target("image", image_run, image_seeds),
+        Target("rle", rle_run, rle_seeds),
+        Target("requests", requests_run, requests_seeds, requests_setup),
+        Target("heads", heads_run, heads_seeds),
+        Target("cache", cache_run, cache_seeds),
+        Target("regionset", regionset_run, regionset_seeds),
+        Target("index", index_run, index_seeds, index_setup),
+    )
+}

@@ -8,6 +8,7 @@ running past its 20 s deadline. Every BATCH calls the daemon must answer a healt
 every RESTART calls it is stopped (it must stop within its grace period + 5 s) and started
 again.
 """
+
 from __future__ import annotations
 
 import time
@@ -27,8 +28,12 @@ METHODS = [  # (path, kind, request streams: up to 3 messages)
     ("/grpc.health.v1.Health/Check", "unary_unary"),
     ("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", "stream_stream"),
 ]
-OK_CODES = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
-            grpc.StatusCode.RESOURCE_EXHAUSTED}
+OK_CODES = {
+    grpc.StatusCode.OK,
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
 _state: dict = {}
 
 
@@ -38,8 +43,15 @@ def _start() -> None:
 
     ex = _state.get("extractor") or build_extractor("lite")
     _state["extractor"] = ex
-    cfg = ServeConfig(listen="127.0.0.1:0", data_dir=WORK / "daemon", heads="bundled", grace=GRACE,
-                      max_pixels=256 * 256, idle_timeout=DEADLINE / 2, warmup=False)
+    cfg = ServeConfig(
+        listen="127.0.0.1:0",
+        data_dir=WORK / "daemon",
+        heads="bundled",
+        grace=GRACE,
+        max_pixels=256 * 256,
+        idle_timeout=DEADLINE / 2,
+        warmup=False,
+    )
     _state["server"] = srv = RegionServer(cfg, extractor=ex).start()
     _state["channel"] = grpc.insecure_channel(srv.address)
     _state["calls"] = 0
@@ -87,8 +99,9 @@ def run(data: bytes) -> None:
             raise AssertionError(f"{path} answered {e.code().name}: {e.details()}") from None
     _state["calls"] += 1
     if _state["calls"] % BATCH == 0:
-        stub = _state["channel"].unary_unary("/grpc.health.v1.Health/Check",
-                                             response_deserializer=health_pb2.HealthCheckResponse.FromString)
+        stub = _state["channel"].unary_unary(
+            "/grpc.health.v1.Health/Check", response_deserializer=health_pb2.HealthCheckResponse.FromString
+        )
         if stub(b"", timeout=10).status != health_pb2.HealthCheckResponse.SERVING:
             raise AssertionError("the daemon no longer reports SERVING")
     if _state["calls"] % RESTART == 0:
@@ -114,8 +127,13 @@ def seeds() -> dict[str, bytes]:
     k = pb.Intrinsics(fx=20, fy=20, cx=12, cy=9)
     depth = pb.Depth(data=np.full((18, 24), 1000, "<u2").tobytes(), width=24, height=18)
     pose = pb.Pose(matrix=np.eye(4).ravel().tolist())
-    scene0 = pb.SceneFrame(color=img, depth=depth, intrinsics=k, pose=pose,
-                           options=pb.SceneOptions(return_label_maps=True, return_ply=True))
+    scene0 = pb.SceneFrame(
+        color=img,
+        depth=depth,
+        intrinsics=k,
+        pose=pose,
+        options=pb.SceneOptions(return_label_maps=True, return_ply=True),
+    )
     box = pb.BoxQuery(image=img, box=pb.Box(x0=2, y0=2, x1=12, y1=10))
     two = lambda a, b: _join(a.SerializeToString(), b.SerializeToString(), b"")  # noqa: E731
     return {

@@ -10,6 +10,7 @@ A connection is held only while one store method runs its query to the end (neve
 yield, never while its caller waits on a lock), so borrowers wait only for another query to
 finish and cannot deadlock on each other.
 """
+
 from __future__ import annotations
 
 import queue

@@ -13,6 +13,7 @@ Concurrency: adds and removes are serialised by the store's write lock; each com
 SQLite first (the acknowledgement) and then updates FAISS under the write side of a
 readers-writer lock, while searches hold the read side and may run in parallel.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -45,8 +46,10 @@ log = logging.getLogger(__name__)
 DB_NAME = "regions.sqlite"
 CONFIG_NAME = "index.json"
 SNAPSHOT_NAME = "faiss.snapshot"
-LEGACY_NOTE = ("built before feature normalisation, so searched with its original raw-feature scores; "
-               "`regiond index renormalise {dir}` adopts the normaliser in place, without re-extracting")
+LEGACY_NOTE = (
+    "built before feature normalisation, so searched with its original raw-feature scores; "
+    "`regiond index renormalise {dir}` adopts the normaliser in place, without re-extracting"
+)
 
 
 #: A filter leaving at most this many images is searched exactly over their regions.
@@ -65,8 +68,14 @@ class RegionIndex(Searching):
                 one it recorded; one built before normalisation keeps its raw scores.
     """
 
-    def __init__(self, directory, dim: int | None = None, config: IndexConfig | None = None,
-                 features: str | None = None, normaliser: Normaliser | Callable[[], Normaliser] | None = None):
+    def __init__(
+        self,
+        directory,
+        dim: int | None = None,
+        config: IndexConfig | None = None,
+        features: str | None = None,
+        normaliser: Normaliser | Callable[[], Normaliser] | None = None,
+    ):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._lock_fh = open(self.dir / "LOCK", "a+")
@@ -90,8 +99,10 @@ class RegionIndex(Searching):
             self.vectors = self._open_vectors()
         except sqlite3.DatabaseError as e:
             self._release()
-            raise IndexFileError(f"{self.dir / DB_NAME} is damaged ({e}); left untouched. Restore it from a "
-                                 "backup, or move it away to start an empty index") from None
+            raise IndexFileError(
+                f"{self.dir / DB_NAME} is damaged ({e}); left untouched. Restore it from a "
+                "backup, or move it away to start an empty index"
+            ) from None
         except BaseException:
             self._release()
             raise
@@ -235,8 +246,16 @@ class RegionIndex(Searching):
             with self._swap.write():  # a lookup never finds a replaced image missing half-way
                 if old is not None:
                     self._remove_locked(old)
-                key, _seq = self.store.add_image(image_id, regions.width, regions.height, metadata,
-                                                 regions.counts, regions.boxes, regions.areas, feats)
+                key, _seq = self.store.add_image(
+                    image_id,
+                    regions.width,
+                    regions.height,
+                    metadata,
+                    regions.counts,
+                    regions.boxes,
+                    regions.areas,
+                    feats,
+                )
                 with self.rw.write():
                     self.vectors.add(key, feats)
             self._n_images += 1
@@ -360,8 +379,11 @@ class RegionIndex(Searching):
             img = images.get(key)
             if img is None:  # removed between the vector search and now
                 continue
-            regions = [RegionHit(r, s, rrows[(key, r)].box, rrows[(key, r)].area, rrows[(key, r)].counts)
-                       for r, s in lst if (key, r) in rrows]
+            regions = [
+                RegionHit(r, s, rrows[(key, r)].box, rrows[(key, r)].area, rrows[(key, r)].counts)
+                for r, s in lst
+                if (key, r) in rrows
+            ]
             hits.append(ImageHit(img.image_id, score, img.width, img.height, img.metadata, regions))
         return hits
 

@@ -5,6 +5,7 @@ storage may be reallocated under the reader), so searches share the lock and mut
 the FAISS index hold it alone. Writers are preferred so a steady stream of searches cannot
 starve indexing.
 """
+
 from __future__ import annotations
 
 import threading

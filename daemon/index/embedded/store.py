@@ -16,6 +16,7 @@ scores (the identity normaliser), and `regiond index renormalise` adopts one in 
 since the raw features are all a normaliser needs. Code that predates format 2 refuses a
 format 2 file (it would compare raw queries with normalised vectors) instead of mis-scoring it.
 """
+
 from __future__ import annotations
 
 import json
@@ -85,7 +86,7 @@ class ImageRow:
 class RegionRow:
     image_key: int
     region: int
-    box: np.ndarray     # [x0, y0, x1, y1], x1/y1 exclusive
+    box: np.ndarray  # [x0, y0, x1, y1], x1/y1 exclusive
     area: int
     counts: np.ndarray  # uint32 RLE counts
 
@@ -94,8 +95,15 @@ class SQLiteStore:
     """Thread-safe: one writer connection behind a mutex, a fixed pool of reader connections
     (readers.py), each lent for one query."""
 
-    def __init__(self, path: Path, dim: int | None, storage_dtype: str = "float32", features: str | None = None,
-                 normaliser: Normaliser | Callable[[], Normaliser] | None = None, readers: int = READERS):
+    def __init__(
+        self,
+        path: Path,
+        dim: int | None,
+        storage_dtype: str = "float32",
+        features: str | None = None,
+        normaliser: Normaliser | Callable[[], Normaliser] | None = None,
+        readers: int = READERS,
+    ):
         """features: what produced the vectors (e.g. "lite/classic"); an index built from other
         features is refused, since their scores would not compare.
         normaliser: what a new index maps its features with (or a function giving it, called
@@ -133,9 +141,15 @@ class SQLiteStore:
             raise ValueError("a new index needs the feature dimension")
         self._w.executescript("BEGIN IMMEDIATE;" + SCHEMA + NORMALISER_SCHEMA)
         try:
-            self._w.executemany("INSERT INTO meta VALUES (?, ?)", [
-                ("format", FORMAT), ("dim", str(int(dim))), ("storage_dtype", storage_dtype),
-                ("features", features or "")])
+            self._w.executemany(
+                "INSERT INTO meta VALUES (?, ?)",
+                [
+                    ("format", FORMAT),
+                    ("dim", str(int(dim))),
+                    ("storage_dtype", storage_dtype),
+                    ("features", features or ""),
+                ],
+            )
             self._put_normaliser(normaliser)
             self._w.execute("COMMIT")
         except BaseException:
@@ -153,8 +167,10 @@ class SQLiteStore:
             try:
                 tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
                 if not {"meta", "images", "regions", "log"} <= tables:
-                    raise IndexFileError(f"{self.path} is an SQLite database but not a regiond index "
-                                         f"(tables {sorted(tables)}); left untouched")
+                    raise IndexFileError(
+                        f"{self.path} is an SQLite database but not a regiond index "
+                        f"(tables {sorted(tables)}); left untouched"
+                    )
                 meta = dict(con.execute("SELECT key, value FROM meta"))
                 con.execute("SELECT key, image_id, n_regions, features FROM images LIMIT 1").fetchall()
             finally:
@@ -162,14 +178,20 @@ class SQLiteStore:
         except sqlite3.DatabaseError as e:
             raise IndexFileError(f"{self.path} is not a readable regiond index ({e}); left untouched") from None
         if meta.get("format") not in FORMATS:
-            raise IndexFileError(f"{self.path} is an SQLite database but not a regiond index this version reads "
-                                 f"(format {meta.get('format')!r}, expected one of {list(FORMATS)}); left untouched")
+            raise IndexFileError(
+                f"{self.path} is an SQLite database but not a regiond index this version reads "
+                f"(format {meta.get('format')!r}, expected one of {list(FORMATS)}); left untouched"
+            )
         if features and meta.get("features") and meta["features"] != features:
-            raise IndexFileError(f"{self.path} holds {meta['features']} features but this extractor gives {features}; "
-                                 "their scores do not compare: use another data directory or the matching profile")
+            raise IndexFileError(
+                f"{self.path} holds {meta['features']} features but this extractor gives {features}; "
+                "their scores do not compare: use another data directory or the matching profile"
+            )
         if dim is not None and int(meta["dim"]) != int(dim):
-            raise IndexFileError(f"{self.path} holds {meta['dim']}-d features but the extractor gives {dim}-d; "
-                                 "use another data directory or the matching profile")
+            raise IndexFileError(
+                f"{self.path} holds {meta['dim']}-d features but the extractor gives {dim}-d; "
+                "use another data directory or the matching profile"
+            )
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60)
@@ -202,8 +224,10 @@ class SQLiteStore:
             return IDENTITY
         row = self._w.execute("SELECT data, crc FROM normaliser WHERE id = 1").fetchone()
         if row is None or zlib.crc32(row[0]) != row[1]:
-            raise IndexFileError(f"{self.path}: the feature normaliser is missing or damaged; left untouched. "
-                                 "Run `regiond index renormalise` to record one again (the features are intact)")
+            raise IndexFileError(
+                f"{self.path}: the feature normaliser is missing or damaged; left untouched. "
+                "Run `regiond index renormalise` to record one again (the features are intact)"
+            )
         try:
             n = Normaliser.from_bytes(row[0], where=f"{self.path} normaliser")
         except ValueError as e:
@@ -234,8 +258,17 @@ class SQLiteStore:
 
     # --- writes (callers hold write_lock) ----------------------------------------------------
 
-    def add_image(self, image_id: str, width: int, height: int, metadata: dict,
-                  counts: list, boxes: np.ndarray, areas: np.ndarray, features: np.ndarray) -> tuple[int, int]:
+    def add_image(
+        self,
+        image_id: str,
+        width: int,
+        height: int,
+        metadata: dict,
+        counts: list,
+        boxes: np.ndarray,
+        areas: np.ndarray,
+        features: np.ndarray,
+    ) -> tuple[int, int]:
         """Insert one image atomically and durably. Returns (image key, log seq)."""
         feats = np.ascontiguousarray(features, dtype=self.dtype)
         w = self._w
@@ -243,12 +276,24 @@ class SQLiteStore:
         try:
             cur = w.execute(
                 "INSERT INTO images (image_id, width, height, metadata, n_regions, features, crc) VALUES (?,?,?,?,?,?,?)",
-                (image_id, int(width), int(height), json.dumps(metadata, sort_keys=True), len(counts), feats.tobytes(),
-                 zlib.crc32(feats.tobytes())))
+                (
+                    image_id,
+                    int(width),
+                    int(height),
+                    json.dumps(metadata, sort_keys=True),
+                    len(counts),
+                    feats.tobytes(),
+                    zlib.crc32(feats.tobytes()),
+                ),
+            )
             key = int(cur.lastrowid)
-            w.executemany("INSERT INTO regions VALUES (?,?,?,?,?,?,?,?)", [
-                (key, i, *map(float, boxes[i]), int(areas[i]), np.asarray(c, dtype="<u4").tobytes())
-                for i, c in enumerate(counts)])
+            w.executemany(
+                "INSERT INTO regions VALUES (?,?,?,?,?,?,?,?)",
+                [
+                    (key, i, *map(float, boxes[i]), int(areas[i]), np.asarray(c, dtype="<u4").tobytes())
+                    for i, c in enumerate(counts)
+                ],
+            )
             seq = int(w.execute("INSERT INTO log (op, image_key) VALUES ('add', ?)", (key,)).lastrowid)
             w.execute("COMMIT")
         except BaseException:
@@ -308,12 +353,26 @@ class SQLiteStore:
     def regions(self, pairs) -> dict[tuple[int, int], RegionRow]:
         out = {}
         with self._readers.connection() as r:
-            rows = [(key, region, r.execute("SELECT x0, y0, x1, y1, area, rle FROM regions WHERE image_key = ? AND region = ?",
-                                            (int(key), int(region))).fetchone()) for key, region in pairs]
+            rows = [
+                (
+                    key,
+                    region,
+                    r.execute(
+                        "SELECT x0, y0, x1, y1, area, rle FROM regions WHERE image_key = ? AND region = ?",
+                        (int(key), int(region)),
+                    ).fetchone(),
+                )
+                for key, region in pairs
+            ]
         for key, region, row in rows:
             if row:
-                out[(int(key), int(region))] = RegionRow(int(key), int(region), np.array(row[:4], np.float32),
-                                                         int(row[4]), np.frombuffer(row[5], dtype="<u4").copy())
+                out[(int(key), int(region))] = RegionRow(
+                    int(key),
+                    int(region),
+                    np.array(row[:4], np.float32),
+                    int(row[4]),
+                    np.frombuffer(row[5], dtype="<u4").copy(),
+                )
         return out
 
     def features_of(self, key: int) -> np.ndarray:
@@ -334,8 +393,9 @@ class SQLiteStore:
         write_lock)."""
         if keys is None:
             last = 0  # AUTOINCREMENT keys start at 1
-            while rows := self._read("SELECT key, n_regions, features, crc FROM images WHERE key > ? ORDER BY key LIMIT ?",
-                                     (last, batch)):
+            while rows := self._read(
+                "SELECT key, n_regions, features, crc FROM images WHERE key > ? ORDER BY key LIMIT ?", (last, batch)
+            ):
                 for k, n, blob, crc in rows:
                     yield int(k), self._vectors(int(k), n, blob, crc)
                 last = rows[-1][0]
@@ -364,4 +424,4 @@ class SQLiteStore:
 
 def _chunks(seq, n):
     for i in range(0, len(seq), n):
-        yield seq[i:i + n]
+        yield seq[i : i + n]

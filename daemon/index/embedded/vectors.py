@@ -9,6 +9,7 @@ the log position and a SHA-256 of the payload lets a foreign or damaged file be 
 Trained kinds (IVF-PQ) search exactly, in an interim flat index, until enough vectors exist
 to train on a sample; then the index is trained and rebuilt once.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,8 +33,15 @@ SNAPSHOT_MAGIC = b"REGIOND-FAISS\x00v1"
 class VectorIndex:
     """FAISS index with image/region ids, tombstones for kinds that cannot remove."""
 
-    def __init__(self, config: IndexConfig, dim: int, normaliser: Normaliser = IDENTITY, index=None,
-                 trained: bool | None = None, tombstones=()):
+    def __init__(
+        self,
+        config: IndexConfig,
+        dim: int,
+        normaliser: Normaliser = IDENTITY,
+        index=None,
+        trained: bool | None = None,
+        tombstones=(),
+    ):
         self.config = config
         self.dim = int(dim)
         self.normaliser = normaliser
@@ -118,8 +126,9 @@ class VectorIndex:
         with omp_threads(self.config.search_threads):
             return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
 
-    def search_images(self, query: np.ndarray, k: int, per: int = 1, allowed=None,
-                      excluded=frozenset()) -> tuple[np.ndarray, np.ndarray]:
+    def search_images(
+        self, query: np.ndarray, k: int, per: int = 1, allowed=None, excluded=frozenset()
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Region hits (scores, ids) that cover the best regions of the top-k images.
 
         Searches k·per·8 regions (at least 64) and widens 4× at a time until k distinct
@@ -151,12 +160,18 @@ class VectorIndex:
     def save(self, path: Path, seq: int):
         """Atomically replace the snapshot at `path` with this index at log position `seq`."""
         payload = faiss.serialize_index(self.index).tobytes()
-        header = json.dumps({
-            "config": self.config.to_dict(), "dim": self.dim, "normaliser": self.normaliser.digest,
-            "seq": int(seq), "trained": self.trained,
-            "tombstones": sorted(self.tombstones), "ntotal": self.ntotal,
-            "sha256": hashlib.sha256(payload).hexdigest(),
-        }).encode()
+        header = json.dumps(
+            {
+                "config": self.config.to_dict(),
+                "dim": self.dim,
+                "normaliser": self.normaliser.digest,
+                "seq": int(seq),
+                "trained": self.trained,
+                "tombstones": sorted(self.tombstones),
+                "ntotal": self.ntotal,
+                "sha256": hashlib.sha256(payload).hexdigest(),
+            }
+        ).encode()
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as fh:
             fh.write(SNAPSHOT_MAGIC + struct.pack("<Q", len(header)) + header)
@@ -167,8 +182,9 @@ class VectorIndex:
         _fsync_dir(path.parent)
 
     @classmethod
-    def load(cls, path: Path, config: IndexConfig, dim: int,
-             normaliser: Normaliser = IDENTITY) -> tuple["VectorIndex | None", int]:
+    def load(
+        cls, path: Path, config: IndexConfig, dim: int, normaliser: Normaliser = IDENTITY
+    ) -> tuple["VectorIndex | None", int]:
         """(index, seq) from a snapshot; (None, 0) when it was made with another configuration
         or normaliser (the caller rebuilds; snapshots from before normalisation hold raw
         vectors, "none"). Raises IndexFileError, touching nothing, for a foreign or damaged
@@ -180,21 +196,29 @@ class VectorIndex:
         try:
             off = len(SNAPSHOT_MAGIC)
             (hlen,) = struct.unpack_from("<Q", data, off)
-            header = json.loads(data[off + 8: off + 8 + hlen])
-            payload = data[off + 8 + hlen:]
+            header = json.loads(data[off + 8 : off + 8 + hlen])
+            payload = data[off + 8 + hlen :]
         except (struct.error, ValueError) as e:
-            raise IndexFileError(f"{path}: damaged snapshot header ({e}); left untouched. "
-                                 "Delete it to rebuild the search index from the database.") from None
+            raise IndexFileError(
+                f"{path}: damaged snapshot header ({e}); left untouched. "
+                "Delete it to rebuild the search index from the database."
+            ) from None
         if hashlib.sha256(payload).hexdigest() != header.get("sha256"):
-            raise IndexFileError(f"{path}: snapshot checksum mismatch (damaged file); left untouched. "
-                                 "Delete it to rebuild the search index from the database.")
+            raise IndexFileError(
+                f"{path}: snapshot checksum mismatch (damaged file); left untouched. "
+                "Delete it to rebuild the search index from the database."
+            )
         stored = IndexConfig.from_dict(header["config"])
-        if (header["dim"] != dim or _build_fields(stored) != _build_fields(config)
-                or header.get("normaliser", IDENTITY.digest) != normaliser.digest):
+        if (
+            header["dim"] != dim
+            or _build_fields(stored) != _build_fields(config)
+            or header.get("normaliser", IDENTITY.digest) != normaliser.digest
+        ):
             return None, 0
         index = faiss.deserialize_index(np.frombuffer(payload, dtype=np.uint8))
-        return cls(config, dim, normaliser, index=index, trained=header["trained"],
-                   tombstones=header["tombstones"]), int(header["seq"])
+        return cls(
+            config, dim, normaliser, index=index, trained=header["trained"], tombstones=header["tombstones"]
+        ), int(header["seq"])
 
 
 def _build_fields(c: IndexConfig) -> dict:

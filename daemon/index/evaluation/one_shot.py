@@ -14,6 +14,7 @@ Every other database image is scored, and the images that contain the class are 
 AP is computed per query, averaged per class, then over classes (mAP); precision@50 the same
 way (the top 50 of the ranking, or the whole database when it is smaller).
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -63,34 +64,63 @@ class RetrievalReport:
     precision_k: int
     methods: dict  # name -> MethodResult
     normaliser: str = ""  # the index's (RegionIndex.normaliser_note)
-    expansion: int = 0    # images the "regions" queries were expanded with
+    expansion: int = 0  # images the "regions" queries were expanded with
 
     def text(self) -> str:
         names = list(self.methods)
         classes = list(next(iter(self.methods.values())).per_class)
-        head = f"{'class':<20}{'queries':>8}" + "".join(f"{n + ' AP':>18}{n + f' P@{self.precision_k}':>20}" for n in names)
-        lines = [f"{self.images} images, {self.regions} regions, {self.queries} queries",
-                 f"feature normaliser: {self.normaliser}",
-                 f"query expansion: {self.expansion} images (regions; regions-noexp: none)" if self.expansion
-                 else "query expansion: none", head]
+        head = f"{'class':<20}{'queries':>8}" + "".join(
+            f"{n + ' AP':>18}{n + f' P@{self.precision_k}':>20}" for n in names
+        )
+        lines = [
+            f"{self.images} images, {self.regions} regions, {self.queries} queries",
+            f"feature normaliser: {self.normaliser}",
+            f"query expansion: {self.expansion} images (regions; regions-noexp: none)"
+            if self.expansion
+            else "query expansion: none",
+            head,
+        ]
         for c in classes:
             q = self.methods[names[0]].per_class[c]["queries"]
-            lines.append(f"{c:<20}{q:>8}" + "".join(
-                f"{self.methods[n].per_class[c]['AP']:>18.3f}{self.methods[n].per_class[c]['P']:>20.3f}" for n in names))
-        lines.append(f"{'mean over classes':<28}" + "".join(
-            f"{self.methods[n].mean_ap:>18.3f}{self.methods[n].mean_precision:>20.3f}" for n in names))
+            lines.append(
+                f"{c:<20}{q:>8}"
+                + "".join(
+                    f"{self.methods[n].per_class[c]['AP']:>18.3f}{self.methods[n].per_class[c]['P']:>20.3f}"
+                    for n in names
+                )
+            )
+        lines.append(
+            f"{'mean over classes':<28}"
+            + "".join(f"{self.methods[n].mean_ap:>18.3f}{self.methods[n].mean_precision:>20.3f}" for n in names)
+        )
         return "\n".join(lines)
 
     def as_dict(self) -> dict:
-        return {"images": self.images, "regions": self.regions, "queries": self.queries,
-                "precision_k": self.precision_k, "normaliser": self.normaliser, "expansion": self.expansion,
-                "methods": {n: {"mAP": m.mean_ap, f"P@{self.precision_k}": m.mean_precision, "per_class": m.per_class}
-                            for n, m in self.methods.items()}}
+        return {
+            "images": self.images,
+            "regions": self.regions,
+            "queries": self.queries,
+            "precision_k": self.precision_k,
+            "normaliser": self.normaliser,
+            "expansion": self.expansion,
+            "methods": {
+                n: {"mAP": m.mean_ap, f"P@{self.precision_k}": m.mean_precision, "per_class": m.per_class}
+                for n, m in self.methods.items()
+            },
+        }
 
 
-def evaluate_retrieval(collection: Collection, extractor: RegionExtractor, index_dir=None, queries_per_class: int | None = None,
-                       precision_k: int = 50, seed: int = 0, progress: bool = False,
-                       normaliser: Normaliser | None = None, expand: int = SERVED_EXPANSION) -> RetrievalReport:
+def evaluate_retrieval(
+    collection: Collection,
+    extractor: RegionExtractor,
+    index_dir=None,
+    queries_per_class: int | None = None,
+    precision_k: int = 50,
+    seed: int = 0,
+    progress: bool = False,
+    normaliser: Normaliser | None = None,
+    expand: int = SERVED_EXPANSION,
+) -> RetrievalReport:
     """Index the collection's images with `extractor` (into index_dir, or a temporary one;
     images already there are reused) and evaluate region and whole-image retrieval.
     normaliser: a new index's (default: the extractor's, corpus.normaliser_for)
@@ -100,9 +130,13 @@ def evaluate_retrieval(collection: Collection, extractor: RegionExtractor, index
         tmp = tempfile.TemporaryDirectory(prefix="regiond-eval-")
         index_dir = tmp.name
     try:
-        with RegionIndex(Path(index_dir), dim=extractor.dim, config=IndexConfig(checkpoint_every=10**9),
-                         features=extractor.features_name,
-                         normaliser=normaliser or (lambda: normaliser_for(extractor))) as index:
+        with RegionIndex(
+            Path(index_dir),
+            dim=extractor.dim,
+            config=IndexConfig(checkpoint_every=10**9),
+            features=extractor.features_name,
+            normaliser=normaliser or (lambda: normaliser_for(extractor)),
+        ) as index:
             whole = np.zeros((len(collection.images), extractor.dim), np.float32)
             queries = []  # (image position, category, feature)
             for pos, ci in enumerate(tqdm(collection.images, desc="indexing", unit="image", disable=not progress)):
@@ -119,7 +153,9 @@ def evaluate_retrieval(collection: Collection, extractor: RegionExtractor, index
             tmp.cleanup()
 
 
-def _score(collection, index, whole, queries, queries_per_class, precision_k, seed, progress, expand) -> RetrievalReport:
+def _score(
+    collection, index, whole, queries, queries_per_class, precision_k, seed, progress, expand
+) -> RetrievalReport:
     ids = [ci.image_id for ci in collection.images]
     has = np.zeros((len(ids), max(collection.categories) + 1), bool)
     for pos, ci in enumerate(collection.images):
@@ -149,11 +185,19 @@ def _score(collection, index, whole, queries, queries_per_class, precision_k, se
             results[name].setdefault(c, []).append((average_precision(s, rel), precision_at(s, rel, precision_k)))
     methods = {}
     for name, per in results.items():
-        per_class = {collection.categories[c]: {"AP": float(np.mean([a for a, _ in v])),
-                                                "P": float(np.mean([p for _, p in v])), "queries": len(v)}
-                     for c, v in sorted(per.items())}
-        methods[name] = MethodResult(float(np.mean([v["AP"] for v in per_class.values()])) if per_class else float("nan"),
-                                     float(np.mean([v["P"] for v in per_class.values()])) if per_class else float("nan"),
-                                     per_class)
-    return RetrievalReport(len(ids), index.num_regions, len(chosen), precision_k, methods, index.normaliser_note(),
-                           expand)
+        per_class = {
+            collection.categories[c]: {
+                "AP": float(np.mean([a for a, _ in v])),
+                "P": float(np.mean([p for _, p in v])),
+                "queries": len(v),
+            }
+            for c, v in sorted(per.items())
+        }
+        methods[name] = MethodResult(
+            float(np.mean([v["AP"] for v in per_class.values()])) if per_class else float("nan"),
+            float(np.mean([v["P"] for v in per_class.values()])) if per_class else float("nan"),
+            per_class,
+        )
+    return RetrievalReport(
+        len(ids), index.num_regions, len(chosen), precision_k, methods, index.normaliser_note(), expand
+    )

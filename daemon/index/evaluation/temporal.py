@@ -16,6 +16,7 @@ temporal P@k is the mean over queries of the correct share of the top k. The cei
 what a perfect ranking would get (fewer than k indexed frames within the window when
 `every` is large).
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -55,16 +56,21 @@ class TemporalReport:
     rankings: dict = field(default_factory=dict, repr=False)  # match -> {query frame: [(image id, score)] top k}
 
     def text(self, headline: str = "regions") -> str:
-        lines = [f"{self.source or 'frames'}: {self.frames} frames, {self.indexed} indexed (every {self.every}), "
-                 f"{self.regions} regions; {self.queries} queries: a central box ({self.box:g} of each side) of "
-                 f"every {self.query_every}th frame; correct: within ±{self.window} frames",
-                 f"feature normaliser: {self.normaliser}",
-                 f"query expansion: {self.expansion} images (as the daemon's Search: a single feature, "
-                 f"so pooled boxes and boxes holding one region)" if self.expansion else "query expansion: none",
-                 f"{'box matched by':<16}temporal P@{self.k}"]
+        lines = [
+            f"{self.source or 'frames'}: {self.frames} frames, {self.indexed} indexed (every {self.every}), "
+            f"{self.regions} regions; {self.queries} queries: a central box ({self.box:g} of each side) of "
+            f"every {self.query_every}th frame; correct: within ±{self.window} frames",
+            f"feature normaliser: {self.normaliser}",
+            f"query expansion: {self.expansion} images (as the daemon's Search: a single feature, "
+            f"so pooled boxes and boxes holding one region)"
+            if self.expansion
+            else "query expansion: none",
+            f"{'box matched by':<16}temporal P@{self.k}",
+        ]
         lines += [f"{m:<16}{p:.3f}" for m, p in self.precision.items()]
-        lines.append(f"temporal P@{self.k} = {self.precision[headline]:.3f}   "
-                     f"(--match {headline}; ceiling {self.ceiling:.3f})")
+        lines.append(
+            f"temporal P@{self.k} = {self.precision[headline]:.3f}   (--match {headline}; ceiling {self.ceiling:.3f})"
+        )
         return "\n".join(lines)
 
     @property
@@ -72,9 +78,25 @@ class TemporalReport:
         return len(range(0, self.frames, self.query_every))
 
     def as_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("source", "frames", "indexed", "every", "regions", "queries",
-                                              "query_every", "window", "k", "box", "ceiling", "normaliser",
-                                              "precision", "expansion")}
+        return {
+            k: getattr(self, k)
+            for k in (
+                "source",
+                "frames",
+                "indexed",
+                "every",
+                "regions",
+                "queries",
+                "query_every",
+                "window",
+                "k",
+                "box",
+                "ceiling",
+                "normaliser",
+                "precision",
+                "expansion",
+            )
+        }
 
 
 def central_box(h: int, w: int, fraction: float) -> list[float]:
@@ -83,20 +105,35 @@ def central_box(h: int, w: int, fraction: float) -> list[float]:
     return [m * w, m * h, (1 - m) * w, (1 - m) * h]
 
 
-def evaluate_temporal(frames: Iterable[Frame | np.ndarray], extractor: RegionExtractor, source: str = "",
-                      every: int = 1, query_every: int = 10, window: int = 10, k: int = 5, box: float = 0.5,
-                      normaliser: Normaliser | None = None, progress: bool = False,
-                      expand: int = SERVED_EXPANSION) -> TemporalReport:
+def evaluate_temporal(
+    frames: Iterable[Frame | np.ndarray],
+    extractor: RegionExtractor,
+    source: str = "",
+    every: int = 1,
+    query_every: int = 10,
+    window: int = 10,
+    k: int = 5,
+    box: float = 0.5,
+    normaliser: Normaliser | None = None,
+    progress: bool = False,
+    expand: int = SERVED_EXPANSION,
+) -> TemporalReport:
     """Index the frames (in a temporary index with `normaliser`, default the extractor's) and
     score box queries by how many of their top k hits are nearby frames. expand: the query
     expansion of the daemon's Search (default: what it does with a request that leaves it unset)."""
     if every < 1 or query_every < 1 or k < 1 or window < 0 or not 0 < box <= 1:
         raise ValueError("every, query_every and k must be ≥ 1, window ≥ 0, box in (0, 1]")
     check_expansion(expand)  # before the frames are indexed
-    with tempfile.TemporaryDirectory(prefix="regiond-temporal-") as tmp, \
-            RegionIndex(Path(tmp), dim=extractor.dim, config=IndexConfig(checkpoint_every=10**9),
-                        features=extractor.features_name,
-                        normaliser=normaliser or (lambda: normaliser_for(extractor))) as index:
+    with (
+        tempfile.TemporaryDirectory(prefix="regiond-temporal-") as tmp,
+        RegionIndex(
+            Path(tmp),
+            dim=extractor.dim,
+            config=IndexConfig(checkpoint_every=10**9),
+            features=extractor.features_name,
+            normaliser=normaliser or (lambda: normaliser_for(extractor)),
+        ) as index,
+    ):
         queries, indexed, n = [], [], 0
         for i, frame in enumerate(tqdm(frames, desc="indexing", unit="frame", disable=not progress)):
             n = i + 1
@@ -118,10 +155,27 @@ def evaluate_temporal(frames: Iterable[Frame | np.ndarray], extractor: RegionExt
                 rankings[match][i] = [(h.image_id, h.score) for h in hits]
                 shares.append(sum(abs(int(h.metadata["frame"]) - i) <= window for h in hits) / k)
             precision[match] = float(np.mean(shares)) if shares else float("nan")
-        ceiling = float(np.mean([min(k, int(np.sum((np.abs(near - i) <= window) & (near != i)))) / k
-                                 for i, _ in queries])) if queries else float("nan")
-        return TemporalReport(source, n, len(indexed), every, index.num_regions, query_every, window, k, box,
-                              ceiling, index.normaliser_note(), precision, expand, rankings)
+        ceiling = (
+            float(np.mean([min(k, int(np.sum((np.abs(near - i) <= window) & (near != i)))) / k for i, _ in queries]))
+            if queries
+            else float("nan")
+        )
+        return TemporalReport(
+            source,
+            n,
+            len(indexed),
+            every,
+            index.num_regions,
+            query_every,
+            window,
+            k,
+            box,
+            ceiling,
+            index.normaliser_note(),
+            precision,
+            expand,
+            rankings,
+        )
 
 
 def frame_id(i: int) -> str:

@@ -15,6 +15,7 @@ last flush. close() (a daemon's graceful stop) flushes: Milvus seals the segment
 fsyncs them. Writes from one daemon are serialised (Milvus Lite wants one writer a
 collection); reads run in parallel.
 """
+
 from __future__ import annotations
 
 import base64
@@ -56,7 +57,7 @@ from regiond.index.embedded.store import IndexFileError
 log = logging.getLogger(__name__)
 
 CONSISTENCY = "Session"  # a daemon reads its own writes; others' within Milvus's staleness bound
-COUNT_TTL = 1.0          # seconds the image/region counts are reused (own writes refresh them)
+COUNT_TTL = 1.0  # seconds the image/region counts are reused (own writes refresh them)
 #: Milvus Lite searches rows it has not flushed (its memtable, up to 128 MB) one by one, about
 #: 10x slower than its indexed segments: it is flushed every this many rows written
 LITE_FLUSH_ROWS = 5000
@@ -69,8 +70,14 @@ class MilvusIndex(Searching):
 
     max_regions = MAX_REGIONS
 
-    def __init__(self, location: str, dim: int | None = None, config: IndexConfig | None = None,
-                 features: str | None = None, normaliser: Normaliser | Callable[[], Normaliser] | None = None):
+    def __init__(
+        self,
+        location: str,
+        dim: int | None = None,
+        config: IndexConfig | None = None,
+        features: str | None = None,
+        normaliser: Normaliser | Callable[[], Normaliser] | None = None,
+    ):
         from pymilvus import MilvusClient  # heavy: only with a Milvus index
 
         self.location = MilvusLocation.parse(location)
@@ -104,7 +111,9 @@ class MilvusIndex(Searching):
         try:
             server, db, port = start_server_in_thread(self.location.lite_path, host="127.0.0.1", port=0)
         except DataDirLockedError:
-            raise IndexFileError(f"{self.location.lite_path} is open in another process (Milvus Lite's lock is held)") from None
+            raise IndexFileError(
+                f"{self.location.lite_path} is open in another process (Milvus Lite's lock is held)"
+            ) from None
         self._lite = (server, db)
         return f"http://127.0.0.1:{port}"
 
@@ -113,17 +122,27 @@ class MilvusIndex(Searching):
         if not self.client.has_collection(self.meta_name):
             return None
         self.client.load_collection(self.meta_name)
-        rows = {r["key"]: r["value"] for r in self.client.query(self.meta_name, filter='key != ""', limit=QUERY_PAGE,
-                                                                 output_fields=["key", "value"])}
+        rows = {
+            r["key"]: r["value"]
+            for r in self.client.query(
+                self.meta_name, filter='key != ""', limit=QUERY_PAGE, output_fields=["key", "value"]
+            )
+        }
         if rows.get("format") != FORMAT or "complete" not in rows:
-            raise IndexFileError(f"{self.location}: collection {self.meta_name} is not a complete regiond index "
-                                 f"(format {rows.get('format')!r}); left untouched")
+            raise IndexFileError(
+                f"{self.location}: collection {self.meta_name} is not a complete regiond index "
+                f"(format {rows.get('format')!r}); left untouched"
+            )
         data = "".join(rows[f"normaliser.{i}"] for i in range(int(rows["normaliser.parts"])))
         raw = base64.b64decode(data)
         if zlib.crc32(raw) != int(rows["normaliser.crc"]):
             raise IndexFileError(f"{self.location}: the feature normaliser recorded in {self.meta_name} is damaged")
-        return {"dim": int(rows["dim"]), "features": rows["features"], "config": json.loads(rows["config"]),
-                "normaliser": Normaliser.from_bytes(raw, where=f"{self.location} normaliser")}
+        return {
+            "dim": int(rows["dim"]),
+            "features": rows["features"],
+            "config": json.loads(rows["config"]),
+            "normaliser": Normaliser.from_bytes(raw, where=f"{self.location} normaliser"),
+        }
 
     def _create(self, dim, config, features, normaliser) -> dict:
         if dim is None:
@@ -144,9 +163,15 @@ class MilvusIndex(Searching):
         self._create_collection(self.name, region_schema(type(c), int(dim)), ip, CONSISTENCY)
         data = norm.to_bytes()
         parts = chunks(data)
-        rows = {"format": FORMAT, "dim": str(int(dim)), "features": features or "",
-                "config": json.dumps(cfg.to_dict()), "normaliser.parts": str(len(parts)),
-                "normaliser.crc": str(zlib.crc32(data)), **{f"normaliser.{i}": t for i, t in enumerate(parts)}}
+        rows = {
+            "format": FORMAT,
+            "dim": str(int(dim)),
+            "features": features or "",
+            "config": json.dumps(cfg.to_dict()),
+            "normaliser.parts": str(len(parts)),
+            "normaliser.crc": str(zlib.crc32(data)),
+            **{f"normaliser.{i}": t for i, t in enumerate(parts)},
+        }
         rows["complete"] = "1"
         c.upsert(self.meta_name, [{"key": k, "value": v, "vec": [0.0, 0.0]} for k, v in rows.items()])
         c.flush(self.meta_name)
@@ -161,11 +186,15 @@ class MilvusIndex(Searching):
 
     def _check(self, meta: dict, dim, features) -> None:
         if features and meta["features"] and meta["features"] != features:
-            raise IndexFileError(f"{self.location} holds {meta['features']} features but this extractor gives "
-                                 f"{features}; their scores do not compare: use another collection or the matching profile")
+            raise IndexFileError(
+                f"{self.location} holds {meta['features']} features but this extractor gives "
+                f"{features}; their scores do not compare: use another collection or the matching profile"
+            )
         if dim is not None and int(dim) != meta["dim"]:
-            raise IndexFileError(f"{self.location} holds {meta['dim']}-d features but the extractor gives {dim}-d; "
-                                 "use another collection or the matching profile")
+            raise IndexFileError(
+                f"{self.location} holds {meta['dim']}-d features but the extractor gives {dim}-d; "
+                "use another collection or the matching profile"
+            )
 
     def normaliser_note(self) -> str:
         return self.normaliser.describe()
@@ -192,8 +221,11 @@ class MilvusIndex(Searching):
     # --- counts ----------------------------------------------------------------------------
 
     def _count(self, expr: str) -> int:
-        return int(self.client.query(self.name, filter=expr, output_fields=["count(*)"],
-                                     consistency_level=CONSISTENCY)[0]["count(*)"])
+        return int(
+            self.client.query(self.name, filter=expr, output_fields=["count(*)"], consistency_level=CONSISTENCY)[0][
+                "count(*)"
+            ]
+        )
 
     def _cached_counts(self) -> tuple[int, int]:
         c = self._counts
@@ -219,14 +251,39 @@ class MilvusIndex(Searching):
             rles = [encode_rle(c) for c in regions.counts]
         except ValueError as e:
             raise InputError("regions", str(e)) from None
-        common = {"image_id": image_id, "width": int(regions.width), "height": int(regions.height),
-                  "n_regions": len(feats), "metadata": metadata,
-                  "rand": int(zlib.crc32(image_id.encode()) * 2654435761 % RAND_RANGE)}
-        rows = [{**common, "pk": pk(image_id, -1), "region": -1, "vector": [0.0] * self.dim, "raw": [],
-                 "box": [0.0, 0.0, float(regions.width), float(regions.height)], "area": 0, "rle": ""}]
-        rows += [{**common, "pk": pk(image_id, i), "region": i, "vector": vecs[i].tolist(), "raw": feats[i].tolist(),
-                  "box": [float(b) for b in regions.boxes[i]], "area": int(regions.areas[i]), "rle": rles[i]}
-                 for i in range(len(feats))]
+        common = {
+            "image_id": image_id,
+            "width": int(regions.width),
+            "height": int(regions.height),
+            "n_regions": len(feats),
+            "metadata": metadata,
+            "rand": int(zlib.crc32(image_id.encode()) * 2654435761 % RAND_RANGE),
+        }
+        rows = [
+            {
+                **common,
+                "pk": pk(image_id, -1),
+                "region": -1,
+                "vector": [0.0] * self.dim,
+                "raw": [],
+                "box": [0.0, 0.0, float(regions.width), float(regions.height)],
+                "area": 0,
+                "rle": "",
+            }
+        ]
+        rows += [
+            {
+                **common,
+                "pk": pk(image_id, i),
+                "region": i,
+                "vector": vecs[i].tolist(),
+                "raw": feats[i].tolist(),
+                "box": [float(b) for b in regions.boxes[i]],
+                "area": int(regions.areas[i]),
+                "rle": rles[i],
+            }
+            for i in range(len(feats))
+        ]
         with self.write_lock:
             old = self._image_row(image_id)
             if old is not None:
@@ -263,14 +320,16 @@ class MilvusIndex(Searching):
         return self._rows(f"pk in [{', '.join(literal(p) for p in pks)}]", fields, limit=len(pks))
 
     def _rows(self, expr: str, fields: list[str], limit: int = QUERY_PAGE) -> list[dict]:
-        return self.client.query(self.name, filter=expr, output_fields=fields, limit=limit,
-                                 consistency_level=CONSISTENCY)
+        return self.client.query(
+            self.name, filter=expr, output_fields=fields, limit=limit, consistency_level=CONSISTENCY
+        )
 
     def _raw_features(self, image_id: str) -> np.ndarray | None:
         if image_id not in self:
             return None
-        rows = sorted(self._rows(f"image_id == {literal(image_id)} and region >= 0", ["region", "raw"]),
-                      key=lambda r: r["region"])
+        rows = sorted(
+            self._rows(f"image_id == {literal(image_id)} and region >= 0", ["region", "raw"]), key=lambda r: r["region"]
+        )
         return np.asarray([r["raw"] for r in rows], np.float32).reshape(len(rows), self.dim)
 
     def random_vectors(self, n: int, seed: int = 0, exclude: set[str] | None = None) -> np.ndarray:
@@ -288,21 +347,31 @@ class MilvusIndex(Searching):
         params = dict(self.search_params)
         if "ef" in params:
             params["ef"] = max(params["ef"], limit)
-        return self.client.search(self.name, data=[v.tolist() for v in np.atleast_2d(vectors)], anns_field="vector",
-                                  limit=min(limit, QUERY_PAGE), filter=expr, output_fields=fields,
-                                  search_params={"metric_type": "IP", "params": params},
-                                  consistency_level=CONSISTENCY, **kw)
+        return self.client.search(
+            self.name,
+            data=[v.tolist() for v in np.atleast_2d(vectors)],
+            anns_field="vector",
+            limit=min(limit, QUERY_PAGE),
+            filter=expr,
+            output_fields=fields,
+            search_params={"metric_type": "IP", "params": params},
+            consistency_level=CONSISTENCY,
+            **kw,
+        )
 
     def _nearest(self, q, k, per, flt: SearchFilter, exclude) -> list[ImageHit]:
         """The top-k images by their best region (_best_images); with more regions an image,
         each image's best `per` are scored exactly from its vectors. (Milvus Lite's
         group_size reads strict_group_size=False as true and fills groups from a short list:
         both would change what an image answers.)"""
-        best = self._best_images(q, k, filter_expr(flt.image_id_prefix, flt.metadata, exclude),
-                                 HIT_FIELDS if per == 1 else ["image_id"])
+        best = self._best_images(
+            q, k, filter_expr(flt.image_id_prefix, flt.metadata, exclude), HIT_FIELDS if per == 1 else ["image_id"]
+        )
         if per == 1:
-            return [ImageHit(e["image_id"], s, int(e["width"]), int(e["height"]), dict(e["metadata"]),
-                             [_region_hit(s, e)]) for e, s in best]
+            return [
+                ImageHit(e["image_id"], s, int(e["width"]), int(e["height"]), dict(e["metadata"]), [_region_hit(s, e)])
+                for e, s in best
+            ]
         return self._hits(self._best_regions(q, [(e["image_id"], s) for e, s in best], per))
 
     def _best_images(self, q, k: int, expr: str, fields: list[str]) -> list[tuple[dict, float]]:
@@ -329,10 +398,10 @@ class MilvusIndex(Searching):
         page = max(1, QUERY_PAGE // MAX_REGIONS)
         for i in range(0, len(ids), page):
             rows: dict[str, list] = {}
-            expr = f"image_id in [{', '.join(literal(x) for x in ids[i:i + page])}] and region >= 0"
+            expr = f"image_id in [{', '.join(literal(x) for x in ids[i : i + page])}] and region >= 0"
             for r in self._rows(expr, ["image_id", "region", "vector"]):
                 rows.setdefault(r["image_id"], []).append((r["region"], r["vector"]))
-            for image_id in ids[i:i + page]:
+            for image_id in ids[i : i + page]:
                 if rows.get(image_id):
                     yield image_id, np.asarray([v for _, v in sorted(rows[image_id])], np.float32)
 
@@ -360,17 +429,20 @@ class MilvusIndex(Searching):
         keys = [pk(i, -1) for i, _, _ in ranked] + [pk(i, r) for i, _, lst in ranked for r, _ in lst]
         rows = {}
         for j in range(0, len(keys), QUERY_PAGE):
-            rows.update({r["pk"]: r for r in self._get(keys[j:j + QUERY_PAGE], ["pk", *HIT_FIELDS])})
+            rows.update({r["pk"]: r for r in self._get(keys[j : j + QUERY_PAGE], ["pk", *HIT_FIELDS])})
         hits = []
         for image_id, score, lst in ranked:
             img = rows.get(pk(image_id, -1))
             if img is None:  # removed meanwhile
                 continue
             regions = [_region_hit(s, rows[pk(image_id, r)]) for r, s in lst if pk(image_id, r) in rows]
-            hits.append(ImageHit(image_id, score, int(img["width"]), int(img["height"]), dict(img["metadata"]), regions))
+            hits.append(
+                ImageHit(image_id, score, int(img["width"]), int(img["height"]), dict(img["metadata"]), regions)
+            )
         return hits
 
 
 def _region_hit(score: float, e: dict) -> RegionHit:
-    return RegionHit(int(e["region"]), float(score), np.asarray(e["box"], np.float32), int(e["area"]),
-                     decode_rle(e["rle"]))
+    return RegionHit(
+        int(e["region"]), float(score), np.asarray(e["box"], np.float32), int(e["area"]), decode_rle(e["rle"])
+    )

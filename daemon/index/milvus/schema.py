@@ -15,6 +15,7 @@ its format, feature width, the extractor that made the features, the index setti
 feature normaliser (its bytes in chunks), so every daemon maps queries exactly as the
 vectors were mapped.
 """
+
 from __future__ import annotations
 
 import base64
@@ -30,14 +31,14 @@ from regiond.index.config import IndexConfig
 FORMAT = "regiond.milvus/1"
 SCHEMES = ("milvus://", "milvus-lite:")
 DEFAULT_COLLECTION = "regiond_regions"
-MAX_ID_BYTES = 2048            # image ids: 512 characters of up to 4 UTF-8 bytes
-MAX_TEXT = 65535               # Milvus's VARCHAR limit
-MAX_REGIONS = 1024             # per image: one insert, one query page of a few images
-QUERY_PAGE = 16384             # Milvus's limit on one query's (or search's) rows
+MAX_ID_BYTES = 2048  # image ids: 512 characters of up to 4 UTF-8 bytes
+MAX_TEXT = 65535  # Milvus's VARCHAR limit
+MAX_REGIONS = 1024  # per image: one insert, one query page of a few images
+QUERY_PAGE = 16384  # Milvus's limit on one query's (or search's) rows
 #: auto: HNSW (every vector and its graph in memory, the best recall per millisecond) up to
 #: this many regions, then IVF-PQ (a code of dim/4 bytes a region, and no graph)
 HNSW_MAX_REGIONS = 20_000_000
-RAND_RANGE = 1 << 31           # each image's `rand`: a uniform sample of regions is a range of it
+RAND_RANGE = 1 << 31  # each image's `rand`: a uniform sample of regions is a range of it
 HIT_FIELDS = ["image_id", "region", "box", "area", "rle", "width", "height", "metadata"]
 
 
@@ -49,8 +50,8 @@ def is_milvus(location) -> bool:
 class MilvusLocation:
     """A parsed location (see the module docstring)."""
 
-    uri: str | None             # http://HOST:PORT of a server; None for Milvus Lite
-    lite_path: str | None       # Milvus Lite's data directory
+    uri: str | None  # http://HOST:PORT of a server; None for Milvus Lite
+    lite_path: str | None  # Milvus Lite's data directory
     collection: str = DEFAULT_COLLECTION
     db: str = ""
     index: str = "auto"
@@ -60,7 +61,7 @@ class MilvusLocation:
     def parse(cls, text: str) -> "MilvusLocation":
         opts: dict = {}
         if text.startswith("milvus-lite:"):
-            path, _, query = text[len("milvus-lite:"):].partition("?")
+            path, _, query = text[len("milvus-lite:") :].partition("?")
             if not path:
                 raise ValueError(f"--index {text}: milvus-lite:PATH needs a directory")
             uri, lite, collection = None, path, None
@@ -73,12 +74,20 @@ class MilvusLocation:
             opts[k] = v[-1]
         unknown = set(opts) - {"collection", "db", "index", "expected_regions"}
         if unknown:
-            raise ValueError(f"--index {text}: unknown options {sorted(unknown)} (collection, db, index, expected_regions)")
+            raise ValueError(
+                f"--index {text}: unknown options {sorted(unknown)} (collection, db, index, expected_regions)"
+            )
         index = opts.get("index", "auto")
         if index not in ("auto", "flat", "hnsw", "ivfpq"):
             raise ValueError(f"--index {text}: index={index!r}; one of auto, flat, hnsw, ivfpq")
-        return cls(uri, lite, collection or opts.get("collection", DEFAULT_COLLECTION), opts.get("db", ""), index,
-                   int(float(opts.get("expected_regions", 0))))
+        return cls(
+            uri,
+            lite,
+            collection or opts.get("collection", DEFAULT_COLLECTION),
+            opts.get("db", ""),
+            index,
+            int(float(opts.get("expected_regions", 0))),
+        )
 
     def __str__(self) -> str:
         return f"milvus-lite:{self.lite_path}" if self.lite_path else f"milvus://{self.uri[7:]}/{self.collection}"
@@ -103,15 +112,26 @@ def vector_index(config: IndexConfig, lite: bool) -> tuple[dict, dict]:
     if config.kind == "flat":
         return {"index_type": "FLAT", "metric_type": "IP", "params": {}}, {}
     if config.kind == "hnsw":
-        return ({"index_type": "HNSW", "metric_type": "IP",
-                 "params": {"M": config.hnsw_m, "efConstruction": config.ef_construction}},
-                {"ef": config.ef_search})
+        return (
+            {
+                "index_type": "HNSW",
+                "metric_type": "IP",
+                "params": {"M": config.hnsw_m, "efConstruction": config.ef_construction},
+            },
+            {"ef": config.ef_search},
+        )
     if lite:
-        raise ValueError("Milvus Lite has no product-quantised indexes (IVF_PQ): use index=hnsw or flat there, "
-                         "or a Milvus server")
-    return ({"index_type": "IVF_PQ", "metric_type": "IP",
-             "params": {"nlist": config.nlist, "m": config.pq_m, "nbits": config.pq_nbits}},
-            {"nprobe": config.nprobe})
+        raise ValueError(
+            "Milvus Lite has no product-quantised indexes (IVF_PQ): use index=hnsw or flat there, or a Milvus server"
+        )
+    return (
+        {
+            "index_type": "IVF_PQ",
+            "metric_type": "IP",
+            "params": {"nlist": config.nlist, "m": config.pq_m, "nbits": config.pq_nbits},
+        },
+        {"nprobe": config.nprobe},
+    )
 
 
 def region_schema(client_cls, dim: int):
@@ -121,8 +141,8 @@ def region_schema(client_cls, dim: int):
     s = client_cls.create_schema(auto_id=False, enable_dynamic_field=False)
     s.add_field("pk", DataType.VARCHAR, is_primary=True, max_length=MAX_ID_BYTES + 8)  # "<image id>#<region>"
     s.add_field("image_id", DataType.VARCHAR, max_length=MAX_ID_BYTES)
-    s.add_field("region", DataType.INT64)                    # -1: the image's own row
-    s.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)    # in the index's space (prepared)
+    s.add_field("region", DataType.INT64)  # -1: the image's own row
+    s.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)  # in the index's space (prepared)
     s.add_field("raw", DataType.ARRAY, element_type=DataType.FLOAT, max_capacity=max(1, dim))  # as extracted
     s.add_field("box", DataType.ARRAY, element_type=DataType.FLOAT, max_capacity=4)
     s.add_field("area", DataType.INT64)
@@ -131,7 +151,7 @@ def region_schema(client_cls, dim: int):
     s.add_field("height", DataType.INT64)
     s.add_field("n_regions", DataType.INT64)
     s.add_field("metadata", DataType.JSON)
-    s.add_field("rand", DataType.INT64)                      # per image: uniform in [0, RAND_RANGE)
+    s.add_field("rand", DataType.INT64)  # per image: uniform in [0, RAND_RANGE)
     return s
 
 
@@ -148,6 +168,7 @@ def meta_schema(client_cls):
 
 # --- rows ------------------------------------------------------------------------------------
 
+
 def pk(image_id: str, region: int) -> str:
     return f"{image_id}#{int(region)}"
 
@@ -160,13 +181,17 @@ def encode_rle(counts) -> str:
 
 
 def decode_rle(text: str) -> np.ndarray:
-    return np.frombuffer(zlib.decompress(base64.b64decode(text)), "<u4").astype(np.uint32) if text else np.zeros(0, np.uint32)
+    return (
+        np.frombuffer(zlib.decompress(base64.b64decode(text)), "<u4").astype(np.uint32)
+        if text
+        else np.zeros(0, np.uint32)
+    )
 
 
 def chunks(data: bytes, size: int = 48 * 1024) -> list[str]:
     """Bytes as base64 texts that each fit a VARCHAR."""
     text = base64.b64encode(data).decode()
-    return [text[i:i + size] for i in range(0, len(text), size)] or [""]
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
 
 # --- filter expressions ----------------------------------------------------------------------

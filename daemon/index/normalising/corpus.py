@@ -13,6 +13,7 @@ index needs no fit; `regiond index fit-normaliser --profile lite` rebuilds that 
 checks it is what a fresh fit gives). Other extractors (DINOv2 with local weights, the tiny
 test models) are fitted when an index is created, and the index records the result.
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,28 +42,45 @@ def shipped_path(features_name: str) -> Path:
     return SHIPPED_DIR / (features_name.replace("/", ".") + ".npz")
 
 
-def corpus_features(extractor: RegionExtractor, images: int | None = None, seed: int = CORPUS_SEED,
-                    progress: bool = False) -> np.ndarray:
+def corpus_features(
+    extractor: RegionExtractor, images: int | None = None, seed: int = CORPUS_SEED, progress: bool = False
+) -> np.ndarray:
     """N×D pooled features of the corpus's superpixels (its first `images`, default all)."""
     images = images or CORPUS_IMAGES
     slic = build_masker("slic")
     rows = []
-    for rgb, _ in tqdm(synthetic_images(images, seed, CORPUS_SIZE), total=images, desc="normaliser corpus",
-                       unit="image", disable=not progress):
+    for rgb, _ in tqdm(
+        synthetic_images(images, seed, CORPUS_SIZE),
+        total=images,
+        desc="normaliser corpus",
+        unit="image",
+        disable=not progress,
+    ):
         rows.append(np.asarray(extractor.pool(rgb, slic(rgb).masks), np.float32))
     return np.concatenate(rows)
 
 
-def fit_for(extractor: RegionExtractor, kind: str = DEFAULT_KIND, shrinkage: float = DEFAULT_SHRINKAGE,
-            images: int | None = None, progress: bool = False) -> Normaliser:
+def fit_for(
+    extractor: RegionExtractor,
+    kind: str = DEFAULT_KIND,
+    shrinkage: float = DEFAULT_SHRINKAGE,
+    images: int | None = None,
+    progress: bool = False,
+) -> Normaliser:
     """A normaliser for the extractor's features, fitted on the generated corpus."""
     if kind == "none":
         return IDENTITY
     images = images or CORPUS_IMAGES
     feats = corpus_features(extractor, images, progress=progress)
-    return fit_normaliser(feats, kind, shrinkage, fitted_on=(
-        f"{extractor.features_name} superpixels of {images} generated images ({CORPUS}, seed {CORPUS_SEED}; "
-        f"{len(feats)} regions)"))
+    return fit_normaliser(
+        feats,
+        kind,
+        shrinkage,
+        fitted_on=(
+            f"{extractor.features_name} superpixels of {images} generated images ({CORPUS}, seed {CORPUS_SEED}; "
+            f"{len(feats)} regions)"
+        ),
+    )
 
 
 def normaliser_for(extractor: RegionExtractor, kind: str = DEFAULT_KIND) -> Normaliser:
@@ -76,8 +94,12 @@ def normaliser_for(extractor: RegionExtractor, kind: str = DEFAULT_KIND) -> Norm
             return n
         log.warning("%s is %s-d but the extractor gives %d-d features; fitting instead", path, n.dim, extractor.dim)
     t0 = time.perf_counter()
-    log.info("fitting a %s feature normaliser for %s on %d generated images (once per new index)",
-             kind, extractor.features_name, CORPUS_IMAGES)
+    log.info(
+        "fitting a %s feature normaliser for %s on %d generated images (once per new index)",
+        kind,
+        extractor.features_name,
+        CORPUS_IMAGES,
+    )
     n = fit_for(extractor, kind)
     log.info("fitted in %.1f s: %s", time.perf_counter() - t0, n.describe())
     return n

@@ -18,6 +18,7 @@ index happens to hold, so a given extractor always gets the same normaliser. An 
 records the one it was built with (its parameters and their digest, store.py) and uses it
 for its whole life.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -92,8 +93,9 @@ class Normaliser:
     def to_bytes(self) -> bytes:
         """An .npz (no pickles) holding the parameters and a JSON header."""
         buf = io.BytesIO()
-        header = json.dumps({"kind": self.kind, "shrinkage": self.shrinkage, "fitted_on": self.fitted_on,
-                             "digest": self.digest})
+        header = json.dumps(
+            {"kind": self.kind, "shrinkage": self.shrinkage, "fitted_on": self.fitted_on, "digest": self.digest}
+        )
         arrays = {"header": np.frombuffer(header.encode(), np.uint8)}
         if self.kind != "none":
             arrays.update(mean=self.mean, transform=self.transform)
@@ -113,16 +115,18 @@ class Normaliser:
         except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
             raise ValueError(f"{where}: not a regiond feature normaliser ({e})") from None
         if n.digest != header.get("digest"):
-            raise ValueError(f"{where}: damaged feature normaliser (its parameters do not match digest "
-                             f"{header.get('digest')})")
+            raise ValueError(
+                f"{where}: damaged feature normaliser (its parameters do not match digest {header.get('digest')})"
+            )
         return n
 
 
 IDENTITY = Normaliser()
 
 
-def fit_normaliser(features: np.ndarray, kind: str = DEFAULT_KIND, shrinkage: float = DEFAULT_SHRINKAGE,
-                   fitted_on: str = "") -> Normaliser:
+def fit_normaliser(
+    features: np.ndarray, kind: str = DEFAULT_KIND, shrinkage: float = DEFAULT_SHRINKAGE, fitted_on: str = ""
+) -> Normaliser:
     """Fit `kind` on N×D corpus features (N well above D for "whiten")."""
     if kind == "none":
         return IDENTITY
@@ -142,8 +146,9 @@ def fit_normaliser(features: np.ndarray, kind: str = DEFAULT_KIND, shrinkage: fl
         transform = vec[:, ::-1] / np.sqrt(lam + shrinkage * lam.mean() + 1e-12)
     else:
         raise ValueError(f"normaliser kind {kind!r} unknown; choose from {list(KINDS)}")
-    return Normaliser(kind, mean.astype(np.float32), transform.astype(np.float32), float(shrinkage),
-                      fitted_on or f"{len(x)} regions")
+    return Normaliser(
+        kind, mean.astype(np.float32), transform.astype(np.float32), float(shrinkage), fitted_on or f"{len(x)} regions"
+    )
 
 
 def prepare(vectors: np.ndarray, metric: str, normaliser: Normaliser = IDENTITY) -> np.ndarray:

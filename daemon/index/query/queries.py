@@ -19,6 +19,7 @@ by the Search RPC and by the evaluations alike.
 
 Every bad input raises InputError naming the field.
 """
+
 from __future__ import annotations
 
 import io
@@ -63,8 +64,11 @@ def decode_mask_png(data: bytes, shape: tuple[int, int], field: str = "mask_imag
 def check_mask(mask, shape: tuple[int, int], field: str = "mask") -> np.ndarray:
     m = np.asarray(mask)
     if m.ndim != 2 or m.shape != tuple(shape):
-        raise InputError(field, f"mask is {m.shape[1] if m.ndim == 2 else '?'}×{m.shape[0] if m.ndim else '?'} "
-                                f"(shape {m.shape}) but the image is {shape[1]}×{shape[0]}")
+        raise InputError(
+            field,
+            f"mask is {m.shape[1] if m.ndim == 2 else '?'}×{m.shape[0] if m.ndim else '?'} "
+            f"(shape {m.shape}) but the image is {shape[1]}×{shape[0]}",
+        )
     m = m != 0
     if not m.any():
         raise InputError(field, "the mask is empty")
@@ -109,12 +113,19 @@ class Query:
         """The top hits as the daemon's Search finds them (kw: k, regions_per_image, filter,
         exclude_image_ids): one region's feature is expanded with `expand` images (αQE); a
         set of regions and a probe's weights never are."""
-        return index.search(self.vectors, weights=self.weights, bias=self.bias, normalize=self.is_feature,
-                            expand=expand if self.is_feature and self.vectors.ndim == 1 else 0, **kw)
+        return index.search(
+            self.vectors,
+            weights=self.weights,
+            bias=self.bias,
+            normalize=self.is_feature,
+            expand=expand if self.is_feature and self.vectors.ndim == 1 else 0,
+            **kw,
+        )
 
 
-def masked_query(extractor: RegionExtractor, frame, mask: np.ndarray, match: str,
-                 regions: RegionSet | None = None) -> Query:
+def masked_query(
+    extractor: RegionExtractor, frame, mask: np.ndarray, match: str, regions: RegionSet | None = None
+) -> Query:
     """A mask or box query matched as `match` (MATCHES). regions: the frame's regions when
     they are extracted already (else region matching extracts them)."""
     if match == "pooled":
@@ -124,8 +135,9 @@ def masked_query(extractor: RegionExtractor, frame, mask: np.ndarray, match: str
     return Query(*region_set_query(extractor, frame, mask, regions))
 
 
-def region_set_query(extractor: RegionExtractor, frame, mask: np.ndarray,
-                     regions: RegionSet | None = None) -> tuple[np.ndarray, np.ndarray]:
+def region_set_query(
+    extractor: RegionExtractor, frame, mask: np.ndarray, regions: RegionSet | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(M×D features, M weights) of the image's own regions inside `mask` (regions_inside;
     regions: the frame's, when extracted already); a mask that holds no region (smaller than
     any) is its own single pooled region."""
@@ -153,8 +165,13 @@ class LinearProbe:
     bias: float
 
 
-def train_probe(positives: np.ndarray, negatives: np.ndarray, prepare: Callable[[np.ndarray], np.ndarray],
-                l2: float = 1e-2, steps: int = 200) -> LinearProbe:
+def train_probe(
+    positives: np.ndarray,
+    negatives: np.ndarray,
+    prepare: Callable[[np.ndarray], np.ndarray],
+    l2: float = 1e-2,
+    steps: int = 200,
+) -> LinearProbe:
     """L2-regularised logistic regression (Newton steps; tiny problems) on positives vs negatives.
 
     prepare  raw features → the index's vectors (RegionIndex.prepare), so the probe's score
@@ -183,8 +200,9 @@ def train_probe(positives: np.ndarray, negatives: np.ndarray, prepare: Callable[
     return LinearProbe(w[:-1].astype(np.float32), float(w[-1]))
 
 
-def probe_from_examples(index: Searching, examples: list[tuple[str, int]], negatives: int = 512,
-                        seed: int = 0) -> LinearProbe:
+def probe_from_examples(
+    index: Searching, examples: list[tuple[str, int]], negatives: int = 512, seed: int = 0
+) -> LinearProbe:
     """Train a probe from indexed example regions against random stored regions."""
     if not examples:
         raise InputError("positives", "at least one example region is needed")
