@@ -49,7 +49,6 @@ import numpy as np
 
 import regiond  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
 
-
 STAGES = ("embedding", "decoder", "upsampling", "rest")
 DEFAULT_IMAGE = "rgbd/7scenes-150-169/frame-000150.color.png"
 
@@ -108,17 +107,18 @@ def staged(seconds: dict, total: float) -> dict:
 
 def speed(args) -> int:
     import torch
+    from segment_anything import SamAutomaticMaskGenerator
 
     from regiond.masks.compare import mask_iou, match_masks
     from regiond.masks.sam import build_sam_model, generator_config, spread_random_decoder
     from regiond.masks.sam_fast import FastMaskGenerator, FastOptions
-    from segment_anything import SamAutomaticMaskGenerator
 
     rgb = load_image(args.image, args.size)
     torch.set_num_threads(args.threads)
     print(
         f"{args.model} random weights, preset {args.preset}, {rgb.shape[1]}×{rgb.shape[0]}, "
-        f"{args.threads} threads (ours after the embedding: {args.decoder_threads or args.threads}); load average {os.getloadavg()[0]:.2f}",
+        f"{args.threads} threads (ours after the embedding: {args.decoder_threads or args.threads}); "
+        f"load average {os.getloadavg()[0]:.2f}",
         flush=True,
     )
     sam = spread_random_decoder(
@@ -278,10 +278,11 @@ def _random_sam(model: str):
 
 def check(args) -> int:
     """Both generators, tiny random SAM, the tests' lowered thresholds, any image."""
+    from segment_anything import SamAutomaticMaskGenerator
+
     from regiond.masks.compare import match_masks
     from regiond.masks.sam import build_sam_model, generator_config, lowered_thresholds, spread_random_decoder
     from regiond.masks.sam_fast import FastMaskGenerator, FastOptions
-    from segment_anything import SamAutomaticMaskGenerator
 
     if args.model != "tiny":
         print("--check runs the tiny random SAM (--model tiny)", file=sys.stderr)

@@ -33,7 +33,6 @@ from pathlib import Path
 
 import regiond  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
 
-
 ROOM_SEEDS = {"train": range(10, 16), "val": (20, 21), "test": (30, 31, 32)}
 #: clip sets: split -> [(clips per class, seed)]; train is three sets in one cache (80 per class)
 CLIP_SETS = {"train": [(12, 1), (28, 4), (40, 5)], "val": [(4, 3)], "test": [(10, 2)]}
@@ -167,8 +166,8 @@ def activity(
     which: tuple = ("regions", "patches"),
 ) -> list[dict]:
     from regiond.extraction.cache import TokenCache
-    from regiond.heads.demo_heads import SYNTHETIC_CLIP_SYMMETRIES
     from regiond.heads.cache_jobs import evaluate_on_cache, train_on_cache
+    from regiond.heads.demo_heads import SYNTHETIC_CLIP_SYMMETRIES
     from regiond.heads.training import TrainConfig
 
     cache = TokenCache.open(exp / "cache_clips_train")

@@ -21,10 +21,11 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-
-import regiond  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
 from stream import make_frames, start_daemon  # bench/ is the script folder, first on sys.path
+
+import regiond  # noqa: F401  (sets the OpenMP wait policy before torch loads; stream.py imports it first)
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def rss_mb(pid: int) -> float:
@@ -131,15 +132,18 @@ def main() -> int:
     half = len(mem) // 2
     pace = f"{args.fps:g} fps each" if args.fps else "unpaced"
     print(
-        f"bench/load: {args.streams} streams × {args.seconds:g} s ({pace}), {w}x{h} {args.encoding} frames, lite profile, "
+        f"bench/load: {args.streams} streams × {args.seconds:g} s ({pace}), {w}x{h} {args.encoding} frames, "
+        "lite profile, "
         f"{args.workers} workers, {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f}"
     )
     print(
-        f"  1 stream alone:  {len(base_lat) / base_dt:6.1f} frames/s, latency p50 {np.percentile(base_ms, 50):6.0f} ms, "
+        f"  1 stream alone:  {len(base_lat) / base_dt:6.1f} frames/s, "
+        f"latency p50 {np.percentile(base_ms, 50):6.0f} ms, "
         f"p99 {np.percentile(base_ms, 99):6.0f} ms"
     )
     print(
-        f"  {args.streams} streams:      {len(lat) / dt:6.1f} frames/s total, latency p50 {np.percentile(lat_ms, 50):6.0f} ms, "
+        f"  {args.streams} streams:      {len(lat) / dt:6.1f} frames/s total, "
+        f"latency p50 {np.percentile(lat_ms, 50):6.0f} ms, "
         f"p99 {np.percentile(lat_ms, 99):6.0f} ms"
     )
     if args.fps:

@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 import regiond  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
-
 from regiond.features.backbone import FeatureGrid  # noqa: E402
 from regiond.features.pooling import naive_pool, pool_masks  # noqa: E402
 

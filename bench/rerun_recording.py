@@ -40,8 +40,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds (best of each is reported)")
     args = ap.parse_args()
     bs = bench_scan()
-    from regiond.core.analytics import rerun_analytics_off
     from regiond.commands.serve import spawn_daemon
+    from regiond.core.analytics import rerun_analytics_off
 
     load_start = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-rerun-") as tmp:

@@ -22,20 +22,19 @@ import sys
 import tempfile
 from pathlib import Path
 
-
 import torch  # noqa: E402
 
 import regiond  # noqa: F401, E402  (first: sets the OpenMP wait policy before torch loads)
 from regiond.extraction.extractor import Extractor  # noqa: E402
 from regiond.extraction.profiles import build_extractor  # noqa: E402
 from regiond.index import RegionIndex  # noqa: E402
-from regiond.scenes.annotated_images import load_coco, make_synthetic_collection  # noqa: E402
-from regiond.index.normalising.corpus import fit_for, normaliser_for  # noqa: E402
 from regiond.index.evaluation.one_shot import evaluate_retrieval  # noqa: E402
-from regiond.index.normalising.normaliser import IDENTITY  # noqa: E402
 from regiond.index.evaluation.temporal import evaluate_temporal  # noqa: E402
+from regiond.index.normalising.corpus import fit_for, normaliser_for  # noqa: E402
+from regiond.index.normalising.normaliser import IDENTITY  # noqa: E402
 from regiond.masks import build_masker  # noqa: E402
 from regiond.scenes import open_source  # noqa: E402
+from regiond.scenes.annotated_images import load_coco, make_synthetic_collection  # noqa: E402
 
 
 def main(argv=None) -> int:

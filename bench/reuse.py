@@ -176,7 +176,8 @@ def decoder_cost(model: str, frames: int, seed: int) -> str:
         t["full"] += t3 - t2
     n = frames
     return (
-        f"# video carry by decoder prompts ({model} size, random weights, {n} frames, {prompts / n:.0f} boxes a frame): "
+        f"# video carry by decoder prompts ({model} size, random weights, {n} frames, "
+        f"{prompts / n:.0f} boxes a frame): "
         f"encoder {t['encoder'] / n:.2f} s + decoder {t['decoder'] / n:.2f} s a frame; full generation "
         f"{t['full'] / n:.2f} s; flow carry {1000 * t['flow'] / n:.1f} ms"
     )

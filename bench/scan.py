@@ -70,8 +70,8 @@ def render_scene(folder: Path, frames: int, distinct: int, seed: int) -> Path:
 def scene_messages(folder: Path, address: str) -> list:
     """The scene's frames as scan_scene sends them to `address` (its options on the first)."""
     from regiond import scenes
-    from regiond.client import common
     from regiond.api.v1 import regions_pb2 as pb
+    from regiond.client import common
 
     encoding = common.frame_encoding("auto", address)
     msgs = [common.scene_frame_pb(f, encoding) for f in scenes.open_source(str(folder))]

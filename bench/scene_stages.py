@@ -47,9 +47,9 @@ def main() -> int:
     from regiond.extraction.profiles import build_extractor
     from regiond.geometry import VoxelFusion, fit_to_size, region_geometry
     from regiond.heads.serving import load_serving_heads
+    from regiond.scenes.synthetic import SyntheticScene, write_scene_folder
     from regiond.service.convert import RegionLabels, encode_png, region_set_pb
     from regiond.service.scene_stream import DEFAULT_VOXEL, FUSION_STRIDE
-    from regiond.scenes.synthetic import SyntheticScene, write_scene_folder
 
     with tempfile.TemporaryDirectory(prefix="bench-scene-stages-") as tmp:
         folder = args.scene or Path(tmp) / "scene"

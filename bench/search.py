@@ -36,17 +36,16 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import faiss  # noqa: E402
 import numpy as np
 
 import regiond  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
-
-
-import faiss  # noqa: E402
-
 from regiond.index.config import IndexConfig  # noqa: E402
-from regiond.index.ranking import rank_images  # noqa: E402
-from regiond.index.ranking import REGION_BITS  # noqa: E402
 from regiond.index.embedded.vectors import VectorIndex  # noqa: E402
+from regiond.index.ranking import (
+    REGION_BITS,  # noqa: E402
+    rank_images,  # noqa: E402
+)
 
 
 def mixture(n: int, centres: np.ndarray, sigma: float, rng, chunk: int = 100_000):

@@ -30,14 +30,14 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-
-import regiond  # noqa: E402,F401  (first: sets the OpenMP wait policy before torch loads)
-import grpc  # noqa: E402
-import numpy as np  # noqa: E402
-
+import grpc
+import numpy as np
 from load import rss_mb  # bench/ is the script folder, first on sys.path
 from stream import make_frames
+
+import regiond  # noqa: F401  (sets the OpenMP wait policy before torch loads; stream.py imports it first)
+
+REPO = Path(__file__).resolve().parents[1]
 from regiond.api.v1 import regions_pb2 as pb  # noqa: E402
 from regiond.api.v1 import regions_pb2_grpc as pb_grpc  # noqa: E402
 

@@ -61,9 +61,9 @@ def path_costs(ex, frames, encoding: str) -> tuple[float, float]:
     """(ms of extraction, ms of the gRPC path's own work) per frame, measured side by side in
     this process: client encoding, daemon decoding, RegionSet → message, serialising, client
     parsing. Independent of how busy the machine is, unlike the wall-clock rates."""
+    from regiond.api.v1 import regions_pb2 as pb
     from regiond.client.common import image_pb
     from regiond.service.convert import Limits, image_frame, region_set_pb
-    from regiond.api.v1 import regions_pb2 as pb
 
     t_ex = t_path = 0.0
     for f in frames:
@@ -114,9 +114,9 @@ class DaemonClient:
     def __init__(self, address: str, frames, encoding: str):
         import grpc
 
-        from regiond.client.common import image_pb
         from regiond.api.v1 import regions_pb2 as pb
         from regiond.api.v1 import regions_pb2_grpc as pb_grpc
+        from regiond.client.common import image_pb
 
         self.ch = grpc.insecure_channel(
             address, options=[("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]

@@ -17,7 +17,6 @@ import statistics
 import sys
 import time
 
-
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 

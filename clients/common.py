@@ -22,9 +22,9 @@ import grpc
 import numpy as np
 from PIL import Image
 
-from regiond.core.rle import MaskPixels
 from regiond.api.v1 import regions_pb2 as pb
 from regiond.api.v1 import regions_pb2_grpc as pb_grpc
+from regiond.core.rle import MaskPixels
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 TOKEN_ENV = "REGIOND_TOKEN"
@@ -68,7 +68,7 @@ class RequestFeed:
         finally:
             self._idle.set()
 
-    def raise_source_error(self, conn: "Connection", prog: str) -> None:
+    def raise_source_error(self, conn: Connection, prog: str) -> None:
         """After the call failed: if reading the frames was the cause (a bad frame of a strict
         source), end the client with that message (exit 1), not the call's status."""
         if self.error is not None:

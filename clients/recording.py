@@ -28,12 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-from regiond.core.label_spaces import NYU40_NAMES, SCANNET_COLOURS
-from regiond.core.viz import palette
 from regiond.api.v1 import regions_pb2 as pb
-
 from regiond.client import common
 from regiond.client.writer import BackgroundWriter
+from regiond.core.label_spaces import NYU40_NAMES, SCANNET_COLOURS
+from regiond.core.viz import palette
 
 POINTS_PER_FRAME = 5000  # back-projected points logged per frame (a regular pixel grid)
 JPEG_QUALITY = 90

@@ -15,13 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from regiond.core.label_spaces import BENCHMARK_NAMES, nyu40_to_benchmark
-from regiond.core.viz import colour_label_png, encode_png, labelled_overlay, overlay_regions
 from regiond.api.v1 import regions_pb2 as pb
-
 from regiond.client import common
 from regiond.client.scan_progress import Progress
 from regiond.client.writer import BackgroundWriter
+from regiond.core.label_spaces import BENCHMARK_NAMES, nyu40_to_benchmark
+from regiond.core.viz import colour_label_png, encode_png, labelled_overlay, overlay_regions
 
 #: default --overlays: every frame of scenes up to this many frames; longer ones are
 #: subsampled to about this many overlays: pictures to look at (a 640×480 one is about 0.5 MB

@@ -45,20 +45,19 @@ import threading
 import time
 from pathlib import Path
 
-
 import grpc
 from google.protobuf.json_format import MessageToDict
 from tqdm import tqdm
 
 from regiond import scenes
-from regiond.core.label_spaces import benchmark_scene_id
+from regiond.api.v1 import regions_pb2 as pb
 from regiond.client import common
 from regiond.client.recording import ScanRecording, add_rerun_args
 from regiond.client.scan_outputs import AUTO_OVERLAYS, UNKNOWN_LENGTH_STEP, ScanOutputs, overlay_step, parse_overlays
 from regiond.client.scan_progress import Progress, ProgressError
 from regiond.client.scan_report import write_report
 from regiond.client.writer import BackgroundWriter, WriterError
-from regiond.api.v1 import regions_pb2 as pb
+from regiond.core.label_spaces import benchmark_scene_id
 
 PROG = "scan_scene"
 MAX_AHEAD = 16  # frames sent but not yet answered

@@ -25,16 +25,15 @@ import io
 import sys
 from pathlib import Path
 
-
 import grpc
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from regiond.api.v1 import regions_pb2 as pb
 from regiond.client import common
 from regiond.core.rle import decode_many
 from regiond.core.viz import outline
-from regiond.api.v1 import regions_pb2 as pb
 
 PROG = "search"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}

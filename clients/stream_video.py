@@ -9,7 +9,8 @@ prints its best classes; otherwise the client says so at the start (and how to s
 and a line per second says how the regions are flowing.
 If the daemon restarts mid-stream, the client reconnects (with backoff) and goes on from the
 first frame that had no answer. --rerun FILE.rrd (or --rerun-connect) also records the frames,
-their regions and every window's activity scores as time series for the Rerun viewer. Exit status: 0 done, 1 bad input, 2 daemon unreachable or failed.
+their regions and every window's activity scores as time series for the Rerun viewer.
+Exit status: 0 done, 1 bad input, 2 daemon unreachable or failed.
 """
 
 from __future__ import annotations
@@ -22,14 +23,13 @@ import threading
 import time
 from pathlib import Path
 
-
 import grpc
 import numpy as np
 
 from regiond import scenes
+from regiond.api.v1 import regions_pb2 as pb
 from regiond.client import common
 from regiond.client.recording import VideoRecording, add_rerun_args
-from regiond.api.v1 import regions_pb2 as pb
 
 PROG = "stream_video"
 MAX_AHEAD = 8

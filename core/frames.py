@@ -36,7 +36,7 @@ class Camera:
             raise InputError("intrinsics", f"image size must be positive, got {self.width}×{self.height}")
 
     @classmethod
-    def from_matrix(cls, K, width: int, height: int) -> "Camera":
+    def from_matrix(cls, K, width: int, height: int) -> Camera:
         K = np.asarray(K, dtype=np.float64)
         if K.shape not in ((3, 3), (4, 4)):
             raise InputError("intrinsics", f"expected a 3×3 or 4×4 matrix, got shape {K.shape}")
@@ -46,7 +46,7 @@ class Camera:
     def K(self) -> np.ndarray:
         return np.array([[self.fx, 0, self.cx], [0, self.fy, self.cy], [0, 0, 1]], dtype=np.float64)
 
-    def scaled(self, width: int, height: int) -> "Camera":
+    def scaled(self, width: int, height: int) -> Camera:
         """The same camera for the image resampled to width×height (pixel-centre convention)."""
         sx, sy = width / self.width, height / self.height
         return Camera(
@@ -104,7 +104,7 @@ class Frame:
     def has_pose(self) -> bool:
         return self.pose is not None
 
-    def validated(self, max_pixels: int = DEFAULT_MAX_PIXELS, field: str = "image") -> "Frame":
+    def validated(self, max_pixels: int = DEFAULT_MAX_PIXELS, field: str = "image") -> Frame:
         """Normalised copy: RGB as uint8, depth float32, camera at the image's size, pose
         checked; the frame itself when it was validated before (within max_pixels).
         Raises InputError naming `field` (the image's field) or depth / intrinsics / pose."""

@@ -7,8 +7,8 @@ Text is drawn with Pillow's bundled font (no system fonts needed).
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont

@@ -44,7 +44,7 @@ class Partition:
             raise ValueError(f"a partition has n ≥ 0 regions, got {self.n}")
 
     @classmethod
-    def from_labels(cls, labels: np.ndarray) -> "Partition":
+    def from_labels(cls, labels: np.ndarray) -> Partition:
         """Regions 0..max(labels) of a map without negative labels."""
         labels = np.asarray(labels)
         return cls(labels, int(labels.max()) + 1 if labels.size else 0)
@@ -75,7 +75,7 @@ class Partition:
         starts, ends, x, y0 = starts[keep], ends[keep], x[keep], y0[keep]
         return ColumnRuns(starts, ends, run_label[keep], x, (y0, y0 + (ends - starts)))
 
-    def without_empty(self) -> "Partition":
+    def without_empty(self) -> Partition:
         """The same regions renumbered 0..K-1 in order, dropping those without pixels (itself
         when none is empty): one pass over the map, and none when nothing is dropped."""
         present = self.areas() > 0

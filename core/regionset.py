@@ -91,7 +91,7 @@ class RegionSet:
                 raise ValueError(f"RegionSet.{name} has {len(v)} rows for {n} regions")
 
     @classmethod
-    def from_masks(cls, masks: np.ndarray | Partition, **kw) -> "RegionSet":
+    def from_masks(cls, masks: np.ndarray | Partition, **kw) -> RegionSet:
         """From an N×H×W bool array or a Partition (a label map of regions that never
         overlap); boxes and areas are computed here."""
         if isinstance(masks, Partition):
@@ -120,7 +120,7 @@ class RegionSet:
             return 0.0
         return float(self.masks().any(axis=0).mean())
 
-    def subset(self, idx) -> "RegionSet":
+    def subset(self, idx) -> RegionSet:
         idx = np.asarray(idx, dtype=np.int64)
         kw = {}
         for f in fields(self):
@@ -169,7 +169,7 @@ class RegionSet:
         return path
 
     @classmethod
-    def load(cls, path) -> "RegionSet":
+    def load(cls, path) -> RegionSet:
         """A RegionSet saved by `save`. A file that is not one (damaged, truncated, another
         format, arrays that disagree) is an InputError("regions", ...) naming it."""
         path = Path(path)

@@ -163,20 +163,20 @@ class MaskPixels:
     pixel: np.ndarray  # intp
 
     @classmethod
-    def from_counts(cls, counts_list, height: int, width: int) -> "MaskPixels":
+    def from_counts(cls, counts_list, height: int, width: int) -> MaskPixels:
         """Decode every mask at once: one np.repeat over all runs, no loop per mask. Raises
         ValueError when a mask's counts are negative or do not sum to height × width."""
         return cls.from_runs(len(counts_list), height, width, *foreground_runs(counts_list, height, width))
 
     @classmethod
-    def from_runs(cls, count: int, height: int, width: int, mask, starts, sizes) -> "MaskPixels":
+    def from_runs(cls, count: int, height: int, width: int, mask, starts, sizes) -> MaskPixels:
         """From foreground_runs' (mask, start, size) of `count` masks."""
         before = np.cumsum(sizes) - sizes  # pixels of earlier runs, all masks
         pixel = np.arange(int(sizes.sum()), dtype=np.intp) + np.repeat(starts - before, sizes)
         return cls(count, int(height), int(width), np.repeat(mask, sizes), pixel)
 
     @classmethod
-    def from_masks(cls, masks: np.ndarray) -> "MaskPixels":
+    def from_masks(cls, masks: np.ndarray) -> MaskPixels:
         """From N×H×W bool masks."""
         masks = np.asarray(masks, dtype=bool)
         n, h, w = masks.shape

@@ -17,9 +17,8 @@ GENERATED = ("regions/v1/regions_pb2.py", "regions/v1/regions_pb2.pyi", "regions
 
 def generate(out_dir: Path) -> dict[str, bytes]:
     """Runs protoc (from grpcio-tools) into out_dir; returns {relative path: contents}."""
-    from grpc_tools import protoc
-
     import grpc_tools
+    from grpc_tools import protoc
 
     include = Path(grpc_tools.__file__).parent / "_proto"
     rc = protoc.main(

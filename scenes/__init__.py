@@ -7,9 +7,9 @@ files, cameras and synthetic rooms, all yielding `regiond.core.frames.Frame`s on
     for frame in src: ...
 """
 
-from regiond.scenes.source import Sampling, Source, SourceError, resample
-from regiond.scenes.scannet_labels import LabelTable, load_scannet_labels
 from regiond.scenes.registry import KINDS, kinds_help, open_source
+from regiond.scenes.scannet_labels import LabelTable, load_scannet_labels
+from regiond.scenes.source import Sampling, Source, SourceError, resample
 
 __all__ = [
     "Sampling",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from PIL import Image
@@ -13,9 +13,8 @@ from PIL import Image
 from regiond.core.errors import InputError
 from regiond.core.frames import Camera, Frame, check_pose
 from regiond.core.label_spaces import NUM_NYU40
-
-from regiond.scenes.source import Sampling, Source, SourceError, align_to_depth, resample
 from regiond.scenes.scannet_labels import LabelTable, load_scannet_labels
+from regiond.scenes.source import Sampling, Source, SourceError, align_to_depth, resample
 
 NOMINAL_FPS = 30.0  # ScanNet and 7-Scenes were both captured at 30 Hz
 SCENE_META = "regiond-scene.json"  # written by the synthetic generator: {"label_space": "nyu40", ...}

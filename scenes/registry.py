@@ -5,12 +5,11 @@ Each kind registers a matcher and an opener; the first match wins, in registrati
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from regiond.core.errors import InputError
-
 from regiond.scenes.source import Sampling, Source, SourceError
 
 

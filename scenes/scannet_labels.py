@@ -15,7 +15,6 @@ import numpy as np
 
 from regiond.core.errors import InputError
 from regiond.core.label_spaces import NUM_NYU40
-
 from regiond.scenes.source import SourceError
 
 

@@ -18,15 +18,14 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
 from regiond.core.errors import InputError, image_decode_errors
 from regiond.core.frames import DEFAULT_MAX_PIXELS, Camera, Frame, as_rgb8, check_pose
-
 from regiond.scenes.source import Sampling, Source, SourceError, align_to_depth
 
 VERSION = 4
@@ -142,7 +141,7 @@ class SensFile:
             fh.tell(),
         )
         try:
-            hdr.depth_camera
+            hdr.depth_camera  # noqa: B018  (the property validates the header)
         except InputError as e:
             raise SourceError(f"{self.path}: bad depth intrinsics in header: {e.message}") from None
         return hdr

@@ -6,8 +6,8 @@ renderer when it is asked for), so a scene of any length streams in constant mem
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from typing import Callable, Iterator
 
 import numpy as np
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 from regiond.core.regionset import RegionSet  # noqa: E402
 
 DIM = 16

@@ -21,7 +21,6 @@ import sys
 import threading
 from pathlib import Path
 
-
 from regiond.commands.serve import serve_until_signalled  # noqa: E402
 from regiond.extraction import build_extractor  # noqa: E402
 from regiond.service.config import ServeConfig  # noqa: E402

@@ -98,9 +98,9 @@ def test_retrieval_bench_small(capsys, monkeypatch, tmp_path):
     """bench/retrieval.py: one index renormalised in place gives each normaliser's figures; they
     equal a fresh evaluation with that normaliser (nothing of the previous one lingers)."""
     from regiond.extraction.profiles import build_extractor
+    from regiond.index.evaluation.one_shot import evaluate_retrieval
     from regiond.index.normalising import corpus
     from regiond.scenes.annotated_images import load_coco, make_synthetic_collection
-    from regiond.index.evaluation.one_shot import evaluate_retrieval
 
     monkeypatch.setattr(corpus, "CORPUS_IMAGES", 20)
     assert load_bench(BENCH.with_name("retrieval.py")).main(["--images", "16", "--seed", "3"]) == 0

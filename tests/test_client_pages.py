@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from browser import blank, chromium
 from support_browser import open_page
 from support_service import lite_extractor, png_bytes, running_server, sample_image

@@ -162,9 +162,9 @@ def test_rerun_analytics_are_off_in_the_tests():
 def test_overlapping_regions_draw_the_smaller_on_top_and_the_viewer_gets_a_layout(tmp_path):
     from rerun.chunk import RrdReader
 
+    from regiond.api.v1 import regions_pb2 as pb
     from regiond.client.recording import VideoRecording
     from regiond.core import rle
-    from regiond.api.v1 import regions_pb2 as pb
 
     big, small = np.zeros((20, 30), bool), np.zeros((20, 30), bool)
     big[2:18, 2:28], small[5:10, 5:10] = True, True
@@ -209,9 +209,9 @@ def test_a_rescan_after_a_reconnect_keeps_one_camera_path(tmp_path):
     """scan_scene scans again from the first frame after a daemon restart: the frames are logged
     again at the same times, and the camera path still has one point per frame."""
     from regiond import scenes
+    from regiond.api.v1 import regions_pb2 as pb
     from regiond.client.recording import ScanRecording
     from regiond.core import rle
-    from regiond.api.v1 import regions_pb2 as pb
 
     frames = list(scenes.open_source("synthetic:4", max_frames=3, size=(64, 48)))
     rs = pb.RegionSet(width=64, height=48)

@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 from skimage import data
 
+from regiond.cli import main
 from regiond.core.regionset import SOURCE_SAM, SOURCE_SLIC, RegionSet
 from regiond.core.viz import overlay_regions
-from regiond.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 

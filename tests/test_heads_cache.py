@@ -10,9 +10,9 @@ import pytest
 from support_heads import image_folder
 from support_toydata import write_toy_cache
 
+from regiond.cli import main
 from regiond.core.errors import InputError
 from regiond.core.label_spaces import BENCHMARK_NYU40, read_label_png
-from regiond.cli import main
 from regiond.extraction.cache import TokenCache
 from regiond.extraction.extract_job import extract_to_cache
 from regiond.scenes.labelled_folders import read_clip_labels

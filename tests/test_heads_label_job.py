@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from support_service import lite_extractor, running_server, tiny_heads
 
-from regiond.core.label_spaces import read_label_png
 from regiond.cli import main
+from regiond.core.label_spaces import read_label_png
 from regiond.heads.cache_jobs import evaluate_label_folder
 
 pytestmark = pytest.mark.timeout(300)

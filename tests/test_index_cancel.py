@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from support_service import image_pb, lite_extractor, running_server, sample_image, stub_for, wait_until
 
-from regiond.extraction.extractor import Extractor
 from regiond.api.v1 import regions_pb2 as pb
+from regiond.extraction.extractor import Extractor
 
 HELD = 120.0  # seconds the worker stays held: what waiting for the queued work would take
 PROMPT = 10.0  # the handler must be gone well within that

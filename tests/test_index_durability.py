@@ -117,9 +117,9 @@ def _start_daemon(data_dir: Path, port: int, index: str | None = None) -> subpro
     ch = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
         grpc.channel_ready_future(ch).result(timeout=120)
-    except grpc.FutureTimeoutError:
+    except grpc.FutureTimeoutError as e:
         p.kill()
-        raise AssertionError(f"daemon did not start: {p.stderr.read()[-2000:]}")
+        raise AssertionError(f"daemon did not start: {p.stderr.read()[-2000:]}") from e
     finally:
         ch.close()
     return p
@@ -135,9 +135,9 @@ def test_daemon_killed_mid_stream_keeps_what_it_acknowledged(tmp_path, backend):
     import grpc
     from support_service import free_port
 
-    from regiond.scenes.annotated_images import make_synthetic_collection
     from regiond.api.v1 import regions_pb2 as pb
     from regiond.api.v1 import regions_pb2_grpc as pb_grpc
+    from regiond.scenes.annotated_images import make_synthetic_collection
 
     root = make_synthetic_collection(tmp_path / "coll", 24, seed=2, size=(96, 96))
     files = sorted(root.glob("*.png"))

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from regiond.core import rle
-from regiond.scenes.annotated_images import load_coco, make_synthetic_collection
 from regiond.index.evaluation.one_shot import average_precision, evaluate_retrieval, precision_at
 from regiond.index.searching import SERVED_EXPANSION
+from regiond.scenes.annotated_images import load_coco, make_synthetic_collection
 
 
 def test_average_precision_and_precision_at_k():
@@ -84,10 +84,10 @@ def test_temporal_eval_ranks_every_box_as_the_daemons_search(sevenscenes_dir, tm
     unset, the evaluation its default): the printed P@5 is what a daemon user gets."""
     from support_service import lite_extractor, png_bytes
 
-    from regiond.index.evaluation.temporal import central_box, evaluate_temporal, frame_id
-    from regiond.service.search_rpc import SearchRPC
     from regiond.api.v1 import regions_pb2 as pb
+    from regiond.index.evaluation.temporal import central_box, evaluate_temporal, frame_id
     from regiond.scenes import open_source
+    from regiond.service.search_rpc import SearchRPC
 
     ex = lite_extractor()
     frames = list(open_source(sevenscenes_dir))

@@ -12,10 +12,10 @@ import pytest
 from support_index import BACKENDS, location
 from support_service import lite_extractor, png_bytes, running_server, stub_for
 
-from regiond.core import rle
-from regiond.scenes.annotated_images import load_coco, make_synthetic_collection
-from regiond.index.searching import SERVED_EXPANSION
 from regiond.api.v1 import regions_pb2 as pb
+from regiond.core import rle
+from regiond.index.searching import SERVED_EXPANSION
+from regiond.scenes.annotated_images import load_coco, make_synthetic_collection
 
 N_IMAGES = 14
 backends = pytest.mark.parametrize("backend", BACKENDS)

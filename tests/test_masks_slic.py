@@ -8,8 +8,8 @@ from skimage import data
 
 from regiond.core.errors import InputError
 from regiond.masks import MIN_PIECE_PIXELS, MaskerSpec, build_masker
-from regiond.masks.generator import SOURCE_SAM, SOURCE_SLIC, MaskProposals
 from regiond.masks.cover import SamSlicCover, cover
+from regiond.masks.generator import SOURCE_SAM, SOURCE_SLIC, MaskProposals
 from regiond.masks.slic import SlicConfig, SlicMasker
 
 

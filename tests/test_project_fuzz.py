@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from runner import HARNESSES  # tests/fuzz is on pytest's pythonpath (pyproject.toml)
 
 FUZZ = Path(__file__).resolve().parent / "fuzz"
-from runner import HARNESSES  # tests/fuzz is on pytest's pythonpath (pyproject.toml)
 
 SHORT_RUNS = 2000
 REGRESSIONS = sorted(p for p in (FUZZ / "regressions").glob("*/*") if p.is_file())

@@ -24,6 +24,13 @@ def test_import_contracts_are_kept():
     assert "0 broken" in out.stdout
 
 
+def test_ruff_format_and_lint_are_clean():
+    ruff = Path(sys.executable).with_name("ruff")
+    for args in (["format", "--check"], ["check"]):
+        out = subprocess.run([str(ruff), *args, "."], cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, f"ruff {' '.join(args)}:\n{out.stdout[-3000:]}{out.stderr[-1000:]}"
+
+
 def test_contracts_cover_every_layer_and_ignore_nothing():
     cfg = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]
     contracts = cfg["contracts"]

@@ -23,7 +23,7 @@ def _data(n=4, seed=0):
     rgbs = [rng.integers(0, 256, (H, W, 3), dtype=np.uint8) for _ in range(n)]
     depths = [rng.integers(0, 5000, (H, W), dtype=np.uint16) for _ in range(n)]
     poses = []
-    for k in range(n):
+    for _ in range(n):
         p = np.eye(4, dtype=np.float32)
         p[:3, :3] = cv2.Rodrigues(rng.normal(size=3))[0]
         p[:3, 3] = rng.normal(size=3)
@@ -252,7 +252,7 @@ def test_reading_is_constant_in_memory(tmp_path):
     big_w, big_h = 128, 96
     cam = Camera(100.0, 100.0, 63.5, 47.5, big_w, big_h)
     with SensWriter(tmp_path / "long.sens", (big_w, big_h), (big_w, big_h), cam, cam) as w:
-        for k in range(40):
+        for _ in range(40):
             w.add(
                 rng.integers(0, 256, (big_h, big_w, 3), dtype=np.uint8),
                 rng.integers(0, 4000, (big_h, big_w), dtype=np.uint16),
@@ -261,7 +261,7 @@ def test_reading_is_constant_in_memory(tmp_path):
 
     def peak(n):
         tracemalloc.start()
-        for f in scenes.open_source(tmp_path / "long.sens", max_frames=n):
+        for _ in scenes.open_source(tmp_path / "long.sens", max_frames=n):
             pass
         p = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from support_service import lite_extractor, run_client, running_server, stub_for, write_video
 
+from regiond.api.v1 import regions_pb2 as pb
 from regiond.client.common import scene_frame_pb, video_frame_pb
 from regiond.extraction.extractor import Extractor
 from regiond.masks.slic import SlicMasker
-from regiond.api.v1 import regions_pb2 as pb
 from regiond.scenes.synthetic.rgbd import SyntheticScene
 
 W, H = 160, 120

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from support_service import free_port, image_pb, lite_extractor, running_server, sample_image, stub_for, wait_until
 
-from regiond.service.config import ServeConfig, request_limit
 from regiond.api.v1 import regions_pb2 as pb
 from regiond.api.v1 import regions_pb2_grpc as pb_grpc
+from regiond.service.config import ServeConfig, request_limit
 
 GARBAGE = b"\xff\xff\x01not a message"
 STREAMS = {"StreamVideo": "stream_stream", "StreamScene": "stream_stream", "IndexImages": "stream_unary"}
@@ -280,8 +280,8 @@ def test_serve_process_exits_with_a_handler_stuck_in_the_model(tmp_path):
 def test_serve_process_exits_with_a_handler_stuck_in_the_index(tmp_path):
     """An index write that never returns (tests/support_stuck.py index: the SQLite store's
     add_image, under the index's write lock) holds an IndexImages handler on grpc's thread,
-    where the call's cancellation cannot reach it; the index holds a write due to checkpoint. On SIGTERM stop gives up on the handler
-    DRAIN_SECONDS after the grace period and says so, gives the index's close (its checkpoint
+    where the call's cancellation cannot reach it; the index holds a write due to checkpoint. On SIGTERM stop gives up
+    on the handler DRAIN_SECONDS after the grace period and says so, gives the index's close (its checkpoint
     waits on the write lock the stuck write holds) DRAIN_SECONDS more and says so, and the
     process exits; the images acknowledged before are in the index when it is reopened."""
     from support_stuck import STUCK_LINE

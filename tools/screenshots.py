@@ -42,6 +42,7 @@ from browser import (  # noqa: E402
     browser_page,
     chromium,
 )
+
 from regiond.core.analytics import rerun_analytics_off  # noqa: E402
 
 REPORT_SIZE = (1200, 860)

@@ -17,11 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from regiond.core.analytics import rerun_analytics_off
-from regiond.scenes.synthetic import ACTIVITY_CLASSES, SyntheticScene, render_clip, write_video
-
 from regiond.commands.regions import add_model_options, process_image
 from regiond.commands.serve import spawn_daemon
+from regiond.core.analytics import rerun_analytics_off
+from regiond.scenes.synthetic import ACTIVITY_CLASSES, SyntheticScene, render_clip, write_video
 
 #: Photos bundled with scikit-image (skimage.data), all real RGB pictures.
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")

@@ -123,15 +123,14 @@ def run(args) -> int:
     import torch  # heavy: only when the command runs (--help stays light)
 
     from regiond.extraction.profiles import build_extractor  # torch: only when the command runs (--help stays light)
-
-    from regiond.scenes.annotated_images import (  # faiss: only when the command runs (--help stays light)
-        load_coco,
-        make_synthetic_collection,
-    )
     from regiond.index.evaluation.one_shot import (
         evaluate_retrieval,
     )  # faiss: only when the command runs (--help stays light)
     from regiond.index.searching import SERVED_EXPANSION
+    from regiond.scenes.annotated_images import (  # faiss: only when the command runs (--help stays light)
+        load_coco,
+        make_synthetic_collection,
+    )
 
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     if sum(map(bool, (args.collection, args.synthetic, args.video))) != 1:
@@ -175,9 +174,8 @@ def run(args) -> int:
 
 
 def run_video(args, extractor, normaliser, expand: int) -> int:
-    from regiond.scenes import open_source
-
     from regiond.index.evaluation.temporal import evaluate_temporal  # faiss: only when the command runs
+    from regiond.scenes import open_source
 
     report = evaluate_temporal(
         open_source(args.video),

@@ -26,10 +26,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from regiond.commands.regions import add_model_options
 from regiond.core.errors import InputError
 from regiond.scenes.labelled_folders import detect_kind
-
-from regiond.commands.regions import add_model_options
 
 #: SAM generator preset for each kind of source (the paper's settings; see regions.sam.PRESETS).
 KIND_PRESET = {"scene": "scene", "clip": "activity", "images": "image"}

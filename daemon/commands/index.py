@@ -128,7 +128,6 @@ def run_info(args) -> int:
 
 def run_renormalise(args) -> int:
     from regiond.extraction.profiles import build_extractor  # torch: only when the command runs
-
     from regiond.index import RegionIndex
     from regiond.index.milvus.schema import is_milvus
 
@@ -155,7 +154,6 @@ def run_renormalise(args) -> int:
 
 def run_fit(args) -> int:
     from regiond.extraction.profiles import build_extractor  # torch: only when the command runs
-
     from regiond.index.normalising.corpus import fit_for, shipped_path
 
     extractor = build_extractor(args.profile, args.weights, device=args.device)

@@ -13,8 +13,8 @@ import threading
 import time
 from pathlib import Path
 
-from regiond.service.config import DEFAULT_LISTEN, ServeConfig
 from regiond.commands.regions import add_sam_generator_option
+from regiond.service.config import DEFAULT_LISTEN, ServeConfig
 
 TOKEN_ENV = "REGIOND_TOKEN"
 # The line `regiond serve` prints once it accepts calls; spawn_daemon waits for it.
@@ -101,7 +101,8 @@ def register(sub) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="torch intra-op threads (default: 1 for lite, whose ops are too small to split; all cores for network backbones); 1 suits --workers > 1 on a small CPU",
+        help="torch intra-op threads (default: 1 for lite, whose ops are too small to split; all cores for "
+        "network backbones); 1 suits --workers > 1 on a small CPU",
     )
     p.add_argument(
         "--unary-wait", type=float, default=0.5, metavar="S", help="seconds a unary call waits for room in a full queue"

@@ -28,18 +28,18 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
-from regiond.core.json_docs import need, read_json_object
+from regiond import __version__
 from regiond.core.errors import InputError
+from regiond.core.json_docs import need, read_json_object
 from regiond.core.label_spaces import read_label_png
 from regiond.core.regionset import RegionSet
-from regiond import __version__
 
 FORMAT = "regiond.tokencache/1"
 MANIFEST = "manifest.json"
@@ -103,7 +103,7 @@ class TokenCache:
     # --- opening -----------------------------------------------------------------------
 
     @classmethod
-    def open(cls, root) -> "TokenCache":
+    def open(cls, root) -> TokenCache:
         root = Path(root)
         man = root / MANIFEST
         if not man.is_file():
@@ -115,7 +115,7 @@ class TokenCache:
         return cls(root, versions, [_item(it, man) for it in need(doc, "items", list, man, "cache")])
 
     @classmethod
-    def create(cls, root, versions: dict) -> "TokenCache":
+    def create(cls, root, versions: dict) -> TokenCache:
         """A new cache, or an existing one made with the same versions (else InputError)."""
         root = Path(root)
         if (root / MANIFEST).is_file():

@@ -16,10 +16,10 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterable
 
 from tqdm import tqdm
 
@@ -27,11 +27,6 @@ from regiond.core.errors import InputError
 from regiond.core.frames import Frame
 from regiond.core.label_spaces import write_label_png
 from regiond.core.regionset import region_labels
-from regiond.scenes import open_source
-from regiond.scenes.labelled_folders import detect_kind, image_folder_frames, read_clip_labels
-
-from regiond.features.patches import patch_regions
-from regiond.masks.carry import CarryConfig, MaskTracker
 from regiond.extraction.cache import (
     CLIP_FRAMES,
     KINDS,
@@ -46,6 +41,10 @@ from regiond.extraction.cache import (
 from regiond.extraction.extractor import Extractor
 from regiond.extraction.pool import MakeWorker, RayOptions, run_items
 from regiond.extraction.profiles import build_extractor, profile_versions
+from regiond.features.patches import patch_regions
+from regiond.masks.carry import CarryConfig, MaskTracker
+from regiond.scenes import open_source
+from regiond.scenes.labelled_folders import detect_kind, image_folder_frames, read_clip_labels
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +177,7 @@ class ItemSpec:
         patches: bool = False,
         keyframes: tuple[int, float] = (0, 0.0),
         skip_bad: bool = False,
-    ) -> "ItemSpec":
+    ) -> ItemSpec:
         """A scene (anything scenes.open_source opens), named after its file or folder."""
         src = Path(source)
         return cls(
@@ -240,7 +239,7 @@ class ItemSpec:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_json(cls, text: str) -> "ItemSpec":
+    def from_json(cls, text: str) -> ItemSpec:
         d = json.loads(text)
         return cls(**{**d, "size": tuple(d["size"]) if d["size"] else None})
 

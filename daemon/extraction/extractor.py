@@ -19,13 +19,12 @@ from regiond.core.frames import DEFAULT_MAX_PIXELS, Frame
 from regiond.core.partition import Partition
 from regiond.core.regionset import RegionSet
 from regiond.core.timing import StageTimer
-
 from regiond.features.backbone import Backbone
 from regiond.features.partition_pooling import PartitionPooling
 from regiond.features.pooling import pool_masks
 from regiond.geometry import region_geometry
-from regiond.masks.generator import MaskGenerationError, MaskGenerator, MaskProposals
 from regiond.masks.carry import CarryClosed, CarryTicket
+from regiond.masks.generator import MaskGenerationError, MaskGenerator, MaskProposals
 
 
 @dataclass

@@ -14,11 +14,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from regiond.core.errors import MissingWeightsError
-
-from regiond.features import BACKBONES, build_backbone
-from regiond.masks import MaskerSpec, build_masker
 from regiond.extraction.cache import versions
 from regiond.extraction.extractor import Extractor
+from regiond.features import BACKBONES, build_backbone
+from regiond.masks import MaskerSpec, build_masker
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from regiond.core.errors import InputError
-
 from regiond.features.backbone import Backbone, FeatureGrid  # noqa: F401
 from regiond.features.classic import CLASSIC_DIM, ClassicBackbone
 from regiond.features.dinov2 import ARCHS, PATCH, build_dinov2

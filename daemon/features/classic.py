@@ -27,7 +27,6 @@ import numpy as np
 import torch
 
 from regiond.core.frames import as_rgb8
-
 from regiond.features.backbone import FeatureGrid, cap_long_side, grid_layout, padding
 
 ORIENTATION_BINS = 9

@@ -37,7 +37,6 @@ from safetensors.torch import load_file
 
 from regiond.core.errors import InputError, MissingWeightsError
 from regiond.core.frames import as_rgb8
-
 from regiond.features.backbone import FeatureGrid, cap_long_side, padding
 
 PATCH = 14

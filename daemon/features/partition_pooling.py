@@ -16,7 +16,6 @@ import torch
 
 from regiond.core.errors import InputError
 from regiond.core.partition import Partition
-
 from regiond.features.backbone import FeatureGrid
 from regiond.features.upsampling import check_grid, check_size, grid_axis, pooled_mean
 
@@ -81,7 +80,7 @@ class PartitionPooling:
     area: np.ndarray  # N pixel counts
 
     @classmethod
-    def of(cls, layout: FeatureGrid, partition: Partition) -> "PartitionPooling":
+    def of(cls, layout: FeatureGrid, partition: Partition) -> PartitionPooling:
         """The pooling of `partition` over grids laid out as `layout` (a FeatureGrid, whose
         features may be empty: only their shape counts). InputError on a size mismatch."""
         check_grid(layout)

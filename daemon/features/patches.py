@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 
 from regiond.core.regionset import SOURCE_PATCH, RegionSet
-
 from regiond.features.backbone import FeatureGrid
 
 

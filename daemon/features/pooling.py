@@ -26,14 +26,12 @@ Empty masks pool to zeros (mean and max): callers decide what an empty region me
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from regiond.core.errors import InputError
 from regiond.core.partition import Partition
-
 from regiond.features.backbone import FeatureGrid
 from regiond.features.partition_pooling import PartitionPooling
 from regiond.features.upsampling import Axis, check_grid, check_size, grid_axis, pooled_mean

@@ -15,7 +15,6 @@ import numpy as np
 import torch
 
 from regiond.core.errors import InputError
-
 from regiond.features.backbone import FeatureGrid
 
 
@@ -111,7 +110,8 @@ def check_grid(grid: FeatureGrid) -> None:
     if (top + h + bottom, left + w + right) != (f.shape[1] * grid.stride, f.shape[2] * grid.stride):
         raise InputError(
             "grid",
-            f"padded size {(top + h + bottom, left + w + right)} is not grid {tuple(f.shape[1:])} × stride {grid.stride}",
+            f"padded size {(top + h + bottom, left + w + right)} is not "
+            f"grid {tuple(f.shape[1:])} × stride {grid.stride}",
         )
 
 

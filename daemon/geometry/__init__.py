@@ -3,7 +3,6 @@ embeddings and fused point clouds. Conventions: OpenCV camera axes, metres, 4×4
 camera-to-world poses (see backproject.py)."""
 
 from regiond.core.frames import camera_rays
-
 from regiond.geometry.backproject import DEFAULT_MAX_DEPTH, backproject, project, transform_points, valid_depth
 from regiond.geometry.cloud import PointCloud, ply_bytes, read_ply, write_ply
 from regiond.geometry.embeddings import (

@@ -11,7 +11,6 @@ import numpy as np
 
 from regiond.core.errors import InputError
 from regiond.core.frames import Frame, check_pose
-
 from regiond.geometry.backproject import DEFAULT_MAX_DEPTH, backproject
 from regiond.geometry.cloud import PointCloud, ply_bytes
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import numpy as np
 
 from regiond.core.frames import Camera
-
 from regiond.geometry.backproject import DEFAULT_MAX_DEPTH, backproject, project, valid_depth
 
 #: Relative depth difference (of the source depth) still counted as the same surface, plus an

@@ -9,7 +9,6 @@ import numpy as np
 from regiond.core.errors import InputError
 from regiond.core.frames import Camera, check_pose
 from regiond.core.partition import Partition
-
 from regiond.geometry.backproject import DEFAULT_MAX_DEPTH, backproject
 
 EXTENT_PERCENTILES = (10.0, 90.0)  # robust extent: the span between these percentiles, per axis

@@ -24,7 +24,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from regiond.extraction.cache import CLIP_FRAMES
-
 from regiond.heads.batch import POS2D_DIM, POS3D_DIM, TIME_DIM, TokenBatch
 from regiond.heads.registry import register_head
 

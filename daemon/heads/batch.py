@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from regiond.core.regionset import RegionSet
-
 from regiond.geometry.embeddings import embed_2d, embed_3d, embed_time, scene_origin
 
 # Fourier bands of the positional embeddings (regiond.geometry.embeddings); the widths below
@@ -59,7 +58,7 @@ class TokenSet:
     def __len__(self) -> int:
         return int(self.features.shape[0])
 
-    def take(self, idx) -> "TokenSet":
+    def take(self, idx) -> TokenSet:
         idx = np.asarray(idx, dtype=np.int64)
         pick = lambda a: None if a is None else a[idx]  # noqa: E731
         return TokenSet(
@@ -167,7 +166,8 @@ def mirror_clip(
 ) -> TokenSet:
     """The clip mirrored left-right and/or top-bottom and/or played backwards, with its 2D
     and time embeddings recomputed (features are kept: they describe appearance, which a
-    mirror barely changes). `frames` is the clip's length. Training uses it with the matching class swaps (left ↔ right ...)."""
+    mirror barely changes). `frames` is the clip's length. Training uses it with the matching class swaps
+    (left ↔ right ...)."""
     if ts.boxes is None:
         raise ValueError("TokenSet has no boxes to mirror")
     b = ts.boxes.copy()
@@ -217,7 +217,7 @@ class TokenBatch:
     weights: torch.Tensor | None = None  # B×T float, 0 at padding
     targets: torch.Tensor | None = None  # B int64 clip classes
 
-    def to(self, device) -> "TokenBatch":
+    def to(self, device) -> TokenBatch:
         mv = lambda t: None if t is None else t.to(device)  # noqa: E731
         return TokenBatch(*(mv(getattr(self, f)) for f in self.__dataclass_fields__))
 

@@ -5,7 +5,8 @@
 For the lite profile the package ships heads trained by bench/heads_experiments.py
 (daemon/heads/pretrained/classic-32). For any other extractor it renders a few synthetic rooms
 and activity clips in memory (regiond.scenes.synthetic), extracts them with the daemon's own
-extractor into a token cache, and trains `segment/`, `scene/` and `activity/` heads there. A second call finds them (same extractor, same settings) and
+extractor into a token cache, and trains `segment/`, `scene/` and `activity/` heads there. A second call finds them
+(same extractor, same settings) and
 returns at once. The rooms and clips use seeds the demo's own scan does not.
 """
 
@@ -14,9 +15,9 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 from tqdm import tqdm
@@ -25,12 +26,11 @@ from regiond.core.frames import Frame, evenly_spaced
 from regiond.extraction import Extractor
 from regiond.extraction.cache import CLIP_FRAMES, TokenCache, extractor_versions
 from regiond.extraction.extract_job import extract_item
-from regiond.scenes import open_source
-from regiond.scenes.synthetic.clips import ACTIVITY_CLASSES, render_clip
-
 from regiond.heads.cache_jobs import train_on_cache
 from regiond.heads.serving import bundled_heads
 from regiond.heads.training import TrainConfig
+from regiond.scenes import open_source
+from regiond.scenes.synthetic.clips import ACTIVITY_CLASSES, render_clip
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ import numpy as np
 import torch
 
 from regiond.core.regionset import RegionSet
-
 from regiond.heads.batch import TokenSet, collate, frames_origin, join_frames, limit_tokens, tokens_from_regions
 
 

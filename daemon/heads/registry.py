@@ -11,17 +11,17 @@ A head directory holds `config.json` (format, registry name, config, classes, me
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from regiond.core.json_docs import need, read_json_object
 from regiond.core.errors import InputError
+from regiond.core.json_docs import need, read_json_object
 
 FORMAT = "regiond.head/1"
 CONFIG_FILE = "config.json"

@@ -45,7 +45,7 @@ class Protocol:
     names: tuple = ()
 
     @classmethod
-    def scannet20(cls, names: dict | None = None) -> "Protocol":
+    def scannet20(cls, names: dict | None = None) -> Protocol:
         names = names or {}
         return cls(SCANNET20, SCANNET_EVAL_SIZE, tuple(names.get(i, str(i)) for i in SCANNET20))
 

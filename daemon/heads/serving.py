@@ -29,7 +29,6 @@ import numpy as np
 from regiond.core.label_spaces import UNLABELLED
 from regiond.core.regionset import RegionSet
 from regiond.extraction import Extractor
-
 from regiond.heads.interface import FrameLabels, HeadMeta, ServingHeads
 from regiond.heads.label_maps import pixel_labels
 from regiond.heads.predict import clip_scores, frame_probs

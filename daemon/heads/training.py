@@ -19,7 +19,6 @@ from tqdm import tqdm
 
 from regiond.core.errors import InputError
 from regiond.extraction.cache import CacheItem, TokenCache
-
 from regiond.heads.batch import (
     TokenSet,
     collate,
@@ -159,7 +158,8 @@ class SceneTask(RegionLabelTask):
 
 @dataclass
 class ActivityTask:
-    """Clip classes: each clip's frames (all clips one length), at most max_tokens tokens (random when training, the largest
+    """Clip classes: each clip's frames (all clips one length), at most max_tokens tokens (random when training, the
+    largest
     regions otherwise), padded to max_tokens with a padding mask. Training drops a random
     share (up to token_dropout) of each clip's tokens and, given `symmetries` ({"hflip" |
     "vflip" | "reverse": {class: class it becomes}}, unlisted classes unchanged), mirrors and

@@ -4,12 +4,12 @@ location. Both are a Searching (searching.py): what the service, the queries and
 evaluation use."""
 
 from regiond.index.config import INDEX_KINDS, IndexConfig
-from regiond.index.region_extractor import RegionExtractor
-from regiond.index.hits import AddResult, ImageHit, RegionHit, SearchFilter
 from regiond.index.embedded.region_index import RegionIndex
-from regiond.index.locations import open_index
-from regiond.index.searching import Searching
 from regiond.index.embedded.store import IndexFileError
+from regiond.index.hits import AddResult, ImageHit, RegionHit, SearchFilter
+from regiond.index.locations import open_index
+from regiond.index.region_extractor import RegionExtractor
+from regiond.index.searching import Searching
 
 __all__ = [
     "INDEX_KINDS",

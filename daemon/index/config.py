@@ -6,8 +6,8 @@ one entry to INDEX_KINDS, not another branch somewhere else.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 METRICS = ("cosine", "dot")
 REFINE_KINDS = ("Flat", "SQfp16", "SQ8", "")
@@ -23,9 +23,9 @@ class IndexKind:
                  images behind tombstones until the next compaction)
     """
 
-    factory: Callable[["IndexConfig"], str]
+    factory: Callable[[IndexConfig], str]
     trained: bool
-    removable: Callable[["IndexConfig"], bool]
+    removable: Callable[[IndexConfig], bool]
 
 
 INDEX_KINDS: dict[str, IndexKind] = {
@@ -120,7 +120,7 @@ class IndexConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "IndexConfig":
+    def from_dict(cls, d: dict) -> IndexConfig:
         """The config recorded in index.json; TypeError for a value of the wrong type (every
         field is a str or an int, as its default)."""
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from regiond.index.config import IndexConfig
 from regiond.index.embedded.region_index import RegionIndex

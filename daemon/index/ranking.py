@@ -3,7 +3,7 @@ well they hold a whole set of query regions."""
 
 from __future__ import annotations
 
-from typing import Hashable, Iterable
+from collections.abc import Hashable, Iterable
 
 import numpy as np
 

@@ -11,13 +11,12 @@ keys only pass between its own methods.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Hashable, Iterable
+from collections.abc import Hashable, Iterable
 
 import numpy as np
 
 from regiond.core.errors import InputError
 from regiond.core.regionset import RegionSet
-
 from regiond.index.config import IndexConfig
 from regiond.index.hits import (
     AddResult,

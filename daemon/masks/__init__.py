@@ -7,14 +7,13 @@ imported only when a SAM generator is built.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from regiond.core.frames import DEFAULT_MAX_PIXELS
-
-from regiond.masks.generator import MaskGenerator, MaskProposals  # noqa: F401
 from regiond.masks.cover import SamSlicCover
+from regiond.masks.generator import MaskGenerator, MaskProposals  # noqa: F401
 from regiond.masks.sam import SAM_GENERATORS, build_sam_masker
 from regiond.masks.sam_fast import FastOptions
 from regiond.masks.slic import SlicConfig, SlicMasker

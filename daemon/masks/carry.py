@@ -34,11 +34,10 @@ import numpy as np
 
 from regiond.core.errors import InputError
 from regiond.core.frames import Frame
-
 from regiond.geometry import DEFAULT_MAX_DEPTH
 from regiond.geometry.reproject import DEPTH_TOLERANCE, carry_masks, correspondences
-from regiond.masks.generator import MaskGenerator, MaskProposals
 from regiond.masks.cover import SamSlicCover, cover
+from regiond.masks.generator import MaskGenerator, MaskProposals
 from regiond.masks.slic import SlicMasker
 
 CARRY_METHODS = ("depth", "flow")
@@ -146,7 +145,7 @@ class MaskTracker:
 
     # --- ordering across worker threads ---------------------------------------------------------
 
-    def ticket(self) -> "CarryTicket":
+    def ticket(self) -> CarryTicket:
         """The next frame's place in the stream (take tickets in stream order)."""
         with self._cond:
             seq, self._issued = self._issued, self._issued + 1

@@ -12,7 +12,6 @@ import numpy as np
 
 from regiond.core.frames import DEFAULT_MAX_PIXELS, as_rgb8
 from regiond.core.partition import Partition
-
 from regiond.masks.generator import SOURCE_SLIC, MaskGenerator, MaskProposals
 
 

@@ -34,7 +34,7 @@ class MaskProposals:
         self._masks, self.source, self.scores, self.partition = masks, source, scores, partition
 
     @classmethod
-    def from_partition(cls, partition: Partition, source: int) -> "MaskProposals":
+    def from_partition(cls, partition: Partition, source: int) -> MaskProposals:
         """The regions of a partition, all from one source (scores NaN)."""
         n = partition.n
         return cls(None, np.full(n, source, np.uint8), np.full(n, np.nan, np.float32), partition)
@@ -55,7 +55,7 @@ class MaskProposals:
         return int(self.source.shape[0])
 
     @classmethod
-    def empty(cls, height: int, width: int) -> "MaskProposals":
+    def empty(cls, height: int, width: int) -> MaskProposals:
         return cls(np.zeros((0, height, width), bool), np.zeros(0, np.uint8), np.zeros(0, np.float32))
 
 

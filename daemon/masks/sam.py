@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 from regiond.core.frames import DEFAULT_MAX_PIXELS, as_rgb8
-
 from regiond.masks.generator import SOURCE_SAM, MaskProposals
 from regiond.masks.sam_fast import FastOptions
 
@@ -74,7 +73,7 @@ class SamGeneratorConfig:
     crop_n_points_downscale_factor: int = 1
     min_mask_region_area: int = 0
 
-    def with_overrides(self, **overrides) -> "SamGeneratorConfig":
+    def with_overrides(self, **overrides) -> SamGeneratorConfig:
         known = {f.name for f in fields(self)}
         unknown = set(overrides) - known
         if unknown:

@@ -9,7 +9,7 @@ weights, activations quantised per batch; CPU), "bf16" and "fp16" run it under a
 from __future__ import annotations
 
 import copy
-from typing import Callable
+from collections.abc import Callable
 
 
 def build_encoder(sam, mode: str = "fp32") -> Callable:

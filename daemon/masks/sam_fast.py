@@ -99,7 +99,7 @@ class Generated:
     points: np.ndarray  # N×2 float64 prompt, image pixels
     crop_boxes: np.ndarray  # N×4 int64 XYXY
 
-    def take(self, keep) -> "Generated":
+    def take(self, keep) -> Generated:
         keep = np.asarray(keep, dtype=np.int64)
         return Generated(
             self.masks[keep],

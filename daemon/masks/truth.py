@@ -12,7 +12,6 @@ import numpy as np
 
 from regiond.core.errors import InputError
 from regiond.core.frames import Frame
-
 from regiond.masks.generator import SOURCE_SAM, MaskProposals
 
 

@@ -16,11 +16,11 @@ import numpy as np
 from google.protobuf.message import Message
 from PIL import Image
 
+from regiond.api.v1 import regions_pb2 as pb
 from regiond.core import viz
 from regiond.core.errors import InputError, image_decode_errors
 from regiond.core.frames import DEFAULT_MAX_PIXELS, Camera, Frame, check_pose
 from regiond.core.regionset import SOURCE_SAM, SOURCE_SLIC, RegionSet
-from regiond.api.v1 import regions_pb2 as pb
 
 #: RegionSet source codes → API enum
 _SOURCE_TO_PB = {SOURCE_SAM: pb.SOURCE_SAM, SOURCE_SLIC: pb.SOURCE_SLIC}
@@ -169,7 +169,7 @@ def region_set_pb(
     output: pb.OutputOptions | None = None,
     frame_index: int = 0,
     world: bool = False,
-    labels: "RegionLabels | None" = None,
+    labels: RegionLabels | None = None,
 ) -> pb.RegionSet:
     """A RegionSet → its API message.
 

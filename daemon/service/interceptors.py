@@ -20,7 +20,8 @@ import hmac
 import json
 import logging
 import time
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import grpc
 

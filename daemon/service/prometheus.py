@@ -25,7 +25,7 @@ class Metrics:
     sessions: Gauge  # open stream sessions, by kind
 
     @classmethod
-    def create(cls) -> "Metrics":
+    def create(cls) -> Metrics:
         r = CollectorRegistry()
         return cls(
             registry=r,

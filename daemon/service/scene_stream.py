@@ -4,19 +4,19 @@ after the last frame, the scene transformer's refined labels and the fused point
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import numpy as np
 
+from regiond.api.v1 import regions_pb2 as pb
 from regiond.core.errors import InputError
 from regiond.core.frames import Frame
 from regiond.core.label_spaces import names_by_id
 from regiond.core.regionset import RegionSet
 from regiond.geometry import DEFAULT_MAX_DEPTH, VoxelFusion, fit_to_size
 from regiond.heads.interface import SceneLabeler
-from regiond.api.v1 import regions_pb2 as pb
-
 from regiond.service.convert import RegionLabels, encode_png, frame_error_pb, region_set_pb, scene_frame
 from regiond.service.streams import Pending, StreamDeps, StreamSession, carry_tracker, frame_index, output_of
 from regiond.service.wire import check_parsed

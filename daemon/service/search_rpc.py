@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import grpc
 import numpy as np
 
+from regiond.api.v1 import regions_pb2 as pb
 from regiond.core.errors import InputError
 from regiond.core.frames import Frame
 from regiond.core.rle import decode as rle_decode
-from regiond.api.v1 import regions_pb2 as pb
-
-from regiond.index import IndexConfig, RegionExtractor, Searching, SearchFilter, open_index
-from regiond.index.searching import SERVED_EXPANSION, check_expansion
+from regiond.index import IndexConfig, RegionExtractor, SearchFilter, Searching, open_index
 from regiond.index.normalising.corpus import normaliser_for
 from regiond.index.query.queries import (
     Query,
@@ -35,6 +34,7 @@ from regiond.index.query.queries import (
     masked_query,
     probe_from_examples,
 )
+from regiond.index.searching import SERVED_EXPANSION, check_expansion
 from regiond.service.convert import Limits, image_frame
 from regiond.service.scheduler import Cancelled
 from regiond.service.wire import Unparsable, check_parsed

@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
-from typing import Callable
 
 import grpc
 import numpy as np
@@ -21,12 +21,11 @@ import torch
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from regiond.api.v1 import regions_pb2 as pb
+from regiond.api.v1 import regions_pb2_grpc as pb_grpc
 from regiond.extraction import Extractor, build_extractor
 from regiond.heads.interface import ServingHeads
 from regiond.heads.serving import load_serving_heads
-from regiond.api.v1 import regions_pb2 as pb
-from regiond.api.v1 import regions_pb2_grpc as pb_grpc
-
 from regiond.service.calls import CallLog
 from regiond.service.config import ConfigError, ServeConfig
 from regiond.service.interceptors import ServiceInterceptor
@@ -179,7 +178,7 @@ class RegionServer:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
         return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
 
-    def start(self) -> "RegionServer":
+    def start(self) -> RegionServer:
         if self.config.warmup:
             self._warm_up()
         self.server.start()

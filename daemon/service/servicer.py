@@ -4,20 +4,20 @@ optional heads and region index."""
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import grpc
 import numpy as np
 
+from regiond import __version__
+from regiond.api.v1 import regions_pb2 as pb
+from regiond.api.v1 import regions_pb2_grpc as pb_grpc
 from regiond.core.errors import InputError
 from regiond.core.frames import Frame
 from regiond.core.regionset import RegionSet
-from regiond import __version__
 from regiond.extraction import Extractor
 from regiond.heads.interface import ServingHeads
-from regiond.api.v1 import regions_pb2 as pb
-from regiond.api.v1 import regions_pb2_grpc as pb_grpc
-
 from regiond.service.calls import CallLog
 from regiond.service.convert import Limits, extract_request_frame, region_set_pb
 from regiond.service.idle import IdleWatch, prefetched

@@ -19,18 +19,18 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import grpc
 
 from regiond.core.errors import InputError
 from regiond.core.frames import Frame
 from regiond.core.regionset import RegionSet
-from regiond.masks.generator import MaskGenerationError
 from regiond.masks.carry import CarryClosed, CarryConfig, MaskTracker
-
+from regiond.masks.generator import MaskGenerationError
 from regiond.service.calls import CallLog
 from regiond.service.convert import Limits
 from regiond.service.idle import IdleWatch

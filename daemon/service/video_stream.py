@@ -7,17 +7,17 @@ widen the span and change the step with its stream's VideoOptions on the first f
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import numpy as np
 
+from regiond.api.v1 import regions_pb2 as pb
 from regiond.core.frames import Frame
 from regiond.core.regionset import RegionSet
 from regiond.heads.interface import ActivityScorer
 from regiond.heads.windows import ActivityWindows
-from regiond.api.v1 import regions_pb2 as pb
-
 from regiond.service.convert import frame_error_pb, region_set_pb, video_frame
 from regiond.service.streams import Pending, StreamDeps, StreamSession, carry_tracker, frame_index, output_of
 from regiond.service.wire import check_parsed

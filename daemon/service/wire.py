@@ -11,8 +11,9 @@ handler is registered with `tolerant(deserializer)`: bytes that do not parse bec
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from regiond.core.errors import InputError
 

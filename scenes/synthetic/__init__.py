@@ -10,8 +10,8 @@ from regiond.scenes.synthetic.clips import (
     write_video,
 )
 from regiond.scenes.synthetic.render import Render, Renderer, default_camera, look_pose, trajectory
-from regiond.scenes.synthetic.room import ROOM_CLASSES, Room, RoomObject, make_room
 from regiond.scenes.synthetic.rgbd import SyntheticScene, SyntheticSource, write_scene_folder, write_scene_sens
+from regiond.scenes.synthetic.room import ROOM_CLASSES, Room, RoomObject, make_room
 
 __all__ = [
     "ACTIVITY_CLASSES",

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 from regiond.core.errors import InputError
-
 from regiond.scenes.source import SourceError
 
 ACTIVITY_CLASSES = (

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from regiond.core.frames import Camera, camera_rays
-
 from regiond.scenes.synthetic.room import TEXTURE_ID, Room
 
 

@@ -9,18 +9,17 @@ which ScanNetFolderSource reads; instance-filt/N.png holds object index + 1 per 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from regiond.core.errors import InputError
 from regiond.core.frames import Camera, Frame
-
-from regiond.scenes.source import Sampling, Source
 from regiond.scenes.folders import NOMINAL_FPS, SCENE_META
 from regiond.scenes.sens import write_sens
+from regiond.scenes.source import Sampling, Source
 from regiond.scenes.synthetic.render import Renderer, default_camera, trajectory
 from regiond.scenes.synthetic.room import Room, make_room
 

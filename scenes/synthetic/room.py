@@ -202,13 +202,13 @@ def _bookshelf(rng):
 
 
 def _bed(rng):
-    w, l, h = rng.uniform(1.0, 1.7), rng.uniform(1.9, 2.1), rng.uniform(0.45, 0.6)
+    w, length, h = rng.uniform(1.0, 1.7), rng.uniform(1.9, 2.1), rng.uniform(0.45, 0.6)
     boxes = [
-        Box((0, 0, h / 2), (w, l, h)),
-        Box((0, l / 2 - 0.04, h + 0.25), (w, 0.08, 0.5)),
-        Box((0, l / 2 - 0.35, h + 0.07), (w * 0.8, 0.4, 0.14)),
+        Box((0, 0, h / 2), (w, length, h)),
+        Box((0, length / 2 - 0.04, h + 0.25), (w, 0.08, 0.5)),
+        Box((0, length / 2 - 0.35, h + 0.07), (w * 0.8, 0.4, 0.14)),
     ]
-    return boxes, (w, l)
+    return boxes, (w, length)
 
 
 def _sofa(rng):

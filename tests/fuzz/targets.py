@@ -13,9 +13,9 @@ import io
 import json
 import struct
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -81,8 +81,8 @@ def _join(*parts: bytes) -> bytes:
 
 
 def sens_run(data: bytes) -> None:
-    from regiond.scenes.source import Sampling
     from regiond.scenes.sens import SensSource
+    from regiond.scenes.source import Sampling
 
     path = WORK / "x.sens"
     path.write_bytes(data)
@@ -155,8 +155,8 @@ _HEAD = struct.Struct(">BBHHBHHfffff")  # flags, max_pixels choice, w, h, depth 
 
 
 def image_run(data: bytes) -> None:
-    from regiond.service.convert import Limits, extract_request_frame
     from regiond.api.v1 import regions_pb2 as pb
+    from regiond.service.convert import Limits, extract_request_frame
 
     head, rest = data[: _HEAD.size].ljust(_HEAD.size, b"\0"), data[_HEAD.size :]
     flags, mp, w, h, dtype, dw, dh, scale, fx, fy, cx, cy = _HEAD.unpack(head)
@@ -189,9 +189,9 @@ def image_seeds() -> dict[str, bytes]:
 
 
 def rle_run(data: bytes) -> None:
+    from regiond.api.v1 import regions_pb2 as pb
     from regiond.service.search_rpc import query_mask
     from regiond.service.wire import parse
-    from regiond.api.v1 import regions_pb2 as pb
 
     q = parse(pb.MaskQuery.FromString, data)
     h, w = int(q.image.height), int(q.image.width)  # the query image's size (bounded as by max_pixels)
@@ -199,8 +199,8 @@ def rle_run(data: bytes) -> None:
 
 
 def rle_seeds() -> dict[str, bytes]:
-    from regiond.core.rle import encode
     from regiond.api.v1 import regions_pb2 as pb
+    from regiond.core.rle import encode
 
     m = np.zeros((18, 24), bool)
     m[4:12, 5:20] = True
@@ -216,9 +216,9 @@ _SEARCH = {}
 
 def _search_rpc():
     if not _SEARCH:
+        from regiond.api.v1 import regions_pb2 as pb
         from regiond.extraction import build_extractor
         from regiond.service.search_rpc import SearchRPC
-        from regiond.api.v1 import regions_pb2 as pb
 
         rpc = SearchRPC(build_extractor("lite"), WORK / "requests-index")
         rpc.index_images(
@@ -233,9 +233,9 @@ def requests_setup() -> None:
 
 
 def requests_run(data: bytes) -> None:
+    from regiond.api.v1 import regions_pb2 as pb
     from regiond.service.convert import Limits, extract_request_frame, scene_frame, video_frame
     from regiond.service.wire import parse
-    from regiond.api.v1 import regions_pb2 as pb
 
     if not data:
         return

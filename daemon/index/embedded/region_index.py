@@ -21,25 +21,22 @@ import json
 import logging
 import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from regiond.core.errors import InputError
+from regiond.core.json_docs import read_json_object
 from regiond.core.regionset import RegionSet
-
 from regiond.index.config import IndexConfig
+from regiond.index.embedded.rwlock import RWLock
+from regiond.index.embedded.store import IndexFileError, SQLiteStore
+from regiond.index.embedded.vectors import VectorIndex
 from regiond.index.hits import ImageHit, RegionHit, SearchFilter
 from regiond.index.normalising.normaliser import Normaliser
-from regiond.index.ranking import rank_images
-from regiond.index.embedded.rwlock import RWLock
+from regiond.index.ranking import MAX_REGIONS, rank_images, region_ids, split_ids
 from regiond.index.searching import Ranked, Searching
-from regiond.core.json_docs import read_json_object
-
-from regiond.index.embedded.store import IndexFileError, SQLiteStore
-from regiond.index.ranking import MAX_REGIONS, region_ids, split_ids
-from regiond.index.embedded.vectors import VectorIndex
 
 log = logging.getLogger(__name__)
 

@@ -23,14 +23,14 @@ import json
 import sqlite3
 import threading
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from regiond.index.normalising.normaliser import IDENTITY, Normaliser
 from regiond.index.embedded.readers import READERS, ReadPool
+from regiond.index.normalising.normaliser import IDENTITY, Normaliser
 
 FORMAT = "regiond.index/2"
 LEGACY_FORMAT = "regiond.index/1"  # no normaliser: raw features, scored as they were
@@ -275,7 +275,8 @@ class SQLiteStore:
         w.execute("BEGIN IMMEDIATE")
         try:
             cur = w.execute(
-                "INSERT INTO images (image_id, width, height, metadata, n_regions, features, crc) VALUES (?,?,?,?,?,?,?)",
+                "INSERT INTO images (image_id, width, height, metadata, n_regions, features, crc) "
+                "VALUES (?,?,?,?,?,?,?)",
                 (
                     image_id,
                     int(width),
@@ -345,7 +346,8 @@ class SQLiteStore:
         keys = [int(k) for k in keys]
         out = {}
         for chunk in _chunks(keys, 500):
-            q = f"SELECT key, image_id, width, height, metadata, n_regions FROM images WHERE key IN ({','.join('?' * len(chunk))})"
+            marks = ",".join("?" * len(chunk))
+            q = f"SELECT key, image_id, width, height, metadata, n_regions FROM images WHERE key IN ({marks})"
             for k, iid, w, h, meta, n in self._read(q, chunk):
                 out[k] = ImageRow(k, iid, w, h, json.loads(meta), n)
         return out

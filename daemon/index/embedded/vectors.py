@@ -23,8 +23,8 @@ import faiss
 import numpy as np
 
 from regiond.index.config import IndexConfig
-from regiond.index.normalising.normaliser import IDENTITY, Normaliser, prepare
 from regiond.index.embedded.store import IndexFileError
+from regiond.index.normalising.normaliser import IDENTITY, Normaliser, prepare
 from regiond.index.ranking import REGION_BITS
 
 SNAPSHOT_MAGIC = b"REGIOND-FAISS\x00v1"
@@ -184,7 +184,7 @@ class VectorIndex:
     @classmethod
     def load(
         cls, path: Path, config: IndexConfig, dim: int, normaliser: Normaliser = IDENTITY
-    ) -> tuple["VectorIndex | None", int]:
+    ) -> tuple[VectorIndex | None, int]:
         """(index, seq) from a snapshot; (None, 0) when it was made with another configuration
         or normaliser (the caller rebuilds; snapshots from before normalisation hold raw
         vectors, "none"). Raises IndexFileError, touching nothing, for a foreign or damaged

@@ -24,13 +24,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from regiond.scenes.annotated_images import Collection
 from regiond.index.config import IndexConfig
-from regiond.index.normalising.corpus import normaliser_for
-from regiond.index.region_extractor import RegionExtractor
-from regiond.index.normalising.normaliser import Normaliser
 from regiond.index.embedded.region_index import RegionIndex
+from regiond.index.normalising.corpus import normaliser_for
+from regiond.index.normalising.normaliser import Normaliser
+from regiond.index.region_extractor import RegionExtractor
 from regiond.index.searching import SERVED_EXPANSION
+from regiond.scenes.annotated_images import Collection
 
 
 def average_precision(scores: np.ndarray, relevant: np.ndarray) -> float:

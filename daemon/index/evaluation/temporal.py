@@ -20,21 +20,20 @@ what a perfect ranking would get (fewer than k indexed frames within the window 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 from tqdm import tqdm
 
 from regiond.core.frames import Frame
-
 from regiond.index.config import IndexConfig
+from regiond.index.embedded.region_index import RegionIndex
 from regiond.index.normalising.corpus import normaliser_for
-from regiond.index.region_extractor import RegionExtractor
 from regiond.index.normalising.normaliser import Normaliser
 from regiond.index.query.queries import MATCHES, box_mask, masked_query
-from regiond.index.embedded.region_index import RegionIndex
+from regiond.index.region_extractor import RegionExtractor
 from regiond.index.searching import SERVED_EXPANSION, check_expansion
 
 

@@ -24,14 +24,14 @@ import logging
 import threading
 import time
 import zlib
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
 from regiond.core.errors import InputError
 from regiond.core.regionset import RegionSet
-
 from regiond.index.config import IndexConfig
+from regiond.index.embedded.store import IndexFileError
 from regiond.index.hits import ImageHit, RegionHit, SearchFilter
 from regiond.index.milvus.schema import (
     FORMAT,
@@ -52,7 +52,6 @@ from regiond.index.milvus.schema import (
 )
 from regiond.index.normalising.normaliser import IDENTITY, Normaliser
 from regiond.index.searching import Ranked, Searching
-from regiond.index.embedded.store import IndexFileError
 
 log = logging.getLogger(__name__)
 

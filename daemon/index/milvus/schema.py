@@ -58,7 +58,7 @@ class MilvusLocation:
     expected_regions: int = 0
 
     @classmethod
-    def parse(cls, text: str) -> "MilvusLocation":
+    def parse(cls, text: str) -> MilvusLocation:
         opts: dict = {}
         if text.startswith("milvus-lite:"):
             path, _, query = text[len("milvus-lite:") :].partition("?")

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from regiond.index.normalising.normaliser import DEFAULT_KIND, DEFAULT_SHRINKAGE, IDENTITY, Normaliser, fit_normaliser
+from regiond.index.region_extractor import RegionExtractor
 from regiond.masks import build_masker
 from regiond.scenes.annotated_images import synthetic_images
-from regiond.index.region_extractor import RegionExtractor
-from regiond.index.normalising.normaliser import DEFAULT_KIND, DEFAULT_SHRINKAGE, IDENTITY, Normaliser, fit_normaliser
 
 log = logging.getLogger(__name__)
 

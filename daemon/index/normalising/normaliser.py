@@ -103,7 +103,7 @@ class Normaliser:
         return buf.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes, where: str = "normaliser") -> "Normaliser":
+    def from_bytes(cls, data: bytes, where: str = "normaliser") -> Normaliser:
         """Inverse of to_bytes; ValueError naming `where` when the bytes are not one, or when
         the parameters do not match the digest they were saved with."""
         try:

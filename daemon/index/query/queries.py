@@ -23,17 +23,16 @@ Every bad input raises InputError naming the field.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from PIL import Image
 
 from regiond.core.errors import InputError, image_decode_errors
 from regiond.core.regionset import RegionSet
-
-from regiond.index.region_extractor import RegionExtractor
 from regiond.index.hits import ImageHit, check_vector
+from regiond.index.region_extractor import RegionExtractor
 from regiond.index.searching import Searching
 
 #: A region of the query image belongs to a region-matched query when at least this share of
