@@ -59,13 +59,14 @@ class Camera:
         )
 
 
-def camera_rays(camera: Camera) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pixel (x/z, y/z) of the camera's image: two H×W float32 arrays."""
-    u = (np.arange(camera.width, dtype=np.float64) - camera.cx) / camera.fx
-    v = (np.arange(camera.height, dtype=np.float64) - camera.cy) / camera.fy
-    xs = np.broadcast_to(u[None, :], (camera.height, camera.width)).astype(np.float32)
-    ys = np.broadcast_to(v[:, None], (camera.height, camera.width)).astype(np.float32)
-    return xs, ys
+def camera_rays(camera: Camera, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel (x/z, y/z) of the camera's image: two H×W float32 arrays (stride: of every
+    stride-th pixel each way only, the same values as slicing the full arrays)."""
+    u = (np.arange(0, camera.width, stride, dtype=np.float64) - camera.cx) / camera.fx
+    v = (np.arange(0, camera.height, stride, dtype=np.float64) - camera.cy) / camera.fy
+    xs = np.broadcast_to(u[None, :].astype(np.float32), (len(v), len(u)))
+    ys = np.broadcast_to(v[:, None].astype(np.float32), (len(v), len(u)))
+    return np.ascontiguousarray(xs), np.ascontiguousarray(ys)
 
 
 def evenly_spaced(n: int, k: int) -> np.ndarray:

@@ -14,7 +14,7 @@ from regiond.geometry.embeddings import (
     fourier_periods,
     scene_origin,
 )
-from regiond.geometry.fusion import VoxelFusion, fit_to_size, fuse_frames
+from regiond.geometry.fusion import VoxelFusion, fit_to_size, fuse_frames, voxel_centres, voxel_keys
 from regiond.geometry.stats import EXTENT_PERCENTILES, RegionGeometry, region_geometry
 
 __all__ = [
@@ -38,6 +38,8 @@ __all__ = [
     "VoxelFusion",
     "fit_to_size",
     "fuse_frames",
+    "voxel_centres",
+    "voxel_keys",
     "EXTENT_PERCENTILES",
     "RegionGeometry",
     "region_geometry",

@@ -69,7 +69,7 @@ def backproject(
         raise InputError("stride", f"must be at least 1, got {stride}")
     d = d[::stride, ::stride]
     valid = valid_depth(d, max_depth, min_depth)
-    xs, ys = (r[::stride, ::stride] for r in camera_rays(camera))
+    xs, ys = camera_rays(camera, stride)
     z = np.where(valid, d, np.float32(np.nan))
     pts = np.stack([xs * z, ys * z, z], axis=-1)
     if pose is not None:

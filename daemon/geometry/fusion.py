@@ -32,6 +32,18 @@ def _keys(idx: np.ndarray) -> np.ndarray:
     return (idx[0] << (2 * _BITS)) | (idx[1] << _BITS) | idx[2]
 
 
+def voxel_keys(points: np.ndarray, voxel: float) -> np.ndarray:
+    """M int64 keys of the voxels of `voxel` metres holding M×3 finite points: the keys the
+    fused cloud's voxels have (one integer per voxel, for hashing and sorting)."""
+    return _keys(_voxel_index(np.asarray(points, dtype=np.float64).reshape(-1, 3).T, voxel))
+
+
+def voxel_centres(keys: np.ndarray, voxel: float) -> np.ndarray:
+    """M×3 float32 centres of the voxels of M keys (voxel_keys' inverse, to the voxel)."""
+    idx = _unkey(np.asarray(keys, np.int64)) - _OFFSET
+    return ((idx.T + 0.5) * voxel).astype(np.float32)
+
+
 def _unkey(keys: np.ndarray) -> np.ndarray:
     return np.stack([keys >> (2 * _BITS), (keys >> _BITS) & _MASK, keys & _MASK])
 

@@ -85,12 +85,16 @@ class CarryInfo:
     coverage        carried frames: pixels the carried masks cover over those the keyframe's
                     masks covered (1 on keyframes)
     reason          why a keyframe: "first frame", "every 5 frames", "coverage 0.62 < 0.80",
-                    "no depth", "no pose", ... ("" for carried frames)"""
+                    "no depth", "no pose", ... ("" for carried frames)
+    origin          carried frames: the keyframe region each of the frame's first len(origin)
+                    regions was carried from (its index in the keyframe's RegionSet); the
+                    regions after them are new SLIC pieces. Empty on keyframes."""
 
     keyframe: bool
     keyframe_index: int
     coverage: float = 1.0
     reason: str = ""
+    origin: tuple[int, ...] = ()
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -198,7 +202,8 @@ class MaskTracker:
                 props = MaskProposals(masks, k.source[keep], k.scores[keep])
                 if labels is not None:
                     props = cover(props, labels, min_piece)
-                return props, CarryInfo(False, k.frame.index, round(float(coverage), 4))
+                origin = tuple(np.flatnonzero(keep).tolist())
+                return props, CarryInfo(False, k.frame.index, round(float(coverage), 4), origin=origin)
             why = f"coverage {coverage:.2f} < {self.config.min_coverage:.2f}"
         return self._keyframe(frame, key, fill, min_piece, why)
 

@@ -1,0 +1,309 @@
+"""The online object map: every region of an RGB-D stream assigned to a persistent 3D object.
+
+Per frame with depth, intrinsics and a pose:
+1. every `stride`-th pixel is back-projected (regiond.geometry.backproject) and given the
+   region that owns it (pixels.py); a region's points split into segments where their depth
+   jumps (a superpixel straddling an object and the wall behind it);
+2. the frame's voxels are looked up in the voxel hash (voxels.py): O(the frame's voxels);
+3. each segment joins the object owning most of its voxels when that holds at least `assign`
+   of them, or when the segment holds at least `contain` of that object's voxels in view
+   (a whole object seen after its parts); between `ambiguous` and `assign`, the features
+   decide (cosine similarity of the region's pooled feature and the object's mean); otherwise
+   it starts a new object. A region carried from a keyframe (regiond.masks.carry) keeps its
+   keyframe region's object;
+4. a segment holding most of the visible voxels of two objects merges them (parts of one
+   thing: mutual containment, as OnlineAnySeg and ESAM merge);
+5. each voxel votes for the object its points went to (a streaming majority vote).
+
+What the frame's regions got is recorded (a few numbers per region) so that finish()
+(summary.py) can give every frame its final ids after merges and describe every object.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from regiond.core.frames import Frame, check_pose
+from regiond.core.regionset import RegionSet
+from regiond.geometry import backproject, voxel_keys
+from regiond.objects.config import ObjectConfig
+from regiond.objects.groups import best_per_group
+from regiond.objects.pixels import strided_owner
+from regiond.objects.records import FrameRecord, ObjectTable
+from regiond.objects.voxels import VoxelTable
+
+#: frames whose share of points on mapped voxels falls below this fraction of the recent
+#: frames' typical share are left out (check_pose), once the map has this many frames
+POSE_DROP = 0.5
+POSE_HISTORY = 5
+POSE_REASON = "pose disagrees with the map"
+
+
+@dataclass
+class FrameObjects:
+    """ids     N uint32 object per region (0: none)
+    reason  why the frame's regions got no ids ("" when they did)"""
+
+    frame_index: int
+    ids: np.ndarray
+    reason: str = ""
+    seconds: float = 0.0
+
+    @property
+    def pose_rejected(self) -> bool:
+        """The frame's pose disagrees with the map (its points would land in the wrong place)."""
+        return self.reason.startswith(POSE_REASON)
+
+
+class ObjectMap:
+    def __init__(self, config: ObjectConfig | None = None):
+        self.config = config or ObjectConfig()
+        self.voxels = VoxelTable()
+        self.objects = ObjectTable()
+        self.records: list[FrameRecord] = []
+        self._key: tuple[int, np.ndarray] | None = None  # the last keyframe: (index, its region ids)
+        self._hits: list[float] = []  # recent accepted frames' share of points on mapped voxels
+        self._rejected_last = False
+        self.frames = 0
+        self.frames_skipped = 0
+
+    # --- one frame -------------------------------------------------------------------------
+
+    def add(self, frame: Frame, regions: RegionSet, labels: np.ndarray | None = None) -> FrameObjects:
+        """Assign the frame's regions to objects. labels: the regions' classes (a scene head's,
+        -1 unknown) to vote the objects' classes with."""
+        t0 = time.perf_counter()
+        self.frames += 1
+        ids = np.zeros(len(regions), np.uint32)
+        why = _unmappable(frame)
+        if why is None:
+            why = self._assign(frame, regions, ids, labels)
+        if why:
+            self.frames_skipped += 1
+            self._key = None if _is_keyframe(regions) else self._key
+        return FrameObjects(int(frame.index), ids, why or "", time.perf_counter() - t0)
+
+    def _assign(self, frame: Frame, regions: RegionSet, ids: np.ndarray, labels) -> str | None:
+        c = self.config
+        stride = c.stride_for(regions.width)
+        pts, valid = backproject(frame.depth, frame.camera, frame.pose, c.max_depth, stride=stride)
+        owner = strided_owner(regions, stride).reshape(-1)
+        valid = valid.reshape(-1)
+        points = pts.reshape(-1, 3)[valid]
+        owner = owner[valid]
+        if not len(points):
+            return "no valid depth"
+        fkeys, finv = np.unique(voxel_keys(points, c.voxel), return_inverse=True)
+        slots = self.voxels.lookup(fkeys)
+        known = slots >= 0
+        fobj = np.zeros(len(fkeys), np.int64)
+        fobj[known] = self.objects.root(self.voxels.owner[slots[known]])
+        why = self._check_pose(float((fobj > 0).mean()))
+        if why:
+            return why
+
+        # segments: each region's points, split where the depth jumps
+        inside = owner >= 0
+        seg, seg_region = _segments(owner[inside], points[inside], frame.pose, c.depth_gap)
+        nseg, nf = len(seg_region), len(fkeys)
+        pair, pcount = np.unique(seg * nf + finv[inside], return_counts=True)
+        pseg, pvox = pair // nf, pair % nf
+        seg_size = np.bincount(pseg, minlength=nseg)
+        seg_points = np.bincount(seg, minlength=nseg)
+        in_view = np.bincount(fobj, minlength=self.objects.count + 1)  # |F ∩ O|
+
+        seg_obj = self._associate(regions, pseg, fobj[pvox], seg_size, seg_region, in_view)
+        merges = self._merge(pseg, fobj[pvox], seg_size, seg_obj, in_view)
+        if merges:
+            seg_obj = self.objects.root(seg_obj)
+        self._vote(fkeys, slots, fobj, pseg, pvox, pcount, seg_obj)
+        self.objects.saw(np.flatnonzero(in_view[1:] >= c.min_voxels) + 1)
+
+        # a region's object: its largest segment's
+        first = best_per_group(seg_region, seg_points)
+        ids[seg_region[first]] = seg_obj[first]
+        self._inherit(regions, ids, seg_region)
+        self._features(regions, ids, seg_region, seg_size)
+        weight = np.bincount(seg_region, weights=seg_size, minlength=len(regions)).astype(np.int32)
+        self.records.append(FrameRecord.of(frame.index, regions, ids, weight, labels))
+        if _is_keyframe(regions):
+            self._key = (int(frame.index), ids.copy())
+        return None
+
+    def _check_pose(self, hit: float) -> str | None:
+        """A frame whose points land on mapped voxels far less often than the recent frames'
+        did is left out (once; two in a row are the scene, not the pose)."""
+        if not self.config.check_pose:
+            return None
+        recent = self._hits[-POSE_HISTORY:]
+        if len(recent) >= 3 and not self._rejected_last:
+            typical = float(np.median(recent))
+            if typical >= 0.3 and hit < POSE_DROP * typical:
+                self._rejected_last = True
+                return (
+                    f"{POSE_REASON}: {100 * hit:.0f}% of its points on mapped surfaces, "
+                    f"recent frames {100 * typical:.0f}%"
+                )
+        self._rejected_last = False
+        self._hits = recent[-(POSE_HISTORY - 1) :] + [hit]
+        return None
+
+    def _associate(self, regions, pseg, pobj, seg_size, seg_region, in_view) -> np.ndarray:
+        """Each segment's object: an existing one by overlap (and features where the overlap is
+        ambiguous), its keyframe region's when carried, else a new one (0: too small)."""
+        c = self.config
+        nseg = len(seg_region)
+        seg_obj = np.zeros(nseg, np.int64)
+        m = pobj > 0
+        if m.any():
+            width = self.objects.count + 1
+            so, cnt = np.unique(pseg[m] * width + pobj[m], return_counts=True)
+            sseg, sobj = so // width, so % width
+            best = best_per_group(sseg, cnt)
+            s, o, n = sseg[best], sobj[best], cnt[best]
+            a, b = n / seg_size[s], n / np.maximum(in_view[o], 1)
+            take = (a >= c.assign) | ((b >= c.contain) & (in_view[o] >= c.min_voxels))
+            maybe = ~take & (a >= c.ambiguous)
+            if maybe.any() and regions.features is not None:
+                sim = self.objects.similarity(o[maybe], regions.features[seg_region[s[maybe]]])
+                take[np.flatnonzero(maybe)[sim >= c.similar]] = True
+            seg_obj[s[take]] = o[take]
+        carried = self._carried_objects(regions)
+        if carried is not None:
+            from_key = carried[seg_region]
+            seg_obj = np.where(from_key > 0, from_key, seg_obj)
+        new = (seg_obj == 0) & (seg_size >= c.min_voxels)
+        if new.any():
+            seg_obj[new] = self.objects.new(int(new.sum()))
+        return seg_obj
+
+    def _carried_objects(self, regions: RegionSet) -> np.ndarray | None:
+        """Per region, the object of the keyframe region it was carried from (0: none)."""
+        carry = regions.meta.get("carry") or {}
+        origin = np.asarray(carry.get("origin", ()), np.int64)
+        if carry.get("keyframe", True) or self._key is None or not len(origin):
+            return None
+        key_index, key_ids = self._key
+        if int(carry.get("keyframe_index", -1)) != key_index:
+            return None
+        out = np.zeros(len(regions), np.int64)
+        ok = origin < len(key_ids)
+        out[: len(origin)][ok] = self.objects.root(key_ids[origin[ok]].astype(np.int64))
+        return out
+
+    def _inherit(self, regions: RegionSet, ids: np.ndarray, seg_region: np.ndarray) -> None:
+        """Carried regions without a point at the map's stride still keep their keyframe's object."""
+        carried = self._carried_objects(regions)
+        if carried is not None:
+            none = (ids == 0) & (carried > 0)
+            ids[none] = carried[none]
+
+    def _merge(self, pseg, pobj, seg_size, seg_obj, in_view) -> list[tuple[int, int]]:
+        """Objects whose visible voxels a segment mostly holds are parts of the segment's object."""
+        c = self.config
+        m = (pobj > 0) & (seg_obj[pseg] > 0)
+        if not m.any():
+            return []
+        width = self.objects.count + 1
+        so, cnt = np.unique(pseg[m] * width + pobj[m], return_counts=True)
+        s, o = so // width, so % width
+        part = (
+            (cnt >= c.merge * in_view[o])
+            & (cnt >= c.merge_part * seg_size[s])
+            & (in_view[o] >= c.min_voxels)
+            & (o != seg_obj[s])
+        )
+        merges = []
+        for seg, obj in zip(s[part].tolist(), o[part].tolist()):
+            kept = self.objects.merge(int(seg_obj[seg]), obj)
+            if kept:
+                merges.append(kept)
+        return merges
+
+    def _vote(self, fkeys, slots, fobj, pseg, pvox, pcount, seg_obj) -> None:
+        """Each voxel votes once for the object most of its points in this frame went to."""
+        obj = seg_obj[pseg]
+        m = obj > 0
+        if not m.any():
+            return
+        width = self.objects.count + 1
+        vo, w = np.unique(pvox[m] * width + obj[m], return_inverse=True)
+        weight = np.bincount(w, weights=pcount[m])
+        vox, ob = vo // width, vo % width
+        best = best_per_group(vox, weight)
+        vox, ob = vox[best], ob[best]
+        s = slots[vox]
+        fresh = s < 0
+        if fresh.any():
+            s[fresh] = self.voxels.insert(fkeys[vox[fresh]])
+        self.voxels.vote(s, ob.astype(np.int32), fobj[vox].astype(np.int32))
+
+    def _features(self, regions: RegionSet, ids: np.ndarray, seg_region, seg_size) -> None:
+        if regions.features is None:
+            return
+        has = np.flatnonzero(ids > 0)
+        if len(has):
+            w = np.bincount(seg_region, weights=seg_size, minlength=len(regions))[has]
+            self.objects.add_features(ids[has].astype(np.int64), regions.features[has], w)
+
+    # --- what the map holds ----------------------------------------------------------------
+
+    def instance_of(self, points: np.ndarray) -> np.ndarray:
+        """M int64 object (survivor of merges; 0: none) owning the voxel of each of M×3 points."""
+        pts = np.asarray(points, np.float64).reshape(-1, 3)
+        out = np.zeros(len(pts), np.int64)
+        ok = np.isfinite(pts).all(axis=1)
+        if not ok.any() or not len(self.voxels):
+            return out
+        keys, inv = np.unique(voxel_keys(pts[ok], self.config.voxel), return_inverse=True)
+        slots = self.voxels.lookup(keys)
+        obj = np.zeros(len(keys), np.int64)
+        obj[slots >= 0] = self.objects.root(self.voxels.owner[slots[slots >= 0]])
+        out[ok] = obj[inv]
+        return out
+
+    def memory_bytes(self) -> int:
+        """Approximate bytes held: voxel arrays and dict entries, object arrays, frame records."""
+        return (
+            self.voxels.nbytes()
+            + 100 * len(self.voxels)
+            + self.objects.nbytes()
+            + sum(r.nbytes() for r in self.records)
+        )
+
+
+def _unmappable(frame: Frame) -> str | None:
+    if frame.depth is None:
+        return "no depth"
+    if frame.camera is None:
+        return "no intrinsics"
+    if check_pose(frame.pose) is None:
+        return "no pose"
+    return None
+
+
+def _is_keyframe(regions: RegionSet) -> bool:
+    carry = regions.meta.get("carry")
+    return not carry or bool(carry.get("keyframe", True))
+
+
+def _segments(region: np.ndarray, points: np.ndarray, pose, gap: float) -> tuple[np.ndarray, np.ndarray]:
+    """(segment of each point, region of each segment): each region's points in order of
+    depth, cut where the depth jumps by more than `gap` of it (0: one segment a region)."""
+    if not len(region):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if gap <= 0:
+        regs, seg = np.unique(region, return_inverse=True)
+        return seg.astype(np.int64), regs.astype(np.int64)
+    c2w = check_pose(pose)
+    depth = (points - c2w[:3, 3]) @ c2w[:3, 2]  # along the optical axis
+    mm = np.clip(depth * 1000.0, 0, (1 << 31) - 1).astype(np.int64)  # one int64 sort key: region, then depth
+    order = np.argsort((region.astype(np.int64) << 32) | mm)
+    r, d = region[order], depth[order]
+    cut = np.r_[True, (r[1:] != r[:-1]) | (np.diff(d) > gap * d[1:])]
+    seg = np.empty(len(r), np.int64)
+    seg[order] = np.cumsum(cut) - 1
+    return seg, r[cut].astype(np.int64)

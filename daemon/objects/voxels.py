@@ -1,0 +1,116 @@
+"""The object map's voxel hash: which object owns each occupied voxel of the scene.
+
+An open-addressing hash table (linear probing, Fibonacci hashing) from voxel key
+(regiond.geometry.voxel_keys) to a slot in flat arrays, probed for all of a frame's voxels at
+once with numpy: looking up a frame costs O(its voxels) whatever the size of the scene
+(OnlineAnySeg's voxel hashing), and memory grows with the occupied voxels only, never with
+the frames (the table doubles when half full).
+
+Each voxel holds one owner and a vote count, updated by the streaming majority vote
+(Boyer-Moore): a frame voting for the owner strengthens it, a frame voting for another object
+weakens it and takes the voxel over once the owner's votes are spent. So a voxel follows the
+object most frames put it in, and one frame (a wrong pose, a mask that spills over an edge)
+cannot move it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: votes a voxel's owner can bank: later frames can still take a voxel over after at most
+#: this many frames that disagree
+MAX_VOTES = 8
+_EMPTY = np.int64(-1)  # no voxel key is negative (they are offset to be non-negative)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+class VoxelTable:
+    def __init__(self, capacity: int = 1 << 12):
+        self._bits = max(int(capacity - 1).bit_length(), 4)
+        self._keys = np.full(1 << self._bits, _EMPTY, np.int64)  # hash table: keys ...
+        self._slot = np.zeros(1 << self._bits, np.int64)  # ... and their slots
+        self.n = 0
+        self.keys = np.zeros(capacity, np.int64)  # per slot
+        self.owner = np.zeros(capacity, np.int32)  # object id, 0 = none
+        self.votes = np.zeros(capacity, np.int16)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self._keys, self._slot, self.keys, self.owner, self.votes))
+
+    def _home(self, keys: np.ndarray) -> np.ndarray:
+        return ((keys.astype(np.uint64) * _GOLDEN) >> np.uint64(64 - self._bits)).astype(np.int64)
+
+    def _probe(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(hash position, found) of each key: where it is, or the empty place ending its probe."""
+        pos = self._home(keys)
+        found = np.zeros(len(keys), bool)
+        todo = np.arange(len(keys))
+        mask = len(self._keys) - 1
+        while len(todo):
+            at = self._keys[pos[todo]]
+            hit = at == keys[todo]
+            found[todo[hit]] = True
+            todo = todo[~hit & (at != _EMPTY)]
+            pos[todo] = (pos[todo] + 1) & mask
+        return pos, found
+
+    def lookup(self, keys: np.ndarray) -> np.ndarray:
+        """Slots of M voxel keys, -1 for voxels not in the table."""
+        pos, found = self._probe(keys)
+        return np.where(found, self._slot[pos], -1)
+
+    def insert(self, keys: np.ndarray) -> np.ndarray:
+        """Slots for M distinct keys not in the table yet (owner 0, no votes)."""
+        m = len(keys)
+        if 2 * (self.n + m) > len(self._keys):
+            self._rehash(2 * (self.n + m))
+        if self.n + m > len(self.keys):
+            cap = max(2 * len(self.keys), self.n + m)
+            self.keys = np.concatenate([self.keys, np.zeros(cap - len(self.keys), np.int64)])
+            self.owner = np.concatenate([self.owner, np.zeros(cap - len(self.owner), np.int32)])
+            self.votes = np.concatenate([self.votes, np.zeros(cap - len(self.votes), np.int16)])
+        slots = np.arange(self.n, self.n + m)
+        self.keys[slots] = keys
+        self.n += m
+        self._place(keys, slots)
+        return slots
+
+    def _place(self, keys: np.ndarray, slots: np.ndarray) -> None:
+        """Put distinct new keys in the hash table: each claims the empty end of its probe;
+        where several claim one place, one wins and the others probe on."""
+        mask = len(self._keys) - 1
+        pos = self._home(keys)
+        todo = np.arange(len(keys))
+        while len(todo):
+            while True:  # move each past places taken by other keys
+                busy = self._keys[pos[todo]] != _EMPTY
+                if not busy.any():
+                    break
+                pos[todo[busy]] = (pos[todo[busy]] + 1) & mask
+            self._keys[pos[todo]] = keys[todo]
+            won = self._keys[pos[todo]] == keys[todo]
+            self._slot[pos[todo[won]]] = slots[todo[won]]
+            todo = todo[~won]
+
+    def _rehash(self, size: int) -> None:
+        self._bits = max(int(size - 1).bit_length(), 4)
+        self._keys = np.full(1 << self._bits, _EMPTY, np.int64)
+        self._slot = np.zeros(1 << self._bits, np.int64)
+        self._place(self.keys[: self.n], np.arange(self.n))
+
+    def vote(self, slots: np.ndarray, objects: np.ndarray, owners: np.ndarray) -> None:
+        """One vote of each of M distinct slots for objects[i]; owners[i] is the slot's current
+        owner as the caller resolved it (merged objects count as their survivor)."""
+        votes = self.votes[slots].astype(np.int32)
+        same = owners == objects
+        votes = np.where(same, np.minimum(votes + 1, MAX_VOTES), votes - 1)
+        take = votes <= 0
+        self.owner[slots] = np.where(take, objects, owners)
+        self.votes[slots] = np.where(take, 1, votes)
+
+    def items(self) -> tuple[np.ndarray, np.ndarray]:
+        """(keys, owners) of every voxel in the table."""
+        return self.keys[: self.n].copy(), self.owner[: self.n].copy()
