@@ -6,6 +6,9 @@ segment/scene  per-pixel labels (mean of the softmax of every region covering a 
                the 20 ignored), or `--protocol head` for the head's own classes
 activity       top-1 / top-5 accuracy over the cache's clips
 labels         label PNGs in ScanNet's benchmark layout (clients/scan_scene.py) vs a scene's ground truth
+instances      a scan's objects (clients/scan_scene.py --objects) vs its scene's instance maps:
+               class-agnostic AP, AP50, AP25 over the fused cloud's points (ScanNet's rules) and
+               the 2D consistency (distinct ids per true object)
 retrieval      region search evaluation (daemon/commands/eval_retrieval.py)
 """
 
@@ -57,6 +60,23 @@ def register(sub) -> None:
     t.add_argument("--confusion", metavar="PNG", default=None, help="write the confusion matrix picture here")
     t.add_argument("--json", action="store_true", help="print the metrics as JSON after the table")
     t.set_defaults(func=run_labels)
+    t = tasks.add_parser(
+        "instances",
+        help="score a scan's objects against its scene's instance maps (AP, AP50, AP25, ids per object)",
+        description="The objects of a scan folder written by clients/scan_scene.py --objects (instances/<scene>.txt "
+        "over scene.ply, object_ids/) against the instance maps (instance-filt/) of its scene, opened again "
+        "with the scan's settings from its scan-progress.jsonl (or the options here). Class-agnostic instance "
+        "AP by ScanNet's rules: IoU 0.5:0.95, duplicates are false positives, wall/floor/ceiling excluded, "
+        "true objects under 100 points ignored.",
+    )
+    t.add_argument("scan", metavar="SCAN_DIR", help="the scan's output folder")
+    t.add_argument("--scene", default=None, help="the scene with instance maps (default: the scan's)")
+    t.add_argument("--every", type=int, default=None, metavar="K", help="the scan's frame step (default: the scan's)")
+    t.add_argument("--max-frames", type=int, default=None, metavar="N", help="(default: the scan's)")
+    t.add_argument("--size", default=None, metavar="WxH", help="(default: the scan's)")
+    t.add_argument("--labels-tsv", default=None, help="scannetv2-labels.combined.tsv for ScanNet's raw label ids")
+    t.add_argument("--json", action="store_true", help="print the metrics as JSON after the text")
+    t.set_defaults(func=run_instances)
     try:  # written by the index engineer; absent until it lands
         retrieval = importlib.import_module("regiond.commands.eval_retrieval")
     except ModuleNotFoundError as e:
@@ -86,6 +106,23 @@ def run_labels(args) -> int:
     from regiond.heads.cache_jobs import evaluate_label_folder  # torch: only when the command runs (--help stays light)
 
     rep = evaluate_label_folder(args.pred, args.scene, labels_tsv=args.labels_tsv, confusion_png=args.confusion)
+    print(rep.text)
+    if args.json:
+        print(json.dumps(rep.metrics))
+    return 0
+
+
+def run_instances(args) -> int:
+    from regiond.objects.evaluation import evaluate_scan  # scenes and scipy: only when the command runs
+
+    rep = evaluate_scan(
+        args.scan,
+        scene=args.scene,
+        every=args.every,
+        max_frames=args.max_frames,
+        size=args.size,
+        labels_tsv=args.labels_tsv,
+    )
     print(rep.text)
     if args.json:
         print(json.dumps(rep.metrics))

@@ -1,7 +1,8 @@
 """Point clouds and their PLY files: the one PLY reader and writer of the project.
 
 Binary little-endian, vertices `x y z` (float), `red green blue` (uchar) and, when the cloud
-is labelled, `label` (int): what Open3D, MeshLab and CloudCompare read. Written with plyfile
+is labelled, `label` (int), and when its points belong to objects, `instance` (int, 0 = none):
+what Open3D, MeshLab and CloudCompare read. Written with plyfile
 (numpy only): importing Open3D into the daemon slows every later extraction in the process
 (measured ~1.5× on the lite profile).
 """
@@ -20,11 +21,13 @@ from regiond.core.errors import InputError
 
 @dataclass
 class PointCloud:
-    """points N×3 float32 metres, colors N×3 uint8 RGB, labels N int32 (0 = none) or None."""
+    """points N×3 float32 metres, colors N×3 uint8 RGB, labels N int32 (0 = none) or None,
+    instances N int32 object ids (0 = none) or None."""
 
     points: np.ndarray
     colors: np.ndarray
     labels: np.ndarray | None = None
+    instances: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.points.shape[0])
@@ -34,6 +37,8 @@ def _vertices(cloud: PointCloud) -> PlyElement:
     fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")]
     if cloud.labels is not None:
         fields.append(("label", "<i4"))
+    if cloud.instances is not None:
+        fields.append(("instance", "<i4"))
     rows = np.empty(len(cloud), dtype=fields)
     for k, name in enumerate("xyz"):
         rows[name] = cloud.points[:, k]
@@ -41,6 +46,8 @@ def _vertices(cloud: PointCloud) -> PlyElement:
         rows[name] = cloud.colors[:, k]
     if cloud.labels is not None:
         rows["label"] = cloud.labels
+    if cloud.instances is not None:
+        rows["instance"] = cloud.instances
     return PlyElement.describe(rows, "vertex")
 
 
@@ -84,4 +91,5 @@ def read_ply(path) -> PointCloud:
     else:
         cols = np.zeros((len(points), 3), np.uint8)
     labels = np.asarray(v["label"]).astype(np.int32) if "label" in names else None
-    return PointCloud(points, cols, labels)
+    instances = np.asarray(v["instance"]).astype(np.int32) if "instance" in names else None
+    return PointCloud(points, cols, labels, instances)

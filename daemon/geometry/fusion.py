@@ -281,14 +281,18 @@ def fuse_frames(
     return fusion.cloud(), fusion
 
 
-def fit_to_size(cloud: PointCloud, voxel: float, limit: int) -> tuple[bytes, float]:
+def fit_to_size(cloud: PointCloud, voxel: float, limit: int, instances_of=None) -> tuple[bytes, float]:
     """PLY bytes of the cloud, re-voxelised at doubling voxel sizes until under `limit` bytes,
-    and the voxel size that took (a reply message has a size limit; a coarser cloud fits)."""
+    and the voxel size that took (a reply message has a size limit; a coarser cloud fits).
+    instances_of: M×3 points → their object ids, to give a coarser cloud's points theirs."""
     data = ply_bytes(cloud)
     while len(data) > limit and len(cloud) > 1:
         voxel *= 2
         coarser = VoxelFusion(voxel)
         coarser.add_points(cloud.points, cloud.colors, cloud.labels)
+        has_instances = cloud.instances is not None
         cloud = coarser.cloud()
+        if has_instances and instances_of is not None:
+            cloud.instances = np.asarray(instances_of(cloud.points), np.int32)
         data = ply_bytes(cloud)
     return data, voxel

@@ -46,40 +46,43 @@ class InstanceScores:
         }
 
 
+def masks_of(ids: np.ndarray, confidence: dict[int, float]) -> tuple[np.ndarray, np.ndarray]:
+    """(K×N bool masks, K confidences) of the objects of N per-point ids (0: none)."""
+    ids = np.asarray(ids, np.int64).ravel()
+    objects = np.unique(ids[ids > 0])
+    return ids[None, :] == objects[:, None], np.array([float(confidence.get(int(i), 0.0)) for i in objects])
+
+
 def instance_scores(
-    pred: np.ndarray,
-    confidence: dict[int, float],
+    masks: np.ndarray,
+    conf: np.ndarray,
     gt: np.ndarray,
     gt_class: dict[int, int],
     excluded=EXCLUDED_CLASSES,
     min_points: int = MIN_REGION_POINTS,
 ) -> InstanceScores:
-    """pred  N predicted object per point (0: none); confidence: object id → its confidence
-    gt    N ground truth instance per point (0: none); gt_class: instance → NYU40 class"""
-    pred, gt = np.asarray(pred, np.int64).ravel(), np.asarray(gt, np.int64).ravel()
-    if pred.shape != gt.shape:
-        raise ValueError(f"{len(pred)} predicted labels for {len(gt)} ground truth points")
+    """masks  K×N bool: the points of each predicted object (they may overlap, as ScanNet's
+           masks may), conf its K confidences (masks_of() makes both from per-point ids)
+    gt     N ground truth instance per point (0: none); gt_class: instance → NYU40 class"""
+    masks, gt = np.asarray(masks, bool).reshape(-1, np.size(gt)), np.asarray(gt, np.int64).ravel()
+    conf = np.asarray(conf, np.float64).ravel()
+    if len(conf) != len(masks):
+        raise ValueError(f"{len(conf)} confidences for {len(masks)} predicted objects")
     gt_ids, gt_count = np.unique(gt[gt > 0], return_counts=True)
     valid_class = np.array([gt_class.get(int(i), 0) not in excluded for i in gt_ids], bool)
     counted = gt_ids[valid_class]  # instances of evaluated classes (any size): matched_gt in ScanNet
     counted_size = gt_count[valid_class]
     evaluated = counted_size >= min_points
     void = ~np.isin(gt, counted)  # no instance, or one of an excluded class
-    pred_ids, pred_count = np.unique(pred[pred > 0], return_counts=True)
-    keep = pred_count >= min_points
-    pred_ids, pred_count = pred_ids[keep], pred_count[keep]
+    pred_count = masks.sum(axis=1)
+    keep = pred_count >= min_points  # ScanNet skips smaller predictions
+    masks, pred_count, conf = masks[keep], pred_count[keep], conf[keep]
     # intersections of every prediction with every counted ground truth instance
-    gi = np.searchsorted(counted, gt)
-    gi[(gi >= len(counted)) | void] = -1
-    gi[gi >= 0] = np.where(counted[gi[gi >= 0]] == gt[gi >= 0], gi[gi >= 0], -1)
-    pi = np.searchsorted(pred_ids, pred)
-    on = (pred > 0) & (pi < len(pred_ids))
-    on[on] = pred_ids[pi[on]] == pred[on]
-    inter = np.zeros((len(pred_ids), len(counted)), np.int64)
-    both = on & (gi >= 0)
-    np.add.at(inter, (pi[both], gi[both]), 1)
-    void_inter = np.bincount(pi[on & void], minlength=len(pred_ids))
-    conf = np.array([float(confidence.get(int(p), 0.0)) for p in pred_ids])
+    gi = np.full(len(gt), len(counted))  # len(counted): void
+    gi[~void] = np.searchsorted(counted, gt[~void])
+    inter = np.stack([np.bincount(gi[m], minlength=len(counted) + 1) for m in masks]) if len(masks) else None
+    inter = inter if inter is not None else np.zeros((0, len(counted) + 1), np.int64)
+    void_inter, inter = inter[:, -1], inter[:, :-1]
     union = counted_size[None, :] + pred_count[:, None] - inter
     iou = np.where(inter > 0, inter / np.maximum(union, 1), 0.0)
     aps = {th: _ap(iou, inter, conf, pred_count, void_inter, evaluated, th) for th in OVERLAPS}
@@ -89,7 +92,7 @@ def instance_scores(
         ap50=float(aps[OVERLAPS[0]]),
         ap25=float(aps[0.25]),
         gt_objects=int(evaluated.sum()),
-        predictions=len(pred_ids),
+        predictions=len(masks),
         per_overlap={round(th, 2): float(v) for th, v in aps.items()},
     )
 
