@@ -13,7 +13,7 @@ from regiond.core.errors import InputError
 from regiond.core.instance_files import read_instance_masks, write_instance_masks
 from regiond.geometry import VoxelFusion, write_ply
 from regiond.objects import ObjectConfig, ObjectMap, summarise
-from regiond.objects.instance_ap import instance_scores, masks_of
+from regiond.objects.instance_ap import instance_scores, match_scene, pooled_scores
 from regiond.objects.instance_truth import Consistency
 from regiond.objects.pixels import strided_owner
 from regiond.scenes import open_source
@@ -27,7 +27,7 @@ CLASSES = {1: 5, 2: 7, 3: 1, 4: 11}  # chair, table, wall, picture
 
 
 def _scores(pred, conf):
-    return instance_scores(*masks_of(pred, conf), GT, CLASSES)
+    return instance_scores(pred, conf, GT, CLASSES)
 
 
 def test_perfect_objects_score_one_and_what_is_ignored_costs_nothing():
@@ -55,6 +55,17 @@ def test_iou_must_be_above_the_threshold():
     pred[200:400] = 2
     s = _scores(pred, {1: 0.9, 2: 0.8})
     assert s.per_overlap[0.5] < 1.0 and s.ap25 == 1.0
+
+
+def test_scenes_pool_their_matches():
+    pred = GT.copy()
+    pred[pred == 3] = 0
+    one = match_scene(pred, {1: 0.9, 2: 0.8}, GT, CLASSES)
+    miss = match_scene(np.zeros(1000, int), {}, GT, CLASSES)  # a scene where nothing was found
+    assert pooled_scores([one]).ap50 == 1.0
+    assert pooled_scores([one, miss]).ap50 == pytest.approx(0.5)  # recall halves, precision stays
+    masks = np.stack([pred == 1, pred == 2])  # masks and ids agree
+    assert pooled_scores([match_scene(masks, [0.9, 0.8], GT, CLASSES)]).per_overlap == pooled_scores([one]).per_overlap
 
 
 def test_instance_layout_round_trip_and_malformed_files_are_named(tmp_path):

@@ -29,8 +29,12 @@ class ObjectConfig:
                   behind it is two segments); 0: no split
     min_frames    at the end, objects seen in fewer frames are dropped
     min_points    ... and objects holding fewer points of the fused cloud
+    min_seen      at the end, voxels fewer frames put points in belong to no object (one frame
+                  with a wrong pose cannot add surface to an object)
     check_pose    leave out frames whose points land on the map far less than the frames
-                  before them did (a wrong pose would smear objects across the room)"""
+                  before them did (a wrong pose would smear objects across the room)
+    associate     False: every segment of a keyframe starts an object, nothing merges (the
+                  benchmark's floor, "no association")"""
 
     voxel: float = 0.05
     stride: int = 4
@@ -45,7 +49,9 @@ class ObjectConfig:
     depth_gap: float = 0.08
     min_frames: int = 2
     min_points: int = 100
+    min_seen: int = 2
     check_pose: bool = True
+    associate: bool = True
 
     def stride_for(self, width: int) -> int:
         """The pixel stride for frames `width` pixels wide."""

@@ -46,59 +46,96 @@ class InstanceScores:
         }
 
 
-def masks_of(ids: np.ndarray, confidence: dict[int, float]) -> tuple[np.ndarray, np.ndarray]:
-    """(K×N bool masks, K confidences) of the objects of N per-point ids (0: none)."""
-    ids = np.asarray(ids, np.int64).ravel()
-    objects = np.unique(ids[ids > 0])
-    return ids[None, :] == objects[:, None], np.array([float(confidence.get(int(i), 0.0)) for i in objects])
+@dataclass
+class SceneMatches:
+    """One scene's matches at every threshold: (y_true, y_score, hard false negatives)."""
+
+    by_overlap: dict
+    gt_objects: int
+    predictions: int
 
 
-def instance_scores(
-    masks: np.ndarray,
-    conf: np.ndarray,
+def match_scene(
+    pred: np.ndarray,
+    conf,
     gt: np.ndarray,
     gt_class: dict[int, int],
     excluded=EXCLUDED_CLASSES,
     min_points: int = MIN_REGION_POINTS,
-) -> InstanceScores:
-    """masks  K×N bool: the points of each predicted object (they may overlap, as ScanNet's
-           masks may), conf its K confidences (masks_of() makes both from per-point ids)
+) -> SceneMatches:
+    """pred   N predicted object per point (0: none) with conf {object id: confidence}, or
+           K×N bool masks (they may overlap, as ScanNet's may) with conf K confidences
     gt     N ground truth instance per point (0: none); gt_class: instance → NYU40 class"""
-    masks, gt = np.asarray(masks, bool).reshape(-1, np.size(gt)), np.asarray(gt, np.int64).ravel()
-    conf = np.asarray(conf, np.float64).ravel()
-    if len(conf) != len(masks):
-        raise ValueError(f"{len(conf)} confidences for {len(masks)} predicted objects")
+    gt = np.asarray(gt, np.int64).ravel()
     gt_ids, gt_count = np.unique(gt[gt > 0], return_counts=True)
     valid_class = np.array([gt_class.get(int(i), 0) not in excluded for i in gt_ids], bool)
     counted = gt_ids[valid_class]  # instances of evaluated classes (any size): matched_gt in ScanNet
     counted_size = gt_count[valid_class]
     evaluated = counted_size >= min_points
     void = ~np.isin(gt, counted)  # no instance, or one of an excluded class
-    pred_count = masks.sum(axis=1)
-    keep = pred_count >= min_points  # ScanNet skips smaller predictions
-    masks, pred_count, conf = masks[keep], pred_count[keep], conf[keep]
-    # intersections of every prediction with every counted ground truth instance
     gi = np.full(len(gt), len(counted))  # len(counted): void
     gi[~void] = np.searchsorted(counted, gt[~void])
-    inter = np.stack([np.bincount(gi[m], minlength=len(counted) + 1) for m in masks]) if len(masks) else None
-    inter = inter if inter is not None else np.zeros((0, len(counted) + 1), np.int64)
+    inter, confidence = _intersections(pred, conf, gi, len(counted) + 1)
+    pred_count = inter.sum(axis=1)
+    keep = pred_count >= min_points  # ScanNet skips smaller predictions
+    inter, pred_count, confidence = inter[keep], pred_count[keep], confidence[keep]
     void_inter, inter = inter[:, -1], inter[:, :-1]
     union = counted_size[None, :] + pred_count[:, None] - inter
     iou = np.where(inter > 0, inter / np.maximum(union, 1), 0.0)
-    aps = {th: _ap(iou, inter, conf, pred_count, void_inter, evaluated, th) for th in OVERLAPS}
+    by = {th: _matches(iou, inter, confidence, pred_count, void_inter, evaluated, th) for th in OVERLAPS}
+    return SceneMatches(by, int(evaluated.sum()), len(confidence))
+
+
+def _intersections(pred, conf, gi: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(K×width points of each prediction per ground truth column, K confidences)."""
+    pred = np.asarray(pred)
+    if pred.ndim == 2:
+        masks = pred.astype(bool).reshape(len(pred), len(gi))
+        inter = np.stack([np.bincount(gi[m], minlength=width) for m in masks]) if len(masks) else None
+        return (inter if inter is not None else np.zeros((0, width), np.int64)), np.asarray(conf, np.float64)
+    ids = pred.astype(np.int64).ravel()
+    if ids.shape != gi.shape:
+        raise ValueError(f"{len(ids)} predicted labels for {len(gi)} ground truth points")
+    objects, k = np.unique(ids[ids > 0], return_inverse=True)
+    inter = np.bincount(k * width + gi[ids > 0], minlength=len(objects) * width).reshape(len(objects), width)
+    return inter, np.array([float(conf.get(int(i), 0.0)) for i in objects])
+
+
+def pooled_scores(scenes: list[SceneMatches]) -> InstanceScores:
+    """AP over several scenes: their matches pooled per threshold, as ScanNet's evaluation pools
+    all scenes of a class before computing the curve."""
+    aps = {}
+    for th in OVERLAPS:
+        parts = [s.by_overlap[th] for s in scenes]
+        has_gt = any(s.gt_objects for s in scenes)
+        has_pred = any(s.predictions for s in scenes)
+        if not has_gt:
+            aps[th] = float("nan")
+        elif not has_pred:
+            aps[th] = 0.0
+        else:
+            y_true = np.concatenate([p[0] for p in parts])
+            y_score = np.concatenate([p[1] for p in parts])
+            aps[th] = _integrate(y_true, y_score, sum(p[2] for p in parts))
     main = [aps[th] for th in OVERLAPS if not np.isclose(th, 0.25)]
     return InstanceScores(
-        ap=float(np.nanmean(main)),
+        ap=float(np.nanmean(main)) if not np.isnan(main).all() else float("nan"),
         ap50=float(aps[OVERLAPS[0]]),
         ap25=float(aps[0.25]),
-        gt_objects=int(evaluated.sum()),
-        predictions=len(masks),
+        gt_objects=sum(s.gt_objects for s in scenes),
+        predictions=sum(s.predictions for s in scenes),
         per_overlap={round(th, 2): float(v) for th, v in aps.items()},
     )
 
 
-def _ap(iou, inter, conf, pred_count, void_inter, evaluated, th) -> float:
-    """One threshold's AP, ScanNet's evaluate_matches for one scene and one class."""
+def instance_scores(pred, conf, gt, gt_class, excluded=EXCLUDED_CLASSES, min_points: int = MIN_REGION_POINTS):
+    """One scene's scores (match_scene's arguments)."""
+    return pooled_scores([match_scene(pred, conf, gt, gt_class, excluded, min_points)])
+
+
+def _matches(iou, inter, conf, pred_count, void_inter, evaluated, th) -> tuple[np.ndarray, np.ndarray, int]:
+    """One threshold's (y_true, y_score, hard false negatives): ScanNet's evaluate_matches for
+    one scene and one class."""
     n_pred = len(conf)
     visited = np.zeros(n_pred, bool)
     y_true, y_score = [], []
@@ -127,12 +164,7 @@ def _ap(iou, inter, conf, pred_count, void_inter, evaluated, th) -> float:
         if ignore / pred_count[p] <= th:
             y_true.append(0)
             y_score.append(conf[p])
-    has_gt, has_pred = bool(evaluated.any()), n_pred > 0
-    if not has_gt:
-        return float("nan")
-    if not has_pred:
-        return 0.0
-    return _integrate(np.asarray(y_true, np.float64), np.asarray(y_score, np.float64), hard_fn)
+    return np.asarray(y_true, np.float64), np.asarray(y_score, np.float64), hard_fn
 
 
 def _integrate(y_true: np.ndarray, y_score: np.ndarray, hard_fn: int) -> float:

@@ -29,17 +29,12 @@ import numpy as np
 from regiond.core.frames import Frame, check_pose
 from regiond.core.regionset import RegionSet
 from regiond.geometry import backproject, voxel_keys
+from regiond.objects import pose_check
 from regiond.objects.config import ObjectConfig
 from regiond.objects.groups import best_per_group
 from regiond.objects.pixels import strided_owner
 from regiond.objects.records import FrameRecord, ObjectTable
 from regiond.objects.voxels import VoxelTable
-
-#: frames whose share of points on mapped voxels falls below this fraction of the recent
-#: frames' typical share are left out (check_pose), once the map has this many frames
-POSE_DROP = 0.5
-POSE_HISTORY = 5
-POSE_REASON = "pose disagrees with the map"
 
 
 @dataclass
@@ -55,7 +50,7 @@ class FrameObjects:
     @property
     def pose_rejected(self) -> bool:
         """The frame's pose disagrees with the map (its points would land in the wrong place)."""
-        return self.reason.startswith(POSE_REASON)
+        return self.reason.startswith(pose_check.REASON)
 
 
 class ObjectMap:
@@ -65,8 +60,7 @@ class ObjectMap:
         self.objects = ObjectTable()
         self.records: list[FrameRecord] = []
         self._key: tuple[int, np.ndarray] | None = None  # the last keyframe: (index, its region ids)
-        self._hits: list[float] = []  # recent accepted frames' share of points on mapped voxels
-        self._rejected_last = False
+        self._pose = pose_check.PoseCheck() if self.config.check_pose else None
         self.frames = 0
         self.frames_skipped = 0
 
@@ -101,7 +95,7 @@ class ObjectMap:
         known = slots >= 0
         fobj = np.zeros(len(fkeys), np.int64)
         fobj[known] = self.objects.root(self.voxels.owner[slots[known]])
-        why = self._check_pose(float((fobj > 0).mean()))
+        why = self._pose(float((fobj > 0).mean()), frame.pose) if self._pose is not None else None
         if why:
             return why
 
@@ -133,24 +127,6 @@ class ObjectMap:
             self._key = (int(frame.index), ids.copy())
         return None
 
-    def _check_pose(self, hit: float) -> str | None:
-        """A frame whose points land on mapped voxels far less often than the recent frames'
-        did is left out (once; two in a row are the scene, not the pose)."""
-        if not self.config.check_pose:
-            return None
-        recent = self._hits[-POSE_HISTORY:]
-        if len(recent) >= 3 and not self._rejected_last:
-            typical = float(np.median(recent))
-            if typical >= 0.3 and hit < POSE_DROP * typical:
-                self._rejected_last = True
-                return (
-                    f"{POSE_REASON}: {100 * hit:.0f}% of its points on mapped surfaces, "
-                    f"recent frames {100 * typical:.0f}%"
-                )
-        self._rejected_last = False
-        self._hits = recent[-(POSE_HISTORY - 1) :] + [hit]
-        return None
-
     def _associate(self, regions, pseg, pobj, seg_size, seg_region, in_view) -> np.ndarray:
         """Each segment's object: an existing one by overlap (and features where the overlap is
         ambiguous), its keyframe region's when carried, else a new one (0: too small)."""
@@ -158,7 +134,7 @@ class ObjectMap:
         nseg = len(seg_region)
         seg_obj = np.zeros(nseg, np.int64)
         m = pobj > 0
-        if m.any():
+        if m.any() and c.associate:
             width = self.objects.count + 1
             so, cnt = np.unique(pseg[m] * width + pobj[m], return_counts=True)
             sseg, sobj = so // width, so % width
@@ -205,7 +181,7 @@ class ObjectMap:
         """Objects whose visible voxels a segment mostly holds are parts of the segment's object."""
         c = self.config
         m = (pobj > 0) & (seg_obj[pseg] > 0)
-        if not m.any():
+        if not m.any() or not c.associate:
             return []
         width = self.objects.count + 1
         so, cnt = np.unique(pseg[m] * width + pobj[m], return_counts=True)
@@ -251,8 +227,9 @@ class ObjectMap:
 
     # --- what the map holds ----------------------------------------------------------------
 
-    def instance_of(self, points: np.ndarray) -> np.ndarray:
-        """M int64 object (survivor of merges; 0: none) owning the voxel of each of M×3 points."""
+    def instance_of(self, points: np.ndarray, min_seen: int = 1) -> np.ndarray:
+        """M int64 object (survivor of merges; 0: none) owning the voxel of each of M×3 points
+        (none for voxels fewer than `min_seen` frames put points in)."""
         pts = np.asarray(points, np.float64).reshape(-1, 3)
         out = np.zeros(len(pts), np.int64)
         ok = np.isfinite(pts).all(axis=1)
@@ -261,7 +238,9 @@ class ObjectMap:
         keys, inv = np.unique(voxel_keys(pts[ok], self.config.voxel), return_inverse=True)
         slots = self.voxels.lookup(keys)
         obj = np.zeros(len(keys), np.int64)
-        obj[slots >= 0] = self.objects.root(self.voxels.owner[slots[slots >= 0]])
+        trusted = slots >= 0
+        trusted[trusted] = self.voxels.seen[slots[trusted]] >= min_seen
+        obj[trusted] = self.objects.root(self.voxels.owner[slots[trusted]])
         out[ok] = obj[inv]
         return out
 

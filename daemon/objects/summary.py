@@ -56,12 +56,18 @@ class MapObject:
 class ObjectsResult:
     """objects    the kept objects, by id
     frame_ids  frame index → final object id of each of its regions (0: none)
-    instances  object of each point of the cloud summarise() was given (0: none)"""
+    instances  object of each point of the cloud summarise() was given (0: none)
+    final      any id the map handed out → its final id (0: dropped)"""
 
     objects: list[MapObject]
     frame_ids: dict[int, np.ndarray] = field(default_factory=dict)
     instances: np.ndarray | None = None
     dropped: int = 0
+    final: np.ndarray | None = None
+
+    def instances_of(self, omap: ObjectMap, points: np.ndarray) -> np.ndarray:
+        """The final object of each of M×3 points (the map's voxels, then merges and drops)."""
+        return self.final[omap.instance_of(points, omap.config.min_seen)]
 
 
 def summarise(omap: ObjectMap, points: np.ndarray | None = None, labels: dict[int, np.ndarray] | None = None):
@@ -73,7 +79,7 @@ def summarise(omap: ObjectMap, points: np.ndarray | None = None, labels: dict[in
         keys, _ = omap.voxels.items()
         points = voxel_centres(keys, c.voxel)
     points = np.asarray(points, np.float32).reshape(-1, 3)
-    inst = omap.instance_of(points)
+    inst = omap.instance_of(points, c.min_seen)
     recs = omap.records
     n = table.count + 1
     rid = [table.root(r.ids.astype(np.int64)) for r in recs]
@@ -87,6 +93,7 @@ def summarise(omap: ObjectMap, points: np.ndarray | None = None, labels: dict[in
     keep[0] = False
     final = np.where(keep, np.arange(n), 0)
     result = ObjectsResult([], {r.frame_index: final[x].astype(np.uint32) for r, x in zip(recs, rid)})
+    result.final = final[table.root(np.arange(n))]
     result.instances = final[inst]
     result.dropped = int(((frames > 0) | (npoints > 0))[1:].sum() - keep.sum())
     kept = np.flatnonzero(keep)

@@ -10,7 +10,8 @@ Each voxel holds one owner and a vote count, updated by the streaming majority v
 (Boyer-Moore): a frame voting for the owner strengthens it, a frame voting for another object
 weakens it and takes the voxel over once the owner's votes are spent. So a voxel follows the
 object most frames put it in, and one frame (a wrong pose, a mask that spills over an edge)
-cannot move it.
+cannot move it. Each voxel also counts the frames that voted for it (`seen`, up to 255): a
+voxel only one frame put anything in is not trusted at the end (ObjectConfig.min_seen).
 """
 
 from __future__ import annotations
@@ -33,12 +34,13 @@ class VoxelTable:
         self.keys = np.zeros(capacity, np.int64)  # per slot
         self.owner = np.zeros(capacity, np.int32)  # object id, 0 = none
         self.votes = np.zeros(capacity, np.int16)
+        self.seen = np.zeros(capacity, np.uint8)
 
     def __len__(self) -> int:
         return self.n
 
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self._keys, self._slot, self.keys, self.owner, self.votes))
+        return sum(a.nbytes for a in (self._keys, self._slot, self.keys, self.owner, self.votes, self.seen))
 
     def _home(self, keys: np.ndarray) -> np.ndarray:
         return ((keys.astype(np.uint64) * _GOLDEN) >> np.uint64(64 - self._bits)).astype(np.int64)
@@ -72,6 +74,7 @@ class VoxelTable:
             self.keys = np.concatenate([self.keys, np.zeros(cap - len(self.keys), np.int64)])
             self.owner = np.concatenate([self.owner, np.zeros(cap - len(self.owner), np.int32)])
             self.votes = np.concatenate([self.votes, np.zeros(cap - len(self.votes), np.int16)])
+            self.seen = np.concatenate([self.seen, np.zeros(cap - len(self.seen), np.uint8)])
         slots = np.arange(self.n, self.n + m)
         self.keys[slots] = keys
         self.n += m
@@ -110,6 +113,7 @@ class VoxelTable:
         take = votes <= 0
         self.owner[slots] = np.where(take, objects, owners)
         self.votes[slots] = np.where(take, 1, votes)
+        self.seen[slots] = np.minimum(self.seen[slots].astype(np.int16) + 1, 255)
 
     def items(self) -> tuple[np.ndarray, np.ndarray]:
         """(keys, owners) of every voxel in the table."""

@@ -170,12 +170,14 @@ def region_set_pb(
     frame_index: int = 0,
     world: bool = False,
     labels: RegionLabels | None = None,
+    object_ids: np.ndarray | None = None,
 ) -> pb.RegionSet:
     """A RegionSet → its API message.
 
-    output  which optional parts go in (features and their encoding, masks)
-    world   the geometry is in world coordinates (the frame had a pose)
-    labels  per-region labels from a head
+    output      which optional parts go in (features and their encoding, masks)
+    world       the geometry is in world coordinates (the frame had a pose)
+    labels      per-region labels from a head
+    object_ids  per-region 3D objects (the object map; 0: none)
     """
     output = output or pb.OutputOptions()
     enc = output.features
@@ -237,6 +239,8 @@ def region_set_pb(
                 r.label_name = labels.names.get(lab, "")
             if labels.scores is not None:
                 r.label_scores.extend(np.asarray(labels.scores[i], dtype=np.float32).tolist())
+        if object_ids is not None:
+            r.object_id = int(object_ids[i])
     return msg
 
 

@@ -1,5 +1,6 @@
-"""StreamScene: regions with 3D positions per frame, per-frame labels with a scene head, and,
-after the last frame, the scene transformer's refined labels and the fused point cloud."""
+"""StreamScene: regions with 3D positions per frame, per-frame labels with a scene head, the
+regions' 3D objects with SceneOptions.objects, and, after the last frame, the scene
+transformer's refined labels, the final object ids and the fused point cloud."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from regiond.core.regionset import RegionSet
 from regiond.geometry import DEFAULT_MAX_DEPTH, VoxelFusion, fit_to_size
 from regiond.heads.interface import SceneLabeler
 from regiond.service.convert import RegionLabels, encode_png, frame_error_pb, region_set_pb, scene_frame
+from regiond.service.scene_objects import SceneObjects
 from regiond.service.streams import Pending, StreamDeps, StreamSession, carry_tracker, frame_index, output_of
 from regiond.service.wire import check_parsed
 
@@ -47,6 +49,7 @@ class SceneSession(StreamSession):
         self.options = pb.SceneOptions()
         self.output = pb.OutputOptions()
         self.fusion: VoxelFusion | None = None
+        self.objects: SceneObjects | None = None
         self.regions_total = 0
         self.without_pose = 0
         self.without_depth = 0
@@ -62,6 +65,7 @@ class SceneSession(StreamSession):
             max_depth = float(self.options.max_depth) or DEFAULT_MAX_DEPTH
             self.tracker = carry_tracker(self.options, "depth", max_depth=max_depth)
             self.fusion = VoxelFusion(voxel, max_depth)
+            self.objects = SceneObjects(max_depth) if self.options.objects else None
         if self.fusion is None:
             raise InputError("options", "the first frame of the scene was rejected; its options were not set")
         return scene_frame(req, self.limits, frame_index(req, index))
@@ -77,17 +81,28 @@ class SceneSession(StreamSession):
             fl = self.call(lambda: labeler.label_frame(state, f, regions), "scene_labels")
             labels = RegionLabels(fl.region_labels, fl.region_scores, labeler.meta.names())
             label_map = fl.label_map
+        got = None
+        if self.objects is not None:
+            got = self.objects.add(f, regions, None if labels is None else labels.ids)
+            self.metrics.stage_seconds.labels("objects").observe(got.seconds)
         up = pb.SceneUpdate(
             frame_index=f.index,
             regions=region_set_pb(
-                regions, output_of(p.request, self.output), f.index, world=f.pose is not None, labels=labels
+                regions,
+                output_of(p.request, self.output),
+                f.index,
+                world=f.pose is not None,
+                labels=labels,
+                object_ids=None if got is None else got.ids,
             ),
+            objects_reason="" if got is None else got.reason,
         )
         if label_map is not None and self.options.return_label_maps:
             up.label_map_png = encode_png(label_map)
-        t0 = time.perf_counter()
-        self.fusion.add_frame(f, labels=label_map, stride=FUSION_STRIDE)
-        self.metrics.stage_seconds.labels("fusion").observe(time.perf_counter() - t0)
+        if got is None or not got.pose_rejected:  # a pose off the map would smear the cloud too
+            t0 = time.perf_counter()
+            self.fusion.add_frame(f, labels=label_map, stride=FUSION_STRIDE)
+            self.metrics.stage_seconds.labels("fusion").observe(time.perf_counter() - t0)
         up.server_seconds = time.perf_counter() - p.t0
         return up
 
@@ -99,17 +114,30 @@ class SceneSession(StreamSession):
         )
 
     def finish(self) -> Iterator[pb.SceneUpdate]:
+        refined = []
         if self.labeler is not None:
             labeler, state = self.labeler, self.label_state
-            for fl in self.call(lambda: labeler.refine(state), "scene_refine"):
-                yield pb.SceneUpdate(
+            refined = self.call(lambda: labeler.refine(state), "scene_refine")
+        cloud = self.fusion.cloud() if self.fusion is not None else None
+        found = None
+        if self.objects is not None and cloud is not None:
+            labels = {int(fl.frame_index): fl.region_labels for fl in refined}
+            found = self.objects.finish(cloud, labels or None)
+        final = dict(found.frame_ids) if found is not None else {}
+        for fl in refined:
+            yield pb.SceneUpdate(
+                frame_index=fl.frame_index,
+                refined=pb.RefinedFrame(
                     frame_index=fl.frame_index,
-                    refined=pb.RefinedFrame(
-                        frame_index=fl.frame_index,
-                        region_labels=np.asarray(fl.region_labels).astype(int).tolist(),
-                        label_map_png=encode_png(fl.label_map) if self.options.return_label_maps else b"",
-                    ),
-                )
+                    region_labels=np.asarray(fl.region_labels).astype(int).tolist(),
+                    label_map_png=encode_png(fl.label_map) if self.options.return_label_maps else b"",
+                    region_object_ids=final.pop(int(fl.frame_index), np.zeros(0, np.uint32)).tolist(),
+                ),
+            )
+        for index, ids in sorted(final.items()):  # no scene head: the final ids alone
+            yield pb.SceneUpdate(
+                frame_index=index, refined=pb.RefinedFrame(frame_index=index, region_object_ids=ids.tolist())
+            )
         summary = pb.SceneSummary(
             scene_id=self.options.scene_id,
             frames=self.frames,
@@ -118,13 +146,18 @@ class SceneSession(StreamSession):
             frames_without_pose=self.without_pose,
             frames_without_depth=self.without_depth,
         )
-        if self.fusion is not None:
-            cloud = self.fusion.cloud()
+        if cloud is not None:
             summary.fused_points = len(cloud)
+            if found is not None:
+                names = self.labeler.meta.names() if self.labeler is not None else {}
+                self.objects.summary(summary, found, names)
             if self.options.return_ply:
                 # Leave room for the rest of the message; thin the cloud until it fits.
                 summary.ply, summary.ply_voxel_size = fit_to_size(
-                    cloud, self.fusion.voxel, self.max_message_bytes * 3 // 4
+                    cloud,
+                    self.fusion.voxel,
+                    self.max_message_bytes * 3 // 4,
+                    self.objects.instances_of(found) if found is not None else None,
                 )
             if cloud.labels is not None and self.labeler is not None:
                 meta = self.labeler.meta
@@ -138,4 +171,5 @@ class SceneSession(StreamSession):
     def release(self) -> None:
         super().release()
         self.fusion = None
+        self.objects = None
         self.label_state = None

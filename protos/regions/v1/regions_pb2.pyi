@@ -161,7 +161,7 @@ class RegionGeometry(_message.Message):
     def __init__(self, centroid: _Optional[_Union[Vec3, _Mapping]] = ..., extent: _Optional[_Union[Vec3, _Mapping]] = ..., valid_fraction: _Optional[float] = ..., point_count: _Optional[int] = ..., world: _Optional[bool] = ...) -> None: ...
 
 class Region(_message.Message):
-    __slots__ = ("id", "mask", "box", "area", "source", "score", "features", "geometry", "label", "label_name", "label_scores")
+    __slots__ = ("id", "mask", "box", "area", "source", "score", "features", "geometry", "label", "label_name", "label_scores", "object_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     MASK_FIELD_NUMBER: _ClassVar[int]
     BOX_FIELD_NUMBER: _ClassVar[int]
@@ -173,6 +173,7 @@ class Region(_message.Message):
     LABEL_FIELD_NUMBER: _ClassVar[int]
     LABEL_NAME_FIELD_NUMBER: _ClassVar[int]
     LABEL_SCORES_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     id: int
     mask: Mask
     box: Box
@@ -184,7 +185,8 @@ class Region(_message.Message):
     label: int
     label_name: str
     label_scores: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, id: _Optional[int] = ..., mask: _Optional[_Union[Mask, _Mapping]] = ..., box: _Optional[_Union[Box, _Mapping]] = ..., area: _Optional[int] = ..., source: _Optional[_Union[RegionSource, str]] = ..., score: _Optional[float] = ..., features: _Optional[bytes] = ..., geometry: _Optional[_Union[RegionGeometry, _Mapping]] = ..., label: _Optional[int] = ..., label_name: _Optional[str] = ..., label_scores: _Optional[_Iterable[float]] = ...) -> None: ...
+    object_id: int
+    def __init__(self, id: _Optional[int] = ..., mask: _Optional[_Union[Mask, _Mapping]] = ..., box: _Optional[_Union[Box, _Mapping]] = ..., area: _Optional[int] = ..., source: _Optional[_Union[RegionSource, str]] = ..., score: _Optional[float] = ..., features: _Optional[bytes] = ..., geometry: _Optional[_Union[RegionGeometry, _Mapping]] = ..., label: _Optional[int] = ..., label_name: _Optional[str] = ..., label_scores: _Optional[_Iterable[float]] = ..., object_id: _Optional[int] = ...) -> None: ...
 
 class RegionSet(_message.Message):
     __slots__ = ("width", "height", "regions", "feature_dim", "feature_encoding", "profile", "masker", "backbone", "frame_index", "stage_seconds", "carry")
@@ -310,20 +312,22 @@ class VideoUpdate(_message.Message):
     def __init__(self, frame_index: _Optional[int] = ..., regions: _Optional[_Union[RegionSet, _Mapping]] = ..., error: _Optional[_Union[FrameError, _Mapping]] = ..., windows: _Optional[_Iterable[_Union[ActivityWindow, _Mapping]]] = ..., server_seconds: _Optional[float] = ...) -> None: ...
 
 class SceneOptions(_message.Message):
-    __slots__ = ("scene_id", "voxel_size", "return_ply", "return_label_maps", "max_depth", "carry")
+    __slots__ = ("scene_id", "voxel_size", "return_ply", "return_label_maps", "max_depth", "carry", "objects")
     SCENE_ID_FIELD_NUMBER: _ClassVar[int]
     VOXEL_SIZE_FIELD_NUMBER: _ClassVar[int]
     RETURN_PLY_FIELD_NUMBER: _ClassVar[int]
     RETURN_LABEL_MAPS_FIELD_NUMBER: _ClassVar[int]
     MAX_DEPTH_FIELD_NUMBER: _ClassVar[int]
     CARRY_FIELD_NUMBER: _ClassVar[int]
+    OBJECTS_FIELD_NUMBER: _ClassVar[int]
     scene_id: str
     voxel_size: float
     return_ply: bool
     return_label_maps: bool
     max_depth: float
     carry: CarryOptions
-    def __init__(self, scene_id: _Optional[str] = ..., voxel_size: _Optional[float] = ..., return_ply: _Optional[bool] = ..., return_label_maps: _Optional[bool] = ..., max_depth: _Optional[float] = ..., carry: _Optional[_Union[CarryOptions, _Mapping]] = ...) -> None: ...
+    objects: bool
+    def __init__(self, scene_id: _Optional[str] = ..., voxel_size: _Optional[float] = ..., return_ply: _Optional[bool] = ..., return_label_maps: _Optional[bool] = ..., max_depth: _Optional[float] = ..., carry: _Optional[_Union[CarryOptions, _Mapping]] = ..., objects: _Optional[bool] = ...) -> None: ...
 
 class SceneFrame(_message.Message):
     __slots__ = ("color", "depth", "intrinsics", "pose", "index", "time", "output", "options")
@@ -346,17 +350,47 @@ class SceneFrame(_message.Message):
     def __init__(self, color: _Optional[_Union[Image, _Mapping]] = ..., depth: _Optional[_Union[Depth, _Mapping]] = ..., intrinsics: _Optional[_Union[Intrinsics, _Mapping]] = ..., pose: _Optional[_Union[Pose, _Mapping]] = ..., index: _Optional[int] = ..., time: _Optional[float] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., options: _Optional[_Union[SceneOptions, _Mapping]] = ...) -> None: ...
 
 class RefinedFrame(_message.Message):
-    __slots__ = ("frame_index", "region_labels", "label_map_png")
+    __slots__ = ("frame_index", "region_labels", "label_map_png", "region_object_ids")
     FRAME_INDEX_FIELD_NUMBER: _ClassVar[int]
     REGION_LABELS_FIELD_NUMBER: _ClassVar[int]
     LABEL_MAP_PNG_FIELD_NUMBER: _ClassVar[int]
+    REGION_OBJECT_IDS_FIELD_NUMBER: _ClassVar[int]
     frame_index: int
     region_labels: _containers.RepeatedScalarFieldContainer[int]
     label_map_png: bytes
-    def __init__(self, frame_index: _Optional[int] = ..., region_labels: _Optional[_Iterable[int]] = ..., label_map_png: _Optional[bytes] = ...) -> None: ...
+    region_object_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, frame_index: _Optional[int] = ..., region_labels: _Optional[_Iterable[int]] = ..., label_map_png: _Optional[bytes] = ..., region_object_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class SceneObject(_message.Message):
+    __slots__ = ("id", "label", "label_name", "score", "confidence", "centroid", "box_min", "box_max", "point_count", "frames", "best_frame", "best_box")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    LABEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    CENTROID_FIELD_NUMBER: _ClassVar[int]
+    BOX_MIN_FIELD_NUMBER: _ClassVar[int]
+    BOX_MAX_FIELD_NUMBER: _ClassVar[int]
+    POINT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    BEST_FRAME_FIELD_NUMBER: _ClassVar[int]
+    BEST_BOX_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    label: int
+    label_name: str
+    score: float
+    confidence: float
+    centroid: Vec3
+    box_min: Vec3
+    box_max: Vec3
+    point_count: int
+    frames: int
+    best_frame: int
+    best_box: Box
+    def __init__(self, id: _Optional[int] = ..., label: _Optional[int] = ..., label_name: _Optional[str] = ..., score: _Optional[float] = ..., confidence: _Optional[float] = ..., centroid: _Optional[_Union[Vec3, _Mapping]] = ..., box_min: _Optional[_Union[Vec3, _Mapping]] = ..., box_max: _Optional[_Union[Vec3, _Mapping]] = ..., point_count: _Optional[int] = ..., frames: _Optional[int] = ..., best_frame: _Optional[int] = ..., best_box: _Optional[_Union[Box, _Mapping]] = ...) -> None: ...
 
 class SceneSummary(_message.Message):
-    __slots__ = ("scene_id", "frames", "frames_failed", "regions", "frames_without_pose", "frames_without_depth", "fused_points", "ply", "label_names", "seconds", "ply_voxel_size")
+    __slots__ = ("scene_id", "frames", "frames_failed", "regions", "frames_without_pose", "frames_without_depth", "fused_points", "ply", "label_names", "seconds", "ply_voxel_size", "objects", "objects_dropped", "frames_without_objects")
     SCENE_ID_FIELD_NUMBER: _ClassVar[int]
     FRAMES_FIELD_NUMBER: _ClassVar[int]
     FRAMES_FAILED_FIELD_NUMBER: _ClassVar[int]
@@ -368,6 +402,9 @@ class SceneSummary(_message.Message):
     LABEL_NAMES_FIELD_NUMBER: _ClassVar[int]
     SECONDS_FIELD_NUMBER: _ClassVar[int]
     PLY_VOXEL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    OBJECTS_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_WITHOUT_OBJECTS_FIELD_NUMBER: _ClassVar[int]
     scene_id: str
     frames: int
     frames_failed: int
@@ -379,10 +416,13 @@ class SceneSummary(_message.Message):
     label_names: _containers.RepeatedScalarFieldContainer[str]
     seconds: float
     ply_voxel_size: float
-    def __init__(self, scene_id: _Optional[str] = ..., frames: _Optional[int] = ..., frames_failed: _Optional[int] = ..., regions: _Optional[int] = ..., frames_without_pose: _Optional[int] = ..., frames_without_depth: _Optional[int] = ..., fused_points: _Optional[int] = ..., ply: _Optional[bytes] = ..., label_names: _Optional[_Iterable[str]] = ..., seconds: _Optional[float] = ..., ply_voxel_size: _Optional[float] = ...) -> None: ...
+    objects: _containers.RepeatedCompositeFieldContainer[SceneObject]
+    objects_dropped: int
+    frames_without_objects: int
+    def __init__(self, scene_id: _Optional[str] = ..., frames: _Optional[int] = ..., frames_failed: _Optional[int] = ..., regions: _Optional[int] = ..., frames_without_pose: _Optional[int] = ..., frames_without_depth: _Optional[int] = ..., fused_points: _Optional[int] = ..., ply: _Optional[bytes] = ..., label_names: _Optional[_Iterable[str]] = ..., seconds: _Optional[float] = ..., ply_voxel_size: _Optional[float] = ..., objects: _Optional[_Iterable[_Union[SceneObject, _Mapping]]] = ..., objects_dropped: _Optional[int] = ..., frames_without_objects: _Optional[int] = ...) -> None: ...
 
 class SceneUpdate(_message.Message):
-    __slots__ = ("frame_index", "regions", "error", "label_map_png", "refined", "summary", "server_seconds")
+    __slots__ = ("frame_index", "regions", "error", "label_map_png", "refined", "summary", "server_seconds", "objects_reason")
     FRAME_INDEX_FIELD_NUMBER: _ClassVar[int]
     REGIONS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
@@ -390,6 +430,7 @@ class SceneUpdate(_message.Message):
     REFINED_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     SERVER_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    OBJECTS_REASON_FIELD_NUMBER: _ClassVar[int]
     frame_index: int
     regions: RegionSet
     error: FrameError
@@ -397,7 +438,8 @@ class SceneUpdate(_message.Message):
     refined: RefinedFrame
     summary: SceneSummary
     server_seconds: float
-    def __init__(self, frame_index: _Optional[int] = ..., regions: _Optional[_Union[RegionSet, _Mapping]] = ..., error: _Optional[_Union[FrameError, _Mapping]] = ..., label_map_png: _Optional[bytes] = ..., refined: _Optional[_Union[RefinedFrame, _Mapping]] = ..., summary: _Optional[_Union[SceneSummary, _Mapping]] = ..., server_seconds: _Optional[float] = ...) -> None: ...
+    objects_reason: str
+    def __init__(self, frame_index: _Optional[int] = ..., regions: _Optional[_Union[RegionSet, _Mapping]] = ..., error: _Optional[_Union[FrameError, _Mapping]] = ..., label_map_png: _Optional[bytes] = ..., refined: _Optional[_Union[RefinedFrame, _Mapping]] = ..., summary: _Optional[_Union[SceneSummary, _Mapping]] = ..., server_seconds: _Optional[float] = ..., objects_reason: _Optional[str] = ...) -> None: ...
 
 class IndexRequest(_message.Message):
     __slots__ = ("image_id", "image", "metadata", "replace", "remove")
