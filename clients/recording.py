@@ -16,6 +16,8 @@ Everything is logged on a `frame` timeline (the source's frame index):
     world/points          the frame's back-projected points (labelled when labels came)
     world/trajectory      the camera path (at the end)
     world/scene           the fused (labelled) cloud (at the end)
+    world/objects         --objects: each object's box with its class and id, and the fused
+                          cloud coloured by object (at the end)
 
 `rerun FILE.rrd` opens a recording; `rerun` alone starts a viewer that --rerun-connect
 streams to (default address rerun+http://127.0.0.1:9876/proxy). Logging runs on its own
@@ -155,6 +157,7 @@ class ScanRecording(Recording):
     def __init__(self, path: Path | None, connect: str | None):
         super().__init__("regiond_scan", path, connect)
         self.positions: dict[int, np.ndarray] = {}  # frame → camera position (a re-scan after a reconnect replaces)
+        self._instances = None  # (points, object ids) of the fused cloud when its PLY has them
         self.submit(self._start)
 
     def blueprint(self):
@@ -187,6 +190,27 @@ class ScanRecording(Recording):
         """The fused cloud from its PLY file (read from disk: plyfile parses a file at numpy speed,
         bytes in memory a row at a time), and the camera path."""
         self.submit(self._cloud, ply, list(label_names))
+
+    def objects(self, objects) -> None:
+        """The scene's objects (SceneSummary.objects): boxes, and the cloud's points by object."""
+        boxes = [
+            (o.id, o.label_name, (o.box_min.x, o.box_min.y, o.box_min.z), (o.box_max.x, o.box_max.y, o.box_max.z))
+            for o in objects
+        ]
+        self.submit(self._objects, boxes)
+
+    def _objects(self, boxes) -> None:
+        rr = self.rr
+        ids = [b[0] for b in boxes]
+        lo, hi = np.array([b[2] for b in boxes], np.float32), np.array([b[3] for b in boxes], np.float32)
+        colours = palette(max(ids) + 1)[ids] if ids else np.zeros((0, 3), np.uint8)
+        labels = [f"{name or 'object'} #{i}" for i, name, _, _ in boxes]
+        self.log("world/objects", rr.Boxes3D(mins=lo, sizes=hi - lo, labels=labels, colors=colours), static=True)
+        if self._instances is not None:
+            points, inst = self._instances
+            keep = inst > 0
+            colours = palette(int(inst.max()) + 1)[inst[keep]]
+            self.log("world/objects/points", rr.Points3D(points[keep], colors=colours), static=True)
 
     def _frame(self, frame, regions: pb.RegionSet, label_png: bytes) -> None:
         rr, idx = self.rr, int(frame.index)
@@ -251,6 +275,8 @@ class ScanRecording(Recording):
             return
         v = PlyData.read(str(ply))["vertex"].data
         points = np.stack([v["x"], v["y"], v["z"]], axis=1).astype(np.float32)
+        if "instance" in (v.dtype.names or ()):
+            self._instances = (points, np.asarray(v["instance"]).astype(np.int64))
         if "label" in (v.dtype.names or ()):  # PLY label = index into the summary's label_names
             nyu = {n: i for i, n in enumerate(NYU40_NAMES)}
             lut = np.array([nyu.get(n, 0) for n in label_names] or [0], np.uint16)

@@ -10,9 +10,21 @@ import json
 import shutil
 from pathlib import Path
 
+from regiond.client.scan_objects import OUTPUTS as OBJECT_OUTPUTS
+
 JOURNAL = "scan-progress.jsonl"
 #: what a scan writes into its folder (removed by --force; nothing else is touched)
-OUTPUTS = ("overlays", "labels", "labels_color", "scene.ply", "summary.json", "index.html", "confusion.png", JOURNAL)
+OUTPUTS = (
+    "overlays",
+    "labels",
+    "labels_color",
+    "scene.ply",
+    "summary.json",
+    "index.html",
+    "confusion.png",
+    *OBJECT_OUTPUTS,
+    JOURNAL,
+)
 
 
 class ProgressError(ValueError):

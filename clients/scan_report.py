@@ -75,8 +75,11 @@ def _iou_table(scores: dict) -> str:
     return f"<table><tr><th>class</th><th>IoU (%)</th></tr>{''.join(rows)}</table>"
 
 
-def write_report(out: Path, summary: dict, confusion: np.ndarray | None = None, recording: Path | None = None) -> Path:
-    """Write out/index.html (and out/confusion.png when there are confusion counts)."""
+def write_report(
+    out: Path, summary: dict, confusion: np.ndarray | None = None, recording: Path | None = None, sections=()
+) -> Path:
+    """Write out/index.html (and out/confusion.png when there are confusion counts); `sections`:
+    more HTML after the labels (e.g. the objects' table)."""
     scene = summary.get("scene_id", "")
     facts = [
         ("frames", summary.get("frames", 0)),
@@ -100,6 +103,7 @@ def write_report(out: Path, summary: dict, confusion: np.ndarray | None = None, 
             f"{scores['classes_present']} classes present in {scores['frames']} frames with ground truth.</p>"
             + _iou_table(scores)
         )
+    parts.extend(s for s in sections if s)
     frames = strip_frames(out)
     if frames:
         figs = []

@@ -18,6 +18,10 @@ synthetic:SEED. Writes into --out:
                                 overlays and label pictures, the confusion matrix (offline)
     --rerun FILE.rrd            a Rerun recording: frames, depth, cameras, regions, labels,
                                 points and the fused cloud in 3D (clients/recording.py)
+    --objects                   the scene's 3D objects: objects.json, a crop of each one's best
+                                view, per-frame object id maps, ScanNet's instance layout over
+                                scene.ply (which gets an instance property), boxes in the Rerun
+                                recording and a table on the report (clients/scan_objects.py)
 When the daemon labels the frames and the scene has ground truth (ScanNet label-filt/,
 synthetic rooms), the labels (the scene head's refined ones where given) are scored with
 ScanNet's 20-class protocol at 640×480 and the mIoU is printed.
@@ -53,6 +57,7 @@ from regiond import scenes
 from regiond.api.v1 import regions_pb2 as pb
 from regiond.client import common
 from regiond.client.recording import ScanRecording, add_rerun_args
+from regiond.client.scan_objects import ScanObjects, report_section
 from regiond.client.scan_outputs import AUTO_OVERLAYS, UNKNOWN_LENGTH_STEP, ScanOutputs, overlay_step, parse_overlays
 from regiond.client.scan_progress import Progress, ProgressError
 from regiond.client.scan_report import write_report
@@ -106,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="report and skip frames that cannot be read instead of ending the scan (default: strict)",
     )
+    p.add_argument(
+        "--objects",
+        action="store_true",
+        help="the scene's 3D objects (the daemon's object map): objects.json, crops, per-frame id maps, "
+        "ScanNet's instance layout",
+    )
     add_rerun_args(p)
     return p
 
@@ -133,6 +144,7 @@ class Scan:
         self.frames_answered = 0
         self.regions = 0
         self.carry = common.KeyframeCount()
+        self.objects = ScanObjects(outputs.out, scene_id, outputs.writer) if args.objects else None
 
     def restart(self) -> None:
         """Before (re)opening the stream: nothing is in flight."""
@@ -149,6 +161,7 @@ class Scan:
             return_ply=not self.args.no_ply,
             return_label_maps=True,
             carry=common.carry_options(self.args),
+            objects=self.args.objects,
         )
         for position, frame in enumerate(self.source):
             while not self.ahead.acquire(timeout=0.1):
@@ -161,6 +174,7 @@ class Scan:
                 frame.rgb if picture else None,
                 frame.labels,
                 frame if self.recording else None,
+                frame.rgb if self.objects else None,  # crops of the objects' best views
             )
             msg = common.scene_frame_pb(frame, self.args.encoding)
             if position == 0:
@@ -172,13 +186,15 @@ class Scan:
             self.summary = u.summary
             return
         if u.HasField("refined"):
+            if self.objects is not None:
+                self.objects.refined(int(u.refined.frame_index), u.refined.region_object_ids)
             if u.refined.label_map_png:
                 self.outputs.refined(int(u.refined.frame_index), u.refined.label_map_png)
                 if self.recording:
                     self.recording.refined(int(u.refined.frame_index), u.refined.label_map_png)
             return
         idx = int(u.frame_index)
-        rgb, truth, frame = self.pending.pop(idx, (None, None, None))
+        rgb, truth, frame, full = self.pending.pop(idx, (None, None, None, None))
         self.ahead.release()
         bar.update(1)
         self.frames_answered += 1
@@ -190,6 +206,8 @@ class Scan:
         self.carry.add(u.regions)
         bar.set_postfix(regions=len(u.regions.regions), refresh=False)
         self.outputs.frame(idx, rgb, u.regions, u.label_map_png, truth)
+        if self.objects is not None:
+            self.objects.frame(idx, full, u)
         self.outputs.frame_done(idx)
         if frame is not None:
             self.recording.frame(frame, u.regions, u.label_map_png)
@@ -305,6 +323,7 @@ def scan_settings(args, scene_id: str) -> dict:
         "skip_bad_frames": args.skip_bad_frames,
         "keyframe_every": args.keyframe_every,
         "min_coverage": args.min_coverage,
+        "objects": args.objects,
     }
 
 
@@ -313,6 +332,8 @@ def finish_recording(scan: Scan, recording: ScanRecording) -> None:
     s, ply = scan.summary, scan.outputs.out / "scene.ply"
     if s is not None:
         recording.cloud(ply if s.ply else None, s.label_names)
+        if s.objects:
+            recording.objects(s.objects)
     t0 = time.perf_counter()
     recording.close()
     where = recording.path or scan.args.rerun_connect
@@ -357,8 +378,10 @@ def write_outputs(scan: Scan, source, seconds: float, attempts: int) -> int:
             },
         }
     )
+    found = scan.objects.finish(s, ply) if scan.objects is not None else None
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    page = write_report(out, summary, scan.outputs.scores.confusion(), scan.args.rerun)
+    sections = [report_section(out)] if found else []
+    page = write_report(out, summary, scan.outputs.scores.confusion(), scan.args.rerun, sections)
     print(
         f"{PROG}: {s.frames} frames ({s.frames_failed} rejected, {s.frames_without_pose} without pose), "
         f"{s.regions} regions, {s.fused_points} fused points in {seconds:.1f} s; outputs in {out} "
@@ -366,6 +389,8 @@ def write_outputs(scan: Scan, source, seconds: float, attempts: int) -> int:
     )
     if scan.carry.line():
         print(f"{PROG}: {scan.carry.line()}")
+    if found:
+        print(f"{PROG}: {found}")
     if scores is not None and scores["miou"] is not None:
         print(
             f"{PROG}: mIoU {100 * scores['miou']:.1f} over {scores['classes_present']} classes present "
