@@ -41,9 +41,9 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import regiond  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
+import numpy as np
 
-import numpy as np  # noqa: E402
+import regiond  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
 
 REPO = Path(__file__).resolve().parents[1]
 LITE, TRUTH = "lite", "ground-truth masker"
@@ -64,19 +64,23 @@ def rooms(seeds, frames: int, cache: Path, width: int = 640, height: int = 480):
             arrays = {k: np.stack([getattr(f, k) for f in fs]) for k in ("rgb", "depth", "labels", "pose")}
             np.savez(path, instances=np.stack([f.meta["instances"] for f in fs]), **arrays)
             print(f"bench/objects: rendered room {seed} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-        z = np.load(path)
-        yield seed, [
-            Frame(
-                rgb=z["rgb"][k],
-                depth=z["depth"][k],
-                camera=scene.camera,
-                pose=z["pose"][k],
-                index=k,
-                labels=z["labels"][k],
-                meta={"instances": z["instances"][k], "source": f"synthetic:{seed}"},
-            )
-            for k in range(frames)
-        ]
+        with np.load(path) as z:
+            a = {k: z[k] for k in z.files}  # each read of an npz member reads it all: once
+        yield (
+            seed,
+            [
+                Frame(
+                    rgb=a["rgb"][k],
+                    depth=a["depth"][k],
+                    camera=scene.camera,
+                    pose=a["pose"][k],
+                    index=k,
+                    labels=a["labels"][k],
+                    meta={"instances": a["instances"][k], "source": f"synthetic:{seed}"},
+                )
+                for k in range(frames)
+            ],
+        )
 
 
 def extract(frames, masker: str) -> tuple[list, list[float]]:
@@ -154,13 +158,14 @@ def object_map(room: Room, regions, config, score: Score) -> None:
 
 def adjacent_merge(room: Room, regions, score: Score) -> None:
     from regiond.objects.adjacent import AdjacentMerge
+    from regiond.objects.groups import distinct
     from regiond.objects.instance_ap import match_scene
 
     merge = AdjacentMerge()
     for f, r in zip(room.frames, regions):
         merge.add(f, r)
     inst = merge.instance_of(room.points)
-    score.matches.append(match_scene(inst, {int(i): 1.0 for i in np.unique(inst)}, room.gt, room.classes))
+    score.matches.append(match_scene(inst, dict.fromkeys(distinct(inst).tolist(), 1.0), room.gt, room.classes))
 
 
 def floor_config():
@@ -249,7 +254,7 @@ def main(argv=None) -> int:
 
     seeds = [int(s) for s in args.seeds.split(",")]
     data, lite_seconds = [], []
-    for seed, frames in rooms(seeds, args.frames, args.cache):
+    for _seed, frames in rooms(seeds, args.frames, args.cache):
         regions = {}
         for masker in (LITE, TRUTH):
             regions[masker], seconds = extract(frames, masker)
@@ -293,9 +298,39 @@ def main(argv=None) -> int:
     return 0
 
 
-def scan_ratio(frames: int, seed: int, cache: Path) -> float:
-    """scan_scene --objects over scan_scene, end to end against one lite daemon."""
-    return float("nan")
+def scan_ratio(frames: int, seed: int, cache: Path, rounds: int = 2) -> float:
+    """Frames a second of scan_scene --objects over scan_scene, end to end against one lite
+    daemon with the bundled heads (bench/scan.py's harness), best of `rounds` alternating runs."""
+    import tempfile
+
+    from scan import render_scene, scan_scene  # bench/ is the script folder, first on sys.path
+
+    from regiond.commands.serve import spawn_daemon
+
+    folder = render_scene(cache / f"scan-{seed}-{frames}", frames, frames, seed)
+    with tempfile.TemporaryDirectory(prefix="bench-objects-") as tmp:
+        tmp = Path(tmp)
+        proc, address = spawn_daemon(
+            ["--listen", "127.0.0.1:0", "--profile", "lite", "--heads", "bundled", "--data-dir", tmp / "data"]
+            + ["--no-index", "--log-level", "WARNING"],
+            tmp / "daemon.log",
+            timeout=180,
+        )
+        try:
+            runs = {False: [], True: []}
+            scan_scene(address, folder, tmp / "warm", min(frames, 5), ["--max-frames", "5"], proc.pid)
+            for _ in range(rounds):
+                for objects in (False, True):
+                    options = ["--objects"] if objects else []
+                    runs[objects].append(scan_scene(address, folder, tmp / "scan", frames, options, proc.pid).fps)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    print(
+        f"# scan_scene {frames} frames of synthetic:{seed} at 640×480 (lite, bundled heads): without objects "
+        f"{', '.join(f'{v:.1f}' for v in runs[False])} frames/s, with {', '.join(f'{v:.1f}' for v in runs[True])}"
+    )
+    return max(runs[True]) / max(runs[False])
 
 
 if __name__ == "__main__":

@@ -85,3 +85,13 @@ def test_eval_instances_scores_the_scan(scanned, capsys):
     text, metrics = capsys.readouterr().out.strip().rsplit("\n", 1)
     m = json.loads(metrics)
     assert m["gt_objects"] >= 5 and m["ap25"] > 0.2 and m["consistency"]["objects"] >= 5, text
+
+
+def test_the_demo_counts_found_objects_against_the_rooms(scanned):
+    from regiond.commands.demo import objects_line
+
+    _, out, _, _ = scanned
+    found = len(json.loads((out / "objects.json").read_text()))
+    room = SyntheticScene(5, 48, 160, 120)
+    line = objects_line(out, room)
+    assert line.startswith(f"objects: {found} found") and f"the room has {len(room.objects())}:" in line

@@ -42,12 +42,15 @@ def test_voxel_table_finds_what_it_holds_and_votes_by_majority():
     assert len(table) == len(truth)
     s = table.lookup(np.array([next(iter(truth))]))
     one, two = np.array([1], np.int32), np.array([2], np.int32)
+    at = lambda x: (np.array([[x, 0.0, 0.0]]), np.array([1.0]))  # noqa: E731  (one point at x)
     for _ in range(MAX_VOTES + 3):  # object 1 banks at most MAX_VOTES votes
-        table.vote(s, one, table.owner[s])
+        table.vote(s, one, table.owner[s], *at(1.0))
+    assert table.means(s)[0, 0] == 1.0
     for k in range(MAX_VOTES):  # as many frames for object 2 take it over, not fewer
         assert table.owner[s][0] == 1, k
-        table.vote(s, two, table.owner[s])
-    assert table.owner[s][0] == 2
+        table.vote(s, two, table.owner[s], *at(5.0))
+        assert table.means(s)[0, 0] == (1.0 if table.owner[s][0] == 1 else 5.0)  # the owner's points' mean
+    assert table.owner[s][0] == 2 and table.means(s)[0, 0] == 5.0 and table.seen[s][0] == 2 * MAX_VOTES + 3
 
 
 def _run(frames, regions, config=None):

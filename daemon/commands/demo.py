@@ -3,8 +3,9 @@ scikit-image (no sample data or weights needed).
 
 Each step is its own function so that later parts (streaming) can reuse and extend them.
 After the photo, the demo starts the daemon (`regiond serve` on a free loopback port), scans a
-generated RGB-D room through it with clients/scan_scene.py, streams a generated activity clip
-with clients/stream_video.py, and stops it.
+generated RGB-D room through it with clients/scan_scene.py (with its 3D objects, counted against
+the room's true ones), streams a generated activity clip with clients/stream_video.py, and
+stops it.
 """
 
 from __future__ import annotations
@@ -140,6 +141,18 @@ def run_client(module: str, *args, env: dict | None = None) -> None:
         raise RuntimeError(f"{module} exited with status {rc}")
 
 
+def objects_line(scan_dir: Path, room: SyntheticScene) -> str:
+    """How many objects the scan found (objects.json) against the room's true count."""
+    found = json.loads((scan_dir / "objects.json").read_text())
+    structure = sum(o["nyu40"] in (1, 2, 22) for o in room.objects())  # walls, floor, ceiling
+    true = len(room.objects())
+    return (
+        f"objects: {len(found)} found in the scan ({scan_dir / 'objects.json'}); the room has {true}: "
+        f"{true - structure} pieces of furniture, doors, windows and pictures, and {structure} walls, floor and "
+        f"ceiling (some may be out of the scanned frames' view)"
+    )
+
+
 def daemon_steps(
     out_dir: Path, profile: str, weights, scene_frames: int, heads=None, sam_generator: str = "fast"
 ) -> int:
@@ -166,9 +179,11 @@ def daemon_steps(
             "320x240",
             "--rerun",
             rrd,
+            "--objects",
             "--force",
             env=env,
         )
+        print(objects_line(scan_dir, SyntheticScene(7)))
         clip = render_clip(label=0, seed=1, frames=32)
         video = write_video(out_dir / "clip.mp4", clip.frames, fps=15.0)
         print(f"clip: {video} ({ACTIVITY_CLASSES[clip.label]}, {len(clip.frames)} frames)")
@@ -189,7 +204,7 @@ def daemon_steps(
     finally:
         rc = stop_daemon(proc)
     print(f"daemon stopped (status {rc})")
-    print(f"scene scan: {scan_dir} (overlays/, labels_color/, scene.ply, summary.json)")
+    print(f"scene scan: {scan_dir} (overlays/, labels_color/, scene.ply, objects.json, instances/, summary.json)")
     print(f"scan report: {scan_dir / 'index.html'} (open it in a browser: works offline)")
     print(f"scan recording: {rrd} (open it in the Rerun viewer: `{Path(sys.executable).parent / 'rerun'} {rrd}`)")
     print(f"video results: {out_dir / 'clip.jsonl'} (and {out_dir / 'clip.rrd'}: frames, regions, activity scores)")

@@ -113,7 +113,7 @@ class ObjectMap:
         merges = self._merge(pseg, fobj[pvox], seg_size, seg_obj, in_view)
         if merges:
             seg_obj = self.objects.root(seg_obj)
-        self._vote(fkeys, slots, fobj, pseg, pvox, pcount, seg_obj)
+        self._vote(fkeys, slots, fobj, finv[inside], points[inside], seg_obj[seg])
         self.objects.saw(np.flatnonzero(in_view[1:] >= c.min_voxels) + 1)
 
         # a region's object: its largest segment's
@@ -199,23 +199,24 @@ class ObjectMap:
                 merges.append(kept)
         return merges
 
-    def _vote(self, fkeys, slots, fobj, pseg, pvox, pcount, seg_obj) -> None:
-        """Each voxel votes once for the object most of its points in this frame went to."""
-        obj = seg_obj[pseg]
+    def _vote(self, fkeys, slots, fobj, vox_of, xyz, obj) -> None:
+        """Each voxel votes once for the object most of its points in this frame went to (vox_of,
+        xyz, obj: each point's voxel among the frame's, position and object)."""
         m = obj > 0
         if not m.any():
             return
         width = self.objects.count + 1
-        vo, w = np.unique(pvox[m] * width + obj[m], return_inverse=True)
-        weight = np.bincount(w, weights=pcount[m])
+        vo, w = np.unique(vox_of[m] * width + obj[m], return_inverse=True)
+        n = np.bincount(w, minlength=len(vo))
+        sums = np.stack([np.bincount(w, weights=xyz[m, k], minlength=len(vo)) for k in range(3)], axis=1)
         vox, ob = vo // width, vo % width
-        best = best_per_group(vox, weight)
+        best = best_per_group(vox, n)
         vox, ob = vox[best], ob[best]
         s = slots[vox]
         fresh = s < 0
         if fresh.any():
             s[fresh] = self.voxels.insert(fkeys[vox[fresh]])
-        self.voxels.vote(s, ob.astype(np.int32), fobj[vox].astype(np.int32))
+        self.voxels.vote(s, ob.astype(np.int32), fobj[vox].astype(np.int32), sums[best], n[best].astype(np.float64))
 
     def _features(self, regions: RegionSet, ids: np.ndarray, seg_region, seg_size) -> None:
         if regions.features is None:
@@ -228,20 +229,24 @@ class ObjectMap:
     # --- what the map holds ----------------------------------------------------------------
 
     def instance_of(self, points: np.ndarray, min_seen: int = 1) -> np.ndarray:
-        """M int64 object (survivor of merges; 0: none) owning the voxel of each of M×3 points
-        (none for voxels fewer than `min_seen` frames put points in)."""
+        """M int64 object (survivor of merges; 0: none) of each of M×3 points: the owner of the
+        voxel whose owner's points' mean is nearest, among the voxels around the point's own
+        (finer than the voxels where objects meet); none beyond them, and voxels fewer than
+        `min_seen` frames put points in count as empty."""
+        from scipy.spatial import cKDTree
+
         pts = np.asarray(points, np.float64).reshape(-1, 3)
         out = np.zeros(len(pts), np.int64)
         ok = np.isfinite(pts).all(axis=1)
-        if not ok.any() or not len(self.voxels):
+        v = self.voxels
+        trusted = np.flatnonzero((v.seen[: len(v)] >= min_seen) & (v.owner[: len(v)] > 0))
+        if not ok.any() or not len(trusted):
             return out
-        keys, inv = np.unique(voxel_keys(pts[ok], self.config.voxel), return_inverse=True)
-        slots = self.voxels.lookup(keys)
-        obj = np.zeros(len(keys), np.int64)
-        trusted = slots >= 0
-        trusted[trusted] = self.voxels.seen[slots[trusted]] >= min_seen
-        obj[trusted] = self.objects.root(self.voxels.owner[slots[trusted]])
-        out[ok] = obj[inv]
+        dist, near = cKDTree(v.means(trusted)).query(pts[ok], distance_upper_bound=self.config.voxel)
+        hit = np.isfinite(dist)
+        got = np.zeros(int(ok.sum()), np.int64)
+        got[hit] = self.objects.root(v.owner[trusted[near[hit]]])
+        out[ok] = got
         return out
 
     def memory_bytes(self) -> int:

@@ -39,7 +39,7 @@ def strided_owner(regions: RegionSet, stride: int, priority: np.ndarray | None =
     cols = np.repeat(x // s, n)
     owners = np.repeat(mask[run], n).astype(np.int32)
     flat = rows * out.shape[1] + cols
-    if len(np.unique(flat)) < len(flat):  # overlapping masks: the largest one wins
+    if np.bincount(flat, minlength=out.size).max(initial=0) > 1:  # overlapping masks: the largest one wins
         rank = regions.areas if priority is None else np.asarray(priority)
         order = np.lexsort((rank[owners], flat))
         flat, owners = flat[order], owners[order]

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from regiond.geometry import voxel_centres
-from regiond.objects.groups import best_per_group
+from regiond.objects.groups import best_per_group, distinct
 from regiond.objects.map import ObjectMap
 
 
@@ -86,7 +86,7 @@ def summarise(omap: ObjectMap, points: np.ndarray | None = None, labels: dict[in
     frame_of = np.concatenate([np.full(len(r.ids), r.frame_index, np.int64) for r in recs]) if recs else np.zeros(0)
     roots = np.concatenate(rid) if recs else np.zeros(0, np.int64)
     seen = roots > 0
-    frame_obj = np.unique(frame_of[seen] * n + roots[seen])
+    frame_obj = distinct(frame_of[seen] * n + roots[seen])
     frames = np.bincount(frame_obj % n, minlength=n)
     npoints = np.bincount(inst, minlength=n)
     keep = (frames >= c.min_frames) & (npoints >= c.min_points)

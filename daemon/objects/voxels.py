@@ -11,7 +11,9 @@ Each voxel holds one owner and a vote count, updated by the streaming majority v
 weakens it and takes the voxel over once the owner's votes are spent. So a voxel follows the
 object most frames put it in, and one frame (a wrong pose, a mask that spills over an edge)
 cannot move it. Each voxel also counts the frames that voted for it (`seen`, up to 255): a
-voxel only one frame put anything in is not trusted at the end (ObjectConfig.min_seen).
+voxel only one frame put anything in is not trusted at the end (ObjectConfig.min_seen); and it
+keeps the mean of its owner's points: where a voxel straddles two objects, that mean lies on
+its owner's side, so points can be labelled by the nearest mean, finer than the voxels.
 """
 
 from __future__ import annotations
@@ -35,12 +37,15 @@ class VoxelTable:
         self.owner = np.zeros(capacity, np.int32)  # object id, 0 = none
         self.votes = np.zeros(capacity, np.int16)
         self.seen = np.zeros(capacity, np.uint8)
+        self.sums = np.zeros((capacity, 3), np.float64)  # the owner's points: sum ...
+        self.points = np.zeros(capacity, np.float64)  # ... and count
 
     def __len__(self) -> int:
         return self.n
 
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self._keys, self._slot, self.keys, self.owner, self.votes, self.seen))
+        arrays = (self._keys, self._slot, self.keys, self.owner, self.votes, self.seen, self.sums, self.points)
+        return sum(a.nbytes for a in arrays)
 
     def _home(self, keys: np.ndarray) -> np.ndarray:
         return ((keys.astype(np.uint64) * _GOLDEN) >> np.uint64(64 - self._bits)).astype(np.int64)
@@ -75,6 +80,8 @@ class VoxelTable:
             self.owner = np.concatenate([self.owner, np.zeros(cap - len(self.owner), np.int32)])
             self.votes = np.concatenate([self.votes, np.zeros(cap - len(self.votes), np.int16)])
             self.seen = np.concatenate([self.seen, np.zeros(cap - len(self.seen), np.uint8)])
+            self.sums = np.concatenate([self.sums, np.zeros((cap - len(self.sums), 3))])
+            self.points = np.concatenate([self.points, np.zeros(cap - len(self.points))])
         slots = np.arange(self.n, self.n + m)
         self.keys[slots] = keys
         self.n += m
@@ -104,9 +111,10 @@ class VoxelTable:
         self._slot = np.zeros(1 << self._bits, np.int64)
         self._place(self.keys[: self.n], np.arange(self.n))
 
-    def vote(self, slots: np.ndarray, objects: np.ndarray, owners: np.ndarray) -> None:
-        """One vote of each of M distinct slots for objects[i]; owners[i] is the slot's current
-        owner as the caller resolved it (merged objects count as their survivor)."""
+    def vote(self, slots, objects, owners, sums: np.ndarray, points: np.ndarray) -> None:
+        """One vote of each of M distinct slots for objects[i], with the sum and number of the
+        frame's points it votes with; owners[i] is the slot's current owner as the caller
+        resolved it (merged objects count as their survivor)."""
         votes = self.votes[slots].astype(np.int32)
         same = owners == objects
         votes = np.where(same, np.minimum(votes + 1, MAX_VOTES), votes - 1)
@@ -114,6 +122,13 @@ class VoxelTable:
         self.owner[slots] = np.where(take, objects, owners)
         self.votes[slots] = np.where(take, 1, votes)
         self.seen[slots] = np.minimum(self.seen[slots].astype(np.int16) + 1, 255)
+        keep = (~take)[:, None]  # a new owner starts its mean afresh; the owner's votes add to it
+        self.sums[slots] = np.where(keep, self.sums[slots], 0) + np.where((same | take)[:, None], sums, 0)
+        self.points[slots] = np.where(keep[:, 0], self.points[slots], 0) + np.where(same | take, points, 0)
+
+    def means(self, slots: np.ndarray) -> np.ndarray:
+        """M×3 mean position of the owner's points in each slot."""
+        return self.sums[slots] / np.maximum(self.points[slots], 1)[:, None]
 
     def items(self) -> tuple[np.ndarray, np.ndarray]:
         """(keys, owners) of every voxel in the table."""
