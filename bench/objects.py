@@ -180,18 +180,18 @@ def variants() -> dict:
 
     d = ObjectConfig()
     return {
-        "default": d,
+        "default (voxel 6 cm, stride 4, assign 0.5, similar 0.85, depth gap 8 %)": d,
         "no depth split (depth_gap 0)": replace(d, depth_gap=0.0),
         "no feature decision (similar > 1)": replace(d, similar=2.0),
         "no containment rule (contain 1)": replace(d, contain=1.0),
         "no merges (merge 1)": replace(d, merge=1.0),
-        "assign 0.3": replace(d, assign=0.3),
         "assign 0.7": replace(d, assign=0.7),
+        "similar 0.9": replace(d, similar=0.9),
         "stride 8": replace(d, stride=8),
-        "voxel 3 cm": replace(d, voxel=0.03),
+        "voxel 5 cm": replace(d, voxel=0.05),
         "voxel 8 cm": replace(d, voxel=0.08),
         "min frames 1": replace(d, min_frames=1),
-        "min frames 4": replace(d, min_frames=4),
+        "min seen 1 (trust voxels one frame saw)": replace(d, min_seen=1),
         "no pose check": replace(d, check_pose=False),
     }
 

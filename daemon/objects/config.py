@@ -36,13 +36,13 @@ class ObjectConfig:
     associate     False: every segment of a keyframe starts an object, nothing merges (the
                   benchmark's floor, "no association")"""
 
-    voxel: float = 0.05
+    voxel: float = 0.06
     stride: int = 4
     max_depth: float = DEFAULT_MAX_DEPTH
     assign: float = 0.5
     contain: float = 0.6
     ambiguous: float = 0.2
-    similar: float = 0.9
+    similar: float = 0.85
     merge: float = 0.6
     merge_part: float = 0.2
     min_voxels: int = 3
