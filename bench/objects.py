@@ -9,7 +9,7 @@ Rooms: synthetic:SEED at 640×480, one loop of --frames frames each, rendered on
 seeds 3 and 5.
 Maskers: lite (SLIC superpixels, what runs without weights) and the ground-truth masker (the
 rooms' true instance masks: the association alone, with perfect masks).
-Methods, on the same regions and points (every 4th pixel each way; the masks are generated on
+Methods, on the same regions and points (every 6th pixel each way; the masks are generated on
 every frame, as a default scan does):
   object map      regiond.objects (the voxel hash, online)
   adjacent merge  SegmentAnything3D's bidirectional adjacent-frame merge, re-implemented (offline)
@@ -180,13 +180,14 @@ def variants() -> dict:
 
     d = ObjectConfig()
     return {
-        "default (voxel 6 cm, stride 4, assign 0.5, similar 0.85, depth gap 8 %)": d,
+        "default (voxel 6 cm, stride 6, assign 0.5, similar 0.85, depth gap 8 %)": d,
         "no depth split (depth_gap 0)": replace(d, depth_gap=0.0),
         "no feature decision (similar > 1)": replace(d, similar=2.0),
         "no containment rule (contain 1)": replace(d, contain=1.0),
         "no merges (merge 1)": replace(d, merge=1.0),
         "assign 0.7": replace(d, assign=0.7),
         "similar 0.9": replace(d, similar=0.9),
+        "stride 4": replace(d, stride=4),
         "stride 8": replace(d, stride=8),
         "voxel 5 cm": replace(d, voxel=0.05),
         "voxel 8 cm": replace(d, voxel=0.08),

@@ -12,8 +12,9 @@
 
 Per frame the regions' object ids as they streamed are drawn into object_ids/ at once; the
 daemon's final ids (after merges) come after the last frame and are applied to every map at
-the end, so nothing per frame is kept but its regions' ids. A crop is kept for the largest
-view of each id seen so far (at most MAX_CROPS, the smallest dropped first).
+the end, so nothing per frame is kept but its regions' ids. A small crop (pixels, encoded only
+at the end) is kept for the largest view of each id seen so far, of regions covering at least
+MIN_CROP_SHARE of the frame (at most MAX_CROPS, the smallest dropped first).
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from regiond.client.writer import BackgroundWriter
 from regiond.core.instance_files import write_instance_masks
 
 OUTPUTS = ("objects.json", "objects", "object_ids", "instances")
-MAX_CROPS = 400
-CROP_SIDE = 160  # pixels, the crop's longer side at most
+MAX_CROPS = 256
+MIN_CROP_SHARE = 0.002
+CROP_SIDE = 128  # pixels, the crop's longer side at most
 MAX_ID = 65535  # what a 16-bit id map holds
 
 
@@ -40,7 +42,7 @@ class ScanObjects:
         self.out, self.scene_id, self.writer = out, scene_id, writer
         self.online: dict[int, np.ndarray] = {}  # frame → its regions' ids as streamed
         self.final: dict[int, np.ndarray] = {}  # frame → its regions' final ids
-        self.crops: dict[int, tuple[int, int, bytes]] = {}  # online id → (area, frame, JPEG of its best view)
+        self.crops: dict[int, tuple[int, int, np.ndarray]] = {}  # online id → (area, frame, crop of its best view)
         self.reasons: dict[str, int] = {}
         self.too_many = False
         (out / "object_ids").mkdir(parents=True, exist_ok=True)
@@ -63,8 +65,9 @@ class ScanObjects:
         (self.out / "object_ids" / f"{idx:06d}.png").write_bytes(_png16(self._id_map(regions, ids)))
         if rgb is None:
             return
+        least = MIN_CROP_SHARE * regions.width * regions.height
         for r, oid in zip(regions.regions, ids.tolist()):
-            if oid and r.area > self.crops.get(oid, (0,))[0]:
+            if oid and r.area >= least and r.area > self.crops.get(oid, (0,))[0]:
                 self.crops[oid] = (int(r.area), idx, _crop(rgb, r.box))
         if len(self.crops) > MAX_CROPS:
             for oid, _ in sorted(self.crops.items(), key=lambda kv: kv[1][0])[: len(self.crops) - MAX_CROPS]:
@@ -75,8 +78,12 @@ class ScanObjects:
         """H×W uint16 ids; where masks overlap the larger region's, as the object map decides."""
         mp = common.region_pixels(regions)
         out = np.zeros(regions.width * regions.height, np.uint16)  # column-major, as RLE
-        order = np.argsort(mp.areas()[mp.mask], kind="stable")  # smaller first, larger win
-        out[mp.pixel[order]] = np.minimum(ids[mp.mask[order]], MAX_ID).astype(np.uint16)
+        ids = np.minimum(ids, MAX_ID).astype(np.uint16)
+        if mp.pixel.size > np.count_nonzero(np.bincount(mp.pixel, minlength=out.size)):  # masks overlap
+            order = np.argsort(mp.areas()[mp.mask], kind="stable")  # smaller first, larger win
+            out[mp.pixel[order]] = ids[mp.mask[order]]
+        else:
+            out[mp.pixel] = ids[mp.mask]
         return out.reshape(regions.width, regions.height).T
 
     def finish(self, summary: pb.SceneSummary, ply: Path | None) -> str:
@@ -118,10 +125,10 @@ class ScanObjects:
         if not mine:
             return None
         same = [c for c in mine if c[1] == o.best_frame]
-        _, _, jpeg = max(same or mine, key=lambda c: c[0])
+        _, _, crop = max(same or mine, key=lambda c: c[0])
         path = self.out / "objects" / f"{o.id:03d}.jpg"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(jpeg)
+        path.write_bytes(_jpeg(crop))
         return f"objects/{path.name}"
 
 
@@ -138,17 +145,25 @@ def _read_png16(path: Path) -> np.ndarray:
     return cv2.imread(str(path), cv2.IMREAD_UNCHANGED).astype(np.int64)
 
 
-def _crop(rgb: np.ndarray, box: pb.Box) -> bytes:
-    import cv2  # heavy: only when crops are written
+def _crop(rgb: np.ndarray, box: pb.Box) -> np.ndarray:
+    """The box's pixels, at most CROP_SIDE on the longer side."""
+    import cv2  # heavy: only when crops are made
 
     h, w = rgb.shape[:2]
-    x0, y0 = max(int(box.x0), 0), max(int(box.y0), 0)
+    x0, y0 = min(max(int(box.x0), 0), w - 1), min(max(int(box.y0), 0), h - 1)
     x1, y1 = min(max(int(np.ceil(box.x1)), x0 + 1), w), min(max(int(np.ceil(box.y1)), y0 + 1), h)
     crop = rgb[y0:y1, x0:x1]
     scale = CROP_SIDE / max(crop.shape[:2])
     if scale < 1:
-        crop = cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))))
-    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(crop[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 85])
+        size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
+        return cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+    return crop.copy()
+
+
+def _jpeg(rgb: np.ndarray) -> bytes:
+    import cv2  # heavy: only when crops are written
+
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 85])
     return buf.tobytes()
 
 

@@ -39,12 +39,16 @@ def regions_of(frames, masker: str = "truth", every: int = 1) -> list:
     return [ex.extract(f, carry=tracker.ticket()) for f in frames]
 
 
-def true_objects(frames) -> set[int]:
-    """Instance ids of the objects of evaluated classes (not wall, floor, ceiling) in the frames."""
-    ids = set()
+def true_classes(frames) -> dict[int, int]:
+    """Instance id → NYU40 class of every object in the frames."""
+    classes = {}
     for f in frames:
         inst, lab = f.meta["instances"], f.labels
         for i in np.unique(inst[inst > 0]).tolist():
-            if int(np.bincount(lab[inst == i]).argmax()) not in (1, 2, 22):
-                ids.add(i)
-    return ids
+            classes[i] = int(np.bincount(lab[inst == i]).argmax())
+    return classes
+
+
+def true_objects(frames) -> set[int]:
+    """Instance ids of the objects of evaluated classes (not wall, floor, ceiling) in the frames."""
+    return {i for i, c in true_classes(frames).items() if c not in (1, 2, 22)}

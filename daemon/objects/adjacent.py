@@ -115,7 +115,7 @@ def merge_pair(c0: dict, c1: dict, voxel: float = VOXEL) -> dict:
 class AdjacentMerge:
     """SAM3D's merge over a stream's frames (same regions and points as the object map)."""
 
-    def __init__(self, stride: int = 4, voxel: float = VOXEL, max_depth: float = 10.0):
+    def __init__(self, stride: int = ObjectConfig.stride, voxel: float = VOXEL, max_depth: float = 10.0):
         self.stride, self.voxel, self.max_depth = stride, voxel, max_depth
         self.clouds: list[dict] = []
 

@@ -14,7 +14,7 @@ from regiond.geometry import DEFAULT_MAX_DEPTH
 class ObjectConfig:
     """voxel         edge of the object map's voxels, metres
     stride        back-project every stride-th pixel each way at 640 pixels wide, scaled with
-                  the frame's width (4: 160×120 points at 640×480, 80×60 at 320×240)
+                  the frame's width (6: 107×80 points at 640×480, 80×60 at 320×240)
     max_depth     farther readings are ignored, metres
     assign        a segment joins the object holding at least this share of its voxels
     contain       ... or the object whose visible voxels it holds at least this share of
@@ -37,7 +37,7 @@ class ObjectConfig:
                   benchmark's floor, "no association")"""
 
     voxel: float = 0.06
-    stride: int = 4
+    stride: int = 6
     max_depth: float = DEFAULT_MAX_DEPTH
     assign: float = 0.5
     contain: float = 0.6
