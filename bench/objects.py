@@ -26,7 +26,7 @@ Prints:
 F: the object map's 95th percentile time a frame over the lite frames, over the median lite
 extraction time a frame, both measured here. R: clients/scan_scene.py --objects against the
 same scan without, end to end against one daemon (lite), --scan-frames frames of the first
-room (bench/scan.py's harness), best of two each.
+room (bench/scan.py's harness), best of three alternating runs each.
 --ablate: the object map's design choices one at a time (a table). --memory N: a N-frame
 loop of the first room at 320×240 through lite, the object map and the fusion in this
 process; RSS at frame 300 and at frame N.
@@ -299,7 +299,7 @@ def main(argv=None) -> int:
     return 0
 
 
-def scan_ratio(frames: int, seed: int, cache: Path, rounds: int = 2) -> float:
+def scan_ratio(frames: int, seed: int, cache: Path, rounds: int = 3) -> float:
     """Frames a second of scan_scene --objects over scan_scene, end to end against one lite
     daemon with the bundled heads (bench/scan.py's harness), best of `rounds` alternating runs."""
     import tempfile
@@ -323,15 +323,17 @@ def scan_ratio(frames: int, seed: int, cache: Path, rounds: int = 2) -> float:
             for _ in range(rounds):
                 for objects in (False, True):
                     options = ["--objects"] if objects else []
-                    runs[objects].append(scan_scene(address, folder, tmp / "scan", frames, options, proc.pid).fps)
+                    runs[objects].append(scan_scene(address, folder, tmp / "scan", frames, options, proc.pid))
         finally:
             proc.terminate()
             proc.wait(30)
-    print(
-        f"# scan_scene {frames} frames of synthetic:{seed} at 640×480 (lite, bundled heads): without objects "
-        f"{', '.join(f'{v:.1f}' for v in runs[False])} frames/s, with {', '.join(f'{v:.1f}' for v in runs[True])}"
-    )
-    return max(runs[True]) / max(runs[False])
+    for objects, rs in runs.items():
+        print(
+            f"# scan_scene {frames} frames of synthetic:{seed} at 640×480 (lite, bundled heads) "
+            f"{'with' if objects else 'without'} objects: {', '.join(f'{r.fps:.1f}' for r in rs)} frames/s, daemon "
+            f"CPU {min(r.daemon_cpu for r in rs):.0f} ms a frame, client CPU {min(r.client_cpu for r in rs):.0f} ms"
+        )
+    return max(r.fps for r in runs[True]) / max(r.fps for r in runs[False])
 
 
 if __name__ == "__main__":

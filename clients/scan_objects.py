@@ -4,15 +4,17 @@
                               [xmin, ymin, zmin, xmax, ymax, zmax] (metres, world frame), points,
                               frames, best_view {frame, box [x0, y0, x1, y1], crop}
     objects/NNN.jpg           a crop of each object's best view
-    object_ids/NNNNNN.png     per frame, each pixel's final object id (16-bit PNG, 0: none)
+    object_ids/NNNNNN.png     per frame, each pixel's object id as it streamed (16-bit PNG, 0: none)
+    object_ids/final.json     {id as streamed: final id} after the daemon's merges (0: dropped)
     instances/<scene>.txt     ScanNet's instance-benchmark layout over scene.ply's points:
     instances/pred_mask/      one `mask_file label_id confidence` line per object, one 0/1 line
                               per point in each mask file (`regiond eval instances` reads it)
     scene.ply                 (as always) now with an `instance` property per point
 
 Per frame the regions' object ids as they streamed are drawn into object_ids/ at once; the
-daemon's final ids (after merges) come after the last frame and are applied to every map at
-the end, so nothing per frame is kept but its regions' ids. A small crop (pixels, encoded only
+daemon's final ids (after merges) come after the last frame, as a table beside the maps
+(rewriting every map would cost the client as much again as drawing it), so nothing per frame
+is kept but its regions' ids. A small crop (pixels, encoded only
 at the end) is kept for the largest view of each id seen so far, of regions covering at least
 MIN_CROP_SHARE of the frame (at most MAX_CROPS, the smallest dropped first).
 """
@@ -35,6 +37,7 @@ MAX_CROPS = 256
 MIN_CROP_SHARE = 0.002
 CROP_SIDE = 128  # pixels, the crop's longer side at most
 MAX_ID = 65535  # what a 16-bit id map holds
+FINAL_IDS = "final.json"
 
 
 class ScanObjects:
@@ -94,15 +97,8 @@ class ScanObjects:
             online = self.online.get(idx)
             if online is not None and len(online) == len(final):
                 lut.update(zip(online.tolist(), final.tolist()))
-        keys = np.array(sorted(lut), np.int64)
-        values = np.array([lut[k] for k in keys.tolist()], np.int64)
-        for path in sorted((self.out / "object_ids").glob("*.png")):
-            ids = _read_png16(path)
-            final = np.zeros_like(ids)
-            if len(keys):
-                pos = np.minimum(np.searchsorted(keys, ids), len(keys) - 1)
-                final = np.where(keys[pos] == ids, values[pos], 0)
-            path.write_bytes(_png16(np.minimum(final, MAX_ID)))
+        lut.pop(0, None)
+        (self.out / "object_ids" / FINAL_IDS).write_text(json.dumps({str(k): v for k, v in sorted(lut.items())}))
         objects = [_object_json(o, self._best_crop(o, lut)) for o in summary.objects]
         (self.out / "objects.json").write_text(json.dumps(objects, indent=1))
         if ply is not None:
@@ -137,12 +133,6 @@ def _png16(ids: np.ndarray) -> bytes:
 
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(ids, np.uint16), [cv2.IMWRITE_PNG_COMPRESSION, 1])
     return buf.tobytes()
-
-
-def _read_png16(path: Path) -> np.ndarray:
-    import cv2  # heavy: only when maps are read
-
-    return cv2.imread(str(path), cv2.IMREAD_UNCHANGED).astype(np.int64)
 
 
 def _crop(rgb: np.ndarray, box: pb.Box) -> np.ndarray:

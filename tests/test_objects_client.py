@@ -48,15 +48,16 @@ def test_scan_writes_the_objects(scanned):
     # ScanNet's instance layout over the cloud: one mask per object with its points
     masks = read_instance_masks(find_scene_file(out / "instances"), len(cloud))
     assert sorted(masks.masks.sum(axis=1).tolist()) == sorted(o["points"] for o in objects)
-    # per-frame maps hold final ids (objects of the summary, or 0)
+    # per-frame maps of the ids as streamed, and the table to their final ids (objects of the summary, or 0)
     maps = sorted((out / "object_ids").glob("*.png"))
-    assert len(maps) == 24
+    final = {int(k): v for k, v in json.loads((out / "object_ids" / "final.json").read_text()).items()}
+    assert len(maps) == 24 and set(final.values()) - {0} == ids
     seen = set()
     for p in maps:
         a = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
         assert a.dtype == np.uint16 and a.shape == (120, 160)
         seen |= set(np.unique(a).tolist())
-    assert seen - {0} <= ids and len(seen & ids) >= 0.8 * len(ids)
+    assert seen - {0} <= set(final) and len({final[i] for i in seen - {0}} & ids) >= 0.8 * len(ids)
     # best views: crops, shown in the report's table
     crops = [o["best_view"]["crop"] for o in objects if o["best_view"]["crop"]]
     assert len(crops) >= 0.8 * len(objects) and all((out / c).is_file() for c in crops)
@@ -95,3 +96,24 @@ def test_the_demo_counts_found_objects_against_the_rooms(scanned):
     room = SyntheticScene(5, 48, 160, 120)
     line = objects_line(out, room)
     assert line.startswith(f"objects: {found} found") and f"the room has {len(room.objects())}:" in line
+
+
+def test_a_real_scan_has_its_objects_inside_the_scene(sevenscenes_dir, tmp_path):
+    """20 real Kinect frames (7-Scenes, held out from every choice of the map): the objects'
+    boxes lie inside the scene's bounds (the frames' back-projected depth) and none spans it."""
+    from regiond.geometry import backproject
+    from regiond.scenes import open_source
+
+    with running_server(lite_extractor(), tmp_path) as srv:
+        out = tmp_path / "scan"
+        r = run_client("scan_scene", sevenscenes_dir, "--server", srv.address, "--out", out, "--objects")
+    assert r.returncode == 0, r.stderr
+    pts = [backproject(f.depth, f.camera, f.pose)[0].reshape(-1, 3) for f in open_source(sevenscenes_dir)]
+    pts = np.concatenate(pts)
+    lo, hi = np.nanmin(pts, axis=0), np.nanmax(pts, axis=0)
+    objects = json.loads((out / "objects.json").read_text())
+    assert len(objects) >= 3
+    for o in objects:
+        box = np.array(o["box"])
+        assert (box[:3] >= lo - 0.02).all() and (box[3:] <= hi + 0.02).all(), (o, lo, hi)
+        assert np.prod(box[3:] - box[:3]) < 0.5 * np.prod(hi - lo)

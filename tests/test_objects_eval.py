@@ -153,3 +153,15 @@ def test_eval_instances_names_a_malformed_instance_map(room_scan, tmp_path, caps
     target.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     assert main(["eval", "instances", str(scan), "--scene", str(bad)]) == 1
     assert str(target) in capsys.readouterr().err
+
+
+def test_eval_instances_names_a_malformed_id_table(room_scan, tmp_path, capsys):
+    import shutil
+
+    _, scan = room_scan
+    copy = tmp_path / "scan"
+    shutil.copytree(scan, copy)
+    table = copy / "object_ids" / "final.json"
+    table.write_text('{"3": "x"}')
+    assert main(["eval", "instances", str(copy)]) == 1
+    assert str(table) in capsys.readouterr().err

@@ -3,7 +3,8 @@
 A scan folder written by `clients/scan_scene.py --objects` holds:
     scene.ply                  the fused cloud (its points are what AP is computed over)
     instances/<scene>.txt      ScanNet's instance layout: one mask over the cloud per object
-    object_ids/NNNNNN.png      per frame, each pixel's final object id (16-bit, 0: none)
+    object_ids/NNNNNN.png      per frame, each pixel's object id as streamed (16-bit, 0: none)
+    object_ids/final.json      {id as streamed: final id} (absent: the maps hold final ids)
     scan-progress.jsonl        the scan's settings (scene, every, max_frames, size, voxel)
 The scene is opened again with the scan's settings (or the ones given) and its instance maps
 (`instance-filt/`) fused into ground truth on the cloud's points (objects.instance_truth).
@@ -58,6 +59,19 @@ def read_id_map(path: Path, shape: tuple[int, int]) -> np.ndarray:
     return a
 
 
+def final_ids(path: Path):
+    """ids → final ids by the scan's table (ids it does not list: 0); the identity without one."""
+    if not path.is_file():
+        return lambda ids: ids
+    try:
+        table = {int(k): int(v) for k, v in json.loads(path.read_text()).items()}
+    except (ValueError, AttributeError, TypeError):
+        raise InputError("objects", f"{path}: not a table of object ids ({{id: final id}})") from None
+    lut = np.zeros(max(table, default=0) + 1, np.int64)
+    lut[list(table)] = list(table.values())
+    return lambda ids: np.where(ids < len(lut), lut[np.minimum(ids, len(lut) - 1)], 0)
+
+
 def evaluate_scan(scan_dir, scene=None, every=None, max_frames=None, size=None, labels_tsv=None) -> InstanceReport:
     from regiond import scenes  # frame sources: only when the command runs
 
@@ -86,13 +100,14 @@ def evaluate_scan(scan_dir, scene=None, every=None, max_frames=None, size=None, 
     voxel = float(summary.get("ply_voxel_size") or settings.get("voxel") or 0.02)
     truth, consistency = TruthFusion(voxel), Consistency()
     id_dir = scan_dir / OBJECT_IDS
+    final = final_ids(id_dir / "final.json")
     frames = 0
     for frame in source:
         inst = truth.add(frame)
         frames += 1
         path = id_dir / f"{int(frame.index):06d}.png"
         if path.is_file():
-            consistency.add(inst, read_id_map(path, inst.shape))
+            consistency.add(inst, final(read_id_map(path, inst.shape)))
     if not frames:
         raise InputError("scene", f"{settings['scene']}: no frames")
     classes = truth.classes()
