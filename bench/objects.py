@@ -27,9 +27,10 @@ F: the object map's 95th percentile time a frame over the lite frames, over the 
 extraction time a frame, both measured here. R: clients/scan_scene.py --objects against the
 same scan without, end to end against one daemon (lite), --scan-frames frames of the first
 room (bench/scan.py's harness), best of three alternating runs each.
---ablate: the object map's design choices one at a time (a table). --memory N: a N-frame
-loop of the first room at 320×240 through lite, the object map and the fusion in this
-process; RSS at frame 300 and at frame N.
+--ablate: the object map's design choices one at a time (a table). --memory N: N frames
+going round the first room in loops of --memory-loop frames (default 300: by frame 300 the
+scan has seen the whole room, and goes round it again) at 320×240, each frame rendered,
+extracted (lite), mapped and fused in a process of its own; its RSS at frame 300 and at N.
 """
 
 from __future__ import annotations
@@ -211,24 +212,29 @@ def ablate(data) -> None:
         print(f"| {name} | " + " | ".join(row) + " |", flush=True)
 
 
-def memory(seed: int, frames: int, cache: Path) -> None:
-    """RSS of this process through a long scan: lite, the object map and the fusion."""
+def memory(seed: int, frames: int, loop: int) -> None:
+    """RSS of a process running a long scan: `frames` frames going round the room in loops of
+    `loop` frames, each rendered (320×240), extracted (lite), mapped and fused, then dropped."""
     from regiond.extraction.profiles import build_extractor
     from regiond.geometry import VoxelFusion
     from regiond.objects import ObjectMap
+    from regiond.scenes.synthetic import SyntheticScene
 
+    scene = SyntheticScene(seed, loop or frames, 320, 240)
     ex, omap, fusion = build_extractor("lite"), ObjectMap(), VoxelFusion(0.02)
-    rss = {}
-    _, fs = next(rooms([seed], frames, cache, 320, 240))
-    for k, f in enumerate(fs, 1):
+    rss, mapped = {}, {}
+    for k in range(frames):
+        f = replace(scene.frame(k % scene.frames), index=k)
         omap.add(f, ex.extract(f))
         fusion.add_frame(f, stride=2)
-        if k in (300, frames):
-            rss[k] = _rss_mib()
+        if k + 1 in (300, frames):
+            rss[k + 1], mapped[k + 1] = _rss_mib(), omap.memory_bytes() / 2**20
     a, b = rss[300], rss[frames]
     print(
-        f"memory: RSS {a:.0f} MiB at frame 300, {b:.0f} MiB at frame {frames} ({100 * (b / a - 1):+.1f} %); "
-        f"object map {omap.memory_bytes() / 2**20:.1f} MiB, {len(omap.voxels)} voxels, {omap.objects.count} ids"
+        f"memory ({frames} frames, loops of {scene.frames}): RSS {a:.0f} MiB at frame 300, {b:.0f} MiB at "
+        f"frame {frames} ({100 * (b / a - 1):+.1f} %); "
+        f"the object map {mapped[300]:.1f} and {mapped[frames]:.1f} MiB ({len(omap.voxels)} voxels, "
+        f"{omap.objects.count} ids, {len(omap.records)} frames' region ids); fused cloud {len(fusion.cloud())} points"
     )
 
 
@@ -247,6 +253,8 @@ def main(argv=None) -> int:
     p.add_argument("--ablate", action="store_true", help="also the object map's design choices one at a time")
     p.add_argument("--scan-frames", type=int, default=100, help="frames of the scan throughput runs (0: skip)")
     p.add_argument("--memory", type=int, default=0, metavar="N", help="also a N-frame memory run (e.g. 1500)")
+    p.add_argument("--memory-loop", type=int, default=300, help="frames a loop of the memory run (default 300)")
+    p.add_argument("--memory-only", action="store_true", help="only the memory run (in this process)")
     args = p.parse_args(argv)
     import torch
 
@@ -254,6 +262,9 @@ def main(argv=None) -> int:
     from regiond.objects import ObjectConfig
 
     seeds = [int(s) for s in args.seeds.split(",")]
+    if args.memory_only:
+        memory(seeds[0], args.memory or 1500, args.memory_loop)
+        return 0
     data, lite_seconds = [], []
     for _seed, frames in rooms(seeds, args.frames, args.cache):
         regions = {}
@@ -294,8 +305,11 @@ def main(argv=None) -> int:
     )
     if args.ablate:
         ablate(data)
-    if args.memory:
-        memory(seeds[0], args.memory, args.cache)
+    if args.memory:  # a fresh process: this one holds the rooms
+        import subprocess
+
+        run = [sys.executable, __file__, "--seeds", str(seeds[0]), "--memory", str(args.memory), "--memory-only"]
+        subprocess.run(run + ["--memory-loop", str(args.memory_loop)])
     return 0
 
 

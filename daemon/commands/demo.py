@@ -141,15 +141,26 @@ def run_client(module: str, *args, env: dict | None = None) -> None:
         raise RuntimeError(f"{module} exited with status {rc}")
 
 
+STRUCTURE = (1, 2, 22)  # NYU40 wall, floor, ceiling
+
+
 def objects_line(scan_dir: Path, room: SyntheticScene) -> str:
-    """How many objects the scan found (objects.json) against the room's true count."""
+    """How many objects the scan found (objects.json) against the room's true count: things
+    (furniture, doors, windows, pictures) and structure (walls, floor, ceiling) apart when a
+    scene head named the objects' classes."""
     found = json.loads((scan_dir / "objects.json").read_text())
-    structure = sum(o["nyu40"] in (1, 2, 22) for o in room.objects())  # walls, floor, ceiling
+    structure = sum(o["nyu40"] in STRUCTURE for o in room.objects())
     true = len(room.objects())
+    line = f"objects: {len(found)} found in the scan ({scan_dir / 'objects.json'})"
+    if any(o.get("class_id") is not None for o in found):
+        pieces = sum(o.get("class_id") in STRUCTURE for o in found)
+        line += (
+            f": {len(found) - pieces} things and {pieces} pieces of wall, floor or ceiling by the scene head's "
+            f"classes"
+        )
     return (
-        f"objects: {len(found)} found in the scan ({scan_dir / 'objects.json'}); the room has {true}: "
-        f"{true - structure} pieces of furniture, doors, windows and pictures, and {structure} walls, floor and "
-        f"ceiling (some may be out of the scanned frames' view)"
+        f"{line}; the room has {true - structure} things (furniture, doors, windows, pictures) and {structure} "
+        f"walls, floor and ceiling (some may be out of the scanned frames' view)"
     )
 
 
