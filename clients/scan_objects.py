@@ -131,7 +131,9 @@ class ScanObjects:
 def _png16(ids: np.ndarray) -> bytes:
     import cv2  # heavy: only when maps are written
 
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(ids, np.uint16), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    # level 1, unfiltered: a third of the time of the default filters, files as small (id maps are flat)
+    params = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(ids, np.uint16), params)
     return buf.tobytes()
 
 
