@@ -18,7 +18,15 @@ from regiond.core.regionset import RegionSet
 from regiond.geometry import DEFAULT_MAX_DEPTH, VoxelFusion, fit_to_size
 from regiond.heads.interface import SceneLabeler
 from regiond.service.convert import RegionLabels, encode_png, frame_error_pb, region_set_pb, scene_frame
-from regiond.service.streams import Pending, StreamDeps, StreamSession, carry_tracker, frame_index, output_of
+from regiond.service.streams import (
+    OptionsError,
+    Pending,
+    StreamDeps,
+    StreamSession,
+    carry_tracker,
+    frame_index,
+    output_of,
+)
 from regiond.service.wire import check_parsed
 
 DEFAULT_VOXEL = 0.02
@@ -56,6 +64,12 @@ class SceneSession(StreamSession):
         check_parsed(req)
         if index == 0:
             self.options, self.output = req.options, req.output
+            if self.options.live:
+                raise OptionsError(
+                    "options.live",
+                    "a scene stream cannot be live: the fused cloud and the scene labels need every frame, "
+                    "so none is ever dropped (stream a live camera with StreamVideo)",
+                )
             voxel = float(self.options.voxel_size) or DEFAULT_VOXEL
             if not np.isfinite(voxel) or voxel <= 0:
                 raise InputError("options.voxel_size", f"must be a positive number of metres, got {voxel}")

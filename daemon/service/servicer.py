@@ -176,6 +176,7 @@ class RegionServicer(pb_grpc.RegionServiceServicer):
             max_message_bytes=max(self.config.max_message_bytes, self.config.receive_message_bytes),
             max_pixels=self.config.max_pixels,
             queue_size=self.config.queue,
+            workers=self.scheduler.workers,
         )
         info.models.add(role="masker", name=ex.masker.name, weights=ex.weights.get("masker", "none"))
         info.models.add(

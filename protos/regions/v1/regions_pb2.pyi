@@ -260,14 +260,18 @@ class ClassScore(_message.Message):
     def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
 
 class VideoOptions(_message.Message):
-    __slots__ = ("window_step", "window_span", "carry")
+    __slots__ = ("window_step", "window_span", "carry", "live", "window_seconds")
     WINDOW_STEP_FIELD_NUMBER: _ClassVar[int]
     WINDOW_SPAN_FIELD_NUMBER: _ClassVar[int]
     CARRY_FIELD_NUMBER: _ClassVar[int]
+    LIVE_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
     window_step: int
     window_span: int
     carry: CarryOptions
-    def __init__(self, window_step: _Optional[int] = ..., window_span: _Optional[int] = ..., carry: _Optional[_Union[CarryOptions, _Mapping]] = ...) -> None: ...
+    live: bool
+    window_seconds: float
+    def __init__(self, window_step: _Optional[int] = ..., window_span: _Optional[int] = ..., carry: _Optional[_Union[CarryOptions, _Mapping]] = ..., live: _Optional[bool] = ..., window_seconds: _Optional[float] = ...) -> None: ...
 
 class VideoFrame(_message.Message):
     __slots__ = ("image", "index", "time", "output", "options")
@@ -284,46 +288,54 @@ class VideoFrame(_message.Message):
     def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ..., index: _Optional[int] = ..., time: _Optional[float] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., options: _Optional[_Union[VideoOptions, _Mapping]] = ...) -> None: ...
 
 class ActivityWindow(_message.Message):
-    __slots__ = ("start_frame", "end_frame", "frame_indices", "scores")
+    __slots__ = ("start_frame", "end_frame", "frame_indices", "scores", "start_time", "end_time")
     START_FRAME_FIELD_NUMBER: _ClassVar[int]
     END_FRAME_FIELD_NUMBER: _ClassVar[int]
     FRAME_INDICES_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
     start_frame: int
     end_frame: int
     frame_indices: _containers.RepeatedScalarFieldContainer[int]
     scores: _containers.RepeatedCompositeFieldContainer[ClassScore]
-    def __init__(self, start_frame: _Optional[int] = ..., end_frame: _Optional[int] = ..., frame_indices: _Optional[_Iterable[int]] = ..., scores: _Optional[_Iterable[_Union[ClassScore, _Mapping]]] = ...) -> None: ...
+    start_time: float
+    end_time: float
+    def __init__(self, start_frame: _Optional[int] = ..., end_frame: _Optional[int] = ..., frame_indices: _Optional[_Iterable[int]] = ..., scores: _Optional[_Iterable[_Union[ClassScore, _Mapping]]] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ...) -> None: ...
 
 class VideoUpdate(_message.Message):
-    __slots__ = ("frame_index", "regions", "error", "windows", "server_seconds")
+    __slots__ = ("frame_index", "regions", "error", "windows", "server_seconds", "skipped")
     FRAME_INDEX_FIELD_NUMBER: _ClassVar[int]
     REGIONS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     WINDOWS_FIELD_NUMBER: _ClassVar[int]
     SERVER_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
     frame_index: int
     regions: RegionSet
     error: FrameError
     windows: _containers.RepeatedCompositeFieldContainer[ActivityWindow]
     server_seconds: float
-    def __init__(self, frame_index: _Optional[int] = ..., regions: _Optional[_Union[RegionSet, _Mapping]] = ..., error: _Optional[_Union[FrameError, _Mapping]] = ..., windows: _Optional[_Iterable[_Union[ActivityWindow, _Mapping]]] = ..., server_seconds: _Optional[float] = ...) -> None: ...
+    skipped: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, frame_index: _Optional[int] = ..., regions: _Optional[_Union[RegionSet, _Mapping]] = ..., error: _Optional[_Union[FrameError, _Mapping]] = ..., windows: _Optional[_Iterable[_Union[ActivityWindow, _Mapping]]] = ..., server_seconds: _Optional[float] = ..., skipped: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class SceneOptions(_message.Message):
-    __slots__ = ("scene_id", "voxel_size", "return_ply", "return_label_maps", "max_depth", "carry")
+    __slots__ = ("scene_id", "voxel_size", "return_ply", "return_label_maps", "max_depth", "carry", "live")
     SCENE_ID_FIELD_NUMBER: _ClassVar[int]
     VOXEL_SIZE_FIELD_NUMBER: _ClassVar[int]
     RETURN_PLY_FIELD_NUMBER: _ClassVar[int]
     RETURN_LABEL_MAPS_FIELD_NUMBER: _ClassVar[int]
     MAX_DEPTH_FIELD_NUMBER: _ClassVar[int]
     CARRY_FIELD_NUMBER: _ClassVar[int]
+    LIVE_FIELD_NUMBER: _ClassVar[int]
     scene_id: str
     voxel_size: float
     return_ply: bool
     return_label_maps: bool
     max_depth: float
     carry: CarryOptions
-    def __init__(self, scene_id: _Optional[str] = ..., voxel_size: _Optional[float] = ..., return_ply: _Optional[bool] = ..., return_label_maps: _Optional[bool] = ..., max_depth: _Optional[float] = ..., carry: _Optional[_Union[CarryOptions, _Mapping]] = ...) -> None: ...
+    live: bool
+    def __init__(self, scene_id: _Optional[str] = ..., voxel_size: _Optional[float] = ..., return_ply: _Optional[bool] = ..., return_label_maps: _Optional[bool] = ..., max_depth: _Optional[float] = ..., carry: _Optional[_Union[CarryOptions, _Mapping]] = ..., live: _Optional[bool] = ...) -> None: ...
 
 class SceneFrame(_message.Message):
     __slots__ = ("color", "depth", "intrinsics", "pose", "index", "time", "output", "options")
@@ -625,7 +637,7 @@ class HeadInfo(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., class_ids: _Optional[_Iterable[int]] = ..., class_names: _Optional[_Iterable[str]] = ..., window: _Optional[int] = ...) -> None: ...
 
 class ServerInfo(_message.Message):
-    __slots__ = ("version", "profile", "profile_note", "models", "feature_dim", "heads", "max_message_bytes", "max_pixels", "queue_size", "index_images", "index_regions", "index_normaliser")
+    __slots__ = ("version", "profile", "profile_note", "models", "feature_dim", "heads", "max_message_bytes", "max_pixels", "queue_size", "index_images", "index_regions", "index_normaliser", "workers", "max_streams")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PROFILE_FIELD_NUMBER: _ClassVar[int]
     PROFILE_NOTE_FIELD_NUMBER: _ClassVar[int]
@@ -638,6 +650,8 @@ class ServerInfo(_message.Message):
     INDEX_IMAGES_FIELD_NUMBER: _ClassVar[int]
     INDEX_REGIONS_FIELD_NUMBER: _ClassVar[int]
     INDEX_NORMALISER_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    MAX_STREAMS_FIELD_NUMBER: _ClassVar[int]
     version: str
     profile: str
     profile_note: str
@@ -650,4 +664,6 @@ class ServerInfo(_message.Message):
     index_images: int
     index_regions: int
     index_normaliser: str
-    def __init__(self, version: _Optional[str] = ..., profile: _Optional[str] = ..., profile_note: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., feature_dim: _Optional[int] = ..., heads: _Optional[_Iterable[_Union[HeadInfo, _Mapping]]] = ..., max_message_bytes: _Optional[int] = ..., max_pixels: _Optional[int] = ..., queue_size: _Optional[int] = ..., index_images: _Optional[int] = ..., index_regions: _Optional[int] = ..., index_normaliser: _Optional[str] = ...) -> None: ...
+    workers: int
+    max_streams: int
+    def __init__(self, version: _Optional[str] = ..., profile: _Optional[str] = ..., profile_note: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., feature_dim: _Optional[int] = ..., heads: _Optional[_Iterable[_Union[HeadInfo, _Mapping]]] = ..., max_message_bytes: _Optional[int] = ..., max_pixels: _Optional[int] = ..., queue_size: _Optional[int] = ..., index_images: _Optional[int] = ..., index_regions: _Optional[int] = ..., index_normaliser: _Optional[str] = ..., workers: _Optional[int] = ..., max_streams: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,158 @@
+"""Live streaming for the clients: the newest frame wins, the latency stays bounded.
+
+A live source (a camera, or a file played at its own rate with --live) does not wait for the
+daemon. `LatestFrame` reads it on a thread of its own at the source's pace and keeps only the
+newest frame; `LiveFeed` sends that frame whenever one of its few in-flight slots is free
+(the daemon's workers + 1: one frame running per worker and one queued behind them, so the
+daemon never idles and no frame waits long). The frames that came in between are dropped
+here, before they cost the daemon anything; the daemon drops the ones a newer frame overtook
+in its queue and says so in the next update's `skipped`. Both count in the drop rate.
+
+Clients use only the generated API code and `scenes`, never the daemon's internals.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Iterator
+
+#: in-flight frames when the daemon does not say how many workers it runs
+DEFAULT_IN_FLIGHT = 2
+
+
+def in_flight_for(info, asked: int = 0) -> int:
+    """Frames a live client keeps in flight: `asked` (--in-flight) when given, else the
+    daemon's workers + 1 (ServerInfo.workers; a daemon that does not say: DEFAULT_IN_FLIGHT)."""
+    if asked > 0:
+        return asked
+    workers = int(getattr(info, "workers", 0) or 0)
+    return workers + 1 if workers else DEFAULT_IN_FLIGHT
+
+
+class LatestFrame:
+    """The newest frame of a source read on its own thread. A file (frames with times) is
+    played at its own rate (`pace`); a camera paces itself. Every frame gets
+    meta["captured"]: the perf_counter instant it became current, which latencies count from.
+
+    frames   read: frames read from the source; dropped: indices of those replaced by a newer
+             one before anyone took them"""
+
+    def __init__(self, frames: Iterable, pace: bool = True):
+        self._frames = iter(frames)
+        self._pace = pace
+        self._cond = threading.Condition()
+        self._newest = None
+        self._ended = False
+        self._stop = threading.Event()
+        self.read = 0
+        self.dropped: list[int] = []
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="live-source", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        t0 = src0 = None
+        try:
+            for f in self._frames:
+                if self._stop.is_set():
+                    return
+                if self._pace and f.time is not None:
+                    if t0 is None:
+                        t0, src0 = time.perf_counter(), f.time
+                    due = t0 + (f.time - src0)
+                    while not self._stop.is_set() and time.perf_counter() < due:
+                        time.sleep(min(0.05, max(0.0, due - time.perf_counter())))
+                f.meta["captured"] = time.perf_counter()
+                with self._cond:
+                    if self._newest is not None:
+                        self.dropped.append(int(self._newest.index))
+                    self._newest = f
+                    self.read += 1
+                    self._cond.notify_all()
+        except BaseException as e:  # surfaced by take()
+            self.error = e
+        finally:
+            with self._cond:
+                self._ended = True
+                self._cond.notify_all()
+
+    def take(self, stop: threading.Event):
+        """The newest frame not yet taken, waiting for one; None once the source has ended (or
+        `stop` is set). Raises what reading the source raised."""
+        with self._cond:
+            while self._newest is None and not self._ended:
+                if stop.is_set():
+                    return None
+                self._cond.wait(0.05)
+            f, self._newest = self._newest, None
+            if f is None and self.error is not None:
+                raise self.error
+            return f
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop reading and wait for the reading thread (it may be inside a decoder, which must
+        not outlive the interpreter)."""
+        self._stop.set()
+        self._thread.join(timeout)
+
+
+class LiveFeed:
+    """What a live stream sends: the source's newest frame whenever one of `in_flight` slots
+    is free. A reply frees its frame's slot, and those of the frames it says the daemon
+    skipped. After a reconnect, the frames that were in flight count as lost."""
+
+    def __init__(self, latest: LatestFrame, in_flight: int):
+        self.latest = latest
+        self.in_flight = max(1, int(in_flight))
+        self._slots = threading.Semaphore(self.in_flight)
+        self._lock = threading.Lock()
+        self._sent: dict[int, object] = {}  # index → frame, sent and not answered
+        self.skipped = 0  # by the daemon (overtaken in its queue)
+        self.lost = 0  # in flight when the connection was lost
+        self.reported = 0  # client drops already listed in an update's record
+
+    def frames(self, stop: threading.Event) -> Iterator:
+        """Frames to send, until the source ends or `stop` is set."""
+        while not stop.is_set():
+            if not self._slots.acquire(timeout=0.05):
+                continue
+            f = self.latest.take(stop)
+            if f is None:
+                self._slots.release()
+                return
+            with self._lock:
+                self._sent[int(f.index)] = f
+            yield f
+
+    def answered(self, frame_index: int, skipped: Iterable[int] = ()):
+        """The frame a reply answers (None if unknown: answered before a reconnect), after
+        freeing its slot and those of the frames the daemon skipped."""
+        with self._lock:
+            f = self._sent.pop(int(frame_index), None)
+            gone = [self._sent.pop(int(s), None) for s in skipped]
+        self.skipped += sum(g is not None for g in gone)
+        for _ in range(sum(g is not None for g in gone) + (f is not None)):
+            self._slots.release()
+        return f
+
+    def reconnected(self) -> None:
+        """The stream starts again on a new call: what was in flight is lost, the slots free."""
+        with self._lock:
+            self.lost += len(self._sent)
+            self._sent.clear()
+        self._slots = threading.Semaphore(self.in_flight)
+
+    def drops(self, processed: int) -> tuple[int, int]:
+        """(frames the source gave, frames dropped: by the client, skipped by the daemon, lost)."""
+        read = self.latest.read
+        return read, max(0, read - processed)
+
+    def drop_line(self, processed: int) -> str:
+        read, dropped = self.drops(processed)
+        share = 100.0 * dropped / read if read else 0.0
+        return (
+            f"live: {dropped} of {read} frames dropped ({share:.1f} %): {len(self.latest.dropped)} by the client "
+            f"(a newer frame came before a slot was free), {self.skipped} skipped by the daemon, {self.lost} lost "
+            f"in reconnects; {self.in_flight} frames in flight"
+        )
