@@ -19,6 +19,8 @@ from collections.abc import Iterable, Iterator
 
 #: in-flight frames when the daemon does not say how many workers it runs
 DEFAULT_IN_FLIGHT = 2
+#: share of a reply interval the frame queued behind the running ones arrives before its turn
+LEAD = 0.3
 
 
 def in_flight_for(info, asked: int = 0) -> int:
@@ -100,7 +102,14 @@ class LatestFrame:
 class LiveFeed:
     """What a live stream sends: the source's newest frame whenever one of `in_flight` slots
     is free. A reply frees its frame's slot, and those of the frames it says the daemon
-    skipped. After a reconnect, the frames that were in flight count as lost."""
+    skipped. After a reconnect, the frames that were in flight count as lost.
+
+    The frame that will wait behind the running ones (the last slot) is taken just in time:
+    LEAD of a reply interval before the daemon is expected to be free (the interval between
+    replies while the daemon had more to do: one frame's processing per worker), not as soon
+    as its slot frees, which would make it wait a whole processing and so be that much older
+    when its turn comes. The daemon never idles for it, and its latency is about one
+    processing instead of two."""
 
     def __init__(self, latest: LatestFrame, in_flight: int):
         self.latest = latest
@@ -111,12 +120,19 @@ class LiveFeed:
         self.skipped = 0  # by the daemon (overtaken in its queue)
         self.lost = 0  # in flight when the connection was lost
         self.reported = 0  # client drops already listed in an update's record
+        self.interval: float | None = None  # seconds between replies while the daemon was busy (EWMA)
+        self._last_reply: float | None = None  # when the last reply came, if frames were still in flight
+        self._due = 0.0  # perf_counter instant the last slot's frame is taken at
 
     def frames(self, stop: threading.Event) -> Iterator:
         """Frames to send, until the source ends or `stop` is set."""
         while not stop.is_set():
             if not self._slots.acquire(timeout=0.05):
                 continue
+            with self._lock:
+                behind = self.in_flight > 1 and len(self._sent) >= self.in_flight - 1
+            while behind and not stop.is_set() and time.perf_counter() < self._due:
+                time.sleep(min(0.01, max(0.0, self._due - time.perf_counter())))
             f = self.latest.take(stop)
             if f is None:
                 self._slots.release()
@@ -128,9 +144,18 @@ class LiveFeed:
     def answered(self, frame_index: int, skipped: Iterable[int] = ()):
         """The frame a reply answers (None if unknown: answered before a reconnect), after
         freeing its slot and those of the frames the daemon skipped."""
+        now = time.perf_counter()
         with self._lock:
             f = self._sent.pop(int(frame_index), None)
             gone = [self._sent.pop(int(s), None) for s in skipped]
+            busy = bool(self._sent)  # the daemon goes on with another of our frames
+        if f is not None:
+            if self._last_reply is not None:
+                gap = now - self._last_reply
+                self.interval = gap if self.interval is None else 0.7 * self.interval + 0.3 * gap
+            self._last_reply = now if busy else None
+            if self.interval is not None:
+                self._due = now + self.interval * (1 - LEAD)
         self.skipped += sum(g is not None for g in gone)
         for _ in range(sum(g is not None for g in gone) + (f is not None)):
             self._slots.release()
@@ -142,6 +167,7 @@ class LiveFeed:
             self.lost += len(self._sent)
             self._sent.clear()
         self._slots = threading.Semaphore(self.in_flight)
+        self._last_reply, self._due = None, 0.0
 
     def drops(self, processed: int) -> tuple[int, int]:
         """(frames the source gave, frames dropped: by the client, skipped by the daemon, lost)."""
