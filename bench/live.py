@@ -203,34 +203,59 @@ class _Idx:
         self.index, self.time = i, 0.0
 
 
-def start_daemon(tmp: Path, workers: int):
+def start_daemon(tmp: Path, workers: int, max_streams: int):
     from regiond.commands.serve import spawn_daemon
 
     args = ["--listen", "127.0.0.1:0", "--profile", "lite", "--data-dir", tmp / "data", "--no-index"]
-    args += ["--log-level", "WARNING", "--workers", workers]
+    args += ["--log-level", "WARNING", "--workers", workers, "--max-streams", max_streams]
     try:
         return spawn_daemon(args, tmp / "daemon.log", timeout=120)
     except RuntimeError as e:
         raise SystemExit(f"bench/live: {e}") from None
 
 
-def many_live(address: str, images: list, streams: int, fps: float, seconds: float, in_flight: int) -> list[Run]:
-    """`streams` live streams of the same source at once, each on its own channel."""
-    clients = [Client(address, images) for _ in range(streams)]
+def many_live(
+    address: str, images: list, streams: int, fps: float, seconds: float, in_flight: int
+) -> tuple[list[Run], list[float]]:
+    """`streams` live streams of the same source at once, each on its own channel, while one
+    more client (the daemon's --max-streams is `streams`) asks for a stream again and again,
+    ignoring the retry-after-ms of its refusals; and those refusals' round trips (s)."""
+    import grpc
+
+    clients = [Client(address, images) for _ in range(streams + 1)]
     runs: list = [None] * streams
+    refusals: list[float] = []
     t0 = time.perf_counter()
+    over = threading.Event()
 
     def one(k):
         runs[k] = clients[k].live(Camera(images, fps, seconds), t0, in_flight)
 
+    def pushy():
+        c = clients[-1]
+        msg = c.message(_Idx(0), c.pb.VideoOptions(live=True))
+        time.sleep(1.0)  # the streams are in
+        while not over.is_set():
+            t = time.perf_counter()
+            try:
+                list(c.stub.StreamVideo(iter([msg])))
+            except grpc.RpcError as e:
+                if e.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    raise
+                refusals.append(time.perf_counter() - t)
+            time.sleep(0.02)
+
     threads = [threading.Thread(target=one, args=(k,)) for k in range(streams)]
-    for t in threads:
+    hammer = threading.Thread(target=pushy)
+    for t in threads + [hammer]:
         t.start()
     for t in threads:
         t.join()
+    over.set()
+    hammer.join()
     for c in clients:
         c.channel.close()
-    return runs
+    return runs, refusals
 
 
 def plot(path: Path, runs: dict, capacity: float, title: str) -> None:
@@ -276,7 +301,7 @@ def main() -> int:
     images, spec = source_images(size)
     load_start = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-live-") as tmp:
-        proc, address = start_daemon(Path(tmp), args.workers)
+        proc, address = start_daemon(Path(tmp), args.workers, args.streams)
         try:
             client = Client(address, images)
             before = client.capacity(args.capacity_frames)
@@ -287,9 +312,10 @@ def main() -> int:
             not_live = client.not_live(Camera(images, fps, args.seconds), t0)
             after = client.capacity(args.capacity_frames)  # the machine is shared: its load drifts
             capacity = (before + after) / 2
-            many = []
+            many, refusals = [], []
             if args.streams:
-                many = many_live(address, images, args.streams, fps, args.seconds, args.in_flight)
+                time.sleep(1.0)  # the cut-off stream's session closes (it would count against --max-streams)
+                many, refusals = many_live(address, images, args.streams, fps, args.seconds, args.in_flight)
             client.channel.close()
         finally:
             proc.terminate()
@@ -312,6 +338,12 @@ def main() -> int:
             f"(frames/s per stream {', '.join(f'{r:.2f}' for r in rates)}; together {sum(rates):.2f} = "
             f"{sum(rates) / capacity:.2f} of capacity)"
         )
+        if refusals:
+            print(
+                f"  meanwhile one more client asked for a stream {len(refusals)} times ignoring retry-after-ms: "
+                f"refused every time (--max-streams {args.streams}), round trip p50 "
+                f"{1000 * sorted(refusals)[len(refusals) // 2]:.1f} ms"
+            )
     if args.plot:
         plot(args.plot, {"live": live, "not live": not_live}, capacity, header.split("; load")[0])
         print(f"  latency plot: {args.plot}")

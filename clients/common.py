@@ -24,6 +24,7 @@ from PIL import Image
 
 from regiond.api.v1 import regions_pb2 as pb
 from regiond.api.v1 import regions_pb2_grpc as pb_grpc
+from regiond.client.admission import wait_until_admitted
 from regiond.core.rle import MaskPixels
 
 DEFAULT_SERVER = "127.0.0.1:50051"
@@ -139,7 +140,8 @@ def add_connection_args(p, default_server: str = DEFAULT_SERVER, subcommand: boo
         type=float,
         default=default(60.0),
         metavar="S",
-        help="after the daemon goes away mid-run, keep reconnecting (with backoff) this long (default: 60)",
+        help="after the daemon goes away mid-run, keep reconnecting (with backoff) this long; a daemon "
+        "serving its maximum of streams is retried after the wait it asks for, this long too (default: 60)",
     )
 
 
@@ -239,9 +241,12 @@ class ClientExit(Exception):
 
 
 def reopen_after(err: grpc.RpcError, call, conn: Connection, args, prog: str) -> Connection:
-    """After a streaming call failed: a fresh connection when the daemon went away and came
-    back, else ClientExit (message printed). The old channel is closed either way, before
-    exiting too: gRPC's threads must not outlive their channel."""
+    """After a streaming call failed: the same connection once a busy daemon's retry-after
+    has passed, a fresh one when the daemon went away and came back, else ClientExit (message
+    printed). The old channel is closed either way, before exiting too: gRPC's threads must
+    not outlive their channel."""
+    if wait_until_admitted(err, args, prog):
+        return conn
     if err.code() not in RETRYABLE:
         call.cancel()
         conn.close()

@@ -146,6 +146,15 @@ def register(sub) -> None:
         help="close a stream (StreamVideo, StreamScene, IndexImages) whose client sent nothing "
         "for S seconds with DEADLINE_EXCEEDED (default 300; 0: never)",
     )
+    p.add_argument(
+        "--max-streams",
+        type=int,
+        default=0,
+        metavar="N",
+        help="serve at most N streams (StreamVideo, StreamScene) at once; one more is refused with "
+        "RESOURCE_EXHAUSTED and trailing metadata retry-after-ms, which the clients wait and retry "
+        "within their --retry-for (default 0: no cap)",
+    )
     p.add_argument("--log-level", default="INFO", help="log level (access log: one JSON line per call)")
     p.set_defaults(func=run)
 
@@ -176,6 +185,7 @@ def config_from_args(args):
         index_location=args.index,
         grace=args.grace,
         idle_timeout=args.idle_timeout,
+        max_streams=args.max_streams,
         **kw,
     )
 

@@ -65,6 +65,8 @@ class ServeConfig:
     warmup          run each extractor once before reporting SERVING (first calls pay no
                     lazy initialisation)
     rpc_threads     gRPC handler threads (each open stream holds one)
+    max_streams     concurrent streams (StreamVideo, StreamScene) at most; one more is refused with
+                    RESOURCE_EXHAUSTED and trailing metadata retry-after-ms (0: no cap but rpc_threads)
     """
 
     listen: str = DEFAULT_LISTEN
@@ -93,6 +95,7 @@ class ServeConfig:
     idle_timeout: float = 300.0
     warmup: bool = True
     rpc_threads: int = 64
+    max_streams: int = 0
 
     @property
     def index_at(self) -> str | Path:
@@ -128,6 +131,8 @@ class ServeConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.max_streams < 0:
+            raise ConfigError("--max-streams must be 0 (no cap) or a positive number of streams")
         if not self.idle_timeout >= 0:
             raise ConfigError("--idle-timeout must be 0 (never) or a positive number of seconds")
 

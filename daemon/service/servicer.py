@@ -25,7 +25,7 @@ from regiond.service.prometheus import Metrics
 from regiond.service.scene_stream import SceneSession
 from regiond.service.scheduler import Cancelled, QueueFull, Scheduler, ShuttingDown, on_worker_thread, wait_result
 from regiond.service.search_rpc import SearchRPC
-from regiond.service.streams import SessionRegistry, StreamDeps
+from regiond.service.streams import SessionRegistry, StreamDeps, StreamSession, StreamsFull
 from regiond.service.video_stream import VideoSession
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,14 @@ class RegionServicer(pb_grpc.RegionServiceServicer):
         self.limits = Limits(max_pixels=config.max_pixels)
         self.sessions = SessionRegistry(metrics)
         self.streams = StreamDeps(
-            scheduler, metrics, self.limits, self.sessions, calls, config.inflight, config.idle_timeout
+            scheduler,
+            metrics,
+            self.limits,
+            self.sessions,
+            calls,
+            config.inflight,
+            config.idle_timeout,
+            config.max_streams,
         )
 
     # --- helpers ------------------------------------------------------------------------------
@@ -140,14 +147,20 @@ class RegionServicer(pb_grpc.RegionServiceServicer):
     def StreamVideo(
         self, request_iterator: Iterator[pb.VideoFrame], context: grpc.ServicerContext
     ) -> Iterator[pb.VideoUpdate]:
-        return VideoSession(self.streams, self.heads.activity, self.config.window_step, request_iterator, context).run()
+        return _admitted(
+            lambda: VideoSession(self.streams, self.heads.activity, self.config.window_step, request_iterator, context),
+            context,
+        )
 
     def StreamScene(
         self, request_iterator: Iterator[pb.SceneFrame], context: grpc.ServicerContext
     ) -> Iterator[pb.SceneUpdate]:
-        return SceneSession(
-            self.streams, self.heads.scene, self.config.max_message_bytes, request_iterator, context
-        ).run()
+        return _admitted(
+            lambda: SceneSession(
+                self.streams, self.heads.scene, self.config.max_message_bytes, request_iterator, context
+            ),
+            context,
+        )
 
     def IndexImages(
         self, request_iterator: Iterator[pb.IndexRequest], context: grpc.ServicerContext
@@ -177,6 +190,7 @@ class RegionServicer(pb_grpc.RegionServiceServicer):
             max_pixels=self.config.max_pixels,
             queue_size=self.config.queue,
             workers=self.scheduler.workers,
+            max_streams=self.config.max_streams,
         )
         info.models.add(role="masker", name=ex.masker.name, weights=ex.weights.get("masker", "none"))
         info.models.add(
@@ -195,3 +209,13 @@ class RegionServicer(pb_grpc.RegionServiceServicer):
             info.index_images, info.index_regions = len(idx), int(idx.num_regions)
             info.index_normaliser = idx.normaliser_note()
         return info
+
+
+def _admitted(session: Callable[[], StreamSession], context: grpc.ServicerContext) -> Iterator[Any]:
+    """The session's response stream; over --max-streams, RESOURCE_EXHAUSTED with trailing
+    metadata `retry-after-ms` before any of the call's messages is read."""
+    try:
+        return session().run()
+    except StreamsFull as e:
+        context.set_trailing_metadata((("retry-after-ms", str(e.retry_after_ms)),))
+        context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))

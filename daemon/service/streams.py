@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import logging
 import queue
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -43,6 +44,23 @@ log = logging.getLogger(__name__)
 _END = object()
 _POLL = 0.05
 _ids = itertools.count(1)
+
+
+#: what a refused stream is told to wait before it tries again (jittered, so that the clients
+#: refused together do not all come back at once)
+RETRY_AFTER_MS = 1000
+
+
+class StreamsFull(RuntimeError):
+    """The daemon already serves its maximum of concurrent streams; `retry_after_ms` is the
+    wait it suggests (sent as trailing metadata `retry-after-ms`)."""
+
+    def __init__(self, cap: int):
+        self.retry_after_ms = int(RETRY_AFTER_MS * random.uniform(0.75, 1.25))
+        super().__init__(
+            f"the daemon serves its maximum of {cap} concurrent streams (--max-streams); "
+            f"retry after {self.retry_after_ms} ms"
+        )
 
 
 class OptionsError(InputError):
@@ -79,11 +97,16 @@ class SessionRegistry:
         self._open: dict[int, StreamSession] = {}
         self._metrics = metrics
 
-    def add(self, s: StreamSession) -> None:
+    def add(self, s: StreamSession, cap: int = 0) -> bool:
+        """Register an open session; False (nothing registered) when `cap` sessions (0: no
+        cap) are open already."""
         with self._lock:
+            if cap and len(self._open) >= cap:
+                return False
             self._open[s.id] = s
         if self._metrics:
             self._metrics.sessions.labels(s.kind).inc()
+        return True
 
     def remove(self, s: StreamSession) -> None:
         with self._lock:
@@ -111,6 +134,7 @@ class StreamDeps:
     calls: CallLog
     inflight: int = 4
     idle_timeout: float = 0.0
+    max_streams: int = 0  # open sessions at most (0: no cap); more are refused with StreamsFull
 
 
 class StreamSession:
@@ -122,6 +146,9 @@ class StreamSession:
 
     def __init__(self, deps: StreamDeps, request_iterator: Iterator[Any], context: grpc.ServicerContext):
         self.id = next(_ids)
+        if not deps.sessions.add(self, deps.max_streams):  # first: a refusal costs nothing else
+            deps.metrics.streams_refused.labels(self.method).inc()
+            raise StreamsFull(deps.max_streams)
         self.deps = deps
         self.scheduler = deps.scheduler
         self.metrics = deps.metrics
@@ -144,7 +171,6 @@ class StreamSession:
         self.reader_error: BaseException | None = None
         # Set by a kind's decode() on the first frame when the stream carries masks.
         self.tracker: MaskTracker | None = None
-        deps.sessions.add(self)
         context.add_callback(self.close)  # cancel / deadline / normal end
         self._reader = threading.Thread(target=self._read, name=f"regiond-{self.kind}-{self.id}", daemon=True)
 
