@@ -18,8 +18,10 @@ process, shared by both measurements, which alternate for --rounds rounds (best 
                  colour pictures, the PLY, the mIoU), from process start to exit; peak RSS.
 Prints `scan_scene end to end X frames/s, daemon alone Y frames/s, ratio X/Y` and the load.
 Targets: ratio >= 0.8 and X >= 12.5 frames/s on the team's 2-core machine.
---stages also prints the client's CPU time per frame for each of its stages, on replies
-recorded from the daemon.
+--stages also prints `scene frame CPU / lite extraction = R`: the daemon's CPU per scene frame
+(daemon alone) over the lite extraction alone (masks, features and pooling of the colour
+image) on the same frames, measured in this process (target <= 2.0); and the client's CPU
+time per frame for each of its stages, on replies recorded from the daemon.
 """
 
 from __future__ import annotations
@@ -151,6 +153,34 @@ def _peak_rss_mib(pid: int) -> float:
     except OSError:  # exited meanwhile
         pass
     return 0.0
+
+
+def extraction_alone(folder: Path, frames: int, rounds: int) -> float:
+    """CPU ms per frame of the lite profile's extraction alone (masks, features, pooling: the
+    colour image, no depth, no heads) on the scene's frames, in this process, as a daemon
+    worker runs it (best of `rounds`): what a video frame costs, the baseline of a scene
+    frame's cost in the daemon."""
+    import threading
+
+    from regiond import scenes
+    from regiond.extraction.profiles import build_extractor
+
+    images = [f.rgb for f in scenes.open_source(str(folder), max_frames=frames)]
+    ex = build_extractor("lite", announce=lambda m: None)
+    ex.extract(images[0])
+    best = []
+
+    def work():
+        for _ in range(rounds):
+            t0 = time.process_time()
+            for rgb in images:
+                ex.extract(rgb)
+            best.append(1000 * (time.process_time() - t0) / len(images))
+
+    t = threading.Thread(target=work)  # a worker thread, as in the daemon
+    t.start()
+    t.join()
+    return min(best)
 
 
 def stage_costs(folder: Path, replies: list, frames: int) -> dict[str, float]:
@@ -299,6 +329,13 @@ def main() -> int:
             f"(targets: ratio >= 0.8, scan_scene >= 12.5 frames/s)"
         )
         if args.stages:
+            daemon_cpu = min(r.daemon_cpu for r in alone)
+            lite = extraction_alone(folder, min(distinct, 60), args.rounds)
+            print(
+                f"scene frame CPU / lite extraction = {daemon_cpu / lite:.2f} (daemon CPU {daemon_cpu:.1f} ms a scene "
+                f"frame, lite extraction alone {lite:.1f} ms a frame on the same colour images, in this process; "
+                f"target <= 2.0)"
+            )
             costs = stage_costs(folder, replies, min(args.frames, 30))
             print("client CPU per frame, by stage (process time, one thread):")
             for name, ms in costs.items():

@@ -22,7 +22,7 @@ from regiond.core.timing import StageTimer
 from regiond.features.backbone import Backbone
 from regiond.features.partition_pooling import PartitionPooling
 from regiond.features.pooling import pool_masks
-from regiond.geometry import region_geometry
+from regiond.geometry import POINTS_KEY, region_geometry
 from regiond.masks.carry import CarryClosed, CarryTicket
 from regiond.masks.generator import MaskGenerationError, MaskGenerator, MaskProposals
 
@@ -197,6 +197,8 @@ class Extractor:
                 geo = region_geometry(props.regions, frame.depth, frame.camera, frame.pose, max_depth=self.max_depth)
             regions.centroids, regions.extents = geo.centroids, geo.extents
             regions.valid_depth, regions.point_count = geo.valid_fraction, geo.point_count
+            if POINTS_KEY in frame.meta:  # asked for (a scene stream's fusion): back-projected once
+                frame.meta[POINTS_KEY] = geo.points
         if carry is not None:
             regions.meta["carry"] = carry
         regions.meta["seconds"] = timer.seconds

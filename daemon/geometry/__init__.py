@@ -15,6 +15,7 @@ from regiond.geometry.embeddings import (
     scene_origin,
 )
 from regiond.geometry.fusion import VoxelFusion, fit_to_size, fuse_frames
+from regiond.geometry.points import POINTS_KEY, FramePoints, frame_points
 from regiond.geometry.stats import EXTENT_PERCENTILES, RegionGeometry, region_geometry
 
 __all__ = [
@@ -38,6 +39,9 @@ __all__ = [
     "VoxelFusion",
     "fit_to_size",
     "fuse_frames",
+    "POINTS_KEY",
+    "FramePoints",
+    "frame_points",
     "EXTENT_PERCENTILES",
     "RegionGeometry",
     "region_geometry",

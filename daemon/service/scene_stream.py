@@ -15,7 +15,7 @@ from regiond.core.errors import InputError
 from regiond.core.frames import Frame
 from regiond.core.label_spaces import names_by_id
 from regiond.core.regionset import RegionSet
-from regiond.geometry import DEFAULT_MAX_DEPTH, VoxelFusion, fit_to_size
+from regiond.geometry import DEFAULT_MAX_DEPTH, POINTS_KEY, VoxelFusion, fit_to_size
 from regiond.heads.interface import SceneLabeler
 from regiond.service.convert import RegionLabels, encode_png, frame_error_pb, region_set_pb, scene_frame
 from regiond.service.streams import (
@@ -78,7 +78,9 @@ class SceneSession(StreamSession):
             self.fusion = VoxelFusion(voxel, max_depth)
         if self.fusion is None:
             raise InputError("options", "the first frame of the scene was rejected; its options were not set")
-        return scene_frame(req, self.limits, frame_index(req, index))
+        frame = scene_frame(req, self.limits, frame_index(req, index))
+        frame.meta[POINTS_KEY] = None  # the extractor leaves the 3D statistics' points there for the fusion
+        return frame
 
     def respond(self, p: Pending, regions: RegionSet) -> pb.SceneUpdate:
         f = p.frame
@@ -100,7 +102,7 @@ class SceneSession(StreamSession):
         if label_map is not None and self.options.return_label_maps:
             up.label_map_png = encode_png(label_map)
         t0 = time.perf_counter()
-        self.fusion.add_frame(f, labels=label_map, stride=FUSION_STRIDE)
+        self.fusion.add_frame(f, labels=label_map, stride=FUSION_STRIDE, points=f.meta.pop(POINTS_KEY, None))
         self.metrics.stage_seconds.labels("fusion").observe(time.perf_counter() - t0)
         up.server_seconds = time.perf_counter() - p.t0
         return up
