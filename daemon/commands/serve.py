@@ -147,6 +147,15 @@ def register(sub) -> None:
         "for S seconds with DEADLINE_EXCEEDED (default 300; 0: never)",
     )
     p.add_argument(
+        "--max-side",
+        type=int,
+        default=None,
+        metavar="N",
+        help="working size: frames with a longer side are processed (masks, features) with their long side at N, "
+        "their masks returned at their own size (default: the profile's: lite 640, balanced 896, paper none, "
+        "the paper's native resolution; 0: every frame at its own size)",
+    )
+    p.add_argument(
         "--max-streams",
         type=int,
         default=0,
@@ -186,6 +195,7 @@ def config_from_args(args):
         grace=args.grace,
         idle_timeout=args.idle_timeout,
         max_streams=args.max_streams,
+        max_side=args.max_side,
         **kw,
     )
 

@@ -120,6 +120,9 @@ class Profile:
     masker    the mask generator (SAM checkpoint is filled in from the weights dir)
     backbone  a name regiond.features.build_backbone knows
     max_side  cap on the image's long side for the backbone (None = native resolution)
+    work_side the working size: larger frames are processed with their long side at this size,
+              masks returned at the frame's size (None = every frame at its own size); chosen
+              from measurements (bench/working_size.py)
     pooling   "mean" (the paper) or "max"
     overlap   masks and features computed at the same time (see Extractor.overlap)
     listed    shown to users (False for test profiles)
@@ -129,6 +132,7 @@ class Profile:
     masker: MaskerSpec
     backbone: str
     max_side: int | None = None
+    work_side: int | None = None
     pooling: str = "mean"
     overlap: bool = False
     description: str = ""
@@ -164,6 +168,7 @@ PROFILES: dict[str, Profile] = {
             MaskerSpec("sam+slic", "vit_b"),
             "dinov2_vitb14",
             max_side=896,
+            work_side=896,
             description="SAM ViT-B + SLIC, DINOv2 ViT-B/14, long side capped at 896",
         ),
         Profile(
@@ -171,6 +176,7 @@ PROFILES: dict[str, Profile] = {
             MaskerSpec("slic"),
             "classic",
             overlap=True,
+            work_side=640,  # bench/working_size.py: 1080p costs 8x more, labels and P@5 no better
             description="SLIC + classic colour/gradient features: no weights, real time on a CPU",
         ),
         # Tests: the balanced code path (SAM+SLIC cover, DINOv2) with tiny random models.
@@ -233,7 +239,7 @@ def build_extractor(
 ):
     """An Extractor for a profile, with its weights from the weights dir.
 
-    overrides replace Profile fields (masker, backbone, max_side, pooling, overlap) or, for the
+    overrides replace Profile fields (masker, backbone, max_side, work_side, pooling, overlap) or, for the
     masker, MaskerSpec fields: preset="scene", sam_overrides={...}, slic=SlicConfig(...),
     min_piece=..., seed=...; max_pixels (the largest image accepted) goes to the Extractor
     and its masker, max_depth to the Extractor.
@@ -276,6 +282,7 @@ def build_extractor(
         profile=p.name,
         weights=weights,
         overlap=p.overlap,
+        work_side=p.work_side,
         **extractor_kw,
     )
 

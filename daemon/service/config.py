@@ -65,6 +65,9 @@ class ServeConfig:
     warmup          run each extractor once before reporting SERVING (first calls pay no
                     lazy initialisation)
     rpc_threads     gRPC handler threads (each open stream holds one)
+    max_side        the working size: frames with a longer side are processed at this long side, their
+                    masks returned at their own size (None: the profile's working size; 0: every frame
+                    at its own size)
     max_streams     concurrent streams (StreamVideo, StreamScene) at most; one more is refused with
                     RESOURCE_EXHAUSTED and trailing metadata retry-after-ms (0: no cap but rpc_threads)
     """
@@ -96,6 +99,7 @@ class ServeConfig:
     warmup: bool = True
     rpc_threads: int = 64
     max_streams: int = 0
+    max_side: int | None = None
 
     @property
     def index_at(self) -> str | Path:
@@ -131,6 +135,8 @@ class ServeConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.max_side is not None and self.max_side != 0 and self.max_side < 32:
+            raise ConfigError("--max-side must be 0 (every frame at its own size) or at least 32 pixels")
         if self.max_streams < 0:
             raise ConfigError("--max-streams must be 0 (no cap) or a positive number of streams")
         if not self.idle_timeout >= 0:

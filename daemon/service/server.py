@@ -91,15 +91,20 @@ class RegionServer:
         notes: list[str] = []
         extractors = [extractor] * config.workers  # given (tests): shared by the workers
         if extractor is None:
+            sizes = {} if config.max_side is None else {"work_side": config.max_side or None}
             extractor = build_extractor(
-                config.profile, config.weights, announce=notes.append, sam_generator=config.sam_generator
+                config.profile, config.weights, announce=notes.append, sam_generator=config.sam_generator, **sizes
             )
             for n in notes:
                 (announce or log.warning)(n)
             # One extractor per worker: SAM's predictor holds the current image between calls.
             extractors = [extractor] + [
                 build_extractor(
-                    extractor.profile, config.weights, announce=lambda m: None, sam_generator=config.sam_generator
+                    extractor.profile,
+                    config.weights,
+                    announce=lambda m: None,
+                    sam_generator=config.sam_generator,
+                    **sizes,
                 )
                 for _ in range(config.workers - 1)
             ]
