@@ -8,8 +8,9 @@ without them), cropped to 16:9 and upscaled to --size (1080p), played back and f
 camera would deliver them, from memory (so the client's own work stays small beside the
 daemon's on a 2-core machine). Daemon: `regiond serve --profile lite` in its own process.
 
-1. capacity: frames sent as fast as the daemon takes them (no live mode), frames/s; one
-   frame's processing is 1 / capacity (one worker).
+1. capacity: frames sent as fast as the daemon takes them (no live mode), frames/s, before,
+   between and after the two streams; each stream's figures use the mean of the two around
+   it (the machine is shared, its load drifts); one frame's processing is 1 / capacity.
 2. live: the source at --fps (auto: twice the capacity) for --seconds, sent as
    clients/live.py sends it (the newest frame whenever one of workers + 1 slots is free).
 3. not live: the same source, every frame sent in order as stream_video sends a file
@@ -84,6 +85,8 @@ class Run:
     read: int = 0
     seconds: float = 0.0
     backlog: int = 0  # not live: frames read and not answered when the call was cut off
+    capacity: float = 0.0  # the daemon's capacity around this stream (frames/s)
+    lead: float = 0.0  # live: where the client's lead settled (clients/live.py)
 
     def line(self, name: str, capacity: float) -> str:
         import numpy as np
@@ -148,13 +151,13 @@ class Client:
         run = Run()
         try:
             for u in self.stub.StreamVideo(requests()):
-                f = feed.answered(u.frame_index, u.skipped)
+                f = feed.answered(u)
                 now = time.perf_counter()
                 run.points.append((f.meta["captured"] - t0, now - f.meta["captured"]))
         finally:
             stop.set()
             feed.latest.close()
-        run.read, run.seconds = feed.latest.read, camera.seconds
+        run.read, run.seconds, run.lead = feed.latest.read, camera.seconds, feed.lead
         return run
 
     def not_live(self, camera: Camera, t0: float) -> Run:
@@ -304,14 +307,18 @@ def main() -> int:
         proc, address = start_daemon(Path(tmp), args.workers, args.streams)
         try:
             client = Client(address, images)
-            before = client.capacity(args.capacity_frames)
-            fps = 2 * before if args.fps == "auto" else float(args.fps)
+            # capacity before, between and after the two streams (the machine is shared: its
+            # load drifts); each stream is compared with the capacity measured around it
+            caps = [client.capacity(args.capacity_frames)]
+            fps = 2 * caps[0] if args.fps == "auto" else float(args.fps)
             t0 = time.perf_counter()
             live = client.live(Camera(images, fps, args.seconds), t0, args.in_flight)
+            caps.append(client.capacity(args.capacity_frames))
             t0 = time.perf_counter() + 0.2
             not_live = client.not_live(Camera(images, fps, args.seconds), t0)
-            after = client.capacity(args.capacity_frames)  # the machine is shared: its load drifts
-            capacity = (before + after) / 2
+            caps.append(client.capacity(args.capacity_frames))
+            live.capacity, not_live.capacity = (caps[0] + caps[1]) / 2, (caps[1] + caps[2]) / 2
+            capacity = sum(caps) / 3
             many, refusals = [], []
             if args.streams:
                 time.sleep(1.0)  # the cut-off stream's session closes (it would count against --max-streams)
@@ -324,12 +331,13 @@ def main() -> int:
     header = (
         f"bench/live: {size[0]}x{size[1]} frames from {spec} at {fps:.1f} frames/s for {args.seconds:g} s, lite "
         f"profile, {args.workers} worker(s), raw frames over loopback; capacity {capacity:.2f} frames/s "
-        f"(before {before:.2f}, after {after:.2f}; one frame's processing {1000 / capacity:.0f} ms); "
+        f"(before, between and after the two streams: {', '.join(f'{c:.2f}' for c in caps)}); "
         f"load average {load_start[0]:.1f} at the start, {load_end[0]:.1f} at the end, {os.cpu_count()} cpus"
     )
     print(header)
-    print(live.line("live", capacity))
-    print(not_live.line("not live", capacity))
+    print(live.line("live", live.capacity))
+    print(f"  live: the client's last frame in flight sent {live.lead:.2f} of a processing before its turn")
+    print(not_live.line("not live", not_live.capacity))
     print(f"  not live: {not_live.backlog} frames still waiting when the source stopped (none are dropped)")
     if many:
         rates = [len(r.points) / r.seconds for r in many]
@@ -345,7 +353,7 @@ def main() -> int:
                 f"{1000 * sorted(refusals)[len(refusals) // 2]:.1f} ms"
             )
     if args.plot:
-        plot(args.plot, {"live": live, "not live": not_live}, capacity, header.split("; load")[0])
+        plot(args.plot, {"live": live, "not live": not_live}, live.capacity, header.split("; load")[0])
         print(f"  latency plot: {args.plot}")
     return 0
 

@@ -19,8 +19,11 @@ from collections.abc import Iterable, Iterator
 
 #: in-flight frames when the daemon does not say how many workers it runs
 DEFAULT_IN_FLIGHT = 2
-#: share of a reply interval the frame queued behind the running ones arrives before its turn
+#: the first lead (share of a reply interval) of the frame queued behind the running ones, and
+#: the share of an interval such a frame should wait in the daemon's queue, which the lead is
+#: tuned for
 LEAD = 0.3
+WAIT = 0.15
 
 
 def in_flight_for(info, asked: int = 0) -> int:
@@ -104,12 +107,14 @@ class LiveFeed:
     is free. A reply frees its frame's slot, and those of the frames it says the daemon
     skipped. After a reconnect, the frames that were in flight count as lost.
 
-    The frame that will wait behind the running ones (the last slot) is taken just in time:
-    LEAD of a reply interval before the daemon is expected to be free (the interval between
-    replies while the daemon had more to do: one frame's processing per worker), not as soon
-    as its slot frees, which would make it wait a whole processing and so be that much older
-    when its turn comes. The daemon never idles for it, and its latency is about one
-    processing instead of two."""
+    The frame that will wait behind the running ones (the last slot) is taken just in time,
+    a lead before the daemon is expected to be free (the interval between replies while the
+    daemon had more to do: one frame's processing per worker), not as soon as its slot frees,
+    which would make it wait a whole processing and so be that much older when its turn
+    comes. The lead adapts: sending, decoding and queueing a frame take their own time (a
+    raw 1080p frame is 6 MB), so it is tuned until such frames wait about WAIT of an interval
+    in the daemon's queue (its reply's stage_seconds["queue"]): the daemon never idles for
+    them, and their latency is about one processing instead of two."""
 
     def __init__(self, latest: LatestFrame, in_flight: int):
         self.latest = latest
@@ -123,6 +128,8 @@ class LiveFeed:
         self.interval: float | None = None  # seconds between replies while the daemon was busy (EWMA)
         self._last_reply: float | None = None  # when the last reply came, if frames were still in flight
         self._due = 0.0  # perf_counter instant the last slot's frame is taken at
+        self.lead = LEAD  # share of an interval it is taken before the daemon should be free
+        self._behind: set[int] = set()  # frames sent to wait behind running ones (they tune the lead)
 
     def frames(self, stop: threading.Event) -> Iterator:
         """Frames to send, until the source ends or `stop` is set."""
@@ -139,23 +146,30 @@ class LiveFeed:
                 return
             with self._lock:
                 self._sent[int(f.index)] = f
+                if behind and self.interval is not None:
+                    self._behind.add(int(f.index))
             yield f
 
-    def answered(self, frame_index: int, skipped: Iterable[int] = ()):
-        """The frame a reply answers (None if unknown: answered before a reconnect), after
-        freeing its slot and those of the frames the daemon skipped."""
+    def answered(self, update):
+        """The frame a VideoUpdate answers (None if unknown: answered before a reconnect),
+        after freeing its slot and those of the frames the daemon skipped."""
         now = time.perf_counter()
+        index = int(update.frame_index)
         with self._lock:
-            f = self._sent.pop(int(frame_index), None)
-            gone = [self._sent.pop(int(s), None) for s in skipped]
+            f = self._sent.pop(index, None)
+            gone = [self._sent.pop(int(s), None) for s in update.skipped]
             busy = bool(self._sent)  # the daemon goes on with another of our frames
         if f is not None:
             if self._last_reply is not None:
                 gap = now - self._last_reply
                 self.interval = gap if self.interval is None else 0.7 * self.interval + 0.3 * gap
+            if index in self._behind and self.interval:
+                self._behind.discard(index)
+                waited = update.regions.stage_seconds.get("queue", 0.0) / self.interval
+                self.lead = min(1.0, max(0.05, self.lead + 0.5 * (WAIT - waited)))
             self._last_reply = now if busy else None
             if self.interval is not None:
-                self._due = now + self.interval * (1 - LEAD)
+                self._due = now + self.interval * (1 - self.lead)
         self.skipped += sum(g is not None for g in gone)
         for _ in range(sum(g is not None for g in gone) + (f is not None)):
             self._slots.release()
@@ -168,6 +182,7 @@ class LiveFeed:
             self._sent.clear()
         self._slots = threading.Semaphore(self.in_flight)
         self._last_reply, self._due = None, 0.0
+        self._behind.clear()
 
     def drops(self, processed: int) -> tuple[int, int]:
         """(frames the source gave, frames dropped: by the client, skipped by the daemon, lost)."""
@@ -180,5 +195,5 @@ class LiveFeed:
         return (
             f"live: {dropped} of {read} frames dropped ({share:.1f} %): {len(self.latest.dropped)} by the client "
             f"(a newer frame came before a slot was free), {self.skipped} skipped by the daemon, {self.lost} lost "
-            f"in reconnects; {self.in_flight} frames in flight"
+            f"in reconnects; {self.in_flight} frames in flight, the last sent {self.lead:.2f} of a processing early"
         )

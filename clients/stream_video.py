@@ -214,7 +214,7 @@ class Stream:
     def answered_frame(self, u):
         """The frame an update answers (None when it was answered before a reconnect)."""
         if self.feed is not None:
-            return self.feed.answered(u.frame_index, u.skipped)
+            return self.feed.answered(u)
         with self.lock:
             f = self.unanswered.pop(int(u.frame_index), None)
         self.ahead.release()

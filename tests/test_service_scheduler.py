@@ -149,3 +149,35 @@ def test_a_newest_frame_drops_its_lanes_queued_frames_only():
     finally:
         release.set()
         sched.close(10)
+
+
+def test_a_lane_back_after_its_turn_goes_next_and_overtaken_frames_keep_theirs():
+    sched = Scheduler(lite_extractor(), capacity=16, workers=1)
+    release = threading.Event()
+    done = []
+    try:
+        sched.submit_call(lambda: release.wait(10), lambda: True)
+        assert wait_until(lambda: sched.busy == 1 and sched.depth == 0)
+        futs = {f"x{k}": sched.submit_call(lambda: None, lambda: True, lane="x") for k in range(3)}
+        img = sample_image(32, 24)
+        sched.submit_extract(img, lambda: True, lane="live", newest=True)
+        futs["live"] = sched.submit_extract(img, lambda: True, lane="live", newest=True)  # takes the first's turn
+        for name, f in futs.items():
+            f.add_done_callback(lambda _, n=name: done.append(n))
+        release.set()
+        for f in futs.values():
+            f.result(30)
+        assert done == ["x0", "live", "x1", "x2"]
+        # a lane that had nothing queued when its turn came is served next, not after a round
+        gate = threading.Event()
+        sched.submit_call(lambda: gate.wait(10), lambda: True, lane="x")
+        assert wait_until(lambda: sched.depth == 0)
+        later = [sched.submit_call(lambda k=k: done.append(f"x{k}"), lambda: True, lane="x") for k in (3, 4)]
+        back = sched.submit_call(lambda: done.append("back"), lambda: True, lane="live")
+        gate.set()
+        for f in [*later, back]:
+            f.result(30)
+        assert done[-3:] == ["back", "x3", "x4"]
+    finally:
+        release.set()
+        sched.close(10)

@@ -11,8 +11,8 @@ clients:
 - a job whose call was cancelled or passed its deadline (its `alive()` turns false) is
   dropped when a worker reaches it, so dead calls cost no model time; its caller, waiting
   with `wait_result`, stops waiting then too;
-- each stream is a lane of its own (as is each unary call): the workers serve the lanes
-  round-robin, so streams share the models evenly however many frames each keeps queued;
+- each stream is a lane of its own (as is each unary call): the lanes take turns (fair
+  queueing), so streams share the models evenly however many frames each keeps queued;
 - a live stream's new frame drops the frames of its lane still queued (Overtaken): the
   newest frame wins and the stream's latency stays bounded.
 
@@ -100,6 +100,7 @@ class Job:
     carry: Any = None  # the frame's CarryTicket when its stream carries masks
     enqueued: float = field(default_factory=time.perf_counter)
     started: float = 0.0
+    tag: int = 0  # its turn (start-time fair queueing: the lowest tag is served first)
 
 
 class Overtaken(Cancelled):
@@ -111,9 +112,12 @@ class Scheduler:
     """Bounded queue + worker threads in front of an Extractor, serving its lanes in turn.
 
     A lane is one stream (its session id) or one unary call: each lane's jobs run in order,
-    and the workers take the lanes' oldest jobs round-robin, so a client that keeps many frames
-    queued waits its turn like one that keeps one (first come first served would let it
-    starve the others).
+    and the lanes take turns (start-time fair queueing): a job's turn is its lane's previous
+    job's turn + 1, or the turn now being served if that is later, and the lowest turn goes
+    first (ties: the older job). So a client that keeps many frames queued waits its turn
+    like one that keeps one (first come first served would let it starve the others), and a
+    live stream whose next frame comes just after its turn has passed is served next, not
+    after a whole round of the others.
 
     extractor  a FrameExtractor, or a list of them, one per worker: models with per-call
                state (SAM's predictor keeps the current image) must not be shared between workers
@@ -143,7 +147,8 @@ class Scheduler:
         self.max_batch = max_batch if self.extractor.can_batch else 1
         self._cond = threading.Condition()
         self._lanes: dict[Hashable, deque[Job]] = {}  # lane → its queued jobs, oldest first
-        self._ring: deque[Hashable] = deque()  # the lanes with queued jobs, next to serve first
+        self._next_turn: dict[Hashable, int] = {}  # lane → the turn its next job gets at the earliest
+        self._turn = 0  # the turn being served
         self._queued = 0
         self._running = 0
         self._on_depth = on_depth or (lambda n: None)
@@ -219,11 +224,9 @@ class Scheduler:
         return job.future
 
     def _enqueue(self, lane: Hashable, job: Job) -> None:
-        jobs = self._lanes.get(lane)
-        if jobs is None:
-            jobs = self._lanes[lane] = deque()
-            self._ring.append(lane)
-        jobs.append(job)
+        job.tag = max(self._turn, self._next_turn.get(lane, 0))
+        self._next_turn[lane] = job.tag + 1
+        self._lanes.setdefault(lane, deque()).append(job)
         self._queued += 1
         self._cond.notify_all()
 
@@ -238,33 +241,34 @@ class Scheduler:
             jobs.clear()
             jobs.extend(kept)
             self._queued -= len(dropped)
+            # the turns of dropped jobs are given back: the frame replacing them takes the first
+            self._next_turn[lane] = kept[-1].tag + 1 if kept else dropped[0].tag
             if not jobs:
                 del self._lanes[lane]
-                self._ring.remove(lane)
             self._cond.notify_all()
         return dropped
 
     # --- working ------------------------------------------------------------------------------
 
     def _take(self) -> list[Job]:
-        """The next lanes' oldest jobs, one per lane in turn: up to max_batch extractions (a
-        call goes alone, or ends a batch). [] once closed and drained."""
+        """The queued jobs with the lowest turns, one lane's oldest at a time: up to max_batch
+        extractions (a call goes alone, or ends a batch). [] once closed and drained."""
         with self._cond:
-            while not self._ring and not self._closed:
+            while not self._lanes and not self._closed:
                 self._cond.wait()
             jobs: list[Job] = []
-            while self._ring and len(jobs) < self.max_batch:
-                lane = self._ring[0]
-                lane_jobs = self._lanes[lane]
+            while self._lanes and len(jobs) < self.max_batch:
+                lane, lane_jobs = min(self._lanes.items(), key=lambda kv: (kv[1][0].tag, kv[1][0].enqueued))
                 job = lane_jobs.popleft()
-                self._ring.popleft()
-                if lane_jobs:
-                    self._ring.append(lane)  # its next job waits for the other lanes' turns
-                else:
+                if not lane_jobs:
                     del self._lanes[lane]
+                self._turn = max(self._turn, job.tag)
                 jobs.append(job)
                 if job.frame is None or jobs[0].frame is None:
                     break
+            # lanes without queued jobs whose next turn has come need no record
+            for lane in [k for k, t in self._next_turn.items() if t <= self._turn and k not in self._lanes]:
+                del self._next_turn[lane]
             self._queued -= len(jobs)
             self._running += len(jobs)
             self._cond.notify_all()
