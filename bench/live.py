@@ -329,8 +329,9 @@ def main() -> int:
             proc.wait(30)
     load_end = os.getloadavg()
     header = (
-        f"bench/live: {size[0]}x{size[1]} frames from {Path(spec).name} at {fps:.1f} frames/s for {args.seconds:g} s, lite "
-        f"profile, {args.workers} worker(s), raw frames over loopback; capacity {capacity:.2f} frames/s "
+        f"bench/live: {size[0]}x{size[1]} frames from {Path(spec).name} at {fps:.1f} frames/s for "
+        f"{args.seconds:g} s, lite profile, {args.workers} worker(s), raw frames over loopback; "
+        f"capacity {capacity:.2f} frames/s "
         f"(before, between and after the two streams: {', '.join(f'{c:.2f}' for c in caps)}); "
         f"load average {load_start[0]:.1f} at the start, {load_end[0]:.1f} at the end, {os.cpu_count()} cpus"
     )
