@@ -27,6 +27,7 @@ keyframe's masks.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import asdict, dataclass
 
@@ -39,6 +40,8 @@ from regiond.geometry.reproject import DEPTH_TOLERANCE, carry_masks, corresponde
 from regiond.masks.cover import SamSlicCover, cover
 from regiond.masks.generator import MaskGenerator, MaskProposals
 from regiond.masks.slic import SlicMasker
+
+log = logging.getLogger(__name__)
 
 CARRY_METHODS = ("depth", "flow")
 #: Carried masks smaller than this (pixels) are dropped: slivers at the image border.
@@ -177,30 +180,46 @@ class MaskTracker:
 
     def propose(self, frame: Frame, masker: MaskGenerator) -> tuple[MaskProposals, CarryInfo]:
         """The masks of the stream's next frame (frames in order), with what was done.
-        A generator error propagates and makes the next frame a keyframe."""
+        A generator error propagates and makes the next frame a keyframe; a fault in carrying
+        itself is logged (naming the frame) and the frame's masks are generated instead."""
         self.frames += 1
         key, fill, min_piece = split_masker(masker)
         why = self._must_key(frame)
         if why is None:
-            k = self._key
+            try:
+                carried, why = self._carried(frame, fill, min_piece)
+            except Exception as e:  # any fault here: the frame still gets masks
+                log.exception("carrying masks to frame %s failed; generating them instead", frame.index)
+                carried, why = None, f"carrying failed: {type(e).__name__}"
+            if carried is not None:
+                return carried
+        return self._keyframe(frame, key, fill, min_piece, why)
+
+    def _carried(
+        self, frame: Frame, fill: SlicMasker | None, min_piece: int
+    ) -> tuple[tuple[MaskProposals, CarryInfo] | None, str | None]:
+        """(the carried masks and their CarryInfo, None), or (None, why a keyframe instead)."""
+        k = self._key
+        labels = fill.labels(frame.rgb) if fill is not None else None
+        if len(k.masks):
             masks, unseen = self._carry(frame)
-            labels = fill.labels(frame.rgb) if fill is not None else None
             if labels is not None and self.config.grow:
                 masks = grow(masks, unseen, labels)
-            if self.config.method == "flow":
-                k.prev_masks = masks
-            keep = masks.reshape(len(masks), -1).sum(axis=1) >= MIN_CARRIED_AREA
-            masks = masks[keep]
-            covered = float(masks.any(axis=0).mean()) if len(masks) else 0.0
-            coverage = min(1.0, covered / k.covered) if k.covered > 0 else 1.0
-            if coverage >= self.config.min_coverage:
-                self._since += 1
-                props = MaskProposals(masks, k.source[keep], k.scores[keep])
-                if labels is not None:
-                    props = cover(props, labels, min_piece)
-                return props, CarryInfo(False, k.frame.index, round(float(coverage), 4))
-            why = f"coverage {coverage:.2f} < {self.config.min_coverage:.2f}"
-        return self._keyframe(frame, key, fill, min_piece, why)
+        else:  # an empty keyframe (SAM found nothing): nothing to carry, the filler covers the frame
+            masks = k.masks
+        if self.config.method == "flow":
+            k.prev_masks = masks
+        keep = np.count_nonzero(masks, axis=(1, 2)) >= MIN_CARRIED_AREA
+        masks = masks[keep]
+        covered = float(masks.any(axis=0).mean()) if len(masks) else 0.0
+        coverage = min(1.0, covered / k.covered) if k.covered > 0 else 1.0
+        if coverage < self.config.min_coverage:
+            return None, f"coverage {coverage:.2f} < {self.config.min_coverage:.2f}"
+        self._since += 1
+        props = MaskProposals(masks, k.source[keep], k.scores[keep])
+        if labels is not None:
+            props = cover(props, labels, min_piece)
+        return (props, CarryInfo(False, k.frame.index, round(float(coverage), 4))), None
 
     def _must_key(self, frame: Frame) -> str | None:
         k, c = self._key, self.config
