@@ -31,8 +31,7 @@ import numpy as np
 from regiond.core.errors import InputError
 from regiond.core.regionset import RegionSet
 from regiond.index.config import IndexConfig
-from regiond.index.embedded.store import IndexFileError
-from regiond.index.hits import ImageHit, RegionHit, SearchFilter
+from regiond.index.hits import ImageHit, IndexFileError, RegionHit, SearchFilter
 from regiond.index.milvus.schema import (
     FORMAT,
     HIT_FIELDS,
