@@ -42,6 +42,7 @@ from regiond.extraction.pool import MakeWorker, RayOptions, run_items
 from regiond.extraction.profiles import build_extractor, profile_versions
 from regiond.features.patches import patch_regions
 from regiond.masks.carry import CarryConfig, MaskTracker
+from regiond.masks.generator import MaskGenerationError
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,10 @@ def extract_frames(
     keyframes = 0
     for k, frame in enumerate(frames):
         frame = frame.validated(extractor.max_pixels)
-        regions = extractor.extract(frame, carry=tracker.ticket() if tracker is not None else None)
+        try:
+            regions = extractor.extract(frame, carry=tracker.ticket() if tracker is not None else None)
+        except MaskGenerationError as e:  # the item fails; its report names the frame
+            raise MaskGenerationError(f"frame {frame.index}: {e}") from e
         keyframes += bool(regions.meta.get("carry", {"keyframe": True})["keyframe"])
         stem = f"{k:06d}"
         if frame.labels is not None:
