@@ -15,7 +15,10 @@ uncovered is filled by SLIC by the paper's cover rule (cover.py), so a carried f
 SAM at all. A new keyframe comes after `every` frames, or at once when
 the carried masks cover less than `min_coverage` of what the keyframe's covered, or when a
 frame cannot be carried to (a scene frame without depth or pose, another size, the frame after
-a failed generation); every frame's CarryInfo says which it was and why.
+a failed generation); every frame's CarryInfo says which it was and why. A keyframe whose
+generator found nothing (SAM on a blank wall, a dark frame, a covered lens) has nothing to
+lose: its frames are carried (coverage 1) and SLIC covers each of them, as it covered the
+keyframe; carried masks that all shrink below MIN_CARRIED_AREA leave coverage 0.
 
 Memory: only the last keyframe's masks and geometry (and, for flow, the last frame's carried
 masks) are held; a keyframe replaces them and `close()` drops them.
