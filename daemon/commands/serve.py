@@ -216,13 +216,15 @@ def serve_until_signalled(server) -> int:
     return 0
 
 
-def spawn_daemon(serve_args: list[str], log_path: Path, timeout: float = 180.0):
+def spawn_daemon(serve_args: list[str], log_path: Path, timeout: float = 180.0, program: list[str] | None = None):
     """`regiond serve SERVE_ARGS` in a child process, its output in log_path; returns
     (process, address) once it serves. Pass `--listen 127.0.0.1:0` for a free port: the
-    address comes from the ready line. RuntimeError when it exits or times out first."""
+    address comes from the ready line. RuntimeError when it exits or times out first.
+    program: what runs instead of `python -m regiond serve` (a script serving through
+    serve_until_signalled, e.g. bench/empty_masks.py)."""
     log = open(log_path, "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "regiond", "serve", *map(str, serve_args)],
+        [*(program or [sys.executable, "-m", "regiond", "serve"]), *map(str, serve_args)],
         stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
