@@ -53,19 +53,22 @@ def training_record(task: str, cache, train_items: list, val_items: list, val_me
     kinds = sorted({it.kind for it in train_items})
     shown = ", ".join(sources[:4]) + (f" and {len(sources) - 4} more" if len(sources) > 4 else "")
     rec = {
-        "dataset": f"{len(train_items)} {'/'.join(kinds)} item(s) of token cache {cache.root}: {shown}",
+        "dataset": f"{_count(len(train_items), '/'.join(kinds) + ' item')} of token cache {cache.root} ({shown})",
         "origin": origin_of(is_generated(s) for s in sources),
         "items": len(train_items),
         "profile": str(cache.versions.get("profile", "")),
         "held_out": {
             "metric": VAL_METRIC[task],
             "score": float(val_metric),
-            "on": f"{len(val_items)} validation item(s), held out from training (they chose the epoch); "
-            f"`regiond eval --record` puts a test score here",
+            "on": f"{_count(len(val_items), 'validation item')} (early stopping's; no test score recorded)",
         },
     }
     rec["clips" if task == "activity" else "frames"] = len(train_items) if task == "activity" else frames
     return rec
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
 
 
 def summary(rec: dict | None) -> str:
@@ -74,7 +77,7 @@ def summary(rec: dict | None) -> str:
         return "what it was trained on is not recorded"
     n = f"{rec['clips']} clips" if rec.get("clips") else f"{rec.get('frames', 0)} frames"
     line = (
-        f"trained on {rec.get('dataset', '?')} ({rec.get('origin', 'unknown')} data, {n}, {rec.get('profile')} profile)"
+        f"trained on {rec.get('dataset', '?')}: {rec.get('origin', 'unknown')} data, {n}, {rec.get('profile')} profile"
     )
     held = rec.get("held_out") or {}
     if held.get("score") is not None:
