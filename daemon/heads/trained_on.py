@@ -34,6 +34,7 @@ DEMO_NOTE = (
 )
 #: What `regiond train` reports as the validation score, per task.
 VAL_METRIC = {"segment": "region accuracy", "scene": "region accuracy", "activity": "top-1"}
+ITEM_WORDS = {"scene": "scene", "images": "image folder", "clip": "clip"}  # token-cache item kinds
 
 
 def origin_of(flags) -> str:
@@ -53,7 +54,8 @@ def training_record(task: str, cache, train_items: list, val_items: list, val_me
     kinds = sorted({it.kind for it in train_items})
     shown = ", ".join(sources[:4]) + (f" and {len(sources) - 4} more" if len(sources) > 4 else "")
     rec = {
-        "dataset": f"{_count(len(train_items), '/'.join(kinds) + ' item')} of token cache {cache.root} ({shown})",
+        "dataset": f"{_count(len(train_items), '/'.join(ITEM_WORDS[k] for k in kinds))} of token cache "
+        f"{cache.root} ({shown})",
         "origin": origin_of(is_generated(s) for s in sources),
         "items": len(train_items),
         "profile": str(cache.versions.get("profile", "")),
