@@ -191,7 +191,7 @@ def check_nyu40(labels: np.ndarray, path) -> np.ndarray:
         raise InputError(
             "labels",
             f"{path}: ids {shown} ({int(bad.sum())} pixels) are not NYU40 ids (0 = unlabelled, 1..40); "
-            f"map them to 0 or to NYU40 ids first (raw ScanNet ids: a ScanNet folder with --labels-tsv)",
+            f"map them to 0 or to NYU40 ids first (raw ScanNet ids: a ScanNet export, with its label table)",
         )
     return a.astype(np.uint8)
 
