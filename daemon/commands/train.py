@@ -94,6 +94,7 @@ def run(args) -> int:
     import torch  # heavy: only when the command runs (--help stays light)
 
     from regiond.heads.cache_jobs import train_on_cache  # torch: only when the command runs (--help stays light)
+    from regiond.heads.trained_on import summary
     from regiond.heads.training import TrainConfig  # torch: only when the command runs (--help stays light)
 
     torch.set_num_threads(args.threads)
@@ -136,7 +137,8 @@ def run(args) -> int:
         dataset=args.dataset,
     )
     r = job.result
-    print(
+    print(f"{job.head_dir}: {summary(job.trained_on)}")
+    print(  # the last line: JSON for scripts
         json.dumps(
             {
                 "head": job.head,
@@ -152,7 +154,4 @@ def run(args) -> int:
             }
         )
     )
-    from regiond.heads.trained_on import summary
-
-    print(f"{job.head_dir}: {summary(job.trained_on)}")
     return 0

@@ -224,11 +224,11 @@ def load_serving_heads(directory: str | Path | None, extractor: Extractor | None
     )
     if heads.scene is None and heads.activity is None:
         raise ValueError(f"--heads {d}: no scene or activity head found there")
-    log_trained_on(heads, d)
+    log_trained_on(heads, f"{BUNDLED} {d.name}" if d.parent == BUNDLED_DIR else d)
     return heads
 
 
-def log_trained_on(heads: ServingHeads, where: Path) -> None:
+def log_trained_on(heads: ServingHeads, where: Path | str) -> None:
     """Say at start what each served head learnt from, and that heads trained on generated data
     only are a demonstration."""
     records = [r for m in heads.metas() for r in m.trained_on]
