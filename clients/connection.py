@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 
 from regiond.api.v1 import regions_pb2_grpc as pb_grpc
+from regiond.client.messages import frame_encoding
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 SERVER_ENV = "REGIOND_SERVER"
@@ -101,8 +102,8 @@ class RequestFeed:
 
 
 class Connection:
-    """A channel to a regiond daemon; RegionClient's arguments up to `retry_for` are its
-    (see RegionClient). `address`, `timeout` and `retry_for` stay readable."""
+    """A channel to a regiond daemon; its arguments are RegionClient's (documented there).
+    `address`, `timeout`, `retry_for` and `encoding` (as resolved for the address) stay readable."""
 
     def __init__(
         self,
@@ -114,10 +115,12 @@ class Connection:
         timeout: float | None = None,
         connect_timeout: float = 10.0,
         retry_for: float = 60.0,
+        encoding: str = "auto",
     ):
         self.address = address or os.environ.get(SERVER_ENV) or DEFAULT_SERVER
         self.timeout = timeout
         self.retry_for = retry_for
+        self.encoding = frame_encoding(encoding, self.address)  # how pixels travel to this daemon
         token = token if token is not None else (os.environ.get(TOKEN_ENV) or None)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._tls = tls_ca is not None

@@ -74,29 +74,6 @@ class RegionClient(Connection):
     Use it as a context manager, or call `close()`. One client may serve several threads.
     """
 
-    def __init__(
-        self,
-        address: str | None = None,
-        *,
-        token: str | None = None,
-        tls_ca: str | Path | bytes | None = None,
-        tls_name: str | None = None,
-        timeout: float | None = None,
-        connect_timeout: float = 10.0,
-        retry_for: float = 60.0,
-        encoding: str = "auto",
-    ):
-        super().__init__(
-            address,
-            token=token,
-            tls_ca=tls_ca,
-            tls_name=tls_name,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            retry_for=retry_for,
-        )
-        self.encoding = messages.frame_encoding(encoding, self.address)
-
     # --- the RPCs -----------------------------------------------------------------------------
 
     def info(self, *, timeout: float | None = None) -> ServerInfo:
@@ -174,17 +151,11 @@ class RegionClient(Connection):
         (or leaving it early) cancels the stream.
         """
         carry = self._carry(keyframe_every, min_coverage)
-        options = pb.VideoOptions(window_step=window_step, window_span=window_span, carry=carry)
-        output = messages.output_pb(features, masks)
-
-        def requests():
-            for k, item in enumerate(self._frames(frames)):
-                first = dict(options=options, output=output) if k == 0 else {}
-                yield messages.video_frame_pb(messages.as_frame(item, k), self.encoding, **first)
-
-        with contextlib.closing(self.stream("StreamVideo", requests(), stop, timeout)) as replies:
-            for reply in replies:
-                yield VideoUpdate.from_message(reply)
+        first = {
+            "options": pb.VideoOptions(window_step=window_step, window_span=window_span, carry=carry),
+            "output": messages.output_pb(features, masks),
+        }
+        return self._frame_stream("StreamVideo", frames, messages.video_frame_pb, first, VideoUpdate, stop, timeout)
 
     def stream_scene(
         self,
@@ -229,16 +200,8 @@ class RegionClient(Connection):
             return_label_maps=label_maps,
             carry=self._carry(keyframe_every, min_coverage),
         )
-        output = messages.output_pb(features, masks)
-
-        def requests():
-            for k, item in enumerate(self._frames(frames)):
-                first = dict(options=options, output=output) if k == 0 else {}
-                yield messages.scene_frame_pb(messages.as_frame(item, k), self.encoding, **first)
-
-        with contextlib.closing(self.stream("StreamScene", requests(), stop, timeout)) as replies:
-            for reply in replies:
-                yield SceneUpdate.from_message(reply)
+        first = {"options": options, "output": messages.output_pb(features, masks)}
+        return self._frame_stream("StreamScene", frames, messages.scene_frame_pb, first, SceneUpdate, stop, timeout)
 
     def index(
         self,
@@ -350,13 +313,21 @@ class RegionClient(Connection):
 
     # --- helpers --------------------------------------------------------------------------------
 
-    @staticmethod
-    def _frames(frames) -> Iterable:
+    def _frame_stream(self, method: str, frames, encode, first: dict, update, stop, timeout) -> Iterator:
+        """`update`s of a frame stream: each frame (Frame, array, or the frames of a source
+        spec) made a message by `encode`, the first with the `first` fields (options, output)."""
         if isinstance(frames, (str, Path)):
             from regiond import scenes  # the sources (and OpenCV) only when a spec is given
 
-            return scenes.open_source(str(frames))
-        return frames
+            frames = scenes.open_source(str(frames))
+
+        def requests():
+            for k, item in enumerate(frames):
+                yield encode(messages.as_frame(item, k), self.encoding, **(first if k == 0 else {}))
+
+        with contextlib.closing(self.stream(method, requests(), stop, timeout)) as replies:
+            for reply in replies:
+                yield update.from_message(reply)
 
     @staticmethod
     def _carry(keyframe_every: int, min_coverage: float) -> pb.CarryOptions | None:
