@@ -25,7 +25,7 @@ WORK = Path(tempfile.mkdtemp(prefix="regiond-fuzz-"))
 
 
 def allowed_errors() -> tuple[type[BaseException], ...]:
-    from regiond.index.embedded.store import IndexFileError
+    from regiond.index.hits import IndexFileError
 
     return InputError, IndexFileError
 
@@ -93,7 +93,7 @@ def sens_run(data: bytes) -> None:
 
 
 def sens_seeds() -> dict[str, bytes]:
-    from regiond.scenes.sens import write_sens
+    from regiond.scenes.sens_writer import write_sens
     from regiond.scenes.synthetic.rgbd import SyntheticSource
 
     frames = list(SyntheticSource(3, frames=2, width=32, height=24))
