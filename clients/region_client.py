@@ -215,9 +215,9 @@ class RegionClient(Connection):
 
         Arguments:
           images: a folder (every PNG/JPEG under it; the image id is its path relative to the
-            folder, and metadata "path" its absolute path), a mapping image id → image, or
-            (image_id, image) or (image_id, image, metadata) tuples; an image is a file, its
-            bytes or H×W×3 uint8 pixels.
+            folder, and metadata "path" its absolute path); image files (the id is the path as
+            given); a mapping image id → image; or (image_id, image) or (image_id, image,
+            metadata) tuples. An image is a file, its bytes or H×W×3 uint8 pixels.
           metadata: stored with every image (searchable with search(where=...)).
           replace: index again the ids already in the index (else the daemon skips them before
             any work, so indexing a grown folder again costs only the new images).
@@ -234,7 +234,10 @@ class RegionClient(Connection):
         shared = dict(metadata or {})
 
         def requests():
-            for image_id, image, *own in images:
+            for item in images:
+                if isinstance(item, (str, Path)):  # a file: its path is its id
+                    item = (str(item), item, {"path": str(Path(item).resolve())})
+                image_id, image, *own = item
                 req = pb.IndexRequest(image_id=image_id, image=messages.any_image_pb(image, self.encoding))
                 req.replace = replace
                 req.metadata.update({**shared, **(own[0] if own else {})})

@@ -168,6 +168,9 @@ def test_index_search_and_remove(client, tmp_path):
     again = client.index({"p0.png": folder / "p0.png", "bad": b"nope"})
     assert (again.indexed, again.skipped) == (0, 1) and [e.image_id for e in again.errors] == ["bad"]
     assert again.errors[0].field == "image"
+    files = client.index([folder / "p1.png", str(folder / "sub" / "p2.png")])  # ids: the paths as given
+    assert files.indexed == 2 and files.total_images == 5
+    assert client.remove([str(folder / "p1.png"), str(folder / "sub" / "p2.png")]).total_images == 3
     extra = client.index([("x/arr", sample_image(96, 72, seed=9), {"set": "two"})])
     assert extra.indexed == 1 and extra.total_images == s.total_images + 1
 
