@@ -20,12 +20,17 @@ from regiond.service.convert import Limits, image_frame
 
 
 @pytest.fixture(scope="module")
-def bundled(tmp_path_factory):
+def bundled_server(tmp_path_factory):
     """`regiond serve --heads bundled` in process: lite with the shipped heads."""
     with running_server(lite_extractor(), tmp_path_factory.mktemp("bundled"), heads="bundled") as srv:
-        ch, stub = stub_for(srv)
-        yield stub
-        ch.close()
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def bundled(bundled_server):
+    ch, stub = stub_for(bundled_server)
+    yield stub
+    ch.close()
 
 
 def test_extract_regions_labels_one_image_as_the_segment_head_does(bundled):
@@ -111,3 +116,18 @@ def test_heads_of_another_profile_are_refused_at_start_naming_both(tmp_path):
     assert r.returncode == 1
     assert "trained on the balanced profile's features" in r.stderr and "runs the lite profile" in r.stderr
     assert "serving" not in r.stderr
+
+
+def test_the_python_client_gets_labels_and_what_the_heads_learnt_from(bundled_server):
+    from regiond.client import RegionClient, TrainedOn
+
+    with RegionClient(bundled_server.address) as client:
+        info = client.info()
+        (scene,) = [h for h in info.heads if h.kind == "scene"]
+        assert [t.head for t in scene.trained_on] == ["segment", "scene"]
+        assert isinstance(scene.trained_on[1], TrainedOn) and scene.trained_on[1].held_out_score == 0.5778
+        assert scene.trained_on[1].origin == pb.DATA_ORIGIN_GENERATED
+        rs = client.extract(sample_image(120, 90, seed=3))
+        assert rs.labels is not None and set(rs.labels.tolist()) <= set(scene.class_ids)
+        assert set(rs.meta["label_names"].values()) <= set(scene.class_names)
+        assert client.extract(sample_image(120, 90, seed=3), labels=False).labels is None

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from regiond.core.label_spaces import benchmark_scene_id, write_label_png
 from regiond.extraction import Extractor, build_extractor
 from regiond.extraction.cache import dead_attempts, job_lock, partial_dir
-from regiond.extraction.extract_job import ItemSpec
+from regiond.extraction.job_plan import ItemSpec
 from regiond.extraction.pool import RayOptions, run_items
 from regiond.heads.cache_jobs import nyu40_names
 from regiond.heads.scores import Confusion, Protocol, evaluate_label_map
