@@ -180,15 +180,23 @@ def config_from_args(args):
     )
 
 
-def run(args) -> int:
+def configure_logging(level: str) -> None:
+    """The daemon's log: one line a record on stderr, from `level` up. Every startup line comes
+    once, through this log or as the ready line. FAISS's loader logs at INFO which CPU build it
+    tries (9 lines at each start): only its warnings and errors show."""
     logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO), format="%(message)s", stream=sys.stderr
+        level=getattr(logging, str(level).upper(), logging.INFO), format="%(message)s", stream=sys.stderr
     )
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+
+
+def run(args) -> int:
+    configure_logging(args.log_level)
     from regiond.service.server import RegionServer  # torch: only when the command runs (--help stays light)
 
     config = config_from_args(args)
     config.check()  # refuse a bad configuration before loading models
-    return serve_until_signalled(RegionServer(config, announce=lambda m: print(m, file=sys.stderr)).start())
+    return serve_until_signalled(RegionServer(config).start())
 
 
 def serve_until_signalled(server) -> int:
@@ -203,8 +211,7 @@ def serve_until_signalled(server) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    extra = f", metrics on :{server.metrics_port}/metrics" if server.metrics_port else ""
-    print(f"{READY_PREFIX}{server.address} (profile {server.extractor.profile}{extra})", file=sys.stderr, flush=True)
+    print(f"{READY_PREFIX}{server.describe()}", file=sys.stderr, flush=True)
     while not stop.wait(0.5):
         pass
     if not server.stop():

@@ -187,14 +187,13 @@ class RegionServer:
         if self.config.metrics_port is not None:
             self.metrics_http = self.metrics.serve(self.config.metrics_port, self.host)
             self.metrics_port = self.metrics_http.server_address[1]
-        log.info(
-            "regiond serving on %s (profile %s, TLS %s, token %s)",
-            self.address,
-            getattr(self.extractor, "profile", "?"),
-            "on" if self.config.tls_cert else "off",
-            "required" if self.config.token else "off",
-        )
         return self
+
+    def describe(self) -> str:
+        """Where and how it serves, in a line: `regiond serve` announces it once started."""
+        tls, token = "on" if self.config.tls_cert else "off", "required" if self.config.token else "off"
+        metrics = f", metrics on :{self.metrics_port}/metrics" if self.metrics_port else ""
+        return f"{self.address} (profile {getattr(self.extractor, 'profile', '?')}, TLS {tls}, token {token}{metrics})"
 
     def _warm_up(self) -> None:
         t0 = time.perf_counter()
