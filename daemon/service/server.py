@@ -27,7 +27,7 @@ from regiond.extraction import Extractor, build_extractor
 from regiond.heads.interface import ServingHeads
 from regiond.heads.serving import load_serving_heads
 from regiond.service.calls import CallLog
-from regiond.service.config import ConfigError, ServeConfig
+from regiond.service.config import RESERVED_RPC_THREADS, ConfigError, ServeConfig
 from regiond.service.interceptors import ServiceInterceptor
 from regiond.service.prometheus import Metrics
 from regiond.service.scheduler import Scheduler
@@ -143,7 +143,7 @@ class RegionServer:
             self._handlers,
             interceptors=[ServiceInterceptor(config.token, self.metrics, self.calls, SERVICE_NAME)],
             options=opts,
-            maximum_concurrent_rpcs=config.rpc_threads - 4,
+            maximum_concurrent_rpcs=config.rpc_threads - RESERVED_RPC_THREADS,
         )
         pb_grpc.add_RegionServiceServicer_to_server(self.servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
