@@ -20,11 +20,12 @@ from regiond.core.errors import InputError
 from regiond.core.label_spaces import NYU40_NAMES, read_label_png
 from regiond.core.viz import label_colours
 from regiond.extraction.cache import TokenCache, check_compatible
+from regiond.heads.config import TrainConfig
 from regiond.heads.label_maps import pixel_labels
 from regiond.heads.predict import clip_scores, frame_probs
 from regiond.heads.registry import LoadedHead, create_head, load_head, save_head
 from regiond.heads.scores import topk_accuracy
-from regiond.heads.training import ActivityTask, SceneTask, SegmentTask, TrainConfig, TrainResult, clip_length, fit
+from regiond.heads.training import ActivityTask, SceneTask, SegmentTask, TrainResult, clip_length, fit
 from regiond.scenes import open_source
 
 TASKS = {"segment": SegmentTask, "scene": SceneTask, "activity": ActivityTask}
