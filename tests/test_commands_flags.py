@@ -92,3 +92,23 @@ def test_model_options_are_the_daemons(command):
             b.choices,
             b.help,
         )
+
+
+def test_ray_flags_build_ray_options():
+    from regiond.commands.extract import ray_options
+    from regiond.extraction.pool import RayOptions
+
+    assert {option_name(f) for f in fields(RayOptions) if f.name in ("actors", "cpus_per_actor")} <= options_of("label")
+    assert ray_options(build_parser().parse_args(["extract", "s", "--out", "c"])) is None
+    args = build_parser().parse_args("extract s --out c --ray --actors 2 --cpus-per-actor 0.5".split())
+    assert ray_options(args) == RayOptions(address="local", actors=2, cpus_per_actor=0.5, gpus_per_actor=0.0)
+    args = build_parser().parse_args("label s --out o --heads h --ray HEAD:6379 --device cuda".split())
+    assert ray_options(args) == RayOptions(address="HEAD:6379", gpus_per_actor=1.0)
+
+
+def test_building_the_parser_loads_no_models():
+    import subprocess
+    import sys
+
+    code = "import sys; from regiond.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
