@@ -112,3 +112,15 @@ def test_building_the_parser_loads_no_models():
 
     code = "import sys; from regiond.cli import build_parser; build_parser(); print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_new_serve_flags_are_checked():
+    from regiond.service.config import ConfigError, ServeConfig
+
+    for bad, message in (
+        ({"rpc_threads": 4}, "--rpc-threads"),
+        ({"max_batch": 0}, "--max-batch"),
+        ({"inflight": 0}, "--inflight"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            ServeConfig(**bad).check()
