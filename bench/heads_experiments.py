@@ -1,4 +1,4 @@
-"""The heads' experiments on generated data with held-out seeds; prints the README tables.
+"""The heads' experiments on generated data with held-out seeds; prints the tables of docs/benchmarks.md.
 
 Scenes: per-region linear probe vs the scene transformer without / with 3D embeddings, on
 synthetic rooms (some classes alike: a white floor and a white ceiling, a picture and a

@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG, description=__doc__.split("\n\n")[0], formatter_class=common.DefaultsHelpFormatter
     )
-    p.add_argument("video", nargs="?", metavar="VIDEO", help="a video file (or any source scenes.open_source takes)")
+    p.add_argument("video", nargs="?", metavar="VIDEO", help="a video file (or any source `regiond scene` reads)")
     p.add_argument("--camera", type=int, default=None, metavar="N", help="stream OpenCV camera N instead")
     common.add_connection_args(p)
     p.add_argument("--fast", action="store_true", help="do not pace frames at the source's rate")

@@ -14,7 +14,7 @@ from regiond.core.errors import InputError
 from regiond.core.frames import Camera, Frame, check_pose
 from regiond.core.label_spaces import NUM_NYU40
 from regiond.scenes.scannet_labels import LabelTable, load_scannet_labels
-from regiond.scenes.source import Sampling, Source, SourceError, align_to_depth, resample
+from regiond.scenes.source import Sampling, Source, SourceError, align_to_depth, camera_dict, resample
 
 NOMINAL_FPS = 30.0  # ScanNet and 7-Scenes were both captured at 30 Hz
 SCENE_META = "regiond-scene.json"  # written by the synthetic generator: {"label_space": "nyu40", ...}
@@ -94,10 +94,6 @@ def numbered(folder: Path, pattern: str) -> dict[int, Path]:
         if m:
             out[int(m.group(1))] = p
     return out
-
-
-def _camera_dict(cam: Camera) -> dict:
-    return {"fx": cam.fx, "fy": cam.fy, "cx": cam.cx, "cy": cam.cy, "width": cam.width, "height": cam.height}
 
 
 def _image_size(path: Path) -> tuple[int, int]:
@@ -259,8 +255,8 @@ class ScanNetFolderSource(FolderSource):
         cam = self.camera
         return {
             "size": [cam.width, cam.height],
-            "camera": _camera_dict(cam),
-            "color_camera": _camera_dict(self.color_camera),
+            "camera": camera_dict(cam),
+            "color_camera": camera_dict(self.color_camera),
             "depth_shift": self.depth_shift,
             "has_depth": True,
             "has_pose": (self.root / "pose").is_dir(),
@@ -323,7 +319,7 @@ class SevenScenesSource(FolderSource):
         cam = self.camera
         return {
             "size": [cam.width, cam.height],
-            "camera": _camera_dict(cam),
+            "camera": camera_dict(cam),
             "intrinsics_from": self.intrinsics_from,
             "depth_shift": self.depth_shift,
             "has_depth": True,

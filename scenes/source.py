@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from regiond.core.errors import InputError
-from regiond.core.frames import Frame, evenly_spaced
+from regiond.core.frames import Camera, Frame, evenly_spaced
 from regiond.core.label_spaces import resize_nearest
 
 
@@ -217,3 +217,8 @@ def align_to_depth(image: np.ndarray, color_camera, depth_camera, nearest: bool 
     flags = (cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR) | cv2.WARP_INVERSE_MAP
     out = cv2.warpAffine(small, M, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
     return np.ascontiguousarray(out)
+
+
+def camera_dict(cam: Camera) -> dict:
+    """A camera as the JSON of a source's description."""
+    return {"fx": cam.fx, "fy": cam.fy, "cx": cam.cx, "cy": cam.cy, "width": cam.width, "height": cam.height}

@@ -31,7 +31,7 @@ from regiond.core.confusion import Confusion, EvalProtocol
 from regiond.core.label_spaces import benchmark_scene_id, write_label_png
 from regiond.extraction import Extractor, build_extractor
 from regiond.extraction.cache import dead_attempts, job_lock, partial_dir
-from regiond.extraction.extract_job import ItemSpec
+from regiond.extraction.job_plan import ItemSpec
 from regiond.extraction.pool import RayOptions, run_items
 from regiond.heads.serving import load_serving_heads
 
