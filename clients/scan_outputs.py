@@ -61,19 +61,21 @@ class LabelScores:
 
     def __init__(self):
         self.protocol = EvalProtocol.scannet20()
-        self._truth: dict[int, bytes] = {}  # frame → compressed ground truth at 640×480 (uint16 ids)
+        self._truth: dict[int, bytes] = {}  # frame → compressed ground truth at 640×480 (uint8 ids)
         self._conf: dict[int, np.ndarray] = {}  # frame → confusion counts of its latest prediction
 
     def truth(self, idx: int, labels: np.ndarray) -> None:
-        # resampled now (the protocol's resampling, so scoring it again is the identity): kept small
+        # resampled now (the protocol's resampling, so scoring it again is the identity) and kept
+        # as uint8: ids past 255 are none of the 20 classes, and 255 is none either, so clipping
+        # them there changes no score
         a = resize_nearest(labels, *self.protocol.size)
-        self._truth[idx] = zlib.compress(np.clip(a, 0, 65535).astype(np.uint16).tobytes(), 1)
+        self._truth[idx] = zlib.compress(np.clip(a, 0, 255).astype(np.uint8).tobytes(), 1)
 
     def predict(self, idx: int, label_png: bytes) -> None:
         if idx not in self._truth:
             return
         w, h = self.protocol.size
-        truth = np.frombuffer(zlib.decompress(self._truth[idx]), np.uint16).reshape(h, w)
+        truth = np.frombuffer(zlib.decompress(self._truth[idx]), np.uint8).reshape(h, w)
         conf = self.protocol.confusion()
         self.protocol.add(conf, truth, common.decode_png(label_png))
         self._conf[idx] = conf.counts.astype(np.int32)

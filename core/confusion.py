@@ -94,11 +94,9 @@ class Confusion:
         gt, pred = np.asarray(gt).ravel(), np.asarray(pred).ravel()
         if gt.shape != pred.shape:
             raise ValueError(f"ground truth has {gt.size} entries, prediction {pred.size}")
-        gi = self._index(gt)
-        keep = gi < len(self.class_ids)
-        pi = self._index(pred[keep])
         k = len(self.class_ids)
-        self.counts += np.bincount(gi[keep] * (k + 1) + pi, minlength=k * (k + 1)).reshape(k, k + 1)
+        both = self._index(gt) * (k + 1) + self._index(pred)
+        self.counts += np.bincount(both, minlength=(k + 1) ** 2).reshape(k + 1, k + 1)[:k]  # the last row: ignored
 
     def iou(self) -> np.ndarray:
         """Per-class IoU; NaN for classes absent from both ground truth and predictions."""
