@@ -15,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from regiond.api.v1 import regions_pb2 as pb
-from regiond.client import common
+from regiond.client.messages import decode_png
 from regiond.client.scan_progress import Progress
 from regiond.client.writer import BackgroundWriter
 from regiond.core.confusion import Confusion, EvalProtocol
 from regiond.core.label_spaces import resize_nearest
+from regiond.core.regionset import RegionSet
+from regiond.core.rle import MaskPixels
 from regiond.core.viz import colour_label_png, encode_png, labelled_overlay, overlay_regions
 
 #: default --overlays: every frame of scenes up to this many frames; longer ones are
@@ -77,7 +78,7 @@ class LabelScores:
         w, h = self.protocol.size
         truth = np.frombuffer(zlib.decompress(self._truth[idx]), np.uint8).reshape(h, w)
         conf = self.protocol.confusion()
-        self.protocol.add(conf, truth, common.decode_png(label_png))
+        self.protocol.add(conf, truth, decode_png(label_png))
         self._conf[idx] = conf.counts.astype(np.int32)
 
     def confusion(self) -> Confusion | None:
@@ -119,7 +120,7 @@ class ScanOutputs:
         return self.step > 0 and position % self.step == 0
 
     def frame(
-        self, idx: int, rgb: np.ndarray | None, regions: pb.RegionSet, label_png: bytes, truth: np.ndarray | None
+        self, idx: int, rgb: np.ndarray | None, regions: RegionSet, label_png: bytes, truth: np.ndarray | None
     ) -> None:
         """Queue a frame's outputs; rgb only for frames that get pictures. A frame an earlier
         run wrote (--resume) is only scored: its files are there."""
@@ -162,14 +163,13 @@ class ScanOutputs:
     def _label_file(self, idx: int) -> Path:
         return self._dir("labels") / f"{self.scene_id}_{idx:06d}.png"
 
-    def _overlay(self, idx: int, rgb: np.ndarray, regions: pb.RegionSet) -> None:
-        masks, sources = common.region_pixels(regions), common.region_sources(regions)
-        if any(r.HasField("label") for r in regions.regions):  # a head labelled them: colour by class
-            labels = [r.label if r.HasField("label") else -1 for r in regions.regions]
-            names = {r.label: r.label_name for r in regions.regions if r.HasField("label")}
-            picture = labelled_overlay(rgb, masks, sources, labels, names)
+    def _overlay(self, idx: int, rgb: np.ndarray, regions: RegionSet) -> None:
+        masks = MaskPixels.from_counts(regions.counts, regions.height, regions.width)
+        if regions.labels is not None:  # a head labelled them: colour by class
+            names = regions.meta.get("label_names", {})
+            picture = labelled_overlay(rgb, masks, regions.source, regions.labels.tolist(), names)
         else:
-            picture = overlay_regions(rgb, masks, sources)
+            picture = overlay_regions(rgb, masks, regions.source)
         (self._dir("overlays") / f"{idx:06d}.png").write_bytes(encode_png(picture, PNG_LEVEL))
 
     def _provisional_labels(self, idx: int, png: bytes) -> None:

@@ -122,7 +122,7 @@ def test_scan_scene_with_heads_writes_labels_and_miou(tmp_path, capsys):
 
     from regiond import scenes
     from regiond.client import scan_scene
-    from regiond.client.common import scene_frame_pb
+    from regiond.client.messages import scene_frame_pb
     from regiond.core.confusion import EvalProtocol
     from regiond.core.label_spaces import read_label_png
     from regiond.heads.serving import load_serving_heads
