@@ -24,9 +24,8 @@ from regiond.api.v1 import regions_pb2 as pb
 from regiond.api.v1 import regions_pb2_grpc as pb_grpc
 from regiond.commands.serve import spawn_daemon
 from regiond.core import rle
-from regiond.core.label_spaces import read_label_png
-from regiond.heads.cache_jobs import nyu40_names
-from regiond.heads.scores import Confusion, Protocol, evaluate_label_map
+from regiond.core.confusion import EvalProtocol
+from regiond.core.label_spaces import NYU40_NAMES, read_label_png
 from regiond.scenes.folders import LABEL_TABLE
 from regiond.scenes.synthetic import SyntheticScene, write_scene_folder
 
@@ -60,10 +59,10 @@ def own_scan(seed: int, scan_dir, photo_dir) -> None:
 
 def scores(pairs) -> dict:
     """ScanNet-20 mIoU and pixel accuracy of (truth, prediction) NYU40 label maps."""
-    proto = Protocol.scannet20(nyu40_names())
-    conf = Confusion(proto.class_ids, proto.names)
+    proto = EvalProtocol.scannet20()
+    conf = proto.confusion()
     for truth, pred in pairs:
-        evaluate_label_map(conf, truth, pred, proto.size)
+        proto.add(conf, truth, pred)
     return {"miou": conf.miou(), "pixel_acc": conf.accuracy()}
 
 
@@ -71,7 +70,7 @@ def scores(pairs) -> dict:
 def own(tmp_path_factory):
     root = tmp_path_factory.mktemp("own")
     (root / "ScanNet").mkdir()
-    rows = "".join(f"{RAW + i}\t{name}\t{i}\n" for i, name in enumerate(nyu40_names().values()) if i)
+    rows = "".join(f"{RAW + i}\t{name}\t{i}\n" for i, name in enumerate(NYU40_NAMES) if i)
     (root / "ScanNet" / LABEL_TABLE).write_text("id\tcategory\tnyu40id\n" + rows)
     for s in TRAIN_ROOMS:
         own_scan(s, root / "ScanNet" / "scans" / f"room{s}", root / "photos" / f"room{s}")
