@@ -7,14 +7,14 @@ thresholds) and producing some (the same weights with a spread decoder, saved in
 
 Shapes. The official ViT-B shapes took 87-104 s for one 640×480 frame through this daemon on
 the team's 2-core machine at load 8-10 (SAM's ViT-B encoder at 1024×1024, 1024 prompts through
-the decoder, DINOv2 ViT-B), far too slow for the suite. So the checkpoints keep the official key layout (every key is named as in
-sam_vit_b_01ec64.pth and dinov2_vitb14_pretrain.pth, written by segment-anything's and the
-DINOv2 layout's own code) with the smallest shapes: the image encoders are the tiny test
-architectures (width 32, depth 2: the official keys of blocks 2-11 are absent; the SAM decoder
-is the official one), and for the test the profile's architecture tables point at those
-shapes. The generator keeps the profile's thresholds but prompts with a 2×2 grid, box NMS off
-(support_masks.SAM_QUICK), and the search normaliser is fitted on 20 corpus images instead of
-400: neither changes a code path.
+the decoder, DINOv2 ViT-B): far too slow for the suite. So these checkpoints keep the official
+key layout (every key named as in sam_vit_b_01ec64.pth and dinov2_vitb14_pretrain.pth, saved by
+segment-anything's state dict and save_official_checkpoint) with the smallest shapes: the
+image encoders are the tiny test architectures (width 32, depth 2, so the official keys of
+blocks 2-11 are absent; the SAM decoder is the official one), and while this module runs the
+profile's architecture tables point at those shapes. The generator keeps the profile's
+thresholds but prompts with a 2×2 grid and box NMS off (support_masks.SAM_QUICK), and the search
+normaliser is fitted on 20 corpus images instead of 400: the code paths are the profile's own.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from support_masks import SAM_QUICK
 from support_service import png_bytes, running_server, stub_for
 
 from regiond.api.v1 import regions_pb2 as pb
-from regiond.client.common import scene_frame_pb, video_frame_pb
+from regiond.client.messages import scene_frame_pb, video_frame_pb
 from regiond.core.frames import Frame
 from regiond.extraction.profiles import CHECKPOINTS, PROFILES
 from regiond.features import BACKBONES

@@ -27,7 +27,7 @@ from regiond.extraction import Extractor, build_extractor
 from regiond.heads.interface import ServingHeads
 from regiond.heads.serving import load_serving_heads
 from regiond.service.calls import CallLog
-from regiond.service.config import ConfigError, ServeConfig
+from regiond.service.config import RESERVED_RPC_THREADS, ConfigError, ServeConfig
 from regiond.service.interceptors import ServiceInterceptor
 from regiond.service.prometheus import Metrics
 from regiond.service.scheduler import Scheduler
@@ -143,7 +143,7 @@ class RegionServer:
             self._handlers,
             interceptors=[ServiceInterceptor(config.token, self.metrics, self.calls, SERVICE_NAME)],
             options=opts,
-            maximum_concurrent_rpcs=config.rpc_threads - 4,
+            maximum_concurrent_rpcs=config.rpc_threads - RESERVED_RPC_THREADS,
         )
         pb_grpc.add_RegionServiceServicer_to_server(self.servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -187,14 +187,13 @@ class RegionServer:
         if self.config.metrics_port is not None:
             self.metrics_http = self.metrics.serve(self.config.metrics_port, self.host)
             self.metrics_port = self.metrics_http.server_address[1]
-        log.info(
-            "regiond serving on %s (profile %s, TLS %s, token %s)",
-            self.address,
-            getattr(self.extractor, "profile", "?"),
-            "on" if self.config.tls_cert else "off",
-            "required" if self.config.token else "off",
-        )
         return self
+
+    def describe(self) -> str:
+        """Where and how it serves, in a line: `regiond serve` announces it once started."""
+        tls, token = "on" if self.config.tls_cert else "off", "required" if self.config.token else "off"
+        metrics = f", metrics on :{self.metrics_port}/metrics" if self.metrics_port else ""
+        return f"{self.address} (profile {getattr(self.extractor, 'profile', '?')}, TLS {tls}, token {token}{metrics})"
 
     def _warm_up(self) -> None:
         t0 = time.perf_counter()
