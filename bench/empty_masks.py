@@ -13,7 +13,6 @@ keyframes come out as whole superpixels. bench/scan.py and bench/stream.py start
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import threading
 
@@ -59,7 +58,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bench/empty_masks.py")
     serve.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["serve", *argv[1:]])
-    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO), format="%(message)s")
+    serve.configure_logging(args.log_level)
     config = serve.config_from_args(args)
     ex = build_extractor(config.profile, config.weights, sam_generator=config.sam_generator)
     ex.masker = sometimes_empty(ex.masker, int(argv[0]))
