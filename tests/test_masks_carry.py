@@ -345,3 +345,19 @@ def test_a_fault_in_carrying_generates_the_frame_instead(room):
     assert info.keyframe and info.reason.startswith("carrying failed: ") and len(props) == 1
     _, again = tracker.propose(room[2], masker)  # and so on: every frame still gets its masks
     assert again.keyframe and again.keyframe_index == 2 and again.reason.startswith("carrying failed: ")
+
+
+def test_a_stream_ending_during_a_frame_keeps_nothing(room):
+    """close() while a keyframe's masks are being generated (the client cancelled): the frame
+    still gets its masks, the tracker keeps none of them, and later frames raise CarryClosed."""
+    tracker = MaskTracker(CarryConfig(every=3, min_coverage=0.0))
+
+    class ClosingMidway(Shapes):
+        def __call__(self, rgb):
+            tracker.close()
+            return super().__call__(rgb)
+
+    props, info = tracker.propose(room[0], ClosingMidway("closing", [(0.2, 0.8, 0.2, 0.8)]))
+    assert info.keyframe and len(props) == 1 and tracker._key is None
+    with pytest.raises(CarryClosed):
+        tracker.propose(room[1], SlicMasker())

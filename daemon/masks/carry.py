@@ -184,7 +184,10 @@ class MaskTracker:
     def propose(self, frame: Frame, masker: MaskGenerator) -> tuple[MaskProposals, CarryInfo]:
         """The masks of the stream's next frame (frames in order), with what was done.
         A generator error propagates and makes the next frame a keyframe; a fault in carrying
-        itself is logged (naming the frame) and the frame's masks are generated instead."""
+        itself is logged (naming the frame) and the frame's masks are generated instead.
+        CarryClosed once the stream has ended (close())."""
+        if self._closed:
+            raise CarryClosed("the stream ended")
         self.frames += 1
         key, fill, min_piece = split_masker(masker)
         why = self._must_key(frame)
@@ -192,6 +195,8 @@ class MaskTracker:
             try:
                 carried, why = self._carried(frame, fill, min_piece)
             except Exception as e:  # any fault here: the frame still gets masks
+                if self._closed:  # close() dropped the keyframe under it: not a fault
+                    raise CarryClosed("the stream ended") from e
                 log.exception("carrying masks to frame %s failed; generating them instead", frame.index)
                 carried, why = None, f"carrying failed: {type(e).__name__}"
             if carried is not None:
@@ -259,7 +264,9 @@ class MaskTracker:
             from regiond.masks.flow import gray
 
             k.prev_gray, k.prev_masks = gray(frame.rgb), masks
-        self._key, self._since, self._reason = k, 0, "first frame"
+        with self._cond:  # a stream that ended meanwhile keeps nothing (close() holds the same lock)
+            if not self._closed:
+                self._key, self._since, self._reason = k, 0, "first frame"
         self.keyframes += 1
         props = generated if fill is None or fill is key else cover(generated, fill.labels(frame.rgb), min_piece)
         return props, CarryInfo(True, frame.index, 1.0, why)
