@@ -625,7 +625,7 @@ class HeadInfo(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., class_ids: _Optional[_Iterable[int]] = ..., class_names: _Optional[_Iterable[str]] = ..., window: _Optional[int] = ...) -> None: ...
 
 class ServerInfo(_message.Message):
-    __slots__ = ("version", "profile", "profile_note", "models", "feature_dim", "heads", "max_message_bytes", "max_pixels", "queue_size", "index_images", "index_regions", "index_normaliser")
+    __slots__ = ("version", "profile", "profile_note", "models", "feature_dim", "heads", "max_message_bytes", "max_pixels", "queue_size", "index_images", "index_regions", "index_normaliser", "state", "state_detail")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PROFILE_FIELD_NUMBER: _ClassVar[int]
     PROFILE_NOTE_FIELD_NUMBER: _ClassVar[int]
@@ -638,6 +638,8 @@ class ServerInfo(_message.Message):
     INDEX_IMAGES_FIELD_NUMBER: _ClassVar[int]
     INDEX_REGIONS_FIELD_NUMBER: _ClassVar[int]
     INDEX_NORMALISER_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STATE_DETAIL_FIELD_NUMBER: _ClassVar[int]
     version: str
     profile: str
     profile_note: str
@@ -650,4 +652,6 @@ class ServerInfo(_message.Message):
     index_images: int
     index_regions: int
     index_normaliser: str
-    def __init__(self, version: _Optional[str] = ..., profile: _Optional[str] = ..., profile_note: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., feature_dim: _Optional[int] = ..., heads: _Optional[_Iterable[_Union[HeadInfo, _Mapping]]] = ..., max_message_bytes: _Optional[int] = ..., max_pixels: _Optional[int] = ..., queue_size: _Optional[int] = ..., index_images: _Optional[int] = ..., index_regions: _Optional[int] = ..., index_normaliser: _Optional[str] = ...) -> None: ...
+    state: str
+    state_detail: str
+    def __init__(self, version: _Optional[str] = ..., profile: _Optional[str] = ..., profile_note: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., feature_dim: _Optional[int] = ..., heads: _Optional[_Iterable[_Union[HeadInfo, _Mapping]]] = ..., max_message_bytes: _Optional[int] = ..., max_pixels: _Optional[int] = ..., queue_size: _Optional[int] = ..., index_images: _Optional[int] = ..., index_regions: _Optional[int] = ..., index_normaliser: _Optional[str] = ..., state: _Optional[str] = ..., state_detail: _Optional[str] = ...) -> None: ...
