@@ -185,9 +185,7 @@ def config_from_args(args):
 
 def run(args) -> int:
     started = time.monotonic()
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO), format="%(message)s", stream=sys.stderr
-    )
+    run_logging(args)
     config = config_from_args(args)
     signals = StopSignals(config.grace)
     from regiond.service.server import RegionServer  # torch: only when the command runs (--help stays light)
@@ -196,6 +194,13 @@ def run(args) -> int:
     config.check()  # refuse a bad configuration before loading models
     server = RegionServer(config, announce=lambda m: print(m, file=sys.stderr), startup=Startup(started))
     return serve_until_signalled(server, signals)
+
+
+def run_logging(args) -> None:
+    """The daemon's log: plain lines on stderr at --log-level."""
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO), format="%(message)s", stream=sys.stderr
+    )
 
 
 class StopSignals:

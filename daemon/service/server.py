@@ -289,12 +289,6 @@ class RegionServer:
         clean = self.server.stop(grace).wait(grace + DRAIN_SECONDS) and self._handlers.wait_idle(
             max(0.0, end - time.monotonic())
         )
-        if starting and self._startup_thread is not None:
-            # a normaliser fit stops at its next image; a model call (the warm-up) cannot be cut
-            self._startup_thread.join(DRAIN_SECONDS)
-            if self._startup_thread.is_alive():
-                log.warning("the start-up is still %s; stopping without it", self.startup.step)
-                clean = False
         if not clean:
             log.warning(
                 "%d call handler(s) still running %.0f s after the grace period; stopping without "
@@ -303,6 +297,12 @@ class RegionServer:
                 DRAIN_SECONDS,
                 [f"{s.kind}-{s.id}" for s in self.servicer.sessions.all()] or "none",
             )
+        if starting and self._startup_thread is not None:
+            # a normaliser fit stops at its next image; a model call (the warm-up) cannot be cut
+            self._startup_thread.join(DRAIN_SECONDS)
+            if self._startup_thread.is_alive():
+                log.warning("the start-up is still %s; stopping without it", self.startup.step)
+                clean = False
         # the calls have ended or been given up on: the workers get what is left of the drain
         # (a worker stuck in a model is a daemon thread, left behind)
         self.scheduler.close(timeout=max(0.0, end - time.monotonic()))

@@ -99,7 +99,7 @@ class Startup:
             return self.step
         pct = 100 * self._done // self._total
         left = self._seconds_left()
-        eta = f", about {left:.0f} s left" if left is not None else ""
+        eta = f", about {left:.0f} s left" if left is not None and self._done < self._total else ""
         return f"{self.step}: {self._done}/{self._total} ({pct} %){eta}"
 
     def _seconds_left(self) -> float | None:
