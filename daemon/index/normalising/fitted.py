@@ -59,8 +59,8 @@ class NormaliserCache:
             n = Normaliser.from_bytes(path.read_bytes(), where=str(path))
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as e:
-            log.warning("the cached normaliser is unusable, fitting it again: %s", e)
+        except Exception as e:  # whatever a damaged file raises: a cache is never worth a failed start
+            log.warning("the cached normaliser is unusable, fitting it again: %s: %s", path, e)
             return None
         if n.dim != recipe["dim"]:
             log.warning("the cached normaliser %s is %s-d, not %d-d; fitting it again", path, n.dim, recipe["dim"])
