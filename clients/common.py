@@ -24,6 +24,7 @@ from PIL import Image
 
 from regiond.api.v1 import regions_pb2 as pb
 from regiond.api.v1 import regions_pb2_grpc as pb_grpc
+from regiond.client.daemon_start import DaemonNotServing, wait_until_serving
 from regiond.core.rle import MaskPixels
 
 DEFAULT_SERVER = "127.0.0.1:50051"
@@ -159,7 +160,8 @@ class Connection:
 def connect(
     server: str, token: str | None = None, tls_ca: str | None = None, tls_name: str | None = None, timeout: float = 10.0
 ) -> Connection:
-    """Open a channel and wait until it is ready. Raises Unreachable with a clear message."""
+    """Open a channel and wait until it is ready and the daemon serves (daemon_start: one still
+    starting is waited for, its progress printed). Raises Unreachable with a clear message."""
     token = token if token is not None else (os.environ.get(TOKEN_ENV) or None)
     options = [("grpc.max_send_message_length", MAX_MESSAGE), ("grpc.max_receive_message_length", MAX_MESSAGE)]
     if tls_ca:
@@ -179,6 +181,11 @@ def connect(
             f"(is `regiond serve` running there{', with TLS' if tls_ca else ''}?)"
         ) from None
     metadata = (("authorization", f"Bearer {token}"),) if token else ()
+    try:
+        wait_until_serving(channel, server, metadata)  # a daemon still starting answers, but not yet for work
+    except DaemonNotServing as e:
+        channel.close()
+        raise Unreachable(str(e)) from None
     return Connection(server, channel, pb_grpc.RegionServiceStub(channel), metadata)
 
 

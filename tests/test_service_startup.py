@@ -19,7 +19,7 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from support_service import image_pb, sample_image, wait_serving
+from support_service import free_port, image_pb, sample_image, wait_serving, write_video
 
 from regiond.api.v1 import regions_pb2 as pb
 from regiond.api.v1 import regions_pb2_grpc as pb_grpc
@@ -33,14 +33,14 @@ FIT_STEP = "fitting the search normaliser"
 class Daemon:
     """tests/support_startup.py serving from data_dir with XDG_CACHE_HOME=cache_home, its output in log."""
 
-    def __init__(self, tmp: Path, cache_home: Path, name: str):
+    def __init__(self, tmp: Path, cache_home: Path, name: str, port: int = 0):
         self.log_path = tmp / f"{name}.log"
         self.cache_home = cache_home
         script = Path(__file__).with_name("support_startup.py")
         env = {**os.environ, "XDG_CACHE_HOME": str(cache_home)}
         with open(self.log_path, "w") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, str(script), "--listen", "127.0.0.1:0", "--data-dir", str(tmp / f"{name}-data")],
+                [sys.executable, str(script), "--listen", f"127.0.0.1:{port}", "--data-dir", str(tmp / f"{name}-data")],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -94,9 +94,26 @@ def serve_and_stop(d: Daemon) -> str:
 
 @pytest.fixture(scope="module")
 def first_start(tmp_path_factory):
-    """A first start with an empty cache, observed while it starts: health, an RPC, GetInfo."""
+    """A first start with an empty cache, observed while it starts: health, an RPC, GetInfo,
+    and a client launched before the daemon (it waits for the port, then for SERVING)."""
     tmp = tmp_path_factory.mktemp("first")
-    d = Daemon(tmp, tmp / "cache", "first")
+    port = free_port()
+    client = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).resolve().parents[1] / "clients" / "stream_video.py"),
+            str(write_video(tmp / "clip.avi", frames=4)),
+            "--server",
+            f"127.0.0.1:{port}",
+            "--connect-timeout",
+            "180",
+            "--fast",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    d = Daemon(tmp, tmp / "cache", "first", port)
     seen: dict = {}
     try:
         with grpc.insecure_channel(d.address) as ch:
@@ -121,9 +138,14 @@ def first_start(tmp_path_factory):
             ]
             seen["info_after"] = stub.GetInfo(pb.InfoRequest(), timeout=10)
             seen["regions"] = stub.ExtractRegions(request, timeout=60)
+        seen["client"] = client.communicate(timeout=180)
+        seen["client_exit"] = client.returncode
         seen["exit"] = d.stop()
     finally:
         d.kill()
+        if client.poll() is None:
+            client.kill()
+            client.wait()
     seen["log"], seen["cache_home"] = d.log, tmp / "cache"
     return seen
 
@@ -147,6 +169,13 @@ def test_not_serving_until_started_then_serving(first_start):
     log = first_start["log"]
     assert log.index(LISTENING_PREFIX) < log.index(f"{FIT_STEP}: 400/400 (100 %)") < log.index(READY_PREFIX)
     assert re.search(r"start-up \[ *[\d.]+ s\] warmed up in", log)
+
+
+def test_a_client_waits_for_a_starting_daemon(first_start):
+    out, err = first_start["client"]
+    assert first_start["client_exit"] == 0, err
+    assert re.search(r"regiond at 127\.0\.0\.1:\d+ is starting \(.+\); waiting until it serves", err), err
+    assert "4 frames (0 rejected)" in out and "UNAVAILABLE" not in err
 
 
 def test_second_start_reuses_the_cached_normaliser(first_start, tmp_path):
