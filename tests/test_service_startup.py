@@ -211,3 +211,20 @@ def test_sigterm_while_fitting_stops_promptly_and_cleanly(tmp_path):
     assert f"stopped while {FIT_STEP}" in log and "regiond stopped" in log, log[-2000:]
     assert READY_PREFIX not in log and "400/400" not in log
     assert cached_files(tmp_path / "cache") == []  # nothing half-fitted is kept
+
+
+def test_a_failed_start_up_exits_1_saying_why(tmp_path):
+    """The index is opened after the port: a damaged one ends the process with status 1 and the reason."""
+    index = tmp_path / "data" / "index"
+    index.mkdir(parents=True)
+    (index / "regions.sqlite").write_bytes(b"not a database, but not empty either" * 100)
+    p = subprocess.run(
+        [sys.executable, "-m", "regiond", "serve", "--profile", "lite", "--listen", "127.0.0.1:0"]
+        + ["--data-dir", str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 1, p.stderr
+    assert LISTENING_PREFIX in p.stderr and READY_PREFIX not in p.stderr
+    assert "regiond: error: the start-up failed: " in p.stderr and "regions.sqlite" in p.stderr

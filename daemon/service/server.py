@@ -282,7 +282,7 @@ class RegionServer:
         with self._state_lock:
             self._stopped.set()
             starting = not self.startup.finished.is_set()
-        self.startup.stop()
+            self.startup.stop()
         grace = self.config.grace if grace is None else grace
         self.health.enter_graceful_shutdown()
         end = time.monotonic() + grace + DRAIN_SECONDS

@@ -88,7 +88,8 @@ class Startup:
     def stop(self) -> None:
         """The daemon is stopping: the start-up ends at its next check."""
         with self._lock:
-            self.state = STOPPING
+            if self.state != FAILED:
+                self.state = STOPPING
         self.cancelled.set()
 
     # --- what clients are told -----------------------------------------------------------------
