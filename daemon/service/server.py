@@ -305,7 +305,13 @@ class RegionServer:
                 clean = False
         # the calls have ended or been given up on: the workers get what is left of the drain
         # (a worker stuck in a model is a daemon thread, left behind)
-        self.scheduler.close(timeout=max(0.0, end - time.monotonic()))
+        if not self.scheduler.close(timeout=max(0.0, end - time.monotonic())):
+            # a model call the stop cannot cut short: the process must not wait for it at exit
+            # (a thread inside torch when the interpreter finalises aborts the process)
+            log.warning(
+                "a model call is still running %.0f s after the grace period; stopping without it", DRAIN_SECONDS
+            )
+            clean = False
         with self._state_lock:
             search = self.search  # None when the start-up stopped before opening it
         if search is not None:
