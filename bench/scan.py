@@ -71,10 +71,10 @@ def scene_messages(folder: Path, address: str) -> list:
     """The scene's frames as scan_scene sends them to `address` (its options on the first)."""
     from regiond import scenes
     from regiond.api.v1 import regions_pb2 as pb
-    from regiond.client import common
+    from regiond.client.messages import frame_encoding, scene_frame_pb
 
-    encoding = common.frame_encoding("auto", address)
-    msgs = [common.scene_frame_pb(f, encoding) for f in scenes.open_source(str(folder))]
+    encoding = frame_encoding("auto", address)
+    msgs = [scene_frame_pb(f, encoding) for f in scenes.open_source(str(folder))]
     msgs[0].options.CopyFrom(
         pb.SceneOptions(scene_id="bench", voxel_size=0.02, return_ply=True, return_label_maps=True)
     )
@@ -156,8 +156,9 @@ def _peak_rss_mib(pid: int) -> float:
 def stage_costs(folder: Path, replies: list, frames: int) -> dict[str, float]:
     """CPU ms per frame of each client stage, on recorded replies, as scan_scene runs them."""
     from regiond import scenes
-    from regiond.client import common
+    from regiond.client.messages import region_set, scene_frame_pb
     from regiond.client.scan_outputs import PNG_LEVEL, LabelScores
+    from regiond.core.rle import MaskPixels
     from regiond.core.viz import colour_label_png, encode_png, overlay_regions
 
     source = list(scenes.open_source(str(folder), max_frames=frames))
@@ -178,13 +179,14 @@ def stage_costs(folder: Path, replies: list, frames: int) -> dict[str, float]:
         costs["read frame (scenes)"] = 1000 * (time.process_time() - t0) / frames
         timed(
             "encode message (raw colour, mm depth)",
-            lambda f: common.scene_frame_pb(f, "raw").SerializeToString(),
+            lambda f: scene_frame_pb(f, "raw").SerializeToString(),
             source,
         )
-        pixels = timed("RLE decode", lambda u: common.region_pixels(u.regions), updates)
+        regions = timed("reply to RegionSet", lambda u: region_set(u.regions), updates)
+        pixels = timed("RLE decode", lambda rs: MaskPixels.from_counts(rs.counts, rs.height, rs.width), regions)
         pictures = timed(
             "overlay draw",
-            lambda k: overlay_regions(source[k].rgb, pixels[k], common.region_sources(updates[k].regions)),
+            lambda k: overlay_regions(source[k].rgb, pixels[k], regions[k].source),
             range(len(updates)),
         )
         timed(
@@ -242,7 +244,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-scan-") as tmp:
         tmp = Path(tmp)
         folder = render_scene(args.scene or tmp / "scene", args.frames, distinct, args.seed)
-        from regiond.client import common
+        import grpc
+
+        from regiond.api.v1 import regions_pb2_grpc as pb_grpc
+        from regiond.client.connection import MAX_MESSAGE
         from regiond.commands.serve import spawn_daemon
 
         proc, address = spawn_daemon(
@@ -264,15 +269,18 @@ def main() -> int:
         )
         try:
             msgs = scene_messages(folder, address)
-            conn = common.connect(address, timeout=60)
-            daemon_alone(conn.stub, msgs[:5], proc.pid)  # warm-up
+            size = [("grpc.max_send_message_length", MAX_MESSAGE), ("grpc.max_receive_message_length", MAX_MESSAGE)]
+            channel = grpc.insecure_channel(address, options=size)  # the daemon alone: no client in between
+            grpc.channel_ready_future(channel).result(timeout=60)
+            stub = pb_grpc.RegionServiceStub(channel)
+            daemon_alone(stub, msgs[:5], proc.pid)  # warm-up
             alone, scans, replies = [], [], None
             options = ["--overlays", args.overlays] if args.overlays else []
             for _ in range(args.rounds):
-                run, replies = daemon_alone(conn.stub, msgs, proc.pid)
+                run, replies = daemon_alone(stub, msgs, proc.pid)
                 alone.append(run)
                 scans.append(scan_scene(address, folder, tmp / "scan", args.frames, options, proc.pid))
-            conn.close()
+            channel.close()
         finally:
             proc.terminate()
             proc.wait(30)

@@ -62,7 +62,7 @@ def path_costs(ex, frames, encoding: str) -> tuple[float, float]:
     this process: client encoding, daemon decoding, RegionSet → message, serialising, client
     parsing. Independent of how busy the machine is, unlike the wall-clock rates."""
     from regiond.api.v1 import regions_pb2 as pb
-    from regiond.client.common import image_pb
+    from regiond.client.messages import image_pb
     from regiond.service.convert import Limits, image_frame, region_set_pb
 
     t_ex = t_path = 0.0
@@ -116,7 +116,7 @@ class DaemonClient:
 
         from regiond.api.v1 import regions_pb2 as pb
         from regiond.api.v1 import regions_pb2_grpc as pb_grpc
-        from regiond.client.common import image_pb
+        from regiond.client.messages import image_pb
 
         self.ch = grpc.insecure_channel(
             address, options=[("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from regiond.core.confusion import Confusion
 from regiond.core.label_spaces import BENCHMARK_NAMES, BENCHMARK_NYU40
-from regiond.core.legend import confusion_png
 from regiond.core.viz import label_colours
 
 STRIP_FRAMES = 12  # frames shown in the strip (evenly spread over the pictured ones)
@@ -28,17 +28,10 @@ padding-bottom:8px}figure{margin:0;flex:none}figure img{display:block;width:320p
 figcaption{font-size:12px;color:#555}code{background:#f3f3f3;padding:1px 4px}"""
 
 
-def confusion_picture(out: Path, counts: np.ndarray) -> Path:
-    """confusion.png of ScanNet-20 counts (20 × 21: truth × prediction, last column "not a class")."""
-    names = list(BENCHMARK_NAMES)
-    return confusion_png(
-        counts,
-        names + ["other"],
-        out / "confusion.png",
-        "ScanNet 20-class confusion (row-normalised)",
-        rows=names,
-        colours=label_colours()[list(BENCHMARK_NYU40)],
-    )
+def confusion_picture(out: Path, conf: Confusion) -> Path:
+    """confusion.png of ScanNet-20 counts (truth × prediction, last column "not a class")."""
+    title = "ScanNet 20-class confusion (row-normalised)"
+    return conf.save_png(out / "confusion.png", title, colours=label_colours()[list(conf.class_ids)])
 
 
 def strip_frames(out: Path, count: int = STRIP_FRAMES) -> list[str]:
@@ -75,7 +68,7 @@ def _iou_table(scores: dict) -> str:
     return f"<table><tr><th>class</th><th>IoU (%)</th></tr>{''.join(rows)}</table>"
 
 
-def write_report(out: Path, summary: dict, confusion: np.ndarray | None = None, recording: Path | None = None) -> Path:
+def write_report(out: Path, summary: dict, confusion: Confusion | None = None, recording: Path | None = None) -> Path:
     """Write out/index.html (and out/confusion.png when there are confusion counts)."""
     scene = summary.get("scene_id", "")
     facts = [
@@ -112,7 +105,7 @@ def write_report(out: Path, summary: dict, confusion: np.ndarray | None = None, 
             f"<h2>Frames</h2><p>Regions over each frame (above; SAM masks filled, SLIC pieces hatched) "
             f"and the predicted labels (below).</p><div class=strip>{''.join(figs)}</div>"
         )
-    if confusion is not None and confusion.sum() > 0:
+    if confusion is not None and confusion.counts.sum() > 0:
         confusion_picture(out, confusion)
         parts.append('<h2>Confusion matrix</h2><img src="confusion.png" alt="confusion matrix">')
     if recording is not None:

@@ -134,6 +134,20 @@ def nyu40_to_benchmark(nyu40, ignore: int = IGNORE) -> np.ndarray:
     return out
 
 
+def resize_nearest(label_map: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Nearest-neighbour resampling of a label map (H×W, or H×W×C; any dtype, where cv2 lacks
+    int64) at pixel centres: output column x takes input column floor((x + 0.5) · w / width), as
+    PIL's NEAREST does (OpenCV's INTER_NEAREST takes floor(x · w / width): other pixels at
+    non-integer scales)."""
+    label_map = np.asarray(label_map)
+    h, w = label_map.shape[:2]
+    if (w, h) == (width, height):
+        return label_map
+    rows = np.minimum(((np.arange(height) + 0.5) * h / height).astype(np.int64), h - 1)
+    cols = np.minimum(((np.arange(width) + 0.5) * w / width).astype(np.int64), w - 1)
+    return label_map[rows[:, None], cols[None, :]]
+
+
 def label_name(label: int, names=NYU40_NAMES) -> str:
     """The name of a label id (NYU40 by default), "id N" for ids without one."""
     return names[label] if 0 <= label < len(names) and names[label] else f"id {label}"

@@ -29,9 +29,10 @@ def main(argv: list[str]) -> int:
     started = time.monotonic()
     parser = argparse.ArgumentParser(prog="support_startup")
     serve.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["serve", "--profile", "tiny", *argv])
-    serve.run_logging(args)
+    args = parser.parse_args(["serve", *argv])
+    serve.configure_logging(args.log_level)
     config = serve.config_from_args(args)
+    config.profile = "tiny"  # a test profile: --profile does not offer it
     signals = serve.StopSignals(config.grace)
     extractor = build_extractor("tiny", sam_overrides=TINY_SAM)
     return serve.serve_until_signalled(RegionServer(config, extractor=extractor, startup=Startup(started)), signals)

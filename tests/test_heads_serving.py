@@ -28,7 +28,7 @@ def heads_dir(tmp_path_factory, lite):
     from regiond.extraction.cache import extractor_versions
     from regiond.extraction.extract_job import extract_to_cache
     from regiond.heads.cache_jobs import train_on_cache
-    from regiond.heads.training import TrainConfig
+    from regiond.heads.config import TrainConfig
 
     root = tmp_path_factory.mktemp("serving")
     src = image_folder(root / "imgs", n=3)

@@ -13,7 +13,7 @@ import pytest
 from support_service import lite_extractor, run_client, running_server, stub_for, write_video
 
 from regiond.api.v1 import regions_pb2 as pb
-from regiond.client.common import scene_frame_pb, video_frame_pb
+from regiond.client.messages import scene_frame_pb, video_frame_pb
 from regiond.extraction.extractor import Extractor
 from regiond.masks.slic import SlicMasker
 from regiond.scenes.synthetic.rgbd import SyntheticScene

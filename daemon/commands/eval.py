@@ -48,7 +48,7 @@ def register(sub) -> None:
         "labels",
         help="score label PNGs in ScanNet's benchmark layout against a scene's ground truth",
         description="Label maps named <scene>_<frame:06d>.png (as clients/scan_scene.py writes "
-        "them) against the ground truth of SCENE (any scenes.open_source spec with "
+        "them) against the ground truth of SCENE (any regiond.scenes.open_source spec with "
         "labels), under ScanNet's 20-class protocol.",
     )
     t.add_argument("pred", metavar="DIR", help="folder of predicted label PNGs (8-bit NYU40 ids)")

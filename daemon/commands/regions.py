@@ -16,44 +16,18 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 from regiond.core.errors import InputError
+from regiond.core.flags import add_flags
 from regiond.core.frames import as_rgb8
 from regiond.core.regionset import SOURCE_SAM, SOURCE_SLIC
 from regiond.core.viz import overlay_regions, save_png
-
-PROFILE_CHOICES = ["auto", "paper", "balanced", "lite"]
+from regiond.service.config import ServeConfig
 
 
 def add_model_options(p) -> None:
-    """--profile / --weights / --device, shared by the commands that build an Extractor."""
-    p.add_argument(
-        "--profile",
-        default="auto",
-        choices=PROFILE_CHOICES,
-        help="paper: SAM ViT-H + SLIC, DINOv2 ViT-L/14; balanced: SAM ViT-B + SLIC, "
-        "DINOv2 ViT-B/14; lite: SLIC + classic features, no weights; auto (default): "
-        "the best profile whose weights are present, else lite (and it says so)",
-    )
-    p.add_argument(
-        "--weights",
-        metavar="DIR",
-        default=None,
-        help="directory of model checkpoints under their official names "
-        "(default: $REGIOND_WEIGHTS, else ~/.cache/regiond/weights); see `regiond models`",
-    )
+    """--profile / --weights / --sam-generator (the daemon's own: ServeConfig's fields) and
+    --device, shared by the commands that build an Extractor."""
+    add_flags(p, ServeConfig, only=("profile", "weights", "sam_generator"))
     p.add_argument("--device", default="cpu", help="torch device for SAM and the backbone (cpu, cuda, cuda:1)")
-    add_sam_generator_option(p)
-
-
-def add_sam_generator_option(p) -> None:
-    """--sam-generator, shared with `regiond serve`."""
-    p.add_argument(
-        "--sam-generator",
-        default="fast",
-        choices=["fast", "reference"],
-        help="SAM profiles' mask generator: fast (default; segment-anything's masks several "
-        "times faster, bench/amg.py) or reference (segment-anything's own "
-        "SamAutomaticMaskGenerator)",
-    )
 
 
 def register(sub) -> None:

@@ -162,7 +162,7 @@ class TrainedActivityScorer:
 
 
 #: Heads shipped with the package, per extractor: pretrained/<backbone>-<dim>/{segment,scene,activity},
-#: written by bench/heads_experiments.py on synthetic rooms and clips (see README).
+#: written by bench/heads_experiments.py on synthetic rooms and clips (docs/heads.md; figures in docs/benchmarks.md).
 BUNDLED_DIR = Path(__file__).with_name("pretrained")
 BUNDLED = "bundled"  # `--heads bundled`: the shipped heads for the daemon's extractor
 

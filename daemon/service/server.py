@@ -32,7 +32,7 @@ from regiond.extraction import Extractor, build_extractor
 from regiond.heads.interface import ServingHeads
 from regiond.heads.serving import load_serving_heads
 from regiond.service.calls import CallLog
-from regiond.service.config import ConfigError, ServeConfig
+from regiond.service.config import RESERVED_RPC_THREADS, ConfigError, ServeConfig
 from regiond.service.interceptors import ServiceInterceptor
 from regiond.service.prometheus import Metrics
 from regiond.service.scheduler import Scheduler
@@ -151,7 +151,7 @@ class RegionServer:
             self._handlers,
             interceptors=[ServiceInterceptor(config.token, self.metrics, self.calls, SERVICE_NAME)],
             options=opts,
-            maximum_concurrent_rpcs=config.rpc_threads - 4,
+            maximum_concurrent_rpcs=config.rpc_threads - RESERVED_RPC_THREADS,
         )
         pb_grpc.add_RegionServiceServicer_to_server(self.servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -182,9 +182,6 @@ class RegionServer:
         self._startup_thread: threading.Thread | None = None
         self.listening = False  # start() opened the port
         self.startup.note("models loaded (profile %s)", extractor.profile)
-
-    def describe_security(self) -> str:
-        return f"TLS {'on' if self.config.tls_cert else 'off'}, token {'required' if self.config.token else 'off'}"
 
     @property
     def address(self) -> str:
@@ -235,7 +232,6 @@ class RegionServer:
                 st.serving()
                 for name in ("", SERVICE_NAME):
                     self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-            st.note("serving (profile %s)", getattr(self.extractor, "profile", "?"))
         except StartupCancelled as e:
             st.note("stopped while %s", e)
             st.finished.set()
@@ -259,6 +255,13 @@ class RegionServer:
             st.progress(done, total)
 
         return SearchRPC(queued, self.config.index_at, on_fit_image=fitting)
+
+    def describe(self) -> str:
+        """Where and how it serves, in a line: `regiond serve` announces it once listening and
+        once serving."""
+        tls, token = "on" if self.config.tls_cert else "off", "required" if self.config.token else "off"
+        metrics = f", metrics on :{self.metrics_port}/metrics" if self.metrics_port else ""
+        return f"{self.address} (profile {getattr(self.extractor, 'profile', '?')}, TLS {tls}, token {token}{metrics})"
 
     def _warm_up(self) -> None:
         t0 = time.perf_counter()
