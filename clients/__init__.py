@@ -18,6 +18,7 @@ from regiond.client.replies import (
     SearchHit,
     SearchHits,
     ServerInfo,
+    TrainedOn,
     VideoUpdate,
 )
 
@@ -40,5 +41,6 @@ __all__ = [
     "SearchHit",
     "SearchHits",
     "ServerInfo",
+    "TrainedOn",
     "VideoUpdate",
 ]

@@ -93,6 +93,7 @@ class RegionClient(Connection):
         pose: np.ndarray | None = None,
         features: str | None = "float32",
         masks: bool = True,
+        labels: bool = True,
         timeout: float | None = None,
     ) -> RegionSet:
         """The region tokens of one image.
@@ -106,13 +107,17 @@ class RegionClient(Connection):
           pose: 4×4 camera-to-world, metres.
           features: "float32", "float16" (half the bytes) or None (no features).
           masks: False leaves the masks out (boxes and areas remain; see messages.region_set).
+          labels: False: no labels even when the daemon serves a scene labeller (else the
+            RegionSet's `labels` hold NYU40 ids, meta["label_names"] their names; docs/heads.md).
 
         Returns a RegionSet (masks as RLE counts: `.mask(i)`, `.masks()`); its meta holds the
         profile, masker, backbone and seconds per stage. Bad input raises RegionError
         INVALID_ARGUMENT naming the field.
         """
         req = pb.ExtractRequest(
-            image=messages.any_image_pb(image, self.encoding), output=messages.output_pb(features, masks)
+            image=messages.any_image_pb(image, self.encoding),
+            output=messages.output_pb(features, masks),
+            skip_labels=not labels,
         )
         if depth is not None:
             req.depth.CopyFrom(messages.depth_pb(depth))

@@ -71,12 +71,30 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
+class TrainedOn:
+    """What one trained head learnt from (a head directory's config.json, meta.trained_on)."""
+
+    head: str  # its directory: "segment", "scene" or "activity"
+    dataset: str
+    origin: int  # regions.v1.DataOrigin: 1 generated (a demonstration), 2 own data, 3 mixed, 0 unknown
+    items: int
+    frames: int
+    clips: int
+    profile: str
+    held_out_metric: str
+    held_out_score: float
+    held_out_on: str
+    summary: str  # all of it in one line
+
+
+@dataclass(frozen=True)
 class HeadInfo:
     kind: str  # "scene", "activity", "segment"
     name: str
     class_ids: list[int]
     class_names: list[str]
     window: int  # activity: frames per window
+    trained_on: list[TrainedOn]  # one per head directory behind it; empty when not recorded
 
 
 @dataclass(frozen=True)

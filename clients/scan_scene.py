@@ -57,7 +57,7 @@ from regiond.client.region_client import RegionClient
 from regiond.client.replies import SceneUpdate
 from regiond.client.scan_outputs import AUTO_OVERLAYS, UNKNOWN_LENGTH_STEP, ScanOutputs, overlay_step, parse_overlays
 from regiond.client.scan_progress import Progress, ProgressError
-from regiond.client.scan_report import write_report
+from regiond.client.scan_report import DEMO_LABELS, labeller_heads, write_report
 from regiond.client.writer import BackgroundWriter, WriterError
 from regiond.core.label_spaces import benchmark_scene_id
 
@@ -253,6 +253,11 @@ def run(args) -> int:
         client = common.client_from_args(args, args.encoding)
     except Unreachable as e:
         return common.fail(PROG, str(e))
+    try:  # what the labeller was trained on, for the summary and the report page
+        heads = labeller_heads(client.info(timeout=args.connect_timeout))
+    except RegionError as e:
+        client.close()
+        return common.fail(PROG, common.describe(e))
     progress.start()
     try:
         total = len(source)
@@ -273,7 +278,7 @@ def run(args) -> int:
             attempts = stream(scan, client, args, total)
             outputs.finish()
         seconds = time.perf_counter() - t0
-        rc = write_outputs(scan, source, seconds, attempts)
+        rc = write_outputs(scan, source, seconds, attempts, heads)
         if rc == 0:
             progress.finish()
         if recording:
@@ -321,7 +326,7 @@ def finish_recording(scan: Scan, recording: ScanRecording) -> None:
     )
 
 
-def write_outputs(scan: Scan, source, seconds: float, attempts: int) -> int:
+def write_outputs(scan: Scan, source, seconds: float, attempts: int, heads: list[dict]) -> int:
     s = scan.summary
     out = scan.outputs.out
     if s is None:
@@ -341,6 +346,7 @@ def write_outputs(scan: Scan, source, seconds: float, attempts: int) -> int:
             "client_seconds": round(seconds, 3),
             "frames_per_second": round(scan.frames_answered / seconds, 2) if seconds > 0 else None,
             "attempts": attempts,
+            "heads": heads,
             "frame_errors": scan.errors,
             "skipped_frames": source.skipped,
             "resumed_frames": len(scan.outputs.resumed),
@@ -368,6 +374,8 @@ def write_outputs(scan: Scan, source, seconds: float, attempts: int) -> int:
             f"{PROG}: mIoU {100 * scores['miou']:.1f} over {scores['classes_present']} classes present "
             f"in {scores['frames']} frames (ScanNet 20-class protocol, 640×480)"
         )
+    if heads and all(h["origin"] == "generated" for h in heads):
+        print(f"{PROG}: note: {DEMO_LABELS}")
     return 0
 
 

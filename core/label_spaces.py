@@ -186,3 +186,30 @@ def write_label_png(path, labels: np.ndarray) -> Path:
 def read_label_png(path) -> np.ndarray:
     with Image.open(path) as img:
         return np.asarray(img).astype(np.int32)
+
+
+def check_nyu40(labels: np.ndarray, path) -> np.ndarray:
+    """A training or ground-truth label map as NYU40 ids (uint8), or InputError("labels", ...)
+    naming the file: a map of several channels (a colour picture of labels), or ids outside
+    0..40. Such ids are refused, not counted as unlabelled: a map in another label space
+    (raw ScanNet ids, ADE20K, 255 for "void") would otherwise train on what it does not mean."""
+    a = np.asarray(labels)
+    if a.ndim != 2:
+        raise InputError(
+            "labels", f"{path}: a label map has one id per pixel, this one is {a.shape} (a colour picture?)"
+        )
+    bad = (a < 0) | (a > NUM_NYU40)
+    if bad.any():
+        ids = np.unique(a[bad])
+        shown = ", ".join(str(int(i)) for i in ids[:6]) + (", ..." if len(ids) > 6 else "")
+        raise InputError(
+            "labels",
+            f"{path}: ids {shown} ({int(bad.sum())} pixels) are not NYU40 ids (0 = unlabelled, 1..40); "
+            f"map them to 0 or to NYU40 ids first (raw ScanNet ids: a ScanNet export, with its label table)",
+        )
+    return a.astype(np.uint8)
+
+
+def read_nyu40_png(path) -> np.ndarray:
+    """A label PNG of NYU40 ids (check_nyu40), as uint8."""
+    return check_nyu40(read_label_png(path), path)

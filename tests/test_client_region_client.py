@@ -71,7 +71,11 @@ def test_extract_takes_a_path_bytes_or_pixels_and_gives_a_region_set(client, tmp
         assert rs.features.shape == (len(rs), client.info().feature_dim) and rs.features.dtype == np.float32
         assert rs.masks().any(axis=0).all()  # lite: SLIC covers every pixel
         assert (rs.areas == rs.masks().sum(axis=(1, 2))).all() and rs.meta["profile"] == "lite"
-        assert rs.centroids is None and rs.labels is None
+        assert rs.centroids is None  # no depth
+        # the daemon serves a scene labeller: every region has a class of its scene head
+        scene = next(h for h in client.info().heads if h.kind == "scene")
+        assert rs.labels is not None and set(rs.labels.tolist()) <= set(scene.class_ids)
+    assert client.extract(rgb, labels=False).labels is None
     # the same pixels whichever way they came (PNG is lossless, raw RGB travels as is)
     assert all(np.array_equal(a.features, got[0].features) for a in got[1:])
     light = client.extract(rgb, features=None, masks=False)

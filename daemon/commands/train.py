@@ -77,6 +77,13 @@ def register(sub) -> None:
         help="scene: frames per training view (default 8; inference sees all frames)",
     )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument(
+        "--dataset",
+        default=None,
+        metavar="TEXT",
+        help="what the training data is, in words, for the head's config.json (meta.trained_on; "
+        "default: the cache and its sources); `regiond serve` logs it and GetInfo reports it",
+    )
     p.set_defaults(func=run)
 
 
@@ -84,6 +91,7 @@ def run(args) -> int:
     import torch  # heavy: only when the command runs (--help stays light)
 
     from regiond.heads.cache_jobs import train_on_cache  # torch: only when the command runs (--help stays light)
+    from regiond.heads.trained_on import summary
 
     torch.set_num_threads(args.threads)
     over = {
@@ -114,9 +122,11 @@ def run(args) -> int:
         cfg=cfg,
         head_overrides=over,
         task_overrides=task_over,
+        dataset=args.dataset,
     )
     r = job.result
-    print(
+    print(f"{job.head_dir}: {summary(job.trained_on)}")
+    print(  # the last line: JSON for scripts
         json.dumps(
             {
                 "head": job.head,

@@ -25,6 +25,7 @@ from regiond.heads.label_maps import pixel_labels
 from regiond.heads.predict import clip_scores, frame_probs
 from regiond.heads.registry import LoadedHead, create_head, load_head, save_head
 from regiond.heads.scores import topk_accuracy
+from regiond.heads.trained_on import training_record
 from regiond.heads.training import ActivityTask, SceneTask, SegmentTask, TrainResult, clip_length, fit
 from regiond.scenes import open_source
 
@@ -90,6 +91,7 @@ class TrainJob:
     result: TrainResult
     train_items: int
     val_items: int
+    trained_on: dict = field(default_factory=dict)  # the head's meta.trained_on record
 
 
 def train_on_cache(
@@ -104,6 +106,7 @@ def train_on_cache(
     head_overrides: dict | None = None,
     task_overrides: dict | None = None,
     progress: bool = True,
+    dataset: str | None = None,
 ) -> TrainJob:
     """Train a head for `task` on a cache and save it to out_dir (safetensors + JSON).
 
@@ -112,6 +115,8 @@ def train_on_cache(
     tokens          "regions" or "patches" (the baseline; needs a cache extracted with --patches)
     head_overrides  config fields of the head (dim, layers, pos3d, ...)
     task_overrides  task fields (max_tokens, frames_per_view, views)
+    dataset         the training data in words, for the head's trained_on record (default: the
+                    cache and its sources)
     """
     if task not in TASKS:
         raise InputError("task", f"unknown task {task!r}; one of {', '.join(TASKS)}")
@@ -161,9 +166,12 @@ def train_on_cache(
         "best_val_loss": result.best_val_loss,
         "val_metric": result.val_metric,
         "train_seconds": result.seconds,
+        "trained_on": training_record(task, cache, train_items, val_items, result.val_metric),
     }
+    if dataset:
+        meta["trained_on"]["dataset"] = dataset
     out = save_head(model, out_dir, classes, meta)
-    return TrainJob(out, name, classes, result, len(train_items), len(val_items))
+    return TrainJob(out, name, classes, result, len(train_items), len(val_items), meta["trained_on"])
 
 
 # --- evaluation ------------------------------------------------------------------------------

@@ -143,8 +143,10 @@ class ServeConfig:
         default=None,
         metadata=flag(
             "directory of trained heads (scene labeler, activity scorer) to serve: segment/, scene/, activity/ as "
-            "`regiond train` writes them; 'bundled': the heads that ship with the package for the profile (lite: "
-            "classic-32, trained on synthetic rooms and clips); default: none, regions only",
+            "`regiond train` writes them (a head trained on another profile's features is refused); 'bundled': the "
+            "demonstration heads that ship for the lite profile (classic-32), trained on generated rooms and clips "
+            "only, not a model of real rooms (docs/heads.md; your own: docs/own-labels.md); the start-up log says "
+            "what each head was trained on; default: none, regions only",
             metavar="DIR|bundled",
         ),
     )

@@ -4,6 +4,7 @@ optional heads and region index."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,9 +18,9 @@ from regiond.core.errors import InputError
 from regiond.core.frames import Frame
 from regiond.core.regionset import RegionSet
 from regiond.extraction import Extractor
-from regiond.heads.interface import ServingHeads
+from regiond.heads.interface import SceneLabeler, ServingHeads
 from regiond.service.calls import CallLog
-from regiond.service.convert import Limits, extract_request_frame, region_set_pb
+from regiond.service.convert import Limits, RegionLabels, extract_request_frame, region_set_pb, trained_on_pb
 from regiond.service.idle import IdleWatch, prefetched
 from regiond.service.prometheus import Metrics
 from regiond.service.scene_stream import SceneSession
@@ -64,6 +65,20 @@ class QueuedExtractor:
             return self._extractor.pool(frame, masks)
         fut = self._scheduler.submit_call(lambda: self._extractor.pool(frame, masks), self._alive)
         return wait_result(fut, self._alive).value
+
+
+def labelled_extract(
+    extractor: Extractor, labeler: SceneLabeler | None, frame: Frame
+) -> tuple[RegionSet, RegionLabels | None]:
+    """One image's regions and, with a scene labeller, their labels: the labeller's per-frame
+    labels of a scene holding this frame alone (its "heads" time in the stage seconds)."""
+    regions = extractor.extract(frame)
+    if labeler is None:
+        return regions, None
+    t0 = time.perf_counter()
+    fl = labeler.label_frame(labeler.new_scene(), frame, regions)
+    regions.meta.setdefault("seconds", {})["heads"] = time.perf_counter() - t0
+    return regions, RegionLabels(fl.region_labels, fl.region_scores, labeler.meta.names())
 
 
 class RegionServicer(pb_grpc.RegionServiceServicer):
@@ -143,14 +158,15 @@ class RegionServicer(pb_grpc.RegionServiceServicer):
             frame = extract_request_frame(request, self.limits)
         except InputError as e:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-        done = self._run_unary(lambda: self.extractor.extract(frame), context, "ExtractRegions")
-        regions = done.value
+        labeler = None if request.skip_labels else self.heads.scene
+        done = self._run_unary(lambda: labelled_extract(self.extractor, labeler, frame), context, "ExtractRegions")
+        regions, labels = done.value
         regions.meta.setdefault("seconds", {})["queue"] = done.queue_seconds
         self.metrics.observe_stages(regions.meta["seconds"])
         self.metrics.frames.labels("ExtractRegions").inc()
         self.calls.stats(context).update(frame_size=f"{frame.width}x{frame.height}", regions=len(regions))
         try:
-            return region_set_pb(regions, request.output, world=frame.pose is not None)
+            return region_set_pb(regions, request.output, world=frame.pose is not None, labels=labels)
         except InputError as e:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
 
@@ -211,6 +227,7 @@ class RegionServicer(pb_grpc.RegionServiceServicer):
                 class_ids=list(m.class_ids),
                 class_names=list(m.class_names),
                 window=int(m.window),
+                trained_on=[trained_on_pb(r) for r in m.trained_on],
             )
         if self.search is not None:
             idx = self.search.index
