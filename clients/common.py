@@ -85,6 +85,7 @@ def client_from_args(args, encoding: str = "auto") -> RegionClient:
         connect_timeout=args.connect_timeout,
         retry_for=args.retry_for,
         encoding=encoding,
+        on_starting=lambda line: print(line, file=sys.stderr, flush=True),
     )
 
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import grpc
 
 from regiond.api.v1 import regions_pb2_grpc as pb_grpc
+from regiond.client.daemon_start import DaemonNotServing, starting, wait_until_serving
 from regiond.client.messages import frame_encoding
 
 DEFAULT_SERVER = "127.0.0.1:50051"
@@ -116,8 +117,10 @@ class Connection:
         connect_timeout: float = 10.0,
         retry_for: float = 60.0,
         encoding: str = "auto",
+        on_starting: Callable[[str], None] | None = None,
     ):
         self.address = address or os.environ.get(SERVER_ENV) or DEFAULT_SERVER
+        self._on_starting = on_starting
         self.timeout = timeout
         self.retry_for = retry_for
         self.encoding = frame_encoding(encoding, self.address)  # how pixels travel to this daemon
@@ -156,6 +159,8 @@ class Connection:
         self.close()
 
     def wait_ready(self, timeout: float) -> None:
+        """Until the daemon answers (at most `timeout` s) and serves (as long as it says it is
+        starting: its models warming up, its search normaliser being fitted)."""
         try:
             grpc.channel_ready_future(self._channel).result(timeout=timeout)
         except grpc.FutureTimeoutError:
@@ -163,6 +168,13 @@ class Connection:
                 f"cannot reach regiond at {self.address} within {timeout:g} s "
                 f"(is `regiond serve` running there{', with TLS' if self._tls else ''}?)"
             ) from None
+        self._wait_serving()
+
+    def _wait_serving(self) -> None:
+        try:
+            wait_until_serving(self._channel, self.address, self._metadata, self._on_starting)
+        except DaemonNotServing as e:
+            raise Unreachable(str(e)) from None
 
     def reconnect(self, retry_for: float | None = None) -> None:
         """After a stream lost the daemon (RegionError UNAVAILABLE): wait until it is back, for
@@ -195,6 +207,10 @@ class Connection:
                     raise Unreachable(
                         f"regiond at {self.address} did not come back within {self.retry_for:g} s"
                     ) from None
+                if starting(e):  # a restarted daemon, still starting: wait for it, then try afresh
+                    self._wait_serving()
+                    retry_until = time.monotonic() + self.retry_for
+                    continue
                 if code != grpc.StatusCode.UNAVAILABLE or now >= retry_until:
                     raise RegionError.from_rpc(e) from None
             # a daemon that answers UNAVAILABLE itself (shutting down) must not be asked in a busy loop

@@ -70,6 +70,10 @@ class RegionClient(Connection):
       encoding (str): how pixels travel: "raw" (no coding cost), "jpeg", "png", or "auto":
         raw to a daemon on this machine (a loopback address), else jpeg. Files and encoded
         bytes always travel as they are.
+      on_starting (callable): a daemon still starting (its port open, its models warming up or
+        its search normaliser being fitted) is waited for, when the client is made and when a
+        call meets one that restarted; this gets a line saying what it is doing, every 10 s
+        (None: it waits quietly).
 
     Use it as a context manager, or call `close()`. One client may serve several threads.
     """

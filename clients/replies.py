@@ -113,6 +113,8 @@ class ServerInfo:
     index_images: int
     index_regions: int
     index_normaliser: str
+    state: str  # "starting" (every call but GetInfo answers UNAVAILABLE), "serving", "stopping", "failed"
+    state_detail: str  # while starting: the step and its progress
 
 
 # --- indexing ---------------------------------------------------------------------------------

@@ -59,6 +59,20 @@ def _rerun_analytics_off(tmp_path_factory):
         os.environ["XDG_CONFIG_HOME"] = before
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _user_cache_of_the_session(tmp_path_factory):
+    """What regiond caches for the user (fitted normalisers, checkpoint digests) goes to a
+    folder of the session's own (XDG_CACHE_HOME, inherited by every process started), never
+    to the home directory of whoever runs the tests."""
+    before = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
+    if before is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = before
+
+
 @pytest.fixture(scope="module")
 def labelling_daemon(tmp_path_factory):
     """A lite daemon serving small untrained scene and activity heads (label maps, refined

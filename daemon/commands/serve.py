@@ -15,7 +15,10 @@ from pathlib import Path
 from regiond.core.flags import add_flags, flag_values
 from regiond.service.config import TOKEN_ENV, ServeConfig
 
-# The line `regiond serve` prints once it accepts calls; spawn_daemon waits for it.
+# The line `regiond serve` prints once its port is open: health answers NOT_SERVING, GetInfo
+# answers, every other call UNAVAILABLE while the models warm up and the index opens.
+LISTENING_PREFIX = "regiond: listening on "
+# The line it prints once it serves, ready for work (health SERVING); spawn_daemon waits for it.
 READY_PREFIX = "regiond: serving regions.v1.RegionService on "
 
 
@@ -56,42 +59,91 @@ def configure_logging(level: str) -> None:
 
 
 def run(args) -> int:
+    started = time.monotonic()
     configure_logging(args.log_level)
-    from regiond.service.server import RegionServer  # torch: only when the command runs (--help stays light)
-
     config = config_from_args(args)
+    signals = StopSignals(config.grace)
+    from regiond.service.server import RegionServer  # torch: only when the command runs (--help stays light)
+    from regiond.service.startup import Startup
+
     config.check()  # refuse a bad configuration before loading models
-    return serve_until_signalled(RegionServer(config).start())
+    return serve_until_signalled(RegionServer(config, startup=Startup(started)), signals)
 
 
-def serve_until_signalled(server) -> int:
-    """Announce the started `server`, serve until SIGTERM/SIGINT, stop it within its grace
-    period (plus the short drain) whatever its calls are doing, and return the exit status."""
-    config = server.config
-    stop = threading.Event()
+class StopSignals:
+    """SIGTERM and SIGINT, from the moment it is made: while the models load (before there is a
+    server to stop) the process leaves at once; afterwards `event` is set and the serving loop
+    stops the server."""
 
-    def on_signal(signum, _frame):
-        print(f"regiond: {signal.Signals(signum).name}, stopping (grace {config.grace:g} s)", file=sys.stderr)
-        stop.set()
+    def __init__(self, grace: float):
+        self.grace = grace
+        self.event = threading.Event()
+        self.loading = True
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    print(f"{READY_PREFIX}{server.describe()}", file=sys.stderr, flush=True)
-    while not stop.wait(0.5):
-        pass
-    if not server.stop():
-        # A call grpc never finished holds one of its pool threads, which the interpreter
-        # would join at exit: leave without it (the index is already persisted).
+    def _on_signal(self, signum, _frame):
+        name = signal.Signals(signum).name
+        if self.loading:
+            print(f"regiond: {name} while loading the models, exiting", file=sys.stderr, flush=True)
+            raise SystemExit(0)
+        print(f"regiond: {name}, stopping (grace {self.grace:g} s)", file=sys.stderr, flush=True)
+        self.event.set()
+
+
+def serve_until_signalled(server, signals: StopSignals | None = None) -> int:
+    """Open the server's port (start-up on a thread, unless `server` was started already), say
+    so, say when it serves, serve until SIGTERM/SIGINT, stop it within its grace period (plus the
+    short drain) whatever its calls or its start-up are doing, and return the exit status: 1
+    when the start-up failed."""
+    signals = signals or StopSignals(server.config.grace)
+    signals.loading = False
+    startup = server.startup
+
+    def listening():
+        print(
+            f"{LISTENING_PREFIX}{server.describe()}; starting, health NOT_SERVING until ready "
+            f"({startup.elapsed():.1f} s since start)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    if server.listening:
+        listening()
+    else:
+        server.start(background=True, on_listening=listening)
+    announced, status = False, 0
+    while not signals.event.wait(0.1):
+        if announced or not startup.finished.is_set():
+            continue
+        if startup.error is not None:
+            print(f"regiond: error: the start-up failed: {startup.error}", file=sys.stderr, flush=True)
+            status = 1
+            break
+        print(f"{READY_PREFIX}{server.describe()}; started in {startup.elapsed():.1f} s", file=sys.stderr, flush=True)
+        announced = True
+    if not server.stop(grace=0 if status else None):
+        # A call grpc never finished, or a start-up step that cannot be cut short (a model
+        # call), holds a thread the interpreter would join at exit: leave without it (the
+        # index is already persisted).
         logging.shutdown()
         sys.stderr.flush()
-        os._exit(0)
-    return 0
+        os._exit(status)
+    return status
 
 
-def spawn_daemon(serve_args: list[str], log_path: Path, timeout: float = 180.0, program: list[str] | None = None):
+def spawn_daemon(
+    serve_args: list[str],
+    log_path: Path,
+    timeout: float = 180.0,
+    env=None,
+    until: str = READY_PREFIX,
+    program: list[str] | None = None,
+):
     """`regiond serve SERVE_ARGS` in a child process, its output in log_path; returns
-    (process, address) once it serves. Pass `--listen 127.0.0.1:0` for a free port: the
-    address comes from the ready line. RuntimeError when it exits or times out first.
+    (process, address) once it serves (until=LISTENING_PREFIX: once its port is open, still
+    starting). Pass `--listen 127.0.0.1:0` for a free port: the address comes from that
+    line. RuntimeError when it exits or times out first.
     program: what runs instead of `python -m regiond serve` (a script serving through
     serve_until_signalled, e.g. bench/empty_masks.py)."""
     log = open(log_path, "w")
@@ -100,8 +152,9 @@ def spawn_daemon(serve_args: list[str], log_path: Path, timeout: float = 180.0, 
         stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
+        env=env,
     )
-    ready = re.compile(re.escape(READY_PREFIX) + r"(\S+)")
+    ready = re.compile(re.escape(until) + r"(\S+)")
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         m = ready.search(log_path.read_text())

@@ -258,13 +258,14 @@ class Scheduler:
 
     # --- stopping -----------------------------------------------------------------------------
 
-    def close(self, timeout: float | None = None) -> None:
-        """Stop accepting work, let the workers finish what is queued, join them."""
-        if self._closed.is_set():
-            return
-        self._closed.set()
-        for _ in self._threads:
-            self._q.put(None)
+    def close(self, timeout: float | None = None) -> bool:
+        """Stop accepting work, let the workers finish what is queued, join them. False when
+        one is still running after `timeout` s (inside a model call, which cannot be cut short)."""
+        if not self._closed.is_set():
+            self._closed.set()
+            for _ in self._threads:
+                self._q.put(None)
         end = None if timeout is None else time.monotonic() + timeout
         for t in self._threads:
             t.join(None if end is None else max(0.0, end - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads)

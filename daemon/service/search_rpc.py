@@ -24,7 +24,7 @@ from regiond.core.errors import InputError
 from regiond.core.frames import Frame
 from regiond.core.rle import decode as rle_decode
 from regiond.index import IndexConfig, RegionExtractor, SearchFilter, Searching, open_index
-from regiond.index.normalising.corpus import normaliser_for
+from regiond.index.normalising.corpus import OnImage, normaliser_for
 from regiond.index.query.queries import (
     Query,
     box_mask,
@@ -82,9 +82,16 @@ class SearchRPC:
     the generated corpus); an existing one keeps what it recorded. Given a call's context, an
     extractor that can follow calls (PerCall: the daemon's work queue) stops waiting when the
     call is cancelled or passes its deadline; without one, work runs to the end.
+    on_fit_image follows a normaliser fit (corpus.OnImage: what it raises ends the fit).
     """
 
-    def __init__(self, extractor: RegionExtractor, location: str | Path, config: IndexConfig | None = None):
+    def __init__(
+        self,
+        extractor: RegionExtractor,
+        location: str | Path,
+        config: IndexConfig | None = None,
+        on_fit_image: OnImage | None = None,
+    ):
         self.extractor = extractor
         self.limits = Limits(max_pixels=extractor.max_pixels)
         self.index: Searching = open_index(
@@ -92,7 +99,7 @@ class SearchRPC:
             dim=extractor.dim,
             config=config,
             features=extractor.features_name,
-            normaliser=lambda: normaliser_for(extractor),
+            normaliser=lambda: normaliser_for(extractor, on_image=on_fit_image),
         )
 
     def close(self) -> None:

@@ -26,6 +26,7 @@ from regiond.service.prometheus import Metrics
 from regiond.service.scene_stream import SceneSession
 from regiond.service.scheduler import Cancelled, QueueFull, Scheduler, ShuttingDown, on_worker_thread, wait_result
 from regiond.service.search_rpc import SearchRPC
+from regiond.service.startup import RETRY_AFTER_KEY, SERVING, Startup
 from regiond.service.streams import SessionRegistry, StreamDeps
 from regiond.service.video_stream import VideoSession
 
@@ -49,6 +50,7 @@ class QueuedExtractor:
         self.dim = extractor.dim
         self.features_name = extractor.features_name
         self.max_pixels = extractor.max_pixels
+        self.weights = extractor.weights
 
     def for_call(self, alive: Callable[[], bool]) -> QueuedExtractor:
         return QueuedExtractor(self._extractor, self._scheduler, alive)
@@ -86,7 +88,9 @@ class RegionServicer(pb_grpc.RegionServiceServicer):
     scheduler     the bounded work queue every model call goes through
     metrics       Prometheus metrics
     calls         the per-call log records the interceptor writes out
-    search        the index's RPCs, or None (IndexImages/Search answer UNIMPLEMENTED)
+    search        the index's RPCs, or None (IndexImages/Search answer UNIMPLEMENTED once started)
+    startup       the daemon's start-up: until it is over, the calls that need the models answer
+                  UNAVAILABLE (None: started already)
     profile_note  why this profile was chosen (e.g. the fallback to lite), for GetInfo"""
 
     def __init__(
@@ -98,6 +102,7 @@ class RegionServicer(pb_grpc.RegionServiceServicer):
         metrics: Metrics,
         calls: CallLog,
         search: SearchRPC | None = None,
+        startup: Startup | None = None,
         profile_note: str = "",
     ):
         self.config = config
@@ -107,6 +112,10 @@ class RegionServicer(pb_grpc.RegionServiceServicer):
         self.scheduler = scheduler
         self.calls = calls
         self.search = search
+        if startup is None:
+            startup = Startup()
+            startup.serving()
+        self.startup = startup
         self.profile_note = profile_note
         self.limits = Limits(max_pixels=config.max_pixels)
         self.sessions = SessionRegistry(metrics)
@@ -115,6 +124,13 @@ class RegionServicer(pb_grpc.RegionServiceServicer):
         )
 
     # --- helpers ------------------------------------------------------------------------------
+
+    def _require_started(self, context: grpc.ServicerContext) -> None:
+        """UNAVAILABLE, saying which step runs and with a retry-after-ms hint, until the start-up is over."""
+        if self.startup.state == SERVING:
+            return
+        context.set_trailing_metadata(((RETRY_AFTER_KEY, str(self.startup.retry_after_ms())),))
+        context.abort(grpc.StatusCode.UNAVAILABLE, self.startup.unavailable_message())
 
     def _run_unary(self, fn: Callable[[], Any], context: grpc.ServicerContext, what: str) -> Any:
         """Run fn on a worker: RESOURCE_EXHAUSTED when the queue stays full for unary_wait.
@@ -137,6 +153,7 @@ class RegionServicer(pb_grpc.RegionServiceServicer):
     # --- RPCs ---------------------------------------------------------------------------------
 
     def ExtractRegions(self, request: pb.ExtractRequest, context: grpc.ServicerContext) -> pb.RegionSet:
+        self._require_started(context)
         try:
             frame = extract_request_frame(request, self.limits)
         except InputError as e:
@@ -156,11 +173,13 @@ class RegionServicer(pb_grpc.RegionServiceServicer):
     def StreamVideo(
         self, request_iterator: Iterator[pb.VideoFrame], context: grpc.ServicerContext
     ) -> Iterator[pb.VideoUpdate]:
+        self._require_started(context)
         return VideoSession(self.streams, self.heads.activity, self.config.window_step, request_iterator, context).run()
 
     def StreamScene(
         self, request_iterator: Iterator[pb.SceneFrame], context: grpc.ServicerContext
     ) -> Iterator[pb.SceneUpdate]:
+        self._require_started(context)
         return SceneSession(
             self.streams, self.heads.scene, self.config.max_message_bytes, request_iterator, context
         ).run()
@@ -168,6 +187,7 @@ class RegionServicer(pb_grpc.RegionServiceServicer):
     def IndexImages(
         self, request_iterator: Iterator[pb.IndexRequest], context: grpc.ServicerContext
     ) -> pb.IndexSummary:
+        self._require_started(context)
         if self.search is None:
             context.abort(grpc.StatusCode.UNIMPLEMENTED, "this daemon has no region index")
         requests = prefetched(IdleWatch(request_iterator, self.config.idle_timeout), context)
@@ -176,6 +196,7 @@ class RegionServicer(pb_grpc.RegionServiceServicer):
         return summary
 
     def Search(self, request: pb.SearchRequest, context: grpc.ServicerContext) -> pb.SearchResponse:
+        self._require_started(context)
         if self.search is None:
             context.abort(grpc.StatusCode.UNIMPLEMENTED, "this daemon has no region index")
         resp = self._run_unary(lambda: self.search.search(request, context), context, "Search").value
@@ -192,6 +213,8 @@ class RegionServicer(pb_grpc.RegionServiceServicer):
             max_message_bytes=max(self.config.max_message_bytes, self.config.receive_message_bytes),
             max_pixels=self.config.max_pixels,
             queue_size=self.config.queue,
+            state=self.startup.state,
+            state_detail=self.startup.describe(),
         )
         info.models.add(role="masker", name=ex.masker.name, weights=ex.weights.get("masker", "none"))
         info.models.add(
