@@ -328,7 +328,9 @@ def main(argv=None) -> int:
         choices=["image", "scene", "activity"],
         help="the paper's generator preset (image 32×32 points, scene 16×16, activity 8×8)",
     )
-    ap.add_argument("--image", default=None, help=f"image file (default: ../shared/data/{DEFAULT_IMAGE})")
+    ap.add_argument(
+        "--image", default=None, help=f"image file (default: $REGIOND_SHARED_DATA/{DEFAULT_IMAGE}, a 7-Scenes frame)"
+    )
     ap.add_argument("--size", default=None, metavar="WxH", help="resize the image first (default: as is, 640x480)")
     ap.add_argument("--repeats", type=int, default=1, help="runs of each generator; the fastest counts")
     ap.add_argument("--device", default="cpu", help="torch device of the model (cpu, cuda)")

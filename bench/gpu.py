@@ -154,7 +154,7 @@ def stream_rate(extractor, images, options=None) -> float:
 
     from regiond.api.v1 import regions_pb2 as pb
     from regiond.api.v1 import regions_pb2_grpc as pb_grpc
-    from regiond.client.common import image_pb
+    from regiond.client.messages import image_pb
     from regiond.service.server import RegionServer, ServeConfig
 
     with tempfile.TemporaryDirectory(prefix="bench-gpu-") as tmp:

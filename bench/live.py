@@ -111,7 +111,8 @@ class Client:
 
         from regiond.api.v1 import regions_pb2 as pb
         from regiond.api.v1 import regions_pb2_grpc as pb_grpc
-        from regiond.client.common import MAX_MESSAGE, image_pb
+        from regiond.client.connection import MAX_MESSAGE
+        from regiond.client.messages import image_pb
 
         opts = [("grpc.max_send_message_length", MAX_MESSAGE), ("grpc.max_receive_message_length", MAX_MESSAGE)]
         self.channel = grpc.insecure_channel(address, options=opts)
@@ -151,7 +152,7 @@ class Client:
         run = Run()
         try:
             for u in self.stub.StreamVideo(requests()):
-                f = feed.answered(u)
+                f = feed.answered(u.frame_index, u.skipped, u.regions.stage_seconds.get("queue"))
                 now = time.perf_counter()
                 run.points.append((f.meta["captured"] - t0, now - f.meta["captured"]))
         finally:

@@ -150,22 +150,23 @@ class LiveFeed:
                     self._behind.add(int(f.index))
             yield f
 
-    def answered(self, update):
-        """The frame a VideoUpdate answers (None if unknown: answered before a reconnect),
-        after freeing its slot and those of the frames the daemon skipped."""
+    def answered(self, frame_index: int, skipped: Iterable[int] = (), queue_seconds: float | None = None):
+        """The frame an update answers (None if unknown: answered before a reconnect), after
+        freeing its slot and those of the frames the daemon skipped; `queue_seconds`: how long
+        it waited in the daemon's queue (the reply's stage_seconds["queue"]), which tunes the lead."""
         now = time.perf_counter()
-        index = int(update.frame_index)
+        index = int(frame_index)
         with self._lock:
             f = self._sent.pop(index, None)
-            gone = [self._sent.pop(int(s), None) for s in update.skipped]
+            gone = [self._sent.pop(int(s), None) for s in skipped]
             busy = bool(self._sent)  # the daemon goes on with another of our frames
         if f is not None:
             if self._last_reply is not None:
                 gap = now - self._last_reply
                 self.interval = gap if self.interval is None else 0.7 * self.interval + 0.3 * gap
-            if index in self._behind and self.interval:
+            if index in self._behind and self.interval and queue_seconds is not None:
                 self._behind.discard(index)
-                waited = update.regions.stage_seconds.get("queue", 0.0) / self.interval
+                waited = queue_seconds / self.interval
                 self.lead = min(1.0, max(0.05, self.lead + 0.5 * (WAIT - waited)))
             self._last_reply = now if busy else None
             if self.interval is not None:

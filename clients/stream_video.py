@@ -26,14 +26,15 @@ import threading
 import time
 from pathlib import Path
 
-import grpc
 import numpy as np
 
 from regiond import scenes
-from regiond.api.v1 import regions_pb2 as pb
 from regiond.client import common
+from regiond.client.connection import InputReadError, RegionError, Unreachable
 from regiond.client.live import LatestFrame, LiveFeed, in_flight_for
+from regiond.client.messages import frame_encoding
 from regiond.client.recording import VideoRecording, add_rerun_args
+from regiond.client.replies import VideoUpdate
 
 PROG = "stream_video"
 MAX_AHEAD = 8
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG, description=__doc__.split("\n\n")[0], formatter_class=common.DefaultsHelpFormatter
     )
-    p.add_argument("video", nargs="?", metavar="VIDEO", help="a video file (or any source scenes.open_source takes)")
+    p.add_argument("video", nargs="?", metavar="VIDEO", help="a video file (or any source `regiond scene` reads)")
     p.add_argument("--camera", type=int, default=None, metavar="N", help="stream OpenCV camera N instead")
     common.add_connection_args(p)
     p.add_argument("--fast", action="store_true", help="do not pace frames at the source's rate")
@@ -130,8 +131,17 @@ def live_mode(args) -> str | None:
 
 
 def live_options(args) -> dict:
-    """The VideoOptions fields of live mode."""
+    """RegionClient.stream_video's keywords of live mode."""
     return {"live": True, "window_seconds": args.window_seconds} if args.live else {}
+
+
+def live_record(feed: LiveFeed, u: VideoUpdate) -> dict:
+    """What a live update adds to its JSON line: the frames the daemon skipped and those the
+    client dropped since the previous update."""
+    dropped = feed.latest.dropped
+    rec = {"skipped": list(u.skipped), "dropped": dropped[feed.reported :]}
+    feed.reported = len(dropped)
+    return rec
 
 
 class Stream:
@@ -142,7 +152,7 @@ class Stream:
         self.args = args
         self.recording = recording
         self.feed = feed
-        self.frames = iter(source)
+        self.frames_left = iter(source)
         self.unanswered: collections.OrderedDict = collections.OrderedDict()  # index → frame
         self.ahead = threading.Semaphore(MAX_AHEAD)
         self.lock = threading.Lock()
@@ -166,32 +176,22 @@ class Stream:
         if delay > 0:
             time.sleep(delay)
 
-    def requests(self, stop: threading.Event):
-        opts = pb.VideoOptions(
-            window_step=self.args.window_step,
-            window_span=self.args.window_span,
-            carry=common.carry_options(self.args),
-            **live_options(self.args),
-        )
-        first = True
-        for f in self.live_frames(stop) if self.feed is not None else self.paced_frames(stop):
-            msg = common.video_frame_pb(f, self.args.encoding)
-            if first:
-                msg.options.CopyFrom(opts)
-                first = False
-            f.meta["sent"] = time.perf_counter()
-            yield msg
-
-    def paced_frames(self, stop: threading.Event):
-        """Every frame (those unanswered before a reconnect first), at most MAX_AHEAD ahead of
-        the replies, at the source's rate unless --fast."""
+    def frames(self, stop: threading.Event):
+        """The frames to send: live, the source's newest whenever an in-flight slot is free
+        (after a reconnect too: what was in flight is lost, not re-sent); else first those sent
+        before a reconnect and never answered, then the source's, at most MAX_AHEAD unanswered,
+        paced at the source's rate."""
+        if self.feed is not None:
+            self.feed.reconnected()
+            yield from self.feed.frames(stop)
+            return
         with self.lock:
             resend = list(self.unanswered.values())
         self.ahead = threading.Semaphore(MAX_AHEAD)
 
         def frames():
             yield from resend
-            for f in self.frames:
+            for f in self.frames_left:
                 with self.lock:
                     self.unanswered[int(f.index)] = f
                 yield f
@@ -203,25 +203,20 @@ class Stream:
             if stop.is_set():
                 return
             self._pace(f)
+            f.meta["sent"] = time.perf_counter()
             yield f
 
-    def live_frames(self, stop: threading.Event):
-        """The newest frame whenever an in-flight slot is free (after a reconnect too: what
-        was in flight is lost, not re-sent)."""
-        self.feed.reconnected()
-        yield from self.feed.frames(stop)
-
-    def answered_frame(self, u):
+    def answered_frame(self, u: VideoUpdate):
         """The frame an update answers (None when it was answered before a reconnect)."""
         if self.feed is not None:
-            return self.feed.answered(u)
+            return self.feed.answered(u.frame_index, u.skipped, u.queue_seconds)
         with self.lock:
-            f = self.unanswered.pop(int(u.frame_index), None)
+            f = self.unanswered.pop(u.frame_index, None)
         self.ahead.release()
         return f
 
-    def handle(self, u) -> None:
-        idx = int(u.frame_index)
+    def handle(self, u: VideoUpdate) -> None:
+        idx = u.frame_index
         f = self.answered_frame(u)
         if f is None:  # answered before a reconnect already
             return
@@ -232,17 +227,17 @@ class Stream:
         rec = {"frame": idx}
         if self.feed is not None:
             rec.update(live_record(self.feed, u))
-        if u.HasField("error"):
+        if u.error is not None:
             self.errors += 1
             rec["error"] = {"field": u.error.field, "message": u.error.message}
             print(f"frame {idx}: rejected: {u.error.message}", flush=True)
         else:
-            rec["regions"] = len(u.regions.regions)
+            rec["regions"] = len(u.regions)
             self.carry.add(u.regions)
-            if u.regions.HasField("carry"):
-                rec["keyframe"] = u.regions.carry.keyframe
+            if u.regions.meta.get("carry"):
+                rec["keyframe"] = u.regions.meta["carry"]["keyframe"]
         if self.recording:
-            self.recording.frame(f, None if u.HasField("error") else u.regions)
+            self.recording.frame(f, u.regions)
         for w in u.windows:
             self.windows += 1
             if self.recording:
@@ -267,15 +262,6 @@ class Stream:
             self.jsonl.write(json.dumps(rec) + "\n")
 
 
-def live_record(feed: LiveFeed, u) -> dict:
-    """What a live update adds to its JSON line: the frames the daemon skipped and those the
-    client dropped since the previous update."""
-    dropped = feed.latest.dropped
-    rec = {"skipped": list(u.skipped), "dropped": dropped[feed.reported :]}
-    feed.reported = len(dropped)
-    return rec
-
-
 def run(args) -> int:
     if (args.video is None) == (args.camera is None):
         return common.fail(PROG, "give a VIDEO or --camera N (one of them)", 1)
@@ -296,15 +282,16 @@ def run(args) -> int:
     except ValueError as e:
         return common.fail(PROG, str(e), 1)
     source.on_skip = lambda s: print(f"{PROG}: frame {s['frame']} skipped: {s['reason']}", file=sys.stderr, flush=True)
-    args.encoding = common.frame_encoding(args.encoding, args.server)
+    args.encoding = frame_encoding(args.encoding, args.server)
     try:
-        conn = common.connect_from_args(args)
-        info = conn.stub.GetInfo(pb.InfoRequest(), metadata=conn.metadata, timeout=args.connect_timeout)
-    except common.Unreachable as e:
+        client = common.client_from_args(args, args.encoding)
+    except Unreachable as e:
         return common.fail(PROG, str(e))
-    except grpc.RpcError as e:
-        conn.close()
-        return common.fail(PROG, common.describe_rpc_error(e))
+    try:
+        info = client.info(timeout=args.connect_timeout)
+    except RegionError as e:
+        client.close()
+        return common.fail(PROG, common.describe(e))
     scorer = any(h.kind == "activity" for h in info.heads)
     if not scorer:
         print(NO_ACTIVITY_HEAD.format(prog=PROG, server=args.server), file=sys.stderr, flush=True)
@@ -315,18 +302,25 @@ def run(args) -> int:
     try:
         while True:
             stop = threading.Event()
-            feed = common.RequestFeed(stream.requests(stop), stop)
-            call = conn.stub.StreamVideo(feed, metadata=conn.metadata)
+            updates = client.stream_video(
+                stream.frames(stop),
+                window_step=args.window_step,
+                window_span=args.window_span,
+                stop=stop,
+                **common.carry_args(args),
+                **live_options(args),
+            )
             try:
-                for update in call:
+                for update in updates:
                     stream.handle(update)
                 break
-            except grpc.RpcError as e:
-                feed.close()
-                feed.raise_source_error(conn, PROG)
-                conn = common.reopen_after(e, call, conn, args, PROG)
+            except InputReadError as e:  # a bad frame of a strict source
+                client.close()
+                raise common.ClientExit(common.fail(PROG, str(e), 1)) from None
+            except RegionError as e:
+                common.wait_for_return(e, client, PROG)
             finally:
-                feed.close()
+                updates.close()
         if recording:
             recording.close()
     finally:
@@ -334,7 +328,7 @@ def run(args) -> int:
             recording.close(ok=False)
         if live is not None:
             live.latest.close()
-    conn.close()
+    client.close()
     seconds = time.perf_counter() - t0
     lat = np.array(stream.latencies) * 1000 if stream.latencies else np.array([np.nan])
     windows = f"{stream.windows} windows" if scorer else "no activity windows (the daemon serves no activity head)"

@@ -7,7 +7,6 @@ variable REGIOND_WEIGHTS, else DEFAULT_WEIGHTS_DIR. Files keep their official na
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from dataclasses import dataclass, replace
@@ -18,8 +17,6 @@ from regiond.extraction.cache import versions
 from regiond.extraction.extractor import Extractor
 from regiond.features import BACKBONES, build_backbone
 from regiond.masks import MaskerSpec, build_masker
-
-log = logging.getLogger(__name__)
 
 WEIGHTS_ENV = "REGIOND_WEIGHTS"
 DEFAULT_WEIGHTS_DIR = Path.home() / ".cache" / "regiond" / "weights"
@@ -197,8 +194,8 @@ def resolve_profile(name: str = "auto", path: str | Path | None = None, announce
     """The named profile, checked for its weights; "auto" = best profile with all weights.
 
     Raises MissingWeightsError (naming the files looked for) for an explicit profile whose
-    weights are absent; "auto" falls back to `lite` and says so through `announce`
-    (default: a line on stderr and a log record).
+    weights are absent; "auto" falls back to `lite` and says so, once, through `announce`
+    (default: a line on stderr).
     """
     if name == "auto":
         for p in PROFILES.values():
@@ -211,7 +208,6 @@ def resolve_profile(name: str = "auto", path: str | Path | None = None, announce
                         f"using the '{FALLBACK_PROFILE}' profile (SLIC + classic features). "
                         f"See `regiond models`."
                     )
-                    log.info(msg)
                     (announce or (lambda m: print(m, file=sys.stderr)))(msg)
                 return p
         raise AssertionError("the fallback profile needs no weights")  # pragma: no cover

@@ -326,16 +326,16 @@ class Scheduler:
 
     # --- stopping -----------------------------------------------------------------------------
 
-    def close(self, timeout: float | None = None) -> None:
-        """Stop accepting work, let the workers finish what is queued, join them."""
+    def close(self, timeout: float | None = None) -> bool:
+        """Stop accepting work, let the workers finish what is queued, join them. False when
+        one is still running after `timeout` s (inside a model call, which cannot be cut short)."""
         with self._cond:
-            if self._closed:
-                return
             self._closed = True
             self._cond.notify_all()
         end = None if timeout is None else time.monotonic() + timeout
         for t in self._threads:
             t.join(None if end is None else max(0.0, end - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads)
 
 
 def _drop(job: Job, error: Cancelled) -> None:

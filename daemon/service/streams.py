@@ -294,14 +294,23 @@ class StreamSession:
                     except InputError as e:  # checks the extractor makes itself
                         p.error = e
                     except MaskGenerationError as e:  # this frame fails, the stream goes on
-                        log.error("mask generation failed in %s session %d: %s", self.kind, self.id, e)
+                        log.error(
+                            "mask generation failed on frame %d of %s session %d: %s",
+                            frame_index(p.request, p.index),
+                            self.kind,
+                            self.id,
+                            e,
+                        )
                         p.error = InputError("masks", f"mask generation failed: {e}")
                         p.code = grpc.StatusCode.INTERNAL.value[0]
                     except (Cancelled, CarryClosed):
                         return
                     except Exception as e:  # a fault of ours, not the client's: end the call
-                        log.exception("extraction failed in %s session %d", self.kind, self.id)
-                        self.context.abort(grpc.StatusCode.INTERNAL, f"extraction failed: {type(e).__name__}: {e}")
+                        where = f"frame {frame_index(p.request, p.index)} of {self.kind} session {self.id}"
+                        log.exception("extraction failed on %s", where)
+                        self.context.abort(
+                            grpc.StatusCode.INTERNAL, f"extraction failed on {where}: {type(e).__name__}: {e}"
+                        )
                 if p.error is None:
                     regions: RegionSet = done.value
                     seconds = regions.meta.setdefault("seconds", {})

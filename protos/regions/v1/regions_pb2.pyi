@@ -23,6 +23,13 @@ class QueryMatch(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     QUERY_MATCH_POOLED: _ClassVar[QueryMatch]
     QUERY_MATCH_REGIONS: _ClassVar[QueryMatch]
+
+class DataOrigin(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DATA_ORIGIN_UNKNOWN: _ClassVar[DataOrigin]
+    DATA_ORIGIN_GENERATED: _ClassVar[DataOrigin]
+    DATA_ORIGIN_OWN: _ClassVar[DataOrigin]
+    DATA_ORIGIN_MIXED: _ClassVar[DataOrigin]
 FEATURES_NONE: FeatureEncoding
 FEATURES_FLOAT16: FeatureEncoding
 FEATURES_FLOAT32: FeatureEncoding
@@ -31,6 +38,10 @@ SOURCE_SAM: RegionSource
 SOURCE_SLIC: RegionSource
 QUERY_MATCH_POOLED: QueryMatch
 QUERY_MATCH_REGIONS: QueryMatch
+DATA_ORIGIN_UNKNOWN: DataOrigin
+DATA_ORIGIN_GENERATED: DataOrigin
+DATA_ORIGIN_OWN: DataOrigin
+DATA_ORIGIN_MIXED: DataOrigin
 
 class Image(_message.Message):
     __slots__ = ("data", "encoding", "width", "height")
@@ -101,18 +112,20 @@ class OutputOptions(_message.Message):
     def __init__(self, features: _Optional[_Union[FeatureEncoding, str]] = ..., omit_masks: _Optional[bool] = ...) -> None: ...
 
 class ExtractRequest(_message.Message):
-    __slots__ = ("image", "output", "depth", "intrinsics", "pose")
+    __slots__ = ("image", "output", "depth", "intrinsics", "pose", "skip_labels")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     DEPTH_FIELD_NUMBER: _ClassVar[int]
     INTRINSICS_FIELD_NUMBER: _ClassVar[int]
     POSE_FIELD_NUMBER: _ClassVar[int]
+    SKIP_LABELS_FIELD_NUMBER: _ClassVar[int]
     image: Image
     output: OutputOptions
     depth: Depth
     intrinsics: Intrinsics
     pose: Pose
-    def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., depth: _Optional[_Union[Depth, _Mapping]] = ..., intrinsics: _Optional[_Union[Intrinsics, _Mapping]] = ..., pose: _Optional[_Union[Pose, _Mapping]] = ...) -> None: ...
+    skip_labels: bool
+    def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., depth: _Optional[_Union[Depth, _Mapping]] = ..., intrinsics: _Optional[_Union[Intrinsics, _Mapping]] = ..., pose: _Optional[_Union[Pose, _Mapping]] = ..., skip_labels: _Optional[bool] = ...) -> None: ...
 
 class Mask(_message.Message):
     __slots__ = ("height", "width", "counts")
@@ -623,21 +636,49 @@ class ModelInfo(_message.Message):
     def __init__(self, role: _Optional[str] = ..., name: _Optional[str] = ..., feature_dim: _Optional[int] = ..., weights: _Optional[str] = ...) -> None: ...
 
 class HeadInfo(_message.Message):
-    __slots__ = ("kind", "name", "class_ids", "class_names", "window")
+    __slots__ = ("kind", "name", "class_ids", "class_names", "window", "trained_on")
     KIND_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     CLASS_IDS_FIELD_NUMBER: _ClassVar[int]
     CLASS_NAMES_FIELD_NUMBER: _ClassVar[int]
     WINDOW_FIELD_NUMBER: _ClassVar[int]
+    TRAINED_ON_FIELD_NUMBER: _ClassVar[int]
     kind: str
     name: str
     class_ids: _containers.RepeatedScalarFieldContainer[int]
     class_names: _containers.RepeatedScalarFieldContainer[str]
     window: int
-    def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., class_ids: _Optional[_Iterable[int]] = ..., class_names: _Optional[_Iterable[str]] = ..., window: _Optional[int] = ...) -> None: ...
+    trained_on: _containers.RepeatedCompositeFieldContainer[TrainedOn]
+    def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., class_ids: _Optional[_Iterable[int]] = ..., class_names: _Optional[_Iterable[str]] = ..., window: _Optional[int] = ..., trained_on: _Optional[_Iterable[_Union[TrainedOn, _Mapping]]] = ...) -> None: ...
+
+class TrainedOn(_message.Message):
+    __slots__ = ("head", "dataset", "origin", "items", "frames", "clips", "profile", "held_out_metric", "held_out_score", "held_out_on", "summary")
+    HEAD_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    CLIPS_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
+    HELD_OUT_METRIC_FIELD_NUMBER: _ClassVar[int]
+    HELD_OUT_SCORE_FIELD_NUMBER: _ClassVar[int]
+    HELD_OUT_ON_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    head: str
+    dataset: str
+    origin: DataOrigin
+    items: int
+    frames: int
+    clips: int
+    profile: str
+    held_out_metric: str
+    held_out_score: float
+    held_out_on: str
+    summary: str
+    def __init__(self, head: _Optional[str] = ..., dataset: _Optional[str] = ..., origin: _Optional[_Union[DataOrigin, str]] = ..., items: _Optional[int] = ..., frames: _Optional[int] = ..., clips: _Optional[int] = ..., profile: _Optional[str] = ..., held_out_metric: _Optional[str] = ..., held_out_score: _Optional[float] = ..., held_out_on: _Optional[str] = ..., summary: _Optional[str] = ...) -> None: ...
 
 class ServerInfo(_message.Message):
-    __slots__ = ("version", "profile", "profile_note", "models", "feature_dim", "heads", "max_message_bytes", "max_pixels", "queue_size", "index_images", "index_regions", "index_normaliser", "workers", "max_streams")
+    __slots__ = ("version", "profile", "profile_note", "models", "feature_dim", "heads", "max_message_bytes", "max_pixels", "queue_size", "index_images", "index_regions", "index_normaliser", "state", "state_detail", "workers", "max_streams")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PROFILE_FIELD_NUMBER: _ClassVar[int]
     PROFILE_NOTE_FIELD_NUMBER: _ClassVar[int]
@@ -650,6 +691,8 @@ class ServerInfo(_message.Message):
     INDEX_IMAGES_FIELD_NUMBER: _ClassVar[int]
     INDEX_REGIONS_FIELD_NUMBER: _ClassVar[int]
     INDEX_NORMALISER_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STATE_DETAIL_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     MAX_STREAMS_FIELD_NUMBER: _ClassVar[int]
     version: str
@@ -664,6 +707,8 @@ class ServerInfo(_message.Message):
     index_images: int
     index_regions: int
     index_normaliser: str
+    state: str
+    state_detail: str
     workers: int
     max_streams: int
-    def __init__(self, version: _Optional[str] = ..., profile: _Optional[str] = ..., profile_note: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., feature_dim: _Optional[int] = ..., heads: _Optional[_Iterable[_Union[HeadInfo, _Mapping]]] = ..., max_message_bytes: _Optional[int] = ..., max_pixels: _Optional[int] = ..., queue_size: _Optional[int] = ..., index_images: _Optional[int] = ..., index_regions: _Optional[int] = ..., index_normaliser: _Optional[str] = ..., workers: _Optional[int] = ..., max_streams: _Optional[int] = ...) -> None: ...
+    def __init__(self, version: _Optional[str] = ..., profile: _Optional[str] = ..., profile_note: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., feature_dim: _Optional[int] = ..., heads: _Optional[_Iterable[_Union[HeadInfo, _Mapping]]] = ..., max_message_bytes: _Optional[int] = ..., max_pixels: _Optional[int] = ..., queue_size: _Optional[int] = ..., index_images: _Optional[int] = ..., index_regions: _Optional[int] = ..., index_normaliser: _Optional[str] = ..., state: _Optional[str] = ..., state_detail: _Optional[str] = ..., workers: _Optional[int] = ..., max_streams: _Optional[int] = ...) -> None: ...
