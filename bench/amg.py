@@ -32,7 +32,7 @@ the survivors of each and how they match.
 Check (`--check`): both generators with the tiny random SAM and the tests' lowered thresholds
 on any image; prints `masks matched N/N, min IoU Z` and exits 1 on a mismatch.
 
-Run: .venv/bin/python bench/amg.py --model vit_b --preset scene [--size 640x480] [--repeats 1]
+Run: .venv/bin/python bench/amg.py --model vit_b --preset scene [--size 640x480] [--repeats 1] [--device cuda]
      .venv/bin/python bench/amg.py --model tiny --check --image PATH [--preset scene]
 """
 
@@ -122,7 +122,9 @@ def speed(args) -> int:
         flush=True,
     )
     sam = spread_random_decoder(
-        build_sam_model(args.model, checkpoint=None, seed=0) if args.model == "tiny" else _random_sam(args.model),
+        build_sam_model(args.model, checkpoint=None, seed=0, device=args.device)
+        if args.model == "tiny"
+        else _random_sam(args.model, args.device),
         logit_scale=args.logit_scale,
     )
     # no NMS at all: box NMS, and the NMS after the small-region clean-up (activity), which
@@ -191,14 +193,15 @@ def calibrate(sam, fast, rgb, config, iou_pass: float, survivors: int) -> tuple[
 
     if sam.mask_threshold != 0.0:
         raise ValueError("calibration scales logits about the mask threshold 0")
+    dev = sam.device
     with torch.inference_mode():
-        x = torch.as_tensor(fast.transform.apply_image(rgb)).permute(2, 0, 1).contiguous()[None]
+        x = torch.as_tensor(fast.transform.apply_image(rgb), device=dev).permute(2, 0, 1).contiguous()[None]
         input_size, size = tuple(x.shape[-2:]), rgb.shape[:2]
         dec = PromptDecoder(sam, sam.image_encoder(sam.preprocess(x)))
         points = fast.point_grids[0] * np.array(size)[None, ::-1]
-        coords = torch.as_tensor(fast.transform.apply_coords(points, size))
+        coords = torch.as_tensor(fast.transform.apply_coords(points, size), device=dev)
         sparse, _ = sam.prompt_encoder(
-            points=(coords[:, None], torch.ones(len(points), 1, dtype=torch.int)), boxes=None, masks=None
+            points=(coords[:, None], torch.ones(len(points), 1, dtype=torch.int, device=dev)), boxes=None, masks=None
         )
         rows, cols = steps.cells_needed(input_size[0]), steps.cells_needed(input_size[1])
         ious, lows = [], []  # per batch of 8 prompts: B×3 predicted IoU, B×3×rows×cols logits
@@ -246,8 +249,8 @@ def critical_scales(logits, offset: float, thresh: float):
         return (union > 0) & (above(u) >= thresh * union)
 
     # stability at cutoff u = offset/s is #(l > u) / #(l > -u), falling with u: bisect log u
-    lo = torch.full((len(flat),), -30.0, dtype=torch.float64)
-    hi = torch.full((len(flat),), 10.0, dtype=torch.float64)
+    lo = torch.full((len(flat),), -30.0, dtype=torch.float64, device=flat.device)
+    hi = torch.full((len(flat),), 10.0, dtype=torch.float64, device=flat.device)
     for _ in range(50):
         mid = (lo + hi) / 2
         ok = stable(mid.exp())
@@ -256,15 +259,16 @@ def critical_scales(logits, offset: float, thresh: float):
     return torch.where(stable(lo.exp()), s, torch.full_like(s, float("inf")))
 
 
-def _random_sam(model: str):
-    """segment-anything's own _build_sam with the model's sizes, randomly initialised (seeded)."""
+def _random_sam(model: str, device: str = "cpu"):
+    """segment-anything's own _build_sam with the model's sizes, randomly initialised (seeded)
+    on `device` (ViT-H's 600 M parameters initialise in seconds on a GPU)."""
     import torch
     from segment_anything.build_sam import _build_sam
 
     from regiond.masks.sam import SAM_ARCHS
 
     arch = SAM_ARCHS[model]
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), torch.device(device):
         torch.manual_seed(0)
         sam = _build_sam(
             encoder_embed_dim=arch.encoder_embed_dim,
@@ -324,9 +328,12 @@ def main(argv=None) -> int:
         choices=["image", "scene", "activity"],
         help="the paper's generator preset (image 32×32 points, scene 16×16, activity 8×8)",
     )
-    ap.add_argument("--image", default=None, help=f"image file (default: ../shared/data/{DEFAULT_IMAGE})")
+    ap.add_argument(
+        "--image", default=None, help=f"image file (default: $REGIOND_SHARED_DATA/{DEFAULT_IMAGE}, a 7-Scenes frame)"
+    )
     ap.add_argument("--size", default=None, metavar="WxH", help="resize the image first (default: as is, 640x480)")
     ap.add_argument("--repeats", type=int, default=1, help="runs of each generator; the fastest counts")
+    ap.add_argument("--device", default="cpu", help="torch device of the model (cpu, cuda)")
     ap.add_argument("--threads", type=int, default=torch_threads_default(), help="torch threads")
     ap.add_argument("--batch", type=int, default=FastOptions.batch, help="prompts per decoder pass (ours)")
     ap.add_argument(

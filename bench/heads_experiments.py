@@ -1,4 +1,4 @@
-"""The heads' experiments on generated data with held-out seeds; prints the README tables.
+"""The heads' experiments on generated data with held-out seeds; prints the tables of docs/benchmarks.md.
 
 Scenes: per-region linear probe vs the scene transformer without / with 3D embeddings, on
 synthetic rooms (some classes alike: a white floor and a white ceiling, a picture and a
@@ -99,7 +99,7 @@ def prepare(exp: Path, regiond_cli: str) -> None:
 
 def scenes(exp: Path, out: Path, seed: int, dim: int) -> list[dict]:
     from regiond.heads.cache_jobs import evaluate_on_cache, train_on_cache
-    from regiond.heads.training import TrainConfig
+    from regiond.heads.config import TrainConfig
 
     views = {"frames_per_view": 4, "views": 6}  # training views: 4 random frames of a room
     runs = [
@@ -167,8 +167,8 @@ def activity(
 ) -> list[dict]:
     from regiond.extraction.cache import TokenCache
     from regiond.heads.cache_jobs import evaluate_on_cache, train_on_cache
+    from regiond.heads.config import TrainConfig
     from regiond.heads.demo_heads import SYNTHETIC_CLIP_SYMMETRIES
-    from regiond.heads.training import TrainConfig
 
     cache = TokenCache.open(exp / "cache_clips_train")
     first = cache.of_kind("clip")[0]

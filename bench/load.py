@@ -86,7 +86,7 @@ def run_streams(address: str, images, streams: int, seconds: float, fps: float =
 def main() -> int:
     import numpy as np
 
-    from regiond.client.common import image_pb
+    from regiond.client.messages import image_pb
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--streams", type=int, default=8)

@@ -8,7 +8,7 @@ with the daemon's default query expansion, and without it). With
 --video, temporal P@5 on the given footage for each normaliser and both ways of matching a
 box (`regiond eval retrieval --video`'s protocol).
 
-    .venv/bin/python bench/retrieval.py [--profile lite] [--images 200] [--video ../shared/data/video/test.mp4 ...]
+    .venv/bin/python bench/retrieval.py [--profile lite] [--images 200] [--video clip.mp4 ...]
     .venv/bin/python bench/retrieval.py --profile tiny --masks slic   # the DINOv2 code path, tiny random weights
 
 `tiny` has random weights: it shows the mechanism, not quality. `--masks slic` swaps the

@@ -1,7 +1,7 @@
 """scan_scene end to end against the daemon alone, on the same frames, in one run.
 
     python bench/scan.py [--frames 300] [--rounds 2] [--scene DIR] [--distinct N] [--stages]
-                         [--overlays K|all|none]
+                         [--overlays K|all|none] [--keyframe-every K] [--empty-every N]
 
 Scene: a synthetic room (scenes' synthetic:SEED) rendered once at 640×480 into a
 ScanNet-style folder before anything is timed (rendering takes about 0.5 s a frame; --scene
@@ -18,8 +18,13 @@ process, shared by both measurements, which alternate for --rounds rounds (best 
                  colour pictures, the PLY, the mIoU), from process start to exit; peak RSS.
 Prints `scan_scene end to end X frames/s, daemon alone Y frames/s, ratio X/Y` and the load.
 Targets: ratio >= 0.8 and X >= 12.5 frames/s on the team's 2-core machine.
---stages also prints the client's CPU time per frame for each of its stages, on replies
-recorded from the daemon.
+--stages also prints `scene frame CPU / lite extraction = R`: the daemon's CPU per scene frame
+(daemon alone) over the lite extraction alone (masks, features and pooling of the colour
+image) on the same frames, measured in this process (target <= 2.0); and the client's CPU
+time per frame for each of its stages, on replies recorded from the daemon.
+--keyframe-every K carries masks between keyframes (both measurements); --empty-every N serves
+through bench/empty_masks.py, whose keyframe generator finds nothing on every N-th keyframe
+(a blank wall), and prints how many frames were answered, generated and carried.
 """
 
 from __future__ import annotations
@@ -67,16 +72,22 @@ def render_scene(folder: Path, frames: int, distinct: int, seed: int) -> Path:
     return folder
 
 
-def scene_messages(folder: Path, address: str) -> list:
+def scene_messages(folder: Path, address: str, keyframe_every: int = 0) -> list:
     """The scene's frames as scan_scene sends them to `address` (its options on the first)."""
     from regiond import scenes
     from regiond.api.v1 import regions_pb2 as pb
-    from regiond.client import common
+    from regiond.client.messages import frame_encoding, scene_frame_pb
 
-    encoding = common.frame_encoding("auto", address)
-    msgs = [common.scene_frame_pb(f, encoding) for f in scenes.open_source(str(folder))]
+    encoding = frame_encoding("auto", address)
+    msgs = [scene_frame_pb(f, encoding) for f in scenes.open_source(str(folder))]
     msgs[0].options.CopyFrom(
-        pb.SceneOptions(scene_id="bench", voxel_size=0.02, return_ply=True, return_label_maps=True)
+        pb.SceneOptions(
+            scene_id="bench",
+            voxel_size=0.02,
+            return_ply=True,
+            return_label_maps=True,
+            carry=pb.CarryOptions(keyframe_every=keyframe_every) if keyframe_every > 1 else None,
+        )
     )
     return msgs
 
@@ -98,7 +109,8 @@ def daemon_alone(stub, msgs, daemon_pid: int) -> tuple[Run, list]:
     replies = list(stub.StreamScene(iter(msgs)))
     seconds, cpu = time.perf_counter() - t0, _cpu_seconds(daemon_pid) - cpu0
     frames = sum(1 for u in replies if u.HasField("regions"))
-    assert frames == len(msgs), f"{frames} of {len(msgs)} frames answered"
+    errors = [f"frame {u.frame_index}: {u.error.message}" for u in replies if u.HasField("error")]
+    assert frames == len(msgs), f"{frames} of {len(msgs)} frames answered; {errors[:3]}"
     return Run(frames / seconds, 1000 * cpu / frames), replies
 
 
@@ -153,11 +165,40 @@ def _peak_rss_mib(pid: int) -> float:
     return 0.0
 
 
+def extraction_alone(folder: Path, frames: int, rounds: int) -> float:
+    """CPU ms per frame of the lite profile's extraction alone (masks, features, pooling: the
+    colour image, no depth, no heads) on the scene's frames, in this process, as a daemon
+    worker runs it (best of `rounds`): what a video frame costs, the baseline of a scene
+    frame's cost in the daemon."""
+    import threading
+
+    from regiond import scenes
+    from regiond.extraction.profiles import build_extractor
+
+    images = [f.rgb for f in scenes.open_source(str(folder), max_frames=frames)]
+    ex = build_extractor("lite", announce=lambda m: None)
+    ex.extract(images[0])
+    best = []
+
+    def work():
+        for _ in range(rounds):
+            t0 = time.process_time()
+            for rgb in images:
+                ex.extract(rgb)
+            best.append(1000 * (time.process_time() - t0) / len(images))
+
+    t = threading.Thread(target=work)  # a worker thread, as in the daemon
+    t.start()
+    t.join()
+    return min(best)
+
+
 def stage_costs(folder: Path, replies: list, frames: int) -> dict[str, float]:
     """CPU ms per frame of each client stage, on recorded replies, as scan_scene runs them."""
     from regiond import scenes
-    from regiond.client import common
+    from regiond.client.messages import region_set, scene_frame_pb
     from regiond.client.scan_outputs import PNG_LEVEL, LabelScores
+    from regiond.core.rle import MaskPixels
     from regiond.core.viz import colour_label_png, encode_png, overlay_regions
 
     source = list(scenes.open_source(str(folder), max_frames=frames))
@@ -178,13 +219,14 @@ def stage_costs(folder: Path, replies: list, frames: int) -> dict[str, float]:
         costs["read frame (scenes)"] = 1000 * (time.process_time() - t0) / frames
         timed(
             "encode message (raw colour, mm depth)",
-            lambda f: common.scene_frame_pb(f, "raw").SerializeToString(),
+            lambda f: scene_frame_pb(f, "raw").SerializeToString(),
             source,
         )
-        pixels = timed("RLE decode", lambda u: common.region_pixels(u.regions), updates)
+        regions = timed("reply to RegionSet", lambda u: region_set(u.regions), updates)
+        pixels = timed("RLE decode", lambda rs: MaskPixels.from_counts(rs.counts, rs.height, rs.width), regions)
         pictures = timed(
             "overlay draw",
-            lambda k: overlay_regions(source[k].rgb, pixels[k], common.region_sources(updates[k].regions)),
+            lambda k: overlay_regions(source[k].rgb, pixels[k], regions[k].source),
             range(len(updates)),
         )
         timed(
@@ -236,15 +278,27 @@ def main() -> int:
         help="pass --overlays to scan_scene (default: its own default)",
     )
     ap.add_argument("--stages", action="store_true", help="also print the client's CPU ms per frame per stage")
+    ap.add_argument("--keyframe-every", type=int, default=0, metavar="K", help="carry masks between keyframes")
+    ap.add_argument(
+        "--empty-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the keyframe generator finds no masks on every N-th keyframe (bench/empty_masks.py)",
+    )
     args = ap.parse_args()
     distinct = min(args.distinct or args.frames, args.frames)
     load_start = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-scan-") as tmp:
         tmp = Path(tmp)
         folder = render_scene(args.scene or tmp / "scene", args.frames, distinct, args.seed)
-        from regiond.client import common
+        import grpc
+
+        from regiond.api.v1 import regions_pb2_grpc as pb_grpc
+        from regiond.client.connection import MAX_MESSAGE
         from regiond.commands.serve import spawn_daemon
 
+        empty = [sys.executable, str(REPO / "bench" / "empty_masks.py"), str(args.empty_every)]
         proc, address = spawn_daemon(
             [
                 "--listen",
@@ -261,18 +315,24 @@ def main() -> int:
             ],
             tmp / "daemon.log",
             timeout=180,
+            program=empty if args.empty_every else None,
         )
         try:
-            msgs = scene_messages(folder, address)
-            conn = common.connect(address, timeout=60)
-            daemon_alone(conn.stub, msgs[:5], proc.pid)  # warm-up
+            msgs = scene_messages(folder, address, args.keyframe_every)
+            size = [("grpc.max_send_message_length", MAX_MESSAGE), ("grpc.max_receive_message_length", MAX_MESSAGE)]
+            channel = grpc.insecure_channel(address, options=size)  # the daemon alone: no client in between
+            grpc.channel_ready_future(channel).result(timeout=60)
+            stub = pb_grpc.RegionServiceStub(channel)
+            daemon_alone(stub, msgs[:5], proc.pid)  # warm-up
             alone, scans, replies = [], [], None
             options = ["--overlays", args.overlays] if args.overlays else []
+            if args.keyframe_every > 1:
+                options += ["--keyframe-every", str(args.keyframe_every)]
             for _ in range(args.rounds):
-                run, replies = daemon_alone(conn.stub, msgs, proc.pid)
+                run, replies = daemon_alone(stub, msgs, proc.pid)
                 alone.append(run)
                 scans.append(scan_scene(address, folder, tmp / "scan", args.frames, options, proc.pid))
-            conn.close()
+            channel.close()
         finally:
             proc.terminate()
             proc.wait(30)
@@ -298,7 +358,23 @@ def main() -> int:
             f"scan_scene end to end {x:.1f} frames/s, daemon alone {y:.1f} frames/s, ratio {x / y:.2f} "
             f"(targets: ratio >= 0.8, scan_scene >= 12.5 frames/s)"
         )
+        if args.keyframe_every > 1 or args.empty_every:
+            states = [u.regions.carry for u in replies if u.HasField("regions")]
+            generated = sum(1 for c in states if c.keyframe or not args.keyframe_every > 1)
+            empty = f"none on 1 keyframe in {args.empty_every}" if args.empty_every else "never empty"
+            print(
+                f"  masks: all {len(states)} frames answered (daemon alone, last round); generated on {generated}, "
+                f"carried to {len(states) - generated} (keyframe every {args.keyframe_every or 1}); the keyframe "
+                f"generator's masks: {empty}"
+            )
         if args.stages:
+            daemon_cpu = min(r.daemon_cpu for r in alone)
+            lite = extraction_alone(folder, min(distinct, 60), args.rounds)
+            print(
+                f"scene frame CPU / lite extraction = {daemon_cpu / lite:.2f} (daemon CPU {daemon_cpu:.1f} ms a scene "
+                f"frame, lite extraction alone {lite:.1f} ms a frame on the same colour images, in this process; "
+                f"target <= 2.0)"
+            )
             costs = stage_costs(folder, replies, min(args.frames, 30))
             print("client CPU per frame, by stage (process time, one thread):")
             for name, ms in costs.items():

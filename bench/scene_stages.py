@@ -45,7 +45,7 @@ def main() -> int:
 
     from regiond import scenes
     from regiond.extraction.profiles import build_extractor
-    from regiond.geometry import VoxelFusion, fit_to_size, region_geometry
+    from regiond.geometry import POINTS_KEY, VoxelFusion, fit_to_size, region_geometry
     from regiond.heads.serving import load_serving_heads
     from regiond.scenes.synthetic import SyntheticScene, write_scene_folder
     from regiond.service.convert import RegionLabels, encode_png, region_set_pb
@@ -71,6 +71,7 @@ def main() -> int:
 
         state, fusion = labeler.new_scene(), VoxelFusion(DEFAULT_VOXEL)
         for f in frames:
+            f.meta[POINTS_KEY] = None  # as the daemon asks: the 3D statistics' points go on to the fusion
             regions = timed("extraction (lite, 3D statistics included)", lambda: extractor.extract(f))
             masks = extractor.masker(f.rgb).regions
             timed("  of which 3D statistics", lambda: region_geometry(masks, f.depth, f.camera, f.pose))
@@ -81,7 +82,11 @@ def main() -> int:
                 "region message",
                 lambda: region_set_pb(regions, None, f.index, world=True, labels=labels).SerializeToString(),
             )
-            timed("voxel fusion", lambda: fusion.add_frame(f, labels=fl.label_map, stride=FUSION_STRIDE))
+            points = f.meta.pop(POINTS_KEY)
+            timed(
+                "voxel fusion",
+                lambda: fusion.add_frame(f, labels=fl.label_map, stride=FUSION_STRIDE, points=points),
+            )
         refined = timed("refinement (scene transformer)", lambda: labeler.refine(state))
         timed("refined PNGs", lambda: [encode_png(r.label_map) for r in refined])
         cloud = timed("fused cloud", fusion.cloud)

@@ -120,7 +120,7 @@ class Load:
 
     @staticmethod
     def _scene_frames(w: int, h: int) -> list[pb.SceneFrame]:
-        from regiond.client.common import scene_frame_pb
+        from regiond.client.messages import scene_frame_pb
         from regiond.scenes.synthetic.rgbd import SyntheticSource
 
         frames = [scene_frame_pb(f, "raw") for f in SyntheticSource(6, frames=16, width=w, height=h)]

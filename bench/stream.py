@@ -1,6 +1,7 @@
 """Video through the daemon vs the same extraction in-process, in one run.
 
     .venv/bin/python bench/stream.py [--frames 60] [--size 640x480] [--encoding raw|jpeg]
+                                     [--keyframe-every K] [--empty-every N]
 
 Frames: a generated activity clip (regiond.scenes.synthetic) at the given size. Baseline: the lite
 Extractor called on each frame in this process. Daemon: `regiond serve --profile lite` in its
@@ -10,6 +11,10 @@ Targets: >= 15 frames/s through gRPC on 2 cores, overhead <= 20%.
 Wall-clock rates on a machine shared with other work are noisy (two processes also get a
 larger share of a contended CPU than one), so it also prints the CPU time the gRPC path adds
 per frame, measured beside the extraction in one process.
+--keyframe-every K carries masks by optical flow between keyframes (in process and through the
+daemon); --empty-every N makes the keyframe generator find nothing on every N-th keyframe
+(bench/empty_masks.py: the daemon runs through it, the in-process extractor gets the same
+masker) and prints how many frames were answered, generated and carried.
 """
 
 from __future__ import annotations
@@ -40,15 +45,20 @@ def make_frames(n: int, width: int, height: int):
     return frames
 
 
-def in_process(ex, frames) -> float:
+def in_process(ex, frames, keyframe_every: int = 0) -> float:
     """frames/s of the extractor called frame after frame, in a worker thread as the daemon
-    calls it (on this machine the main thread runs the same code measurably slower)."""
+    calls it (on this machine the main thread runs the same code measurably slower); with
+    keyframe_every, masks carried by flow as a video stream's are."""
+    from regiond.core.frames import Frame
+    from regiond.masks.carry import CarryConfig, MaskTracker
+
     out = []
 
     def work():
+        tracker = MaskTracker(CarryConfig(every=keyframe_every, method="flow")) if keyframe_every > 1 else None
         t0 = time.perf_counter()
-        for f in frames:
-            ex.extract(f)
+        for k, f in enumerate(frames):
+            ex.extract(Frame(rgb=f, index=k), carry=tracker.ticket() if tracker else None)
         out.append(len(frames) / (time.perf_counter() - t0))
 
     t = threading.Thread(target=work)
@@ -62,7 +72,7 @@ def path_costs(ex, frames, encoding: str) -> tuple[float, float]:
     this process: client encoding, daemon decoding, RegionSet → message, serialising, client
     parsing. Independent of how busy the machine is, unlike the wall-clock rates."""
     from regiond.api.v1 import regions_pb2 as pb
-    from regiond.client.common import image_pb
+    from regiond.client.messages import image_pb
     from regiond.service.convert import Limits, image_frame, region_set_pb
 
     t_ex = t_path = 0.0
@@ -81,8 +91,10 @@ def path_costs(ex, frames, encoding: str) -> tuple[float, float]:
     return 1000 * t_ex / len(frames), 1000 * t_path / len(frames)
 
 
-def start_daemon(tmp: Path, threads: int, workers: int):
+def start_daemon(tmp: Path, threads: int, workers: int, empty_every: int = 0):
     from regiond.commands.serve import spawn_daemon
+
+    empty = [sys.executable, str(REPO / "bench" / "empty_masks.py"), str(empty_every)]
 
     try:
         return spawn_daemon(
@@ -103,6 +115,7 @@ def start_daemon(tmp: Path, threads: int, workers: int):
             ],
             tmp / f"daemon-{workers}.log",
             timeout=120,
+            program=empty if empty_every else None,
         )
     except RuntimeError as e:
         raise SystemExit(f"bench/stream: {e}") from None
@@ -111,12 +124,12 @@ def start_daemon(tmp: Path, threads: int, workers: int):
 class DaemonClient:
     """A channel to one daemon and the frames as messages, encoded once."""
 
-    def __init__(self, address: str, frames, encoding: str):
+    def __init__(self, address: str, frames, encoding: str, keyframe_every: int = 0):
         import grpc
 
         from regiond.api.v1 import regions_pb2 as pb
         from regiond.api.v1 import regions_pb2_grpc as pb_grpc
-        from regiond.client.common import image_pb
+        from regiond.client.messages import image_pb
 
         self.ch = grpc.insecure_channel(
             address, options=[("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
@@ -124,14 +137,20 @@ class DaemonClient:
         grpc.channel_ready_future(self.ch).result(timeout=60)
         self.stub = pb_grpc.RegionServiceStub(self.ch)
         self.msgs = [pb.VideoFrame(image=image_pb(f, encoding), index=i) for i, f in enumerate(frames)]
+        if keyframe_every > 1:
+            self.msgs[0].options.CopyFrom(pb.VideoOptions(carry=pb.CarryOptions(keyframe_every=keyframe_every)))
+        self.carried: list[bool] = []  # the last run's frames: carried (True) or generated
         list(self.stub.StreamVideo(iter(self.msgs[:3])))  # warm-up
 
     def run(self) -> tuple[float, float]:
         """(frames/s, mean regions per frame) streaming every frame once, as fast as possible."""
         t0 = time.perf_counter()
-        regions = [len(u.regions.regions) for u in self.stub.StreamVideo(iter(self.msgs))]
+        updates = list(self.stub.StreamVideo(iter(self.msgs)))
         dt = time.perf_counter() - t0
-        assert len(regions) == len(self.msgs)
+        errors = [f"frame {u.frame_index}: {u.error.message}" for u in updates if u.HasField("error")]
+        assert len(updates) == len(self.msgs) and not errors, errors[:3]
+        regions = [len(u.regions.regions) for u in updates]
+        self.carried = [u.regions.HasField("carry") and not u.regions.carry.keyframe for u in updates]
         return len(self.msgs) / dt, sum(regions) / len(regions)
 
 
@@ -147,6 +166,14 @@ def main() -> int:
     )
     ap.add_argument("--threads", type=int, default=1, help="torch threads per model call")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved measurement rounds (best is reported)")
+    ap.add_argument("--keyframe-every", type=int, default=0, metavar="K", help="carry masks by flow between keyframes")
+    ap.add_argument(
+        "--empty-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the keyframe generator finds no masks on every N-th keyframe (bench/empty_masks.py)",
+    )
     ap.add_argument(
         "--workers",
         type=int,
@@ -162,17 +189,23 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     ex = build_extractor("lite", announce=lambda m: None)
+    if args.empty_every:
+        from empty_masks import sometimes_empty  # bench/: the script's own folder
+
+        ex.masker = sometimes_empty(ex.masker, args.empty_every)
     for f in frames[:3]:
         ex.extract(f)
     base, runs = [], {}
     with tempfile.TemporaryDirectory() as tmp:
-        daemons = {n: start_daemon(Path(tmp), args.threads, n) for n in sorted({1, args.workers})}
+        daemons = {n: start_daemon(Path(tmp), args.threads, n, args.empty_every) for n in sorted({1, args.workers})}
         try:
-            clients = {n: DaemonClient(addr, frames, args.encoding) for n, (_, addr) in daemons.items()}
+            clients = {
+                n: DaemonClient(addr, frames, args.encoding, args.keyframe_every) for n, (_, addr) in daemons.items()
+            }
             # Interleaved rounds, best of each: on a shared machine the best round is the one
             # least disturbed by others, for the baseline and the daemon alike.
             for _ in range(args.rounds):
-                base.append(in_process(ex, frames))
+                base.append(in_process(ex, frames, args.keyframe_every))
                 for n, c in clients.items():
                     runs.setdefault(n, []).append(c.run())
         finally:
@@ -202,6 +235,13 @@ def main() -> int:
         f"  work of the gRPC path itself: {ms_path:.1f} ms/frame beside {ms_ex:.1f} ms of extraction "
         f"= {100 * ms_path / ms_ex:.1f}% overhead in CPU time (load-independent)"
     )
+    if args.keyframe_every > 1 or args.empty_every:
+        carried = sum(clients[1].carried)
+        empty = f"none on 1 keyframe in {args.empty_every}" if args.empty_every else "never empty"
+        print(
+            f"  masks: all {len(frames)} frames answered (1 worker, last round); generated on {len(frames) - carried}, "
+            f"carried to {carried} (keyframe every {args.keyframe_every or 1}); the keyframe generator's masks: {empty}"
+        )
     if args.workers != 1:
         fpsn = max(r[0] for r in runs[args.workers])
         print(

@@ -30,15 +30,17 @@ from pathlib import Path
 
 import numpy as np
 
-from regiond.api.v1 import regions_pb2 as pb
-from regiond.client import common
+from regiond.client.messages import decode_png
+from regiond.client.replies import ActivityWindow
 from regiond.client.writer import BackgroundWriter
 from regiond.core.label_spaces import NYU40_NAMES, SCANNET_COLOURS
+from regiond.core.regionset import SOURCE_SAM, SOURCE_SLIC, RegionSet
+from regiond.core.rle import MaskPixels
 from regiond.core.viz import palette
 
 POINTS_PER_FRAME = 5000  # back-projected points logged per frame (a regular pixel grid)
 JPEG_QUALITY = 90
-SOURCE_NAMES = {pb.SOURCE_SAM: "SAM", pb.SOURCE_SLIC: "SLIC"}
+SOURCE_NAMES = {SOURCE_SAM: "SAM", SOURCE_SLIC: "SLIC"}
 DEFAULT_VIEWER = "rerun+http://127.0.0.1:9876/proxy"
 
 
@@ -119,22 +121,24 @@ class Recording:
         ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         return self.rr.EncodedImage(contents=buf.tobytes(), media_type="image/jpeg")
 
-    def log_regions(self, entity: str, regions: pb.RegionSet, frame: int) -> None:
+    def log_regions(self, entity: str, regions: RegionSet, frame: int) -> None:
         """The regions as a segmentation image (id = region index + 1, smaller regions on top)
         with one annotation per region: its source, and its class when a head named one."""
         rr = self.rr
-        mp = common.region_pixels(regions)
+        mp = MaskPixels.from_counts(regions.counts, regions.height, regions.width)
         ids = np.zeros(regions.width * regions.height, np.uint16)  # column-major, as RLE
         ids[mp.pixel] = mp.mask + 1
         if np.count_nonzero(ids) < mp.pixel.size:  # masks overlap (SAM): draw
             order = np.argsort(-mp.areas()[mp.mask], kind="stable")  # larger first, smaller win
             ids[mp.pixel[order]] = mp.mask[order] + 1
-        rgba = (palette(len(regions.regions)).astype(np.uint32) << np.array([24, 16, 8], np.uint32)).sum(1) | 0xFF
+        rgba = (palette(len(regions)).astype(np.uint32) << np.array([24, 16, 8], np.uint32)).sum(1) | 0xFF
+        labels = [-1] * len(regions) if regions.labels is None else regions.labels.tolist()
+        names = regions.meta.get("label_names", {})
         infos = []
-        for i, (r, colour) in enumerate(zip(regions.regions, rgba.tolist())):  # packed RGBA: no per-region arrays
-            text = f"region {i} ({SOURCE_NAMES.get(r.source, 'region')})"
-            if r.HasField("label"):
-                text += f": {r.label_name or r.label}"
+        for i, (source, label, colour) in enumerate(zip(regions.source.tolist(), labels, rgba.tolist())):
+            text = f"region {i} ({SOURCE_NAMES.get(source, 'region')})"  # packed RGBA: no per-region arrays
+            if label >= 0:
+                text += f": {names.get(label) or label}"
             infos.append(rr.AnnotationInfo(id=i + 1, label=text, color=colour))
         self.log(
             entity,
@@ -180,7 +184,7 @@ class ScanRecording(Recording):
         rr = self.rr
         self.log("world", rr.ViewCoordinates.RIGHT_HAND_Z_UP, class_context(rr), static=True)
 
-    def frame(self, frame, regions: pb.RegionSet, label_png: bytes) -> None:
+    def frame(self, frame, regions: RegionSet, label_png: bytes) -> None:
         self.submit(self._frame, frame, regions, label_png)
 
     def refined(self, idx: int, png: bytes) -> None:
@@ -193,11 +197,7 @@ class ScanRecording(Recording):
 
     def objects(self, objects) -> None:
         """The scene's objects (SceneSummary.objects): boxes, and the cloud's points by object."""
-        boxes = [
-            (o.id, o.label_name, (o.box_min.x, o.box_min.y, o.box_min.z), (o.box_max.x, o.box_max.y, o.box_max.z))
-            for o in objects
-        ]
-        self.submit(self._objects, boxes)
+        self.submit(self._objects, [(o.id, o.label_name, o.box[:3], o.box[3:]) for o in objects])
 
     def _objects(self, boxes) -> None:
         rr = self.rr
@@ -212,7 +212,7 @@ class ScanRecording(Recording):
             colours = palette(int(inst.max()) + 1)[inst[keep]]
             self.log("world/objects/points", rr.Points3D(points[keep], colors=colours), static=True)
 
-    def _frame(self, frame, regions: pb.RegionSet, label_png: bytes) -> None:
+    def _frame(self, frame, regions: RegionSet, label_png: bytes) -> None:
         rr, idx = self.rr, int(frame.index)
         cam = frame.camera
         if frame.pose is not None:
@@ -241,7 +241,7 @@ class ScanRecording(Recording):
         return self.rr.EncodedDepthImage(buf.tobytes(), media_type="image/png")  # 16-bit mm: the default unit
 
     def _labels(self, idx: int, png: bytes) -> np.ndarray:
-        labels = common.decode_png(png)
+        labels = decode_png(png)
         self.log("world/camera/image/labels", self.rr.SegmentationImage(labels), frame=idx)
         return labels
 
@@ -305,17 +305,17 @@ class VideoRecording(Recording):
             )
         )
 
-    def frame(self, frame, regions: pb.RegionSet | None) -> None:
+    def frame(self, frame, regions: RegionSet | None) -> None:
         self.submit(self._frame, frame, regions)
 
-    def window(self, window: pb.ActivityWindow) -> None:
+    def window(self, window: ActivityWindow) -> None:
         scores = [(s.name or str(s.id), float(s.score)) for s in window.scores]
         self.submit(self._window, int(window.end_frame), scores)
 
-    def _frame(self, frame, regions: pb.RegionSet | None) -> None:
+    def _frame(self, frame, regions: RegionSet | None) -> None:
         idx = int(frame.index)
         self.log("video/rgb", self.jpeg(frame.rgb), frame=idx)
-        if regions is not None and regions.regions:
+        if regions is not None and len(regions):
             self.log_regions("video/rgb/regions", regions, idx)
 
     def _window(self, end_frame: int, scores: list[tuple[str, float]]) -> None:

@@ -27,10 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from regiond.api.v1 import regions_pb2 as pb
-from regiond.client import common
+from regiond.client.replies import SceneObject, SceneSummary, SceneUpdate
 from regiond.client.writer import BackgroundWriter
 from regiond.core.instance_files import write_instance_masks
+from regiond.core.regionset import RegionSet
+from regiond.core.rle import MaskPixels
 
 OUTPUTS = ("objects.json", "objects", "object_ids", "instances")
 MAX_CROPS = 256
@@ -50,8 +51,10 @@ class ScanObjects:
         self.too_many = False
         (out / "object_ids").mkdir(parents=True, exist_ok=True)
 
-    def frame(self, idx: int, rgb: np.ndarray | None, update: pb.SceneUpdate) -> None:
-        ids = np.array([r.object_id for r in update.regions.regions], np.int64)
+    def frame(self, idx: int, rgb: np.ndarray | None, update: SceneUpdate) -> None:
+        ids = np.asarray(
+            update.object_ids if update.object_ids is not None else np.zeros(len(update.regions)), np.int64
+        )
         self.online[idx] = ids
         if update.objects_reason:  # counted by kind ("no pose", "pose disagrees with the map", ...)
             kind = update.objects_reason.split(":")[0]
@@ -61,25 +64,25 @@ class ScanObjects:
         self.writer.submit(self._frame, idx, rgb, update.regions, ids)
 
     def refined(self, idx: int, ids) -> None:
-        if len(ids):
+        if ids is not None and len(ids):
             self.final[idx] = np.asarray(ids, np.int64)
 
-    def _frame(self, idx: int, rgb: np.ndarray | None, regions: pb.RegionSet, ids: np.ndarray) -> None:
+    def _frame(self, idx: int, rgb: np.ndarray | None, regions: RegionSet, ids: np.ndarray) -> None:
         (self.out / "object_ids" / f"{idx:06d}.png").write_bytes(_png16(self._id_map(regions, ids)))
         if rgb is None:
             return
         least = MIN_CROP_SHARE * regions.width * regions.height
-        for r, oid in zip(regions.regions, ids.tolist()):
-            if oid and r.area >= least and r.area > self.crops.get(oid, (0,))[0]:
-                self.crops[oid] = (int(r.area), idx, _crop(rgb, r.box))
+        for area, box, oid in zip(regions.areas.tolist(), regions.boxes, ids.tolist()):
+            if oid and area >= least and area > self.crops.get(oid, (0,))[0]:
+                self.crops[oid] = (int(area), idx, _crop(rgb, box))
         if len(self.crops) > MAX_CROPS:
             for oid, _ in sorted(self.crops.items(), key=lambda kv: kv[1][0])[: len(self.crops) - MAX_CROPS]:
                 del self.crops[oid]
 
     @staticmethod
-    def _id_map(regions: pb.RegionSet, ids: np.ndarray) -> np.ndarray:
+    def _id_map(regions: RegionSet, ids: np.ndarray) -> np.ndarray:
         """H×W uint16 ids; where masks overlap the larger region's, as the object map decides."""
-        mp = common.region_pixels(regions)
+        mp = MaskPixels.from_counts(regions.counts, regions.height, regions.width)
         out = np.zeros(regions.width * regions.height, np.uint16)  # column-major, as RLE
         ids = np.minimum(ids, MAX_ID).astype(np.uint16)
         if mp.pixel.size > np.count_nonzero(np.bincount(mp.pixel, minlength=out.size)):  # masks overlap
@@ -89,7 +92,7 @@ class ScanObjects:
             out[mp.pixel] = ids[mp.mask]
         return out.reshape(regions.width, regions.height).T
 
-    def finish(self, summary: pb.SceneSummary, ply: Path | None) -> str:
+    def finish(self, summary: SceneSummary, ply: Path | None) -> str:
         """Write the final outputs (once the writer has written every frame's); returns a line
         saying what was found."""
         lut = {}
@@ -106,7 +109,7 @@ class ScanObjects:
 
             v = PlyData.read(str(ply))["vertex"].data
             if "instance" in (v.dtype.names or ()):
-                entries = [(o.id, o.label if o.HasField("label") else 0, o.confidence) for o in summary.objects]
+                entries = [(o.id, o.label if o.label is not None else 0, o.confidence) for o in summary.objects]
                 write_instance_masks(self.out / "instances", self.scene_id, np.asarray(v["instance"]), entries)
         why = ", ".join(f"{n} {k}" for k, n in sorted(self.reasons.items()))
         return (
@@ -115,7 +118,7 @@ class ScanObjects:
             f"{self.out / 'objects.json'}, instances/, object_ids/"
         )
 
-    def _best_crop(self, o: pb.SceneObject, lut: dict) -> str | None:
+    def _best_crop(self, o: SceneObject, lut: dict) -> str | None:
         """The crop of the object's best view (else of its largest one kept), written as objects/NNN.jpg."""
         mine = [c for oid, c in self.crops.items() if lut.get(oid) == o.id]
         if not mine:
@@ -137,13 +140,13 @@ def _png16(ids: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def _crop(rgb: np.ndarray, box: pb.Box) -> np.ndarray:
-    """The box's pixels, at most CROP_SIDE on the longer side."""
+def _crop(rgb: np.ndarray, box) -> np.ndarray:
+    """The pixels of box [x0, y0, x1, y1], at most CROP_SIDE on the longer side."""
     import cv2  # heavy: only when crops are made
 
     h, w = rgb.shape[:2]
-    x0, y0 = min(max(int(box.x0), 0), w - 1), min(max(int(box.y0), 0), h - 1)
-    x1, y1 = min(max(int(np.ceil(box.x1)), x0 + 1), w), min(max(int(np.ceil(box.y1)), y0 + 1), h)
+    x0, y0 = min(max(int(box[0]), 0), w - 1), min(max(int(box[1]), 0), h - 1)
+    x1, y1 = min(max(int(np.ceil(box[2])), x0 + 1), w), min(max(int(np.ceil(box[3])), y0 + 1), h)
     crop = rgb[y0:y1, x0:x1]
     scale = CROP_SIDE / max(crop.shape[:2])
     if scale < 1:
@@ -159,22 +162,18 @@ def _jpeg(rgb: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def _object_json(o: pb.SceneObject, crop: str | None) -> dict:
+def _object_json(o: SceneObject, crop: str | None) -> dict:
     return {
         "id": o.id,
-        "class": o.label_name or (str(o.label) if o.HasField("label") else None),
-        "class_id": o.label if o.HasField("label") else None,
+        "class": o.label_name or (str(o.label) if o.label is not None else None),
+        "class_id": o.label,
         "score": round(o.score, 4),
         "confidence": round(o.confidence, 4),
-        "centroid": [round(v, 4) for v in (o.centroid.x, o.centroid.y, o.centroid.z)],
-        "box": [round(v, 4) for v in (o.box_min.x, o.box_min.y, o.box_min.z, o.box_max.x, o.box_max.y, o.box_max.z)],
+        "centroid": [round(v, 4) for v in o.centroid],
+        "box": [round(v, 4) for v in o.box],
         "points": o.point_count,
         "frames": o.frames,
-        "best_view": {
-            "frame": o.best_frame,
-            "box": [round(v, 1) for v in (o.best_box.x0, o.best_box.y0, o.best_box.x1, o.best_box.y1)],
-            "crop": crop,
-        },
+        "best_view": {"frame": o.best_frame, "box": [round(v, 1) for v in o.best_box], "crop": crop},
     }
 
 

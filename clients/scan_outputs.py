@@ -15,11 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from regiond.api.v1 import regions_pb2 as pb
-from regiond.client import common
+from regiond.client.messages import decode_png
 from regiond.client.scan_progress import Progress
 from regiond.client.writer import BackgroundWriter
-from regiond.core.label_spaces import BENCHMARK_NAMES, nyu40_to_benchmark
+from regiond.core.confusion import Confusion, EvalProtocol
+from regiond.core.label_spaces import resize_nearest
+from regiond.core.regionset import RegionSet
+from regiond.core.rle import MaskPixels
 from regiond.core.viz import colour_label_png, encode_png, labelled_overlay, overlay_regions
 
 #: default --overlays: every frame of scenes up to this many frames; longer ones are
@@ -28,7 +30,6 @@ from regiond.core.viz import colour_label_png, encode_png, labelled_overlay, ove
 AUTO_OVERLAYS = 100
 UNKNOWN_LENGTH_STEP = 10  # default step when the scene's length is not known up front
 PNG_LEVEL = 1  # zlib level of overlays: fast; they are pictures, not data
-_N = len(BENCHMARK_NAMES)
 
 
 def parse_overlays(text: str) -> int | None:
@@ -55,72 +56,43 @@ def overlay_step(choice: int | None, frames: int | None) -> int:
     return max(1, math.ceil(frames / AUTO_OVERLAYS))
 
 
-def confusion(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """ScanNet-20 confusion counts (20 × 21, int64: truth class × predicted class, the last
-    column "not a class") of two benchmark class maps (0..19; anything else in the truth is
-    ignored, anything else in a prediction counts as wrong)."""
-    t = np.asarray(truth, np.uint8).ravel().astype(np.intp)
-    p = np.minimum(np.asarray(pred, np.uint8).ravel(), _N).astype(np.intp)
-    counts = np.bincount(t * (_N + 1) + p, minlength=256 * (_N + 1))
-    return counts[: _N * (_N + 1)].reshape(_N, _N + 1)  # rows of ignored truth fall away
-
-
-def scores(conf: np.ndarray, frames: int) -> dict:
-    """Per-class IoU and their mean from confusion counts. Classes absent from both the truth
-    and the predictions have no IoU and are left out of the mean."""
-    tp = np.diag(conf[:, :_N]).astype(np.float64)
-    denom = conf.sum(1) + conf[:, :_N].sum(0) - tp
-    iou = np.where(denom > 0, tp / np.maximum(denom, 1), np.nan)
-    present = np.isfinite(iou)
-    return {
-        "frames": frames,
-        "miou": float(np.nanmean(iou)) if present.any() else None,
-        "classes_present": int(present.sum()),
-        "iou": {name: (None if np.isnan(v) else round(float(v), 4)) for name, v in zip(BENCHMARK_NAMES, iou)},
-    }
-
-
-def miou_scores(truths, preds) -> dict:
-    """scores() over pairs of benchmark class maps."""
-    conf = sum((confusion(t, p) for t, p in zip(truths, preds)), np.zeros((_N, _N + 1), np.int64))
-    return scores(conf, len(truths))
-
-
-def benchmark_640(labels: np.ndarray) -> np.ndarray:
-    """NYU40 ids → benchmark classes (255 elsewhere) at 640×480, nearest, as the benchmark compares."""
-    a = np.asarray(labels)
-    if a.shape != (480, 640):
-        import cv2  # heavy: only for frames of another size
-
-        a = cv2.resize(a.astype(np.uint16), (640, 480), interpolation=cv2.INTER_NEAREST)
-    return nyu40_to_benchmark(a)
-
-
 class LabelScores:
-    """ScanNet-20 scores of the latest prediction of every frame that has ground truth."""
+    """ScanNet-20 scores (regiond.core.confusion, as `regiond eval labels` scores label folders)
+    of the latest prediction of every frame that has ground truth."""
 
     def __init__(self):
-        self._truth: dict[int, bytes] = {}  # frame → compressed 640×480 benchmark map
-        self._conf: dict[int, np.ndarray] = {}  # frame → confusion of its latest prediction
+        self.protocol = EvalProtocol.scannet20()
+        self._truth: dict[int, bytes] = {}  # frame → compressed ground truth at 640×480 (uint8 ids)
+        self._conf: dict[int, np.ndarray] = {}  # frame → confusion counts of its latest prediction
 
     def truth(self, idx: int, labels: np.ndarray) -> None:
-        self._truth[idx] = zlib.compress(benchmark_640(labels).tobytes(), 1)
+        # resampled now (the protocol's resampling, so scoring it again is the identity) and kept
+        # as uint8: ids past 255 are none of the 20 classes, and 255 is none either, so clipping
+        # them there changes no score
+        a = resize_nearest(labels, *self.protocol.size)
+        self._truth[idx] = zlib.compress(np.clip(a, 0, 255).astype(np.uint8).tobytes(), 1)
 
     def predict(self, idx: int, label_png: bytes) -> None:
         if idx not in self._truth:
             return
-        truth = np.frombuffer(zlib.decompress(self._truth[idx]), np.uint8)
-        self._conf[idx] = confusion(truth, benchmark_640(common.decode_png(label_png))).astype(np.int32)
+        w, h = self.protocol.size
+        truth = np.frombuffer(zlib.decompress(self._truth[idx]), np.uint8).reshape(h, w)
+        conf = self.protocol.confusion()
+        self.protocol.add(conf, truth, decode_png(label_png))
+        self._conf[idx] = conf.counts.astype(np.int32)
 
-    def confusion(self) -> np.ndarray | None:
-        """Summed confusion counts (20 × 21) of the frames scored, None when none were."""
+    def confusion(self) -> Confusion | None:
+        """The summed confusion of the frames scored, None when none were."""
         if not self._conf:
             return None
-        return sum(c.astype(np.int64) for c in self._conf.values())
+        conf = self.protocol.confusion()
+        conf.counts = sum(c.astype(np.int64) for c in self._conf.values())
+        return conf
 
     def result(self) -> dict | None:
+        """summary.json's "miou": frames scored, mIoU, classes present, IoU per class."""
         conf = self.confusion()
-        return None if conf is None else scores(conf, len(self._conf))
+        return None if conf is None else {"frames": len(self._conf), **conf.scores()}
 
 
 class ScanOutputs:
@@ -148,7 +120,7 @@ class ScanOutputs:
         return self.step > 0 and position % self.step == 0
 
     def frame(
-        self, idx: int, rgb: np.ndarray | None, regions: pb.RegionSet, label_png: bytes, truth: np.ndarray | None
+        self, idx: int, rgb: np.ndarray | None, regions: RegionSet, label_png: bytes, truth: np.ndarray | None
     ) -> None:
         """Queue a frame's outputs; rgb only for frames that get pictures. A frame an earlier
         run wrote (--resume) is only scored: its files are there."""
@@ -191,14 +163,13 @@ class ScanOutputs:
     def _label_file(self, idx: int) -> Path:
         return self._dir("labels") / f"{self.scene_id}_{idx:06d}.png"
 
-    def _overlay(self, idx: int, rgb: np.ndarray, regions: pb.RegionSet) -> None:
-        masks, sources = common.region_pixels(regions), common.region_sources(regions)
-        if any(r.HasField("label") for r in regions.regions):  # a head labelled them: colour by class
-            labels = [r.label if r.HasField("label") else -1 for r in regions.regions]
-            names = {r.label: r.label_name for r in regions.regions if r.HasField("label")}
-            picture = labelled_overlay(rgb, masks, sources, labels, names)
+    def _overlay(self, idx: int, rgb: np.ndarray, regions: RegionSet) -> None:
+        masks = MaskPixels.from_counts(regions.counts, regions.height, regions.width)
+        if regions.labels is not None:  # a head labelled them: colour by class
+            names = regions.meta.get("label_names", {})
+            picture = labelled_overlay(rgb, masks, regions.source, regions.labels.tolist(), names)
         else:
-            picture = overlay_regions(rgb, masks, sources)
+            picture = overlay_regions(rgb, masks, regions.source)
         (self._dir("overlays") / f"{idx:06d}.png").write_bytes(encode_png(picture, PNG_LEVEL))
 
     def _provisional_labels(self, idx: int, png: bytes) -> None:

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from regiond.api.v1 import regions_pb2 as pb
+from regiond.core.confusion import Confusion
 from regiond.core.label_spaces import BENCHMARK_NAMES, BENCHMARK_NYU40
-from regiond.core.legend import confusion_png
 from regiond.core.viz import label_colours
 
 STRIP_FRAMES = 12  # frames shown in the strip (evenly spread over the pictured ones)
@@ -25,20 +26,14 @@ table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{padding:2px 10px;text-a
 td.num{text-align:right;font-variant-numeric:tabular-nums}.sw{display:inline-block;width:.9em;height:.9em;
 border:1px solid #666;vertical-align:middle;margin-right:.4em}.strip{display:flex;gap:10px;overflow-x:auto;
 padding-bottom:8px}figure{margin:0;flex:none}figure img{display:block;width:320px;margin-bottom:4px}
-figcaption{font-size:12px;color:#555}code{background:#f3f3f3;padding:1px 4px}"""
+figcaption{font-size:12px;color:#555}code{background:#f3f3f3;padding:1px 4px}
+.note{background:#fff4d6;border-left:4px solid #e0a800;padding:.5em .8em;max-width:60em}"""
 
 
-def confusion_picture(out: Path, counts: np.ndarray) -> Path:
-    """confusion.png of ScanNet-20 counts (20 × 21: truth × prediction, last column "not a class")."""
-    names = list(BENCHMARK_NAMES)
-    return confusion_png(
-        counts,
-        names + ["other"],
-        out / "confusion.png",
-        "ScanNet 20-class confusion (row-normalised)",
-        rows=names,
-        colours=label_colours()[list(BENCHMARK_NYU40)],
-    )
+def confusion_picture(out: Path, conf: Confusion) -> Path:
+    """confusion.png of ScanNet-20 counts (truth × prediction, last column "not a class")."""
+    title = "ScanNet 20-class confusion (row-normalised)"
+    return conf.save_png(out / "confusion.png", title, colours=label_colours()[list(conf.class_ids)])
 
 
 def strip_frames(out: Path, count: int = STRIP_FRAMES) -> list[str]:
@@ -75,8 +70,42 @@ def _iou_table(scores: dict) -> str:
     return f"<table><tr><th>class</th><th>IoU (%)</th></tr>{''.join(rows)}</table>"
 
 
+def labeller_heads(info) -> list[dict]:
+    """What the daemon's scene labeller learnt from (GetInfo's HeadInfo.trained_on), one entry
+    per head directory: {"head", "origin" (generated, own, mixed, unknown), "summary"}."""
+    out = []
+    for h in info.heads:
+        if h.kind == "scene":
+            out += [
+                {
+                    "head": t.head,
+                    "origin": pb.DataOrigin.Name(t.origin).lower().removeprefix("data_origin_"),
+                    "summary": t.summary,
+                }
+                for t in h.trained_on
+            ]
+    return out
+
+
+DEMO_LABELS = (
+    "These labels come from heads trained on generated rooms only: they demonstrate the pipeline and "
+    "are not a model of real rooms. On real frames train heads on your own labelled scans, with DINOv2 "
+    "weights (docs/own-labels.md)."
+)
+
+
+def heads_note(heads: list[dict]) -> str:
+    """The page's word on the labeller: a demonstration when its heads learnt from generated data only."""
+    if not heads:
+        return ""
+    demo = all(h["origin"] == "generated" for h in heads)
+    lines = "".join(f"<li><code>{html.escape(h['head'])}</code>: {html.escape(h['summary'])}</li>" for h in heads)
+    lead = f"<p class=note><b>{html.escape(DEMO_LABELS)}</b></p>" if demo else ""
+    return f"{lead}<details><summary>what the heads were trained on</summary><ul>{lines}</ul></details>"
+
+
 def write_report(
-    out: Path, summary: dict, confusion: np.ndarray | None = None, recording: Path | None = None, sections=()
+    out: Path, summary: dict, confusion: Confusion | None = None, recording: Path | None = None, sections=()
 ) -> Path:
     """Write out/index.html (and out/confusion.png when there are confusion counts); `sections`:
     more HTML after the labels (e.g. the objects' table)."""
@@ -97,12 +126,15 @@ def write_report(
         _source(summary.get("source") or {}),
         f"<table>{_rows(facts)}</table>",
     ]
+    note = heads_note(summary.get("heads") or [])
     if scores and scores.get("miou") is not None:
         parts.append(
-            f"<h2>Labels: mIoU {100 * scores['miou']:.1f}%</h2><p>ScanNet's 20-class protocol at 640×480, "
+            f"<h2>Labels: mIoU {100 * scores['miou']:.1f}%</h2>{note}<p>ScanNet's 20-class protocol at 640×480, "
             f"{scores['classes_present']} classes present in {scores['frames']} frames with ground truth.</p>"
             + _iou_table(scores)
         )
+    elif note:
+        parts.append(f"<h2>Labels</h2>{note}")
     parts.extend(s for s in sections if s)
     frames = strip_frames(out)
     if frames:
@@ -116,7 +148,7 @@ def write_report(
             f"<h2>Frames</h2><p>Regions over each frame (above; SAM masks filled, SLIC pieces hatched) "
             f"and the predicted labels (below).</p><div class=strip>{''.join(figs)}</div>"
         )
-    if confusion is not None and confusion.sum() > 0:
+    if confusion is not None and confusion.counts.sum() > 0:
         confusion_picture(out, confusion)
         parts.append('<h2>Confusion matrix</h2><img src="confusion.png" alt="confusion matrix">')
     if recording is not None:

@@ -43,24 +43,26 @@ failed, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import threading
 import time
 from pathlib import Path
 
-import grpc
-from google.protobuf.json_format import MessageToDict
 from tqdm import tqdm
 
 from regiond import scenes
-from regiond.api.v1 import regions_pb2 as pb
 from regiond.client import common
+from regiond.client.connection import InputReadError, RegionError, Unreachable
+from regiond.client.messages import frame_encoding
 from regiond.client.recording import ScanRecording, add_rerun_args
+from regiond.client.region_client import RegionClient
+from regiond.client.replies import SceneUpdate
 from regiond.client.scan_objects import ScanObjects, report_section
 from regiond.client.scan_outputs import AUTO_OVERLAYS, UNKNOWN_LENGTH_STEP, ScanOutputs, overlay_step, parse_overlays
 from regiond.client.scan_progress import Progress, ProgressError
-from regiond.client.scan_report import write_report
+from regiond.client.scan_report import DEMO_LABELS, labeller_heads, write_report
 from regiond.client.writer import BackgroundWriter, WriterError
 from regiond.core.label_spaces import benchmark_scene_id
 
@@ -154,15 +156,8 @@ class Scan:
         self.frames_answered = self.regions = 0
         self.carry = common.KeyframeCount()
 
-    def requests(self, stop: threading.Event):
-        opts = pb.SceneOptions(
-            scene_id=self.scene_id,
-            voxel_size=self.args.voxel,
-            return_ply=not self.args.no_ply,
-            return_label_maps=True,
-            carry=common.carry_options(self.args),
-            objects=self.args.objects,
-        )
+    def frames(self, stop: threading.Event):
+        """The scene's frames, at most MAX_AHEAD unanswered."""
         for position, frame in enumerate(self.source):
             while not self.ahead.acquire(timeout=0.1):
                 if stop.is_set():
@@ -176,35 +171,32 @@ class Scan:
                 frame if self.recording else None,
                 frame.rgb if self.objects else None,  # crops of the objects' best views
             )
-            msg = common.scene_frame_pb(frame, self.args.encoding)
-            if position == 0:
-                msg.options.CopyFrom(opts)
-            yield msg
+            yield frame
 
-    def handle(self, u, bar) -> None:
-        if u.HasField("summary"):
+    def handle(self, u: SceneUpdate, bar) -> None:
+        if u.summary is not None:
             self.summary = u.summary
             return
-        if u.HasField("refined"):
+        if u.refined is not None:
             if self.objects is not None:
-                self.objects.refined(int(u.refined.frame_index), u.refined.region_object_ids)
+                self.objects.refined(u.refined.frame_index, u.refined.region_object_ids)
             if u.refined.label_map_png:
-                self.outputs.refined(int(u.refined.frame_index), u.refined.label_map_png)
+                self.outputs.refined(u.refined.frame_index, u.refined.label_map_png)
                 if self.recording:
-                    self.recording.refined(int(u.refined.frame_index), u.refined.label_map_png)
+                    self.recording.refined(u.refined.frame_index, u.refined.label_map_png)
             return
-        idx = int(u.frame_index)
+        idx = u.frame_index
         rgb, truth, frame, full = self.pending.pop(idx, (None, None, None, None))
         self.ahead.release()
         bar.update(1)
         self.frames_answered += 1
-        if u.HasField("error"):
+        if u.error is not None:
             self.errors.append({"frame": idx, "field": u.error.field, "message": u.error.message})
             bar.write(f"{PROG}: frame {idx}: {u.error.message}", file=sys.stderr)
             return
-        self.regions += len(u.regions.regions)
+        self.regions += len(u.regions)
         self.carry.add(u.regions)
-        bar.set_postfix(regions=len(u.regions.regions), refresh=False)
+        bar.set_postfix(regions=len(u.regions), refresh=False)
         self.outputs.frame(idx, rgb, u.regions, u.label_map_png, truth)
         if self.objects is not None:
             self.objects.frame(idx, full, u)
@@ -213,9 +205,9 @@ class Scan:
             self.recording.frame(frame, u.regions, u.label_map_png)
 
 
-def stream(scan: Scan, conn: common.Connection, args, total: int | None) -> int:
+def stream(scan: Scan, client: RegionClient, args, total: int | None) -> int:
     """Stream the scene until the daemon sends its summary (re-scanning after a daemon
-    restart); returns the number of attempts. Closes the connection."""
+    restart); returns the number of attempts. Closes the client."""
     attempts = 0
     try:
         while True:
@@ -223,24 +215,29 @@ def stream(scan: Scan, conn: common.Connection, args, total: int | None) -> int:
             stop = threading.Event()
             scan.restart()
             bar = tqdm(total=total, desc=f"scan {scan.scene_id}", unit="frame", file=sys.stderr, dynamic_ncols=True)
-            feed = common.RequestFeed(scan.requests(stop), stop)
-            call = conn.stub.StreamScene(feed, metadata=conn.metadata)
+            updates = client.stream_scene(
+                scan.frames(stop),
+                scene_id=scan.scene_id,
+                voxel_size=args.voxel,
+                ply=not args.no_ply,
+                label_maps=True,
+                objects=args.objects,
+                stop=stop,
+                **common.carry_args(args),
+            )
             try:
-                for update in call:
+                for update in updates:
                     scan.handle(update, bar)
                 return attempts
-            except grpc.RpcError as e:
-                feed.close()
-                feed.raise_source_error(conn, PROG)
-                conn = common.reopen_after(e, call, conn, args, PROG)
-            except BaseException:  # Ctrl-C, an output that cannot be written: stop the stream
-                call.cancel()
-                raise
-            finally:
-                feed.close()
+            except InputReadError as e:  # a bad frame of a strict source
+                raise common.ClientExit(common.fail(PROG, str(e), 1)) from None
+            except RegionError as e:
+                common.wait_for_return(e, client, PROG)
+            finally:  # also after Ctrl-C or an output that cannot be written: the stream stops
+                updates.close()
                 bar.close()
     finally:
-        conn.close()
+        client.close()
 
 
 def run(args) -> int:
@@ -262,7 +259,7 @@ def run(args) -> int:
     source.on_skip = lambda s: tqdm.write(f"{PROG}: frame {s['frame']} skipped: {s['reason']}", file=sys.stderr)
     scene_id = args.scene_id or benchmark_scene_id(args.scene)
     args.out = args.out or Path("out") / "scan" / scene_id
-    args.encoding = common.frame_encoding(args.encoding, args.server)
+    args.encoding = frame_encoding(args.encoding, args.server)
     try:
         progress = Progress.prepare(args.out, scan_settings(args, scene_id), args.resume, args.force)
     except ProgressError as e:
@@ -271,9 +268,14 @@ def run(args) -> int:
         print(f"{PROG}: the scan in {args.out} is complete; nothing to resume (--force scans it again)")
         return 0
     try:
-        conn = common.connect_from_args(args)
-    except common.Unreachable as e:
+        client = common.client_from_args(args, args.encoding)
+    except Unreachable as e:
         return common.fail(PROG, str(e))
+    try:  # what the labeller was trained on, for the summary and the report page
+        heads = labeller_heads(client.info(timeout=args.connect_timeout))
+    except RegionError as e:
+        client.close()
+        return common.fail(PROG, common.describe(e))
     progress.start()
     try:
         total = len(source)
@@ -291,10 +293,10 @@ def run(args) -> int:
                     f"sees every frame again (the fused cloud needs them all)",
                     file=sys.stderr,
                 )
-            attempts = stream(scan, conn, args, total)
+            attempts = stream(scan, client, args, total)
             outputs.finish()
         seconds = time.perf_counter() - t0
-        rc = write_outputs(scan, source, seconds, attempts)
+        rc = write_outputs(scan, source, seconds, attempts, heads)
         if rc == 0:
             progress.finish()
         if recording:
@@ -345,7 +347,7 @@ def finish_recording(scan: Scan, recording: ScanRecording) -> None:
     )
 
 
-def write_outputs(scan: Scan, source, seconds: float, attempts: int) -> int:
+def write_outputs(scan: Scan, source, seconds: float, attempts: int, heads: list[dict]) -> int:
     s = scan.summary
     out = scan.outputs.out
     if s is None:
@@ -354,8 +356,8 @@ def write_outputs(scan: Scan, source, seconds: float, attempts: int) -> int:
     if s.ply:
         ply = out / "scene.ply"
         ply.write_bytes(s.ply)
-    summary = MessageToDict(s, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
-    summary.pop("ply", None)
+    summary = dataclasses.asdict(s)
+    summary.pop("ply")
     scores = scan.outputs.scores.result()
     drawn = scan.outputs.drawn
     summary.update(
@@ -365,6 +367,7 @@ def write_outputs(scan: Scan, source, seconds: float, attempts: int) -> int:
             "client_seconds": round(seconds, 3),
             "frames_per_second": round(scan.frames_answered / seconds, 2) if seconds > 0 else None,
             "attempts": attempts,
+            "heads": heads,
             "frame_errors": scan.errors,
             "skipped_frames": source.skipped,
             "resumed_frames": len(scan.outputs.resumed),
@@ -396,6 +399,8 @@ def write_outputs(scan: Scan, source, seconds: float, attempts: int) -> int:
             f"{PROG}: mIoU {100 * scores['miou']:.1f} over {scores['classes_present']} classes present "
             f"in {scores['frames']} frames (ScanNet 20-class protocol, 640×480)"
         )
+    if heads and all(h["origin"] == "generated" for h in heads):
+        print(f"{PROG}: note: {DEMO_LABELS}")
     return 0
 
 

@@ -9,10 +9,13 @@
 the daemon before any work, so re-running on a grown folder only indexes the new images.
 Per-image problems are listed; the others are indexed regardless.
 
-`query` asks Search for the top images whose best region is most like the object under the
-mask (a PNG whose non-zero pixels are the object) or inside the box, prints them, and writes
-an HTML page showing the query and each hit with its matched regions outlined (hits are
-drawn from the indexed files when this machine can read them).
+`query` asks Search for the top images holding something like the object under the mask (a
+PNG whose non-zero pixels are the object) or inside the box, prints them, and writes an HTML
+page showing the query and each hit with its matched regions outlined (hits are drawn from
+the indexed files when this machine can read them). --match says how the mask or box is
+compared: pooled (one feature pooled over it: finds the object) or regions (the query image's
+own regions inside it, each matched: finds images showing what it shows); by default the
+daemon chooses (regions for a box, pooled for a mask; docs/search.md says why).
 Exit status: 0 done, 1 bad input (or some images failed), 2 daemon unreachable or failed.
 """
 
@@ -30,13 +33,13 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from regiond.api.v1 import regions_pb2 as pb
 from regiond.client import common
-from regiond.core.rle import decode_many
+from regiond.client.connection import RegionError, Unreachable
+from regiond.client.region_client import MATCHES, RegionClient, image_files
+from regiond.client.replies import SearchHit, SearchHits
 from regiond.core.viz import outline
 
 PROG = "search"
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 HIT_COLOURS = np.array([(255, 40, 40), (40, 220, 40), (60, 120, 255), (255, 200, 0), (255, 0, 255)], np.uint8)
 
 
@@ -76,6 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     how = q.add_mutually_exclusive_group(required=True)
     how.add_argument("--mask", type=Path, metavar="MASK.png", help="PNG the size of IMAGE, object = non-zero pixels")
     how.add_argument("--box", metavar="x0,y0,x1,y1", help="box around the object, pixels (x1, y1 exclusive)")
+    q.add_argument(
+        "--match",
+        choices=tuple(MATCHES),
+        default=None,
+        help="how the mask or box is compared: pooled (one feature over it: finds the object) or regions "
+        "(its regions one by one: finds images showing what it shows) (default: the daemon's: regions "
+        "for a box, pooled for a mask)",
+    )
     q.add_argument("-k", "--top-k", type=int, default=10, help="images to return")
     q.add_argument("--regions-per-image", type=int, default=3, help="matched regions shown per image")
     q.add_argument("--prefix", default="", help="only images whose id starts with this")
@@ -115,38 +126,24 @@ def pairs(items: list[str], flag: str) -> dict[str, str]:
     return out
 
 
-def list_images(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        raise ValueError(f"{folder} is not a folder")
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-
-
-def file_image_pb(path: Path) -> pb.Image:
-    """PNG/JPEG files travel as they are; the daemon decodes (and reports undecodable ones)."""
-    return pb.Image(data=path.read_bytes())
-
-
 # --- index -------------------------------------------------------------------------------------
 
 
-def run_index(args, conn) -> int:
+def run_index(args, client: RegionClient) -> int:
     meta = pairs(args.meta, "--meta")
-    files = list_images(args.folder)
+    files = image_files(args.folder)
     if not files:
         print(f"{PROG}: no PNG/JPEG files under {args.folder}", file=sys.stderr)
         return 1
     bar = tqdm(total=len(files), unit="image", desc="indexing", disable=args.no_progress, file=sys.stderr)
 
-    def requests():
+    def images():
         for path in files:
-            image_id = args.prefix + path.relative_to(args.folder).as_posix()
-            req = pb.IndexRequest(image_id=image_id, image=file_image_pb(path), replace=args.replace)
-            req.metadata.update({**meta, "path": str(path.resolve())})
-            yield req
-            bar.update(1)  # gRPC pulls the next request once this one is on its way
+            yield args.prefix + path.relative_to(args.folder).as_posix(), path, {"path": str(path.resolve())}
+            bar.update(1)  # gRPC pulls the next image once this one is on its way
 
     try:
-        summary = conn.stub.IndexImages(requests(), metadata=conn.metadata)
+        summary = client.index(images(), metadata=meta, replace=args.replace)
     finally:
         bar.close()
     print(
@@ -177,35 +174,33 @@ def read_rgb(path: Path) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
-def run_query(args, conn) -> int:
-    req = pb.SearchRequest(top_k=args.top_k, regions_per_image=args.regions_per_image, include_masks=True)
-    if args.expand is not None:
-        if args.expand < 0:
-            raise ValueError(f"--expand {args.expand}: must be 0 or more images")
-        req.query_expansion = args.expand
-    image = file_image_pb(args.image)
-    if args.mask is not None:
-        req.mask.image.CopyFrom(image)
-        req.mask.mask_image.data = args.mask.read_bytes()
-    else:
-        x0, y0, x1, y1 = parse_box(args.box)
-        req.box.image.CopyFrom(image)
-        req.box.box.CopyFrom(pb.Box(x0=x0, y0=y0, x1=x1, y1=y1))
-    req.filter.image_id_prefix = args.prefix
-    req.filter.metadata.update(pairs(args.where, "--where"))
-    req.filter.exclude_image_ids.extend(args.exclude)
-    resp = conn.stub.Search(req, metadata=conn.metadata)
-    print(
-        f"{len(resp.hits)} hits among {resp.searched_images} images ({resp.searched_regions} regions) "
-        f"in {resp.seconds * 1000:.0f} ms"
+def run_query(args, client: RegionClient) -> int:
+    if args.expand is not None and args.expand < 0:
+        raise ValueError(f"--expand {args.expand}: must be 0 or more images")
+    hits = client.search(
+        args.image,
+        mask=args.mask,
+        box=None if args.mask is not None else parse_box(args.box),
+        match=args.match,
+        top_k=args.top_k,
+        regions_per_image=args.regions_per_image,
+        expand=args.expand,
+        prefix=args.prefix,
+        where=pairs(args.where, "--where"),
+        exclude=args.exclude,
+        masks=True,
     )
-    for rank, h in enumerate(resp.hits, 1):
+    print(
+        f"{len(hits)} hits among {hits.searched_images} images ({hits.searched_regions} regions) "
+        f"in {hits.seconds * 1000:.0f} ms"
+    )
+    for rank, h in enumerate(hits, 1):
         regs = ", ".join(
-            f"#{r.region_id} {r.score:.3f} [{r.box.x0:.0f},{r.box.y0:.0f},{r.box.x1:.0f},{r.box.y1:.0f}]"
+            f"#{r.region_id} {r.score:.3f} [{r.box[0]:.0f},{r.box[1]:.0f},{r.box[2]:.0f},{r.box[3]:.0f}]"
             for r in h.regions
         )
         print(f"{rank:>3}. {h.image_id}  score {h.score:.3f}  regions: {regs}")
-    write_html(args.out, args, resp)
+    write_html(args.out, args, hits)
     print(f"wrote {args.out}")
     return 0
 
@@ -223,7 +218,7 @@ def png_data_uri(rgb: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def hit_picture(h) -> np.ndarray:
+def hit_picture(h: SearchHit) -> np.ndarray:
     """The hit's image (from its metadata path, when readable here) with its regions outlined."""
     path = Path(h.metadata.get("path", ""))
     rgb = None
@@ -234,11 +229,10 @@ def hit_picture(h) -> np.ndarray:
             rgb = None
     if rgb is None or rgb.shape[:2] != (h.height, h.width):
         rgb = np.full((h.height, h.width, 3), 235, np.uint8)  # not readable here: outlines only
-    masks = decode_many([r.mask.counts for r in h.regions if r.mask.counts], h.height, h.width)
-    return draw_outlines(rgb, list(masks))
+    return draw_outlines(rgb, [r.mask for r in h.regions if r.mask is not None])
 
 
-def write_html(path: Path, args, resp) -> None:
+def write_html(path: Path, args, hits: SearchHits) -> None:
     query = read_rgb(args.image)
     if args.mask is not None:
         m = read_rgb(args.mask).any(axis=2) if args.mask.is_file() else np.zeros(query.shape[:2], bool)
@@ -250,7 +244,7 @@ def write_html(path: Path, args, resp) -> None:
     if m.shape == query.shape[:2]:
         qpic[outline(m, 2)] = (255, 255, 0)
     cells = []
-    for rank, h in enumerate(resp.hits, 1):
+    for rank, h in enumerate(hits, 1):
         regs = "<br>".join(f"region {r.region_id}: {r.score:.3f}" for r in h.regions)
         cells.append(
             f'<figure><img src="{png_data_uri(hit_picture(h))}"><figcaption><b>{rank}. '
@@ -261,7 +255,7 @@ def write_html(path: Path, args, resp) -> None:
 img{{max-width:320px;max-height:320px;image-rendering:pixelated}} figcaption{{font-size:12px}}</style>
 <h2>Query: {html.escape(str(args.image))}</h2>
 <figure><img src="{png_data_uri(qpic)}"><figcaption>query object outlined</figcaption></figure>
-<h2>{len(resp.hits)} hits of {resp.searched_images} images ({resp.seconds * 1000:.0f} ms)</h2>
+<h2>{len(hits)} hits of {hits.searched_images} images ({hits.seconds * 1000:.0f} ms)</h2>
 {"".join(cells)}
 """
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -270,18 +264,18 @@ img{{max-width:320px;max-height:320px;image-rendering:pixelated}} figcaption{{fo
 
 def run(args) -> int:
     try:
-        conn = common.connect_from_args(args)
-    except common.Unreachable as e:
+        client = common.client_from_args(args)
+    except Unreachable as e:
         return common.fail(PROG, str(e), 2)
     try:
-        return run_index(args, conn) if args.command == "index" else run_query(args, conn)
-    except grpc.RpcError as e:
-        code = 1 if e.code() == grpc.StatusCode.INVALID_ARGUMENT else 2
-        return common.fail(PROG, common.describe_rpc_error(e), code)
+        return run_index(args, client) if args.command == "index" else run_query(args, client)
+    except RegionError as e:
+        code = 1 if e.code == grpc.StatusCode.INVALID_ARGUMENT else 2
+        return common.fail(PROG, common.describe(e), code)
     except (ValueError, OSError) as e:
         return common.fail(PROG, str(e), 1)
     finally:
-        conn.close()
+        client.close()
 
 
 def main(argv=None) -> int:

@@ -4,7 +4,10 @@
     python clients/stream_video.py --camera 0 --window-step 4
 
 Frames are sent at the source's own rate (a file's fps; a camera's pace), or as fast as the
-daemon takes them with --fast. With an activity head on the daemon, every window of frames
+daemon takes them with --fast. Live mode (--live; on by default for --camera) sends the newest
+frame whenever the daemon can take one and drops the rest, so the latency stays bounded
+however fast the source is; its activity windows span --window-seconds of time (docs/live.md).
+Without it every frame is processed, in order. With an activity head on the daemon, every window of frames
 prints its best classes; otherwise the client says so at the start (and how to serve one)
 and a line per second says how the regions are flowing.
 If the daemon restarts mid-stream, the client reconnects (with backoff) and goes on from the
@@ -23,13 +26,15 @@ import threading
 import time
 from pathlib import Path
 
-import grpc
 import numpy as np
 
 from regiond import scenes
-from regiond.api.v1 import regions_pb2 as pb
 from regiond.client import common
+from regiond.client.connection import InputReadError, RegionError, Unreachable
+from regiond.client.live import LatestFrame, LiveFeed, in_flight_for
+from regiond.client.messages import frame_encoding
 from regiond.client.recording import VideoRecording, add_rerun_args
+from regiond.client.replies import VideoUpdate
 
 PROG = "stream_video"
 MAX_AHEAD = 8
@@ -46,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG, description=__doc__.split("\n\n")[0], formatter_class=common.DefaultsHelpFormatter
     )
-    p.add_argument("video", nargs="?", metavar="VIDEO", help="a video file (or any source scenes.open_source takes)")
+    p.add_argument("video", nargs="?", metavar="VIDEO", help="a video file (or any source `regiond scene` reads)")
     p.add_argument("--camera", type=int, default=None, metavar="N", help="stream OpenCV camera N instead")
     common.add_connection_args(p)
     p.add_argument("--fast", action="store_true", help="do not pace frames at the source's rate")
@@ -69,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="frames one activity window spans; the head samples its 8 evenly from them (0: 8 consecutive frames)",
     )
     common.add_carry_args(p, "by optical flow")
+    add_live_args(p)
     p.add_argument("--top", type=int, default=3, metavar="K", help="classes printed per window")
     p.add_argument(
         "--jsonl",
@@ -87,13 +93,66 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-class Stream:
-    """Frames from the source, re-sendable after a reconnect, and what came back."""
+def add_live_args(p) -> None:
+    """--live/--no-live, --window-seconds, --in-flight."""
+    p.add_argument(
+        "--live",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="live mode: the newest frame wins, frames that would wait are dropped, activity windows span "
+        "--window-seconds (default: on for --camera, off for a file, which then gets every frame in order)",
+    )
+    p.add_argument(
+        "--window-seconds",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="live: seconds one activity window spans; the head gets 8 frames sampled evenly in time "
+        "from the frames processed in them (0: the daemon's default, 2 s)",
+    )
+    p.add_argument(
+        "--in-flight",
+        type=int,
+        default=0,
+        metavar="N",
+        help="live: frames sent and not yet answered at most (0: the daemon's workers + 1)",
+    )
 
-    def __init__(self, args, source, recording: VideoRecording | None = None):
+
+def live_mode(args) -> str | None:
+    """Resolves args.live (default: on for a camera); an error message for contradicting options."""
+    if args.live is None:
+        args.live = args.camera is not None
+    if args.live and args.fast:
+        return "--fast contradicts --live (a live source plays at its own rate; add --no-live)"
+    if not args.live and (args.window_seconds or args.in_flight):
+        return "--window-seconds and --in-flight are for live mode (--live)"
+    return None
+
+
+def live_options(args) -> dict:
+    """RegionClient.stream_video's keywords of live mode."""
+    return {"live": True, "window_seconds": args.window_seconds} if args.live else {}
+
+
+def live_record(feed: LiveFeed, u: VideoUpdate) -> dict:
+    """What a live update adds to its JSON line: the frames the daemon skipped and those the
+    client dropped since the previous update."""
+    dropped = feed.latest.dropped
+    rec = {"skipped": list(u.skipped), "dropped": dropped[feed.reported :]}
+    feed.reported = len(dropped)
+    return rec
+
+
+class Stream:
+    """Frames from the source, re-sendable after a reconnect, and what came back. In live mode
+    (`feed`), the frames come from a LiveFeed and are never re-sent."""
+
+    def __init__(self, args, source, recording: VideoRecording | None = None, feed: LiveFeed | None = None):
         self.args = args
         self.recording = recording
-        self.frames = iter(source)
+        self.feed = feed
+        self.frames_left = iter(source)
         self.unanswered: collections.OrderedDict = collections.OrderedDict()  # index → frame
         self.ahead = threading.Semaphore(MAX_AHEAD)
         self.lock = threading.Lock()
@@ -117,18 +176,22 @@ class Stream:
         if delay > 0:
             time.sleep(delay)
 
-    def requests(self, stop: threading.Event):
+    def frames(self, stop: threading.Event):
+        """The frames to send: live, the source's newest whenever an in-flight slot is free
+        (after a reconnect too: what was in flight is lost, not re-sent); else first those sent
+        before a reconnect and never answered, then the source's, at most MAX_AHEAD unanswered,
+        paced at the source's rate."""
+        if self.feed is not None:
+            self.feed.reconnected()
+            yield from self.feed.frames(stop)
+            return
         with self.lock:
             resend = list(self.unanswered.values())
         self.ahead = threading.Semaphore(MAX_AHEAD)
-        opts = pb.VideoOptions(
-            window_step=self.args.window_step, window_span=self.args.window_span, carry=common.carry_options(self.args)
-        )
-        first = True
 
         def frames():
             yield from resend
-            for f in self.frames:
+            for f in self.frames_left:
                 with self.lock:
                     self.unanswered[int(f.index)] = f
                 yield f
@@ -140,51 +203,56 @@ class Stream:
             if stop.is_set():
                 return
             self._pace(f)
-            msg = common.video_frame_pb(f, self.args.encoding)
-            if first:
-                msg.options.CopyFrom(opts)
-                first = False
             f.meta["sent"] = time.perf_counter()
-            yield msg
+            yield f
 
-    def handle(self, u) -> None:
-        idx = int(u.frame_index)
+    def answered_frame(self, u: VideoUpdate):
+        """The frame an update answers (None when it was answered before a reconnect)."""
+        if self.feed is not None:
+            return self.feed.answered(u.frame_index, u.skipped, u.queue_seconds)
         with self.lock:
-            f = self.unanswered.pop(idx, None)
+            f = self.unanswered.pop(u.frame_index, None)
         self.ahead.release()
+        return f
+
+    def handle(self, u: VideoUpdate) -> None:
+        idx = u.frame_index
+        f = self.answered_frame(u)
         if f is None:  # answered before a reconnect already
             return
         self.answered += 1
-        if f is not None and "sent" in f.meta:
-            self.latencies.append(time.perf_counter() - f.meta["sent"])
+        start = f.meta.get("captured", f.meta.get("sent"))  # live: since the frame became current
+        if start is not None:
+            self.latencies.append(time.perf_counter() - start)
         rec = {"frame": idx}
-        if u.HasField("error"):
+        if self.feed is not None:
+            rec.update(live_record(self.feed, u))
+        if u.error is not None:
             self.errors += 1
             rec["error"] = {"field": u.error.field, "message": u.error.message}
             print(f"frame {idx}: rejected: {u.error.message}", flush=True)
         else:
-            rec["regions"] = len(u.regions.regions)
+            rec["regions"] = len(u.regions)
             self.carry.add(u.regions)
-            if u.regions.HasField("carry"):
-                rec["keyframe"] = u.regions.carry.keyframe
+            if u.regions.meta.get("carry"):
+                rec["keyframe"] = u.regions.meta["carry"]["keyframe"]
         if self.recording:
-            self.recording.frame(f, None if u.HasField("error") else u.regions)
+            self.recording.frame(f, u.regions)
         for w in u.windows:
             self.windows += 1
             if self.recording:
                 self.recording.window(w)
             top = ", ".join(f"{s.name or s.id} {s.score:.2f}" for s in list(w.scores)[: self.args.top])
-            print(f"frames {w.start_frame}-{w.end_frame}: {top}", flush=True)
+            span = f" ({w.start_time:.2f}-{w.end_time:.2f} s)" if self.feed is not None else ""
+            print(f"frames {w.start_frame}-{w.end_frame}{span}: {top}", flush=True)
             if self.jsonl:
-                self.jsonl.write(
-                    json.dumps(
-                        {
-                            "window": [w.start_frame, w.end_frame],
-                            "scores": {s.name or str(s.id): round(s.score, 4) for s in w.scores},
-                        }
-                    )
-                    + "\n"
-                )
+                rec_w = {
+                    "window": [w.start_frame, w.end_frame],
+                    "scores": {s.name or str(s.id): round(s.score, 4) for s in w.scores},
+                }
+                if self.feed is not None:
+                    rec_w.update(frames=list(w.frame_indices), span=[round(w.start_time, 4), round(w.end_time, 4)])
+                self.jsonl.write(json.dumps(rec_w) + "\n")
         now = time.monotonic()
         if not u.windows and now - self.last_print >= 1.0 and "regions" in rec:
             self.last_print = now
@@ -197,6 +265,9 @@ class Stream:
 def run(args) -> int:
     if (args.video is None) == (args.camera is None):
         return common.fail(PROG, "give a VIDEO or --camera N (one of them)", 1)
+    contradiction = live_mode(args)
+    if contradiction:
+        return common.fail(PROG, contradiction, 1)
     spec = f"camera:{args.camera}" if args.camera is not None else args.video
     size = None
     if args.size:
@@ -211,53 +282,66 @@ def run(args) -> int:
     except ValueError as e:
         return common.fail(PROG, str(e), 1)
     source.on_skip = lambda s: print(f"{PROG}: frame {s['frame']} skipped: {s['reason']}", file=sys.stderr, flush=True)
-    args.encoding = common.frame_encoding(args.encoding, args.server)
+    args.encoding = frame_encoding(args.encoding, args.server)
     try:
-        conn = common.connect_from_args(args)
-        info = conn.stub.GetInfo(pb.InfoRequest(), metadata=conn.metadata, timeout=args.connect_timeout)
-    except common.Unreachable as e:
+        client = common.client_from_args(args, args.encoding)
+    except Unreachable as e:
         return common.fail(PROG, str(e))
-    except grpc.RpcError as e:
-        conn.close()
-        return common.fail(PROG, common.describe_rpc_error(e))
+    try:
+        info = client.info(timeout=args.connect_timeout)
+    except RegionError as e:
+        client.close()
+        return common.fail(PROG, common.describe(e))
     scorer = any(h.kind == "activity" for h in info.heads)
     if not scorer:
         print(NO_ACTIVITY_HEAD.format(prog=PROG, server=args.server), file=sys.stderr, flush=True)
     recording = VideoRecording(args.rerun, args.rerun_connect) if args.rerun or args.rerun_connect else None
-    stream = Stream(args, source, recording)
+    live = LiveFeed(LatestFrame(source), in_flight_for(info, args.in_flight)) if args.live else None
+    stream = Stream(args, source, recording, live)
     t0 = time.perf_counter()
     try:
         while True:
             stop = threading.Event()
-            feed = common.RequestFeed(stream.requests(stop), stop)
-            call = conn.stub.StreamVideo(feed, metadata=conn.metadata)
+            updates = client.stream_video(
+                stream.frames(stop),
+                window_step=args.window_step,
+                window_span=args.window_span,
+                stop=stop,
+                **common.carry_args(args),
+                **live_options(args),
+            )
             try:
-                for update in call:
+                for update in updates:
                     stream.handle(update)
                 break
-            except grpc.RpcError as e:
-                feed.close()
-                feed.raise_source_error(conn, PROG)
-                conn = common.reopen_after(e, call, conn, args, PROG)
+            except InputReadError as e:  # a bad frame of a strict source
+                client.close()
+                raise common.ClientExit(common.fail(PROG, str(e), 1)) from None
+            except RegionError as e:
+                common.wait_for_return(e, client, PROG)
             finally:
-                feed.close()
+                updates.close()
         if recording:
             recording.close()
     finally:
         if recording:
             recording.close(ok=False)
-    conn.close()
+        if live is not None:
+            live.latest.close()
+    client.close()
     seconds = time.perf_counter() - t0
     lat = np.array(stream.latencies) * 1000 if stream.latencies else np.array([np.nan])
     windows = f"{stream.windows} windows" if scorer else "no activity windows (the daemon serves no activity head)"
     skipped = f", {len(source.skipped)} skipped (unreadable)" if source.skipped else ""
     print(
         f"{PROG}: {stream.answered} frames ({stream.errors} rejected{skipped}), {windows} in {seconds:.1f} s "
-        f"= {stream.answered / seconds:.1f} frames/s; round trip p50 {np.percentile(lat, 50):.0f} ms, "
-        f"p99 {np.percentile(lat, 99):.0f} ms"
+        f"= {stream.answered / seconds:.1f} frames/s; {'latency since capture' if live else 'round trip'} "
+        f"p50 {np.percentile(lat, 50):.0f} ms, p99 {np.percentile(lat, 99):.0f} ms"
     )
     if stream.carry.line():
         print(f"{PROG}: {stream.carry.line()}")
+    if live is not None:
+        print(f"{PROG}: {live.drop_line(stream.answered)}")
     if stream.jsonl:
         stream.jsonl.close()
     if recording and recording.path:

@@ -134,6 +134,20 @@ def nyu40_to_benchmark(nyu40, ignore: int = IGNORE) -> np.ndarray:
     return out
 
 
+def resize_nearest(label_map: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Nearest-neighbour resampling of a label map (H×W, or H×W×C; any dtype, where cv2 lacks
+    int64) at pixel centres: output column x takes input column floor((x + 0.5) · w / width), as
+    PIL's NEAREST does (OpenCV's INTER_NEAREST takes floor(x · w / width): other pixels at
+    non-integer scales)."""
+    label_map = np.asarray(label_map)
+    h, w = label_map.shape[:2]
+    if (w, h) == (width, height):
+        return label_map
+    rows = np.minimum(((np.arange(height) + 0.5) * h / height).astype(np.int64), h - 1)
+    cols = np.minimum(((np.arange(width) + 0.5) * w / width).astype(np.int64), w - 1)
+    return label_map[rows[:, None], cols[None, :]]
+
+
 def label_name(label: int, names=NYU40_NAMES) -> str:
     """The name of a label id (NYU40 by default), "id N" for ids without one."""
     return names[label] if 0 <= label < len(names) and names[label] else f"id {label}"
@@ -172,3 +186,30 @@ def write_label_png(path, labels: np.ndarray) -> Path:
 def read_label_png(path) -> np.ndarray:
     with Image.open(path) as img:
         return np.asarray(img).astype(np.int32)
+
+
+def check_nyu40(labels: np.ndarray, path) -> np.ndarray:
+    """A training or ground-truth label map as NYU40 ids (uint8), or InputError("labels", ...)
+    naming the file: a map of several channels (a colour picture of labels), or ids outside
+    0..40. Such ids are refused, not counted as unlabelled: a map in another label space
+    (raw ScanNet ids, ADE20K, 255 for "void") would otherwise train on what it does not mean."""
+    a = np.asarray(labels)
+    if a.ndim != 2:
+        raise InputError(
+            "labels", f"{path}: a label map has one id per pixel, this one is {a.shape} (a colour picture?)"
+        )
+    bad = (a < 0) | (a > NUM_NYU40)
+    if bad.any():
+        ids = np.unique(a[bad])
+        shown = ", ".join(str(int(i)) for i in ids[:6]) + (", ..." if len(ids) > 6 else "")
+        raise InputError(
+            "labels",
+            f"{path}: ids {shown} ({int(bad.sum())} pixels) are not NYU40 ids (0 = unlabelled, 1..40); "
+            f"map them to 0 or to NYU40 ids first (raw ScanNet ids: a ScanNet export, with its label table)",
+        )
+    return a.astype(np.uint8)
+
+
+def read_nyu40_png(path) -> np.ndarray:
+    """A label PNG of NYU40 ids (check_nyu40), as uint8."""
+    return check_nyu40(read_label_png(path), path)

@@ -7,7 +7,7 @@ files, cameras and synthetic rooms, all yielding `regiond.core.frames.Frame`s on
     for frame in src: ...
 """
 
-from regiond.scenes.registry import KINDS, kinds_help, open_source
+from regiond.scenes.registry import KINDS, is_generated, kinds_help, open_source
 from regiond.scenes.scannet_labels import LabelTable, load_scannet_labels
 from regiond.scenes.source import Sampling, Source, SourceError, resample
 
@@ -17,6 +17,7 @@ __all__ = [
     "SourceError",
     "resample",
     "open_source",
+    "is_generated",
     "kinds_help",
     "KINDS",
     "LabelTable",

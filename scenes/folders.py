@@ -12,9 +12,9 @@ from PIL import Image
 
 from regiond.core.errors import InputError
 from regiond.core.frames import Camera, Frame, check_pose
-from regiond.core.label_spaces import NUM_NYU40
+from regiond.core.label_spaces import check_nyu40
 from regiond.scenes.scannet_labels import LabelTable, load_scannet_labels
-from regiond.scenes.source import Sampling, Source, SourceError, align_to_depth, resample
+from regiond.scenes.source import Sampling, Source, SourceError, align_to_depth, camera_dict, resample
 
 NOMINAL_FPS = 30.0  # ScanNet and 7-Scenes were both captured at 30 Hz
 SCENE_META = "regiond-scene.json"  # written by the synthetic generator: {"label_space": "nyu40", ...}
@@ -96,10 +96,6 @@ def numbered(folder: Path, pattern: str) -> dict[int, Path]:
     return out
 
 
-def _camera_dict(cam: Camera) -> dict:
-    return {"fx": cam.fx, "fy": cam.fy, "cx": cam.cx, "cy": cam.cy, "width": cam.width, "height": cam.height}
-
-
 def _image_size(path: Path) -> tuple[int, int]:
     with Image.open(path) as im:
         return im.size
@@ -151,6 +147,18 @@ class FolderSource(Source):
 # --- ScanNet exported folders ---------------------------------------------------------------
 
 
+LABEL_TABLE = "scannetv2-labels.combined.tsv"
+
+
+def find_label_table(scene: Path) -> Path | None:
+    """ScanNet's label table in the scene folder or up to two folders above it."""
+    scene = scene.resolve()
+    for d in (scene, scene.parent, scene.parent.parent):
+        if (d / LABEL_TABLE).is_file():
+            return d / LABEL_TABLE
+    return None
+
+
 class ScanNetFolderSource(FolderSource):
     """A ScanNet scene exported by SensReader: color/N.jpg, depth/N.png (uint16, value /
     depth_shift = metres), pose/N.txt (4×4 camera-to-world; -inf = lost), intrinsic/
@@ -159,9 +167,11 @@ class ScanNetFolderSource(FolderSource):
     Frames come at the depth's resolution, in numeric frame order; colour and labels are
     resampled onto the depth camera's pixel grid through both intrinsics (align_to_depth).
     Labels: raw ScanNet ids mapped to NYU40 through `labels_tsv`
-    (scannetv2-labels.combined.tsv); a folder whose regiond-scene.json says
-    `"label_space": "nyu40"` (the synthetic generator's) stores NYU40 ids directly. Without
-    either, labels are left out and describe() says why.
+    (scannetv2-labels.combined.tsv; by default the one in the scene folder or up to two
+    folders above it, where ScanNet's download keeps it beside scans/; ids it does not list
+    are unlabelled, as in ScanNet's tools); a folder whose regiond-scene.json says
+    `"label_space": "nyu40"` (the synthetic generator's) stores NYU40 ids directly (others are
+    an error naming the file). Without either, labels are left out and describe() says why.
     """
 
     kind = "scannet-folder"
@@ -191,11 +201,14 @@ class ScanNetFolderSource(FolderSource):
         if self.labels:
             if self.meta.get("label_space") == "nyu40":
                 self.label_note = "label-filt holds NYU40 ids (regiond-scene.json)"
-            elif labels_tsv is not None:
+            elif (labels_tsv := labels_tsv or find_label_table(root)) is not None:
                 self.label_table = load_scannet_labels(labels_tsv)
                 self.label_note = f"raw ids mapped to NYU40 by {labels_tsv}"
             else:
-                self.label_note = "label-filt present but not used: pass labels_tsv (scannetv2-labels.combined.tsv)"
+                self.label_note = (
+                    f"label-filt present but not used: put {LABEL_TABLE} in the scene folder or a folder "
+                    f"above it, or pass labels_tsv"
+                )
                 self.labels = {}
 
     def _read_K(self, name: str, size: tuple[int, int]) -> Camera | None:
@@ -231,14 +244,12 @@ class ScanNetFolderSource(FolderSource):
             raw = read_label(self.labels[n])
             raw = align_to_depth(raw, self._color_camera_for(raw.shape), cam, nearest=True)
             if self.label_table is not None:
-                labels = self.label_table.to_nyu40(raw)
-            elif raw.max(initial=0) > NUM_NYU40:
-                raise SourceError(
-                    f"{self.labels[n]}: label {int(raw.max())} is not an NYU40 id, "
-                    f"though {SCENE_META} says label_space nyu40"
-                )
+                labels = self.label_table.to_nyu40(raw)  # ids the table lacks: unlabelled, as ScanNet's tools
             else:
-                labels = raw.astype(np.uint8)
+                try:
+                    labels = check_nyu40(raw, self.labels[n])
+                except InputError as e:  # a bad frame (skip_bad_frames skips it)
+                    raise SourceError(f"{e.message} ({SCENE_META} says label_space nyu40)") from None
         rgb = read_color(color_file)
         rgb = align_to_depth(rgb, self._color_camera_for(rgb.shape), cam)
         meta = {"source": self.spec, "frame": n}
@@ -259,8 +270,8 @@ class ScanNetFolderSource(FolderSource):
         cam = self.camera
         return {
             "size": [cam.width, cam.height],
-            "camera": _camera_dict(cam),
-            "color_camera": _camera_dict(self.color_camera),
+            "camera": camera_dict(cam),
+            "color_camera": camera_dict(self.color_camera),
             "depth_shift": self.depth_shift,
             "has_depth": True,
             "has_pose": (self.root / "pose").is_dir(),
@@ -323,7 +334,7 @@ class SevenScenesSource(FolderSource):
         cam = self.camera
         return {
             "size": [cam.width, cam.height],
-            "camera": _camera_dict(cam),
+            "camera": camera_dict(cam),
             "intrinsics_from": self.intrinsics_from,
             "depth_shift": self.depth_shift,
             "has_depth": True,

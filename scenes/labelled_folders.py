@@ -1,7 +1,8 @@
 """Labelled collections for training and evaluation: clip folders and image folders.
 
     clip folder    labels.csv (video file, class name) beside the videos
-    image folder   images/*.png|jpg with optional labels/<same stem>.png label maps (NYU40 ids)
+    image folder   images/*.png|jpg with optional labels/<same stem>.png label maps (NYU40 ids:
+                   0 unlabelled, 1..40; any other id is an error naming the file)
 
 A scene (anything `open_source` opens) is the third kind a token cache holds.
 """
@@ -16,7 +17,7 @@ from PIL import Image
 
 from regiond.core.errors import InputError
 from regiond.core.frames import Frame
-from regiond.core.label_spaces import read_label_png
+from regiond.core.label_spaces import read_nyu40_png
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -66,7 +67,7 @@ def image_folder_frames(folder: Path) -> list[Frame]:
         with Image.open(p) as img:
             rgb = np.asarray(img.convert("RGB"))
         lab_path = folder / "labels" / (p.stem + ".png")
-        labels = read_label_png(lab_path) if lab_path.is_file() else None
+        labels = read_nyu40_png(lab_path) if lab_path.is_file() else None
         if labels is not None and labels.shape != rgb.shape[:2]:
             raise InputError("labels", f"{lab_path} is {labels.shape[::-1]}, image {p.name} is {rgb.shape[1::-1]}")
         frames.append(Frame(rgb=rgb, labels=labels, index=k, meta={"file": p.name}))

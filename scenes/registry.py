@@ -169,3 +169,32 @@ def open_source(
 def kinds_help() -> str:
     """One line per source kind, for --help texts."""
     return "\n".join(f"  {k.help}" for k in KINDS)
+
+
+def is_generated(spec) -> bool | None:
+    """Whether a source (as a token cache records it) is data regiond's generator made:
+    `synthetic:SEED`, a folder or .sens file `regiond synth scene` wrote (its regiond-scene.json,
+    or FILE.sens.json), a video of a folder `regiond synth clips` wrote (regiond-clips.json
+    beside its labels.csv). None when it cannot be told: the path is gone."""
+    import json
+
+    from regiond.scenes.folders import SCENE_META
+    from regiond.scenes.synthetic.clips import CLIPS_FORMAT, CLIPS_META
+    from regiond.scenes.synthetic.rgbd import SCENE_FORMAT
+
+    spec = str(spec)
+    if spec.startswith("synthetic:"):
+        return True
+    p = Path(spec)
+    if not p.exists():
+        return None
+    marks = [p / SCENE_META, p.with_name(p.name + ".json"), p.parent / CLIPS_META, p.parent.parent / CLIPS_META]
+    for m in marks:
+        if m.is_file():
+            try:
+                doc = json.loads(m.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(doc, dict) and doc.get("format") in (SCENE_FORMAT, CLIPS_FORMAT):
+                return True
+    return False

@@ -12,7 +12,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from regiond.core.errors import InputError
-from regiond.core.frames import Frame, evenly_spaced
+from regiond.core.frames import Camera, Frame, evenly_spaced
+from regiond.core.label_spaces import resize_nearest
 
 
 class SourceError(InputError):
@@ -84,22 +85,14 @@ def resample(frame: Frame, width: int, height: int) -> Frame:
     if depth is not None and depth.shape != (height, width):
         depth = cv2.resize(depth, (width, height), interpolation=cv2.INTER_NEAREST)
     if labels is not None and labels.shape != (height, width):
-        labels = _resize_nearest(labels, width, height)
+        labels = resize_nearest(labels, width, height)
     if camera is not None and (camera.width, camera.height) != (width, height):
         camera = camera.scaled(width, height)
     meta = frame.meta
     inst = meta.get("instances")
     if inst is not None and inst.shape != (height, width):
-        meta = {**meta, "instances": _resize_nearest(inst, width, height)}
+        meta = {**meta, "instances": resize_nearest(inst, width, height)}
     return replace(out, depth=depth, labels=labels, camera=camera, meta=meta)
-
-
-def _resize_nearest(a: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Nearest-neighbour resize for any integer dtype (cv2 lacks int64), pixel-centre aligned."""
-    h, w = a.shape[:2]
-    ys = np.minimum(((np.arange(height) + 0.5) * h / height).astype(np.int64), h - 1)
-    xs = np.minimum(((np.arange(width) + 0.5) * w / width).astype(np.int64), w - 1)
-    return a[ys[:, None], xs[None, :]]
 
 
 class Source:
@@ -208,7 +201,7 @@ def align_to_depth(image: np.ndarray, color_camera, depth_camera, nearest: bool 
             f"{image.shape[1]}×{image.shape[0]}, its intrinsics are for {color_camera.width}×{color_camera.height}",
         )
     if nearest:
-        small = image if image.shape[:2] == (h, w) else _resize_nearest(image, w, h)
+        small = image if image.shape[:2] == (h, w) else resize_nearest(image, w, h)
     elif image.shape[:2] != (h, w):
         interp = cv2.INTER_AREA if w < image.shape[1] and h < image.shape[0] else cv2.INTER_LINEAR
         small = cv2.resize(image, (w, h), interpolation=interp)
@@ -224,3 +217,8 @@ def align_to_depth(image: np.ndarray, color_camera, depth_camera, nearest: bool 
     flags = (cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR) | cv2.WARP_INVERSE_MAP
     out = cv2.warpAffine(small, M, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
     return np.ascontiguousarray(out)
+
+
+def camera_dict(cam: Camera) -> dict:
+    """A camera as the JSON of a source's description."""
+    return {"fx": cam.fx, "fy": cam.fy, "cx": cam.cx, "cy": cam.cy, "width": cam.width, "height": cam.height}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import struct
 
-from regiond.scenes.sens import _FRAME, SensFile, write_sens
+from regiond.scenes.sens import _FRAME, SensFile
+from regiond.scenes.sens_writer import write_sens
 from regiond.scenes.synthetic.rgbd import SyntheticSource
 
 

@@ -80,6 +80,26 @@ def wait_until(pred, timeout: float = 10.0, step: float = 0.05) -> bool:
     return bool(pred())
 
 
+def wait_serving(address: str, timeout: float = 120.0, metadata: tuple = ()) -> None:
+    """Until the daemon at `address` reports grpc.health.v1 SERVING (its port opens before
+    its start-up ends); AssertionError after `timeout` s."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(address) as ch:
+        health = health_pb2_grpc.HealthStub(ch)
+        end = time.monotonic() + timeout
+        status = None
+        while time.monotonic() < end:
+            try:
+                status = health.Check(health_pb2.HealthCheckRequest(), timeout=5, metadata=metadata).status
+            except grpc.RpcError as e:
+                status = e.code()
+            if status == health_pb2.HealthCheckResponse.SERVING:
+                return
+            time.sleep(0.05)
+    raise AssertionError(f"the daemon at {address} did not report SERVING within {timeout:g} s (last: {status})")
+
+
 @contextlib.contextmanager
 def running_server(extractor, tmp_path, **config):
     """A started RegionServer (real gRPC on 127.0.0.1:<free port>) and its stub."""

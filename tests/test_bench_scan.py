@@ -42,3 +42,24 @@ def test_scan_bench_small(tmp_path):
     assert (x - 0.05) / (y + 0.05) - 0.005 <= ratio <= (x + 0.05) / max(y - 0.05, 1e-9) + 0.005
     assert "load average" in p.stdout and "client peak RSS" in p.stdout and "overlay draw" in p.stdout
     assert len(list((tmp_path / "scene" / "color").iterdir())) == 4  # 2 rendered, 2 repeated
+
+
+def test_scan_bench_with_empty_keyframes(tmp_path):
+    """--empty-every: the daemon runs through bench/empty_masks.py, its keyframe generator finds
+    nothing on every 2nd keyframe, and every frame of both measurements is still answered."""
+    p = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "scan.py"),
+            *("--frames", "4", "--distinct", "2", "--rounds", "1", "--overlays", "none"),
+            *("--keyframe-every", "2", "--empty-every", "2", "--scene", str(tmp_path / "scene")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert re.search(
+        r"masks: all 4 frames answered .*; generated on [1-4], carried to [0-3] \(keyframe every 2\)", p.stdout
+    )
+    assert "the keyframe generator's masks: none on 1 keyframe in 2" in p.stdout

@@ -1,6 +1,6 @@
 """bench/soak.py runs end to end at a tiny scale: every kind of load against one daemon, the
 per-minute line and the final soak line with no unexpected error (no timing is asserted; the
-figures come from the 10-minute run in the README)."""
+figures come from the 10-minute run in docs/benchmarks.md)."""
 
 from __future__ import annotations
 

@@ -117,27 +117,14 @@ def test_stream_video_survives_daemon_restart(tmp_path):
     assert "40 frames" in out
 
 
-def test_miou_scores_hand_computed():
-    from regiond.client.scan_outputs import miou_scores
-
-    truth = np.array([[0, 0, 1, 1], [2, 2, 255, 255]], np.uint8)  # wall, floor, cabinet, ignored
-    pred = np.array([[0, 1, 1, 1], [255, 2, 0, 2]], np.uint8)  # 255 = unlabelled prediction
-    s = miou_scores([truth], [pred])
-    # wall: tp 1, fn 1 (→floor), fp 0 (ignored pixels don't count) → 1/2
-    # floor: tp 2, fp 1 → 2/3; cabinet: tp 1, fn 1 (unlabelled) → 1/2
-    assert s["iou"]["wall"] == pytest.approx(0.5) and s["iou"]["floor"] == pytest.approx(0.6667, abs=1e-4)
-    assert s["iou"]["cabinet"] == pytest.approx(0.5) and s["iou"]["bed"] is None
-    assert s["classes_present"] == 3 and s["miou"] == pytest.approx((0.5 + 2 / 3 + 0.5) / 3)
-
-
 def test_scan_scene_with_heads_writes_labels_and_miou(tmp_path, capsys):
     from support_service import tiny_heads
 
     from regiond import scenes
     from regiond.client import scan_scene
-    from regiond.client.common import scene_frame_pb
-    from regiond.client.scan_outputs import miou_scores
-    from regiond.core.label_spaces import nyu40_to_benchmark, read_label_png
+    from regiond.client.messages import scene_frame_pb
+    from regiond.core.confusion import EvalProtocol
+    from regiond.core.label_spaces import read_label_png
     from regiond.heads.serving import load_serving_heads
     from regiond.service.convert import Limits, scene_frame
     from regiond.service.server import RegionServer, ServeConfig
@@ -191,15 +178,13 @@ def test_scan_scene_with_heads_writes_labels_and_miou(tmp_path, capsys):
         np.testing.assert_array_equal(written[fl.frame_index], fl.label_map)
     assert set(np.unique(list(written.values()))) <= {0, 3, 5, 7}  # unlabelled and the head's NYU40 ids
 
-    # ... and the mIoU is theirs against the room's ground truth (ScanNet-20 at 640×480, here a
-    # 4× pixel repeat of 160×120), scored here from the files
-    def at_640(a):
-        return np.repeat(np.repeat(a, 4, axis=0), 4, axis=1)
-
-    want = miou_scores(
-        [nyu40_to_benchmark(at_640(f.labels)) for f in frames],
-        [nyu40_to_benchmark(at_640(written[f.index])) for f in frames],
-    )
+    # ... and the mIoU is theirs against the room's ground truth (ScanNet-20 at 640×480), scored
+    # here from the files
+    proto = EvalProtocol.scannet20()
+    conf = proto.confusion()
+    for f in frames:
+        proto.add(conf, f.labels, written[f.index])
+    want = conf.scores()
     assert want["classes_present"] > 0
     assert summary["miou"]["frames"] == 2 and summary["miou"]["classes_present"] == want["classes_present"]
     assert summary["miou"]["miou"] == pytest.approx(want["miou"], abs=1e-9)

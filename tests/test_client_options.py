@@ -110,7 +110,7 @@ def test_stream_video_with_the_bundled_heads_prints_windows(tmp_path):
 
 
 def test_frames_travel_raw_to_a_daemon_on_this_machine():
-    from regiond.client.common import frame_encoding
+    from regiond.client.messages import frame_encoding
 
     for server in ("127.0.0.1:50051", "localhost:7", "[::1]:50051", "127.0.0.2:1"):
         assert frame_encoding("auto", server) == "raw", server

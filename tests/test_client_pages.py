@@ -4,6 +4,7 @@ machine, and the screenshot shows something. tools/screenshots.py pictures the r
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -122,3 +123,25 @@ def test_search_page_in_a_browser(tmp_path):
         )
     r = assert_page_ok(html, min_images=4)  # the query and 3 hits
     assert r.seconds < 30
+
+
+def test_scan_report_says_bundled_labels_are_a_demonstration(tmp_path, capsys):
+    """With the bundled heads (trained on generated rooms only) the page and the client say the
+    labels are a demonstration, and what each head was trained on; heads with their own record
+    say only what they were trained on."""
+    from regiond.client import scan_scene
+    from regiond.client.scan_report import DEMO_LABELS
+
+    with running_server(lite_extractor(), tmp_path, heads="bundled") as srv:  # regiond serve --heads bundled
+        rc = scan_scene.main(
+            ["synthetic:4", "--server", srv.address, "--out", str(tmp_path / "scan"), "--max-frames", "2"]
+            + ["--size", "160x120"]
+        )
+    assert rc == 0
+    assert f"note: {DEMO_LABELS}" in capsys.readouterr().out
+    page = (tmp_path / "scan" / "index.html").read_text()
+    assert "generated rooms only" in page and "not a model of real rooms" in page
+    assert "trained on 6 synthetic rooms" in page and "ScanNet-20 mIoU 57.8 %" in page
+    summary = json.loads((tmp_path / "scan" / "summary.json").read_text())
+    assert [(h["head"], h["origin"]) for h in summary["heads"]] == [("segment", "generated"), ("scene", "generated")]
+    assert_page_ok(tmp_path / "scan" / "index.html", min_images=4)

@@ -106,7 +106,7 @@ def test_scan_recording_holds_cameras_images_regions_labels_points_and_the_cloud
     assert set(np.concatenate(column(rec["/world/points"], "Points3D:class_ids")).tolist()) <= {0, 3, 5, 7}
     assert set(column(rec["/world/camera/image/rgb"], "EncodedImage:media_type")[0]) == {"image/jpeg"}
     cloud = column(rec["/world/scene"], "Points3D:positions")
-    assert len(cloud) == 1 and len(cloud[0]) == int(summary["fused_points"]) > 0  # uint64 in JSON: a string
+    assert len(cloud) == 1 and len(cloud[0]) == summary["fused_points"] > 0  # a number in JSON
     assert set(column(rec["/world/scene"], "Points3D:class_ids")[0]) <= {0, 3, 5, 7}
     assert len(column(rec["/world/trajectory"], "LineStrips3D:strips")[0][0]) == 4
     # Rerun's own CLI loads it
@@ -162,16 +162,12 @@ def test_rerun_analytics_are_off_in_the_tests():
 def test_overlapping_regions_draw_the_smaller_on_top_and_the_viewer_gets_a_layout(tmp_path):
     from rerun.chunk import RrdReader
 
-    from regiond.api.v1 import regions_pb2 as pb
     from regiond.client.recording import VideoRecording
-    from regiond.core import rle
+    from regiond.core.regionset import RegionSet
 
     big, small = np.zeros((20, 30), bool), np.zeros((20, 30), bool)
     big[2:18, 2:28], small[5:10, 5:10] = True, True
-    rs = pb.RegionSet(width=30, height=20)
-    for k, m in enumerate((small, big)):  # the small one first: drawing order is by area, not index
-        r = rs.regions.add(id=k, source=pb.SOURCE_SAM)
-        r.mask.counts.extend(rle.encode(m).tolist())
+    rs = RegionSet.from_masks(np.stack([small, big]))  # the small one first: drawing order is by area, not index
     rec = VideoRecording(tmp_path / "r.rrd", None)
     rec.submit(rec.log_regions, "video/rgb/regions", rs, 0)
     rec.close()
@@ -209,13 +205,11 @@ def test_a_rescan_after_a_reconnect_keeps_one_camera_path(tmp_path):
     """scan_scene scans again from the first frame after a daemon restart: the frames are logged
     again at the same times, and the camera path still has one point per frame."""
     from regiond import scenes
-    from regiond.api.v1 import regions_pb2 as pb
     from regiond.client.recording import ScanRecording
-    from regiond.core import rle
+    from regiond.core.regionset import SOURCE_SLIC, RegionSet
 
     frames = list(scenes.open_source("synthetic:4", max_frames=3, size=(64, 48)))
-    rs = pb.RegionSet(width=64, height=48)
-    rs.regions.add(id=0, source=pb.SOURCE_SLIC).mask.counts.extend(rle.encode(np.ones((48, 64), bool)).tolist())
+    rs = RegionSet.from_masks(np.ones((1, 48, 64), bool), source=np.array([SOURCE_SLIC], np.uint8))
     rec = ScanRecording(tmp_path / "s.rrd", None)
     for f in frames[:2] + frames:  # two frames, the restart, all three
         rec.frame(f, rs, b"")

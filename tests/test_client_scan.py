@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from support_service import lite_extractor, run_client, running_server, wait_until
 
-from regiond.client.scan_outputs import AUTO_OVERLAYS, confusion, overlay_step, parse_overlays
+from regiond.client.scan_outputs import AUTO_OVERLAYS, overlay_step, parse_overlays
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -84,14 +84,6 @@ def test_overlay_choices():
     assert overlay_step(None, None) == 10 and overlay_step(0, 5000) == 0 and overlay_step(4, 10) == 4
     p = run_client("scan_scene", "synthetic:1", "--overlays", "0", timeout=60)
     assert p.returncode == 2 and "--overlays '0'" in p.stderr
-
-
-def test_confusion_is_the_hand_computed_one():
-    truth = np.array([[0, 0, 1, 1], [2, 2, 255, 255]], np.uint8)
-    pred = np.array([[0, 1, 1, 1], [255, 2, 0, 2]], np.uint8)
-    c = confusion(truth, pred)
-    assert c.shape == (20, 21) and c.sum() == 6  # ignored truth pixels are not counted
-    assert c[0, 0] == 1 and c[0, 1] == 1 and c[1, 1] == 2 and c[2, 20] == 1 and c[2, 2] == 1
 
 
 def test_refined_labels_replace_per_frame_ones_and_unrefined_ones_count_at_the_end(tmp_path):

@@ -78,6 +78,38 @@ def test_regions_lite_on_real_photos_with_one_bad_file(tmp_path, images):
     assert not (out / "broken.regions.npz").exists()
 
 
+def test_regions_with_heads_write_label_maps_and_pictures(tmp_path, images):
+    """`regiond regions IMAGE --heads bundled`: the scene labeller's labels as ExtractRegions
+    gives them (segment head on the image), a label PNG, a label picture, and the word that the
+    bundled heads are a demonstration."""
+    from regiond.core.label_spaces import read_label_png
+    from regiond.extraction.profiles import build_extractor
+    from regiond.heads.serving import load_serving_heads
+
+    out = tmp_path / "out"
+    r = regiond(
+        "regions", images["coffee"], "--heads", "bundled", "--profile", "lite", "--out", out, env_weights=tmp_path
+    )
+    assert r.returncode == 0, r.stderr
+    assert "heads segment: trained on 6 synthetic rooms" in r.stdout
+    assert "note: these heads were trained on generated data only" in r.stdout
+    labels = read_label_png(out / "coffee.labels.png")
+    rs = RegionSet.load(out / "coffee.regions.npz")
+    assert labels.shape == (200, 300) and rs.labels is not None and len(rs.labels) == len(rs)
+    labeler = load_serving_heads("bundled", build_extractor("lite")).scene
+    assert set(np.unique(labels)) <= set(labeler.meta.class_ids)  # SLIC covers every pixel: none unlabelled
+    for k, mask in enumerate(rs.masks()):  # one region, one class: the map paints its label
+        assert (labels[mask] == rs.labels[k]).all()
+    shares = next(ln for ln in r.stdout.splitlines() if ln.strip().startswith("labels:"))
+    top = labeler.meta.names()[int(np.bincount(labels.ravel()).argmax())]
+    assert shares.strip().startswith(f"labels: {top} ")
+    picture = np.asarray(Image.open(out / "coffee.labels_color.png").convert("RGB"))
+    assert picture.shape[0] > 200 and picture.shape[1] == 300  # the map with a legend under it
+    assert "heads" in next(ln for ln in r.stdout.splitlines() if ln.startswith("coffee:"))
+    r = regiond("regions", images["coffee"], "--heads", "bundled", "--no-features", "--out", out, env_weights=tmp_path)
+    assert r.returncode == 1 and "--heads labels regions by their features" in r.stderr
+
+
 def test_regions_explicit_profile_without_weights_names_the_file(tmp_path, images):
     r = regiond(
         "regions",

@@ -23,7 +23,7 @@ def test_scene_info_json(sevenscenes_dir, capsys):
 
 def test_scene_info_reports_frames_without_pose(tmp_path, capsys):
     from regiond.core.frames import Camera
-    from regiond.scenes.sens import SensWriter
+    from regiond.scenes.sens_writer import SensWriter
 
     cam = Camera(20, 20, 7.5, 5.5, 16, 12)
     with SensWriter(tmp_path / "p.sens", (16, 12), (16, 12), cam, cam) as w:

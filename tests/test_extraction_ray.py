@@ -1,7 +1,9 @@
 """`regiond extract --ray`: a token cache built by a pool of 2 Ray actors (a local Ray
 instance, conftest.ray_local) equals the one built in one process; a bad source is reported
 and skipped, a re-run skips what is there, an actor killed mid-item is restarted and its
-item done again, and a job killed between an item's commit and the manifest loses nothing."""
+item done again, and a job killed between an item's commit and the manifest loses nothing.
+The tests' Ray start waits 120 s for Ray's GCS server (Ray's default 30 s ran out once on a
+cold machine) and retries a start that times out once (support_ray's docstring says why)."""
 
 from __future__ import annotations
 
@@ -179,3 +181,30 @@ def test_extract_cli_on_ray_prints_a_summary(ray_local, tmp_path, capsys):
     assert "2 items extracted (6 frames), 0 already in the cache, 1 failed" in cap.out
     assert main(["extract", *map(str, sources), *opts]) == 0  # without the bad source: everything skipped
     assert "0 items extracted (0 frames), 2 already in the cache, 0 failed" in capsys.readouterr().out
+
+
+def test_a_ray_start_that_times_out_is_retried_once_and_leaves_nothing_behind(tmp_path):
+    """The tests' Ray start (support_ray.start_ray, whose docstring says why a start can time
+    out on a cold machine): a first try given no time for the GCS server fails as the cold
+    start did (`Timed out waiting for file .../gcs_server_port_...`), its processes are ended,
+    and the second try starts Ray. In a child process: this session's Ray may be running."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os\n"
+        "from support_ray import children, processes_of, start_ray, stop_ray\n"
+        "started = start_ray(waits=(0, 120))\n"
+        "assert processes_of(*started), 'no Ray processes after the second try'\n"
+        "stop_ray(started)\n"
+        "left = [p.name for p in children()]\n"
+        "assert not left, f'left behind: {left}'\n"
+        "print('second try started Ray')\n"
+    )
+    tests = Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tests), os.environ.get("PYTHONPATH")]))}
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=240)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "second try started Ray" in p.stdout
+    assert "start 1 timed out" in p.stderr and "Timed out waiting for file" in p.stderr
+    assert "gcs_server_port" in p.stderr

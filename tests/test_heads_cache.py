@@ -196,7 +196,7 @@ def test_train_and_eval_cli_smoke(tmp_path, capsys):
 
 def test_train_is_deterministic_by_seed(tmp_path):
     from regiond.heads.cache_jobs import train_on_cache
-    from regiond.heads.training import TrainConfig
+    from regiond.heads.config import TrainConfig
 
     write_toy_cache(tmp_path / "c", scenes=3, frames=2, clips_per_class=0)
     cfg = TrainConfig(epochs=2, warmup=2, seed=3)

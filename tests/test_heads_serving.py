@@ -28,7 +28,7 @@ def heads_dir(tmp_path_factory, lite):
     from regiond.extraction.cache import extractor_versions
     from regiond.extraction.extract_job import extract_to_cache
     from regiond.heads.cache_jobs import train_on_cache
-    from regiond.heads.training import TrainConfig
+    from regiond.heads.config import TrainConfig
 
     root = tmp_path_factory.mktemp("serving")
     src = image_folder(root / "imgs", n=3)
@@ -125,15 +125,34 @@ def test_activity_scorer_window(heads_dir, lite):
 
 
 def test_heads_of_other_tokens_are_refused(tmp_path, lite):
-    head = create_head("region-linear", in_dim=lite.dim + 1, num_classes=2)
+    """A head of another profile's features is refused naming both profiles; one whose record
+    names no profile (older heads) is refused by its backbone and width."""
+    from regiond.extraction.cache import extractor_versions, versions
+
+    head = create_head("region-linear", in_dim=768, num_classes=2)
+    classes = [{"id": 1, "name": "wall"}, {"id": 2, "name": "floor"}]
+    balanced = versions("balanced", "sam+slic", "dinov2_vitb14", 768, "mean")
+    save_head(head, tmp_path / "balanced" / "segment", classes, {"versions": balanced})
+    with pytest.raises(ValueError) as e:
+        load_serving_heads(tmp_path / "balanced", lite)
+    msg = str(e.value)
+    assert "trained on the balanced profile's features (dinov2_vitb14 768-d, mean pooling)" in msg
+    assert "this daemon runs the lite profile (classic 32-d, mean pooling)" in msg
+    assert "--profile balanced" in msg and "--profile lite" in msg
+
+    old = create_head("region-linear", in_dim=lite.dim + 1, num_classes=2)
+    save_head(old, tmp_path / "old" / "segment", classes, {"versions": {"backbone": "dinov2_vitb14"}})
+    with pytest.raises(ValueError, match="trained on another profile's features .dinov2_vitb14 33-d"):
+        load_serving_heads(tmp_path / "old", lite)
+    # the same features under another profile's name (a lite head the tiny profile would serve)
     save_head(
-        head,
-        tmp_path / "segment",
-        [{"id": 1, "name": "wall"}, {"id": 2, "name": "floor"}],
-        {"versions": {"backbone": "dinov2_vitb14", "dim": lite.dim + 1}},
+        create_head("region-linear", in_dim=lite.dim, num_classes=2),
+        tmp_path / "renamed" / "segment",
+        classes,
+        {"versions": {**extractor_versions(lite), "profile": "tiny"}},
     )
-    with pytest.raises(ValueError, match="trained on other tokens"):
-        load_serving_heads(tmp_path, lite)
+    with pytest.raises(ValueError, match="trained on the tiny profile's features"):
+        load_serving_heads(tmp_path / "renamed", lite)
 
 
 def test_daemon_streams_labels_and_activities(heads_dir, lite, tmp_path):

@@ -91,7 +91,7 @@ def test_sigkill_during_indexing_loses_no_acknowledged_image(tmp_path, backend):
 
 
 def _start_daemon(data_dir: Path, port: int, index: str | None = None) -> subprocess.Popen:
-    import grpc
+    from support_service import wait_serving
 
     p = subprocess.Popen(
         [
@@ -114,14 +114,11 @@ def _start_daemon(data_dir: Path, port: int, index: str | None = None) -> subpro
         text=True,
         cwd=Path(__file__).resolve().parents[1],
     )
-    ch = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
-        grpc.channel_ready_future(ch).result(timeout=120)
-    except grpc.FutureTimeoutError as e:
+        wait_serving(f"127.0.0.1:{port}")
+    except AssertionError as e:
         p.kill()
         raise AssertionError(f"daemon did not start: {p.stderr.read()[-2000:]}") from e
-    finally:
-        ch.close()
     return p
 
 

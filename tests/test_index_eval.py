@@ -61,13 +61,13 @@ def test_region_ranking_beats_whole_image_on_synthetic_collection(tmp_path):
     assert again.regions == report.regions and again.methods["regions"].mean_ap == pytest.approx(regions.mean_ap)
 
 
-def test_temporal_retrieval_on_a_real_video(shared_data):
+def test_temporal_retrieval_on_a_real_video(avi_path):
     """Nearby frames of a real video show the same things: the region-matched box finds them."""
     from regiond.extraction.profiles import build_extractor
     from regiond.index.evaluation.temporal import evaluate_temporal
     from regiond.scenes import open_source
 
-    rep = evaluate_temporal(open_source(shared_data / "video" / "test.avi"), build_extractor("lite"), every=4)
+    rep = evaluate_temporal(open_source(avi_path), build_extractor("lite"), every=4)
     assert (rep.frames, rep.indexed, rep.queries) == (164, 41, 17)
     indexed = np.arange(0, 164, 4)
     ceiling = np.mean([min(5, np.sum((np.abs(indexed - q) <= 10) & (indexed != q))) / 5 for q in range(0, 164, 10)])

@@ -243,6 +243,16 @@ def test_search_client_index_and_query(tmp_path, collection, capsys, backend):
             )
             == 0
         )
+        # --match: a box left to the daemon is matched by its regions; pooled is another ranking
+        box_q = base + ["query", str(ci.path), "--box", f"{xs.min()},{ys.min()},{xs.max() + 1},{ys.max() + 1}"]
+        ranked, _ = {}, capsys.readouterr()
+        for name, extra in (("default", []), ("regions", ["--match", "regions"]), ("pooled", ["--match", "pooled"])):
+            assert client.main(box_q + ["--out", str(html), "--expand", "0", *extra]) == 0
+            ranked[name] = [line for line in capsys.readouterr().out.splitlines() if ". " in line and "score" in line]
+        assert ranked["default"] == ranked["regions"] and ranked["pooled"] != ranked["regions"]
+        with pytest.raises(SystemExit):  # argparse refuses it
+            client.main(box_q + ["--out", str(html), "--match", "both"])
+        assert "invalid choice: 'both'" in capsys.readouterr().err
         wrong = tmp_path / "wrong.png"
         wrong.write_bytes(png_bytes(np.ones((5, 5), np.uint8)))
         assert client.main(base + ["query", str(ci.path), "--mask", str(wrong), "--out", str(html)]) == 1
@@ -317,14 +327,24 @@ def test_normalised_search_is_the_same_through_the_daemon_and_in_process(tmp_pat
         assert len(set_q) > 1
         cases = {
             "mask": (mask_query(ci, inst), dict(query=ex.pool(rgb, inst.mask[None])[0])),
-            "box": (
+            "box pooled": (
+                pb.SearchRequest(
+                    box=pb.BoxQuery(
+                        image=pb.Image(data=ci.path.read_bytes()),
+                        box=pb.Box(x0=box[0], y0=box[1], x1=box[2], y1=box[3]),
+                        match=pb.QUERY_MATCH_POOLED,
+                    )
+                ),
+                dict(query=ex.pool(rgb, box_mask(box, rgb.shape[:2])[None])[0]),
+            ),
+            "box, match unset: by its regions": (
                 pb.SearchRequest(
                     box=pb.BoxQuery(
                         image=pb.Image(data=ci.path.read_bytes()),
                         box=pb.Box(x0=box[0], y0=box[1], x1=box[2], y1=box[3]),
                     )
                 ),
-                dict(query=ex.pool(rgb, box_mask(box, rgb.shape[:2])[None])[0]),
+                dict(query=set_q, weights=set_w),
             ),
             "box by regions": (
                 pb.SearchRequest(
@@ -351,7 +371,7 @@ def test_normalised_search_is_the_same_through_the_daemon_and_in_process(tmp_pat
             if n is not None:
                 req.query_expansion = n
             # one region's feature is expanded (unset: the daemon's default); sets and probes never
-            single = name not in ("box by regions", "examples")
+            single = "regions" not in name and name != "examples"
             expand = (SERVED_EXPANSION if n is None else n) if single else 0
             got = stub.Search(req).hits
             want = local.search(k=6, regions_per_image=2, expand=expand, **kw)

@@ -8,12 +8,21 @@ import threading
 
 import numpy as np
 import pytest
+from support_masks import OUTCOMES, Shapes, outcome_masker
 
 from regiond.core.errors import InputError
 from regiond.core.frames import Camera, Frame
 from regiond.geometry.reproject import carry_masks, correspondences
-from regiond.masks.carry import CarryClosed, CarryConfig, MaskTracker, split_masker
+from regiond.masks.carry import (
+    CARRY_METHODS,
+    DEFAULT_MIN_COVERAGE,
+    CarryClosed,
+    CarryConfig,
+    MaskTracker,
+    split_masker,
+)
 from regiond.masks.cover import SamSlicCover
+from regiond.masks.generator import SOURCE_SAM
 from regiond.masks.slic import SlicMasker
 from regiond.masks.truth import GroundTruthMasker
 from regiond.scenes.synthetic.clips import render_clip
@@ -257,3 +266,98 @@ def test_instance_maps_come_with_exported_and_resampled_frames(tmp_path):
     assert set(np.unique(inst)) <= set(np.unique(scene.frame(1).meta["instances"]))
     props = GroundTruthMasker().from_frame(frames[1])
     assert len(props) >= 2 and props.masks.shape[1:] == (60, 80)
+
+
+# --- every outcome of the keyframe's generator, carried by depth and by flow ------------------
+
+_OUTCOME_MASKERS: dict = {}
+
+
+def _outcome(outcome: str):
+    """The outcome's generator, built once per module (the SAM ones load a model)."""
+    if outcome not in _OUTCOME_MASKERS:
+        _OUTCOME_MASKERS[outcome] = outcome_masker(outcome)
+    return _OUTCOME_MASKERS[outcome]
+
+
+@pytest.fixture(scope="module")
+def clip_frames():
+    clip = render_clip(0, 5, frames=32, width=W, height=H)
+    return [Frame(rgb=clip.frames[k], index=k) for k in range(5)]
+
+
+@pytest.mark.parametrize("method", CARRY_METHODS)
+@pytest.mark.parametrize("outcome", OUTCOMES)
+def test_every_generator_outcome_is_carried(room, clip_frames, outcome, method):
+    """Whatever the keyframe's generator returns (nothing, one mask, masks at the border only,
+    masks too small to carry, SAM with no surviving mask, SAM with several), every frame gets
+    masks of its own size and none empty; a frame without generated or carried masks is
+    covered by SLIC exactly as a keyframe without masks is; nothing falls back to a fault."""
+    frames = room[:5] if method == "depth" else clip_frames
+    gen, slic = _outcome(outcome), SlicMasker()
+    slic_only = SamSlicCover(Shapes("none", []), slic)
+    for filled, min_coverage in ((True, 0.0), (False, 0.0), (True, DEFAULT_MIN_COVERAGE)):
+        tracker = MaskTracker(CarryConfig(every=3, min_coverage=min_coverage, method=method))
+        masker = SamSlicCover(gen, slic) if filled else gen
+        infos, sam_counts, key_sam = [], [], 0
+        for f in frames:
+            props, info = tracker.propose(f, masker)
+            infos.append(info)
+            n = len(props)
+            assert props.masks.shape == (n, H, W) and props.source.shape == props.scores.shape == (n,)
+            assert np.count_nonzero(props.masks, axis=(1, 2)).all(), "an empty mask"
+            assert not info.reason.startswith("carrying failed"), info.reason
+            sam = int((props.source == SOURCE_SAM).sum())
+            sam_counts.append(sam)
+            if filled and sam == 0:  # SLIC-covered like any frame without SAM masks
+                assert np.array_equal(props.masks, slic_only(f.rgb).masks)
+            if info.keyframe:
+                key_sam = sam
+            else:  # carried: some of the keyframe's masks
+                assert sam <= key_sam
+        keyframes = [i.keyframe for i in infos]
+        if min_coverage == 0.0:
+            assert keyframes == [True, False, False, True, False]
+        if outcome in ("none", "sam-filtered"):  # nothing to carry, nothing lost: carried on
+            assert keyframes == [True, False, False, True, False] and sam_counts == [0] * 5
+            assert all(i.coverage == 1.0 for i in infos)
+        if outcome == "small" and min_coverage > 0:  # every carried mask filtered: coverage 0
+            assert all(keyframes) and infos[1].reason.startswith("coverage 0.00 <")
+        if outcome in ("one", "sam-spread"):
+            assert sam_counts[0] >= 1 and sam_counts[1] >= 1  # carried on to the next frame
+        if outcome == "sam-spread":
+            assert sam_counts[0] >= 3
+
+
+def test_a_fault_in_carrying_generates_the_frame_instead(room):
+    """A generator whose masks do not fit its image (a fault of the generator) passes the
+    keyframe, and carrying them fails: the frame's masks are generated afresh and its
+    CarryInfo says why, instead of the frame (and the stream's frames after it) failing."""
+
+    class HalfSize(Shapes):
+        def __call__(self, rgb):
+            return super().__call__(rgb[::2, ::2])
+
+    tracker = MaskTracker(CarryConfig(every=5, min_coverage=0.0))
+    masker = HalfSize("half", [(0.2, 0.8, 0.2, 0.8)])
+    assert tracker.propose(room[0], masker)[1].keyframe
+    props, info = tracker.propose(room[1], masker)
+    assert info.keyframe and info.reason.startswith("carrying failed: ") and len(props) == 1
+    _, again = tracker.propose(room[2], masker)  # and so on: every frame still gets its masks
+    assert again.keyframe and again.keyframe_index == 2 and again.reason.startswith("carrying failed: ")
+
+
+def test_a_stream_ending_during_a_frame_keeps_nothing(room):
+    """close() while a keyframe's masks are being generated (the client cancelled): the frame
+    still gets its masks, the tracker keeps none of them, and later frames raise CarryClosed."""
+    tracker = MaskTracker(CarryConfig(every=3, min_coverage=0.0))
+
+    class ClosingMidway(Shapes):
+        def __call__(self, rgb):
+            tracker.close()
+            return super().__call__(rgb)
+
+    props, info = tracker.propose(room[0], ClosingMidway("closing", [(0.2, 0.8, 0.2, 0.8)]))
+    assert info.keyframe and len(props) == 1 and tracker._key is None
+    with pytest.raises(CarryClosed):
+        tracker.propose(room[1], SlicMasker())

@@ -14,15 +14,25 @@ from support_objects import room_frames
 from support_service import lite_extractor, running_server, stub_for
 
 from regiond.api.v1 import regions_pb2 as pb
-from regiond.client.common import scene_frame_pb
+from regiond.client.messages import scene_frame_pb
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
+def server(tmp_path_factory):
     with running_server(lite_extractor(), tmp_path_factory.mktemp("objects")) as srv:
-        ch, stub = stub_for(srv)
-        yield stub
-        ch.close()
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def daemon(server):
+    ch, stub = stub_for(server)
+    yield stub
+    ch.close()
+
+
+@pytest.fixture(scope="module")
+def daemon_address(server):
+    return server.address
 
 
 def _stream(stub, frames, **options):
@@ -108,3 +118,18 @@ def test_objects_take_the_scene_heads_classes(labelling_daemon):
     for u in ups:  # the refined updates carry the scene head's labels and the final ids together
         r = refined[u.frame_index]
         assert len(r.region_labels) == len(r.region_object_ids) == len(u.regions.regions) and r.label_map_png
+
+
+def test_region_client_gives_the_objects(daemon_address):
+    from regiond.client.region_client import RegionClient
+
+    with RegionClient(daemon_address, token="") as client:
+        updates = list(client.stream_scene(room_frames()[:16], ply=True, objects=True))
+    frames = [u for u in updates if u.regions is not None]
+    refined = [u.refined for u in updates if u.refined is not None]
+    summary = updates[-1].summary
+    ids = {o.id for o in summary.objects}
+    assert ids and all(len(u.object_ids) == len(u.regions) and u.objects_reason == "" for u in frames)
+    assert len(refined) == len(frames) and all(set(r.region_object_ids.tolist()) <= ids | {0} for r in refined)
+    o = summary.objects[0]
+    assert o.label is None and len(o.box) == 6 and len(o.best_box) == 4 and o.point_count >= 100

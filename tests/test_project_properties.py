@@ -91,7 +91,8 @@ def test_pooling_a_partition_averages_to_the_grid_mean(h, w, stride, n, seed):
 )
 @given(w=st.integers(4, 20), h=st.integers(4, 20), n=st.integers(1, 3), seed=st.integers(0, 2**16))
 def test_sens_write_read_round_trip(tmp_path_factory, w, h, n, seed):
-    from regiond.scenes.sens import SensSource, write_sens
+    from regiond.scenes.sens import SensSource
+    from regiond.scenes.sens_writer import write_sens
 
     rng = np.random.default_rng(seed)
     cam = Camera(float(rng.uniform(5, 50)), float(rng.uniform(5, 50)), w / 2 - 0.5, h / 2 - 0.5, w, h)

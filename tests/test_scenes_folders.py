@@ -197,7 +197,7 @@ def test_nyu40_label_folder_rejects_other_ids(sevenscenes_dir, tmp_path):
 
     root = _scannet_folder(sevenscenes_dir, tmp_path / "s", numbers=[150], raw_labels=True)  # ids 107 and 2
     (root / "regiond-scene.json").write_text(json.dumps({"label_space": "nyu40"}))
-    with pytest.raises(scenes.SourceError, match="not an NYU40 id"):
+    with pytest.raises(scenes.SourceError, match=r"label-filt/0.png: ids 107 \(153600 pixels\) are not NYU40 ids"):
         list(scenes.open_source(root))
     root = _scannet_folder(sevenscenes_dir, tmp_path / "t", numbers=[150], raw_labels=False)
     (root / "regiond-scene.json").write_text(json.dumps({"label_space": "nyu40"}))

@@ -54,3 +54,36 @@ def test_bad_tables(tmp_path):
         load_scannet_labels(tmp_path / "missing.tsv")
     with pytest.raises(InputError, match="labels"):
         nyu40_to_benchmark(np.zeros(3, np.float32))
+
+
+def test_image_folder_label_ids_outside_nyu40_are_an_error_naming_the_file(tmp_path):
+    """Chosen over counting them as unlabelled: a map in another label space (raw ScanNet ids,
+    255 for void) would otherwise train on what it does not mean. `regiond extract` reports the
+    file and extracts the other folders."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+    from support_heads import image_folder
+
+    from regiond.core.label_spaces import read_label_png
+    from regiond.scenes.labelled_folders import image_folder_frames
+
+    bad, good = image_folder(tmp_path / "bad"), image_folder(tmp_path / "good")
+    lab = read_label_png(bad / "labels" / "im1.png")
+    lab[0, :5], lab[1, :3] = 41, 255
+    Image.fromarray(lab.astype(np.uint8)).save(bad / "labels" / "im1.png")
+    with pytest.raises(InputError, match=r"bad/labels/im1.png: ids 41, 255 \(8 pixels\) are not NYU40 ids"):
+        image_folder_frames(bad)
+    assert len(image_folder_frames(good)) == 2
+    r = subprocess.run(
+        [sys.executable, "-m", "regiond", "extract", bad, good, "--out", tmp_path / "cache", "--profile", "lite"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 1 and "bad/labels/im1.png: ids 41, 255 (8 pixels) are not NYU40 ids" in r.stderr
+    assert "1 items extracted (2 frames), 0 already in the cache, 1 failed" in r.stdout
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(bad / "labels" / "im1.png")  # a colour picture
+    with pytest.raises(InputError, match=r"im1.png: a label map has one id per pixel"):
+        image_folder_frames(bad)

@@ -12,7 +12,8 @@ import pytest
 from regiond import scenes
 from regiond.core.errors import InputError
 from regiond.core.frames import Camera
-from regiond.scenes.sens import SensFile, SensWriter, write_sens
+from regiond.scenes.sens import SensFile
+from regiond.scenes.sens_writer import SensWriter, write_sens
 
 W, H = 32, 24
 CAM = Camera(30.0, 31.0, 15.5, 11.5, W, H)

@@ -21,8 +21,8 @@ def test_mp4_frames_and_times(video_path):
     np.testing.assert_array_equal(full[43].rgb, frames[1].rgb)
 
 
-def test_avi_every_and_size(shared_data):
-    src = scenes.open_source(shared_data / "video" / "test.avi", every=40, size=(160, 120))
+def test_avi_every_and_size(avi_path):
+    src = scenes.open_source(avi_path, every=40, size=(160, 120))
     frames = list(src)
     assert len(src) == len(frames) == 5 and [f.index for f in frames] == [0, 40, 80, 120, 160]
     assert frames[0].rgb.shape == (120, 160, 3)

@@ -10,10 +10,11 @@ import json
 import grpc
 import numpy as np
 import pytest
+from support_masks import OUTCOMES, outcome_masker
 from support_service import lite_extractor, run_client, running_server, stub_for, write_video
 
 from regiond.api.v1 import regions_pb2 as pb
-from regiond.client.common import scene_frame_pb, video_frame_pb
+from regiond.client.messages import scene_frame_pb, video_frame_pb
 from regiond.extraction.extractor import Extractor
 from regiond.masks.slic import SlicMasker
 from regiond.scenes.synthetic.rgbd import SyntheticScene
@@ -54,6 +55,7 @@ def test_scene_stream_carries_between_keyframes(daemon, frames):
     assert [s.keyframe_index for s in states] == [0, 0, 0, 3, 3, 3, 6]
     assert all(0.2 <= s.coverage <= 1 for s in states)
     assert all(len(u.regions.regions) > 0 and u.regions.regions[0].HasField("geometry") for u in ups)
+    assert all(r.area > 0 for u in ups for r in u.regions.regions)  # no empty SLIC piece (lite fills with 0+ px)
 
 
 def test_older_clients_get_no_carry(daemon, frames):
@@ -241,3 +243,38 @@ def test_cancelled_carry_stream_frees_its_tracker(daemon, frames):
     assert wait_until(lambda: srv.servicer.sessions.count() == 0, 10)
     assert wait_until(lambda: srv.scheduler.busy == 0, 10)
     assert tracker._key is None and session.tracker is tracker
+
+
+@pytest.mark.parametrize("outcome", OUTCOMES)
+def test_every_generator_outcome_through_the_daemon(tmp_path, frames, outcome):
+    """A daemon whose masker's keyframe generator has each outcome (support_masks.OUTCOMES,
+    SLIC filling the gaps) answers every frame of a carried scene (depth) and a carried video
+    (flow) with regions; frames without SAM masks get whole superpixels."""
+    from regiond.core.rle import decode_many
+    from regiond.masks.cover import SamSlicCover
+    from regiond.scenes.synthetic.clips import render_clip
+
+    lite = lite_extractor()
+    ex = Extractor(masker=SamSlicCover(outcome_masker(outcome), SlicMasker()), backbone=lite.backbone, profile="lite")
+    clip = render_clip(0, 5, frames=32, width=W, height=H)
+    video = [video_frame_pb(dataclasses.replace(_frame(clip.frames[k]), index=k), "png") for k in range(5)]
+    video[0].options.CopyFrom(pb.VideoOptions(carry=pb.CarryOptions(keyframe_every=3)))
+    with running_server(ex, tmp_path) as srv:
+        ch, stub = stub_for(srv)
+        scene = _updates(stub, _scene(frames[:5], pb.CarryOptions(keyframe_every=3)))
+        clip_ups = list(stub.StreamVideo(iter(video), timeout=120))
+        ch.close()
+    for ups in (scene, clip_ups):
+        assert [u.frame_index for u in ups] == [0, 1, 2, 3, 4]
+        assert not [u.error.message for u in ups if u.HasField("error")]
+        for u in ups:
+            rs, state = u.regions, u.regions.carry
+            assert len(rs.regions) > 0 and not state.reason.startswith("carrying failed"), state.reason
+            assert all(r.area > 0 for r in rs.regions)
+            sam = sum(r.source == pb.SOURCE_SAM for r in rs.regions)
+            if sam == 0:  # whole superpixels: every pixel in exactly one region
+                masks = decode_many([r.mask.counts for r in rs.regions], rs.height, rs.width)
+                assert (masks.sum(axis=0) == 1).all()
+        if outcome in ("none", "sam-filtered"):
+            assert [u.regions.carry.keyframe for u in ups] == [True, False, False, True, False]
+            assert all(r.source == pb.SOURCE_SLIC for u in ups for r in u.regions.regions)

@@ -25,6 +25,7 @@ from support_service import (
     sample_image,
     stub_for,
     tiny_heads,
+    wait_serving,
 )
 
 from regiond.api.v1 import regions_pb2 as pb
@@ -195,9 +196,9 @@ def test_serve_process_stops_on_sigterm(tmp_path):
         env=env,
     )
     try:
-        ch = grpc.insecure_channel(f"127.0.0.1:{port}")
-        grpc.channel_ready_future(ch).result(timeout=120)
         md = (("authorization", "Bearer tok"),)
+        wait_serving(f"127.0.0.1:{port}", metadata=md)
+        ch = grpc.insecure_channel(f"127.0.0.1:{port}")
         assert pb_grpc.RegionServiceStub(ch).GetInfo(pb.InfoRequest(), metadata=md).profile == "lite"
         ch.close()
         p.send_signal(signal.SIGTERM)

@@ -108,3 +108,76 @@ def test_full_queue_waits_then_gives_up_and_closed_queue_refuses():
         sched.close(10)
     with pytest.raises(ShuttingDown):
         sched.submit_call(lambda: None, lambda: True)
+
+
+def test_lanes_are_served_in_turn_not_first_come_first_served():
+    sched = Scheduler(lite_extractor(), capacity=16, workers=1)
+    release = threading.Event()
+    ran = []
+    try:
+        sched.submit_call(lambda: release.wait(10), lambda: True)
+        assert wait_until(lambda: sched.busy == 1 and sched.depth == 0)
+        futs = [sched.submit_call(lambda k=k: ran.append(f"a{k}"), lambda: True, lane="a") for k in range(5)]
+        futs += [sched.submit_call(lambda k=k: ran.append(f"b{k}"), lambda: True, lane="b") for k in range(2)]
+        futs.append(sched.submit_call(lambda: ran.append("unary"), lambda: True))  # a lane of its own
+        release.set()
+        for f in futs:
+            f.result(10)
+    finally:
+        release.set()
+        sched.close(10)
+    assert ran == ["a0", "b0", "unary", "a1", "b1", "a2", "a3", "a4"]
+
+
+def test_a_newest_frame_drops_its_lanes_queued_frames_only():
+    from regiond.service.scheduler import Overtaken
+
+    sched = Scheduler(lite_extractor(), capacity=16, workers=1)
+    release = threading.Event()
+    try:
+        sched.submit_call(lambda: release.wait(10), lambda: True)
+        assert wait_until(lambda: sched.busy == 1 and sched.depth == 0)
+        img = sample_image(32, 24)
+        old = [sched.submit_extract(img, lambda: True, lane="live", newest=True) for _ in range(3)]
+        call = sched.submit_call(lambda: "head", lambda: True, lane="live")  # a head call stays
+        other = sched.submit_extract(img, lambda: True, lane="other", newest=True)
+        new = sched.submit_extract(img, lambda: True, lane="live", newest=True)
+        assert all(isinstance(f.exception(0), Overtaken) for f in old)  # each overtaken by the next
+        assert sched.depth == 3  # the call, other and new wait
+        release.set()
+        assert call.result(30).value == "head" and len(other.result(30).value) and len(new.result(30).value)
+    finally:
+        release.set()
+        sched.close(10)
+
+
+def test_a_lane_back_after_its_turn_goes_next_and_overtaken_frames_keep_theirs():
+    sched = Scheduler(lite_extractor(), capacity=16, workers=1)
+    release = threading.Event()
+    done = []
+    try:
+        sched.submit_call(lambda: release.wait(10), lambda: True)
+        assert wait_until(lambda: sched.busy == 1 and sched.depth == 0)
+        futs = {f"x{k}": sched.submit_call(lambda: None, lambda: True, lane="x") for k in range(3)}
+        img = sample_image(32, 24)
+        sched.submit_extract(img, lambda: True, lane="live", newest=True)
+        futs["live"] = sched.submit_extract(img, lambda: True, lane="live", newest=True)  # takes the first's turn
+        for name, f in futs.items():
+            f.add_done_callback(lambda _, n=name: done.append(n))
+        release.set()
+        for f in futs.values():
+            f.result(30)
+        assert done == ["x0", "live", "x1", "x2"]
+        # a lane that had nothing queued when its turn came is served next, not after a round
+        gate = threading.Event()
+        sched.submit_call(lambda: gate.wait(10), lambda: True, lane="x")
+        assert wait_until(lambda: sched.depth == 0)
+        later = [sched.submit_call(lambda k=k: done.append(f"x{k}"), lambda: True, lane="x") for k in (3, 4)]
+        back = sched.submit_call(lambda: done.append("back"), lambda: True, lane="live")
+        gate.set()
+        for f in [*later, back]:
+            f.result(30)
+        assert done[-3:] == ["back", "x3", "x4"]
+    finally:
+        release.set()
+        sched.close(10)

@@ -16,7 +16,16 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from support_service import free_port, image_pb, lite_extractor, running_server, sample_image, stub_for, wait_until
+from support_service import (
+    free_port,
+    image_pb,
+    lite_extractor,
+    running_server,
+    sample_image,
+    stub_for,
+    wait_serving,
+    wait_until,
+)
 
 from regiond.api.v1 import regions_pb2 as pb
 from regiond.api.v1 import regions_pb2_grpc as pb_grpc
@@ -103,8 +112,8 @@ def test_serve_process_exits_after_unparsable_streams(tmp_path):
         text=True,
     )
     try:
+        wait_serving(f"127.0.0.1:{port}")
         ch = grpc.insecure_channel(f"127.0.0.1:{port}")
-        grpc.channel_ready_future(ch).result(timeout=120)
         for method in STREAMS:
             for where in ("first", "later"):
                 raw_call(ch, method, messages(method, where))
@@ -195,7 +204,7 @@ def stuck_serve(tmp_path: Path, where: str, grace: float):
         )
     ch = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
-        grpc.channel_ready_future(ch).result(timeout=120)
+        wait_serving(f"127.0.0.1:{port}")
         stub = pb_grpc.RegionServiceStub(ch)
         img = image_pb(sample_image(48, 36))
         assert (

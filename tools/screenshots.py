@@ -1,4 +1,4 @@
-"""Regenerate the README's two pictures from `make demo`'s output.
+"""Regenerate the two pictures of the docs (README.md, docs/seeing-results.md) from `make demo`'s output.
 
     python tools/screenshots.py [DEMO_DIR] [--out DIR] [--only report|rerun] [--timeout S]
 
@@ -13,7 +13,7 @@ DEMO_DIR (default out/demo) is what `make demo` writes; run it first. Two pictur
 Chromium comes from tools/bootstrap.sh (Debian's `chromium`); it is driven over the DevTools
 protocol (tools/browser.py, as the page tests drive it). Nothing is fetched from outside the
 machine: Chromium resolves no host but this one, so the viewer's web font, version check and
-telemetry requests fail, and the rerun CLI runs with Rerun's analytics off (core/analytics.py).
+telemetry requests fail, and the rerun CLI runs with Rerun's analytics off (regiond.core.analytics).
 """
 
 from __future__ import annotations

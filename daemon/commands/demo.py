@@ -155,8 +155,7 @@ def objects_line(scan_dir: Path, room: SyntheticScene) -> str:
     if any(o.get("class_id") is not None for o in found):
         pieces = sum(o.get("class_id") in STRUCTURE for o in found)
         line += (
-            f": {len(found) - pieces} things and {pieces} pieces of wall, floor or ceiling by the scene head's "
-            f"classes"
+            f": {len(found) - pieces} things and {pieces} pieces of wall, floor or ceiling by the scene head's classes"
         )
     return (
         f"{line}; the room has {true - structure} things (furniture, doors, windows, pictures) and {structure} "

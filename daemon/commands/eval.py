@@ -46,12 +46,18 @@ def register(sub) -> None:
             )
         t.add_argument("--confusion", metavar="PNG", default=None, help="write the confusion matrix picture here")
         t.add_argument("--json", action="store_true", help="print the metrics as JSON after the table")
+        t.add_argument(
+            "--record",
+            action="store_true",
+            help="write the score into the head's config.json as its held-out score (meta.trained_on; "
+            "the cache must be data it was neither trained nor validated on)",
+        )
         t.set_defaults(func=run, task=task)
     t = tasks.add_parser(
         "labels",
         help="score label PNGs in ScanNet's benchmark layout against a scene's ground truth",
         description="Label maps named <scene>_<frame:06d>.png (as clients/scan_scene.py writes "
-        "them) against the ground truth of SCENE (any scenes.open_source spec with "
+        "them) against the ground truth of SCENE (any regiond.scenes.open_source spec with "
         "labels), under ScanNet's 20-class protocol.",
     )
     t.add_argument("pred", metavar="DIR", help="folder of predicted label PNGs (8-bit NYU40 ids)")
@@ -99,7 +105,32 @@ def run(args) -> int:
     print(rep.text)
     if args.json:
         print(json.dumps(rep.metrics))
+    if args.record:
+        record(args, rep)
     return 0
+
+
+def record(args, rep) -> None:
+    """The score as the head's held-out score (refused on its own training or validation cache)."""
+    from pathlib import Path
+
+    from regiond.core.errors import InputError
+    from regiond.heads.registry import load_head
+    from regiond.heads.trained_on import record_held_out
+
+    meta = load_head(args.head).meta
+    used = {Path(p).resolve() for p in (meta.get("train_cache"), meta.get("val_cache")) if p}
+    if Path(args.cache).resolve() in used:
+        raise InputError(
+            "cache", f"{args.cache} is the head's training or validation cache: --record wants held-out data"
+        )
+    if args.task == "activity":
+        metric, score, on = "top-1", rep.metrics["top1"], f"{rep.metrics['clips']} clips"
+    else:
+        protocol = "ScanNet-20" if args.protocol == "scannet20" else "head-class"
+        metric, score, on = f"{protocol} mIoU", rep.metrics["miou"], f"{rep.metrics['frames']} frames"
+    record_held_out(args.head, metric, score, f"{on} of token cache {args.cache}")
+    print(f"recorded in {Path(args.head) / 'config.json'}: held-out {metric} {100 * score:.1f} %")
 
 
 def run_labels(args) -> int:

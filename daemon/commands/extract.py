@@ -28,6 +28,8 @@ from pathlib import Path
 
 from regiond.commands.regions import add_model_options
 from regiond.core.errors import InputError
+from regiond.core.flags import add_flags, flag_values
+from regiond.extraction.pool import RayOptions
 from regiond.scenes.labelled_folders import detect_kind
 
 #: SAM generator preset for each kind of source (the paper's settings; see regions.sam.PRESETS).
@@ -115,20 +117,7 @@ def add_ray_options(p) -> None:
         help="run on Ray: no ADDRESS (or 'local') starts a Ray instance on this machine for the job; "
         "an ADDRESS (HOST:6379, or 'auto') joins that cluster",
     )
-    r.add_argument(
-        "--actors",
-        type=int,
-        default=None,
-        metavar="N",
-        help="actors, each loading the models once (default: as many as the cluster's CPUs, or GPUs, allow)",
-    )
-    r.add_argument(
-        "--cpus-per-actor",
-        type=float,
-        default=1.0,
-        metavar="C",
-        help="CPUs each actor reserves (fractions share a small machine; default 1)",
-    )
+    add_flags(r, RayOptions, only=("actors", "cpus_per_actor"))
     r.add_argument(
         "--gpus-per-actor",
         type=float,
@@ -142,10 +131,8 @@ def ray_options(args):
     """The RayOptions of --ray and its companions (None without --ray)."""
     if args.ray is None:
         return None
-    from regiond.extraction.pool import RayOptions
-
     gpus = args.gpus_per_actor if args.gpus_per_actor is not None else (1.0 if args.device.startswith("cuda") else 0.0)
-    return RayOptions(address=args.ray, actors=args.actors, cpus_per_actor=args.cpus_per_actor, gpus_per_actor=gpus)
+    return RayOptions(address=args.ray, gpus_per_actor=gpus, **flag_values(args, RayOptions))
 
 
 def actor_build(args, **kw) -> dict:

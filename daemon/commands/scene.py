@@ -1,6 +1,6 @@
 """`regiond scene info SOURCE` and `regiond scene fuse SOURCE --out cloud.ply`.
 
-SOURCE is anything scenes.open_source takes: a ScanNet .sens file, a ScanNet exported folder,
+SOURCE is anything regiond.scenes.open_source takes: a ScanNet .sens file, a ScanNet exported folder,
 a 7-Scenes-style folder, a video file, camera:N or synthetic:SEED.
 """
 

@@ -16,6 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from regiond.core.flags import add_flags, flag_values
+from regiond.heads.config import TrainConfig
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -48,13 +51,7 @@ def register(sub) -> None:
         choices=["regions", "patches"],
         help="region tokens, or patch tokens for the baseline (cache extracted with --patches)",
     )
-    p.add_argument("--epochs", type=int, default=60, help="maximum epochs (default 60)")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
-    p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay (default 0.05)")
-    p.add_argument("--warmup", type=int, default=20, help="warm-up steps (default 20)")
-    p.add_argument("--batch-size", type=int, default=8, help="samples per step (default 8)")
-    p.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs (default 10)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    add_flags(p.add_argument_group("optimisation"), TrainConfig)
     p.add_argument("--dim", type=int, default=None, help="transformer width (default 256)")
     p.add_argument("--layers", type=int, default=None, help="transformer layers (default: the head's)")
     p.add_argument(
@@ -80,6 +77,13 @@ def register(sub) -> None:
         help="scene: frames per training view (default 8; inference sees all frames)",
     )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument(
+        "--dataset",
+        default=None,
+        metavar="TEXT",
+        help="what the training data is, in words, for the head's config.json (meta.trained_on; "
+        "default: the cache and its sources); `regiond serve` logs it and GetInfo reports it",
+    )
     p.set_defaults(func=run)
 
 
@@ -87,7 +91,7 @@ def run(args) -> int:
     import torch  # heavy: only when the command runs (--help stays light)
 
     from regiond.heads.cache_jobs import train_on_cache  # torch: only when the command runs (--help stays light)
-    from regiond.heads.training import TrainConfig  # torch: only when the command runs (--help stays light)
+    from regiond.heads.trained_on import summary
 
     torch.set_num_threads(args.threads)
     over = {
@@ -106,15 +110,7 @@ def run(args) -> int:
     if args.no_3d:
         over["pos3d"] = False
     task_over = {"frames_per_view": args.frames_per_view} if args.frames_per_view else {}
-    cfg = TrainConfig(
-        epochs=args.epochs,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        warmup=args.warmup,
-        batch_size=args.batch_size,
-        patience=args.patience,
-        seed=args.seed,
-    )
+    cfg = TrainConfig(**flag_values(args, TrainConfig))
     job = train_on_cache(
         args.task,
         args.cache,
@@ -126,9 +122,11 @@ def run(args) -> int:
         cfg=cfg,
         head_overrides=over,
         task_overrides=task_over,
+        dataset=args.dataset,
     )
     r = job.result
-    print(
+    print(f"{job.head_dir}: {summary(job.trained_on)}")
+    print(  # the last line: JSON for scripts
         json.dumps(
             {
                 "head": job.head,

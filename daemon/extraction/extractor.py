@@ -19,10 +19,11 @@ from regiond.core.frames import DEFAULT_MAX_PIXELS, Frame
 from regiond.core.partition import Partition
 from regiond.core.regionset import RegionSet
 from regiond.core.timing import StageTimer
+from regiond.extraction.working_size import at_size, working_frame
 from regiond.features.backbone import Backbone
 from regiond.features.partition_pooling import PartitionPooling
 from regiond.features.pooling import pool_masks
-from regiond.geometry import region_geometry
+from regiond.geometry import POINTS_KEY, region_geometry
 from regiond.masks.carry import CarryClosed, CarryTicket
 from regiond.masks.generator import MaskGenerationError, MaskGenerator, MaskProposals
 
@@ -39,7 +40,10 @@ class Extractor:
     overlap     run the backbone on a helper thread while the masker runs (they are
                 independent): for a masker and a backbone that are single-threaded CPU code
                 releasing the GIL (lite's SLIC and classic), the features then cost no time
-                beside the masks when a second core is free"""
+                beside the masks when a second core is free
+    work_side   the working size: a frame with a longer side is processed (masks, features,
+                pooling) with its long side at this size, and its masks returned at its own
+                size (working_size.py); None: every frame at its own size"""
 
     masker: MaskGenerator
     backbone: Backbone
@@ -49,6 +53,7 @@ class Extractor:
     max_depth: float = 10.0
     weights: dict[str, str] = field(default_factory=dict)
     overlap: bool = False
+    work_side: int | None = None
     _helper: ThreadPoolExecutor | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -80,14 +85,15 @@ class Extractor:
             carry.release()  # its turn is given up: the frames after it go on
             raise
         timer = StageTimer()
+        work = self._working(frame, timer)
         if features and self.overlap:
-            return self._overlapped(frame, timer, carry)
-        props, info = self._masks(frame, timer, carry)
+            return self._overlapped(frame, work, timer, carry)
+        props, info = self._masks(work, timer, carry)
         grid = None
         if features:
             with timer.stage("features"):
-                grid = self.backbone(frame.rgb)
-        return self._regions(frame, props, grid, timer, info)
+                grid = self.backbone(work.rgb)
+        return self._regions(frame, work, props, grid, timer, info)
 
     def extract_batch(self, frames: list, features: bool = True) -> list[RegionSet]:
         """Region tokens of several frames. Every frame is checked before any model runs, so
@@ -110,23 +116,31 @@ class Extractor:
     def _extract(self, frames: list, features: bool) -> list[RegionSet]:
         frames = [self._validated(f) for f in frames]
         timers = [StageTimer() for _ in frames]
+        works = [self._working(f, t) for f, t in zip(frames, timers)]
         if features and self.overlap:
-            return [self._overlapped(f, t) for f, t in zip(frames, timers)]
-        props = [self._masks(frame, timer)[0] for frame, timer in zip(frames, timers)]
+            return [self._overlapped(f, w, t) for f, w, t in zip(frames, works, timers)]
+        props = [self._masks(work, timer)[0] for work, timer in zip(works, timers)]
         grids = [None] * len(frames)
         if features:
             batch = getattr(self.backbone, "batch", None)
             if batch is not None and len(frames) > 1:
                 t0 = time.perf_counter()
-                grids = batch([f.rgb for f in frames])
+                grids = batch([w.rgb for w in works])
                 share = (time.perf_counter() - t0) / len(frames)
                 for timer in timers:
                     timer.seconds["features"] = share
             else:
-                for i, (frame, timer) in enumerate(zip(frames, timers)):
+                for i, (work, timer) in enumerate(zip(works, timers)):
                     with timer.stage("features"):
-                        grids[i] = self.backbone(frame.rgb)
-        return [self._regions(f, p, g, t) for f, p, g, t in zip(frames, props, grids, timers)]
+                        grids[i] = self.backbone(work.rgb)
+        return [self._regions(*args) for args in zip(frames, works, props, grids, timers)]
+
+    def _working(self, frame: Frame, timer: StageTimer) -> Frame:
+        """The frame at the working size (itself when it is no larger)."""
+        if self.work_side is None or max(frame.height, frame.width) <= self.work_side:
+            return frame
+        with timer.stage("resize"):
+            return working_frame(frame, self.work_side)
 
     def _masks(
         self, frame: Frame, timer: StageTimer, carry: CarryTicket | None = None
@@ -144,7 +158,7 @@ class Extractor:
             except Exception as e:
                 raise MaskGenerationError(f"{type(e).__name__}: {e}") from e
 
-    def _overlapped(self, frame: Frame, timer: StageTimer, carry: CarryTicket | None = None) -> RegionSet:
+    def _overlapped(self, frame: Frame, work: Frame, timer: StageTimer, carry: CarryTicket | None = None) -> RegionSet:
         """Masks here and features on the helper thread at the same time; each stage's time
         is its own (they overlap)."""
         if self._helper is None:
@@ -152,15 +166,15 @@ class Extractor:
 
         def grid():
             with timer.stage("features"):
-                return self.backbone(frame.rgb)
+                return self.backbone(work.rgb)
 
         pending = self._helper.submit(grid)
         try:
-            props, info = self._masks(frame, timer, carry)
+            props, info = self._masks(work, timer, carry)
         except BaseException:
             wait([pending])  # no work left behind; the masker's error is the one raised
             raise
-        return self._regions(frame, props, pending, timer, info)
+        return self._regions(frame, work, props, pending, timer, info)
 
     def _pooling(self, frame: Frame, regions):
         """Pooling of `regions` as a function of the feature grid. For a partition, mean
@@ -171,11 +185,19 @@ class Extractor:
             return PartitionPooling.of(layout(frame.height, frame.width), regions)
         return partial(pool_masks, masks=regions, mode=self.pooling)
 
-    def _regions(self, frame: Frame, props, grid, timer: StageTimer, carry: dict | None = None) -> RegionSet:
+    def _regions(
+        self, frame: Frame, work: Frame, props, grid, timer: StageTimer, carry: dict | None = None
+    ) -> RegionSet:
         """grid: the FeatureGrid, None (no features), or a Future of it (the backbone on the
-        helper thread): what needs no features (RLE, boxes, pooling weights) is done first."""
+        helper thread): what needs no features (RLE, boxes, pooling weights) is done first.
+        Pooling reads the masks at the working size (`work`, the grid's image); the RegionSet
+        and the 3D statistics have them at the frame's own size."""
+        masks = props.regions
+        if work is not frame:
+            with timer.stage("resize"):
+                masks = at_size(masks, frame.height, frame.width)
         regions = RegionSet.from_masks(
-            props.regions,
+            masks,
             source=props.source,
             scores=props.scores,
             meta={
@@ -188,15 +210,17 @@ class Extractor:
         )
         if grid is not None:
             with timer.stage("pooling"):
-                pool = self._pooling(frame, props.regions)
+                pool = self._pooling(work, props.regions)
             grid = grid.result() if isinstance(grid, Future) else grid
             with timer.stage("pooling"):
                 regions.features = pool(grid).cpu().numpy()
         if frame.depth is not None and frame.camera is not None:
             with timer.stage("geometry"):
-                geo = region_geometry(props.regions, frame.depth, frame.camera, frame.pose, max_depth=self.max_depth)
+                geo = region_geometry(masks, frame.depth, frame.camera, frame.pose, max_depth=self.max_depth)
             regions.centroids, regions.extents = geo.centroids, geo.extents
             regions.valid_depth, regions.point_count = geo.valid_fraction, geo.point_count
+            if POINTS_KEY in frame.meta:  # asked for (a scene stream's fusion): back-projected once
+                frame.meta[POINTS_KEY] = geo.points
         if carry is not None:
             regions.meta["carry"] = carry
         regions.meta["seconds"] = timer.seconds

@@ -27,7 +27,9 @@ import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from regiond.core.flags import flag, not_a_flag
 
 log = logging.getLogger(__name__)
 
@@ -39,24 +41,38 @@ MakeWorker = Callable[[], Callable[[str], str]]
 
 @dataclass(frozen=True)
 class RayOptions:
-    """Where and how a job runs on Ray.
+    """Where and how a job runs on Ray. `actors` and `cpus_per_actor` are the --actors and
+    --cpus-per-actor flags of `regiond extract` and `regiond label` (regiond.core.flags); --ray
+    [ADDRESS] and --gpus-per-actor are flags of their own there, which say more than the field
+    (whether to use Ray at all; a default that follows --device)."""
 
-    address          "local": start a Ray instance on this machine for the job (stopped after
-                     it); else a cluster's address (`ray start --head` prints it; "auto" finds
-                     the one this machine belongs to)
-    actors           actors in the pool (None: as many as the cluster's CPUs, or GPUs, allow)
-    cpus_per_actor   CPUs each actor reserves; fractions let several share a small machine
-    gpus_per_actor   GPUs each actor reserves (the models run on CUDA when > 0)
-    object_store_mb  object store of a local instance (the rows and results are tiny)
-    max_tries        tries of an item whose actor dies under it before it is failed
-    """
-
-    address: str = LOCAL
-    actors: int | None = None
-    cpus_per_actor: float = 1.0
-    gpus_per_actor: float = 0.0
-    object_store_mb: int = 128
-    max_tries: int = 3
+    address: str = field(
+        default=LOCAL,
+        metadata=not_a_flag(
+            '"local": start a Ray instance on this machine for the job (stopped after it); else a cluster\'s '
+            'address (`ray start --head` prints it; "auto" finds the one this machine belongs to)'
+        ),
+    )
+    actors: int | None = field(
+        default=None,
+        metadata=flag(
+            "actors, each loading the models once (default: as many as the cluster's CPUs, or GPUs, allow)",
+            metavar="N",
+        ),
+    )
+    cpus_per_actor: float = field(
+        default=1.0,
+        metadata=flag("CPUs each actor reserves (fractions share a small machine)", metavar="C"),
+    )
+    gpus_per_actor: float = field(
+        default=0.0, metadata=not_a_flag("GPUs each actor reserves (the models run on CUDA when > 0)")
+    )
+    object_store_mb: int = field(
+        default=128, metadata=not_a_flag("object store of a local instance (the rows and results are tiny)")
+    )
+    max_tries: int = field(
+        default=3, metadata=not_a_flag("tries of an item whose actor dies under it before it is failed")
+    )
 
     def __post_init__(self):
         if self.actors is not None and self.actors < 1:

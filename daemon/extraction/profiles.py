@@ -7,7 +7,6 @@ variable REGIOND_WEIGHTS, else DEFAULT_WEIGHTS_DIR. Files keep their official na
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from dataclasses import dataclass, replace
@@ -18,8 +17,6 @@ from regiond.extraction.cache import versions
 from regiond.extraction.extractor import Extractor
 from regiond.features import BACKBONES, build_backbone
 from regiond.masks import MaskerSpec, build_masker
-
-log = logging.getLogger(__name__)
 
 WEIGHTS_ENV = "REGIOND_WEIGHTS"
 DEFAULT_WEIGHTS_DIR = Path.home() / ".cache" / "regiond" / "weights"
@@ -120,6 +117,9 @@ class Profile:
     masker    the mask generator (SAM checkpoint is filled in from the weights dir)
     backbone  a name regiond.features.build_backbone knows
     max_side  cap on the image's long side for the backbone (None = native resolution)
+    work_side the working size: larger frames are processed with their long side at this size,
+              masks returned at the frame's size (None = every frame at its own size); chosen
+              from measurements (bench/working_size.py)
     pooling   "mean" (the paper) or "max"
     overlap   masks and features computed at the same time (see Extractor.overlap)
     listed    shown to users (False for test profiles)
@@ -129,6 +129,7 @@ class Profile:
     masker: MaskerSpec
     backbone: str
     max_side: int | None = None
+    work_side: int | None = None
     pooling: str = "mean"
     overlap: bool = False
     description: str = ""
@@ -164,6 +165,7 @@ PROFILES: dict[str, Profile] = {
             MaskerSpec("sam+slic", "vit_b"),
             "dinov2_vitb14",
             max_side=896,
+            work_side=896,
             description="SAM ViT-B + SLIC, DINOv2 ViT-B/14, long side capped at 896",
         ),
         Profile(
@@ -171,6 +173,7 @@ PROFILES: dict[str, Profile] = {
             MaskerSpec("slic"),
             "classic",
             overlap=True,
+            work_side=640,  # bench/working_size.py: 1080p costs 8x more, labels and P@5 no better
             description="SLIC + classic colour/gradient features: no weights, real time on a CPU",
         ),
         # Tests: the balanced code path (SAM+SLIC cover, DINOv2) with tiny random models.
@@ -191,8 +194,8 @@ def resolve_profile(name: str = "auto", path: str | Path | None = None, announce
     """The named profile, checked for its weights; "auto" = best profile with all weights.
 
     Raises MissingWeightsError (naming the files looked for) for an explicit profile whose
-    weights are absent; "auto" falls back to `lite` and says so through `announce`
-    (default: a line on stderr and a log record).
+    weights are absent; "auto" falls back to `lite` and says so, once, through `announce`
+    (default: a line on stderr).
     """
     if name == "auto":
         for p in PROFILES.values():
@@ -205,7 +208,6 @@ def resolve_profile(name: str = "auto", path: str | Path | None = None, announce
                         f"using the '{FALLBACK_PROFILE}' profile (SLIC + classic features). "
                         f"See `regiond models`."
                     )
-                    log.info(msg)
                     (announce or (lambda m: print(m, file=sys.stderr)))(msg)
                 return p
         raise AssertionError("the fallback profile needs no weights")  # pragma: no cover
@@ -233,7 +235,7 @@ def build_extractor(
 ):
     """An Extractor for a profile, with its weights from the weights dir.
 
-    overrides replace Profile fields (masker, backbone, max_side, pooling, overlap) or, for the
+    overrides replace Profile fields (masker, backbone, max_side, work_side, pooling, overlap) or, for the
     masker, MaskerSpec fields: preset="scene", sam_overrides={...}, slic=SlicConfig(...),
     min_piece=..., seed=...; max_pixels (the largest image accepted) goes to the Extractor
     and its masker, max_depth to the Extractor.
@@ -276,6 +278,7 @@ def build_extractor(
         profile=p.name,
         weights=weights,
         overlap=p.overlap,
+        work_side=p.work_side,
         **extractor_kw,
     )
 

@@ -15,6 +15,7 @@ from regiond.geometry.embeddings import (
     scene_origin,
 )
 from regiond.geometry.fusion import VoxelFusion, fit_to_size, fuse_frames, voxel_centres, voxel_keys
+from regiond.geometry.points import POINTS_KEY, FramePoints, frame_points
 from regiond.geometry.stats import EXTENT_PERCENTILES, RegionGeometry, region_geometry
 
 __all__ = [
@@ -40,6 +41,9 @@ __all__ = [
     "fuse_frames",
     "voxel_centres",
     "voxel_keys",
+    "POINTS_KEY",
+    "FramePoints",
+    "frame_points",
     "EXTENT_PERCENTILES",
     "RegionGeometry",
     "region_geometry",

@@ -11,8 +11,9 @@ import numpy as np
 
 from regiond.core.errors import InputError
 from regiond.core.frames import Frame, check_pose
-from regiond.geometry.backproject import DEFAULT_MAX_DEPTH, backproject
+from regiond.geometry.backproject import DEFAULT_MAX_DEPTH
 from regiond.geometry.cloud import PointCloud, ply_bytes
+from regiond.geometry.points import FramePoints, frame_points
 
 _BITS = 20  # bits per axis in a voxel key: ±2^19 voxels around the origin
 _OFFSET = 1 << (_BITS - 1)
@@ -192,11 +193,13 @@ class VoxelFusion:
         if self._buffered > max(self._merged_size, 1 << 18):
             self._merge()
 
-    def add_frame(self, frame: Frame, labels=None, stride: int = 1) -> bool:
+    def add_frame(self, frame: Frame, labels=None, stride: int = 1, points: FramePoints | None = None) -> bool:
         """Back-project one frame (needs depth, camera and a valid pose) and add it.
 
         labels  H×W label map to fuse instead of frame.labels (e.g. predictions)
         stride  use every stride-th pixel in each direction (faster, fewer points)
+        points  the frame's points back-projected already (its 3D statistics'), used when they
+                are world points within this fusion's max_depth
         Returns False (and counts the frame as skipped) when it has no depth or pose.
         """
         pose = check_pose(frame.pose)
@@ -210,14 +213,13 @@ class VoxelFusion:
         lab = frame.labels if labels is None else labels
         if lab is not None and np.asarray(lab).shape != shape:
             raise InputError("labels", f"shape {np.asarray(lab).shape} does not match the depth {shape}")
-        pts, v = backproject(frame.depth, frame.camera, pose, max_depth=self.max_depth, stride=stride)
-        s = (slice(None, None, stride), slice(None, None, stride))
-        at = np.flatnonzero(v)  # valid depth: finite points
-        rgb = rgb[s]
+        if points is None or not points.world or points.max_depth != self.max_depth or points.shape != shape:
+            points = frame_points(frame.depth, frame.camera, pose, self.max_depth)
+        pts, at = points.strided(stride)  # valid depth: finite points
         self._add(
-            np.take(pts.reshape(-1, 3), at, axis=0).T,
+            pts,
             np.take(rgb.reshape(-1, rgb.shape[-1]), at, axis=0)[:, :3],
-            None if lab is None else np.take(np.asarray(lab)[s], at),
+            None if lab is None else np.take(np.asarray(lab).ravel(), at),
         )
         self.frames_used += 1
         return True

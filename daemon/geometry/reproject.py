@@ -56,9 +56,8 @@ def carry_masks(masks: np.ndarray, index: np.ndarray) -> np.ndarray:
     """N×H×W bool masks of a source view → N×H'×W' in the destination, by `correspondences`:
     a destination pixel is in mask i when the source pixel it corresponds to is."""
     n = masks.shape[0]
-    hit = index >= 0
-    flat = masks.reshape(n, -1)
     out = np.zeros((n, *index.shape), bool)
-    if n:
-        out[:, hit] = flat[:, index[hit]]
+    if n:  # (reshape(0, -1) has no size to infer)
+        hit = index >= 0
+        out[:, hit] = masks.reshape(n, -1)[:, index[hit]]
     return out

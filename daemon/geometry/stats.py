@@ -9,7 +9,8 @@ import numpy as np
 from regiond.core.errors import InputError
 from regiond.core.frames import Camera, check_pose
 from regiond.core.partition import Partition
-from regiond.geometry.backproject import DEFAULT_MAX_DEPTH, backproject
+from regiond.geometry.backproject import DEFAULT_MAX_DEPTH, valid_depth
+from regiond.geometry.points import FramePoints, frame_points
 
 EXTENT_PERCENTILES = (10.0, 90.0)  # robust extent: the span between these percentiles, per axis
 
@@ -25,12 +26,15 @@ class RegionGeometry:
     valid_fraction  N float32 fraction of the region's pixels with valid depth (pose or not;
                     0 for an empty mask)
     point_count     N int64 number of valid depth pixels in the region
+    points          the frame's back-projected valid pixels they were computed from (what the
+                    fusion of the same frame reads instead of back-projecting it again)
     """
 
     centroids: np.ndarray
     extents: np.ndarray
     valid_fraction: np.ndarray
     point_count: np.ndarray
+    points: FramePoints | None = None
 
     def __len__(self) -> int:
         return int(self.point_count.shape[0])
@@ -70,8 +74,13 @@ def region_geometry(
     if depth.ndim != 2 or depth.shape != shape:
         raise InputError("depth", f"shape {depth.shape} does not match the masks {shape}")
     pose = check_pose(pose)
-    points, valid = backproject(depth, camera, pose, max_depth=max_depth)
-    areas, pix, counts = (_partition_pixels if isinstance(masks, Partition) else _mask_pixels)(masks, valid.ravel())
+    if isinstance(masks, Partition):
+        areas, pts, counts = _partition_points(masks, depth, camera, pose, max_depth)
+        coords = pts.points  # already region after region
+    else:
+        pts = frame_points(depth, camera, pose, max_depth)
+        areas, at, counts = _mask_points(masks, pts.pixels)
+        coords = np.take(pts.points, at, axis=1)
     n = counts.size
     centroids = np.full((n, 3), np.nan, np.float32)
     extents = np.full((n, 3), np.nan, np.float32)
@@ -83,11 +92,10 @@ def region_geometry(
         # x, y and z lie contiguous, for the sums and the sorts
         n_live = counts[live]
         starts = np.cumsum(n_live) - n_live
-        coords = np.ascontiguousarray(np.take(points.reshape(-1, 3), pix, axis=0).T)
         centroids[live] = (np.add.reduceat(coords.astype(np.float64), starts, axis=1) / n_live).T
         q = _linear_percentiles(coords, starts, n_live, percentiles)
         extents[live] = q[:, 1] - q[:, 0]
-    return RegionGeometry(centroids, extents, frac, counts)
+    return RegionGeometry(centroids, extents, frac, counts, pts)
 
 
 def _linear_percentiles(
@@ -118,20 +126,27 @@ def _linear_percentiles(
     return out
 
 
-def _mask_pixels(masks: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per mask its area; the valid pixels' flat indices of every mask one after another (each
-    in image order), and how many each has."""
-    flat = masks.reshape(masks.shape[0], valid.size)
-    pixels = [np.flatnonzero(m & valid) for m in flat]
-    counts = np.array([p.size for p in pixels], np.int64)
-    return flat.sum(axis=1), np.concatenate(pixels) if pixels else np.zeros(0, np.intp), counts
+def _mask_points(masks: np.ndarray, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per mask its area; for every mask one after another, where its valid-depth pixels are
+    among `pixels` (the frame's valid pixels, in image order); and how many each has."""
+    flat = masks.reshape(masks.shape[0], masks.shape[1] * masks.shape[2])
+    at = [np.flatnonzero(m[pixels]) for m in flat]
+    counts = np.array([a.size for a in at], np.int64)
+    return flat.sum(axis=1), np.concatenate(at) if at else np.zeros(0, np.intp), counts
 
 
-def _partition_pixels(partition: Partition, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """_mask_pixels of a partition: its valid pixels sorted by region (a stable radix sort, so
-    each region's stay in image order)."""
+def _partition_points(
+    partition: Partition, depth: np.ndarray, camera: Camera, pose, max_depth: float
+) -> tuple[np.ndarray, FramePoints, np.ndarray]:
+    """The partition's areas, its valid-depth points region after region (a stable radix sort
+    of the pixels by region, so each region's stay in image order), and how many each has."""
     labels = partition.labels.ravel()
-    pix = np.flatnonzero(valid & (labels >= 0) & (labels < partition.n))
-    lab = labels[pix]
-    pix = pix[np.argsort(lab.astype(np.int16) if partition.n <= 2**15 else lab, kind="stable")]
-    return partition.areas(), pix, np.bincount(lab, minlength=partition.n).astype(np.int64)
+    inside = (labels >= 0) & (labels < partition.n)
+    lab = labels if inside.all() else np.where(inside, labels, partition.n)  # outside: last, then cut
+    order = np.argsort(lab.astype(np.int16) if partition.n < 2**15 else lab, kind="stable")
+    areas = partition.areas()
+    pts = frame_points(depth, camera, pose, max_depth, pixels=order[: int(areas.sum())])
+    # each region's valid pixels: its area less its invalid ones (few; a bincount of them all is slower)
+    invalid = np.flatnonzero(~valid_depth(depth, max_depth).ravel() & inside)
+    counts = areas - np.bincount(labels[invalid], minlength=partition.n)
+    return areas, pts, counts.astype(np.int64)

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from regiond.extraction.cache import CLIP_FRAMES
 from regiond.heads.batch import POS2D_DIM, POS3D_DIM, TIME_DIM, TokenBatch
-from regiond.heads.registry import register_head
+from regiond.heads.catalogue import register_head
 
 
 class Standardize(nn.Module):

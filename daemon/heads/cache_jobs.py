@@ -15,15 +15,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from regiond.core.confusion import Confusion, EvalProtocol
 from regiond.core.errors import InputError
 from regiond.core.label_spaces import NYU40_NAMES, read_label_png
 from regiond.core.viz import label_colours
 from regiond.extraction.cache import TokenCache, check_compatible
+from regiond.heads.config import TrainConfig
 from regiond.heads.label_maps import pixel_labels
 from regiond.heads.predict import clip_scores, frame_probs
 from regiond.heads.registry import LoadedHead, create_head, load_head, save_head
-from regiond.heads.scores import Confusion, Protocol, evaluate_label_map, topk_accuracy
-from regiond.heads.training import ActivityTask, SceneTask, SegmentTask, TrainConfig, TrainResult, clip_length, fit
+from regiond.heads.scores import topk_accuracy
+from regiond.heads.trained_on import training_record
+from regiond.heads.training import ActivityTask, SceneTask, SegmentTask, TrainResult, clip_length, fit
 from regiond.scenes import open_source
 
 TASKS = {"segment": SegmentTask, "scene": SceneTask, "activity": ActivityTask}
@@ -88,6 +91,7 @@ class TrainJob:
     result: TrainResult
     train_items: int
     val_items: int
+    trained_on: dict = field(default_factory=dict)  # the head's meta.trained_on record
 
 
 def train_on_cache(
@@ -102,6 +106,7 @@ def train_on_cache(
     head_overrides: dict | None = None,
     task_overrides: dict | None = None,
     progress: bool = True,
+    dataset: str | None = None,
 ) -> TrainJob:
     """Train a head for `task` on a cache and save it to out_dir (safetensors + JSON).
 
@@ -110,6 +115,8 @@ def train_on_cache(
     tokens          "regions" or "patches" (the baseline; needs a cache extracted with --patches)
     head_overrides  config fields of the head (dim, layers, pos3d, ...)
     task_overrides  task fields (max_tokens, frames_per_view, views)
+    dataset         the training data in words, for the head's trained_on record (default: the
+                    cache and its sources)
     """
     if task not in TASKS:
         raise InputError("task", f"unknown task {task!r}; one of {', '.join(TASKS)}")
@@ -159,9 +166,12 @@ def train_on_cache(
         "best_val_loss": result.best_val_loss,
         "val_metric": result.val_metric,
         "train_seconds": result.seconds,
+        "trained_on": training_record(task, cache, train_items, val_items, result.val_metric),
     }
+    if dataset:
+        meta["trained_on"]["dataset"] = dataset
     out = save_head(model, out_dir, classes, meta)
-    return TrainJob(out, name, classes, result, len(train_items), len(val_items))
+    return TrainJob(out, name, classes, result, len(train_items), len(val_items), meta["trained_on"])
 
 
 # --- evaluation ------------------------------------------------------------------------------
@@ -179,13 +189,12 @@ class EvalReport:
     tokens: float = 0.0  # mean tokens per sample fed to the head
 
 
-def protocol_for(name: str, head: LoadedHead) -> Protocol:
+def protocol_for(name: str, head: LoadedHead) -> EvalProtocol:
     """ "scannet20": the ScanNet benchmark protocol; "head": the head's own classes, native size."""
-    names = nyu40_names()
     if name == "scannet20":
-        return Protocol.scannet20(names)
+        return EvalProtocol.scannet20()
     if name == "head":
-        return Protocol(tuple(head.class_ids), None, tuple(head.class_names))
+        return EvalProtocol(tuple(head.class_ids), None, tuple(head.class_names))
     raise InputError("protocol", f"unknown protocol {name!r}; one of scannet20, head")
 
 
@@ -232,7 +241,7 @@ def evaluate_on_cache(
         )
     else:
         proto = protocol_for(protocol, head)
-        conf = Confusion(proto.class_ids, proto.names)
+        conf = proto.confusion()
         joint = task == "scene"
         n_frames = 0
         for it in items:
@@ -245,7 +254,7 @@ def evaluate_on_cache(
                 gt = cache.label_map(it, i)
                 if gt is None:
                     continue
-                evaluate_label_map(conf, gt, pixel_labels(r, p, head.class_ids), proto.size)
+                proto.add(conf, gt, pixel_labels(r, p, head.class_ids))
                 n_frames += 1
         if not n_frames:
             raise InputError("cache", f"{cache_dir}: no frames with ground-truth label maps")
@@ -289,8 +298,8 @@ def evaluate_label_folder(
         raise InputError("pred", f"{pred_dir} has no <scene>_<frame>.png label maps")
     if protocol != "scannet20":
         raise InputError("protocol", "label folders are evaluated with the scannet20 protocol")
-    proto = Protocol.scannet20(nyu40_names())
-    conf = Confusion(proto.class_ids, proto.names)
+    proto = EvalProtocol.scannet20()
+    conf = proto.confusion()
     opts = dict(source_opts, **({"labels_tsv": str(labels_tsv)} if labels_tsv else {}))
     used = missing = 0
     for frame in open_source(str(scene), **opts):
@@ -300,7 +309,7 @@ def evaluate_label_folder(
         if p is None:
             missing += 1
             continue
-        evaluate_label_map(conf, frame.labels, read_label_png(p), proto.size)
+        proto.add(conf, frame.labels, read_label_png(p))
         used += 1
     if not used:
         raise InputError("scene", f"{scene}: no frame with ground truth matches a prediction in {pred_dir}")

@@ -27,8 +27,8 @@ from regiond.extraction import Extractor
 from regiond.extraction.cache import CLIP_FRAMES, TokenCache, extractor_versions
 from regiond.extraction.extract_job import extract_item
 from regiond.heads.cache_jobs import train_on_cache
+from regiond.heads.config import TrainConfig
 from regiond.heads.serving import bundled_heads
-from regiond.heads.training import TrainConfig
 from regiond.scenes import open_source
 from regiond.scenes.synthetic.clips import ACTIVITY_CLASSES, render_clip
 

@@ -26,6 +26,9 @@ class HeadMeta:
     class_ids: list[int] = field(default_factory=list)
     class_names: list[str] = field(default_factory=list)
     window: int = 0  # activity: frames per window
+    # per head directory behind it: its config.json's meta.trained_on plus "head" (segment,
+    # scene, activity); heads/trained_on.py
+    trained_on: tuple = ()
 
     def names(self) -> dict[int, str]:
         return dict(zip(self.class_ids, self.class_names))

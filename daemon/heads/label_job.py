@@ -27,13 +27,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from regiond.core.confusion import Confusion, EvalProtocol
 from regiond.core.label_spaces import benchmark_scene_id, write_label_png
 from regiond.extraction import Extractor, build_extractor
 from regiond.extraction.cache import dead_attempts, job_lock, partial_dir
-from regiond.extraction.extract_job import ItemSpec
+from regiond.extraction.job_plan import ItemSpec
 from regiond.extraction.pool import RayOptions, run_items
-from regiond.heads.cache_jobs import nyu40_names
-from regiond.heads.scores import Confusion, Protocol, evaluate_label_map
 from regiond.heads.serving import load_serving_heads
 
 LABELS, SCENES = "labels", "scenes"
@@ -88,7 +87,7 @@ class LabelWorker:
         if self.labeler is None:
             raise ValueError(f"--heads {heads}: no scene or segment head there")
         self.out, self.max_tries, self.progress = Path(out), max_tries, progress
-        self.protocol = Protocol.scannet20(nyu40_names())
+        self.protocol = EvalProtocol.scannet20()
 
     def __call__(self, payload: str) -> str:
         spec = ItemSpec.from_json(payload)
@@ -108,11 +107,11 @@ class LabelWorker:
             refined = self.labeler.refine(state)
             if not refined:
                 raise ValueError(f"{spec.source} yielded no frames")
-            conf = Confusion(self.protocol.class_ids, self.protocol.names)
+            conf = self.protocol.confusion()
             for fl in refined:
                 write_label_png(tmp / f"{spec.name}_{fl.frame_index:06d}.png", fl.label_map)
                 if fl.frame_index in truth:
-                    evaluate_label_map(conf, truth[fl.frame_index], fl.label_map, self.protocol.size)
+                    self.protocol.add(conf, truth[fl.frame_index], fl.label_map)
             record = {
                 "scene": spec.name,
                 "source": spec.source,
@@ -204,8 +203,7 @@ def label_scenes(
                 run_items(
                     rows, partial(LabelWorker, str(out), extractor, heads, ray.threads, ray.max_tries), on_result, ray
                 )
-    proto = Protocol.scannet20(nyu40_names())
-    report.confusion = Confusion(proto.class_ids, proto.names)
+    report.confusion = EvalProtocol.scannet20().confusion()
     for r in done + report.labelled:
         if r.get("confusion"):
             report.confusion.counts += np.asarray(r["confusion"], np.int64)

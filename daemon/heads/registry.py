@@ -11,8 +11,7 @@ A head directory holds `config.json` (format, registry name, config, classes, me
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -22,33 +21,12 @@ from torch import nn
 
 from regiond.core.errors import InputError
 from regiond.core.json_docs import need, read_json_object
+from regiond.heads import architectures  # noqa: F401  (registers the built-in heads before any is built or loaded)
+from regiond.heads.catalogue import HEADS
 
 FORMAT = "regiond.head/1"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-
-
-@dataclass(frozen=True)
-class HeadSpec:
-    """One registered head: its config class, the model class built from it, and the
-    defaults this name gives the config (e.g. `region-linear` is a RegionMLP with hidden=0)."""
-
-    name: str
-    config_cls: type
-    model_cls: Callable[..., nn.Module]
-    defaults: dict = field(default_factory=dict)
-    doc: str = ""
-
-
-HEADS: dict[str, HeadSpec] = {}
-
-
-def register_head(name: str, config_cls: type, model_cls, doc: str = "", **defaults) -> None:
-    known = {f.name for f in fields(config_cls)}
-    unknown = set(defaults) - known
-    if unknown:
-        raise TypeError(f"head {name!r}: {config_cls.__name__} has no fields {sorted(unknown)}")
-    HEADS[name] = HeadSpec(name, config_cls, model_cls, dict(defaults), doc)
 
 
 def list_heads() -> list[str]:

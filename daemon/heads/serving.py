@@ -21,6 +21,7 @@ Plain-data use without the daemon:
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,28 +34,41 @@ from regiond.heads.interface import FrameLabels, HeadMeta, ServingHeads
 from regiond.heads.label_maps import pixel_labels
 from regiond.heads.predict import clip_scores, frame_probs
 from regiond.heads.registry import LoadedHead, load_head
+from regiond.heads.trained_on import DEMO_NOTE, is_demonstration, summary
 
 SUBDIRS = ("segment", "scene", "activity")
+log = logging.getLogger(__name__)
 
 
 def check_head_matches(head: LoadedHead, extractor: Extractor | None, where: Path) -> None:
-    """Refuse a head whose training tokens came from another backbone / feature width."""
+    """Refuse a head trained on another profile's features (another profile, backbone, feature
+    width or pooling than the extractor's), naming both profiles."""
     if extractor is None:
         return
     versions = head.meta.get("versions") or {}
-    want = {"backbone": extractor.backbone.name, "dim": int(extractor.dim)}
-    diff = [
-        f"{k} {versions.get(k)!r} (daemon: {v!r})"
-        for k, v in want.items()
-        if versions.get(k) is not None and versions.get(k) != v
-    ]
+    want = {
+        "profile": extractor.profile,
+        "backbone": extractor.backbone.name,
+        "dim": int(extractor.dim),
+        "pooling": getattr(extractor, "pooling", None),
+    }
+    diff = [k for k, v in want.items() if versions.get(k) is not None and v is not None and versions.get(k) != v]
     if int(getattr(head.model.config, "in_dim", want["dim"])) != want["dim"]:
-        diff.append(f"input width {head.model.config.in_dim} (daemon: {want['dim']})")
+        diff.append("dim")
     if diff:
+        theirs = versions.get("profile")
+        named = f"the {theirs} profile's" if theirs else "another profile's"
         raise ValueError(
-            f"head {where} was trained on other tokens: {', '.join(diff)}; "
-            f"train it on a cache extracted with the daemon's profile"
+            f"--heads: {where} was trained on {named} features ({_features(versions, head)}), this daemon "
+            f"runs the {extractor.profile} profile ({_features(want, None)}); "
+            + (f"serve it with --profile {theirs}, or " if theirs else "")
+            + f"train it on a cache extracted with --profile {extractor.profile}"
         )
+
+
+def _features(v: dict, head: LoadedHead | None) -> str:
+    dim = v.get("dim") or (getattr(head.model.config, "in_dim", "?") if head is not None else "?")
+    return f"{v.get('backbone') or '?'} {dim}-d, {v.get('pooling') or '?'} pooling"
 
 
 @dataclass
@@ -78,7 +92,13 @@ class TrainedSceneLabeler:
             if h is not None:
                 names.update(zip(h.class_ids, h.class_names))
         main = scene or segment
-        self.meta = HeadMeta(kind="scene", name=main.name, class_ids=ids, class_names=[names[i] for i in ids])
+        self.meta = HeadMeta(
+            kind="scene",
+            name=main.name,
+            class_ids=ids,
+            class_names=[names[i] for i in ids],
+            trained_on=tuple(_trained_on(k, h) for k, h in (("segment", segment), ("scene", scene)) if h is not None),
+        )
         self._col = {c: k for k, c in enumerate(ids)}
 
     @classmethod
@@ -127,6 +147,12 @@ class TrainedSceneLabeler:
         return [self._labels(i, r, self._scores(head, p)) for (i, r), p in zip(state.frames, probs)]
 
 
+def _trained_on(kind: str, head: LoadedHead) -> dict:
+    """A head's trained_on record (empty when it has none) with its directory's kind."""
+    rec = head.meta.get("trained_on")
+    return {**(rec if isinstance(rec, dict) else {}), "head": kind}
+
+
 class TrainedActivityScorer:
     """Class probabilities for a window of `window` frames' RegionSets (the clip length the head
     was trained on, from its config)."""
@@ -139,6 +165,7 @@ class TrainedActivityScorer:
             class_ids=head.class_ids,
             class_names=head.class_names,
             window=int(head.model.config.window),
+            trained_on=(_trained_on("activity", head),),
         )
 
     @classmethod
@@ -162,7 +189,7 @@ class TrainedActivityScorer:
 
 
 #: Heads shipped with the package, per extractor: pretrained/<backbone>-<dim>/{segment,scene,activity},
-#: written by bench/heads_experiments.py on synthetic rooms and clips (see README).
+#: written by bench/heads_experiments.py on synthetic rooms and clips (docs/heads.md; figures in docs/benchmarks.md).
 BUNDLED_DIR = Path(__file__).with_name("pretrained")
 BUNDLED = "bundled"  # `--heads bundled`: the shipped heads for the daemon's extractor
 
@@ -197,4 +224,15 @@ def load_serving_heads(directory: str | Path | None, extractor: Extractor | None
     )
     if heads.scene is None and heads.activity is None:
         raise ValueError(f"--heads {d}: no scene or activity head found there")
+    log_trained_on(heads, f"{BUNDLED} {d.name}" if d.parent == BUNDLED_DIR else d)
     return heads
+
+
+def log_trained_on(heads: ServingHeads, where: Path | str) -> None:
+    """Say at start what each served head learnt from, and that heads trained on generated data
+    only are a demonstration."""
+    records = [r for m in heads.metas() for r in m.trained_on]
+    for r in records:
+        log.info("heads: %s/%s %s", where, r["head"], summary(r if len(r) > 1 else None))
+    if is_demonstration(records):
+        log.warning("heads: the heads in %s were %s", where, DEMO_NOTE)

@@ -29,30 +29,7 @@ from regiond.heads.batch import (
     rotate_scene,
     tokens_from_regions,
 )
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings.
-
-    epochs        upper bound on passes over the training samples
-    lr            peak AdamW learning rate (reached after `warmup` steps)
-    weight_decay  AdamW weight decay
-    warmup        linear warm-up steps; then cosine decay to 0 over the remaining steps
-    batch_size    samples per step
-    patience      stop after this many epochs without a lower validation loss
-    seed          seeds data order, views and initialisation
-    max_seconds   stop after the epoch that passes this much training time (0 = no limit)
-    """
-
-    epochs: int = 60
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup: int = 20
-    batch_size: int = 8
-    patience: int = 10
-    seed: int = 0
-    max_seconds: float = 0.0
+from regiond.heads.config import TrainConfig
 
 
 def area_weighted_ce(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

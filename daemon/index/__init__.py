@@ -5,8 +5,7 @@ evaluation use."""
 
 from regiond.index.config import INDEX_KINDS, IndexConfig
 from regiond.index.embedded.region_index import RegionIndex
-from regiond.index.embedded.store import IndexFileError
-from regiond.index.hits import AddResult, ImageHit, RegionHit, SearchFilter
+from regiond.index.hits import AddResult, ImageHit, IndexFileError, RegionHit, SearchFilter
 from regiond.index.locations import open_index
 from regiond.index.region_extractor import RegionExtractor
 from regiond.index.searching import Searching

@@ -13,6 +13,10 @@ from regiond.core.errors import InputError
 MAX_IMAGE_ID = 512
 
 
+class IndexFileError(ValueError):
+    """An index file that is not ours, or is damaged. The file is left as it was."""
+
+
 @dataclass
 class SearchFilter:
     """Restrict a search to images whose id starts with `image_id_prefix` and whose metadata

@@ -17,11 +17,14 @@ class RegionExtractor(Protocol):
     features_name  what produces the features ("profile/backbone/pooling"); an index keeps it
                    and refuses another extractor's features
     max_pixels     the largest image it accepts
+    weights        checkpoint file per model role ("masker", "backbone"); absent: none (random
+                   or weightless models)
     """
 
     dim: int
     features_name: str
     max_pixels: int
+    weights: dict[str, str]
 
     def extract(self, frame: Frame | np.ndarray) -> RegionSet:
         """The image's region tokens."""

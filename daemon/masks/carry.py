@@ -15,7 +15,10 @@ uncovered is filled by SLIC by the paper's cover rule (cover.py), so a carried f
 SAM at all. A new keyframe comes after `every` frames, or at once when
 the carried masks cover less than `min_coverage` of what the keyframe's covered, or when a
 frame cannot be carried to (a scene frame without depth or pose, another size, the frame after
-a failed generation); every frame's CarryInfo says which it was and why.
+a failed generation); every frame's CarryInfo says which it was and why. A keyframe whose
+generator found nothing (SAM on a blank wall, a dark frame, a covered lens) has nothing to
+lose: its frames are carried (coverage 1) and SLIC covers each of them, as it covered the
+keyframe; carried masks that all shrink below MIN_CARRIED_AREA leave coverage 0.
 
 Memory: only the last keyframe's masks and geometry (and, for flow, the last frame's carried
 masks) are held; a keyframe replaces them and `close()` drops them.
@@ -27,6 +30,7 @@ keyframe's masks.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import asdict, dataclass
 
@@ -39,6 +43,8 @@ from regiond.geometry.reproject import DEPTH_TOLERANCE, carry_masks, corresponde
 from regiond.masks.cover import SamSlicCover, cover
 from regiond.masks.generator import MaskGenerator, MaskProposals
 from regiond.masks.slic import SlicMasker
+
+log = logging.getLogger(__name__)
 
 CARRY_METHODS = ("depth", "flow")
 #: Carried masks smaller than this (pixels) are dropped: slivers at the image border.
@@ -181,31 +187,52 @@ class MaskTracker:
 
     def propose(self, frame: Frame, masker: MaskGenerator) -> tuple[MaskProposals, CarryInfo]:
         """The masks of the stream's next frame (frames in order), with what was done.
-        A generator error propagates and makes the next frame a keyframe."""
+        A generator error propagates and makes the next frame a keyframe; a fault in carrying
+        itself is logged (naming the frame) and the frame's masks are generated instead.
+        CarryClosed once the stream has ended (close())."""
+        if self._closed:
+            raise CarryClosed("the stream ended")
         self.frames += 1
         key, fill, min_piece = split_masker(masker)
         why = self._must_key(frame)
         if why is None:
-            k = self._key
+            try:
+                carried, why = self._carried(frame, fill, min_piece)
+            except Exception as e:  # any fault here: the frame still gets masks
+                if self._closed:  # close() dropped the keyframe under it: not a fault
+                    raise CarryClosed("the stream ended") from e
+                log.exception("carrying masks to frame %s failed; generating them instead", frame.index)
+                carried, why = None, f"carrying failed: {type(e).__name__}"
+            if carried is not None:
+                return carried
+        return self._keyframe(frame, key, fill, min_piece, why)
+
+    def _carried(
+        self, frame: Frame, fill: SlicMasker | None, min_piece: int
+    ) -> tuple[tuple[MaskProposals, CarryInfo] | None, str | None]:
+        """(the carried masks and their CarryInfo, None), or (None, why a keyframe instead)."""
+        k = self._key
+        labels = fill.labels(frame.rgb) if fill is not None else None
+        if len(k.masks):
             masks, unseen = self._carry(frame)
-            labels = fill.labels(frame.rgb) if fill is not None else None
             if labels is not None and self.config.grow:
                 masks = grow(masks, unseen, labels)
-            if self.config.method == "flow":
-                k.prev_masks = masks
-            keep = masks.reshape(len(masks), -1).sum(axis=1) >= MIN_CARRIED_AREA
-            masks = masks[keep]
-            covered = float(masks.any(axis=0).mean()) if len(masks) else 0.0
-            coverage = min(1.0, covered / k.covered) if k.covered > 0 else 1.0
-            if coverage >= self.config.min_coverage:
-                self._since += 1
-                props = MaskProposals(masks, k.source[keep], k.scores[keep])
-                if labels is not None:
-                    props = cover(props, labels, min_piece)
-                origin = tuple(np.flatnonzero(keep).tolist())
-                return props, CarryInfo(False, k.frame.index, round(float(coverage), 4), origin=origin)
-            why = f"coverage {coverage:.2f} < {self.config.min_coverage:.2f}"
-        return self._keyframe(frame, key, fill, min_piece, why)
+        else:  # an empty keyframe (SAM found nothing): nothing to carry, the filler covers the frame
+            masks = k.masks
+        if self.config.method == "flow":
+            k.prev_masks = masks
+        keep = np.count_nonzero(masks, axis=(1, 2)) >= MIN_CARRIED_AREA
+        masks = masks[keep]
+        covered = float(masks.any(axis=0).mean()) if len(masks) else 0.0
+        coverage = min(1.0, covered / k.covered) if k.covered > 0 else 1.0
+        if coverage < self.config.min_coverage:
+            return None, f"coverage {coverage:.2f} < {self.config.min_coverage:.2f}"
+        self._since += 1
+        props = MaskProposals(masks, k.source[keep], k.scores[keep])
+        if labels is not None:
+            props = cover(props, labels, min_piece)
+        origin = tuple(np.flatnonzero(keep).tolist())
+        return (props, CarryInfo(False, k.frame.index, round(float(coverage), 4), origin=origin)), None
 
     def _must_key(self, frame: Frame) -> str | None:
         k, c = self._key, self.config
@@ -242,7 +269,9 @@ class MaskTracker:
             from regiond.masks.flow import gray
 
             k.prev_gray, k.prev_masks = gray(frame.rgb), masks
-        self._key, self._since, self._reason = k, 0, "first frame"
+        with self._cond:  # a stream that ended meanwhile keeps nothing (close() holds the same lock)
+            if not self._closed:
+                self._key, self._since, self._reason = k, 0, "first frame"
         self.keyframes += 1
         props = generated if fill is None or fill is key else cover(generated, fill.labels(frame.rgb), min_piece)
         return props, CarryInfo(True, frame.index, 1.0, why)

@@ -16,11 +16,12 @@ from regiond.masks.generator import SOURCE_SLIC, MaskGenerator, MaskProposals
 
 
 def slic_pieces(labels: np.ndarray, covered: np.ndarray, min_piece: int) -> np.ndarray:
-    """K'×H×W bool pieces (label ∩ ~covered) of at least `min_piece` pixels, in label order."""
+    """K'×H×W bool pieces (label ∩ ~covered) of at least `min_piece` pixels (and never empty),
+    in label order."""
     uncovered = ~covered
     k = int(labels.max()) + 1 if labels.size else 0
     sizes = np.bincount(labels[uncovered], minlength=k)
-    keep = np.flatnonzero(sizes >= min_piece)
+    keep = np.flatnonzero(sizes >= max(min_piece, 1))
     # One pass over the image: an uncovered pixel's piece id, or -1.
     piece_of = np.where(uncovered, labels, -1)
     return piece_of[None, :, :] == keep[:, None, None].astype(piece_of.dtype)

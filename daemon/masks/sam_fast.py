@@ -45,11 +45,11 @@ class FastOptions:
                default: torch's setting). On free cores two threads ran the decoder 1.7×
                faster than one; on cores other jobs keep busy each of the decoder's many small
                multi-threaded ops waits for the busy core, and one thread ran it about 2×
-               faster than two (README, SAM mask generation). Exact either way.
+               faster than two (docs/benchmarks.md, SAM mask generation). Exact either way.
     stability  "full" (default, exact): stability score, boxes and box NMS on full-resolution
                logits, as segment-anything; "lowres": on the 256×256 decoder logits, and only
                the masks that survive box NMS are upsampled (faster; changes which masks
-               survive: measured in the README)
+               survive: measured in docs/benchmarks.md)
     encoder    image-encoder precision: "fp32" (default, exact), "int8" (dynamic int8
                quantisation of its linear layers; CPU), "bf16" (autocast), "fp16" (autocast;
                CUDA only)

@@ -7,9 +7,13 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from regiond.core.flags import flag
 from regiond.core.frames import DEFAULT_MAX_PIXELS
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
+TOKEN_ENV = "REGIOND_TOKEN"  # the token when --token is not given
+#: handler threads kept out of the concurrent-call limit (grpc's maximum_concurrent_rpcs)
+RESERVED_RPC_THREADS = 4
 MIB = 1024 * 1024
 #: the reply limit without --max-message-mb (a scene's fused PLY is thinned to fit in it)
 DEFAULT_REPLY_MB = 64
@@ -28,71 +32,179 @@ class ConfigError(ValueError):
     """A serve configuration the daemon refuses (e.g. an open address without a token)."""
 
 
+PROFILE_CHOICES = ("auto", "paper", "balanced", "lite")
+
+
 @dataclass
 class ServeConfig:
-    """How the daemon runs. Every field is a `regiond serve` option.
+    """How the daemon runs. Every field is a `regiond serve` option, generated from the field
+    (regiond.core.flags): its help is the field's metadata, `regiond serve --help` lists them.
+    `profile`, `weights` and `sam_generator` are also the model options of the commands that
+    build an extractor (commands.regions.add_model_options)."""
 
-    listen          HOST:PORT to serve on (port 0 = any free port)
-    data_dir        where the daemon keeps what it must keep (the region index)
-    profile         extractor profile, "auto" = best one whose weights are present
-    weights         weights directory (None: $REGIOND_WEIGHTS or the default)
-    sam_generator   SAM profiles' mask generator: "fast" (default) or "reference"
-                    (segment-anything's own SamAutomaticMaskGenerator)
-    token           bearer token every call must carry (None: no authentication)
-    tls_cert/key    PEM files; both or neither
-    insecure        allow a non-loopback address without a token
-    metrics_port    Prometheus exporter port on the listen host (None: off; 0: any free port)
-    max_message_mb  largest request and reply message, in MiB (None: the limits below)
-    queue           work-queue capacity (jobs waiting)
-    workers         threads running the models, each with its own extractor
-    torch_threads   torch intra-op threads (None: 1 for lite, all cores for network backbones); with several
-                    workers on a small CPU, 1 avoids threads spinning against each other
-    max_batch       extraction jobs batched together (extractors with extract_batch)
-    unary_wait      seconds a unary call waits for room in a full queue before RESOURCE_EXHAUSTED
-    inflight        frames of one stream between decoding and the reply
-    max_pixels      largest image accepted (pixels)
-    window_step     default frames between activity windows
-    heads           directory of trained heads to serve, or "bundled": the ones shipped for the
-                    profile (None: regions only)
-    index           keep a region index (IndexImages/Search); False: UNIMPLEMENTED
-    index_location  where: None = <data_dir>/index (FAISS over SQLite); another directory;
-                    milvus://HOST:PORT[/COLLECTION][?index=auto|flat|hnsw|ivfpq&expected_regions=N]
-                    (a Milvus server or cluster, shared by any number of daemons); or
-                    milvus-lite:PATH (Milvus Lite in the daemon's process)
-    grace           seconds in-flight calls get to finish on shutdown
-    idle_timeout    seconds a stream (or IndexImages) may wait for the client's next message before
-                    it is closed with DEADLINE_EXCEEDED (0: never)
-    warmup          run each extractor once before reporting SERVING (first calls pay no
-                    lazy initialisation)
-    rpc_threads     gRPC handler threads (each open stream holds one)
-    """
-
-    listen: str = DEFAULT_LISTEN
-    data_dir: Path = field(default_factory=lambda: Path.home() / ".local" / "share" / "regiond")
-    profile: str = "auto"
-    weights: Path | None = None
-    sam_generator: str = "fast"
-    token: str | None = None
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    insecure: bool = False
-    metrics_port: int | None = None
-    max_message_mb: int | None = None
-    queue: int = 32
-    workers: int = 1
-    torch_threads: int | None = None
-    max_batch: int = 8
-    unary_wait: float = 0.5
-    inflight: int = 4
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    window_step: int = 4
-    heads: Path | None = None
-    index: bool = True
-    index_location: str | None = None
-    grace: float = 10.0
-    idle_timeout: float = 300.0
-    warmup: bool = True
-    rpc_threads: int = 64
+    listen: str = field(
+        default=DEFAULT_LISTEN,
+        metadata=flag(
+            "address to listen on (port 0 = any free port); a non-loopback host needs a token or --insecure",
+            metavar="HOST:PORT",
+        ),
+    )
+    data_dir: Path = field(
+        default_factory=lambda: Path.home() / ".local" / "share" / "regiond",
+        metadata=flag("where the daemon keeps what it must keep: its region index", metavar="DIR"),
+    )
+    profile: str = field(
+        default="auto",
+        metadata=flag(
+            "paper: SAM ViT-H + SLIC, DINOv2 ViT-L/14; balanced: SAM ViT-B + SLIC, DINOv2 ViT-B/14; lite: SLIC + "
+            "classic features, no weights; auto (default): the best profile whose weights are present, else lite "
+            "(and it says so)",
+            choices=PROFILE_CHOICES,
+        ),
+    )
+    weights: Path | None = field(
+        default=None,
+        metadata=flag(
+            "directory of model checkpoints under their official names (default: $REGIOND_WEIGHTS, else "
+            "~/.cache/regiond/weights); see `regiond models`",
+            metavar="DIR",
+        ),
+    )
+    sam_generator: str = field(
+        default="fast",
+        metadata=flag(
+            "SAM profiles' mask generator: fast (default; segment-anything's masks several times faster, "
+            "bench/amg.py) or reference (segment-anything's own SamAutomaticMaskGenerator)",
+            choices=("fast", "reference"),
+        ),
+    )
+    token: str | None = field(
+        default=None,
+        metadata=flag(
+            "bearer token every call must carry as 'authorization: Bearer T' metadata "
+            f"(default: ${TOKEN_ENV}; none = no authentication)"
+        ),
+    )
+    tls_cert: Path | None = field(default=None, metadata=flag("PEM certificate chain (enables TLS)", metavar="FILE"))
+    tls_key: Path | None = field(default=None, metadata=flag("PEM private key for --tls-cert", metavar="FILE"))
+    insecure: bool = field(default=False, metadata=flag("allow a non-loopback --listen address without a token"))
+    metrics_port: int | None = field(
+        default=None,
+        metadata=flag(
+            "serve Prometheus metrics on this port of the listen host (0 = any free port; default: off)", metavar="P"
+        ),
+    )
+    max_message_mb: int | None = field(
+        default=None,
+        metadata=flag(
+            "largest request and reply message, in MiB (default: requests up to a raw RGB8 image with float32 "
+            "depth at --max-pixels plus 1 MiB, i.e. 7 bytes a pixel + 1 MiB = 113 MiB at 4096×4096; replies up "
+            "to 64 MiB)",
+            metavar="N",
+        ),
+    )
+    queue: int = field(
+        default=32,
+        metadata=flag(
+            "work-queue capacity (jobs waiting): streams wait (backpressure) and unary calls get "
+            "RESOURCE_EXHAUSTED when it stays full",
+            metavar="N",
+        ),
+    )
+    workers: int = field(
+        default=1, metadata=flag("threads running the models, each with its own extractor", metavar="N")
+    )
+    torch_threads: int | None = field(
+        default=None,
+        metadata=flag(
+            "torch intra-op threads (default: 1 for lite, whose ops are too small to split; all cores for "
+            "network backbones); 1 suits --workers > 1 on a small CPU",
+            metavar="N",
+        ),
+    )
+    max_batch: int = field(
+        default=8,
+        metadata=flag("extraction jobs a worker takes together when its extractor batches them", metavar="N"),
+    )
+    unary_wait: float = field(
+        default=0.5,
+        metadata=flag("seconds a unary call waits for room in a full queue before RESOURCE_EXHAUSTED", metavar="S"),
+    )
+    inflight: int = field(default=4, metadata=flag("frames of one stream between decoding and the reply", metavar="N"))
+    max_pixels: int = field(
+        default=DEFAULT_MAX_PIXELS,
+        metadata=flag("largest image accepted, in pixels (default: 4096×4096 = 16777216)", metavar="N"),
+    )
+    window_step: int = field(
+        default=4,
+        metadata=flag("default frames between activity windows (clients may set their own)", metavar="K"),
+    )
+    heads: Path | None = field(
+        default=None,
+        metadata=flag(
+            "directory of trained heads (scene labeler, activity scorer) to serve: segment/, scene/, activity/ as "
+            "`regiond train` writes them (a head trained on another profile's features is refused); 'bundled': the "
+            "demonstration heads that ship for the lite profile (classic-32), trained on generated rooms and clips "
+            "only, not a model of real rooms (docs/heads.md; your own: docs/own-labels.md); the start-up log says "
+            "what each head was trained on; default: none, regions only",
+            metavar="DIR|bundled",
+        ),
+    )
+    index: bool = field(
+        default=True, metadata=flag("keep no region index (IndexImages and Search answer UNIMPLEMENTED)")
+    )
+    index_location: str | None = field(
+        default=None,
+        metadata=flag(
+            "where the region index is: a directory (FAISS over SQLite; default DATA_DIR/index), "
+            "milvus://HOST:PORT[/COLLECTION][?index=auto|flat|hnsw|ivfpq&expected_regions=N] (a Milvus server or "
+            "cluster; several daemons may share one collection), or milvus-lite:PATH (Milvus Lite in this process)",
+            name="--index",
+            metavar="LOCATION",
+        ),
+    )
+    grace: float = field(default=10.0, metadata=flag("seconds in-flight calls get to finish on shutdown", metavar="S"))
+    idle_timeout: float = field(
+        default=300.0,
+        metadata=flag(
+            "close a stream (StreamVideo, StreamScene, IndexImages) whose client sent nothing for S seconds with "
+            "DEADLINE_EXCEEDED (0: never)",
+            metavar="S",
+        ),
+    )
+    warmup: bool = field(
+        default=True,
+        metadata=flag(
+            "report SERVING without running each extractor once first (the first calls then pay the models' "
+            "lazy initialisation)"
+        ),
+    )
+    rpc_threads: int = field(
+        default=64,
+        metadata=flag(
+            f"gRPC handler threads; each open stream holds one, and calls beyond N - {RESERVED_RPC_THREADS} at "
+            "once are refused (RESOURCE_EXHAUSTED)",
+            metavar="N",
+        ),
+    )
+    max_streams: int = field(
+        default=0,
+        metadata=flag(
+            "serve at most N streams (StreamVideo, StreamScene) at once; one more is refused with "
+            "RESOURCE_EXHAUSTED and trailing metadata retry-after-ms, which the clients wait and retry within "
+            "their --retry-for (default 0: no cap but --rpc-threads)",
+            metavar="N",
+        ),
+    )
+    max_side: int | None = field(
+        default=None,
+        metadata=flag(
+            "working size: frames with a longer side are processed (masks, features) with their long side at N, "
+            "their masks returned at their own size (default: the profile's: lite 640, balanced 896, paper none, "
+            "the paper's native resolution; 0: every frame at its own size; docs/live.md)",
+            metavar="N",
+        ),
+    )
 
     @property
     def index_at(self) -> str | Path:
@@ -128,6 +240,12 @@ class ServeConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.max_side is not None and self.max_side != 0 and self.max_side < 32:
+            raise ConfigError("--max-side must be 0 (every frame at its own size) or at least 32 pixels")
+        if self.max_streams < 0:
+            raise ConfigError("--max-streams must be 0 (no cap) or a positive number of streams")
+        if self.rpc_threads <= RESERVED_RPC_THREADS:
+            raise ConfigError(f"--rpc-threads must be more than {RESERVED_RPC_THREADS}")
         if not self.idle_timeout >= 0:
             raise ConfigError("--idle-timeout must be 0 (never) or a positive number of seconds")
 

@@ -21,6 +21,7 @@ from regiond.core import viz
 from regiond.core.errors import InputError, image_decode_errors
 from regiond.core.frames import DEFAULT_MAX_PIXELS, Camera, Frame, check_pose
 from regiond.core.regionset import SOURCE_SAM, SOURCE_SLIC, RegionSet
+from regiond.heads.trained_on import ORIGINS, summary
 
 #: RegionSet source codes → API enum
 _SOURCE_TO_PB = {SOURCE_SAM: pb.SOURCE_SAM, SOURCE_SLIC: pb.SOURCE_SLIC}
@@ -251,6 +252,26 @@ class RegionLabels:
     ids: np.ndarray
     scores: np.ndarray | None
     names: dict
+
+
+def trained_on_pb(rec: dict) -> pb.TrainedOn:
+    """A head's trained_on record (heads/trained_on.py, with its "head" kind) → its API message."""
+    held = rec.get("held_out") or {}
+    msg = pb.TrainedOn(
+        head=str(rec.get("head", "")),
+        dataset=str(rec.get("dataset", "")),
+        origin=ORIGINS.index(rec["origin"]) if rec.get("origin") in ORIGINS else pb.DATA_ORIGIN_UNKNOWN,
+        items=int(rec.get("items") or 0),
+        frames=int(rec.get("frames") or 0),
+        clips=int(rec.get("clips") or 0),
+        profile=str(rec.get("profile", "")),
+        held_out_metric=str(held.get("metric", "")),
+        held_out_on=str(held.get("on", "")),
+        summary=summary(rec if len(rec) > 1 else None),
+    )
+    if held.get("score") is not None:
+        msg.held_out_score = float(held["score"])
+    return msg
 
 
 def frame_error_pb(err: InputError, code: int) -> pb.FrameError:

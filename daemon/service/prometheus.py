@@ -19,6 +19,8 @@ class Metrics:
     call_seconds: Histogram  # whole-call latency, by method
     frames: Counter  # frames answered, by method (rate() gives frames/s)
     frame_errors: Counter  # frames answered with a FrameError, by method and field
+    frames_skipped: Counter  # live streams' frames overtaken by a newer one, dropped unprocessed
+    streams_refused: Counter  # streams refused at --max-streams, by method
     frame_seconds: Histogram  # per-frame latency in the daemon (queue included), by method
     stage_seconds: Histogram  # per-stage latency (masks, features, pooling, geometry, queue, heads)
     queue_depth: Gauge
@@ -37,6 +39,12 @@ class Metrics:
             frames=Counter("regiond_frames", "frames answered", ["method"], registry=r),
             frame_errors=Counter(
                 "regiond_frame_errors", "frames answered with an in-band error", ["method", "field"], registry=r
+            ),
+            frames_skipped=Counter(
+                "regiond_frames_skipped", "live frames overtaken by a newer one, not processed", ["method"], registry=r
+            ),
+            streams_refused=Counter(
+                "regiond_streams_refused", "streams refused at the --max-streams cap", ["method"], registry=r
             ),
             frame_seconds=Histogram(
                 "regiond_frame_seconds",

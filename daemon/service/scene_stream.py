@@ -16,11 +16,19 @@ from regiond.core.errors import InputError
 from regiond.core.frames import Frame
 from regiond.core.label_spaces import names_by_id
 from regiond.core.regionset import RegionSet
-from regiond.geometry import DEFAULT_MAX_DEPTH, VoxelFusion, fit_to_size
+from regiond.geometry import DEFAULT_MAX_DEPTH, POINTS_KEY, VoxelFusion, fit_to_size
 from regiond.heads.interface import SceneLabeler
 from regiond.service.convert import RegionLabels, encode_png, frame_error_pb, region_set_pb, scene_frame
 from regiond.service.scene_objects import SceneObjects
-from regiond.service.streams import Pending, StreamDeps, StreamSession, carry_tracker, frame_index, output_of
+from regiond.service.streams import (
+    OptionsError,
+    Pending,
+    StreamDeps,
+    StreamSession,
+    carry_tracker,
+    frame_index,
+    output_of,
+)
 from regiond.service.wire import check_parsed
 
 DEFAULT_VOXEL = 0.02
@@ -59,6 +67,12 @@ class SceneSession(StreamSession):
         check_parsed(req)
         if index == 0:
             self.options, self.output = req.options, req.output
+            if self.options.live:
+                raise OptionsError(
+                    "options.live",
+                    "a scene stream cannot be live: the fused cloud and the scene labels need every frame, "
+                    "so none is ever dropped (stream a live camera with StreamVideo)",
+                )
             voxel = float(self.options.voxel_size) or DEFAULT_VOXEL
             if not np.isfinite(voxel) or voxel <= 0:
                 raise InputError("options.voxel_size", f"must be a positive number of metres, got {voxel}")
@@ -68,7 +82,9 @@ class SceneSession(StreamSession):
             self.objects = SceneObjects(max_depth) if self.options.objects else None
         if self.fusion is None:
             raise InputError("options", "the first frame of the scene was rejected; its options were not set")
-        return scene_frame(req, self.limits, frame_index(req, index))
+        frame = scene_frame(req, self.limits, frame_index(req, index))
+        frame.meta[POINTS_KEY] = None  # the extractor leaves the 3D statistics' points there for the fusion
+        return frame
 
     def respond(self, p: Pending, regions: RegionSet) -> pb.SceneUpdate:
         f = p.frame
@@ -99,9 +115,10 @@ class SceneSession(StreamSession):
         )
         if label_map is not None and self.options.return_label_maps:
             up.label_map_png = encode_png(label_map)
+        points = f.meta.pop(POINTS_KEY, None)
         if got is None or not got.pose_rejected:  # a pose off the map would smear the cloud too
             t0 = time.perf_counter()
-            self.fusion.add_frame(f, labels=label_map, stride=FUSION_STRIDE)
+            self.fusion.add_frame(f, labels=label_map, stride=FUSION_STRIDE, points=points)
             self.metrics.stage_seconds.labels("fusion").observe(time.perf_counter() - t0)
         up.server_seconds = time.perf_counter() - p.t0
         return up

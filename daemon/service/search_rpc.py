@@ -24,7 +24,7 @@ from regiond.core.errors import InputError
 from regiond.core.frames import Frame
 from regiond.core.rle import decode as rle_decode
 from regiond.index import IndexConfig, RegionExtractor, SearchFilter, Searching, open_index
-from regiond.index.normalising.corpus import normaliser_for
+from regiond.index.normalising.corpus import OnImage, normaliser_for
 from regiond.index.query.queries import (
     Query,
     box_mask,
@@ -49,6 +49,11 @@ MAX_NEGATIVES = 20_000
 INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT.value[0]
 INTERNAL = grpc.StatusCode.INTERNAL.value[0]
 MATCH_NAMES = {pb.QUERY_MATCH_POOLED: "pooled", pb.QUERY_MATCH_REGIONS: "regions"}
+# How a query is matched when the request leaves `match` unset. A mask: pooled, the paper's
+# one-shot object retrieval. A box: its regions, which on the shared real footage finds the
+# frames showing what the box shows at temporal P@5 0.85-0.89 where a pooled box gets 0.21-0.31
+# (`regiond eval retrieval --video`, docs/search.md).
+DEFAULT_MATCH = {"mask": pb.QUERY_MATCH_POOLED, "box": pb.QUERY_MATCH_REGIONS}
 
 
 @runtime_checkable
@@ -77,9 +82,16 @@ class SearchRPC:
     the generated corpus); an existing one keeps what it recorded. Given a call's context, an
     extractor that can follow calls (PerCall: the daemon's work queue) stops waiting when the
     call is cancelled or passes its deadline; without one, work runs to the end.
+    on_fit_image follows a normaliser fit (corpus.OnImage: what it raises ends the fit).
     """
 
-    def __init__(self, extractor: RegionExtractor, location: str | Path, config: IndexConfig | None = None):
+    def __init__(
+        self,
+        extractor: RegionExtractor,
+        location: str | Path,
+        config: IndexConfig | None = None,
+        on_fit_image: OnImage | None = None,
+    ):
         self.extractor = extractor
         self.limits = Limits(max_pixels=extractor.max_pixels)
         self.index: Searching = open_index(
@@ -87,7 +99,7 @@ class SearchRPC:
             dim=extractor.dim,
             config=config,
             features=extractor.features_name,
-            normaliser=lambda: normaliser_for(extractor),
+            normaliser=lambda: normaliser_for(extractor, on_image=on_fit_image),
         )
 
     def close(self) -> None:
@@ -188,12 +200,13 @@ class SearchRPC:
         if which == "mask":
             q = request.mask
             frame = self._image(q.image, "mask.image")
-            return self._masked(extractor, frame, query_mask(q, (frame.height, frame.width)), q.match, "mask.match")
+            mask = query_mask(q, (frame.height, frame.width))
+            return self._masked(extractor, frame, mask, match_of(q, "mask"), "mask.match")
         if which == "box":
             frame = self._image(request.box.image, "box.image")
             b = request.box.box
             mask = box_mask([b.x0, b.y0, b.x1, b.y1], (frame.height, frame.width), "box.box")
-            return self._masked(extractor, frame, mask, request.box.match, "box.match")
+            return self._masked(extractor, frame, mask, match_of(request.box, "box"), "box.match")
         if which == "region":
             r = request.region
             return Query(self.index.region_vector(r.image_id, r.region_id))
@@ -217,6 +230,11 @@ class SearchRPC:
         if match not in MATCH_NAMES:
             raise InputError(field, f"unknown QueryMatch {match}")
         return masked_query(extractor, frame, mask, MATCH_NAMES[match])
+
+
+def match_of(q: pb.MaskQuery | pb.BoxQuery, kind: str) -> int:
+    """The query's QueryMatch: as set, else the daemon's default for its kind."""
+    return q.match if q.HasField("match") else DEFAULT_MATCH[kind]
 
 
 def query_mask(q: pb.MaskQuery, shape: tuple[int, int]) -> np.ndarray:

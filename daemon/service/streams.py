@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import logging
 import queue
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,7 +36,7 @@ from regiond.service.calls import CallLog
 from regiond.service.convert import Limits
 from regiond.service.idle import IdleWatch
 from regiond.service.prometheus import Metrics
-from regiond.service.scheduler import Cancelled, JobResult, Scheduler, ShuttingDown, wait_result
+from regiond.service.scheduler import Cancelled, JobResult, Overtaken, Scheduler, ShuttingDown, wait_result
 from regiond.service.wire import Unparsable
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,28 @@ log = logging.getLogger(__name__)
 _END = object()
 _POLL = 0.05
 _ids = itertools.count(1)
+
+
+#: what a refused stream is told to wait before it tries again (jittered, so that the clients
+#: refused together do not all come back at once)
+RETRY_AFTER_MS = 1000
+
+
+class StreamsFull(RuntimeError):
+    """The daemon already serves its maximum of concurrent streams; `retry_after_ms` is the
+    wait it suggests (sent as trailing metadata `retry-after-ms`)."""
+
+    def __init__(self, cap: int):
+        self.retry_after_ms = int(RETRY_AFTER_MS * random.uniform(0.75, 1.25))
+        super().__init__(
+            f"the daemon serves its maximum of {cap} concurrent streams (--max-streams); "
+            f"retry after {self.retry_after_ms} ms"
+        )
+
+
+class OptionsError(InputError):
+    """Stream options the stream cannot be served with (e.g. live on a scene): the call ends
+    INVALID_ARGUMENT, unlike a bad frame, which is answered in-band while the stream goes on."""
 
 
 @dataclass
@@ -57,6 +80,13 @@ class Pending:
     future: Future | None = None
     error: InputError | None = None
     code: int = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    number: int = 0  # the client's frame number (frame_index)
+
+    def drop(self, fut: Future) -> None:
+        """Done-callback of a live frame's job: once a newer frame overtook it, only its number
+        is kept (the pipe may hold many such frames; their pixels go at once)."""
+        if not fut.cancelled() and isinstance(fut.exception(), Overtaken):
+            self.frame = self.request = None
 
 
 class SessionRegistry:
@@ -67,11 +97,16 @@ class SessionRegistry:
         self._open: dict[int, StreamSession] = {}
         self._metrics = metrics
 
-    def add(self, s: StreamSession) -> None:
+    def add(self, s: StreamSession, cap: int = 0) -> bool:
+        """Register an open session; False (nothing registered) when `cap` sessions (0: no
+        cap) are open already."""
         with self._lock:
+            if cap and len(self._open) >= cap:
+                return False
             self._open[s.id] = s
         if self._metrics:
             self._metrics.sessions.labels(s.kind).inc()
+        return True
 
     def remove(self, s: StreamSession) -> None:
         with self._lock:
@@ -99,6 +134,7 @@ class StreamDeps:
     calls: CallLog
     inflight: int = 4
     idle_timeout: float = 0.0
+    max_streams: int = 0  # open sessions at most (0: no cap); more are refused with StreamsFull
 
 
 class StreamSession:
@@ -110,13 +146,23 @@ class StreamSession:
 
     def __init__(self, deps: StreamDeps, request_iterator: Iterator[Any], context: grpc.ServicerContext):
         self.id = next(_ids)
+        if not deps.sessions.add(self, deps.max_streams):  # first: a refusal costs nothing else
+            deps.metrics.streams_refused.labels(self.method).inc()
+            raise StreamsFull(deps.max_streams)
         self.deps = deps
         self.scheduler = deps.scheduler
         self.metrics = deps.metrics
         self.limits = deps.limits
         self.context = context
         self.requests = IdleWatch(request_iterator, deps.idle_timeout)
-        self._pipe: queue.Queue = queue.Queue(maxsize=max(1, deps.inflight))
+        # Pending frames in order. Outside live mode at most `inflight` of them (the reader
+        # waits for a slot: backpressure); a live stream's reader never waits, since its
+        # frames overtaken in the queue cost nothing but their number.
+        self._pipe: queue.Queue = queue.Queue()
+        self._slots = threading.Semaphore(max(1, deps.inflight))
+        self.live = False  # set by a kind's decode() on the first frame
+        self.skipped: list[int] = []  # live: frames overtaken since the last update
+        self.frames_skipped = 0
         self._done = threading.Event()  # the call is over (any reason)
         self._closed = False
         self._lock = threading.Lock()
@@ -125,7 +171,6 @@ class StreamSession:
         self.reader_error: BaseException | None = None
         # Set by a kind's decode() on the first frame when the stream carries masks.
         self.tracker: MaskTracker | None = None
-        deps.sessions.add(self)
         context.add_callback(self.close)  # cancel / deadline / normal end
         self._reader = threading.Thread(target=self._read, name=f"regiond-{self.kind}-{self.id}", daemon=True)
 
@@ -156,35 +201,44 @@ class StreamSession:
 
     # --- reader thread ------------------------------------------------------------------------
 
-    def _put(self, item: Any) -> bool:
-        while not self._done.is_set():
-            try:
-                self._pipe.put(item, timeout=_POLL)
-                return True
-            except queue.Full:
-                continue
-        return False
+    def _put(self, item: Any, slot: bool = True) -> bool:
+        """Queue an item for the responder; with `slot`, first wait for one of the `inflight`
+        slots (the responder frees it). False once the call is over."""
+        while slot and not self._slots.acquire(timeout=_POLL):
+            if self._done.is_set():
+                return False
+        if self._done.is_set():
+            return False
+        self._pipe.put(item)
+        return True
 
     def _read(self) -> None:
         try:
             for index, req in enumerate(self.requests):
                 if self._done.is_set():
                     return
-                p = Pending(index=index, t0=time.perf_counter(), request=req)
+                p = Pending(index=index, t0=time.perf_counter(), request=req, number=frame_index(req, index))
                 try:
                     p.frame = self.decode(req, index)
+                except OptionsError as e:
+                    self.reader_error = e
+                    return
                 except InputError as e:
                     p.error = e
                 if p.error is None:
                     ticket = self.tracker.ticket() if self.tracker is not None else None
                     try:
-                        p.future = self.scheduler.submit_extract(p.frame, self.alive, carry=ticket)
+                        p.future = self.scheduler.submit_extract(
+                            p.frame, self.alive, carry=ticket, lane=self.id, newest=self.live
+                        )
                     except (Cancelled, ShuttingDown) as e:
                         if ticket is not None:
                             ticket.release()
                         self.reader_error = e
                         return
-                if not self._put(p):
+                    if self.live:
+                        p.future.add_done_callback(p.drop)
+                if not self._put(p, slot=not self.live):
                     return
         except grpc.RpcError:  # the client went away while we read
             return
@@ -192,7 +246,7 @@ class StreamSession:
             self.reader_error = e
             log.exception("stream reader failed")
         finally:
-            self._put(_END)
+            self._put(_END, slot=False)
 
     # --- response generator -------------------------------------------------------------------
 
@@ -214,7 +268,7 @@ class StreamSession:
     def call(self, fn: Callable[[], Any], stage: str) -> Any:
         """Run fn (a head) on a worker, wait for it, and time it as `stage`."""
         t0 = time.perf_counter()
-        value = self.wait(self.scheduler.submit_call(fn, self.alive)).value
+        value = self.wait(self.scheduler.submit_call(fn, self.alive, lane=self.id)).value
         self.metrics.stage_seconds.labels(stage).observe(time.perf_counter() - t0)
         return value
 
@@ -226,21 +280,37 @@ class StreamSession:
                 p = self._next()
                 if p is _END:
                     break
+                if not self.live:
+                    self._slots.release()
                 self.frames += 1
                 if p.error is None:
                     try:
                         done = self.wait(p.future)
+                    except Overtaken:  # a live stream's newer frame took its place
+                        self.skipped.append(p.number)
+                        self.frames_skipped += 1
+                        self.metrics.frames_skipped.labels(self.method).inc()
+                        continue
                     except InputError as e:  # checks the extractor makes itself
                         p.error = e
                     except MaskGenerationError as e:  # this frame fails, the stream goes on
-                        log.error("mask generation failed in %s session %d: %s", self.kind, self.id, e)
+                        log.error(
+                            "mask generation failed on frame %d of %s session %d: %s",
+                            frame_index(p.request, p.index),
+                            self.kind,
+                            self.id,
+                            e,
+                        )
                         p.error = InputError("masks", f"mask generation failed: {e}")
                         p.code = grpc.StatusCode.INTERNAL.value[0]
                     except (Cancelled, CarryClosed):
                         return
                     except Exception as e:  # a fault of ours, not the client's: end the call
-                        log.exception("extraction failed in %s session %d", self.kind, self.id)
-                        self.context.abort(grpc.StatusCode.INTERNAL, f"extraction failed: {type(e).__name__}: {e}")
+                        where = f"frame {frame_index(p.request, p.index)} of {self.kind} session {self.id}"
+                        log.exception("extraction failed on %s", where)
+                        self.context.abort(
+                            grpc.StatusCode.INTERNAL, f"extraction failed on {where}: {type(e).__name__}: {e}"
+                        )
                 if p.error is None:
                     regions: RegionSet = done.value
                     seconds = regions.meta.setdefault("seconds", {})
@@ -260,6 +330,8 @@ class StreamSession:
                 yield update
             if isinstance(self.reader_error, ShuttingDown):
                 self.context.abort(grpc.StatusCode.UNAVAILABLE, "the daemon is shutting down")
+            if isinstance(self.reader_error, OptionsError):
+                self.context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(self.reader_error))
             if self.reader_error is not None and not isinstance(self.reader_error, Cancelled):
                 self.context.abort(grpc.StatusCode.INTERNAL, f"reading the stream failed: {self.reader_error}")
             if self.alive():
@@ -269,7 +341,15 @@ class StreamSession:
             self.close()
 
     def stats(self) -> dict:
-        return {"session": self.id, "frames": self.frames, "frame_errors": self.frame_errors}
+        out = {"session": self.id, "frames": self.frames, "frame_errors": self.frame_errors}
+        if self.live:
+            out.update(live=True, frames_skipped=self.frames_skipped)
+        return out
+
+    def take_skipped(self) -> list[int]:
+        """The frames overtaken since the last update (for the next one), ascending."""
+        out, self.skipped = sorted(self.skipped), []
+        return out
 
     def finish(self) -> Iterator[Any]:
         """Updates after the client half-closed (scene summary)."""

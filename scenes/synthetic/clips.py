@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import colorsys
 import csv
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,8 @@ ACTIVITY_CLASSES = (
 )
 SHAPES = ("circle", "square", "triangle", "diamond")
 VIDEO_FORMATS = {"mp4": ("mp4v", ".mp4"), "avi": ("MJPG", ".avi")}
+CLIPS_META = "regiond-clips.json"  # beside labels.csv in a folder write_clips wrote
+CLIPS_FORMAT = "regiond.synthetic-clips/1"
 
 
 @dataclass
@@ -298,6 +301,8 @@ def write_clips(
         wr = csv.DictWriter(fh, fieldnames=list(rows[0]))
         wr.writeheader()
         wr.writerows(rows)
+    # says the clips are generated (scenes.registry.is_generated), as regiond-scene.json does for rooms
+    (out / CLIPS_META).write_text(json.dumps({"format": CLIPS_FORMAT, "seed": seed, "per_class": per_class}))
     return csv_path
 
 

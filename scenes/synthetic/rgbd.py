@@ -18,7 +18,7 @@ import numpy as np
 from regiond.core.errors import InputError
 from regiond.core.frames import Camera, Frame
 from regiond.scenes.folders import NOMINAL_FPS, SCENE_META
-from regiond.scenes.sens import write_sens
+from regiond.scenes.sens_writer import write_sens
 from regiond.scenes.source import Sampling, Source
 from regiond.scenes.synthetic.render import Renderer, default_camera, trajectory
 from regiond.scenes.synthetic.room import Room, make_room

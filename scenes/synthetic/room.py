@@ -16,6 +16,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from regiond.scenes.synthetic.furniture import (
+    Box,
+    bed_shape,
+    bookshelf_shape,
+    cabinet_shape,
+    chair_shape,
+    sofa_shape,
+    table_shape,
+)
+
 # NYU40 ids of the classes the generator uses.
 WALL, FLOOR, CABINET, BED, CHAIR, SOFA, TABLE, DOOR, WINDOW, BOOKSHELF, PICTURE, CEILING = (
     1,
@@ -35,14 +45,6 @@ ROOM_CLASSES = (WALL, FLOOR, CABINET, BED, CHAIR, SOFA, TABLE, DOOR, WINDOW, BOO
 
 TEXTURES = ("solid", "stripes", "checker", "noise", "wood")
 TEXTURE_ID = {name: i for i, name in enumerate(TEXTURES)}
-
-
-@dataclass
-class Box:
-    """An axis-aligned box in its object's frame: centre and full size (metres)."""
-
-    centre: tuple[float, float, float]
-    size: tuple[float, float, float]
 
 
 @dataclass
@@ -169,61 +171,14 @@ def _styled(rng, name: str, nyu40: int, boxes, position, yaw=0.0, part_colors=No
 # --- shapes per class (object frame: x across, y front to back (+y = back), z up) --------------
 
 
-def _table(rng):
-    w, d, h = rng.uniform(0.9, 1.6), rng.uniform(0.7, 1.0), rng.uniform(0.70, 0.78)
-    t, leg = 0.04, 0.05
-    boxes = [Box((0, 0, h - t / 2), (w, d, t))]
-    for sx in (-1, 1):
-        for sy in (-1, 1):
-            boxes.append(Box((sx * (w / 2 - leg), sy * (d / 2 - leg), (h - t) / 2), (leg, leg, h - t)))
-    return boxes, (w, d)
-
-
-def _chair(rng):
-    w, d, seat = rng.uniform(0.40, 0.50), rng.uniform(0.40, 0.50), rng.uniform(0.42, 0.48)
-    back = rng.uniform(0.35, 0.50)
-    leg = 0.035
-    boxes = [Box((0, 0, seat - 0.025), (w, d, 0.05)), Box((0, d / 2 - 0.025, seat + back / 2), (w, 0.05, back))]
-    for sx in (-1, 1):
-        for sy in (-1, 1):
-            boxes.append(Box((sx * (w / 2 - leg), sy * (d / 2 - leg), (seat - 0.05) / 2), (leg, leg, seat - 0.05)))
-    return boxes, (w, d)
-
-
-def _cabinet(rng):
-    w, d, h = rng.uniform(0.6, 1.2), rng.uniform(0.4, 0.6), rng.uniform(0.8, 1.2)
-    return [Box((0, 0, h / 2), (w, d, h))], (w, d)
-
-
-def _bookshelf(rng):
-    w, d, h = rng.uniform(0.7, 1.1), rng.uniform(0.28, 0.38), rng.uniform(1.5, 1.9)
-    boxes = [Box((0, 0.02, h / 2), (w, d - 0.04, h))]
-    return boxes, (w, d)
-
-
-def _bed(rng):
-    w, length, h = rng.uniform(1.0, 1.7), rng.uniform(1.9, 2.1), rng.uniform(0.45, 0.6)
-    boxes = [
-        Box((0, 0, h / 2), (w, length, h)),
-        Box((0, length / 2 - 0.04, h + 0.25), (w, 0.08, 0.5)),
-        Box((0, length / 2 - 0.35, h + 0.07), (w * 0.8, 0.4, 0.14)),
-    ]
-    return boxes, (w, length)
-
-
-def _sofa(rng):
-    w, d, seat = rng.uniform(1.5, 2.2), rng.uniform(0.8, 0.95), rng.uniform(0.40, 0.48)
-    arm = 0.18
-    boxes = [
-        Box((0, -0.05, seat / 2), (w, d - 0.1, seat)),
-        Box((0, d / 2 - 0.1, seat + 0.22), (w, 0.2, 0.44)),
-        Box((-(w / 2 - arm / 2), -0.05, seat + 0.1), (arm, d - 0.1, 0.2)),
-        Box(((w / 2 - arm / 2), -0.05, seat + 0.1), (arm, d - 0.1, 0.2)),
-    ]
-    return boxes, (w, d)
-
-
-SHAPES = {TABLE: _table, CHAIR: _chair, CABINET: _cabinet, BOOKSHELF: _bookshelf, BED: _bed, SOFA: _sofa}
+SHAPES = {
+    TABLE: table_shape,
+    CHAIR: chair_shape,
+    CABINET: cabinet_shape,
+    BOOKSHELF: bookshelf_shape,
+    BED: bed_shape,
+    SOFA: sofa_shape,
+}
 # Floor furniture that stands with its back (local +y) to a wall, with the chance it appears.
 AGAINST_WALL = ((BED, 0.7), (SOFA, 0.7), (CABINET, 1.0), (CABINET, 0.5), (BOOKSHELF, 0.7))
 

@@ -9,23 +9,20 @@ running daemon); `seeds()` returns the inputs its corpus starts from (tests/fuzz
 
 from __future__ import annotations
 
-import io
 import json
 import struct
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
+from fuzz_inputs import WORK, join, jpeg, picture, png, split
+from targets_index import index_run, index_seeds, index_setup
 
 from regiond.core.errors import InputError
 
-WORK = Path(tempfile.mkdtemp(prefix="regiond-fuzz-"))
-
 
 def allowed_errors() -> tuple[type[BaseException], ...]:
-    from regiond.index.embedded.store import IndexFileError
+    from regiond.index.hits import IndexFileError
 
     return InputError, IndexFileError
 
@@ -36,45 +33,6 @@ class Target:
     run: Callable[[bytes], object]
     seeds: Callable[[], dict[str, bytes]]
     setup: Callable[[], None] = lambda: None
-
-
-def _png(a: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(a).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _jpeg(a: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(a).save(buf, format="JPEG", quality=80)
-    return buf.getvalue()
-
-
-def _picture(w: int = 24, h: int = 18, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    img = np.zeros((h, w, 3), np.uint8)
-    img[:, : w // 2] = (200, 40, 40)
-    img[h // 2 :, w // 3 :] = (30, 180, 60)
-    return np.clip(img + rng.integers(0, 8, img.shape), 0, 255).astype(np.uint8)
-
-
-def _split(data: bytes, parts: int) -> list[bytes]:
-    """`parts` byte strings from one input: 2-byte big-endian lengths, the last takes the rest."""
-    out, at = [], 0
-    for _ in range(parts - 1):
-        n = int.from_bytes(data[at : at + 2], "big") if at + 2 <= len(data) else 0
-        out.append(data[at + 2 : at + 2 + n])
-        at += 2 + n
-    out.append(data[at:])
-    return out
-
-
-def _join(*parts: bytes) -> bytes:
-    return b"".join(len(p).to_bytes(2, "big") + p for p in parts[:-1]) + parts[-1]
 
 
 # --- .sens ------------------------------------------------------------------------------------
@@ -93,7 +51,7 @@ def sens_run(data: bytes) -> None:
 
 
 def sens_seeds() -> dict[str, bytes]:
-    from regiond.scenes.sens import write_sens
+    from regiond.scenes.sens_writer import write_sens
     from regiond.scenes.synthetic.rgbd import SyntheticSource
 
     frames = list(SyntheticSource(3, frames=2, width=32, height=24))
@@ -110,7 +68,7 @@ def sens_seeds() -> dict[str, bytes]:
 def folders_setup() -> None:
     import cv2
 
-    rgb, depth = _picture(16, 12), np.full((12, 16), 1500, np.uint16)
+    rgb, depth = picture(16, 12), np.full((12, 16), 1500, np.uint16)
     scannet = WORK / "scannet"
     for sub in ("color", "depth", "pose", "intrinsic"):
         (scannet / sub).mkdir(parents=True, exist_ok=True)
@@ -125,7 +83,7 @@ def folders_setup() -> None:
 def folders_run(data: bytes) -> None:
     from regiond.scenes.folders import ScanNetFolderSource, SevenScenesSource
 
-    pose, k_depth, k_color = _split(data, 3)
+    pose, k_depth, k_color = split(data, 3)
     scannet, seven = WORK / "scannet", WORK / "seven"
     (scannet / "pose" / "0.txt").write_bytes(pose)
     (scannet / "intrinsic" / "intrinsic_depth.txt").write_bytes(k_depth)
@@ -143,9 +101,9 @@ def folders_seeds() -> dict[str, bytes]:
     k4 = b"12 0 8 0\n0 12 6 0\n0 0 1 0\n0 0 0 1\n"
     k3 = b"585 0 320\n0 585 240\n0 0 1\n"
     return {
-        "scannet.txt": _join(pose, k4, k4),
-        "7scenes.txt": _join(pose, k3, k3),
-        "lost.txt": _join(b"-inf -inf -inf -inf\n" * 4, k3, b""),
+        "scannet.txt": join(pose, k4, k4),
+        "7scenes.txt": join(pose, k3, k3),
+        "lost.txt": join(b"-inf -inf -inf -inf\n" * 4, k3, b""),
     }
 
 
@@ -160,7 +118,7 @@ def image_run(data: bytes) -> None:
 
     head, rest = data[: _HEAD.size].ljust(_HEAD.size, b"\0"), data[_HEAD.size :]
     flags, mp, w, h, dtype, dw, dh, scale, fx, fy, cx, cy = _HEAD.unpack(head)
-    image, depth = _split(rest, 2) if flags & 4 else (rest, b"")
+    image, depth = split(rest, 2) if flags & 4 else (rest, b"")
     req = pb.ExtractRequest(image=pb.Image(data=image, encoding=flags & 3, width=w, height=h))
     if flags & 4:
         req.depth.CopyFrom(pb.Depth(data=depth, width=dw, height=dh, dtype=dtype % 4, scale=scale))
@@ -173,15 +131,15 @@ def image_run(data: bytes) -> None:
 
 
 def image_seeds() -> dict[str, bytes]:
-    a = _picture()
+    a = picture()
     gray16 = np.arange(24 * 18, dtype=np.uint16).reshape(18, 24) * 97
     depth = np.full((18, 24), 1200, "<u2").tobytes()
     return {
-        "png": _HEAD.pack(1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0) + _png(a),
-        "jpeg": _HEAD.pack(1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0) + _jpeg(a),
-        "png16": _HEAD.pack(1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0) + _png(gray16),
+        "png": _HEAD.pack(1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0) + png(a),
+        "jpeg": _HEAD.pack(1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0) + jpeg(a),
+        "png16": _HEAD.pack(1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0) + png(gray16),
         "raw": _HEAD.pack(2, 1, 24, 18, 0, 0, 0, 0, 0, 0, 0, 0) + a.tobytes(),
-        "rgbd": _HEAD.pack(1 | 4 | 8 | 16, 1, 0, 0, 1, 24, 18, 0.001, 20, 20, 12, 9) + _join(_png(a), depth),
+        "rgbd": _HEAD.pack(1 | 4 | 8 | 16, 1, 0, 0, 1, 24, 18, 0.001, 20, 20, 12, 9) + join(png(a), depth),
     }
 
 
@@ -205,8 +163,8 @@ def rle_seeds() -> dict[str, bytes]:
     m = np.zeros((18, 24), bool)
     m[4:12, 5:20] = True
     rle = pb.MaskQuery(mask=pb.Mask(height=18, width=24, counts=encode(m).tolist()))
-    png = pb.MaskQuery(mask_image=pb.Image(data=_png(m.astype(np.uint8) * 255)))
-    return {"rle": rle.SerializeToString(), "png": png.SerializeToString()}
+    as_png = pb.MaskQuery(mask_image=pb.Image(data=png(m.astype(np.uint8) * 255)))
+    return {"rle": rle.SerializeToString(), "png": as_png.SerializeToString()}
 
 
 # --- whole serialized requests of every RPC -------------------------------------------------------
@@ -222,7 +180,7 @@ def _search_rpc():
 
         rpc = SearchRPC(build_extractor("lite"), WORK / "requests-index")
         rpc.index_images(
-            iter([pb.IndexRequest(image_id=f"p{i}", image=pb.Image(data=_png(_picture(seed=i)))) for i in range(2)])
+            iter([pb.IndexRequest(image_id=f"p{i}", image=pb.Image(data=png(picture(seed=i)))) for i in range(2)])
         )
         _SEARCH["rpc"] = rpc
     return _SEARCH["rpc"]
@@ -261,7 +219,7 @@ def requests_run(data: bytes) -> None:
 def requests_seeds() -> dict[str, bytes]:
     from regiond.api.v1 import regions_pb2 as pb
 
-    img = pb.Image(data=_png(_picture()))
+    img = pb.Image(data=png(picture()))
     k = pb.Intrinsics(fx=20, fy=20, cx=12, cy=9)
     depth = pb.Depth(data=np.full((18, 24), 1000, "<u2").tobytes(), width=24, height=18)
     pose = pb.Pose(matrix=np.eye(4).ravel().tolist())
@@ -285,7 +243,7 @@ def requests_seeds() -> dict[str, bytes]:
 def heads_run(data: bytes) -> None:
     from regiond.heads.registry import load_head
 
-    config, weights = _split(data, 2)
+    config, weights = split(data, 2)
     d = WORK / "head"
     d.mkdir(exist_ok=True)
     (d / "config.json").write_bytes(config)
@@ -301,7 +259,7 @@ def heads_seeds() -> dict[str, bytes]:
     torch.manual_seed(0)
     model = create_head("region-mlp", in_dim=4, hidden=4, num_classes=2)
     d = save_head(model, WORK / "seed-head", [{"id": 3, "name": "wall"}, {"id": 5, "name": "chair"}])
-    return {"region-mlp": _join((d / "config.json").read_bytes(), (d / "model.safetensors").read_bytes())}
+    return {"region-mlp": join((d / "config.json").read_bytes(), (d / "model.safetensors").read_bytes())}
 
 
 # --- token-cache manifests and .npz RegionSets -----------------------------------------------------
@@ -310,7 +268,7 @@ def heads_seeds() -> dict[str, bytes]:
 def cache_run(data: bytes) -> None:
     from regiond.extraction.cache import TokenCache, read_item
 
-    manifest, item = _split(data, 2)
+    manifest, item = split(data, 2)
     root = WORK / "cache"
     (root / "a").mkdir(parents=True, exist_ok=True)
     (root / "manifest.json").write_bytes(manifest)
@@ -326,7 +284,7 @@ def cache_seeds() -> dict[str, bytes]:
 
     item = CacheItem(name="a", kind="scene", frames=["000000"], source="synthetic:1")
     doc = {"format": FORMAT, "versions": versions("lite", "slic", "classic", 32, "exact"), "items": [asdict(item)]}
-    return {"manifest": _join(json.dumps(doc).encode(), json.dumps(asdict(item)).encode())}
+    return {"manifest": join(json.dumps(doc).encode(), json.dumps(asdict(item)).encode())}
 
 
 def regionset_run(data: bytes) -> None:
@@ -342,55 +300,11 @@ def regionset_run(data: bytes) -> None:
 def regionset_seeds() -> dict[str, bytes]:
     from regiond.extraction import build_extractor
 
-    rs = build_extractor("lite").extract(_picture(32, 24))
+    rs = build_extractor("lite").extract(picture(32, 24))
     return {"lite.npz": rs.save(WORK / "seed.npz").read_bytes()}
 
 
 # --- the index's SQLite store and FAISS snapshot ----------------------------------------------------
-
-
-def index_setup() -> None:
-    index_seeds()
-
-
-def index_run(data: bytes) -> None:
-    import shutil
-
-    from regiond.index import open_index
-
-    which, body = (data[0] % 2, data[1:]) if data else (0, b"")
-    src, d = WORK / "index-seed", WORK / "index-fuzz"
-    if d.exists():
-        shutil.rmtree(d)
-    shutil.copytree(src, d)
-    (d / _index_file(src, which)).write_bytes(body)
-    idx = open_index(d, dim=32)
-    try:
-        if len(idx):
-            idx.search(np.ones(idx.dim, np.float32), k=2)
-    finally:
-        idx.close()
-
-
-def _index_file(directory: Path, which: int) -> str:
-    names = sorted(p.name for p in directory.iterdir() if p.is_file() and p.name != "LOCK")
-    return names[which % len(names)]
-
-
-def index_seeds() -> dict[str, bytes]:
-    from regiond.extraction import build_extractor
-    from regiond.index import open_index
-
-    d = WORK / "index-seed"
-    if not d.exists():
-        ex = build_extractor("lite")
-        idx = open_index(d, dim=ex.dim, features=ex.features_name)
-        for i in range(2):
-            idx.add(f"p{i}", ex.extract(_picture(32, 24, seed=i)), {})
-        idx.checkpoint()
-        idx.close()
-    names = sorted(p.name for p in d.iterdir() if p.is_file() and p.name != "LOCK")
-    return {f"file{i}-{n}": bytes([i]) + (d / n).read_bytes() for i, n in enumerate(names)}
 
 
 TARGETS = {

@@ -15,7 +15,8 @@ import time
 
 import grpc
 import numpy as np
-from targets import WORK, Target, _join, _picture, _png, _split
+from fuzz_inputs import WORK, join, picture, png, split
+from targets import Target
 
 BATCH, RESTART, GRACE, DEADLINE = 50, 400, 1.0, 20.0
 METHODS = [  # (path, kind, request streams: up to 3 messages)
@@ -79,7 +80,7 @@ def run(data: bytes) -> None:
         return
     path, kind = METHODS[data[0] % len(METHODS)]
     body = data[1:]
-    msgs = _split(body, 3) if kind.startswith("stream") else [body]
+    msgs = split(body, 3) if kind.startswith("stream") else [body]
     while len(msgs) > 1 and not msgs[-1]:  # trailing empty parts: fewer messages
         msgs.pop()
     call = getattr(_state["channel"], kind)(path)
@@ -123,7 +124,7 @@ def _check_update(path: str, reply: bytes) -> None:
 def seeds() -> dict[str, bytes]:
     from regiond.api.v1 import regions_pb2 as pb
 
-    img = pb.Image(data=_png(_picture()))
+    img = pb.Image(data=png(picture()))
     k = pb.Intrinsics(fx=20, fy=20, cx=12, cy=9)
     depth = pb.Depth(data=np.full((18, 24), 1000, "<u2").tobytes(), width=24, height=18)
     pose = pb.Pose(matrix=np.eye(4).ravel().tolist())
@@ -135,7 +136,7 @@ def seeds() -> dict[str, bytes]:
         options=pb.SceneOptions(return_label_maps=True, return_ply=True),
     )
     box = pb.BoxQuery(image=img, box=pb.Box(x0=2, y0=2, x1=12, y1=10))
-    two = lambda a, b: _join(a.SerializeToString(), b.SerializeToString(), b"")  # noqa: E731
+    two = lambda a, b: join(a.SerializeToString(), b.SerializeToString(), b"")  # noqa: E731
     return {
         "extract": bytes([0]) + pb.ExtractRequest(image=img).SerializeToString(),
         "video": bytes([1]) + two(pb.VideoFrame(image=img), pb.VideoFrame(image=img, index=1)),
@@ -144,7 +145,7 @@ def seeds() -> dict[str, bytes]:
         "search": bytes([4]) + pb.SearchRequest(box=box, top_k=2).SerializeToString(),
         "info": bytes([5]),
         "health": bytes([6]),
-        "reflection": bytes([7]) + _join(b"\x3a\x00", b"", b""),
+        "reflection": bytes([7]) + join(b"\x3a\x00", b"", b""),
     }
 
 

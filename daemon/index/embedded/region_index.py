@@ -31,9 +31,9 @@ from regiond.core.json_docs import read_json_object
 from regiond.core.regionset import RegionSet
 from regiond.index.config import IndexConfig
 from regiond.index.embedded.rwlock import RWLock
-from regiond.index.embedded.store import IndexFileError, SQLiteStore
+from regiond.index.embedded.store import SQLiteStore
 from regiond.index.embedded.vectors import VectorIndex
-from regiond.index.hits import ImageHit, RegionHit, SearchFilter
+from regiond.index.hits import ImageHit, IndexFileError, RegionHit, SearchFilter
 from regiond.index.normalising.normaliser import Normaliser
 from regiond.index.ranking import MAX_REGIONS, rank_images, region_ids, split_ids
 from regiond.index.searching import Ranked, Searching

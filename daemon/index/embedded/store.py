@@ -24,71 +24,23 @@ import sqlite3
 import threading
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from regiond.index.embedded.readers import READERS, ReadPool
+from regiond.index.embedded.store_schema import (
+    FORMAT,
+    FORMATS,
+    LEGACY_FORMAT,
+    NORMALISER_SCHEMA,
+    SCHEMA,
+    SQLITE_MAGIC,
+    ImageRow,
+    RegionRow,
+)
+from regiond.index.hits import IndexFileError
 from regiond.index.normalising.normaliser import IDENTITY, Normaliser
-
-FORMAT = "regiond.index/2"
-LEGACY_FORMAT = "regiond.index/1"  # no normaliser: raw features, scored as they were
-FORMATS = (FORMAT, LEGACY_FORMAT)
-SQLITE_MAGIC = b"SQLite format 3\x00"
-
-SCHEMA = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE images (
-    key       INTEGER PRIMARY KEY AUTOINCREMENT,
-    image_id  TEXT NOT NULL UNIQUE,
-    width     INTEGER NOT NULL,
-    height    INTEGER NOT NULL,
-    metadata  TEXT NOT NULL,           -- JSON object of string -> string
-    n_regions INTEGER NOT NULL,
-    features  BLOB NOT NULL,           -- n_regions × dim, storage dtype, little-endian
-    crc       INTEGER NOT NULL         -- CRC-32 of features: SQLite does not check blob contents
-);
-CREATE TABLE regions (
-    image_key INTEGER NOT NULL,
-    region    INTEGER NOT NULL,
-    x0 REAL, y0 REAL, x1 REAL, y1 REAL,
-    area      INTEGER NOT NULL,
-    rle       BLOB NOT NULL,           -- uint32 COCO counts, column-major
-    PRIMARY KEY (image_key, region)
-) WITHOUT ROWID;
-CREATE TABLE log (seq INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT NOT NULL, image_key INTEGER NOT NULL);
-"""
-NORMALISER_SCHEMA = """
-CREATE TABLE IF NOT EXISTS normaliser (
-    id   INTEGER PRIMARY KEY CHECK (id = 1),
-    data BLOB NOT NULL,                -- Normaliser.to_bytes(): parameters + digest
-    crc  INTEGER NOT NULL
-);
-"""
-
-
-class IndexFileError(ValueError):
-    """An index file that is not ours, or is damaged. The file is left as it was."""
-
-
-@dataclass
-class ImageRow:
-    key: int
-    image_id: str
-    width: int
-    height: int
-    metadata: dict = field(default_factory=dict)
-    n_regions: int = 0
-
-
-@dataclass
-class RegionRow:
-    image_key: int
-    region: int
-    box: np.ndarray  # [x0, y0, x1, y1], x1/y1 exclusive
-    area: int
-    counts: np.ndarray  # uint32 RLE counts
 
 
 class SQLiteStore:

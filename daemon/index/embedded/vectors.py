@@ -23,7 +23,7 @@ import faiss
 import numpy as np
 
 from regiond.index.config import IndexConfig
-from regiond.index.embedded.store import IndexFileError
+from regiond.index.hits import IndexFileError
 from regiond.index.normalising.normaliser import IDENTITY, Normaliser, prepare
 from regiond.index.ranking import REGION_BITS
 

@@ -3,7 +3,8 @@ process), for collections past one machine and many daemons sharing one collecti
 
 Everything a search answers comes from Milvus: vectors, image ids, boxes, areas, masks (RLE),
 metadata (for filters too), counts; the daemon keeps nothing but a connection, so daemons
-behind one load balancer answer alike. Layout and locations: milvus_schema.py.
+behind one load balancer answer alike. Layout and locations: schema.py; creating and checking
+the collections: catalog.py.
 
 Durability: add() returns once Milvus has acknowledged the upsert of the image's rows (one
 call: the image row and every region row). A Milvus server acknowledges a write once it is in
@@ -18,8 +19,6 @@ collection); reads run in parallel.
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import threading
 import time
@@ -31,31 +30,26 @@ import numpy as np
 from regiond.core.errors import InputError
 from regiond.core.regionset import RegionSet
 from regiond.index.config import IndexConfig
-from regiond.index.embedded.store import IndexFileError
 from regiond.index.hits import ImageHit, RegionHit, SearchFilter
+from regiond.index.milvus.catalog import CONSISTENCY, check_meta, create_collections, read_meta, start_lite
 from regiond.index.milvus.schema import (
-    FORMAT,
     HIT_FIELDS,
     MAX_REGIONS,
     QUERY_PAGE,
     RAND_RANGE,
     MilvusLocation,
-    chunks,
     decode_rle,
     encode_rle,
     filter_expr,
     literal,
-    meta_schema,
     pk,
-    region_schema,
     vector_index,
 )
-from regiond.index.normalising.normaliser import IDENTITY, Normaliser
+from regiond.index.normalising.normaliser import Normaliser
 from regiond.index.searching import Ranked, Searching
 
 log = logging.getLogger(__name__)
 
-CONSISTENCY = "Session"  # a daemon reads its own writes; others' within Milvus's staleness bound
 COUNT_TTL = 1.0  # seconds the image/region counts are reused (own writes refresh them)
 #: Milvus Lite searches rows it has not flushed (its memtable, up to 128 MB) one by one, about
 #: 10x slower than its indexed segments: it is flushed every this many rows written
@@ -81,12 +75,17 @@ class MilvusIndex(Searching):
 
         self.location = MilvusLocation.parse(location)
         self._lite = None
-        uri = self.location.uri or self._start_lite()
+        uri = self.location.uri
+        if not uri:
+            self._lite, uri = start_lite(self.location)
         try:
             self.client = MilvusClient(uri=uri, db_name=self.location.db, timeout=60)
             self.name, self.meta_name = self.location.collection, self.location.collection + "_meta"
-            meta = self._read_meta() or self._create(dim, config, features, normaliser)
-            self._check(meta, dim, features)
+            lite = self._lite is not None
+            meta = read_meta(self.client, self.location) or create_collections(
+                self.client, self.location, dim, config, features, normaliser, lite
+            )
+            check_meta(self.location, meta, dim, features)
             self.dim = int(meta["dim"])
             self.features = meta["features"]
             self.config = IndexConfig.from_dict(meta["config"])
@@ -100,100 +99,6 @@ class MilvusIndex(Searching):
         self._counts: tuple[float, int, int] | None = None
         self._unflushed = 0
         self._closed = False
-
-    # --- opening ---------------------------------------------------------------------------
-
-    def _start_lite(self) -> str:
-        from milvus_lite import DataDirLockedError  # heavy: only with Milvus Lite
-        from milvus_lite.adapter.grpc.server import start_server_in_thread
-
-        try:
-            server, db, port = start_server_in_thread(self.location.lite_path, host="127.0.0.1", port=0)
-        except DataDirLockedError:
-            raise IndexFileError(
-                f"{self.location.lite_path} is open in another process (Milvus Lite's lock is held)"
-            ) from None
-        self._lite = (server, db)
-        return f"http://127.0.0.1:{port}"
-
-    def _read_meta(self) -> dict | None:
-        """The meta collection's records, None when there is no index yet."""
-        if not self.client.has_collection(self.meta_name):
-            return None
-        self.client.load_collection(self.meta_name)
-        rows = {
-            r["key"]: r["value"]
-            for r in self.client.query(
-                self.meta_name, filter='key != ""', limit=QUERY_PAGE, output_fields=["key", "value"]
-            )
-        }
-        if rows.get("format") != FORMAT or "complete" not in rows:
-            raise IndexFileError(
-                f"{self.location}: collection {self.meta_name} is not a complete regiond index "
-                f"(format {rows.get('format')!r}); left untouched"
-            )
-        data = "".join(rows[f"normaliser.{i}"] for i in range(int(rows["normaliser.parts"])))
-        raw = base64.b64decode(data)
-        if zlib.crc32(raw) != int(rows["normaliser.crc"]):
-            raise IndexFileError(f"{self.location}: the feature normaliser recorded in {self.meta_name} is damaged")
-        return {
-            "dim": int(rows["dim"]),
-            "features": rows["features"],
-            "config": json.loads(rows["config"]),
-            "normaliser": Normaliser.from_bytes(raw, where=f"{self.location} normaliser"),
-        }
-
-    def _create(self, dim, config, features, normaliser) -> dict:
-        if dim is None:
-            raise ValueError("a new index needs the feature dimension")
-        if dim > 4096:
-            raise ValueError(f"Milvus keeps raw features as arrays of at most 4096 numbers, not {dim}")
-        norm = (normaliser() if callable(normaliser) else normaliser) or IDENTITY
-        cfg = self.location.config(int(dim), config)
-        params, _ = vector_index(cfg, self._lite is not None)  # refuses what this Milvus cannot build
-        c = self.client
-        ip = c.prepare_index_params()
-        ip.add_index(field_name="vec", index_type="FLAT", metric_type="L2")
-        self._create_collection(self.meta_name, meta_schema(type(c)), ip, "Strong")
-        ip = c.prepare_index_params()
-        ip.add_index(field_name="vector", **params)
-        for field in ("image_id", "region", "rand"):
-            ip.add_index(field_name=field, index_type="INVERTED")
-        self._create_collection(self.name, region_schema(type(c), int(dim)), ip, CONSISTENCY)
-        data = norm.to_bytes()
-        parts = chunks(data)
-        rows = {
-            "format": FORMAT,
-            "dim": str(int(dim)),
-            "features": features or "",
-            "config": json.dumps(cfg.to_dict()),
-            "normaliser.parts": str(len(parts)),
-            "normaliser.crc": str(zlib.crc32(data)),
-            **{f"normaliser.{i}": t for i, t in enumerate(parts)},
-        }
-        rows["complete"] = "1"
-        c.upsert(self.meta_name, [{"key": k, "value": v, "vec": [0.0, 0.0]} for k, v in rows.items()])
-        c.flush(self.meta_name)
-        log.info("%s: new region index (%s, %d-d, %s)", self.location, cfg.kind, dim, params["index_type"])
-        return {"dim": int(dim), "features": features or "", "config": cfg.to_dict(), "normaliser": norm}
-
-    def _create_collection(self, name: str, schema, index_params, consistency: str) -> None:
-        # the indexes are built as segments fill: no need to wait (pymilvus polls every 0.5 s)
-        self.client.create_collection(name, schema=schema, consistency_level=consistency)
-        self.client.create_index(name, index_params, sync=False)
-        self.client.load_collection(name)
-
-    def _check(self, meta: dict, dim, features) -> None:
-        if features and meta["features"] and meta["features"] != features:
-            raise IndexFileError(
-                f"{self.location} holds {meta['features']} features but this extractor gives "
-                f"{features}; their scores do not compare: use another collection or the matching profile"
-            )
-        if dim is not None and int(dim) != meta["dim"]:
-            raise IndexFileError(
-                f"{self.location} holds {meta['dim']}-d features but the extractor gives {dim}-d; "
-                "use another collection or the matching profile"
-            )
 
     def normaliser_note(self) -> str:
         return self.normaliser.describe()

@@ -112,7 +112,7 @@ class Normaliser:
                 mean = z["mean"].astype(np.float32) if "mean" in z else None
                 transform = z["transform"].astype(np.float32) if "transform" in z else None
             n = cls(header["kind"], mean, transform, float(header["shrinkage"]), str(header["fitted_on"]))
-        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
+        except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
             raise ValueError(f"{where}: not a regiond feature normaliser ({e})") from None
         if n.digest != header.get("digest"):
             raise ValueError(

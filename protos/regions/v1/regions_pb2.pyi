@@ -23,6 +23,13 @@ class QueryMatch(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     QUERY_MATCH_POOLED: _ClassVar[QueryMatch]
     QUERY_MATCH_REGIONS: _ClassVar[QueryMatch]
+
+class DataOrigin(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DATA_ORIGIN_UNKNOWN: _ClassVar[DataOrigin]
+    DATA_ORIGIN_GENERATED: _ClassVar[DataOrigin]
+    DATA_ORIGIN_OWN: _ClassVar[DataOrigin]
+    DATA_ORIGIN_MIXED: _ClassVar[DataOrigin]
 FEATURES_NONE: FeatureEncoding
 FEATURES_FLOAT16: FeatureEncoding
 FEATURES_FLOAT32: FeatureEncoding
@@ -31,6 +38,10 @@ SOURCE_SAM: RegionSource
 SOURCE_SLIC: RegionSource
 QUERY_MATCH_POOLED: QueryMatch
 QUERY_MATCH_REGIONS: QueryMatch
+DATA_ORIGIN_UNKNOWN: DataOrigin
+DATA_ORIGIN_GENERATED: DataOrigin
+DATA_ORIGIN_OWN: DataOrigin
+DATA_ORIGIN_MIXED: DataOrigin
 
 class Image(_message.Message):
     __slots__ = ("data", "encoding", "width", "height")
@@ -101,18 +112,20 @@ class OutputOptions(_message.Message):
     def __init__(self, features: _Optional[_Union[FeatureEncoding, str]] = ..., omit_masks: _Optional[bool] = ...) -> None: ...
 
 class ExtractRequest(_message.Message):
-    __slots__ = ("image", "output", "depth", "intrinsics", "pose")
+    __slots__ = ("image", "output", "depth", "intrinsics", "pose", "skip_labels")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     DEPTH_FIELD_NUMBER: _ClassVar[int]
     INTRINSICS_FIELD_NUMBER: _ClassVar[int]
     POSE_FIELD_NUMBER: _ClassVar[int]
+    SKIP_LABELS_FIELD_NUMBER: _ClassVar[int]
     image: Image
     output: OutputOptions
     depth: Depth
     intrinsics: Intrinsics
     pose: Pose
-    def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., depth: _Optional[_Union[Depth, _Mapping]] = ..., intrinsics: _Optional[_Union[Intrinsics, _Mapping]] = ..., pose: _Optional[_Union[Pose, _Mapping]] = ...) -> None: ...
+    skip_labels: bool
+    def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., depth: _Optional[_Union[Depth, _Mapping]] = ..., intrinsics: _Optional[_Union[Intrinsics, _Mapping]] = ..., pose: _Optional[_Union[Pose, _Mapping]] = ..., skip_labels: _Optional[bool] = ...) -> None: ...
 
 class Mask(_message.Message):
     __slots__ = ("height", "width", "counts")
@@ -262,14 +275,18 @@ class ClassScore(_message.Message):
     def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
 
 class VideoOptions(_message.Message):
-    __slots__ = ("window_step", "window_span", "carry")
+    __slots__ = ("window_step", "window_span", "carry", "live", "window_seconds")
     WINDOW_STEP_FIELD_NUMBER: _ClassVar[int]
     WINDOW_SPAN_FIELD_NUMBER: _ClassVar[int]
     CARRY_FIELD_NUMBER: _ClassVar[int]
+    LIVE_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
     window_step: int
     window_span: int
     carry: CarryOptions
-    def __init__(self, window_step: _Optional[int] = ..., window_span: _Optional[int] = ..., carry: _Optional[_Union[CarryOptions, _Mapping]] = ...) -> None: ...
+    live: bool
+    window_seconds: float
+    def __init__(self, window_step: _Optional[int] = ..., window_span: _Optional[int] = ..., carry: _Optional[_Union[CarryOptions, _Mapping]] = ..., live: _Optional[bool] = ..., window_seconds: _Optional[float] = ...) -> None: ...
 
 class VideoFrame(_message.Message):
     __slots__ = ("image", "index", "time", "output", "options")
@@ -286,39 +303,46 @@ class VideoFrame(_message.Message):
     def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ..., index: _Optional[int] = ..., time: _Optional[float] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., options: _Optional[_Union[VideoOptions, _Mapping]] = ...) -> None: ...
 
 class ActivityWindow(_message.Message):
-    __slots__ = ("start_frame", "end_frame", "frame_indices", "scores")
+    __slots__ = ("start_frame", "end_frame", "frame_indices", "scores", "start_time", "end_time")
     START_FRAME_FIELD_NUMBER: _ClassVar[int]
     END_FRAME_FIELD_NUMBER: _ClassVar[int]
     FRAME_INDICES_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
     start_frame: int
     end_frame: int
     frame_indices: _containers.RepeatedScalarFieldContainer[int]
     scores: _containers.RepeatedCompositeFieldContainer[ClassScore]
-    def __init__(self, start_frame: _Optional[int] = ..., end_frame: _Optional[int] = ..., frame_indices: _Optional[_Iterable[int]] = ..., scores: _Optional[_Iterable[_Union[ClassScore, _Mapping]]] = ...) -> None: ...
+    start_time: float
+    end_time: float
+    def __init__(self, start_frame: _Optional[int] = ..., end_frame: _Optional[int] = ..., frame_indices: _Optional[_Iterable[int]] = ..., scores: _Optional[_Iterable[_Union[ClassScore, _Mapping]]] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ...) -> None: ...
 
 class VideoUpdate(_message.Message):
-    __slots__ = ("frame_index", "regions", "error", "windows", "server_seconds")
+    __slots__ = ("frame_index", "regions", "error", "windows", "server_seconds", "skipped")
     FRAME_INDEX_FIELD_NUMBER: _ClassVar[int]
     REGIONS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     WINDOWS_FIELD_NUMBER: _ClassVar[int]
     SERVER_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
     frame_index: int
     regions: RegionSet
     error: FrameError
     windows: _containers.RepeatedCompositeFieldContainer[ActivityWindow]
     server_seconds: float
-    def __init__(self, frame_index: _Optional[int] = ..., regions: _Optional[_Union[RegionSet, _Mapping]] = ..., error: _Optional[_Union[FrameError, _Mapping]] = ..., windows: _Optional[_Iterable[_Union[ActivityWindow, _Mapping]]] = ..., server_seconds: _Optional[float] = ...) -> None: ...
+    skipped: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, frame_index: _Optional[int] = ..., regions: _Optional[_Union[RegionSet, _Mapping]] = ..., error: _Optional[_Union[FrameError, _Mapping]] = ..., windows: _Optional[_Iterable[_Union[ActivityWindow, _Mapping]]] = ..., server_seconds: _Optional[float] = ..., skipped: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class SceneOptions(_message.Message):
-    __slots__ = ("scene_id", "voxel_size", "return_ply", "return_label_maps", "max_depth", "carry", "objects")
+    __slots__ = ("scene_id", "voxel_size", "return_ply", "return_label_maps", "max_depth", "carry", "live", "objects")
     SCENE_ID_FIELD_NUMBER: _ClassVar[int]
     VOXEL_SIZE_FIELD_NUMBER: _ClassVar[int]
     RETURN_PLY_FIELD_NUMBER: _ClassVar[int]
     RETURN_LABEL_MAPS_FIELD_NUMBER: _ClassVar[int]
     MAX_DEPTH_FIELD_NUMBER: _ClassVar[int]
     CARRY_FIELD_NUMBER: _ClassVar[int]
+    LIVE_FIELD_NUMBER: _ClassVar[int]
     OBJECTS_FIELD_NUMBER: _ClassVar[int]
     scene_id: str
     voxel_size: float
@@ -326,8 +350,9 @@ class SceneOptions(_message.Message):
     return_label_maps: bool
     max_depth: float
     carry: CarryOptions
+    live: bool
     objects: bool
-    def __init__(self, scene_id: _Optional[str] = ..., voxel_size: _Optional[float] = ..., return_ply: _Optional[bool] = ..., return_label_maps: _Optional[bool] = ..., max_depth: _Optional[float] = ..., carry: _Optional[_Union[CarryOptions, _Mapping]] = ..., objects: _Optional[bool] = ...) -> None: ...
+    def __init__(self, scene_id: _Optional[str] = ..., voxel_size: _Optional[float] = ..., return_ply: _Optional[bool] = ..., return_label_maps: _Optional[bool] = ..., max_depth: _Optional[float] = ..., carry: _Optional[_Union[CarryOptions, _Mapping]] = ..., live: _Optional[bool] = ..., objects: _Optional[bool] = ...) -> None: ...
 
 class SceneFrame(_message.Message):
     __slots__ = ("color", "depth", "intrinsics", "pose", "index", "time", "output", "options")
@@ -653,21 +678,49 @@ class ModelInfo(_message.Message):
     def __init__(self, role: _Optional[str] = ..., name: _Optional[str] = ..., feature_dim: _Optional[int] = ..., weights: _Optional[str] = ...) -> None: ...
 
 class HeadInfo(_message.Message):
-    __slots__ = ("kind", "name", "class_ids", "class_names", "window")
+    __slots__ = ("kind", "name", "class_ids", "class_names", "window", "trained_on")
     KIND_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     CLASS_IDS_FIELD_NUMBER: _ClassVar[int]
     CLASS_NAMES_FIELD_NUMBER: _ClassVar[int]
     WINDOW_FIELD_NUMBER: _ClassVar[int]
+    TRAINED_ON_FIELD_NUMBER: _ClassVar[int]
     kind: str
     name: str
     class_ids: _containers.RepeatedScalarFieldContainer[int]
     class_names: _containers.RepeatedScalarFieldContainer[str]
     window: int
-    def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., class_ids: _Optional[_Iterable[int]] = ..., class_names: _Optional[_Iterable[str]] = ..., window: _Optional[int] = ...) -> None: ...
+    trained_on: _containers.RepeatedCompositeFieldContainer[TrainedOn]
+    def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., class_ids: _Optional[_Iterable[int]] = ..., class_names: _Optional[_Iterable[str]] = ..., window: _Optional[int] = ..., trained_on: _Optional[_Iterable[_Union[TrainedOn, _Mapping]]] = ...) -> None: ...
+
+class TrainedOn(_message.Message):
+    __slots__ = ("head", "dataset", "origin", "items", "frames", "clips", "profile", "held_out_metric", "held_out_score", "held_out_on", "summary")
+    HEAD_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    CLIPS_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
+    HELD_OUT_METRIC_FIELD_NUMBER: _ClassVar[int]
+    HELD_OUT_SCORE_FIELD_NUMBER: _ClassVar[int]
+    HELD_OUT_ON_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    head: str
+    dataset: str
+    origin: DataOrigin
+    items: int
+    frames: int
+    clips: int
+    profile: str
+    held_out_metric: str
+    held_out_score: float
+    held_out_on: str
+    summary: str
+    def __init__(self, head: _Optional[str] = ..., dataset: _Optional[str] = ..., origin: _Optional[_Union[DataOrigin, str]] = ..., items: _Optional[int] = ..., frames: _Optional[int] = ..., clips: _Optional[int] = ..., profile: _Optional[str] = ..., held_out_metric: _Optional[str] = ..., held_out_score: _Optional[float] = ..., held_out_on: _Optional[str] = ..., summary: _Optional[str] = ...) -> None: ...
 
 class ServerInfo(_message.Message):
-    __slots__ = ("version", "profile", "profile_note", "models", "feature_dim", "heads", "max_message_bytes", "max_pixels", "queue_size", "index_images", "index_regions", "index_normaliser")
+    __slots__ = ("version", "profile", "profile_note", "models", "feature_dim", "heads", "max_message_bytes", "max_pixels", "queue_size", "index_images", "index_regions", "index_normaliser", "state", "state_detail", "workers", "max_streams")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PROFILE_FIELD_NUMBER: _ClassVar[int]
     PROFILE_NOTE_FIELD_NUMBER: _ClassVar[int]
@@ -680,6 +733,10 @@ class ServerInfo(_message.Message):
     INDEX_IMAGES_FIELD_NUMBER: _ClassVar[int]
     INDEX_REGIONS_FIELD_NUMBER: _ClassVar[int]
     INDEX_NORMALISER_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STATE_DETAIL_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    MAX_STREAMS_FIELD_NUMBER: _ClassVar[int]
     version: str
     profile: str
     profile_note: str
@@ -692,4 +749,8 @@ class ServerInfo(_message.Message):
     index_images: int
     index_regions: int
     index_normaliser: str
-    def __init__(self, version: _Optional[str] = ..., profile: _Optional[str] = ..., profile_note: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., feature_dim: _Optional[int] = ..., heads: _Optional[_Iterable[_Union[HeadInfo, _Mapping]]] = ..., max_message_bytes: _Optional[int] = ..., max_pixels: _Optional[int] = ..., queue_size: _Optional[int] = ..., index_images: _Optional[int] = ..., index_regions: _Optional[int] = ..., index_normaliser: _Optional[str] = ...) -> None: ...
+    state: str
+    state_detail: str
+    workers: int
+    max_streams: int
+    def __init__(self, version: _Optional[str] = ..., profile: _Optional[str] = ..., profile_note: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., feature_dim: _Optional[int] = ..., heads: _Optional[_Iterable[_Union[HeadInfo, _Mapping]]] = ..., max_message_bytes: _Optional[int] = ..., max_pixels: _Optional[int] = ..., queue_size: _Optional[int] = ..., index_images: _Optional[int] = ..., index_regions: _Optional[int] = ..., index_normaliser: _Optional[str] = ..., state: _Optional[str] = ..., state_detail: _Optional[str] = ..., workers: _Optional[int] = ..., max_streams: _Optional[int] = ...) -> None: ...

@@ -80,6 +80,10 @@ class RegionServiceServicer:
     def StreamVideo(self, request_iterator, context):
         """Video frames in, one VideoUpdate per frame out, in order. With an activity head loaded,
         the update of the frame that completes a window also carries that window's scores.
+        A live stream (VideoOptions.live) gets an update for every frame processed; the frames a
+        newer one overtook are listed in the next update's `skipped`.
+        RESOURCE_EXHAUSTED with trailing metadata `retry-after-ms` when the daemon already serves
+        its maximum of concurrent streams (StreamScene too).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,0 +1,41 @@
+"""`regiond serve` as a user starts it: what it prints while starting."""
+
+from __future__ import annotations
+
+import re
+import signal
+from collections import Counter
+
+from regiond.commands.serve import LISTENING_PREFIX, READY_PREFIX, spawn_daemon
+
+FAISS_LOADER = ("Loading faiss", "Could not load library", "Successfully loaded faiss")
+
+
+def test_serve_prints_each_startup_line_once_and_no_faiss_loader_line(tmp_path):
+    """No weights (an empty --weights folder): the fallback-to-lite line, the listening line,
+    the warm-up line and the ready line, each once and in that order; FAISS's loader (the
+    region index loads it) says nothing."""
+    (tmp_path / "weights").mkdir()
+    log = tmp_path / "serve.log"
+    proc, address = spawn_daemon(
+        ["--listen", "127.0.0.1:0", "--data-dir", tmp_path / "d", "--weights", tmp_path / "weights"], log
+    )
+    try:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = [line for line in log.read_text().splitlines() if line.strip()]
+    startup = lines[: next(i for i, line in enumerate(lines) if line.startswith(READY_PREFIX)) + 1]
+    assert not [line for line in lines if line.startswith(FAISS_LOADER) or "swigfaiss" in line], lines
+    repeated = {line: n for line, n in Counter(startup).items() if n > 1}
+    assert not repeated, f"printed more than once: {repeated}"
+    assert sum("using the 'lite' profile" in line for line in startup) == 1
+    described = f"{address} (profile lite, TLS off, token off)"
+    listening = [i for i, line in enumerate(startup) if line.startswith(LISTENING_PREFIX + described)]
+    warmed = [i for i, line in enumerate(startup) if re.match(r"start-up \[ *[\d.]+ s\] warmed up in", line)]
+    assert len(listening) == len(warmed) == 1 and listening[0] < warmed[0] < len(startup) - 1, startup
+    assert [line for line in lines if "serving" in line] == [startup[-1]]
+    assert re.fullmatch(re.escape(READY_PREFIX + described) + r"; started in [\d.]+ s", startup[-1])

@@ -1,0 +1,66 @@
+"""A frame back-projected once: the points the 3D statistics and the fusion share."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from regiond.core.frames import Frame
+from regiond.core.partition import Partition
+from regiond.geometry import VoxelFusion, backproject, frame_points, region_geometry
+
+
+def _frame(seven):
+    from regiond import scenes
+
+    return next(iter(scenes.open_source(str(seven))))
+
+
+def test_points_are_backprojects_valid_pixels(sevenscenes_dir):
+    f = _frame(sevenscenes_dir)
+    for pose in (None, f.pose):
+        want, valid = backproject(f.depth, f.camera, pose, max_depth=3.0)
+        got = frame_points(f.depth, f.camera, pose, max_depth=3.0)
+        assert np.array_equal(got.pixels, np.flatnonzero(valid)) and got.world == (pose is not None)
+        # camera coordinates exactly; the world move in float32 within a micrometre of float64's
+        np.testing.assert_allclose(got.points.T, want.reshape(-1, 3)[valid.ravel()], rtol=0, atol=1e-6)
+        for stride in (2, 3):
+            w2, v2 = backproject(f.depth, f.camera, pose, max_depth=3.0, stride=stride)
+            p2, at = got.strided(stride)
+            np.testing.assert_allclose(p2.T, w2.reshape(-1, 3)[v2.ravel()], rtol=0, atol=1e-6)
+            rows, cols = np.divmod(at, f.depth.shape[1])
+            assert not (rows % stride).any() and not (cols % stride).any()
+
+
+def test_statistics_points_in_region_order_fuse_as_the_frame_does(sevenscenes_dir):
+    f = _frame(sevenscenes_dir)
+    h, w = f.depth.shape
+    labels = (np.arange(h)[:, None] // 60 * 8 + np.arange(w)[None, :] // 80).astype(np.int32)  # 64 blocks
+    geo = region_geometry(Partition.from_labels(labels), f.depth, f.camera, f.pose)
+    pts = geo.points
+    assert pts.world and len(pts) == int(geo.point_count.sum())
+    assert np.all(np.diff(labels.ravel()[pts.pixels]) >= 0)  # region after region
+    shared, own = VoxelFusion(0.02), VoxelFusion(0.02)
+    shared.add_frame(Frame(rgb=f.rgb, depth=f.depth, camera=f.camera, pose=f.pose), stride=2, points=pts)
+    own.add_frame(Frame(rgb=f.rgb, depth=f.depth, camera=f.camera, pose=f.pose), stride=2)
+    a, b = shared.cloud(), own.cloud()
+    assert len(a) == len(b) and np.array_equal(a.colors, b.colors)
+    np.testing.assert_allclose(a.points, b.points, rtol=0, atol=1e-6)  # only the summation order differs
+
+
+def test_fusion_backprojects_itself_when_the_points_do_not_fit(sevenscenes_dir):
+    f = _frame(sevenscenes_dir)
+    camera_space = frame_points(f.depth, f.camera, None)
+    nearer = frame_points(f.depth, f.camera, f.pose, max_depth=1.0)
+    clouds = []
+    for points in (None, camera_space, nearer):
+        fusion = VoxelFusion(0.05)
+        fusion.add_frame(f, stride=2, points=points)
+        clouds.append(fusion.cloud())
+    assert all(np.array_equal(c.points, clouds[0].points) for c in clouds)
+
+
+def test_bad_stride(sevenscenes_dir):
+    f = _frame(sevenscenes_dir)
+    with pytest.raises(ValueError, match="stride"):
+        frame_points(f.depth, f.camera).strided(0)
