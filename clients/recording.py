@@ -190,10 +190,12 @@ class ScanRecording(Recording):
     def refined(self, idx: int, png: bytes) -> None:
         self.submit(self._labels, idx, png)
 
-    def cloud(self, ply: Path | None, label_names) -> None:
+    def cloud(self, ply: Path | None, label_names, objects=()) -> None:
         """The fused cloud from its PLY file (read from disk: plyfile parses a file at numpy speed,
-        bytes in memory a row at a time), and the camera path."""
+        bytes in memory a row at a time), the camera path, and the scene's objects when given."""
         self.submit(self._cloud, ply, list(label_names))
+        if objects:
+            self.objects(objects)
 
     def objects(self, objects) -> None:
         """The scene's objects (SceneSummary.objects): boxes, and the cloud's points by object."""

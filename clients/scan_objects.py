@@ -41,6 +41,15 @@ MAX_ID = 65535  # what a 16-bit id map holds
 FINAL_IDS = "final.json"
 
 
+def add_objects_arg(p) -> None:
+    p.add_argument(
+        "--objects",
+        action="store_true",
+        help="the scene's 3D objects (the daemon's object map): objects.json, crops, per-frame id maps, "
+        "ScanNet's instance layout, boxes in the Rerun recording, a table on the report",
+    )
+
+
 class ScanObjects:
     def __init__(self, out: Path, scene_id: str, writer: BackgroundWriter):
         self.out, self.scene_id, self.writer = out, scene_id, writer

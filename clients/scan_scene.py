@@ -18,10 +18,6 @@ synthetic:SEED. Writes into --out:
                                 overlays and label pictures, the confusion matrix (offline)
     --rerun FILE.rrd            a Rerun recording: frames, depth, cameras, regions, labels,
                                 points and the fused cloud in 3D (clients/recording.py)
-    --objects                   the scene's 3D objects: objects.json, a crop of each one's best
-                                view, per-frame object id maps, ScanNet's instance layout over
-                                scene.ply (which gets an instance property), boxes in the Rerun
-                                recording and a table on the report (clients/scan_objects.py)
 When the daemon labels the frames and the scene has ground truth (ScanNet label-filt/,
 synthetic rooms), the labels (the scene head's refined ones where given) are scored with
 ScanNet's 20-class protocol at 640×480 and the mIoU is printed.
@@ -59,7 +55,7 @@ from regiond.client.messages import frame_encoding
 from regiond.client.recording import ScanRecording, add_rerun_args
 from regiond.client.region_client import RegionClient
 from regiond.client.replies import SceneUpdate
-from regiond.client.scan_objects import ScanObjects, report_section
+from regiond.client.scan_objects import ScanObjects, add_objects_arg, report_section
 from regiond.client.scan_outputs import AUTO_OVERLAYS, UNKNOWN_LENGTH_STEP, ScanOutputs, overlay_step, parse_overlays
 from regiond.client.scan_progress import Progress, ProgressError
 from regiond.client.scan_report import DEMO_LABELS, labeller_heads, write_report
@@ -113,12 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="report and skip frames that cannot be read instead of ending the scan (default: strict)",
     )
-    p.add_argument(
-        "--objects",
-        action="store_true",
-        help="the scene's 3D objects (the daemon's object map): objects.json, crops, per-frame id maps, "
-        "ScanNet's instance layout",
-    )
+    add_objects_arg(p)
     add_rerun_args(p)
     return p
 
@@ -333,9 +324,7 @@ def finish_recording(scan: Scan, recording: ScanRecording) -> None:
     """The fused cloud and the camera path, then wait for the recording to be written."""
     s, ply = scan.summary, scan.outputs.out / "scene.ply"
     if s is not None:
-        recording.cloud(ply if s.ply else None, s.label_names)
-        if s.objects:
-            recording.objects(s.objects)
+        recording.cloud(ply if s.ply else None, s.label_names, s.objects)
     t0 = time.perf_counter()
     recording.close()
     where = recording.path or scan.args.rerun_connect
@@ -383,8 +372,7 @@ def write_outputs(scan: Scan, source, seconds: float, attempts: int, heads: list
     )
     found = scan.objects.finish(s, ply) if scan.objects is not None else None
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    sections = [report_section(out)] if found else []
-    page = write_report(out, summary, scan.outputs.scores.confusion(), scan.args.rerun, sections)
+    page = write_report(out, summary, scan.outputs.scores.confusion(), scan.args.rerun, [report_section(out)])
     print(
         f"{PROG}: {s.frames} frames ({s.frames_failed} rejected, {s.frames_without_pose} without pose), "
         f"{s.regions} regions, {s.fused_points} fused points in {seconds:.1f} s; outputs in {out} "
