@@ -74,18 +74,7 @@ class RegionSet:
             self.source = np.zeros(n, np.uint8)
         if self.scores is None:
             self.scores = np.full(n, np.nan, np.float32)
-        for name in (
-            "boxes",
-            "areas",
-            "source",
-            "scores",
-            "features",
-            "centroids",
-            "extents",
-            "valid_depth",
-            "point_count",
-            "labels",
-        ):
+        for name in self._ARRAYS:
             v = getattr(self, name)
             if v is not None and len(v) != n:
                 raise ValueError(f"RegionSet.{name} has {len(v)} rows for {n} regions")
