@@ -213,7 +213,13 @@ class VoxelFusion:
         lab = frame.labels if labels is None else labels
         if lab is not None and np.asarray(lab).shape != shape:
             raise InputError("labels", f"shape {np.asarray(lab).shape} does not match the depth {shape}")
-        if points is None or not points.world or points.max_depth != self.max_depth or points.shape != shape:
+        if (
+            points is None
+            or not points.world
+            or points.max_depth != self.max_depth
+            or points.shape != shape
+            or stride % points.stride
+        ):
             points = frame_points(frame.depth, frame.camera, pose, self.max_depth)
         pts, at = points.strided(stride)  # valid depth: finite points
         self._add(
