@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -138,27 +139,32 @@ def _linear_percentiles(
     return out
 
 
-def _sample_pixels(region_of: np.ndarray, valid: np.ndarray, n: int, shape, stride: int) -> np.ndarray:
+def _sample_pixels(region_of: np.ndarray, valid: np.ndarray, counts: np.ndarray, shape, stride: int) -> np.ndarray:
     """Flat indices (increasing) of the pixels the statistics read: every pixel (stride 1), or
     those on every stride-th row and column, with all the pixels of each region that has
-    fewer than MIN_SAMPLES valid ones there. region_of: each pixel's region (n: none)."""
+    fewer than MIN_SAMPLES valid ones there. region_of: each pixel's region (len(counts):
+    none); counts: each region's valid pixels."""
     if stride == 1:
         return np.arange(region_of.size)
-    h, w = shape
-    on = _grid(h, w, stride)
-    grid = np.flatnonzero(on)
+    on, grid = _grid(*shape, stride)
+    n = counts.size
     near = np.bincount(region_of[grid][valid[grid]], minlength=n + 1)[:n]
-    full = np.bincount(region_of[valid], minlength=n + 1)[:n]
-    few = np.append((near < MIN_SAMPLES) & (full > near), False)
+    few = np.append((near < MIN_SAMPLES) & (counts > near), False)
     if not few.any():
         return grid
     return np.flatnonzero(on | few[region_of])
 
 
-def _grid(h: int, w: int, stride: int) -> np.ndarray:
+@lru_cache(maxsize=8)
+def _grid(h: int, w: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """(H·W bool, its flat indices) of the pixels on every stride-th row and column (read-only:
+    a stream's frames share them)."""
     on = np.zeros((h, w), bool)
     on[::stride, ::stride] = True
-    return on.ravel()
+    on = on.ravel()
+    grid = np.flatnonzero(on)
+    on.flags.writeable = grid.flags.writeable = False
+    return on, grid
 
 
 def _mask_points(
@@ -171,7 +177,7 @@ def _mask_points(
     counts = has_depth.sum(axis=1)
     pixels = None
     if stride > 1:
-        on = _grid(*depth.shape, stride)
+        on = _grid(*depth.shape, stride)[0]
         near = has_depth[:, on].sum(axis=1)
         few = (near < MIN_SAMPLES) & (counts > near)
         pixels = np.flatnonzero(on | flat[few].any(axis=0) if few.any() else on)
@@ -196,7 +202,7 @@ def _partition_points(
     # each region's valid pixels: its area less its invalid ones (few; a bincount of them all is slower)
     invalid = np.flatnonzero(~valid & inside)
     counts = (areas - np.bincount(labels[invalid], minlength=n)).astype(np.int64)
-    pixels = _sample_pixels(lab, valid, n, depth.shape, stride)
+    pixels = _sample_pixels(lab, valid, counts, depth.shape, stride)
     sub = lab[pixels]
     order = np.argsort(sub.astype(np.int16) if n < 2**15 else sub, kind="stable")
     order = order[: int(np.count_nonzero(sub < n))]
