@@ -49,9 +49,7 @@ class FramePoints:
             raise InputError("stride", f"must be a positive multiple of {self.stride}, got {stride}")
         if stride == 1:
             return self.points, self.pixels
-        on = np.zeros(self.shape, bool)
-        on[::stride, ::stride] = True
-        keep = np.flatnonzero(on.ravel()[self.pixels])
+        keep = np.flatnonzero(stride_grid(*self.shape, stride)[0][self.pixels])
         return np.take(self.points, keep, axis=1), np.take(self.pixels, keep)
 
 
@@ -88,6 +86,18 @@ def frame_points(
             raise InputError("pose", "pose is marked invalid (-inf): no world coordinates")
         pts = _moved(pts, p)
     return FramePoints(pts, keep, (h, w), world, float(max_depth), 1 if pixels is None else stride)
+
+
+@lru_cache(maxsize=8)
+def stride_grid(h: int, w: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """(H·W bool, its flat indices) of the pixels on every stride-th row and column of an H×W
+    image (read-only: a stream's frames share them)."""
+    on = np.zeros((h, w), bool)
+    on[::stride, ::stride] = True
+    on = on.ravel()
+    grid = np.flatnonzero(on)
+    on.flags.writeable = grid.flags.writeable = False
+    return on, grid
 
 
 @lru_cache(maxsize=8)

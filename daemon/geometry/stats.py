@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
@@ -11,7 +10,7 @@ from regiond.core.errors import InputError
 from regiond.core.frames import Camera, check_pose
 from regiond.core.partition import Partition
 from regiond.geometry.backproject import DEFAULT_MAX_DEPTH, valid_depth
-from regiond.geometry.points import FramePoints, frame_points
+from regiond.geometry.points import FramePoints, frame_points, stride_grid
 
 EXTENT_PERCENTILES = (10.0, 90.0)  # robust extent: the span between these percentiles, per axis
 #: centroids and extents from the pixels on every 2nd row and column: a quarter of the points
@@ -145,7 +144,7 @@ def _sample_pixels(region_of: np.ndarray, valid: np.ndarray, counts: np.ndarray,
     MIN_SAMPLES there. region_of: each pixel's region (len(counts): none); counts: each
     region's valid pixels."""
     h, w = shape
-    on, grid = _grid(h, w, stride)
+    on, grid = stride_grid(h, w, stride)
     ok = valid.reshape(h, w)[::stride, ::stride].ravel()  # slices: faster than gathering the grid
     n = counts.size
     near = np.bincount(region_of.reshape(h, w)[::stride, ::stride].ravel()[ok], minlength=n + 1)[:n]
@@ -153,18 +152,6 @@ def _sample_pixels(region_of: np.ndarray, valid: np.ndarray, counts: np.ndarray,
     if not few.any():
         return grid[ok]
     return np.flatnonzero((on | few[region_of]) & valid)
-
-
-@lru_cache(maxsize=8)
-def _grid(h: int, w: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
-    """(H·W bool, its flat indices) of the pixels on every stride-th row and column (read-only:
-    a stream's frames share them)."""
-    on = np.zeros((h, w), bool)
-    on[::stride, ::stride] = True
-    on = on.ravel()
-    grid = np.flatnonzero(on)
-    on.flags.writeable = grid.flags.writeable = False
-    return on, grid
 
 
 def _mask_points(
@@ -177,7 +164,7 @@ def _mask_points(
     counts = has_depth.sum(axis=1)
     pixels = None
     if stride > 1:
-        on = _grid(*depth.shape, stride)[0]
+        on = stride_grid(*depth.shape, stride)[0]
         near = has_depth[:, on].sum(axis=1)
         few = (near < MIN_SAMPLES) & (counts > near)
         pixels = np.flatnonzero(on | flat[few].any(axis=0) if few.any() else on)
