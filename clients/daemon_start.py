@@ -54,6 +54,8 @@ def wait_until_serving(
             if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 raise DaemonNotServing(f"regiond at {server} went away before serving ({e.details()})") from None
             return  # UNIMPLEMENTED, UNAUTHENTICATED, ...: the real calls say what is wrong
+        if info.state == "serving":
+            return  # it started between the two calls
         if info.state != "starting":
             raise DaemonNotServing(f"regiond at {server} is not serving ({info.state or 'shutting down'})")
         if report is not None and (reported is None or time.monotonic() - reported >= REPORT_SECONDS):

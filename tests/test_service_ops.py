@@ -253,17 +253,20 @@ def test_message_size_limits(tmp_path):
         with pytest.raises(grpc.RpcError) as e:
             stub.ExtractRegions(pb.ExtractRequest(image=big))
         assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        depth = rng.integers(800, 6000, (480, 640)).astype("<u2")  # scattered: ~one point per voxel
         flat = np.zeros((480, 640, 3), np.uint8)
         flat[:, 320:] = (200, 30, 30)  # compresses to almost nothing: the depth is what's big
-        frame = pb.SceneFrame(
-            color=image_pb(flat),
-            depth=pb.Depth(data=depth.tobytes(), width=640, height=480),
-            intrinsics=pb.Intrinsics(fx=500, fy=500, cx=319.5, cy=239.5),
-            pose=pb.Pose(matrix=np.eye(4).ravel().tolist()),
-            options=pb.SceneOptions(return_ply=True, voxel_size=0.02),
-        )
-        ups = list(stub.StreamScene(iter([frame])))
+        frames = [
+            pb.SceneFrame(
+                color=image_pb(flat),
+                # scattered: ~one point per voxel, and the frames' points seldom share one
+                depth=pb.Depth(data=rng.integers(800, 6000, (480, 640)).astype("<u2").tobytes(), width=640, height=480),
+                intrinsics=pb.Intrinsics(fx=500, fy=500, cx=319.5, cy=239.5),
+                pose=pb.Pose(matrix=np.eye(4).ravel().tolist()),
+                options=pb.SceneOptions(return_ply=True, voxel_size=0.02) if i == 0 else None,
+            )
+            for i in range(4)
+        ]
+        ups = list(stub.StreamScene(iter(frames)))
         s = ups[-1].summary
         ch.close()
     assert s.fused_points > 60_000  # the cloud at the requested voxel

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from support_service import free_port, image_pb, sample_image, wait_serving, write_video
@@ -197,7 +198,13 @@ def test_a_damaged_cache_file_is_fitted_again(first_start, tmp_path):
     log = serve_and_stop(Daemon(tmp_path, tmp_path / "cache", "damaged"))
     assert "the cached normaliser is unusable, fitting it again" in log and str(fitted) in log
     assert f"{FIT_STEP}: 400/400" in log and READY_PREFIX in log
-    assert Normaliser.from_bytes(fitted.read_bytes()).digest == Normaliser.from_bytes(good).digest  # rewritten
+    # rewritten: the same fit (to float rounding: the backbone's threads may sum in another
+    # order on a busy machine; a whitening's columns may flip sign, W·Wᵀ may not)
+    again, first = Normaliser.from_bytes(fitted.read_bytes()), Normaliser.from_bytes(good)
+    assert again.kind == first.kind == "whiten" and again.fitted_on == first.fitted_on
+    np.testing.assert_allclose(again.mean, first.mean, rtol=1e-3, atol=1e-5)
+    w, w0 = again.transform.astype(np.float64), first.transform.astype(np.float64)
+    np.testing.assert_allclose(w @ w.T, w0 @ w0.T, rtol=1e-2, atol=1e-3 * np.abs(w0 @ w0.T).max())
 
 
 def test_sigterm_while_fitting_stops_promptly_and_cleanly(tmp_path):
