@@ -50,23 +50,26 @@ REPO = Path(__file__).resolve().parents[1]
 LITE, TRUTH = "lite", "ground-truth masker"
 
 
-def rooms(seeds, frames: int, cache: Path, width: int = 640, height: int = 480):
-    """Per seed, the room's frames (rendered once into cache/<seed>-<frames>-<w>x<h>.npz)."""
+def rooms(seeds, frames: int, cache: Path, sensor: str = "kinect", width: int = 640, height: int = 480):
+    """Per seed, the room's frames through `sensor` (rendered once into
+    cache/<seed>-<frames>-<w>x<h>-<sensor>.npz)."""
     from regiond.core.frames import Frame
     from regiond.scenes.synthetic import SyntheticScene
 
     cache.mkdir(parents=True, exist_ok=True)
     for seed in seeds:
-        scene = SyntheticScene(seed, frames, width, height)
-        path = cache / f"{seed}-{frames}-{width}x{height}.npz"
+        scene = SyntheticScene(seed, frames, width, height, sensor=sensor)
+        path = cache / f"{seed}-{frames}-{width}x{height}-{sensor}.npz"
         if not path.is_file():
             t0 = time.perf_counter()
             fs = [scene.frame(k) for k in range(frames)]
             arrays = {k: np.stack([getattr(f, k) for f in fs]) for k in ("rgb", "depth", "labels", "pose")}
-            np.savez(path, instances=np.stack([f.meta["instances"] for f in fs]), **arrays)
+            arrays |= {k: np.stack([f.meta[k] for f in fs]) for k in ("instances", "depth_instances") if k in fs[0].meta}
+            np.savez(path, **arrays)
             print(f"bench/objects: rendered room {seed} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         with np.load(path) as z:
             a = {k: z[k] for k in z.files}  # each read of an npz member reads it all: once
+        maps = [k for k in ("instances", "depth_instances") if k in a]
         yield (
             seed,
             [
@@ -77,7 +80,7 @@ def rooms(seeds, frames: int, cache: Path, width: int = 640, height: int = 480):
                     pose=a["pose"][k],
                     index=k,
                     labels=a["labels"][k],
-                    meta={"instances": a["instances"][k], "source": f"synthetic:{seed}"},
+                    meta={"source": f"synthetic:{seed}"} | {m: a[m][k] for m in maps},
                 )
                 for k in range(frames)
             ],
@@ -250,6 +253,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", default="11,12,13", help="generated rooms (held out; default 11,12,13)")
     p.add_argument("--frames", type=int, default=50, help="frames a room (one loop; default 50)")
     p.add_argument("--cache", type=Path, default=REPO / "out" / "bench-objects", help="rendered rooms")
+    p.add_argument("--clean", action="store_true", help="perfect rooms: no sensor model (depth, poses, registration)")
     p.add_argument("--ablate", action="store_true", help="also the object map's design choices one at a time")
     p.add_argument("--scan-frames", type=int, default=100, help="frames of the scan throughput runs (0: skip)")
     p.add_argument("--memory", type=int, default=0, metavar="N", help="also a N-frame memory run (e.g. 1500)")
@@ -262,11 +266,12 @@ def main(argv=None) -> int:
     from regiond.objects import ObjectConfig
 
     seeds = [int(s) for s in args.seeds.split(",")]
+    sensor = "clean" if args.clean else "kinect"
     if args.memory_only:
         memory(seeds[0], args.memory or 1500, args.memory_loop)
         return 0
     data, lite_seconds = [], []
-    for _seed, frames in rooms(seeds, args.frames, args.cache):
+    for _seed, frames in rooms(seeds, args.frames, args.cache, sensor):
         regions = {}
         for masker in (LITE, TRUTH):
             regions[masker], seconds = extract(frames, masker)
@@ -300,7 +305,7 @@ def main(argv=None) -> int:
         f"scan with objects / without = {ratio:.2f}"
     )
     print(
-        f"# {len(seeds)} rooms (seeds {args.seeds}), {args.frames} frames each at 640×480; lite extraction "
+        f"# {len(seeds)} rooms (seeds {args.seeds}), {args.frames} frames each at 640×480, sensor {sensor}; lite extraction "
         f"{1000 * extraction:.1f} ms a frame (median); {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
     )
     if args.ablate:
