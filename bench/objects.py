@@ -64,7 +64,9 @@ def rooms(seeds, frames: int, cache: Path, sensor: str = "kinect", width: int = 
             t0 = time.perf_counter()
             fs = [scene.frame(k) for k in range(frames)]
             arrays = {k: np.stack([getattr(f, k) for f in fs]) for k in ("rgb", "depth", "labels", "pose")}
-            arrays |= {k: np.stack([f.meta[k] for f in fs]) for k in ("instances", "depth_instances") if k in fs[0].meta}
+            arrays |= {
+                k: np.stack([f.meta[k] for f in fs]) for k in ("instances", "depth_instances") if k in fs[0].meta
+            }
             np.savez(path, **arrays)
             print(f"bench/objects: rendered room {seed} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         with np.load(path) as z:

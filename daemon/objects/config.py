@@ -23,6 +23,13 @@ class ObjectConfig:
     merge         a segment holding at least this share of the visible voxels of two objects
                   (each also at least `merge_part` of the segment) merges them
     merge_part    see merge
+    merge_similar a segment holding at least `bridge` of its voxels in each of two objects whose
+                  mean features have at least this cosine similarity merges them (> 1: never)
+    bridge        see merge_similar
+    bridge_voxels ... and at least this many voxels in each
+    edge          points at a depth edge (a neighbouring pixel over this share nearer or
+                  farther) are left out: a depth camera's flying pixels and misregistered
+                  edges (0: keep them)
     min_voxels    segments with fewer voxels neither join nor start objects (noise, slivers)
     depth_gap     a region's points split into segments where their depth jumps by more than
                   this share of the depth (a superpixel straddling a chair and the wall
@@ -45,6 +52,10 @@ class ObjectConfig:
     similar: float = 0.85
     merge: float = 0.6
     merge_part: float = 0.2
+    merge_similar: float = 0.95
+    bridge: float = 0.2
+    bridge_voxels: int = 6
+    edge: float = 0.0
     min_voxels: int = 3
     depth_gap: float = 0.08
     min_frames: int = 2
