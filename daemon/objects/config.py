@@ -34,6 +34,8 @@ class ObjectConfig:
     depth_gap     a region's points split into segments where their depth jumps by more than
                   this share of the depth (a superpixel straddling a chair and the wall
                   behind it is two segments); 0: no split
+    plane_gap     at the end, touching objects that are pieces of one plane (within this many
+                  metres of it; a wall, the floor) merge (planes.py); 0: never
     min_frames    at the end, objects seen in fewer frames are dropped
     min_points    ... and objects holding fewer points of the fused cloud
     min_seen      at the end, voxels fewer frames put points in belong to no object (one frame
@@ -58,6 +60,7 @@ class ObjectConfig:
     edge: float = 0.0
     min_voxels: int = 3
     depth_gap: float = 0.08
+    plane_gap: float = 0.03
     min_frames: int = 2
     min_points: int = 100
     min_seen: int = 2

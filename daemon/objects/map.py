@@ -97,9 +97,10 @@ class ObjectMap:
         known = slots >= 0
         fobj = np.zeros(len(fkeys), np.int64)
         fobj[known] = self.objects.root(self.voxels.owner[slots[known]])
-        why = self._pose(float((fobj > 0).mean()), frame.pose) if self._pose is not None else None
-        if why:
-            return why
+        if self._pose is not None:
+            why = self._pose(float((fobj > 0).mean()), frame.pose, frame.depth, frame.camera, points)
+            if why:
+                return why
 
         # segments: each region's points, split where the depth jumps
         inside = owner >= 0
