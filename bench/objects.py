@@ -189,7 +189,8 @@ def variants() -> dict:
 
     d = ObjectConfig()
     return {
-        "default (voxel 6 cm, stride 6, assign 0.5, similar 0.85, feature merge 0.95, depth gap 8 %)": d,
+        "default (voxel 6 cm, stride 6, assign 0.5, similar 0.85, feature merge 0.95, depth gap 8 %, planes 3 cm)": d,
+        "no plane merge (plane_gap 0)": replace(d, plane_gap=0.0),
         "no feature merge (merge_similar > 1)": replace(d, merge_similar=2.0),
         "feature merge 0.9": replace(d, merge_similar=0.9),
         "feature merge from slivers (bridge_voxels 1)": replace(d, bridge_voxels=1),
