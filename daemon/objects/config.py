@@ -41,9 +41,10 @@ class ObjectConfig:
     min_seen      at the end, voxels fewer frames put points in belong to no object (one frame
                   with a wrong pose cannot add surface to an object)
     check_pose    leave out frames whose points land on the map far less than the frames
-                  before them did (a wrong pose would smear objects across the room)
-    associate     False: every segment of a keyframe starts an object, nothing merges (the
-                  benchmark's floor, "no association")"""
+                  before them did, or whose depth sees through the last frame's surfaces (a
+                  wrong pose would smear objects across the room; pose_check.py)
+    associate     False: every segment of a keyframe starts an object, nothing merges, not
+                  even planes (the benchmark's floor, "no association")"""
 
     voxel: float = 0.06
     stride: int = 6

@@ -24,7 +24,7 @@ _NEIGHBOURS = np.eye(3)  # one way: each touching pair once (two voxels apart: a
 def merge_planes(omap) -> int:
     """Merge the map's touching coplanar pieces; returns how many merges it made."""
     c, v, table = omap.config, omap.voxels, omap.objects
-    if c.plane_gap <= 0 or not len(v):
+    if c.plane_gap <= 0 or not c.associate or not len(v):
         return 0
     n = len(v)
     slots = np.flatnonzero((v.seen[:n] >= c.min_seen) & (v.owner[:n] > 0))
