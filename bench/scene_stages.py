@@ -9,7 +9,7 @@ Frames: a synthetic room (scenes' synthetic:SEED) rendered once into a ScanNet-s
 (about 0.5 s a frame; --scene DIR keeps it for the next run), read back as scan_scene reads
 it (JPEG colour, mm depth). Stages, as daemon/service/scene_stream.py runs them: extraction with the
 lite profile (its 3D statistics also timed alone), per-frame labels of the bundled heads,
-the label PNG, the region message, voxel fusion (stride 2), and at the scene's end the scene
+the label PNG, the region message, voxel fusion (every 4th pixel), and at the scene's end the scene
 transformer's refinement, its PNGs, the fused cloud and its PLY. Prints CPU ms per frame
 (process time of this one process, best of --rounds).
 """

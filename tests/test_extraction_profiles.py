@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,6 @@ from regiond.core.errors import MissingWeightsError
 from regiond.core.regionset import SOURCE_SAM, SOURCE_SLIC
 from regiond.extraction.profiles import (
     CHECKPOINTS,
-    DEFAULT_WEIGHTS_DIR,
     PROFILES,
     WEIGHTS_ENV,
     build_extractor,
@@ -48,7 +49,10 @@ def test_profiles_are_what_design_says():
 
 def test_weights_dir_argument_then_env_then_default(tmp_path, monkeypatch):
     monkeypatch.delenv(WEIGHTS_ENV, raising=False)
-    assert resolve_weights_dir() == DEFAULT_WEIGHTS_DIR
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert resolve_weights_dir() == Path.home() / ".cache" / "regiond" / "weights"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert resolve_weights_dir() == tmp_path / "xdg" / "regiond" / "weights"  # the user's cache, as the memo's
     monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path / "env"))
     assert resolve_weights_dir() == tmp_path / "env"
     assert resolve_weights_dir(tmp_path / "arg") == tmp_path / "arg"

@@ -116,7 +116,9 @@ def test_grouping_is_numpys_unique():
     assert np.array_equal(uniq, want) and np.array_equal(inv, want_inv)
 
 
-def test_labels_do_not_depend_on_when_parts_merge():
+def test_labels_do_not_depend_on_when_parts_merge(monkeypatch):
+    import regiond.geometry.fusion as fusion_module
+
     rng = np.random.default_rng(4)
     batches = [
         (rng.uniform(-1, 1, (3000, 3)), rng.integers(0, 255, (3000, 3), dtype=np.uint8), rng.integers(0, 6, 3000))
@@ -127,9 +129,17 @@ def test_labels_do_not_depend_on_when_parts_merge():
         once.add_points(pts, cols, labels)
         often.add_points(pts, cols, labels)
         often._merge()
-    a, b = once.cloud(), often.cloud()
+    # the recent parts merged every few batches, and everything whenever they outgrow the first part
+    monkeypatch.setattr(fusion_module, "_RECENT_ROWS", 3000)
+    monkeypatch.setattr(fusion_module, "_FULL_MERGE_ROWS", 1000)
+    tiered = VoxelFusion(0.1)
+    for pts, cols, labels in batches:
+        tiered.add_points(pts, cols, labels)
+    assert 1 < len(tiered._parts) < len(batches)  # some merged, not all
+    a, b, c = once.cloud(), often.cloud(), tiered.cloud()
     for field in ("points", "colors", "labels"):
         assert np.array_equal(getattr(a, field), getattr(b, field)), field
+        assert np.array_equal(getattr(a, field), getattr(c, field)), field
     # the majority label of each voxel, counted directly
     keys = np.concatenate([np.floor(p / 0.1).astype(np.int64) for p, _, _ in batches])
     labels = np.concatenate([lab for _, _, lab in batches])

@@ -7,7 +7,8 @@ import pytest
 
 from regiond.core.frames import Frame
 from regiond.core.partition import Partition
-from regiond.geometry import VoxelFusion, backproject, frame_points, region_geometry
+from regiond.geometry import VoxelFusion, backproject, frame_points, region_geometry, valid_depth
+from regiond.geometry.stats import SAMPLE_STRIDE
 
 
 def _frame(seven):
@@ -36,16 +37,29 @@ def test_statistics_points_in_region_order_fuse_as_the_frame_does(sevenscenes_di
     f = _frame(sevenscenes_dir)
     h, w = f.depth.shape
     labels = (np.arange(h)[:, None] // 60 * 8 + np.arange(w)[None, :] // 80).astype(np.int32)  # 64 blocks
-    geo = region_geometry(Partition.from_labels(labels), f.depth, f.camera, f.pose)
+    frame = Frame(rgb=f.rgb, depth=f.depth, camera=f.camera, pose=f.pose)
+    every = region_geometry(Partition.from_labels(labels), f.depth, f.camera, f.pose, stride=1).points
+    assert every.stride == 1 and len(every) == int(valid_depth(f.depth).sum())
+    geo = region_geometry(Partition.from_labels(labels), f.depth, f.camera, f.pose)  # sampled: every 2nd pixel
     pts = geo.points
-    assert pts.world and len(pts) == int(geo.point_count.sum())
+    assert pts.world and pts.stride == SAMPLE_STRIDE == 2
     assert np.all(np.diff(labels.ravel()[pts.pixels]) >= 0)  # region after region
+    grid = np.zeros((h, w), bool)
+    grid[::2, ::2] = True
+    assert np.array_equal(np.sort(pts.pixels), np.flatnonzero(grid & valid_depth(f.depth)))  # no small region here
+    for stride in (2, 4):  # the fusion's strides read the shared points as they would their own
+        shared, own = VoxelFusion(0.02), VoxelFusion(0.02)
+        shared.add_frame(frame, stride=stride, points=pts)
+        own.add_frame(frame, stride=stride)
+        a, b = shared.cloud(), own.cloud()
+        assert len(a) == len(b) and np.array_equal(a.colors, b.colors)
+        np.testing.assert_allclose(a.points, b.points, rtol=0, atol=1e-6)  # only the summation order differs
+    with pytest.raises(ValueError, match="multiple of 2"):
+        pts.strided(3)  # a sample of every 2nd pixel has no other grid in full
     shared, own = VoxelFusion(0.02), VoxelFusion(0.02)
-    shared.add_frame(Frame(rgb=f.rgb, depth=f.depth, camera=f.camera, pose=f.pose), stride=2, points=pts)
-    own.add_frame(Frame(rgb=f.rgb, depth=f.depth, camera=f.camera, pose=f.pose), stride=2)
-    a, b = shared.cloud(), own.cloud()
-    assert len(a) == len(b) and np.array_equal(a.colors, b.colors)
-    np.testing.assert_allclose(a.points, b.points, rtol=0, atol=1e-6)  # only the summation order differs
+    shared.add_frame(frame, stride=1, points=pts)  # every pixel wanted: the fusion back-projects itself
+    own.add_frame(frame, stride=1)
+    assert len(shared.cloud()) == len(own.cloud())
 
 
 def test_fusion_backprojects_itself_when_the_points_do_not_fit(sevenscenes_dir):

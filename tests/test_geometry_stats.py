@@ -25,7 +25,7 @@ def test_centroid_extent_fraction_and_count():
     # region 2 empty
     pose = np.eye(4)
     pose[:3, 3] = [1.0, -2.0, 0.5]
-    g = region_geometry(masks, depth, CAM, pose)
+    g = region_geometry(masks, depth, CAM, pose, stride=1)  # every pixel
     pts, valid = backproject(depth, CAM, pose)
     sel = masks[1] & valid
     np.testing.assert_allclose(g.centroids[1], pts[sel].mean(axis=0), atol=1e-5)
@@ -141,3 +141,46 @@ def test_partition_and_masks_give_the_same_statistics():
     for f in ("centroids", "extents", "valid_fraction", "point_count"):
         assert np.array_equal(getattr(a, f), getattr(b, f), equal_nan=True), f
     assert np.isnan(a.centroids[6]).all() and a.point_count[6] == 0
+
+
+def test_sampled_statistics_read_every_other_pixel_and_small_regions_whole(sevenscenes_dir):
+    """The default statistics are those of the valid pixels on every 2nd row and column (a
+    region with fewer than MIN_SAMPLES there: all of its pixels); counts and fractions count
+    every pixel; on a real frame the centroids stay within millimetres of every pixel's
+    (blocks across depth edges: within 2 cm)."""
+    from regiond import scenes
+    from regiond.core.partition import Partition
+    from regiond.geometry.stats import MIN_SAMPLES
+
+    f = next(iter(scenes.open_source(str(sevenscenes_dir))))
+    h, w = f.depth.shape
+    labels = (np.arange(h)[:, None] // 60 * 8 + np.arange(w)[None, :] // 80).astype(np.int32)  # 64 blocks
+    labels[100:103, 100:104] = 64  # 12 pixels: 4 on the grid, fewer than MIN_SAMPLES
+    part = Partition.from_labels(labels)
+    every = region_geometry(part, f.depth, f.camera, f.pose, stride=1)
+    sampled = region_geometry(part, f.depth, f.camera, f.pose)
+    assert np.array_equal(every.point_count, sampled.point_count)
+    assert np.array_equal(every.valid_fraction, sampled.valid_fraction)
+    pts, valid = backproject(f.depth, f.camera, f.pose)
+    grid = np.zeros((h, w), bool)
+    grid[::2, ::2] = True
+    for r in (0, 27, 64):
+        on = (labels == r) & valid
+        if r != 64:
+            assert on[grid].sum() >= MIN_SAMPLES
+            on &= grid
+        sel = pts[on].astype(np.float64)
+        np.testing.assert_allclose(sampled.centroids[r], sel.mean(axis=0), atol=1e-5)
+        want = np.percentile(sel, 90, axis=0) - np.percentile(sel, 10, axis=0)
+        np.testing.assert_allclose(sampled.extents[r], want, atol=1e-5)
+    assert np.array_equal(sampled.centroids[64], every.centroids[64])  # the small region whole
+    moved = np.linalg.norm(sampled.centroids - every.centroids, axis=1)
+    assert np.nanmedian(moved) < 0.005 and np.nanmax(moved) < 0.02  # metres: below the sensor's noise
+    b = region_geometry(part.masks(), f.depth, f.camera, f.pose)  # the mask path samples alike
+    np.testing.assert_allclose(b.centroids, sampled.centroids, atol=1e-6)
+    np.testing.assert_allclose(b.extents, sampled.extents, atol=1e-6)
+
+
+def test_bad_sample_stride():
+    with pytest.raises(InputError, match="stride"):
+        region_geometry(np.ones((1, 16, 20), bool), _plane(), CAM, np.eye(4), stride=0)

@@ -61,6 +61,10 @@ def test_pixel_rule_equals_the_dense_computation(overlap):
     got = pixel_labels(regions, probs, ids)
     assert np.array_equal(got, reference_pixel_labels(regions, probs, ids))
     assert (got[:3] == UNLABELLED).all() != overlap
+    small = pixel_labels(regions, probs, ids, dtype=np.uint8)  # painted in 8 bits for a PNG
+    assert small.dtype == np.uint8 and small.flags.c_contiguous and np.array_equal(small, got)
+    with pytest.raises(ValueError, match="do not fit uint8"):
+        pixel_labels(regions, probs, [3, 1, 22, 7, 9, 300], dtype=np.uint8)
 
 
 def test_pixel_rule_overlap_can_flip_to_the_other_class():

@@ -2,7 +2,7 @@
 
 A profile names a mask generator, a backbone and a cap on the image's long side. Weights are
 local files (never downloaded) found in one directory: `--weights DIR`, else the environment
-variable REGIOND_WEIGHTS, else DEFAULT_WEIGHTS_DIR. Files keep their official names.
+variable REGIOND_WEIGHTS, else default_weights_dir(). Files keep their official names.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from pathlib import Path
 from regiond.core.errors import MissingWeightsError
 from regiond.extraction.cache import versions
 from regiond.extraction.extractor import Extractor
+from regiond.extraction.fingerprint import user_cache_dir
 from regiond.features import BACKBONES, build_backbone
 from regiond.masks import MaskerSpec, build_masker
 
 WEIGHTS_ENV = "REGIOND_WEIGHTS"
-DEFAULT_WEIGHTS_DIR = Path.home() / ".cache" / "regiond" / "weights"
 
 
 # --- checkpoints ------------------------------------------------------------------------
@@ -88,12 +88,17 @@ CHECKPOINTS: dict[str, Checkpoint] = {
 }
 
 
+def default_weights_dir() -> Path:
+    """weights/ in the user's cache: $XDG_CACHE_HOME/regiond/weights, else ~/.cache/regiond/weights."""
+    return user_cache_dir() / "weights"
+
+
 def resolve_weights_dir(path: str | Path | None = None) -> Path:
-    """The weights directory: the argument, else $REGIOND_WEIGHTS, else DEFAULT_WEIGHTS_DIR."""
+    """The weights directory: the argument, else $REGIOND_WEIGHTS, else default_weights_dir()."""
     if path is not None:
         return Path(path).expanduser()
     env = os.environ.get(WEIGHTS_ENV)
-    return Path(env).expanduser() if env else DEFAULT_WEIGHTS_DIR
+    return Path(env).expanduser() if env else default_weights_dir()
 
 
 def find_weights(path: str | Path | None = None) -> dict[str, Path]:
@@ -220,7 +225,7 @@ def resolve_profile(name: str = "auto", path: str | Path | None = None, announce
         raise MissingWeightsError(
             f"profile '{p.name}' needs weights that are not there: "
             + ", ".join(str(m) for m in missing)
-            + f" (weights dir from --weights, ${WEIGHTS_ENV}, or {DEFAULT_WEIGHTS_DIR}; "
+            + f" (weights dir from --weights, ${WEIGHTS_ENV}, or {default_weights_dir()}; "
             f"see `regiond models`)"
         )
     return p

@@ -9,20 +9,24 @@ least twice the range) down to `min_period` (fine detail).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from regiond.core.errors import InputError
 
 
+@lru_cache(maxsize=64)
 def fourier_periods(num_bands: int, min_period: float, max_period: float) -> np.ndarray:
-    """The `num_bands` periods, from max_period down to min_period (geometric spacing)."""
+    """The `num_bands` periods, from max_period down to min_period (geometric spacing; read-only:
+    computed once for each setting, every region token's embedding asks for them)."""
     if num_bands < 1:
         raise InputError("num_bands", f"must be at least 1, got {num_bands}")
     if not (0 < min_period <= max_period) or not np.isfinite(max_period):
         raise InputError("period", f"need 0 < min_period <= max_period, got {min_period}, {max_period}")
-    if num_bands == 1:
-        return np.array([max_period], np.float64)
-    return np.geomspace(max_period, min_period, num_bands)
+    periods = np.array([max_period], np.float64) if num_bands == 1 else np.geomspace(max_period, min_period, num_bands)
+    periods.flags.writeable = False
+    return periods
 
 
 def fourier_features(

@@ -18,6 +18,12 @@ from regiond.geometry.points import FramePoints, frame_points
 _BITS = 20  # bits per axis in a voxel key: ±2^19 voxels around the origin
 _OFFSET = 1 << (_BITS - 1)
 _MASK = (1 << _BITS) - 1
+# Merging: the parts of the last frames merge into one when they pass _RECENT_ROWS rows
+# (consecutive frames see mostly the same voxels: a few times fewer rows), and everything into
+# one part when the parts after the first outgrow it (or _FULL_MERGE_ROWS): memory stays a
+# small multiple of the cloud's, and the whole cloud is re-sorted rarely.
+_RECENT_ROWS = 1 << 17
+_FULL_MERGE_ROWS = 1 << 18
 
 
 def _voxel_index(points: np.ndarray, voxel: float) -> np.ndarray:
@@ -146,11 +152,13 @@ class VoxelFusion:
             raise InputError("voxel", f"must be a positive number of metres, got {voxel}")
         self.voxel = float(voxel)
         self.max_depth = float(max_depth)
-        # (keys, sum_xyz, sum_rgb, count, labels): sorted unique voxel keys and their sums;
-        # labels None or (voxel as index into keys, label, count) sorted by voxel then label
+        # (keys, sum_xyz, sum_rgb, count, labels): sorted unique voxel keys and their sums
+        # (3×n each, coordinate-major: the merge reads each coordinate contiguously); labels
+        # None or (voxel as index into keys, label, count) sorted by voxel then label
         self._parts: list[tuple] = []
-        self._merged_size = 0
-        self._buffered = 0  # rows added since the last merge
+        self._merged_size = 0  # rows of the first part after a full merge
+        self._buffered = 0  # rows in the parts after it
+        self._recent = 0  # where the parts of the frames since the last merge begin
         self.frames_used = 0
         self.frames_skipped = 0
 
@@ -186,12 +194,14 @@ class VoxelFusion:
         n = len(uniq)
         cnt = np.bincount(inv, minlength=n)
         # bincount sums its weights as float64 in point order, whatever their dtype
-        sxyz = np.stack([np.bincount(inv, pts[j], n) for j in range(3)], axis=1)
-        srgb = np.stack([np.bincount(inv, rgb[:, j], n) for j in range(3)], axis=1)
+        sxyz = np.stack([np.bincount(inv, pts[j], n) for j in range(3)])
+        srgb = np.stack([np.bincount(inv, rgb[:, j], n) for j in range(3)])
         self._parts.append((uniq, sxyz, srgb, cnt, labelled))
         self._buffered += n
-        if self._buffered > max(self._merged_size, 1 << 18):
-            self._merge()
+        if self._buffered > max(self._merged_size, _FULL_MERGE_ROWS):
+            self._merge()  # everything into one part
+        elif sum(len(p[0]) for p in self._parts[self._recent :]) > _RECENT_ROWS:
+            self._merge(self._recent)  # the last few frames, which see mostly the same voxels, into one part
 
     def add_frame(self, frame: Frame, labels=None, stride: int = 1, points: FramePoints | None = None) -> bool:
         """Back-project one frame (needs depth, camera and a valid pose) and add it.
@@ -213,7 +223,13 @@ class VoxelFusion:
         lab = frame.labels if labels is None else labels
         if lab is not None and np.asarray(lab).shape != shape:
             raise InputError("labels", f"shape {np.asarray(lab).shape} does not match the depth {shape}")
-        if points is None or not points.world or points.max_depth != self.max_depth or points.shape != shape:
+        if (
+            points is None
+            or not points.world
+            or points.max_depth != self.max_depth
+            or points.shape != shape
+            or stride % points.stride
+        ):
             points = frame_points(frame.depth, frame.camera, pose, self.max_depth)
         pts, at = points.strided(stride)  # valid depth: finite points
         self._add(
@@ -226,17 +242,18 @@ class VoxelFusion:
 
     # --- reducing -------------------------------------------------------------------------
 
-    def _merge(self) -> None:
-        parts = self._parts
+    def _merge(self, start: int = 0) -> None:
+        """Merge the parts from `start` on into one (0: all of them)."""
+        parts = self._parts[start:]
         if len(parts) > 1:
             keys = np.concatenate([p[0] for p in parts])
             uniq, inv = _group_voxels(_unkey(keys), runs=True)  # each part's keys are sorted
             n = len(uniq)
             cnt = np.bincount(inv, np.concatenate([p[3] for p in parts]), n).astype(np.int64)
-            sx = np.concatenate([p[1] for p in parts])
-            sc = np.concatenate([p[2] for p in parts])
-            sxyz = np.stack([np.bincount(inv, sx[:, j], n) for j in range(3)], axis=1)
-            srgb = np.stack([np.bincount(inv, sc[:, j], n) for j in range(3)], axis=1)
+            sx = np.concatenate([p[1] for p in parts], axis=1)
+            sc = np.concatenate([p[2] for p in parts], axis=1)
+            sxyz = np.stack([np.bincount(inv, sx[j], n) for j in range(3)])
+            srgb = np.stack([np.bincount(inv, sc[j], n) for j in range(3)])
             offsets = np.cumsum([0] + [len(p[0]) for p in parts]).tolist()
             labelled = [(inv[o + p[4][0]], p[4][1], p[4][2]) for o, p in zip(offsets, parts) if p[4] is not None]
             if labelled:
@@ -246,9 +263,11 @@ class VoxelFusion:
                     np.concatenate([p[2] for p in labelled]),
                     runs=True,
                 )
-            self._parts = [(uniq, sxyz, srgb, cnt, labelled or None)]
-        self._merged_size = len(self._parts[0][0]) if self._parts else 0
-        self._buffered = 0  # rows in the parts since: merging when they outgrow the merged part
+            self._parts[start:] = [(uniq, sxyz, srgb, cnt, labelled or None)]
+        if start == 0:
+            self._merged_size = len(self._parts[0][0]) if self._parts else 0
+        self._buffered = sum(len(p[0]) for p in self._parts[1:])
+        self._recent = len(self._parts)
 
     def cloud(self) -> PointCloud:
         """The fused cloud so far (labels None when no labelled point was added)."""
@@ -256,8 +275,8 @@ class VoxelFusion:
         if not self._parts:
             return PointCloud(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8), None)
         keys, sxyz, srgb, cnt, labelled = self._parts[0]
-        pts = (sxyz / cnt[:, None]).astype(np.float32)
-        rgb = np.clip(np.rint(srgb / cnt[:, None]), 0, 255).astype(np.uint8)
+        pts = (sxyz / cnt).T.astype(np.float32)
+        rgb = np.clip(np.rint(srgb / cnt), 0, 255).T.astype(np.uint8)
         labels = None
         if labelled is not None:
             # Per voxel: the most frequent label, ties to the smaller id (the pairs are sorted

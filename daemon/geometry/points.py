@@ -28,13 +28,16 @@ class FramePoints:
     pixels     P flat (row-major) indices of their pixels, in the order they were asked for
     shape      the image's (H, W)
     world      whether a pose moved them to the world
-    max_depth  readings beyond it were left out"""
+    max_depth  readings beyond it were left out
+    stride     every valid pixel on every stride-th row and column is among them (others
+               may be too): strided(k) holds for multiples k of it"""
 
     points: np.ndarray
     pixels: np.ndarray
     shape: tuple[int, int]
     world: bool
     max_depth: float
+    stride: int = 1
 
     def __len__(self) -> int:
         return int(self.pixels.size)
@@ -42,21 +45,25 @@ class FramePoints:
     def strided(self, stride: int) -> tuple[np.ndarray, np.ndarray]:
         """(3×Q points, Q pixels) of the pixels on every `stride`-th row and column: what
         backproject(..., stride=stride) keeps, in this object's order."""
-        if stride < 1:
-            raise InputError("stride", f"must be at least 1, got {stride}")
+        if stride < 1 or stride % self.stride:
+            raise InputError("stride", f"must be a positive multiple of {self.stride}, got {stride}")
         if stride == 1:
             return self.points, self.pixels
-        on = np.zeros(self.shape, bool)
-        on[::stride, ::stride] = True
-        keep = np.flatnonzero(on.ravel()[self.pixels])
+        keep = np.flatnonzero(stride_grid(*self.shape, stride)[0][self.pixels])
         return np.take(self.points, keep, axis=1), np.take(self.pixels, keep)
 
 
 def frame_points(
-    depth: np.ndarray, camera, pose=None, max_depth: float = DEFAULT_MAX_DEPTH, pixels: np.ndarray | None = None
+    depth: np.ndarray,
+    camera,
+    pose=None,
+    max_depth: float = DEFAULT_MAX_DEPTH,
+    pixels: np.ndarray | None = None,
+    stride: int = 1,
 ) -> FramePoints:
     """The 3D points of the valid-depth pixels among `pixels` (flat row-major indices, in the
-    order wanted; None: every pixel in image order): camera coordinates as backproject() gives
+    order wanted; None: every pixel in image order; `stride`: they hold every pixel on every
+    stride-th row and column, as the caller vouches): camera coordinates as backproject() gives
     them, moved to the world in float32 (see _moved); a pose marked
     invalid (-inf, lost tracking) raises InputError, callers decide what a missing pose means.
     Only valid pixels are computed, coordinate-major, so the statistics read each axis
@@ -78,7 +85,19 @@ def frame_points(
         if not np.all(np.isfinite(p)):
             raise InputError("pose", "pose is marked invalid (-inf): no world coordinates")
         pts = _moved(pts, p)
-    return FramePoints(pts, keep, (h, w), world, float(max_depth))
+    return FramePoints(pts, keep, (h, w), world, float(max_depth), 1 if pixels is None else stride)
+
+
+@lru_cache(maxsize=8)
+def stride_grid(h: int, w: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """(H·W bool, its flat indices) of the pixels on every stride-th row and column of an H×W
+    image (read-only: a stream's frames share them)."""
+    on = np.zeros((h, w), bool)
+    on[::stride, ::stride] = True
+    on = on.ravel()
+    grid = np.flatnonzero(on)
+    on.flags.writeable = grid.flags.writeable = False
+    return on, grid
 
 
 @lru_cache(maxsize=8)

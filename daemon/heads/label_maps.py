@@ -14,11 +14,13 @@ from regiond.core.regionset import RegionSet
 from regiond.core.rle import MaskPixels, foreground_runs
 
 
-def pixel_labels(regions: RegionSet, probs, class_ids, unlabelled: int = UNLABELLED) -> np.ndarray:
-    """H×W int32 label map of class ids: at each pixel, class_ids[argmax] of the mean of the
+def pixel_labels(regions: RegionSet, probs, class_ids, unlabelled: int = UNLABELLED, dtype=np.int32) -> np.ndarray:
+    """H×W label map of class ids: at each pixel, class_ids[argmax] of the mean of the
     probabilities of the regions covering it; `unlabelled` where no region covers it.
 
     probs  N×C region class probabilities (rows sum to 1)
+    dtype  of the map (uint8 for a PNG: painted in it, a quarter of the bytes to lay out
+           row-major; every id must fit)
     A pixel inside one region takes that region's class, so the map is painted from the
     regions' own classes (masks decoded all at once, no N×H×W or C×H×W arrays); only the
     pixels several regions share are averaged. Regions that share no pixel are painted run
@@ -32,12 +34,16 @@ def pixel_labels(regions: RegionSet, probs, class_ids, unlabelled: int = UNLABEL
         raise ValueError(f"{len(ids)} class ids for {p.shape[1]} classes")
     h, w = regions.height, regions.width
     if not n or not len(ids):
-        return np.full((h, w), unlabelled, np.int32)
+        return np.full((h, w), unlabelled, dtype)
+    info = np.iinfo(dtype)
+    if not info.min <= min(int(ids.min()), unlabelled) <= max(int(ids.max()), unlabelled) <= info.max:
+        raise ValueError(f"class ids {ids.min()}..{ids.max()} and {unlabelled} do not fit {np.dtype(dtype).name}")
+    ids = ids.astype(dtype)
     region_class = ids[p.argmax(1)]
     mask, start, size = foreground_runs(regions.counts, h, w)
     out = _painted(mask, start, size, region_class, unlabelled, h * w)  # column-major, as RLE
     if out is None:
-        out = np.full(w * h, unlabelled, np.int32)
+        out = np.full(w * h, unlabelled, dtype)
         mp = MaskPixels.from_runs(n, h, w, mask, start, size)
         depth = np.bincount(mp.pixel, minlength=h * w)
         alone = depth[mp.pixel] == 1
@@ -57,7 +63,7 @@ def _painted(mask, start, size, region_class, unlabelled: int, pixels: int) -> n
     end = start + size
     if (start[1:] < end[:-1]).any():
         return None
-    values = np.full(2 * len(start) + 1, unlabelled, np.int32)  # gap, run, gap, run, ..., gap
+    values = np.full(2 * len(start) + 1, unlabelled, region_class.dtype)  # gap, run, gap, run, ..., gap
     values[1::2] = region_class[mask[order]]
     lengths = np.empty(len(values), np.int64)
     lengths[1::2] = size

@@ -120,7 +120,7 @@ class TrainedSceneLabeler:
     def _labels(self, frame_index: int, regions: RegionSet, scores: np.ndarray) -> FrameLabels:
         ids = np.asarray(self.meta.class_ids, np.int64)
         region_labels = ids[scores.argmax(1)] if len(regions) else np.zeros(0, np.int64)
-        label_map = pixel_labels(regions, scores, ids, UNLABELLED).astype(np.uint8)
+        label_map = pixel_labels(regions, scores, ids, UNLABELLED, np.uint8)
         return FrameLabels(frame_index, region_labels, scores, label_map)
 
     def new_scene(self) -> SceneState:
