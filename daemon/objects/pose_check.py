@@ -57,7 +57,7 @@ class PoseCheck:
             if agree is not None:
                 self._misses = self._misses[-(HISTORY - 1) :] + [1.0 - agree]
             if points is not None and len(points):
-                self._cloud = points[:: max(1, len(points) // CLOUD)]
+                self._cloud = points[:: max(1, len(points) // CLOUD)].copy()  # not a view of the frame
         return why
 
     def agreement(self, depth, camera, pose) -> float | None:
