@@ -1,12 +1,15 @@
 """Objects in 3D on generated rooms: the object map against SegmentAnything3D's adjacent-frame
 merge and against no association, with lite masks and with the ground-truth masker, in one run.
 
-    python bench/objects.py [--seeds 11,12,13] [--frames 50] [--cache DIR] [--ablate]
+    python bench/objects.py [--seeds 11,12,13] [--frames 50] [--cache DIR] [--clean] [--ablate]
                             [--scan-frames 100] [--memory 1500]
 
-Rooms: synthetic:SEED at 640×480, one loop of --frames frames each, rendered once into --cache
-(default out/bench-objects). Seeds 11-13 are held out: the object map's settings were chosen on
-seeds 3 and 5.
+Rooms: synthetic:SEED at 640×480, one loop of --frames frames each, seen through the Kinect
+sensor model (regiond.scenes.synthetic.sensor: depth noise growing with z², holes and flying
+pixels at depth edges, depth registered 2 px off the colour, pose drift of up to 3 cm and 1°)
+as real RGB-D scans are, the same frames for every method; --clean: the perfect rooms. Rendered
+once into --cache (default out/bench-objects). Seeds 11-13 are held out: the object map's
+settings were chosen on seeds 3-6.
 Maskers: lite (SLIC superpixels, what runs without weights) and the ground-truth masker (the
 rooms' true instance masks: the association alone, with perfect masks).
 Methods, on the same regions and points (every 6th pixel each way; the masks are generated on
@@ -50,23 +53,28 @@ REPO = Path(__file__).resolve().parents[1]
 LITE, TRUTH = "lite", "ground-truth masker"
 
 
-def rooms(seeds, frames: int, cache: Path, width: int = 640, height: int = 480):
-    """Per seed, the room's frames (rendered once into cache/<seed>-<frames>-<w>x<h>.npz)."""
+def rooms(seeds, frames: int, cache: Path, sensor: str = "kinect", width: int = 640, height: int = 480):
+    """Per seed, the room's frames through `sensor` (rendered once into
+    cache/<seed>-<frames>-<w>x<h>-<sensor>.npz)."""
     from regiond.core.frames import Frame
     from regiond.scenes.synthetic import SyntheticScene
 
     cache.mkdir(parents=True, exist_ok=True)
     for seed in seeds:
-        scene = SyntheticScene(seed, frames, width, height)
-        path = cache / f"{seed}-{frames}-{width}x{height}.npz"
+        scene = SyntheticScene(seed, frames, width, height, sensor=sensor)
+        path = cache / f"{seed}-{frames}-{width}x{height}-{sensor}.npz"
         if not path.is_file():
             t0 = time.perf_counter()
             fs = [scene.frame(k) for k in range(frames)]
             arrays = {k: np.stack([getattr(f, k) for f in fs]) for k in ("rgb", "depth", "labels", "pose")}
-            np.savez(path, instances=np.stack([f.meta["instances"] for f in fs]), **arrays)
+            arrays |= {
+                k: np.stack([f.meta[k] for f in fs]) for k in ("instances", "depth_instances") if k in fs[0].meta
+            }
+            np.savez(path, **arrays)
             print(f"bench/objects: rendered room {seed} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         with np.load(path) as z:
             a = {k: z[k] for k in z.files}  # each read of an npz member reads it all: once
+        maps = [k for k in ("instances", "depth_instances") if k in a]
         yield (
             seed,
             [
@@ -77,7 +85,7 @@ def rooms(seeds, frames: int, cache: Path, width: int = 640, height: int = 480):
                     pose=a["pose"][k],
                     index=k,
                     labels=a["labels"][k],
-                    meta={"instances": a["instances"][k], "source": f"synthetic:{seed}"},
+                    meta={"source": f"synthetic:{seed}"} | {m: a[m][k] for m in maps},
                 )
                 for k in range(frames)
             ],
@@ -181,11 +189,16 @@ def variants() -> dict:
 
     d = ObjectConfig()
     return {
-        "default (voxel 6 cm, stride 6, assign 0.5, similar 0.85, depth gap 8 %)": d,
+        "default (voxel 6 cm, stride 6, assign 0.5, similar 0.85, feature merge 0.95, depth gap 8 %, planes 3 cm)": d,
+        "no plane merge (plane_gap 0)": replace(d, plane_gap=0.0),
+        "no feature merge (merge_similar > 1)": replace(d, merge_similar=2.0),
+        "feature merge 0.9": replace(d, merge_similar=0.9),
+        "feature merge from slivers (bridge_voxels 1)": replace(d, bridge_voxels=1),
+        "depth-edge points left out (edge 5 %)": replace(d, edge=0.05),
         "no depth split (depth_gap 0)": replace(d, depth_gap=0.0),
         "no feature decision (similar > 1)": replace(d, similar=2.0),
         "no containment rule (contain 1)": replace(d, contain=1.0),
-        "no merges (merge 1)": replace(d, merge=1.0),
+        "no merges (merge 1, merge_similar > 1)": replace(d, merge=1.0, merge_similar=2.0),
         "assign 0.7": replace(d, assign=0.7),
         "similar 0.9": replace(d, similar=0.9),
         "stride 4": replace(d, stride=4),
@@ -250,6 +263,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", default="11,12,13", help="generated rooms (held out; default 11,12,13)")
     p.add_argument("--frames", type=int, default=50, help="frames a room (one loop; default 50)")
     p.add_argument("--cache", type=Path, default=REPO / "out" / "bench-objects", help="rendered rooms")
+    p.add_argument("--clean", action="store_true", help="perfect rooms: no sensor model (depth, poses, registration)")
     p.add_argument("--ablate", action="store_true", help="also the object map's design choices one at a time")
     p.add_argument("--scan-frames", type=int, default=100, help="frames of the scan throughput runs (0: skip)")
     p.add_argument("--memory", type=int, default=0, metavar="N", help="also a N-frame memory run (e.g. 1500)")
@@ -262,11 +276,12 @@ def main(argv=None) -> int:
     from regiond.objects import ObjectConfig
 
     seeds = [int(s) for s in args.seeds.split(",")]
+    sensor = "clean" if args.clean else "kinect"
     if args.memory_only:
         memory(seeds[0], args.memory or 1500, args.memory_loop)
         return 0
     data, lite_seconds = [], []
-    for _seed, frames in rooms(seeds, args.frames, args.cache):
+    for _seed, frames in rooms(seeds, args.frames, args.cache, sensor):
         regions = {}
         for masker in (LITE, TRUTH):
             regions[masker], seconds = extract(frames, masker)
@@ -300,8 +315,9 @@ def main(argv=None) -> int:
         f"scan with objects / without = {ratio:.2f}"
     )
     print(
-        f"# {len(seeds)} rooms (seeds {args.seeds}), {args.frames} frames each at 640×480; lite extraction "
-        f"{1000 * extraction:.1f} ms a frame (median); {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+        f"# {len(seeds)} rooms (seeds {args.seeds}), {args.frames} frames each at 640×480, sensor {sensor}; "
+        f"lite extraction {1000 * extraction:.1f} ms a frame (median); {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
     if args.ablate:
         ablate(data)

@@ -2,8 +2,10 @@
 generated rooms), on the points of a fused cloud and frame by frame in 2D.
 
 On the cloud: the scene's frames are fused with their instance ids as labels (the same voxel
-fusion as the scan's cloud), and each point of the cloud takes the instance of the nearest
-fused ground truth point (none beyond two voxels). Each instance's class is the NYU40 label
+fusion as the scan's cloud; a frame's meta["depth_instances"], where it has one, gives the
+instance of each depth pixel when the depth is not registered to the colour), and each point
+of the cloud takes the instance of the nearest fused ground truth point (none beyond two
+voxels). Each instance's class is the NYU40 label
 most of its pixels carry over all frames.
 
 In 2D (consistency): per frame, each ground truth object gets the predicted id covering most
@@ -65,7 +67,11 @@ class TruthFusion:
             key, n = np.unique(inst[m].astype(np.int64) * 4096 + lab[m], return_counts=True)
             for k, c in zip(key.tolist(), n.tolist()):
                 self._pairs[k] = self._pairs.get(k, 0) + c
-        self.fusion.add_frame(frame, labels=inst.astype(np.int32), stride=self.stride)
+        # the true instance of each depth pixel where the depth camera is not registered to the
+        # colour (a generated room seen through a sensor model): the cloud's points are the depth's
+        on_depth = frame.meta.get("depth_instances")
+        on_depth = inst if on_depth is None else np.asarray(on_depth)
+        self.fusion.add_frame(frame, labels=on_depth.astype(np.int32), stride=self.stride)
         return inst
 
     def classes(self) -> dict[int, int]:

@@ -85,6 +85,8 @@ class ObjectMap:
         stride = c.stride_for(regions.width)
         pts, valid = backproject(frame.depth, frame.camera, frame.pose, c.max_depth, stride=stride)
         owner = strided_owner(regions, stride).reshape(-1)
+        if c.edge > 0:
+            valid &= ~depth_edges(frame.depth, stride, c.edge)
         valid = valid.reshape(-1)
         points = pts.reshape(-1, 3)[valid]
         owner = owner[valid]
@@ -95,9 +97,10 @@ class ObjectMap:
         known = slots >= 0
         fobj = np.zeros(len(fkeys), np.int64)
         fobj[known] = self.objects.root(self.voxels.owner[slots[known]])
-        why = self._pose(float((fobj > 0).mean()), frame.pose) if self._pose is not None else None
-        if why:
-            return why
+        if self._pose is not None:
+            why = self._pose(float((fobj > 0).mean()), frame.pose, frame.depth, frame.camera, points)
+            if why:
+                return why
 
         # segments: each region's points, split where the depth jumps
         inside = owner >= 0
@@ -192,6 +195,17 @@ class ObjectMap:
             & (in_view[o] >= c.min_voxels)
             & (o != seg_obj[s])
         )
+        if c.merge_similar <= 1 and self.objects.has_features():
+            # a segment lying across two objects whose features agree: parts of one thing
+            # (voxels of it in each: slivers at the edges of whole masks are no evidence)
+            own = np.zeros(len(seg_size), np.int64)
+            mine = o == seg_obj[s]
+            own[s[mine]] = cnt[mine]
+            cand = ~part & ~mine & (cnt >= c.bridge * seg_size[s]) & (in_view[o] >= c.min_voxels)
+            cand &= (cnt >= c.bridge_voxels) & (own[s] >= c.bridge_voxels)
+            if cand.any():
+                cand[cand] = self.objects.pair_similarity(seg_obj[s[cand]], o[cand]) >= c.merge_similar
+            part |= cand
         merges = []
         for seg, obj in zip(s[part].tolist(), o[part].tolist()):
             kept = self.objects.merge(int(seg_obj[seg]), obj)
@@ -272,6 +286,26 @@ def _unmappable(frame: Frame) -> str | None:
 def _is_keyframe(regions: RegionSet) -> bool:
     carry = regions.meta.get("carry")
     return not carry or bool(carry.get("keyframe", True))
+
+
+def depth_edges(depth: np.ndarray, stride: int, gap: float) -> np.ndarray:
+    """At every stride-th pixel each way, whether a neighbouring pixel's depth is more than `gap`
+    of it nearer or farther: a depth edge, where a depth camera's readings mix the two sides
+    (flying pixels) and its registration to the colour errs by a pixel or two."""
+    d = np.asarray(depth, np.float32)
+    h, w = d.shape
+    r, c = np.arange(0, h, stride), np.arange(0, w, stride)
+    here = d[np.ix_(r, c)]
+    edge = np.zeros(here.shape, bool)
+    for rr, cc in (
+        (np.maximum(r - 1, 0), c),
+        (np.minimum(r + 1, h - 1), c),
+        (r, np.maximum(c - 1, 0)),
+        (r, np.minimum(c + 1, w - 1)),
+    ):
+        there = d[np.ix_(rr, cc)]
+        edge |= (there > 0) & (np.abs(there - here) > gap * here)
+    return edge
 
 
 def _segments(region: np.ndarray, points: np.ndarray, pose, gap: float) -> tuple[np.ndarray, np.ndarray]:

@@ -84,6 +84,14 @@ class ObjectTable:
         f = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
         return (m * f).sum(axis=1)
 
+    def has_features(self) -> bool:
+        return self._feat is not None
+
+    def pair_similarity(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Cosine similarity of the mean features of objects a[i] and b[i]."""
+        fa = self._feat[a]
+        return self.similarity(b, fa) if len(a) else np.zeros(0)
+
     def nbytes(self) -> int:
         return (
             self._rep.nbytes

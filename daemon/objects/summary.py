@@ -10,6 +10,7 @@ import numpy as np
 from regiond.geometry import voxel_centres
 from regiond.objects.groups import best_per_group, distinct
 from regiond.objects.map import ObjectMap
+from regiond.objects.planes import merge_planes
 
 
 @dataclass
@@ -75,6 +76,7 @@ def summarise(omap: ObjectMap, points: np.ndarray | None = None, labels: dict[in
     labels: frame index → its regions' final classes (a scene head's refined ones), replacing
     the per-frame labels the map was given."""
     c, table = omap.config, omap.objects
+    merge_planes(omap)
     if points is None:
         keys, _ = omap.voxels.items()
         points = voxel_centres(keys, c.voxel)

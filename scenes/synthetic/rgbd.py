@@ -22,6 +22,7 @@ from regiond.scenes.sens_writer import write_sens
 from regiond.scenes.source import Sampling, Source
 from regiond.scenes.synthetic.render import Renderer, default_camera, trajectory
 from regiond.scenes.synthetic.room import Room, make_room
+from regiond.scenes.synthetic.sensor import sensor_model
 
 SCENE_FORMAT = "regiond.synthetic-scene/1"
 DEPTH_SHIFT = 1000.0  # stored depth = millimetres, as ScanNet
@@ -34,12 +35,15 @@ class SyntheticScene:
     seed    picks the room and the trajectory
     frames  length of the trajectory (one loop around the room)
     width, height  image size; the camera is default_camera(width, height)
+    sensor  "clean" (perfect depth, poses and registration) or "kinect" (sensor.py: depth noise,
+            holes and flying pixels at depth edges, depth-to-colour misregistration, pose drift)
     """
 
     seed: int
     frames: int = 50
     width: int = 640
     height: int = 480
+    sensor: str = "clean"
 
     def __post_init__(self):
         for name in ("frames", "width", "height"):
@@ -50,7 +54,9 @@ class SyntheticScene:
             raise InputError("seed", f"must be a non-negative integer, got {self.seed!r}")
         self.room: Room = make_room(self.seed)
         self.camera: Camera = default_camera(self.width, self.height)
-        self.poses = trajectory(self.room, self.frames)
+        self.poses = trajectory(self.room, self.frames)  # true poses
+        self.sensor_model = sensor_model(self.sensor)
+        self.tracked = self.poses if self.sensor_model is None else self.sensor_model.poses(self.poses, self.seed)
         self._renderer: Renderer | None = None
 
     @property
@@ -60,19 +66,25 @@ class SyntheticScene:
         return self._renderer
 
     def frame(self, k: int) -> Frame:
-        """Frame k: RGB, depth (m), camera, pose, NYU40 labels; meta["instances"] H×W uint16."""
+        """Frame k: RGB, depth (m), camera, pose, NYU40 labels; meta["instances"] H×W uint16.
+        Through a sensor: the measured depth and the tracked pose, the colour and its maps as
+        rendered, and meta["depth_instances"] the true instance of each depth pixel."""
         if not 0 <= k < self.frames:
             raise InputError("frame", f"{k} outside 0..{self.frames - 1}")
         r = self.renderer.render(self.camera, self.poses[k], noise_seed=self.seed * 100_003 + k)
+        meta = {"source": f"synthetic:{self.seed}", "instances": r.instances}
+        depth = r.depth
+        if self.sensor_model is not None:
+            depth, meta["depth_instances"] = self.sensor_model.depth(r.depth, r.instances, [self.seed, k, 0xDE9])
         return Frame(
             rgb=r.rgb,
-            depth=r.depth,
+            depth=depth,
             camera=self.camera,
-            pose=self.poses[k].copy(),
+            pose=self.tracked[k].copy(),
             index=k,
             time=k / NOMINAL_FPS,
             labels=r.labels,
-            meta={"source": f"synthetic:{self.seed}", "instances": r.instances},
+            meta=meta,
         )
 
     def objects(self) -> list[dict]:
@@ -99,6 +111,7 @@ class SyntheticScene:
             "width": self.width,
             "height": self.height,
             "label_space": "nyu40",
+            "sensor": self.sensor,
             "depth_shift": DEPTH_SHIFT,
             "room": {"width": self.room.width, "depth": self.room.depth, "height": self.room.height},
             "classes": self.room.classes(),
