@@ -160,3 +160,34 @@ def test_labelled_points_spanning_a_huge_box():
     )
     c = f.cloud()
     assert len(c) == 2 and c.labels.tolist() == [3, 200]  # in key order
+
+
+def test_a_coarse_stride_still_fills_the_voxels_of_far_surfaces():
+    """Every 4th pixel lies more than a 2 cm voxel from the next beyond voxel·f/4 = 2.5 m here:
+    there the fusion reads every 2nd, so one frame of a far wall fills its voxels as every 2nd
+    pixel does, and a near wall costs a quarter of the points."""
+    from regiond.core.frames import Camera, Frame
+
+    cam = Camera(500.0, 500.0, 159.5, 119.5, 320, 240)
+    rgb = np.zeros((240, 320, 3), np.uint8)
+    voxels, points = {}, {}
+    for z in (1.5, 4.0):
+        frame = Frame(rgb=rgb, depth=np.full((240, 320), z, np.float32), camera=cam, pose=np.eye(4))
+        for stride in (2, 4):
+            fusion = VoxelFusion(0.02)
+            fusion.add_frame(frame, stride=stride)
+            voxels[z, stride] = len(fusion.cloud())
+            points[z, stride] = int(fusion._parts[0][3].sum())  # the points the voxels were made of
+    assert voxels[1.5, 4] == voxels[1.5, 2] and points[1.5, 4] == points[1.5, 2] // 4  # near: a quarter of the work
+    assert voxels[4.0, 4] == voxels[4.0, 2] and points[4.0, 4] == points[4.0, 2]  # far: every 2nd pixel
+    plain = VoxelFusion(0.02)  # every 4th pixel alone would leave holes in the far wall
+    plain.add_points(*_grid_points(frame, 4))
+    assert len(plain.cloud()) < 0.7 * voxels[4.0, 2]
+
+
+def _grid_points(frame, stride):
+    from regiond.geometry import backproject
+
+    pts, valid = backproject(frame.depth, frame.camera, frame.pose, stride=stride)
+    rgb = frame.rgb[::stride, ::stride]
+    return pts[valid], rgb[valid]

@@ -13,7 +13,7 @@ from regiond.core.errors import InputError
 from regiond.core.frames import Frame, check_pose
 from regiond.geometry.backproject import DEFAULT_MAX_DEPTH
 from regiond.geometry.cloud import PointCloud, ply_bytes
-from regiond.geometry.points import FramePoints, frame_points
+from regiond.geometry.points import FramePoints, frame_points, stride_grid
 
 _BITS = 20  # bits per axis in a voxel key: ±2^19 voxels around the origin
 _OFFSET = 1 << (_BITS - 1)
@@ -207,9 +207,12 @@ class VoxelFusion:
         """Back-project one frame (needs depth, camera and a valid pose) and add it.
 
         labels  H×W label map to fuse instead of frame.labels (e.g. predictions)
-        stride  use every stride-th pixel in each direction (faster, fewer points)
+        stride  use every stride-th pixel in each direction (faster, fewer points) where they
+                lie within a voxel of each other; beyond the depth where they do not (voxel ·
+                focal length / stride), every (stride // 2)-th, so that one frame still fills
+                the voxels of far surfaces
         points  the frame's points back-projected already (its 3D statistics'), used when they
-                are world points within this fusion's max_depth
+                are world points within this fusion's max_depth on a grid that holds those pixels
         Returns False (and counts the frame as skipped) when it has no depth or pose.
         """
         pose = check_pose(frame.pose)
@@ -220,6 +223,9 @@ class VoxelFusion:
         shape = np.shape(frame.depth)
         if rgb.shape[:2] != shape:
             raise InputError("depth", f"shape {shape} does not match the image {rgb.shape[:2]}")
+        if stride < 1:
+            raise InputError("stride", f"must be at least 1, got {stride}")
+        fine = max(stride // 2, 1)  # the far pixels' stride
         lab = frame.labels if labels is None else labels
         if lab is not None and np.asarray(lab).shape != shape:
             raise InputError("labels", f"shape {np.asarray(lab).shape} does not match the depth {shape}")
@@ -228,10 +234,17 @@ class VoxelFusion:
             or not points.world
             or points.max_depth != self.max_depth
             or points.shape != shape
-            or stride % points.stride
+            or fine % points.stride
         ):
             points = frame_points(frame.depth, frame.camera, pose, self.max_depth)
-        pts, at = points.strided(stride)  # valid depth: finite points
+        pts, at = points.strided(fine)  # valid depth: finite points
+        if fine < stride:
+            h, w = shape
+            cam = frame.camera if (frame.camera.width, frame.camera.height) == (w, h) else frame.camera.scaled(w, h)
+            far = self.voxel * min(cam.fx, cam.fy) / stride  # beyond it, stride-th pixels lie over a voxel apart
+            keep = stride_grid(h, w, stride)[0][at]
+            keep |= np.take(np.asarray(frame.depth).ravel(), at) > far
+            pts, at = pts[:, keep], at[keep]
         self._add(
             pts,
             np.take(rgb.reshape(-1, rgb.shape[-1]), at, axis=0)[:, :3],

@@ -32,7 +32,7 @@ from regiond.service.streams import (
 from regiond.service.wire import check_parsed
 
 DEFAULT_VOXEL = 0.02
-FUSION_STRIDE = 4  # every 4th pixel each way: 97 % of the voxels of every 2nd at 2 cm, in half the time
+FUSION_STRIDE = 4  # every 4th pixel where they lie within a voxel of each other, else every 2nd (fusion.py)
 
 
 class SceneSession(StreamSession):
