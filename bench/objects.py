@@ -1,14 +1,16 @@
 """Objects in 3D on generated rooms: the object map against SegmentAnything3D's adjacent-frame
 merge and against no association, with lite masks and with the ground-truth masker, in one run.
 
-    python bench/objects.py [--seeds 11,12,13] [--frames 50] [--cache DIR] [--clean] [--ablate]
+    python bench/objects.py [--seeds 11,12,13] [--frames 50] [--cache DIR] [--clean] [--clutter] [--ablate]
                             [--scan-frames 100] [--memory 1500]
 
 Rooms: synthetic:SEED at 640×480, one loop of --frames frames each, seen through the Kinect
 sensor model (regiond.scenes.synthetic.sensor: depth noise growing with z², holes and flying
 pixels at depth edges, depth registered 2 px off the colour, pose drift of up to 3 cm and 1°)
 as real RGB-D scans are, the same frames for every method; --clean: the perfect rooms. Rendered
-once into --cache (default out/bench-objects). Seeds 11-13 are held out: the object map's
+once into --cache (default out/bench-objects). --clutter: each room with 10-25 small things
+(5-30 cm) on furniture tops, on each other and on the floor, some touching each other or a wall
+(regiond.scenes.synthetic.clutter), as ScanNet's rooms hold them. Seeds 11-13 are held out: the object map's
 settings were chosen on seeds 3-6.
 Maskers: lite (SLIC superpixels, what runs without weights) and the ground-truth masker (the
 rooms' true instance masks: the association alone, with perfect masks).
@@ -53,16 +55,18 @@ REPO = Path(__file__).resolve().parents[1]
 LITE, TRUTH = "lite", "ground-truth masker"
 
 
-def rooms(seeds, frames: int, cache: Path, sensor: str = "kinect", width: int = 640, height: int = 480):
+def rooms(
+    seeds, frames: int, cache: Path, sensor: str = "kinect", width: int = 640, height: int = 480, clutter: bool = False
+):
     """Per seed, the room's frames through `sensor` (rendered once into
-    cache/<seed>-<frames>-<w>x<h>-<sensor>.npz)."""
+    cache/<seed>-<frames>-<w>x<h>-<sensor>[-clutter].npz)."""
     from regiond.core.frames import Frame
     from regiond.scenes.synthetic import SyntheticScene
 
     cache.mkdir(parents=True, exist_ok=True)
     for seed in seeds:
-        scene = SyntheticScene(seed, frames, width, height, sensor=sensor)
-        path = cache / f"{seed}-{frames}-{width}x{height}-{sensor}.npz"
+        scene = SyntheticScene(seed, frames, width, height, sensor=sensor, clutter=clutter)
+        path = cache / f"{seed}-{frames}-{width}x{height}-{sensor}{'-clutter' if clutter else ''}.npz"
         if not path.is_file():
             t0 = time.perf_counter()
             fs = [scene.frame(k) for k in range(frames)]
@@ -264,6 +268,7 @@ def main(argv=None) -> int:
     p.add_argument("--frames", type=int, default=50, help="frames a room (one loop; default 50)")
     p.add_argument("--cache", type=Path, default=REPO / "out" / "bench-objects", help="rendered rooms")
     p.add_argument("--clean", action="store_true", help="perfect rooms: no sensor model (depth, poses, registration)")
+    p.add_argument("--clutter", action="store_true", help="rooms with 10-25 small things each (clutter.py)")
     p.add_argument("--ablate", action="store_true", help="also the object map's design choices one at a time")
     p.add_argument("--scan-frames", type=int, default=100, help="frames of the scan throughput runs (0: skip)")
     p.add_argument("--memory", type=int, default=0, metavar="N", help="also a N-frame memory run (e.g. 1500)")
@@ -281,7 +286,7 @@ def main(argv=None) -> int:
         memory(seeds[0], args.memory or 1500, args.memory_loop)
         return 0
     data, lite_seconds = [], []
-    for _seed, frames in rooms(seeds, args.frames, args.cache, sensor):
+    for _seed, frames in rooms(seeds, args.frames, args.cache, sensor, clutter=args.clutter):
         regions = {}
         for masker in (LITE, TRUTH):
             regions[masker], seconds = extract(frames, masker)
@@ -315,7 +320,8 @@ def main(argv=None) -> int:
         f"scan with objects / without = {ratio:.2f}"
     )
     print(
-        f"# {len(seeds)} rooms (seeds {args.seeds}), {args.frames} frames each at 640×480, sensor {sensor}; "
+        f"# {len(seeds)} rooms (seeds {args.seeds}{', cluttered' if args.clutter else ''}), {args.frames} frames "
+        f"each at 640×480, sensor {sensor}; "
         f"lite extraction {1000 * extraction:.1f} ms a frame (median); {os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.1f}"
     )

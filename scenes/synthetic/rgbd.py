@@ -20,6 +20,7 @@ from regiond.core.frames import Camera, Frame
 from regiond.scenes.folders import NOMINAL_FPS, SCENE_META
 from regiond.scenes.sens_writer import write_sens
 from regiond.scenes.source import Sampling, Source
+from regiond.scenes.synthetic.clutter import add_clutter
 from regiond.scenes.synthetic.render import Renderer, default_camera, trajectory
 from regiond.scenes.synthetic.room import Room, make_room
 from regiond.scenes.synthetic.sensor import sensor_model
@@ -37,6 +38,7 @@ class SyntheticScene:
     width, height  image size; the camera is default_camera(width, height)
     sensor  "clean" (perfect depth, poses and registration) or "kinect" (sensor.py: depth noise,
             holes and flying pixels at depth edges, depth-to-colour misregistration, pose drift)
+    clutter True: 10-25 small things on furniture tops and the floor (clutter.py); off by default
     """
 
     seed: int
@@ -44,6 +46,7 @@ class SyntheticScene:
     width: int = 640
     height: int = 480
     sensor: str = "clean"
+    clutter: bool = False
 
     def __post_init__(self):
         for name in ("frames", "width", "height"):
@@ -52,7 +55,7 @@ class SyntheticScene:
                 raise InputError(name, f"must be a positive integer, got {v!r}")
         if not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise InputError("seed", f"must be a non-negative integer, got {self.seed!r}")
-        self.room: Room = make_room(self.seed)
+        self.room: Room = add_clutter(make_room(self.seed)) if self.clutter else make_room(self.seed)
         self.camera: Camera = default_camera(self.width, self.height)
         self.poses = trajectory(self.room, self.frames)  # true poses
         self.sensor_model = sensor_model(self.sensor)
@@ -112,6 +115,7 @@ class SyntheticScene:
             "height": self.height,
             "label_space": "nyu40",
             "sensor": self.sensor,
+            **({"clutter": True} if self.clutter else {}),  # the key only when on: old scenes stay as they were
             "depth_shift": DEPTH_SHIFT,
             "room": {"width": self.room.width, "depth": self.room.depth, "height": self.room.height},
             "classes": self.room.classes(),

@@ -150,8 +150,8 @@ APPEARANCE = {
 FRAME_COLOR = {PICTURE: ((0, 1), (0.0, 0.1), (0.1, 0.95)), WINDOW: ((0, 1), (0.0, 0.1), (0.1, 0.95))}
 
 
-def _styled(rng, name: str, nyu40: int, boxes, position, yaw=0.0, part_colors=None) -> RoomObject:
-    sample, textures, scale, amp = APPEARANCE[nyu40]
+def _styled(rng, name: str, nyu40: int, boxes, position, yaw=0.0, part_colors=None, appearance=None) -> RoomObject:
+    sample, textures, scale, amp = (appearance or APPEARANCE)[nyu40]
     tex = textures[rng.integers(len(textures))]
     return RoomObject(
         name,
