@@ -53,6 +53,7 @@ import regiond  # noqa: F401  (first: sets the OpenMP wait policy before torch l
 
 REPO = Path(__file__).resolve().parents[1]
 LITE, TRUTH = "lite", "ground-truth masker"
+METHODS = ("objects", "adjacent merge", "no association")
 
 
 def rooms(
@@ -295,7 +296,7 @@ def main(argv=None) -> int:
         data.append((prepare(frames), regions))
     scores = {}
     for masker in (LITE, TRUTH):
-        for method in ("objects", "adjacent merge", "no association"):
+        for method in METHODS:
             s = scores[method, masker] = Score()
             for room, regions in data:
                 if method == "objects":
@@ -324,6 +325,13 @@ def main(argv=None) -> int:
         f"each at 640×480, sensor {sensor}; "
         f"lite extraction {1000 * extraction:.1f} ms a frame (median); {os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.1f}"
+    )
+    matches = {m: scores[m, TRUTH].matches for m in METHODS}
+    found = {m: sum(s.gt_objects - s.by_overlap[0.5][2] for s in ms) for m, ms in matches.items()}
+    print(
+        f"# true objects found at IoU > 0.5 (ground-truth masker), of {sum(s.gt_objects for s in matches['objects'])}: "
+        f"object map {found['objects']}, adjacent merge {found['adjacent merge']}, "
+        f"no association {found['no association']}"
     )
     if args.ablate:
         ablate(data)
