@@ -128,10 +128,10 @@ def foreground_runs(counts_list, height: int, width: int) -> tuple[np.ndarray, n
     """(mask, start, size) of every foreground run of N masks' RLE counts, mask after mask,
     each mask's in order; start is the run's first column-major pixel index. Raises
     ValueError when a mask's counts are negative or do not sum to height × width."""
-    arrays = [np.asarray(c, dtype=np.int64).ravel() for c in counts_list]
+    arrays = [np.asarray(c).ravel() for c in counts_list]
     n = len(arrays)
     lengths = np.fromiter((a.size for a in arrays), np.int64, n)
-    flat = np.concatenate(arrays) if n else np.zeros(0, np.int64)
+    flat = np.concatenate(arrays).astype(np.int64) if n else np.zeros(0, np.int64)
     ends = np.concatenate(([0], np.cumsum(flat)))  # ends[k]: where run k starts, all masks end to end
     first = np.cumsum(lengths) - lengths  # each mask's first run
     owner = np.repeat(np.arange(n, dtype=np.int32), lengths)
@@ -140,13 +140,13 @@ def foreground_runs(counts_list, height: int, width: int) -> tuple[np.ndarray, n
     if bad.size:
         i = int(bad[0])
         raise ValueError(
-            f"RLE counts of mask {i} sum to {int(arrays[i].sum())}"
+            f"RLE counts of mask {i} sum to {int(arrays[i].astype(np.int64).sum())}"
             f"{' with a negative run' if negative[i] else ''}, "
             f"expected {height}×{width} = {height * width}"
         )
-    run = np.arange(flat.size) - first[owner]  # run number within its mask
-    fg = (run % 2) == 1  # odd runs are foreground
-    starts = ends[:-1][fg] - ends[first[owner[fg]]]  # run start within its mask
+    # odd runs within each mask are foreground
+    fg = np.flatnonzero((np.arange(flat.size) - np.repeat(first, lengths)) & 1)
+    starts = ends[fg] - np.repeat(ends[first], lengths)[fg]  # run start within its mask
     return owner[fg], starts, flat[fg]
 
 
