@@ -1,4 +1,4 @@
-"""Per-group arg-max over flat arrays: the one idiom the object map's vectorised steps share."""
+"""Per-group arg-max and grouping over flat arrays: the idioms the object map's vectorised steps share."""
 
 from __future__ import annotations
 
@@ -9,15 +9,55 @@ def distinct(values: np.ndarray) -> np.ndarray:
     """The sorted distinct values: np.unique by one sort (numpy 2.4's hashing np.unique takes
     seconds on some integer arrays, e.g. 300,000 consecutive ones)."""
     s = np.sort(np.asarray(values).ravel())
-    return s[np.r_[True, s[1:] != s[:-1]]] if len(s) else s
+    return s[_starts(s)] if len(s) else s
+
+
+def _starts(s: np.ndarray) -> np.ndarray:
+    """Whether each item of sorted `s` starts a run of equal values."""
+    first = np.empty(len(s), bool)
+    first[:1] = True
+    np.not_equal(s[1:], s[:-1], out=first[1:])
+    return first
+
+
+def counted(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted distinct values, how often each occurs): np.unique(return_counts=True) by one
+    sort, without its overheads (the object map calls it on every frame)."""
+    s = np.sort(values)
+    at = np.flatnonzero(_starts(s))
+    return s[at], np.diff(at, append=len(s))
+
+
+def grouped(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sorted distinct values, the index of each value's among them, how often each occurs):
+    np.unique(return_inverse=True, return_counts=True) by one argsort."""
+    order = np.argsort(values)
+    s = values[order]
+    first = _starts(s)
+    inverse = np.empty(len(s), np.int64)
+    inverse[order] = np.cumsum(first) - 1
+    at = np.flatnonzero(first)
+    return s[at], inverse, np.diff(at, append=len(s))
 
 
 def best_per_group(group: np.ndarray, score: np.ndarray, tie: np.ndarray | None = None) -> np.ndarray:
     """Indices of the highest `score` of each distinct `group` value, in increasing group order;
     ties go to the smallest `tie` (default: the position)."""
-    keys = (-np.asarray(score), np.asarray(group))
+    group, score = np.asarray(group), np.asarray(score)
+    if tie is None and len(group) and not (group[1:] < group[:-1]).any():
+        return _best_per_run(group, score)
+    keys = (-score, group)
     if tie is not None:
         keys = (np.asarray(tie),) + keys
     order = np.lexsort(keys)
-    g = np.asarray(group)[order]
+    g = group[order]
     return order[np.r_[True, g[1:] != g[:-1]]] if len(order) else order
+
+
+def _best_per_run(group: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """best_per_group of a sorted `group`: the first highest score of each run, without a sort."""
+    at = np.flatnonzero(_starts(group))
+    run = np.cumsum(_starts(group)) - 1
+    top = score == np.maximum.reduceat(score, at)[run]
+    hit = np.flatnonzero(top)  # each run has one at least: the first one is its best
+    return hit[_starts(run[hit])]

@@ -31,7 +31,7 @@ from regiond.core.regionset import RegionSet
 from regiond.geometry import backproject, voxel_keys
 from regiond.objects import pose_check
 from regiond.objects.config import ObjectConfig
-from regiond.objects.groups import best_per_group
+from regiond.objects.groups import best_per_group, counted, distinct, grouped
 from regiond.objects.pixels import strided_owner
 from regiond.objects.records import FrameRecord, ObjectTable
 from regiond.objects.voxels import VoxelTable
@@ -92,7 +92,7 @@ class ObjectMap:
         owner = owner[valid]
         if not len(points):
             return "no valid depth"
-        fkeys, finv = np.unique(voxel_keys(points, c.voxel), return_inverse=True)
+        fkeys, finv, _ = grouped(voxel_keys(points, c.voxel))
         slots = self.voxels.lookup(fkeys)
         known = slots >= 0
         fobj = np.zeros(len(fkeys), np.int64)
@@ -104,19 +104,22 @@ class ObjectMap:
 
         # segments: each region's points, split where the depth jumps
         inside = owner >= 0
-        seg, seg_region = _segments(owner[inside], points[inside], frame.pose, c.depth_gap)
+        if not inside.all():  # (a full cover, lite's, needs no copies)
+            owner, points, finv = owner[inside], points[inside], finv[inside]
+        seg, seg_region = _segments(owner, points, frame.pose, c.depth_gap)
         nseg, nf = len(seg_region), len(fkeys)
-        pair, pcount = np.unique(seg * nf + finv[inside], return_counts=True)
-        pseg, pvox = pair // nf, pair % nf
+        pseg, pvox = np.divmod(distinct(seg * nf + finv), nf)
         seg_size = np.bincount(pseg, minlength=nseg)
         seg_points = np.bincount(seg, minlength=nseg)
         in_view = np.bincount(fobj, minlength=self.objects.count + 1)  # |F ∩ O|
 
-        seg_obj = self._associate(regions, pseg, fobj[pvox], seg_size, seg_region, in_view)
-        merges = self._merge(pseg, fobj[pvox], seg_size, seg_obj, in_view)
+        pobj = fobj[pvox]
+        overlap = self._overlap(pseg, pobj)
+        seg_obj = self._associate(regions, overlap, seg_size, seg_region, in_view)
+        merges = self._merge(overlap, seg_size, seg_obj, in_view)
         if merges:
             seg_obj = self.objects.root(seg_obj)
-        self._vote(fkeys, slots, fobj, finv[inside], points[inside], seg_obj[seg])
+        self._vote(fkeys, slots, fobj, finv, points, seg_obj[seg])
         self.objects.saw(np.flatnonzero(in_view[1:] >= c.min_voxels) + 1)
 
         # a region's object: its largest segment's
@@ -130,17 +133,24 @@ class ObjectMap:
             self._key = (int(frame.index), ids.copy())
         return None
 
-    def _associate(self, regions, pseg, pobj, seg_size, seg_region, in_view) -> np.ndarray:
+    def _overlap(self, pseg, pobj) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(segment, object, voxels) of each segment's voxels in each mapped object, in order of
+        segment then object (None: no association, or no segment on mapped voxels)."""
+        m = pobj > 0
+        if not m.any() or not self.config.associate:
+            return None
+        width = self.objects.count + 1
+        so, cnt = counted(pseg[m] * width + pobj[m])
+        return *np.divmod(so, width), cnt
+
+    def _associate(self, regions, overlap, seg_size, seg_region, in_view) -> np.ndarray:
         """Each segment's object: an existing one by overlap (and features where the overlap is
         ambiguous), its keyframe region's when carried, else a new one (0: too small)."""
         c = self.config
         nseg = len(seg_region)
         seg_obj = np.zeros(nseg, np.int64)
-        m = pobj > 0
-        if m.any() and c.associate:
-            width = self.objects.count + 1
-            so, cnt = np.unique(pseg[m] * width + pobj[m], return_counts=True)
-            sseg, sobj = so // width, so % width
+        if overlap is not None:
+            sseg, sobj, cnt = overlap
             best = best_per_group(sseg, cnt)
             s, o, n = sseg[best], sobj[best], cnt[best]
             a, b = n / seg_size[s], n / np.maximum(in_view[o], 1)
@@ -180,15 +190,15 @@ class ObjectMap:
             none = (ids == 0) & (carried > 0)
             ids[none] = carried[none]
 
-    def _merge(self, pseg, pobj, seg_size, seg_obj, in_view) -> list[tuple[int, int]]:
+    def _merge(self, overlap, seg_size, seg_obj, in_view) -> list[tuple[int, int]]:
         """Objects whose visible voxels a segment mostly holds are parts of the segment's object."""
         c = self.config
-        m = (pobj > 0) & (seg_obj[pseg] > 0)
-        if not m.any() or not c.associate:
+        if overlap is None:
             return []
-        width = self.objects.count + 1
-        so, cnt = np.unique(pseg[m] * width + pobj[m], return_counts=True)
-        s, o = so // width, so % width
+        m = seg_obj[overlap[0]] > 0
+        if not m.any():
+            return []
+        s, o, cnt = (a[m] for a in overlap)
         part = (
             (cnt >= c.merge * in_view[o])
             & (cnt >= c.merge_part * seg_size[s])
@@ -220,17 +230,17 @@ class ObjectMap:
         if not m.any():
             return
         width = self.objects.count + 1
-        vo, w = np.unique(vox_of[m] * width + obj[m], return_inverse=True)
-        n = np.bincount(w, minlength=len(vo))
-        sums = np.stack([np.bincount(w, weights=xyz[m, k], minlength=len(vo)) for k in range(3)], axis=1)
-        vox, ob = vo // width, vo % width
+        vo, w, n = grouped(vox_of[m] * width + obj[m])
+        vox, ob = np.divmod(vo, width)
         best = best_per_group(vox, n)
         vox, ob = vox[best], ob[best]
+        xyz = np.ascontiguousarray(xyz[m].T)  # coordinate-major: contiguous weights for bincount
+        sums = np.stack([np.bincount(w, weights=xyz[k], minlength=len(vo))[best] for k in range(3)], axis=1)
         s = slots[vox]
         fresh = s < 0
         if fresh.any():
             s[fresh] = self.voxels.insert(fkeys[vox[fresh]])
-        self.voxels.vote(s, ob.astype(np.int32), fobj[vox].astype(np.int32), sums[best], n[best].astype(np.float64))
+        self.voxels.vote(s, ob.astype(np.int32), fobj[vox].astype(np.int32), sums, n[best].astype(np.float64))
 
     def _features(self, regions: RegionSet, ids: np.ndarray, seg_region, seg_size) -> None:
         if regions.features is None:

@@ -121,10 +121,13 @@ class VoxelTable:
         take = votes <= 0
         self.owner[slots] = np.where(take, objects, owners)
         self.votes[slots] = np.where(take, 1, votes)
-        self.seen[slots] = np.minimum(self.seen[slots].astype(np.int16) + 1, 255)
-        keep = (~take)[:, None]  # a new owner starts its mean afresh; the owner's votes add to it
-        self.sums[slots] = np.where(keep, self.sums[slots], 0) + np.where((same | take)[:, None], sums, 0)
-        self.points[slots] = np.where(keep[:, 0], self.points[slots], 0) + np.where(same | take, points, 0)
+        self.seen[slots] = np.minimum(self.seen[slots], 254) + 1
+        # the owner's votes add to its mean; a new owner starts it afresh; other votes leave it
+        add, new = slots[same], slots[take]
+        self.sums[add] += sums[same]
+        self.points[add] += points[same]
+        self.sums[new] = sums[take]
+        self.points[new] = points[take]
 
     def means(self, slots: np.ndarray) -> np.ndarray:
         """M×3 mean position of the owner's points in each slot."""
