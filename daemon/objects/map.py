@@ -234,8 +234,9 @@ class ObjectMap:
         vox, ob = np.divmod(vo, width)
         best = best_per_group(vox, n)
         vox, ob = vox[best], ob[best]
-        xyz = np.ascontiguousarray(xyz[m].T)  # coordinate-major: contiguous weights for bincount
-        sums = np.stack([np.bincount(w, weights=xyz[k], minlength=len(vo))[best] for k in range(3)], axis=1)
+        at = np.full(len(obj), len(vo))  # the points of no object sum into one bin past the groups'
+        at[m] = w
+        sums = [np.bincount(at, weights=xyz[:, k], minlength=len(vo) + 1)[best] for k in range(3)]
         s = slots[vox]
         fresh = s < 0
         if fresh.any():

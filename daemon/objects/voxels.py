@@ -112,9 +112,9 @@ class VoxelTable:
         self._place(self.keys[: self.n], np.arange(self.n))
 
     def vote(self, slots, objects, owners, sums: np.ndarray, points: np.ndarray) -> None:
-        """One vote of each of M distinct slots for objects[i], with the sum and number of the
-        frame's points it votes with; owners[i] is the slot's current owner as the caller
-        resolved it (merged objects count as their survivor)."""
+        """One vote of each of M distinct slots for objects[i], with the sum (sums: 3×M,
+        coordinate-major) and number of the frame's points it votes with; owners[i] is the
+        slot's current owner as the caller resolved it (merged objects count as their survivor)."""
         votes = self.votes[slots].astype(np.int32)
         same = owners == objects
         votes = np.where(same, np.minimum(votes + 1, MAX_VOTES), votes - 1)
@@ -124,9 +124,10 @@ class VoxelTable:
         self.seen[slots] = np.minimum(self.seen[slots], 254) + 1
         # the owner's votes add to its mean; a new owner starts it afresh; other votes leave it
         add, new = slots[same], slots[take]
-        self.sums[add] += sums[same]
+        for k in range(3):  # a column at a time: 1-D gathers, twice as fast as rows
+            self.sums[:, k][add] += sums[k][same]
+            self.sums[:, k][new] = sums[k][take]
         self.points[add] += points[same]
-        self.sums[new] = sums[take]
         self.points[new] = points[take]
 
     def means(self, slots: np.ndarray) -> np.ndarray:
