@@ -28,23 +28,33 @@ def counted(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return s[at], np.diff(at, append=len(s))
 
 
-def grouped(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(sorted distinct values, the index of each value's among them, how often each occurs):
-    np.unique(return_inverse=True, return_counts=True) by one sort."""
+def ordered(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the integer values sorted as int64, the order sorting them): np.argsort by one sort of
+    (value, position) packed in one integer where their range allows (twice as fast; equal
+    values then keep their order), else by np.argsort (equal values in no particular order)."""
+    values = np.asarray(values, np.int64)
     n = len(values)
-    lo = int(values.min()) if n else 0
-    if n and int(values.max()) - lo < (1 << 62) // n:
-        # values within a small range: sort (value - lo)·n + position, twice as fast as an argsort
-        s, order = np.divmod(np.sort((values - lo) * n + np.arange(n)), n)
-        s += lo
-    else:
-        order = np.argsort(values)
-        s = values[order]
-    first = _starts(s)
+    if n:
+        lo, bits = int(values.min()), n.bit_length()
+        if (int(values.max()) - lo) >> (62 - bits) == 0:
+            s = np.sort(((values - lo) << bits) | np.arange(n))
+            order = s & ((1 << bits) - 1)
+            s >>= bits
+            s += lo
+            return s, order
+    order = np.argsort(values)
+    return values[order], order
+
+
+def grouped(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sorted distinct values, the index of each value's among them, how often each occurs) of
+    integer values: np.unique(return_inverse=True, return_counts=True) by one sort (ordered)."""
+    s, order = ordered(values)
+    at = np.flatnonzero(_starts(s))
+    counts = np.diff(at, append=len(s))
     inverse = np.empty(len(s), np.int64)
-    inverse[order] = np.cumsum(first) - 1
-    at = np.flatnonzero(first)
-    return s[at], inverse, np.diff(at, append=len(s))
+    inverse[order] = np.repeat(np.arange(len(at)), counts)
+    return s[at], inverse, counts
 
 
 def best_per_group(group: np.ndarray, score: np.ndarray, tie: np.ndarray | None = None) -> np.ndarray:

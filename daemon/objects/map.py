@@ -31,7 +31,7 @@ from regiond.core.regionset import RegionSet
 from regiond.geometry import backproject, voxel_keys
 from regiond.objects import pose_check
 from regiond.objects.config import ObjectConfig
-from regiond.objects.groups import best_per_group, counted, distinct, grouped
+from regiond.objects.groups import best_per_group, counted, distinct, grouped, ordered
 from regiond.objects.pixels import strided_owner
 from regiond.objects.records import FrameRecord, ObjectTable
 from regiond.objects.voxels import VoxelTable
@@ -325,14 +325,18 @@ def _segments(region: np.ndarray, points: np.ndarray, pose, gap: float) -> tuple
     if not len(region):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     if gap <= 0:
-        regs, seg = np.unique(region, return_inverse=True)
-        return seg.astype(np.int64), regs.astype(np.int64)
+        regs, seg, _ = grouped(region)
+        return seg, regs
     c2w = check_pose(pose)
     depth = (points - c2w[:3, 3]) @ c2w[:3, 2]  # along the optical axis
     mm = np.clip(depth * 1000.0, 0, (1 << 31) - 1).astype(np.int64)  # one int64 sort key: region, then depth
-    order = np.argsort((region.astype(np.int64) << 32) | mm)
-    r, d = region[order], depth[order]
-    cut = np.r_[True, (r[1:] != r[:-1]) | (np.diff(d) > gap * d[1:])]
+    key, order = ordered((region.astype(np.int64) << 32) | mm)
+    r, d = key >> 32, depth[order]
+    cut = np.empty(len(r), bool)
+    cut[0] = True
+    np.greater(np.diff(d), gap * d[1:], out=cut[1:])
+    cut[1:] |= r[1:] != r[:-1]
+    at = np.flatnonzero(cut)
     seg = np.empty(len(r), np.int64)
-    seg[order] = np.cumsum(cut) - 1
-    return seg, r[cut].astype(np.int64)
+    seg[order] = np.repeat(np.arange(len(at)), np.diff(at, append=len(r)))
+    return seg, r[at]
