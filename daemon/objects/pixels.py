@@ -26,6 +26,8 @@ def strided_owner(regions: RegionSet, stride: int, priority: np.ndarray | None =
     end = start + size
     # A column-major run may continue into the next columns: split it at column ends.
     x0, x1 = start // h, (end - 1) // h
+    hit = np.flatnonzero(x1 // s > (x0 - 1) // s)  # the runs in a sampled column (a sixth at stride 6)
+    mask, start, end, x0, x1 = (a.take(hit) for a in (mask, start, end, x0, x1))
     pieces = x1 - x0 + 1
     run = np.repeat(np.arange(len(start)), pieces)
     x = x0[run] + (np.arange(len(run)) - np.repeat(np.cumsum(pieces) - pieces, pieces))
