@@ -78,12 +78,13 @@ class VoxelTable:
             self._rehash(2 * (self.n + m))
         if self.n + m > len(self.keys):
             cap = max(2 * len(self.keys), self.n + m)
-            self.keys = np.concatenate([self.keys, np.zeros(cap - len(self.keys), np.int64)])
-            self.owner = np.concatenate([self.owner, np.zeros(cap - len(self.owner), np.int32)])
-            self.votes = np.concatenate([self.votes, np.zeros(cap - len(self.votes), np.int16)])
-            self.seen = np.concatenate([self.seen, np.zeros(cap - len(self.seen), np.uint8)])
-            self.sums = np.concatenate([self.sums, np.zeros((cap - len(self.sums), 3))])
-            self.points = np.concatenate([self.points, np.zeros(cap - len(self.points))])
+            for name in ("keys", "owner", "votes", "seen", "sums", "points"):
+                # zeros and a copy of the used rows: the rest stays untouched (no page faults)
+                # until voxels fill it, unlike a concatenation's
+                old = getattr(self, name)
+                new = np.zeros((cap,) + old.shape[1:], old.dtype)
+                new[: self.n] = old[: self.n]
+                setattr(self, name, new)
         slots = np.arange(self.n, self.n + m)
         self.keys[slots] = keys
         self.n += m
