@@ -30,8 +30,10 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 class VoxelTable:
-    def __init__(self, capacity: int = 1 << 12):
-        self._bits = max(int(capacity - 1).bit_length(), 4)
+    def __init__(self, capacity: int = 1 << 15):
+        # 32k voxels to start (1.5 MB, most of it untouched until used): a scan's first
+        # seconds fill that many, and each growth costs its frame about a millisecond
+        self._bits = max(int(2 * capacity - 1).bit_length(), 4)  # the hash table: half full at capacity
         self._keys = np.full(1 << self._bits, _EMPTY, np.int64)  # hash table: keys ...
         self._slot = np.zeros(1 << self._bits, np.int64)  # ... and their slots
         self.n = 0
