@@ -128,9 +128,9 @@ class VoxelTable:
             self._place(keys[order[~fits]], order[~fits])
 
     def vote(self, slots, objects, owners, sums: np.ndarray, points: np.ndarray) -> None:
-        """One vote of each of M distinct slots for objects[i], with the sum (sums: 3×M,
-        coordinate-major) and number of the frame's points it votes with; owners[i] is the
-        slot's current owner as the caller resolved it (merged objects count as their survivor)."""
+        """One vote of each of M distinct slots for objects[i], with the sum (M×3) and number
+        of the frame's points it votes with; owners[i] is the slot's current owner as the caller
+        resolved it (merged objects count as their survivor)."""
         votes = self.votes[slots].astype(np.int32)
         same = owners == objects
         votes = np.where(same, np.minimum(votes + 1, MAX_VOTES), votes - 1)
@@ -141,8 +141,8 @@ class VoxelTable:
         # the owner's votes add to its mean; a new owner starts it afresh; other votes leave it
         add, new = slots[same], slots[take]
         for k in range(3):  # a column at a time: 1-D gathers, twice as fast as rows
-            self.sums[:, k][add] += sums[k][same]
-            self.sums[:, k][new] = sums[k][take]
+            self.sums[:, k][add] += sums[same, k]
+            self.sums[:, k][new] = sums[take, k]
         self.points[add] += points[same]
         self.points[new] = points[take]
 
