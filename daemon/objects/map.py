@@ -236,7 +236,7 @@ class ObjectMap:
         vox, ob = vox[best], ob[best]
         at = np.full(len(obj), len(vo))  # the points of no object sum into one bin past the groups'
         at[m] = w
-        sums = np.stack([np.bincount(at, weights=xyz[:, k], minlength=len(vo) + 1)[best] for k in range(3)], axis=1)
+        sums = np.stack([np.bincount(at, weights=xyz[:, k], minlength=len(vo) + 1)[best] for k in range(3)]).T
         s = slots[vox]
         fresh = s < 0
         if fresh.any():

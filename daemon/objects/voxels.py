@@ -140,9 +140,10 @@ class VoxelTable:
         self.seen[slots] = np.minimum(self.seen[slots], 254) + 1
         # the owner's votes add to its mean; a new owner starts it afresh; other votes leave it
         add, new = slots[same], slots[take]
-        for k in range(3):  # a column at a time: 1-D gathers, twice as fast as rows
-            self.sums[:, k][add] += sums[same, k]
-            self.sums[:, k][new] = sums[take, k]
+        sums = np.asarray(sums).T  # a coordinate at a time: 1-D gathers, twice as fast as rows
+        for k in range(3):
+            self.sums[:, k][add] += sums[k][same]
+            self.sums[:, k][new] = sums[k][take]
         self.points[add] += points[same]
         self.points[new] = points[take]
 
