@@ -108,7 +108,7 @@ class ObjectMap:
             owner, points, finv = owner[inside], np.compress(inside, points, axis=0), finv[inside]
         seg, seg_region = _segments(owner, points, frame.pose, c.depth_gap)
         nseg, nf = len(seg_region), len(fkeys)
-        pseg, pvox = np.divmod(distinct(seg * nf + finv), nf)
+        pseg, pvox = _split(distinct(_pair(seg, finv, nf)), nf)
         seg_size = np.bincount(pseg, minlength=nseg)
         seg_points = np.bincount(seg, minlength=nseg)
         in_view = np.bincount(fobj, minlength=self.objects.count + 1)  # |F ∩ O|
@@ -140,8 +140,8 @@ class ObjectMap:
         if not m.any() or not self.config.associate:
             return None
         width = self.objects.count + 1
-        so, cnt = counted(pseg[m] * width + pobj[m])
-        return *np.divmod(so, width), cnt
+        so, cnt = counted(_pair(pseg[m], pobj[m], width))
+        return *_split(so, width), cnt
 
     def _associate(self, regions, overlap, seg_size, seg_region, in_view) -> np.ndarray:
         """Each segment's object: an existing one by overlap (and features where the overlap is
@@ -230,8 +230,8 @@ class ObjectMap:
         if not m.any():
             return
         width = self.objects.count + 1
-        vo, w, n = grouped(vox_of[m] * width + obj[m])
-        vox, ob = np.divmod(vo, width)
+        vo, w, n = grouped(_pair(vox_of[m], obj[m], width))
+        vox, ob = _split(vo, width)
         best = best_per_group(vox, n)
         vox, ob = vox[best], ob[best]
         at = np.full(len(obj), len(vo))  # the points of no object sum into one bin past the groups'
@@ -282,6 +282,17 @@ class ObjectMap:
             + self.objects.nbytes()
             + sum(r.nbytes() for r in self.records)
         )
+
+
+def _pair(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    """One int64 per (a, b) with 0 <= b < n, ordered as the pairs are (bits, not a division to undo)."""
+    return (a << int(n - 1).bit_length()) | b
+
+
+def _split(ab: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """_pair's inverse."""
+    bits = int(n - 1).bit_length()
+    return ab >> bits, ab & ((1 << bits) - 1)
 
 
 def _unmappable(frame: Frame) -> str | None:
