@@ -11,6 +11,7 @@ import numpy as np
 
 from regiond.core.errors import InputError
 from regiond.core.frames import Frame, check_pose
+from regiond.core.runs import run_starts
 from regiond.geometry.backproject import DEFAULT_MAX_DEPTH
 from regiond.geometry.cloud import PointCloud, ply_bytes
 from regiond.geometry.points import FramePoints, frame_points, stride_grid
@@ -86,7 +87,7 @@ def _group_labelled(idx: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np
         return _keys(idx[:, first]), inv, _count_pairs(inv[keep], labels[keep], len(first)) if keep.any() else None
     first, pair_inv = _unique_inverse(rank * top + labels, volume * top)
     voxel_of_pair = rank[first]
-    new = _run_starts(voxel_of_pair)
+    new = run_starts(voxel_of_pair)
     voxel_of_pair = np.cumsum(new) - 1
     label_of_pair = labels[first]
     keep = label_of_pair > 0
@@ -114,18 +115,10 @@ def _unique_inverse(values: np.ndarray, span: int, runs: bool = False) -> tuple[
     packed.sort(kind="stable" if runs else None)
     order = packed & ((1 << shift) - 1)
     packed >>= shift
-    new = _run_starts(packed)
+    new = run_starts(packed)
     inv = np.empty(n, np.intp)
     inv[order] = np.cumsum(new) - 1
     return order[new], inv
-
-
-def _run_starts(sorted_values: np.ndarray) -> np.ndarray:
-    """Where each run of equal values starts in a sorted array (True at 0 when non-empty)."""
-    new = np.empty(len(sorted_values), bool)
-    new[:1] = True
-    np.not_equal(sorted_values[1:], sorted_values[:-1], out=new[1:])
-    return new
 
 
 def _count_pairs(voxels: np.ndarray, labels: np.ndarray, n: int, weights=None, runs: bool = False) -> tuple:
@@ -240,7 +233,7 @@ class VoxelFusion:
         pts, at = points.strided(fine)  # valid depth: finite points
         if fine < stride:
             h, w = shape
-            cam = frame.camera if (frame.camera.width, frame.camera.height) == (w, h) else frame.camera.scaled(w, h)
+            cam = frame.camera.scaled(w, h)  # the intrinsics at the depth's size
             far = self.voxel * min(cam.fx, cam.fy) / stride  # beyond it, stride-th pixels lie over a voxel apart
             keep = stride_grid(h, w, stride)[0][at]
             keep |= np.take(np.asarray(frame.depth).ravel(), at) > far

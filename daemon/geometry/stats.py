@@ -138,6 +138,12 @@ def _linear_percentiles(
     return out
 
 
+def _undersampled(near: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Regions with fewer than MIN_SAMPLES valid pixels on the grid (`near`) and more off it:
+    the statistics read all of their pixels."""
+    return (near < MIN_SAMPLES) & (counts > near)
+
+
 def _sample_pixels(region_of: np.ndarray, valid: np.ndarray, counts: np.ndarray, shape, stride: int) -> np.ndarray:
     """Flat indices (increasing) of the valid pixels the statistics read: those on every
     stride-th row and column, with all the valid pixels of each region that has fewer than
@@ -148,7 +154,7 @@ def _sample_pixels(region_of: np.ndarray, valid: np.ndarray, counts: np.ndarray,
     ok = valid.reshape(h, w)[::stride, ::stride].ravel()  # slices: faster than gathering the grid
     n = counts.size
     near = np.bincount(region_of.reshape(h, w)[::stride, ::stride].ravel()[ok], minlength=n + 1)[:n]
-    few = np.append((near < MIN_SAMPLES) & (counts > near), False)
+    few = np.append(_undersampled(near, counts), False)
     if not few.any():
         return grid[ok]
     return np.flatnonzero((on | few[region_of]) & valid)
@@ -166,7 +172,7 @@ def _mask_points(
     if stride > 1:
         on = stride_grid(*depth.shape, stride)[0]
         near = has_depth[:, on].sum(axis=1)
-        few = (near < MIN_SAMPLES) & (counts > near)
+        few = _undersampled(near, counts)
         pixels = np.flatnonzero(on | flat[few].any(axis=0) if few.any() else on)
     pts = frame_points(depth, camera, pose, max_depth, pixels=pixels, stride=stride)
     at = [np.flatnonzero(m[pts.pixels]) for m in flat]

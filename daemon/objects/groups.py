@@ -4,27 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 
+from regiond.core.runs import run_starts
+
 
 def distinct(values: np.ndarray) -> np.ndarray:
     """The sorted distinct values: np.unique by one sort (numpy 2.4's hashing np.unique takes
     seconds on some integer arrays, e.g. 300,000 consecutive ones)."""
     s = np.sort(np.asarray(values).ravel())
-    return s[_starts(s)] if len(s) else s
-
-
-def _starts(s: np.ndarray) -> np.ndarray:
-    """Whether each item of sorted `s` starts a run of equal values."""
-    first = np.empty(len(s), bool)
-    first[:1] = True
-    np.not_equal(s[1:], s[:-1], out=first[1:])
-    return first
+    return s[run_starts(s)] if len(s) else s
 
 
 def counted(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(sorted distinct values, how often each occurs): np.unique(return_counts=True) by one
     sort, without its overheads (the object map calls it on every frame)."""
     s = np.sort(values)
-    at = np.flatnonzero(_starts(s))
+    at = np.flatnonzero(run_starts(s))
     return s[at], np.diff(at, append=len(s))
 
 
@@ -50,7 +44,7 @@ def grouped(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(sorted distinct values, the index of each value's among them, how often each occurs) of
     integer values: np.unique(return_inverse=True, return_counts=True) by one sort (ordered)."""
     s, order = ordered(values)
-    at = np.flatnonzero(_starts(s))
+    at = np.flatnonzero(run_starts(s))
     counts = np.diff(at, append=len(s))
     inverse = np.empty(len(s), np.int64)
     inverse[order] = np.repeat(np.arange(len(at)), counts)
@@ -73,8 +67,8 @@ def best_per_group(group: np.ndarray, score: np.ndarray, tie: np.ndarray | None 
 
 def _best_per_run(group: np.ndarray, score: np.ndarray) -> np.ndarray:
     """best_per_group of a sorted `group`: the first highest score of each run, without a sort."""
-    at = np.flatnonzero(_starts(group))
-    run = np.cumsum(_starts(group)) - 1
+    at = np.flatnonzero(run_starts(group))
+    run = np.cumsum(run_starts(group)) - 1
     top = score == np.maximum.reduceat(score, at)[run]
     hit = np.flatnonzero(top)  # each run has one at least: the first one is its best
-    return hit[_starts(run[hit])]
+    return hit[run_starts(run[hit])]
