@@ -171,8 +171,8 @@ def object_map(room: Room, regions, config, score: Score) -> None:
 
 
 def adjacent_merge(room: Room, regions, score: Score) -> None:
+    from regiond.core.runs import distinct
     from regiond.objects.adjacent import AdjacentMerge
-    from regiond.objects.groups import distinct
     from regiond.objects.instance_ap import match_scene
 
     merge = AdjacentMerge()

@@ -35,15 +35,17 @@ def test_fusing_7scenes_is_consistent_and_bounded(sevenscenes_dir):
     assert 1000 < len(cloud) < raw / 20
     keys = np.floor(cloud.points / 0.05).astype(np.int64)
     assert len(np.unique(keys, axis=0)) == len(cloud)  # one point per voxel (a voxel's mean stays inside it)
-    # merging frame by frame in small batches gives the same cloud as one pass
-    f2 = VoxelFusion(0.05)
-    for f in frames:
-        f2.add_frame(f)
-        f2._merge()
-    c2 = f2.cloud()
-    o1, o2 = np.lexsort(cloud.points.T), np.lexsort(c2.points.T)
-    np.testing.assert_allclose(cloud.points[o1], c2.points[o2], atol=1e-5)
-    np.testing.assert_array_equal(cloud.colors[o1], c2.colors[o2])
+    # frame by frame, the voxels' sums are added to the scene's: the same cloud as all points at once
+    from regiond.geometry.points import frame_points
+
+    fps = [frame_points(f.depth, f.camera, f.pose) for f in frames]
+    pts = [fp.points.T for fp in fps]
+    cols = [f.rgb.reshape(-1, 3)[fp.pixels] for f, fp in zip(frames, fps)]
+    once = VoxelFusion(0.05)
+    once.add_points(np.concatenate(pts), np.concatenate(cols))
+    c2 = once.cloud()
+    assert np.array_equal(cloud.colors, c2.colors)
+    np.testing.assert_allclose(cloud.points, c2.points, atol=1e-6)
 
 
 def test_frames_without_pose_or_depth_are_skipped():
@@ -100,54 +102,63 @@ def test_bad_inputs(tmp_path):
         read_ply(tmp_path / "missing.ply")
 
 
-def test_grouping_is_numpys_unique():
-    from regiond.geometry.fusion import _group_voxels, _keys, _unique_inverse
+def test_a_frames_voxels_and_pairs_are_numpys_unique():
+    from regiond.geometry.fusion import _frame_voxels, _keys
 
     rng = np.random.default_rng(3)
-    for span in (1, 50, 1 << 40, 1 << 62):  # packed into one sort, and too wide for that
-        values = rng.integers(0, span, 5000, dtype=np.int64)
-        first, inv = _unique_inverse(values, span)
-        uniq, want_first, want_inv = np.unique(values, return_index=True, return_inverse=True)
-        assert np.array_equal(values[first], uniq) and np.array_equal(inv, want_inv)
-        assert np.array_equal(first, want_first)
-    idx = rng.integers(1000, 1200, (3, 20000)) * np.array([[1], [3], [1]])
-    uniq, inv = _group_voxels(idx)
-    want, want_inv = np.unique(_keys(idx), return_inverse=True)
-    assert np.array_equal(uniq, want) and np.array_equal(inv, want_inv)
+    small = rng.integers(1000, 1200, (3, 20000)) * np.array([[1], [3], [1]])
+    huge = rng.integers(0, 1 << 20, (3, 20000))  # the whole key space
+    huge[:, 10000:] = huge[:, :10000]  # with repeats
+    for idx in (small, huge):  # labels packed with the voxels in one sort, and not
+        labels = rng.integers(0, 5, 20000)
+        keys, inv, (voxel, label, count) = _frame_voxels(idx, labels)
+        want, want_inv = np.unique(_keys(idx), return_inverse=True)
+        assert np.array_equal(keys, want) and np.array_equal(inv, want_inv)
+        pairs, counts = np.unique(np.stack([want_inv, labels])[:, labels > 0], axis=1, return_counts=True)
+        assert np.array_equal(np.stack([voxel, label]), pairs) and np.array_equal(count, counts)
 
 
-def test_labels_do_not_depend_on_when_parts_merge(monkeypatch):
-    import regiond.geometry.fusion as fusion_module
-
+def test_labels_are_each_voxels_majority_however_they_arrive():
     rng = np.random.default_rng(4)
     batches = [
         (rng.uniform(-1, 1, (3000, 3)), rng.integers(0, 255, (3000, 3), dtype=np.uint8), rng.integers(0, 6, 3000))
         for _ in range(12)
     ]
-    once, often = VoxelFusion(0.1), VoxelFusion(0.1)
+    batches.append((batches[0][0], batches[0][1], 5 - batches[0][2]))  # outvotes some first labels, ties others
+    fused = VoxelFusion(0.1)
     for pts, cols, labels in batches:
-        once.add_points(pts, cols, labels)
-        often.add_points(pts, cols, labels)
-        often._merge()
-    # the recent parts merged every few batches, and everything whenever they outgrow the first part
-    monkeypatch.setattr(fusion_module, "_RECENT_ROWS", 3000)
-    monkeypatch.setattr(fusion_module, "_FULL_MERGE_ROWS", 1000)
-    tiered = VoxelFusion(0.1)
-    for pts, cols, labels in batches:
-        tiered.add_points(pts, cols, labels)
-    assert 1 < len(tiered._parts) < len(batches)  # some merged, not all
-    a, b, c = once.cloud(), often.cloud(), tiered.cloud()
-    for field in ("points", "colors", "labels"):
-        assert np.array_equal(getattr(a, field), getattr(b, field)), field
-        assert np.array_equal(getattr(a, field), getattr(c, field)), field
-    # the majority label of each voxel, counted directly
+        fused.add_points(pts, cols, labels)
+    a = fused.cloud()
     keys = np.concatenate([np.floor(p / 0.1).astype(np.int64) for p, _, _ in batches])
     labels = np.concatenate([lab for _, _, lab in batches])
-    vox = {tuple(k) for k in np.floor(a.points / 0.1).astype(np.int64)}
-    assert len(vox) == len(a)
-    for k, got in list(zip(map(tuple, np.floor(a.points / 0.1).astype(np.int64)), a.labels))[:200]:
+    vox = np.floor(a.points / 0.1).astype(np.int64)
+    assert len({tuple(k) for k in vox}) == len(a) == len(np.unique(keys, axis=0))
+    for k, got in list(zip(vox, a.labels))[:300]:  # the majority label of each voxel, counted directly
         counts = np.bincount(labels[(keys == k).all(axis=1)], minlength=6)[1:]
         assert got == (1 + int(np.argmax(counts)) if counts.any() else 0)
+
+
+def test_a_cloud_past_the_first_growths_is_numpys_per_voxel_means_and_majorities():
+    rng = np.random.default_rng(5)
+    pts = rng.uniform(0, 1, (150_000, 3))  # about 125,000 voxels of 2 cm: the hashes grow twice
+    cols = rng.integers(0, 256, (150_000, 3), dtype=np.uint8)
+    labels = rng.integers(0, 4, 150_000)
+    fused = VoxelFusion(0.02)
+    for part in np.array_split(np.arange(150_000), 7):
+        fused.add_points(pts[part], cols[part], labels[part])
+    cloud = fused.cloud()
+    keys, inv = np.unique(np.floor(pts / 0.02).astype(np.int64), axis=0, return_inverse=True)
+    counts = np.bincount(inv)
+    assert len(cloud) == len(keys) and fused.points_fused == 150_000
+    means = np.stack([np.bincount(inv, pts[:, j]) for j in range(3)], axis=1) / counts[:, None]
+    np.testing.assert_allclose(cloud.points, means, atol=1e-6)  # key order is the voxels' lexicographic order
+    colours = np.stack([np.bincount(inv, cols[:, j]) for j in range(3)], axis=1) / counts[:, None]
+    assert np.array_equal(cloud.colors, np.rint(colours).astype(np.uint8))
+    votes = np.zeros((len(keys), 4), np.int64)
+    np.add.at(votes, (inv, labels), 1)
+    votes[:, 0] = 0  # label 0: none
+    want = np.where(votes.max(axis=1) > 0, np.argmax(votes, axis=1), 0)  # ties: the smaller id
+    assert np.array_equal(cloud.labels, want)
 
 
 def test_labelled_points_spanning_a_huge_box():
@@ -177,7 +188,7 @@ def test_a_coarse_stride_still_fills_the_voxels_of_far_surfaces():
             fusion = VoxelFusion(0.02)
             fusion.add_frame(frame, stride=stride)
             voxels[z, stride] = len(fusion.cloud())
-            points[z, stride] = int(fusion._parts[0][3].sum())  # the points the voxels were made of
+            points[z, stride] = fusion.points_fused
     assert voxels[1.5, 4] == voxels[1.5, 2] and points[1.5, 4] == points[1.5, 2] // 4  # near: a quarter of the work
     assert voxels[4.0, 4] == voxels[4.0, 2] and points[4.0, 4] == points[4.0, 2]  # far: every 2nd pixel
     plain = VoxelFusion(0.02)  # every 4th pixel alone would leave holes in the far wall

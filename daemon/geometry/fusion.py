@@ -1,8 +1,9 @@
 """Fused point clouds: back-projected frames accumulated on a voxel grid, written as PLY.
 
-Memory grows with the number of occupied voxels, not with the number of frames: each
-frame is reduced to its voxels at once, and the running buffers are merged whenever they
-exceed the size of the merged cloud.
+Each frame is reduced to its voxels at once (one sort of its points), and their sums are
+added to the scene's in a voxel hash (regiond.geometry.voxel_hash): a frame costs the same
+whatever the size of the scene, and memory grows with the number of occupied voxels, not with
+the number of frames.
 """
 
 from __future__ import annotations
@@ -11,20 +12,16 @@ import numpy as np
 
 from regiond.core.errors import InputError
 from regiond.core.frames import Frame, check_pose
-from regiond.core.runs import run_starts
+from regiond.core.runs import grouped, ordered, run_starts
 from regiond.geometry.backproject import DEFAULT_MAX_DEPTH
 from regiond.geometry.cloud import PointCloud, ply_bytes
+from regiond.geometry.label_counts import LabelCounts
 from regiond.geometry.points import FramePoints, frame_points, stride_grid
+from regiond.geometry.voxel_hash import VoxelHash, grown
 
 _BITS = 20  # bits per axis in a voxel key: ±2^19 voxels around the origin
 _OFFSET = 1 << (_BITS - 1)
 _MASK = (1 << _BITS) - 1
-# Merging: the parts of the last frames merge into one when they pass _RECENT_ROWS rows
-# (consecutive frames see mostly the same voxels: a few times fewer rows), and everything into
-# one part when the parts after the first outgrow it (or _FULL_MERGE_ROWS): memory stays a
-# small multiple of the cloud's, and the whole cloud is re-sorted rarely.
-_RECENT_ROWS = 1 << 17
-_FULL_MERGE_ROWS = 1 << 18
 
 
 def _voxel_index(points: np.ndarray, voxel: float) -> np.ndarray:
@@ -69,68 +66,50 @@ def _box_rank(idx: np.ndarray) -> tuple[np.ndarray, int]:
     return rank, span[0] * span[1] * span[2]
 
 
-def _group_voxels(idx: np.ndarray, runs: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """np.unique(keys, return_inverse=True) of 3×M voxel coordinates' keys (runs: as for
-    _unique_inverse)."""
-    first, inv = _unique_inverse(*_box_rank(idx), runs=runs)
-    return _keys(idx[:, first]), inv
-
-
-def _group_labelled(idx: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple | None]:
-    """_group_voxels of 3×M voxel coordinates and _count_pairs of their M labels' non-zero
-    (voxel, label) pairs, from one sort of the pairs (the voxels' order is the pairs')."""
+def _frame_voxels(idx: np.ndarray, labels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, tuple | None]:
+    """(sorted distinct voxel keys, each point's index among them, (voxel, label, count) of
+    the distinct (voxel, non-zero label) pairs or None) of 3×M voxel coordinates and their M
+    labels (None: unlabelled), from one sort: of the voxels' ranks in their bounding box, or of
+    (rank, label) pairs packed in one integer."""
     rank, volume = _box_rank(idx)
-    top = int(labels.max()) + 1
-    if volume * top >= 1 << 63:  # the pairs' values would overflow: voxels first, then pairs
-        first, inv = _unique_inverse(rank, volume)
-        keep = labels > 0
-        return _keys(idx[:, first]), inv, _count_pairs(inv[keep], labels[keep], len(first)) if keep.any() else None
-    first, pair_inv = _unique_inverse(rank * top + labels, volume * top)
-    voxel_of_pair = rank[first]
-    new = run_starts(voxel_of_pair)
+    top = 1 if labels is None else int(labels.max()) + 1
+    if volume * top >= 1 << 62:  # the pairs would not pack: the voxels first, then the pairs
+        first, inv = _first_and_inverse(rank)
+        pairs = None
+        if labels is not None and (keep := labels > 0).any():
+            pairs = _frame_pairs(inv[keep], labels[keep])
+        return _keys(idx[:, first]), inv, pairs
+    values = rank if labels is None else rank * top + labels
+    first, inv = _first_and_inverse(values)
+    if labels is None:
+        return _keys(idx[:, first]), inv, None
+    voxel_rank = rank[first]  # per distinct pair, in (voxel, label) order
+    new = run_starts(voxel_rank)
     voxel_of_pair = np.cumsum(new) - 1
-    label_of_pair = labels[first]
-    keep = label_of_pair > 0
+    label = labels[first]
+    keep = label > 0
     pairs = None
     if keep.any():
-        count = np.bincount(pair_inv, minlength=len(first))
-        pairs = voxel_of_pair[keep], label_of_pair[keep], count[keep]
-    return _keys(idx[:, first[new]]), voxel_of_pair[pair_inv], pairs
+        count = np.bincount(inv, minlength=len(first))
+        pairs = voxel_of_pair[keep], label[keep], count[keep]
+    return _keys(idx[:, first[new]]), voxel_of_pair[inv], pairs
 
 
-def _unique_inverse(values: np.ndarray, span: int, runs: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(where each distinct value first occurs, in increasing value order; each value's index
-    among them) of M int64 values in [0, span): what np.unique's return_index and
-    return_inverse give. A value and its position pack into one int64 when span allows, so
-    that one plain sort (numpy's vectorised sort) does np.unique's argsort; runs: the values
-    are a few increasing runs end to end (merged parts), which a stable sort (timsort) merges
-    in fewer steps."""
-    n = values.size
-    shift = max(n - 1, 1).bit_length()
-    if n == 0 or span > 1 << (63 - shift):
-        _, first, inv = np.unique(values, return_index=True, return_inverse=True)
-        return first, inv.reshape(-1)
-    packed = values << shift
-    packed |= np.arange(n, dtype=np.int64)
-    packed.sort(kind="stable" if runs else None)
-    order = packed & ((1 << shift) - 1)
-    packed >>= shift
-    new = run_starts(packed)
-    inv = np.empty(n, np.intp)
+def _first_and_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(a position of each distinct value, in increasing value order; each value's index among
+    them): np.unique's return_index (any occurrence) and return_inverse, by one sort."""
+    s, order = ordered(values)
+    new = run_starts(s)
+    inv = np.empty(len(s), np.intp)
     inv[order] = np.cumsum(new) - 1
     return order[new], inv
 
 
-def _count_pairs(voxels: np.ndarray, labels: np.ndarray, n: int, weights=None, runs: bool = False) -> tuple:
-    """(voxel, label, count) of each distinct (voxel, label) pair of voxel indices < n,
-    sorted by voxel then label; counts the pairs, or sums their int weights (runs: as for
-    _unique_inverse)."""
+def _frame_pairs(voxels: np.ndarray, labels: np.ndarray) -> tuple:
+    """(voxel, label, count) of each distinct (voxel, label) pair."""
     top = int(labels.max()) + 1
-    pair = voxels * top + labels
-    first, inv = _unique_inverse(pair, n * top, runs)
-    pair = pair[first]
-    counts = np.bincount(inv, weights, len(first)).astype(np.int64)
-    return pair // top, pair % top, counts
+    pairs, _, counts = grouped(voxels * top + labels)
+    return pairs // top, pairs % top, counts
 
 
 class VoxelFusion:
@@ -145,13 +124,11 @@ class VoxelFusion:
             raise InputError("voxel", f"must be a positive number of metres, got {voxel}")
         self.voxel = float(voxel)
         self.max_depth = float(max_depth)
-        # (keys, sum_xyz, sum_rgb, count, labels): sorted unique voxel keys and their sums
-        # (3×n each, coordinate-major: the merge reads each coordinate contiguously); labels
-        # None or (voxel as index into keys, label, count) sorted by voxel then label
-        self._parts: list[tuple] = []
-        self._merged_size = 0  # rows of the first part after a full merge
-        self._buffered = 0  # rows in the parts after it
-        self._recent = 0  # where the parts of the frames since the last merge begin
+        self._voxels = VoxelHash()  # voxel key → slot
+        # per slot: sums of x, y, z, r, g, b and the number of points (float64: exact counts
+        # and colour sums far beyond any scan), slot-major so that a frame adds all seven at once
+        self._sums = np.zeros((len(self._voxels.keys), 7))
+        self._labels = LabelCounts()
         self.frames_used = 0
         self.frames_skipped = 0
 
@@ -179,22 +156,24 @@ class VoxelFusion:
             return
         pts = np.ascontiguousarray(pts, dtype=np.float64)
         idx = _voxel_index(pts, self.voxel)
-        labelled = None  # (voxel, label, count) of the non-zero labels, as _count_pairs
-        if lab is None:
-            uniq, inv = _group_voxels(idx)
-        else:
-            uniq, inv, labelled = _group_labelled(idx, np.maximum(lab.astype(np.int64), 0))  # < 1: none
-        n = len(uniq)
-        cnt = np.bincount(inv, minlength=n)
+        if lab is not None:
+            lab = np.maximum(lab.astype(np.int64), 0)  # < 1: none
+            LabelCounts.check(lab)
+        keys, inv, pairs = _frame_voxels(idx, lab)
+        n = len(keys)
         # bincount sums its weights as float64 in point order, whatever their dtype
-        sxyz = np.stack([np.bincount(inv, pts[j], n) for j in range(3)])
-        srgb = np.stack([np.bincount(inv, rgb[:, j], n) for j in range(3)])
-        self._parts.append((uniq, sxyz, srgb, cnt, labelled))
-        self._buffered += n
-        if self._buffered > max(self._merged_size, _FULL_MERGE_ROWS):
-            self._merge()  # everything into one part
-        elif sum(len(p[0]) for p in self._parts[self._recent :]) > _RECENT_ROWS:
-            self._merge(self._recent)  # the last few frames, which see mostly the same voxels, into one part
+        sums = np.empty((n, 7))
+        for j in range(3):
+            sums[:, j] = np.bincount(inv, pts[j], n)
+            sums[:, 3 + j] = np.bincount(inv, rgb[:, j], n)
+        sums[:, 6] = np.bincount(inv, minlength=n)
+        used = self._voxels.n
+        slots = self._voxels.slots(keys)
+        self._sums = grown(self._sums, self._voxels.n, used)
+        self._sums[slots] += sums  # distinct slots: one gather, add and scatter
+        if pairs is not None:
+            voxel, label, count = pairs
+            self._labels.add(slots[voxel], label, count, self._voxels.n)
 
     def add_frame(self, frame: Frame, labels=None, stride: int = 1, points: FramePoints | None = None) -> bool:
         """Back-project one frame (needs depth, camera and a valid pose) and add it.
@@ -230,14 +209,19 @@ class VoxelFusion:
             or fine % points.stride
         ):
             points = frame_points(frame.depth, frame.camera, pose, self.max_depth)
-        pts, at = points.strided(fine)  # valid depth: finite points
-        if fine < stride:
+        pts, at = points.points, points.pixels  # valid depth: finite points
+        if stride > 1:  # one selection of the points (as points.strided would, in their order)
             h, w = shape
-            cam = frame.camera.scaled(w, h)  # the intrinsics at the depth's size
-            far = self.voxel * min(cam.fx, cam.fy) / stride  # beyond it, stride-th pixels lie over a voxel apart
             keep = stride_grid(h, w, stride)[0][at]
-            keep |= np.take(np.asarray(frame.depth).ravel(), at) > far
-            pts, at = pts[:, keep], at[keep]
+            if fine < stride:
+                cam = frame.camera.scaled(w, h)  # the intrinsics at the depth's size
+                far = self.voxel * min(cam.fx, cam.fy) / stride  # beyond it, stride-th pixels lie over a voxel apart
+                beyond = np.take(np.asarray(frame.depth).ravel(), at) > far
+                if fine > 1:
+                    beyond &= stride_grid(h, w, fine)[0][at]
+                keep |= beyond
+            keep = np.flatnonzero(keep)
+            pts, at = np.take(pts, keep, axis=1), np.take(at, keep)
         self._add(
             pts,
             np.take(rgb.reshape(-1, rgb.shape[-1]), at, axis=0)[:, :3],
@@ -246,55 +230,23 @@ class VoxelFusion:
         self.frames_used += 1
         return True
 
-    # --- reducing -------------------------------------------------------------------------
+    # --- reading ------------------------------------------------------------------------
 
-    def _merge(self, start: int = 0) -> None:
-        """Merge the parts from `start` on into one (0: all of them)."""
-        parts = self._parts[start:]
-        if len(parts) > 1:
-            keys = np.concatenate([p[0] for p in parts])
-            uniq, inv = _group_voxels(_unkey(keys), runs=True)  # each part's keys are sorted
-            n = len(uniq)
-            cnt = np.bincount(inv, np.concatenate([p[3] for p in parts]), n).astype(np.int64)
-            sx = np.concatenate([p[1] for p in parts], axis=1)
-            sc = np.concatenate([p[2] for p in parts], axis=1)
-            sxyz = np.stack([np.bincount(inv, sx[j], n) for j in range(3)])
-            srgb = np.stack([np.bincount(inv, sc[j], n) for j in range(3)])
-            offsets = np.cumsum([0] + [len(p[0]) for p in parts]).tolist()
-            labelled = [(inv[o + p[4][0]], p[4][1], p[4][2]) for o, p in zip(offsets, parts) if p[4] is not None]
-            if labelled:
-                labelled = _count_pairs(
-                    *(np.concatenate([p[i] for p in labelled]) for i in range(2)),
-                    n,
-                    np.concatenate([p[2] for p in labelled]),
-                    runs=True,
-                )
-            self._parts[start:] = [(uniq, sxyz, srgb, cnt, labelled or None)]
-        if start == 0:
-            self._merged_size = len(self._parts[0][0]) if self._parts else 0
-        self._buffered = sum(len(p[0]) for p in self._parts[1:])
-        self._recent = len(self._parts)
+    @property
+    def points_fused(self) -> int:
+        """How many points the voxels were made of."""
+        return int(self._sums[: self._voxels.n, 6].sum())
 
     def cloud(self) -> PointCloud:
-        """The fused cloud so far (labels None when no labelled point was added)."""
-        self._merge()
-        if not self._parts:
-            return PointCloud(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8), None)
-        keys, sxyz, srgb, cnt, labelled = self._parts[0]
-        pts = (sxyz / cnt).T.astype(np.float32)
-        rgb = np.clip(np.rint(srgb / cnt), 0, 255).T.astype(np.uint8)
-        labels = None
-        if labelled is not None:
-            # Per voxel: the most frequent label, ties to the smaller id (the pairs are sorted
-            # by voxel then label: the first of a voxel's pairs with its largest count).
-            vox, lab, count = labelled
-            start = np.flatnonzero(np.r_[True, vox[1:] != vox[:-1]])
-            best = np.flatnonzero(
-                count == np.repeat(np.maximum.reduceat(count, start), np.diff(np.r_[start, len(vox)]))
-            )
-            best = best[np.r_[True, vox[best[1:]] != vox[best[:-1]]]]
-            labels = np.zeros(len(keys), np.int32)
-            labels[vox[best]] = lab[best]
+        """The fused cloud so far, its voxels in key order (labels None when no labelled point
+        was added)."""
+        n = self._voxels.n
+        order = np.argsort(self._voxels.keys[:n])  # distinct keys: any sort gives one order
+        sums = self._sums[order]
+        cnt = sums[:, 6:]
+        pts = (sums[:, :3] / cnt).astype(np.float32)
+        rgb = np.clip(np.rint(sums[:, 3:6] / cnt), 0, 255).astype(np.uint8)
+        labels = None if self._labels.empty else self._labels.majority(n)[order]
         return PointCloud(pts, rgb, labels)
 
 

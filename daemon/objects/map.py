@@ -28,10 +28,11 @@ import numpy as np
 
 from regiond.core.frames import Frame, check_pose
 from regiond.core.regionset import RegionSet
+from regiond.core.runs import counted, distinct, grouped, ordered
 from regiond.geometry import backproject, voxel_keys
 from regiond.objects import pose_check
 from regiond.objects.config import ObjectConfig
-from regiond.objects.groups import best_per_group, counted, distinct, grouped, ordered
+from regiond.objects.groups import best_per_group
 from regiond.objects.pixels import strided_owner
 from regiond.objects.records import FrameRecord, ObjectTable
 from regiond.objects.voxels import VoxelTable

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from regiond.core.runs import distinct
 from regiond.geometry import voxel_centres
-from regiond.objects.groups import best_per_group, distinct
+from regiond.objects.groups import best_per_group
 from regiond.objects.map import ObjectMap
 from regiond.objects.planes import merge_planes
 

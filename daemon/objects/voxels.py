@@ -1,10 +1,6 @@
-"""The object map's voxel hash: which object owns each occupied voxel of the scene.
-
-An open-addressing hash table (linear probing, Fibonacci hashing) from voxel key
-(regiond.geometry.voxel_keys) to a slot in flat arrays, probed for all of a frame's voxels at
-once with numpy: looking up a frame costs O(its voxels) whatever the size of the scene
-(OnlineAnySeg's voxel hashing), and memory grows with the occupied voxels only, never with
-the frames (the table doubles when half full).
+"""The object map's voxel table: which object owns each occupied voxel of the scene, its slots
+those of a VoxelHash of the voxels' keys (regiond.geometry.voxel_hash: a frame's lookup costs
+O(its voxels) whatever the size of the scene, and memory grows with the occupied voxels only).
 
 Each voxel holds one owner and a vote count, updated by the streaming majority vote
 (Boyer-Moore): a frame voting for the owner strengthens it, a frame voting for another object
@@ -20,112 +16,47 @@ from __future__ import annotations
 
 import numpy as np
 
-from regiond.objects.groups import ordered
+from regiond.geometry.voxel_hash import VoxelHash, grown
 
 #: votes a voxel's owner can bank: later frames can still take a voxel over after at most
 #: this many frames that disagree
 MAX_VOTES = 8
-_EMPTY = np.int64(-1)  # no voxel key is negative (they are offset to be non-negative)
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 class VoxelTable:
     def __init__(self, capacity: int = 1 << 15):
-        # 32k voxels to start (1.5 MB, most of it untouched until used): a scan's first
-        # seconds fill that many, and each growth costs its frame about a millisecond
-        self._bits = max(int(2 * capacity - 1).bit_length(), 4)  # the hash table: half full at capacity
-        self._keys = np.full(1 << self._bits, _EMPTY, np.int64)  # hash table: keys ...
-        self._slot = np.zeros(1 << self._bits, np.int64)  # ... and their slots
-        self.n = 0
-        self.keys = np.zeros(capacity, np.int64)  # per slot
-        self.owner = np.zeros(capacity, np.int32)  # object id, 0 = none
+        self._hash = VoxelHash(capacity)
+        self.owner = np.zeros(capacity, np.int32)  # per slot: object id, 0 = none
         self.votes = np.zeros(capacity, np.int16)
         self.seen = np.zeros(capacity, np.uint8)
         self.sums = np.zeros((capacity, 3), np.float64)  # the owner's points: sum ...
         self.points = np.zeros(capacity, np.float64)  # ... and count
 
     def __len__(self) -> int:
-        return self.n
+        return self._hash.n
+
+    @property
+    def n(self) -> int:
+        return self._hash.n
+
+    @property
+    def keys(self) -> np.ndarray:
+        return self._hash.keys
 
     def nbytes(self) -> int:
-        arrays = (self._keys, self._slot, self.keys, self.owner, self.votes, self.seen, self.sums, self.points)
-        return sum(a.nbytes for a in arrays)
-
-    def _home(self, keys: np.ndarray) -> np.ndarray:
-        return ((keys.astype(np.uint64) * _GOLDEN) >> np.uint64(64 - self._bits)).astype(np.int64)
-
-    def _probe(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(hash position, found) of each key: where it is, or the empty place ending its probe."""
-        pos = self._home(keys)
-        found = np.zeros(len(keys), bool)
-        todo = np.arange(len(keys))
-        mask = len(self._keys) - 1
-        while len(todo):
-            at = self._keys[pos[todo]]
-            hit = at == keys[todo]
-            found[todo[hit]] = True
-            todo = todo[~hit & (at != _EMPTY)]
-            pos[todo] = (pos[todo] + 1) & mask
-        return pos, found
+        return self._hash.nbytes() + sum(a.nbytes for a in (self.owner, self.votes, self.seen, self.sums, self.points))
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
         """Slots of M voxel keys, -1 for voxels not in the table."""
-        pos, found = self._probe(keys)
-        return np.where(found, self._slot[pos], -1)
+        return self._hash.lookup(keys)
 
     def insert(self, keys: np.ndarray) -> np.ndarray:
         """Slots for M distinct keys not in the table yet (owner 0, no votes)."""
-        m = len(keys)
-        if 2 * (self.n + m) > len(self._keys):
-            self._rehash(2 * (self.n + m))
-        if self.n + m > len(self.keys):
-            cap = max(2 * len(self.keys), self.n + m)
-            for name in ("keys", "owner", "votes", "seen", "sums", "points"):
-                # zeros and a copy of the used rows: the rest stays untouched (no page faults)
-                # until voxels fill it, unlike a concatenation's
-                old = getattr(self, name)
-                new = np.zeros((cap,) + old.shape[1:], old.dtype)
-                new[: self.n] = old[: self.n]
-                setattr(self, name, new)
-        slots = np.arange(self.n, self.n + m)
-        self.keys[slots] = keys
-        self.n += m
-        self._place(keys, slots)
+        used = self.n
+        slots = self._hash.insert(keys)
+        for name in ("owner", "votes", "seen", "sums", "points"):
+            setattr(self, name, grown(getattr(self, name), self.n, used))
         return slots
-
-    def _place(self, keys: np.ndarray, slots: np.ndarray) -> None:
-        """Put distinct new keys in the hash table: each claims the empty end of its probe;
-        where several claim one place, one wins and the others probe on."""
-        mask = len(self._keys) - 1
-        pos = self._home(keys)
-        todo = np.arange(len(keys))
-        while len(todo):
-            while True:  # move each past places taken by other keys
-                busy = self._keys[pos[todo]] != _EMPTY
-                if not busy.any():
-                    break
-                pos[todo[busy]] = (pos[todo[busy]] + 1) & mask
-            self._keys[pos[todo]] = keys[todo]
-            won = self._keys[pos[todo]] == keys[todo]
-            self._slot[pos[todo[won]]] = slots[todo[won]]
-            todo = todo[~won]
-
-    def _rehash(self, size: int) -> None:
-        self._bits = max(int(size - 1).bit_length(), 4)
-        self._keys = np.full(1 << self._bits, _EMPTY, np.int64)
-        self._slot = np.zeros(1 << self._bits, np.int64)
-        # Into the empty table, in order of home place, each key takes the first place free from
-        # its home on: one running maximum instead of probing rounds (twice as fast); the few
-        # that run past the end probe on from the start as ever.
-        keys = self.keys[: self.n]
-        home, order = ordered(self._home(keys))
-        step = np.arange(self.n)
-        pos = np.maximum.accumulate(home - step) + step
-        fits = pos < len(self._keys)
-        self._keys[pos[fits]] = keys[order[fits]]
-        self._slot[pos[fits]] = order[fits]
-        if not fits.all():
-            self._place(keys[order[~fits]], order[~fits])
 
     def vote(self, slots, objects, owners, sums: np.ndarray, points: np.ndarray) -> None:
         """One vote of each of M distinct slots for objects[i], with the sum (M×3) and number

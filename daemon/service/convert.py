@@ -41,7 +41,8 @@ class Limits:
 def decode_image(img: pb.Image, field: str, limits: Limits) -> np.ndarray:
     """An Image message → its pixels as decoded (H×W×3 uint8 RGB, or 8/16-bit gray, RGBA, ...;
     Frame.validated normalises them). Raises InputError(field, ...)."""
-    if not img.data:
+    data = img.data  # each read of a bytes field copies it
+    if not data:
         raise InputError(field, "no image data")
     if img.encoding == pb.Image.RGB8:
         w, h = int(img.width), int(img.height)
@@ -49,13 +50,13 @@ def decode_image(img: pb.Image, field: str, limits: Limits) -> np.ndarray:
             raise InputError(field, f"raw RGB8 needs width and height, got {w}×{h}")
         if w * h > limits.max_pixels:
             raise InputError(field, f"{w}×{h} = {w * h} pixels exceeds the limit of {limits.max_pixels}")
-        if len(img.data) != w * h * 3:
-            raise InputError(field, f"raw RGB8 {w}×{h} needs {w * h * 3} bytes, got {len(img.data)}")
-        return np.frombuffer(img.data, dtype=np.uint8).reshape(h, w, 3)
+        if len(data) != w * h * 3:
+            raise InputError(field, f"raw RGB8 {w}×{h} needs {w * h * 3} bytes, got {len(data)}")
+        return np.frombuffer(data, dtype=np.uint8).reshape(h, w, 3)
     if img.encoding != pb.Image.ENCODED:
         raise InputError(field, f"unknown encoding {img.encoding}")
     try:
-        with Image.open(io.BytesIO(img.data)) as im:
+        with Image.open(io.BytesIO(data)) as im:
             w, h = im.size  # from the header; nothing decoded yet
             if w * h > limits.max_pixels:
                 raise InputError(field, f"{w}×{h} = {w * h} pixels exceeds the limit of {limits.max_pixels}")
@@ -67,7 +68,7 @@ def decode_image(img: pb.Image, field: str, limits: Limits) -> np.ndarray:
     except InputError:
         raise
     except image_decode_errors() as e:
-        raise InputError(field, f"cannot decode image ({len(img.data)} bytes): {e}") from None
+        raise InputError(field, f"cannot decode image ({len(data)} bytes): {e}") from None
     return arr
 
 
@@ -84,15 +85,19 @@ def decode_depth(d: pb.Depth, height: int, width: int) -> np.ndarray:
     if (d.width, d.height) != (width, height):
         raise InputError("depth", f"depth is {d.width}×{d.height}, the image {width}×{height}")
     need = width * height * np.dtype(dtype).itemsize
-    if len(d.data) != need:
+    data = d.data  # each read of a bytes field copies it
+    if len(data) != need:
         raise InputError(
-            "depth", f"{d.width}×{d.height} {pb.Depth.DType.Name(d.dtype)} needs {need} bytes, got {len(d.data)}"
+            "depth", f"{d.width}×{d.height} {pb.Depth.DType.Name(d.dtype)} needs {need} bytes, got {len(data)}"
         )
     scale = d.scale or default_scale
     if not np.isfinite(scale) or scale <= 0:
         raise InputError("depth", f"scale must be a positive number of metres per unit, got {d.scale}")
-    raw = np.frombuffer(d.data, dtype=dtype).reshape(height, width)
-    return (raw.astype(np.float32) * np.float32(scale)) if scale != 1.0 else raw.astype(np.float32)
+    raw = np.frombuffer(data, dtype=dtype).reshape(height, width)
+    out = raw.astype(np.float32)
+    if scale != 1.0:
+        out *= np.float32(scale)
+    return out
 
 
 def decode_camera(k: pb.Intrinsics, height: int, width: int) -> Camera:
