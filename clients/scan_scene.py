@@ -241,10 +241,9 @@ def run(args) -> int:
             return common.fail(PROG, f"--size {args.size!r}: expected WxH, e.g. 640x480", 1)
     if args.resume and args.force:
         return common.fail(PROG, "--resume and --force exclude each other", 1)
-    try:
-        source = scenes.open_source(
-            args.scene, every=args.every, max_frames=args.max_frames, size=size, skip_bad_frames=args.skip_bad_frames
-        )
+    try:  # without instance maps: the client never looks at them (the daemon finds the objects)
+        opts = {"every": args.every, "max_frames": args.max_frames, "skip_bad_frames": args.skip_bad_frames}
+        source = scenes.open_source(args.scene, size=size, instances=False, **opts)
     except ValueError as e:  # InputError / SourceError
         return common.fail(PROG, str(e), 1)
     source.on_skip = lambda s: tqdm.write(f"{PROG}: frame {s['frame']} skipped: {s['reason']}", file=sys.stderr)

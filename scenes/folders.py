@@ -48,10 +48,10 @@ def read_pose(path: Path) -> np.ndarray | None:
 def read_color(path: Path) -> np.ndarray:
     import cv2  # heavy: only when a frame is read
 
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR_RGB)  # RGB as decoded: no BGR copy to flip
     if img is None:
         raise SourceError(f"{path}: colour image does not decode")
-    return np.ascontiguousarray(img[:, :, ::-1])
+    return img
 
 
 def read_depth(
@@ -70,7 +70,8 @@ def read_depth(
         raise SourceError(
             f"{path}: depth is {d.shape[1]}×{d.shape[0]}, the first frame's was {camera.width}×{camera.height}"
         )
-    out = d.astype(np.float32) / np.float32(depth_shift)
+    out = d.astype(np.float32)
+    out /= np.float32(depth_shift)  # in place: one array, the same values
     for v in invalid:
         out[d == v] = 0.0
     return out
@@ -253,7 +254,7 @@ class ScanNetFolderSource(FolderSource):
         rgb = read_color(color_file)
         rgb = align_to_depth(rgb, self._color_camera_for(rgb.shape), cam)
         meta = {"source": self.spec, "frame": n}
-        if n in self.instances:  # object instance ids (ScanNet's and synthetic rooms' instance-filt/)
+        if self.sampling.instances and n in self.instances:  # ScanNet's and synthetic rooms' instance-filt/
             raw = read_label(self.instances[n])
             meta["instances"] = align_to_depth(raw, self._color_camera_for(raw.shape), cam, nearest=True)
         return Frame(

@@ -130,6 +130,7 @@ def open_source(
     max_frames: int | None = None,
     size: tuple[int, int] | None = None,
     skip_bad_frames: bool = False,
+    instances: bool = True,
     **opts,
 ) -> Source:
     """Open a frame source.
@@ -139,6 +140,8 @@ def open_source(
     every, count, max_frames, size  sampling (see regiond.scenes.source.Sampling)
     skip_bad_frames  report (source.skipped) and leave out frames that cannot be read, instead
                 of raising SourceError at the first
+    instances   False: frames without object instance maps (meta["instances"]), which are
+                then not read (see Sampling)
     opts        options of that kind (labels_tsv, depth_shift for folders; frames, width,
                 height for synthetic)
 
@@ -152,6 +155,7 @@ def open_source(
         max_frames=max_frames,
         size=tuple(size) if size else None,
         skip_bad=bool(skip_bad_frames),
+        instances=bool(instances),
     )
     for kind in KINDS:
         if kind.matches(spec):

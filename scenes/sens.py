@@ -228,7 +228,7 @@ class SensFile:
                 raise SourceError(f"{where}: raw colour is {len(record.color_data)} bytes, expected {n}")
             return np.frombuffer(record.color_data, np.uint8).reshape(h.color_height, h.color_width, 3).copy()
         _check_encoded_size(record.color_data, h.color_width, h.color_height, where)
-        img = cv2.imdecode(np.frombuffer(record.color_data, np.uint8), cv2.IMREAD_COLOR)
+        img = cv2.imdecode(np.frombuffer(record.color_data, np.uint8), cv2.IMREAD_COLOR_RGB)
         if img is None:
             raise SourceError(
                 f"{where}: colour ({h.color_compression}, {len(record.color_data)} bytes) does not decode"
@@ -237,7 +237,7 @@ class SensFile:
             raise SourceError(
                 f"{where}: colour is {img.shape[1]}×{img.shape[0]}, header says {h.color_width}×{h.color_height}"
             )
-        return np.ascontiguousarray(img[:, :, ::-1])
+        return img
 
 
 def _check_encoded_size(data: bytes, width: int, height: int, where: str) -> None:

@@ -15,6 +15,8 @@ from regiond.core.errors import InputError
 from regiond.core.frames import Camera, Frame, evenly_spaced
 from regiond.core.label_spaces import resize_nearest
 
+INSTANCE_MAPS = frozenset({"instances", "depth_instances"})  # the frame meta that Sampling.instances covers
+
 
 class SourceError(InputError):
     """A source that cannot be read: a missing or malformed file, a corrupt frame.
@@ -39,6 +41,10 @@ class Sampling:
                 to match. None keeps the source's size.
     skip_bad    a frame that cannot be read (bad compression, a truncated or missing file) is
                 reported in the source's `skipped` and left out, instead of ending the source
+    instances   give object instance maps (meta["instances"], meta["depth_instances"]) where
+                the source has them; False leaves them out of every frame, and sources that
+                read them from files (instance-filt/) do not read them: a cheaper frame for
+                callers that never look at them
     """
 
     every: int = 1
@@ -46,6 +52,7 @@ class Sampling:
     max_frames: int | None = None
     size: tuple[int, int] | None = None
     skip_bad: bool = False
+    instances: bool = True
 
     def __post_init__(self):
         if not isinstance(self.every, (int, np.integer)) or self.every < 1:
@@ -150,6 +157,8 @@ class Source:
         frames = self._frames(idx) if idx is not None else self._unbounded()
         size = self.sampling.size
         for f in frames:
+            if not self.sampling.instances and INSTANCE_MAPS & f.meta.keys():  # a source that makes them anyway
+                f = replace(f, meta={k: v for k, v in f.meta.items() if k not in INSTANCE_MAPS})
             yield resample(f, *size) if size is not None else f
 
     def _unbounded(self) -> Iterator[Frame]:

@@ -124,6 +124,23 @@ def test_folder_round_trip(tmp_path):
         assert np.abs(f.rgb.astype(int) - ref.rgb).mean() < 4
 
 
+def test_instance_maps_only_when_asked(tmp_path):
+    small = SyntheticScene(5, 2, 160, 120)
+    ref = [small.frame(k) for k in range(2)]
+    out = write_scene_folder(small, tmp_path / "scene")
+    for f, r in zip(scenes.open_source(out), ref):  # by default, as every caller had them
+        np.testing.assert_array_equal(f.meta["instances"], r.meta["instances"])
+    (out / "instance-filt" / "1.png").write_bytes(b"not a png")  # read, it would end the source
+    with pytest.raises(scenes.SourceError, match="instance-filt"):
+        list(scenes.open_source(out))
+    without = list(scenes.open_source(out, instances=False, size=(80, 60)))
+    assert len(without) == 2 and all("instances" not in f.meta for f in without)
+    assert without[1].labels.shape == (60, 80)  # the other channels as before
+    made = list(scenes.open_source("synthetic:5", frames=2, width=160, height=120, instances=False))
+    assert not any({"instances", "depth_instances"} & f.meta.keys() for f in made)  # rendered, then left out
+    np.testing.assert_array_equal(made[1].rgb, ref[1].rgb)
+
+
 def test_sens_round_trip(tmp_path):
     small = SyntheticScene(5, 3, 160, 120)
     frames = [small.frame(k) for k in range(3)]
