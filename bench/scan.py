@@ -30,6 +30,7 @@ through bench/empty_masks.py, whose keyframe generator finds nothing on every N-
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import subprocess
@@ -79,7 +80,7 @@ def scene_messages(folder: Path, address: str, keyframe_every: int = 0) -> list:
     from regiond.client.messages import frame_encoding, scene_frame_pb
 
     encoding = frame_encoding("auto", address)
-    msgs = [scene_frame_pb(f, encoding) for f in scenes.open_source(str(folder))]
+    msgs = [scene_frame_pb(f, encoding) for f in scenes.open_source(str(folder), instances=False)]
     msgs[0].options.CopyFrom(
         pb.SceneOptions(
             scene_id="bench",
@@ -193,15 +194,17 @@ def extraction_alone(folder: Path, frames: int, rounds: int) -> float:
     return min(best)
 
 
-def stage_costs(folder: Path, replies: list, frames: int) -> dict[str, float]:
-    """CPU ms per frame of each client stage, on recorded replies, as scan_scene runs them."""
+def stage_costs(folder: Path, replies: list, frames: int, step: int) -> dict[str, float]:
+    """CPU ms per frame of each client stage, on recorded replies, as scan_scene runs them
+    (its own functions; `step`: overlays and colour label pictures every step-th frame)."""
     from regiond import scenes
     from regiond.client.messages import region_set, scene_frame_pb
-    from regiond.client.scan_outputs import PNG_LEVEL, LabelScores
+    from regiond.client.scan_outputs import PNG_LEVEL, ScanOutputs, overlay_picture
     from regiond.core.rle import MaskPixels
-    from regiond.core.viz import colour_label_png, encode_png, overlay_regions
+    from regiond.core.viz import encode_png
 
-    source = list(scenes.open_source(str(folder), max_frames=frames))
+    read = functools.partial(scenes.open_source, str(folder), max_frames=frames, instances=False)  # as scan_scene
+    source = list(read())
     updates = [u for u in replies if u.HasField("regions")][:frames]
     refined = [u.refined for u in replies if u.HasField("refined")]
     costs: dict[str, float] = {}
@@ -215,7 +218,7 @@ def stage_costs(folder: Path, replies: list, frames: int) -> dict[str, float]:
 
     try:
         t0 = time.process_time()
-        list(scenes.open_source(str(folder), max_frames=frames))
+        list(read())
         costs["read frame (scenes)"] = 1000 * (time.process_time() - t0) / frames
         timed(
             "encode message (raw colour, mm depth)",
@@ -226,7 +229,7 @@ def stage_costs(folder: Path, replies: list, frames: int) -> dict[str, float]:
         pixels = timed("RLE decode", lambda rs: MaskPixels.from_counts(rs.counts, rs.height, rs.width), regions)
         pictures = timed(
             "overlay draw",
-            lambda k: overlay_regions(source[k].rgb, pixels[k], regions[k].source),
+            lambda k: overlay_picture(source[k].rgb, regions[k], pixels[k]),
             range(len(updates)),
         )
         timed(
@@ -234,19 +237,17 @@ def stage_costs(folder: Path, replies: list, frames: int) -> dict[str, float]:
             lambda k: (out / f"{k}.png").write_bytes(encode_png(pictures[k], PNG_LEVEL)),
             range(len(updates)),
         )
-        scores = LabelScores()
-        timed("ground truth for scoring", lambda f: scores.truth(int(f.index), f.labels), source)
+        outputs = ScanOutputs(out, "bench", step, writer=None)  # its writer-thread methods, called here
+        timed("ground truth for scoring", lambda f: outputs.scores.truth(int(f.index), f.labels), source)
+        outputs.pictured = {int(u.frame_index) for u in updates[::step]} if step else set()
         final = {int(r.frame_index): r.label_map_png for r in refined}
 
-        def label_outputs(u) -> None:  # as ScanOutputs does: written at once, replaced, coloured, scored
+        def label_outputs(u) -> None:  # written at once, then replaced by the refined one, coloured, scored
             k = int(u.frame_index)
-            (out / f"l{k}.png").write_bytes(u.label_map_png)
-            png = final.get(k, u.label_map_png)
-            (out / f"l{k}.png").write_bytes(png)
-            (out / f"c{k}.png").write_bytes(colour_label_png(png))
-            scores.predict(k, png)
+            outputs._provisional_labels(k, u.label_map_png)
+            outputs._final_labels(k, final.get(k, u.label_map_png))
 
-        timed("label maps (written, refined, coloured, scored)", label_outputs, updates)
+        timed(f"label maps (written, refined, scored; coloured 1 in {step})", label_outputs, updates)
     finally:
         shutil.rmtree(out, ignore_errors=True)
     return costs
@@ -375,13 +376,13 @@ def main() -> int:
                 f"frame, lite extraction alone {lite:.1f} ms a frame on the same colour images, in this process; "
                 f"target <= 2.0)"
             )
-            costs = stage_costs(folder, replies, min(args.frames, 30))
-            print("client CPU per frame, by stage (process time, one thread):")
-            for name, ms in costs.items():
-                print(f"  {name:40s} {ms:6.1f} ms")
             from regiond.client.scan_outputs import overlay_step, parse_overlays
 
             step = overlay_step(parse_overlays(args.overlays or "auto"), args.frames)
+            costs = stage_costs(folder, replies, min(args.frames, 30), step)
+            print("client CPU per frame, by stage (process time, one thread):")
+            for name, ms in costs.items():
+                print(f"  {name:40s} {ms:6.1f} ms")
             drawn = sum(ms for name, ms in costs.items() if name.startswith(("RLE", "overlay")))
             total = sum(costs.values())
             print(f"  {'total, a frame with an overlay':40s} {total:6.1f} ms")

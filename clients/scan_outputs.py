@@ -15,14 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from regiond.client.messages import decode_png
 from regiond.client.scan_progress import Progress
 from regiond.client.writer import BackgroundWriter
 from regiond.core.confusion import Confusion, EvalProtocol
 from regiond.core.label_spaces import resize_nearest
 from regiond.core.regionset import RegionSet
 from regiond.core.rle import MaskPixels
-from regiond.core.viz import colour_label_png, encode_png, labelled_overlay, overlay_regions
+from regiond.core.viz import colour_label_png, decode_label_png, encode_png, labelled_overlay, overlay_regions
 
 #: default --overlays: every frame of scenes up to this many frames; longer ones are
 #: subsampled to about this many overlays: pictures to look at (a 640×480 one is about 0.5 MB
@@ -56,6 +55,17 @@ def overlay_step(choice: int | None, frames: int | None) -> int:
     return max(1, math.ceil(frames / AUTO_OVERLAYS))
 
 
+def overlay_picture(rgb: np.ndarray, regions: RegionSet, masks: MaskPixels | None = None) -> np.ndarray:
+    """A frame's overlay: its regions in their class colours with a legend when a head labelled
+    them, else each in its own colour; `masks`: the regions' pixels when already decoded."""
+    if masks is None:
+        masks = MaskPixels.from_counts(regions.counts, regions.height, regions.width)
+    if regions.labels is None:
+        return overlay_regions(rgb, masks, regions.source)
+    names = regions.meta.get("label_names", {})
+    return labelled_overlay(rgb, masks, regions.source, regions.labels.tolist(), names)
+
+
 class LabelScores:
     """ScanNet-20 scores (regiond.core.confusion, as `regiond eval labels` scores label folders)
     of the latest prediction of every frame that has ground truth."""
@@ -72,13 +82,17 @@ class LabelScores:
         a = resize_nearest(labels, *self.protocol.size)
         self._truth[idx] = zlib.compress(np.clip(a, 0, 255).astype(np.uint8).tobytes(), 1)
 
-    def predict(self, idx: int, label_png: bytes) -> None:
+    def has_truth(self, idx: int) -> bool:
+        return idx in self._truth
+
+    def predict(self, idx: int, labels: np.ndarray) -> None:
+        """Score frame idx's latest prediction (its label map, decoded); nothing without truth."""
         if idx not in self._truth:
             return
         w, h = self.protocol.size
         truth = np.frombuffer(zlib.decompress(self._truth[idx]), np.uint8).reshape(h, w)
         conf = self.protocol.confusion()
-        self.protocol.add(conf, truth, decode_png(label_png))
+        self.protocol.add(conf, truth, labels)
         self._conf[idx] = conf.counts.astype(np.int32)
 
     def confusion(self) -> Confusion | None:
@@ -164,13 +178,7 @@ class ScanOutputs:
         return self._dir("labels") / f"{self.scene_id}_{idx:06d}.png"
 
     def _overlay(self, idx: int, rgb: np.ndarray, regions: RegionSet) -> None:
-        masks = MaskPixels.from_counts(regions.counts, regions.height, regions.width)
-        if regions.labels is not None:  # a head labelled them: colour by class
-            names = regions.meta.get("label_names", {})
-            picture = labelled_overlay(rgb, masks, regions.source, regions.labels.tolist(), names)
-        else:
-            picture = overlay_regions(rgb, masks, regions.source)
-        (self._dir("overlays") / f"{idx:06d}.png").write_bytes(encode_png(picture, PNG_LEVEL))
+        (self._dir("overlays") / f"{idx:06d}.png").write_bytes(encode_png(overlay_picture(rgb, regions), PNG_LEVEL))
 
     def _provisional_labels(self, idx: int, png: bytes) -> None:
         self._label_file(idx).write_bytes(png)
@@ -179,10 +187,13 @@ class ScanOutputs:
     def _final_labels(self, idx: int, png: bytes) -> None:
         self._label_file(idx).write_bytes(png)
         self._unrefined.discard(idx)
+        pictured, scored = idx in self.pictured, self.scores.has_truth(idx)
+        labels = decode_label_png(png) if pictured or scored else None  # once, for both
         # the benchmark PNG holds raw ids (near black to the eye): a picture to look at beside it
-        if idx in self.pictured:
-            (self._dir("labels_color") / f"{idx:06d}.png").write_bytes(colour_label_png(png))
-        self.scores.predict(idx, png)
+        if pictured:
+            (self._dir("labels_color") / f"{idx:06d}.png").write_bytes(colour_label_png(labels))
+        if scored:
+            self.scores.predict(idx, labels)
 
     def _finish(self) -> None:
         for idx in sorted(self._unrefined):

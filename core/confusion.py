@@ -95,8 +95,15 @@ class Confusion:
         if gt.shape != pred.shape:
             raise ValueError(f"ground truth has {gt.size} entries, prediction {pred.size}")
         k = len(self.class_ids)
-        both = self._index(gt) * (k + 1) + self._index(pred)
-        self.counts += np.bincount(both, minlength=(k + 1) ** 2).reshape(k + 1, k + 1)[:k]  # the last row: ignored
+        if gt.dtype == pred.dtype == np.uint8:  # label PNGs: count id pairs, then fold them into classes
+            pairs = np.bincount((gt.astype(np.uint16) << 8) | pred, minlength=1 << 16)
+            cells = self._index(np.arange(256, dtype=np.uint8))
+            both = (cells[:, None] * (k + 1) + cells[None, :]).ravel()  # id pair → class pair
+            folded = np.bincount(both, weights=pairs, minlength=(k + 1) ** 2).astype(np.int64)  # exact below 2^53
+        else:
+            both = self._index(gt) * (k + 1) + self._index(pred)
+            folded = np.bincount(both, minlength=(k + 1) ** 2)
+        self.counts += folded.reshape(k + 1, k + 1)[:k]  # the last row: ignored
 
     def iou(self) -> np.ndarray:
         """Per-class IoU; NaN for classes absent from both ground truth and predictions."""

@@ -44,6 +44,21 @@ def test_scores_by_class_name_hand_computed(dtype):
     assert s["classes_present"] == 3 and s["miou"] == pytest.approx((0.5 + 2 / 3 + 0.5) / 3)
 
 
+def test_label_png_maps_count_as_any_other_ids():
+    """uint8 maps (label PNGs) are counted by id pairs, folded into classes: the same counts as
+    the general path, ids outside the classes and 255 included."""
+    rng = np.random.default_rng(3)
+    truth = rng.choice([0, 1, 2, 3, 5, 39, 40, 41, 255], size=(48, 64)).astype(np.uint8)
+    pred = rng.integers(0, 256, size=(48, 64)).astype(np.uint8)
+    pred[:10] = truth[:10]
+    fast, general = Confusion(SCANNET20), Confusion(SCANNET20)
+    fast.add_ids(truth, pred)
+    fast.add_ids(truth, pred)
+    general.add_ids(truth.astype(np.int64), pred.astype(np.int64))
+    assert fast.counts.dtype == np.int64 and np.array_equal(fast.counts, 2 * general.counts)
+    assert general.counts.sum() == np.isin(truth, SCANNET20).sum()
+
+
 def test_scannet20_protocol_resamples_to_640x480():
     proto = EvalProtocol.scannet20()
     assert proto.size == (640, 480) and proto.names[:2] == ("wall", "floor")
@@ -90,6 +105,7 @@ def test_scan_client_and_eval_labels_agree_at_a_non_integer_scale(tmp_path):
 
     from regiond.client.scan_outputs import LabelScores
     from regiond.core.label_spaces import write_label_png
+    from regiond.core.viz import decode_label_png
     from regiond.heads.cache_jobs import evaluate_label_folder
     from regiond.scenes import open_source
 
@@ -103,7 +119,7 @@ def test_scan_client_and_eval_labels_agree_at_a_non_integer_scale(tmp_path):
         pred = np.roll(cv2.resize(f.labels, (640, 480), interpolation=cv2.INTER_NEAREST), k + 1, axis=1)
         write_label_png(tmp_path / "labels" / f"synthetic-5_{f.index:06d}.png", pred)
         client.truth(int(f.index), f.labels)
-        client.predict(int(f.index), _png(pred))
+        client.predict(int(f.index), decode_label_png(_png(pred)))
     ours = client.result()
     theirs = evaluate_label_folder(tmp_path / "labels", "synthetic:5", **opts).metrics
     assert ours["frames"] == theirs["frames"] == 2

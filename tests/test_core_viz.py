@@ -18,6 +18,7 @@ from regiond.core.viz import (
     UNKNOWN_CLASS_COLOUR,
     colorize_labels,
     colour_label_png,
+    decode_label_png,
     encode_png,
     label_colours,
     label_legend,
@@ -168,6 +169,14 @@ def test_colour_label_png_shows_colorize_labels_colours_and_a_legend():
     for cid in np.unique(labels)[1:]:  # every class shown has its swatch in the legend
         assert (legend == label_colours()[cid]).all(-1).any(), cid
     assert label_legend(labels)[0] == ((0, 0, 0), "unlabelled")
+    decoded = decode_label_png(buf.getvalue())  # the map decoded once (scan_scene also scores it): the same picture
+    assert decoded.dtype == np.uint8 and np.array_equal(decoded, labels)
+    assert colour_label_png(decoded) == colour_label_png(buf.getvalue())
+    assert label_colours()[1].tolist() != [0, 0, 0]  # each caller gets its own copy of the table
+    label_colours()[1] = 0
+    assert label_colours()[1].tolist() != [0, 0, 0]
+    with pytest.raises(ValueError, match="label PNG"):
+        decode_label_png(b"not a png")
     # any other PNG (here 16-bit ids) is decoded, coloured and given the same legend
     wide = labels.astype(np.uint16) * 300
     buf = io.BytesIO()
