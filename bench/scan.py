@@ -199,9 +199,8 @@ def stage_costs(folder: Path, replies: list, frames: int, step: int) -> dict[str
     (its own functions; `step`: overlays and colour label pictures every step-th frame)."""
     from regiond import scenes
     from regiond.client.messages import region_set, scene_frame_pb
-    from regiond.client.scan_outputs import PNG_LEVEL, ScanOutputs, overlay_picture
+    from regiond.client.scan_outputs import OVERLAY_SUFFIX, ScanOutputs, overlay_bytes, overlay_picture
     from regiond.core.rle import MaskPixels
-    from regiond.core.viz import encode_png
 
     read = functools.partial(scenes.open_source, str(folder), max_frames=frames, instances=False)  # as scan_scene
     source = list(read())
@@ -233,8 +232,8 @@ def stage_costs(folder: Path, replies: list, frames: int, step: int) -> dict[str
             range(len(updates)),
         )
         timed(
-            "overlay PNG encode + write",
-            lambda k: (out / f"{k}.png").write_bytes(encode_png(pictures[k], PNG_LEVEL)),
+            "overlay JPEG encode + write",
+            lambda k: (out / f"{k}{OVERLAY_SUFFIX}").write_bytes(overlay_bytes(pictures[k])),
             range(len(updates)),
         )
         outputs = ScanOutputs(out, "bench", step, writer=None)  # its writer-thread methods, called here

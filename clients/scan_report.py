@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from regiond.api.v1 import regions_pb2 as pb
+from regiond.client.scan_outputs import OVERLAY_SUFFIX
 from regiond.core.confusion import Confusion
 from regiond.core.label_spaces import BENCHMARK_NAMES, BENCHMARK_NYU40
 from regiond.core.viz import label_colours
@@ -37,8 +38,8 @@ def confusion_picture(out: Path, conf: Confusion) -> Path:
 
 
 def strip_frames(out: Path, count: int = STRIP_FRAMES) -> list[str]:
-    """Names (NNNNNN.png) of up to `count` pictured frames, evenly spread."""
-    names = sorted(p.name for p in (out / "overlays").glob("*.png")) if (out / "overlays").is_dir() else []
+    """Frame numbers (NNNNNN) of up to `count` pictured frames, evenly spread."""
+    names = sorted(p.stem for p in (out / "overlays").glob(f"*{OVERLAY_SUFFIX}")) if (out / "overlays").is_dir() else []
     if len(names) <= count:
         return names
     return [names[i] for i in np.round(np.linspace(0, len(names) - 1, count)).astype(int)]
@@ -140,10 +141,10 @@ def write_report(
     if frames:
         figs = []
         for name in frames:
-            imgs = f'<img src="overlays/{name}" alt="regions of frame {name[:-4]}">'
-            if (out / "labels_color" / name).is_file():
-                imgs += f'<img src="labels_color/{name}" alt="labels of frame {name[:-4]}">'
-            figs.append(f"<figure>{imgs}<figcaption>frame {int(name[:-4])}</figcaption></figure>")
+            imgs = f'<img src="overlays/{name}{OVERLAY_SUFFIX}" alt="regions of frame {name}">'
+            if (out / "labels_color" / f"{name}.png").is_file():
+                imgs += f'<img src="labels_color/{name}.png" alt="labels of frame {name}">'
+            figs.append(f"<figure>{imgs}<figcaption>frame {int(name)}</figcaption></figure>")
         parts.append(
             f"<h2>Frames</h2><p>Regions over each frame (above; SAM masks filled, SLIC pieces hatched) "
             f"and the predicted labels (below).</p><div class=strip>{''.join(figs)}</div>"

@@ -7,7 +7,7 @@ daemon serves a scene head), the fused point cloud and a summary.
 
 SCENE is a ScanNet .sens file, a ScanNet exported folder, a 7-Scenes-style folder or
 synthetic:SEED. Writes into --out:
-    overlays/NNNNNN.png         regions drawn over the frames --overlays picks
+    overlays/NNNNNN.jpg         regions drawn over the frames --overlays picks
     labels/<scene>_NNNNNN.png   8-bit NYU40 label maps of every frame (ScanNet benchmark layout;
                                 scene head)
     labels_color/NNNNNN.png     the same labels in colour (one colour per NYU40 class), for the

@@ -42,12 +42,12 @@ def test_scan_scene_synthetic(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames"] == 3 and summary["frames_failed"] == 0
     assert int(summary["fused_points"]) > 0 and summary["source"]["kind"] == "synthetic"
-    assert sorted(p.name for p in (out / "overlays").iterdir()) == ["000000.png", "000002.png", "000004.png"]
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == ["000000.jpg", "000002.jpg", "000004.jpg"]
     cloud = read_ply(out / "scene.ply")
     assert len(cloud) == int(summary["fused_points"])
     from PIL import Image
 
-    assert Image.open(out / "overlays" / "000002.png").size == (160, 120)
+    assert Image.open(out / "overlays" / "000002.jpg").size == (160, 120)
 
 
 def test_stream_video_file(tmp_path):

@@ -40,8 +40,8 @@ def test_overlays_every_k_frames_with_their_colour_labels(labelling_daemon, tmp_
     )
     assert rc == 0
     names = lambda d: sorted(p.name for p in (out / d).iterdir())  # noqa: E731
-    assert names("overlays") == ["000000.png", "000002.png", "000004.png"]
-    assert names("labels_color") == ["000000.png", "000002.png", "000004.png"]
+    assert names("overlays") == ["000000.jpg", "000002.jpg", "000004.jpg"]
+    assert names("labels_color") == ["000000.png", "000002.png", "000004.png"]  # label pictures: PNG
     assert names("labels") == [f"synthetic-4_{i:06d}.png" for i in range(5)]  # every frame: the benchmark's
     outputs = json.loads((out / "summary.json").read_text())["outputs"]
     assert outputs["overlay_step"] == 2 and outputs["overlay_frames"] == 3

@@ -217,3 +217,17 @@ def test_encode_png_round_trips():
     grey = img[:, :, 0]
     with Image.open(io.BytesIO(encode_png(grey, 1))) as im:
         assert np.array_equal(np.asarray(im), grey)
+
+
+def test_jpeg_pictures_keep_one_pixel_colour_lines():
+    import cv2
+
+    from regiond.core.viz import encode_jpeg
+
+    picture = np.full((64, 64, 3), 128, np.uint8)
+    picture[:, 31] = (255, 0, 0)  # a one-pixel red outline, as overlays draw them
+    back = cv2.cvtColor(
+        cv2.imdecode(np.frombuffer(encode_jpeg(picture), np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB
+    )
+    assert np.abs(back.astype(int) - picture).max() < 40  # 4:2:0 would halve the red into its neighbours
+    assert back[:, 31, 0].min() > 215 and back[:, 31, 1].max() < 40
