@@ -88,8 +88,10 @@ def test_bad_inputs(tmp_path):
         f.add_points(np.zeros((3, 3)), np.zeros((2, 3), np.uint8))
     with pytest.raises(InputError, match="labels"):
         f.add_points(np.zeros((3, 3)), np.zeros((3, 3), np.uint8), labels=[1])
-    with pytest.raises(InputError, match="points"):
-        f.add_points([[1e9, 0, 0]], [[0, 0, 0]])
+    f.add_points([[1.0, 2.0, 3.0]], [[9, 9, 9]])  # waits for its batch ...
+    with pytest.raises(InputError, match="points"):  # ... which a bad frame does not lose
+        f.add_points([[1e9, 0, 0], [0, 0, 0]], [[0, 0, 0], [0, 0, 0]])
+    assert len(f.cloud()) == 1 and f.cloud().colors.tolist() == [[9, 9, 9]]
     cam = Camera(10, 10, 1.5, 1.5, 4, 4)
     frame = Frame(rgb=np.zeros((4, 4, 3), np.uint8), depth=np.ones((4, 4), np.float32), camera=cam, pose=np.eye(4))
     with pytest.raises(InputError, match="labels"):
@@ -138,7 +140,12 @@ def test_labels_are_each_voxels_majority_however_they_arrive():
         assert got == (1 + int(np.argmax(counts)) if counts.any() else 0)
 
 
-def test_a_cloud_past_the_first_growths_is_numpys_per_voxel_means_and_majorities():
+@pytest.mark.parametrize("batch", [None, 5000])  # points fused at the end at once, or in many batches
+def test_a_cloud_past_the_first_growths_is_numpys_per_voxel_means_and_majorities(batch, monkeypatch):
+    import regiond.geometry.fusion as fusion_module
+
+    if batch:
+        monkeypatch.setattr(fusion_module, "_BATCH_POINTS", batch)
     rng = np.random.default_rng(5)
     pts = rng.uniform(0, 1, (150_000, 3))  # about 125,000 voxels of 2 cm: the hashes grow twice
     cols = rng.integers(0, 256, (150_000, 3), dtype=np.uint8)

@@ -19,6 +19,10 @@ from regiond.geometry.label_counts import LabelCounts
 from regiond.geometry.points import FramePoints, frame_points, stride_grid
 from regiond.geometry.voxel_hash import VoxelHash, grown
 
+#: points added are fused in batches of about this many (a few frames): consecutive frames see
+#: mostly the same voxels, so a batch has a few times fewer voxels to look up and add than its
+#: frames one by one (the sums differ by rounding only: float64, in another order)
+_BATCH_POINTS = 1 << 18
 _BITS = 20  # bits per axis in a voxel key: ±2^19 voxels around the origin
 _OFFSET = 1 << (_BITS - 1)
 _MASK = (1 << _BITS) - 1
@@ -129,6 +133,8 @@ class VoxelFusion:
         # and colour sums far beyond any scan), slot-major so that a frame adds all seven at once
         self._sums = np.zeros((len(self._voxels.keys), 7))
         self._labels = LabelCounts()
+        self._pending: list[tuple] = []  # points added but not fused yet (_BATCH_POINTS)
+        self._pending_points = 0
         self.frames_used = 0
         self.frames_skipped = 0
 
@@ -151,14 +157,34 @@ class VoxelFusion:
         self._add(pts.T, rgb, lab)
 
     def _add(self, pts: np.ndarray, rgb: np.ndarray, lab: np.ndarray | None) -> None:
-        """Add 3×M finite points with M×3 colours and M labels (or None)."""
+        """Add 3×M finite points with M×3 colours and M labels (or None): checked now, fused with
+        the next frames' (see _BATCH_POINTS)."""
         if not pts.shape[1]:
             return
-        pts = np.ascontiguousarray(pts, dtype=np.float64)
-        idx = _voxel_index(pts, self.voxel)
+        lo, hi = np.floor(np.array([pts.min(), pts.max()], np.float64) / self.voxel)
+        if lo < -_OFFSET or hi > _MASK - _OFFSET:
+            raise InputError(
+                "points", f"points beyond ±{_OFFSET * self.voxel:.0f} m cannot be fused at voxel {self.voxel} m"
+            )
         if lab is not None:
             lab = np.maximum(lab.astype(np.int64), 0)  # < 1: none
             LabelCounts.check(lab)
+        self._pending.append((pts, rgb, lab))
+        self._pending_points += pts.shape[1]
+        if self._pending_points >= _BATCH_POINTS:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Fuse the points waiting: their voxels' sums added to the scene's."""
+        parts, self._pending, self._pending_points = self._pending, [], 0
+        if not parts:
+            return
+        pts = np.concatenate([p for p, _, _ in parts], axis=1, dtype=np.float64)
+        rgb = np.concatenate([c for _, c, _ in parts])
+        lab = None
+        if any(a is not None for _, _, a in parts):  # unlabelled parts among labelled ones: 0, none
+            lab = np.concatenate([np.zeros(p.shape[1], np.int64) if a is None else a for p, _, a in parts])
+        idx = _voxel_index(pts, self.voxel)
         keys, inv, pairs = _frame_voxels(idx, lab)
         n = len(keys)
         # bincount sums its weights as float64 in point order, whatever their dtype
@@ -235,11 +261,13 @@ class VoxelFusion:
     @property
     def points_fused(self) -> int:
         """How many points the voxels were made of."""
+        self._flush()
         return int(self._sums[: self._voxels.n, 6].sum())
 
     def cloud(self) -> PointCloud:
         """The fused cloud so far, its voxels in key order (labels None when no labelled point
         was added)."""
+        self._flush()
         n = self._voxels.n
         order = np.argsort(self._voxels.keys[:n])  # distinct keys: any sort gives one order
         sums = self._sums[order]
