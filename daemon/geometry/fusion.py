@@ -16,7 +16,7 @@ from regiond.core.runs import grouped, ordered, run_starts
 from regiond.geometry.backproject import DEFAULT_MAX_DEPTH
 from regiond.geometry.cloud import PointCloud, ply_bytes
 from regiond.geometry.label_counts import LabelCounts
-from regiond.geometry.points import FramePoints, frame_points, stride_grid
+from regiond.geometry.points import FramePoints, frame_points
 from regiond.geometry.voxel_hash import VoxelHash, grown
 
 #: points added are fused in batches of about this many (a few frames): consecutive frames see
@@ -236,17 +236,15 @@ class VoxelFusion:
         ):
             points = frame_points(frame.depth, frame.camera, pose, self.max_depth)
         pts, at = points.points, points.pixels  # valid depth: finite points
-        if stride > 1:  # one selection of the points (as points.strided would, in their order)
+        if stride > 1:  # the pixels wanted, marked on the image; then one selection of the points
             h, w = shape
-            keep = stride_grid(h, w, stride)[0][at]
+            wanted = np.zeros((h, w), bool)
+            wanted[::stride, ::stride] = True
             if fine < stride:
                 cam = frame.camera.scaled(w, h)  # the intrinsics at the depth's size
                 far = self.voxel * min(cam.fx, cam.fy) / stride  # beyond it, stride-th pixels lie over a voxel apart
-                beyond = np.take(np.asarray(frame.depth).ravel(), at) > far
-                if fine > 1:
-                    beyond &= stride_grid(h, w, fine)[0][at]
-                keep |= beyond
-            keep = np.flatnonzero(keep)
+                wanted[::fine, ::fine] |= np.asarray(frame.depth)[::fine, ::fine] > far
+            keep = np.flatnonzero(wanted.ravel()[at])
             pts, at = np.take(pts, keep, axis=1), np.take(at, keep)
         self._add(
             pts,

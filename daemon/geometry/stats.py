@@ -188,12 +188,15 @@ def _partition_points(
     how many each has."""
     labels = partition.labels.ravel()
     n = partition.n
-    inside = (labels >= 0) & (labels < n)
-    lab = labels if inside.all() else np.where(inside, labels, n)  # outside: last, then cut
     valid = valid_depth(depth, max_depth).ravel()
     areas = partition.areas()
+    if int(areas.sum()) == labels.size:  # every pixel in a region (SLIC's): nothing to mark outside
+        lab, invalid = labels, np.flatnonzero(~valid)
+    else:
+        inside = (labels >= 0) & (labels < n)
+        lab = np.where(inside, labels, n)  # outside: last, then cut
+        invalid = np.flatnonzero(~valid & inside)
     # each region's valid pixels: its area less its invalid ones (few; a bincount of them all is slower)
-    invalid = np.flatnonzero(~valid & inside)
     counts = (areas - np.bincount(labels[invalid], minlength=n)).astype(np.int64)
     pixels = np.arange(lab.size) if stride == 1 else _sample_pixels(lab, valid, counts, depth.shape, stride)
     sub = lab[pixels]
