@@ -348,19 +348,12 @@ def scan_ratio(frames: int, seed: int, cache: Path, rounds: int = 3) -> float:
     daemon with the bundled heads (bench/scan.py's harness), best of `rounds` alternating runs."""
     import tempfile
 
-    from scan import render_scene, scan_scene  # bench/ is the script folder, first on sys.path
-
-    from regiond.commands.serve import spawn_daemon
+    from scan import render_scene, scan_daemon, scan_scene  # bench/ is the script folder, first on sys.path
 
     folder = render_scene(cache / f"scan-{seed}-{frames}", frames, frames, seed)
     with tempfile.TemporaryDirectory(prefix="bench-objects-") as tmp:
         tmp = Path(tmp)
-        proc, address = spawn_daemon(
-            ["--listen", "127.0.0.1:0", "--profile", "lite", "--heads", "bundled", "--data-dir", tmp / "data"]
-            + ["--no-index", "--log-level", "WARNING"],
-            tmp / "daemon.log",
-            timeout=180,
-        )
+        proc, address = scan_daemon(tmp)
         try:
             runs = {False: [], True: []}
             scan_scene(address, folder, tmp / "warm", min(frames, 5), ["--max-frames", "5"], proc.pid)

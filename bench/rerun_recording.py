@@ -40,7 +40,6 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds (best of each is reported)")
     args = ap.parse_args()
     bs = bench_scan()
-    from regiond.commands.serve import spawn_daemon
     from regiond.core.analytics import rerun_analytics_off
 
     load_start = os.getloadavg()
@@ -48,23 +47,7 @@ def main() -> int:
         tmp = Path(tmp)
         os.environ.update(rerun_analytics_off(tmp / "config"))  # no Rerun usage data from the bench
         folder = bs.render_scene(tmp / "scene", args.frames, min(args.distinct, args.frames), 5)
-        proc, address = spawn_daemon(
-            [
-                "--listen",
-                "127.0.0.1:0",
-                "--profile",
-                "lite",
-                "--heads",
-                "bundled",
-                "--data-dir",
-                tmp / "data",
-                "--no-index",
-                "--log-level",
-                "WARNING",
-            ],
-            tmp / "daemon.log",
-            timeout=180,
-        )
+        proc, address = bs.scan_daemon(tmp)
         rrd = tmp / "scan.rrd"
         plain, recorded = [], []
         try:

@@ -73,6 +73,17 @@ def render_scene(folder: Path, frames: int, distinct: int, seed: int) -> Path:
     return folder
 
 
+def scan_daemon(tmp: Path, program: list[str] | None = None):
+    """`regiond serve` as the scan benches run it (lite with its bundled heads, no index, on a free
+    loopback port, data and log under `tmp`): (process, address). program: another daemon
+    command (bench/empty_masks.py)."""
+    from regiond.commands.serve import spawn_daemon
+
+    args = ["--listen", "127.0.0.1:0", "--profile", "lite", "--heads", "bundled", "--data-dir", tmp / "data"]
+    args += ["--no-index", "--log-level", "WARNING"]
+    return spawn_daemon(args, tmp / "daemon.log", timeout=180, program=program)
+
+
 def scene_messages(folder: Path, address: str, keyframe_every: int = 0) -> list:
     """The scene's frames as scan_scene sends them to `address` (its options on the first)."""
     from regiond import scenes
@@ -296,27 +307,9 @@ def main() -> int:
 
         from regiond.api.v1 import regions_pb2_grpc as pb_grpc
         from regiond.client.connection import MAX_MESSAGE
-        from regiond.commands.serve import spawn_daemon
 
         empty = [sys.executable, str(REPO / "bench" / "empty_masks.py"), str(args.empty_every)]
-        proc, address = spawn_daemon(
-            [
-                "--listen",
-                "127.0.0.1:0",
-                "--profile",
-                "lite",
-                "--heads",
-                "bundled",
-                "--data-dir",
-                tmp / "data",
-                "--no-index",
-                "--log-level",
-                "WARNING",
-            ],
-            tmp / "daemon.log",
-            timeout=180,
-            program=empty if args.empty_every else None,
-        )
+        proc, address = scan_daemon(tmp, program=empty if args.empty_every else None)
         try:
             msgs = scene_messages(folder, address, args.keyframe_every)
             size = [("grpc.max_send_message_length", MAX_MESSAGE), ("grpc.max_receive_message_length", MAX_MESSAGE)]
