@@ -3,14 +3,14 @@ nothing running.
 
 Why a start can time out, and what is done about it: ray.init starts Ray's GCS server and
 waits for it to write its port file into the session folder, RAY_gcs_server_port_wait_time_s
-seconds (ray._private.node.Node.start_gcs_server; Ray's default 30). The GCS binds in about
+seconds (ray._private.node.Node.start_gcs_server; Ray's default 30, regiond's GCS_WAIT_S). The GCS binds in about
 0.1 s once running, even at load 11 on this 2-core machine; what can take longer is the
 process start itself on a cold machine, where Ray's 40 MB gcs_server and raylet binaries and
 its libraries are first read from disk while the test session loads torch: a fresh-clone
 `make test` once failed with `RuntimeError: Timed out waiting for file .../gcs_server_port_...`,
 and a second fresh clone, finding those files cached, passed. So the tests' start waits
-GCS_WAIT_S instead, and a start that still runs out of time is retried once, after ending what
-the failed try started.
+GCS_WAIT_S, as `regiond extract --ray` does, and a start that still runs out of time is
+retried once, after ending what the failed try started.
 """
 
 from __future__ import annotations
@@ -22,12 +22,10 @@ import sys
 import time
 from pathlib import Path
 
+from regiond.extraction.pool import GCS_WAIT_ENV, GCS_WAIT_S  # what `regiond extract --ray` waits
+
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-#: seconds ray.init waits for the GCS server's port file (Ray's default: 30; Ray itself waits
-#: 120 where its GCS is known to be slow to start, a RocksDB store)
-GCS_WAIT_S = 120
-GCS_WAIT_ENV = "RAY_gcs_server_port_wait_time_s"
 #: what ray.init raises when a start runs out of time: waiting for the GCS port file, or for
 #: the raylet to register (a fixed 30 s)
 START_TIMEOUTS = ("Timed out waiting for file", "timed out during startup")

@@ -208,3 +208,14 @@ def test_a_ray_start_that_times_out_is_retried_once_and_leaves_nothing_behind(tm
     assert "second try started Ray" in p.stdout
     assert "start 1 timed out" in p.stderr and "Timed out waiting for file" in p.stderr
     assert "gcs_server_port" in p.stderr
+
+
+def test_a_local_ray_start_waits_for_its_gcs_unless_the_user_says(monkeypatch):
+    from regiond.extraction import pool
+
+    monkeypatch.delenv(pool.GCS_WAIT_ENV, raising=False)
+    pool._ray()
+    assert os.environ[pool.GCS_WAIT_ENV] == str(pool.GCS_WAIT_S) == "120"  # not Ray's 30 s
+    monkeypatch.setenv(pool.GCS_WAIT_ENV, "45")
+    pool._ray()
+    assert os.environ[pool.GCS_WAIT_ENV] == "45"

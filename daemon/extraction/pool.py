@@ -86,10 +86,18 @@ class RayOptions:
         return max(1, int(self.cpus_per_actor))
 
 
+#: seconds a local Ray start waits for its GCS server's port file (Ray's default 30 ran out on a
+#: cold 2-core machine, while Ray's binaries were first read from disk; Ray itself waits 120 where
+#: its GCS is known to be slow to start). The environment variable, when set, decides.
+GCS_WAIT_S = 120
+GCS_WAIT_ENV = "RAY_gcs_server_port_wait_time_s"
+
+
 def _ray():
     """The ray module, imported on first use (heavy: only jobs run on Ray need it)."""
-    # Ray reads this when a cluster starts: our jobs never report usage statistics.
+    # Ray reads these when a cluster starts: our jobs never report usage statistics
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault(GCS_WAIT_ENV, str(GCS_WAIT_S))
     import ray  # heavy, optional: only for jobs on Ray
     import ray.data  # noqa: F401
 
