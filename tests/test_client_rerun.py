@@ -226,11 +226,19 @@ def test_rerun_connect_streams_to_a_running_viewer(labelling_daemon, tmp_path):
     """--rerun-connect ADDR sends the recording over gRPC to a running Rerun (here `rerun --save`,
     which writes what it receives), as to a viewer started with `rerun`."""
     import signal
+    import socket
     import time
 
-    from support_service import free_port
+    from support_service import free_port, wait_until
 
     from regiond.client import stream_video
+
+    def listening() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return False
 
     port, saved = free_port(), tmp_path / "live.rrd"
     viewer = subprocess.Popen(
@@ -239,7 +247,9 @@ def test_rerun_connect_streams_to_a_running_viewer(labelling_daemon, tmp_path):
         stderr=subprocess.DEVNULL,
     )
     try:
-        time.sleep(1.0)
+        # up and listening before anything is sent, so that it also stops on Ctrl-C (a viewer
+        # still starting on a busy machine did not, once)
+        assert wait_until(listening, 120, 0.2), "rerun --save never listened"
         video = write_video(tmp_path / "clip.mp4", frames=12)
         assert (
             stream_video.main(
