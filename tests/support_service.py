@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +17,13 @@ import numpy as np
 
 from regiond.api.v1 import regions_pb2 as pb
 from regiond.api.v1 import regions_pb2_grpc as pb_grpc
+
+
+def interruptible() -> None:
+    """Popen's preexec_fn for a child the test stops with Ctrl-C (SIGINT): the default
+    disposition, as a terminal gives it, whatever this process inherited (a test run started in
+    the background of a script ignores SIGINT, and its children would too)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def free_port() -> int:

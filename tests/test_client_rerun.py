@@ -229,7 +229,7 @@ def test_rerun_connect_streams_to_a_running_viewer(labelling_daemon, tmp_path):
     import socket
     import time
 
-    from support_service import free_port, wait_until
+    from support_service import free_port, interruptible, wait_until
 
     from regiond.client import stream_video
 
@@ -245,6 +245,7 @@ def test_rerun_connect_streams_to_a_running_viewer(labelling_daemon, tmp_path):
         [str(RERUN_CLI), "--bind", "127.0.0.1", "--port", str(port), "--save", str(saved)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=interruptible,
     )
     try:
         # up and listening before anything is sent, so that it also stops on Ctrl-C (a viewer

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support_service import lite_extractor, run_client, running_server, wait_until
+from support_service import interruptible, lite_extractor, run_client, running_server, wait_until
 
 from regiond.client.scan_outputs import AUTO_OVERLAYS, overlay_step, parse_overlays
 
@@ -189,6 +189,7 @@ def test_ctrl_c_mid_scan_stops_cleanly(tmp_path):
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=interruptible,
         )
         try:
             assert wait_until(lambda: (out / "overlays").is_dir() and any((out / "overlays").iterdir()), 180)
