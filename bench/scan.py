@@ -55,16 +55,7 @@ def render_scene(folder: Path, frames: int, distinct: int, seed: int) -> Path:
         return folder
     shutil.rmtree(folder, ignore_errors=True)
     t0 = time.perf_counter()
-    write_scene_folder(SyntheticScene(seed, distinct, 640, 480), folder)
-    for k in range(distinct, frames):  # hard links: real files in the real layout, no extra disk
-        for sub, ext in (
-            ("color", "jpg"),
-            ("depth", "png"),
-            ("label-filt", "png"),
-            ("instance-filt", "png"),
-            ("pose", "txt"),
-        ):
-            os.link(folder / sub / f"{k % distinct}.{ext}", folder / sub / f"{k}.{ext}")
+    write_scene_folder(SyntheticScene(seed, distinct, 640, 480), folder, repeat_to=frames)
     print(
         f"bench/scan: rendered {distinct} frames of synthetic:{seed} ({frames} in the folder) "
         f"in {time.perf_counter() - t0:.0f} s",

@@ -152,29 +152,13 @@ def test_outputs_that_cannot_be_written_stop_the_scan(tmp_path, capsys):
     assert not (out / "summary.json").exists()
 
 
-def _long_scene(folder: Path, frames: int, distinct: int = 8) -> Path:
-    """A ScanNet-style folder of `frames` 160×120 frames: `distinct` rendered, the rest hard links
-    to them (a scan that lasts, whatever the machine's speed: a generated room has 50 frames)."""
-    import os
-
-    from regiond.scenes.synthetic import SyntheticScene, write_scene_folder
-
-    write_scene_folder(SyntheticScene(3, distinct, 160, 120), folder)
-    for k in range(distinct, frames):
-        for sub, ext in (
-            ("color", "jpg"),
-            ("depth", "png"),
-            ("label-filt", "png"),
-            ("instance-filt", "png"),
-            ("pose", "txt"),
-        ):
-            os.link(folder / sub / f"{k % distinct}.{ext}", folder / sub / f"{k}.{ext}")
-    return folder
-
-
 def test_ctrl_c_mid_scan_stops_cleanly(tmp_path):
     out = tmp_path / "scan"
-    scene = _long_scene(tmp_path / "scene", 2000)
+    # a scan that lasts, whatever the machine's speed (a generated room has 50 frames): 2,000
+    # frames of 160×120, 8 rendered and the rest hard links to them
+    from regiond.scenes.synthetic import SyntheticScene, write_scene_folder
+
+    scene = write_scene_folder(SyntheticScene(3, 8, 160, 120), tmp_path / "scene", repeat_to=2000)
     with running_server(lite_extractor(), tmp_path) as srv:
         proc = subprocess.Popen(
             [

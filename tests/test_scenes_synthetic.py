@@ -290,3 +290,14 @@ def test_classes_are_learnable_from_appearance_and_position():
     alike = np.isin(yt, [CEILING, FLOOR, WINDOW, PICTURE])
     assert (full[alike] == yt[alike]).mean() > 0.85
     assert (look[alike] == yt[alike]).mean() < (full[alike] == yt[alike]).mean() - 0.2
+
+
+def test_a_scene_folder_repeated_to_more_frames_links_its_own(tmp_path):
+    from regiond import scenes
+
+    folder = write_scene_folder(SyntheticScene(2, 3, 64, 48), tmp_path / "room", repeat_to=7)
+    frames = list(scenes.open_source(str(folder)))
+    assert len(frames) == 7
+    for k, f in enumerate(frames):  # frame k is frame k % 3, the same file
+        assert np.array_equal(f.rgb, frames[k % 3].rgb) and np.array_equal(f.pose, frames[k % 3].pose)
+    assert (folder / "depth" / "5.png").samefile(folder / "depth" / "2.png")

@@ -9,6 +9,7 @@ which ScanNetFolderSource reads; instance-filt/N.png holds object index + 1 per 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,8 +163,12 @@ def _save_matrix(path: Path, m: np.ndarray) -> None:
     np.savetxt(path, np.asarray(m, np.float64), fmt="%.9g")
 
 
-def write_scene_folder(scene: SyntheticScene, out, progress=None, jpeg_quality: int = 95) -> Path:
-    """Write `scene` as a ScanNet exported folder (see the module docstring). Returns out."""
+def write_scene_folder(
+    scene: SyntheticScene, out, progress=None, jpeg_quality: int = 95, repeat_to: int | None = None
+) -> Path:
+    """Write `scene` as a ScanNet exported folder (see the module docstring). Returns out.
+    repeat_to: that many frames in the folder, the scene's own ones again after its last (hard
+    links: a long scan in the real layout at no cost of rendering or disk)."""
     import cv2  # heavy: only when a scene is written
 
     out = Path(out)
@@ -184,6 +189,15 @@ def write_scene_folder(scene: SyntheticScene, out, progress=None, jpeg_quality: 
         _save_matrix(out / "pose" / f"{k}.txt", f.pose)
         if progress is not None:
             progress.update(1)
+    for k in range(scene.frames, repeat_to or 0):
+        for sub, ext in (
+            ("color", "jpg"),
+            ("depth", "png"),
+            ("label-filt", "png"),
+            ("instance-filt", "png"),
+            ("pose", "txt"),
+        ):
+            os.link(out / sub / f"{k % scene.frames}.{ext}", out / sub / f"{k}.{ext}")
     (out / SCENE_META).write_text(json.dumps(scene.meta(), indent=1))
     return out
 
