@@ -51,9 +51,22 @@ def ordered(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def grouped(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(sorted distinct values, the index of each value's among them, how often each occurs) of
     integer values: np.unique(return_inverse=True, return_counts=True) by one sort (ordered)."""
+    s, order, new, inverse = _sorted_runs(values)
+    at = np.flatnonzero(new)
+    return s[at], inverse, np.diff(at, append=len(s))
+
+
+def first_and_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(a position of each distinct value, in increasing value order; each value's index among
+    them): np.unique's return_index (any occurrence of the value) and return_inverse, by one sort."""
+    _, order, new, inverse = _sorted_runs(values)
+    return order[new], inverse
+
+
+def _sorted_runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(the values sorted, the order sorting them, where their runs start, each value's run)."""
     s, order = ordered(values)
-    at = np.flatnonzero(run_starts(s))
-    counts = np.diff(at, append=len(s))
+    new = run_starts(s)
     inverse = np.empty(len(s), np.int64)
-    inverse[order] = np.repeat(np.arange(len(at)), counts)
-    return s[at], inverse, counts
+    inverse[order] = np.cumsum(new) - 1
+    return s, order, new, inverse

@@ -12,7 +12,7 @@ import numpy as np
 
 from regiond.core.errors import InputError
 from regiond.core.frames import Frame, check_pose
-from regiond.core.runs import grouped, ordered, run_starts
+from regiond.core.runs import first_and_inverse, grouped, run_starts
 from regiond.geometry.backproject import DEFAULT_MAX_DEPTH
 from regiond.geometry.cloud import PointCloud, ply_bytes
 from regiond.geometry.label_counts import LabelCounts
@@ -28,13 +28,20 @@ _OFFSET = 1 << (_BITS - 1)
 _MASK = (1 << _BITS) - 1
 
 
-def _voxel_index(points: np.ndarray, voxel: float) -> np.ndarray:
-    """3×M int64 voxel coordinates (offset to be non-negative) of 3×M float64 points."""
+def _voxel_index(points: np.ndarray, voxel: float, checked: bool = False) -> np.ndarray:
+    """3×M int64 voxel coordinates (offset to be non-negative) of 3×M float64 points (checked:
+    _check_range passed them already)."""
     idx = np.floor(points / voxel).astype(np.int64)
+    if not checked and idx.size:
+        _check_range(idx.min(), idx.max(), voxel)
     idx += _OFFSET
-    if idx.size and (idx.min() < 0 or idx.max() > _MASK):
-        raise InputError("points", f"points beyond ±{_OFFSET * voxel:.0f} m cannot be fused at voxel {voxel} m")
     return idx
+
+
+def _check_range(lo: int, hi: int, voxel: float) -> None:
+    """InputError unless voxel coordinates from lo to hi fit a key (±2^19 voxels)."""
+    if lo < -_OFFSET or hi > _MASK - _OFFSET:
+        raise InputError("points", f"points beyond ±{_OFFSET * voxel:.0f} m cannot be fused at voxel {voxel} m")
 
 
 def _keys(idx: np.ndarray) -> np.ndarray:
@@ -78,13 +85,13 @@ def _frame_voxels(idx: np.ndarray, labels: np.ndarray | None) -> tuple[np.ndarra
     rank, volume = _box_rank(idx)
     top = 1 if labels is None else int(labels.max()) + 1
     if volume * top >= 1 << 62:  # the pairs would not pack: the voxels first, then the pairs
-        first, inv = _first_and_inverse(rank)
+        first, inv = first_and_inverse(rank)
         pairs = None
         if labels is not None and (keep := labels > 0).any():
             pairs = _frame_pairs(inv[keep], labels[keep])
         return _keys(idx[:, first]), inv, pairs
     values = rank if labels is None else rank * top + labels
-    first, inv = _first_and_inverse(values)
+    first, inv = first_and_inverse(values)
     if labels is None:
         return _keys(idx[:, first]), inv, None
     voxel_rank = rank[first]  # per distinct pair, in (voxel, label) order
@@ -97,16 +104,6 @@ def _frame_voxels(idx: np.ndarray, labels: np.ndarray | None) -> tuple[np.ndarra
         count = np.bincount(inv, minlength=len(first))
         pairs = voxel_of_pair[keep], label[keep], count[keep]
     return _keys(idx[:, first[new]]), voxel_of_pair[inv], pairs
-
-
-def _first_and_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(a position of each distinct value, in increasing value order; each value's index among
-    them): np.unique's return_index (any occurrence) and return_inverse, by one sort."""
-    s, order = ordered(values)
-    new = run_starts(s)
-    inv = np.empty(len(s), np.intp)
-    inv[order] = np.cumsum(new) - 1
-    return order[new], inv
 
 
 def _frame_pairs(voxels: np.ndarray, labels: np.ndarray) -> tuple:
@@ -161,11 +158,7 @@ class VoxelFusion:
         the next frames' (see _BATCH_POINTS)."""
         if not pts.shape[1]:
             return
-        lo, hi = np.floor(np.array([pts.min(), pts.max()], np.float64) / self.voxel)
-        if lo < -_OFFSET or hi > _MASK - _OFFSET:
-            raise InputError(
-                "points", f"points beyond ±{_OFFSET * self.voxel:.0f} m cannot be fused at voxel {self.voxel} m"
-            )
+        _check_range(*np.floor(np.array([pts.min(), pts.max()], np.float64) / self.voxel), self.voxel)
         if lab is not None:
             lab = np.maximum(lab.astype(np.int64), 0)  # < 1: none
             LabelCounts.check(lab)
@@ -184,7 +177,7 @@ class VoxelFusion:
         lab = None
         if any(a is not None for _, _, a in parts):  # unlabelled parts among labelled ones: 0, none
             lab = np.concatenate([np.zeros(p.shape[1], np.int64) if a is None else a for p, _, a in parts])
-        idx = _voxel_index(pts, self.voxel)
+        idx = _voxel_index(pts, self.voxel, checked=True)  # each part was, as it came
         keys, inv, pairs = _frame_voxels(idx, lab)
         n = len(keys)
         # bincount sums its weights as float64 in point order, whatever their dtype
