@@ -221,12 +221,15 @@ def region_set_pb(
     n = len(rs)
     areas, sources, scores = rs.areas.tolist(), rs.source.tolist(), np.asarray(rs.scores, np.float64).tolist()
     boxes = np.asarray(rs.boxes, np.float64).tolist()
+    geo = None
     if rs.centroids is not None:
-        geo = zip(
-            np.asarray(rs.centroids, np.float64).tolist(),
-            np.asarray(rs.extents, np.float64).tolist(),
-            np.asarray(rs.valid_depth, np.float64).tolist(),
-            rs.point_count.tolist(),
+        geo = list(
+            zip(
+                np.asarray(rs.centroids, np.float64).tolist(),
+                np.asarray(rs.extents, np.float64).tolist(),
+                np.asarray(rs.valid_depth, np.float64).tolist(),
+                rs.point_count.tolist(),
+            )
         )
     label_ids = label_scores = None
     if labels is not None:
@@ -244,8 +247,8 @@ def region_set_pb(
             r.score = scores[i]
         if feats is not None:
             r.features = feats[i].tobytes()
-        if rs.centroids is not None:
-            (cx, cy, cz), (ex, ey, ez), valid, points = next(geo)
+        if geo is not None:
+            (cx, cy, cz), (ex, ey, ez), valid, points = geo[i]
             g = r.geometry
             g.centroid.x, g.centroid.y, g.centroid.z = cx, cy, cz
             g.extent.x, g.extent.y, g.extent.z = ex, ey, ez
