@@ -152,7 +152,7 @@ class Client:
         run = Run()
         try:
             for u in self.stub.StreamVideo(requests()):
-                f = feed.answered(u.frame_index, u.skipped, u.regions.stage_seconds.get("queue"))
+                f = feed.answered(u.frame_index, u.skipped, u.regions.stage_seconds.get("queue"), u.server_seconds)
                 now = time.perf_counter()
                 run.points.append((f.meta["captured"] - t0, now - f.meta["captured"]))
         finally:

@@ -126,7 +126,9 @@ class LiveFeed:
         self.lost = 0  # in flight when the connection was lost
         self.reported = 0  # client drops already listed in an update's record
         self.interval: float | None = None  # seconds between replies while the daemon was busy (EWMA)
-        self._last_reply: float | None = None  # when the last reply came, if frames were still in flight
+        self.processing: float | None = None  # one frame's time in the daemon, not queued (EWMA)
+        self._last_reply: float | None = None  # when the last reply came
+        self._idle = 0.0  # how long after it the daemon had none of our frames (we had none to send)
         self._due = 0.0  # perf_counter instant the last slot's frame is taken at
         self.lead = LEAD  # share of an interval it is taken before the daemon should be free
         self._behind: set[int] = set()  # frames sent to wait behind running ones (they tune the lead)
@@ -136,41 +138,61 @@ class LiveFeed:
         while not stop.is_set():
             if not self._slots.acquire(timeout=0.05):
                 continue
-            with self._lock:
-                behind = self.in_flight > 1 and len(self._sent) >= self.in_flight - 1
-            while behind and not stop.is_set() and time.perf_counter() < self._due:
+            # asked again while waiting: once the frames ahead are answered the frame no longer
+            # waits behind anything (the stream's lane is empty), and goes at once
+            while not stop.is_set() and self._behind_ahead() and time.perf_counter() < self._due:
                 time.sleep(min(0.01, max(0.0, self._due - time.perf_counter())))
             f = self.latest.take(stop)
             if f is None:
                 self._slots.release()
                 return
             with self._lock:
+                behind = self._behind_ahead()
+                if not self._sent and self._last_reply is not None:
+                    self._idle = time.perf_counter() - self._last_reply  # the daemon had none of ours
                 self._sent[int(f.index)] = f
                 if behind and self.interval is not None:
                     self._behind.add(int(f.index))
             yield f
 
-    def answered(self, frame_index: int, skipped: Iterable[int] = (), queue_seconds: float | None = None):
+    def _behind_ahead(self) -> bool:
+        """Whether a frame sent now would wait behind ones in flight (it takes the last slot)."""
+        return self.in_flight > 1 and len(self._sent) >= self.in_flight - 1
+
+    def answered(
+        self,
+        frame_index: int,
+        skipped: Iterable[int] = (),
+        queue_seconds: float | None = None,
+        server_seconds: float | None = None,
+    ):
         """The frame an update answers (None if unknown: answered before a reconnect), after
         freeing its slot and those of the frames the daemon skipped; `queue_seconds`: how long
-        it waited in the daemon's queue (the reply's stage_seconds["queue"]), which tunes the lead."""
+        it waited in the daemon's queue (the reply's stage_seconds["queue"]), which tunes the
+        lead; `server_seconds`: its time in the daemon, queueing included (the reply's), which
+        less the queueing is one frame's processing."""
         now = time.perf_counter()
         index = int(frame_index)
         with self._lock:
             f = self._sent.pop(index, None)
             gone = [self._sent.pop(int(s), None) for s in skipped]
-            busy = bool(self._sent)  # the daemon goes on with another of our frames
+            idle, self._idle = self._idle, 0.0
         if f is not None:
             if self._last_reply is not None:
-                gap = now - self._last_reply
+                # the time since the last reply while the daemon had a frame of ours
+                gap = max(0.0, now - self._last_reply - idle)
                 self.interval = gap if self.interval is None else 0.7 * self.interval + 0.3 * gap
-            if index in self._behind and self.interval and queue_seconds is not None:
+            if server_seconds is not None and queue_seconds is not None:
+                busy = max(0.0, server_seconds - queue_seconds)
+                self.processing = busy if self.processing is None else 0.7 * self.processing + 0.3 * busy
+            one = self._one_processing()
+            if index in self._behind and one and queue_seconds is not None:
                 self._behind.discard(index)
-                waited = queue_seconds / self.interval
+                waited = queue_seconds / one
                 self.lead = min(1.0, max(0.05, self.lead + 0.5 * (WAIT - waited)))
-            self._last_reply = now if busy else None
+            self._last_reply = now
             if self.interval is not None:
-                self._due = now + self.interval * (1 - self.lead)
+                self._due = now + self.interval - self.lead * one
         self.skipped += sum(g is not None for g in gone)
         for _ in range(sum(g is not None for g in gone) + (f is not None)):
             self._slots.release()
@@ -182,8 +204,17 @@ class LiveFeed:
             self.lost += len(self._sent)
             self._sent.clear()
         self._slots = threading.Semaphore(self.in_flight)
-        self._last_reply, self._due = None, 0.0
+        self._last_reply, self._due, self._idle = None, 0.0, 0.0
         self._behind.clear()
+
+    def _one_processing(self) -> float:
+        """One frame's processing, which the lead is a share of: the daemon's own figure, or the
+        reply interval while it says none. With other streams sharing the daemon the interval
+        is a round of all of them, and a frame sent a share of it early would overtake the frame
+        of ours still queued in front of it (and be the one left to wait a whole round)."""
+        if self.interval is None:
+            return 0.0
+        return self.interval if self.processing is None else min(self.processing, self.interval)
 
     def drops(self, processed: int) -> tuple[int, int]:
         """(frames the source gave, frames dropped: by the client, skipped by the daemon, lost)."""

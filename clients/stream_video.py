@@ -209,7 +209,7 @@ class Stream:
     def answered_frame(self, u: VideoUpdate):
         """The frame an update answers (None when it was answered before a reconnect)."""
         if self.feed is not None:
-            return self.feed.answered(u.frame_index, u.skipped, u.queue_seconds)
+            return self.feed.answered(u.frame_index, u.skipped, u.queue_seconds, u.server_seconds)
         with self.lock:
             f = self.unanswered.pop(u.frame_index, None)
         self.ahead.release()
