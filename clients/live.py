@@ -19,9 +19,9 @@ from collections.abc import Iterable, Iterator
 
 #: in-flight frames when the daemon does not say how many workers it runs
 DEFAULT_IN_FLIGHT = 2
-#: the first lead (share of a reply interval) of the frame queued behind the running ones, and
-#: the share of an interval such a frame should wait in the daemon's queue, which the lead is
-#: tuned for
+#: the first lead (share of one frame's processing) of the frame queued behind the running
+#: ones, and the share of a processing such a frame should wait in the daemon's queue, which the
+#: lead is tuned for
 LEAD = 0.3
 WAIT = 0.15
 
@@ -108,13 +108,19 @@ class LiveFeed:
     skipped. After a reconnect, the frames that were in flight count as lost.
 
     The frame that will wait behind the running ones (the last slot) is taken just in time,
-    a lead before the daemon is expected to be free (the interval between replies while the
-    daemon had more to do: one frame's processing per worker), not as soon as its slot frees,
-    which would make it wait a whole processing and so be that much older when its turn
-    comes. The lead adapts: sending, decoding and queueing a frame take their own time (a
-    raw 1080p frame is 6 MB), so it is tuned until such frames wait about WAIT of an interval
-    in the daemon's queue (its reply's stage_seconds["queue"]): the daemon never idles for
-    them, and their latency is about one processing instead of two."""
+    a lead before our frame in front of it should be done (the interval between replies
+    while the daemon had a frame of ours: one frame's processing per worker when the stream
+    is alone, a round of all streams when others share the daemon), not as soon as its slot
+    frees, which would make it wait a whole processing and so be that much older when its
+    turn comes. The lead is a share of one frame's processing (the reply's server_seconds
+    less its queueing), never of the interval: with other streams the frame in front is
+    still queued until one processing before it is done, and a frame sent before then would
+    overtake it. The lead adapts: sending, decoding and queueing a frame take their own time
+    (a raw 1080p frame is 6 MB), so it is tuned until such frames wait about WAIT of a
+    processing in the daemon's queue (its reply's stage_seconds["queue"]): the daemon never
+    idles for them, and their latency is about one processing instead of two. Once the frames
+    in front are answered, the frame waits behind nothing and goes at once (a stream whose
+    lane stays empty for a whole round of the others loses its turn)."""
 
     def __init__(self, latest: LatestFrame, in_flight: int):
         self.latest = latest
@@ -125,12 +131,12 @@ class LiveFeed:
         self.skipped = 0  # by the daemon (overtaken in its queue)
         self.lost = 0  # in flight when the connection was lost
         self.reported = 0  # client drops already listed in an update's record
-        self.interval: float | None = None  # seconds between replies while the daemon was busy (EWMA)
+        self.interval: float | None = None  # seconds between replies while the daemon had ours (EWMA)
         self.processing: float | None = None  # one frame's time in the daemon, not queued (EWMA)
         self._last_reply: float | None = None  # when the last reply came
         self._idle = 0.0  # how long after it the daemon had none of our frames (we had none to send)
         self._due = 0.0  # perf_counter instant the last slot's frame is taken at
-        self.lead = LEAD  # share of an interval it is taken before the daemon should be free
+        self.lead = LEAD  # share of a processing it is taken before the frame in front should be done
         self._behind: set[int] = set()  # frames sent to wait behind running ones (they tune the lead)
 
     def frames(self, stop: threading.Event) -> Iterator:

@@ -4,6 +4,7 @@ frame of the source is accounted for (answered, dropped by the client or skipped
 from __future__ import annotations
 
 import json
+import queue
 import subprocess
 import sys
 import threading
@@ -72,3 +73,85 @@ def test_live_options_that_contradict_exit_1(tmp_path):
             timeout=120,
         )
         assert p.returncode == 1 and "live" in p.stderr and "cannot reach" not in p.stderr, (args, p.stderr)
+
+
+class _Sender:
+    """A LiveFeed over an endless source (a new frame every few ms), its frames taken on a
+    thread as a gRPC request iterator takes them: (instant taken, frame) in `sent`."""
+
+    def __init__(self, in_flight: int = 2):
+        import numpy as np
+
+        from regiond.client.live import LatestFrame, LiveFeed
+        from regiond.core.frames import Frame
+
+        self.stop = threading.Event()
+        rgb = np.zeros((4, 4, 3), np.uint8)
+
+        def source():
+            i = 0
+            while not self.stop.is_set():
+                yield Frame(rgb=rgb, index=i)
+                i += 1
+                time.sleep(0.005)
+
+        self.feed = LiveFeed(LatestFrame(source(), pace=False), in_flight)
+        self.sent: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._take, daemon=True)
+        self._thread.start()
+
+    def _take(self) -> None:
+        for f in self.feed.frames(self.stop):
+            self.sent.put((time.perf_counter(), f))
+
+    def next(self):
+        return self.sent.get(timeout=30)
+
+    def close(self) -> None:
+        self.stop.set()
+        self._thread.join(10)
+        self.feed.latest.close()
+
+
+def test_live_feed_measures_its_reply_interval_when_each_reply_leaves_nothing_in_flight():
+    # the pattern of a daemon shared by other streams: our second frame overtakes the first,
+    # still queued, so every reply leaves nothing of ours in flight
+    s = _Sender()
+    try:
+        for _ in range(2):
+            (_, a), (_, b) = s.next(), s.next()
+            s.feed.answered(b.index, skipped=[a.index], queue_seconds=0.2, server_seconds=0.25)
+        # a measured interval: the last slot's frame is sent just in time from now on, not at
+        # once to overtake the frame in front of it (two frames sent for every one processed)
+        assert s.feed.interval is not None and s.feed.interval > 0
+        assert abs(s.feed.processing - 0.05) < 1e-9  # the reply's time in the daemon less its queueing
+    finally:
+        s.close()
+
+
+def test_live_feed_sends_the_last_slot_once_the_frame_ahead_starts_and_at_once_when_it_is_answered():
+    s = _Sender()
+    try:
+        (_, a), (_, b) = s.next(), s.next()
+        s.feed.answered(b.index, skipped=[a.index], queue_seconds=0.0, server_seconds=0.05)
+        (_, c), (_, d) = s.next(), s.next()
+        time.sleep(1.5)  # the daemon serves other streams: our replies come a round apart
+        s.feed.answered(c.index, queue_seconds=1.4, server_seconds=1.45)  # d is still in flight
+        replied = time.perf_counter()
+        interval, one = s.feed.interval, s.feed.processing
+        assert interval > 1.0 and one < 0.2
+        # e waits behind d: it goes no sooner than d should start, lest it overtake d in the queue
+        # (a share of the reply interval early would be long before)
+        taken, e = s.next()
+        assert taken >= replied + interval - one
+        # f waits behind e; once e is answered it waits behind nothing and goes at once, not
+        # at the instant the reply to e set for a frame behind another (the stream's lane
+        # would be empty until then, and lose its turn)
+        s.feed.answered(d.index, queue_seconds=1.4, server_seconds=1.45)
+        time.sleep(0.2)  # f is waiting for e's turn
+        s.feed.answered(e.index, queue_seconds=0.0, server_seconds=0.05)
+        due = s.feed._due
+        taken, f = s.next()
+        assert f.index > e.index and taken < due
+    finally:
+        s.close()
