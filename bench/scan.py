@@ -179,11 +179,16 @@ def extraction_alone(folder: Path, frames: int, rounds: int) -> float:
     frame's cost in the daemon."""
     import threading
 
+    import torch
+
     from regiond import scenes
     from regiond.extraction.profiles import build_extractor
 
     images = [f.rgb for f in scenes.open_source(str(folder), max_frames=frames)]
     ex = build_extractor("lite", announce=lambda m: None)
+    threads = torch.get_num_threads()
+    if not ex.can_batch:
+        torch.set_num_threads(1)  # as the daemon runs lite (RegionServer: its ops are too small to split)
     ex.extract(images[0])
     best = []
 
@@ -197,6 +202,7 @@ def extraction_alone(folder: Path, frames: int, rounds: int) -> float:
     t = threading.Thread(target=work)  # a worker thread, as in the daemon
     t.start()
     t.join()
+    torch.set_num_threads(threads)
     return min(best)
 
 
