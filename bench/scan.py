@@ -75,14 +75,18 @@ def scan_daemon(tmp: Path, program: list[str] | None = None):
     return spawn_daemon(args, tmp / "daemon.log", timeout=180, program=program)
 
 
-def scene_messages(folder: Path, address: str, keyframe_every: int = 0) -> list:
-    """The scene's frames as scan_scene sends them to `address` (its options on the first)."""
+def scene_messages(folder: Path, address: str, keyframe_every: int = 0, step: int = 1) -> list:
+    """The scene's frames as scan_scene sends them to `address` (its options on the first; the
+    masks of every step-th frame only, the ones it draws: 0, none)."""
     from regiond import scenes
     from regiond.api.v1 import regions_pb2 as pb
-    from regiond.client.messages import frame_encoding, scene_frame_pb
+    from regiond.client.messages import frame_encoding, output_pb, scene_frame_pb
 
     encoding = frame_encoding("auto", address)
     msgs = [scene_frame_pb(f, encoding) for f in scenes.open_source(str(folder), instances=False)]
+    for k, m in enumerate(msgs):
+        if not (step and k % step == 0):
+            m.output.CopyFrom(output_pb(None, masks=False))
     msgs[0].options.CopyFrom(
         pb.SceneOptions(
             scene_id="bench",
@@ -175,11 +179,16 @@ def extraction_alone(folder: Path, frames: int, rounds: int) -> float:
     frame's cost in the daemon."""
     import threading
 
+    import torch
+
     from regiond import scenes
     from regiond.extraction.profiles import build_extractor
 
     images = [f.rgb for f in scenes.open_source(str(folder), max_frames=frames)]
     ex = build_extractor("lite", announce=lambda m: None)
+    threads = torch.get_num_threads()
+    if not ex.can_batch:
+        torch.set_num_threads(1)  # as the daemon runs lite (RegionServer: its ops are too small to split)
     ex.extract(images[0])
     best = []
 
@@ -193,6 +202,7 @@ def extraction_alone(folder: Path, frames: int, rounds: int) -> float:
     t = threading.Thread(target=work)  # a worker thread, as in the daemon
     t.start()
     t.join()
+    torch.set_num_threads(threads)
     return min(best)
 
 
@@ -227,16 +237,24 @@ def stage_costs(folder: Path, replies: list, frames: int, step: int) -> dict[str
             source,
         )
         regions = timed("reply to RegionSet", lambda u: region_set(u.regions), updates)
-        pixels = timed("RLE decode", lambda rs: MaskPixels.from_counts(rs.counts, rs.height, rs.width), regions)
-        pictures = timed(
-            "overlay draw",
-            lambda k: overlay_picture(source[k].rgb, regions[k], pixels[k]),
-            range(len(updates)),
+        drawn = range(0, len(updates), step) if step else range(0)  # the frames sent back with masks
+        pixels = dict(
+            zip(
+                drawn,
+                timed(
+                    "RLE decode",
+                    lambda k: MaskPixels.from_counts(regions[k].counts, regions[k].height, regions[k].width),
+                    drawn,
+                ),
+            )
+        )
+        pictures = dict(
+            zip(drawn, timed("overlay draw", lambda k: overlay_picture(source[k].rgb, regions[k], pixels[k]), drawn))
         )
         timed(
             "overlay JPEG encode + write",
             lambda k: (out / f"{k}{OVERLAY_SUFFIX}").write_bytes(overlay_bytes(pictures[k])),
-            range(len(updates)),
+            drawn,
         )
         outputs = ScanOutputs(out, "bench", step, writer=None)  # its writer-thread methods, called here
         timed("ground truth for scoring", lambda f: outputs.scores.truth(int(f.index), f.labels), source)
@@ -298,11 +316,13 @@ def main() -> int:
 
         from regiond.api.v1 import regions_pb2_grpc as pb_grpc
         from regiond.client.connection import MAX_MESSAGE
+        from regiond.client.scan_outputs import overlay_step, parse_overlays
 
         empty = [sys.executable, str(REPO / "bench" / "empty_masks.py"), str(args.empty_every)]
         proc, address = scan_daemon(tmp, program=empty if args.empty_every else None)
         try:
-            msgs = scene_messages(folder, address, args.keyframe_every)
+            step = overlay_step(parse_overlays(args.overlays or "auto"), args.frames)
+            msgs = scene_messages(folder, address, args.keyframe_every, step)
             size = [("grpc.max_send_message_length", MAX_MESSAGE), ("grpc.max_receive_message_length", MAX_MESSAGE)]
             channel = grpc.insecure_channel(address, options=size)  # the daemon alone: no client in between
             grpc.channel_ready_future(channel).result(timeout=60)
@@ -359,9 +379,6 @@ def main() -> int:
                 f"frame, lite extraction alone {lite:.1f} ms a frame on the same colour images, in this process; "
                 f"target <= 2.0)"
             )
-            from regiond.client.scan_outputs import overlay_step, parse_overlays
-
-            step = overlay_step(parse_overlays(args.overlays or "auto"), args.frames)
             costs = stage_costs(folder, replies, min(args.frames, 30), step)
             print("client CPU per frame, by stage (process time, one thread):")
             for name, ms in costs.items():

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -136,7 +136,7 @@ class RegionClient(Connection):
         keyframe_every: int = 0,
         min_coverage: float = 0.0,
         features: str | None = None,
-        masks: bool = True,
+        masks: bool | Callable[[int], bool] = True,
         stop: threading.Event | None = None,
         timeout: float | None = None,
         live: bool = False,
@@ -152,7 +152,9 @@ class RegionClient(Connection):
           keyframe_every, min_coverage: generate masks on every K-th frame only and carry them
             to the frames between by optical flow (0 or 1: every frame); see CarryOptions.
           features, masks: what each frame's RegionSet carries, as for extract (default: no
-            features).
+            features); masks may also be a function of a frame's position in the stream
+            (0, 1, ...) saying whether that frame's masks come back: a client that draws a few
+            frames need not receive (and decode) the others' masks.
           stop: an Event your frames iterator watches while it waits (pacing, flow control):
             the client sets it when the stream ends, so a pull blocked there returns.
           timeout: seconds for the whole stream (None: no limit).
@@ -170,9 +172,10 @@ class RegionClient(Connection):
             "options": pb.VideoOptions(
                 window_step=window_step, window_span=window_span, carry=carry, live=live, window_seconds=window_seconds
             ),
-            "output": messages.output_pb(features, masks),
         }
-        return self._frame_stream("StreamVideo", frames, messages.video_frame_pb, first, VideoUpdate, stop, timeout)
+        return self._frame_stream(
+            "StreamVideo", frames, messages.video_frame_pb, first, (features, masks), VideoUpdate, stop, timeout
+        )
 
     def stream_scene(
         self,
@@ -186,7 +189,7 @@ class RegionClient(Connection):
         keyframe_every: int = 0,
         min_coverage: float = 0.0,
         features: str | None = None,
-        masks: bool = True,
+        masks: bool | Callable[[int], bool] = True,
         objects: bool = False,
         stop: threading.Event | None = None,
         timeout: float | None = None,
@@ -222,8 +225,16 @@ class RegionClient(Connection):
             carry=self._carry(keyframe_every, min_coverage),
             objects=objects,
         )
-        first = {"options": options, "output": messages.output_pb(features, masks)}
-        return self._frame_stream("StreamScene", frames, messages.scene_frame_pb, first, SceneUpdate, stop, timeout)
+        return self._frame_stream(
+            "StreamScene",
+            frames,
+            messages.scene_frame_pb,
+            {"options": options},
+            (features, masks),
+            SceneUpdate,
+            stop,
+            timeout,
+        )
 
     def index(
         self,
@@ -338,17 +349,32 @@ class RegionClient(Connection):
 
     # --- helpers --------------------------------------------------------------------------------
 
-    def _frame_stream(self, method: str, frames, encode, first: dict, update, stop, timeout) -> Iterator:
+    def _frame_stream(
+        self, method: str, frames, encode, first: dict, carries: tuple, update, stop, timeout
+    ) -> Iterator:
         """`update`s of a frame stream: each frame (Frame, array, or the frames of a source
-        spec) made a message by `encode`, the first with the `first` fields (options, output)."""
+        spec) made a message by `encode`, the first with the `first` fields (options), and the
+        OutputOptions of `carries` (features, masks): on the first frame for the whole stream,
+        or, when masks is a function of the frame's position, on every frame for itself."""
         if isinstance(frames, (str, Path)):
             from regiond import scenes  # the sources (and OpenCV) only when a spec is given
 
             frames = scenes.open_source(str(frames))
+        features, masks = carries
+        if callable(masks):
+            with_masks, without_masks = messages.output_pb(features, True), messages.output_pb(features, False)
+
+            def output(k: int) -> dict:
+                return {"output": with_masks if masks(k) else without_masks}
+        else:
+            stream_output = messages.output_pb(features, bool(masks))
+
+            def output(k: int) -> dict:
+                return {"output": stream_output} if k == 0 else {}
 
         def requests():
             for k, item in enumerate(frames):
-                yield encode(messages.as_frame(item, k), self.encoding, **(first if k == 0 else {}))
+                yield encode(messages.as_frame(item, k), self.encoding, **(first if k == 0 else {}), **output(k))
 
         with contextlib.closing(self.stream(method, requests(), stop, timeout)) as replies:
             for reply in replies:

@@ -164,6 +164,11 @@ class Scan:
             )
             yield frame
 
+    def wants_masks(self, position: int) -> bool:
+        """Whether the position-th frame's masks are needed: for its overlay, the recording or
+        the objects' id maps (the others' masks are left out of the replies)."""
+        return self.recording is not None or self.objects is not None or self.outputs.wants_picture(position)
+
     def handle(self, u: SceneUpdate, bar) -> None:
         if u.summary is not None:
             self.summary = u.summary
@@ -213,6 +218,7 @@ def stream(scan: Scan, client: RegionClient, args, total: int | None) -> int:
                 ply=not args.no_ply,
                 label_maps=True,
                 objects=args.objects,
+                masks=scan.wants_masks,
                 stop=stop,
                 **common.carry_args(args),
             )

@@ -79,7 +79,7 @@ def overlay_regions(
     pixels = out.reshape(-1, 3)
     for labels in _layers(mp):
         covered = labels >= 0
-        sam = is_sam[labels]
+        sam = _sam_pixels(is_sam, labels)
         flat = labels.ravel()
         # np.take and in-place arithmetic: the same float32 operations as
         # `(1 - alpha) * pixels[fill] + tint[flat[fill]]`, at about half the cost
@@ -92,6 +92,15 @@ def overlay_regions(
         pixels[edge] = np.take(solid, np.take(flat, edge), axis=0)
     out += 0.5  # values stay within [0, 255.5]: truncating rounds them
     return out.astype(np.uint8)
+
+
+def _sam_pixels(is_sam: np.ndarray, labels: np.ndarray):
+    """Where a layer's regions are SAM's (H×W bool), or one bool when all or none are (SLIC's
+    alone, the lite profile: no image-sized gather)."""
+    regions = is_sam[:-1]  # the last entry: no region
+    if regions.all() or not regions.any():
+        return bool(regions.any())
+    return is_sam[labels]
 
 
 UNKNOWN_CLASS_COLOUR = (128, 128, 128)  # regions without a class in labelled overlays

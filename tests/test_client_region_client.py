@@ -122,6 +122,27 @@ def test_stream_video_from_frames_arrays_and_a_file(client, tmp_path):
     assert [u.regions.meta["carry"]["keyframe"] for u in ups] == [True, False, True, False]
 
 
+def test_stream_masks_of_the_frames_a_function_picks(client):
+    """masks=f(position): only the frames it picks come back with masks; the others keep their
+    boxes, areas and 3D statistics (a scan that draws a few frames skips the rest's bytes)."""
+    frames = synthetic_frames(4)
+    picked = list(client.stream_scene(frames, masks=lambda k: k % 2 == 0))
+    every = list(client.stream_scene(frames))
+    regions = [u.regions for u in picked if u.regions is not None]
+    full = [u.regions for u in every if u.regions is not None]
+    assert [r.meta["frame_index"] for r in regions] == [f.index for f in frames]
+    for k, (r, f) in enumerate(zip(regions, full)):
+        np.testing.assert_array_equal(r.boxes, f.boxes)
+        np.testing.assert_array_equal(r.areas, f.areas)
+        np.testing.assert_array_equal(r.centroids, f.centroids)
+        if k % 2 == 0:
+            np.testing.assert_array_equal(r.masks(), f.masks())
+        else:
+            assert f.masks().any() and not r.masks().any()  # sent without masks
+    video = list(client.stream_video(iter(f.rgb for f in frames), masks=lambda k: k == 3))
+    assert [bool(u.regions.masks().any()) for u in video] == [False, False, False, True]
+
+
 def test_stream_scene_gives_labels_refined_frames_and_the_summary(client):
     frames = synthetic_frames(3)
     ups = list(client.stream_scene(frames, scene_id="s3", ply=True, label_maps=True))
