@@ -9,6 +9,7 @@ at the end of the scan).
 
 from __future__ import annotations
 
+import argparse
 import math
 import zlib
 from pathlib import Path
@@ -48,6 +49,28 @@ def parse_overlays(text: str) -> int | None:
     if k < 1:
         raise ValueError(f"--overlays {text!r}: expected auto, none, all or a frame step K ≥ 1")
     return k
+
+
+def add_overlays_arg(p: argparse.ArgumentParser) -> None:
+    """scan_scene's --overlays (parsed by parse_overlays; overlay_step decides the step)."""
+
+    def overlays(text: str) -> int | None:
+        try:
+            return parse_overlays(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    p.add_argument(
+        "--overlays",
+        type=overlays,
+        default=None,
+        metavar="K|all|none|auto",
+        help=f"which frames get an overlay (and a colour label picture): every K-th frame "
+        f"scanned, all, none, or auto (default): all when the scene has up to "
+        f"{AUTO_OVERLAYS} frames, else every K-th with K = ceil(frames / {AUTO_OVERLAYS}) "
+        f"(about {AUTO_OVERLAYS} overlays, ~0.5 MB each at 640×480); every "
+        f"{UNKNOWN_LENGTH_STEP}th when the length is unknown",
+    )
 
 
 def overlay_step(choice: int | None, frames: int | None) -> int:

@@ -56,7 +56,7 @@ from regiond.client.recording import ScanRecording, add_rerun_args
 from regiond.client.region_client import RegionClient
 from regiond.client.replies import SceneUpdate
 from regiond.client.scan_objects import ScanObjects, add_objects_arg, report_section
-from regiond.client.scan_outputs import AUTO_OVERLAYS, UNKNOWN_LENGTH_STEP, ScanOutputs, overlay_step, parse_overlays
+from regiond.client.scan_outputs import ScanOutputs, add_overlays_arg, overlay_step
 from regiond.client.scan_progress import Progress, ProgressError
 from regiond.client.scan_report import DEMO_LABELS, labeller_heads, write_report
 from regiond.client.writer import BackgroundWriter, WriterError
@@ -84,17 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default=None, metavar="WxH", help="resample frames to this size before sending")
     common.add_encoding_arg(p, "colour")
     p.add_argument("--voxel", type=float, default=0.02, metavar="M", help="voxel edge of the fused cloud, metres")
-    p.add_argument(
-        "--overlays",
-        type=_overlays_arg,
-        default=None,
-        metavar="K|all|none|auto",
-        help=f"which frames get an overlay (and a colour label picture): every K-th frame "
-        f"scanned, all, none, or auto (default): all when the scene has up to "
-        f"{AUTO_OVERLAYS} frames, else every K-th with K = ceil(frames / {AUTO_OVERLAYS}) "
-        f"(about {AUTO_OVERLAYS} overlays, ~0.5 MB each at 640×480); every "
-        f"{UNKNOWN_LENGTH_STEP}th when the length is unknown",
-    )
+    add_overlays_arg(p)
     common.add_carry_args(p, "reprojected with depth and poses; a frame without them is a keyframe")
     p.add_argument("--no-ply", action="store_true", help="do not ask for the fused point cloud")
     p.add_argument("--scene-id", default=None, help="name of the scene in outputs (default: from SCENE)")
@@ -112,13 +102,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_objects_arg(p)
     add_rerun_args(p)
     return p
-
-
-def _overlays_arg(text: str) -> int | None:
-    try:
-        return parse_overlays(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 class Scan:
