@@ -77,8 +77,15 @@ def any_image_pb(image: ImageLike, encoding: str) -> pb.Image:
 
 def depth_pb(depth: np.ndarray) -> pb.Depth:
     """Metres (float, NaN/0 = none) → millimetre UINT16 depth (half the bytes of float32)."""
-    d = np.nan_to_num(np.asarray(depth, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    mm = np.clip(np.rint(d * 1000.0), 0, 65535).astype("<u2")
+    d = np.asarray(depth, dtype=np.float32)
+    with np.errstate(over="ignore"):  # beyond 3.4e35 m: clipped below like any depth beyond 65.535 m
+        mm = d * np.float32(1000.0)
+    finite = np.isfinite(d)
+    if not finite.all():  # NaN and ±inf: none
+        mm[~finite] = 0.0
+    np.rint(mm, out=mm)  # in place: a 640×480 frame's message took a third of the time in np.nan_to_num
+    np.clip(mm, 0, 65535, out=mm)
+    mm = mm.astype("<u2")
     h, w = mm.shape
     return pb.Depth(data=mm.tobytes(), dtype=pb.Depth.UINT16, width=w, height=h, scale=0.001)
 

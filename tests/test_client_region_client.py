@@ -332,3 +332,13 @@ def test_the_context_manager_closes_the_channel(daemon):
         assert c.info().profile == "lite"
     with pytest.raises(ValueError, match="closed channel"):
         c.info()
+
+
+def test_depth_travels_in_millimetres_with_non_finite_values_as_none():
+    from regiond.client.messages import depth_pb
+
+    metres = np.array([[0.0, 0.0004, 0.0005, 1.2344], [np.nan, np.inf, -np.inf, -0.5], [65.535, 70.0, 1e38, 2.0]])
+    msg = depth_pb(metres)
+    mm = np.frombuffer(msg.data, "<u2").reshape(msg.height, msg.width)
+    assert (msg.width, msg.height, msg.scale) == (4, 3, pytest.approx(0.001))
+    np.testing.assert_array_equal(mm, [[0, 0, 0, 1234], [0, 0, 0, 0], [65535, 65535, 65535, 2000]])
