@@ -238,24 +238,12 @@ def stage_costs(folder: Path, replies: list, frames: int, step: int) -> dict[str
             source,
         )
         regions = timed("reply to RegionSet", lambda u: region_set(u.regions), updates)
-        drawn = range(0, len(updates), step) if step else range(0)  # the frames sent back with masks
-        pixels = dict(
-            zip(
-                drawn,
-                timed(
-                    "RLE decode",
-                    lambda k: MaskPixels.from_counts(regions[k].counts, regions[k].height, regions[k].width),
-                    drawn,
-                ),
-            )
-        )
-        pictures = dict(
-            zip(drawn, timed("overlay draw", lambda k: overlay_picture(source[k].rgb, regions[k], pixels[k]), drawn))
-        )
+        shown = [(source[k].rgb, regions[k]) for k in (range(0, len(updates), step) if step else ())]  # with masks
+        pixels = timed("RLE decode", lambda s: MaskPixels.from_counts(s[1].counts, s[1].height, s[1].width), shown)
+        pictures = timed("overlay draw", lambda s: overlay_picture(*s[0], s[1]), list(zip(shown, pixels)))
+        written = [out / f"{k}{OVERLAY_SUFFIX}" for k in range(len(pictures))]
         timed(
-            "overlay JPEG encode + write",
-            lambda k: (out / f"{k}{OVERLAY_SUFFIX}").write_bytes(overlay_bytes(pictures[k])),
-            drawn,
+            "overlay JPEG encode + write", lambda p: p[1].write_bytes(overlay_bytes(p[0])), list(zip(pictures, written))
         )
         outputs = ScanOutputs(out, "bench", step, writer=None)  # its writer-thread methods, called here
         timed("ground truth for scoring", lambda f: outputs.scores.truth(int(f.index), f.labels), source)
