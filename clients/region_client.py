@@ -174,7 +174,7 @@ class RegionClient(Connection):
             ),
         }
         return self._frame_stream(
-            "StreamVideo", frames, messages.video_frame_pb, first, (features, masks), VideoUpdate, stop, timeout
+            "StreamVideo", frames, messages.video_frame_pb, first, VideoUpdate, stop, timeout, features, masks
         )
 
     def stream_scene(
@@ -230,10 +230,11 @@ class RegionClient(Connection):
             frames,
             messages.scene_frame_pb,
             {"options": options},
-            (features, masks),
             SceneUpdate,
             stop,
             timeout,
+            features,
+            masks,
         )
 
     def index(
@@ -350,17 +351,16 @@ class RegionClient(Connection):
     # --- helpers --------------------------------------------------------------------------------
 
     def _frame_stream(
-        self, method: str, frames, encode, first: dict, carries: tuple, update, stop, timeout
+        self, method: str, frames, encode, first: dict, update, stop, timeout, features, masks
     ) -> Iterator:
         """`update`s of a frame stream: each frame (Frame, array, or the frames of a source
         spec) made a message by `encode`, the first with the `first` fields (options), and the
-        OutputOptions of `carries` (features, masks): on the first frame for the whole stream,
-        or, when masks is a function of the frame's position, on every frame for itself."""
+        OutputOptions of `features` and `masks`: on the first frame for the whole stream, or,
+        when masks is a function of the frame's position, on every frame for itself."""
         if isinstance(frames, (str, Path)):
             from regiond import scenes  # the sources (and OpenCV) only when a spec is given
 
             frames = scenes.open_source(str(frames))
-        features, masks = carries
         if callable(masks):
             with_masks, without_masks = messages.output_pb(features, True), messages.output_pb(features, False)
 
