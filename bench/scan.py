@@ -82,11 +82,12 @@ def scene_messages(folder: Path, address: str, keyframe_every: int = 0, step: in
     from regiond import scenes
     from regiond.api.v1 import regions_pb2 as pb
     from regiond.client.messages import frame_encoding, output_pb, scene_frame_pb
+    from regiond.client.scan_outputs import draws_overlay
 
     encoding = frame_encoding("auto", address)
     msgs = [scene_frame_pb(f, encoding) for f in scenes.open_source(str(folder), instances=False)]
     for k, m in enumerate(msgs):
-        if not (step and k % step == 0):
+        if not draws_overlay(k, step):
             m.output.CopyFrom(output_pb(None, masks=False))
     msgs[0].options.CopyFrom(
         pb.SceneOptions(
@@ -212,7 +213,7 @@ def stage_costs(folder: Path, replies: list, frames: int, step: int) -> dict[str
     (its own functions; `step`: overlays and colour label pictures every step-th frame)."""
     from regiond import scenes
     from regiond.client.messages import region_set, scene_frame_pb
-    from regiond.client.scan_outputs import OVERLAY_SUFFIX, ScanOutputs, overlay_bytes, overlay_picture
+    from regiond.client.scan_outputs import OVERLAY_SUFFIX, ScanOutputs, draws_overlay, overlay_bytes, overlay_picture
     from regiond.core.rle import MaskPixels
 
     read = functools.partial(scenes.open_source, str(folder), max_frames=frames, instances=False)  # as scan_scene
@@ -238,7 +239,8 @@ def stage_costs(folder: Path, replies: list, frames: int, step: int) -> dict[str
             source,
         )
         regions = timed("reply to RegionSet", lambda u: region_set(u.regions), updates)
-        shown = [(source[k].rgb, regions[k]) for k in (range(0, len(updates), step) if step else ())]  # with masks
+        pictured = [k for k in range(len(updates)) if draws_overlay(k, step)]  # the frames sent back with masks
+        shown = [(source[k].rgb, regions[k]) for k in pictured]
         pixels = timed("RLE decode", lambda s: MaskPixels.from_counts(s[1].counts, s[1].height, s[1].width), shown)
         pictures = timed("overlay draw", lambda s: overlay_picture(*s[0], s[1]), list(zip(shown, pixels)))
         written = [out / f"{k}{OVERLAY_SUFFIX}" for k in range(len(pictures))]
@@ -247,7 +249,7 @@ def stage_costs(folder: Path, replies: list, frames: int, step: int) -> dict[str
         )
         outputs = ScanOutputs(out, "bench", step, writer=None)  # its writer-thread methods, called here
         timed("ground truth for scoring", lambda f: outputs.scores.truth(int(f.index), f.labels), source)
-        outputs.pictured = {int(u.frame_index) for u in updates[::step]} if step else set()
+        outputs.pictured = {int(updates[k].frame_index) for k in pictured}
         final = {int(r.frame_index): r.label_map_png for r in refined}
 
         def label_outputs(u) -> None:  # written at once, then replaced by the refined one, coloured, scored

@@ -82,6 +82,11 @@ def overlay_step(choice: int | None, frames: int | None) -> int:
     return max(1, math.ceil(frames / AUTO_OVERLAYS))
 
 
+def draws_overlay(position: int, step: int) -> bool:
+    """Whether the position-th frame scanned (0-based) gets an overlay at overlay_step's `step`."""
+    return step > 0 and position % step == 0
+
+
 def overlay_picture(rgb: np.ndarray, regions: RegionSet, masks: MaskPixels | None = None) -> np.ndarray:
     """A frame's overlay: its regions in their class colours with a legend when a head labelled
     them, else each in its own colour; `masks`: the regions' pixels when already decoded."""
@@ -163,7 +168,7 @@ class ScanOutputs:
 
     def wants_picture(self, position: int) -> bool:
         """Whether the position-th frame scanned (0-based) gets an overlay."""
-        return self.step > 0 and position % self.step == 0
+        return draws_overlay(position, self.step)
 
     def frame(
         self, idx: int, rgb: np.ndarray | None, regions: RegionSet, label_png: bytes, truth: np.ndarray | None
