@@ -174,38 +174,35 @@ def _peak_rss_mib(pid: int) -> float:
     return 0.0
 
 
-def extraction_alone(folder: Path, frames: int, rounds: int) -> float:
+def extraction_alone(images: list) -> float:
     """CPU ms per frame of the lite profile's extraction alone (masks, features, pooling: the
-    colour image, no depth, no heads) on the scene's frames, in this process, as a daemon
-    worker runs it (best of `rounds`): what a video frame costs, the baseline of a scene
-    frame's cost in the daemon."""
+    colour image, no depth, no heads) on the scene's colour images, one pass in this process
+    as a daemon worker runs it: what a video frame costs, the baseline of a scene frame's cost
+    in the daemon."""
     import threading
 
     import torch
 
-    from regiond import scenes
     from regiond.extraction.profiles import build_extractor
 
-    images = [f.rgb for f in scenes.open_source(str(folder), max_frames=frames)]
     ex = build_extractor("lite", announce=lambda m: None)
     threads = torch.get_num_threads()
     if not ex.can_batch:
         torch.set_num_threads(1)  # as the daemon runs lite (RegionServer: its ops are too small to split)
     ex.extract(images[0])
-    best = []
+    cost = []
 
     def work():
-        for _ in range(rounds):
-            t0 = time.process_time()
-            for rgb in images:
-                ex.extract(rgb)
-            best.append(1000 * (time.process_time() - t0) / len(images))
+        t0 = time.process_time()
+        for rgb in images:
+            ex.extract(rgb)
+        cost.append(1000 * (time.process_time() - t0) / len(images))
 
     t = threading.Thread(target=work)  # a worker thread, as in the daemon
     t.start()
     t.join()
     torch.set_num_threads(threads)
-    return min(best)
+    return cost[0]
 
 
 def stage_costs(folder: Path, replies: list, frames: int, step: int) -> dict[str, float]:
@@ -305,6 +302,7 @@ def main() -> int:
         folder = render_scene(args.scene or tmp / "scene", args.frames, distinct, args.seed)
         import grpc
 
+        from regiond import scenes
         from regiond.api.v1 import regions_pb2_grpc as pb_grpc
         from regiond.client.connection import MAX_MESSAGE
         from regiond.client.scan_outputs import overlay_step, parse_overlays
@@ -323,13 +321,16 @@ def main() -> int:
             options = ["--overlays", args.overlays] if args.overlays else []
             if args.keyframe_every > 1:
                 options += ["--keyframe-every", str(args.keyframe_every)]
-            lite_runs = []  # --stages: lite extraction alone, right after each daemon-alone round (the
-            # machine's speed drifts over minutes; the ratio pairs figures taken together)
+            # --stages: lite extraction alone, right after each daemon-alone round (the machine's
+            # speed drifts over minutes; the ratio pairs figures taken together)
+            lite_runs, images = [], None
+            if args.stages:
+                images = [f.rgb for f in scenes.open_source(str(folder), max_frames=min(distinct, 60))]
             for _ in range(args.rounds):
                 run, replies = daemon_alone(stub, msgs, proc.pid)
                 alone.append(run)
                 if args.stages:
-                    lite_runs.append(extraction_alone(folder, min(distinct, 60), 1))
+                    lite_runs.append(extraction_alone(images))
                 scans.append(scan_scene(address, folder, tmp / "scan", args.frames, options, proc.pid))
             channel.close()
         finally:
