@@ -1,6 +1,6 @@
 """Sort-based grouping of integer arrays (np.unique and np.argsort by one plain sort, without
-their overheads), and the runs of equal values every such grouping reads: the fusion's
-voxels, the voxel hash's rehash, the object map's groups."""
+their overheads), and the runs of equal values every such grouping reads: the object map's
+groups and votes, the fused cloud's majority labels."""
 
 from __future__ import annotations
 
@@ -54,13 +54,6 @@ def grouped(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     s, order, new, inverse = _sorted_runs(values)
     at = np.flatnonzero(new)
     return s[at], inverse, np.diff(at, append=len(s))
-
-
-def first_and_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(a position of each distinct value, in increasing value order; each value's index among
-    them): np.unique's return_index (any occurrence of the value) and return_inverse, by one sort."""
-    _, order, new, inverse = _sorted_runs(values)
-    return order[new], inverse
 
 
 def _sorted_runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -88,10 +88,16 @@ def test_bad_inputs(tmp_path):
         f.add_points(np.zeros((3, 3)), np.zeros((2, 3), np.uint8))
     with pytest.raises(InputError, match="labels"):
         f.add_points(np.zeros((3, 3)), np.zeros((3, 3), np.uint8), labels=[1])
-    f.add_points([[1.0, 2.0, 3.0]], [[9, 9, 9]])  # waits for its batch ...
-    with pytest.raises(InputError, match="points"):  # ... which a bad frame does not lose
-        f.add_points([[1e9, 0, 0], [0, 0, 0]], [[0, 0, 0], [0, 0, 0]])
-    assert len(f.cloud()) == 1 and f.cloud().colors.tolist() == [[9, 9, 9]]
+    with pytest.raises(InputError, match="colors"):
+        f.add_points(np.zeros((1, 3)), [[0, 0, 256]])
+    with pytest.raises(InputError, match="colors"):
+        f.add_points(np.zeros((1, 3)), [[0.5, 0, 0]])
+    with pytest.raises(InputError, match="labels"):
+        f.add_points(np.zeros((1, 3)), [[0, 0, 0]], labels=[1.5])
+    f.add_points([[1.0, 2.0, 3.0]], [[9, 9, 9]])
+    with pytest.raises(InputError, match="points"):  # a bad frame changes nothing, not even its good points
+        f.add_points([[0, 0, 0], [1e9, 0, 0]], [[0, 0, 0], [0, 0, 0]])
+    assert len(f.cloud()) == 1 and f.cloud().colors.tolist() == [[9, 9, 9]] and f.points_fused == 1
     cam = Camera(10, 10, 1.5, 1.5, 4, 4)
     frame = Frame(rgb=np.zeros((4, 4, 3), np.uint8), depth=np.ones((4, 4), np.float32), camera=cam, pose=np.eye(4))
     with pytest.raises(InputError, match="labels"):
@@ -104,20 +110,50 @@ def test_bad_inputs(tmp_path):
         read_ply(tmp_path / "missing.ply")
 
 
-def test_a_frames_voxels_and_pairs_are_numpys_unique():
-    from regiond.geometry.fusion import _frame_voxels, _keys
+def test_the_voxel_hash_numbers_keys_as_they_first_arrive_through_its_growths():
+    from regiond.geometry.voxel_hash import VoxelHash
 
     rng = np.random.default_rng(3)
-    small = rng.integers(1000, 1200, (3, 20000)) * np.array([[1], [3], [1]])
-    huge = rng.integers(0, 1 << 20, (3, 20000))  # the whole key space
-    huge[:, 10000:] = huge[:, :10000]  # with repeats
-    for idx in (small, huge):  # labels packed with the voxels in one sort, and not
-        labels = rng.integers(0, 5, 20000)
-        keys, inv, (voxel, label, count) = _frame_voxels(idx, labels)
-        want, want_inv = np.unique(_keys(idx), return_inverse=True)
-        assert np.array_equal(keys, want) and np.array_equal(inv, want_inv)
-        pairs, counts = np.unique(np.stack([want_inv, labels])[:, labels > 0], axis=1, return_counts=True)
-        assert np.array_equal(np.stack([voxel, label]), pairs) and np.array_equal(count, counts)
+    table, truth = VoxelHash(16), {}
+    for _ in range(20):  # repeats within and across calls; the table doubles several times
+        keys = np.concatenate([rng.integers(0, 1 << 62, 300), rng.choice(list(truth) or [7], 200)])
+        keys[:50] = keys[50:100]
+        assert table.lookup(keys).tolist() == [truth.get(k, -1) for k in keys.tolist()]
+        for k in keys.tolist():
+            truth.setdefault(k, len(truth))
+        assert table.slots(keys).tolist() == [truth[k] for k in keys.tolist()]
+    assert len(table) == len(truth) and table.keys[: len(truth)].tolist() == list(truth)
+    assert table.limit >= len(truth) and table.lookup(np.array([1 << 62])).tolist() == [-1]
+
+
+def test_a_frame_adds_the_points_its_stride_picks_with_their_pixels_colours_and_labels():
+    """add_frame picks every stride-th pixel, and every (stride/2)-th beyond voxel·f/stride: the
+    same cloud as add_points of those pixels' points, colours and labels, picked here by hand."""
+    from regiond.geometry.points import frame_points
+
+    rng = np.random.default_rng(8)
+    h, w = 48, 64
+    cam = Camera(60.0, 60.0, 31.5, 23.5, w, h)
+    depth = rng.uniform(0.3, 2.0, (h, w)).astype(np.float32)
+    depth[rng.random((h, w)) < 0.1] = 0  # no reading
+    pose = np.eye(4)
+    pose[:3, 3] = [0.3, -0.2, 1.0]
+    frame = Frame(rgb=rng.integers(0, 256, (h, w, 3), dtype=np.uint8), depth=depth, camera=cam, pose=pose)
+    labels = rng.integers(-1, 5, (h, w))
+    stride, voxel = 4, 0.02
+    far = voxel * 60.0 / stride
+    pts = frame_points(depth, cam, pose)
+    y, x = np.divmod(pts.pixels, w)
+    on = ((y % stride == 0) & (x % stride == 0)) | ((y % 2 == 0) & (x % 2 == 0) & (depth.ravel()[pts.pixels] > far))
+    want = VoxelFusion(voxel)
+    px = pts.pixels[on]
+    want.add_points(pts.points[:, on].T, frame.rgb.reshape(-1, 3)[px], labels.ravel()[px])
+    got = VoxelFusion(voxel)
+    got.add_frame(frame, labels=labels, stride=stride)
+    a, b = got.cloud(), want.cloud()
+    assert 0 < got.points_fused == want.points_fused < len(pts) and len(a) == len(b)
+    np.testing.assert_allclose(a.points, b.points, atol=1e-6)
+    assert np.array_equal(a.colors, b.colors) and np.array_equal(a.labels, b.labels)
 
 
 def test_labels_are_each_voxels_majority_however_they_arrive():
@@ -140,18 +176,14 @@ def test_labels_are_each_voxels_majority_however_they_arrive():
         assert got == (1 + int(np.argmax(counts)) if counts.any() else 0)
 
 
-@pytest.mark.parametrize("batch", [None, 5000])  # points fused at the end at once, or in many batches
-def test_a_cloud_past_the_first_growths_is_numpys_per_voxel_means_and_majorities(batch, monkeypatch):
-    import regiond.geometry.fusion as fusion_module
-
-    if batch:
-        monkeypatch.setattr(fusion_module, "_BATCH_POINTS", batch)
+@pytest.mark.parametrize("parts", [1, 7])  # all points in one call, or in several
+def test_a_cloud_past_the_first_growths_is_numpys_per_voxel_means_and_majorities(parts):
     rng = np.random.default_rng(5)
     pts = rng.uniform(0, 1, (150_000, 3))  # about 125,000 voxels of 2 cm: the hashes grow twice
     cols = rng.integers(0, 256, (150_000, 3), dtype=np.uint8)
     labels = rng.integers(0, 4, 150_000)
     fused = VoxelFusion(0.02)
-    for part in np.array_split(np.arange(150_000), 7):
+    for part in np.array_split(np.arange(150_000), parts):
         fused.add_points(pts[part], cols[part], labels[part])
     cloud = fused.cloud()
     keys, inv = np.unique(np.floor(pts / 0.02).astype(np.int64), axis=0, return_inverse=True)
@@ -209,3 +241,35 @@ def _grid_points(frame, stride):
     pts, valid = backproject(frame.depth, frame.camera, frame.pose, stride=stride)
     rgb = frame.rgb[::stride, ::stride]
     return pts[valid], rgb[valid]
+
+
+def test_the_warm_up_compiles_what_a_scene_streams_frames_use():
+    """The daemon's warm-up fuses a tiny frame so that the first scene's first frame finds the
+    compiled loop: in a fresh process, a scene stream's frame (its 3D statistics' points on the
+    stride-2 grid, a uint8 label map, stride 4) then needs nothing more compiled."""
+    import subprocess
+    import sys
+
+    code = """
+import numpy as np
+from regiond.core.frames import Camera, Frame
+from regiond.geometry import VoxelFusion, region_geometry, voxel_kernels
+from regiond.geometry.fusion import warm_up
+
+warm_up()
+compiled = set(voxel_kernels.fuse.signatures)
+rng = np.random.default_rng(2)
+h, w = 48, 64
+cam = Camera(60.0, 60.0, 31.5, 23.5, w, h)
+depth = rng.uniform(0.5, 3.0, (h, w)).astype(np.float32)
+frame = Frame(rgb=rng.integers(0, 256, (h, w, 3), dtype=np.uint8), depth=depth, camera=cam, pose=np.eye(4))
+masks = np.zeros((2, h, w), bool)
+masks[0, :, :30], masks[1, :, 30:] = True, True
+points = region_geometry(masks, depth, cam, np.eye(4)).points
+fusion = VoxelFusion(0.02)
+assert fusion.add_frame(frame, labels=rng.integers(0, 41, (h, w)).astype(np.uint8), stride=4, points=points)
+assert fusion.points_fused > 0 and compiled, compiled
+assert set(voxel_kernels.fuse.signatures) == compiled, set(voxel_kernels.fuse.signatures) - compiled
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]

@@ -13,16 +13,17 @@ _LABEL_BITS = 32  # a (voxel slot, label) pair's key: slot << 32 | label
 
 class LabelCounts:
     """Counts of non-zero labels per voxel slot. A voxel's first label is counted in place
-    (almost every voxel keeps the one label all frames give it: a gather and an add a frame);
-    the others in a hash of (slot, label) pairs. Each pair is counted in one place only, so the
-    majority is exact."""
+    (almost every voxel keeps the one label all frames give it); the others in a hash of
+    (slot, label) pairs. Each pair is counted in one place only, so the majority is exact.
+    The fusion's compiled loop counts (regiond.geometry.voxel_kernels.fuse), on the arrays
+    `arrays` gives it."""
 
     def __init__(self, capacity: int = 1 << 15):
         self.first = np.zeros(capacity, np.int64)  # a slot's first label (0: none yet) ...
         self.first_count = np.zeros(capacity, np.int64)  # ... and how often it fell there
-        self._pairs = VoxelHash()  # the other (slot, label) pairs → their counts
-        self._counts = np.zeros(len(self._pairs.keys), np.int64)
-        self._slots = 0  # the slots the arrays cover
+        self.pairs = VoxelHash()  # the other (slot, label) pairs → their counts
+        self.counts = np.zeros(self.pairs.limit, np.int64)
+        self._slots = 0  # the slots the arrays hold data for
         self.empty = True  # no label counted yet
 
     @staticmethod
@@ -31,32 +32,26 @@ class LabelCounts:
         if labels.size and int(labels.max()) >= 1 << _LABEL_BITS:
             raise InputError("labels", f"must be below 2^{_LABEL_BITS}, got {int(labels.max())}")
 
-    def add(self, slots: np.ndarray, labels: np.ndarray, counts: np.ndarray, n_slots: int) -> None:
-        """Count M distinct (slot, label > 0) pairs `counts` times each; the pairs of a slot lie
-        together (sorted by slot, then label); n_slots: the slots there are now."""
-        self.first = grown(self.first, n_slots, self._slots)
-        self.first_count = grown(self.first_count, n_slots, self._slots)
-        self._slots, self.empty = n_slots, self.empty and not len(slots)
-        have = self.first[slots]
-        take = (have == 0) & run_starts(slots)  # a slot without a label takes its first pair's
-        self.first[slots[take]] = labels[take]
-        have[take] = labels[take]
-        same = have == labels  # at most one pair of each slot: distinct slots
-        self.first_count[slots[same]] += counts[same]
-        rest = np.flatnonzero(~same)
-        if rest.size:
-            n = self._pairs.n
-            at = self._pairs.slots((slots[rest] << _LABEL_BITS) | labels[rest])
-            self._counts = grown(self._counts, self._pairs.n, n)
-            self._counts[at] += counts[rest]
+    def arrays(self, slots: int, used: int) -> tuple:
+        """(first, first_count, the pairs' hash arrays, their counts), grown to hold `slots`
+        voxel slots (`used` of them in use) and as many pairs as the pairs' hash holds."""
+        self.first = grown(self.first, slots, used)
+        self.first_count = grown(self.first_count, slots, used)
+        self.counts = grown(self.counts, self.pairs.limit, self.pairs.n)
+        return self.first, self.first_count, self.pairs.arrays(), self.counts
+
+    def counted(self, n_slots: int, pairs: int) -> None:
+        """After the loop: n_slots voxel slots and `pairs` pairs hold counts now."""
+        self._slots, self.pairs.n = n_slots, pairs
+        self.empty = self.empty and not (self.first[:n_slots].any() or pairs)
 
     def majority(self, n_slots: int) -> np.ndarray:
         """n_slots int32: each slot's most frequent label, ties to the smaller id (0: none)."""
         labelled = np.flatnonzero(self.first[:n_slots])
-        keys = self._pairs.keys[: self._pairs.n]
+        keys = self.pairs.keys[: self.pairs.n]
         slot = np.concatenate([labelled, keys >> _LABEL_BITS])
         label = np.concatenate([self.first[labelled], keys & ((1 << _LABEL_BITS) - 1)])
-        count = np.concatenate([self.first_count[labelled], self._counts[: self._pairs.n]])
+        count = np.concatenate([self.first_count[labelled], self.counts[: self.pairs.n]])
         best = np.lexsort((label, -count, slot))
         best = best[run_starts(slot[best])]
         out = np.zeros(n_slots, np.int32)

@@ -176,7 +176,7 @@ class ServeConfig:
         default=True,
         metadata=flag(
             "report SERVING without running each extractor once first (the first calls then pay the models' "
-            "lazy initialisation)"
+            "lazy initialisation, and the first scene the fusion's compiled loops)"
         ),
     )
     rpc_threads: int = field(

@@ -29,6 +29,7 @@ from grpc_reflection.v1alpha import reflection
 from regiond.api.v1 import regions_pb2 as pb
 from regiond.api.v1 import regions_pb2_grpc as pb_grpc
 from regiond.extraction import Extractor, build_extractor
+from regiond.geometry import fusion
 from regiond.heads.interface import ServingHeads
 from regiond.heads.serving import load_serving_heads
 from regiond.service.calls import CallLog
@@ -276,6 +277,7 @@ class RegionServer:
         for ex in self._extractors:
             self.startup.check()
             ex.extract(rgb)
+        fusion.warm_up()  # a scene stream's compiled fusion loops
         self.startup.note("warmed up in %.1f s", time.perf_counter() - t0)
 
     def stop(self, grace: float | None = None) -> bool:
