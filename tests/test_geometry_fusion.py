@@ -244,32 +244,35 @@ def _grid_points(frame, stride):
 
 
 def test_the_warm_up_compiles_what_a_scene_streams_frames_use():
-    """The daemon's warm-up fuses a tiny frame so that the first scene's first frame finds the
-    compiled loop: in a fresh process, a scene stream's frame (its 3D statistics' points on the
-    stride-2 grid, a uint8 label map, stride 4) then needs nothing more compiled."""
+    """The daemon's warm-up runs a tiny frame through the compiled loops, so that the first
+    scene's first frame finds them compiled: in a fresh process, a scene stream's frame (SLIC's
+    partition, its 3D statistics' points, a uint8 label map, stride 4) then compiles nothing."""
     import subprocess
     import sys
 
     code = """
 import numpy as np
 from regiond.core.frames import Camera, Frame
-from regiond.geometry import VoxelFusion, region_geometry, voxel_kernels
+from regiond.extraction.profiles import build_extractor
+from regiond.geometry import VoxelFusion, compiled, region_geometry
 from regiond.geometry.fusion import warm_up
 
-warm_up()
-compiled = set(voxel_kernels.fuse.signatures)
+def signatures():
+    return {name: set(getattr(compiled, name).signatures) for name in ("fuse", "partition_points")}
+
 rng = np.random.default_rng(2)
 h, w = 48, 64
+partition = build_extractor("lite", announce=lambda m: None).masker(rng.integers(0, 256, (h, w, 3), np.uint8)).regions
+warm_up()
+compiled_now = signatures()
 cam = Camera(60.0, 60.0, 31.5, 23.5, w, h)
 depth = rng.uniform(0.5, 3.0, (h, w)).astype(np.float32)
 frame = Frame(rgb=rng.integers(0, 256, (h, w, 3), dtype=np.uint8), depth=depth, camera=cam, pose=np.eye(4))
-masks = np.zeros((2, h, w), bool)
-masks[0, :, :30], masks[1, :, 30:] = True, True
-points = region_geometry(masks, depth, cam, np.eye(4)).points
+points = region_geometry(partition, depth, cam, np.eye(4)).points
 fusion = VoxelFusion(0.02)
 assert fusion.add_frame(frame, labels=rng.integers(0, 41, (h, w)).astype(np.uint8), stride=4, points=points)
-assert fusion.points_fused > 0 and compiled, compiled
-assert set(voxel_kernels.fuse.signatures) == compiled, set(voxel_kernels.fuse.signatures) - compiled
+assert fusion.points_fused > 0 and all(compiled_now.values()), compiled_now
+assert signatures() == compiled_now, (signatures(), compiled_now)
 """
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stderr[-2000:]

@@ -130,6 +130,7 @@ def test_partition_and_masks_give_the_same_statistics():
     h, w = 30, 40
     labels = rng.integers(0, 6, (h, w))
     labels[:5] = 3
+    labels[10, :7] = -1  # in no region
     depth = rng.uniform(0.5, 4.0, (h, w)).astype(np.float32)
     depth[0, :10] = 0  # no reading
     cam = Camera(fx=40.0, fy=40.0, cx=20.0, cy=15.0, width=w, height=h)

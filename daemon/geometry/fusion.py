@@ -1,7 +1,7 @@
 """Fused point clouds: back-projected frames accumulated on a voxel grid, written as PLY.
 
 Each point is added to its voxel's sums where it comes, in a voxel hash
-(regiond.geometry.voxel_hash; the loop is compiled: regiond.geometry.voxel_kernels): a frame
+(regiond.geometry.voxel_hash; the loop is compiled: regiond.geometry.compiled): a frame
 costs the same whatever the size of the scene, and memory grows with the number of occupied
 voxels, not with the number of frames.
 """
@@ -73,7 +73,7 @@ class VoxelFusion:
         self.voxel = float(voxel)
         self.max_depth = float(max_depth)
         self._voxels = VoxelHash()  # voxel key → slot
-        from regiond.geometry.voxel_kernels import fuse  # numba: loaded with the first fusion
+        from regiond.geometry.compiled import fuse  # numba: loaded with the first fusion
 
         self._fuse = fuse
         # per slot: sums of x, y, z, r, g, b and the number of points (float64: exact counts
@@ -225,13 +225,18 @@ class VoxelFusion:
 
 
 def warm_up() -> None:
-    """Load the fusion's compiled loops (the first time after an install: compile them, about
-    a second) as a scene stream's frames use them, and the hash's growth: a tiny labelled frame
-    fused. The daemon's warm-up calls it, so that the first scene's first frame does not wait."""
+    """Load the geometry's compiled loops (the first time after an install: compile them, a
+    few seconds) as a scene stream's frames use them: a tiny frame's 3D statistics over a
+    partition (int16 labels, as SLIC's) and its labelled fusion, and the hash's growth. The
+    daemon's warm-up calls it, so that the first scene's first frame does not wait."""
+    from regiond.core.partition import Partition
+    from regiond.geometry.stats import region_geometry
+
     cam = Camera(4.0, 4.0, 1.5, 1.5, 4, 4)
     frame = Frame(rgb=np.zeros((4, 4, 3), np.uint8), depth=np.ones((4, 4), np.float32), camera=cam, pose=np.eye(4))
+    geometry = region_geometry(Partition(np.zeros((4, 4), np.int16), 1), frame.depth, cam, frame.pose)
     fusion = VoxelFusion()
-    fusion.add_frame(frame, labels=np.ones((4, 4), np.uint8), stride=2)
+    fusion.add_frame(frame, labels=np.ones((4, 4), np.uint8), stride=4, points=geometry.points)
     fusion._voxels.grow()
 
 

@@ -15,7 +15,7 @@ class LabelCounts:
     """Counts of non-zero labels per voxel slot. A voxel's first label is counted in place
     (almost every voxel keeps the one label all frames give it); the others in a hash of
     (slot, label) pairs. Each pair is counted in one place only, so the majority is exact.
-    The fusion's compiled loop counts (regiond.geometry.voxel_kernels.fuse), on the arrays
+    The fusion's compiled loop counts (regiond.geometry.compiled.fuse), on the arrays
     `arrays` gives it."""
 
     def __init__(self, capacity: int = 1 << 15):

@@ -74,18 +74,23 @@ def frame_points(
     ok = valid_depth(z, max_depth)
     keep = np.flatnonzero(ok) if pixels is None else np.asarray(pixels)[ok]
     z = z[ok]
-    xs, ys = _rays(camera)
+    xs, ys = flat_rays(camera)
     pts = np.empty((3, z.size), np.float32)
     np.multiply(np.take(xs, keep), z, out=pts[0])
     np.multiply(np.take(ys, keep), z, out=pts[1])
     pts[2] = z
     world = pose is not None
     if world:
-        p = np.asarray(pose, dtype=np.float64).reshape(4, 4)
-        if not np.all(np.isfinite(p)):
-            raise InputError("pose", "pose is marked invalid (-inf): no world coordinates")
-        pts = _moved(pts, p)
+        pts = _moved(pts, world_pose(pose))
     return FramePoints(pts, keep, (h, w), world, float(max_depth), 1 if pixels is None else stride)
+
+
+def world_pose(pose) -> np.ndarray:
+    """The 4×4 float64 camera-to-world matrix; InputError for a pose marked invalid (-inf)."""
+    p = np.asarray(pose, dtype=np.float64).reshape(4, 4)
+    if not np.all(np.isfinite(p)):
+        raise InputError("pose", "pose is marked invalid (-inf): no world coordinates")
+    return p
 
 
 @lru_cache(maxsize=8)
@@ -101,8 +106,8 @@ def stride_grid(h: int, w: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @lru_cache(maxsize=8)
-def _rays(camera) -> tuple[np.ndarray, np.ndarray]:
-    """camera_rays flattened (a stream's frames share their camera)."""
+def flat_rays(camera) -> tuple[np.ndarray, np.ndarray]:
+    """camera_rays flattened, H·W float32 each (a stream's frames share their camera)."""
     xs, ys = camera_rays(camera)
     return xs.ravel(), ys.ravel()
 

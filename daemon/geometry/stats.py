@@ -9,8 +9,8 @@ import numpy as np
 from regiond.core.errors import InputError
 from regiond.core.frames import Camera, check_pose
 from regiond.core.partition import Partition
-from regiond.geometry.backproject import DEFAULT_MAX_DEPTH, valid_depth
-from regiond.geometry.points import FramePoints, frame_points, stride_grid
+from regiond.geometry.backproject import DEFAULT_MAX_DEPTH, _checked, valid_depth
+from regiond.geometry.points import FramePoints, flat_rays, frame_points, stride_grid, world_pose
 
 EXTENT_PERCENTILES = (10.0, 90.0)  # robust extent: the span between these percentiles, per axis
 #: centroids and extents from the pixels on every 2nd row and column: a quarter of the points
@@ -20,6 +20,7 @@ EXTENT_PERCENTILES = (10.0, 90.0)  # robust extent: the span between these perce
 SAMPLE_STRIDE = 2
 #: a region with fewer valid pixels than this on the sampling grid uses all of its pixels
 MIN_SAMPLES = 16
+_NO_POSE = np.zeros((0, 0), np.float32)  # compiled.partition_points: camera coordinates
 
 
 @dataclass
@@ -144,22 +145,6 @@ def _undersampled(near: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return (near < MIN_SAMPLES) & (counts > near)
 
 
-def _sample_pixels(region_of: np.ndarray, valid: np.ndarray, counts: np.ndarray, shape, stride: int) -> np.ndarray:
-    """Flat indices (increasing) of the valid pixels the statistics read: those on every
-    stride-th row and column, with all the valid pixels of each region that has fewer than
-    MIN_SAMPLES there. region_of: each pixel's region (len(counts): none); counts: each
-    region's valid pixels."""
-    h, w = shape
-    on, grid = stride_grid(h, w, stride)
-    ok = valid.reshape(h, w)[::stride, ::stride].ravel()  # slices: faster than gathering the grid
-    n = counts.size
-    near = np.bincount(region_of.reshape(h, w)[::stride, ::stride].ravel()[ok], minlength=n + 1)[:n]
-    few = np.append(_undersampled(near, counts), False)
-    if not few.any():
-        return grid[ok]
-    return np.flatnonzero((on | few[region_of]) & valid)
-
-
 def _mask_points(
     masks: np.ndarray, depth: np.ndarray, camera: Camera, pose, max_depth: float, stride: int
 ) -> tuple[np.ndarray, np.ndarray, FramePoints, np.ndarray, np.ndarray]:
@@ -183,25 +168,21 @@ def _mask_points(
 def _partition_points(
     partition: Partition, depth: np.ndarray, camera: Camera, pose, max_depth: float, stride: int
 ) -> tuple[np.ndarray, np.ndarray, FramePoints, np.ndarray]:
-    """The partition's areas and valid pixels; its sampled valid points region after region
-    (a stable radix sort of the pixels by region, so each region's stay in image order); and
-    how many each has."""
-    labels = partition.labels.ravel()
-    n = partition.n
-    valid = valid_depth(depth, max_depth).ravel()
-    areas = partition.areas()
-    if int(areas.sum()) == labels.size:  # every pixel in a region (SLIC's): nothing to mark outside
-        lab, invalid = labels, np.flatnonzero(~valid)
-    else:
-        inside = (labels >= 0) & (labels < n)
-        lab = np.where(inside, labels, n)  # outside: last, then cut
-        invalid = np.flatnonzero(~valid & inside)
-    # each region's valid pixels: its area less its invalid ones (few; a bincount of them all is slower)
-    counts = (areas - np.bincount(labels[invalid], minlength=n)).astype(np.int64)
-    pixels = np.arange(lab.size) if stride == 1 else _sample_pixels(lab, valid, counts, depth.shape, stride)
-    sub = lab[pixels]
-    order = np.argsort(sub.astype(np.int16) if n < 2**15 else sub, kind="stable")
-    order = order[: int(np.count_nonzero(sub < n))]
-    pts = frame_points(depth, camera, pose, max_depth, pixels=pixels[order], stride=stride)
-    sampled = counts if stride == 1 else np.bincount(sub, minlength=n + 1)[:n].astype(np.int64)  # valid already
-    return areas, counts, pts, sampled
+    """The partition's areas and valid pixels; its sampled valid points region after region,
+    each region's in image order; and how many each has: one compiled pass over the label map
+    and one over the pixels read (regiond.geometry.compiled.partition_points; 2.6 ms of numpy
+    a 640×480 frame before). Depth is read in float32, as frame_points reads it."""
+    from regiond.geometry import compiled  # numba: loaded with the first scene frame
+
+    d, camera = _checked(depth, camera)
+    h, w = d.shape
+    xs, ys = flat_rays(camera)
+    m = _NO_POSE if pose is None else world_pose(pose).astype(np.float32)
+    labels = np.ascontiguousarray(partition.labels).reshape(-1)
+    flat = np.ascontiguousarray(d).reshape(-1)
+    top = d.dtype.type(min(max_depth, np.finfo(d.dtype).max))  # finite: infinities fail d <= top
+    counts, sampled, pixels, pts = compiled.partition_points(
+        labels, partition.n, flat, top, w, stride, MIN_SAMPLES, xs, ys, m
+    )
+    points = FramePoints(pts, pixels, (h, w), pose is not None, float(max_depth), stride)
+    return partition.areas(), counts, points, sampled

@@ -1,6 +1,6 @@
 """Voxel hashing: a hash table from int64 keys (voxel keys, or any non-negative integers) to
 slots 0, 1, 2, ... in the order the keys arrived. Its loops are compiled
-(regiond.geometry.voxel_kernels): open addressing, linear probing, Fibonacci hashing.
+(regiond.geometry.compiled): open addressing, linear probing, Fibonacci hashing.
 
 Looking up a frame costs O(its keys) whatever the size of the scene (OnlineAnySeg's and
 InfiniTAM's voxel hashing), and memory grows with the keys held, never with the frames (the
@@ -19,9 +19,9 @@ class VoxelHash:
     each growth costs its frame about a millisecond)"""
 
     def __init__(self, capacity: int = 1 << 15):
-        from regiond.geometry import voxel_kernels  # numba: loaded when a hash is first built
+        from regiond.geometry import compiled  # numba: loaded when a hash is first built
 
-        self._kernels = voxel_kernels
+        self._compiled = compiled
         self._bits = max(int(2 * capacity - 1).bit_length(), 4)  # half full at capacity
         self._table = _empty_table(self._bits)
         self.n = 0
@@ -42,7 +42,7 @@ class VoxelHash:
         """Slots of M keys, -1 for keys not held."""
         keys = np.ascontiguousarray(keys, np.int64)
         out = np.empty(len(keys), np.int64)
-        self._kernels.lookup(self._table, keys, 64 - self._bits, out)
+        self._compiled.lookup(self._table, keys, 64 - self._bits, out)
         return out
 
     def slots(self, keys: np.ndarray) -> np.ndarray:
@@ -51,7 +51,7 @@ class VoxelHash:
         out = np.empty(len(keys), np.int64)
         done = 0
         while done < len(keys):
-            done, self.n = self._kernels.slots(
+            done, self.n = self._compiled.slots(
                 self._table, self.keys, self.n, keys, 64 - self._bits, out, done, self.limit
             )
             if done < len(keys):
@@ -71,7 +71,7 @@ class VoxelHash:
         self._bits += 1
         self._table = _empty_table(self._bits)
         self.keys = grown(self.keys, self.limit, self.n)
-        self._kernels.rehash(self._table, self.keys, self.n, 64 - self._bits)
+        self._compiled.rehash(self._table, self.keys, self.n, 64 - self._bits)
 
 
 def _empty_table(bits: int) -> np.ndarray:

@@ -1,8 +1,9 @@
-"""Compiled loops (numba) of the voxel hash and of the fusion: each key, or each point of a
-frame, is hashed and added where it comes, in one pass without temporaries. A scene frame's
-fusion took 7.8 ms as numpy's sort-based grouping, 2.5 ms here, the same cloud
-(docs/benchmarks.md). Imported when a hash is first built: numba loads in about 0.3 s, and
-each loop is compiled once and cached beside this file (cache=True).
+"""The geometry's compiled loops (numba): the voxel hash, the fusion, and a partition's
+points for the 3D statistics. Each key, point or pixel is handled where it comes, in one pass
+without temporaries: a scene frame's fusion took 7.8 ms as numpy's sort-based grouping and
+2.7-3.4 here, the same cloud (docs/benchmarks.md). Imported when first needed (numba loads in
+about 0.2 s); each loop is compiled once and cached beside this file (cache=True), and the
+daemon's warm-up loads them (regiond.geometry.warm_up).
 
 The hash (VoxelHash's arrays): open addressing, linear probing, Fibonacci hashing of
 non-negative int64 keys; `table` holds 2^b places of (key, slot) (key -1: empty), the slots
@@ -139,3 +140,74 @@ def fuse(
                     p, pn = _slot(ptable, pslot_keys, pn, (np.int64(slot) << 32) | label, pshift)
                     pair_counts[p] += 1
     return points.shape[1], n, pn
+
+
+@numba.njit(nogil=True, cache=True)
+def partition_points(labels, n, depth, max_depth, width, stride, min_samples, xs, ys, pose):
+    """A partition's valid pixels for its 3D statistics (stats._partition_points): each region's
+    valid pixels on every stride-th row and column, or all of them when fewer than min_samples
+    lie there (and more off it), region after region, each in image order; and their points.
+
+    labels      H·W region of each pixel (outside 0..n-1: none)
+    depth       H·W depth, valid above 0 and at most max_depth (finite, in its dtype: NaN and
+                infinities fail the comparisons)
+    xs, ys      H·W rays (x/z, y/z) of the camera at this size, float32
+    pose        4×4 float32 camera-to-world, or a 0×0 array: camera coordinates
+    Returns (valid pixels per region, pixels read per region, their flat pixels, 3×P float32
+    points): the arithmetic of points.frame_points and points._moved, in float32."""
+    counts = np.zeros(n + 1, np.int64)  # n: outside every region
+    near = np.zeros(n + 1, np.int64)
+    height = len(labels) // width
+    for y in range(height):
+        base = y * width
+        for x in range(width):
+            r = labels[base + x]
+            d = depth[base + x]
+            counts[r if 0 <= r < n else n] += (d > 0) & (d <= max_depth)
+    for y in range(0, height, stride):
+        base = y * width
+        for x in range(0, width, stride):
+            r = labels[base + x]
+            d = depth[base + x]
+            near[r if 0 <= r < n else n] += (d > 0) & (d <= max_depth)
+    counts, near = counts[:n], near[:n]
+    few = (near < min_samples) & (counts > near)
+    sampled = np.where(few, counts, near)
+    at = np.zeros(n, np.int64)  # each region's next place among the pixels
+    for r in range(1, n):
+        at[r] = at[r - 1] + sampled[r - 1]
+    total = at[n - 1] + sampled[n - 1] if n else 0
+    pixels = np.empty(total, np.int64)
+    pts = np.empty((3, total), np.float32)
+    world = pose.shape[0] == 4
+    step = 1 if few.any() else stride  # off the grid only for the regions with few pixels on it
+    for y in range(0, height, step):
+        row_on = y % stride == 0
+        col = 0  # x % stride, counted
+        for x in range(0, width, step):
+            p = y * width + x
+            r = labels[p]
+            on = row_on and col == 0
+            col += step
+            if col >= stride:
+                col = 0
+            if r < 0 or r >= n or not (on or few[r]):
+                continue
+            d = depth[p]
+            if not (d > 0 and d <= max_depth):
+                continue
+            k = at[r]
+            at[r] += 1
+            pixels[k] = p
+            z = np.float32(d)
+            px, py = xs[p] * z, ys[p] * z
+            if world:
+                for i in range(3):
+                    o = px * pose[i, 0]
+                    o += py * pose[i, 1]
+                    o += z * pose[i, 2]
+                    o += pose[i, 3]
+                    pts[i, k] = o
+            else:
+                pts[0, k], pts[1, k], pts[2, k] = px, py, z
+    return counts, sampled, pixels, pts
