@@ -176,10 +176,12 @@ def test_labels_are_each_voxels_majority_however_they_arrive():
         assert got == (1 + int(np.argmax(counts)) if counts.any() else 0)
 
 
-@pytest.mark.parametrize("parts", [1, 7])  # all points in one call, or in several
-def test_a_cloud_past_the_first_growths_is_numpys_per_voxel_means_and_majorities(parts):
+@pytest.mark.parametrize(("parts", "side"), [(1, 1.0), (7, 1.0), (3, 30.0)])  # in one call or several; dense or sparse
+def test_a_cloud_past_the_first_growths_is_numpys_per_voxel_means_and_majorities(parts, side):
     rng = np.random.default_rng(5)
-    pts = rng.uniform(0, 1, (150_000, 3))  # about 125,000 voxels of 2 cm: the hashes grow twice
+    # 1 m: about 125,000 voxels of 2 cm, 2,000 blocks; 30 m: a voxel a block, 150,000 blocks:
+    # the block hash, the voxels' arrays and the label pairs' hash grow several times
+    pts = rng.uniform(0, side, (150_000, 3))
     cols = rng.integers(0, 256, (150_000, 3), dtype=np.uint8)
     labels = rng.integers(0, 4, 150_000)
     fused = VoxelFusion(0.02)

@@ -1,7 +1,7 @@
 """The geometry's compiled loops (numba): the voxel hash, the fusion, and a partition's
 points for the 3D statistics. Each key, point or pixel is handled where it comes, in one pass
 without temporaries: a scene frame's fusion took 7.8 ms as numpy's sort-based grouping and
-2.7-3.4 here, the same cloud (docs/benchmarks.md). Imported when first needed (numba loads in
+2.2 here, the same cloud (docs/benchmarks.md). Imported when first needed (numba loads in
 about 0.2 s); each loop is compiled once and cached beside this file (cache=True), and the
 daemon's warm-up loads them (regiond.geometry.warm_up).
 
@@ -73,6 +73,15 @@ def rehash(table, slot_keys, n, shift):
         table[pos, 1] = s
 
 
+#: a voxel block's side in voxels, as a shift (4: 64 voxels, a 256-byte table a block): the
+#: fusion hashes blocks and finds a voxel in its block's table. Neighbouring points share a
+#: block, so a frame's points look up a few thousand blocks instead of tens of thousands of
+#: voxels, whose lookups missed the cache (InfiniTAM's voxel block hashing; 8-voxel blocks were
+#: no faster and cost 2 kB for a lone voxel)
+BLOCK_SHIFT = 2
+BLOCK_VOXELS = 1 << (3 * BLOCK_SHIFT)
+
+
 @numba.njit(nogil=True, cache=True)
 def fuse(
     points,
@@ -83,14 +92,17 @@ def fuse(
     voxel,
     bits,
     start,
-    voxels,
+    blocks,
+    block_voxels,
+    voxel_keys,
+    n,
     sums,
     first,
     first_count,
     pairs,
     pair_counts,
 ):
-    """Add points from `start` on to the voxels' sums and label counts, in their order.
+    """Add points from `start` on to their voxels' sums and label counts, in their order.
 
     points       3×P world coordinates (float32 or float64)
     rows         P: each point's row in colours and labels (a frame's pixel, flat)
@@ -99,31 +111,42 @@ def fuse(
     wanted       per row, whether its point is added (an empty array: every point)
     voxel, bits  the voxels' size; a voxel key's bits per axis (coordinates offset by 2^(bits-1)
                  to be non-negative: fusion.py's keys)
-    voxels       (table, slot_keys, n, shift, limit) of the voxel hash (VoxelHash.arrays)
+    blocks       (table, slot_keys, n, shift, limit) of the hash of voxel blocks (VoxelHash.arrays)
+    block_voxels per block, its BLOCK_VOXELS voxels' slots + 1 (0: none yet)
+    voxel_keys   per voxel slot, its key; n slots are in use
     sums         per voxel slot: sums of x, y, z, r, g, b and the number of points
     first, first_count
                  per voxel slot: its first label and how often it fell there
     pairs        (table, slot_keys, n, shift, limit) of the hash of the other
                  (slot << 32 | label) pairs, whose counts are pair_counts
-    Returns (where it stopped, the voxels' number of slots, the pairs'): it stops before a
-    point when either hash is half full."""
-    table, slot_keys, n, shift, limit = voxels
+    Returns (where it stopped, the blocks', the voxels' and the pairs' numbers of slots): it
+    stops before a point when a hash is half full or the voxel arrays are full."""
+    table, block_keys, nb, shift, limit = blocks
     ptable, pslot_keys, pn, pshift, plimit = pairs
     labelled = len(labels) > 0
     offset = np.int64(1) << (bits - 1)
-    last_key, slot = -1, -1
+    low = (1 << BLOCK_SHIFT) - 1
+    last_block, b = -1, -1
     for i in range(start, points.shape[1]):
-        if n >= limit or pn >= plimit:
-            return i, n, pn
+        if nb >= limit or pn >= plimit or n >= len(voxel_keys):
+            return i, nb, n, pn
         row = rows[i]
         if len(wanted) and not wanted[row]:
             continue
-        key = np.int64(0)
-        for a in range(3):
-            key = (key << bits) | (np.int64(math.floor(np.float64(points[a, i]) / voxel)) + offset)
-        if key != last_key:  # neighbouring pixels mostly share a voxel
-            slot, n = _slot(table, slot_keys, n, key, shift)
-            last_key = key
+        ix = np.int64(math.floor(np.float64(points[0, i]) / voxel)) + offset
+        iy = np.int64(math.floor(np.float64(points[1, i]) / voxel)) + offset
+        iz = np.int64(math.floor(np.float64(points[2, i]) / voxel)) + offset
+        block = ((ix >> BLOCK_SHIFT) << (2 * bits)) | ((iy >> BLOCK_SHIFT) << bits) | (iz >> BLOCK_SHIFT)
+        if block != last_block:  # neighbouring pixels mostly share a block
+            b, nb = _slot(table, block_keys, nb, block, shift)
+            last_block = block
+        local = (((ix & low) << BLOCK_SHIFT | (iy & low)) << BLOCK_SHIFT) | (iz & low)
+        slot = block_voxels[b, local] - 1
+        if slot < 0:
+            slot = n
+            block_voxels[b, local] = n + 1
+            voxel_keys[n] = (ix << (2 * bits)) | (iy << bits) | iz
+            n += 1
         s = sums[slot]
         for a in range(3):
             s[a] += points[a, i]
@@ -139,7 +162,7 @@ def fuse(
                 else:
                     p, pn = _slot(ptable, pslot_keys, pn, (np.int64(slot) << 32) | label, pshift)
                     pair_counts[p] += 1
-    return points.shape[1], n, pn
+    return points.shape[1], nb, n, pn
 
 
 @numba.njit(nogil=True, cache=True)

@@ -1,9 +1,9 @@
 """Fused point clouds: back-projected frames accumulated on a voxel grid, written as PLY.
 
-Each point is added to its voxel's sums where it comes, in a voxel hash
-(regiond.geometry.voxel_hash; the loop is compiled: regiond.geometry.compiled): a frame
-costs the same whatever the size of the scene, and memory grows with the number of occupied
-voxels, not with the number of frames.
+Each point is added to its voxel's sums where it comes; voxels are found through a hash of
+4×4×4 blocks of them (regiond.geometry.voxel_hash; InfiniTAM's voxel block hashing; the loop is
+compiled: regiond.geometry.compiled): a frame costs the same whatever the size of the scene,
+and memory grows with the occupied blocks and voxels, not with the number of frames.
 """
 
 from __future__ import annotations
@@ -72,14 +72,19 @@ class VoxelFusion:
             raise InputError("voxel", f"must be a positive number of metres, got {voxel}")
         self.voxel = float(voxel)
         self.max_depth = float(max_depth)
-        self._voxels = VoxelHash()  # voxel key → slot
-        from regiond.geometry.compiled import fuse  # numba: loaded with the first fusion
+        from regiond.geometry.compiled import BLOCK_VOXELS, fuse  # numba: loaded with the first fusion
 
         self._fuse = fuse
-        # per slot: sums of x, y, z, r, g, b and the number of points (float64: exact counts
-        # and colour sums far beyond any scan)
-        self._sums = np.zeros((self._voxels.limit, 7))
-        self._labels = LabelCounts(self._voxels.limit)
+        # voxels in blocks of 4×4×4 (compiled.BLOCK_SHIFT): a hash of the blocks, and per block
+        # its voxels' slots + 1 (0: none); per voxel slot, in the order the voxels came: its key,
+        # the sums of x, y, z, r, g, b and the number of points (float64: exact counts and
+        # colour sums far beyond any scan), and its label counts
+        self._blocks = VoxelHash(1 << 10)
+        self._block_voxels = np.zeros((self._blocks.limit, BLOCK_VOXELS), np.int32)
+        self._n = 0
+        self._keys = np.zeros(1 << 15, np.int64)
+        self._sums = np.zeros((len(self._keys), 7))
+        self._labels = LabelCounts(len(self._keys))
         self._wanted = np.zeros((0, 0), bool)  # add_frame's pixels
         self.frames_used = 0
         self.frames_skipped = 0
@@ -121,10 +126,8 @@ class VoxelFusion:
             LabelCounts.check(labels)
         done = 0
         while done < pts.shape[1]:
-            n = self._voxels.n
-            self._sums = grown(self._sums, self._voxels.limit, n)
-            first, first_count, pairs, counts = self._labels.arrays(self._voxels.limit, n)
-            done, n, pair_n = self._fuse(
+            first, first_count, pairs, counts = self._labels.arrays(len(self._keys), self._n)
+            done, blocks, self._n, pair_n = self._fuse(
                 pts,
                 rows,
                 colours,
@@ -133,18 +136,25 @@ class VoxelFusion:
                 self.voxel,
                 _BITS,
                 done,
-                self._voxels.arrays(),
+                self._blocks.arrays(),
+                self._block_voxels,
+                self._keys,
+                self._n,
                 self._sums,
                 first,
                 first_count,
                 pairs,
                 counts,
             )
-            self._voxels.n = n
-            self._labels.counted(n, pair_n)
-            if done < pts.shape[1]:  # a hash is half full
-                if n >= self._voxels.limit:
-                    self._voxels.grow()
+            self._blocks.n = blocks
+            self._labels.counted(self._n, pair_n)
+            if done < pts.shape[1]:  # a hash half full, or the voxels' arrays full: grown, then on
+                if blocks >= self._blocks.limit:
+                    self._blocks.grow()
+                    self._block_voxels = grown(self._block_voxels, self._blocks.limit, blocks)
+                if self._n >= len(self._keys):
+                    self._keys = grown(self._keys, self._n + 1, self._n)
+                    self._sums = grown(self._sums, len(self._keys), self._n)
                 if pair_n >= self._labels.pairs.limit:
                     self._labels.pairs.grow()
 
@@ -209,13 +219,13 @@ class VoxelFusion:
     @property
     def points_fused(self) -> int:
         """How many points the voxels were made of."""
-        return int(self._sums[: self._voxels.n, 6].sum())
+        return int(self._sums[: self._n, 6].sum())
 
     def cloud(self) -> PointCloud:
         """The fused cloud so far, its voxels in key order (labels None when no labelled point
         was added)."""
-        n = self._voxels.n
-        order = np.argsort(self._voxels.keys[:n])  # distinct keys: any sort gives one order
+        n = self._n
+        order = np.argsort(self._keys[:n])  # distinct keys: any sort gives one order
         sums = self._sums[order]
         cnt = sums[:, 6:]
         pts = (sums[:, :3] / cnt).astype(np.float32)
@@ -237,7 +247,7 @@ def warm_up() -> None:
     geometry = region_geometry(Partition(np.zeros((4, 4), np.int16), 1), frame.depth, cam, frame.pose)
     fusion = VoxelFusion()
     fusion.add_frame(frame, labels=np.ones((4, 4), np.uint8), stride=4, points=geometry.points)
-    fusion._voxels.grow()
+    fusion._blocks.grow()
 
 
 def fuse_frames(
