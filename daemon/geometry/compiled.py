@@ -1,9 +1,9 @@
 """The geometry's compiled loops (numba): the voxel hash, the fusion, and a partition's
 points for the 3D statistics. Each key, point or pixel is handled where it comes, in one pass
-without temporaries: a scene frame's fusion took 7.8 ms as numpy's sort-based grouping and
-2.2 here, the same cloud (docs/benchmarks.md). Imported when first needed (numba loads in
-about 0.2 s); each loop is compiled once and cached beside this file (cache=True), and the
-daemon's warm-up loads them (regiond.geometry.warm_up).
+without temporaries: a scene frame's fusion took 7.0-8.6 ms as numpy's sort-based grouping and
+2.6-4.5 here, the same cloud (docs/benchmarks.md, "Scene frames, compiled loops"). Imported
+when first needed (numba loads in about 0.2 s); each loop is compiled once and cached beside
+this file (cache=True), and the daemon's warm-up loads them (regiond.geometry.fusion.warm_up).
 
 The hash (VoxelHash's arrays): open addressing, linear probing, Fibonacci hashing of
 non-negative int64 keys; `table` holds 2^b places of (key, slot) (key -1: empty), the slots

@@ -147,7 +147,7 @@ class VoxelFusion:
                 counts,
             )
             self._blocks.n = blocks
-            self._labels.counted(self._n, pair_n)
+            self._labels.counted(self._n, pair_n, labels.size > 0)
             if done < pts.shape[1]:  # a hash half full, or the voxels' arrays full: grown, then on
                 if blocks >= self._blocks.limit:
                     self._blocks.grow()

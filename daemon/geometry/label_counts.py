@@ -23,7 +23,6 @@ class LabelCounts:
         self.first_count = np.zeros(capacity, np.int64)  # ... and how often it fell there
         self.pairs = VoxelHash()  # the other (slot, label) pairs → their counts
         self.counts = np.zeros(self.pairs.limit, np.int64)
-        self._slots = 0  # the slots the arrays hold data for
         self.empty = True  # no label counted yet
 
     @staticmethod
@@ -40,10 +39,12 @@ class LabelCounts:
         self.counts = grown(self.counts, self.pairs.limit, self.pairs.n)
         return self.first, self.first_count, self.pairs.arrays(), self.counts
 
-    def counted(self, n_slots: int, pairs: int) -> None:
-        """After the loop: n_slots voxel slots and `pairs` pairs hold counts now."""
-        self._slots, self.pairs.n = n_slots, pairs
-        self.empty = self.empty and not (self.first[:n_slots].any() or pairs)
+    def counted(self, n_slots: int, pairs: int, labelled: bool) -> None:
+        """After the loop: n_slots voxel slots and `pairs` pairs hold counts now (labelled:
+        whether it was given labels; a scan without them never scans its slots for one)."""
+        self.pairs.n = pairs
+        if labelled and self.empty:
+            self.empty = not (pairs or self.first[:n_slots].any())
 
     def majority(self, n_slots: int) -> np.ndarray:
         """n_slots int32: each slot's most frequent label, ties to the smaller id (0: none)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-_EMPTY = -1  # the keys are non-negative
+_EMPTY = -1  # the keys are non-negative (compiled.EMPTY)
 
 
 class VoxelHash:
@@ -57,10 +57,6 @@ class VoxelHash:
             if done < len(keys):
                 self.grow()
         return out
-
-    def insert(self, keys: np.ndarray) -> np.ndarray:
-        """Slots for M distinct keys not held yet: n, n+1, ... in their order."""
-        return self.slots(keys)
 
     def arrays(self) -> tuple:
         """(table, slot_keys, n, shift, limit): what the compiled loops take."""

@@ -53,7 +53,7 @@ class VoxelTable:
     def insert(self, keys: np.ndarray) -> np.ndarray:
         """Slots for M distinct keys not in the table yet (owner 0, no votes)."""
         used = self.n
-        slots = self._hash.insert(keys)
+        slots = self._hash.slots(keys)
         for name in ("owner", "votes", "seen", "sums", "points"):
             setattr(self, name, grown(getattr(self, name), self.n, used))
         return slots
