@@ -8,13 +8,13 @@ use these: a user of RegionClient never sees a message.
 from __future__ import annotations
 
 import io
-import ipaddress
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from regiond.api.v1 import regions_pb2 as pb
+from regiond.client.address import on_this_machine
 from regiond.core.frames import Camera, Frame
 from regiond.core.regionset import SOURCE_SAM, SOURCE_SLIC, RegionSet
 
@@ -37,12 +37,7 @@ def frame_encoding(choice: str, server: str) -> str:
         if choice not in ENCODINGS:
             raise ValueError(f"encoding {choice!r}: expected auto, {', '.join(ENCODINGS)}")
         return choice
-    host = server.rpartition(":")[0].strip("[]") or server
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    return "raw" if loopback else "jpeg"
+    return "raw" if on_this_machine(server) else "jpeg"
 
 
 def image_pb(rgb: np.ndarray, encoding: str = "jpeg", quality: int = 95) -> pb.Image:

@@ -22,7 +22,9 @@ When the daemon labels the frames and the scene has ground truth (ScanNet label-
 synthetic rooms), the labels (the scene head's refined ones where given) are scored with
 ScanNet's 20-class protocol at 640×480 and the mIoU is printed.
 Drawing and writing run on a background thread beside the stream, so the client keeps up
-with the daemon; memory stays flat however long the scene.
+with the daemon; memory stays flat however long the scene. Beside a daemon on this machine the
+client's reading and writing threads run at a lower CPU priority (--nice): the daemon is the
+scan's bottleneck.
 If the daemon restarts mid-scan, the client reconnects (with backoff) and scans the scene again
 from its first frame, since the fused cloud needs every frame; frames already drawn are kept.
 scan-progress.jsonl records which frames' outputs are written: after the client or the daemon
@@ -52,6 +54,7 @@ from regiond import scenes
 from regiond.client import common
 from regiond.client.connection import InputReadError, RegionError, Unreachable
 from regiond.client.messages import frame_encoding
+from regiond.client.priority import add_nice_arg, background_niceness, lower_thread_priority
 from regiond.client.recording import ScanRecording, add_rerun_args
 from regiond.client.region_client import RegionClient
 from regiond.client.replies import SceneUpdate
@@ -83,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
     p.add_argument("--size", default=None, metavar="WxH", help="resample frames to this size before sending")
     common.add_encoding_arg(p, "colour")
+    add_nice_arg(p)
     p.add_argument("--voxel", type=float, default=0.02, metavar="M", help="voxel edge of the fused cloud, metres")
     add_overlays_arg(p)
     common.add_carry_args(p, "reprojected with depth and poses; a frame without them is a keyframe")
@@ -131,7 +135,9 @@ class Scan:
         self.carry = common.KeyframeCount()
 
     def frames(self, stop: threading.Event):
-        """The scene's frames, at most MAX_AHEAD unanswered."""
+        """The scene's frames, at most MAX_AHEAD unanswered (read and encoded on the stream's
+        request thread, at --nice)."""
+        lower_thread_priority(self.args.nice)
         for position, frame in enumerate(self.source):
             while not self.ahead.acquire(timeout=0.1):
                 if stop.is_set():
@@ -239,6 +245,7 @@ def run(args) -> int:
     scene_id = args.scene_id or benchmark_scene_id(args.scene)
     args.out = args.out or Path("out") / "scan" / scene_id
     args.encoding = frame_encoding(args.encoding, args.server)
+    args.nice = background_niceness(args.nice, args.server)
     try:
         progress = Progress.prepare(args.out, scan_settings(args, scene_id), args.resume, args.force)
     except ProgressError as e:
@@ -263,7 +270,7 @@ def run(args) -> int:
     t0 = time.perf_counter()
     recording = ScanRecording(args.rerun, args.rerun_connect) if args.rerun or args.rerun_connect else None
     try:
-        with BackgroundWriter(WRITE_AHEAD) as writer:
+        with BackgroundWriter(WRITE_AHEAD, nice=args.nice) as writer:
             outputs = ScanOutputs(args.out, scene_id, overlay_step(args.overlays, total), writer, progress)
             scan = Scan(args, source, scene_id, outputs, recording)
             if progress.done:
@@ -342,6 +349,7 @@ def write_outputs(scan: Scan, source, seconds: float, attempts: int, heads: list
             "miou": scores,
             "source": source.describe(),
             "client_seconds": round(seconds, 3),
+            "client_nice": scan.args.nice,
             "frames_per_second": round(scan.frames_answered / seconds, 2) if seconds > 0 else None,
             "attempts": attempts,
             "heads": heads,

@@ -12,6 +12,8 @@ import queue
 import threading
 from collections.abc import Callable
 
+from regiond.client.priority import lower_thread_priority
+
 _STOP = object()
 
 
@@ -25,10 +27,12 @@ class BackgroundWriter:
     The first job that raises stops the writer: later jobs are dropped, and submit() and
     close() raise WriterError with the cause. Use as a context manager: leaving the block
     normally waits for every job; leaving it by an exception (Ctrl-C included) drops the
-    jobs still waiting and joins the thread after the one in progress.
+    jobs still waiting and joins the thread after the one in progress. `nice`: the thread's
+    CPU priority is lowered by this much (priority.lower_thread_priority).
     """
 
-    def __init__(self, bound: int = 8, name: str = "output-writer"):
+    def __init__(self, bound: int = 8, name: str = "output-writer", nice: int = 0):
+        self._nice = nice
         self._jobs: queue.Queue = queue.Queue(maxsize=bound)
         self._error: BaseException | None = None
         self._dropping = threading.Event()
@@ -79,6 +83,7 @@ class BackgroundWriter:
             raise WriterError(f"{type(self._error).__name__}: {self._error}") from self._error
 
     def _run(self) -> None:
+        lower_thread_priority(self._nice)
         while True:
             job = self._jobs.get()
             if job is _STOP:
