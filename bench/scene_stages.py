@@ -48,7 +48,7 @@ def main() -> int:
     from regiond.geometry import POINTS_KEY, VoxelFusion, fit_to_size, region_geometry
     from regiond.heads.serving import load_serving_heads
     from regiond.scenes.synthetic import SyntheticScene, write_scene_folder
-    from regiond.service.convert import RegionLabels, encode_png, region_set_pb
+    from regiond.service.convert import RegionLabels, label_map_png, region_set_pb
     from regiond.service.scene_stream import DEFAULT_VOXEL, FUSION_STRIDE
 
     with tempfile.TemporaryDirectory(prefix="bench-scene-stages-") as tmp:
@@ -76,7 +76,7 @@ def main() -> int:
             masks = extractor.masker(f.rgb).regions
             timed("  of which 3D statistics", lambda: region_geometry(masks, f.depth, f.camera, f.pose))
             fl = timed("per-frame labels (segment head)", lambda: labeler.label_frame(state, f, regions))
-            timed("label PNG", lambda: encode_png(fl.label_map))
+            timed("label PNG", lambda: label_map_png(fl.label_map))
             labels = RegionLabels(fl.region_labels, fl.region_scores, labeler.meta.names())
             timed(
                 "region message",
@@ -88,7 +88,7 @@ def main() -> int:
                 lambda: fusion.add_frame(f, labels=fl.label_map, stride=FUSION_STRIDE, points=points),
             )
         refined = timed("refinement (scene transformer)", lambda: labeler.refine(state))
-        timed("refined PNGs", lambda: [encode_png(r.label_map) for r in refined])
+        timed("refined PNGs", lambda: [label_map_png(r.label_map) for r in refined])
         cloud = timed("fused cloud", fusion.cloud)
         timed("cloud PLY (fit to 48 MiB)", lambda: fit_to_size(cloud, fusion.voxel, 48 << 20))
         for name, seconds in cost.items():

@@ -217,6 +217,13 @@ def test_encode_png_round_trips():
     grey = img[:, :, 0]
     with Image.open(io.BytesIO(encode_png(grey, 1))) as im:
         assert np.array_equal(np.asarray(im), grey)
+    # a label map (runs of one id, a few noisy ids) packed as runs: the same ids, fewer bytes
+    labels = np.repeat(rng.integers(0, 41, (48, 9), dtype=np.uint8), 71, axis=1)
+    labels[rng.random(labels.shape) < 0.01] = 7
+    packed = encode_png(labels, 1, runs=True)
+    with Image.open(io.BytesIO(packed)) as im:
+        assert im.mode == "L" and np.array_equal(np.asarray(im), labels)
+    assert len(packed) < len(encode_png(labels, 1))
 
 
 def test_jpeg_pictures_keep_one_pixel_colour_lines():

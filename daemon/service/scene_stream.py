@@ -18,7 +18,7 @@ from regiond.core.label_spaces import names_by_id
 from regiond.core.regionset import RegionSet
 from regiond.geometry import DEFAULT_MAX_DEPTH, POINTS_KEY, VoxelFusion, fit_to_size
 from regiond.heads.interface import SceneLabeler
-from regiond.service.convert import RegionLabels, encode_png, frame_error_pb, region_set_pb, scene_frame
+from regiond.service.convert import RegionLabels, frame_error_pb, label_map_png, region_set_pb, scene_frame
 from regiond.service.scene_objects import SceneObjects
 from regiond.service.streams import (
     OptionsError,
@@ -114,7 +114,7 @@ class SceneSession(StreamSession):
             objects_reason="" if got is None else got.reason,
         )
         if label_map is not None and self.options.return_label_maps:
-            up.label_map_png = encode_png(label_map)
+            up.label_map_png = label_map_png(label_map)
         points = f.meta.pop(POINTS_KEY, None)
         if got is None or not got.pose_rejected:  # a pose off the map would smear the cloud too
             t0 = time.perf_counter()
@@ -147,7 +147,7 @@ class SceneSession(StreamSession):
                 refined=pb.RefinedFrame(
                     frame_index=fl.frame_index,
                     region_labels=np.asarray(fl.region_labels).astype(int).tolist(),
-                    label_map_png=encode_png(fl.label_map) if self.options.return_label_maps else b"",
+                    label_map_png=label_map_png(fl.label_map) if self.options.return_label_maps else b"",
                     region_object_ids=final.pop(int(fl.frame_index), np.zeros(0, np.uint32)).tolist(),
                 ),
             )
