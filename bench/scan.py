@@ -16,7 +16,9 @@ process, shared by both measurements, which alternate for --rounds rounds (best 
   scan_scene     `python clients/scan_scene.py DIR [--overlays ...]` as a user runs it, default
                  options (overlays of every frame up to 100 frames, else about 100; label PNGs,
                  colour pictures, the PLY, the mIoU), from process start to exit; peak RSS.
-Prints `scan_scene end to end X frames/s, daemon alone Y frames/s, ratio X/Y` and the load.
+Prints `scan_scene end to end X frames/s, daemon alone Y frames/s, ratio X/Y` (best against
+best) and the load, then each round's own ratio (its scan over the daemon-alone run just before
+it: the machine's speed drifts over minutes) and their median.
 Targets: ratio >= 0.8 and X >= 12.5 frames/s on the team's 2-core machine.
 --stages also prints `scene frame CPU / lite extraction = R`: the daemon's CPU per scene frame
 (daemon alone) over the lite extraction alone (masks, features and pooling of the colour
@@ -34,6 +36,7 @@ import argparse
 import functools
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -357,6 +360,11 @@ def main() -> int:
         print(
             f"scan_scene end to end {x:.1f} frames/s, daemon alone {y:.1f} frames/s, ratio {x / y:.2f} "
             f"(targets: ratio >= 0.8, scan_scene >= 12.5 frames/s)"
+        )
+        paired = [s.fps / a.fps for s, a in zip(scans, alone)]
+        print(
+            f"  each round's scan_scene / daemon alone: {', '.join(f'{r:.2f}' for r in paired)}; median "
+            f"{statistics.median(paired):.2f}"
         )
         if args.keyframe_every > 1 or args.empty_every:
             states = [u.regions.carry for u in replies if u.HasField("regions")]
