@@ -16,9 +16,8 @@ process, shared by both measurements, which alternate for --rounds rounds (best 
   scan_scene     `python clients/scan_scene.py DIR [--overlays ...]` as a user runs it, default
                  options (overlays of every frame up to 100 frames, else about 100; label PNGs,
                  colour pictures, the PLY, the mIoU), from process start to exit; peak RSS.
-Prints `scan_scene end to end X frames/s, daemon alone Y frames/s, ratio X/Y` (best against
-best) and the load, then each round's own ratio (its scan over the daemon-alone run just before
-it: the machine's speed drifts over minutes) and their median.
+Prints `scan_scene end to end X frames/s, daemon alone Y frames/s, ratio X/Y` (best against best)
+and the load; then each round's ratio (to the daemon alone just before it) and their median.
 Targets: ratio >= 0.8 and X >= 12.5 frames/s on the team's 2-core machine.
 --stages also prints `scene frame CPU / lite extraction = R`: the daemon's CPU per scene frame
 (daemon alone) over the lite extraction alone (masks, features and pooling of the colour
@@ -362,10 +361,7 @@ def main() -> int:
             f"(targets: ratio >= 0.8, scan_scene >= 12.5 frames/s)"
         )
         paired = [s.fps / a.fps for s, a in zip(scans, alone)]
-        print(
-            f"  each round's scan_scene / daemon alone: {', '.join(f'{r:.2f}' for r in paired)}; median "
-            f"{statistics.median(paired):.2f}"
-        )
+        print(f"  each round's ratio: {', '.join(f'{r:.2f}' for r in paired)}; median {statistics.median(paired):.2f}")
         if args.keyframe_every > 1 or args.empty_every:
             states = [u.regions.carry for u in replies if u.HasField("regions")]
             generated = sum(1 for c in states if c.keyframe or not args.keyframe_every > 1)
