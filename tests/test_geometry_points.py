@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from regiond.core.frames import Frame
 from regiond.core.partition import Partition
@@ -25,12 +24,6 @@ def test_points_are_backprojects_valid_pixels(sevenscenes_dir):
         assert np.array_equal(got.pixels, np.flatnonzero(valid)) and got.world == (pose is not None)
         # camera coordinates exactly; the world move in float32 within a micrometre of float64's
         np.testing.assert_allclose(got.points.T, want.reshape(-1, 3)[valid.ravel()], rtol=0, atol=1e-6)
-        for stride in (2, 3):
-            w2, v2 = backproject(f.depth, f.camera, pose, max_depth=3.0, stride=stride)
-            p2, at = got.strided(stride)
-            np.testing.assert_allclose(p2.T, w2.reshape(-1, 3)[v2.ravel()], rtol=0, atol=1e-6)
-            rows, cols = np.divmod(at, f.depth.shape[1])
-            assert not (rows % stride).any() and not (cols % stride).any()
 
 
 def test_statistics_points_in_region_order_fuse_as_the_frame_does(sevenscenes_dir):
@@ -47,15 +40,13 @@ def test_statistics_points_in_region_order_fuse_as_the_frame_does(sevenscenes_di
     grid = np.zeros((h, w), bool)
     grid[::2, ::2] = True
     assert np.array_equal(np.sort(pts.pixels), np.flatnonzero(grid & valid_depth(f.depth)))  # no small region here
-    for stride in (2, 4):  # the fusion's strides read the shared points as they would their own
+    for stride in (2, 3, 4):  # 2, 4: the shared points read as the fusion would its own; 3: its own
         shared, own = VoxelFusion(0.02), VoxelFusion(0.02)
         shared.add_frame(frame, stride=stride, points=pts)
         own.add_frame(frame, stride=stride)
         a, b = shared.cloud(), own.cloud()
         assert len(a) == len(b) and np.array_equal(a.colors, b.colors)
         np.testing.assert_allclose(a.points, b.points, rtol=0, atol=1e-6)  # only the summation order differs
-    with pytest.raises(ValueError, match="multiple of 2"):
-        pts.strided(3)  # a sample of every 2nd pixel has no other grid in full
     shared, own = VoxelFusion(0.02), VoxelFusion(0.02)
     shared.add_frame(frame, stride=1, points=pts)  # every pixel wanted: the fusion back-projects itself
     own.add_frame(frame, stride=1)
@@ -72,9 +63,3 @@ def test_fusion_backprojects_itself_when_the_points_do_not_fit(sevenscenes_dir):
         fusion.add_frame(f, stride=2, points=points)
         clouds.append(fusion.cloud())
     assert all(np.array_equal(c.points, clouds[0].points) for c in clouds)
-
-
-def test_bad_stride(sevenscenes_dir):
-    f = _frame(sevenscenes_dir)
-    with pytest.raises(ValueError, match="stride"):
-        frame_points(f.depth, f.camera).strided(0)

@@ -30,7 +30,7 @@ class FramePoints:
     world      whether a pose moved them to the world
     max_depth  readings beyond it were left out
     stride     every valid pixel on every stride-th row and column is among them (others
-               may be too): strided(k) holds for multiples k of it"""
+               may be too): the fusion reads them at any multiple of it"""
 
     points: np.ndarray
     pixels: np.ndarray
@@ -41,16 +41,6 @@ class FramePoints:
 
     def __len__(self) -> int:
         return int(self.pixels.size)
-
-    def strided(self, stride: int) -> tuple[np.ndarray, np.ndarray]:
-        """(3×Q points, Q pixels) of the pixels on every `stride`-th row and column: what
-        backproject(..., stride=stride) keeps, in this object's order."""
-        if stride < 1 or stride % self.stride:
-            raise InputError("stride", f"must be a positive multiple of {self.stride}, got {stride}")
-        if stride == 1:
-            return self.points, self.pixels
-        keep = np.flatnonzero(stride_grid(*self.shape, stride)[0][self.pixels])
-        return np.take(self.points, keep, axis=1), np.take(self.pixels, keep)
 
 
 def frame_points(
