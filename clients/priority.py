@@ -54,8 +54,12 @@ def background_niceness(nice: int | None, server: str) -> int:
 def lower_thread_priority(n: int) -> None:
     """Lower the calling thread's CPU priority by n (at most to MAX_NICE). Linux only, where
     each thread has its own niceness; elsewhere it does nothing (there, a thread id given to
-    setpriority would name a process)."""
+    setpriority would name a process). Never raises: a sandbox that refuses the call leaves
+    the thread as it was, and the work goes on."""
     if n <= 0 or not sys.platform.startswith("linux"):
         return
     tid = threading.get_native_id()
-    os.setpriority(os.PRIO_PROCESS, tid, min(MAX_NICE, os.getpriority(os.PRIO_PROCESS, tid) + n))
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, min(MAX_NICE, os.getpriority(os.PRIO_PROCESS, tid) + n))
+    except OSError:
+        pass

@@ -70,6 +70,22 @@ def test_the_background_writer_runs_its_jobs_at_its_niceness():
     assert seen[1] == own_niceness()
 
 
+@linux
+def test_a_refused_priority_change_leaves_the_work_going(monkeypatch):
+    """A sandbox may refuse setpriority: the writer still runs its jobs (no hang, no error)."""
+
+    def refused(*args):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "setpriority", refused)
+    done = []
+    with BackgroundWriter(1, nice=10) as writer:
+        for k in range(5):  # more than its bound: a dead writer thread would block submit()
+            writer.submit(done.append, k)
+    assert done == [0, 1, 2, 3, 4]
+    lower_thread_priority(10)  # and in the caller's thread
+
+
 @pytest.mark.parametrize("value", ["20", "-1", "high"])
 def test_scan_scene_refuses_a_niceness_outside_0_to_19(value, capsys):
     from regiond.client import scan_scene
