@@ -14,8 +14,8 @@ import numpy as np
 from PIL import Image
 
 from regiond.api.v1 import regions_pb2 as pb
-from regiond.client.address import on_this_machine
 from regiond.core.frames import Camera, Frame
+from regiond.core.net import address_host, is_loopback
 from regiond.core.regionset import SOURCE_SAM, SOURCE_SLIC, RegionSet
 
 #: what an image argument may be: a PNG/JPEG file, its bytes, or H×W×3 uint8 RGB pixels
@@ -37,7 +37,7 @@ def frame_encoding(choice: str, server: str) -> str:
         if choice not in ENCODINGS:
             raise ValueError(f"encoding {choice!r}: expected auto, {', '.join(ENCODINGS)}")
         return choice
-    return "raw" if on_this_machine(server) else "jpeg"
+    return "raw" if is_loopback(address_host(server)) else "jpeg"
 
 
 def image_pb(rgb: np.ndarray, encoding: str = "jpeg", quality: int = 95) -> pb.Image:

@@ -14,7 +14,7 @@ import os
 import sys
 import threading
 
-from regiond.client.address import on_this_machine
+from regiond.core.net import address_host, is_loopback
 
 #: how far the work threads are lowered beside a daemon on this machine (nice's own default)
 BACKGROUND_NICE = 10
@@ -48,7 +48,7 @@ def background_niceness(nice: int | None, server: str) -> int:
     """--nice as given, else BACKGROUND_NICE for a daemon on this machine and 0 for another."""
     if nice is not None:
         return nice
-    return BACKGROUND_NICE if on_this_machine(server) else 0
+    return BACKGROUND_NICE if is_loopback(address_host(server)) else 0
 
 
 def lower_thread_priority(n: int) -> None:

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from regiond.core.flags import flag
 from regiond.core.frames import DEFAULT_MAX_PIXELS
+from regiond.core.net import is_loopback
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 TOKEN_ENV = "REGIOND_TOKEN"  # the token when --token is not given
@@ -248,12 +248,3 @@ class ServeConfig:
             raise ConfigError(f"--rpc-threads must be more than {RESERVED_RPC_THREADS}")
         if not self.idle_timeout >= 0:
             raise ConfigError("--idle-timeout must be 0 (never) or a positive number of seconds")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
