@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 
 from regiond.commands.serve import LISTENING_PREFIX, READY_PREFIX, spawn_daemon
@@ -61,3 +63,57 @@ print(gc.get_freeze_count() > 0, dropped() is None, not any(o is kept for o in g
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "True", "True"]
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or a zombie waiting for a parent that is no longer ours to reap it."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rpartition(")")[2].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_a_daemon_stops_when_the_process_that_spawned_it_is_killed(tmp_path):
+    """spawn_daemon's daemon watches its starter (--exit-with-parent): a starter killed before it
+    could stop the daemon (a crashed script or test run) leaves no daemon behind."""
+    starter = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from pathlib import Path\n"
+            "from regiond.commands.serve import spawn_daemon\n"
+            "d = Path(sys.argv[1])\n"
+            "proc, _ = spawn_daemon(['--listen', '127.0.0.1:0', '--data-dir', d / 'data', '--no-index'], d / 'log')\n"
+            "print(proc.pid, flush=True)\n"
+            "time.sleep(600)\n",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        daemon = int(starter.stdout.readline())
+        assert not _gone(daemon)
+    finally:
+        starter.kill()
+        starter.wait()
+    deadline = time.monotonic() + 60
+    while not _gone(daemon) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _gone(daemon), (tmp_path / "log").read_text()[-2000:]
+    assert f"the process that started it (PID {starter.pid}) is gone, stopping" in (tmp_path / "log").read_text()
+
+
+def test_exit_with_parent_names_the_parent(tmp_path):
+    """Another process's PID is refused before any model loads."""
+    out = subprocess.run(
+        [sys.executable, "-m", "regiond", "serve", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path)]
+        + ["--exit-with-parent", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode != 0
+    assert f"--exit-with-parent 1: the daemon was started by process {os.getpid()}" in out.stderr

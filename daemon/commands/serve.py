@@ -21,6 +21,7 @@ from regiond.service.config import TOKEN_ENV, ServeConfig
 LISTENING_PREFIX = "regiond: listening on "
 # The line it prints once it serves, ready for work (health SERVING); spawn_daemon waits for it.
 READY_PREFIX = "regiond: serving regions.v1.RegionService on "
+PARENT_POLL_SECONDS = 0.5  # --exit-with-parent: how often the parent is looked for
 
 
 def register(sub) -> None:
@@ -68,6 +69,7 @@ def run(args) -> int:
     from regiond.service.startup import Startup
 
     config.check()  # refuse a bad configuration before loading models
+    signals.watch_parent(config.exit_with_parent)
     return serve_until_signalled(RegionServer(config, startup=Startup(started)), signals)
 
 
@@ -92,6 +94,19 @@ class StopSignals:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
 
+    def watch_parent(self, parent: int) -> None:
+        """--exit-with-parent: once process `parent`, which started this one, is gone (this one
+        was reparented), send ourselves SIGTERM, so that stop is the same as any other. 0: no watch."""
+        if parent:
+            threading.Thread(target=self._watch, args=(parent,), name="regiond-parent-watch", daemon=True).start()
+
+    def _watch(self, parent: int) -> None:
+        while os.getppid() == parent:
+            if self.event.wait(PARENT_POLL_SECONDS):
+                return  # stopping anyway
+        print(f"regiond: the process that started it (PID {parent}) is gone, stopping", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+
     def _on_signal(self, signum, _frame):
         name = signal.Signals(signum).name
         if self.loading:
@@ -106,7 +121,9 @@ def serve_until_signalled(server, signals: StopSignals | None = None) -> int:
     so, say when it serves, serve until SIGTERM/SIGINT, stop it within its grace period (plus the
     short drain) whatever its calls or its start-up are doing, and return the exit status: 1
     when the start-up failed."""
-    signals = signals or StopSignals(server.config.grace)
+    if signals is None:
+        signals = StopSignals(server.config.grace)
+        signals.watch_parent(server.config.exit_with_parent)
     signals.loading = False
     startup = server.startup
 
@@ -156,10 +173,16 @@ def spawn_daemon(
     starting). Pass `--listen 127.0.0.1:0` for a free port: the address comes from that
     line. RuntimeError when it exits or times out first.
     program: what runs instead of `python -m regiond serve` (a script serving through
-    serve_until_signalled, e.g. bench/empty_masks.py)."""
+    serve_until_signalled, e.g. bench/empty_masks.py). The daemon stops when this process is
+    gone (--exit-with-parent): a caller killed before it stops the daemon leaves none behind."""
     log = open(log_path, "w")
     proc = subprocess.Popen(
-        [*(program or [sys.executable, "-m", "regiond", "serve"]), *map(str, serve_args)],
+        [
+            *(program or [sys.executable, "-m", "regiond", "serve"]),
+            *map(str, serve_args),
+            "--exit-with-parent",
+            str(os.getpid()),
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         text=True,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,6 +173,14 @@ class ServeConfig:
             metavar="S",
         ),
     )
+    exit_with_parent: int = field(
+        default=0,
+        metadata=flag(
+            "stop as on SIGTERM once the process PID, which started the daemon, is gone (spawn_daemon passes "
+            "its own: a daemon it starts does not outlive it; 0: never)",
+            metavar="PID",
+        ),
+    )
     warmup: bool = field(
         default=True,
         metadata=flag(
@@ -248,3 +257,7 @@ class ServeConfig:
             raise ConfigError(f"--rpc-threads must be more than {RESERVED_RPC_THREADS}")
         if not self.idle_timeout >= 0:
             raise ConfigError("--idle-timeout must be 0 (never) or a positive number of seconds")
+        if self.exit_with_parent and self.exit_with_parent != os.getppid():
+            raise ConfigError(
+                f"--exit-with-parent {self.exit_with_parent}: the daemon was started by process {os.getppid()}"
+            )
