@@ -51,15 +51,9 @@ def ordered(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def grouped(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(sorted distinct values, the index of each value's among them, how often each occurs) of
     integer values: np.unique(return_inverse=True, return_counts=True) by one sort (ordered)."""
-    s, order, new, inverse = _sorted_runs(values)
-    at = np.flatnonzero(new)
-    return s[at], inverse, np.diff(at, append=len(s))
-
-
-def _sorted_runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(the values sorted, the order sorting them, where their runs start, each value's run)."""
     s, order = ordered(values)
     new = run_starts(s)
     inverse = np.empty(len(s), np.int64)
     inverse[order] = np.cumsum(new) - 1
-    return s, order, new, inverse
+    at = np.flatnonzero(new)
+    return s[at], inverse, np.diff(at, append=len(s))
