@@ -69,7 +69,7 @@ def run(args) -> int:
     from regiond.service.startup import Startup
 
     config.check()  # refuse a bad configuration before loading models
-    signals.watch_parent(config.exit_with_parent)
+    signals.watch_parent(config.exit_with_parent)  # from now: the models load in RegionServer()
     return serve_until_signalled(RegionServer(config, startup=Startup(started)), signals)
 
 

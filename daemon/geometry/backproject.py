@@ -22,7 +22,8 @@ def valid_depth(depth: np.ndarray, max_depth: float = DEFAULT_MAX_DEPTH, min_dep
         return np.isfinite(d) & (d > max(min_depth, 0.0)) & (d <= max_depth)
 
 
-def _checked(depth, camera: Camera) -> tuple[np.ndarray, Camera]:
+def checked_depth(depth, camera: Camera) -> tuple[np.ndarray, Camera]:
+    """(H×W float32 depth, the camera at its size); InputError for anything else."""
     if not isinstance(camera, Camera):
         raise InputError("intrinsics", f"expected a Camera, got {type(camera).__name__}")
     d = np.asarray(depth)
@@ -64,7 +65,7 @@ def backproject(
 
     Returns (points H×W×3 float32, valid H×W bool); invalid pixels hold NaN.
     """
-    d, camera = _checked(depth, camera)
+    d, camera = checked_depth(depth, camera)
     if stride < 1:
         raise InputError("stride", f"must be at least 1, got {stride}")
     d = d[::stride, ::stride]

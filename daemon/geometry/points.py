@@ -12,7 +12,7 @@ import numpy as np
 
 from regiond.core.errors import InputError
 from regiond.core.frames import camera_rays
-from regiond.geometry.backproject import DEFAULT_MAX_DEPTH, _checked, valid_depth
+from regiond.geometry.backproject import DEFAULT_MAX_DEPTH, checked_depth, valid_depth
 
 #: a frame whose Frame.meta holds this key (set to None) gets its FramePoints there from the
 #: extractor's 3D statistics, for the fusion to take (only when asked: a frame kept in a list
@@ -58,7 +58,7 @@ def frame_points(
     invalid (-inf, lost tracking) raises InputError, callers decide what a missing pose means.
     Only valid pixels are computed, coordinate-major, so the statistics read each axis
     contiguously."""
-    d, camera = _checked(depth, camera)
+    d, camera = checked_depth(depth, camera)
     h, w = d.shape
     z = d.ravel() if pixels is None else d.ravel()[pixels]
     ok = valid_depth(z, max_depth)

@@ -9,7 +9,7 @@ import numpy as np
 from regiond.core.errors import InputError
 from regiond.core.frames import Camera, check_pose
 from regiond.core.partition import Partition
-from regiond.geometry.backproject import DEFAULT_MAX_DEPTH, _checked, valid_depth
+from regiond.geometry.backproject import DEFAULT_MAX_DEPTH, checked_depth, valid_depth
 from regiond.geometry.points import FramePoints, flat_rays, frame_points, stride_grid, world_pose
 
 EXTENT_PERCENTILES = (10.0, 90.0)  # robust extent: the span between these percentiles, per axis
@@ -174,7 +174,7 @@ def _partition_points(
     a 640×480 frame before). Depth is read in float32, as frame_points reads it."""
     from regiond.geometry import compiled  # numba: loaded with the first scene frame
 
-    d, camera = _checked(depth, camera)
+    d, camera = checked_depth(depth, camera)
     h, w = d.shape
     xs, ys = flat_rays(camera)
     m = _NO_POSE if pose is None else world_pose(pose).astype(np.float32)
