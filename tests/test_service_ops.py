@@ -212,6 +212,28 @@ def test_serve_process_stops_on_sigterm(tmp_path):
             p.wait()
 
 
+def test_the_ready_callback_runs_before_health_reports_serving(tmp_path):
+    """`regiond serve` prints its ready line from on_serving: a client that sees SERVING and
+    stops the daemon at once must find the line (CI once lost it to the main loop's poll)."""
+    from regiond.service.server import RegionServer, ServeConfig
+
+    server = RegionServer(
+        ServeConfig(data_dir=tmp_path / "d", listen="127.0.0.1:0", index=False), extractor=lite_extractor()
+    )
+    seen = []
+
+    def on_serving():
+        with grpc.insecure_channel(server.address) as ch:
+            seen.append(health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=10).status)
+
+    server.start(background=True, on_serving=on_serving)
+    try:
+        wait_serving(server.address)
+        assert seen == [health_pb2.HealthCheckResponse.NOT_SERVING]
+    finally:
+        server.stop(grace=1.0)
+
+
 def test_index_persisted_across_restart(tmp_path):
     from regiond.service.server import RegionServer, ServeConfig
 

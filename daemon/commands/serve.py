@@ -135,21 +135,26 @@ def serve_until_signalled(server, signals: StopSignals | None = None) -> int:
             flush=True,
         )
 
-    if server.listening:
+    def ready():
+        print(f"{READY_PREFIX}{server.describe()}; started in {startup.elapsed():.1f} s", file=sys.stderr, flush=True)
+
+    if server.listening:  # started (and so serving) already
         listening()
+        ready()
     else:
-        server.start(background=True, on_listening=listening)
-    announced, status = False, 0
+        # ready() runs on the start-up thread before health turns SERVING: a client that saw
+        # SERVING and stopped the daemon at once still finds the line in its log.
+        server.start(background=True, on_listening=listening, on_serving=ready)
+    frozen, status = False, 0
     while not signals.event.wait(0.1):
-        if announced or not startup.finished.is_set():
+        if frozen or not startup.finished.is_set():
             continue
         if startup.error is not None:
             print(f"regiond: error: the start-up failed: {startup.error}", file=sys.stderr, flush=True)
             status = 1
             break
-        print(f"{READY_PREFIX}{server.describe()}; started in {startup.elapsed():.1f} s", file=sys.stderr, flush=True)
-        announced = True
         freeze_startup_objects()
+        frozen = True
     if not server.stop(grace=0 if status else None):
         # A call grpc never finished, or a start-up step that cannot be cut short (a model
         # call), holds a thread the interpreter would join at exit: leave without it (the

@@ -194,12 +194,19 @@ class RegionServer:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
         return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
 
-    def start(self, background: bool = False, on_listening: Callable[[], None] | None = None) -> RegionServer:
+    def start(
+        self,
+        background: bool = False,
+        on_listening: Callable[[], None] | None = None,
+        on_serving: Callable[[], None] | None = None,
+    ) -> RegionServer:
         """Open the port (health NOT_SERVING; GetInfo answers, the rest UNAVAILABLE), then run
         the start-up steps and report SERVING. background: the steps run on a thread and this
         returns at once (startup.finished is set when they end; startup.error if they failed);
         otherwise this returns once serving and raises what made the start-up fail.
-        on_listening is called once the port is open, before the steps begin."""
+        on_listening is called once the port is open, before the steps begin; on_serving once
+        they succeeded, before health reports SERVING (what it prints precedes any client's
+        work)."""
         self.server.start()
         self.listening = True
         if self.config.metrics_port is not None:
@@ -208,16 +215,18 @@ class RegionServer:
         if on_listening is not None:
             on_listening()
         if background:
-            self._startup_thread = threading.Thread(target=self._start_up, name="regiond-startup", daemon=True)
+            self._startup_thread = threading.Thread(
+                target=self._start_up, args=(on_serving,), name="regiond-startup", daemon=True
+            )
             self._startup_thread.start()
             return self
-        self._start_up()
+        self._start_up(on_serving)
         if self.startup.error is not None:
             self.stop(grace=0)
             raise self.startup.error
         return self
 
-    def _start_up(self) -> None:
+    def _start_up(self, on_serving: Callable[[], None] | None = None) -> None:
         """The slow steps, between the port opening and SERVING. Stopping ends them at the next
         check (between steps, each corpus image of a normaliser fit)."""
         st = self.startup
@@ -235,6 +244,8 @@ class RegionServer:
                     self.search = self.servicer.search = search
             with self._state_lock:
                 st.check()
+                if on_serving is not None:
+                    on_serving()
                 st.serving()
                 for name in ("", SERVICE_NAME):
                     self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
