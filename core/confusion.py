@@ -12,9 +12,11 @@ the predictions: a class absent from both has no IoU, rather than a free 1 or 0.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from regiond.core.label_spaces import BENCHMARK_NAMES, BENCHMARK_NYU40, resize_nearest
@@ -53,6 +55,27 @@ class EvalProtocol:
         elif gt.shape != pred.shape:
             raise ValueError(f"ground truth {gt.shape} and prediction {pred.shape} differ in size")
         conf.add_ids(gt, pred)
+
+
+def _id_pairs(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """65,536 counts of (ground-truth id, predicted id) pairs of two flat uint8 arrays, at
+    gt · 256 + pred. OpenCV's 2D histogram takes a third of numpy's bincount time (a scan
+    scores every frame's map at its end); its float32 counts are exact below 2^24 pixels."""
+    if gt.size < 1 << 24:
+        hist = cv2.calcHist([gt.reshape(-1, 1), pred.reshape(-1, 1)], [0, 1], None, [256, 256], [0, 256, 0, 256])
+        return hist.ravel().astype(np.int64)
+    return np.bincount((gt.astype(np.uint16) << 8) | pred, minlength=1 << 16)
+
+
+@functools.lru_cache(maxsize=8)
+def _class_pairs(class_ids: tuple) -> np.ndarray:
+    """For each id pair gt · 256 + pred: its cell of the (K+1)×(K+1) class-pair table."""
+    k = len(class_ids)
+    cells = np.full(256, k, np.int64)
+    for j, c in enumerate(class_ids):
+        if 0 <= c < 256:
+            cells[c] = j
+    return (cells[:, None] * (k + 1) + cells[None, :]).ravel()
 
 
 @dataclass
@@ -96,10 +119,10 @@ class Confusion:
             raise ValueError(f"ground truth has {gt.size} entries, prediction {pred.size}")
         k = len(self.class_ids)
         if gt.dtype == pred.dtype == np.uint8:  # label PNGs: count id pairs, then fold them into classes
-            pairs = np.bincount((gt.astype(np.uint16) << 8) | pred, minlength=1 << 16)
-            cells = self._index(np.arange(256, dtype=np.uint8))
-            both = (cells[:, None] * (k + 1) + cells[None, :]).ravel()  # id pair → class pair
-            folded = np.bincount(both, weights=pairs, minlength=(k + 1) ** 2).astype(np.int64)  # exact below 2^53
+            pairs = _id_pairs(gt, pred)
+            seen = np.flatnonzero(pairs)  # a few dozen of the 65,536
+            both = _class_pairs(self.class_ids)[seen]
+            folded = np.bincount(both, weights=pairs[seen], minlength=(k + 1) ** 2).astype(np.int64)  # exact below 2^53
         else:
             both = self._index(gt) * (k + 1) + self._index(pred)
             folded = np.bincount(both, minlength=(k + 1) ** 2)

@@ -59,6 +59,21 @@ def test_label_png_maps_count_as_any_other_ids():
     assert general.counts.sum() == np.isin(truth, SCANNET20).sum()
 
 
+def test_label_png_maps_past_float32_exact_counts():
+    """From 2^24 pixels on (where OpenCV's float32 histogram would round) uint8 maps are
+    counted by numpy: the same counts as the map's four quarters counted apart."""
+    rng = np.random.default_rng(4)
+    truth = rng.choice(np.array([0, 1, 2, 3, 255], np.uint8), size=(4096, 4096))
+    pred = np.where(rng.random((4096, 4096)) < 0.9, truth, 2).astype(np.uint8)
+    whole, quarters = Confusion(SCANNET20), Confusion(SCANNET20)
+    whole.add_ids(truth, pred)
+    for rows in (slice(0, 2048), slice(2048, None)):
+        for cols in (slice(0, 2048), slice(2048, None)):
+            quarters.add_ids(truth[rows, cols], pred[rows, cols])
+    assert whole.counts.sum() == np.isin(truth, SCANNET20).sum() > 1 << 23
+    assert np.array_equal(whole.counts, quarters.counts)
+
+
 def test_scannet20_protocol_resamples_to_640x480():
     proto = EvalProtocol.scannet20()
     assert proto.size == (640, 480) and proto.names[:2] == ("wall", "floor")

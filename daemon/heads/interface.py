@@ -8,6 +8,8 @@ daemon/heads/serving.py implements both; the service only knows these types.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -40,13 +42,19 @@ class FrameLabels:
 
     region_labels  N class ids (-1 unknown), in the frame's region order
     region_scores  N×C probabilities in HeadMeta.class_ids order, or None
-    label_map      H×W uint8 NYU40 ids, 0 = unlabelled (no region covers the pixel)
+    label_map      H×W uint8 NYU40 ids, 0 = unlabelled (no region covers the pixel): painted
+                   by `paint` when first read, so a scene's refined frames are painted one by
+                   one as they are sent (a client's work on one overlaps the next's painting)
     """
 
     frame_index: int
     region_labels: np.ndarray
     region_scores: np.ndarray | None
-    label_map: np.ndarray
+    paint: Callable[[], np.ndarray] = field(repr=False)
+
+    @functools.cached_property
+    def label_map(self) -> np.ndarray:
+        return self.paint()
 
 
 class SceneLabeler(Protocol):

@@ -21,6 +21,7 @@ Plain-data use without the daemon:
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,8 +121,8 @@ class TrainedSceneLabeler:
     def _labels(self, frame_index: int, regions: RegionSet, scores: np.ndarray) -> FrameLabels:
         ids = np.asarray(self.meta.class_ids, np.int64)
         region_labels = ids[scores.argmax(1)] if len(regions) else np.zeros(0, np.int64)
-        label_map = pixel_labels(regions, scores, ids, UNLABELLED, np.uint8)
-        return FrameLabels(frame_index, region_labels, scores, label_map)
+        paint = functools.partial(pixel_labels, regions, scores, ids, UNLABELLED, np.uint8)
+        return FrameLabels(frame_index, region_labels, scores, paint)
 
     def new_scene(self) -> SceneState:
         return SceneState()
