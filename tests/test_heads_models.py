@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
 
 import numpy as np
 import pytest
 import torch
 from support_toydata import TOY_CLASSES, TOY_DIM, TOY_MOTIONS, toy_clip, toy_frame
 
-from regiond.heads.batch import collate, limit_tokens, tokens_from_regions
+from regiond.heads.batch import collate, frames_origin, join_frames, limit_tokens, tokens_from_regions
+from regiond.heads.predict import chunk_workers, token_probs
 from regiond.heads.registry import create_head, list_heads, load_head, save_head
 from regiond.heads.training import ActivityTask, area_weighted_ce
 
@@ -135,6 +138,39 @@ def test_inference_encoder_equals_torchs_module(name, padded):
     if padded:  # per clip (class token)
         assert fast.shape == (2, model.config.num_classes)
     assert torch.allclose(fast, module, atol=1e-5)
+
+
+def test_a_scenes_chunks_side_by_side_give_the_same_bits():
+    """A scene over max_tokens is dealt into chunks; run on a pool (the lite daemon's refinement,
+    torch on one thread) they give exactly the probabilities of running them one by one."""
+    torch.manual_seed(0)
+    model = create_head("scene-transformer", in_dim=TOY_DIM, num_classes=len(TOY_CLASSES), max_tokens=16, **SMALL)
+    rng = np.random.default_rng(5)
+    frames = [toy_frame(rng)[0] for _ in range(6)]  # 72 tokens: 5 chunks
+    origin = frames_origin(frames)
+    ts = join_frames([tokens_from_regions([r], origin=origin) for r in frames])
+
+    def probs(workers: int):
+        seen: set[str] = set()  # the threads the model ran on
+        hook = model.register_forward_pre_hook(lambda m, a: seen.add(threading.current_thread().name))
+        try:
+            return token_probs(model, ts, workers=workers), seen
+        finally:
+            hook.remove()
+
+    (one, one_threads), (pool, pool_threads) = probs(1), probs(3)
+    assert one.shape == (72, len(TOY_CLASSES)) and np.allclose(one.sum(1), 1, atol=1e-5)
+    assert np.array_equal(one, pool)
+    assert one_threads == {threading.current_thread().name} and len(pool_threads) > 1
+    assert all(name.startswith("regiond-chunk") for name in pool_threads)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert chunk_workers(5) == min(5, len(os.sched_getaffinity(0)))
+        torch.set_num_threads(2)
+        assert chunk_workers(5) == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_loss_weights_regions_by_area():
