@@ -109,18 +109,21 @@ def test_bad_pose():
         region_geometry(np.ones((1, 16, 20), bool), _plane(), CAM, np.full((4, 4), np.nan))
 
 
-def test_segment_percentiles_are_numpys_bit_for_bit():
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])  # float32: the points' own
+def test_segment_percentiles_are_numpys_bit_for_bit(dtype):
     from regiond.geometry.stats import _linear_percentiles
 
     rng = np.random.default_rng(7)
     counts = np.array([1, 2, 3, 10, 11, 997, 5000])
     starts = np.cumsum(counts) - counts
-    values = rng.standard_normal((3, counts.sum())) * 3
+    values = (rng.standard_normal((3, counts.sum())) * 3).astype(dtype)
     values[:, starts[4] : starts[4] + 11] = 1.5  # ties
+    wide = values.astype(np.float64)
     for pct in [(10, 90), (0, 100), (50,), (12.5, 37.5, 99.9)]:
         got = _linear_percentiles(values, starts, counts, pct)
-        want = np.stack([np.percentile(values[:, a : a + n].T, pct, axis=0) for a, n in zip(starts, counts)])
-        assert np.array_equal(got, want), pct
+        want = np.stack([np.percentile(wide[:, a : a + n].T, pct, axis=0) for a, n in zip(starts, counts)])
+        assert got.dtype == np.float64 and np.array_equal(got, want), pct
+    assert _linear_percentiles(values, starts[:0], counts[:0], (10, 90)).shape == (0, 2, 3)
 
 
 def test_partition_and_masks_give_the_same_statistics():
