@@ -141,7 +141,8 @@ class SceneSession(StreamSession):
             labels = {int(fl.frame_index): fl.region_labels for fl in refined}
             found = self.objects.finish(cloud, labels or None)
         final = dict(found.frame_ids) if found is not None else {}
-        for fl in refined:
+        for k, fl in enumerate(refined):
+            refined[k] = None  # painted as it is sent, then let go: one frame's map held at a time
             yield pb.SceneUpdate(
                 frame_index=fl.frame_index,
                 refined=pb.RefinedFrame(
