@@ -68,14 +68,25 @@ def _id_pairs(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=8)
+def _class_table(class_ids: tuple, size: int) -> np.ndarray:
+    """Id → class index (K, the 'other' column, for ids not in the classes) of the ids below
+    `size`: the one lookup of label PNGs' ids (read-only: it is shared)."""
+    lut = np.full(size, len(class_ids), np.int64)
+    for j, c in enumerate(class_ids):
+        if 0 <= c < size:
+            lut[c] = j
+    lut.flags.writeable = False
+    return lut
+
+
+@functools.lru_cache(maxsize=8)
 def _class_pairs(class_ids: tuple) -> np.ndarray:
     """For each id pair gt · 256 + pred: its cell of the (K+1)×(K+1) class-pair table."""
     k = len(class_ids)
-    cells = np.full(256, k, np.int64)
-    for j, c in enumerate(class_ids):
-        if 0 <= c < 256:
-            cells[c] = j
-    return (cells[:, None] * (k + 1) + cells[None, :]).ravel()
+    cells = _class_table(class_ids, 256)
+    pairs = (cells[:, None] * (k + 1) + cells[None, :]).ravel()
+    pairs.flags.writeable = False
+    return pairs
 
 
 @dataclass
@@ -98,11 +109,7 @@ class Confusion:
         """Class id → row/column index; K (the 'other' column) for ids not in the classes."""
         k = len(self.class_ids)
         if ids.dtype in (np.uint8, np.uint16):  # label PNGs: one table lookup
-            lut = np.full(1 << (8 * ids.itemsize), k, np.int64)
-            for j, c in enumerate(self.class_ids):
-                if 0 <= c < len(lut):
-                    lut[c] = j
-            return lut[ids]
+            return _class_table(self.class_ids, 1 << (8 * ids.itemsize))[ids]
         ids = ids.astype(np.int64)
         lut = np.full(max(max(self.class_ids, default=0), int(ids.max(initial=0))) + 1, k, np.int64)
         lut[list(self.class_ids)] = np.arange(k)
